@@ -1,0 +1,88 @@
+"""The NumPy reference backend, registered through the ``dynet_api.backends`` entry point
+exactly as a third-party plugin would be."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from dynet_api.backend import Backend
+from dynet_api.hookspecs import BackendSpec, hookimpl
+
+from . import kernels, updates
+
+F32 = np.float32
+
+
+class ReferenceNumpyBackend(Backend):
+    name = "reference_numpy"
+    devices = ("CPU",)
+    dtype = F32
+    forward_kernels = kernels.FWD
+    backward_kernels = kernels.BWD
+
+    def from_numpy(self, a):
+        return np.array(a, dtype=self.dtype)
+
+    def to_numpy(self, t):
+        return np.array(t, dtype=self.dtype)
+
+    def zeros(self, shape):
+        return np.zeros(shape, self.dtype)
+
+    def ones(self, shape):
+        return np.ones(shape, self.dtype)
+
+    def add(self, a, b):
+        return a + b
+
+    def iadd(self, dst, src):
+        dst += src
+
+    def assign(self, dst, a):
+        dst[...] = a
+
+    def fill(self, dst, value):
+        dst.fill(value)
+
+    def scale(self, dst, s, rows=None):
+        if rows is None:
+            dst *= s
+        else:
+            dst[..., list(rows)] *= s
+
+    def clip(self, dst, left, right):
+        np.clip(dst, left, right, out=dst)
+
+    def gather_batch(self, table, rows):
+        return table[..., list(rows)]
+
+    def scatter_add_batch(self, dst, rows, src):
+        np.add.at(dst, (Ellipsis, list(rows)), src)
+
+    def sq_norm(self, t, rows=None):
+        v = t if rows is None else t[..., list(rows)]
+        v = v.astype(np.float64)
+        return float((v * v).sum())
+
+    def update(self, rule: str, w, g, states: list, rows: Sequence[int] | None, hyper: dict) -> None:
+        f = updates.RULES[rule]
+        if rows is None:
+            f(w, g, states, hyper)
+            return
+        r = list(rows)
+        ws, gs, ss = w[..., r], g[..., r], [s[..., r] for s in states]
+        f(ws, gs, ss, hyper)
+        w[..., r] = ws
+        for s, part in zip(states, ss):
+            s[..., r] = part
+
+    def seed(self, seed: int) -> None:
+        kernels.Random.rng = np.random.default_rng(seed)
+
+
+@hookimpl
+def dynet_api_backends():
+    return [BackendSpec("reference_numpy", ReferenceNumpyBackend, priority=0,
+                        description="NumPy reference: the executable specification of every op")]

@@ -1,0 +1,76 @@
+"""dynet_api: DyNet's dynamic-graph programming model on pluggable backends.
+
+``import dynet_api as dy`` runs DyNet 2.x Python programs.  The backend is
+chosen on first use: ``dynet_config.set(backend=...)``, ``--dynet-backend NAME``,
+``DYNET_BACKEND``, else the highest-priority available backend.
+"""
+
+from __future__ import annotations
+
+from . import config as _config
+
+_config.load_from_command_line()
+
+from . import dynet_config  # noqa: E402
+from .dim import Dim  # noqa: E402
+from .functions import *  # noqa: E402,F401,F403
+from .functions import MutableExpression  # noqa: E402,F401
+from .graph import ComputationGraph, Expression, StaleExpressionError  # noqa: E402,F401
+from .io import load, load_generator, save  # noqa: E402,F401
+from .ops import OPS, DimError  # noqa: E402,F401
+from .params import (  # noqa: E402,F401
+    ConstInitializer,
+    FromFileInitializer,
+    GlorotInitializer,
+    IdentityInitializer,
+    LookupParameters,
+    Model,
+    NormalInitializer,
+    NumpyInitializer,
+    ParameterCollection,
+    Parameters,
+    PyInitializer,
+    SaxeInitializer,
+    UniformInitializer,
+)
+from .runtime import set_backend  # noqa: E402,F401
+from .session import (  # noqa: E402,F401
+    DeviceInfo,
+    DynetParams,
+    available_devices,
+    cg,
+    cg_checkpoint,
+    cg_revert,
+    cg_version,
+    dump_cg,
+    get_device_info,
+    init,
+    init_from_params,
+    print_graphviz,
+    print_text_graphviz,
+    renew_cg,
+    reset_random_seed,
+)
+from .tensor import Tensor  # noqa: E402,F401
+from .trainers import (  # noqa: E402,F401
+    AdadeltaTrainer,
+    AdagradTrainer,
+    AdamTrainer,
+    AmsgradTrainer,
+    CyclicalSGDTrainer,
+    EGTrainer,
+    MomentumSGDTrainer,
+    RMSPropTrainer,
+    SimpleSGDTrainer,
+    Trainer,
+)
+
+__version__ = "0.1.0"
+HAVE_CUDA = False
+
+
+def backend_name() -> str:
+    """The name of the backend new graphs run on (chosen now if not yet chosen)."""
+    from . import runtime
+
+    return runtime.backend().name

@@ -1,0 +1,74 @@
+"""Global settings: DyNet's ``--dynet-*`` flags, ``dynet_config.set`` and the environment."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Values in force; None means "not given".
+settings: dict = {
+    "backend": None,
+    "mem": None,
+    "random_seed": 0,
+    "autobatch": 0,
+    "profiling": 0,
+    "weight_decay": 0.0,
+    "shared_parameters": 0,
+    "requested_gpus": 0,
+    "devices": None,
+    "threads": 1,
+}
+_explicit: set[str] = set()  # keys set through dynet_config.set
+
+_FLAGS = {
+    "--dynet-backend": ("backend", str),
+    "--dynet-mem": ("mem", str),
+    "--dynet-seed": ("random_seed", int),
+    "--dynet-autobatch": ("autobatch", int),
+    "--dynet-profiling": ("profiling", int),
+    "--dynet-weight-decay": ("weight_decay", float),
+    "--dynet-gpus": ("requested_gpus", int),
+    "--dynet-devices": ("devices", str),
+    "--dynet-threads": ("threads", int),
+}
+
+
+def parse_argv(argv: list[str]) -> dict:
+    """Read ``--dynet-x VALUE`` / ``--dynet-x=VALUE`` (and ``--dynet_x``); argv is left as it is."""
+    found: dict = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        key, eq, val = arg.partition("=")
+        key = key.replace("_", "-")
+        if key == "--dynet-gpu":
+            found["requested_gpus"] = 1
+        elif key in _FLAGS:
+            name, conv = _FLAGS[key]
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise ValueError(f"{key} needs a value")
+                i += 1
+                val = argv[i]
+            try:
+                found[name] = conv(val)
+            except ValueError:
+                raise ValueError(f"{key}: bad value {val!r}") from None
+        i += 1
+    return found
+
+
+def load_from_command_line() -> None:
+    for k, v in parse_argv(sys.argv[1:]).items():
+        if k not in _explicit:
+            settings[k] = v
+    if settings["backend"] is None and "backend" not in _explicit:
+        settings["backend"] = os.environ.get("DYNET_BACKEND") or None
+
+
+def set_values(**kw) -> None:
+    for k, v in kw.items():
+        if k not in settings and k not in ("gpu_mask",):
+            raise TypeError(f"dynet_config.set: unknown setting {k!r}; known: {', '.join(sorted(settings))}")
+        settings[k] = v
+        _explicit.add(k)

@@ -1,0 +1,87 @@
+"""DyNet's tensor shape: up to 4 column-major data dims plus a separate batch size."""
+
+from __future__ import annotations
+
+from math import prod
+
+
+class Dim:
+    """Immutable shape of an expression's value.
+
+    ``d`` holds the data dims (at least one), ``bd`` the batch size.  ``shape`` is
+    the layout every backend exchanges with NumPy: the data dims followed by the
+    batch as the last axis (kept even when the batch is 1, so kernels never
+    special-case it).
+    """
+
+    __slots__ = ("d", "bd", "shape")
+
+    def __init__(self, d: tuple[int, ...], bd: int = 1) -> None:
+        self.d = d
+        self.bd = bd
+        self.shape = d + (bd,)
+
+    @classmethod
+    def of(cls, d, bd: int = 1, what: str = "dim") -> "Dim":
+        """Validate a user-given dim (an int or a tuple, as DyNet accepts)."""
+        if isinstance(d, bool):
+            raise TypeError(f"{what}: expected an int or a tuple of ints, got {d!r}")
+        if isinstance(d, int):
+            d = (d,)
+        elif isinstance(d, (tuple, list)):
+            d = tuple(d)
+        else:
+            try:  # numpy integers and similar
+                d = (int(d.__index__()),)
+            except AttributeError:
+                raise TypeError(f"{what}: expected an int or a tuple of ints, got {d!r}") from None
+        if not d:
+            d = (1,)
+        out = []
+        for x in d:
+            try:
+                x = x.__index__()
+            except AttributeError:
+                raise TypeError(f"{what}: dims must be integers, got {d!r}") from None
+            if x < 1:
+                raise ValueError(f"{what}: dims must be positive, got {d!r}")
+            out.append(x)
+        if len(out) > 4:
+            raise ValueError(f"{what}: at most 4 data dims are supported, got {tuple(out)}")
+        bd = int(bd)
+        if bd < 1:
+            raise ValueError(f"{what}: batch size must be positive, got {bd}")
+        return cls(tuple(out), bd)
+
+    @property
+    def nd(self) -> int:
+        return len(self.d)
+
+    def size(self) -> int:
+        """Elements of one batch element."""
+        return prod(self.d)
+
+    def total(self) -> int:
+        return prod(self.d) * self.bd
+
+    def rows(self) -> int:
+        return self.d[0]
+
+    def cols(self) -> int:
+        return self.d[1] if len(self.d) > 1 else 1
+
+    def padded(self, nd: int) -> tuple[int, ...]:
+        return self.d + (1,) * (nd - len(self.d))
+
+    def as_tuple(self) -> tuple[tuple[int, ...], int]:
+        return (self.d, self.bd)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Dim) and self.d == other.d and self.bd == other.bd
+
+    def __hash__(self) -> int:
+        return hash((self.d, self.bd))
+
+    def __repr__(self) -> str:
+        s = ",".join(map(str, self.d))
+        return "{" + s + ("X%d" % self.bd if self.bd > 1 else "") + "}"

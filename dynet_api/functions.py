@@ -1,0 +1,651 @@
+"""DyNet's expression functions: thin wrappers that turn Python arguments into op
+attributes and add one node (primitives) or a few (composites)."""
+
+from __future__ import annotations
+
+import builtins
+from numbers import Number
+from typing import Sequence
+
+import numpy as np
+
+from .dim import Dim
+from .graph import Expression, _cg
+from .ops import OPS
+
+_add = _cg.add
+_add1 = _cg.add1
+_leaf = _cg.add_leaf
+_O = OPS
+
+
+# ============================================================ mutable inputs
+
+
+class MutableExpression(Expression):
+    """An input whose value can be changed with ``set`` and the same graph re-run."""
+
+    __slots__ = ("_kind",)
+
+    def set(self, value) -> None:
+        i = self._check()
+        op, ids, attrs = _cg.nodes[i]
+        _cg.nodes[i] = (op, ids, _SETTERS[self._kind](attrs, value))
+        _cg.invalidate(i)
+
+    def set_index(self, value) -> None:
+        self.set(value)
+
+
+def _mutable(e: Expression, kind: str) -> MutableExpression:
+    m = MutableExpression(e.i, e.v)
+    m._kind = kind
+    return m
+
+
+def _set_data(attrs, value):
+    data, d = attrs[0], attrs[-1]
+    a = np.asarray(value, dtype=np.float32).reshape(-1)
+    if a.size != data.size:
+        raise ValueError(f"set: {a.size} values for an input of dim {d} ({data.size} values)")
+    return (a.reshape(data.shape, order="F"), d)
+
+
+def _set_scalar(attrs, value):
+    return (np.full((1, 1), float(value), np.float32), attrs[-1])
+
+
+def _set_lookup(attrs, value):
+    st, old, update, d = attrs
+    idx = (int(value),) if isinstance(value, Number) else tuple(int(i) for i in value)
+    if len(idx) != len(old):
+        raise ValueError(f"set: {len(idx)} indices for a lookup of {len(old)}")
+    _check_rows(st, idx)
+    return (st, idx, update, d)
+
+
+def _set_pick(attrs, value):
+    idx = (int(value),) if isinstance(value, Number) else tuple(int(i) for i in value)
+    if len(idx) != len(attrs[0]):
+        raise ValueError(f"set_index: {len(idx)} indices where the pick has {len(attrs[0])}")
+    return (idx,) + tuple(attrs[1:])
+
+
+def _set_sparse(attrs, value):
+    raise ValueError("set: a sparse input tensor cannot be set")
+
+
+def _set_not_reusable(attrs, value):
+    raise ValueError("set: this input was not created with reusable_expr=True")
+
+
+_SETTERS = {"data": _set_data, "scalar": _set_scalar, "lookup": _set_lookup, "pick": _set_pick,
+            "sparse": _set_sparse, "fixed": _set_not_reusable}
+
+
+def _input(data: np.ndarray, d: Dim, kind: str = "data") -> MutableExpression:
+    return _mutable(_leaf(_O["input"], (data, d)), kind)
+
+
+# ============================================================ inputs
+
+
+def scalarInput(s: float, device: str = "") -> MutableExpression:
+    return _input(np.full((1, 1), float(s), np.float32), Dim((1,)), "scalar")
+
+
+def vecInput(dim: int, device: str = "") -> MutableExpression:
+    d = Dim.of(dim, what="vecInput")
+    return _input(np.zeros(d.shape, np.float32), d)
+
+
+def inputVector(v, device: str = "") -> MutableExpression:
+    a = np.asarray(v, dtype=np.float32).reshape(-1)
+    if a.size == 0:
+        raise ValueError("inputVector: empty vector")
+    return _input(a[:, None].copy(), Dim((a.size,)))
+
+
+def matInput(d1: int, d2: int) -> MutableExpression:
+    """A zero matrix input with ``set`` (DyNet deprecates it; kept working here)."""
+    d = Dim.of((d1, d2), what="matInput")
+    return _input(np.zeros(d.shape, np.float32), d)
+
+
+def inputMatrix(v, d) -> MutableExpression:
+    """A matrix from a flat column-major list (DyNet deprecates it; kept working here)."""
+    dim = Dim.of(d, what="inputMatrix")
+    a = np.asarray(v, dtype=np.float32).reshape(-1)
+    if a.size != dim.size():
+        raise ValueError(f"inputMatrix: {a.size} values for dim {dim}")
+    return _input(a.reshape(dim.shape, order="F"), dim)
+
+
+def inputTensor(arr, batched: bool = False, device: str = "", reusable_expr: bool = False) -> MutableExpression:
+    if isinstance(arr, (list, tuple)) and arr and isinstance(arr[0], np.ndarray):
+        a = np.stack([np.asarray(x, dtype=np.float32) for x in arr], axis=-1)
+        batched = True
+    else:
+        try:
+            a = np.asarray(arr, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"inputTensor: expected an array or nested list of numbers ({e})") from None
+    if a.dtype == object:
+        raise TypeError("inputTensor: expected an array or nested list of numbers")
+    if batched:
+        if a.ndim < 1:
+            raise ValueError("inputTensor(batched=True): needs at least one axis (the batch)")
+        d = Dim.of(a.shape[:-1] or (1,), a.shape[-1], what="inputTensor")
+        data = a.reshape(d.shape)
+    else:
+        d = Dim.of(a.shape or (1,), what="inputTensor")
+        data = a.reshape(d.shape)
+    return _input(np.array(data, dtype=np.float32), d, "data" if reusable_expr else "fixed")
+
+
+def inputTensorTranspose(val, dim=None, batch_size: int = 1, device: str = "") -> MutableExpression:
+    """A tensor from values already in DyNet's column-major order."""
+    a = np.asarray(val, dtype=np.float32).reshape(-1)
+    d = Dim.of(dim if dim is not None else a.size, batch_size, what="inputTensorTranspose")
+    if a.size != d.total():
+        raise ValueError(f"inputTensorTranspose: {a.size} values for dim {d}")
+    return _input(a.reshape(d.shape, order="F"), d)
+
+
+def sparse_inputTensor(idxs, values, shape, batched: bool = False, defval: float = 0, device: str = "") -> MutableExpression:
+    shape = tuple(shape)
+    if batched:
+        d = Dim.of(shape[:-1] or (1,), shape[-1], what="sparse_inputTensor")
+    else:
+        d = Dim.of(shape, what="sparse_inputTensor")
+    dense = np.full(d.shape, float(defval), np.float32)
+    idxs = [np.asarray(ix, dtype=np.int64) for ix in idxs]
+    vals = np.asarray(values, dtype=np.float32)
+    nax = len(shape)
+    if len(idxs) != nax:
+        raise ValueError(f"sparse_inputTensor: {len(idxs)} index arrays for a shape of {nax} axes")
+    for ax, ix in enumerate(idxs):
+        if ix.size != vals.size:
+            raise ValueError(f"sparse_inputTensor: index array {ax} has {ix.size} entries for {vals.size} values")
+        if ix.size and (ix.min() < 0 or ix.max() >= shape[ax]):
+            raise IndexError(f"sparse_inputTensor: index out of range on axis {ax} (size {shape[ax]})")
+    view = dense.reshape(shape)
+    view[tuple(idxs)] = vals
+    return _input(dense, d, "sparse")
+
+
+def one_hot(d: int, idx, device: str = "") -> MutableExpression:
+    ids = [int(idx)] if isinstance(idx, Number) else [int(i) for i in idx]
+    for i in ids:
+        if not 0 <= i < d:
+            raise IndexError(f"one_hot: index {i} out of range for size {d}")
+    dim = Dim.of(d, len(ids), what="one_hot")
+    a = np.zeros(dim.shape, np.float32)
+    a[ids, range(len(ids))] = 1.0
+    return _input(a, dim)
+
+
+def _const(dim, value: float, batch_size: int, what: str) -> Expression:
+    d = Dim.of(dim, batch_size, what=what)
+    return _leaf(_O["constant"], (float(value), d))
+
+
+def zeros(dim, batch_size: int = 1) -> Expression:
+    return _const(dim, 0.0, batch_size, "zeros")
+
+
+zeroes = zeros
+
+
+def ones(dim, batch_size: int = 1) -> Expression:
+    return _const(dim, 1.0, batch_size, "ones")
+
+
+def constant(dim, x: float, batch_size: int = 1) -> Expression:
+    return _const(dim, x, batch_size, "constant")
+
+
+def random_normal(dim, mean: float = 0.0, stddev: float = 1.0, batch_size: int = 1) -> Expression:
+    return _leaf(_O["random_normal"], (float(mean), float(stddev), Dim.of(dim, batch_size, what="random_normal")))
+
+
+def random_bernoulli(dim, p: float, scale: float = 1.0, batch_size: int = 1) -> Expression:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"random_bernoulli: p must be in [0, 1], got {p}")
+    return _leaf(_O["random_bernoulli"], (float(p), float(scale), Dim.of(dim, batch_size, what="random_bernoulli")))
+
+
+def random_uniform(dim, left: float, right: float, batch_size: int = 1) -> Expression:
+    return _leaf(_O["random_uniform"], (float(left), float(right), Dim.of(dim, batch_size, what="random_uniform")))
+
+
+def random_gumbel(dim, mu: float = 0.0, beta: float = 1.0, batch_size: int = 1) -> Expression:
+    return _leaf(_O["random_gumbel"], (float(mu), float(beta), Dim.of(dim, batch_size, what="random_gumbel")))
+
+
+# ============================================================ parameters in the graph
+
+_notice_shown = False
+
+
+def parameter(*args):
+    """Deprecated in DyNet: parameters enter the graph when used.  Returns its arguments."""
+    global _notice_shown
+    if not _notice_shown:
+        import sys
+
+        print("The dy.parameter(...) call is now DEPRECATED.\n"
+              "        There is no longer need to explicitly add parameters to the computation graph.\n"
+              "        Any used parameter will be added automatically.", file=sys.stderr)
+        _notice_shown = True
+    for a in args:
+        a._check()
+    return args[0] if len(args) == 1 else list(args)
+
+
+def const_parameter(*args):
+    out = [a.expr(update=False) if hasattr(a, "_st") and not hasattr(a, "batch") else nobackprop(a) for a in args]
+    return out[0] if len(out) == 1 else out
+
+
+def _check_rows(st, idx) -> None:
+    n = st.dim.bd
+    for i in idx:
+        if not 0 <= i < n:
+            raise IndexError(f"lookup: index {i} out of range for lookup parameter {st.name} with {n} rows")
+
+
+def _lookup(p, idx: tuple, update: bool) -> MutableExpression:
+    st = p._st
+    _check_rows(st, idx)
+    from .params import _check_backend
+
+    _check_backend(st, _cg)
+    d = Dim(st.dim.d, len(idx))
+    return _mutable(_leaf(_O["lookup"], (st, idx, bool(update), d), bool(update)), "lookup")
+
+
+def lookup(p, index: int = 0, update: bool = True) -> MutableExpression:
+    try:
+        i = index.__index__()
+    except AttributeError:
+        raise TypeError(f"lookup: index must be an int, got {type(index).__name__}") from None
+    return _lookup(p, (i,), update)
+
+
+def const_lookup(p, index: int = 0) -> MutableExpression:
+    return lookup(p, index, update=False)
+
+
+def lookup_batch(p, indices: Sequence[int], update: bool = True) -> MutableExpression:
+    idx = tuple(int(i) for i in indices)
+    if not idx:
+        raise ValueError("lookup_batch: empty list of indices")
+    return _lookup(p, idx, update)
+
+
+# ============================================================ arithmetic
+
+
+def cmult(x, y) -> Expression:
+    return _add(_O["cmult"], (x, y))
+
+
+def cdiv(x, y) -> Expression:
+    return _add(_O["cdiv"], (x, y))
+
+
+def colwise_add(x, y) -> Expression:
+    return _add(_O["colwise_add"], (x, y))
+
+
+def affine_transform(exprs: Sequence) -> Expression:
+    return _add(_O["affine_transform"], tuple(exprs))
+
+
+def _nonempty(xs, what):
+    xs = tuple(xs)
+    if not xs:
+        raise ValueError(f"{what}: needs at least one expression")
+    return xs
+
+
+def esum(xs: Sequence) -> Expression:
+    return _add(_O["sum"], _nonempty(xs, "esum"))
+
+
+def average(xs: Sequence) -> Expression:
+    return _add(_O["average"], _nonempty(xs, "average"))
+
+
+def emax(xs: Sequence) -> Expression:
+    xs = _nonempty(xs, "emax")
+    out = xs[0]
+    for x in xs[1:]:
+        out = bmax(out, x)
+    return out
+
+
+def bmin(x, y) -> Expression:
+    return _add(_O["bmin"], (x, y))
+
+
+def bmax(x, y) -> Expression:
+    return _add(_O["bmax"], (x, y))
+
+
+def pow(x, y) -> Expression:  # noqa: A001 - DyNet's name
+    return _add(_O["pow"], (x, y))
+
+
+def dot_product(x, y) -> Expression:
+    return _add(_O["dot_product"], (x, y))
+
+
+def squared_norm(x) -> Expression:
+    return _add1(_O["squared_norm"], x)
+
+
+def l2_norm(x) -> Expression:
+    return _add1(_O["l2_norm"], x)
+
+
+# ============================================================ elementwise unary
+
+
+def _unary(name: str):
+    op = OPS[name]
+
+    def f(x) -> Expression:
+        return _add1(op, x)
+
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = f"Elementwise {name} (op table entry {name!r})."
+    return f
+
+
+tanh = _unary("tanh")
+logistic = _unary("logistic")
+rectify = _unary("rectify")
+selu = _unary("selu")
+softsign = _unary("softsign")
+exp = _unary("exp")
+log = _unary("log")
+sqrt = _unary("sqrt")
+square = _unary("square")
+cube = _unary("cube")
+abs = _unary("abs")  # noqa: A001 - DyNet's name
+log_sigmoid = _unary("log_sigmoid")
+erf = _unary("erf")
+lgamma = _unary("lgamma")
+negate = _unary("negate")
+
+
+def elu(x, alpha: float = 1.0) -> Expression:
+    return _add1(_O["elu"], x, (float(alpha),))
+
+
+# ============================================================ softmax family
+
+
+def softmax(x, d: int = 0) -> Expression:
+    return _add1(_O["softmax"], x, (int(d),))
+
+
+def log_softmax(x, restrict=None) -> Expression:
+    r = None if restrict is None else tuple(int(i) for i in restrict)
+    return _add1(_O["log_softmax"], x, (r,))
+
+
+def logsumexp(xs: Sequence) -> Expression:
+    return _add(_O["logsumexp"], _nonempty(xs, "logsumexp"))
+
+
+def logsumexp_dim(x, d: int = 0) -> Expression:
+    return _add1(_O["logsumexp_dim"], x, (int(d),))
+
+
+# ============================================================ shape
+
+
+def transpose(x, dims: Sequence[int] = (1, 0)) -> Expression:
+    return _add1(_O["transpose"], x, (tuple(int(k) for k in dims),))
+
+
+def reshape(x, d, batch_size: int = 1) -> Expression:
+    xd = _cg.dims[x._check()]
+    new = Dim.of(d, batch_size, what="reshape")
+    if batch_size == 1 and xd.bd > 1 and new.size() == xd.size():
+        new = Dim(new.d, xd.bd)
+    return _add1(_O["reshape"], x, (new,))
+
+
+def concatenate(xs: Sequence, d: int = 0) -> Expression:
+    return _add(_O["concatenate"], _nonempty(xs, "concatenate"), (int(d),))
+
+
+def concatenate_cols(xs: Sequence) -> Expression:
+    return _add(_O["concatenate"], _nonempty(xs, "concatenate_cols"), (1,))
+
+
+def concatenate_to_batch(xs: Sequence) -> Expression:
+    return _add(_O["concatenate_to_batch"], _nonempty(xs, "concatenate_to_batch"))
+
+
+def _ints(v, what) -> tuple[int, ...]:
+    try:
+        return tuple(int(i) for i in v)
+    except TypeError:
+        raise TypeError(f"{what}: expected a list of ints, got {v!r}") from None
+
+
+def select_rows(x, rs: Sequence[int]) -> Expression:
+    return _add1(_O["select_rows"], x, (_ints(rs, "select_rows"),))
+
+
+def select_cols(x, cs: Sequence[int]) -> Expression:
+    return _add1(_O["select_cols"], x, (_ints(cs, "select_cols"),))
+
+
+def pick(x, index: int = 0, dim: int = 0) -> MutableExpression:
+    return _mutable(_add1(_O["pick"], x, ((int(index),), int(dim))), "pick")
+
+
+def pick_batch(x, indices: Sequence[int], dim: int = 0) -> MutableExpression:
+    return _mutable(_add1(_O["pick"], x, (_ints(indices, "pick_batch"), int(dim))), "pick")
+
+
+def pick_batch_elem(x, v: int) -> Expression:
+    return _add1(_O["pick_batch_elems"], x, ((int(v),),))
+
+
+def pick_batch_elems(x, vs: Sequence[int]) -> Expression:
+    return _add1(_O["pick_batch_elems"], x, (_ints(vs, "pick_batch_elems"),))
+
+
+def pickrange(x, s: int, e: int, d: int = 0) -> Expression:
+    return _add1(_O["pickrange"], x, (int(s), int(e), int(d)))
+
+
+pick_range = pickrange
+
+
+def _getitem(x, index):
+    d = _cg.dims[x._check()]
+    if isinstance(index, slice):
+        n = d.d[0]
+        start, stop, step = index.indices(n)
+        if step != 1:
+            raise NotImplementedError("Expression slicing with a step is not supported yet")
+        if stop <= start:
+            raise IndexError(f"empty slice {index} of an expression of dim {d}")
+        return pickrange(x, start, stop)
+    try:
+        i = index.__index__()
+    except AttributeError:
+        raise TypeError(f"Expression indices must be ints or slices, got {type(index).__name__}") from None
+    n = d.d[0]
+    if i < 0:
+        i += n
+    if not 0 <= i < n:
+        raise IndexError(f"index {index} out of range for an expression of dim {d}")
+    return pick(x, i)
+
+
+# ============================================================ reductions
+
+
+def _all_dims(x) -> tuple[int, ...]:
+    return tuple(range(len(_cg.dims[x._check()].d)))
+
+
+def sum_elems(x) -> Expression:
+    return _add1(_O["sum_dim"], x, (_all_dims(x), False))
+
+
+def sum_dim(x, d: Sequence[int], b: bool = False, n: int = 0) -> Expression:
+    return _add1(_O["sum_dim"], x, (_ints(d, "sum_dim"), bool(b)))
+
+
+def sum_batches(x) -> Expression:
+    return _add1(_O["sum_dim"], x, ((), True))
+
+
+def moment_dim(x, d: Sequence[int], r: int, b: bool = False, n: int = 0) -> Expression:
+    return _add1(_O["moment_dim"], x, (_ints(d, "moment_dim"), bool(b), int(r), int(n)))
+
+
+def mean_dim(x, d: Sequence[int], b: bool = False, n: int = 0) -> Expression:
+    return moment_dim(x, d, 1, b, n)
+
+
+def mean_elems(x) -> Expression:
+    return moment_dim(x, _all_dims(x), 1)
+
+
+def mean_batches(x) -> Expression:
+    return moment_dim(x, (), 1, True)
+
+
+# ============================================================ losses
+
+
+def pickneglogsoftmax(x, v: int) -> Expression:
+    return _add1(_O["pickneglogsoftmax"], x, ((int(v),),))
+
+
+def pickneglogsoftmax_batch(x, vs: Sequence[int]) -> Expression:
+    return _add1(_O["pickneglogsoftmax"], x, (_ints(vs, "pickneglogsoftmax_batch"),))
+
+
+def hinge(x, index: int, m: float = 1.0) -> Expression:
+    return _add1(_O["hinge"], x, ((int(index),), float(m)))
+
+
+def hinge_batch(x, indices: Sequence[int], m: float = 1.0) -> Expression:
+    return _add1(_O["hinge"], x, (_ints(indices, "hinge_batch"), float(m)))
+
+
+def binary_log_loss(x, y) -> Expression:
+    return _add(_O["binary_log_loss"], (x, y))
+
+
+def squared_distance(x, y) -> Expression:
+    return _add(_O["squared_distance"], (x, y))
+
+
+def l1_distance(x, y) -> Expression:
+    return _add(_O["l1_distance"], (x, y))
+
+
+def huber_distance(x, y, c: float = 1.345) -> Expression:
+    return _add(_O["huber_distance"], (x, y), (float(c),))
+
+
+# ============================================================ gradient control
+
+
+def nobackprop(x) -> Expression:
+    return _add1(_O["nobackprop"], x)
+
+
+def flip_gradient(x) -> Expression:
+    return _add1(_O["scale_gradient"], x, (-1.0,))
+
+
+def scale_gradient(x, lambd: float = 1.0) -> Expression:
+    return _add1(_O["scale_gradient"], x, (float(lambd),))
+
+
+def argmax(x, gradient_mode: str = "zero_gradient") -> Expression:
+    if gradient_mode not in ("zero_gradient", "straight_through_gradient"):
+        raise ValueError(f"argmax: gradient_mode must be 'zero_gradient' or 'straight_through_gradient', got {gradient_mode!r}")
+    return _add1(_O["argmax"], x, (gradient_mode == "straight_through_gradient",))
+
+
+# ============================================================ dropout and noise (composites)
+
+
+def _mask(x, p: float, shape_of, what: str) -> Expression:
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{what}: p must be in [0, 1), got {p}")
+    d, bd = shape_of(_cg.dims[x._check()])
+    return random_bernoulli(d, 1.0 - p, 1.0 / (1.0 - p), bd)
+
+
+def dropout(x, p: float) -> Expression:
+    if p == 0:
+        return x
+    return cmult(x, _mask(x, p, lambda d: (d.d, d.bd), "dropout"))
+
+
+def dropout_dim(x, d: int, p: float) -> Expression:
+    def shape(xd):
+        if not 0 <= d < len(xd.d):
+            raise ValueError(f"dropout_dim: dimension {d} out of range for {xd}")
+        dd = list(xd.d)
+        dd[d] = 1
+        return tuple(dd), xd.bd
+
+    if p == 0:
+        return x
+    return cmult(x, _mask(x, p, shape, "dropout_dim"))
+
+
+def dropout_batch(x, p: float) -> Expression:
+    if p == 0:
+        return x
+    return cmult(x, _mask(x, p, lambda d: ((1,), d.bd), "dropout_batch"))
+
+
+def block_dropout(x, p: float) -> Expression:
+    if p == 0:
+        return x
+    return cmult(x, _mask(x, p, lambda d: ((1,), 1), "block_dropout"))
+
+
+def noise(x, stddev: float) -> Expression:
+    d = _cg.dims[x._check()]
+    return x + random_normal(d.d, 0.0, stddev, d.bd)
+
+
+# ============================================================ evaluation helpers
+
+
+def forward(exprs: Sequence, recalculate: bool = False) -> None:
+    exprs = list(exprs)
+    if not exprs:
+        return
+    if recalculate:
+        _cg.invalidate(0)
+    _cg.forward_to(builtins.max(e._check() for e in exprs))
+
+
+def values(exprs: Sequence, recalculate: bool = False) -> list:
+    forward(exprs, recalculate)
+    return [e.value() for e in exprs]
+
+
+def npvalues(exprs: Sequence, recalculate: bool = False) -> list:
+    forward(exprs, recalculate)
+    return [e.npvalue() for e in exprs]

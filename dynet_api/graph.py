@@ -1,0 +1,470 @@
+"""The computation graph and the Expression handle.
+
+A graph is three parallel lists (nodes, dims, needs-gradient flags); adding a
+node is a shape-rule call and three appends.  Evaluation is lazy and
+incremental: ``forward_to(i)`` runs the nodes not yet evaluated up to ``i``.
+Execution belongs to an executor: the backend's own (a whole-graph fast path)
+or :class:`PyExecutor`, which calls the backend's kernels node by node.
+
+There is one graph per process, as in DyNet; ``renew_cg`` empties it and bumps
+its version, and an Expression from an older version raises
+:class:`StaleExpressionError` wherever it is used.
+"""
+
+from __future__ import annotations
+
+from numbers import Number
+
+import numpy as np
+
+from . import runtime
+from .dim import Dim
+from .ops import OP_LIST, OPS
+
+
+class StaleExpressionError(ValueError, RuntimeError):
+    """An expression from a graph that ``renew_cg()`` has discarded."""
+
+
+_ADD, _NEG, _PLUS_C, _C_MINUS, _SMUL = OPS["add"], OPS["negate"], OPS["plus_const"], OPS["const_minus"], OPS["scalar_mult"]
+_MATMUL, _CMULT, _CDIV, _POW = OPS["matmul"], OPS["cmult"], OPS["cdiv"], OPS["pow"]
+_PARAM, _LOOKUP, _INPUT = OPS["parameter"], OPS["lookup"], OPS["input"]
+
+
+class PyExecutor:
+    """Runs a graph one node at a time through the backend's kernel tables."""
+
+    def __init__(self, cg: "ComputationGraph", backend) -> None:
+        self.cg = cg
+        self.backend = backend
+        self.fwd = [backend.forward_kernels.get(o.name) for o in OP_LIST]
+        self.bwd = [backend.backward_kernels.get(o.name) for o in OP_LIST]
+        self.vals: list = []
+        self.grads: list | None = None
+
+    def reset(self) -> None:
+        self.vals = []
+        self.grads = None
+
+    def truncate(self, n: int) -> None:
+        del self.vals[n:]
+        self.grads = None
+
+    def invalidate(self, i: int) -> None:
+        pass
+
+    def forward(self, a: int, b: int) -> None:
+        cg = self.cg
+        nodes, dims, vals, fwd = cg.nodes, cg.dims, self.vals, self.fwd
+        if len(vals) < b:
+            vals.extend([None] * (b - len(vals)))
+        for j in range(a, b):
+            op, ids, attrs = nodes[j]
+            vals[j] = fwd[op.id]([vals[k] for k in ids], attrs, dims[j])
+            if cg.check_validity:
+                cg.check_value(j)
+
+    def backward(self, i: int, full: bool) -> None:
+        cg = self.cg
+        be = self.backend
+        nodes, dims, vals, ng, bwd = cg.nodes, cg.dims, self.vals, cg.ng, self.bwd
+        grads: list = [None] * (i + 1)
+        grads[i] = be.ones(dims[i].shape)
+        add = be.add
+        for j in range(i, -1, -1):
+            g = grads[j]
+            if g is None:
+                continue
+            op, ids, attrs = nodes[j]
+            if not ids:
+                if op is _PARAM:
+                    if attrs[1]:
+                        st = attrs[0]
+                        be.iadd(st.grad, g)
+                        st.has_grad = True
+                elif op is _LOOKUP and attrs[2]:
+                    st = attrs[0]
+                    be.scatter_add_batch(st.grad, attrs[1], g)
+                    st.touched.update(attrs[1])
+                continue
+            xs = None
+            for k, a in enumerate(ids):
+                if not (ng[a] or full) or k in op.nograd:
+                    continue
+                if xs is None:
+                    xs = [vals[m] for m in ids]
+                dx = bwd[op.id](xs, vals[j], g, attrs, dims[j], k)
+                ga = grads[a]
+                grads[a] = dx if ga is None else add(ga, dx)
+        self.grads = grads
+
+    def value(self, i: int):
+        return self.vals[i]
+
+    def gradient(self, i: int):
+        if self.grads is None:
+            return None
+        return self.grads[i] if i < len(self.grads) else None
+
+
+class ComputationGraph:
+    """DyNet's single global graph; use ``dy.renew_cg()``, never the constructor."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.immediate = False
+        self.check_validity = False
+        self.backend = None
+        self.executor = None
+        self.supported: frozenset | None = None
+        self.nodes: list = []
+        self.dims: list = []
+        self.ng: list = []
+        self.n_eval = 0
+        self.backward_done = False
+        self._checkpoints: list[int] = []
+
+    # ------------------------------------------------------------ lifecycle
+    def _bind(self) -> frozenset:
+        be = runtime.backend()
+        if self.executor is None or self.backend is not be:
+            self.backend = be
+            self.executor = be.make_executor(self) or PyExecutor(self, be)
+        self.supported = be.supported_ops()
+        return self.supported
+
+    def renew(self, immediate_compute: bool = False, check_validity: bool = False, autobatching=None) -> "ComputationGraph":
+        self.version += 1
+        self.nodes = []
+        self.dims = []
+        self.ng = []
+        self.n_eval = 0
+        self.backward_done = False
+        self._checkpoints = []
+        self.immediate = bool(immediate_compute)
+        self.check_validity = bool(check_validity) and self.immediate
+        if self.backend is not None and self.backend is not runtime.backend():
+            self.backend = None
+            self.executor = None
+        self.supported = None
+        if self.executor is not None:
+            self.executor.reset()
+        return self
+
+    def checkpoint(self) -> None:
+        self._checkpoints.append(len(self.nodes))
+
+    def revert(self) -> None:
+        if not self._checkpoints:
+            raise RuntimeError("cg_revert: no checkpoint to revert to (call cg_checkpoint first)")
+        n = self._checkpoints.pop()
+        del self.nodes[n:], self.dims[n:], self.ng[n:]
+        self.n_eval = min(self.n_eval, n)
+        if self.executor is not None:
+            self.executor.truncate(n)
+
+    # ------------------------------------------------------------ building
+    def _resolve(self, op, x):
+        try:
+            if x.v == self.version:
+                return x.i
+            return x._node(self)
+        except AttributeError:
+            raise TypeError(f"{op.name}: expected an Expression, got {type(x).__name__} {x!r}") from None
+
+    def add(self, op, args, attrs=None) -> "Expression":
+        """Append a node; validates operands and the shape before touching the graph."""
+        supported = self.supported
+        if supported is None:
+            supported = self._bind()
+        ver = self.version
+        ids = []
+        for x in args:
+            try:
+                ids.append(x.i if x.v == ver else x._node(self))
+            except AttributeError:
+                raise TypeError(f"{op.name}: expected an Expression, got {type(x).__name__} {x!r}") from None
+        dims = self.dims
+        d = op.shape(op, [dims[k] for k in ids], attrs)
+        if op.name not in supported:
+            raise NotImplementedError(f"{op.name}: not supported by backend {self.backend.name!r}")
+        ng = self.ng
+        n = len(self.nodes)
+        self.nodes.append((op, tuple(ids), attrs))
+        dims.append(d)
+        ng.append(False if op.nograd else any(ng[k] for k in ids))
+        e = Expression(n, ver)
+        if self.immediate:
+            self.forward_to(n)
+        return e
+
+    def add1(self, op, x, attrs=None) -> "Expression":
+        """``add`` for one operand: the hot path of elementwise ops."""
+        supported = self.supported
+        if supported is None:
+            supported = self._bind()
+        try:
+            k = x.i if x.v == self.version else x._node(self)
+        except AttributeError:
+            raise TypeError(f"{op.name}: expected an Expression, got {type(x).__name__} {x!r}") from None
+        d = op.shape(op, (self.dims[k],), attrs)
+        if op.name not in supported:
+            raise NotImplementedError(f"{op.name}: not supported by backend {self.backend.name!r}")
+        n = len(self.nodes)
+        self.nodes.append((op, (k,), attrs))
+        self.dims.append(d)
+        self.ng.append(self.ng[k] and not op.nograd)
+        e = Expression(n, self.version)
+        if self.immediate:
+            self.forward_to(n)
+        return e
+
+    def add_leaf(self, op, attrs, needs_grad: bool = False) -> "Expression":
+        supported = self.supported
+        if supported is None:
+            supported = self._bind()
+        if op.name not in supported:
+            raise NotImplementedError(f"{op.name}: not supported by backend {self.backend.name!r}")
+        n = len(self.nodes)
+        self.nodes.append((op, (), attrs))
+        self.dims.append(attrs[-1])
+        self.ng.append(needs_grad)
+        e = Expression(n, self.version)
+        if self.immediate:
+            self.forward_to(n)
+        return e
+
+    # ------------------------------------------------------------ evaluation
+    def forward_to(self, i: int) -> None:
+        if i >= self.n_eval:
+            if self.supported is None:
+                self._bind()
+            self.executor.forward(self.n_eval, i + 1)
+            self.n_eval = i + 1
+
+    def invalidate(self, i: int = 0) -> None:
+        """Values from node ``i`` on must be recomputed (an input was ``set``)."""
+        if i < self.n_eval:
+            self.n_eval = i
+        if self.executor is not None:
+            self.executor.invalidate(i)
+
+    def backward(self, i: int, full: bool = False) -> None:
+        d = self.dims[i]
+        if d.d != (1,) or d.bd != 1:
+            raise ValueError(
+                f"backward: the expression must be a scalar of batch size 1, got {d}"
+                + (" (sum a batched loss with sum_batches first)" if d.bd > 1 else "")
+            )
+        self.forward_to(i)
+        self.executor.backward(i, full)
+        self.backward_done = True
+
+    def check_value(self, j: int) -> None:
+        a = self.backend.to_numpy(self.executor.value(j))
+        if not np.isfinite(a).all():
+            op = self.nodes[j][0]
+            raise RuntimeError(f"check_validity: {op.name} (node {j}) produced NaN or Inf")
+
+    def value_array(self, i: int) -> np.ndarray:
+        self.forward_to(i)
+        return self.backend.to_numpy(self.executor.value(i))
+
+    def version_(self) -> int:
+        return self.version
+
+    # DyNet's ComputationGraph methods --------------------------------------
+    def forward(self, e=None):
+        i = len(self.nodes) - 1 if e is None else _index(e)
+        self.forward_to(i)
+
+    def inc_forward(self, e=None):
+        self.forward(e)
+
+    def print_graphviz(self) -> None:
+        print(graphviz_text(self))
+
+    def __repr__(self) -> str:
+        return f"<ComputationGraph version {self.version}, {len(self.nodes)} nodes>"
+
+
+def _index(e) -> int:
+    if isinstance(e, Expression):
+        return e.i
+    return int(e)
+
+
+def graphviz_text(cg: ComputationGraph) -> str:
+    lines = ["digraph G {", "  rankdir=BT;", "  nodesep=.05;"]
+    for j, (op, ids, _attrs) in enumerate(cg.nodes):
+        lines.append(f'  N{j} [label="v{j} = {op.name}({", ".join("v%d" % k for k in ids)}) {cg.dims[j]}"];')
+        for k in ids:
+            lines.append(f"  N{k} -> N{j};")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+_cg = ComputationGraph()
+
+
+def cg() -> ComputationGraph:
+    return _cg
+
+
+# ============================================================== Expression
+
+
+def _stale(e) -> StaleExpressionError:
+    return StaleExpressionError(
+        f"Attempt to use a stale expression (node {e.i} of graph version {e.v}; the current graph is "
+        f"version {_cg.version}). Expressions cannot be used after renew_cg()."
+    )
+
+
+class Expression:
+    """A node of the current graph; cheap to create (two ints)."""
+
+    __slots__ = ("i", "v")
+
+    def __init__(self, i: int, v: int) -> None:
+        self.i = i
+        self.v = v
+
+    def _node(self, cg: ComputationGraph) -> int:
+        raise _stale(self)
+
+    def _check(self) -> int:
+        if self.v != _cg.version:
+            return self._node(_cg)
+        return self.i
+
+    # ---- shape and values
+    def dim(self) -> tuple[tuple[int, ...], int]:
+        return _cg.dims[self._check()].as_tuple()
+
+    def _array(self, recalculate: bool) -> tuple[np.ndarray, Dim]:
+        i = self._check()
+        if recalculate:
+            _cg.invalidate(0)
+        d = _cg.dims[i]
+        return _cg.value_array(i), d
+
+    def npvalue(self, recalculate: bool = False) -> np.ndarray:
+        a, d = self._array(recalculate)
+        return a.reshape(d.d) if d.bd == 1 else a
+
+    def value(self, recalculate: bool = False):
+        a, d = self._array(recalculate)
+        if len(d.d) == 1:
+            if d.d[0] * d.bd == 1:
+                return float(a.reshape(-1)[0])
+            return a.reshape(-1, order="F").tolist()
+        return a.reshape(d.d) if d.bd == 1 else a
+
+    def scalar_value(self, recalculate: bool = False) -> float:
+        a, d = self._array(recalculate)
+        if a.size != 1:
+            raise ValueError(f"scalar_value: the expression has {a.size} values (dim {d}); use npvalue()")
+        return float(a.reshape(-1)[0])
+
+    def vec_value(self, recalculate: bool = False) -> list[float]:
+        a, _ = self._array(recalculate)
+        return a.reshape(-1, order="F").tolist()
+
+    def tensor_value(self, recalculate: bool = False):
+        from .tensor import Tensor
+
+        return Tensor(self.npvalue(recalculate))
+
+    def forward(self, recalculate: bool = False) -> None:
+        i = self._check()
+        if recalculate:
+            _cg.invalidate(0)
+        _cg.forward_to(i)
+
+    def incremental_forward(self) -> None:
+        _cg.forward_to(self._check())
+
+    def backward(self, full: bool = False) -> None:
+        _cg.backward(self._check(), full)
+
+    def gradient(self) -> np.ndarray:
+        i = self._check()
+        if not _cg.backward_done:
+            raise RuntimeError(f"Requested gradient for node {i}, but backward() was not run on this graph")
+        d = _cg.dims[i]
+        g = _cg.executor.gradient(i)
+        a = np.zeros(d.shape, np.float32) if g is None else _cg.backend.to_numpy(g)
+        return a.reshape(d.d) if d.bd == 1 else a
+
+    # ---- operators (DyNet: ``*`` of two expressions is a matrix product)
+    def __add__(self, other):
+        if isinstance(other, Number):
+            return _cg.add1(_PLUS_C, self, (float(other),))
+        return _cg.add(_ADD, (self, other))
+
+    def __radd__(self, other):
+        if isinstance(other, Number):
+            return _cg.add1(_PLUS_C, self, (float(other),))
+        return NotImplemented
+
+    def __sub__(self, other):
+        if isinstance(other, Number):
+            return _cg.add1(_PLUS_C, self, (-float(other),))
+        return _cg.add(_ADD, (self, _cg.add1(_NEG, other)))
+
+    def __rsub__(self, other):
+        if isinstance(other, Number):
+            return _cg.add1(_C_MINUS, self, (float(other),))
+        return NotImplemented
+
+    def __neg__(self):
+        return _cg.add1(_NEG, self)
+
+    def __mul__(self, other):
+        if isinstance(other, Number):
+            return _cg.add1(_SMUL, self, (float(other),))
+        if not isinstance(other, Expression):
+            return NotImplemented
+        dims = _cg.dims
+        a, b = dims[self._check()], dims[other._check()]
+        if a.d == (1,) or b.d == (1,) or a.d == (1, 1) or b.d == (1, 1):
+            return _cg.add(_CMULT, (self, other))
+        return _cg.add(_MATMUL, (self, other))
+
+    def __rmul__(self, other):
+        if isinstance(other, Number):
+            return _cg.add1(_SMUL, self, (float(other),))
+        return NotImplemented
+
+    def __truediv__(self, other):
+        if isinstance(other, Number):
+            if other == 0:
+                raise ZeroDivisionError("Expression / 0")
+            return _cg.add1(_SMUL, self, (1.0 / float(other),))
+        if isinstance(other, Expression):
+            return _cg.add(_CDIV, (self, other))
+        return NotImplemented
+
+    def __rtruediv__(self, other):
+        raise NotImplementedError("number / Expression is not supported (as in DyNet); use cdiv")
+
+    def __pow__(self, other):
+        if isinstance(other, Number):
+            from .functions import scalarInput
+
+            other = scalarInput(float(other))
+        return _cg.add(_POW, (self, other))
+
+    def __getitem__(self, index):
+        from . import functions as F
+
+        return F._getitem(self, index)
+
+    def __str__(self) -> str:
+        return f"expression {self.i}/{self.v}"
+
+    __repr__ = __str__
+
+    # Python must not treat an expression as a sequence by accident.
+    __iter__ = None

@@ -1,0 +1,432 @@
+"""The op table: every primitive op declared once.
+
+An entry names the op, its arity, its attributes, its shape rule (``Dim`` in,
+``Dim`` out, raising :class:`DimError` that names the op and the dims), which
+inputs carry a gradient, and the input domain the conformance suite samples
+from.  The public functions in :mod:`dynet_api.expressions`, the graph, the
+``backends`` listing and the conformance engine all read this table; a backend
+implements one forward and one backward kernel per entry, keyed by ``name``.
+
+Composite functions (``dropout``, ``noise``, ``emax``, ``layer_norm``...) are
+written in :mod:`dynet_api.expressions` over these primitives and need no
+kernels of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .dim import Dim
+
+
+class DimError(ValueError):
+    """A shape rule rejected its operands; raised before the graph changes."""
+
+
+@dataclass(eq=False)
+class OpDef:
+    name: str
+    nargs: int  # -1: variadic (at least one)
+    shape: Callable[["OpDef", list, Any], Dim]
+    attrs: tuple[str, ...] = ()
+    doc: str = ""
+    # Inputs that never receive a gradient (indices into the argument list).
+    nograd: tuple[int, ...] = ()
+    # Sampling domain of each input for the conformance suite: "any", "pos"
+    # (> 0), "unit" (-1, 1), "prob" (0, 1), "gt1" (> 1), "away0" (|x| > 0.1).
+    domain: tuple[str, ...] = ("any",)
+    leaf: bool = False  # inputs, constants, random tensors, parameters
+    random: bool = False
+    # Elementwise kinks: the finite-difference check keeps inputs this far from
+    # these points so the central difference is well defined.
+    kinks: tuple[float, ...] = ()
+    smooth: bool = True  # False: gradient checked against the reference only
+    id: int = field(default=-1)
+
+    def fail(self, dims, msg: str = "") -> "DimError":
+        shown = " ".join(repr(d) for d in dims)
+        return DimError(f"{self.name}: {msg + ': ' if msg else ''}got [{shown}]")
+
+
+OPS: dict[str, OpDef] = {}
+OP_LIST: list[OpDef] = []
+
+
+def _op(name, nargs, shape, **kw) -> OpDef:
+    op = OpDef(name, nargs, shape, **kw)
+    op.id = len(OP_LIST)
+    OPS[name] = op
+    OP_LIST.append(op)
+    return op
+
+
+# ---------------------------------------------------------------- shape rules
+
+
+def _batch(op, dims) -> int:
+    bd = 1
+    for d in dims:
+        if d.bd != 1:
+            if bd != 1 and d.bd != bd:
+                raise op.fail(dims, "batch sizes must match or be 1")
+            bd = d.bd
+    return bd
+
+
+def s_leaf(op, dims, attrs):
+    return attrs[-1]  # leaves carry their Dim as the last attribute
+
+
+def s_same(op, dims, attrs):
+    return dims[0]
+
+
+def s_broadcast(op, dims, attrs):
+    """Elementwise with DyNet's broadcasting of size-1 dims and of batch 1."""
+    a, b = dims
+    if a.d == b.d:
+        if a.bd == b.bd:
+            return a
+        return Dim(a.d, _batch(op, dims))
+    nd = max(len(a.d), len(b.d))
+    pa, pb = a.padded(nd), b.padded(nd)
+    out = []
+    for x, y in zip(pa, pb):
+        if x != y and x != 1 and y != 1:
+            raise op.fail(dims, "dims must match or be 1")
+        out.append(max(x, y))
+    while len(out) > 1 and out[-1] == 1:
+        out.pop()
+    return Dim(tuple(out), _batch(op, dims))
+
+
+def s_same_all(op, dims, attrs):
+    """All operands have the same data dims; batch 1 broadcasts."""
+    d0 = dims[0].d
+    for d in dims:
+        if d.d != d0:
+            raise op.fail(dims, "all operands must have the same dims")
+    return Dim(d0, _batch(op, dims))
+
+
+def s_matmul(op, dims, attrs):
+    a, b = dims
+    if len(a.d) > 2 or len(b.d) > 2:
+        raise op.fail(dims, "cannot multiply tensors of more than 2 dims")
+    if a.cols() != b.rows():
+        raise DimError(f"Mismatched input dimensions in MatrixMultiply: [{a} {b}]")
+    bd = _batch(op, dims)
+    if len(b.d) == 1:
+        return Dim((a.rows(),), bd)
+    return Dim((a.rows(), b.cols()), bd)
+
+
+def s_affine(op, dims, attrs):
+    if len(dims) % 2 != 1:
+        raise op.fail(dims, "expects [b, W1, x1, W2, x2, ...]")
+    bias = dims[0]
+    out = None
+    for k in range(1, len(dims), 2):
+        p = s_matmul(op, [dims[k], dims[k + 1]], None)
+        if out is not None and p.d != out:
+            raise op.fail(dims, "every W*x must have the same dims")
+        out = p.d
+    if out is None:
+        return bias
+    # The bias matches W*x, or is a vector added to every column.
+    if bias.d != out and not (bias.d[0] == out[0] and bias.size() == bias.d[0]):
+        raise op.fail(dims, "the bias must match W*x or be a vector with as many rows")
+    return Dim(out, _batch(op, dims))
+
+
+def s_colwise_add(op, dims, attrs):
+    x, b = dims
+    if len(b.d) != 1 and b.d[1:] != (1,) * (len(b.d) - 1) or b.d[0] != x.d[0] or len(x.d) > 2:
+        raise op.fail(dims, "needs a matrix and a vector with as many rows")
+    return Dim(x.d, _batch(op, dims))
+
+
+def s_scalar_out(op, dims, attrs):
+    return Dim((1,), _batch(op, dims))
+
+
+def s_pow(op, dims, attrs):
+    if dims[1].size() != 1:
+        raise op.fail(dims, "the exponent must be a scalar")
+    return Dim(dims[0].d, _batch(op, dims))
+
+
+def s_dot(op, dims, attrs):
+    if dims[0].d != dims[1].d:
+        raise op.fail(dims, "operands must have the same dims")
+    return Dim((1,), _batch(op, dims))
+
+
+def s_nobatch_pair_scalar(op, dims, attrs):
+    for d in dims:
+        if d.bd != 1:
+            raise op.fail(dims, "does not support batched input")
+    if dims[0].d != dims[1].d:
+        raise op.fail(dims, "operands must have the same dims")
+    return Dim((1,))
+
+
+def _check_axis(op, dims, d, nd):
+    if not 0 <= d < nd:
+        raise op.fail(dims, f"dimension {d} out of range")
+
+
+def s_softmax(op, dims, attrs):
+    x = dims[0]
+    d = attrs[0]
+    if len(x.d) > 2:
+        raise op.fail(dims, "supports vectors and matrices")
+    _check_axis(op, dims, d, 2)
+    return x
+
+
+def s_log_softmax(op, dims, attrs):
+    x = dims[0]
+    if len(x.d) > 2:
+        raise op.fail(dims, "supports vectors and matrices")
+    restrict = attrs[0]
+    if restrict is not None:
+        if x.bd != 1 or len(x.d) != 1:
+            raise op.fail(dims, "restricted log_softmax needs an unbatched vector")
+        for i in restrict:
+            if not 0 <= i < x.d[0]:
+                raise op.fail(dims, f"restrict index {i} out of range")
+    return x
+
+
+def _delete_dims(d: tuple[int, ...], gone) -> tuple[int, ...]:
+    out = tuple(n for k, n in enumerate(d) if k not in gone)
+    return out or (1,)
+
+
+def s_reduce_dim(op, dims, attrs):
+    x = dims[0]
+    axes = attrs[0]
+    for a in axes:
+        _check_axis(op, dims, a, len(x.d))
+    if len(set(axes)) != len(axes):
+        raise op.fail(dims, f"repeated dimension in {list(axes)}")
+    return Dim(_delete_dims(x.d, set(axes)), 1 if attrs[1] else x.bd)
+
+
+def s_logsumexp_dim(op, dims, attrs):
+    x = dims[0]
+    _check_axis(op, dims, attrs[0], len(x.d))
+    return Dim(_delete_dims(x.d, {attrs[0]}), x.bd)
+
+
+def s_transpose(op, dims, attrs):
+    x = dims[0]
+    perm = attrs[0]
+    nd = max(len(perm), len(x.d))
+    if sorted(perm) != list(range(len(perm))) or len(perm) < len(x.d):
+        raise op.fail(dims, f"{list(perm)} is not a permutation of the dims")
+    p = x.padded(nd)
+    out = tuple(p[k] for k in perm)
+    while len(out) > 1 and out[-1] == 1:
+        out = out[:-1]
+    return Dim(out, x.bd)
+
+
+def s_reshape(op, dims, attrs):
+    x = dims[0]
+    new = attrs[0]
+    if new.total() != x.total():
+        raise DimError(f"reshape: cannot reshape {x} ({x.total()} values) to {new} ({new.total()} values)")
+    return new
+
+
+def s_concat(op, dims, attrs):
+    d = attrs[0]
+    if not 0 <= d <= 3:
+        raise op.fail(dims, f"dimension {d} out of range")
+    nd = max(max(len(x.d) for x in dims), d + 1)
+    first = list(dims[0].padded(nd))
+    total = 0
+    for x in dims:
+        p = x.padded(nd)
+        for k in range(nd):
+            if k != d and p[k] != first[k]:
+                raise op.fail(dims, f"dims must match except along dimension {d}")
+        total += p[d]
+    first[d] = total
+    while len(first) > 1 and first[-1] == 1:
+        first.pop()
+    return Dim(tuple(first), _batch(op, dims))
+
+
+def s_concat_to_batch(op, dims, attrs):
+    d0 = dims[0].d
+    for x in dims:
+        if x.d != d0:
+            raise op.fail(dims, "all operands must have the same dims")
+    return Dim(d0, sum(x.bd for x in dims))
+
+
+def _check_indices(op, dims, idx, n, what):
+    for i in idx:
+        if not 0 <= i < n:
+            raise IndexError(f"{op.name}: {what} {i} out of range for {dims[0]} (size {n})")
+
+
+def s_select_rows(op, dims, attrs):
+    x = dims[0]
+    if len(x.d) > 2:
+        raise op.fail(dims, "supports vectors and matrices")
+    _check_indices(op, dims, attrs[0], x.d[0], "row")
+    return Dim((len(attrs[0]),) + x.d[1:], x.bd)
+
+
+def s_select_cols(op, dims, attrs):
+    x = dims[0]
+    if len(x.d) > 2:
+        raise op.fail(dims, "supports vectors and matrices")
+    _check_indices(op, dims, attrs[0], x.cols(), "column")
+    return Dim((x.d[0], len(attrs[0])), x.bd)
+
+
+def s_pick(op, dims, attrs):
+    x = dims[0]
+    idx, d = attrs
+    _check_axis(op, dims, d, len(x.d))
+    _check_indices(op, dims, idx, x.d[d], "index")
+    bd = x.bd
+    if len(idx) > 1:
+        if bd != 1 and bd != len(idx):
+            raise op.fail(dims, f"{len(idx)} indices for batch size {bd}")
+        bd = len(idx)
+    return Dim(_delete_dims(x.d, {d}), bd)
+
+
+def s_pick_batch_elems(op, dims, attrs):
+    x = dims[0]
+    _check_indices(op, dims, attrs[0], x.bd, "batch element")
+    return Dim(x.d, len(attrs[0]))
+
+
+def s_pickrange(op, dims, attrs):
+    x = dims[0]
+    s, e, d = attrs
+    _check_axis(op, dims, d, len(x.d))
+    if not 0 <= s < e <= x.d[d]:
+        raise IndexError(f"{op.name}: range [{s}, {e}) out of bounds for {x} along dimension {d}")
+    out = list(x.d)
+    out[d] = e - s
+    return Dim(tuple(out), x.bd)
+
+
+def s_class_loss(op, dims, attrs):
+    x = dims[0]
+    idx = attrs[0]
+    if len(x.d) != 1:
+        raise op.fail(dims, "needs a vector of scores")
+    if len(idx) != x.bd:
+        raise op.fail(dims, f"{len(idx)} indices for batch size {x.bd} (use the _batch form)")
+    _check_indices(op, dims, idx, x.d[0], "index")
+    return Dim((1,), x.bd)
+
+
+def s_argmax(op, dims, attrs):
+    x = dims[0]
+    if len(x.d) != 1:
+        raise op.fail(dims, "supports vectors only")
+    return x
+
+
+# ---------------------------------------------------------------- the table
+
+D_ANY, D_POS, D_UNIT, D_PROB, D_GT1 = "any", "pos", "unit", "prob", "gt1"
+
+# Leaves: attrs end with the node's Dim.
+_op("input", 0, s_leaf, leaf=True, attrs=("data", "dim"), doc="A tensor from host data.")
+_op("constant", 0, s_leaf, leaf=True, attrs=("value", "dim"), doc="A tensor filled with one value.")
+_op("random_normal", 0, s_leaf, leaf=True, random=True, attrs=("mean", "stddev", "dim"), doc="N(mean, stddev^2) samples.")
+_op("random_bernoulli", 0, s_leaf, leaf=True, random=True, attrs=("p", "scale", "dim"), doc="Bernoulli(p) * scale samples.")
+_op("random_uniform", 0, s_leaf, leaf=True, random=True, attrs=("left", "right", "dim"), doc="U(left, right) samples.")
+_op("random_gumbel", 0, s_leaf, leaf=True, random=True, attrs=("mu", "beta", "dim"), doc="Gumbel(mu, beta) samples.")
+_op("parameter", 0, s_leaf, leaf=True, attrs=("storage", "update", "dim"), doc="A parameter's value.")
+_op("lookup", 0, s_leaf, leaf=True, attrs=("storage", "indices", "update", "dim"), doc="Rows of a lookup table, one per batch element.")
+
+# Arithmetic.
+_op("add", 2, s_broadcast, doc="x + y with broadcasting.")
+_op("negate", 1, s_same, doc="-x.")
+_op("plus_const", 1, s_same, attrs=("c",), doc="x + c.")
+_op("const_minus", 1, s_same, attrs=("c",), doc="c - x.")
+_op("scalar_mult", 1, s_same, attrs=("c",), doc="x * c for a number c.")
+_op("cmult", 2, s_broadcast, doc="Elementwise product with broadcasting.")
+_op("cdiv", 2, s_broadcast, domain=(D_ANY, "away0"), doc="Elementwise quotient with broadcasting.")
+_op("matmul", 2, s_matmul, doc="Matrix product (batched).")
+_op("affine_transform", -1, s_affine, doc="b + W1*x1 + W2*x2 + ...")
+_op("colwise_add", 2, s_colwise_add, doc="Adds a vector to every column of a matrix.")
+_op("sum", -1, s_same_all, doc="Sum of a list of expressions.")
+_op("average", -1, s_same_all, doc="Mean of a list of expressions.")
+_op("bmin", 2, s_broadcast, smooth=False, doc="Elementwise min.")
+_op("bmax", 2, s_broadcast, smooth=False, doc="Elementwise max.")
+_op("pow", 2, s_pow, domain=(D_POS, "any"), doc="x ** y for a scalar y.")
+_op("dot_product", 2, s_dot, doc="Sum of x * y.")
+_op("squared_norm", 1, s_scalar_out, doc="Sum of x^2.")
+_op("l2_norm", 1, s_scalar_out, doc="sqrt(sum of x^2).")
+
+# Elementwise unary.
+_op("tanh", 1, s_same)
+_op("logistic", 1, s_same)
+_op("rectify", 1, s_same, kinks=(0.0,))
+_op("elu", 1, s_same, attrs=("alpha",), kinks=(0.0,))
+_op("selu", 1, s_same, kinks=(0.0,))
+_op("softsign", 1, s_same)
+_op("exp", 1, s_same)
+_op("log", 1, s_same, domain=(D_POS,))
+_op("sqrt", 1, s_same, domain=(D_POS,))
+_op("square", 1, s_same)
+_op("cube", 1, s_same)
+_op("abs", 1, s_same, kinks=(0.0,))
+_op("log_sigmoid", 1, s_same)
+_op("erf", 1, s_same)
+_op("lgamma", 1, s_same, domain=(D_POS,))
+
+# Softmax family.
+_op("softmax", 1, s_softmax, attrs=("d",), doc="Softmax over dimension d.")
+_op("log_softmax", 1, s_log_softmax, attrs=("restrict",), doc="Log-softmax over each column (or a subset).")
+_op("logsumexp", -1, s_same_all, doc="Elementwise log-sum-exp over a list.")
+_op("logsumexp_dim", 1, s_logsumexp_dim, attrs=("d",), doc="Log-sum-exp along dimension d.")
+
+# Shape.
+_op("transpose", 1, s_transpose, attrs=("dims",))
+_op("reshape", 1, s_reshape, attrs=("dim",))
+_op("concatenate", -1, s_concat, attrs=("d",))
+_op("concatenate_to_batch", -1, s_concat_to_batch)
+_op("select_rows", 1, s_select_rows, attrs=("rows",))
+_op("select_cols", 1, s_select_cols, attrs=("cols",))
+_op("pick", 1, s_pick, attrs=("indices", "dim"), doc="One index for all batch elements, or one per element.")
+_op("pick_batch_elems", 1, s_pick_batch_elems, attrs=("indices",))
+_op("pickrange", 1, s_pickrange, attrs=("start", "end", "d"))
+
+# Reductions.
+_op("sum_dim", 1, s_reduce_dim, attrs=("dims", "b"), doc="Sum over dims (and the batch if b).")
+_op("moment_dim", 1, s_reduce_dim, attrs=("dims", "b", "r", "n"), doc="Raw moment of order r over dims; n > 0 overrides the divisor.")
+
+# Losses.
+_op("pickneglogsoftmax", 1, s_class_loss, attrs=("indices",))
+_op("hinge", 1, s_class_loss, attrs=("indices", "m"), smooth=False)
+_op("binary_log_loss", 2, s_nobatch_pair_scalar, domain=(D_PROB, D_PROB))
+_op("squared_distance", 2, s_dot)
+_op("l1_distance", 2, s_nobatch_pair_scalar, smooth=False)
+_op("huber_distance", 2, s_nobatch_pair_scalar, attrs=("c",), smooth=False)
+
+# Gradient control.
+_op("nobackprop", 1, s_same, nograd=(0,))
+_op("scale_gradient", 1, s_same, attrs=("lambd",))
+_op("argmax", 1, s_argmax, attrs=("straight_through",), smooth=False)
+
+
+def op(name: str) -> OpDef:
+    try:
+        return OPS[name]
+    except KeyError:
+        raise KeyError(f"no op named {name!r} in the op table") from None

@@ -1,0 +1,582 @@
+"""Parameters, lookup parameters, their collections and initialisers.
+
+Values and gradients live on the backend (``ParamStorage.value``/``.grad``);
+a dense parameter is stored as a tensor of batch 1, a lookup table as a
+tensor whose batch runs over its rows, so that a lookup is a batch gather.
+The front end keeps names, initialisers and update bookkeeping: which dense
+parameters received a gradient, which lookup rows were touched.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+
+from . import config, runtime
+from .dim import Dim
+from .graph import Expression, _cg
+from .ops import OPS
+
+_PARAM, _LOOKUP, _RESHAPE = OPS["parameter"], OPS["lookup"], OPS["reshape"]
+
+
+# ============================================================ initialisers
+
+
+class PyInitializer:
+    """Base of the initialisers; ``array(dims, lookup)`` gives host values in ``dims`` layout."""
+
+    def array(self, dims: tuple[int, ...], lookup: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+
+class NormalInitializer(PyInitializer):
+    """N(mean, var): note that DyNet takes a variance, not a standard deviation."""
+
+    def __init__(self, mean: float = 0.0, var: float = 1.0) -> None:
+        self.mean, self.var = float(mean), float(var)
+
+    def array(self, dims, lookup=False):
+        return runtime.rng.normal(self.mean, math.sqrt(self.var), dims)
+
+
+class UniformInitializer(PyInitializer):
+    def __init__(self, scale: float) -> None:
+        self.scale = float(scale)
+
+    def array(self, dims, lookup=False):
+        return runtime.rng.uniform(-self.scale, self.scale, dims)
+
+
+class ConstInitializer(PyInitializer):
+    def __init__(self, c: float) -> None:
+        self.c = float(c)
+
+    def array(self, dims, lookup=False):
+        return np.full(dims, self.c)
+
+
+class IdentityInitializer(PyInitializer):
+    def array(self, dims, lookup=False):
+        if len(dims) != 2 or dims[0] != dims[1]:
+            raise ValueError(f"IdentityInitializer needs a square matrix, got {Dim(dims)}")
+        return np.eye(dims[0])
+
+
+class GlorotInitializer(PyInitializer):
+    """U(-s, s) with s = gain * sqrt(3 * nd / sum(dims)) (= sqrt(6/(m+n)) for a matrix).
+
+    For lookup tables the row count is left out; for 4-d convolution filters
+    the fan is computed from (H*W*C_in + H*W*C_out) as DyNet does.
+    """
+
+    def __init__(self, is_lookup: bool = False, gain: float = 1.0) -> None:
+        self.is_lookup, self.gain = bool(is_lookup), float(gain)
+
+    def array(self, dims, lookup=False):
+        lookup = lookup or self.is_lookup
+        shown = dims[:-1] if lookup and len(dims) > 1 else dims
+        if len(shown) == 4:
+            h, w, ci, co = shown
+            scale = self.gain * math.sqrt(6.0 / (h * w * ci + h * w * co))
+        else:
+            scale = self.gain * math.sqrt(3.0 * len(shown) / sum(shown))
+        return runtime.rng.uniform(-scale, scale, dims)
+
+
+class SaxeInitializer(PyInitializer):
+    """A random orthonormal matrix times ``scale`` (Saxe et al., 2014)."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = float(scale)
+
+    def array(self, dims, lookup=False):
+        if len(dims) != 2:
+            raise ValueError(f"SaxeInitializer needs a matrix, got {Dim(dims)}")
+        r, c = dims
+        a = runtime.rng.normal(0.0, 1.0, (max(r, c), max(r, c)))
+        q, rr = np.linalg.qr(a)
+        q *= np.sign(np.diag(rr))
+        return self.scale * q[:r, :c]
+
+
+class FromFileInitializer(PyInitializer):
+    """Values from a text file of numbers, in DyNet's column-major order."""
+
+    def __init__(self, fname: str) -> None:
+        self.fname = fname
+
+    def array(self, dims, lookup=False):
+        try:
+            with open(self.fname) as f:
+                vals = np.array(f.read().split(), dtype=np.float64)
+        except OSError as e:
+            raise ValueError(f"FromFileInitializer: cannot read {self.fname!r}: {e}") from None
+        except ValueError:
+            raise ValueError(f"FromFileInitializer: {self.fname!r} holds something other than numbers") from None
+        n = int(np.prod(dims))
+        if vals.size != n:
+            raise ValueError(f"FromFileInitializer: {self.fname!r} holds {vals.size} values, {Dim(dims)} needs {n}")
+        return vals.reshape(dims, order="F")
+
+
+class NumpyInitializer(PyInitializer):
+    def __init__(self, array) -> None:
+        self.values = np.asarray(array, dtype=np.float64)
+
+    def array(self, dims, lookup=False):
+        if self.values.shape != tuple(dims) and self.values.size == int(np.prod(dims)) and self.values.ndim == 1:
+            return self.values.reshape(dims, order="F")
+        if self.values.shape != tuple(dims):
+            raise ValueError(f"NumpyInitializer: array of shape {self.values.shape} for a parameter of dim {Dim(dims)}")
+        return self.values
+
+
+def _initializer(init, dims, scale, mean, std) -> PyInitializer:
+    if init is None:
+        return GlorotInitializer()
+    if isinstance(init, PyInitializer):
+        return init
+    if isinstance(init, (int, float)) and not isinstance(init, bool):
+        return ConstInitializer(init)
+    if isinstance(init, str):
+        if init == "uniform":
+            return UniformInitializer(scale)
+        if init == "normal":
+            return NormalInitializer(mean, std * std)
+        if init == "identity":
+            return IdentityInitializer()
+        if init == "glorot":
+            return GlorotInitializer()
+        if init == "he":
+            return NormalInitializer(0.0, 1.0 / (2.0 * dims[-1]))
+        raise ValueError(f"unknown initializer {init!r}; use 'uniform', 'normal', 'identity', 'glorot', 'he', "
+                         "a number, an array or an initializer object")
+    if isinstance(init, np.ndarray):
+        return NumpyInitializer(init)
+    raise TypeError(f"init: expected an initializer, a number, a string or an array, got {type(init).__name__}")
+
+
+# ============================================================ storage
+
+
+class ParamStorage:
+    """Backend tensors of one parameter plus the front end's update bookkeeping."""
+
+    __slots__ = ("backend", "dim", "value", "grad", "has_grad", "touched", "updated", "name", "states", "lookup")
+
+    def __init__(self, backend, dim: Dim, values: np.ndarray, name: str, lookup: bool) -> None:
+        self.backend = backend
+        self.dim = dim
+        self.value = backend.from_numpy(values.astype(backend.dtype, copy=False).reshape(dim.shape))
+        self.grad = backend.zeros(dim.shape)
+        self.has_grad = False
+        self.touched: set[int] = set()
+        self.updated = True
+        self.name = name
+        self.states: dict = {}
+        self.lookup = lookup
+
+    def clear_grad(self) -> None:
+        if self.lookup:
+            if self.touched:
+                self.backend.fill(self.grad, 0.0)
+            self.touched = set()
+        elif self.has_grad:
+            self.backend.fill(self.grad, 0.0)
+            self.has_grad = False
+
+    def host(self) -> np.ndarray:
+        return self.backend.to_numpy(self.value)
+
+
+def _check_backend(st: ParamStorage, cg) -> None:
+    if cg.supported is None:
+        cg._bind()
+    if st.backend is not cg.backend:
+        raise RuntimeError(
+            f"parameter {st.name} lives on backend {st.backend.name!r} but the graph runs on "
+            f"{cg.backend.name!r}; move values with to_device or create the collection after choosing the backend"
+        )
+
+
+class Parameters(Expression):
+    """A dense parameter; usable directly in expressions (``W * x + b``)."""
+
+    __slots__ = ("_st", "_pc")
+
+    def __init__(self, st: ParamStorage, pc: "ParameterCollection") -> None:
+        Expression.__init__(self, -1, -1)
+        self._st = st
+        self._pc = pc
+
+    def _node(self, cg) -> int:
+        _check_backend(self._st, cg)
+        e = cg.add_leaf(_PARAM, (self._st, True, self._st.dim), True)
+        self.i, self.v = e.i, e.v
+        return e.i
+
+    def expr(self, update: bool = False) -> Expression:
+        """DyNet's default: a constant (no gradient) unless ``update=True``."""
+        if update:
+            self._check()
+            return Expression(self.i, self.v)
+        _check_backend(self._st, _cg)
+        return _cg.add_leaf(_PARAM, (self._st, False, self._st.dim), False)
+
+    def shape(self) -> tuple[int, ...]:
+        return self._st.dim.d
+
+    def as_array(self) -> np.ndarray:
+        return self._st.host().reshape(self._st.dim.d)
+
+    def grad_as_array(self) -> np.ndarray:
+        return self._st.backend.to_numpy(self._st.grad).reshape(self._st.dim.d)
+
+    def set_value(self, arr) -> None:
+        a = np.asarray(arr, dtype=np.float64)
+        if a.shape != self._st.dim.d and a.size == self._st.dim.size() and a.ndim == 1 and len(self._st.dim.d) == 1:
+            a = a.reshape(self._st.dim.d)
+        if a.shape != self._st.dim.d:
+            raise ValueError(f"set_value: array of shape {a.shape} for parameter {self.name()} of shape {self._st.dim.d}")
+        self._st.backend.assign(self._st.value, a.astype(self._st.backend.dtype).reshape(self._st.dim.shape))
+
+    def zero(self) -> None:
+        self._st.backend.fill(self._st.value, 0.0)
+
+    def scale(self, s: float) -> None:
+        self._st.backend.scale(self._st.value, float(s))
+
+    def scale_gradient(self, s: float) -> None:
+        self._st.backend.scale(self._st.grad, float(s))
+
+    def clip_inplace(self, left: float, right: float) -> None:
+        self._st.backend.clip(self._st.value, float(left), float(right))
+
+    def set_updated(self, b: bool) -> None:
+        self._st.updated = bool(b)
+
+    def is_updated(self) -> bool:
+        return self._st.updated
+
+    def name(self) -> str:
+        return self._st.name
+
+    def populate(self, fname: str, key: str = "") -> None:
+        from .io import populate_object
+
+        populate_object(self, fname, key)
+
+    def save(self, fname: str, key: str = "", append: bool = False) -> None:
+        from .io import save_objects
+
+        save_objects(fname, [self], key, append)
+
+    populate_from_textfile = populate
+    write_to_textfile = save
+
+    def __repr__(self) -> str:
+        return f"<Parameters {self.name()} {self._st.dim}>"
+
+
+class LookupParameters(Expression):
+    """A table of rows; ``p[i]`` is ``lookup(p, i)``, ``p.batch(ids)`` is ``lookup_batch``."""
+
+    __slots__ = ("_st", "_pc")
+
+    def __init__(self, st: ParamStorage, pc: "ParameterCollection") -> None:
+        Expression.__init__(self, -1, -1)
+        self._st = st
+        self._pc = pc
+
+    def _rows(self) -> int:
+        return self._st.dim.bd
+
+    def _node(self, cg) -> int:
+        """The whole table as one expression of dim {row dims..., n}."""
+        from .functions import lookup_batch
+
+        n = self._rows()
+        e = lookup_batch(self, range(n))
+        d = self._st.dim.d
+        if d[-1:] == (1,) and len(d) > 1:
+            d = d[:-1]
+        e = cg.add1(_RESHAPE, e, (Dim(d + (n,)),))
+        self.i, self.v = e.i, e.v
+        return e.i
+
+    def expr(self, update: bool = False) -> Expression:
+        return self
+
+    def shape(self) -> tuple[int, ...]:
+        return (self._rows(),) + self._st.dim.d
+
+    def __len__(self) -> int:
+        return self._rows()
+
+    def __getitem__(self, i):
+        from .functions import lookup
+
+        return lookup(self, i)
+
+    def batch(self, indices) -> Expression:
+        from .functions import lookup_batch
+
+        return lookup_batch(self, indices)
+
+    def _table(self) -> np.ndarray:
+        """Host copy shaped (n, *row dims)."""
+        a = self._st.host()
+        return np.moveaxis(a, -1, 0).copy()
+
+    def as_array(self) -> np.ndarray:
+        return self._table()
+
+    def row_as_array(self, i: int) -> np.ndarray:
+        return self._table()[self._row(i)]
+
+    def rows_as_array(self, rows: Iterable[int]) -> np.ndarray:
+        t = self._table()
+        return np.stack([t[self._row(i)] for i in rows])
+
+    def grad_as_array(self) -> np.ndarray:
+        return np.moveaxis(self._st.backend.to_numpy(self._st.grad), -1, 0).copy()
+
+    def row_grad_as_array(self, i: int) -> np.ndarray:
+        return self.grad_as_array()[self._row(i)]
+
+    def rows_grad_as_array(self, rows: Iterable[int]) -> np.ndarray:
+        g = self.grad_as_array()
+        return np.stack([g[self._row(i)] for i in rows])
+
+    def _row(self, i) -> int:
+        i = int(i)
+        if not 0 <= i < self._rows():
+            raise IndexError(f"lookup parameter {self.name()}: row {i} out of range (size {self._rows()})")
+        return i
+
+    def init_row(self, i: int, row) -> None:
+        i = self._row(i)
+        t = self._table()
+        r = np.asarray(row, dtype=np.float64).reshape(-1)
+        if r.size != t[i].size:
+            raise ValueError(f"init_row: {r.size} values for rows of dim {Dim(self._st.dim.d)} in {self.name()}")
+        t[i] = r.reshape(t[i].shape, order="F") if t[i].ndim > 1 else r
+        self._assign_table(t)
+
+    def init_from_array(self, arr) -> None:
+        a = np.asarray(arr, dtype=np.float64)
+        t = self._table()
+        if a.shape != t.shape:
+            if a.ndim == 2 and t.ndim == 3 and a.shape[0] == t.shape[0] and a.shape[1] == t.shape[1]:
+                a = a.reshape(t.shape)
+            else:
+                raise ValueError(f"init_from_array: array of shape {a.shape} for lookup parameter {self.name()} of shape {t.shape}")
+        self._assign_table(a)
+
+    def _assign_table(self, t: np.ndarray) -> None:
+        st = self._st
+        st.backend.assign(st.value, np.moveaxis(t, 0, -1).astype(st.backend.dtype).reshape(st.dim.shape))
+
+    def zero(self) -> None:
+        self._st.backend.fill(self._st.value, 0.0)
+
+    def scale(self, s: float) -> None:
+        self._st.backend.scale(self._st.value, float(s))
+
+    def scale_gradient(self, s: float) -> None:
+        self._st.backend.scale(self._st.grad, float(s))
+
+    def set_updated(self, b: bool) -> None:
+        self._st.updated = bool(b)
+
+    def is_updated(self) -> bool:
+        return self._st.updated
+
+    def name(self) -> str:
+        return self._st.name
+
+    def scalar_value(self, recalculate: bool = False) -> float:
+        raise ValueError("scalar_value: a lookup table is not a scalar")
+
+    def populate(self, fname: str, key: str = "") -> None:
+        from .io import populate_object
+
+        populate_object(self, fname, key)
+
+    def save(self, fname: str, key: str = "", append: bool = False) -> None:
+        from .io import save_objects
+
+        save_objects(fname, [self], key, append)
+
+    populate_from_textfile = populate
+    write_to_textfile = save
+
+    def __repr__(self) -> str:
+        return f"<LookupParameters {self.name()} {self.shape()}>"
+
+
+# ============================================================ collections
+
+
+def _check_name(name: str, what: str) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"{what}: name must be a string, got {type(name).__name__}")
+    if "/" in name or "_" in name:
+        raise ValueError(f"{what}: name {name!r} must not contain '/' or '_' (DyNet reserves them for generated names)")
+    if any(c.isspace() or c == "#" for c in name):
+        raise ValueError(f"{what}: name {name!r} must not contain spaces or '#' (it is a model-file key)")
+
+
+class ParameterCollection:
+    """DyNet's ``ParameterCollection`` (alias ``Model``): named parameters and subcollections."""
+
+    def __init__(self, _name: str = "/", _parent: "ParameterCollection | None" = None) -> None:
+        self._name = _name
+        self._parent = _parent
+        self._items: list = []  # Parameters, LookupParameters and subcollections, in creation order
+        self._counts: dict[str, int] = {}
+        self._sub_counts: dict[str, int] = {}
+        self._weight_decay = float(config.settings["weight_decay"] or 0.0)
+        self._backend = runtime.backend()
+
+    # ---- naming
+    def _fullname(self, name: str | None, what: str, trailing: str = "") -> str:
+        """DyNet's names: ``/_0``, ``/a``, ``/a_1``; subcollections count apart and end in ``/``."""
+        if name:
+            _check_name(name, what)
+        base = name or ""
+        counts = self._sub_counts if trailing else self._counts
+        k = counts.get(base, 0)
+        counts[base] = k + 1
+        suffix = f"_{k}" if k or not base else ""
+        return f"{self._name}{base}{suffix}{trailing}"
+
+    def name(self) -> str:
+        return self._name
+
+    # ---- creation
+    def add_parameters(self, dim, init=None, name: str = "", device: str = "", scale: float = 1.0,
+                       mean: float = 0.0, std: float = 1.0) -> Parameters:
+        if isinstance(init, np.ndarray) and dim is None:
+            dim = init.shape
+        d = Dim.of(dim, what="add_parameters")
+        ini = _initializer(init, d.d, scale, mean, std)
+        full = self._fullname(name, "add_parameters")
+        values = np.asarray(ini.array(d.d, lookup=False), dtype=np.float64)
+        if values.shape != d.d:
+            raise ValueError(f"add_parameters: initializer gave shape {values.shape} for dim {d}")
+        st = ParamStorage(self._backend, d, values, full, lookup=False)
+        p = Parameters(st, self)
+        self._items.append(p)
+        return p
+
+    def add_lookup_parameters(self, dim, init=None, name: str = "", device: str = "", scale: float = 1.0,
+                              mean: float = 0.0, std: float = 1.0) -> LookupParameters:
+        d = Dim.of(dim, what="add_lookup_parameters")
+        n, row = d.d[0], d.d[1:] or (1,)
+        if isinstance(init, NumpyInitializer):
+            raise TypeError("add_lookup_parameters: NumpyInitializer is for add_parameters; "
+                            "use lookup_parameters_from_numpy")
+        if isinstance(init, np.ndarray):
+            return self.lookup_parameters_from_numpy(init, name)
+        # DyNet's Python default is Glorot over the whole {row dims..., n} shape (rows included).
+        ini = _initializer(init, row + (n,), scale, mean, std)
+        full = self._fullname(name, "add_lookup_parameters")
+        values = np.asarray(ini.array(row + (n,), lookup=True), dtype=np.float64)
+        st = ParamStorage(self._backend, Dim(row, n), values, full, lookup=True)
+        p = LookupParameters(st, self)
+        self._items.append(p)
+        return p
+
+    def parameters_from_numpy(self, array, name: str = "", device: str = "") -> Parameters:
+        a = np.asarray(array, dtype=np.float64)
+        return self.add_parameters(a.shape, NumpyInitializer(a), name=name)
+
+    def lookup_parameters_from_numpy(self, array, name: str = "", device: str = "") -> LookupParameters:
+        a = np.asarray(array, dtype=np.float64)
+        if a.ndim < 1:
+            raise ValueError("lookup_parameters_from_numpy: needs an array whose first axis runs over the rows")
+        if a.ndim == 1:
+            a = a[:, None]
+        n, row = a.shape[0], a.shape[1:]
+        Dim.of((n,) + row, what="lookup_parameters_from_numpy")
+        full = self._fullname(name, "lookup_parameters_from_numpy")
+        st = ParamStorage(self._backend, Dim(row, n), np.moveaxis(a, 0, -1), full, lookup=True)
+        p = LookupParameters(st, self)
+        self._items.append(p)
+        return p
+
+    def add_subcollection(self, name: str | None = None) -> "ParameterCollection":
+        full = self._fullname(name, "add_subcollection", "/")
+        sub = ParameterCollection(full, self)
+        sub._weight_decay = self._weight_decay
+        self._items.append(sub)
+        return sub
+
+    # ---- listing
+    def _walk(self):
+        for it in self._items:
+            if isinstance(it, ParameterCollection):
+                yield from it._walk()
+            else:
+                yield it
+
+    def parameters_list(self) -> list[Parameters]:
+        return [p for p in self._walk() if isinstance(p, Parameters)]
+
+    def lookup_parameters_list(self) -> list[LookupParameters]:
+        return [p for p in self._walk() if isinstance(p, LookupParameters)]
+
+    def all_storages(self) -> list[ParamStorage]:
+        return [p._st for p in self._walk()]
+
+    def parameter_count(self) -> int:
+        return sum(st.dim.total() for st in self.all_storages())
+
+    # ---- weight decay
+    def set_weight_decay(self, lam: float) -> None:
+        lam = float(lam)
+        if not 0.0 <= lam < 1.0:
+            raise ValueError(f"weight decay must be in [0, 1), got {lam}")
+        self._weight_decay = lam
+        for it in self._items:
+            if isinstance(it, ParameterCollection):
+                it.set_weight_decay(lam)
+
+    set_weight_decay_lambda = set_weight_decay
+
+    def get_weight_decay(self) -> float:
+        return self._weight_decay
+
+    # ---- io
+    def save(self, fname: str, name: str = "", append: bool = False) -> None:
+        from .io import save_collection
+
+        save_collection(self, fname, name, append)
+
+    def populate(self, fname: str, key: str = "") -> None:
+        from .io import populate_collection
+
+        populate_collection(self, fname, key)
+
+    write_to_textfile = save
+    populate_from_textfile = populate
+
+    def load_param(self, fname: str, key: str) -> Parameters:
+        from .io import load_param
+
+        return load_param(self, fname, key, lookup=False)
+
+    def load_lookup_param(self, fname: str, key: str) -> LookupParameters:
+        from .io import load_param
+
+        return load_param(self, fname, key, lookup=True)
+
+    def __repr__(self) -> str:
+        return f"<ParameterCollection {self._name}>"
+
+
+Model = ParameterCollection

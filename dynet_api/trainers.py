@@ -1,0 +1,260 @@
+"""DyNet's trainers, written once over the backend's ``update`` kernel.
+
+``update()`` follows DyNet's order: global-norm gradient clipping (threshold 5
+by default; a NaN/Inf norm raises), one rule step for every parameter marked
+updated (only the looked-up rows of a lookup table while sparse updates are on),
+then the gradients are cleared and weight decay is applied.
+
+Rules (g is the gradient times the clipping scale; each backend implements them):
+
+* ``sgd``: w -= lr * g
+* ``momentum``: v = mom * v - lr * g; w += v
+* ``adagrad``: G += g^2; w -= lr * g / sqrt(G + eps)
+* ``adadelta``: hg = rho hg + (1 - rho) g^2; d = -g sqrt(hd + eps) / sqrt(hg + eps);
+  hd = rho hd + (1 - rho) d^2; w += d
+* ``rmsprop``: E = rho E + (1 - rho) g^2; w -= lr * g / sqrt(E + eps)
+* ``adam``: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+  w -= lr_t m / (sqrt(v) + eps) with lr_t = lr sqrt(1 - b2^t) / (1 - b1^t), t the
+  global update count (starting at 1)
+* ``amsgrad``: as adam with vhat = max(vhat, v) in place of v
+* ``eg``: h = mom h - lr g; w = softmax(log w + h) over the whole tensor
+
+Weight decay (``--dynet-weight-decay`` or ``pc.set_weight_decay``) multiplies the
+updated weights by (1 - lambda) after each update, which is what DyNet's lazy
+scale amounts to; the values read back are the decayed weights.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+from .params import ParameterCollection, ParamStorage
+
+
+class Trainer:
+    """Common machinery; subclasses name their rule, states and hyperparameters."""
+
+    rule = "sgd"
+    n_states = 0
+
+    def __init__(self, m: ParameterCollection, learning_rate: float) -> None:
+        if not isinstance(m, ParameterCollection):
+            raise TypeError(f"{type(self).__name__}: expected a ParameterCollection, got {type(m).__name__}")
+        self.model = m
+        self.learning_rate = float(learning_rate)
+        self.clipping_enabled = True
+        self.clip_threshold = 5.0
+        self.sparse_updates = True
+        self.updates = 0
+        self.updates_since_status = 0
+        self.clips = 0
+        self.clips_since_status = 0
+
+    # ---- DyNet's knobs
+    def set_sparse_updates(self, su: bool) -> None:
+        self.sparse_updates = bool(su)
+
+    def set_clip_threshold(self, thr: float) -> None:
+        if thr <= 0:
+            self.clipping_enabled = False
+            self.clip_threshold = 0.0
+        else:
+            self.clipping_enabled = True
+            self.clip_threshold = float(thr)
+
+    def get_clip_threshold(self) -> float:
+        return self.clip_threshold
+
+    def set_learning_rate(self, lr: float) -> None:
+        self.learning_rate = float(lr)
+
+    def whoami(self) -> str:
+        return type(self).__name__
+
+    def status(self) -> None:
+        print(f"[lr={self.learning_rate:g} clips={self.clips_since_status} updates={self.updates_since_status}] ",
+              end="", file=sys.stderr)
+        self.updates_since_status = self.clips_since_status = 0
+
+    def restart(self, learning_rate: float | None = None) -> None:
+        if learning_rate is not None:
+            self.learning_rate = float(learning_rate)
+        for st in self.model.all_storages():
+            for t in st.states.get(id(self), ()):
+                st.backend.fill(t, 0.0)
+
+    def update_epoch(self, r: float = 1.0) -> None:
+        print("Trainer::update_epoch has been deprecated and doesn't do anything. Please remove it from your code, "
+              "and control the learning rate of the trainer directly, for example by: "
+              "'trainer.learning_rate /= (1 - rate_decay)'", file=sys.stderr)
+
+    def update_subset(self, params, lookups) -> None:
+        """A no-op, as in DyNet's Python module."""
+
+    # ---- the update
+    def _rows(self, st: ParamStorage):
+        """Rows to update: None for dense, a sorted list for sparse lookup updates."""
+        if st.lookup and self.sparse_updates:
+            return sorted(st.touched)
+        return None
+
+    def _clip_scale(self, storages: list[ParamStorage]) -> float:
+        if not self.clipping_enabled:
+            return 1.0
+        total = 0.0
+        for st in storages:
+            if st.lookup:
+                if st.touched:
+                    total += st.backend.sq_norm(st.grad, sorted(st.touched))
+            elif st.has_grad:
+                total += st.backend.sq_norm(st.grad)
+        norm = math.sqrt(total)
+        if math.isnan(norm) or math.isinf(norm):
+            raise RuntimeError(f"Magnitude of gradient is bad: {norm}")
+        if norm > self.clip_threshold:
+            self.clips += 1
+            self.clips_since_status += 1
+            return self.clip_threshold / norm
+        return 1.0
+
+    def _hyper(self) -> dict:
+        return {"lr": self.learning_rate}
+
+    def _states(self, st: ParamStorage) -> list:
+        s = st.states.get(id(self))
+        if s is None:
+            s = [st.backend.zeros(st.dim.shape) for _ in range(self.n_states)]
+            st.states[id(self)] = s
+        return s
+
+    def update(self) -> None:
+        storages = self.model.all_storages()
+        gscale = self._clip_scale(storages)
+        hyper = self._hyper()
+        hyper["gscale"] = gscale
+        for st in storages:
+            if st.updated:
+                rows = self._rows(st)
+                if rows is None or rows:
+                    st.backend.update(self.rule, st.value, st.grad, self._states(st), rows, hyper)
+            st.clear_grad()
+        self.updates += 1
+        self.updates_since_status += 1
+        self._decay(storages)
+        self._after_update()
+
+    def _decay(self, storages: list[ParamStorage]) -> None:
+        lam = self.model.get_weight_decay()
+        if lam > 0:
+            for st in storages:
+                if st.updated:
+                    st.backend.scale(st.value, 1.0 - lam)
+
+    def _after_update(self) -> None:
+        pass
+
+
+class SimpleSGDTrainer(Trainer):
+    def __init__(self, m: ParameterCollection, learning_rate: float = 0.1) -> None:
+        super().__init__(m, learning_rate)
+
+
+class CyclicalSGDTrainer(Trainer):
+    """SGD with a triangular learning-rate cycle (Smith, 2015); the first update uses the minimum."""
+
+    def __init__(self, m: ParameterCollection, learning_rate_min: float = 0.01, learning_rate_max: float = 0.1,
+                 step_size: float = 2000, gamma: float = 1.0, edecay: float = 0.0) -> None:
+        super().__init__(m, learning_rate_min)
+        self.e_min, self.e_max = float(learning_rate_min), float(learning_rate_max)
+        self.step_size, self.gamma = float(step_size), float(gamma)
+        self.it = 0
+
+    def _after_update(self) -> None:
+        it = self.it
+        cycle = math.floor(1 + it / (2 * self.step_size))
+        x = abs(it / self.step_size - 2 * cycle + 1)
+        self.learning_rate = self.e_min + ((self.e_max - self.e_min) * (1 - x) * self.gamma ** it if 1 - x > 0 else 0.0)
+        self.it += 1
+
+
+class MomentumSGDTrainer(Trainer):
+    rule, n_states = "momentum", 1
+
+    def __init__(self, m: ParameterCollection, learning_rate: float = 0.01, mom: float = 0.9) -> None:
+        super().__init__(m, learning_rate)
+        self.mom = float(mom)
+
+    def _hyper(self) -> dict:
+        return {"lr": self.learning_rate, "mom": self.mom}
+
+
+class AdagradTrainer(Trainer):
+    rule, n_states = "adagrad", 1
+
+    def __init__(self, m: ParameterCollection, learning_rate: float = 0.1, eps: float = 1e-20) -> None:
+        super().__init__(m, learning_rate)
+        self.eps = float(eps)
+
+    def _hyper(self) -> dict:
+        return {"lr": self.learning_rate, "eps": self.eps}
+
+
+class AdadeltaTrainer(Trainer):
+    """Zeiler's AdaDelta; its learning rate is fixed at 1.0 and unused by the rule."""
+
+    rule, n_states = "adadelta", 2
+
+    def __init__(self, m: ParameterCollection, eps: float = 1e-6, rho: float = 0.95) -> None:
+        super().__init__(m, 1.0)
+        self.eps, self.rho = float(eps), float(rho)
+
+    def _hyper(self) -> dict:
+        return {"lr": self.learning_rate, "eps": self.eps, "rho": self.rho}
+
+
+class RMSPropTrainer(Trainer):
+    rule, n_states = "rmsprop", 1
+
+    def __init__(self, m: ParameterCollection, learning_rate: float = 0.001, eps: float = 1e-8, rho: float = 0.9) -> None:
+        super().__init__(m, learning_rate)
+        self.eps, self.rho = float(eps), float(rho)
+
+    def _hyper(self) -> dict:
+        return {"lr": self.learning_rate, "eps": self.eps, "rho": self.rho}
+
+
+class AdamTrainer(Trainer):
+    rule, n_states = "adam", 2
+
+    def __init__(self, m: ParameterCollection, alpha: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 eps: float = 1e-8) -> None:
+        super().__init__(m, alpha)
+        self.beta_1, self.beta_2, self.eps = float(beta_1), float(beta_2), float(eps)
+
+    def _hyper(self) -> dict:
+        t = self.updates + 1
+        lr_t = self.learning_rate * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        return {"lr": lr_t, "beta_1": self.beta_1, "beta_2": self.beta_2, "eps": self.eps}
+
+
+class AmsgradTrainer(AdamTrainer):
+    rule, n_states = "amsgrad", 3
+
+    def __init__(self, m: ParameterCollection, learning_rate: float = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.999, eps: float = 1e-8) -> None:
+        super().__init__(m, learning_rate, beta_1, beta_2, eps)
+
+
+class EGTrainer(Trainer):
+    """Exponentiated gradient (C++-only in DyNet; an extension here)."""
+
+    rule, n_states = "eg", 1
+
+    def __init__(self, m: ParameterCollection, learning_rate: float = 0.1, mom: float = 0.9, ne: float = 0.0) -> None:
+        super().__init__(m, learning_rate)
+        self.mom, self.ne = float(mom), float(ne)
+        self.sparse_updates = False
+
+    def _hyper(self) -> dict:
+        return {"lr": self.learning_rate, "mom": self.mom}
