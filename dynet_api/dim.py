@@ -15,11 +15,25 @@ class Dim:
     """
 
     __slots__ = ("d", "bd", "shape")
+    _interned: dict = {}
 
-    def __init__(self, d: tuple[int, ...], bd: int = 1) -> None:
-        self.d = d
-        self.bd = bd
-        self.shape = d + (bd,)
+    def __new__(cls, d: tuple[int, ...], bd: int = 1) -> "Dim":
+        # Interned: equal dims are the same object, so identity is equality and
+        # hashing is the C-level id hash (the graph's shape cache relies on it).
+        key = (d, bd)
+        o = cls._interned.get(key)
+        if o is None:
+            d = tuple(int(x) for x in d)
+            bd = int(bd)
+            o = object.__new__(cls)
+            o.d = d
+            o.bd = bd
+            o.shape = d + (bd,)
+            cls._interned[key] = o
+        return o
+
+    def __reduce__(self):
+        return (Dim, (self.d, self.bd))
 
     @classmethod
     def of(cls, d, bd: int = 1, what: str = "dim") -> "Dim":
@@ -75,12 +89,6 @@ class Dim:
 
     def as_tuple(self) -> tuple[tuple[int, ...], int]:
         return (self.d, self.bd)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Dim) and self.d == other.d and self.bd == other.bd
-
-    def __hash__(self) -> int:
-        return hash((self.d, self.bd))
 
     def __repr__(self) -> str:
         s = ",".join(map(str, self.d))

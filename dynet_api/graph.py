@@ -29,6 +29,7 @@ class StaleExpressionError(ValueError, RuntimeError):
 _ADD, _NEG, _PLUS_C, _C_MINUS, _SMUL = OPS["add"], OPS["negate"], OPS["plus_const"], OPS["const_minus"], OPS["scalar_mult"]
 _MATMUL, _CMULT, _CDIV, _POW = OPS["matmul"], OPS["cmult"], OPS["cdiv"], OPS["pow"]
 _PARAM, _LOOKUP, _INPUT = OPS["parameter"], OPS["lookup"], OPS["input"]
+_SCALAR_DIMS = ((1,), (1, 1))
 
 
 class PyExecutor:
@@ -117,6 +118,7 @@ class ComputationGraph:
         self.backend = None
         self.executor = None
         self.supported: frozenset | None = None
+        self._shapes: dict = {}
         self.nodes: list = []
         self.dims: list = []
         self.ng: list = []
@@ -130,6 +132,7 @@ class ComputationGraph:
         if self.executor is None or self.backend is not be:
             self.backend = be
             self.executor = be.make_executor(self) or PyExecutor(self, be)
+            self._shapes = {}
         self.supported = be.supported_ops()
         return self.supported
 
@@ -143,10 +146,11 @@ class ComputationGraph:
         self._checkpoints = []
         self.immediate = bool(immediate_compute)
         self.check_validity = bool(check_validity) and self.immediate
-        if self.backend is not None and self.backend is not runtime.backend():
+        if self.backend is not None and self.backend is not runtime.current():
             self.backend = None
             self.executor = None
-        self.supported = None
+            self.supported = None
+            self._shapes = {}
         if self.executor is not None:
             self.executor.reset()
         return self
@@ -164,19 +168,34 @@ class ComputationGraph:
             self.executor.truncate(n)
 
     # ------------------------------------------------------------ building
-    def _resolve(self, op, x):
+    # The hot path of every program.  Shape rules are memoised per (op, input
+    # Dims, attrs): Dims are interned, so the key hashes at C speed, and a hit
+    # skips the rule.  Only successful, supported combinations are cached.
+
+    def _shape(self, op, key, dims, attrs):
+        d = self._shapes.get(key)
+        if d is None:
+            if self.supported is None:
+                self._bind()
+            d = op.shape(op, dims, attrs)
+            if op.name not in self.supported:
+                raise NotImplementedError(f"{op.name}: not supported by backend {self.backend.name!r}")
+            if len(self._shapes) > 100_000:
+                self._shapes.clear()
+            try:
+                self._shapes[key] = d
+            except TypeError:  # unhashable attrs: no memo
+                pass
+        return d
+
+    def _index(self, op, x) -> int:
         try:
-            if x.v == self.version:
-                return x.i
-            return x._node(self)
+            return x.i if x.v == self.version else x._node(self)
         except AttributeError:
             raise TypeError(f"{op.name}: expected an Expression, got {type(x).__name__} {x!r}") from None
 
     def add(self, op, args, attrs=None) -> "Expression":
         """Append a node; validates operands and the shape before touching the graph."""
-        supported = self.supported
-        if supported is None:
-            supported = self._bind()
         ver = self.version
         ids = []
         for x in args:
@@ -184,46 +203,59 @@ class ComputationGraph:
                 ids.append(x.i if x.v == ver else x._node(self))
             except AttributeError:
                 raise TypeError(f"{op.name}: expected an Expression, got {type(x).__name__} {x!r}") from None
+        ids = tuple(ids)
         dims = self.dims
-        d = op.shape(op, [dims[k] for k in ids], attrs)
-        if op.name not in supported:
-            raise NotImplementedError(f"{op.name}: not supported by backend {self.backend.name!r}")
+        ind = [dims[k] for k in ids]
+        d = self._shape(op, (op, attrs, *ind), ind, attrs)
         ng = self.ng
-        n = len(self.nodes)
-        self.nodes.append((op, tuple(ids), attrs))
+        n = len(dims)
+        self.nodes.append((op, ids, attrs))
         dims.append(d)
         ng.append(False if op.nograd else any(ng[k] for k in ids))
-        e = Expression(n, ver)
         if self.immediate:
             self.forward_to(n)
-        return e
+        return Expression(n, ver)
 
     def add1(self, op, x, attrs=None) -> "Expression":
         """``add`` for one operand: the hot path of elementwise ops."""
-        supported = self.supported
-        if supported is None:
-            supported = self._bind()
+        ver = self.version
         try:
-            k = x.i if x.v == self.version else x._node(self)
+            k = x.i if x.v == ver else x._node(self)
         except AttributeError:
             raise TypeError(f"{op.name}: expected an Expression, got {type(x).__name__} {x!r}") from None
-        d = op.shape(op, (self.dims[k],), attrs)
-        if op.name not in supported:
-            raise NotImplementedError(f"{op.name}: not supported by backend {self.backend.name!r}")
-        n = len(self.nodes)
+        dims = self.dims
+        dk = dims[k]
+        d = self._shapes.get((op, attrs, dk))
+        if d is None:
+            d = self._shape(op, (op, attrs, dk), (dk,), attrs)
+        n = len(dims)
         self.nodes.append((op, (k,), attrs))
-        self.dims.append(d)
+        dims.append(d)
         self.ng.append(self.ng[k] and not op.nograd)
-        e = Expression(n, self.version)
         if self.immediate:
             self.forward_to(n)
-        return e
+        return Expression(n, ver)
+
+    def add2(self, op, i: int, j: int, attrs=None) -> "Expression":
+        """Two already-resolved operands (the operators' path)."""
+        dims = self.dims
+        di, dj = dims[i], dims[j]
+        d = self._shapes.get((op, attrs, di, dj))
+        if d is None:
+            d = self._shape(op, (op, attrs, di, dj), (di, dj), attrs)
+        n = len(dims)
+        self.nodes.append((op, (i, j), attrs))
+        dims.append(d)
+        ng = self.ng
+        ng.append(ng[i] or ng[j])
+        if self.immediate:
+            self.forward_to(n)
+        return Expression(n, self.version)
 
     def add_leaf(self, op, attrs, needs_grad: bool = False) -> "Expression":
-        supported = self.supported
-        if supported is None:
-            supported = self._bind()
-        if op.name not in supported:
+        if self.supported is None:
+            self._bind()
+        if op.name not in self.supported:
             raise NotImplementedError(f"{op.name}: not supported by backend {self.backend.name!r}")
         n = len(self.nodes)
         self.nodes.append((op, (), attrs))
@@ -399,9 +431,15 @@ class Expression:
 
     # ---- operators (DyNet: ``*`` of two expressions is a matrix product)
     def __add__(self, other):
-        if isinstance(other, Number):
-            return _cg.add1(_PLUS_C, self, (float(other),))
-        return _cg.add(_ADD, (self, other))
+        cg = _cg
+        v = cg.version
+        try:
+            j = other.i if other.v == v else other._node(cg)
+        except AttributeError:
+            if isinstance(other, Number):
+                return cg.add1(_PLUS_C, self, (float(other),))
+            return NotImplemented
+        return cg.add2(_ADD, self.i if self.v == v else self._node(cg), j)
 
     def __radd__(self, other):
         if isinstance(other, Number):
@@ -411,6 +449,8 @@ class Expression:
     def __sub__(self, other):
         if isinstance(other, Number):
             return _cg.add1(_PLUS_C, self, (-float(other),))
+        if not isinstance(other, Expression):
+            return NotImplemented
         return _cg.add(_ADD, (self, _cg.add1(_NEG, other)))
 
     def __rsub__(self, other):
@@ -422,15 +462,19 @@ class Expression:
         return _cg.add1(_NEG, self)
 
     def __mul__(self, other):
-        if isinstance(other, Number):
-            return _cg.add1(_SMUL, self, (float(other),))
-        if not isinstance(other, Expression):
+        cg = _cg
+        v = cg.version
+        try:
+            j = other.i if other.v == v else other._node(cg)
+        except AttributeError:
+            if isinstance(other, Number):
+                return cg.add1(_SMUL, self, (float(other),))
             return NotImplemented
-        dims = _cg.dims
-        a, b = dims[self._check()], dims[other._check()]
-        if a.d == (1,) or b.d == (1,) or a.d == (1, 1) or b.d == (1, 1):
-            return _cg.add(_CMULT, (self, other))
-        return _cg.add(_MATMUL, (self, other))
+        i = self.i if self.v == v else self._node(cg)
+        dims = cg.dims
+        if dims[i].d in _SCALAR_DIMS or dims[j].d in _SCALAR_DIMS:
+            return cg.add2(_CMULT, i, j)  # DyNet: a 1x1 operand scales the other
+        return cg.add2(_MATMUL, i, j)
 
     def __rmul__(self, other):
         if isinstance(other, Number):

@@ -28,6 +28,11 @@ def backend() -> Backend:
     return _backend
 
 
+def current() -> Backend | None:
+    """The backend in use, or None while none has been chosen (never chooses one)."""
+    return _backend
+
+
 def _apply_seed(b: Backend) -> None:
     global rng
     seed = int(config.settings["random_seed"] or 0)
