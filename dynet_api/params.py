@@ -68,15 +68,17 @@ class IdentityInitializer(PyInitializer):
 class GlorotInitializer(PyInitializer):
     """U(-s, s) with s = gain * sqrt(3 * nd / sum(dims)) (= sqrt(6/(m+n)) for a matrix).
 
-    For lookup tables the row count is left out; for 4-d convolution filters
-    the fan is computed from (H*W*C_in + H*W*C_out) as DyNet does.
+    With ``is_lookup=True`` a lookup table's row count (last of ``dims``) is left
+    out; DyNet's Python default ``GlorotInitializer()`` counts it, so the ``lookup``
+    argument alone does not change the range.  For 4-d convolution filters the
+    fan is computed from (H*W*C_in + H*W*C_out) as DyNet does.
     """
 
     def __init__(self, is_lookup: bool = False, gain: float = 1.0) -> None:
         self.is_lookup, self.gain = bool(is_lookup), float(gain)
 
     def array(self, dims, lookup=False):
-        lookup = lookup or self.is_lookup
+        lookup = self.is_lookup
         shown = dims[:-1] if lookup and len(dims) > 1 else dims
         if len(shown) == 4:
             h, w, ci, co = shown
@@ -437,6 +439,7 @@ class ParameterCollection:
         self._name = _name
         self._parent = _parent
         self._items: list = []  # Parameters, LookupParameters and subcollections, in creation order
+        self._all: list = []  # every parameter of this collection and its descendants, in creation order
         self._counts: dict[str, int] = {}
         self._sub_counts: dict[str, int] = {}
         self._weight_decay = float(config.settings["weight_decay"] or 0.0)
@@ -470,7 +473,7 @@ class ParameterCollection:
             raise ValueError(f"add_parameters: initializer gave shape {values.shape} for dim {d}")
         st = ParamStorage(self._backend, d, values, full, lookup=False)
         p = Parameters(st, self)
-        self._items.append(p)
+        self._register(p)
         return p
 
     def add_lookup_parameters(self, dim, init=None, name: str = "", device: str = "", scale: float = 1.0,
@@ -478,17 +481,17 @@ class ParameterCollection:
         d = Dim.of(dim, what="add_lookup_parameters")
         n, row = d.d[0], d.d[1:] or (1,)
         if isinstance(init, NumpyInitializer):
-            raise TypeError("add_lookup_parameters: NumpyInitializer is for add_parameters; "
-                            "use lookup_parameters_from_numpy")
+            raise ValueError("add_lookup_parameters: NumpyInitializer is for add_parameters; "
+                             "use lookup_parameters_from_numpy")
         if isinstance(init, np.ndarray):
             return self.lookup_parameters_from_numpy(init, name)
         # DyNet's Python default is Glorot over the whole {row dims..., n} shape (rows included).
-        ini = _initializer(init, row + (n,), scale, mean, std)
+        ini = _initializer(init, row, scale, mean, std)  # 'he' reads the last row dim, as DyNet does
         full = self._fullname(name, "add_lookup_parameters")
         values = np.asarray(ini.array(row + (n,), lookup=True), dtype=np.float64)
         st = ParamStorage(self._backend, Dim(row, n), values, full, lookup=True)
         p = LookupParameters(st, self)
-        self._items.append(p)
+        self._register(p)
         return p
 
     def parameters_from_numpy(self, array, name: str = "", device: str = "") -> Parameters:
@@ -506,7 +509,7 @@ class ParameterCollection:
         full = self._fullname(name, "lookup_parameters_from_numpy")
         st = ParamStorage(self._backend, Dim(row, n), np.moveaxis(a, 0, -1), full, lookup=True)
         p = LookupParameters(st, self)
-        self._items.append(p)
+        self._register(p)
         return p
 
     def add_subcollection(self, name: str | None = None) -> "ParameterCollection":
@@ -516,13 +519,17 @@ class ParameterCollection:
         self._items.append(sub)
         return sub
 
+    def _register(self, p) -> None:
+        """Record ``p`` here and in every ancestor, so lists follow creation time as in DyNet's storage."""
+        self._items.append(p)
+        c = self
+        while c is not None:
+            c._all.append(p)
+            c = c._parent
+
     # ---- listing
     def _walk(self):
-        for it in self._items:
-            if isinstance(it, ParameterCollection):
-                yield from it._walk()
-            else:
-                yield it
+        return iter(self._all)
 
     def parameters_list(self) -> list[Parameters]:
         return [p for p in self._walk() if isinstance(p, Parameters)]
