@@ -242,6 +242,10 @@ def _mm(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 def _mm_grads(A, B, G, i):
     """Gradient of A@B for operand i, given G shaped (r, k, batch)."""
+    if A.shape[-1] == 1 and B.shape[-1] == 1:
+        if i == 0:
+            return (G[:, :, 0] @ B[:, :, 0].T)[:, :, None]
+        return (A[:, :, 0].T @ G[:, :, 0])[:, :, None]
     if i == 0:
         g = np.matmul(np.moveaxis(G, -1, 0), np.moveaxis(B, -1, 0).transpose(0, 2, 1))  # (b, r, c)
         g = np.moveaxis(g, 0, -1)
