@@ -242,7 +242,7 @@ def _mm(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 def _mm_grads(A, B, G, i):
     """Gradient of A@B for operand i, given G shaped (r, k, batch)."""
-    if A.shape[-1] == 1 and B.shape[-1] == 1:
+    if A.shape[-1] == 1 and B.shape[-1] == 1 and G.shape[-1] == 1:  # G is batched inside a batched affine_transform
         if i == 0:
             return (G[:, :, 0] @ B[:, :, 0].T)[:, :, None]
         return (A[:, :, 0].T @ G[:, :, 0])[:, :, None]
@@ -711,7 +711,8 @@ def _moment_b(xs, y, dy, a, d, i):
     x = xs[0]
     r = a[2]
     g = dy.reshape(_keep(x.shape, _red_axes(x, a)))
-    return g * F32(r / _moment_n(x, a)) * (x ** (r - 1) if r != 1 else 1)
+    scale = x ** (r - 1) if r != 1 else np.ones_like(x)  # ones: the result must have x's shape
+    return g * F32(r / _moment_n(x, a)) * scale
 
 
 # ------------------------------------------------------------------ losses
