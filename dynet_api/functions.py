@@ -587,10 +587,10 @@ def argmax(x, gradient_mode: str = "zero_gradient") -> Expression:
 
 
 def _mask(x, p: float, shape_of, what: str) -> Expression:
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"{what}: p must be in [0, 1), got {p}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{what}: p must be in [0, 1], got {p}")
     d, bd = shape_of(_cg.dims[x._check()])
-    return random_bernoulli(d, 1.0 - p, 1.0 / (1.0 - p), bd)
+    return random_bernoulli(d, 1.0 - p, 1.0 / (1.0 - p) if p < 1.0 else 0.0, bd)  # p == 1 drops all, as DyNet
 
 
 def dropout(x, p: float) -> Expression:

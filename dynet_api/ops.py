@@ -182,7 +182,7 @@ def s_softmax(op, dims, attrs):
     d = attrs[0]
     if len(x.d) > 2:
         raise op.fail(dims, "supports vectors and matrices")
-    _check_axis(op, dims, d, 2)
+    _check_axis(op, dims, d, len(x.d))  # as DyNet: d < nd, never the batch axis
     return x
 
 
