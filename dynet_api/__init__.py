@@ -13,6 +13,7 @@ _config.load_from_command_line()
 
 from . import dynet_config  # noqa: E402
 from .dim import Dim  # noqa: E402
+from .builders import *  # noqa: E402,F401,F403
 from .functions import *  # noqa: E402,F401,F403
 from .functions import MutableExpression  # noqa: E402,F401
 from .graph import ComputationGraph, Expression, StaleExpressionError  # noqa: E402,F401

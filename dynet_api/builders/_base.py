@@ -1,0 +1,320 @@
+"""What every RNN builder shares: per-graph parameter loading, states, dropout masks.
+
+DyNet keeps a builder's steps in arrays inside the builder and hands out
+``RNNState`` objects holding an index; here a state holds its own per-layer
+vectors (``h`` and, for LSTMs, ``c``), which gives the same behaviour without
+the bookkeeping.  A builder loads its parameters into the current graph once,
+at the first ``initial_state`` of that graph, and caches that initial state,
+as DyNet's Python binding does; dropout masks are drawn lazily at the first
+``add_input`` after that (or by ``set_dropout_masks``) and reused for every
+step of every sequence in the graph (variational dropout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from .. import functions as F
+from ..graph import Expression, _cg
+from ..ops import OPS
+
+_MATMUL = OPS["matmul"]
+
+
+def as_size(v, what: str) -> int:
+    """A positive int; integral floats are accepted (BiRNNBuilder passes ``hidden_dim / 2``)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be a number, got {v!r}") from None
+    if f != int(f) or f < 1:
+        raise ValueError(f"{what} must be a positive integer, got {v!r}")
+    return int(f)
+
+
+def check_rate(p, what: str = "dropout rate") -> float:
+    p = float(p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{what} must be a probability (>=0 and <=1), got {p}")
+    return p
+
+
+def bernoulli_mask(dim: int, p: float, batch_size: int) -> Expression:
+    """Inverted-dropout mask: 1/(1-p) with probability 1-p, else 0 (all zeros for p = 1)."""
+    if p >= 1.0:
+        return F.random_bernoulli((dim,), 0.0, 0.0, batch_size)
+    return F.random_bernoulli((dim,), 1.0 - p, 1.0 / (1.0 - p), batch_size)
+
+
+def matmul(a: Expression, b: Expression) -> Expression:
+    """A matrix product even when an operand is 1x1 (``*`` turns those into cmult)."""
+    return _cg.add(_MATMUL, (a, b))
+
+
+def layer_norm(x: Expression, g: Expression, b: Expression) -> Expression:
+    """DyNet's layer_norm composite: g * (x - mean) / (std + 1e-8) + b (population std)."""
+    xc = x - F.mean_elems(x)
+    sigma = F.sqrt(F.mean_elems(F.square(xc)))
+    return F.cmult(g, F.cdiv(xc, sigma + 1e-8)) + b
+
+
+def _batch_of(x: Expression) -> int:
+    return _cg.dims[x._check()].bd
+
+
+class RNNState:
+    """One step of a sequence: ``add_input`` returns the next state; ``prev`` the one before."""
+
+    __slots__ = ("_b", "_prev", "_out", "_h", "_c")
+
+    def __init__(self, builder: _RNNBuilder, prev: RNNState | None, out: Expression | None,
+                 h: tuple | None, c: tuple | None) -> None:
+        self._b = builder
+        self._prev = prev
+        self._out = out
+        self._h = h
+        self._c = c
+
+    def add_input(self, x: Expression) -> RNNState:
+        b = self._b
+        b._check_graph()
+        h, c, out = b._step(x, self._h, self._c)
+        return RNNState(b, self, out, h, c)
+
+    def add_inputs(self, xs: Iterable[Expression]) -> list[RNNState]:
+        states = []
+        cur = self
+        for x in xs:
+            cur = cur.add_input(x)
+            states.append(cur)
+        return states
+
+    def transduce(self, xs: Iterable[Expression]) -> list[Expression]:
+        """The outputs only (no state objects): the cheap way to run a sequence."""
+        b = self._b
+        b._check_graph()
+        h, c = self._h, self._c
+        out = []
+        for x in xs:
+            h, c, y = b._step(x, h, c)
+            out.append(y)
+        return out
+
+    def output(self) -> Expression | None:
+        return self._out
+
+    def h(self) -> tuple:
+        """The output of every layer at this step (empty for the initial state)."""
+        return tuple(self._h) if self._h is not None else ()
+
+    def s(self) -> tuple:
+        """The full state: LSTMs ``(c_1..c_L, h_1..h_L)``; other builders the same as ``h()``."""
+        if self._h is None:
+            return ()
+        if self._c is None:
+            return tuple(self._h)
+        return tuple(self._c) + tuple(self._h)
+
+    def set_h(self, es: Sequence[Expression] | None = None) -> RNNState:
+        b = self._b
+        b._check_graph()
+        h, c = b._set_h(self._h, self._c, _exprs(es, "set_h"))
+        return RNNState(b, self, h[-1], h, c)
+
+    def set_s(self, es: Sequence[Expression] | None = None) -> RNNState:
+        b = self._b
+        b._check_graph()
+        h, c = b._set_s(self._h, self._c, _exprs(es, "set_s"))
+        return RNNState(b, self, h[-1], h, c)
+
+    def prev(self) -> RNNState | None:
+        return self._prev
+
+    def b(self) -> _RNNBuilder:
+        return self._b
+
+    def __repr__(self) -> str:
+        return f"<RNNState of {self._b.whoami()}>"
+
+
+def _exprs(es, what: str) -> list:
+    if es is None:
+        raise ValueError(f"{what}: needs a list of expressions")
+    es = list(es)
+    for e in es:
+        if not isinstance(e, Expression):
+            raise TypeError(f"{what}: expected Expressions, got {type(e).__name__}")
+    return es
+
+
+class StackedRNNState:
+    """States of several single-layer builders stacked by hand (DyNet's Python helper)."""
+
+    def __init__(self, states: list, prev: StackedRNNState | None = None) -> None:
+        self.states = list(states)
+        self._prev = prev
+
+    def add_input(self, x: Expression) -> StackedRNNState:
+        nxt = []
+        for s in self.states:
+            nxt.append(s.add_input(x))
+            x = nxt[-1].output()
+        return StackedRNNState(nxt, self)
+
+    def add_inputs(self, xs: Iterable[Expression]) -> list[StackedRNNState]:
+        out = []
+        cur = self
+        for x in xs:
+            cur = cur.add_input(x)
+            out.append(cur)
+        return out
+
+    def output(self) -> Expression | None:
+        return self.states[-1].output()
+
+    def prev(self) -> StackedRNNState | None:
+        return self._prev
+
+    def h(self) -> list:
+        return [s.h() for s in self.states]
+
+    def s(self) -> list:
+        return [s.s() for s in self.states]
+
+
+class _RNNBuilder:
+    """Base of the RNN builders; subclasses set ``_params`` (per layer) and define ``_step``."""
+
+    _kind = "RNNBuilder"
+
+    def _setup(self, layers, input_dim, hidden_dim, model, sub: str) -> None:
+        from ..params import ParameterCollection
+
+        if not isinstance(model, ParameterCollection):
+            raise TypeError(f"{self._kind}: model must be a ParameterCollection, got {type(model).__name__}")
+        self.layers = as_size(layers, f"{self._kind}: layers")
+        self.input_dim = as_size(input_dim, f"{self._kind}: input_dim")
+        self.hidden_dim = as_size(hidden_dim, f"{self._kind}: hidden_dim")
+        self._model = model
+        self._pc = model.add_subcollection(sub)
+        self._params: list[list] = []
+        self._vars: list[list] | None = None
+        self._cg_version = -1
+        self._init = None
+        self._masks: list | None = None
+        self.dropout_rate = 0.0
+
+    # ------------------------------------------------------------ graph
+    def _check_graph(self) -> None:
+        if self._cg_version != _cg.version:
+            raise ValueError(f"Using stale builder ({self._kind}): call initial_state() after the computation "
+                             "graph is renewed")
+
+    def _load(self, p, update: bool) -> Expression:
+        return p.expr(update=True) if update else p.expr(update=False)
+
+    def _new_graph(self, update: bool) -> None:
+        self._vars = [[self._load(p, update) for p in layer] for layer in self._params]
+
+    def initial_state(self, vecs: Sequence[Expression] | None = None, update: bool = True) -> RNNState:
+        """The state before the first input (cached per graph); ``vecs`` as for ``set_s``."""
+        if self._cg_version != _cg.version:
+            self._new_graph(bool(update))
+            self._cg_version = _cg.version
+            self._masks = None
+            self._init = RNNState(self, None, None, None, None)
+        if vecs is not None:
+            return self._init.set_s(vecs)
+        return self._init
+
+    def initial_state_from_raw_vectors(self, vecs, update: bool = True) -> RNNState:
+        return self.initial_state([F.inputTensor(v) for v in vecs], update)
+
+    # ------------------------------------------------------------ parameters
+    def param_collection(self):
+        return self._pc
+
+    def get_parameters(self) -> list[list]:
+        return [list(layer) for layer in self._params]
+
+    def get_parameter_expressions(self) -> list[list[Expression]]:
+        if self._vars is None or self._cg_version != _cg.version:
+            raise ValueError("Attempt to use a stale expression, renew CG and/or call initial_state before accessing "
+                             f"{self._kind} internal parameters expression")
+        return [list(layer) for layer in self._vars]
+
+    def whoami(self) -> str:
+        return self._kind
+
+    # ------------------------------------------------------------ dropout
+    def set_dropout(self, p: float) -> None:
+        self.dropout_rate = check_rate(p)
+
+    def disable_dropout(self) -> None:
+        self.dropout_rate = 0.0
+
+    # ------------------------------------------------------------ steps
+    def _check_input(self, x: Expression) -> int:
+        if not isinstance(x, Expression):
+            raise TypeError(f"{self._kind}.add_input: expected an Expression, got {type(x).__name__}")
+        d = _cg.dims[x._check()]
+        if d.d not in ((self.input_dim,), (self.input_dim, 1)):
+            raise ValueError(f"{self._kind}.add_input: input of dim {d}, the builder expects {{{self.input_dim}}} "
+                             "(optionally batched)")
+        return d.bd
+
+    def _check_count(self, es: list, what: str, allowed: tuple[int, ...]) -> None:
+        if len(es) not in allowed:
+            want = " or ".join(str(n) for n in allowed)
+            raise ValueError(f"{self._kind}.{what} expects {want} expressions for {self.layers} layers, got {len(es)}")
+
+    def _step(self, x, h, c):  # pragma: no cover - every builder overrides it
+        """One input through every layer: returns (h per layer, c per layer or None, output)."""
+        raise NotImplementedError
+
+    # Builders without a cell (SimpleRNN, GRU): the state is h only.
+    def _set_h(self, h, c, es):
+        self._check_count(es, "set_h", (self.layers,))
+        return tuple(es), None
+
+    def _set_s(self, h, c, es):
+        self._check_count(es, "set_s", (self.layers,))
+        return tuple(es), None
+
+    def __repr__(self) -> str:
+        return f"<{self._kind} {self.layers}x({self.input_dim}->{self.hidden_dim}) in {self._pc.name()}>"
+
+
+class _CellBuilder(_RNNBuilder):
+    """LSTMs: the state is (c per layer, h per layer); ``set_s`` takes c's, or c's then h's."""
+
+    def _zeros(self) -> Expression:
+        return F.zeros((self.hidden_dim,))
+
+    def _set_h(self, h, c, es):
+        self._check_count(es, "set_h", (self.layers,))
+        cs = tuple(c) if c is not None else tuple(self._zeros() for _ in range(self.layers))
+        return tuple(es), cs
+
+    def _set_s(self, h, c, es):
+        n = self.layers
+        self._check_count(es, "set_s", (n, 2 * n))
+        if len(es) == n:
+            hs = tuple(h) if h is not None else tuple(self._zeros() for _ in range(n))
+        else:
+            hs = tuple(es[n:])
+        return hs, tuple(es[:n])
+
+
+class _Savable:
+    """``spec``/``from_spec`` so ``dy.save``/``dy.load`` can rebuild the builder."""
+
+    _spec: tuple
+
+    @property
+    def spec(self) -> tuple:
+        return self._spec
+
+    @classmethod
+    def from_spec(cls, spec, model):
+        return cls(*spec[:3], model, *spec[3:])

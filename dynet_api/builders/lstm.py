@@ -1,0 +1,362 @@
+"""DyNet's LSTM builders (dynet/lstm.cc, dynet/fast-lstm.cc), written over ops.
+
+Parameter shapes, initialisers, subcollection names and creation order follow
+DyNet's C++ constructors, so a collection saved by DyNet populates these
+builders and the other way round.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functions as F
+from ..params import ConstInitializer
+from ._base import _CellBuilder, _Savable, bernoulli_mask, check_rate, layer_norm, matmul
+
+_ZERO, _ONE = ConstInitializer(0.0), ConstInitializer(1.0)
+
+
+def _gates(tmp, hid: int, forget_bias: float):
+    """Split the stacked pre-activations [i; f; o; g] and apply the nonlinearities."""
+    i = F.logistic(F.pickrange(tmp, 0, hid))
+    fa = F.pickrange(tmp, hid, 2 * hid)
+    f = F.logistic(fa + forget_bias if forget_bias != 0 else fa)
+    o = F.logistic(F.pickrange(tmp, 2 * hid, 3 * hid))
+    g = F.tanh(F.pickrange(tmp, 3 * hid, 4 * hid))
+    return i, f, o, g
+
+
+class _TwoRateDropout:
+    """Variational dropout on each layer's input (rate d) and recurrent input (rate d_r)."""
+
+    dropout_rate_h = 0.0
+
+    def set_dropout(self, p: float) -> None:
+        self.dropout_rate = self.dropout_rate_h = check_rate(p)
+
+    def set_dropouts(self, d: float, d_r: float) -> None:
+        self.dropout_rate = check_rate(d)
+        self.dropout_rate_h = check_rate(d_r)
+
+    def disable_dropout(self) -> None:
+        self.dropout_rate = self.dropout_rate_h = 0.0
+
+    def _dropping(self) -> bool:
+        return self.dropout_rate > 0 or self.dropout_rate_h > 0
+
+    def set_dropout_masks(self, batch_size: int = 1) -> None:
+        """Draw the masks now, one per batch element (call after ``initial_state``)."""
+        self._check_graph()
+        self._masks = []
+        if self._dropping():
+            for i in range(self.layers):
+                idim = self.input_dim if i == 0 else self.hidden_dim
+                self._masks.append((bernoulli_mask(idim, self.dropout_rate, batch_size),
+                                    bernoulli_mask(self.hidden_dim, self.dropout_rate_h, batch_size)))
+
+
+class VanillaLSTMBuilder(_TwoRateDropout, _Savable, _CellBuilder):
+    """The standard LSTM (separate input and forget gates, no peepholes)::
+
+        [i; f; o; g] = W_x x + W_h h + b     (one stacked 4h pre-activation)
+        c' = sigmoid(f + forget_bias) * c + sigmoid(i) * tanh(g)
+        h' = sigmoid(o) * tanh(c')
+
+    Per layer, in subcollection ``vanilla-lstm-builder``: W_x {4h, in}, W_h {4h, h},
+    b {4h} (zeros).  With ``ln_lstm`` each layer also gets, in the *parent* collection
+    as DyNet does, gains/biases g_h, b_h, g_x, b_x {4h} and g_c, b_c {h} (ones/zeros) and
+    the two products and the cell are layer-normalised.
+    """
+
+    _kind = "VanillaLSTMBuilder"
+    _sub = "vanilla-lstm-builder"
+
+    def __init__(self, layers: int, input_dim: int, hidden_dim: int, model, ln_lstm: bool = False,
+                 forget_bias: float = 1.0) -> None:
+        self._setup(layers, input_dim, hidden_dim, model, self._sub)
+        self.ln_lstm = bool(ln_lstm)
+        self.forget_bias = float(forget_bias)
+        self._spec = (self.layers, self.input_dim, self.hidden_dim, self.ln_lstm, self.forget_bias)
+        pc, hid = self._pc, self.hidden_dim
+        ind = self.input_dim
+        self._ln_params: list[list] = []
+        for _ in range(self.layers):
+            self._params.append([pc.add_parameters((4 * hid, ind)), pc.add_parameters((4 * hid, hid)),
+                                 pc.add_parameters((4 * hid,), init=_ZERO)])
+            if self.ln_lstm:
+                self._ln_params.append([model.add_parameters((d,), init=ini) for d, ini in
+                                        ((4 * hid, _ONE), (4 * hid, _ZERO), (4 * hid, _ONE), (4 * hid, _ZERO),
+                                         (hid, _ONE), (hid, _ZERO))])
+            ind = hid
+        self._ln_vars: list[list] = []
+        self._eff: list[list] = []
+
+    def _new_graph(self, update: bool) -> None:
+        super()._new_graph(update)
+        self._ln_vars = [[self._load(p, update) for p in layer] for layer in self._ln_params]
+        self._eff = self._vars
+
+    def _step(self, x, h, c):
+        bd = self._check_input(x)
+        if self._dropping() and self._masks is None:
+            self.set_dropout_masks(bd)
+        hid, fb = self.hidden_dim, self.forget_bias
+        hs, cs = [], []
+        for i, (wx, wh, b) in enumerate(self._eff):
+            if self.dropout_rate > 0:
+                x = F.cmult(x, self._masks[i][0])
+            if h is not None:
+                h_tm1 = h[i]
+                if self.dropout_rate_h > 0:
+                    h_tm1 = F.cmult(h_tm1, self._masks[i][1])
+            if self.ln_lstm:
+                gh, bh, gx, bx, gc, bc = self._ln_vars[i]
+                tmp = b + layer_norm(matmul(wx, x), gx, bx)
+                if h is not None:
+                    tmp = tmp + layer_norm(matmul(wh, h_tm1), gh, bh)
+            elif h is not None:
+                tmp = F.affine_transform([b, wx, x, wh, h_tm1])
+            else:
+                tmp = F.affine_transform([b, wx, x])
+            ig, fg, og, gg = _gates(tmp, hid, fb)
+            ct = F.cmult(fg, c[i]) + F.cmult(ig, gg) if h is not None else F.cmult(ig, gg)
+            if self.ln_lstm:
+                x = F.cmult(og, F.tanh(layer_norm(ct, gc, bc)))
+            else:
+                x = F.cmult(og, F.tanh(ct))
+            hs.append(x)
+            cs.append(ct)
+        return tuple(hs), tuple(cs), x
+
+
+LSTMBuilder = VanillaLSTMBuilder
+
+
+class SparseLSTMBuilder(VanillaLSTMBuilder):
+    """VanillaLSTMBuilder whose W_x and W_h are magnitude-pruned by ``set_sparsity(s)``.
+
+    DyNet marks it experimental/untested.  Here the pruning mask is recomputed from the
+    current weights at each ``set_sparsity`` call (the fraction ``s`` of smallest-magnitude
+    entries of every W_x and W_h is zeroed in the graph); the parameters themselves and
+    their layout are those of VanillaLSTMBuilder.
+    """
+
+    _kind = "SparseLSTMBuilder"
+
+    def __init__(self, layers: int, input_dim: int, hidden_dim: int, model, ln_lstm: bool = False,
+                 forget_bias: float = 1.0) -> None:
+        super().__init__(layers, input_dim, hidden_dim, model, ln_lstm, forget_bias)
+        self.sparsity = 0.0
+        self._prune: list[list] | None = None
+
+    def set_sparsity(self, sparsity: float) -> None:
+        s = float(sparsity)
+        if not 0.0 <= s <= 1.0:
+            raise ValueError(f"SparseLSTMBuilder.set_sparsity: sparsity must be in [0, 1], got {s}")
+        self.sparsity = s
+        self._prune = None
+        if s > 0:
+            self._prune = []
+            for wx, wh, _b in self._params:
+                self._prune.append([_magnitude_mask(wx.as_array(), s), _magnitude_mask(wh.as_array(), s)])
+        self._cg_version = -1  # the next initial_state rebuilds the masked weights
+
+    def _new_graph(self, update: bool) -> None:
+        super()._new_graph(update)
+        if self._prune is not None:
+            self._eff = [[F.cmult(wx, F.inputTensor(mx)), F.cmult(wh, F.inputTensor(mh)), b]
+                         for (wx, wh, b), (mx, mh) in zip(self._vars, self._prune, strict=True)]
+
+
+def _magnitude_mask(w: np.ndarray, s: float) -> np.ndarray:
+    k = int(round(s * w.size))
+    mask = np.ones(w.size, np.float32)
+    if k > 0:
+        mask[np.argsort(np.abs(w).reshape(-1), kind="stable")[:k]] = 0.0
+    return mask.reshape(w.shape)
+
+
+class CompactVanillaLSTMBuilder(_TwoRateDropout, _Savable, _CellBuilder):
+    """The same LSTM as VanillaLSTMBuilder (forget bias fixed at 1), DyNet's "fused" variant.
+
+    Per layer, in subcollection ``compact-vanilla-lstm-builder``: W_x {4h, in}, W_h {4h, h},
+    b {4h} (zeros).  ``set_weightnoise(std)`` adds N(0, std^2) noise to W_x, W_h and b at
+    every step.  DyNet computes it with fused ``vanilla_lstm_*`` nodes; here it is written
+    over the general ops (the same values).
+    """
+
+    _kind = "CompactVanillaLSTMBuilder"
+
+    def __init__(self, layers: int, input_dim: int, hidden_dim: int, model) -> None:
+        self._setup(layers, input_dim, hidden_dim, model, "compact-vanilla-lstm-builder")
+        self._spec = (self.layers, self.input_dim, self.hidden_dim)
+        pc, hid = self._pc, self.hidden_dim
+        ind = self.input_dim
+        for _ in range(self.layers):
+            self._params.append([pc.add_parameters((4 * hid, ind)), pc.add_parameters((4 * hid, hid)),
+                                 pc.add_parameters((4 * hid,), init=_ZERO)])
+            ind = hid
+        self.weightnoise_std = 0.0
+
+    def set_weightnoise(self, std: float) -> None:
+        std = float(std)
+        if std < 0:
+            raise ValueError(f"CompactVanillaLSTMBuilder.set_weightnoise: std must be >= 0, got {std}")
+        self.weightnoise_std = std
+
+    def _noisy(self, w):
+        d, _ = w.dim()
+        return w + F.random_normal(d, 0.0, self.weightnoise_std)
+
+    def _step(self, x, h, c):
+        bd = self._check_input(x)
+        dropping = self._dropping()
+        if dropping and self._masks is None:
+            self.set_dropout_masks(bd)
+        hid = self.hidden_dim
+        hs, cs = [], []
+        for i, (wx, wh, b) in enumerate(self._vars):
+            if h is None:
+                h_tm1 = c_tm1 = F.zeros((hid,), batch_size=bd)
+            else:
+                h_tm1, c_tm1 = h[i], c[i]
+            if dropping:
+                x = F.cmult(x, self._masks[i][0])
+                h_tm1 = F.cmult(h_tm1, self._masks[i][1])
+            if self.weightnoise_std > 0:
+                wx, wh, b = self._noisy(wx), self._noisy(wh), self._noisy(b)
+            ig, fg, og, gg = _gates(F.affine_transform([b, wx, x, wh, h_tm1]), hid, 1.0)
+            ct = F.cmult(ig, gg) + F.cmult(fg, c_tm1)
+            x = F.cmult(og, F.tanh(ct))
+            hs.append(x)
+            cs.append(ct)
+        return tuple(hs), tuple(cs), x
+
+
+class CoupledLSTMBuilder(_Savable, _CellBuilder):
+    """LSTM with coupled input/forget gates (f = 1 - i) and peepholes (DyNet 1.x's LSTMBuilder)::
+
+        i = sigmoid(W_ix x + W_ih h + W_ic c + b_i)     c~ = tanh(W_cx x + W_ch h + b_c)
+        c' = (1 - i) * c + i * c~                       o = sigmoid(W_ox x + W_oh h + W_oc c' + b_o)
+        h' = o * tanh(c')
+
+    Per layer, in subcollection ``lstm-builder``: W_ix, W_ih, W_ic, b_i, W_ox, W_oh, W_oc, b_o,
+    W_cx, W_ch, b_c (biases zero).  ``set_dropout(p)`` applies variational dropout to the
+    input, the recurrent h and the cell fed to the peepholes.
+    """
+
+    _kind = "CoupledLSTMBuilder"
+
+    def __init__(self, layers: int, input_dim: int, hidden_dim: int, model) -> None:
+        self._setup(layers, input_dim, hidden_dim, model, "lstm-builder")
+        self._spec = (self.layers, self.input_dim, self.hidden_dim)
+        pc, hid = self._pc, self.hidden_dim
+        ind = self.input_dim
+        for _ in range(self.layers):
+            layer = []
+            for peephole in (True, True, False):  # gates i, o, then the candidate c
+                layer += [pc.add_parameters((hid, ind)), pc.add_parameters((hid, hid))]
+                if peephole:
+                    layer.append(pc.add_parameters((hid, hid)))
+                layer.append(pc.add_parameters((hid,), init=_ZERO))
+            self._params.append(layer)
+            ind = hid
+        self.dropout_rate_h = self.dropout_rate_c = 0.0
+
+    def set_dropout(self, p: float) -> None:
+        self.dropout_rate = self.dropout_rate_h = self.dropout_rate_c = check_rate(p)
+
+    def set_dropouts(self, d: float, d_h: float, d_c: float) -> None:
+        self.dropout_rate, self.dropout_rate_h, self.dropout_rate_c = check_rate(d), check_rate(d_h), check_rate(d_c)
+
+    def disable_dropout(self) -> None:
+        self.dropout_rate = self.dropout_rate_h = self.dropout_rate_c = 0.0
+
+    def _dropping(self) -> bool:
+        return self.dropout_rate > 0 or self.dropout_rate_h > 0 or self.dropout_rate_c > 0
+
+    def set_dropout_masks(self, batch_size: int = 1) -> None:
+        self._check_graph()
+        self._masks = []
+        if self._dropping():
+            for i in range(self.layers):
+                idim = self.input_dim if i == 0 else self.hidden_dim
+                self._masks.append((bernoulli_mask(idim, self.dropout_rate, batch_size),
+                                    bernoulli_mask(self.hidden_dim, self.dropout_rate_h, batch_size),
+                                    bernoulli_mask(self.hidden_dim, self.dropout_rate_c, batch_size)))
+
+    def _step(self, x, h, c):
+        bd = self._check_input(x)
+        if self._dropping() and self._masks is None:
+            self.set_dropout_masks(bd)
+        hs, cs = [], []
+        for i, (x2i, h2i, c2i, bi, x2o, h2o, c2o, bo, x2c, h2c, bc) in enumerate(self._vars):
+            if self.dropout_rate > 0:
+                x = F.cmult(x, self._masks[i][0])
+            if h is not None:
+                h_tm1, c_tm1 = h[i], c[i]
+                if self.dropout_rate_h > 0:
+                    h_tm1 = F.cmult(h_tm1, self._masks[i][1])
+                c_peep = F.cmult(c_tm1, self._masks[i][2]) if self.dropout_rate_c > 0 else c_tm1
+                it = F.logistic(F.affine_transform([bi, x2i, x, h2i, h_tm1, c2i, c_peep]))
+                wt = F.tanh(F.affine_transform([bc, x2c, x, h2c, h_tm1]))
+                ct = F.cmult(1.0 - it, c_tm1) + F.cmult(it, wt)
+            else:
+                it = F.logistic(F.affine_transform([bi, x2i, x]))
+                wt = F.tanh(F.affine_transform([bc, x2c, x]))
+                ct = F.cmult(it, wt)
+            c_out = F.cmult(ct, self._masks[i][2]) if self.dropout_rate_c > 0 else ct
+            if h is not None:
+                ot = F.logistic(F.affine_transform([bo, x2o, x, h2o, h_tm1, c2o, c_out]))
+            else:
+                ot = F.logistic(F.affine_transform([bo, x2o, x, c2o, c_out]))
+            x = F.cmult(ot, F.tanh(ct))
+            hs.append(x)
+            cs.append(ct)
+        return tuple(hs), tuple(cs), x
+
+
+class FastLSTMBuilder(_CellBuilder):
+    """DyNet's FastLSTMBuilder: the coupled LSTM with "diagonal" peepholes W_ic, W_oc {h, 1}.
+
+    DyNet creates the peephole vectors but (in its current code) leaves them out of the
+    computation, so the cell is: i = sigmoid(W_ix x + W_ih h + b_i), c~ = tanh(W_cx x +
+    W_ch h + b_c), c' = (1 - i) c + i c~, o = sigmoid(W_ox x + W_oh h + b_o), h' = o tanh(c').
+    Subcollection ``fast-lstm-builder``.  No dropout, and no ``spec``: as in DyNet it cannot
+    be saved with ``dy.save`` (save its ``param_collection()`` instead).
+    """
+
+    _kind = "FastLSTMBuilder"
+
+    def __init__(self, layers: int, input_dim: int, hidden_dim: int, model) -> None:
+        self._setup(layers, input_dim, hidden_dim, model, "fast-lstm-builder")
+        pc, hid = self._pc, self.hidden_dim
+        ind = self.input_dim
+        for _ in range(self.layers):
+            layer = []
+            for peephole in (True, True, False):
+                layer += [pc.add_parameters((hid, ind)), pc.add_parameters((hid, hid))]
+                if peephole:
+                    layer.append(pc.add_parameters((hid, 1)))
+                layer.append(pc.add_parameters((hid,), init=_ZERO))
+            self._params.append(layer)
+            ind = hid
+
+    def _step(self, x, h, c):
+        self._check_input(x)
+        hs, cs = [], []
+        for i, (x2i, h2i, _c2i, bi, x2o, h2o, _c2o, bo, x2c, h2c, bc) in enumerate(self._vars):
+            if h is not None:
+                h_tm1, c_tm1 = h[i], c[i]
+                it = F.logistic(F.affine_transform([bi, x2i, x, h2i, h_tm1]))
+                wt = F.tanh(F.affine_transform([bc, x2c, x, h2c, h_tm1]))
+                ct = F.cmult(1.0 - it, c_tm1) + F.cmult(it, wt)
+                ot = F.logistic(F.affine_transform([bo, x2o, x, h2o, h_tm1]))
+            else:
+                it = F.logistic(F.affine_transform([bi, x2i, x]))
+                ct = F.cmult(it, F.tanh(F.affine_transform([bc, x2c, x])))
+                ot = F.logistic(F.affine_transform([bo, x2o, x]))
+            x = F.cmult(ot, F.tanh(ct))
+            hs.append(x)
+            cs.append(ct)
+        return tuple(hs), tuple(cs), x
