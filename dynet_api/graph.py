@@ -271,7 +271,18 @@ class ComputationGraph:
         if i >= self.n_eval:
             if self.supported is None:
                 self._bind()
-            self.executor.forward(self.n_eval, i + 1)
+            if self.immediate:
+                try:
+                    self.executor.forward(self.n_eval, i + 1)
+                except Exception:
+                    # The node that just failed (e.g. check_validity) leaves the graph, as a failed
+                    # shape check would; otherwise every later node would re-raise its error.
+                    n = self.n_eval
+                    del self.nodes[n:], self.dims[n:], self.ng[n:]
+                    self.executor.truncate(n)
+                    raise
+            else:
+                self.executor.forward(self.n_eval, i + 1)
             self.n_eval = i + 1
 
     def invalidate(self, i: int = 0) -> None:
