@@ -271,15 +271,14 @@ class ComputationGraph:
         if i >= self.n_eval:
             if self.supported is None:
                 self._bind()
-            if self.immediate:
+            if self.immediate and self.n_eval == i == len(self.nodes) - 1:
                 try:
-                    self.executor.forward(self.n_eval, i + 1)
+                    self.executor.forward(i, i + 1)
                 except Exception:
-                    # The node that just failed (e.g. check_validity) leaves the graph, as a failed
-                    # shape check would; otherwise every later node would re-raise its error.
-                    n = self.n_eval
-                    del self.nodes[n:], self.dims[n:], self.ng[n:]
-                    self.executor.truncate(n)
+                    # The node just added failed (e.g. check_validity): it leaves the graph, as a
+                    # failed shape check would; otherwise every later node would re-raise its error.
+                    del self.nodes[i:], self.dims[i:], self.ng[i:]
+                    self.executor.truncate(i)
                     raise
             else:
                 self.executor.forward(self.n_eval, i + 1)
