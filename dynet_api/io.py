@@ -124,6 +124,15 @@ def read_records(fname: str) -> list[Record]:
     return out
 
 
+def _temp_file(folder: str) -> tuple[int, str]:
+    """A temporary file next to the target, with the mode a plain ``open`` would give (mkstemp's is 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)
+    return fd, tmp
+
+
 def write_atomic(fname: str, text: str, append: bool = False) -> None:
     """Write (or append to) a file through a temporary file and a rename."""
     folder = os.path.dirname(os.path.abspath(fname))
@@ -131,7 +140,7 @@ def write_atomic(fname: str, text: str, append: bool = False) -> None:
     if append and os.path.exists(fname):
         with open(fname) as f:
             old = f.read()
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    fd, tmp = _temp_file(folder)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(old)
@@ -286,17 +295,23 @@ def save(basename: str, objects: list) -> None:
             pc = obj.param_collection()
             meta.append((type(obj), obj.spec, pc.name()))
             data.append("".join(format_record(_record_of(p, p.name())) for p in _ordered(pc)))
-    write_atomic(basename + ".data", "".join(data))
+    # Pickle first (one pickle per object, as DyNet's successive pickle.dump calls write), then write
+    # both temporary files, then rename: a failure anywhere leaves the old .data and .meta as they were.
+    meta_bytes = b"".join(pickle.dumps(m) for m in meta)
     folder = os.path.dirname(os.path.abspath(basename + ".meta"))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    tmps: list[str] = []
     try:
-        with os.fdopen(fd, "wb") as fh:
-            for m in meta:
-                pickle.dump(m, fh)
-        os.replace(tmp, basename + ".meta")
+        for payload, mode in (("".join(data), "w"), (meta_bytes, "wb")):
+            fd, tmp = _temp_file(folder)
+            tmps.append(tmp)
+            with os.fdopen(fd, mode) as fh:
+                fh.write(payload)
+        os.replace(tmps[0], basename + ".data")
+        os.replace(tmps[1], basename + ".meta")
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for tmp in tmps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         raise
 
 
