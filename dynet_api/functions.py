@@ -471,6 +471,10 @@ pick_range = pickrange
 
 
 def _getitem(x, index):
+    if isinstance(index, tuple) or (isinstance(index, slice) and index.step not in (None, 1)):
+        from .functions_more import strided_getitem
+
+        return strided_getitem(x, index)
     d = _cg.dims[x._check()]
     if isinstance(index, slice):
         n = d.d[0]

@@ -425,6 +425,353 @@ _op("scale_gradient", 1, s_same, attrs=("lambd",))
 _op("argmax", 1, s_argmax, attrs=("straight_through",), smooth=False)
 
 
+# ================================================================ issue 6: the rest of DyNet's op set
+# Shape rules and entries of the [B] ops of API_REFERENCE.md.  Domains added here
+# for the conformance suite: "spd" (a square matrix, symmetric positive definite
+# and well conditioned: inverse, logdet).  Ops whose DyNet node does not support
+# batching reject batched operands in their shape rule (inventory section 11, item 9).
+
+
+def _nobatch(op, dims) -> None:
+    for d in dims:
+        if d.bd != 1:
+            raise op.fail(dims, "does not support batched input (DyNet's node has no minibatch support)")
+
+
+def _looks_like_vector(d: Dim) -> bool:
+    return all(n == 1 for n in d.d[1:])
+
+
+def _pair_ints(op, dims, v, what) -> None:
+    if len(v) != 2 or any(int(s) < 1 for s in v):
+        raise op.fail(dims, f"{what} must be two positive ints, got {list(v)}")
+
+
+def s_same_nobatch(op, dims, attrs):
+    _nobatch(op, dims)
+    return dims[0]
+
+
+def s_vector_nobatch(op, dims, attrs):
+    _nobatch(op, dims)
+    if not _looks_like_vector(dims[0]):
+        raise op.fail(dims, "needs a vector")
+    return dims[0]
+
+
+def s_sparsemax_loss(op, dims, attrs):
+    x = s_vector_nobatch(op, dims, attrs)
+    q = attrs[0]
+    if not q:
+        raise op.fail(dims, "the target support must not be empty")
+    _check_indices(op, dims, q, x.d[0], "target index")
+    return Dim((1,))
+
+
+def s_constrained_softmax(op, dims, attrs):
+    _nobatch(op, dims)
+    x, u = dims
+    if not (_looks_like_vector(x) and _looks_like_vector(u)) or x.size() != u.size():
+        raise op.fail(dims, "needs two vectors of the same size (scores, upper bounds)")
+    return x
+
+
+def s_strided_select(op, dims, attrs):
+    x = dims[0]
+    strides, lo, hi = attrs
+    nd = len(x.d)
+    if max(len(strides), len(lo), len(hi)) > nd + 1:
+        raise op.fail(dims, f"more entries than dims + batch ({nd + 1}) in strides/from/to")
+    for s in strides:
+        if s < 1:
+            raise op.fail(dims, f"strides must be positive, got {list(strides)}")
+    out = list(x.d)
+    bd = x.bd
+    for k in range(max(len(strides), len(lo), len(hi))):
+        size = x.d[k] if k < nd else x.bd
+        start = lo[k] if k < len(lo) else 0
+        stop = hi[k] if k < len(hi) else size
+        step = strides[k] if k < len(strides) else 1
+        if not (0 <= start < size and start < stop <= size):
+            what = f"dimension {k}" if k < nd else "the batch"
+            raise IndexError(f"{op.name}: range [{start}, {stop}) out of bounds (or empty) for {what} of {x}")
+        n = -(-(stop - start) // step)
+        if k < nd:
+            out[k] = n
+        else:
+            bd = n
+    return Dim(tuple(out), bd)
+
+
+def s_max_dim(op, dims, attrs):
+    x = dims[0]
+    if len(x.d) > 3:
+        raise op.fail(dims, "supports tensors of up to 3 dims")
+    _check_axis(op, dims, attrs[0], len(x.d))
+    return Dim(_delete_dims(x.d, {attrs[0]}), x.bd)
+
+
+def s_same_axis(op, dims, attrs):
+    _check_axis(op, dims, attrs[0], len(dims[0].d))
+    return dims[0]
+
+
+def s_kmax(op, dims, attrs):
+    x = dims[0]
+    k, d = attrs
+    if len(x.d) > 3:
+        raise op.fail(dims, "supports tensors of up to 3 dims")
+    _check_axis(op, dims, d, len(x.d))
+    if not 1 <= k <= x.d[d]:
+        raise op.fail(dims, f"k = {k} must be between 1 and the size {x.d[d]} of dimension {d}")
+    out = list(x.d)
+    out[d] = k
+    return Dim(tuple(out), x.bd)
+
+
+def s_std_dim(op, dims, attrs):
+    if not attrs[0] and not attrs[1]:
+        raise op.fail(dims, "needs at least one dimension, or b=True")
+    return s_reduce_dim(op, dims, attrs)
+
+
+def s_hinge_dim(op, dims, attrs):
+    x = dims[0]
+    idx, d, m = attrs
+    if len(x.d) != 2:
+        raise op.fail(dims, "expects a matrix")
+    if d not in (0, 1):
+        raise op.fail(dims, f"d must be 0 or 1, got {d}")
+    if m < 0:
+        raise op.fail(dims, f"does not support negative margins (got {m})")
+    if len(idx) not in (1, x.bd):
+        raise op.fail(dims, f"{len(idx)} lists of indices for batch size {x.bd}")
+    other = x.d[1 - d]
+    for v in idx:
+        if len(v) != other:
+            raise op.fail(dims, f"needs one index per {'column' if d == 0 else 'row'} ({other}), got {len(v)}")
+        _check_indices(op, dims, v, x.d[d], "index")
+    return Dim((other,), x.bd)
+
+
+def s_pairwise_rank(op, dims, attrs):
+    x, y = dims
+    if x.d != y.d or x.d[0] != 1 or len(x.d) > 2:
+        raise op.fail(dims, "needs two row vectors ({1} or {1,n}) of the same dims")
+    return Dim(x.d, _batch(op, dims))
+
+
+def s_poisson(op, dims, attrs):
+    _nobatch(op, dims)
+    if dims[0].size() != 1:
+        raise op.fail(dims, "needs a scalar log-lambda")
+    if attrs[0] < 0:
+        raise op.fail(dims, f"the observed count must be >= 0, got {attrs[0]}")
+    return dims[0]
+
+
+def _square_nobatch(op, dims):
+    _nobatch(op, dims)
+    x = dims[0]
+    if len(x.d) > 2 or x.rows() != x.cols():
+        raise op.fail(dims, "needs a square matrix")
+    return x
+
+
+def s_inverse(op, dims, attrs):
+    return _square_nobatch(op, dims)
+
+
+def s_logdet(op, dims, attrs):
+    _square_nobatch(op, dims)
+    return Dim((1,))
+
+
+def s_trace_of_product(op, dims, attrs):
+    _nobatch(op, dims)
+    if dims[0].d != dims[1].d or len(dims[0].d) > 2:
+        raise op.fail(dims, "needs two matrices of the same dims")
+    return Dim((1,))
+
+
+def s_contract3d_1d(op, dims, attrs):
+    a, b = dims
+    if len(a.d) != 3 or not _looks_like_vector(b) or b.d[0] != a.d[2]:
+        raise op.fail(dims, "needs a 3-tensor {i,j,k} and a vector {k}")
+    return Dim(a.d[:2], _batch(op, dims))
+
+
+def s_contract3d_1d_1d(op, dims, attrs):
+    _nobatch(op, dims)
+    a, b, c = dims
+    if len(a.d) != 3 or not (_looks_like_vector(b) and _looks_like_vector(c)) or b.d[0] != a.d[2] or c.d[0] != a.d[1]:
+        raise op.fail(dims, "needs a 3-tensor {i,j,k}, a vector {k} and a vector {j}")
+    return Dim((a.d[0],))
+
+
+def s_circ(op, dims, attrs):
+    _nobatch(op, dims)
+    if len(dims[0].d) != 1 or dims[0] != dims[1]:
+        raise op.fail(dims, "needs two vectors of the same size")
+    return dims[0]
+
+
+def _window_out(n: int, k: int, s: int, is_valid: bool) -> int:
+    return -(-(n - k + 1) // s) if is_valid else -(-n // s)
+
+
+def s_conv2d(op, dims, attrs):
+    x, f = dims
+    stride, is_valid = attrs
+    _pair_ints(op, dims, stride, "stride")
+    if len(x.d) != 3 or len(f.d) != 4 or f.d[2] != x.d[2]:
+        raise op.fail(dims, "needs an input {H,W,C_in} and filters {kh,kw,C_in,C_out}")
+    if f.bd != 1:
+        raise op.fail(dims, "the filters must not be batched")
+    if is_valid and (x.d[0] < f.d[0] or x.d[1] < f.d[1]):
+        raise op.fail(dims, "in VALID convolution the filter must not be larger than the feature map")
+    h = _window_out(x.d[0], f.d[0], stride[0], is_valid)
+    w = _window_out(x.d[1], f.d[1], stride[1], is_valid)
+    return Dim((h, w, f.d[3]), x.bd)
+
+
+def s_maxpooling2d(op, dims, attrs):
+    x = dims[0]
+    ksize, stride, is_valid = attrs
+    _pair_ints(op, dims, ksize, "ksize")
+    _pair_ints(op, dims, stride, "stride")
+    if len(x.d) not in (2, 3):
+        raise op.fail(dims, "needs an input {H,W} or {H,W,C}")
+    if is_valid and (x.d[0] < ksize[0] or x.d[1] < ksize[1]):
+        raise op.fail(dims, f"in VALID mode the kernel {list(ksize)} must not be larger than the feature map")
+    h = _window_out(x.d[0], ksize[0], stride[0], is_valid)
+    w = _window_out(x.d[1], ksize[1], stride[1], is_valid)
+    return Dim((h, w) + x.d[2:], x.bd)
+
+
+def s_filter1d_narrow(op, dims, attrs):
+    _nobatch(op, dims)
+    x, f = dims
+    if len(x.d) != 2 or len(f.d) not in (2, 3) or f.d[0] != x.d[0] or x.d[1] < f.d[1]:
+        raise op.fail(dims, "needs a matrix {d,s} and filters {d,m} or {d,m,n} with m <= s")
+    return Dim((f.d[2] if len(f.d) == 3 else 1, x.d[1] - f.d[1] + 1))
+
+
+def s_fold_rows(op, dims, attrs):
+    _nobatch(op, dims)
+    x = dims[0]
+    n = attrs[0]
+    if n < 1 or len(x.d) > 2 or x.d[0] % n:
+        raise op.fail(dims, f"the rows must be a multiple of nrows={n}")
+    return Dim((x.d[0] // n, x.cols()))
+
+
+def s_kmh_ngram(op, dims, attrs):
+    _nobatch(op, dims)
+    x = dims[0]
+    n = attrs[0]
+    if len(x.d) != 2 or not 1 <= n <= x.d[1]:
+        raise op.fail(dims, f"needs a matrix with at least n={n} columns")
+    return Dim((x.d[0], x.d[1] - n + 1))
+
+
+def s_weight_norm(op, dims, attrs):
+    _nobatch(op, dims)
+    if dims[1].size() != 1:
+        raise op.fail(dims, "the gain must be a scalar")
+    return dims[0]
+
+
+def _lstm_gates_dims(op, dims, dropout: bool):
+    x, h, wx, wh, b = dims[:5]
+    if len(x.d) != 1 or len(h.d) != 1:
+        raise op.fail(dims, "x_t and h_tm1 must be vectors")
+    hid = h.d[0]
+    if wx.d != (4 * hid, x.d[0]) or wh.d != (4 * hid, hid) or not _looks_like_vector(b) or b.d[0] != 4 * hid:
+        raise op.fail(dims, f"expects Wx {{{4 * hid},{x.d[0]}}}, Wh {{{4 * hid},{hid}}} and b {{{4 * hid}}}")
+    if wx.bd != 1 or wh.bd != 1 or b.bd != 1:
+        raise op.fail(dims, "Wx, Wh and b must not be batched")
+    if dropout:
+        mx, mh = dims[5:]
+        if not (_looks_like_vector(mx) and _looks_like_vector(mh)) or mx.d[0] != x.d[0] or mh.d[0] != hid:
+            raise op.fail(dims, f"the dropout masks must be vectors of sizes {x.d[0]} and {hid}")
+    return Dim((4 * hid,), _batch(op, dims))
+
+
+def s_lstm_gates(op, dims, attrs):
+    return _lstm_gates_dims(op, dims, False)
+
+
+def s_lstm_gates_dropout(op, dims, attrs):
+    return _lstm_gates_dims(op, dims, True)
+
+
+def s_lstm_cell(op, dims, attrs):
+    c, g = dims
+    if len(c.d) != 1 or len(g.d) != 1 or 4 * c.d[0] != g.d[0]:
+        raise op.fail(dims, "needs a state vector {n} and gates {4n}")
+    return Dim(c.d, _batch(op, dims))
+
+
+for _name in ("sin", "cos", "atan", "sinh", "cosh", "asinh"):
+    _op(_name, 1, s_same)
+_op("tan", 1, s_same, domain=(D_UNIT,))
+_op("asin", 1, s_same, domain=(D_UNIT,))
+_op("acos", 1, s_same, domain=(D_UNIT,))
+_op("atanh", 1, s_same, domain=(D_UNIT,))
+_op("acosh", 1, s_same, domain=(D_GT1,))
+_op("silu", 1, s_same, attrs=("beta",), doc="x * sigmoid(beta * x).")
+for _name in ("round", "ceil", "floor"):
+    _op(_name, 1, s_same, attrs=("straight_through",), smooth=False,
+        doc="Zero gradient, or the incoming gradient unchanged when straight_through.")
+_op("to_device", 1, s_same, attrs=("device",), doc="Identity that records the device the value moves to.")
+
+_op("sparsemax", 1, s_vector_nobatch, smooth=False, doc="Euclidean projection of a vector onto the simplex.")
+_op("sparsemax_loss", 1, s_sparsemax_loss, attrs=("target",), smooth=False,
+    doc="Sparsemax loss of a vector against a uniform target over the given indices.")
+_op("constrained_softmax", 2, s_constrained_softmax, domain=(D_ANY, D_PROB), smooth=False,
+    doc="Softmax of x capped elementwise by the upper bounds y.")
+
+_op("strided_select", 1, s_strided_select, attrs=("strides", "from", "to"),
+    doc="x[from:to:stride] per dimension; the entry after the last data dim is the batch.")
+_op("max_dim", 1, s_max_dim, attrs=("d",), smooth=False, doc="Max along dimension d.")
+_op("min_dim", 1, s_max_dim, attrs=("d",), smooth=False, doc="Min along dimension d.")
+_op("cumsum", 1, s_same_axis, attrs=("d",), doc="Cumulative sum along dimension d.")
+_op("kmax_pooling", 1, s_kmax, attrs=("k", "d"), smooth=False,
+    doc="The k largest values along dimension d, in their original order.")
+_op("std_dim", 1, s_std_dim, attrs=("dims", "b", "n"),
+    doc="Population std over dims (and the batch if b); n > 0 overrides the divisor.")
+
+_op("hinge_dim", 1, s_hinge_dim, attrs=("indices", "d", "m"), smooth=False,
+    doc="Hinge loss of every column (d=0) or row (d=1); indices: one list, or one per batch element.")
+_op("pairwise_rank_loss", 2, s_pairwise_rank, attrs=("m",), smooth=False, doc="max(0, m - x + y) elementwise.")
+_op("poisson_loss", 1, s_poisson, attrs=("y",), doc="-log Poisson(y; lambda = exp(x)).")
+
+_op("inverse", 1, s_inverse, domain=("spd",), doc="Matrix inverse.")
+_op("logdet", 1, s_logdet, domain=("spd",), doc="log det of a matrix (NaN for a negative determinant).")
+_op("trace_of_product", 2, s_trace_of_product, doc="Tr(x y^T).")
+_op("contract3d_1d", 2, s_contract3d_1d, doc="Y_ij = sum_k A_ijk b_k.")
+_op("contract3d_1d_1d", 3, s_contract3d_1d_1d, doc="y_i = sum_jk A_ijk b_k c_j.")
+_op("circ_conv", 2, s_circ, doc="Circular convolution of two vectors.")
+_op("circ_corr", 2, s_circ, doc="Circular correlation of two vectors.")
+
+_op("conv2d", 2, s_conv2d, attrs=("stride", "is_valid"),
+    doc="2-D cross-correlation, input {H,W,C_in}, filters {kh,kw,C_in,C_out}, VALID or SAME (TensorFlow) padding.")
+_op("maxpooling2d", 1, s_maxpooling2d, attrs=("ksize", "stride", "is_valid"), smooth=False,
+    doc="2-D max pooling, VALID or SAME (TensorFlow) padding.")
+_op("filter1d_narrow", 2, s_filter1d_narrow, doc="Narrow 1-D filtering, one output row per filter.")
+_op("fold_rows", 1, s_fold_rows, attrs=("nrows",), doc="Sums each group of nrows consecutive rows.")
+_op("kmh_ngram", 1, s_kmh_ngram, attrs=("n",), doc="Sums of n consecutive columns.")
+_op("weight_norm", 2, s_weight_norm, doc="g * w / ||w|| for a scalar gain g.")
+
+_op("vanilla_lstm_gates", 5, s_lstm_gates,
+    doc="[i;f;o;g] = sigmoid/tanh(Wx x + Wh h + b), +1 on the forget gate; args x, h, Wx, Wh, b.")
+_op("vanilla_lstm_gates_dropout", 7, s_lstm_gates_dropout,
+    doc="vanilla_lstm_gates with x and h multiplied by the masks (args 6 and 7).")
+_op("vanilla_lstm_c", 2, s_lstm_cell, doc="c_t = i * g + f * c_tm1 from gates [i;f;o;g].")
+_op("vanilla_lstm_h", 2, s_lstm_cell, doc="h_t = o * tanh(c_t) from gates [i;f;o;g].")
+
+
 def op(name: str) -> OpDef:
     try:
         return OPS[name]

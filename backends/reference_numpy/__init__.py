@@ -10,7 +10,7 @@ import numpy as np
 from dynet_api.backend import Backend
 from dynet_api.hookspecs import BackendSpec, hookimpl
 
-from . import kernels, updates
+from . import kernels, kernels_more, updates  # noqa: F401 (kernels_more registers the rest of the op set)
 
 F32 = np.float32
 
