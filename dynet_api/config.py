@@ -54,8 +54,16 @@ def parse_argv(argv: list[str]) -> dict:
                 found[name] = conv(val)
             except ValueError:
                 raise ValueError(f"{key}: bad value {val!r}") from None
+            check_value(name, found[name])
         i += 1
     return found
+
+
+def check_value(name: str, value) -> None:
+    """Reject settings DyNet's init rejects, before they can do harm."""
+    if name == "weight_decay" and value is not None and not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"[dynet] weight decay parameter must be between 0 and 1 (probably very small like 1e-6), "
+                         f"got {value}")
 
 
 def load_from_command_line() -> None:
@@ -70,5 +78,6 @@ def set_values(**kw) -> None:
     for k, v in kw.items():
         if k not in settings and k not in ("gpu_mask",):
             raise TypeError(f"dynet_config.set: unknown setting {k!r}; known: {', '.join(sorted(settings))}")
+        check_value(k, v)
         settings[k] = v
         _explicit.add(k)
