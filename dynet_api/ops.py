@@ -14,6 +14,7 @@ kernels of their own.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -42,6 +43,14 @@ class OpDef:
     # these points so the central difference is well defined.
     kinks: tuple[float, ...] = ()
     smooth: bool = True  # False: gradient checked against the reference only
+    # Conformance samples (dynet_api.conformance.samples): ``sample_dims()`` gives
+    # labelled operand dims replacing the default pool, ``sample_attrs(dims)`` the
+    # attribute tuples to try with them (needed by ops with attributes; the shape
+    # rule drops what does not fit).  Random ops give ``moments(attrs)`` -> (mean,
+    # variance) of one sample.
+    sample_dims: Callable[[], list] | None = None
+    sample_attrs: Callable[[list], list] | None = None
+    moments: Callable[[tuple], tuple] | None = None
     id: int = field(default=-1)
 
     def fail(self, dims, msg: str = "") -> "DimError":
@@ -339,6 +348,50 @@ def s_argmax(op, dims, attrs):
     return x
 
 
+# ---------------------------------------------------------------- conformance samples
+# Attribute tuples the conformance suite tries with given operand dims (a list of
+# Dim); they may over-generate, since the shape rule rejects what does not fit.
+
+
+def _consts(*cs):
+    return lambda ds: [(c,) for c in cs]
+
+
+def _axes(ds):
+    return [(0,), (1,)]
+
+
+def _n0(ds) -> int:
+    return ds[0].d[0]
+
+
+def _a_reshape(ds):
+    x = ds[0]
+    return [(Dim(tuple(reversed(x.d)), x.bd),), (Dim((x.size(),), x.bd),)]
+
+
+def _a_pick(ds):
+    n, bd = _n0(ds), ds[0].bd
+    return [((n - 1,), 0), ((0,), 1), (tuple(k % n for k in range(max(bd, 2))), 0)]
+
+
+def _a_pickrange(ds):
+    return [(0, 1, 0), (1, _n0(ds), 0), (0, 2, 1)]
+
+
+def _a_reduce(ds):
+    return [((0,), False), ((1,), False), ((0,), True), ((0, 1), False), ((), True)]
+
+
+def _a_moment(ds):
+    return [((0,), False, 2, 0), ((0, 1), True, 1, 0), ((1,), False, 3, 5)]
+
+
+def _gold(ds):
+    n, bd = _n0(ds), ds[0].bd
+    return tuple((n - 1 - k) % n for k in range(bd))
+
+
 # ---------------------------------------------------------------- the table
 
 D_ANY, D_POS, D_UNIT, D_PROB, D_GT1 = "any", "pos", "unit", "prob", "gt1"
@@ -346,19 +399,26 @@ D_ANY, D_POS, D_UNIT, D_PROB, D_GT1 = "any", "pos", "unit", "prob", "gt1"
 # Leaves: attrs end with the node's Dim.
 _op("input", 0, s_leaf, leaf=True, attrs=("data", "dim"), doc="A tensor from host data.")
 _op("constant", 0, s_leaf, leaf=True, attrs=("value", "dim"), doc="A tensor filled with one value.")
-_op("random_normal", 0, s_leaf, leaf=True, random=True, attrs=("mean", "stddev", "dim"), doc="N(mean, stddev^2) samples.")
-_op("random_bernoulli", 0, s_leaf, leaf=True, random=True, attrs=("p", "scale", "dim"), doc="Bernoulli(p) * scale samples.")
-_op("random_uniform", 0, s_leaf, leaf=True, random=True, attrs=("left", "right", "dim"), doc="U(left, right) samples.")
-_op("random_gumbel", 0, s_leaf, leaf=True, random=True, attrs=("mu", "beta", "dim"), doc="Gumbel(mu, beta) samples.")
+_op("random_normal", 0, s_leaf, leaf=True, random=True, attrs=("mean", "stddev", "dim"),
+    doc="N(mean, stddev^2) samples.", sample_attrs=lambda ds: [(0.5, 2.0)], moments=lambda a: (a[0], a[1] ** 2))
+_op("random_bernoulli", 0, s_leaf, leaf=True, random=True, attrs=("p", "scale", "dim"),
+    doc="Bernoulli(p) * scale samples.", sample_attrs=lambda ds: [(0.3, 2.0)],
+    moments=lambda a: (a[0] * a[1], a[1] ** 2 * a[0] * (1 - a[0])))
+_op("random_uniform", 0, s_leaf, leaf=True, random=True, attrs=("left", "right", "dim"),
+    doc="U(left, right) samples.", sample_attrs=lambda ds: [(-1.0, 3.0)],
+    moments=lambda a: ((a[0] + a[1]) / 2, (a[1] - a[0]) ** 2 / 12))
+_op("random_gumbel", 0, s_leaf, leaf=True, random=True, attrs=("mu", "beta", "dim"),
+    doc="Gumbel(mu, beta) samples.", sample_attrs=lambda ds: [(0.5, 2.0)],
+    moments=lambda a: (a[0] + 0.5772156649015329 * a[1], (math.pi * a[1]) ** 2 / 6))
 _op("parameter", 0, s_leaf, leaf=True, attrs=("storage", "update", "dim"), doc="A parameter's value.")
 _op("lookup", 0, s_leaf, leaf=True, attrs=("storage", "indices", "update", "dim"), doc="Rows of a lookup table, one per batch element.")
 
 # Arithmetic.
 _op("add", 2, s_broadcast, doc="x + y with broadcasting.")
 _op("negate", 1, s_same, doc="-x.")
-_op("plus_const", 1, s_same, attrs=("c",), doc="x + c.")
-_op("const_minus", 1, s_same, attrs=("c",), doc="c - x.")
-_op("scalar_mult", 1, s_same, attrs=("c",), doc="x * c for a number c.")
+_op("plus_const", 1, s_same, attrs=("c",), doc="x + c.", sample_attrs=_consts(0.7))
+_op("const_minus", 1, s_same, attrs=("c",), doc="c - x.", sample_attrs=_consts(0.7))
+_op("scalar_mult", 1, s_same, attrs=("c",), doc="x * c for a number c.", sample_attrs=_consts(-1.5))
 _op("cmult", 2, s_broadcast, doc="Elementwise product with broadcasting.")
 _op("cdiv", 2, s_broadcast, domain=(D_ANY, "away0"), doc="Elementwise quotient with broadcasting.")
 _op("matmul", 2, s_matmul, doc="Matrix product (batched).")
@@ -377,7 +437,7 @@ _op("l2_norm", 1, s_scalar_out, doc="sqrt(sum of x^2).")
 _op("tanh", 1, s_same)
 _op("logistic", 1, s_same)
 _op("rectify", 1, s_same, kinks=(0.0,))
-_op("elu", 1, s_same, attrs=("alpha",), kinks=(0.0,))
+_op("elu", 1, s_same, attrs=("alpha",), kinks=(0.0,), sample_attrs=_consts(1.0, 0.5))
 _op("selu", 1, s_same, kinks=(0.0,))
 _op("softsign", 1, s_same)
 _op("exp", 1, s_same)
@@ -391,38 +451,44 @@ _op("erf", 1, s_same)
 _op("lgamma", 1, s_same, domain=(D_POS,))
 
 # Softmax family.
-_op("softmax", 1, s_softmax, attrs=("d",), doc="Softmax over dimension d.")
-_op("log_softmax", 1, s_log_softmax, attrs=("restrict",), doc="Log-softmax over each column (or a subset).")
+_op("softmax", 1, s_softmax, attrs=("d",), doc="Softmax over dimension d.", sample_attrs=_axes)
+_op("log_softmax", 1, s_log_softmax, attrs=("restrict",), doc="Log-softmax over each column (or a subset).",
+    sample_attrs=lambda ds: [(None,), (tuple(sorted({0, _n0(ds) - 1})),)])
 _op("logsumexp", -1, s_same_all, doc="Elementwise log-sum-exp over a list.")
-_op("logsumexp_dim", 1, s_logsumexp_dim, attrs=("d",), doc="Log-sum-exp along dimension d.")
+_op("logsumexp_dim", 1, s_logsumexp_dim, attrs=("d",), doc="Log-sum-exp along dimension d.", sample_attrs=_axes)
 
 # Shape.
-_op("transpose", 1, s_transpose, attrs=("dims",))
-_op("reshape", 1, s_reshape, attrs=("dim",))
-_op("concatenate", -1, s_concat, attrs=("d",))
+_op("transpose", 1, s_transpose, attrs=("dims",), sample_attrs=lambda ds: [((1, 0),), ((2, 0, 1),), ((0, 1),)])
+_op("reshape", 1, s_reshape, attrs=("dim",), sample_attrs=_a_reshape)
+_op("concatenate", -1, s_concat, attrs=("d",), sample_attrs=_axes)
 _op("concatenate_to_batch", -1, s_concat_to_batch)
-_op("select_rows", 1, s_select_rows, attrs=("rows",))
-_op("select_cols", 1, s_select_cols, attrs=("cols",))
-_op("pick", 1, s_pick, attrs=("indices", "dim"), doc="One index for all batch elements, or one per element.")
-_op("pick_batch_elems", 1, s_pick_batch_elems, attrs=("indices",))
-_op("pickrange", 1, s_pickrange, attrs=("start", "end", "d"))
+_op("select_rows", 1, s_select_rows, attrs=("rows",), sample_attrs=lambda ds: [((_n0(ds) - 1, 0, _n0(ds) - 1),)])
+_op("select_cols", 1, s_select_cols, attrs=("cols",), sample_attrs=lambda ds: [((ds[0].cols() - 1, 0, 0),)])
+_op("pick", 1, s_pick, attrs=("indices", "dim"), doc="One index for all batch elements, or one per element.",
+    sample_attrs=_a_pick)
+_op("pick_batch_elems", 1, s_pick_batch_elems, attrs=("indices",),
+    sample_attrs=lambda ds: [((ds[0].bd - 1,),), (tuple(range(ds[0].bd))[::-1] + (0,),)])
+_op("pickrange", 1, s_pickrange, attrs=("start", "end", "d"), sample_attrs=_a_pickrange)
 
 # Reductions.
-_op("sum_dim", 1, s_reduce_dim, attrs=("dims", "b"), doc="Sum over dims (and the batch if b).")
-_op("moment_dim", 1, s_reduce_dim, attrs=("dims", "b", "r", "n"), doc="Raw moment of order r over dims; n > 0 overrides the divisor.")
+_op("sum_dim", 1, s_reduce_dim, attrs=("dims", "b"), doc="Sum over dims (and the batch if b).", sample_attrs=_a_reduce)
+_op("moment_dim", 1, s_reduce_dim, attrs=("dims", "b", "r", "n"),
+    doc="Raw moment of order r over dims; n > 0 overrides the divisor.", sample_attrs=_a_moment)
 
 # Losses.
-_op("pickneglogsoftmax", 1, s_class_loss, attrs=("indices",))
-_op("hinge", 1, s_class_loss, attrs=("indices", "m"), smooth=False)
+_op("pickneglogsoftmax", 1, s_class_loss, attrs=("indices",), sample_attrs=lambda ds: [(_gold(ds),)])
+_op("hinge", 1, s_class_loss, attrs=("indices", "m"), smooth=False,
+    sample_attrs=lambda ds: [(_gold(ds), 1.0), (_gold(ds), 0.5)])
 _op("binary_log_loss", 2, s_nobatch_pair_scalar, domain=(D_PROB, D_PROB))
 _op("squared_distance", 2, s_dot)
 _op("l1_distance", 2, s_nobatch_pair_scalar, smooth=False)
-_op("huber_distance", 2, s_nobatch_pair_scalar, attrs=("c",), smooth=False)
+_op("huber_distance", 2, s_nobatch_pair_scalar, attrs=("c",), smooth=False, sample_attrs=_consts(1.0))
 
 # Gradient control.
 _op("nobackprop", 1, s_same, nograd=(0,))
-_op("scale_gradient", 1, s_same, attrs=("lambd",))
-_op("argmax", 1, s_argmax, attrs=("straight_through",), smooth=False)
+# smooth=False: its gradient is lambd times the derivative by design, so no finite-difference check.
+_op("scale_gradient", 1, s_same, attrs=("lambd",), smooth=False, sample_attrs=_consts(0.5))
+_op("argmax", 1, s_argmax, attrs=("straight_through",), smooth=False, sample_attrs=_consts(False, True))
 
 
 # ================================================================ issue 6: the rest of DyNet's op set

@@ -50,9 +50,9 @@ def set_backend(name: str) -> Backend:
     if b is not _backend:
         _apply_seed(b)
         _backend = b
-        from .graph import renew_cg
+        from .graph import _cg
 
-        renew_cg()
+        _cg.renew()
     return b
 
 
