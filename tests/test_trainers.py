@@ -527,3 +527,34 @@ def test_sparse_and_dense_differ_for_momentum():
     d = sparse_run(lambda pc: dy.MomentumSGDTrainer(pc, learning_rate=0.1, mom=0.5), False)
     np.testing.assert_array_equal(s[1][0], s[0][0])
     assert not np.allclose(d[1][0], d[0][0])
+
+
+def test_whole_table_expression_updates_every_row():
+    # using the table as one expression marks every row (DyNet's all_updated): all rows move
+    pc = dy.ParameterCollection()
+    E = pc.lookup_parameters_from_numpy(E0)
+    tr = dy.SimpleSGDTrainer(pc, learning_rate=0.1)
+    dy.renew_cg()
+    c = np.arange(12.0).reshape(3, 4) / 10.0  # the table expression has dim {3, 4}: rows are columns
+    loss = dy.sum_elems(dy.cmult(E, dy.inputTensor(c)))
+    loss.forward()
+    loss.backward()
+    tr.update()
+    g = c.T  # gradient per row
+    sc = clip_scale({"E": g})
+    np.testing.assert_allclose(E.as_array() - E0, -0.1 * sc * g, rtol=2e-4, atol=2e-7)
+
+
+def test_lookup_set_updated_false():
+    pc = dy.ParameterCollection()
+    E = pc.lookup_parameters_from_numpy(E0)
+    b = pc.add_parameters(3, init=0.0)
+    tr = dy.AdamTrainer(pc)
+    E.set_updated(False)
+    dy.renew_cg()
+    loss = dy.dot_product(E[1] + b, dy.inputVector([1.0, 2.0, 3.0]))
+    loss.forward()
+    loss.backward()
+    tr.update()
+    np.testing.assert_array_equal(E.as_array(), E0.astype(np.float32))
+    assert not np.allclose(b.as_array(), 0.0)
