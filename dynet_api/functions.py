@@ -19,6 +19,14 @@ _leaf = _cg.add_leaf
 _O = OPS
 
 
+def _dim(x, what: str) -> Dim:
+    """The Dim of an operand; a non-expression is a TypeError naming the function."""
+    try:
+        return _cg.dims[x._check()]
+    except AttributeError:
+        raise TypeError(f"{what}: expected an Expression, got {type(x).__name__} {x!r}") from None
+
+
 # ============================================================ mutable inputs
 
 
@@ -413,7 +421,7 @@ def transpose(x, dims: Sequence[int] = (1, 0)) -> Expression:
 
 
 def reshape(x, d, batch_size: int = 1) -> Expression:
-    xd = _cg.dims[x._check()]
+    xd = _dim(x, "reshape")
     new = Dim.of(d, batch_size, what="reshape")
     if batch_size == 1 and xd.bd > 1 and new.size() == xd.size():
         new = Dim(new.d, xd.bd)
@@ -499,12 +507,12 @@ def _getitem(x, index):
 # ============================================================ reductions
 
 
-def _all_dims(x) -> tuple[int, ...]:
-    return tuple(range(len(_cg.dims[x._check()].d)))
+def _all_dims(x, what: str = "reduction") -> tuple[int, ...]:
+    return tuple(range(len(_dim(x, what).d)))
 
 
 def sum_elems(x) -> Expression:
-    return _add1(_O["sum_dim"], x, (_all_dims(x), False))
+    return _add1(_O["sum_dim"], x, (_all_dims(x, "sum_elems"), False))
 
 
 def sum_dim(x, d: Sequence[int], b: bool = False, n: int = 0) -> Expression:
@@ -524,7 +532,7 @@ def mean_dim(x, d: Sequence[int], b: bool = False, n: int = 0) -> Expression:
 
 
 def mean_elems(x) -> Expression:
-    return moment_dim(x, _all_dims(x), 1)
+    return moment_dim(x, _all_dims(x, "mean_elems"), 1)
 
 
 def mean_batches(x) -> Expression:
@@ -542,11 +550,19 @@ def pickneglogsoftmax_batch(x, vs: Sequence[int]) -> Expression:
     return _add1(_O["pickneglogsoftmax"], x, (_ints(vs, "pickneglogsoftmax_batch"),))
 
 
+def _margin(m: float, what: str) -> float:
+    if m < 0:
+        raise ValueError(f"{what}: negative margins are not supported (got {m}), as in DyNet")
+    return float(m)
+
+
 def hinge(x, index: int, m: float = 1.0) -> Expression:
+    m = _margin(m, "hinge")
     return _add1(_O["hinge"], x, ((int(index),), float(m)))
 
 
 def hinge_batch(x, indices: Sequence[int], m: float = 1.0) -> Expression:
+    m = _margin(m, "hinge_batch")
     return _add1(_O["hinge"], x, (_ints(indices, "hinge_batch"), float(m)))
 
 
@@ -593,7 +609,7 @@ def argmax(x, gradient_mode: str = "zero_gradient") -> Expression:
 def _mask(x, p: float, shape_of, what: str) -> Expression:
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"{what}: p must be in [0, 1], got {p}")
-    d, bd = shape_of(_cg.dims[x._check()])
+    d, bd = shape_of(_dim(x, what))
     return random_bernoulli(d, 1.0 - p, 1.0 / (1.0 - p) if p < 1.0 else 0.0, bd)  # p == 1 drops all, as DyNet
 
 
@@ -629,7 +645,7 @@ def block_dropout(x, p: float) -> Expression:
 
 
 def noise(x, stddev: float) -> Expression:
-    d = _cg.dims[x._check()]
+    d = _dim(x, "noise")
     return x + random_normal(d.d, 0.0, stddev, d.bd)
 
 

@@ -461,7 +461,11 @@ class Expression:
             return _cg.add1(_PLUS_C, self, (-float(other),))
         if not isinstance(other, Expression):
             return NotImplemented
-        return _cg.add(_ADD, (self, _cg.add1(_NEG, other)))
+        cg = _cg
+        i, j = self._check(), other._check()
+        di, dj = cg.dims[i], cg.dims[j]
+        cg._shape(_ADD, (_ADD, None, di, dj), (di, dj), None)  # a mismatch raises before -other is added
+        return cg.add2(_ADD, i, cg.add1(_NEG, other).i)
 
     def __rsub__(self, other):
         if isinstance(other, Number):
