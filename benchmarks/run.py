@@ -1,0 +1,196 @@
+"""Run the DyNet paper's benchmark tasks on dynet_api and PyTorch and print a table.
+
+    python -m benchmarks.run [--dynet-backend NAME[,NAME...]|all] [--seconds S] [--tasks T ...]
+
+For each task and backend: both sides build their model from the same seed
+and data, take one untimed warm-up update, a short calibration run times the
+slower side, and then both run the *same* N updates on the same data items,
+N chosen so that the slower side takes about ``--seconds``.  The table gives
+task, backend, unit, the dynet_api speed, the PyTorch speed and their ratio
+(dynet_api / PyTorch; above 1 means dynet_api is faster).  Everything runs on
+one CPU thread: BLAS thread variables are set to 1 before NumPy loads and
+PyTorch gets ``torch.set_num_threads(1)``.  The ``chain`` micro benchmark
+(``benchmarks/chain.py``, the cpu_eigen issue's per-node timing) runs after
+the tasks.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+           "NUMEXPR_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import importlib.util  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+TASKS = ("rnnlm-batch", "bilstm-tagger", "bilstm-tagger-withchar", "treelstm")
+SEED = 1234
+NO_TORCH = "torch not installed"
+
+
+def have_torch() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+@dataclass
+class Result:
+    task: str
+    backend: str
+    unit: str
+    updates: int
+    dynet: float  # units per second
+    torch: float | None  # None: torch not installed
+    dynet_loss: float
+    torch_loss: float | None
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.torch is None else self.dynet / self.torch
+
+
+def _timed(task, start: int, n: int) -> tuple[float, int, float]:
+    """Run ``n`` updates on items start..start+n-1; (seconds, units, mean loss)."""
+    gc.collect()
+    units = 0
+    total = 0.0
+    t0 = time.perf_counter()
+    for k in range(start, start + n):
+        loss, u = task.step(k)
+        units += u
+        total += loss
+    dt = time.perf_counter() - t0
+    if not math.isfinite(total):
+        raise RuntimeError(f"{task.name}: the loss became {total} during the benchmark")
+    return dt, units, total / n
+
+
+def _calibrate(task, budget: float) -> float:
+    """Seconds per update, from updates on items 1, 2, ... until ``budget`` seconds or 3 updates."""
+    t0 = time.perf_counter()
+    n = 0
+    while n < 3 and (n == 0 or time.perf_counter() - t0 < budget):
+        task.step(1 + n)
+        n += 1
+    return (time.perf_counter() - t0) / n
+
+
+def set_dynet_backend(name: str) -> None:
+    """Make ``name`` the backend of the models built next, with a fixed seed for their initial values."""
+    import dynet_api as dy
+
+    dy.dynet_config.set(backend=name)
+    dy.reset_random_seed(SEED)
+
+
+def run_task(name: str, backend: str, seconds: float, torch_ok: bool, min_updates: int = 2) -> Result:
+    from . import tasks_dynet
+
+    set_dynet_backend(backend)
+    dtask = tasks_dynet.make(name)
+    ttask = None
+    if torch_ok:
+        import torch
+
+        from . import tasks_torch
+
+        torch.manual_seed(SEED)
+        ttask = tasks_torch.make(name)
+    sides = [t for t in (dtask, ttask) if t is not None]
+    for t in sides:
+        t.step(0)  # warm-up: first-use allocations, caches
+    per_update = max(_calibrate(t, 0.1 * seconds) for t in sides)
+    n = max(min_updates, round(seconds / per_update))
+    d_dt, d_units, d_loss = _timed(dtask, 0, n)
+    t_speed = t_loss = None
+    if ttask is not None:
+        t_dt, t_units, t_loss = _timed(ttask, 0, n)
+        t_speed = t_units / t_dt
+    return Result(name, backend, dtask.unit, n, d_units / d_dt, t_speed, d_loss, t_loss)
+
+
+def format_table(results: list[Result], missing: str = NO_TORCH) -> str:
+    head = ("task", "backend", "unit", "updates", "dynet_api", "PyTorch", "ratio")
+    rows = [head]
+    for r in results:
+        torch_col = missing if r.torch is None else f"{r.torch:.1f}"
+        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
+        rows.append((r.task, r.backend, r.unit, str(r.updates), f"{r.dynet:.1f}", torch_col, ratio))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def backends_from(arg: str | None) -> list[str]:
+    from dynet_api.plugins import registry
+
+    if arg is None:
+        import dynet_api as dy
+
+        return [dy.backend_name()]
+    if arg == "all":
+        return [r["name"] for r in registry.report() if r["status"] == "available"]
+    names = [a for a in arg.split(",") if a]
+    for nm in names:
+        registry.get(nm)  # a clear error for an unknown or unavailable backend
+    return names
+
+
+def run_chain(backends: list[str], seconds: float) -> None:
+    """The per-node micro benchmark of the cpu_eigen issue (benchmarks/chain.py), when present."""
+    if importlib.util.find_spec("benchmarks.chain") is None:
+        print("\nchain: benchmarks/chain.py is not in this tree")
+        return
+    from . import chain
+
+    print()
+    chain.main(backends=backends, seconds=seconds)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dynet-backend", "--dynet_backend", dest="backend", default=None,
+                    help="backend name, a comma-separated list, or 'all' (default: dynet_api's default backend)")
+    ap.add_argument("--seconds", type=float, default=3.0, help="target seconds per task for the slower side")
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS) + ["chain"], choices=list(TASKS) + ["chain"],
+                    help="which benchmarks to run (default: all, chain included)")
+    ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when it is installed")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.seconds <= 0:
+        raise SystemExit("--seconds must be positive")
+    backends = backends_from(args.backend)
+    torch_ok = have_torch() and not args.no_torch
+    results = []
+    for name in [t for t in args.tasks if t in TASKS]:
+        for be in backends:
+            r = run_task(name, be, args.seconds, torch_ok)
+            print(f"  {name} on {be}: {r.updates} updates, dynet_api {r.dynet:.1f} {r.unit}"
+                  + (f", PyTorch {r.torch:.1f}" if r.torch is not None else ""), file=sys.stderr, flush=True)
+            results.append(r)
+    if results:
+        if torch_ok:
+            import torch
+
+            print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} thread(s); ratio = dynet_api / PyTorch")
+        elif not have_torch():
+            print("PyTorch: torch not installed (pip install '.[bench]')")
+        print(format_table(results, NO_TORCH if not have_torch() else "not run (--no-torch)"))
+    if "chain" in args.tasks:
+        run_chain(backends, args.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
