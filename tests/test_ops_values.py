@@ -568,6 +568,18 @@ def test_dropout_statistics_and_gradient():
     close(x.gradient(), v)
 
 
+def test_const_lookup_and_update_false_give_no_gradient():
+    pc = dy.ParameterCollection()
+    lp = pc.lookup_parameters_from_numpy(np.arange(6.0).reshape(3, 2))
+    e = dy.const_lookup(lp, 2)
+    close(e.npvalue(), [4, 5])
+    f = dy.lookup_batch(lp, [0, 1], update=False)
+    loss = dy.sum_elems(e) + dy.sum_batches(dy.sum_elems(f))
+    assert loss.value() == pytest.approx(4 + 5 + 0 + 1 + 2 + 3)
+    loss.backward()
+    close(lp.grad_as_array(), np.zeros((3, 2)))
+
+
 def test_dropout_p0_is_identity():
     x = dy.inputVector([1.0, 2.0, 3.0])
     close(dy.dropout(x, 0.0).npvalue(), [1, 2, 3])
@@ -770,6 +782,9 @@ GRAD_CASES = {
                        lambda r: [f32([0.5, -1.0, 2.0, 0.0]), f32([-0.1, 0.25, 0.5, -0.3])], [False, False]),
     "dropout_fixed_seed": (lambda x: dy.dropout(x, 0.5), lambda r: [_any(r, (4, 2))], [True]),
     "noise_fixed_seed": (lambda x: dy.noise(x, 0.3), lambda r: [_any(r, (3,))], [False]),
+    "dropout_dim_fixed_seed": (lambda x: dy.dropout_dim(x, 1, 0.5), lambda r: [_any(r, (3, 4, 2))], [True]),
+    "dropout_batch_fixed_seed": (lambda x: dy.dropout_batch(x, 0.5), lambda r: [_any(r, (2, 4))], [True]),
+    "block_dropout_fixed_seed": (lambda x: dy.block_dropout(x, 0.3), lambda r: [_any(r, (3,))], [False]),
 }
 
 
