@@ -246,6 +246,14 @@ def _mm_grads(A, B, G, i):
         if i == 0:
             return (G[:, :, 0] @ B[:, :, 0].T)[:, :, None]
         return (A[:, :, 0].T @ G[:, :, 0])[:, :, None]
+    r, c, _ = A.shape
+    k, nb = B.shape[1], G.shape[-1]
+    if i == 0 and A.shape[-1] == 1:  # A shared by the batch: sum_b G_b B_b^T as one product, no (b, r, c) temporary
+        Bb = np.broadcast_to(B, (c, k, nb))
+        return (G.reshape(r, k * nb) @ Bb.reshape(c, k * nb).T)[:, :, None]
+    if i == 1 and B.shape[-1] == 1:  # B shared by the batch: sum_b A_b^T G_b as one product
+        Ab = np.broadcast_to(A, (r, c, nb)).transpose(1, 0, 2).reshape(c, r * nb)
+        return (Ab @ G.transpose(0, 2, 1).reshape(r * nb, k))[:, :, None]
     if i == 0:
         g = np.matmul(np.moveaxis(G, -1, 0), np.moveaxis(B, -1, 0).transpose(0, 2, 1))  # (b, r, c)
         g = np.moveaxis(g, 0, -1)
