@@ -621,3 +621,22 @@ def test_ops_without_minibatch_support_reject_batched_vectors(name):
 def test_matrix_ops_without_minibatch_support_reject_batched_matrices(fn):
     with pytest.raises(DimError, match="batched"):
         fn(T(rnd(3, 3, 2), batched=True))
+
+
+# ===================================================================== the convolutional example
+
+
+def test_cnn_example_quick_run_learns():
+    import os
+    import re
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, os.path.join(root, "examples", "cnn.py"), "--quick", "--no-progress"],
+                       capture_output=True, text=True, timeout=300, cwd=root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    losses = [float(v) for v in re.findall(r"train loss ([0-9.]+)", r.stdout)]
+    acc = float(re.search(r"final held-out accuracy: ([0-9.]+)", r.stdout).group(1))
+    assert len(losses) == 3 and losses[-1] < 0.8 * losses[0], r.stdout
+    assert acc > 0.5, r.stdout  # ten classes: chance is 0.1
