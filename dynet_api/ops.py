@@ -124,7 +124,7 @@ def s_matmul(op, dims, attrs):
     if len(a.d) > 2 or len(b.d) > 2:
         raise op.fail(dims, "cannot multiply tensors of more than 2 dims")
     if a.cols() != b.rows():
-        raise DimError(f"Mismatched input dimensions in MatrixMultiply: [{a} {b}]")
+        raise DimError(f"{op.name}: Mismatched input dimensions in MatrixMultiply: [{a} {b}]")
     bd = _batch(op, dims)
     if len(b.d) == 1:
         return Dim((a.rows(),), bd)
@@ -201,6 +201,8 @@ def s_log_softmax(op, dims, attrs):
         raise op.fail(dims, "supports vectors and matrices")
     restrict = attrs[0]
     if restrict is not None:
+        if not restrict:
+            raise op.fail(dims, "restrict needs at least one index")
         if x.bd != 1 or len(x.d) != 1:
             raise op.fail(dims, "restricted log_softmax needs an unbatched vector")
         for i in restrict:
@@ -303,6 +305,8 @@ def s_select_cols(op, dims, attrs):
 def s_pick(op, dims, attrs):
     x = dims[0]
     idx, d = attrs
+    if not idx:
+        raise op.fail(dims, "needs at least one index")
     _check_axis(op, dims, d, len(x.d))
     _check_indices(op, dims, idx, x.d[d], "index")
     bd = x.bd

@@ -56,7 +56,9 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         return g
     nd = g.ndim - 1
     have = len(shape) - 1
-    padded = shape[:-1] + (1,) * (nd - have) + shape[-1:] if nd >= have else shape
+    if nd < have:  # the target keeps trailing size-1 dims the output dropped ({3,1} against {3})
+        g, nd = pad(g, have), have
+    padded = shape[:-1] + (1,) * (nd - have) + shape[-1:]
     axes = tuple(k for k in range(g.ndim) if padded[k] == 1 and g.shape[k] != 1)
     if axes:
         g = g.sum(axis=axes, keepdims=True)
@@ -293,6 +295,8 @@ def _affine(xs, a, d):
 
 @bwd("affine_transform")
 def _affine_b(xs, y, dy, a, d, i):
+    if len(xs) == 1:  # the bias alone (any number of dims) is copied through
+        return dy
     if i == 0:
         b = xs[0]
         r = d.d[0]
@@ -323,7 +327,7 @@ def _colwise_b(xs, y, dy, a, d, i):
 
 @fwd("sum")
 def _sum(xs, a, d):
-    out = np.zeros(d.shape, F32)
+    out = np.zeros(d.shape, np.result_type(*xs))
     for x in xs:
         out = out + x
     return out
@@ -406,15 +410,15 @@ def _unary(name, f, df):
 
 
 def _sigmoid(x):
-    return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x)))).astype(F32)
+    return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x)))).astype(x.dtype)
 
 
 def _erf(x):
-    return np.vectorize(math.erf, otypes=[np.float64])(x).astype(F32)
+    return np.vectorize(math.erf, otypes=[np.float64])(x).astype(x.dtype)
 
 
 def _lgamma(x):
-    return np.vectorize(math.lgamma, otypes=[np.float64])(x).astype(F32)
+    return np.vectorize(math.lgamma, otypes=[np.float64])(x).astype(x.dtype)
 
 
 def digamma(x: np.ndarray) -> np.ndarray:
@@ -436,10 +440,11 @@ def digamma(x: np.ndarray) -> np.ndarray:
 _unary("tanh", lambda x, a: np.tanh(x), lambda x, y, g, a: g * (1 - y * y))
 _unary("logistic", lambda x, a: _sigmoid(x), lambda x, y, g, a: g * y * (1 - y))
 _unary("rectify", lambda x, a: np.maximum(x, 0), lambda x, y, g, a: g * (y > 0))
-_unary("elu", lambda x, a: np.where(x > 0, x, F32(a[0]) * np.expm1(np.minimum(x, 0))).astype(F32),
-       lambda x, y, g, a: g * np.where(x > 0, 1, F32(a[0]) * np.exp(np.minimum(x, 0))).astype(F32))
-_unary("selu", lambda x, a: (SELU_LAMBDA * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0)))).astype(F32),
-       lambda x, y, g, a: g * (SELU_LAMBDA * np.where(x > 0, 1, SELU_ALPHA * np.exp(np.minimum(x, 0)))).astype(F32))
+_unary("elu", lambda x, a: np.where(x > 0, x, F32(a[0]) * np.expm1(np.minimum(x, 0))).astype(x.dtype),
+       lambda x, y, g, a: g * np.where(x > 0, 1, F32(a[0]) * np.exp(np.minimum(x, 0))).astype(x.dtype))
+_unary("selu", lambda x, a: (SELU_LAMBDA * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0)))).astype(x.dtype),
+       lambda x, y, g, a: g * (SELU_LAMBDA * np.where(x > 0, 1, SELU_ALPHA * np.exp(np.minimum(x, 0))))
+       .astype(x.dtype))
 _unary("softsign", lambda x, a: x / (1 + np.abs(x)), lambda x, y, g, a: g * (1 - np.abs(y)) ** 2)
 _unary("exp", lambda x, a: np.exp(x), lambda x, y, g, a: g * y)
 _unary("log", lambda x, a: np.log(x), lambda x, y, g, a: g / x)
@@ -447,10 +452,10 @@ _unary("sqrt", lambda x, a: np.sqrt(x), lambda x, y, g, a: g / (2 * y))
 _unary("square", lambda x, a: x * x, lambda x, y, g, a: g * 2 * x)
 _unary("cube", lambda x, a: x * x * x, lambda x, y, g, a: g * 3 * x * x)
 _unary("abs", lambda x, a: np.abs(x), lambda x, y, g, a: g * np.sign(x))
-_unary("log_sigmoid", lambda x, a: (np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))).astype(F32),
+_unary("log_sigmoid", lambda x, a: (np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))).astype(x.dtype),
        lambda x, y, g, a: g * (1 - np.exp(y)))
 _unary("erf", lambda x, a: _erf(x), lambda x, y, g, a: g * F32(2 / math.sqrt(math.pi)) * np.exp(-x * x))
-_unary("lgamma", lambda x, a: _lgamma(x), lambda x, y, g, a: g * digamma(x).astype(F32))
+_unary("lgamma", lambda x, a: _lgamma(x), lambda x, y, g, a: g * digamma(x).astype(x.dtype))
 _unary("nobackprop", lambda x, a: x, lambda x, y, g, a: np.zeros_like(g))
 _unary("scale_gradient", lambda x, a: x, lambda x, y, g, a: g * F32(a[0]))
 
@@ -481,7 +486,7 @@ def _logsoftmax(xs, a, d):
     if a[0] is None:
         return x - _lse(x, 0)
     r = list(a[0])
-    out = np.full(x.shape, -np.inf, F32)
+    out = np.full(x.shape, -np.inf, x.dtype)
     out[r] = x[r] - _lse(x[r], 0)
     return out
 
@@ -643,7 +648,7 @@ def _pick_b(xs, y, dy, a, d, i):
     x = xs[0]
     idx, ax = a
     full = x.shape[:-1] + (d.bd,)
-    g = np.zeros(full, F32)
+    g = np.zeros(full, dy.dtype)
     ks = list(full)
     ks[ax] = 1
     np.put_along_axis(g, _pick_index(g, idx, ax, d.bd), dy.reshape(ks), axis=ax)
@@ -758,7 +763,7 @@ def _hinge(xs, a, d):
 @bwd("hinge")
 def _hinge_b(xs, y, dy, a, d, i):
     x = xs[0]
-    active = (_hinge_losses(x, a[0], a[1]) > 0).astype(F32)
+    active = (_hinge_losses(x, a[0], a[1]) > 0).astype(x.dtype)
     g = active * dy
     g[list(a[0]), np.arange(x.shape[-1])] -= active.sum(axis=0) * dy[0]
     return g
@@ -768,7 +773,7 @@ def _hinge_b(xs, y, dy, a, d, i):
 def _bll(xs, a, d):
     x = np.clip(xs[0], FLT_MIN, 1 - 1e-7)
     t = xs[1]
-    return _data_sum(-(t * np.log(x) + (1 - t) * np.log1p(-x))).astype(F32)
+    return _data_sum(-(t * np.log(x) + (1 - t) * np.log1p(-x))).astype(x.dtype)
 
 
 @bwd("binary_log_loss")
@@ -808,14 +813,14 @@ def _l1_b(xs, y, dy, a, d, i):
 def _huber(xs, a, d):
     c = F32(a[0])
     diff = np.abs(xs[0] - xs[1])
-    return _data_sum(np.where(diff < c, diff * diff, c * (2 * diff - c))).astype(F32)
+    return _data_sum(np.where(diff < c, diff * diff, c * (2 * diff - c))).astype(diff.dtype)
 
 
 @bwd("huber_distance")
 def _huber_b(xs, y, dy, a, d, i):
     c = F32(a[0])
     diff = xs[i] - xs[1 - i]
-    return 2 * batch_bc(dy, diff.ndim - 1) * np.where(np.abs(diff) < c, diff, c * np.sign(diff)).astype(F32)
+    return 2 * batch_bc(dy, diff.ndim - 1) * np.where(np.abs(diff) < c, diff, c * np.sign(diff)).astype(diff.dtype)
 
 
 @fwd("argmax")
