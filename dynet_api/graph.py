@@ -112,7 +112,7 @@ class ComputationGraph:
     """DyNet's single global graph; use ``dy.renew_cg()``, never the constructor."""
 
     def __init__(self) -> None:
-        self.version = 0
+        self.ver = 0
         self.immediate = False
         self.check_validity = False
         self.backend = None
@@ -137,7 +137,7 @@ class ComputationGraph:
         return self.supported
 
     def renew(self, immediate_compute: bool = False, check_validity: bool = False, autobatching=None) -> "ComputationGraph":
-        self.version += 1
+        self.ver += 1
         self.nodes = []
         self.dims = []
         self.ng = []
@@ -190,13 +190,13 @@ class ComputationGraph:
 
     def _index(self, op, x) -> int:
         try:
-            return x.i if x.v == self.version else x._node(self)
+            return x.i if x.v == self.ver else x._node(self)
         except AttributeError:
             raise TypeError(f"{op.name}: expected an Expression, got {type(x).__name__} {x!r}") from None
 
     def add(self, op, args, attrs=None) -> "Expression":
         """Append a node; validates operands and the shape before touching the graph."""
-        ver = self.version
+        ver = self.ver
         ids = []
         for x in args:
             try:
@@ -218,7 +218,7 @@ class ComputationGraph:
 
     def add1(self, op, x, attrs=None) -> "Expression":
         """``add`` for one operand: the hot path of elementwise ops."""
-        ver = self.version
+        ver = self.ver
         try:
             k = x.i if x.v == ver else x._node(self)
         except AttributeError:
@@ -250,7 +250,7 @@ class ComputationGraph:
         ng.append(ng[i] or ng[j])
         if self.immediate:
             self.forward_to(n)
-        return Expression(n, self.version)
+        return Expression(n, self.ver)
 
     def add_leaf(self, op, attrs, needs_grad: bool = False) -> "Expression":
         if self.supported is None:
@@ -261,7 +261,7 @@ class ComputationGraph:
         self.nodes.append((op, (), attrs))
         self.dims.append(attrs[-1])
         self.ng.append(needs_grad)
-        e = Expression(n, self.version)
+        e = Expression(n, self.ver)
         if self.immediate:
             self.forward_to(n)
         return e
@@ -312,8 +312,9 @@ class ComputationGraph:
         self.forward_to(i)
         return self.backend.to_numpy(self.executor.value(i))
 
-    def version_(self) -> int:
-        return self.version
+    def version(self) -> int:
+        """DyNet's ``cg().version()``: how many times the graph was renewed."""
+        return self.ver
 
     # DyNet's ComputationGraph methods --------------------------------------
     def forward(self, e=None):
@@ -323,11 +324,22 @@ class ComputationGraph:
     def inc_forward(self, e=None):
         self.forward(e)
 
+    def forward_scalar(self, e=None) -> float:
+        i = len(self.nodes) - 1 if e is None else _index(e)
+        return float(self.value_array(i).reshape(-1)[0])
+
+    def forward_vec(self, e=None) -> list[float]:
+        i = len(self.nodes) - 1 if e is None else _index(e)
+        return self.value_array(i).reshape(-1, order="F").tolist()
+
+    inc_forward_scalar = forward_scalar
+    inc_forward_vec = forward_vec
+
     def print_graphviz(self) -> None:
         print(graphviz_text(self))
 
     def __repr__(self) -> str:
-        return f"<ComputationGraph version {self.version}, {len(self.nodes)} nodes>"
+        return f"<ComputationGraph version {self.ver}, {len(self.nodes)} nodes>"
 
 
 def _index(e) -> int:
@@ -359,7 +371,7 @@ def cg() -> ComputationGraph:
 def _stale(e) -> StaleExpressionError:
     return StaleExpressionError(
         f"Attempt to use a stale expression (node {e.i} of graph version {e.v}; the current graph is "
-        f"version {_cg.version}). Expressions cannot be used after renew_cg()."
+        f"version {_cg.ver}). Expressions cannot be used after renew_cg()."
     )
 
 
@@ -376,7 +388,7 @@ class Expression:
         raise _stale(self)
 
     def _check(self) -> int:
-        if self.v != _cg.version:
+        if self.v != _cg.ver:
             return self._node(_cg)
         return self.i
 
@@ -442,7 +454,7 @@ class Expression:
     # ---- operators (DyNet: ``*`` of two expressions is a matrix product)
     def __add__(self, other):
         cg = _cg
-        v = cg.version
+        v = cg.ver
         try:
             j = other.i if other.v == v else other._node(cg)
         except AttributeError:
@@ -477,7 +489,7 @@ class Expression:
 
     def __mul__(self, other):
         cg = _cg
-        v = cg.version
+        v = cg.ver
         try:
             j = other.i if other.v == v else other._node(cg)
         except AttributeError:

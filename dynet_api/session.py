@@ -17,7 +17,7 @@ def cg() -> ComputationGraph:
 
 
 def cg_version() -> int:
-    return _cg.version
+    return _cg.ver
 
 
 def cg_checkpoint() -> None:

@@ -146,8 +146,6 @@ def test_signature_matches_dynet(name):
     assert got == [(n, _norm(d)) for n, d in SIGNATURES[name]]
 
 
-@pytest.mark.xfail(reason="ComputationGraph.version is an int attribute here; DyNet's cg().version() is a method",
-                   strict=False)
 def test_cg_version_is_a_method():
     assert dy.cg().version() == dy.cg_version()
 

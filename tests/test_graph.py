@@ -318,7 +318,7 @@ def test_renew_cg_bumps_version():
     v = dy.cg_version()
     dy.renew_cg()
     assert dy.cg_version() == v + 1
-    assert dy.cg().version == v + 1
+    assert dy.cg().version() == v + 1
 
 
 def test_immediate_compute_evaluates_each_node(spy):

@@ -206,7 +206,7 @@ class _RNNBuilder:
 
     # ------------------------------------------------------------ graph
     def _check_graph(self) -> None:
-        if self._cg_version != _cg.version:
+        if self._cg_version != _cg.ver:
             raise ValueError(f"Using stale builder ({self._kind}): call initial_state() after the computation "
                              "graph is renewed")
 
@@ -218,9 +218,9 @@ class _RNNBuilder:
 
     def initial_state(self, vecs: Sequence[Expression] | None = None, update: bool = True) -> RNNState:
         """The state before the first input (cached per graph); ``vecs`` as for ``set_s``."""
-        if self._cg_version != _cg.version:
+        if self._cg_version != _cg.ver:
             self._new_graph(bool(update))
-            self._cg_version = _cg.version
+            self._cg_version = _cg.ver
             self._masks = None
             self._init = RNNState(self, None, None, None, None)
         if vecs is not None:
@@ -238,7 +238,7 @@ class _RNNBuilder:
         return [list(layer) for layer in self._params]
 
     def get_parameter_expressions(self) -> list[list[Expression]]:
-        if self._vars is None or self._cg_version != _cg.version:
+        if self._vars is None or self._cg_version != _cg.ver:
             raise ValueError("Attempt to use a stale expression, renew CG and/or call initial_state before accessing "
                              f"{self._kind} internal parameters expression")
         return [list(layer) for layer in self._vars]

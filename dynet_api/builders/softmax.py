@@ -34,7 +34,7 @@ class SoftmaxBuilder:
     """Base: parameters are loaded into each graph on first use (constants if update=False)."""
 
     def _exprs(self, update: bool) -> dict:
-        key = (_cg.version, bool(update))
+        key = (_cg.ver, bool(update))
         if self._loaded_key != key:
             self._loaded_key = key
             self._loaded = {}
