@@ -23,6 +23,7 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB
     os.environ.setdefault(_v, "1")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import gc  # noqa: E402
 import importlib.util  # noqa: E402
 import math  # noqa: E402
@@ -33,6 +34,16 @@ from dataclasses import dataclass  # noqa: E402
 TASKS = ("rnnlm-batch", "bilstm-tagger", "bilstm-tagger-withchar", "treelstm")
 SEED = 1234
 NO_TORCH = "torch not installed"
+
+
+def one_blas_thread():
+    """Limit already-loaded BLAS libraries to one thread (the environment variables above only
+    reach a NumPy imported after this module); a no-op context without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)
 
 
 def have_torch() -> bool:
@@ -85,7 +96,7 @@ def set_dynet_backend(name: str) -> None:
     """Make ``name`` the backend of the models built next, with a fixed seed for their initial values."""
     import dynet_api as dy
 
-    dy.dynet_config.set(backend=name)
+    dy.set_backend(name)
     dy.reset_random_seed(SEED)
 
 
@@ -172,6 +183,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--seconds must be positive")
     backends = backends_from(args.backend)
     torch_ok = have_torch() and not args.no_torch
+    with one_blas_thread():
+        run_all(args, backends, torch_ok)
+        if "chain" in args.tasks:
+            run_chain(backends, args.seconds)
+    return 0
+
+
+def run_all(args: argparse.Namespace, backends: list[str], torch_ok: bool) -> list[Result]:
     results = []
     for name in [t for t in args.tasks if t in TASKS]:
         for be in backends:
@@ -187,9 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         elif not have_torch():
             print("PyTorch: torch not installed (pip install '.[bench]')")
         print(format_table(results, NO_TORCH if not have_torch() else "not run (--no-torch)"))
-    if "chain" in args.tasks:
-        run_chain(backends, args.seconds)
-    return 0
+    return results
 
 
 if __name__ == "__main__":

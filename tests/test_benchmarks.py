@@ -1,0 +1,191 @@
+"""The benchmark tasks cannot rot: data shapes, one update of every task on the reference
+backend (and on PyTorch when installed), the twins computing the same loss from the same
+weights, and the runner printing its table."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import dynet_api as dy
+from benchmarks import data as D
+from benchmarks import run, tasks_dynet
+from dynet_api import runtime
+
+try:
+    import torch
+
+    from benchmarks import tasks_torch
+except ImportError:  # PyTorch is the optional 'bench' extra
+    torch = None
+    tasks_torch = None
+
+needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed (pip install '.[bench]')")
+
+
+@pytest.fixture
+def reference():
+    """Run on the reference backend with one BLAS thread, then give the previous backend back."""
+    prev = runtime.backend()
+    dy.set_backend("reference_numpy")
+    dy.reset_random_seed(7)
+    with run.one_blas_thread():
+        yield
+    dy.set_backend(prev.name)
+
+
+# ------------------------------------------------------------------ data
+
+
+def test_sentences_are_seeded_zipfian_and_about_24_words():
+    a = D.sentences(5, 2000, 1000)
+    assert a == D.sentences(5, 2000, 1000)
+    assert a != D.sentences(6, 2000, 1000)
+    lens = np.array([len(s) for s in a])
+    assert 22 < lens.mean() < 26 and lens.min() >= 2 and lens.max() <= 80
+    words = np.concatenate([np.asarray(s) for s in a])
+    assert words.min() >= 1 and words.max() < 1000  # id 0 is reserved
+    # Zipf(1) over ids 1..999: p(rank r) = 1 / (r * H_999)
+    h = sum(1.0 / r for r in range(1, 1000))
+    freq = np.bincount(words, minlength=1000) / len(words)
+    assert freq[1] == pytest.approx(1 / h, rel=0.05)
+    assert freq[2] == pytest.approx(1 / (2 * h), rel=0.08)
+
+
+def test_lm_batches_are_sorted_padded_by_length_and_end_with_s():
+    lm = D.lm_data(seed=3, vocab=500, batch_size=4, n_batches=5)
+    assert len(lm.batches) == 5
+    for b in lm.batches:
+        assert len(b) == 4
+        assert [len(s) for s in b] == sorted((len(s) for s in b), reverse=True)
+        assert all(s[-1] == 0 and 0 not in s[:-1] for s in b)
+    assert lm.words(7) == sum(len(s) for s in lm.batches[2])
+
+
+def test_tag_data_rare_words_are_those_seen_at_most_five_times():
+    td = D.tag_data(seed=4, vocab=3000, n_sents=300, keep=20)
+    counts = np.bincount(np.concatenate([np.asarray(s) for s in D.sentences(4, 300, 3000)]), minlength=3000)
+    assert td.rare == frozenset(i for i in range(3000) if counts[i] <= 5)
+    assert len(td.sents) == 20
+    for words, tags in td.sents:
+        assert len(words) == len(tags) and all(0 <= t < td.n_tags for t in tags)
+    assert all(len(sp) >= 1 and all(1 <= c < td.n_chars for c in sp) for sp in td.spelling)
+
+
+def test_trees_cover_their_sentence_with_a_label_at_every_node():
+    td = D.tree_data(seed=5, vocab=400, n_trees=10)
+    sents = D.sentences(5, 10, 400)
+
+    def leaves(t):
+        return [t[1]] if D.is_leaf(t) else leaves(t[1]) + leaves(t[2])
+
+    def labels(t):
+        return [t[0]] if D.is_leaf(t) else [t[0]] + labels(t[1]) + labels(t[2])
+
+    for tree, s in zip(td.trees, sents, strict=True):
+        assert leaves(tree) == s
+        assert D.tree_size(tree) == 2 * len(s) - 1 == len(labels(tree))
+        assert all(0 <= lab < D.N_LABELS for lab in labels(tree))
+
+
+# ------------------------------------------------------------------ one update per task
+
+
+def _expected_units(name: str, task, k: int) -> int:
+    if name == "rnnlm-batch":
+        return sum(len(s) for s in task.data.batches[k % len(task.data.batches)])
+    if name == "treelstm":
+        return 1
+    return len(task.data.sents[k % len(task.data.sents)][0])
+
+
+def _check_one_update(name: str, task) -> None:
+    before = task.loss(0)
+    loss, units = task.step(0)
+    assert loss == pytest.approx(before, rel=1e-5)  # step evaluates the same loss, then updates
+    assert math.isfinite(loss) and loss > 0
+    assert units == _expected_units(name, task, 0)
+    assert task.loss(0) < loss  # one SGD step on an item lowers its loss
+
+
+def _full_size(module, name: str):
+    """The benchmark as run, except the LM's vocabulary (10k softmax rows take seconds on NumPy)."""
+    if name == "rnnlm-batch":
+        return module.RNNLMBatch(D.lm_data(vocab=2000, n_batches=2))
+    return module.make(name)
+
+
+@pytest.mark.parametrize("name", tasks_dynet.TASKS)
+def test_dynet_task_one_update(reference, name):
+    _check_one_update(name, _full_size(tasks_dynet, name))
+
+
+@needs_torch
+@pytest.mark.parametrize("name", tasks_dynet.TASKS)
+def test_torch_task_one_update(name):
+    torch.manual_seed(0)
+    _check_one_update(name, _full_size(tasks_torch, name))
+
+
+# ------------------------------------------------------------------ the twins compute the same thing
+
+
+def _small_pair(name: str):
+    if name == "rnnlm-batch":
+        lm = D.lm_data(seed=11, vocab=300, batch_size=4, n_batches=3)
+        return tasks_dynet.RNNLMBatch(lm, 16, 12), tasks_torch.RNNLMBatch(lm, 16, 12)
+    if name.startswith("bilstm-tagger"):
+        td = D.tag_data(seed=12, vocab=1500, n_sents=200, keep=8)
+        wc = name.endswith("withchar")
+        return (tasks_dynet.BiLSTMTagger(td, wc, wdim=16, hidden=6, mlp=5, cdim=4, chidden=8),
+                tasks_torch.BiLSTMTagger(td, wc, wdim=16, hidden=6, mlp=5, cdim=4, chidden=8))
+    tr = D.tree_data(seed=13, vocab=200, n_trees=3)
+    return tasks_dynet.TreeLSTM(tr, 8, 10), tasks_torch.TreeLSTM(tr, 8, 10)
+
+
+@needs_torch
+@pytest.mark.parametrize("name", tasks_dynet.TASKS)
+def test_twins_agree_before_and_after_an_update(reference, name):
+    """Same weights give the same loss; one SGD update (sparse rows included) keeps them equal."""
+    d, t = _small_pair(name)
+    t.load_dynet(d.weights())
+    for m in t.net.modules():  # nn.LSTM's second bias vector would take a second step; DyNet has one
+        if isinstance(m, torch.nn.LSTM):
+            for pname, p in m.named_parameters():
+                if pname.startswith("bias_hh"):
+                    p.requires_grad_(False)
+    k = 1
+    if name == "bilstm-tagger-withchar":  # an item that spells out some rare words
+        k = next(i for i, (ws, _) in enumerate(d.data.sents) if any(w in d.data.rare for w in ws))
+    assert d.loss(k) == pytest.approx(t.loss(k), rel=1e-4)
+    d.step(k)
+    t.step(k)
+    for j in (k, k + 1):
+        assert d.loss(j) == pytest.approx(t.loss(j), rel=1e-4)
+
+
+# ------------------------------------------------------------------ the runner
+
+
+def test_runner_prints_the_table(reference, capsys):
+    assert run.main(["--dynet-backend", "reference_numpy", "--tasks", "bilstm-tagger", "--seconds", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "task" in out and "ratio" in out
+    row = next(line for line in out.splitlines() if line.startswith("bilstm-tagger "))
+    assert "reference_numpy" in row and "words/sec" in row
+    if torch is not None:
+        assert row.rstrip().endswith("x")
+
+
+def test_runner_without_torch_says_so(reference, capsys, monkeypatch):
+    monkeypatch.setattr(run, "have_torch", lambda: False)
+    run.main(["--dynet-backend", "reference_numpy", "--tasks", "treelstm", "--seconds", "0.05"])
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("treelstm "))
+    assert run.NO_TORCH in row
+
+
+def test_runner_rejects_an_unknown_backend():
+    with pytest.raises(ValueError, match="no_such_backend"):
+        run.backends_from("no_such_backend")
