@@ -1,11 +1,13 @@
 """Run the DyNet paper's benchmark tasks on dynet_api and PyTorch and print a table.
 
     python -m benchmarks.run [--dynet-backend NAME[,NAME...]|all] [--seconds S] [--tasks T ...]
+                             [--rounds R] [--clock wall|cpu] [--no-torch]
 
 For each task and backend: both sides build their model from the same seed
 and data, take one untimed warm-up update, a short calibration run times the
 slower side, and then both run the *same* N updates on the same data items,
-N chosen so that the slower side takes about ``--seconds``.  The table gives
+N chosen so that the slower side takes about ``--seconds``, interleaved in R
+blocks (dynet_api block, PyTorch block, ...) so that load changes hit both.  The table gives
 task, backend, unit, the dynet_api speed, the PyTorch speed and their ratio
 (dynet_api / PyTorch; above 1 means dynet_api is faster).  Everything runs on
 one CPU thread: BLAS thread variables are set to 1 before NumPy loads and
@@ -66,20 +68,23 @@ class Result:
         return None if self.torch is None else self.dynet / self.torch
 
 
-def _timed(task, start: int, n: int) -> tuple[float, int, float]:
-    """Run ``n`` updates on items start..start+n-1; (seconds, units, mean loss)."""
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def _timed(task, start: int, n: int, clock=time.perf_counter) -> tuple[float, int, float]:
+    """Run ``n`` updates on items start..start+n-1; (seconds, units, summed loss)."""
     gc.collect()
     units = 0
     total = 0.0
-    t0 = time.perf_counter()
+    t0 = clock()
     for k in range(start, start + n):
         loss, u = task.step(k)
         units += u
         total += loss
-    dt = time.perf_counter() - t0
+    dt = clock() - t0
     if not math.isfinite(total):
         raise RuntimeError(f"{task.name}: the loss became {total} during the benchmark")
-    return dt, units, total / n
+    return dt, units, total
 
 
 def _calibrate(task, budget: float) -> float:
@@ -100,7 +105,10 @@ def set_dynet_backend(name: str) -> None:
     dy.reset_random_seed(SEED)
 
 
-def run_task(name: str, backend: str, seconds: float, torch_ok: bool, min_updates: int = 2) -> Result:
+def run_task(name: str, backend: str, seconds: float, torch_ok: bool, min_updates: int = 2, rounds: int = 3,
+             clock: str = "wall") -> Result:
+    """Both sides run the same N updates (items 0..N-1), interleaved in ``rounds`` blocks so that a
+    change in machine load during the run affects both sides alike."""
     from . import tasks_dynet
 
     set_dynet_backend(backend)
@@ -118,12 +126,20 @@ def run_task(name: str, backend: str, seconds: float, torch_ok: bool, min_update
         t.step(0)  # warm-up: first-use allocations, caches
     per_update = max(_calibrate(t, 0.1 * seconds) for t in sides)
     n = max(min_updates, round(seconds / per_update))
-    d_dt, d_units, d_loss = _timed(dtask, 0, n)
-    t_speed = t_loss = None
-    if ttask is not None:
-        t_dt, t_units, t_loss = _timed(ttask, 0, n)
-        t_speed = t_units / t_dt
-    return Result(name, backend, dtask.unit, n, d_units / d_dt, t_speed, d_loss, t_loss)
+    cuts = [n * r // rounds for r in range(rounds + 1)]
+    totals = [[0.0, 0, 0.0] for _ in sides]
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        if b > a:
+            for tot, t in zip(totals, sides, strict=True):
+                dt, units, loss = _timed(t, a, b - a, CLOCKS[clock])
+                tot[0] += dt
+                tot[1] += units
+                tot[2] += loss
+    speed = [u / dt for dt, u, _ in totals]
+    loss = [lo / n for _, _, lo in totals]
+    if ttask is None:
+        return Result(name, backend, dtask.unit, n, speed[0], None, loss[0], None)
+    return Result(name, backend, dtask.unit, n, speed[0], speed[1], loss[0], loss[1])
 
 
 def format_table(results: list[Result], missing: str = NO_TORCH) -> str:
@@ -173,14 +189,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seconds", type=float, default=3.0, help="target seconds per task for the slower side")
     ap.add_argument("--tasks", nargs="+", default=list(TASKS) + ["chain"], choices=list(TASKS) + ["chain"],
                     help="which benchmarks to run (default: all, chain included)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved blocks of updates per side (default 3)")
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                    help="wall time (default) or this process's CPU time (steadier on a shared machine)")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when it is installed")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.seconds <= 0:
-        raise SystemExit("--seconds must be positive")
+    if args.seconds <= 0 or args.rounds < 1:
+        raise SystemExit("--seconds must be positive and --rounds at least 1")
     backends = backends_from(args.backend)
     torch_ok = have_torch() and not args.no_torch
     with one_blas_thread():
@@ -194,7 +213,7 @@ def run_all(args: argparse.Namespace, backends: list[str], torch_ok: bool) -> li
     results = []
     for name in [t for t in args.tasks if t in TASKS]:
         for be in backends:
-            r = run_task(name, be, args.seconds, torch_ok)
+            r = run_task(name, be, args.seconds, torch_ok, rounds=args.rounds, clock=args.clock)
             print(f"  {name} on {be}: {r.updates} updates, dynet_api {r.dynet:.1f} {r.unit}"
                   + (f", PyTorch {r.torch:.1f}" if r.torch is not None else ""), file=sys.stderr, flush=True)
             results.append(r)
@@ -202,7 +221,8 @@ def run_all(args: argparse.Namespace, backends: list[str], torch_ok: bool) -> li
         if torch_ok:
             import torch
 
-            print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} thread(s); ratio = dynet_api / PyTorch")
+            print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} thread(s); {args.clock} clock; "
+                  "ratio = dynet_api / PyTorch")
         elif not have_torch():
             print("PyTorch: torch not installed (pip install '.[bench]')")
         print(format_table(results, NO_TORCH if not have_torch() else "not run (--no-torch)"))
