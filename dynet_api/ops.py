@@ -841,6 +841,84 @@ _op("vanilla_lstm_gates_dropout", 7, s_lstm_gates_dropout,
 _op("vanilla_lstm_c", 2, s_lstm_cell, doc="c_t = i * g + f * c_tm1 from gates [i;f;o;g].")
 _op("vanilla_lstm_h", 2, s_lstm_cell, doc="h_t = o * tanh(c_t) from gates [i;f;o;g].")
 
+# Conformance samples of the issue-6 ops (see OpDef.sample_dims / sample_attrs).
+
+
+def _samples(name: str, attrs=None, dims=None) -> None:
+    o = OPS[name]
+    o.sample_attrs = attrs
+    o.sample_dims = dims
+
+
+def _Db(d, bd: int = 1) -> Dim:
+    return Dim(tuple(d), bd)
+
+
+def _attr_list(*options):
+    return lambda ds: list(options)
+
+
+def _a_strided(ds):
+    x = ds[0]
+    nd = len(x.d)
+    return [((2,), (0,), ()), ((1, 2), (1, 0), ()), ((1,) * nd + (2,), (0,) * nd + (1,), ()),
+            ((3,), (), (x.d[0],))]
+
+
+def _a_hinge_dim(ds):
+    x = ds[0]
+    r, c = x.d[0], x.cols()
+    per_col = tuple(tuple((k + b) % r for k in range(c)) for b in range(x.bd))
+    per_row = (tuple((k + 1) % c for k in range(r)),)
+    return [(per_col, 0, 1.0), (per_row, 1, 0.5)]
+
+
+_H, _I = 2, 3  # LSTM sample sizes: hidden, input
+_LSTM_W = [_Db((4 * _H, _I)), _Db((4 * _H, _H)), _Db((4 * _H,))]
+
+_samples("silu", _consts(1.0, 0.5))
+for _name in ("round", "ceil", "floor"):
+    _samples(_name, _consts(False, True))
+_samples("to_device", _consts("CPU"))
+_samples("sparsemax_loss", lambda ds: [((0,),), ((ds[0].d[0] - 1, 0),)])
+_samples("strided_select", _a_strided)
+for _name in ("max_dim", "min_dim", "cumsum"):
+    _samples(_name, _axes)
+_samples("kmax_pooling", _attr_list((1, 0), (2, 1), (2, 0)))
+_samples("std_dim", _attr_list(((0,), False, 0), ((0, 1), True, 0), ((1,), False, 5), ((), True, 0)))
+_samples("hinge_dim", _a_hinge_dim)
+_samples("pairwise_rank_loss", _consts(1.0, 0.5),
+         lambda: [("row", [_Db((1, 3)), _Db((1, 3))]), ("row-batched", [_Db((1, 3), 2), _Db((1, 3))]),
+                  ("scalar", [_Db((1,)), _Db((1,), 3)])])
+_samples("poisson_loss", _consts(0, 3))
+_samples("contract3d_1d", None,
+         lambda: [("3d-vector", [_Db((2, 3, 4)), _Db((4,))]), ("batched-vector", [_Db((2, 3, 4)), _Db((4,), 3)]),
+                  ("batched-3d", [_Db((2, 3, 4), 2), _Db((4,))]), ("both-batched", [_Db((2, 1, 3), 2), _Db((3,), 2)])])
+_samples("contract3d_1d_1d", None,
+         lambda: [("3d", [_Db((2, 3, 4)), _Db((4,)), _Db((3,))]), ("column-vectors", [_Db((3, 2, 2)), _Db((2, 1)),
+                                                                                     _Db((2,))])])
+_samples("conv2d", _attr_list(((1, 1), True), ((2, 2), False), ((2, 3), True), ((1, 2), False)),
+         lambda: [("batched", [_Db((5, 6, 2), 2), _Db((3, 3, 2, 3))]), ("1x1", [_Db((4, 4, 3)), _Db((1, 1, 3, 2))]),
+                  ("big-filter", [_Db((3, 4, 1)), _Db((4, 4, 1, 2))])])
+_samples("maxpooling2d", _attr_list(((2, 2), (2, 2), True), ((3, 2), (2, 1), False), ((2, 3), (3, 2), False)),
+         lambda: [("hwc-batched", [_Db((5, 6, 2), 2)]), ("hw", [_Db((4, 5))]), ("hwc", [_Db((3, 3, 1))])])
+_samples("filter1d_narrow", None,
+         lambda: [("one-filter", [_Db((3, 5)), _Db((3, 2))]), ("three-filters", [_Db((3, 5)), _Db((3, 2, 3))]),
+                  ("full-width", [_Db((2, 4)), _Db((2, 4))])])
+_samples("fold_rows", _consts(1, 2, 3))
+_samples("kmh_ngram", _consts(1, 2))
+_samples("vanilla_lstm_gates", None,
+         lambda: [("unbatched", [_Db((_I,)), _Db((_H,))] + _LSTM_W),
+                  ("batched-x", [_Db((_I,), 3), _Db((_H,))] + _LSTM_W),
+                  ("batched", [_Db((_I,), 2), _Db((_H,), 2)] + _LSTM_W)])
+_samples("vanilla_lstm_gates_dropout", None,
+         lambda: [("unbatched", [_Db((_I,)), _Db((_H,))] + _LSTM_W + [_Db((_I,)), _Db((_H,))]),
+                  ("batched-masks", [_Db((_I,), 2), _Db((_H,))] + _LSTM_W + [_Db((_I,)), _Db((_H,), 2)])])
+for _name in ("vanilla_lstm_c", "vanilla_lstm_h"):
+    _samples(_name, None, lambda: [("vector", [_Db((_H,)), _Db((4 * _H,))]),
+                                   ("batched", [_Db((_H,), 3), _Db((4 * _H,), 3)]),
+                                   ("batched-gates", [_Db((_H,)), _Db((4 * _H,), 2)])])
+
 
 def op(name: str) -> OpDef:
     try:

@@ -640,3 +640,12 @@ def test_cnn_example_quick_run_learns():
     acc = float(re.search(r"final held-out accuracy: ([0-9.]+)", r.stdout).group(1))
     assert len(losses) == 3 and losses[-1] < 0.8 * losses[0], r.stdout
     assert acc > 0.5, r.stdout  # ten classes: chance is 0.1
+
+
+def test_std_of_a_single_element_has_zero_gradient():
+    """std over one element is identically 0; its gradient is 0 (DyNet's formula divides 0 by 0)."""
+    fd_check("std_dim", [rnd(1, 3)], ((0,), False, 0))
+    pc = dy.ParameterCollection()
+    p = pc.add_parameters((1, 2), init=1.5)
+    dy.sum_elems(dy.std_dim(p, [0])).backward()
+    close(p.grad_as_array(), np.zeros((1, 2)))

@@ -260,9 +260,11 @@ def _std_dim_b(xs, y, dy, a, d, i):
     x = xs[0]
     axes, n, dev = _std_parts(x, a)
     ks = _keep(x.shape, axes)
-    # exact for any divisor n (the dev terms sum to 0 when n is the element count)
+    # exact for any divisor n (the dev terms sum to 0 when n is the element count); where the std
+    # is 0 every deviation is 0 and the gradient is taken as 0 (DyNet divides 0 by 0 there)
     centred = dev - dev.sum(axis=axes, keepdims=True) / n
-    return centred * (dy.reshape(ks) / (n * y.reshape(ks)))
+    yk, gk = y.reshape(ks), dy.reshape(ks)
+    return centred * np.divide(gk, n * yk, out=np.zeros_like(gk), where=yk > 0)
 
 
 # ------------------------------------------------------------------ losses
