@@ -1,0 +1,62 @@
+// Device helpers shared by the cuda backend's elementwise, reduction and raw kernels.
+//
+// Every CUDA C source of the backend is compiled three ways: by NVRTC through
+// CuPy at run time (the backend itself), by nvcc in the CPU-side test (syntax
+// and types), and as plain C++ on the host with host_emulation.h, where the
+// CPU-side test runs the kernels one thread per block and compares their
+// values with the NumPy reference.  So: no system headers here (NVRTC has
+// none), only CUDA math functions that the C library also has, and every
+// kernel correct for any blockDim.x that is a power of two up to 32.
+#ifndef DN_DEVICE_MATH_CUH
+#define DN_DEVICE_MATH_CUH
+
+#define DN_F __device__ __forceinline__
+
+// NVRTC defines no INFINITY; the bit pattern works on the device and the host.
+#define DN_INF __int_as_float(0x7f800000)
+// float32's smallest normal number, and 1 - 1e-7 rounded to float32: the
+// clipping bounds of binary_log_loss, as in the reference.
+#define DN_FLT_MIN 1.17549435082228750797e-38f
+#define DN_ONE_MINUS_1E7 0.99999988079071044921875f
+
+DN_F float dn_sign(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
+
+// 1 / (1 + e^-x) without overflow for either sign of x.
+DN_F float dn_sigmoid(float x) {
+  float e = expf(-fabsf(x));
+  return x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+}
+
+DN_F float dn_log_sigmoid(float x) { return fminf(x, 0.0f) - log1pf(expf(-fabsf(x))); }
+
+// psi(x) as the reference computes it: the recurrence psi(x) = psi(x + 1) - 1/x
+// up to x >= 6, then the asymptotic series.  The loop is bounded so that a huge
+// negative or infinite input gives NaN instead of hanging the GPU.
+DN_F double dn_digamma(double x) {
+  double acc = 0.0;
+  int k = 0;
+  while (x < 6.0) {
+    if (++k > (1 << 21)) return __int_as_float(0x7fc00000);
+    acc -= 1.0 / x;
+    x += 1.0;
+  }
+  double inv = 1.0 / x, inv2 = inv * inv;
+  double series = log(x) - 0.5 * inv -
+                  inv2 * (1.0 / 12 - inv2 * (1.0 / 120 - inv2 * (1.0 / 252 - inv2 * (1.0 / 240 - inv2 / 132))));
+  return acc + series;
+}
+
+// Sums / maxima over the threads of a block that is one warp (blockDim.x a
+// power of two <= 32); every thread gets the result.  With blockDim.x == 1 (the
+// host emulation) they return their argument.
+DN_F float dn_warp_sum(float v) {
+  for (int off = (int)blockDim.x >> 1; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+DN_F float dn_warp_max(float v) {
+  for (int off = (int)blockDim.x >> 1; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+
+#endif  // DN_DEVICE_MATH_CUH

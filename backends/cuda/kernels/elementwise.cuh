@@ -1,0 +1,191 @@
+// Per-element functions of the cuda backend: the bodies of its CuPy
+// ElementwiseKernels (see ../ewspec.py, which names one call per kernel).
+//
+// Each op follows backends/reference_numpy/kernels.py, which defines the
+// semantics, in float32 arithmetic in the same order where that matters.
+// Forward functions are dn_<op>_f(x[, attr]); backward functions are
+// dn_<op>_b(x, y, g[, attr]) for input x, output y and output gradient g.
+#ifndef DN_ELEMENTWISE_CUH
+#define DN_ELEMENTWISE_CUH
+
+#include "device_math.cuh"
+
+#define DN_SELU_LAMBDA 1.0507009873554804934193349852946f
+#define DN_SELU_ALPHA 1.6732632423543772848170429916717f
+#define DN_TWO_OVER_SQRT_PI 1.1283791670955126f
+
+// ---------------------------------------------------------------- unary ops
+DN_F float dn_tanh_f(float x) { return tanhf(x); }
+DN_F float dn_tanh_b(float x, float y, float g) { return g * (1.0f - y * y); }
+
+DN_F float dn_logistic_f(float x) { return dn_sigmoid(x); }
+DN_F float dn_logistic_b(float x, float y, float g) { return g * y * (1.0f - y); }
+
+DN_F float dn_rectify_f(float x) { return x > 0.0f ? x : 0.0f; }
+DN_F float dn_rectify_b(float x, float y, float g) { return g * (y > 0.0f ? 1.0f : 0.0f); }
+
+DN_F float dn_elu_f(float x, float alpha) { return x > 0.0f ? x : alpha * expm1f(fminf(x, 0.0f)); }
+DN_F float dn_elu_b(float x, float y, float g, float alpha) {
+  return g * (x > 0.0f ? 1.0f : alpha * expf(fminf(x, 0.0f)));
+}
+
+DN_F float dn_selu_f(float x) {
+  return DN_SELU_LAMBDA * (x > 0.0f ? x : DN_SELU_ALPHA * expm1f(fminf(x, 0.0f)));
+}
+DN_F float dn_selu_b(float x, float y, float g) {
+  return g * (DN_SELU_LAMBDA * (x > 0.0f ? 1.0f : DN_SELU_ALPHA * expf(fminf(x, 0.0f))));
+}
+
+DN_F float dn_softsign_f(float x) { return x / (1.0f + fabsf(x)); }
+DN_F float dn_softsign_b(float x, float y, float g) {
+  float d = 1.0f - fabsf(y);
+  return g * (d * d);
+}
+
+DN_F float dn_exp_f(float x) { return expf(x); }
+DN_F float dn_exp_b(float x, float y, float g) { return g * y; }
+
+DN_F float dn_log_f(float x) { return logf(x); }
+DN_F float dn_log_b(float x, float y, float g) { return g / x; }
+
+DN_F float dn_sqrt_f(float x) { return sqrtf(x); }
+DN_F float dn_sqrt_b(float x, float y, float g) { return g / (2.0f * y); }
+
+DN_F float dn_square_f(float x) { return x * x; }
+DN_F float dn_square_b(float x, float y, float g) { return g * 2.0f * x; }
+
+DN_F float dn_cube_f(float x) { return x * x * x; }
+DN_F float dn_cube_b(float x, float y, float g) { return g * 3.0f * x * x; }
+
+DN_F float dn_abs_f(float x) { return fabsf(x); }
+DN_F float dn_abs_b(float x, float y, float g) { return g * dn_sign(x); }
+
+DN_F float dn_log_sigmoid_f(float x) { return dn_log_sigmoid(x); }
+DN_F float dn_log_sigmoid_b(float x, float y, float g) { return g * (1.0f - expf(y)); }
+
+DN_F float dn_erf_f(float x) { return erff(x); }
+DN_F float dn_erf_b(float x, float y, float g) { return g * DN_TWO_OVER_SQRT_PI * expf(-x * x); }
+
+DN_F float dn_lgamma_f(float x) { return lgammaf(x); }
+DN_F float dn_lgamma_b(float x, float y, float g) { return g * (float)dn_digamma((double)x); }
+
+// ---------------------------------------------------------------- binary gradients
+// d(a / b)/db, d min/max: which operand wins a tie follows the reference
+// (min: a <= b goes to a; max: a >= b goes to a).
+DN_F float dn_cdiv_b1(float g, float a, float b) { return -g * a / (b * b); }
+DN_F float dn_pick_le(float g, float a, float b) { return g * (a <= b ? 1.0f : 0.0f); }
+DN_F float dn_pick_gt(float g, float a, float b) { return g * (a > b ? 1.0f : 0.0f); }
+DN_F float dn_pick_ge(float g, float a, float b) { return g * (a >= b ? 1.0f : 0.0f); }
+DN_F float dn_pick_lt(float g, float a, float b) { return g * (a < b ? 1.0f : 0.0f); }
+
+DN_F float dn_pow_b0(float g, float x, float e) { return g * e * powf(x, e - 1.0f); }
+DN_F float dn_pow_b1(float g, float y, float x) { return g * y * logf(x); }
+// moment_dim's gradient: g * (r / n) * x^(r - 1).
+DN_F float dn_moment_b(float g, float x, float c, float rm1) { return g * c * powf(x, rm1); }
+
+// ---------------------------------------------------------------- softmax family
+DN_F float dn_exp_sub(float x, float m) { return expf(x - m); }
+DN_F float dn_softmax_b(float g, float y, float s) { return (g - s) * y; }
+DN_F float dn_log_softmax_b(float g, float y, float s) { return g - expf(y) * s; }
+DN_F float dn_exp_diff_mul(float x, float y, float g) { return expf(x - y) * g; }
+
+// ---------------------------------------------------------------- losses
+DN_F float dn_clip_prob(float x) { return fminf(fmaxf(x, DN_FLT_MIN), DN_ONE_MINUS_1E7); }
+DN_F float dn_bll_f(float x, float t) {
+  float c = dn_clip_prob(x);
+  return -(t * logf(c) + (1.0f - t) * log1pf(-c));
+}
+DN_F float dn_bll_b0(float g, float x, float t) {
+  float c = dn_clip_prob(x);
+  return g * ((1.0f - t) / (1.0f - c) - t / c);
+}
+DN_F float dn_bll_b1(float g, float x) {
+  float c = dn_clip_prob(x);
+  return g * (log1pf(-c) - logf(c));
+}
+DN_F float dn_sqd_b(float a, float b, float g) { return 2.0f * (a - b) * g; }
+DN_F float dn_l1_b(float a, float b, float g) { return dn_sign(a - b) * g; }
+DN_F float dn_huber_f(float a, float b, float c) {
+  float d = fabsf(a - b);
+  return d < c ? d * d : c * (2.0f * d - c);
+}
+DN_F float dn_huber_b(float a, float b, float g, float c) {
+  float d = a - b;
+  return 2.0f * g * (fabsf(d) < c ? d : c * dn_sign(d));
+}
+
+// ---------------------------------------------------------------- random tensors
+DN_F float dn_bernoulli(float u, float p, float scale) { return (u < p ? 1.0f : 0.0f) * scale; }
+// Gumbel(mu, beta) from a float64 uniform sample, clipped away from 0 and 1.
+DN_F float dn_gumbel(double u, double mu, double beta) {
+  u = fmin(fmax(u, 1e-12), 1.0 - 1e-12);
+  return (float)(mu - beta * log(-log(u)));
+}
+
+// ---------------------------------------------------------------- trainer rules
+// In place on the parameter w and its state tensors; the formulas are those
+// of backends/reference_numpy/updates.py.  s = lr * gscale; gs = gscale;
+// omr / omb1 / omb2 are 1 - rho / 1 - beta_1 / 1 - beta_2, computed in double
+// on the host as the reference does.
+DN_F void dn_upd_sgd(float g, float s, float& w) { w -= s * g; }
+
+DN_F void dn_upd_momentum(float g, float mom, float s, float& w, float& v) {
+  v *= mom;
+  v -= s * g;
+  w += v;
+}
+
+DN_F void dn_upd_adagrad(float g, float gs, float lr, float eps, float& w, float& h) {
+  float gg = g * gs;
+  h += gg * gg;
+  w -= lr * gg / sqrtf(h + eps);
+}
+
+DN_F void dn_upd_adadelta(float g, float gs, float rho, float omr, float eps, float& w, float& hg, float& hd) {
+  float gg = g * gs;
+  hg *= rho;
+  hg += omr * gg * gg;
+  float step = -gg * sqrtf(hd + eps) / sqrtf(hg + eps);
+  hd *= rho;
+  hd += omr * step * step;
+  w += step;
+}
+
+DN_F void dn_upd_rmsprop(float g, float gs, float rho, float omr, float lr, float eps, float& w, float& h) {
+  float gg = g * gs;
+  h *= rho;
+  h += omr * gg * gg;
+  w -= lr * gg / sqrtf(h + eps);
+}
+
+DN_F void dn_upd_adam(float g, float gs, float b1, float omb1, float b2, float omb2, float lr, float eps,
+                      float& w, float& m, float& v) {
+  float gg = g * gs;
+  m *= b1;
+  m += omb1 * gg;
+  v *= b2;
+  v += omb2 * gg * gg;
+  w -= lr * m / (sqrtf(v) + eps);
+}
+
+// Amsgrad: Adam with the running maximum vmax of v in the denominator.
+DN_F void dn_upd_amsgrad(float g, float gs, float b1, float omb1, float b2, float omb2, float lr, float eps,
+                         float& w, float& m, float& v, float& vmax) {
+  float gg = g * gs;
+  m *= b1;
+  m += omb1 * gg;
+  v *= b2;
+  v += omb2 * gg * gg;
+  vmax = fmaxf(vmax, v);
+  w -= lr * m / (sqrtf(vmax) + eps);
+}
+
+// Exponentiated gradient, first half: the momentum term, then log w + h
+// (the normalisation over the whole tensor is a reduction, done by the caller).
+DN_F void dn_upd_eg_momentum(float g, float mom, float s, float& h) {
+  h *= mom;
+  h -= s * g;
+}
+DN_F float dn_eg_logw(float w, float h) { return logf(fmaxf(w, 1e-30f)) + h; }
+
+#endif  // DN_ELEMENTWISE_CUH
