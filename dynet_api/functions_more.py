@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from numbers import Number
 
 from . import runtime
-from .functions import _all_dims, _ints, _unary, concatenate, moment_dim, noise, reshape
+from .functions import _all_dims, _dim, _ints, _unary, concatenate, moment_dim, noise, reshape
 from .graph import Expression, _cg
 from .ops import OPS
 
@@ -34,6 +34,14 @@ __all__ = [
     "vanilla_lstm_gates_dropout_concat", "vanilla_lstm_c", "vanilla_lstm_h",
     "to_device",
 ]
+
+
+def _int(v, what: str) -> int:
+    try:
+        return v.__index__()
+    except AttributeError:
+        raise TypeError(f"{what}: expected an int, got {type(v).__name__} {v!r}") from None
+
 
 # ============================================================ elementwise unary
 
@@ -111,7 +119,7 @@ def strided_getitem(x, index) -> Expression:
     Negative and out-of-range bounds follow Python slicing (DyNet rejects them);
     the tuple position after the last data dim slices the batch.
     """
-    d = _cg.dims[x._check()]
+    d = _dim(x, "Expression[]")
     sizes = d.d + (d.bd,)
     parts = index if isinstance(index, tuple) else (index,)
     if len(parts) > len(sizes):
@@ -132,26 +140,26 @@ def strided_getitem(x, index) -> Expression:
 
 
 def max_dim(x, d: int = 0) -> Expression:
-    return _add1(_O["max_dim"], x, (int(d),))
+    return _add1(_O["max_dim"], x, (_int(d, "max_dim"),))
 
 
 def min_dim(x, d: int = 0) -> Expression:
-    return _add1(_O["min_dim"], x, (int(d),))
+    return _add1(_O["min_dim"], x, (_int(d, "min_dim"),))
 
 
 def cumsum(x, d: int = 0) -> Expression:
-    return _add1(_O["cumsum"], x, (int(d),))
+    return _add1(_O["cumsum"], x, (_int(d, "cumsum"),))
 
 
 def kmax_pooling(x, k: int, d: int = 1) -> Expression:
-    return _add1(_O["kmax_pooling"], x, (int(k), int(d)))
+    return _add1(_O["kmax_pooling"], x, (_int(k, "kmax_pooling"), _int(d, "kmax_pooling")))
 
 
 # ============================================================ moments
 
 
 def moment_elems(x, r: int) -> Expression:
-    return moment_dim(x, _all_dims(x), r)
+    return moment_dim(x, _all_dims(x, "moment_elems"), r)
 
 
 def moment_batches(x, r: int) -> Expression:
@@ -160,11 +168,11 @@ def moment_batches(x, r: int) -> Expression:
 
 def std_dim(x, d: Sequence[int], b: bool = False, n: int = 0) -> Expression:
     """Population standard deviation over dims ``d`` (and the batch if ``b``); ``n > 0`` overrides the divisor."""
-    return _add1(_O["std_dim"], x, (_ints(d, "std_dim"), bool(b), int(n)))
+    return _add1(_O["std_dim"], x, (_ints(d, "std_dim"), bool(b), _int(n, "std_dim")))
 
 
 def std_elems(x) -> Expression:
-    return std_dim(x, _all_dims(x))
+    return std_dim(x, _all_dims(x, "std_elems"))
 
 
 def std_batches(x) -> Expression:
@@ -185,7 +193,7 @@ def hinge_dim(x, v, d: int = 0, m: float = 1.0) -> Expression:
         idx = tuple(_ints(u, "hinge_dim") for u in v)
     else:
         idx = (_ints(v, "hinge_dim"),)
-    return _add1(_O["hinge_dim"], x, (idx, int(d), float(m)))
+    return _add1(_O["hinge_dim"], x, (idx, _int(d, "hinge_dim"), float(m)))
 
 
 def pairwise_rank_loss(x, y, m: float = 1.0) -> Expression:
@@ -261,7 +269,7 @@ def conv2d(x, f, stride: Sequence[int], is_valid: bool = True) -> Expression:
 def conv2d_bias(x, f, b, stride: Sequence[int], is_valid: bool = True) -> Expression:
     """conv2d plus a bias {C_out} added to every position of each output channel."""
     y = conv2d(x, f, stride, is_valid)
-    bd = _cg.dims[b._check()]
+    bd = _dim(b, "conv2d_bias")
     return y + reshape(b, (1, 1, bd.size()), bd.bd)
 
 
@@ -275,11 +283,11 @@ def filter1d_narrow(x, f) -> Expression:
 
 
 def fold_rows(x, nrows: int = 2) -> Expression:
-    return _add1(_O["fold_rows"], x, (int(nrows),))
+    return _add1(_O["fold_rows"], x, (_int(nrows, "fold_rows"),))
 
 
 def kmh_ngram(x, v: int) -> Expression:
-    return _add1(_O["kmh_ngram"], x, (int(v),))
+    return _add1(_O["kmh_ngram"], x, (_int(v, "kmh_ngram"),))
 
 
 # ============================================================ normalisation
@@ -287,7 +295,7 @@ def kmh_ngram(x, v: int) -> Expression:
 
 def layer_norm(x, g, b) -> Expression:
     """g * (x - mean(x)) / (std(x) + 1e-8) + b over the elements of each batch element (DyNet's composite)."""
-    mu = moment_dim(x, _all_dims(x), 1)
+    mu = moment_dim(x, _all_dims(x, "layer_norm"), 1)
     sigma = std_elems(x)
     return _add(_O["cmult"], (g, _add(_O["cdiv"], (x - mu, sigma + 1e-8)))) + b
 

@@ -649,3 +649,15 @@ def test_std_of_a_single_element_has_zero_gradient():
     p = pc.add_parameters((1, 2), init=1.5)
     dy.sum_elems(dy.std_dim(p, [0])).backward()
     close(p.grad_as_array(), np.zeros((1, 2)))
+
+
+def test_bad_arguments_raise_errors_naming_the_function():
+    x = T(rnd(3, 4))
+    for call, err in ((lambda: dy.kmax_pooling(x, "2"), TypeError), (lambda: dy.max_dim(x, 0.5), TypeError),
+                      (lambda: dy.conv2d_bias(T(rnd(3, 3, 1)), T(rnd(2, 2, 1, 2)), [1, 2], [1, 1]), TypeError),
+                      (lambda: dy.maxpooling2d(x, [2, 2, 2], [1, 1]), ValueError),
+                      (lambda: dy.round(x, "nearest"), ValueError), (lambda: dy.layer_norm(3, x, x), TypeError)):
+        with pytest.raises(err) as info:
+            call()
+        assert any(n in str(info.value) for n in ("kmax_pooling", "max_dim", "conv2d_bias", "maxpooling2d", "round",
+                                                  "layer_norm")), str(info.value)
