@@ -78,6 +78,14 @@ class Backend:
     def fill(self, dst: Any, value: float) -> None:
         raise NotImplementedError
 
+    def clear_rows(self, dst: Any, rows: Sequence[int]) -> None:
+        """Zero the given batch rows of a lookup gradient whose other rows are already zero.
+
+        Called after every update with the rows a sparse update touched, so a backend
+        should override it: the default zeroes the whole table, O(vocabulary) per update.
+        """
+        self.fill(dst, 0.0)
+
     def scale(self, dst: Any, s: float, rows: Sequence[int] | None = None) -> None:
         raise NotImplementedError
 

@@ -184,7 +184,7 @@ class ParamStorage:
     def clear_grad(self) -> None:
         if self.lookup:
             if self.touched:
-                self.backend.fill(self.grad, 0.0)
+                self.backend.clear_rows(self.grad, sorted(self.touched))
             self.touched = set()
         elif self.has_grad:
             self.backend.fill(self.grad, 0.0)

@@ -46,6 +46,9 @@ class ReferenceNumpyBackend(Backend):
     def fill(self, dst, value):
         dst.fill(value)
 
+    def clear_rows(self, dst, rows):
+        dst[..., list(rows)] = 0.0
+
     def scale(self, dst, s, rows=None):
         if rows is None:
             dst *= s
