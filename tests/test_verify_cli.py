@@ -14,13 +14,13 @@ import sys
 
 import numpy as np
 import pytest
+from dynet_backends.reference_numpy import ReferenceNumpyBackend
 
 from dynet_api.__main__ import main
 from dynet_api.backend import BackendUnavailable
 from dynet_api.conformance.samples import compute_ops
 from dynet_api.hookspecs import BackendSpec, hookimpl
 from dynet_api.plugins import registry
-from dynet_backends.reference_numpy import ReferenceNumpyBackend
 
 
 def make_backend(name: str, fwd: dict | None = None, bwd: dict | None = None, drop=(), unsupported=None,
