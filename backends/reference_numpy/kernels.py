@@ -256,6 +256,11 @@ def _mm_grads(A, B, G, i):
     if i == 1 and B.shape[-1] == 1:  # B shared by the batch: sum_b A_b^T G_b as one product
         Ab = np.broadcast_to(A, (r, c, nb)).transpose(1, 0, 2).reshape(c, r * nb)
         return (Ab @ G.transpose(0, 2, 1).reshape(r * nb, k))[:, :, None]
+    if i == 1 and A.shape[-1] == 1:  # batched B under a shared A: A^T [G_1 ... G_b] as one product
+        return (A[:, :, 0].T @ G.reshape(r, k * nb)).reshape(c, k, nb)
+    if i == 0 and B.shape[-1] == 1:  # batched A under a shared B: [G_1; ...; G_b] B^T as one product
+        g = G.transpose(0, 2, 1).reshape(r * nb, k) @ B[:, :, 0].T
+        return g.reshape(r, nb, c).transpose(0, 2, 1)
     if i == 0:
         g = np.matmul(np.moveaxis(G, -1, 0), np.moveaxis(B, -1, 0).transpose(0, 2, 1))  # (b, r, c)
         g = np.moveaxis(g, 0, -1)
