@@ -61,6 +61,10 @@ class CudaBackend(Backend):
     def fill(self, dst, value: float) -> None:
         dst.fill(value)
 
+    def clear_rows(self, dst, rows: Sequence[int]) -> None:
+        """Zero the touched rows of a lookup gradient (O(rows), not O(vocabulary))."""
+        dst[..., self.dev.index(rows)] = 0
+
     def scale(self, dst, s: float, rows: Sequence[int] | None = None) -> None:
         if rows is None:
             dst *= F32(s)

@@ -33,7 +33,11 @@ class RED(NamedTuple):
 UNARY = {
     "tanh": 0, "logistic": 0, "rectify": 0, "elu": 1, "selu": 0, "softsign": 0, "exp": 0, "log": 0, "sqrt": 0,
     "square": 0, "cube": 0, "abs": 0, "log_sigmoid": 0, "erf": 0, "lgamma": 0,
+    "sin": 0, "cos": 0, "tan": 0, "asin": 0, "acos": 0, "atan": 0, "sinh": 0, "cosh": 0, "asinh": 0, "acosh": 0,
+    "atanh": 0, "silu": 1,
 }
+# Unary ops whose gradient needs no kernel (zero, or passed straight through).
+FORWARD_ONLY = ("round", "ceil", "floor", "sigt")
 
 
 def _unary_specs() -> dict[str, EW]:
@@ -45,6 +49,8 @@ def _unary_specs() -> dict[str, EW]:
         out[f"{name}_f"] = EW(f"float32 x{extra_p}", "float32 y", f"y = dn_{name}_f(x{extra_a})")
         out[f"{name}_b"] = EW(f"float32 x, float32 y, float32 g{extra_p}", "float32 z",
                               f"z = dn_{name}_b(x, y, g{extra_a})")
+    for name in FORWARD_ONLY:
+        out[f"{name}_f"] = EW("float32 x", "float32 y", f"y = dn_{name}_f(x)")
     return out
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from dynet_api.ops import OPS
 
 from .ewspec import UNARY
+from .opkernels_more import MoreOps
 
 F32 = np.float32
 BLOCK = 256  # threads per block of the grid-stride kernels
@@ -49,7 +50,9 @@ def unbroadcast(g, shape: tuple[int, ...]):
         return g
     nd = g.ndim - 1
     have = len(shape) - 1
-    padded = shape[:-1] + (1,) * (nd - have) + shape[-1:] if nd >= have else shape
+    if nd < have:  # the target keeps trailing size-1 dims the output dropped ({3,1} against {3})
+        g, nd = pad(g, have), have
+    padded = shape[:-1] + (1,) * (nd - have) + shape[-1:]
     axes = tuple(k for k in range(g.ndim) if padded[k] == 1 and g.shape[k] != 1)
     if axes:
         g = g.sum(axis=axes, keepdims=True)
@@ -79,7 +82,7 @@ def red_axes(x, a) -> tuple[int, ...]:
     return tuple(a[0]) + ((x.ndim - 1,) if a[1] else ())
 
 
-class OpKernels:
+class OpKernels(MoreOps):
     """Builds ``FWD`` / ``BWD``: op name -> kernel, as the backend contract wants them."""
 
     def __init__(self, dev) -> None:
@@ -88,6 +91,9 @@ class OpKernels:
         self.E, self.R, self.K = dev.ew, dev.red, dev.raw
         self.FWD: dict = {}
         self.BWD: dict = {}
+        for name, nattr in UNARY.items():
+            self.FWD[name] = self._unary_f(name, nattr)
+            self.BWD[name] = self._unary_b(name, nattr)
         for name in OPS:
             f = getattr(self, "f_" + name, None)
             b = getattr(self, "b_" + name, None)
@@ -95,9 +101,6 @@ class OpKernels:
                 self.FWD[name] = f
             if b is not None:
                 self.BWD[name] = b
-        for name, nattr in UNARY.items():
-            self.FWD[name] = self._unary_f(name, nattr)
-            self.BWD[name] = self._unary_b(name, nattr)
 
     # ------------------------------------------------------------ shared pieces
     def c(self, x):
@@ -240,10 +243,18 @@ class OpKernels:
     def mm_grads(self, A, B, G, i):
         """Gradient of A@B for operand i, given G shaped (r, k, batch)."""
         xp = self.xp
-        if A.shape[-1] == 1 and B.shape[-1] == 1:
+        if A.shape[-1] == 1 and B.shape[-1] == 1 and G.shape[-1] == 1:
             if i == 0:
                 return xp.matmul(G[:, :, 0], B[:, :, 0].T)[:, :, None]
             return xp.matmul(A[:, :, 0].T, G[:, :, 0])[:, :, None]
+        r, c, _ = A.shape
+        k, nb = B.shape[1], G.shape[-1]
+        if i == 0 and A.shape[-1] == 1:  # A shared by the batch: sum_b G_b B_b^T as one GEMM
+            Bb = xp.broadcast_to(B, (c, k, nb))
+            return xp.matmul(G.reshape(r, k * nb), Bb.reshape(c, k * nb).T)[:, :, None]
+        if i == 1 and B.shape[-1] == 1:  # B shared by the batch: sum_b A_b^T G_b as one GEMM
+            Ab = xp.broadcast_to(A, (r, c, nb)).transpose(1, 0, 2).reshape(c, r * nb)
+            return xp.matmul(Ab, G.transpose(0, 2, 1).reshape(r * nb, k))[:, :, None]
         if i == 0:
             g = xp.matmul(xp.moveaxis(G, -1, 0), xp.moveaxis(B, -1, 0).transpose(0, 2, 1))
             g = xp.moveaxis(g, 0, -1)
@@ -272,6 +283,8 @@ class OpKernels:
         return (acc + b.reshape(r, -1, b.shape[-1])).reshape(d.shape)  # a vector bias spans the columns
 
     def b_affine_transform(self, xs, y, dy, a, d, i):
+        if len(xs) == 1:  # the bias alone is copied through
+            return dy
         if i == 0:
             b = xs[0]
             r = d.d[0]

@@ -69,6 +69,44 @@ DN_F float dn_erf_b(float x, float y, float g) { return g * DN_TWO_OVER_SQRT_PI 
 DN_F float dn_lgamma_f(float x) { return lgammaf(x); }
 DN_F float dn_lgamma_b(float x, float y, float g) { return g * (float)dn_digamma((double)x); }
 
+// Trigonometric and hyperbolic functions, and their inverses.
+DN_F float dn_sin_f(float x) { return sinf(x); }
+DN_F float dn_sin_b(float x, float y, float g) { return g * cosf(x); }
+DN_F float dn_cos_f(float x) { return cosf(x); }
+DN_F float dn_cos_b(float x, float y, float g) { return -g * sinf(x); }
+DN_F float dn_tan_f(float x) { return tanf(x); }
+DN_F float dn_tan_b(float x, float y, float g) { return g * (1.0f + y * y); }
+DN_F float dn_asin_f(float x) { return asinf(x); }
+DN_F float dn_asin_b(float x, float y, float g) { return g / sqrtf(1.0f - x * x); }
+DN_F float dn_acos_f(float x) { return acosf(x); }
+DN_F float dn_acos_b(float x, float y, float g) { return -g / sqrtf(1.0f - x * x); }
+DN_F float dn_atan_f(float x) { return atanf(x); }
+DN_F float dn_atan_b(float x, float y, float g) { return g / (1.0f + x * x); }
+DN_F float dn_sinh_f(float x) { return sinhf(x); }
+DN_F float dn_sinh_b(float x, float y, float g) { return g * coshf(x); }
+DN_F float dn_cosh_f(float x) { return coshf(x); }
+DN_F float dn_cosh_b(float x, float y, float g) { return g * sinhf(x); }
+DN_F float dn_asinh_f(float x) { return asinhf(x); }
+DN_F float dn_asinh_b(float x, float y, float g) { return g / sqrtf(x * x + 1.0f); }
+DN_F float dn_acosh_f(float x) { return acoshf(x); }
+DN_F float dn_acosh_b(float x, float y, float g) { return g / sqrtf(x * x - 1.0f); }
+DN_F float dn_atanh_f(float x) { return atanhf(x); }
+DN_F float dn_atanh_b(float x, float y, float g) { return g / (1.0f - x * x); }
+
+// The sigmoid in its tanh form, as the reference's silu and LSTM gates compute it.
+DN_F float dn_sigt_f(float x) { return 0.5f + 0.5f * tanhf(0.5f * x); }
+DN_F float dn_silu_f(float x, float beta) { return x * dn_sigt_f(beta * x); }
+DN_F float dn_silu_b(float x, float y, float g, float beta) {
+  float s = dn_sigt_f(beta * x);
+  return g * (s + beta * x * s * (1.0f - s));
+}
+
+// Rounding (their gradients are zero or passed straight through: no kernel).
+// round() goes half away from zero as sign(x) * floor(|x| + 0.5), like the reference.
+DN_F float dn_round_f(float x) { return dn_sign(x) * floorf(fabsf(x) + 0.5f); }
+DN_F float dn_ceil_f(float x) { return ceilf(x); }
+DN_F float dn_floor_f(float x) { return floorf(x); }
+
 // ---------------------------------------------------------------- binary gradients
 // d(a / b)/db, d min/max: which operand wins a tie follows the reference
 // (min: a <= b goes to a; max: a >= b goes to a).
