@@ -71,7 +71,8 @@ class PyExecutor:
         nodes, dims, vals, ng, bwd = cg.nodes, cg.dims, self.vals, cg.ng, self.bwd
         grads: list = [None] * (i + 1)
         grads[i] = be.ones(dims[i].shape)
-        add = be.add
+        add, iadd = be.add, be.iadd
+        owned: set = set()  # accumulators created here by add(), safe to add into in place
         for j in range(i, -1, -1):
             g = grads[j]
             if g is None:
@@ -96,7 +97,13 @@ class PyExecutor:
                     xs = [vals[m] for m in ids]
                 dx = bwd[op.id](xs, vals[j], g, attrs, dims[j], k)
                 ga = grads[a]
-                grads[a] = dx if ga is None else add(ga, dx)
+                if ga is None:
+                    grads[a] = dx  # may alias a kernel's input or output: never modified in place
+                elif a in owned:
+                    iadd(ga, dx)
+                else:
+                    grads[a] = add(ga, dx)
+                    owned.add(a)
         self.grads = grads
 
     def value(self, i: int):
