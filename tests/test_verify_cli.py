@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import json
+import os
 import subprocess
 import sys
 
@@ -257,3 +258,37 @@ def test_pytest_suite_runs_on_a_chosen_backend(tmp_path):
     assert out.returncode == 0, out.stdout[-2000:]
     assert "dynet_api conformance: declared gaps" in out.stdout
     assert "reference_numpy: implements" in out.stdout
+
+
+FAKE_GPU_PLUGIN = '''
+from dynet_api.backend import BackendUnavailable
+from dynet_api.hookspecs import BackendSpec, hookimpl
+from dynet_api.plugins import registry
+
+
+class FakeGpu:
+    @hookimpl
+    def dynet_api_backends(self):
+        def factory():
+            raise BackendUnavailable("no GPU in this test")
+        return [BackendSpec("fake_gpu", factory)]
+
+
+registry.discover()
+registry.register_plugin(FakeGpu(), "fake_gpu_plugin")
+'''
+
+
+def test_pytest_suite_skips_a_backend_that_cannot_run_with_its_reason(tmp_path):
+    (tmp_path / "fake_gpu_plugin.py").write_text(FAKE_GPU_PLUGIN)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "fake_gpu_plugin", "-rs",
+           "--pyargs", "dynet_api.conformance.suite", "--conformance-backend", "fake_gpu,reference_numpy",
+           "--conformance-ops", "exp"]
+    if "dynet_api_conformance" not in {ep.name for ep in md.entry_points(group="pytest11")}:
+        cmd[3:3] = ["-p", "dynet_api.conformance.pytest_plugin"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "backend 'fake_gpu' cannot run here" in out.stdout and "no GPU in this test" in out.stdout
+    assert "fake_gpu: not checked" in out.stdout  # the end-of-run section says so too
+    assert " passed" in out.stdout  # reference_numpy's exp cases ran beside it

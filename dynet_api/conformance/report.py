@@ -118,6 +118,8 @@ def summary_line(rep: Report) -> str:
             txt += f", {len(d['failed'])} FAIL ({', '.join(d['failed'][:8])}{', ...' if len(d['failed']) > 8 else ''})"
         if d["unsupported"]:
             txt += f", {len(d['unsupported'])} declared unsupported"
+        if d["skipped"]:
+            txt += f", {d['skipped']} skipped"
         parts.append(txt)
     verdict = "PASS" if rep.ok else "FAIL"
     return f"summary: {'; '.join(parts)} -- {verdict} in {rep.seconds:.1f} s"

@@ -47,8 +47,9 @@ class Report:
             names = sorted({r.name for r in rs})
             failed = sorted({r.name for r in rs if r.status == FAIL})
             unsup = sorted({r.name for r in rs if r.status == UNSUPPORTED} - set(failed))
+            passed = {r.name for r in rs if r.status == PASS} - set(failed) - set(unsup)
             out[sec] = {"checked": len(names), "cases": len(rs), "failed": failed, "unsupported": unsup,
-                        "passed": len(set(names) - set(failed) - set(unsup))}
+                        "passed": len(passed), "skipped": len(set(names) - passed - set(failed) - set(unsup))}
         return out
 
 

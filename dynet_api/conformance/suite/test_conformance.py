@@ -94,8 +94,9 @@ TRAINERS = [((cls, v), f"{cls.__name__}-{v}") for cls in trainer_classes() for v
 @pytest.mark.parametrize("backend_name, trainer", _params(TRAINERS if _ONLY is None else []))
 def test_trainer(backend_name, trainer):
     """Two updates (one clipped) of each trainer, sparse and dense, against the reference."""
+    be = _backend(backend_name)
     cls, variant = trainer
-    _conclude(check_trainer(_backend(backend_name), selection.reference(), cls, variant))
+    _conclude(check_trainer(be, selection.reference(), cls, variant))
 
 
 try:
