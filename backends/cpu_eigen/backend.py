@@ -1,0 +1,128 @@
+"""CpuEigenBackend: tensors, kernels and trainer rules implemented in ``_cpu_eigen``.
+
+Tensors are ``_cpu_eigen.Tensor`` objects (float32, column-major, batch last).
+The per-op kernel tables serve the node-by-node executor and the conformance
+suite; graphs normally run through :meth:`make_executor`, which executes whole
+node ranges and the backward pass inside C++.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from dynet_api import config
+from dynet_api.backend import Backend
+from dynet_api.ops import OPS
+
+from . import _cpu_eigen as _m
+
+F32 = np.float32
+
+
+def parse_mem_mb(value) -> int:
+    """``--dynet-mem`` as DyNet writes it: "512" or "fwd,bwd,params[,scratch]" (MB, summed); 0: no limit."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        parts = [value]
+    else:
+        parts = str(value).split(",")
+    try:
+        mb = sum(int(float(p)) for p in parts)
+    except ValueError:
+        raise ValueError(f"mem: expected megabytes such as '512' or '256,256,512', got {value!r}") from None
+    if mb < 0:
+        raise ValueError(f"mem: must not be negative, got {value!r}")
+    return mb
+
+
+def _kernels():
+    """Kernel tables keyed by op name, for the ops both the op table and the C++ side know."""
+    fwd: dict = {}
+    bwd: dict = {}
+    for code, name in enumerate(_m.kernel_names()):
+        if name not in OPS or name in ("input", "parameter", "lookup"):
+            continue
+        fwd[name] = (lambda c: lambda xs, attrs, dim: _m.fwd_op(c, xs, attrs, dim.shape))(code)
+        if _m.has_backward(code):
+            bwd[name] = (lambda c: lambda xs, y, dy, attrs, dim, i: _m.bwd_op(c, xs, y, dy, attrs, i))(code)
+    fwd["input"] = lambda xs, attrs, dim: _m.from_numpy(np.asarray(attrs[0], F32).reshape(dim.shape))
+    fwd["parameter"] = lambda xs, attrs, dim: attrs[0].value
+    fwd["lookup"] = lambda xs, attrs, dim: _m.gather_batch(attrs[0].value, attrs[1])
+    return fwd, bwd
+
+
+class CpuEigenBackend(Backend):
+    name = "cpu_eigen"
+    devices = ("CPU",)
+    dtype = F32
+
+    def __init__(self) -> None:
+        self.forward_kernels, self.backward_kernels = _kernels()
+        # Ops of the table with no C++ kernel yet: graph construction rejects them cleanly.
+        self.unsupported = {name: "no C++ kernel yet" for name in OPS if name not in self.forward_kernels}
+        self.configure()
+
+    def configure(self) -> None:
+        """Apply the ``threads`` and ``mem`` settings (``--dynet-threads``, ``--dynet-mem``)."""
+        threads = int(config.settings.get("threads") or 1)
+        if threads < 1:
+            raise ValueError(f"threads: must be at least 1, got {threads}")
+        _m.set_threads(threads)
+        _m.set_mem_limit(parse_mem_mb(config.settings.get("mem")))
+
+    # --- tensors
+    def from_numpy(self, a):
+        return _m.from_numpy(np.asarray(a))
+
+    def to_numpy(self, t):
+        if isinstance(t, _m.Tensor):
+            return _m.to_numpy(t)
+        return np.array(t, dtype=F32)
+
+    def zeros(self, shape):
+        return _m.zeros(list(shape))
+
+    def ones(self, shape):
+        return _m.full(list(shape), 1.0)
+
+    def add(self, a, b):
+        return _m.add(a, b)
+
+    # --- parameter storage
+    def iadd(self, dst, src):
+        _m.iadd(dst, src)
+
+    def assign(self, dst, a):
+        _m.assign(dst, np.asarray(a))
+
+    def fill(self, dst, value):
+        _m.fill(dst, float(value))
+
+    def scale(self, dst, s, rows=None):
+        _m.scale(dst, float(s), None if rows is None else list(rows))
+
+    def clip(self, dst, left, right):
+        _m.clip(dst, float(left), float(right))
+
+    def gather_batch(self, table, rows):
+        return _m.gather_batch(table, list(rows))
+
+    def scatter_add_batch(self, dst, rows, src):
+        _m.scatter_add_batch(dst, list(rows), src)
+
+    def sq_norm(self, t, rows=None):
+        return _m.sq_norm(t, None if rows is None else list(rows))
+
+    def update(self, rule: str, w, g, states: list, rows: Sequence[int] | None, hyper: dict) -> None:
+        _m.update(rule, w, g, list(states), None if rows is None else list(rows), hyper)
+
+    def seed(self, seed: int) -> None:
+        _m.seed(int(seed) & 0xFFFFFFFF)
+
+    # --- whole graphs
+    def make_executor(self, graph):
+        self.configure()
+        return _m.Executor(graph)

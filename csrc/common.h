@@ -1,0 +1,128 @@
+// Shared types of the cpu_eigen backend: shapes, tensor views, node attributes,
+// memory accounting and the kernel signatures.  Tensors are float32, stored
+// column-major with the batch last (DyNet's layout), so one batch element is a
+// contiguous column-major block and a lookup-table row is contiguous too.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace dy {
+
+// Up to 4 data dims (padded with 1s) plus the batch.
+struct Shape {
+  int nd = 1;
+  int64_t d[4] = {1, 1, 1, 1};
+  int64_t bd = 1;
+  int64_t size() const { return d[0] * d[1] * d[2] * d[3]; }
+  int64_t total() const { return size() * bd; }
+  int64_t rows() const { return d[0]; }
+  int64_t cols() const { return d[1]; }
+};
+
+// Build a Shape from a NumPy-layout shape (data dims then batch).
+Shape shape_from(const std::vector<int64_t>& s);
+
+struct View {
+  float* p;
+  Shape s;
+};
+
+struct CView {
+  const float* p;
+  Shape s;
+};
+
+// A node's attributes, flattened in order: every number (int, bool or float) to
+// both i and f, a tuple of ints to i as its length then its items, None to i as -1.
+struct Attrs {
+  const int64_t* i = nullptr;
+  int ni = 0;
+  const double* f = nullptr;
+  int nf = 0;
+  int64_t I(int k) const {
+    if (k >= ni) throw std::runtime_error("cpu_eigen: missing integer attribute");
+    return i[k];
+  }
+  double F(int k) const {
+    if (k >= nf) throw std::runtime_error("cpu_eigen: missing float attribute");
+    return f[k];
+  }
+};
+
+// Raised when the --dynet-mem budget is exhausted; mapped to Python's MemoryError.
+struct MemoryLimitError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Process-wide accounting of every float buffer this backend owns.
+void mem_reserve(size_t bytes);
+void mem_release(size_t bytes) noexcept;
+void set_mem_limit(size_t bytes);
+size_t mem_limit();
+size_t mem_used();
+
+// A float buffer counted against the memory limit.
+class Buffer {
+ public:
+  Buffer() = default;
+  explicit Buffer(size_t n);
+  ~Buffer();
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  Buffer(Buffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+  float* data() { return p_; }
+  const float* data() const { return p_; }
+  size_t size() const { return n_; }
+
+ private:
+  float* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// Bump allocator made of blocks that never move, so pointers into it stay valid
+// until reset; reused across graphs like DyNet's memory pools.
+class Arena {
+ public:
+  struct Mark {
+    size_t block = 0, off = 0;
+  };
+  float* alloc(size_t n);
+  Mark mark() const { return {cur_, off_}; }
+  void rewind(Mark m) { cur_ = m.block, off_ = m.off; }
+  void reset() { cur_ = 0, off_ = 0; }
+  size_t capacity() const;
+
+ private:
+  std::vector<Buffer> blocks_;
+  size_t cur_ = 0, off_ = 0;
+};
+
+std::mt19937& rng();
+void set_threads(int n);
+int threads();
+
+// forward: y = f(xs); backward: dx += d f / d xs[i] (accumulating).
+using FwdFn = void (*)(const CView* xs, int n, View y, const Attrs& a);
+using BwdFn = void (*)(const CView* xs, int n, CView y, CView dy, int i, View dx, const Attrs& a);
+
+struct KernelDef {
+  const char* name;
+  FwdFn fwd;  // may be null for leaves handled by the executor (input, parameter, lookup)
+  BwdFn bwd;  // null for leaves
+};
+
+// All kernels this backend implements; the index is the backend's op code.
+const std::vector<KernelDef>& kernel_table();
+int kernel_code(const std::string& name);  // -1 if absent
+
+// Trainer update rules on raw buffers (dense when rows is empty).
+void apply_update(const std::string& rule, float* w, const float* g, std::vector<float*>& states, int64_t n,
+                  int64_t row_size, const std::vector<int64_t>* rows, double lr, double gscale, double mom,
+                  double eps, double rho, double b1, double b2);
+
+}  // namespace dy

@@ -1,0 +1,623 @@
+// Python bindings of the cpu_eigen backend: the Tensor type, storage methods,
+// single-op kernels (for the node-by-node executor and the conformance suite)
+// and the whole-graph Executor.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <unordered_map>
+
+#include "common.h"
+
+namespace py = pybind11;
+using namespace dy;
+
+namespace {
+
+int64_t prod(const std::vector<int64_t>& s) {
+  int64_t n = 1;
+  for (int64_t v : s) {
+    if (v < 0) throw std::invalid_argument("cpu_eigen: negative dimension");
+    n *= v;
+  }
+  return n;
+}
+
+// A backend tensor: float32, column-major with the batch last, shaped as NumPy sees it.
+struct Tensor {
+  std::vector<int64_t> shape;
+  Buffer buf;
+  Shape s;
+  explicit Tensor(std::vector<int64_t> sh) : shape(std::move(sh)), buf(size_t(prod(shape))), s(shape_from(shape)) {}
+  float* data() { return buf.data(); }
+  int64_t total() const { return int64_t(buf.size()); }
+  View view() { return {buf.data(), s}; }
+  CView cview() const { return {buf.data(), s}; }
+};
+
+std::vector<int64_t> shape_of(const py::handle& t) {
+  std::vector<int64_t> r;
+  for (auto v : py::reinterpret_borrow<py::tuple>(t)) r.push_back(v.cast<int64_t>());
+  return r;
+}
+
+using FArray = py::array_t<float, py::array::f_style | py::array::forcecast>;
+
+std::unique_ptr<Tensor> from_numpy(py::handle a) {
+  FArray arr = FArray::ensure(a);
+  if (!arr) throw py::type_error("cpu_eigen.from_numpy: expected an array of numbers");
+  std::vector<int64_t> sh(arr.shape(), arr.shape() + arr.ndim());
+  auto t = std::make_unique<Tensor>(sh);
+  if (t->total()) std::memcpy(t->data(), arr.data(), size_t(t->total()) * sizeof(float));
+  return t;
+}
+
+py::array to_numpy(const Tensor& t) {
+  std::vector<py::ssize_t> sh(t.shape.begin(), t.shape.end());
+  py::array_t<float, py::array::f_style> out(sh);
+  if (t.total()) std::memcpy(out.mutable_data(), t.buf.data(), size_t(t.total()) * sizeof(float));
+  return std::move(out);
+}
+
+Tensor& as_tensor(py::handle h, const char* what) {
+  try {
+    return h.cast<Tensor&>();
+  } catch (const py::cast_error&) {
+    throw py::type_error(std::string("cpu_eigen.") + what + ": expected a cpu_eigen Tensor, got " +
+                         std::string(py::str(py::type::handle_of(h).attr("__name__"))));
+  }
+}
+
+void same_size(const Tensor& a, const Tensor& b, const char* what) {
+  if (a.total() != b.total())
+    throw py::value_error(std::string("cpu_eigen.") + what + ": tensors of " + std::to_string(a.total()) + " and " +
+                          std::to_string(b.total()) + " values");
+}
+
+// Rows (batch elements) of a table, bounds-checked.
+std::vector<int64_t> row_list(py::handle rows, int64_t n, const char* what) {
+  std::vector<int64_t> r;
+  for (auto v : py::reinterpret_borrow<py::iterable>(rows)) {
+    int64_t k = py::reinterpret_borrow<py::object>(v).cast<int64_t>();
+    if (k < 0 || k >= n)
+      throw py::index_error(std::string("cpu_eigen.") + what + ": row " + std::to_string(k) + " out of range for " +
+                            std::to_string(n) + " rows");
+    r.push_back(k);
+  }
+  return r;
+}
+
+int64_t row_size(const Tensor& t) { return t.shape.size() > 1 ? t.total() / t.shape.back() : 1; }
+int64_t n_rows(const Tensor& t) { return t.shape.size() > 1 ? t.shape.back() : t.total(); }
+
+// Flatten a node's attribute tuple (see Attrs in common.h).
+void decode_attrs(PyObject* attrs, std::vector<int64_t>& I, std::vector<double>& F) {
+  if (attrs == Py_None || !PyTuple_Check(attrs)) return;
+  Py_ssize_t n = PyTuple_GET_SIZE(attrs);
+  for (Py_ssize_t k = 0; k < n; ++k) {
+    PyObject* v = PyTuple_GET_ITEM(attrs, k);
+    if (v == Py_None) {
+      I.push_back(-1);
+    } else if (PyFloat_Check(v)) {  // a number goes to both lists, so an int where a float is meant still works
+      double x = PyFloat_AS_DOUBLE(v);
+      F.push_back(x);
+      I.push_back(std::isfinite(x) && std::fabs(x) < 9e18 ? int64_t(x) : 0);
+    } else if (PyLong_Check(v)) {
+      long long x = PyLong_AsLongLong(v);
+      I.push_back(x);
+      F.push_back(double(x));
+    } else if (PyTuple_Check(v) || PyList_Check(v)) {
+      PyObject* seq = PySequence_Fast(v, "attribute");
+      Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
+      I.push_back(m);
+      for (Py_ssize_t j = 0; j < m; ++j) {
+        long long x = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, j));
+        if (x == -1 && PyErr_Occurred()) {
+          Py_DECREF(seq);
+          throw py::error_already_set();
+        }
+        I.push_back(x);
+      }
+      Py_DECREF(seq);
+    }
+    // Dims, arrays and parameter storages are read by the leaf code.
+  }
+  if (PyErr_Occurred()) throw py::error_already_set();
+}
+
+Shape shape_from_tuple(PyObject* t) {
+  Py_ssize_t n = PyTuple_GET_SIZE(t);
+  std::vector<int64_t> s(static_cast<size_t>(n));
+  for (Py_ssize_t k = 0; k < n; ++k) s[size_t(k)] = PyLong_AsLongLong(PyTuple_GET_ITEM(t, k));
+  return shape_from(s);
+}
+
+const KernelDef& kdef(int code) {
+  const auto& t = kernel_table();
+  if (code < 0 || size_t(code) >= t.size()) throw std::invalid_argument("cpu_eigen: bad op code");
+  return t[size_t(code)];
+}
+
+// Single-op kernels for the node-by-node path.
+std::unique_ptr<Tensor> fwd_op(int code, py::sequence xs, py::object attrs, py::tuple shape) {
+  const KernelDef& k = kdef(code);
+  if (!k.fwd) throw std::invalid_argument(std::string("cpu_eigen: ") + k.name + " has no standalone forward kernel");
+  std::vector<int64_t> I;
+  std::vector<double> F;
+  decode_attrs(attrs.ptr(), I, F);
+  std::vector<CView> v;
+  for (auto x : xs) v.push_back(as_tensor(x, k.name).cview());
+  auto y = std::make_unique<Tensor>(shape_of(shape));
+  Attrs a{I.data(), int(I.size()), F.data(), int(F.size())};
+  k.fwd(v.data(), int(v.size()), y->view(), a);
+  return y;
+}
+
+std::unique_ptr<Tensor> bwd_op(int code, py::sequence xs, Tensor& y, Tensor& dy, py::object attrs, int i) {
+  const KernelDef& k = kdef(code);
+  if (!k.bwd) throw std::invalid_argument(std::string("cpu_eigen: ") + k.name + " has no backward kernel");
+  std::vector<int64_t> I;
+  std::vector<double> F;
+  decode_attrs(attrs.ptr(), I, F);
+  std::vector<CView> v;
+  for (auto x : xs) v.push_back(as_tensor(x, k.name).cview());
+  if (i < 0 || size_t(i) >= v.size()) throw py::index_error("cpu_eigen: input index out of range");
+  auto dx = std::make_unique<Tensor>(as_tensor(xs[size_t(i)], k.name).shape);
+  std::fill(dx->data(), dx->data() + dx->total(), 0.0f);
+  Attrs a{I.data(), int(I.size()), F.data(), int(F.size())};
+  k.bwd(v.data(), int(v.size()), y.cview(), dy.cview(), i, dx->view(), a);
+  return dx;
+}
+
+// ======================================================================== executor
+
+PyObject* intern(const char* s) {
+  PyObject* o = PyUnicode_InternFromString(s);
+  if (!o) throw py::error_already_set();
+  return o;
+}
+
+struct OpInfo {
+  int code = -1;
+  int leaf = 0;  // 1 input, 2 parameter, 3 lookup
+  std::string name;
+  std::vector<int> nograd;
+};
+
+// Runs a ComputationGraph's nodes inside C++: the graph's new nodes are read
+// straight from its Python lists once, values and gradients live in arenas.
+class Executor {
+ public:
+  explicit Executor(py::object cg) : cg_(std::move(cg)) {
+    s_nodes_ = intern("nodes"), s_dims_ = intern("dims"), s_ng_ = intern("ng"), s_shape_ = intern("shape");
+    s_value_ = intern("value"), s_grad_ = intern("grad"), s_has_grad_ = intern("has_grad");
+    s_touched_ = intern("touched"), s_check_ = intern("check_validity");
+  }
+
+  void forward(int a, int b) {
+    if (b > int(nodes_.size())) marshal(b);
+    bool check = PyObject_IsTrue(py::reinterpret_steal<py::object>(PyObject_GetAttr(cg_.ptr(), s_check_)).ptr()) == 1;
+    for (int j = a; j < b; ++j) {
+      run_forward(j);
+      if (check) check_finite(j);
+    }
+  }
+
+  void backward(int i, bool full) {
+    if (i < 0 || i >= int(nodes_.size())) throw py::index_error("cpu_eigen: backward from an unevaluated node");
+    grads_.reset();
+    n_grad_ = 0;
+    for (int j = 0; j <= i; ++j) nodes_[size_t(j)].g = nullptr;
+    n_grad_ = i + 1;
+    Node& top = nodes_[size_t(i)];
+    std::fill_n(grad_of(top), top.s.total(), 1.0f);
+    std::vector<CView> xs;
+    for (int j = i; j >= 0; --j) {
+      Node& n = nodes_[size_t(j)];
+      if (!n.g) continue;
+      const OpInfo& oi = *n.info;
+      if (oi.leaf == 2 || oi.leaf == 3) {
+        leaf_backward(n);
+        continue;
+      }
+      if (n.na == 0) continue;
+      const KernelDef& k = kernel_table()[size_t(n.op)];
+      xs.clear();
+      for (int q = 0; q < n.na; ++q) {
+        const Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
+        xs.push_back({m.v, m.s});
+      }
+      Attrs at = attrs_of(n);
+      for (int q = 0; q < n.na; ++q) {
+        int src = args_[size_t(n.a0 + q)];
+        Node& m = nodes_[size_t(src)];
+        if (!(m.ng || full)) continue;
+        bool skip = false;
+        for (int ng : oi.nograd) skip |= ng == q;
+        if (skip) continue;
+        k.bwd(xs.data(), n.na, {n.v, n.s}, {n.g, n.s}, q, {grad_of(m), m.s}, at);
+      }
+    }
+  }
+
+  py::object value(int i) {
+    if (i < 0 || i >= int(nodes_.size()) || !nodes_[size_t(i)].v)
+      throw py::index_error("cpu_eigen: value of an unevaluated node " + std::to_string(i));
+    return copy_out(nodes_[size_t(i)].v, nodes_[size_t(i)].s);
+  }
+
+  py::object gradient(int i) {
+    if (i < 0 || i >= n_grad_ || !nodes_[size_t(i)].g) return py::none();
+    return copy_out(nodes_[size_t(i)].g, nodes_[size_t(i)].s);
+  }
+
+  void reset() {
+    nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), refs_.clear();
+    vals_.reset(), grads_.reset();
+    n_grad_ = 0;
+  }
+
+  void truncate(int n) {
+    if (n < int(nodes_.size())) {
+      vals_.rewind(nodes_[size_t(n)].mark);
+      nodes_.resize(size_t(n));
+      refs_.resize(size_t(n));
+    }
+    grads_.reset();
+    n_grad_ = 0;
+  }
+
+  void invalidate(int i) {
+    if (i < 0 || i >= int(nodes_.size())) return;
+    PyObject* nodes = get_list(s_nodes_);
+    PyObject* t = PyList_GET_ITEM(nodes, i);
+    Node& n = nodes_[size_t(i)];
+    read_attrs(n, i, PyTuple_GET_ITEM(t, 2));
+    Py_DECREF(nodes);
+  }
+
+  size_t arena_floats() const { return vals_.capacity() + grads_.capacity(); }
+
+ private:
+  struct Node {
+    int op;
+    const OpInfo* info;
+    int a0, na, i0, ni, f0, nf;
+    Shape s;
+    bool ng;
+    float* v = nullptr;
+    float* g = nullptr;
+    Arena::Mark mark;
+  };
+
+  py::object cg_;
+  PyObject *s_nodes_, *s_dims_, *s_ng_, *s_shape_, *s_value_, *s_grad_, *s_has_grad_, *s_touched_, *s_check_;
+  std::vector<Node> nodes_;
+  std::vector<int> args_;
+  std::vector<int64_t> ints_;
+  std::vector<double> flts_;
+  std::vector<py::object> refs_;  // per node: the input array or parameter storage it reads
+  Arena vals_, grads_;
+  int n_grad_ = 0;
+  std::unordered_map<PyObject*, OpInfo> ops_;
+  std::vector<py::object> op_refs_;
+
+  PyObject* get_list(PyObject* name) {
+    PyObject* l = PyObject_GetAttr(cg_.ptr(), name);
+    if (!l) throw py::error_already_set();
+    if (!PyList_Check(l)) {
+      Py_DECREF(l);
+      throw std::runtime_error("cpu_eigen: the graph's node lists are not lists");
+    }
+    return l;
+  }
+
+  const OpInfo& op_info(PyObject* op) {
+    auto it = ops_.find(op);
+    if (it != ops_.end()) return it->second;
+    py::handle h(op);
+    OpInfo oi;
+    oi.name = h.attr("name").cast<std::string>();
+    oi.code = kernel_code(oi.name);
+    for (auto v : h.attr("nograd")) oi.nograd.push_back(v.cast<int>());
+    oi.leaf = oi.name == "input" ? 1 : oi.name == "parameter" ? 2 : oi.name == "lookup" ? 3 : 0;
+    op_refs_.push_back(py::reinterpret_borrow<py::object>(op));
+    return ops_.emplace(op, std::move(oi)).first->second;
+  }
+
+  Attrs attrs_of(const Node& n) const {
+    return {ints_.data() + n.i0, n.ni, flts_.data() + n.f0, n.nf};
+  }
+
+  void read_attrs(Node& n, int j, PyObject* attrs) {
+    n.i0 = int(ints_.size()), n.f0 = int(flts_.size());
+    decode_attrs(attrs, ints_, flts_);
+    n.ni = int(ints_.size()) - n.i0, n.nf = int(flts_.size()) - n.f0;
+    if (n.info->leaf && PyTuple_Check(attrs) && PyTuple_GET_SIZE(attrs) > 0)
+      refs_[size_t(j)] = py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(attrs, 0));
+  }
+
+  // Read nodes [nodes_.size(), b) from the graph's lists.
+  void marshal(int b) {
+    PyObject* nodes = get_list(s_nodes_);
+    PyObject* dims = get_list(s_dims_);
+    PyObject* ng = get_list(s_ng_);
+    try {
+      if (b > PyList_GET_SIZE(nodes)) throw py::index_error("cpu_eigen: forward past the end of the graph");
+      for (int j = int(nodes_.size()); j < b; ++j) {
+        PyObject* t = PyList_GET_ITEM(nodes, j);
+        Node n;
+        n.info = &op_info(PyTuple_GET_ITEM(t, 0));
+        n.op = n.info->code;
+        if (n.op < 0) throw std::runtime_error("cpu_eigen: op " + n.info->name + " is not supported by this backend");
+        PyObject* ids = PyTuple_GET_ITEM(t, 1);
+        n.a0 = int(args_.size());
+        n.na = int(PyTuple_GET_SIZE(ids));
+        for (int q = 0; q < n.na; ++q) args_.push_back(int(PyLong_AsLong(PyTuple_GET_ITEM(ids, q))));
+        PyObject* shp = PyObject_GetAttr(PyList_GET_ITEM(dims, j), s_shape_);
+        if (!shp) throw py::error_already_set();
+        n.s = shape_from_tuple(shp);
+        Py_DECREF(shp);
+        n.ng = PyList_GET_ITEM(ng, j) == Py_True;
+        n.mark = vals_.mark();
+        refs_.emplace_back();
+        read_attrs(n, j, PyTuple_GET_ITEM(t, 2));
+        if (n.info->leaf != 2) n.v = vals_.alloc(size_t(n.s.total()));
+        nodes_.push_back(n);
+      }
+    } catch (...) {
+      refs_.resize(nodes_.size());
+      Py_DECREF(nodes), Py_DECREF(dims), Py_DECREF(ng);
+      throw;
+    }
+    Py_DECREF(nodes), Py_DECREF(dims), Py_DECREF(ng);
+  }
+
+  Tensor& storage_tensor(const py::object& st, PyObject* name) {
+    PyObject* t = PyObject_GetAttr(st.ptr(), name);
+    if (!t) throw py::error_already_set();
+    py::object o = py::reinterpret_steal<py::object>(t);
+    return as_tensor(o, "parameter");  // the storage keeps the tensor alive
+  }
+
+  void run_forward(int j) {
+    Node& n = nodes_[size_t(j)];
+    switch (n.info->leaf) {
+      case 1: {  // input: copy the host data in
+        FArray arr = FArray::ensure(refs_[size_t(j)]);
+        if (!arr || arr.size() != n.s.total()) throw std::runtime_error("cpu_eigen: input data does not match its dim");
+        std::memcpy(n.v, arr.data(), size_t(n.s.total()) * sizeof(float));
+        return;
+      }
+      case 2: {  // parameter: read its storage in place
+        Tensor& w = storage_tensor(refs_[size_t(j)], s_value_);
+        if (w.total() != n.s.total()) throw std::runtime_error("cpu_eigen: parameter storage does not match its dim");
+        n.v = w.data();
+        return;
+      }
+      case 3: {  // lookup: gather rows
+        Tensor& w = storage_tensor(refs_[size_t(j)], s_value_);
+        Attrs a = attrs_of(n);
+        int64_t cnt = a.I(0), rs = n.s.size(), rows = n_rows(w);
+        for (int64_t k = 0; k < cnt; ++k) {
+          int64_t r = a.I(1 + int(k));
+          if (r < 0 || r >= rows) throw py::index_error("cpu_eigen: lookup row " + std::to_string(r) + " out of range");
+          std::memcpy(n.v + k * rs, w.data() + r * rs, size_t(rs) * sizeof(float));
+        }
+        return;
+      }
+      default:
+        break;
+    }
+    const KernelDef& k = kernel_table()[size_t(n.op)];
+    CView xs[16];
+    std::vector<CView> big;
+    CView* xp = xs;
+    if (n.na > 16) big.resize(size_t(n.na)), xp = big.data();
+    for (int q = 0; q < n.na; ++q) {
+      const Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
+      xp[q] = {m.v, m.s};
+    }
+    k.fwd(xp, n.na, {n.v, n.s}, attrs_of(n));
+  }
+
+  float* grad_of(Node& m) {
+    if (!m.g) {
+      m.g = grads_.alloc(size_t(m.s.total()));
+      std::fill_n(m.g, m.s.total(), 0.0f);
+    }
+    return m.g;
+  }
+
+  void leaf_backward(Node& n) {
+    Attrs a = attrs_of(n);
+    size_t j = size_t(&n - nodes_.data());
+    const py::object& st = refs_[j];
+    if (n.info->leaf == 2) {
+      if (!a.I(0)) return;  // a constant parameter (update=False)
+      Tensor& g = storage_tensor(st, s_grad_);
+      int64_t m = n.s.total();
+      for (int64_t k = 0; k < m; ++k) g.data()[k] += n.g[k];
+      if (PyObject_SetAttr(st.ptr(), s_has_grad_, Py_True) < 0) throw py::error_already_set();
+      return;
+    }
+    int64_t cnt = a.I(0);
+    if (!a.I(1 + int(cnt))) return;  // update=False
+    Tensor& g = storage_tensor(st, s_grad_);
+    int64_t rs = n.s.size();
+    PyObject* touched = PyObject_GetAttr(st.ptr(), s_touched_);
+    if (!touched) throw py::error_already_set();
+    py::object keep = py::reinterpret_steal<py::object>(touched);
+    for (int64_t k = 0; k < cnt; ++k) {
+      int64_t r = a.I(1 + int(k));
+      float* dst = g.data() + r * rs;
+      for (int64_t q = 0; q < rs; ++q) dst[q] += n.g[k * rs + q];
+      PyObject* pr = PyLong_FromLongLong(r);
+      int rc = PySet_Add(touched, pr);
+      Py_DECREF(pr);
+      if (rc < 0) throw py::error_already_set();
+    }
+  }
+
+  void check_finite(int j) {
+    const Node& n = nodes_[size_t(j)];
+    for (int64_t k = 0; k < n.s.total(); ++k)
+      if (!std::isfinite(n.v[k]))
+        throw std::runtime_error("check_validity: " + n.info->name + " (node " + std::to_string(j) +
+                                 ") produced NaN or Inf");
+  }
+
+  static py::object copy_out(const float* p, const Shape& s) {
+    std::vector<int64_t> sh(s.d, s.d + s.nd);
+    sh.push_back(s.bd);
+    auto t = std::make_unique<Tensor>(sh);
+    std::memcpy(t->data(), p, size_t(t->total()) * sizeof(float));
+    return py::cast(std::move(t));
+  }
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_cpu_eigen, m) {
+  m.doc() = "cpu_eigen: float32 kernels on Eigen and a whole-graph executor for dynet_api";
+  static py::exception<MemoryLimitError> unused(m, "_MemoryLimitError");  // keeps the type known
+  (void)unused;
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const MemoryLimitError& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
+    }
+  });
+
+  py::class_<Tensor>(m, "Tensor")
+      .def_property_readonly("shape", [](const Tensor& t) { return py::tuple(py::cast(t.shape)); })
+      .def("numpy", &to_numpy)
+      .def("__array__", [](const Tensor& t, py::args, py::kwargs) { return to_numpy(t); })
+      .def("__repr__", [](const Tensor& t) { return "<cpu_eigen.Tensor " + std::string(py::str(py::cast(t.shape))) + ">"; });
+
+  m.def("kernel_names", [] {
+    std::vector<std::string> r;
+    for (const auto& k : kernel_table()) r.push_back(k.name);
+    return r;
+  });
+  m.def("has_backward", [](int code) { return kdef(code).bwd != nullptr; });
+  m.def("fwd_op", &fwd_op);
+  m.def("bwd_op", &bwd_op);
+
+  m.def("from_numpy", [](py::handle a) { return from_numpy(a); });
+  m.def("to_numpy", [](const Tensor& t) { return to_numpy(t); });
+  m.def("zeros", [](std::vector<int64_t> s) {
+    auto t = std::make_unique<Tensor>(s);
+    std::fill_n(t->data(), t->total(), 0.0f);
+    return t;
+  });
+  m.def("full", [](std::vector<int64_t> s, float v) {
+    auto t = std::make_unique<Tensor>(s);
+    std::fill_n(t->data(), t->total(), v);
+    return t;
+  });
+  m.def("add", [](const Tensor& a, const Tensor& b) {
+    same_size(a, b, "add");
+    auto t = std::make_unique<Tensor>(a.shape);
+    for (int64_t k = 0; k < a.total(); ++k) t->data()[k] = a.buf.data()[k] + b.buf.data()[k];
+    return t;
+  });
+  m.def("iadd", [](Tensor& d, const Tensor& s) {
+    same_size(d, s, "iadd");
+    for (int64_t k = 0; k < d.total(); ++k) d.data()[k] += s.buf.data()[k];
+  });
+  m.def("assign", [](Tensor& d, py::handle a) {
+    FArray arr = FArray::ensure(a);
+    if (!arr) throw py::type_error("cpu_eigen.assign: expected an array of numbers");
+    if (arr.size() != d.total())
+      throw py::value_error("cpu_eigen.assign: " + std::to_string(arr.size()) + " values for a tensor of " +
+                            std::to_string(d.total()));
+    std::memcpy(d.data(), arr.data(), size_t(d.total()) * sizeof(float));
+  });
+  m.def("fill", [](Tensor& d, float v) { std::fill_n(d.data(), d.total(), v); });
+  m.def("scale", [](Tensor& d, float s, py::object rows) {
+    if (rows.is_none()) {
+      for (int64_t k = 0; k < d.total(); ++k) d.data()[k] *= s;
+      return;
+    }
+    int64_t rs = row_size(d);
+    for (int64_t r : row_list(rows, n_rows(d), "scale"))
+      for (int64_t k = 0; k < rs; ++k) d.data()[r * rs + k] *= s;
+  });
+  m.def("clip", [](Tensor& d, float lo, float hi) {
+    for (int64_t k = 0; k < d.total(); ++k) d.data()[k] = std::min(std::max(d.data()[k], lo), hi);
+  });
+  m.def("gather_batch", [](Tensor& t, py::handle rows) {
+    std::vector<int64_t> r = row_list(rows, n_rows(t), "gather_batch");
+    std::vector<int64_t> sh = t.shape;
+    if (sh.size() < 2) sh.push_back(1);
+    sh.back() = int64_t(r.size());
+    auto out = std::make_unique<Tensor>(sh);
+    int64_t rs = row_size(t);
+    for (size_t j = 0; j < r.size(); ++j)
+      std::memcpy(out->data() + int64_t(j) * rs, t.data() + r[j] * rs, size_t(rs) * sizeof(float));
+    return out;
+  });
+  m.def("scatter_add_batch", [](Tensor& d, py::handle rows, const Tensor& src) {
+    std::vector<int64_t> r = row_list(rows, n_rows(d), "scatter_add_batch");
+    int64_t rs = row_size(d);
+    if (src.total() != rs * int64_t(r.size()))
+      throw py::value_error("cpu_eigen.scatter_add_batch: source does not hold one row per index");
+    for (size_t j = 0; j < r.size(); ++j)
+      for (int64_t k = 0; k < rs; ++k) d.data()[r[j] * rs + k] += src.buf.data()[int64_t(j) * rs + k];
+  });
+  m.def("sq_norm", [](const Tensor& t, py::object rows) {
+    double s = 0;
+    if (rows.is_none()) {
+      for (int64_t k = 0; k < t.total(); ++k) s += double(t.buf.data()[k]) * t.buf.data()[k];
+      return s;
+    }
+    int64_t rs = row_size(t);
+    for (int64_t r : row_list(rows, n_rows(t), "sq_norm"))
+      for (int64_t k = 0; k < rs; ++k) s += double(t.buf.data()[r * rs + k]) * t.buf.data()[r * rs + k];
+    return s;
+  });
+  m.def("update", [](const std::string& rule, Tensor& w, Tensor& g, py::list states, py::object rows, py::dict h) {
+    same_size(w, g, "update");
+    std::vector<float*> sp;
+    for (auto s : states) {
+      Tensor& st = as_tensor(s, "update");
+      same_size(w, st, "update");
+      sp.push_back(st.data());
+    }
+    auto get = [&](const char* k) { return h.contains(k) ? h[k].cast<double>() : 0.0; };
+    double gscale = h.contains("gscale") ? h["gscale"].cast<double>() : 1.0;
+    std::vector<int64_t> r;
+    if (!rows.is_none()) r = row_list(rows, n_rows(w), "update");
+    apply_update(rule, w.data(), g.data(), sp, w.total(), row_size(w), rows.is_none() ? nullptr : &r, get("lr"),
+                 gscale, get("mom"), get("eps"), get("rho"), get("beta_1"), get("beta_2"));
+  });
+  m.def("seed", [](uint64_t s) { rng().seed(static_cast<std::mt19937::result_type>(s)); });
+  m.def("set_threads", &set_threads);
+  m.def("threads", &threads);
+  m.def("set_mem_limit", [](size_t mb) { set_mem_limit(mb << 20); });
+  m.def("mem_limit_mb", [] { return mem_limit() >> 20; });
+  m.def("mem_used", &mem_used);
+  m.def("openmp", [] {
+#ifdef _OPENMP
+    return true;
+#else
+    return false;
+#endif
+  });
+
+  py::class_<Executor>(m, "Executor", py::dynamic_attr())
+      .def(py::init<py::object>())
+      .def("forward", &Executor::forward)
+      .def("backward", &Executor::backward)
+      .def("value", &Executor::value)
+      .def("gradient", &Executor::gradient)
+      .def("reset", &Executor::reset)
+      .def("truncate", &Executor::truncate)
+      .def("invalidate", &Executor::invalidate)
+      .def("arena_floats", &Executor::arena_floats);
+}

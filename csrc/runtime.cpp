@@ -1,0 +1,210 @@
+// Memory accounting (the --dynet-mem limit), buffers, the arena, the random
+// generator, the thread setting and the trainer update rules.
+#include <Eigen/Core>
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "common.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace dy {
+
+namespace {
+std::atomic<size_t> g_used{0};
+size_t g_limit = 0;  // 0: no limit
+int g_threads = 1;
+constexpr size_t ALIGN = 64;
+constexpr size_t BLOCK_FLOATS = size_t(1) << 18;  // 1 MiB arena blocks
+}  // namespace
+
+void mem_reserve(size_t bytes) {
+  size_t now = g_used.fetch_add(bytes) + bytes;
+  if (g_limit && now > g_limit) {
+    g_used.fetch_sub(bytes);
+    throw MemoryLimitError("cpu_eigen: out of memory: the memory limit (--dynet-mem / mem) of " +
+                           std::to_string(g_limit >> 20) + " MB is exhausted (" + std::to_string((now - bytes) >> 20) +
+                           " MB in use, " + std::to_string(bytes) + " bytes more requested)");
+  }
+}
+void mem_release(size_t bytes) noexcept { g_used.fetch_sub(bytes); }
+void set_mem_limit(size_t bytes) { g_limit = bytes; }
+size_t mem_limit() { return g_limit; }
+size_t mem_used() { return g_used.load(); }
+
+Buffer::Buffer(size_t n) {
+  if (n == 0) return;
+  size_t bytes = ((n * sizeof(float) + ALIGN - 1) / ALIGN) * ALIGN;
+  mem_reserve(bytes);
+  p_ = static_cast<float*>(std::aligned_alloc(ALIGN, bytes));
+  if (!p_) {
+    mem_release(bytes);
+    throw MemoryLimitError("cpu_eigen: out of memory: the system refused " + std::to_string(bytes) + " bytes");
+  }
+  n_ = n;
+}
+Buffer::~Buffer() {
+  if (p_) {
+    std::free(p_);
+    mem_release(((n_ * sizeof(float) + ALIGN - 1) / ALIGN) * ALIGN);
+  }
+}
+
+float* Arena::alloc(size_t n) {
+  size_t need = ((n + 15) / 16) * 16;  // keep every tensor 64-byte aligned
+  while (cur_ < blocks_.size()) {
+    if (off_ + need <= blocks_[cur_].size()) {
+      float* p = blocks_[cur_].data() + off_;
+      off_ += need;
+      return p;
+    }
+    ++cur_, off_ = 0;
+  }
+  blocks_.emplace_back(std::max(need, BLOCK_FLOATS));
+  cur_ = blocks_.size() - 1;
+  off_ = need;
+  return blocks_[cur_].data();
+}
+size_t Arena::capacity() const {
+  size_t s = 0;
+  for (const auto& b : blocks_) s += b.size();
+  return s;
+}
+
+std::mt19937& rng() {
+  static std::mt19937 r(12345);
+  return r;
+}
+
+void set_threads(int n) {
+  g_threads = std::max(1, n);
+  Eigen::setNbThreads(g_threads);
+#ifdef _OPENMP
+  omp_set_num_threads(g_threads);
+#endif
+}
+int threads() { return g_threads; }
+
+namespace {
+
+// One rule step on n contiguous elements (w, g, states all at the same offset).
+void rule_step(const std::string& rule, float* w, const float* g0, float** s, int64_t n, double lr, double gscale,
+               double mom, double eps, double rho, double b1, double b2) {
+  const float gs = float(gscale);
+  if (rule == "sgd") {
+    float c = float(lr * gscale);
+    for (int64_t k = 0; k < n; ++k) w[k] -= c * g0[k];
+  } else if (rule == "momentum") {
+    float c = float(lr * gscale), m = float(mom);
+    for (int64_t k = 0; k < n; ++k) {
+      s[0][k] = s[0][k] * m - c * g0[k];
+      w[k] += s[0][k];
+    }
+  } else if (rule == "adagrad") {
+    for (int64_t k = 0; k < n; ++k) {
+      float g = g0[k] * gs;
+      s[0][k] += g * g;
+      w[k] -= float(lr) * g / std::sqrt(s[0][k] + float(eps));
+    }
+  } else if (rule == "adadelta") {
+    float r = float(rho), e = float(eps);
+    for (int64_t k = 0; k < n; ++k) {
+      float g = g0[k] * gs;
+      s[0][k] = s[0][k] * r + (1 - r) * g * g;
+      float step = -g * std::sqrt(s[1][k] + e) / std::sqrt(s[0][k] + e);
+      s[1][k] = s[1][k] * r + (1 - r) * step * step;
+      w[k] += step;
+    }
+  } else if (rule == "rmsprop") {
+    float r = float(rho);
+    for (int64_t k = 0; k < n; ++k) {
+      float g = g0[k] * gs;
+      s[0][k] = s[0][k] * r + (1 - r) * g * g;
+      w[k] -= float(lr) * g / std::sqrt(s[0][k] + float(eps));
+    }
+  } else if (rule == "adam" || rule == "amsgrad") {
+    bool ams = rule == "amsgrad";
+    float fb1 = float(b1), fb2 = float(b2);
+    for (int64_t k = 0; k < n; ++k) {
+      float g = g0[k] * gs;
+      s[0][k] = s[0][k] * fb1 + (1 - fb1) * g;
+      s[1][k] = s[1][k] * fb2 + (1 - fb2) * g * g;
+      float v = s[1][k];
+      if (ams) v = s[2][k] = std::max(s[2][k], v);
+      w[k] -= float(lr) * s[0][k] / (std::sqrt(v) + float(eps));
+    }
+  } else if (rule == "eg") {
+    float c = float(lr * gscale), m = float(mom);
+    std::vector<float> lw(static_cast<size_t>(n));
+    float mx = -INFINITY;
+    for (int64_t k = 0; k < n; ++k) {
+      s[0][k] = s[0][k] * m - c * g0[k];
+      lw[size_t(k)] = std::log(std::max(w[k], 1e-30f)) + s[0][k];
+      mx = std::max(mx, lw[size_t(k)]);
+    }
+    double sum = 0;
+    for (int64_t k = 0; k < n; ++k) sum += (lw[size_t(k)] = std::exp(lw[size_t(k)] - mx));
+    for (int64_t k = 0; k < n; ++k) w[k] = float(lw[size_t(k)] / sum);
+  } else {
+    throw std::invalid_argument("cpu_eigen: unknown update rule '" + rule + "'");
+  }
+}
+
+}  // namespace
+
+void apply_update(const std::string& rule, float* w, const float* g, std::vector<float*>& states, int64_t n,
+                  int64_t row_size, const std::vector<int64_t>* rows, double lr, double gscale, double mom,
+                  double eps, double rho, double b1, double b2) {
+  if (!rows) {
+    rule_step(rule, w, g, states.data(), n, lr, gscale, mom, eps, rho, b1, b2);
+    return;
+  }
+  size_t ns = states.size();
+  if (rule == "eg") {  // the simplex spans the chosen rows together: gather, step, scatter
+    size_t m = rows->size() * size_t(row_size);
+    std::vector<std::vector<float>> tmp(ns + 2, std::vector<float>(m));
+    for (size_t j = 0; j < rows->size(); ++j) {
+      size_t o = size_t((*rows)[j] * row_size), t = j * size_t(row_size);
+      std::memcpy(&tmp[0][t], w + o, size_t(row_size) * sizeof(float));
+      std::memcpy(&tmp[1][t], g + o, size_t(row_size) * sizeof(float));
+      for (size_t q = 0; q < ns; ++q) std::memcpy(&tmp[2 + q][t], states[q] + o, size_t(row_size) * sizeof(float));
+    }
+    std::vector<float*> sp;
+    for (size_t q = 0; q < ns; ++q) sp.push_back(tmp[2 + q].data());
+    rule_step(rule, tmp[0].data(), tmp[1].data(), sp.data(), int64_t(m), lr, gscale, mom, eps, rho, b1, b2);
+    for (size_t j = 0; j < rows->size(); ++j) {
+      size_t o = size_t((*rows)[j] * row_size), t = j * size_t(row_size);
+      std::memcpy(w + o, &tmp[0][t], size_t(row_size) * sizeof(float));
+      for (size_t q = 0; q < ns; ++q) std::memcpy(states[q] + o, &tmp[2 + q][t], size_t(row_size) * sizeof(float));
+    }
+    return;
+  }
+  std::vector<float*> sp(ns);
+  for (int64_t r : *rows) {
+    int64_t o = r * row_size;
+    for (size_t q = 0; q < ns; ++q) sp[q] = states[q] + o;
+    rule_step(rule, w + o, g + o, sp.data(), row_size, lr, gscale, mom, eps, rho, b1, b2);
+  }
+}
+
+Shape shape_from(const std::vector<int64_t>& s) {
+  Shape r;
+  if (s.empty()) return r;
+  if (s.size() == 1) {  // a bare vector: one batch element
+    r.d[0] = s[0];
+    return r;
+  }
+  if (s.size() > 5) throw std::invalid_argument("cpu_eigen: tensors have at most 4 data dims plus the batch");
+  r.nd = int(s.size()) - 1;
+  for (int k = 0; k < r.nd; ++k) r.d[k] = s[size_t(k)];
+  r.bd = s.back();
+  return r;
+}
+
+}  // namespace dy
