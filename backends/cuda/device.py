@@ -120,19 +120,27 @@ class CupyDevice(Device):
         src = cusrc.raw_module_source()
         module = cupy.RawModule(code=src)
         self.raw = {s.name: _RawCall(module, s, cupy) for s in cusrc.kernel_signatures(src)}
-        self._rs = cupy.random.RandomState()
+        self._seed: int | None = None
+        self._rs = None  # cuRAND generator, made on first use
+
+    @property
+    def rs(self):
+        if self._rs is None:
+            self._rs = self.xp.random.RandomState(self._seed)
+        return self._rs
 
     def seed(self, seed: int) -> None:
-        self._rs = self.xp.random.RandomState(int(seed) % (2**63))
+        self._seed = int(seed) % (2**63)
+        self._rs = None
 
     def normal(self, mean, std, shape):
-        return self._rs.normal(mean, std, shape, dtype=np.float32)
+        return self.rs.normal(mean, std, shape, dtype=np.float32)
 
     def uniform(self, low, high, shape):
-        return self._rs.uniform(low, high, shape, dtype=np.float32)
+        return self.rs.uniform(low, high, shape, dtype=np.float32)
 
     def uniform64(self, shape):
-        return self._rs.random_sample(shape, dtype=np.float64)
+        return self.rs.random_sample(shape, dtype=np.float64)
 
     def asnumpy(self, a):
         return self.xp.asnumpy(a)
