@@ -19,7 +19,7 @@ from ..backend import Backend
 from ..dim import Dim
 from ..graph import _cg
 from ..ops import OpDef
-from .opcheck import _short
+from .opcheck import short_error
 from .results import CaseResult
 from .samples import domain_of, draw, samples
 from .switch import using
@@ -45,12 +45,12 @@ def edge_case(be: Backend, op: OpDef, dims: list[Dim], attrs, seed: int = 0) -> 
             except NotImplementedError:
                 return None  # the coverage check reports missing kernels
             except Exception as e:
-                return f"{shown}: graph construction crashed: {_short(e)}"
+                return f"{shown}: graph construction crashed: {short_error(e)}"
             dim = _cg.dims[node.i]
             try:
                 y = _cg.value_array(node.i)
             except Exception as e:
-                return f"{shown}: the shape rule accepted it (dim {dim}) but forward raised {_short(e)}"
+                return f"{shown}: the shape rule accepted it (dim {dim}) but forward raised {short_error(e)}"
             if y.shape != dim.shape:
                 return f"{shown}: value of shape {y.shape}, the shape rule inferred {dim} (shape {dim.shape})"
             return _grad_shapes(be, op, xs, y, attrs, dim, shown)
@@ -70,7 +70,7 @@ def _grad_shapes(be: Backend, op: OpDef, xs, y, attrs, dim: Dim, shown: str) -> 
         try:
             g = be.to_numpy(bwd(ts, yt, dy, attrs, dim, i))
         except Exception as e:
-            return f"{shown}: backward for input {i} raised {_short(e)}"
+            return f"{shown}: backward for input {i} raised {short_error(e)}"
         if g.shape != xs[i].shape:
             return f"{shown}: gradient of input {i} has shape {g.shape}, expected {xs[i].shape}"
     return None

@@ -18,7 +18,7 @@ from ..backend import Backend
 from ..graph import _cg
 from ..params import ParameterCollection
 from .compare import compare, tolerance
-from .opcheck import _short, coverage
+from .opcheck import coverage, short_error
 from .results import CaseResult
 from .switch import using
 
@@ -91,7 +91,7 @@ def check_leaf(be: Backend, name: str) -> CaseResult:
             checks = SCENARIOS[name](np.random.default_rng(17))
             _cg.renew()
     except Exception as e:
-        res.fail(f"{name}: front-end scenario raised {_short(e)}")
+        res.fail(f"{name}: front-end scenario raised {short_error(e)}")
         return res
     for what, got, want in checks:
         err = compare(got, want, tol)

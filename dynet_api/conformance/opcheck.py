@@ -18,14 +18,14 @@ import numpy as np
 
 from ..backend import Backend
 from ..graph import _cg
-from ..ops import OPS
 from .compare import FD_STEP, FD_TOL, compare, tolerance
 from .results import FAIL, UNSUPPORTED, CaseResult
 from .samples import Sample
 from .switch import using
 
 
-def _short(e: BaseException) -> str:
+def short_error(e: BaseException) -> str:
+    """The exception and where it was raised, in one line for a report."""
     tb = traceback.extract_tb(e.__traceback__)
     where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
     return f"{type(e).__name__}: {e}{where}"
@@ -139,7 +139,7 @@ def check_sample(be: Backend, ref: Backend, sample: Sample, *, fd: bool | None =
         upstream = np.where(mask, sample.upstream(dim), 0.0)
         want = run_kernels(ref, sample, xs32, upstream.astype(np.float32), grads)
     except Exception as e:  # the reference itself failed: report it against the reference
-        res.fail(f"reference {ref.name!r} failed on this sample: {_short(e)}")
+        res.fail(f"reference {ref.name!r} failed on this sample: {short_error(e)}")
         return res
     if want["y"].shape != dim.shape:
         res.fail(f"reference forward returned shape {want['y'].shape}, the shape rule says {dim.shape}")
@@ -164,12 +164,12 @@ def check_sample(be: Backend, ref: Backend, sample: Sample, *, fd: bool | None =
         try:
             record("kernel", run_kernels(be, sample, xs32, up32, grads))
         except Exception as e:
-            res.fail(f"{op.name} ({sample.label}): kernel raised {_short(e)}")
+            res.fail(f"{op.name} ({sample.label}): kernel raised {short_error(e)}")
     if graph:
         try:
             record("graph", run_graph(be, sample, xs32, up32, grads))
         except Exception as e:
-            res.fail(f"{op.name} ({sample.label}): front-end graph raised {_short(e)}")
+            res.fail(f"{op.name} ({sample.label}): front-end graph raised {short_error(e)}")
     if fd:
         _check_float64(ref, sample, xs64, upstream, mask, grads, res)
     return res
@@ -181,7 +181,7 @@ def _check_float64(ref: Backend, sample: Sample, xs64, upstream, mask, grads, re
     try:
         f64 = run_kernels_f64(ref, sample, xs64, upstream, grads)
     except Exception as e:
-        res.fail(f"{op.name} ({sample.label}): reference kernels failed on float64 input: {_short(e)}")
+        res.fail(f"{op.name} ({sample.label}): reference kernels failed on float64 input: {short_error(e)}")
         return
     tol32 = tolerance(np.float32)
     f32 = run_kernels(ref, sample, [x.astype(np.float32) for x in xs64], upstream.astype(np.float32), grads)
@@ -219,4 +219,3 @@ def run_kernels_f64(ref: Backend, sample: Sample, xs64, upstream, grads) -> dict
     return out
 
 
-__all__ = ["check_sample", "coverage", "finite_differences", "run_graph", "run_kernels", "OPS"]

@@ -13,7 +13,7 @@ from ..backend import Backend
 from ..dim import Dim
 from ..ops import OpDef
 from .compare import Err
-from .opcheck import _short, coverage
+from .opcheck import coverage, short_error
 from .results import CaseResult
 
 SIGMAS = 6.0
@@ -46,7 +46,7 @@ def check_random(be: Backend, op: OpDef, seed: int = 1234) -> CaseResult:
             be.seed(seed + 1)
             c = _draw(be, op, attrs, DIM)
         except Exception as e:
-            res.fail(f"{op.name}{attrs}: drawing raised {_short(e)}")
+            res.fail(f"{op.name}{attrs}: drawing raised {short_error(e)}")
             continue
         if a.shape != DIM.shape:
             res.fail(f"{op.name}{attrs}: value of shape {a.shape}, expected {DIM.shape}")

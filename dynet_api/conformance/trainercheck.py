@@ -21,7 +21,7 @@ from ..backend import Backend
 from ..graph import _cg
 from ..params import ParameterCollection
 from .compare import TRAINER_TOL, compare, tolerance
-from .opcheck import _short
+from .opcheck import short_error
 from .results import UNSUPPORTED, CaseResult
 from .switch import using
 
@@ -89,13 +89,13 @@ def check_trainer(be: Backend, ref: Backend, cls: type, variant: str) -> CaseRes
         with using(ref):
             want = run_trainer(cls, variant)
     except Exception as e:
-        res.fail(f"{cls.__name__} ({variant}) failed on the reference {ref.name!r}: {_short(e)}")
+        res.fail(f"{cls.__name__} ({variant}) failed on the reference {ref.name!r}: {short_error(e)}")
         return res
     try:
         with using(be):
             got = run_trainer(cls, variant)
     except Exception as e:
-        res.fail(f"{cls.__name__} (rule {rule!r}, {variant}) raised {_short(e)}")
+        res.fail(f"{cls.__name__} (rule {rule!r}, {variant}) raised {short_error(e)}")
         return res
     tol = tolerance(be.dtype, ref.dtype)
     tol = type(tol)(max(tol.atol, TRAINER_TOL.atol), max(tol.rtol, TRAINER_TOL.rtol))
