@@ -256,8 +256,15 @@ void b_scaled(const CView*, int, CView, CView dy, int, View dx, const Attrs& a) 
 // ------------------------------------------------------------------ matrix products
 
 // Y (r x k per batch, n batches) += A (r x c, batch ba) * B (c x k, batch bb).
+using Vec = Eigen::Map<Eigen::VectorXf>;
+using CVec = Eigen::Map<const Eigen::VectorXf>;
+
 void mm_acc(const float* A, int64_t r, int64_t c, int64_t ba, const float* B, int64_t k, int64_t bb, float* Y,
             int64_t n) {
+  if (k * n == 1) {  // matrix-vector: skip the GEMM machinery
+    Vec(Y, r).noalias() += CMat(A, r, c) * CVec(B, c);
+    return;
+  }
   if (ba == 1 && (bb == n || n == 1)) {
     Mat(Y, r, k * n).noalias() += CMat(A, r, c) * CMat(B, c, k * n);
     return;
@@ -280,6 +287,10 @@ Eigen::MatrixXf batch_sum(const float* G, int64_t r, int64_t k, int64_t n) {
 // dA += G * B^T (summed over batch where A has batch 1).
 void mm_grad_a(const float* G, int64_t r, int64_t k, int64_t n, const float* B, int64_t c, int64_t bb, float* dA,
                int64_t ba) {
+  if (k * n == 1) {  // rank-one update
+    Mat(dA, r, c).noalias() += CVec(G, r) * CVec(B, c).transpose();
+    return;
+  }
   if (ba == 1 && (bb == n || n == 1)) {
     Mat(dA, r, c).noalias() += CMat(G, r, k * n) * CMat(B, c, k * n).transpose();
     return;
@@ -295,6 +306,10 @@ void mm_grad_a(const float* G, int64_t r, int64_t k, int64_t n, const float* B, 
 // dB += A^T * G (summed over batch where B has batch 1).
 void mm_grad_b(const float* G, int64_t r, int64_t k, int64_t n, const float* A, int64_t c, int64_t ba, float* dB,
                int64_t bb) {
+  if (k * n == 1) {
+    Vec(dB, c).noalias() += CMat(A, r, c).transpose() * CVec(G, r);
+    return;
+  }
   if (ba == 1 && (bb == n || n == 1)) {
     Mat(dB, c, k * n).noalias() += CMat(A, r, c).transpose() * CMat(G, r, k * n);
     return;
