@@ -292,3 +292,57 @@ def test_pytest_suite_skips_a_backend_that_cannot_run_with_its_reason(tmp_path):
     assert "backend 'fake_gpu' cannot run here" in out.stdout and "no GPU in this test" in out.stdout
     assert "fake_gpu: not checked" in out.stdout  # the end-of-run section says so too
     assert " passed" in out.stdout  # reference_numpy's exp cases ran beside it
+
+
+# ----------------------------------------------------------------- a new op is picked up with no change to the suite
+
+
+@pytest.fixture
+def new_op():
+    """Declare an op in the table (with reference kernels) for one test, then take it out again."""
+    from dynet_api import ops
+    from dynet_api.graph import _cg
+
+    fwd, bwd = ReferenceNumpyBackend.forward_kernels, ReferenceNumpyBackend.backward_kernels
+    added = []
+
+    def add(name, f, b, **kw):
+        op = ops._op(name, kw.pop("nargs", 1), kw.pop("shape", ops.s_same), **kw)
+        fwd[name], bwd[name] = f, b
+        added.append(op)
+        _cg.executor = None  # executors index kernels by op id: let the next graph build a fresh one
+        _cg.renew()
+        return op
+
+    yield add
+    for op in reversed(added):
+        ops.OP_LIST.remove(op)
+        del ops.OPS[op.name]
+        fwd.pop(op.name)
+        bwd.pop(op.name)
+    _cg.executor = None
+    _cg.renew()
+
+
+def test_a_new_op_is_checked_as_soon_as_it_is_declared(capsys, new_op):
+    new_op("softplus_t", lambda xs, a, d: np.logaddexp(0, xs[0]),
+           lambda xs, y, dy, a, d, i: dy / (1 + np.exp(-xs[0])))
+    rc, out = run(capsys, "verify", "--backend", "reference_numpy", "--ops", "softplus_t", "-v")
+    assert rc == 0, out
+    assert "  batched-unbatched" not in out and "  3d-batched " in out  # one-operand samples from the pool
+    assert "ops 1/1 pass" in out
+
+
+def test_a_wrong_reference_gradient_is_caught_by_finite_differences(capsys, new_op):
+    new_op("softplus_bad", lambda xs, a, d: np.logaddexp(0, xs[0]),
+           lambda xs, y, dy, a, d, i: dy / (1 + np.exp(xs[0])))  # sign error: sigmoid(-x)
+    rc, out = run(capsys, "verify", "--backend", "reference_numpy", "--ops", "softplus_bad")
+    assert rc == 1
+    assert "softplus_bad (vector): gradient of input 0 disagrees with central finite differences" in out
+
+
+def test_an_op_with_attributes_but_no_samples_is_reported(capsys, new_op):
+    new_op("scaled_t", lambda xs, a, d: xs[0] * a[0], lambda xs, y, dy, a, d, i: dy * a[0], attrs=("k",))
+    rc, out = run(capsys, "verify", "--backend", "reference_numpy", "--ops", "scaled_t")
+    assert rc == 1
+    assert "op 'scaled_t' has attributes ('k',) but no sample_attrs in its op-table entry" in out
