@@ -1,12 +1,12 @@
 """examples/plugin_template: installed with pip, its backend shows up in ``backends`` and passes ``verify``.
 
-Installed into a temporary ``--target`` folder (no network, no change to the
-environment) and used through PYTHONPATH in fresh interpreters, which is how
+Installed into a temporary ``--target`` folder (no change to the environment) and used through PYTHONPATH in fresh interpreters, which is how
 an entry point of a separately installed package is found.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import shutil
@@ -25,7 +25,9 @@ def installed(tmp_path_factory) -> dict:
     src = tmp / "src"
     shutil.copytree(TEMPLATE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     target = tmp / "site"
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+    # Without network access when setuptools is already here; else pip fetches it into an isolated build.
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *isolation,
                         "--target", str(target), str(src)], capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
         pytest.fail(f"pip install of the template failed:\n{r.stdout}\n{r.stderr}")
