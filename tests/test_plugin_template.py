@@ -1,7 +1,8 @@
 """examples/plugin_template: installed with pip, its backend shows up in ``backends`` and passes ``verify``.
 
-Installed into a temporary ``--target`` folder (no change to the environment) and used through PYTHONPATH in fresh interpreters, which is how
-an entry point of a separately installed package is found.
+Installed into a temporary ``--target`` folder (no change to the environment)
+and used through PYTHONPATH in fresh interpreters, which is how an entry
+point of a separately installed package is found.
 """
 
 from __future__ import annotations
