@@ -1,0 +1,424 @@
+"""The cpu_eigen backend against the NumPy reference: every C++ op (values and gradients,
+through the whole-graph executor and through the per-op kernel tables), trainer rules,
+the memory limit, parameter bookkeeping and a small MLP that trains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dynet_api as dy
+from dynet_api import config
+from dynet_api.plugins import registry
+
+try:
+    CE = registry.get("cpu_eigen")
+except (ValueError, RuntimeError) as _e:
+    pytest.skip(f"cpu_eigen backend unavailable: {_e}", allow_module_level=True)
+
+from dynet_backends.cpu_eigen import _cpu_eigen as M  # noqa: E402
+
+REF = registry.get("reference_numpy")
+RTOL, ATOL = 1e-4, 1e-5
+
+
+@pytest.fixture(autouse=True)
+def back_to_default():
+    yield
+    dy.set_backend("cpu_eigen")
+
+
+# ------------------------------------------------------------------ cases: (name, build, input shapes, domain)
+# Input shapes include the batch as the last axis.
+
+def _unit(rng, s):
+    return rng.uniform(-0.9, 0.9, s)
+
+
+DOMAINS = {
+    "any": lambda rng, s: rng.normal(size=s),
+    "pos": lambda rng, s: rng.uniform(0.2, 2.0, s),
+    "unit": _unit,
+    "prob": lambda rng, s: rng.uniform(0.05, 0.95, s),
+    "gt1": lambda rng, s: rng.uniform(1.2, 3.0, s),
+    "away0": lambda rng, s: rng.choice([-1, 1], size=s) * rng.uniform(0.5, 2.0, s),
+}
+
+UNARY_SHAPES = [(3, 1), (3, 4, 1), (3, 4, 2), (2, 3, 2, 3)]
+UNARY = {
+    "tanh": (dy.tanh, "any"), "logistic": (dy.logistic, "any"), "rectify": (dy.rectify, "any"),
+    "elu": (lambda x: dy.elu(x, 0.7), "any"), "selu": (dy.selu, "any"), "softsign": (dy.softsign, "any"),
+    "exp": (dy.exp, "any"), "log": (dy.log, "pos"), "sqrt": (dy.sqrt, "pos"), "square": (dy.square, "any"),
+    "cube": (dy.cube, "any"), "abs": (dy.abs, "any"), "log_sigmoid": (dy.log_sigmoid, "any"),
+    "erf": (dy.erf, "any"), "lgamma": (dy.lgamma, "pos"), "negate": (lambda x: -x, "any"),
+    "plus_const": (lambda x: x + 1.5, "any"), "const_minus": (lambda x: 2.0 - x, "any"),
+    "scalar_mult": (lambda x: x * -0.5, "any"), "scale_gradient": (lambda x: dy.scale_gradient(x, 0.3), "any"),
+    "nobackprop": (dy.nobackprop, "any"), "sin": (dy.sin, "any"), "cos": (dy.cos, "any"), "tan": (dy.tan, "unit"),
+    "asin": (dy.asin, "unit"), "acos": (dy.acos, "unit"), "atan": (dy.atan, "any"), "sinh": (dy.sinh, "any"),
+    "cosh": (dy.cosh, "any"), "asinh": (dy.asinh, "any"), "acosh": (dy.acosh, "gt1"), "atanh": (dy.atanh, "unit"),
+    "silu": (lambda x: dy.silu(x, 0.5), "any"), "round": (lambda x: dy.round(x, "straight_through_gradient"), "any"),
+    "ceil": (dy.ceil, "any"), "floor": (lambda x: dy.floor(x, "straight_through_gradient"), "any"),
+    "to_device": (lambda x: dy.to_device(x, "CPU"), "any"),
+}
+
+BCAST = [((3, 4, 1), (3, 4, 1)), ((3, 4, 2), (3, 1, 1)), ((3, 1, 2), (1, 4, 2)), ((3, 1), (3, 3)),
+         ((2, 3, 2, 2), (2, 1, 2, 1))]
+BINARY = {"add": (lambda a, b: a + b, "any"), "cmult": (dy.cmult, "any"), "cdiv": (dy.cdiv, "away0"),
+          "bmin": (dy.bmin, "any"), "bmax": (dy.bmax, "any")}
+
+
+def _cases():
+    out = []
+    for name, (f, dom) in UNARY.items():
+        for s in UNARY_SHAPES:
+            out.append((name, f, [s], [dom]))
+    for name, (f, dom) in BINARY.items():
+        for sa, sb in BCAST:
+            out.append((name, f, [sa, sb], ["any", dom]))
+    mm = [((3, 4, 1), (4, 1)), ((3, 4, 1), (4, 2, 1)), ((3, 4, 1), (4, 3)), ((3, 4, 3), (4, 1)),
+          ((3, 4, 3), (4, 2, 3)), ((3, 4, 2), (4, 2, 1))]
+    out += [("matmul", lambda a, b: a * b, s, ["any"] * 2) for s in mm]
+    aff = dy.affine_transform
+    out += [
+        ("affine_transform", lambda b, w, x: aff([b, w, x]), [(3, 1), (3, 4, 1), (4, 1)], ["any"] * 3),
+        ("affine_transform", lambda b, w, x: aff([b, w, x]), [(3, 1), (3, 4, 1), (4, 2)], ["any"] * 3),
+        ("affine_transform", lambda b, w, x: aff([b, w, x]), [(3, 2), (3, 4, 1), (4, 1)], ["any"] * 3),
+        ("affine_transform", lambda b, w, x: aff([b, w, x]), [(3, 1), (3, 4, 1), (4, 5, 1)], ["any"] * 3),
+        ("affine_transform", lambda b, w, x, v, z: aff([b, w, x, v, z]),
+         [(3, 2, 1), (3, 4, 1), (4, 2, 2), (3, 2, 2), (2, 2, 1)], ["any"] * 5),
+        ("affine_transform", lambda b: aff([b]), [(3, 2, 2)], ["any"]),
+        ("colwise_add", dy.colwise_add, [(3, 4, 2), (3, 1)], ["any"] * 2),
+        ("colwise_add", dy.colwise_add, [(3, 4, 1), (3, 2)], ["any"] * 2),
+    ]
+    for name, f in (("sum", dy.esum), ("average", dy.average), ("logsumexp", dy.logsumexp)):
+        out.append((name, lambda a, b, c, f=f: f([a, b, c]), [(3, 2, 2), (3, 2, 1), (3, 2, 2)], ["any"] * 3))
+        out.append((name, lambda a, f=f: f([a]), [(4, 1)], ["any"]))
+    out += [
+        ("pow", dy.pow, [(3, 4, 2), (1, 1)], ["pos", "unit"]),
+        ("pow", dy.pow, [(3, 1), (1, 3)], ["pos", "unit"]),
+        ("dot_product", dy.dot_product, [(4, 2), (4, 1)], ["any"] * 2),
+        ("dot_product", dy.dot_product, [(2, 3, 1), (2, 3, 1)], ["any"] * 2),
+        ("squared_distance", dy.squared_distance, [(4, 1), (4, 3)], ["any"] * 2),
+        ("squared_norm", dy.squared_norm, [(3, 4, 2)], ["any"]),
+        ("l2_norm", dy.l2_norm, [(3, 4, 2)], ["any"]),
+        ("softmax", lambda x: dy.softmax(x, 0), [(4, 3, 2)], ["any"]),
+        ("softmax", lambda x: dy.softmax(x, 1), [(4, 3, 2)], ["any"]),
+        ("softmax", lambda x: dy.softmax(x), [(5, 1)], ["any"]),
+        ("log_softmax", dy.log_softmax, [(4, 3, 2)], ["any"]),
+        ("log_softmax", lambda x: dy.pick(dy.log_softmax(x, [0, 2, 3]), 2), [(5, 1)], ["any"]),
+        ("logsumexp_dim", lambda x: dy.logsumexp_dim(x, 0), [(4, 3, 2)], ["any"]),
+        ("logsumexp_dim", lambda x: dy.logsumexp_dim(x, 1), [(4, 3, 2)], ["any"]),
+        ("transpose", dy.transpose, [(3, 4, 2)], ["any"]),
+        ("transpose", lambda x: dy.transpose(x, [2, 0, 1]), [(2, 3, 4, 2)], ["any"]),
+        ("transpose", dy.transpose, [(3, 1)], ["any"]),
+        ("reshape", lambda x: dy.reshape(x, (4, 3)), [(3, 4, 2)], ["any"]),
+        ("reshape", lambda x: dy.reshape(x, (12,)), [(3, 4, 1)], ["any"]),
+        ("concatenate", lambda a, b: dy.concatenate([a, b]), [(3, 2, 2), (1, 2, 1)], ["any"] * 2),
+        ("concatenate", lambda a, b: dy.concatenate_cols([a, b]), [(3, 2, 1), (3, 1, 2)], ["any"] * 2),
+        ("concatenate", lambda a, b: dy.concatenate([a, b], 2), [(3, 2, 1), (3, 2, 1)], ["any"] * 2),
+        ("concatenate_to_batch", lambda a, b: dy.concatenate_to_batch([a, b]), [(3, 2, 2), (3, 2, 1)], ["any"] * 2),
+        ("select_rows", lambda x: dy.select_rows(x, [2, 0, 2]), [(3, 4, 2)], ["any"]),
+        ("select_cols", lambda x: dy.select_cols(x, [3, 1, 1]), [(3, 4, 2)], ["any"]),
+        ("pick", lambda x: dy.pick(x, 2), [(4, 3, 2)], ["any"]),
+        ("pick", lambda x: dy.pick(x, 1, 1), [(4, 3, 2)], ["any"]),
+        ("pick", lambda x: dy.pick_batch(x, [3, 0, 1]), [(4, 3)], ["any"]),
+        ("pick", lambda x: dy.pick_batch(x, [3, 0, 1]), [(4, 1)], ["any"]),
+        ("pick_batch_elems", lambda x: dy.pick_batch_elems(x, [2, 0, 2]), [(3, 2, 3)], ["any"]),
+        ("pickrange", lambda x: dy.pickrange(x, 1, 3), [(4, 3, 2)], ["any"]),
+        ("pickrange", lambda x: dy.pickrange(x, 0, 2, 1), [(4, 3, 2)], ["any"]),
+        ("sum_dim", dy.sum_elems, [(3, 4, 2)], ["any"]),
+        ("sum_dim", lambda x: dy.sum_dim(x, [1]), [(3, 4, 2)], ["any"]),
+        ("sum_dim", lambda x: dy.sum_dim(x, [0], True), [(3, 4, 2)], ["any"]),
+        ("sum_dim", dy.sum_batches, [(3, 4, 3)], ["any"]),
+        ("moment_dim", lambda x: dy.moment_dim(x, [0], 2), [(3, 4, 2)], ["any"]),
+        ("moment_dim", lambda x: dy.moment_dim(x, [0, 1], 3, True), [(3, 4, 2)], ["any"]),
+        ("moment_dim", lambda x: dy.moment_dim(x, [1], 1, False, 5), [(3, 4, 2)], ["any"]),
+        ("pickneglogsoftmax", lambda x: dy.pickneglogsoftmax(x, 2), [(5, 1)], ["any"]),
+        ("pickneglogsoftmax", lambda x: dy.pickneglogsoftmax_batch(x, [4, 0, 2]), [(5, 3)], ["any"]),
+        ("hinge", lambda x: dy.hinge_batch(x, [1, 3], 0.8), [(5, 2)], ["any"]),
+        ("binary_log_loss", dy.binary_log_loss, [(4, 2, 1), (4, 2, 1)], ["prob", "prob"]),
+        ("l1_distance", dy.l1_distance, [(4, 1), (4, 1)], ["any"] * 2),
+        ("huber_distance", lambda a, b: dy.huber_distance(a, b, 0.5), [(6, 1), (6, 1)], ["any"] * 2),
+        ("argmax", lambda x: dy.argmax(x, "straight_through_gradient"), [(5, 3)], ["any"]),
+    ]
+    return out
+
+
+CASES = _cases()
+
+
+def _run(backend: str, build, arrays, kernels_only: bool):
+    """Value of build(inputs) and the gradients of sum(w * y) with respect to each input."""
+    dy.set_backend(backend)
+    be = registry.get(backend)
+    if kernels_only:  # the node-by-node executor over the kernel tables
+        dy.cg().executor = dy.graph.PyExecutor(dy.cg(), be)
+    xs = [dy.inputTensor(a, batched=True) for a in arrays]
+    y = build(*xs)
+    d, bd = y.dim()
+    yv = y.npvalue().reshape(d + (bd,))
+    w = np.random.default_rng(7).normal(size=d + (bd,))
+    w[~np.isfinite(yv)] = 0.0
+    loss = dy.sum_batches(dy.sum_elems(dy.cmult(y, dy.inputTensor(w, batched=True))))
+    loss.backward(full=True)
+    grads = [x.gradient() for x in xs]
+    return yv, grads
+
+
+@pytest.mark.parametrize("path", ["graph", "kernels"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-" + "_".join("x".join(map(str, s)) for s in c[2]))
+def test_op_matches_reference(case, path):
+    name, build, shapes, doms = case
+    rng = np.random.default_rng(abs(hash((name, str(shapes)))) % 2**32)
+    arrays = [DOMAINS[dm](rng, s).astype(np.float32) for s, dm in zip(shapes, doms, strict=True)]
+    want_y, want_g = _run("reference_numpy", build, arrays, False)
+    got_y, got_g = _run("cpu_eigen", build, arrays, path == "kernels")
+    np.testing.assert_allclose(got_y, want_y, rtol=RTOL, atol=ATOL, err_msg=f"{name} value")
+    for k, (g, w) in enumerate(zip(got_g, want_g, strict=True)):
+        np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL, err_msg=f"{name} gradient of input {k}")
+
+
+def test_every_cpp_kernel_is_exercised():
+    tested = {c[0] for c in CASES} | {"input", "constant", "parameter", "lookup", "random_normal",
+                                      "random_bernoulli", "random_uniform", "random_gumbel"}
+    assert set(CE.forward_kernels) <= tested, sorted(set(CE.forward_kernels) - tested)
+
+
+def test_unsupported_ops_are_declared_and_rejected():
+    missing = set(dy.OPS) - set(CE.forward_kernels)
+    assert set(CE.unsupported) == missing
+    if "sparsemax" in missing:
+        dy.renew_cg()
+        with pytest.raises(NotImplementedError, match="sparsemax"):
+            dy.sparsemax(dy.inputVector([1.0, 2.0]))
+
+
+def test_leaves_constant_and_random():
+    dy.renew_cg()
+    assert np.array_equal(dy.constant((2, 3), 1.5).npvalue(), np.full((2, 3), 1.5, np.float32))
+    dy.reset_random_seed(5)
+    n = dy.random_normal((4000,), 1.0, 2.0).npvalue()
+    assert abs(n.mean() - 1.0) < 0.15 and abs(n.std() - 2.0) < 0.15
+    u = dy.random_uniform((4000,), -1.0, 3.0).npvalue()
+    assert u.min() >= -1.0 and u.max() <= 3.0 and abs(u.mean() - 1.0) < 0.1
+    bern = dy.random_bernoulli((4000,), 0.25, 2.0).npvalue()
+    assert set(np.unique(bern)) <= {0.0, 2.0} and abs(bern.mean() - 0.5) < 0.06
+    g = dy.random_gumbel((4000,), 0.0, 1.0).npvalue()
+    assert abs(g.mean() - 0.5772) < 0.1
+    dy.reset_random_seed(5)
+    assert np.array_equal(dy.random_normal((4000,), 1.0, 2.0).npvalue(), n)  # seeded
+
+
+# ------------------------------------------------------------------ parameters, lookups, bookkeeping
+
+
+def test_parameter_and_lookup_gradients_and_bookkeeping():
+    def grads(backend):
+        dy.set_backend(backend)
+        dy.reset_random_seed(11)
+        m = dy.ParameterCollection()
+        W = m.add_parameters((3, 4))
+        E = m.add_lookup_parameters((6, 4))
+        dy.renew_cg()
+        h = dy.tanh(W * (E[2] + E[5]))
+        z = dy.tanh(W * dy.lookup_batch(E, [5, 1, 1]))
+        loss = dy.sum_elems(h) + dy.sum_batches(dy.sum_elems(z)) + dy.sum_elems(W.expr() * dy.const_lookup(E, 0))
+        loss.backward()
+        return W.grad_as_array(), E.grad_as_array(), set(E._st.touched), W._st.has_grad
+
+    gw, ge, touched, has = grads("cpu_eigen")
+    rw, re_, rtouched, rhas = grads("reference_numpy")
+    np.testing.assert_allclose(gw, rw, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(ge, re_, rtol=RTOL, atol=ATOL)
+    assert touched == rtouched == {1, 2, 5}  # row 0 came through const_lookup
+    assert has and rhas
+
+
+def test_set_input_and_recompute():
+    x = dy.inputVector([1.0, 2.0])
+    x2 = dy.vecInput(2)
+    x2.set([1.0, 2.0])
+    y = dy.squared_norm(x2)
+    assert y.value() == pytest.approx(5.0)
+    x2.set([3.0, 0.0])
+    assert y.value() == pytest.approx(9.0)
+    assert x.npvalue().tolist() == [1.0, 2.0]
+
+
+def test_checkpoint_revert_and_intermediate_gradient():
+    x = dy.inputVector([0.5, -1.0])
+    y = dy.tanh(x)
+    dy.cg_checkpoint()
+    z = dy.exp(y)
+    z.value()
+    dy.cg_revert()
+    w = dy.sum_elems(dy.square(y))
+    w.backward(full=True)
+    t = np.tanh([0.5, -1.0])
+    np.testing.assert_allclose(w.value(), (t * t).sum(), rtol=1e-6)
+    np.testing.assert_allclose(y.gradient(), 2 * t, rtol=1e-5)
+
+
+def test_backward_needs_a_scalar_and_values_are_copies():
+    x = dy.inputVector([1.0, 2.0])
+    v = x.npvalue()
+    v[0] = 9.0
+    assert x.npvalue()[0] == 1.0
+    with pytest.raises(ValueError, match="scalar"):
+        x.backward()
+
+
+# ------------------------------------------------------------------ trainer rules
+
+
+RULES = {
+    "sgd": (0, {"lr": 0.1}), "momentum": (1, {"lr": 0.1, "mom": 0.9}), "adagrad": (1, {"lr": 0.1, "eps": 1e-8}),
+    "adadelta": (2, {"lr": 1.0, "eps": 1e-6, "rho": 0.95}), "rmsprop": (1, {"lr": 0.01, "eps": 1e-8, "rho": 0.9}),
+    "adam": (2, {"lr": 0.01, "beta_1": 0.9, "beta_2": 0.999, "eps": 1e-8}),
+    "amsgrad": (3, {"lr": 0.01, "beta_1": 0.9, "beta_2": 0.999, "eps": 1e-8}), "eg": (1, {"lr": 0.1, "mom": 0.5}),
+}
+
+
+@pytest.mark.parametrize("rows", [None, [0, 3]], ids=["dense", "sparse"])
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_update_rule_matches_reference(rule, rows):
+    n_states, hyper = RULES[rule]
+    hyper = dict(hyper, gscale=0.7)
+    rng = np.random.default_rng(3)
+    shape = (3, 2, 5)
+    w0 = rng.uniform(0.1, 1.0, shape).astype(np.float32)
+    if rule == "eg":
+        w0 /= w0.sum()
+    tensors = {}
+    for be in (CE, REF):
+        w, s = be.from_numpy(w0), [be.zeros(shape) for _ in range(n_states)]
+        for step in range(3):
+            g = be.from_numpy(np.random.default_rng(step).normal(size=shape).astype(np.float32))
+            be.update(rule, w, g, s, rows, hyper)
+        tensors[be.name] = (be.to_numpy(w), [be.to_numpy(t) for t in s])
+    (gw, gs), (rw, rs) = tensors["cpu_eigen"], tensors["reference_numpy"]
+    np.testing.assert_allclose(gw, rw, rtol=2e-4, atol=2e-5)
+    for a, b in zip(gs, rs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    if rows is not None and rule != "eg":
+        untouched = [1, 2, 4]
+        assert np.array_equal(gw[..., untouched], w0[..., untouched])
+
+
+def test_storage_methods():
+    a = np.arange(12, dtype=np.float32).reshape(2, 3, 2)
+    t = CE.from_numpy(a)
+    assert np.array_equal(CE.to_numpy(t), a)
+    CE.scale(t, 2.0, [1])
+    assert np.array_equal(CE.to_numpy(t)[..., 1], 2 * a[..., 1])
+    assert CE.sq_norm(t, [0]) == pytest.approx(float((a[..., 0].astype(np.float64) ** 2).sum()))
+    g = CE.gather_batch(t, [1, 1, 0])
+    assert CE.to_numpy(g).shape == (2, 3, 3)
+    CE.scatter_add_batch(t, [0, 0], CE.from_numpy(np.ones((2, 3, 2), np.float32)))
+    assert np.array_equal(CE.to_numpy(t)[..., 0], a[..., 0] + 2)
+    CE.clip(t, 0.0, 5.0)
+    assert CE.to_numpy(t).max() == 5.0
+    CE.fill(t, 0.25)
+    assert np.all(CE.to_numpy(t) == 0.25)
+    with pytest.raises(IndexError, match="row 7"):
+        CE.gather_batch(t, [7])
+    with pytest.raises(ValueError, match="values"):
+        CE.assign(t, np.zeros(5))
+
+
+# ------------------------------------------------------------------ memory, threads, availability
+
+
+def test_memory_limit_raises_memory_error_and_recovers():
+    old = config.settings["mem"]
+    try:
+        config.settings["mem"] = "2"  # MB
+        CE.configure()
+        dy.renew_cg()
+        big = dy.inputTensor(np.ones((512, 512), np.float32))  # 1 MB of values per node
+        y = big
+        for _ in range(4):
+            y = y + big
+        with pytest.raises(MemoryError, match="memory limit"):
+            y.npvalue()
+    finally:
+        config.settings["mem"] = old
+        CE.configure()
+    dy.renew_cg()
+    assert dy.squared_norm(dy.inputVector([3.0, 4.0])).value() == pytest.approx(25.0)
+
+
+def test_bad_mem_setting_is_rejected():
+    from dynet_backends.cpu_eigen.backend import parse_mem_mb
+
+    assert parse_mem_mb("256,256,512") == 1024 and parse_mem_mb(None) == 0
+    with pytest.raises(ValueError, match="mem"):
+        parse_mem_mb("lots")
+
+
+def test_threads_setting():
+    old = config.settings["threads"]
+    try:
+        config.settings["threads"] = 2
+        CE.configure()
+        assert M.threads() == 2
+        dy.renew_cg()
+        x = dy.inputTensor(np.ones((64, 64), np.float32))
+        assert np.allclose((x * x).npvalue(), 64.0)
+    finally:
+        config.settings["threads"] = old
+        CE.configure()
+    assert M.threads() == 1
+
+
+def test_failed_import_makes_backend_unavailable(monkeypatch):
+    import sys
+
+    from dynet_backends import cpu_eigen
+
+    from dynet_api.backend import BackendUnavailable
+
+    monkeypatch.setitem(sys.modules, "dynet_backends.cpu_eigen._cpu_eigen", None)
+    monkeypatch.delattr(cpu_eigen, "_cpu_eigen", raising=False)
+    with pytest.raises(BackendUnavailable, match="does not import"):
+        cpu_eigen.make_backend()
+
+
+def test_outranks_the_reference_backend():
+    rec = registry.records
+    assert rec["cpu_eigen"].spec.priority > rec["reference_numpy"].spec.priority
+    better = [r for r in rec.values() if r.spec.priority > rec["cpu_eigen"].spec.priority and r.backend is not None]
+    if not better:
+        assert registry.best() is CE
+
+
+# ------------------------------------------------------------------ training
+
+
+def _train_mlp(backend: str) -> list[float]:
+    dy.set_backend(backend)
+    dy.reset_random_seed(2)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 4)).astype(np.float32)
+    Y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    m = dy.ParameterCollection()
+    W1, b1 = m.add_parameters((16, 4)), m.add_parameters(16)
+    W2, b2 = m.add_parameters((2, 16)), m.add_parameters(2)
+    tr = dy.AdamTrainer(m, 0.02)
+    losses = []
+    for _ in range(40):
+        dy.renew_cg()
+        x = dy.inputTensor(X.T, batched=True)
+        h = dy.rectify(W1 * x + b1)
+        loss = dy.sum_batches(dy.pickneglogsoftmax_batch(W2 * h + b2, Y.tolist())) / 64.0
+        losses.append(loss.value())
+        loss.backward()
+        tr.update()
+    return losses
+
+
+def test_small_mlp_trains_like_the_reference():
+    got = _train_mlp("cpu_eigen")
+    want = _train_mlp("reference_numpy")
+    assert got[-1] < 0.6 * got[0]
+    np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)
