@@ -142,6 +142,40 @@ def run_task(name: str, backend: str, seconds: float, torch_ok: bool, min_update
     return Result(name, backend, dtask.unit, n, speed[0], speed[1], loss[0], loss[1])
 
 
+PHASES = ("construct", "forward", "backward", "update")
+
+
+def phase_profile(name: str, backend: str, seconds: float) -> tuple[int, dict[str, float]]:
+    """Mean seconds per update in each phase of the dynet_api side (after one warm-up update)."""
+    from . import tasks_dynet
+
+    set_dynet_backend(backend)
+    task = tasks_dynet.make(name)
+    task.step(0)
+    tot = dict.fromkeys(PHASES, 0.0)
+    n = 0
+    t0 = time.perf_counter()
+    while n < 2 or (time.perf_counter() - t0 < seconds and n < 1000):
+        for ph, dt in task.step_phases(n).items():
+            tot[ph] += dt
+        n += 1
+    return n, {ph: v / n for ph, v in tot.items()}
+
+
+def format_phases(rows: list[tuple[str, str, int, dict[str, float]]]) -> str:
+    head = ("task", "backend", "updates") + tuple(f"{p} ms" for p in PHASES) + ("total ms",)
+    out = [head]
+    for task, be, n, ph in rows:
+        total = sum(ph.values())
+        out.append((task, be, str(n)) + tuple(f"{1e3 * ph[p]:.2f} ({100 * ph[p] / total:.0f}%)" for p in PHASES)
+                   + (f"{1e3 * total:.2f}",))
+    widths = [max(len(r[i]) for r in out) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in out]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def format_table(results: list[Result], missing: str = NO_TORCH) -> str:
     head = ("task", "backend", "unit", "updates", "dynet_api", "PyTorch", "ratio")
     rows = [head]
@@ -171,7 +205,7 @@ def backends_from(arg: str | None) -> list[str]:
     return names
 
 
-def run_chain(backends: list[str], seconds: float) -> None:
+def run_chain(backends: list[str], seconds: float, torch_ok: bool = True) -> None:
     """The per-node micro benchmark of the cpu_eigen issue (benchmarks/chain.py), when present."""
     if importlib.util.find_spec("benchmarks.chain") is None:
         print("\nchain: benchmarks/chain.py is not in this tree")
@@ -179,7 +213,7 @@ def run_chain(backends: list[str], seconds: float) -> None:
     from . import chain
 
     print()
-    chain.main(backends=backends, seconds=seconds)
+    chain.main(backends=backends, seconds=seconds, torch=torch_ok)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -192,6 +226,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved blocks of updates per side (default 3)")
     ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                     help="wall time (default) or this process's CPU time (steadier on a shared machine)")
+    ap.add_argument("--phases", action="store_true",
+                    help="also time the dynet_api side's phases (construct, forward, backward, update) per task")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when it is installed")
     return ap.parse_args(argv)
 
@@ -204,8 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     torch_ok = have_torch() and not args.no_torch
     with one_blas_thread():
         run_all(args, backends, torch_ok)
+        if args.phases:
+            rows = [(name, be) + phase_profile(name, be, args.seconds) for name in args.tasks if name in TASKS
+                    for be in backends]
+            if rows:
+                print("\ndynet_api time per update by phase")
+                print(format_phases(rows))
         if "chain" in args.tasks:
-            run_chain(backends, args.seconds)
+            run_chain(backends, args.seconds, torch_ok)
     return 0
 
 

@@ -17,6 +17,8 @@ twins compute the same loss from the same weights).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 import dynet_api as dy
@@ -47,6 +49,19 @@ class _Task:
         loss.backward()
         self.trainer.update()
         return v, self.units(k)
+
+    def step_phases(self, k: int) -> dict[str, float]:
+        """``step`` with each phase timed (seconds): graph construction, forward, backward, update."""
+        t0 = time.perf_counter()
+        loss = self._graph(k)
+        t1 = time.perf_counter()
+        loss.value()
+        t2 = time.perf_counter()
+        loss.backward()
+        t3 = time.perf_counter()
+        self.trainer.update()
+        t4 = time.perf_counter()
+        return {"construct": t1 - t0, "forward": t2 - t1, "backward": t3 - t2, "update": t4 - t3}
 
 
 def _lstm_weights(builder) -> list[np.ndarray]:

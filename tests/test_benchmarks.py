@@ -190,3 +190,12 @@ def test_runner_without_torch_says_so(reference, capsys, monkeypatch):
 def test_runner_rejects_an_unknown_backend():
     with pytest.raises(ValueError, match="no_such_backend"):
         run.backends_from("no_such_backend")
+
+
+def test_runner_runs_the_chain_micro_benchmark(reference, monkeypatch, capsys):
+    from benchmarks import chain
+
+    calls = []
+    monkeypatch.setattr(chain, "main", lambda **kw: calls.append(kw))
+    run.main(["--dynet-backend", "reference_numpy", "--tasks", "chain", "--seconds", "0.5", "--no-torch"])
+    assert calls == [{"backends": ["reference_numpy"], "seconds": 0.5, "torch": False}]
