@@ -131,11 +131,12 @@ def _fake_cupy(get_count):
 
 def test_factory_without_a_device_names_the_cupy_error(monkeypatch):
     def no_device():
-        raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+        raise RuntimeError("cudaErrorNoDevice:\n  no CUDA-capable device is detected")
 
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(no_device))
-    with pytest.raises(BackendUnavailable, match="^no CUDA device: RuntimeError: cudaErrorNoDevice"):
+    with pytest.raises(BackendUnavailable) as e:
         cuda_pkg.make_backend()
+    assert str(e.value) == "no CUDA device: RuntimeError: cudaErrorNoDevice: no CUDA-capable device is detected"
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(lambda: 0))
     with pytest.raises(BackendUnavailable, match="^no CUDA device: the CUDA runtime sees 0 devices$"):
         cuda_pkg.make_backend()

@@ -146,6 +146,12 @@ class CupyDevice(Device):
         return self.xp.asnumpy(a)
 
 
+def _why(e: BaseException) -> str:
+    """An exception as one short line (CuPy's errors can span lines), for the backends table."""
+    text = " ".join(f"{type(e).__name__}: {e}".split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def open_cupy() -> tuple[CupyDevice, tuple[str, ...]]:
     """The CuPy device and the names of the visible GPUs, or BackendUnavailable saying why not."""
     try:
@@ -153,17 +159,17 @@ def open_cupy() -> tuple[CupyDevice, tuple[str, ...]]:
     except ImportError:
         raise BackendUnavailable(INSTALL_HINT) from None
     except Exception as e:  # a broken install (missing CUDA libraries...) must not break discovery
-        raise BackendUnavailable(f"cupy cannot be imported: {type(e).__name__}: {e}") from None
+        raise BackendUnavailable(f"cupy cannot be imported: {_why(e)}") from None
     try:
         n = int(cupy.cuda.runtime.getDeviceCount())
     except Exception as e:
-        raise BackendUnavailable(f"no CUDA device: {type(e).__name__}: {e}") from None
+        raise BackendUnavailable(f"no CUDA device: {_why(e)}") from None
     if n < 1:
         raise BackendUnavailable("no CUDA device: the CUDA runtime sees 0 devices")
     try:  # one tiny kernel: the driver, NVRTC and the allocator all work
         probe = float((cupy.arange(4, dtype=cupy.float32) * 2).sum())
     except Exception as e:
-        raise BackendUnavailable(f"CUDA device present but CuPy cannot run kernels: {type(e).__name__}: {e}") from None
+        raise BackendUnavailable(f"CUDA device present but CuPy cannot run kernels: {_why(e)}") from None
     if probe != 12.0:
         raise BackendUnavailable(f"CUDA device present but a probe kernel computed {probe} instead of 12")
     return CupyDevice(cupy), tuple(f"GPU:{k}" for k in range(n))
