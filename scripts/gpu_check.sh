@@ -40,7 +40,6 @@ fi
 
 OUT=${OUT:-$PWD/gpu_check_out}
 mkdir -p "$OUT"
-exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 export PYTHONUNBUFFERED=1
 
 BUDGET=${GPU_CHECK_BUDGET:-460}
@@ -77,6 +76,8 @@ step() {
   return "$rc"
 }
 
+# The whole run; its output also goes to $OUT/gpu_check.log.
+main() {
 echo "== gpu_check: $(date -u +%FT%TZ) on $(hostname), budget ${BUDGET}s"
 { nvidia-smi || echo "nvidia-smi failed (rc $?)"; } 2>&1 | tee "$OUT/nvidia-smi.txt"
 
@@ -97,8 +98,8 @@ if ! step install 240 - "$PY" -m pip install --no-build-isolation --no-deps --no
   step install-without-cmake 90 - "$PY" -m pip install --no-build-isolation --no-deps --no-index \
     -C wheel.cmake=false . || {
     echo "== the project could not be installed: stopping"
-    printf '%s\n' "${RESULTS[@]}"
-    exit 1
+    printf '  %s\n' "${RESULTS[@]}"
+    return 1
   }
 fi
 
@@ -128,4 +129,8 @@ step bench 150 bench.txt "$PY" -m benchmarks.run --dynet-backend cuda --seconds 
 
 echo "== summary ($((SECONDS - START))s)"
 printf '  %s\n' "${RESULTS[@]}"
-exit "$FAILED"
+return "$FAILED"
+}
+
+main 2>&1 | tee -a "$OUT/gpu_check.log"
+exit "${PIPESTATUS[0]}"
