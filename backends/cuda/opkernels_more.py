@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from .layout import pad, unbroadcast
+
 F32 = np.float32
 FORGET_GATE_BIAS = 1.0  # DyNet's VanillaLSTMGates adds 1 to the forget gate's pre-activation
 
@@ -263,8 +265,6 @@ class MoreOps:
     # ------------------------------------------------------------ losses
     def _hinge_dim_parts(self, x, a):
         """(el, is_gold mask, gold values) with the scored dimension first: shapes (n, other, B)."""
-        from .opkernels import pad
-
         xp = self.xp
         idx, d, m = a
         xm = pad(x, 2)
@@ -293,15 +293,11 @@ class MoreOps:
         return xp.ascontiguousarray(g).reshape(xs[0].shape)
 
     def f_pairwise_rank_loss(self, xs, a, d):
-        from .opkernels import pad
-
         nd = len(d.d)
         x0, x1 = pad(xs[0], nd), pad(xs[1], nd)
         return self.xp.maximum(F32(0), F32(a[0]) - x0 + x1).reshape(d.shape)
 
     def b_pairwise_rank_loss(self, xs, y, dy, a, d, i):
-        from .opkernels import unbroadcast
-
         g = dy * (y > 0)
         return unbroadcast(-g if i == 0 else g, xs[i].shape)
 
@@ -351,8 +347,6 @@ class MoreOps:
         return xp.moveaxis(out[:, :, 0], 0, -1).reshape(d.shape)
 
     def b_contract3d_1d(self, xs, y, dy, a, d, i):
-        from .opkernels import unbroadcast
-
         xp = self.xp
         A = xp.broadcast_to(xs[0], xs[0].shape[:-1] + (d.bd,))
         k_ = A.shape[2]
@@ -453,8 +447,6 @@ class MoreOps:
 
     def _pool(self, x, a, d):
         """Padded input, padding, the stacked windows (kh*kw, H', W', C, B) and the argmax in each window."""
-        from .opkernels import pad
-
         ksize, stride, is_valid = a
         out_hw = d.d[:2]
         ph, pw = _geometry(x.shape, ksize, stride, is_valid, out_hw)
@@ -509,15 +501,11 @@ class MoreOps:
         return gx[..., None]
 
     def f_fold_rows(self, xs, a, d):
-        from .opkernels import pad
-
         x = pad(xs[0], 2)
         n = a[0]
         return x.reshape(x.shape[0] // n, n, x.shape[1], 1).sum(axis=1).reshape(d.shape)
 
     def b_fold_rows(self, xs, y, dy, a, d, i):
-        from .opkernels import pad
-
         return self.xp.repeat(pad(dy, 2), a[0], axis=0).reshape(xs[0].shape)
 
     def f_kmh_ngram(self, xs, a, d):
@@ -568,8 +556,6 @@ class MoreOps:
         return out.reshape(d.shape)
 
     def _lstm_gates_b(self, xs, y, dy, i, dropout: bool):
-        from .opkernels import unbroadcast
-
         xp = self.xp
         xm, hm, Wx, Wh, b = self._lstm_inputs(xs, dropout)
         n = y.shape[0] // 4
@@ -620,8 +606,6 @@ class MoreOps:
         return (i_ * g_ + f_ * c).reshape(d.shape)
 
     def b_vanilla_lstm_c(self, xs, y, dy, a, d, i):
-        from .opkernels import unbroadcast
-
         xp = self.xp
         c, gates = xs
         i_, f_, _, g_ = self._split4(gates)
@@ -636,8 +620,6 @@ class MoreOps:
         return (self._split4(gates)[2] * self.E["tanh_f"](c)).reshape(d.shape)
 
     def b_vanilla_lstm_h(self, xs, y, dy, a, d, i):
-        from .opkernels import unbroadcast
-
         xp = self.xp
         c, gates = xs
         o = self._split4(gates)[2]
