@@ -255,6 +255,10 @@ def test_digamma_values_and_no_hang_on_huge_negative_inputs(emu):
     g = k(x, x, np.ones_like(x))
     np.testing.assert_allclose(g[:3], [-0.5772156649, -1.9635100260, 2.2517525891], rtol=1e-6)
     assert np.isnan(g[3:]).all()  # the recurrence would never reach x >= 6: NaN, not a hung kernel
+    from dynet_backends.reference_numpy.kernels import digamma
+
+    far = np.array([-65529.5, -65531.0, -np.inf], F32)  # the last value computed, then NaN (as the reference)
+    np.testing.assert_allclose(k(far, far, np.ones_like(far)), digamma(far), rtol=1e-6)
 
 
 def test_sq_norm_accumulates_in_double(emu):

@@ -430,6 +430,10 @@ def digamma(x: np.ndarray) -> np.ndarray:
     """psi(x) for x > 0: recurrence up to x >= 6, then the asymptotic series."""
     x = np.asarray(x, np.float64).copy()
     acc = np.zeros_like(x)
+    # from below 6 - 2**16 (or -inf) the recurrence takes too long or never ends: NaN there, not a hang
+    far = x < 6 - 2**16
+    acc[far] = np.nan
+    x[far] = 6.0
     while True:
         small = x < 6
         if not small.any():

@@ -30,13 +30,14 @@ DN_F float dn_sigmoid(float x) {
 DN_F float dn_log_sigmoid(float x) { return fminf(x, 0.0f) - log1pf(expf(-fabsf(x))); }
 
 // psi(x) as the reference computes it: the recurrence psi(x) = psi(x + 1) - 1/x
-// up to x >= 6, then the asymptotic series.  The loop is bounded so that a huge
-// negative or infinite input gives NaN instead of hanging the GPU.
+// up to x >= 6, then the asymptotic series.  The loop is bounded (2^16 steps, as
+// in the reference) so that a huge negative or infinite input gives NaN instead
+// of hanging the GPU.
 DN_F double dn_digamma(double x) {
   double acc = 0.0;
   int k = 0;
   while (x < 6.0) {
-    if (++k > (1 << 21)) return __int_as_float(0x7fc00000);
+    if (++k > (1 << 16)) return __int_as_float(0x7fc00000);
     acc -= 1.0 / x;
     x += 1.0;
   }
