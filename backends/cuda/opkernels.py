@@ -295,7 +295,7 @@ class OpKernels(MoreOps):
         return self.data_red("sqsum", xs[0])
 
     def b_squared_norm(self, xs, y, dy, a, d, i):
-        return F32(2) * xs[0] * batch_bc(dy, xs[0].ndim - 1)
+        return xs[0] * F32(2) * batch_bc(dy, xs[0].ndim - 1)  # array first: CuPy arrays do the arithmetic
 
     def f_l2_norm(self, xs, a, d):
         return self.xp.sqrt(self.data_red("sqsum", xs[0]))

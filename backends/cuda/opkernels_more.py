@@ -260,7 +260,7 @@ class MoreOps:
         centred = dev - dev.sum(axis=axes, keepdims=True) / F32(n)
         yk, gk = y.reshape(ks), dy.reshape(ks)
         pos = yk > 0  # where the std is 0 the gradient is taken as 0, as in the reference
-        return centred * xp.where(pos, gk / xp.where(pos, F32(n) * yk, F32(1)), F32(0))
+        return centred * xp.where(pos, gk / xp.where(pos, yk * F32(n), F32(1)), F32(0))
 
     # ------------------------------------------------------------ losses
     def _hinge_dim_parts(self, x, a):
@@ -287,7 +287,7 @@ class MoreOps:
         el, is_gold = self._hinge_dim_parts(xs[0], a)
         g2 = dy.reshape(1, -1, dy.shape[-1])
         active = (el > 0).astype(F32)
-        g = xp.where(is_gold, F32(0) * g2 - active.sum(axis=0)[None] * g2, active * g2)
+        g = xp.where(is_gold, g2 * F32(0) - active.sum(axis=0)[None] * g2, active * g2)
         if a[1] == 1:
             g = g.transpose(1, 0, 2)
         return xp.ascontiguousarray(g).reshape(xs[0].shape)
@@ -295,7 +295,7 @@ class MoreOps:
     def f_pairwise_rank_loss(self, xs, a, d):
         nd = len(d.d)
         x0, x1 = pad(xs[0], nd), pad(xs[1], nd)
-        return self.xp.maximum(F32(0), F32(a[0]) - x0 + x1).reshape(d.shape)
+        return self.xp.maximum(F32(0), self.xp.subtract(F32(a[0]), x0) + x1).reshape(d.shape)
 
     def b_pairwise_rank_loss(self, xs, y, dy, a, d, i):
         g = dy * (y > 0)
