@@ -211,7 +211,8 @@ class _RNNBuilder:
                              "graph is renewed")
 
     def _load(self, p, update: bool) -> Expression:
-        return p.expr(update=True) if update else p.expr(update=False)
+        """A parameter in this graph: trainable, or a constant when ``update`` is False."""
+        return p.expr(update=bool(update))
 
     def _new_graph(self, update: bool) -> None:
         self._vars = [[self._load(p, update) for p in layer] for layer in self._params]
