@@ -10,90 +10,10 @@
 #include <unordered_map>
 
 #include "common.h"
+#include "kernel_util.h"
 
 namespace dy {
-namespace {
-
-using Arr = Eigen::Map<Eigen::ArrayXf>;
-using CArr = Eigen::Map<const Eigen::ArrayXf>;
-using Mat = Eigen::Map<Eigen::MatrixXf>;
-using CMat = Eigen::Map<const Eigen::MatrixXf>;
-
-constexpr double SELU_LAMBDA = 1.0507009873554804934193349852946;
-constexpr double SELU_ALPHA = 1.6732632423543772848170429916717;
-constexpr float NEG_INF = -std::numeric_limits<float>::infinity();
-
-[[noreturn]] void fail(const std::string& m) { throw std::runtime_error("cpu_eigen: " + m); }
-
-bool same(const Shape& a, const Shape& b) {
-  return a.d[0] == b.d[0] && a.d[1] == b.d[1] && a.d[2] == b.d[2] && a.d[3] == b.d[3] && a.bd == b.bd;
-}
-
-// Column-major strides of x over 4 data dims and the batch.
-struct Str {
-  int64_t s[5];
-};
-Str cstr(const Shape& x) {
-  Str r;
-  int64_t s = 1;
-  for (int k = 0; k < 4; ++k) r.s[k] = s, s *= x.d[k];
-  r.s[4] = s;
-  return r;
-}
-// Strides of x in the index space of y: dims x broadcasts along get stride 0.
-Str bstr(const Shape& x, const Shape& y) {
-  Str r;
-  int64_t s = 1;
-  for (int k = 0; k < 4; ++k) {
-    r.s[k] = (x.d[k] == 1 && y.d[k] != 1) ? 0 : s;
-    s *= x.d[k];
-  }
-  r.s[4] = (x.bd == 1 && y.bd != 1) ? 0 : s;
-  return r;
-}
-struct Ext {
-  int64_t n[5];
-};
-Ext ext(const Shape& y) { return {{y.d[0], y.d[1], y.d[2], y.d[3], y.bd}}; }
-
-// Visit every index of extent e, passing the offsets of up to 3 strided operands.
-template <class F>
-void iter3(const Ext& e, const Str& a, const Str& b, const Str& c, F f) {
-  for (int64_t i4 = 0; i4 < e.n[4]; ++i4)
-    for (int64_t i3 = 0; i3 < e.n[3]; ++i3)
-      for (int64_t i2 = 0; i2 < e.n[2]; ++i2)
-        for (int64_t i1 = 0; i1 < e.n[1]; ++i1) {
-          int64_t oa = i4 * a.s[4] + i3 * a.s[3] + i2 * a.s[2] + i1 * a.s[1];
-          int64_t ob = i4 * b.s[4] + i3 * b.s[3] + i2 * b.s[2] + i1 * b.s[1];
-          int64_t oc = i4 * c.s[4] + i3 * c.s[3] + i2 * c.s[2] + i1 * c.s[1];
-          for (int64_t i0 = 0; i0 < e.n[0]; ++i0) f(oa + i0 * a.s[0], ob + i0 * b.s[0], oc + i0 * c.s[0]);
-        }
-}
-template <class F>
-void iter2(const Ext& e, const Str& a, const Str& b, F f) {
-  iter3(e, a, b, Str{{0, 0, 0, 0, 0}}, [&](int64_t x, int64_t y, int64_t) { f(x, y); });
-}
-
-inline const float* bat(const CView& x, int64_t b) { return x.p + (x.s.bd == 1 ? 0 : b) * x.s.size(); }
-inline float* bat(const View& x, int64_t b) { return x.p + (x.s.bd == 1 ? 0 : b) * x.s.size(); }
-
-// Axis view: element (in, j, out) of x along axis k sits at in + inner*(j + len*out).
-struct Axis {
-  int64_t inner, len, outer;  // outer includes the batch
-};
-Axis axis_of(const Shape& x, int k) {
-  Axis a{1, x.d[k], x.bd};
-  for (int j = 0; j < k; ++j) a.inner *= x.d[j];
-  for (int j = k + 1; j < 4; ++j) a.outer *= x.d[j];
-  return a;
-}
-
-std::vector<int64_t> int_list(const Attrs& a, int at) {
-  int64_t n = a.I(at);
-  std::vector<int64_t> v;
-  for (int64_t k = 0; k < n; ++k) v.push_back(a.I(at + 1 + int(k)));
-  return v;
-}
+namespace ku {
 
 // ------------------------------------------------------------------ leaves
 
@@ -118,71 +38,6 @@ void f_rgumbel(const CView*, int, View y, const Attrs& a) {
     double v = std::min(std::max(u(rng()), 1e-12), 1 - 1e-12);
     y.p[k] = float(a.F(0) - a.F(1) * std::log(-std::log(v)));
   }
-}
-
-// ------------------------------------------------------------------ broadcasting binary ops
-
-template <class Op>
-void bin_fwd(const CView& a, const CView& b, View y, Op op) {
-  if (same(a.s, y.s) && same(b.s, y.s)) {
-    int64_t n = y.s.total();
-    for (int64_t k = 0; k < n; ++k) y.p[k] = op(a.p[k], b.p[k]);
-    return;
-  }
-  iter3(ext(y.s), cstr(y.s), bstr(a.s, y.s), bstr(b.s, y.s),
-        [&](int64_t iy, int64_t ia, int64_t ib) { y.p[iy] = op(a.p[ia], b.p[ib]); });
-}
-
-// dx_i += g(a, b, dy) over y's index space; broadcast dims of x_i are summed.
-template <class G>
-void bin_bwd(const CView& a, const CView& b, const Shape& ys, const float* dy, View dx, G g) {
-  if (same(a.s, ys) && same(b.s, ys)) {
-    int64_t n = ys.total();
-    for (int64_t k = 0; k < n; ++k) dx.p[k] += g(a.p[k], b.p[k], dy[k]);
-    return;
-  }
-  Str sa = bstr(a.s, ys), sb = bstr(b.s, ys), sx = bstr(dx.s, ys), sy = cstr(ys);
-  Ext e = ext(ys);
-  // Four operands: fold dy into the visit.
-  for (int64_t i4 = 0; i4 < e.n[4]; ++i4)
-    for (int64_t i3 = 0; i3 < e.n[3]; ++i3)
-      for (int64_t i2 = 0; i2 < e.n[2]; ++i2)
-        for (int64_t i1 = 0; i1 < e.n[1]; ++i1) {
-          int64_t oa = i4 * sa.s[4] + i3 * sa.s[3] + i2 * sa.s[2] + i1 * sa.s[1];
-          int64_t ob = i4 * sb.s[4] + i3 * sb.s[3] + i2 * sb.s[2] + i1 * sb.s[1];
-          int64_t ox = i4 * sx.s[4] + i3 * sx.s[3] + i2 * sx.s[2] + i1 * sx.s[1];
-          int64_t oy = i4 * sy.s[4] + i3 * sy.s[3] + i2 * sy.s[2] + i1 * sy.s[1];
-          for (int64_t i0 = 0; i0 < e.n[0]; ++i0)
-            dx.p[ox + i0 * sx.s[0]] += g(a.p[oa + i0 * sa.s[0]], b.p[ob + i0 * sb.s[0]], dy[oy + i0]);
-        }
-}
-
-// dx += s * dy, summing over the dims x was broadcast along.
-void acc_unbroadcast(View dx, const Shape& ys, const float* dy, float s = 1.0f) {
-  if (same(dx.s, ys)) {
-    int64_t n = ys.total();
-    if (s == 1.0f)
-      Arr(dx.p, n) += CArr(dy, n);
-    else
-      Arr(dx.p, n) += s * CArr(dy, n);
-    return;
-  }
-  iter2(ext(ys), bstr(dx.s, ys), cstr(ys), [&](int64_t ix, int64_t iy) { dx.p[ix] += s * dy[iy]; });
-}
-// y = x broadcast to y's shape.
-void copy_broadcast(const CView& x, View y) {
-  if (same(x.s, y.s)) {
-    std::copy(x.p, x.p + y.s.total(), y.p);
-    return;
-  }
-  iter2(ext(y.s), cstr(y.s), bstr(x.s, y.s), [&](int64_t iy, int64_t ix) { y.p[iy] = x.p[ix]; });
-}
-void add_broadcast(const CView& x, View y) {
-  if (same(x.s, y.s)) {
-    Arr(y.p, y.s.total()) += CArr(x.p, y.s.total());
-    return;
-  }
-  iter2(ext(y.s), cstr(y.s), bstr(x.s, y.s), [&](int64_t iy, int64_t ix) { y.p[iy] += x.p[ix]; });
 }
 
 void f_add(const CView* x, int, View y, const Attrs&) {
@@ -256,9 +111,6 @@ void b_scaled(const CView*, int, CView, CView dy, int, View dx, const Attrs& a) 
 // ------------------------------------------------------------------ matrix products
 
 // Y (r x k per batch, n batches) += A (r x c, batch ba) * B (c x k, batch bb).
-using Vec = Eigen::Map<Eigen::VectorXf>;
-using CVec = Eigen::Map<const Eigen::VectorXf>;
-
 void mm_acc(const float* A, int64_t r, int64_t c, int64_t ba, const float* B, int64_t k, int64_t bb, float* Y,
             int64_t n) {
   if (k * n == 1) {  // matrix-vector: skip the GEMM machinery
@@ -945,7 +797,7 @@ void b_argmax(const CView*, int, CView, CView dy, int, View dx, const Attrs& a) 
 }
 
 std::vector<KernelDef> build_table() {
-  return {
+  std::vector<KernelDef> t = {
       {"input", nullptr, nullptr},
       {"constant", f_constant, nullptr},
       {"random_normal", f_rnormal, nullptr},
@@ -1028,12 +880,14 @@ std::vector<KernelDef> build_table() {
       {"floor", f_floor, b_floor},
       {"to_device", f_copy, b_identity},
   };
+  for (const KernelDef& k : more_kernels()) t.push_back(k);
+  return t;
 }
 
-}  // namespace
+}  // namespace ku
 
 const std::vector<KernelDef>& kernel_table() {
-  static const std::vector<KernelDef> t = build_table();
+  static const std::vector<KernelDef> t = ku::build_table();
   return t;
 }
 

@@ -93,6 +93,33 @@ std::vector<int64_t> row_list(py::handle rows, int64_t n, const char* what) {
 int64_t row_size(const Tensor& t) { return t.shape.size() > 1 ? t.total() / t.shape.back() : 1; }
 int64_t n_rows(const Tensor& t) { return t.shape.size() > 1 ? t.shape.back() : t.total(); }
 
+// A sequence attribute: its length, then each item (an int, or a nested sequence the same way).
+void decode_seq(PyObject* v, std::vector<int64_t>& I) {
+  PyObject* seq = PySequence_Fast(v, "attribute");
+  if (!seq) throw py::error_already_set();
+  Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
+  I.push_back(m);
+  for (Py_ssize_t j = 0; j < m; ++j) {
+    PyObject* it = PySequence_Fast_GET_ITEM(seq, j);
+    if (PyTuple_Check(it) || PyList_Check(it)) {
+      try {
+        decode_seq(it, I);
+      } catch (...) {
+        Py_DECREF(seq);
+        throw;
+      }
+      continue;
+    }
+    long long x = PyLong_AsLongLong(it);
+    if (x == -1 && PyErr_Occurred()) {
+      Py_DECREF(seq);
+      throw py::error_already_set();
+    }
+    I.push_back(x);
+  }
+  Py_DECREF(seq);
+}
+
 // Flatten a node's attribute tuple (see Attrs in common.h).
 void decode_attrs(PyObject* attrs, std::vector<int64_t>& I, std::vector<double>& F) {
   if (attrs == Py_None || !PyTuple_Check(attrs)) return;
@@ -107,25 +134,14 @@ void decode_attrs(PyObject* attrs, std::vector<int64_t>& I, std::vector<double>&
       I.push_back(std::isfinite(x) && std::fabs(x) < 9e18 ? int64_t(x) : 0);
     } else if (PyLong_Check(v)) {
       long long x = PyLong_AsLongLong(v);
+      if (x == -1 && PyErr_Occurred()) throw py::error_already_set();
       I.push_back(x);
       F.push_back(double(x));
     } else if (PyTuple_Check(v) || PyList_Check(v)) {
-      PyObject* seq = PySequence_Fast(v, "attribute");
-      Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
-      I.push_back(m);
-      for (Py_ssize_t j = 0; j < m; ++j) {
-        long long x = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, j));
-        if (x == -1 && PyErr_Occurred()) {
-          Py_DECREF(seq);
-          throw py::error_already_set();
-        }
-        I.push_back(x);
-      }
-      Py_DECREF(seq);
+      decode_seq(v, I);
     }
-    // Dims, arrays and parameter storages are read by the leaf code.
+    // Dims, arrays, strings and parameter storages are read by the leaf code or not at all.
   }
-  if (PyErr_Occurred()) throw py::error_already_set();
 }
 
 Shape shape_from_tuple(PyObject* t) {

@@ -1,0 +1,766 @@
+// Kernels of the rest of DyNet's op set (issue 6): sparsemax family, selections
+// along a dimension, reductions, losses, linear algebra, convolution/pooling,
+// n-gram filters, weight norm and the fused LSTM pieces.  The reference is
+// backends/reference_numpy/kernels_more.py; backward kernels accumulate.
+#include <numeric>
+
+#include "kernel_util.h"
+
+namespace dy {
+namespace {
+
+using namespace ku;
+using Eigen::MatrixXd;
+
+// ------------------------------------------------------------------ sparsemax family
+
+double sparsemax_tau(const float* z, int64_t n) {
+  std::vector<double> zs(z, z + n);
+  std::sort(zs.begin(), zs.end(), std::greater<double>());
+  double cs = 0, csk = 0;
+  int64_t k = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    cs += zs[size_t(j)];
+    if (1 + double(j + 1) * zs[size_t(j)] > cs) k = j + 1, csk = cs;
+  }
+  return (csk - 1) / double(k);
+}
+
+void f_sparsemax(const CView* x, int, View y, const Attrs&) {
+  int64_t n = x[0].s.total();
+  double tau = sparsemax_tau(x[0].p, n);
+  for (int64_t j = 0; j < n; ++j) y.p[j] = float(std::max(double(x[0].p[j]) - tau, 0.0));
+}
+void b_sparsemax(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
+  int64_t n = y.s.total(), cnt = 0;
+  double s = 0;
+  for (int64_t j = 0; j < n; ++j)
+    if (y.p[j] > 0) s += dy.p[j], ++cnt;
+  double mean = cnt ? s / double(cnt) : 0.0;
+  for (int64_t j = 0; j < n; ++j)
+    if (y.p[j] > 0) dx.p[j] += float(dy.p[j] - mean);
+}
+
+void f_sparsemax_loss(const CView* x, int, View y, const Attrs& a) {
+  std::vector<int64_t> q = int_list(a, 0);
+  int64_t n = x[0].s.total();
+  const float* z = x[0].p;
+  double tau = sparsemax_tau(z, n), s = 0, zq = 0;
+  for (int64_t j = 0; j < n; ++j)
+    if (z[j] - tau > 0) s += double(z[j]) * z[j] - tau * tau;
+  for (int64_t k : q) zq += z[k];
+  double loss = (s + 1.0 / double(q.size())) / 2 - zq / double(q.size());
+  y.p[0] = float(std::max(loss, 0.0));
+}
+void b_sparsemax_loss(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+  std::vector<int64_t> q = int_list(a, 0);
+  int64_t n = x[0].s.total();
+  double tau = sparsemax_tau(x[0].p, n);
+  float g = dy.p[0];
+  for (int64_t j = 0; j < n; ++j) dx.p[j] += g * float(std::max(double(x[0].p[j]) - tau, 0.0));
+  for (int64_t k : q) dx.p[k] -= g / float(q.size());
+}
+
+// Softmax of z capped by u (DyNet's active-set loop).
+void csoftmax(const float* z, const float* u, int64_t n, std::vector<double>& p, std::vector<char>& active,
+              double& mass) {
+  double m = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, double(z[j]));
+  std::vector<double> q(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) q[size_t(j)] = std::exp(double(z[j]) - m);
+  p.assign(size_t(n), 0.0);
+  active.assign(size_t(n), 1);
+  mass = 0;
+  for (;;) {
+    double qs = 0;
+    bool any = false;
+    for (int64_t j = 0; j < n; ++j)
+      if (active[size_t(j)]) qs += q[size_t(j)], any = true;
+    if (!any) break;
+    for (int64_t j = 0; j < n; ++j)
+      if (active[size_t(j)]) p[size_t(j)] = q[size_t(j)] * (1 - mass) / qs;
+    bool over = false;
+    for (int64_t j = 0; j < n; ++j)
+      if (active[size_t(j)] && p[size_t(j)] > u[j]) {
+        over = true;
+        p[size_t(j)] = u[j];
+        mass += u[j];
+        active[size_t(j)] = 0;
+      }
+    if (!over) break;
+  }
+}
+void f_csoftmax(const CView* x, int, View y, const Attrs&) {
+  std::vector<double> p;
+  std::vector<char> act;
+  double mass;
+  csoftmax(x[0].p, x[1].p, x[0].s.total(), p, act, mass);
+  for (size_t j = 0; j < p.size(); ++j) y.p[j] = float(p[j]);
+}
+void b_csoftmax(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+  std::vector<double> p;
+  std::vector<char> act;
+  double mass, dhat = 0;
+  int64_t n = x[0].s.total();
+  csoftmax(x[0].p, x[1].p, n, p, act, mass);
+  bool any = false;
+  for (int64_t j = 0; j < n; ++j)
+    if (act[size_t(j)]) dhat += p[size_t(j)] * dy.p[j], any = true;
+  dhat = any ? dhat / (1 - mass) : 0.0;
+  for (int64_t j = 0; j < n; ++j) {
+    if (i == 0 && act[size_t(j)]) dx.p[j] += float(p[size_t(j)] * (dy.p[j] - dhat));
+    if (i == 1 && !act[size_t(j)]) dx.p[j] += float(dy.p[j] - dhat);
+  }
+}
+
+// ------------------------------------------------------------------ selection along a dimension
+
+// strided_select attrs: (strides, from, to); entry nd (the one after the data dims) is the batch.
+void strided_geometry(const Shape& x, const Attrs& a, int64_t& base, Str& st) {
+  std::vector<int64_t> strides = int_list(a, 0);
+  int at = 1 + int(strides.size());
+  std::vector<int64_t> lo = int_list(a, at);
+  at += 1 + int(lo.size());
+  std::vector<int64_t> hi = int_list(a, at);
+  (void)hi;
+  Str xs = cstr(x);
+  base = 0;
+  st = xs;
+  size_t n = std::max(strides.size(), lo.size());
+  for (size_t k = 0; k < n; ++k) {
+    int ax = int(k) < x.nd ? int(k) : 4;
+    int64_t start = k < lo.size() ? lo[k] : 0, step = k < strides.size() ? strides[k] : 1;
+    base += start * xs.s[ax];
+    st.s[ax] = step * xs.s[ax];
+  }
+}
+void f_strided(const CView* x, int, View y, const Attrs& a) {
+  int64_t base;
+  Str st;
+  strided_geometry(x[0].s, a, base, st);
+  iter2(ext(y.s), cstr(y.s), st, [&](int64_t iy, int64_t ix) { y.p[iy] = x[0].p[base + ix]; });
+}
+void b_strided(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
+  int64_t base;
+  Str st;
+  strided_geometry(x[0].s, a, base, st);
+  iter2(ext(y.s), cstr(y.s), st, [&](int64_t iy, int64_t ix) { dx.p[base + ix] += dy.p[iy]; });
+}
+
+template <bool MAX>
+int64_t extreme_at(const float* p, int64_t n, int64_t st) {
+  int64_t best = 0;
+  for (int64_t j = 1; j < n; ++j) {
+    float v = p[j * st], b = p[best * st];
+    if (std::isnan(b)) break;
+    if (std::isnan(v) || (MAX ? v > b : v < b)) best = j;
+  }
+  return best;
+}
+template <bool MAX>
+void f_extreme(const CView* x, int, View y, const Attrs& a) {
+  Axis ax = axis_of(x[0].s, int(a.I(0)));
+  for (int64_t o = 0; o < ax.outer; ++o)
+    for (int64_t in = 0; in < ax.inner; ++in) {
+      const float* p = x[0].p + in + ax.inner * ax.len * o;
+      y.p[in + ax.inner * o] = p[extreme_at<MAX>(p, ax.len, ax.inner) * ax.inner];
+    }
+}
+template <bool MAX>
+void b_extreme(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+  Axis ax = axis_of(x[0].s, int(a.I(0)));
+  for (int64_t o = 0; o < ax.outer; ++o)
+    for (int64_t in = 0; in < ax.inner; ++in) {
+      int64_t base = in + ax.inner * ax.len * o;
+      dx.p[base + extreme_at<MAX>(x[0].p + base, ax.len, ax.inner) * ax.inner] += dy.p[in + ax.inner * o];
+    }
+}
+
+void f_cumsum(const CView* x, int, View y, const Attrs& a) {
+  Axis ax = axis_of(x[0].s, int(a.I(0)));
+  for (int64_t o = 0; o < ax.outer; ++o)
+    for (int64_t in = 0; in < ax.inner; ++in) {
+      int64_t base = in + ax.inner * ax.len * o;
+      float s = 0;
+      for (int64_t j = 0; j < ax.len; ++j) y.p[base + j * ax.inner] = (s += x[0].p[base + j * ax.inner]);
+    }
+}
+void b_cumsum(const CView*, int, CView y, CView dy, int, View dx, const Attrs& a) {
+  Axis ax = axis_of(y.s, int(a.I(0)));
+  for (int64_t o = 0; o < ax.outer; ++o)
+    for (int64_t in = 0; in < ax.inner; ++in) {
+      int64_t base = in + ax.inner * ax.len * o;
+      float s = 0;
+      for (int64_t j = ax.len - 1; j >= 0; --j) dx.p[base + j * ax.inner] += (s += dy.p[base + j * ax.inner]);
+    }
+}
+
+// Positions of the k largest entries of a line, in their original order (ties: earliest first).
+std::vector<int64_t> kmax_positions(const float* p, int64_t n, int64_t st, int64_t k) {
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return p[a * st] > p[b * st]; });
+  idx.resize(size_t(k));
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+template <bool FWD>
+void kmax_visit(const CView& x, const Attrs& a, float* yp, const float* gy, float* dxp) {
+  int64_t k = a.I(0);
+  Axis ax = axis_of(x.s, int(a.I(1)));
+  for (int64_t o = 0; o < ax.outer; ++o)
+    for (int64_t in = 0; in < ax.inner; ++in) {
+      int64_t xb = in + ax.inner * ax.len * o, yb = in + ax.inner * k * o;
+      std::vector<int64_t> pos = kmax_positions(x.p + xb, ax.len, ax.inner, k);
+      for (int64_t j = 0; j < k; ++j) {
+        if (FWD)
+          yp[yb + j * ax.inner] = x.p[xb + pos[size_t(j)] * ax.inner];
+        else
+          dxp[xb + pos[size_t(j)] * ax.inner] += gy[yb + j * ax.inner];
+      }
+    }
+}
+void f_kmax(const CView* x, int, View y, const Attrs& a) { kmax_visit<true>(x[0], a, y.p, nullptr, nullptr); }
+void b_kmax(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+  kmax_visit<false>(x[0], a, nullptr, dy.p, dx.p);
+}
+
+// ------------------------------------------------------------------ std_dim: attrs (dims, b, n)
+
+struct StdParts {
+  Str sy;
+  double n;
+  std::vector<double> mean, dsum;  // per output element: mean and sum of deviations
+};
+StdParts std_parts(const CView& x, const Attrs& a, int64_t ny) {
+  std::vector<int64_t> axes = int_list(a, 0);
+  int at = 1 + int(axes.size());
+  bool b = a.I(at) != 0;
+  int64_t nn = a.I(at + 1);
+  bool red[4] = {false, false, false, false};
+  double cnt = 1;
+  for (int64_t k : axes) {
+    if (k < 0 || k > 3) fail("std_dim: dimension out of range");
+    red[k] = true, cnt *= double(x.s.d[k]);
+  }
+  if (b) cnt *= double(x.s.bd);
+  StdParts p;
+  int64_t s = 1;
+  for (int k = 0; k < 4; ++k) {
+    p.sy.s[k] = red[k] ? 0 : s;
+    if (!red[k]) s *= x.s.d[k];
+  }
+  p.sy.s[4] = b ? 0 : s;
+  p.n = nn > 0 ? double(nn) : cnt;
+  p.mean.assign(size_t(ny), 0.0);
+  p.dsum.assign(size_t(ny), 0.0);
+  iter2(ext(x.s), cstr(x.s), p.sy, [&](int64_t ix, int64_t iy) { p.mean[size_t(iy)] += x.p[ix]; });
+  for (double& m : p.mean) m /= p.n;
+  iter2(ext(x.s), cstr(x.s), p.sy,
+        [&](int64_t ix, int64_t iy) { p.dsum[size_t(iy)] += x.p[ix] - p.mean[size_t(iy)]; });
+  return p;
+}
+void f_std(const CView* x, int, View y, const Attrs& a) {
+  StdParts p = std_parts(x[0], a, y.s.total());
+  std::vector<double> ss(static_cast<size_t>(y.s.total()), 0.0);
+  iter2(ext(x[0].s), cstr(x[0].s), p.sy, [&](int64_t ix, int64_t iy) {
+    double d = x[0].p[ix] - p.mean[size_t(iy)];
+    ss[size_t(iy)] += d * d;
+  });
+  for (int64_t k = 0; k < y.s.total(); ++k) y.p[k] = float(std::sqrt(ss[size_t(k)] / p.n));
+}
+void b_std(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
+  StdParts p = std_parts(x[0], a, y.s.total());
+  iter2(ext(x[0].s), cstr(x[0].s), p.sy, [&](int64_t ix, int64_t iy) {
+    double yv = y.p[iy];
+    if (yv > 0) {
+      double centred = x[0].p[ix] - p.mean[size_t(iy)] - p.dsum[size_t(iy)] / p.n;
+      dx.p[ix] += float(centred * dy.p[iy] / (p.n * yv));
+    }
+  });
+}
+
+// ------------------------------------------------------------------ losses
+
+// hinge_dim attrs: (index lists, d, m); lists flattened as count, then each list's length and items.
+struct HingeDim {
+  std::vector<std::vector<int64_t>> idx;
+  int d;
+  float m;
+};
+HingeDim hinge_dim_attrs(const Attrs& a) {
+  HingeDim h;
+  int at = 0;
+  int64_t nl = a.I(at++);
+  for (int64_t l = 0; l < nl; ++l) {
+    int64_t len = a.I(at++);
+    std::vector<int64_t> v;
+    for (int64_t k = 0; k < len; ++k) v.push_back(a.I(at++));
+    h.idx.push_back(v);
+  }
+  h.d = int(a.I(at));
+  h.m = float(a.F(1));  // numbers also go to f: F(0) is d, F(1) is m
+  return h;
+}
+template <bool FWD>
+void hinge_dim_visit(const CView& x, const Attrs& a, float* yp, const float* gy, float* dxp) {
+  HingeDim h = hinge_dim_attrs(a);
+  int64_t R = x.s.d[0], C = x.s.d[1];
+  int64_t lines = h.d == 0 ? C : R, len = h.d == 0 ? R : C;
+  int64_t st = h.d == 0 ? 1 : R, lst = h.d == 0 ? R : 1;  // stride along the scored dim, between lines
+  for (int64_t b = 0; b < x.s.bd; ++b) {
+    const std::vector<int64_t>& gi = h.idx[h.idx.size() > 1 ? size_t(b) : 0];
+    for (int64_t l = 0; l < lines; ++l) {
+      int64_t base = b * R * C + l * lst, gold = gi[size_t(l)];
+      float gv = x.p[base + gold * st], s = 0, cnt = 0;
+      float g = FWD ? 0.0f : gy[b * lines + l];
+      for (int64_t j = 0; j < len; ++j) {
+        if (j == gold) continue;
+        float e = x.p[base + j * st] - gv + h.m;
+        if (e > 0) {
+          s += e, cnt += 1;
+          if (!FWD) dxp[base + j * st] += g;
+        }
+      }
+      if (FWD)
+        yp[b * lines + l] = s;
+      else
+        dxp[base + gold * st] -= cnt * g;
+    }
+  }
+}
+void f_hinge_dim(const CView* x, int, View y, const Attrs& a) { hinge_dim_visit<true>(x[0], a, y.p, nullptr, nullptr); }
+void b_hinge_dim(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+  hinge_dim_visit<false>(x[0], a, nullptr, dy.p, dx.p);
+}
+
+void f_prl(const CView* x, int, View y, const Attrs& a) {
+  float m = float(a.F(0));
+  bin_fwd(x[0], x[1], y, [m](float p, float q) { return std::max(0.0f, m - p + q); });
+}
+void b_prl(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs& a) {
+  float m = float(a.F(0)), sg = i == 0 ? -1.0f : 1.0f;
+  bin_bwd(x[0], x[1], y.s, dy.p, dx, [m, sg](float p, float q, float g) { return m - p + q > 0 ? sg * g : 0.0f; });
+}
+
+void f_poisson(const CView* x, int, View y, const Attrs& a) {
+  double k = a.F(0);
+  y.p[0] = float(std::exp(double(x[0].p[0])) + std::lgamma(k + 1) - double(x[0].p[0]) * k);
+}
+void b_poisson(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+  dx.p[0] += dy.p[0] * float(std::exp(double(x[0].p[0])) - a.F(0));
+}
+
+// ------------------------------------------------------------------ linear algebra (double inside)
+
+MatrixXd to_d(const float* p, int64_t n) { return CMat(p, n, n).cast<double>(); }
+
+void f_inverse(const CView* x, int, View y, const Attrs&) {
+  int64_t n = x[0].s.d[0];
+  Mat(y.p, n, n) = to_d(x[0].p, n).inverse().cast<float>();
+}
+void b_inverse(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
+  int64_t n = y.s.d[0];
+  Mat(dx.p, n, n) -= CMat(y.p, n, n).transpose() * CMat(dy.p, n, n) * CMat(y.p, n, n).transpose();
+}
+void f_logdet(const CView* x, int, View y, const Attrs&) {
+  int64_t n = x[0].s.d[0];
+  Eigen::PartialPivLU<MatrixXd> lu(to_d(x[0].p, n));
+  double sign = lu.permutationP().determinant(), logabs = 0;
+  const MatrixXd& m = lu.matrixLU();
+  for (int64_t k = 0; k < n; ++k) {
+    double v = m(k, k);
+    if (v < 0) sign = -sign;
+    logabs += std::log(std::fabs(v));
+  }
+  y.p[0] = sign > 0 ? float(logabs) : std::numeric_limits<float>::quiet_NaN();
+}
+void b_logdet(const CView* x, int, CView, CView dy, int, View dx, const Attrs&) {
+  int64_t n = x[0].s.d[0];
+  Mat(dx.p, n, n) += (double(dy.p[0]) * to_d(x[0].p, n).inverse().transpose()).cast<float>();
+}
+void f_trace_prod(const CView* x, int, View y, const Attrs&) {
+  int64_t n = x[0].s.total();
+  y.p[0] = (CArr(x[0].p, n) * CArr(x[1].p, n)).sum();
+}
+void b_trace_prod(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+  int64_t n = dx.s.total();
+  Arr(dx.p, n) += dy.p[0] * CArr(x[1 - i].p, n);
+}
+
+// contract3d_1d: Y_ij = sum_k A_ijk b_k, i.e. the (ij x k) matrix times b, batched.
+void f_c3d1(const CView* x, int, View y, const Attrs&) {
+  int64_t ij = x[0].s.d[0] * x[0].s.d[1], k = x[0].s.d[2];
+  Arr(y.p, y.s.total()).setZero();
+  mm_acc(x[0].p, ij, k, x[0].s.bd, x[1].p, 1, x[1].s.bd, y.p, y.s.bd);
+}
+void b_c3d1(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+  int64_t ij = x[0].s.d[0] * x[0].s.d[1], k = x[0].s.d[2];
+  if (i == 0)
+    mm_grad_a(dy.p, ij, 1, y.s.bd, x[1].p, k, x[1].s.bd, dx.p, x[0].s.bd);
+  else
+    mm_grad_b(dy.p, ij, 1, y.s.bd, x[0].p, k, x[0].s.bd, dx.p, x[1].s.bd);
+}
+// contract3d_1d_1d: y_i = sum_jk A_ijk b_k c_j (unbatched).
+void f_c3d11(const CView* x, int, View y, const Attrs&) {
+  int64_t I = x[0].s.d[0], J = x[0].s.d[1], K = x[0].s.d[2];
+  Eigen::VectorXf t = CMat(x[0].p, I * J, K) * CVec(x[1].p, K);
+  Vec(y.p, I) = Eigen::Map<Eigen::MatrixXf>(t.data(), I, J) * CVec(x[2].p, J);
+}
+void b_c3d11(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+  int64_t I = x[0].s.d[0], J = x[0].s.d[1], K = x[0].s.d[2];
+  const float *A = x[0].p, *b = x[1].p, *c = x[2].p, *g = dy.p;
+  for (int64_t kk = 0; kk < K; ++kk)
+    for (int64_t j = 0; j < J; ++j)
+      for (int64_t ii = 0; ii < I; ++ii) {
+        int64_t q = ii + I * (j + J * kk);
+        if (i == 0)
+          dx.p[q] += g[ii] * c[j] * b[kk];
+        else if (i == 1)
+          dx.p[kk] += A[q] * c[j] * g[ii];
+        else
+          dx.p[j] += A[q] * b[kk] * g[ii];
+      }
+}
+
+int64_t mod(int64_t a, int64_t n) { return ((a % n) + n) % n; }
+void f_circ_conv(const CView* x, int, View y, const Attrs&) {
+  int64_t n = x[0].s.total();
+  for (int64_t k = 0; k < n; ++k) {
+    float s = 0;
+    for (int64_t j = 0; j < n; ++j) s += x[1].p[mod(k - j, n)] * x[0].p[j];
+    y.p[k] = s;
+  }
+}
+void b_circ_conv(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+  int64_t n = dx.s.total();
+  const float* o = x[1 - i].p;
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t k = 0; k < n; ++k) dx.p[j] += o[mod(k - j, n)] * dy.p[k];
+}
+void f_circ_corr(const CView* x, int, View y, const Attrs&) {
+  int64_t n = x[0].s.total();
+  for (int64_t k = 0; k < n; ++k) {
+    float s = 0;
+    for (int64_t j = 0; j < n; ++j) s += x[1].p[mod(k + j, n)] * x[0].p[j];
+    y.p[k] = s;
+  }
+}
+void b_circ_corr(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+  int64_t n = dx.s.total();
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t k = 0; k < n; ++k)
+      dx.p[j] += (i == 0 ? x[1].p[mod(k + j, n)] : x[0].p[mod(j - k, n)]) * dy.p[k];
+}
+
+// ------------------------------------------------------------------ convolution and pooling
+
+int64_t pad_before(int64_t n, int64_t k, int64_t s, int64_t out, bool valid) {
+  if (valid) return 0;
+  return std::max((out - 1) * s + k - n, int64_t(0)) / 2;
+}
+
+// conv2d attrs: (stride pair, is_valid): x {H,W,Ci}xB, f {kh,kw,Ci,Co}, y {Ho,Wo,Co}xB.
+struct ConvGeo {
+  int64_t H, W, C, B, kh, kw, O, Ho, Wo, sh, sw, ph, pw;
+};
+ConvGeo conv_geo(const CView& x, int64_t kh, int64_t kw, int64_t O, const Shape& y, int64_t sh, int64_t sw,
+                 bool valid) {
+  ConvGeo g{x.s.d[0], x.s.d[1], x.s.d[2], y.bd, kh, kw, O, y.d[0], y.d[1], sh, sw, 0, 0};
+  g.ph = pad_before(g.H, kh, sh, g.Ho, valid);
+  g.pw = pad_before(g.W, kw, sw, g.Wo, valid);
+  return g;
+}
+template <int MODE>  // 0 forward, 1 grad x, 2 grad f
+void conv_visit(const CView* x, const Shape& ys, const Attrs& a, float* out, const float* gy) {
+  const CView &X = x[0], &F = x[1];
+  ConvGeo g = conv_geo(X, F.s.d[0], F.s.d[1], F.s.d[3], ys, a.I(1), a.I(2), a.I(3) != 0);
+  for (int64_t b = 0; b < g.B; ++b) {
+    const float* xb = X.p + (X.s.bd == 1 ? 0 : b) * X.s.size();
+    float* dxb = MODE == 1 ? out + (X.s.bd == 1 ? 0 : b) * X.s.size() : nullptr;
+    for (int64_t o = 0; o < g.O; ++o)
+      for (int64_t j = 0; j < g.Wo; ++j)
+        for (int64_t i = 0; i < g.Ho; ++i) {
+          int64_t yi = i + g.Ho * (j + g.Wo * (o + g.O * b));
+          float acc = 0, gv = MODE ? gy[yi] : 0.0f;
+          for (int64_t c = 0; c < g.C; ++c)
+            for (int64_t s = 0; s < g.kw; ++s) {
+              int64_t col = j * g.sw + s - g.pw;
+              if (col < 0 || col >= g.W) continue;
+              for (int64_t r = 0; r < g.kh; ++r) {
+                int64_t row = i * g.sh + r - g.ph;
+                if (row < 0 || row >= g.H) continue;
+                int64_t xi = row + g.H * (col + g.W * c), fi = r + g.kh * (s + g.kw * (c + g.C * o));
+                if (MODE == 0)
+                  acc += xb[xi] * F.p[fi];
+                else if (MODE == 1)
+                  dxb[xi] += gv * F.p[fi];
+                else
+                  out[fi] += gv * xb[xi];
+              }
+            }
+          if (MODE == 0) out[yi] = acc;
+        }
+  }
+}
+void f_conv2d(const CView* x, int, View y, const Attrs& a) { conv_visit<0>(x, y.s, a, y.p, nullptr); }
+void b_conv2d(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs& a) {
+  if (i == 0)
+    conv_visit<1>(x, y.s, a, dx.p, dy.p);
+  else
+    conv_visit<2>(x, y.s, a, dx.p, dy.p);
+}
+
+// maxpooling2d attrs: (ksize pair, stride pair, is_valid); the first maximum of a window wins.
+template <bool FWD>
+void pool_visit(const CView& x, const Shape& ys, const Attrs& a, float* yp, const float* gy, float* dxp) {
+  int64_t kh = a.I(1), kw = a.I(2), sh = a.I(4), sw = a.I(5);
+  bool valid = a.I(6) != 0;
+  int64_t H = x.s.d[0], W = x.s.d[1], C = x.s.d[2], Ho = ys.d[0], Wo = ys.d[1];
+  int64_t ph = pad_before(H, kh, sh, Ho, valid), pw = pad_before(W, kw, sw, Wo, valid);
+  for (int64_t b = 0; b < x.s.bd; ++b)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t j = 0; j < Wo; ++j)
+        for (int64_t i = 0; i < Ho; ++i) {
+          int64_t best = -1;
+          float bv = -INFINITY;
+          for (int64_t r = 0; r < kh; ++r)
+            for (int64_t s = 0; s < kw; ++s) {  // row-major over the window, as the reference's argmax
+              int64_t row = i * sh + r - ph, col = j * sw + s - pw;
+              if (row < 0 || row >= H || col < 0 || col >= W) continue;
+              int64_t xi = row + H * (col + W * (c + C * b));
+              if (best < 0 || x.p[xi] > bv) best = xi, bv = x.p[xi];
+            }
+          int64_t yi = i + Ho * (j + Wo * (c + C * b));
+          if (FWD)
+            yp[yi] = best < 0 ? -INFINITY : bv;
+          else if (best >= 0)
+            dxp[best] += gy[yi];
+        }
+}
+void f_maxpool(const CView* x, int, View y, const Attrs& a) { pool_visit<true>(x[0], y.s, a, y.p, nullptr, nullptr); }
+void b_maxpool(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
+  pool_visit<false>(x[0], y.s, a, nullptr, dy.p, dx.p);
+}
+
+// filter1d_narrow: x {d,s}, filters {d,m[,n]}, y {n, s-m+1}.
+void f1d_dims(const CView* x, int64_t& d, int64_t& s, int64_t& m, int64_t& nf) {
+  d = x[0].s.d[0], s = x[0].s.d[1], m = x[1].s.d[1], nf = x[1].s.d[2];
+}
+void f_f1d(const CView* x, int, View y, const Attrs&) {
+  int64_t d, s, m, nf;
+  f1d_dims(x, d, s, m, nf);
+  int64_t oc = s - m + 1;
+  for (int64_t j = 0; j < oc; ++j)
+    for (int64_t f = 0; f < nf; ++f) {
+      float acc = 0;
+      for (int64_t k = 0; k < m; ++k)
+        for (int64_t r = 0; r < d; ++r) acc += x[0].p[r + d * (j + k)] * x[1].p[r + d * (k + m * f)];
+      y.p[f + nf * j] = acc;
+    }
+}
+void b_f1d(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+  int64_t d, s, m, nf;
+  f1d_dims(x, d, s, m, nf);
+  int64_t oc = s - m + 1;
+  for (int64_t j = 0; j < oc; ++j)
+    for (int64_t f = 0; f < nf; ++f) {
+      float g = dy.p[f + nf * j];
+      for (int64_t k = 0; k < m; ++k)
+        for (int64_t r = 0; r < d; ++r) {
+          if (i == 0)
+            dx.p[r + d * (j + k)] += g * x[1].p[r + d * (k + m * f)];
+          else
+            dx.p[r + d * (k + m * f)] += g * x[0].p[r + d * (j + k)];
+        }
+    }
+}
+
+void f_fold_rows(const CView* x, int, View y, const Attrs& a) {
+  int64_t n = a.I(0), R = x[0].s.d[0], C = x[0].s.total() / R, r2 = R / n;
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t i = 0; i < r2; ++i) {
+      float s = 0;
+      for (int64_t t = 0; t < n; ++t) s += x[0].p[c * R + i * n + t];
+      y.p[c * r2 + i] = s;
+    }
+}
+void b_fold_rows(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+  int64_t n = a.I(0), R = x[0].s.d[0], C = x[0].s.total() / R, r2 = R / n;
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t i = 0; i < r2; ++i)
+      for (int64_t t = 0; t < n; ++t) dx.p[c * R + i * n + t] += dy.p[c * r2 + i];
+}
+void f_kmh(const CView* x, int, View y, const Attrs& a) {
+  int64_t n = a.I(0), R = x[0].s.d[0], oc = y.s.d[1];
+  for (int64_t j = 0; j < oc; ++j)
+    for (int64_t r = 0; r < R; ++r) {
+      float s = 0;
+      for (int64_t t = 0; t < n; ++t) s += x[0].p[r + R * (j + t)];
+      y.p[r + R * j] = s;
+    }
+}
+void b_kmh(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
+  int64_t n = a.I(0), R = x[0].s.d[0], oc = y.s.d[1];
+  for (int64_t j = 0; j < oc; ++j)
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t t = 0; t < n; ++t) dx.p[r + R * (j + t)] += dy.p[r + R * j];
+}
+
+// ------------------------------------------------------------------ weight norm
+
+void f_wnorm(const CView* x, int, View y, const Attrs&) {
+  int64_t n = x[0].s.total();
+  float sq = CArr(x[0].p, n).square().sum();
+  Arr(y.p, n) = CArr(x[0].p, n) * (x[1].p[0] / std::sqrt(sq));
+}
+void b_wnorm(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+  int64_t n = x[0].s.total();
+  float sq = CArr(x[0].p, n).square().sum(), proj = (CArr(dy.p, n) * CArr(x[0].p, n)).sum();
+  if (i == 0)
+    Arr(dx.p, n) += CArr(dy.p, n) * (x[1].p[0] / std::sqrt(sq)) - CArr(y.p, n) * (proj / sq);
+  else
+    dx.p[0] += proj / std::sqrt(sq);
+}
+
+// ------------------------------------------------------------------ fused LSTM pieces (gates i, f, o, g)
+
+constexpr float FORGET_GATE_BIAS = 1.0f;
+
+// x (and mask) broadcast to n batch columns, multiplied by the mask when given.
+Eigen::MatrixXf lstm_in(const CView& v, const CView* mask, int64_t n) {
+  int64_t len = v.s.d[0];
+  Eigen::MatrixXf out(len, n);
+  for (int64_t b = 0; b < n; ++b) {
+    out.col(b) = CVec(bat(v, b), len);
+    if (mask) out.col(b).array() *= CArr(bat(*mask, b), len);
+  }
+  return out;
+}
+void f_lstm_gates_any(const CView* x, int nargs, View y) {
+  bool drop = nargs == 7;
+  int64_t n = y.s.bd, G = y.s.d[0], H = G / 4;
+  Eigen::MatrixXf xm = lstm_in(x[0], drop ? &x[5] : nullptr, n), hm = lstm_in(x[1], drop ? &x[6] : nullptr, n);
+  Mat Y(y.p, G, n);
+  Y.noalias() = CMat(x[2].p, G, x[0].s.d[0]) * xm;
+  Y.noalias() += CMat(x[3].p, G, H) * hm;
+  Y.colwise() += CVec(x[4].p, G);
+  Y.middleRows(H, H).array() += FORGET_GATE_BIAS;
+  Y.topRows(3 * H) = Y.topRows(3 * H).unaryExpr([](float v) { return 0.5f + 0.5f * std::tanh(0.5f * v); });
+  Y.bottomRows(H) = Y.bottomRows(H).array().tanh().matrix();
+}
+void f_lstm_gates(const CView* x, int n, View y, const Attrs&) { f_lstm_gates_any(x, n, y); }
+void b_lstm_gates(const CView* x, int nargs, CView y, CView dy, int i, View dx, const Attrs&) {
+  bool drop = nargs == 7;
+  int64_t n = y.s.bd, G = y.s.d[0], H = G / 4, X = x[0].s.d[0];
+  CMat Yv(y.p, G, n), Gv(dy.p, G, n);
+  Eigen::MatrixXf r(G, n);
+  r.topRows(3 * H) = (Gv.topRows(3 * H).array() * Yv.topRows(3 * H).array() * (1 - Yv.topRows(3 * H).array())).matrix();
+  r.bottomRows(H) = (Gv.bottomRows(H).array() * (1 - Yv.bottomRows(H).array().square())).matrix();
+  if (i == 0 || i == 5 || i == 1 || i == 6) {
+    bool isx = i == 0 || i == 5;
+    int64_t len = isx ? X : H;
+    Eigen::MatrixXf back = (isx ? CMat(x[2].p, G, X) : CMat(x[3].p, G, H)).transpose() * r;  // len x n
+    const CView& v = x[isx ? 0 : 1];
+    const CView* mask = drop ? &x[isx ? 5 : 6] : nullptr;
+    for (int64_t b = 0; b < n; ++b) {
+      if (i == 0 || i == 1) {
+        if (mask) back.col(b).array() *= CArr(bat(*mask, b), len);
+      } else {
+        back.col(b).array() *= CArr(bat(v, b), len);
+      }
+      Vec(bat(dx, b), len) += back.col(b);  // a batch-1 operand sums over the batch
+    }
+    return;
+  }
+  if (i == 2) {
+    Mat(dx.p, G, X).noalias() += r * lstm_in(x[0], drop ? &x[5] : nullptr, n).transpose();
+  } else if (i == 3) {
+    Mat(dx.p, G, H).noalias() += r * lstm_in(x[1], drop ? &x[6] : nullptr, n).transpose();
+  } else {
+    Vec(dx.p, G) += r.rowwise().sum();
+  }
+}
+
+void f_lstm_c(const CView* x, int, View y, const Attrs&) {
+  int64_t H = y.s.d[0];
+  for (int64_t b = 0; b < y.s.bd; ++b) {
+    const float *c = bat(x[0], b), *g = bat(x[1], b);
+    for (int64_t k = 0; k < H; ++k) y.p[b * H + k] = g[k] * g[3 * H + k] + g[H + k] * c[k];
+  }
+}
+void b_lstm_c(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+  int64_t H = y.s.d[0];
+  for (int64_t b = 0; b < y.s.bd; ++b) {
+    const float *c = bat(x[0], b), *g = bat(x[1], b), *d = dy.p + b * H;
+    float* o = bat(dx, b);
+    for (int64_t k = 0; k < H; ++k) {
+      if (i == 0) {
+        o[k] += d[k] * g[H + k];
+      } else {
+        o[k] += d[k] * g[3 * H + k];
+        o[H + k] += d[k] * c[k];
+        o[3 * H + k] += d[k] * g[k];
+      }
+    }
+  }
+}
+void f_lstm_h(const CView* x, int, View y, const Attrs&) {
+  int64_t H = y.s.d[0];
+  for (int64_t b = 0; b < y.s.bd; ++b) {
+    const float *c = bat(x[0], b), *g = bat(x[1], b);
+    for (int64_t k = 0; k < H; ++k) y.p[b * H + k] = g[2 * H + k] * std::tanh(c[k]);
+  }
+}
+void b_lstm_h(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+  int64_t H = y.s.d[0];
+  for (int64_t b = 0; b < y.s.bd; ++b) {
+    const float *c = bat(x[0], b), *g = bat(x[1], b), *d = dy.p + b * H;
+    float* o = bat(dx, b);
+    for (int64_t k = 0; k < H; ++k) {
+      float t = std::tanh(c[k]);
+      if (i == 0)
+        o[k] += d[k] * g[2 * H + k] * (1 - t * t);
+      else
+        o[2 * H + k] += d[k] * t;
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<KernelDef> ku::more_kernels() {
+  return {
+      {"sparsemax", f_sparsemax, b_sparsemax},
+      {"sparsemax_loss", f_sparsemax_loss, b_sparsemax_loss},
+      {"constrained_softmax", f_csoftmax, b_csoftmax},
+      {"strided_select", f_strided, b_strided},
+      {"max_dim", f_extreme<true>, b_extreme<true>},
+      {"min_dim", f_extreme<false>, b_extreme<false>},
+      {"cumsum", f_cumsum, b_cumsum},
+      {"kmax_pooling", f_kmax, b_kmax},
+      {"std_dim", f_std, b_std},
+      {"hinge_dim", f_hinge_dim, b_hinge_dim},
+      {"pairwise_rank_loss", f_prl, b_prl},
+      {"poisson_loss", f_poisson, b_poisson},
+      {"inverse", f_inverse, b_inverse},
+      {"logdet", f_logdet, b_logdet},
+      {"trace_of_product", f_trace_prod, b_trace_prod},
+      {"contract3d_1d", f_c3d1, b_c3d1},
+      {"contract3d_1d_1d", f_c3d11, b_c3d11},
+      {"circ_conv", f_circ_conv, b_circ_conv},
+      {"circ_corr", f_circ_corr, b_circ_corr},
+      {"conv2d", f_conv2d, b_conv2d},
+      {"maxpooling2d", f_maxpool, b_maxpool},
+      {"filter1d_narrow", f_f1d, b_f1d},
+      {"fold_rows", f_fold_rows, b_fold_rows},
+      {"kmh_ngram", f_kmh, b_kmh},
+      {"weight_norm", f_wnorm, b_wnorm},
+      {"vanilla_lstm_gates", f_lstm_gates, b_lstm_gates},
+      {"vanilla_lstm_gates_dropout", f_lstm_gates, b_lstm_gates},
+      {"vanilla_lstm_c", f_lstm_c, b_lstm_c},
+      {"vanilla_lstm_h", f_lstm_h, b_lstm_h},
+  };
+}
+
+}  // namespace dy
