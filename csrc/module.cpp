@@ -271,7 +271,7 @@ class Executor {
   }
 
   void reset() {
-    nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), refs_.clear();
+    nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), refs_.clear(), held_.clear();
     vals_.reset(), grads_.reset();
     n_grad_ = 0;
   }
@@ -281,6 +281,7 @@ class Executor {
       vals_.rewind(nodes_[size_t(n)].mark);
       nodes_.resize(size_t(n));
       refs_.resize(size_t(n));
+      held_.resize(size_t(n));
     }
     grads_.reset();
     n_grad_ = 0;
@@ -316,6 +317,7 @@ class Executor {
   std::vector<int64_t> ints_;
   std::vector<double> flts_;
   std::vector<py::object> refs_;  // per node: the input array or parameter storage it reads
+  std::vector<py::object> held_;  // per node: the parameter tensor its value points into
   Arena vals_, grads_;
   int n_grad_ = 0;
   std::unordered_map<PyObject*, OpInfo> ops_;
@@ -380,12 +382,14 @@ class Executor {
         n.ng = PyList_GET_ITEM(ng, j) == Py_True;
         n.mark = vals_.mark();
         refs_.emplace_back();
+        held_.emplace_back();
         read_attrs(n, j, PyTuple_GET_ITEM(t, 2));
         if (n.info->leaf != 2) n.v = vals_.alloc(size_t(n.s.total()));
         nodes_.push_back(n);
       }
     } catch (...) {
       refs_.resize(nodes_.size());
+      held_.resize(nodes_.size());
       Py_DECREF(nodes), Py_DECREF(dims), Py_DECREF(ng);
       throw;
     }
@@ -408,10 +412,14 @@ class Executor {
         std::memcpy(n.v, arr.data(), size_t(n.s.total()) * sizeof(float));
         return;
       }
-      case 2: {  // parameter: read its storage in place
-        Tensor& w = storage_tensor(refs_[size_t(j)], s_value_);
+      case 2: {  // parameter: read its storage in place (and keep that tensor alive while the node points at it)
+        PyObject* t = PyObject_GetAttr(refs_[size_t(j)].ptr(), s_value_);
+        if (!t) throw py::error_already_set();
+        py::object keep = py::reinterpret_steal<py::object>(t);
+        Tensor& w = as_tensor(keep, "parameter");
         if (w.total() != n.s.total()) throw std::runtime_error("cpu_eigen: parameter storage does not match its dim");
         n.v = w.data();
+        held_[size_t(j)] = std::move(keep);
         return;
       }
       case 3: {  // lookup: gather rows
@@ -555,6 +563,10 @@ PYBIND11_MODULE(_cpu_eigen, m) {
     std::memcpy(d.data(), arr.data(), size_t(d.total()) * sizeof(float));
   });
   m.def("fill", [](Tensor& d, float v) { std::fill_n(d.data(), d.total(), v); });
+  m.def("clear_rows", [](Tensor& d, py::handle rows) {
+    int64_t rs = row_size(d);
+    for (int64_t r : row_list(rows, n_rows(d), "clear_rows")) std::fill_n(d.data() + r * rs, rs, 0.0f);
+  });
   m.def("scale", [](Tensor& d, float s, py::object rows) {
     if (rows.is_none()) {
       for (int64_t k = 0; k < d.total(); ++k) d.data()[k] *= s;

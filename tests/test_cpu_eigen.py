@@ -360,6 +360,8 @@ def test_storage_methods():
     assert CE.to_numpy(g).shape == (2, 3, 3)
     CE.scatter_add_batch(t, [0, 0], CE.from_numpy(np.ones((2, 3, 2), np.float32)))
     assert np.array_equal(CE.to_numpy(t)[..., 0], a[..., 0] + 2)
+    CE.clear_rows(t, [1])
+    assert not CE.to_numpy(t)[..., 1].any() and CE.to_numpy(t)[..., 0].all()
     CE.clip(t, 0.0, 5.0)
     assert CE.to_numpy(t).max() == 5.0
     CE.fill(t, 0.25)

@@ -101,6 +101,9 @@ class CpuEigenBackend(Backend):
     def fill(self, dst, value):
         _m.fill(dst, float(value))
 
+    def clear_rows(self, dst, rows):
+        _m.clear_rows(dst, list(rows))
+
     def scale(self, dst, s, rows=None):
         _m.scale(dst, float(s), None if rows is None else list(rows))
 
