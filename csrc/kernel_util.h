@@ -172,6 +172,20 @@ void mm_grad_a(const float* G, int64_t r, int64_t k, int64_t n, const float* B, 
                int64_t ba);
 void mm_grad_b(const float* G, int64_t r, int64_t k, int64_t n, const float* A, int64_t c, int64_t ba, float* dB,
                int64_t bb);
+// An index list attribute, every entry checked against [0, bound): a bad index raises, never reads
+// outside a tensor (the graph's shape rules check them too, but kernels are also called directly).
+inline std::vector<int64_t> index_list(const Attrs& a, int at, int64_t bound, const char* what) {
+  std::vector<int64_t> v = int_list(a, at);
+  for (int64_t k : v)
+    if (k < 0 || k >= bound)
+      fail(std::string(what) + ": index " + std::to_string(k) + " out of range for size " + std::to_string(bound));
+  return v;
+}
+inline void check_count(size_t n, int64_t want, const char* what) {
+  if (int64_t(n) != want)
+    fail(std::string(what) + ": " + std::to_string(n) + " indices where " + std::to_string(want) + " are needed");
+}
+
 // Kernels of kernels_more.cpp (the rest of the op set), appended to the table.
 std::vector<KernelDef> more_kernels();
 

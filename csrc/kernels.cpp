@@ -405,7 +405,7 @@ void f_log_softmax(const CView* x, int, View y, const Attrs& a) {
     }
     return;
   }
-  std::vector<int64_t> r = int_list(a, 0);
+  std::vector<int64_t> r = index_list(a, 0, x[0].s.d[0], "log_softmax");
   std::fill(y.p, y.p + y.s.total(), NEG_INF);
   float m = NEG_INF;
   for (int64_t k : r) m = std::max(m, x[0].p[k]);
@@ -426,7 +426,7 @@ void b_log_softmax(const CView*, int, CView y, CView dy, int, View dx, const Att
     }
     return;
   }
-  std::vector<int64_t> r = int_list(a, 0);
+  std::vector<int64_t> r = index_list(a, 0, y.s.d[0], "log_softmax");
   float s = 0;
   for (int64_t k : r) s += dy.p[k];
   std::vector<char> seen(static_cast<size_t>(rows), 0);
@@ -488,6 +488,8 @@ void b_lse_dim(const CView* x, int, CView y, CView dy, int, View dx, const Attrs
 Str perm_str(const Shape& x, const Attrs& a) {
   std::vector<int64_t> perm = int_list(a, 0);
   if (perm.size() > 4) fail("transpose supports at most 4 dimensions");
+  for (int64_t k : perm)
+    if (k < 0 || k >= int64_t(perm.size())) fail("transpose: not a permutation");
   Str xs = cstr(x), r{{0, 0, 0, 0, xs.s[4]}};
   for (size_t k = 0; k < 4; ++k) r.s[k] = k < perm.size() ? xs.s[perm[k]] : 0;
   return r;
@@ -540,26 +542,26 @@ void b_concat_batch(const CView* x, int, CView, CView dy, int i, View dx, const 
 }
 
 void f_select_rows(const CView* x, int, View y, const Attrs& a) {
-  std::vector<int64_t> r = int_list(a, 0);
+  std::vector<int64_t> r = index_list(a, 0, x[0].s.d[0], "select_rows");
   int64_t R = x[0].s.d[0], n = int64_t(r.size()), cols = x[0].s.total() / R;
   for (int64_t c = 0; c < cols; ++c)
     for (int64_t k = 0; k < n; ++k) y.p[c * n + k] = x[0].p[c * R + r[size_t(k)]];
 }
 void b_select_rows(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
-  std::vector<int64_t> r = int_list(a, 0);
+  std::vector<int64_t> r = index_list(a, 0, x[0].s.d[0], "select_rows");
   int64_t R = x[0].s.d[0], n = int64_t(r.size()), cols = x[0].s.total() / R;
   for (int64_t c = 0; c < cols; ++c)
     for (int64_t k = 0; k < n; ++k) dx.p[c * R + r[size_t(k)]] += dy.p[c * n + k];
 }
 void f_select_cols(const CView* x, int, View y, const Attrs& a) {
-  std::vector<int64_t> cs = int_list(a, 0);
+  std::vector<int64_t> cs = index_list(a, 0, x[0].s.d[1], "select_cols");
   int64_t R = x[0].s.d[0], C = x[0].s.d[1], n = int64_t(cs.size());
   for (int64_t b = 0; b < x[0].s.bd; ++b)
     for (int64_t k = 0; k < n; ++k)
       std::copy(x[0].p + (b * C + cs[size_t(k)]) * R, x[0].p + (b * C + cs[size_t(k)] + 1) * R, y.p + (b * n + k) * R);
 }
 void b_select_cols(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
-  std::vector<int64_t> cs = int_list(a, 0);
+  std::vector<int64_t> cs = index_list(a, 0, x[0].s.d[1], "select_cols");
   int64_t R = x[0].s.d[0], C = x[0].s.d[1], n = int64_t(cs.size());
   for (int64_t b = 0; b < x[0].s.bd; ++b)
     for (int64_t k = 0; k < n; ++k) Arr(dx.p + (b * C + cs[size_t(k)]) * R, R) += CArr(dy.p + (b * n + k) * R, R);
@@ -568,8 +570,11 @@ void b_select_cols(const CView* x, int, CView, CView dy, int, View dx, const Att
 // pick: attrs (n, idx..., axis); one index for all batch elements or one per element.
 template <bool FWD>
 void pick_visit(const CView& x, const Shape& ys, const Attrs& a, float* yp, const float* gy, float* dxp) {
-  std::vector<int64_t> idx = int_list(a, 0);
-  int d = int(a.I(1 + int(idx.size())));
+  int64_t nidx = a.I(0);
+  int d = int(a.I(1 + int(nidx)));
+  if (d < 0 || d > 3) fail("pick: dimension out of range");
+  std::vector<int64_t> idx = index_list(a, 0, x.s.d[d], "pick");
+  if (idx.size() != 1) check_count(idx.size(), ys.bd, "pick");
   Axis ax = axis_of(x.s, d);
   int64_t outer = ax.outer / x.s.bd, xsize = x.s.size(), ysize = ys.size();
   for (int64_t b = 0; b < ys.bd; ++b) {
@@ -590,12 +595,14 @@ void b_pick(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a
   pick_visit<false>(x[0], y.s, a, nullptr, dy.p, dx.p);
 }
 void f_pick_batch(const CView* x, int, View y, const Attrs& a) {
-  std::vector<int64_t> idx = int_list(a, 0);
+  std::vector<int64_t> idx = index_list(a, 0, x[0].s.bd, "pick_batch_elems");
+  check_count(idx.size(), y.s.bd, "pick_batch_elems");
   int64_t m = x[0].s.size();
   for (size_t j = 0; j < idx.size(); ++j) std::copy(x[0].p + idx[j] * m, x[0].p + (idx[j] + 1) * m, y.p + int64_t(j) * m);
 }
-void b_pick_batch(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
-  std::vector<int64_t> idx = int_list(a, 0);
+void b_pick_batch(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
+  std::vector<int64_t> idx = index_list(a, 0, x[0].s.bd, "pick_batch_elems");
+  check_count(idx.size(), y.s.bd, "pick_batch_elems");
   int64_t m = x[0].s.size();
   for (size_t j = 0; j < idx.size(); ++j) Arr(dx.p + idx[j] * m, m) += CArr(dy.p + int64_t(j) * m, m);
 }
@@ -684,7 +691,8 @@ void b_moment(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a
 // ------------------------------------------------------------------ losses
 
 void f_pnls(const CView* x, int, View y, const Attrs& a) {
-  std::vector<int64_t> idx = int_list(a, 0);
+  std::vector<int64_t> idx = index_list(a, 0, x[0].s.d[0], "pickneglogsoftmax");
+  check_count(idx.size(), x[0].s.bd, "pickneglogsoftmax");
   int64_t n = x[0].s.d[0];
   for (int64_t b = 0; b < x[0].s.bd; ++b) {
     const float* xp = x[0].p + b * n;
@@ -692,7 +700,8 @@ void f_pnls(const CView* x, int, View y, const Attrs& a) {
   }
 }
 void b_pnls(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
-  std::vector<int64_t> idx = int_list(a, 0);
+  std::vector<int64_t> idx = index_list(a, 0, x[0].s.d[0], "pickneglogsoftmax");
+  check_count(idx.size(), x[0].s.bd, "pickneglogsoftmax");
   int64_t n = x[0].s.d[0];
   for (int64_t b = 0; b < x[0].s.bd; ++b) {
     const float* xp = x[0].p + b * n;
@@ -702,7 +711,8 @@ void b_pnls(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) 
   }
 }
 void f_hinge(const CView* x, int, View y, const Attrs& a) {
-  std::vector<int64_t> idx = int_list(a, 0);
+  std::vector<int64_t> idx = index_list(a, 0, x[0].s.d[0], "hinge");
+  check_count(idx.size(), x[0].s.bd, "hinge");
   float m = float(a.F(0));
   int64_t n = x[0].s.d[0];
   for (int64_t b = 0; b < x[0].s.bd; ++b) {
@@ -715,7 +725,8 @@ void f_hinge(const CView* x, int, View y, const Attrs& a) {
   }
 }
 void b_hinge(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
-  std::vector<int64_t> idx = int_list(a, 0);
+  std::vector<int64_t> idx = index_list(a, 0, x[0].s.d[0], "hinge");
+  check_count(idx.size(), x[0].s.bd, "hinge");
   float m = float(a.F(0));
   int64_t n = x[0].s.d[0];
   for (int64_t b = 0; b < x[0].s.bd; ++b) {

@@ -42,7 +42,8 @@ void b_sparsemax(const CView*, int, CView y, CView dy, int, View dx, const Attrs
 }
 
 void f_sparsemax_loss(const CView* x, int, View y, const Attrs& a) {
-  std::vector<int64_t> q = int_list(a, 0);
+  std::vector<int64_t> q = index_list(a, 0, x[0].s.total(), "sparsemax_loss");
+  if (q.empty()) fail("sparsemax_loss: empty target support");
   int64_t n = x[0].s.total();
   const float* z = x[0].p;
   double tau = sparsemax_tau(z, n), s = 0, zq = 0;
@@ -53,7 +54,8 @@ void f_sparsemax_loss(const CView* x, int, View y, const Attrs& a) {
   y.p[0] = float(std::max(loss, 0.0));
 }
 void b_sparsemax_loss(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
-  std::vector<int64_t> q = int_list(a, 0);
+  std::vector<int64_t> q = index_list(a, 0, x[0].s.total(), "sparsemax_loss");
+  if (q.empty()) fail("sparsemax_loss: empty target support");
   int64_t n = x[0].s.total();
   double tau = sparsemax_tau(x[0].p, n);
   float g = dy.p[0];
@@ -308,6 +310,13 @@ void hinge_dim_visit(const CView& x, const Attrs& a, float* yp, const float* gy,
   int64_t R = x.s.d[0], C = x.s.d[1];
   int64_t lines = h.d == 0 ? C : R, len = h.d == 0 ? R : C;
   int64_t st = h.d == 0 ? 1 : R, lst = h.d == 0 ? R : 1;  // stride along the scored dim, between lines
+  if (h.d < 0 || h.d > 1 || h.idx.empty() || (h.idx.size() > 1 && int64_t(h.idx.size()) != x.s.bd))
+    fail("hinge_dim: bad dimension or index lists");
+  for (const auto& v : h.idx) {
+    check_count(v.size(), lines, "hinge_dim");
+    for (int64_t k : v)
+      if (k < 0 || k >= len) fail("hinge_dim: index out of range");
+  }
   for (int64_t b = 0; b < x.s.bd; ++b) {
     const std::vector<int64_t>& gi = h.idx[h.idx.size() > 1 ? size_t(b) : 0];
     for (int64_t l = 0; l < lines; ++l) {

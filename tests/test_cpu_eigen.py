@@ -468,3 +468,25 @@ def test_small_mlp_trains_like_the_reference():
     want = _train_mlp("reference_numpy")
     assert got[-1] < 0.6 * got[0]
     np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)
+
+
+# ------------------------------------------------------------------ bad input raises, never crashes
+
+
+def test_bad_direct_kernel_calls_raise():
+    x = CE.from_numpy(np.zeros((5, 4), np.float32))
+    with pytest.raises((TypeError, ValueError, IndexError)):  # indices given flat: the shape rule rejects them
+        CE.forward_kernels["pickneglogsoftmax"]([x], (1, 1, 1, 1), dy.Dim((1,), 4))
+    with pytest.raises(ValueError, match="output dim"):
+        CE.forward_kernels["tanh"]([x], None, dy.Dim((6,), 4))
+    pick = M.kernel_names().index("pick")
+    with pytest.raises(RuntimeError, match="index 9 out of range"):  # the C++ check itself
+        M.fwd_op(pick, [x], ((9,), 0), (1, 4))
+
+
+def test_pick_set_index_out_of_range_raises():
+    p = dy.pick(dy.inputVector([1.0, 2.0, 3.0]), 0)
+    assert p.value() == 1.0
+    with pytest.raises((RuntimeError, IndexError), match="out of range"):
+        p.set_index(7)
+        p.value()

@@ -14,6 +14,7 @@ import numpy as np
 
 from dynet_api import config
 from dynet_api.backend import Backend
+from dynet_api.dim import Dim
 from dynet_api.ops import OPS
 
 from . import _cpu_eigen as _m
@@ -38,6 +39,19 @@ def parse_mem_mb(value) -> int:
     return mb
 
 
+def _dim_of(t) -> Dim:
+    s = tuple(t.shape)
+    return Dim(s[:-1] or (1,), s[-1]) if len(s) > 1 else Dim(s or (1,))
+
+
+def _checked(op, xs, attrs, dim) -> None:
+    """Run the op's shape rule on the operands, so a direct kernel call with inconsistent
+    attributes or dims raises instead of reaching C++ (the graph has checked its nodes already)."""
+    want = op.shape(op, [_dim_of(x) for x in xs], attrs)
+    if want.shape != dim.shape:
+        raise ValueError(f"{op.name}: output dim {dim} does not match the shape rule's {want}")
+
+
 def _kernels():
     """Kernel tables keyed by op name, for the ops both the op table and the C++ side know."""
     fwd: dict = {}
@@ -45,9 +59,23 @@ def _kernels():
     for code, name in enumerate(_m.kernel_names()):
         if name not in OPS or name in ("input", "parameter", "lookup"):
             continue
-        fwd[name] = (lambda c: lambda xs, attrs, dim: _m.fwd_op(c, xs, attrs, dim.shape))(code)
+        op = OPS[name]
+
+        def f(xs, attrs, dim, op=op, code=code):
+            if not op.leaf:
+                _checked(op, xs, attrs, dim)
+            return _m.fwd_op(code, xs, attrs, dim.shape)
+
+        fwd[name] = f
         if _m.has_backward(code):
-            bwd[name] = (lambda c: lambda xs, y, dy, attrs, dim, i: _m.bwd_op(c, xs, y, dy, attrs, i))(code)
+
+            def b(xs, y, dy, attrs, dim, i, op=op, code=code):
+                _checked(op, xs, attrs, dim)
+                if tuple(y.shape) != dim.shape or tuple(dy.shape) != dim.shape:
+                    raise ValueError(f"{op.name}: y and dy must have the output's shape {dim.shape}")
+                return _m.bwd_op(code, xs, y, dy, attrs, i)
+
+            bwd[name] = b
     fwd["input"] = lambda xs, attrs, dim: _m.from_numpy(np.asarray(attrs[0], F32).reshape(dim.shape))
     fwd["parameter"] = lambda xs, attrs, dim: attrs[0].value
     fwd["lookup"] = lambda xs, attrs, dim: _m.gather_batch(attrs[0].value, attrs[1])
