@@ -4,7 +4,8 @@ Same sizes, data, losses (summed) and optimizer (plain SGD, no clipping) as
 :mod:`benchmarks.tasks_dynet`.  Idiomatic PyTorch wherever the structure allows:
 fused ``nn.LSTM`` over whole sequences (the LM runs the padded minibatch in one
 call, the taggers run one bidirectional LSTM, the character model packs all
-rare words of a sentence into one bidirectional call), ``nn.Embedding(sparse=True)``
+rare words of a sentence into one batch per direction, padded, reading each word's
+last state with one gather), ``nn.Embedding(sparse=True)``
 with SGD's sparse updates, one batched output layer and ``cross_entropy`` per
 update, and for the Tree-LSTM every preterminal computed in one batched product
 with per-node recursion only where the tree forces it.  One thread
@@ -21,7 +22,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from . import data as D
 
@@ -132,7 +132,8 @@ class _TaggerNet(nn.Module):
         self.O = nn.Linear(mlp, n_tags, bias=False)
         if withchar:
             self.cemb = nn.Embedding(n_chars, cdim, sparse=True)
-            self.clstm = nn.LSTM(cdim, chidden, bidirectional=True)
+            self.cfwd = nn.LSTM(cdim, chidden)  # reads spellings left to right
+            self.cbwd = nn.LSTM(cdim, chidden)  # reads them right to left
 
 
 class BiLSTMTagger(_Task):
@@ -152,7 +153,12 @@ class BiLSTMTagger(_Task):
         return len(self.data.item(k)[0])
 
     def _sentence(self, k: int):
-        """Word ids, tag ids, and for rare words: positions, padded spellings (L, n), lengths."""
+        """Word ids, tag ids, and for rare words: positions, the padded spellings (L, n) forwards and
+        reversed (padding after the word either way), and the index of each word's last character.
+
+        Padding after the word leaves the state at its last character exact, so both directions run
+        as plain padded batches read with one gather: twice as fast here as a bidirectional LSTM
+        over a ``pack_padded_sequence`` (1.5 vs 2.9 ms per sentence, forward and backward)."""
         j = k % len(self.data.sents)
         if j not in self._tensors:
             words, tags = self.data.item(j)
@@ -162,10 +168,12 @@ class BiLSTMTagger(_Task):
                 if pos:
                     spells = [[0] + self.data.spelling[words[i]] + [0] for i in pos]
                     lens = [len(s) for s in spells]
-                    pad = np.zeros((max(lens), len(pos)), dtype=np.int64)
+                    pad = np.zeros((2, max(lens), len(pos)), dtype=np.int64)
                     for c, s in enumerate(spells):
-                        pad[:len(s), c] = s
-                    chars = (torch.tensor(pos), torch.from_numpy(pad), torch.tensor(lens))
+                        pad[0, :len(s), c] = s
+                        pad[1, :len(s), c] = s[::-1]
+                    last = torch.tensor([n - 1 for n in lens]).view(1, -1, 1)
+                    chars = (torch.tensor(pos), torch.from_numpy(pad[0]), torch.from_numpy(pad[1]), last)
             self._tensors[j] = (torch.tensor(words), torch.tensor(tags), chars)
         return self._tensors[j]
 
@@ -174,10 +182,11 @@ class BiLSTMTagger(_Task):
         n = self.net
         x = n.emb(words)
         if chars is not None:
-            pos, spell, lens = chars
-            packed = pack_padded_sequence(n.cemb(spell), lens, enforce_sorted=False)
-            _, (h_n, _) = n.clstm(packed)
-            x = x.index_copy(0, pos, torch.cat([h_n[0], h_n[1]], dim=1))
+            pos, spell, rev, last = chars
+            of, _ = n.cfwd(n.cemb(spell))
+            ob, _ = n.cbwd(n.cemb(rev))
+            idx = last.expand(1, -1, of.shape[-1])
+            x = x.index_copy(0, pos, torch.cat([of.gather(0, idx)[0], ob.gather(0, idx)[0]], dim=1))
         hs, _ = n.lstm(x.unsqueeze(1))
         scores = n.O(torch.tanh(n.H(hs.squeeze(1))))
         return F.cross_entropy(scores, tags, reduction="sum")
@@ -191,8 +200,8 @@ class BiLSTMTagger(_Task):
             n.H.weight.copy_(_t(w["H"]))
             n.O.weight.copy_(_t(w["O"]))
         if self.withchar:
-            _load_lstm(n.clstm, w["cfwd"])
-            _load_lstm(n.clstm, w["cbwd"], "_reverse")
+            _load_lstm(n.cfwd, w["cfwd"])
+            _load_lstm(n.cbwd, w["cbwd"])
             with torch.no_grad():
                 n.cemb.weight.copy_(_t(w["C"]))
 
