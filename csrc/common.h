@@ -103,6 +103,12 @@ class Arena {
 };
 
 std::mt19937& rng();
+
+// The AVX2+FMA matrix product (null until the optional module is loaded) and its thread setter.
+using GemmFn = void (*)(int ta, int tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C);
+using ThreadsFn = void (*)(int n);
+void set_fast_gemm(GemmFn g, ThreadsFn t);
+GemmFn fast_gemm();
 void set_threads(int n);
 int threads();
 

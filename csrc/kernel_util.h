@@ -164,6 +164,8 @@ inline void add_broadcast(const CView& x, View y) {
 using Vec = Eigen::Map<Eigen::VectorXf>;
 using CVec = Eigen::Map<const Eigen::VectorXf>;
 
+// C (m x n) += op(A) op(B), dispatched to the AVX2+FMA build when it is loaded.
+void gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C);
 // Y (r x k per batch, n batches) += A (r x c, batch ba) * B (c x k, batch bb); batch 1 broadcasts.
 void mm_acc(const float* A, int64_t r, int64_t c, int64_t ba, const float* B, int64_t k, int64_t bb, float* Y,
             int64_t n);

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "common.h"
+#include "gemm_impl.h"
 #include "kernel_util.h"
 
 namespace dy {
@@ -111,24 +112,30 @@ void b_scaled(const CView*, int, CView, CView dy, int, View dx, const Attrs& a) 
 // ------------------------------------------------------------------ matrix products
 
 // Y (r x k per batch, n batches) += A (r x c, batch ba) * B (c x k, batch bb).
+// C += op(A) op(B) through the AVX2+FMA build when it is loaded and the product is big enough
+// to gain from it, else through this (baseline) build.
+void gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C) {
+  GemmFn fast = fast_gemm();
+  if (fast && m * n * k >= 4096)
+    fast(ta, tb, m, n, k, A, B, C);
+  else
+    gemm_acc_impl(ta, tb, m, n, k, A, B, C);
+}
+
 void mm_acc(const float* A, int64_t r, int64_t c, int64_t ba, const float* B, int64_t k, int64_t bb, float* Y,
             int64_t n) {
-  if (k * n == 1) {  // matrix-vector: skip the GEMM machinery
-    Vec(Y, r).noalias() += CMat(A, r, c) * CVec(B, c);
-    return;
-  }
   if (ba == 1 && (bb == n || n == 1)) {
-    Mat(Y, r, k * n).noalias() += CMat(A, r, c) * CMat(B, c, k * n);
+    gemm_acc(false, false, r, k * n, c, A, B, Y);
     return;
   }
-  if (ba == 1 && bb == 1) {
-    Eigen::MatrixXf t = CMat(A, r, c) * CMat(B, c, k);
+  if (ba == 1 && bb == 1) {  // one product, added to every batch element
+    Eigen::MatrixXf t = Eigen::MatrixXf::Zero(r, k);
+    gemm_acc(false, false, r, k, c, A, B, t.data());
     for (int64_t b = 0; b < n; ++b) Mat(Y + b * r * k, r, k) += t;
     return;
   }
   for (int64_t b = 0; b < n; ++b)
-    Mat(Y + b * r * k, r, k).noalias() +=
-        CMat(A + (ba == 1 ? 0 : b) * r * c, r, c) * CMat(B + (bb == 1 ? 0 : b) * c * k, c, k);
+    gemm_acc(false, false, r, k, c, A + (ba == 1 ? 0 : b) * r * c, B + (bb == 1 ? 0 : b) * c * k, Y + b * r * k);
 }
 // Sum of the n batch elements of G (r x k each).
 Eigen::MatrixXf batch_sum(const float* G, int64_t r, int64_t k, int64_t n) {
@@ -139,40 +146,32 @@ Eigen::MatrixXf batch_sum(const float* G, int64_t r, int64_t k, int64_t n) {
 // dA += G * B^T (summed over batch where A has batch 1).
 void mm_grad_a(const float* G, int64_t r, int64_t k, int64_t n, const float* B, int64_t c, int64_t bb, float* dA,
                int64_t ba) {
-  if (k * n == 1) {  // rank-one update
-    Mat(dA, r, c).noalias() += CVec(G, r) * CVec(B, c).transpose();
-    return;
-  }
   if (ba == 1 && (bb == n || n == 1)) {
-    Mat(dA, r, c).noalias() += CMat(G, r, k * n) * CMat(B, c, k * n).transpose();
+    gemm_acc(false, true, r, c, k * n, G, B, dA);
     return;
   }
   if (ba == 1) {  // bb == 1, n > 1
-    Mat(dA, r, c).noalias() += batch_sum(G, r, k, n) * CMat(B, c, k).transpose();
+    Eigen::MatrixXf gs = batch_sum(G, r, k, n);
+    gemm_acc(false, true, r, c, k, gs.data(), B, dA);
     return;
   }
   for (int64_t b = 0; b < n; ++b)
-    Mat(dA + b * r * c, r, c).noalias() +=
-        CMat(G + b * r * k, r, k) * CMat(B + (bb == 1 ? 0 : b) * c * k, c, k).transpose();
+    gemm_acc(false, true, r, c, k, G + b * r * k, B + (bb == 1 ? 0 : b) * c * k, dA + b * r * c);
 }
 // dB += A^T * G (summed over batch where B has batch 1).
 void mm_grad_b(const float* G, int64_t r, int64_t k, int64_t n, const float* A, int64_t c, int64_t ba, float* dB,
                int64_t bb) {
-  if (k * n == 1) {
-    Vec(dB, c).noalias() += CMat(A, r, c).transpose() * CVec(G, r);
-    return;
-  }
   if (ba == 1 && (bb == n || n == 1)) {
-    Mat(dB, c, k * n).noalias() += CMat(A, r, c).transpose() * CMat(G, r, k * n);
+    gemm_acc(true, false, c, k * n, r, A, G, dB);
     return;
   }
   if (ba == 1) {  // bb == 1, n > 1
-    Mat(dB, c, k).noalias() += CMat(A, r, c).transpose() * batch_sum(G, r, k, n);
+    Eigen::MatrixXf gs = batch_sum(G, r, k, n);
+    gemm_acc(true, false, c, k, r, A, gs.data(), dB);
     return;
   }
   for (int64_t b = 0; b < n; ++b)
-    Mat(dB + (bb == 1 ? 0 : b) * c * k, c, k).noalias() +=
-        CMat(A + b * r * c, r, c).transpose() * CMat(G + b * r * k, r, k);
+    gemm_acc(true, false, c, k, r, A + b * r * c, G + b * r * k, dB + (bb == 1 ? 0 : b) * c * k);
 }
 
 void f_matmul(const CView* x, int, View y, const Attrs&) {

@@ -624,6 +624,25 @@ PYBIND11_MODULE(_cpu_eigen, m) {
     apply_update(rule, w.data(), g.data(), sp, w.total(), row_size(w), rows.is_none() ? nullptr : &r, get("lr"),
                  gscale, get("mom"), get("eps"), get("rho"), get("beta_1"), get("beta_2"));
   });
+  m.def("cpu_has_avx2_fma", [] {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+  });
+  m.def("use_fast_gemm", [](py::object gemm, py::object thr) {
+    if (gemm.is_none()) {
+      set_fast_gemm(nullptr, nullptr);
+      return;
+    }
+    auto g = reinterpret_cast<GemmFn>(PyCapsule_GetPointer(gemm.ptr(), "dynet_cpu_eigen.gemm"));
+    auto t = reinterpret_cast<ThreadsFn>(PyCapsule_GetPointer(thr.ptr(), "dynet_cpu_eigen.threads"));
+    if (!g || !t) throw py::error_already_set();
+    set_fast_gemm(g, t);
+  });
+  m.def("fast_gemm", [] { return fast_gemm() != nullptr; });
   m.def("seed", [](uint64_t s) { rng().seed(static_cast<std::mt19937::result_type>(s)); });
   m.def("set_threads", &set_threads);
   m.def("threads", &threads);

@@ -20,6 +20,8 @@ namespace {
 std::atomic<size_t> g_used{0};
 size_t g_limit = 0;  // 0: no limit
 int g_threads = 1;
+GemmFn g_fast_gemm = nullptr;
+ThreadsFn g_fast_threads = nullptr;
 constexpr size_t ALIGN = 64;
 constexpr size_t BLOCK_FLOATS = size_t(1) << 18;  // 1 MiB arena blocks
 }  // namespace
@@ -82,9 +84,16 @@ std::mt19937& rng() {
   return r;
 }
 
+void set_fast_gemm(GemmFn g, ThreadsFn t) {
+  g_fast_gemm = g, g_fast_threads = t;
+  if (t) t(g_threads);
+}
+GemmFn fast_gemm() { return g_fast_gemm; }
+
 void set_threads(int n) {
   g_threads = std::max(1, n);
   Eigen::setNbThreads(g_threads);
+  if (g_fast_threads) g_fast_threads(g_threads);
 #ifdef _OPENMP
   omp_set_num_threads(g_threads);
 #endif

@@ -490,3 +490,33 @@ def test_pick_set_index_out_of_range_raises():
     with pytest.raises((RuntimeError, IndexError), match="out of range"):
         p.set_index(7)
         p.value()
+
+
+# ------------------------------------------------------------------ the AVX2+FMA build of the matrix products
+
+
+@pytest.mark.parametrize("isa", ["baseline", "avx2+fma"])
+def test_large_products_on_each_build(isa, monkeypatch):
+    from dynet_backends.cpu_eigen.backend import load_fast_gemm
+
+    monkeypatch.setenv("DYNET_CPU_EIGEN_ISA", "baseline" if isa == "baseline" else "best")
+    try:
+        if load_fast_gemm() != isa:
+            pytest.skip("no AVX2+FMA on this CPU, or its module was not built")
+        rng = np.random.default_rng(5)
+        cases = [
+            (lambda a, b: a * b, [(40, 30, 1), (30, 20, 3)]),
+            (lambda a, b: a * b, [(40, 30, 3), (30, 20, 3)]),
+            (lambda a, b: a * b, [(40, 30, 3), (30, 20, 1)]),
+            (lambda b, w, x: dy.affine_transform([b, w, x]), [(64, 1), (64, 48, 1), (48, 5)]),
+        ]
+        for build, shapes in cases:
+            arrays = [rng.normal(size=s).astype(np.float32) for s in shapes]
+            want_y, want_g = _run("reference_numpy", build, arrays, False)
+            got_y, got_g = _run("cpu_eigen", build, arrays, False)
+            np.testing.assert_allclose(got_y, want_y, rtol=RTOL, atol=1e-4)
+            for g, w in zip(got_g, want_g, strict=True):
+                np.testing.assert_allclose(g, w, rtol=RTOL, atol=1e-4)
+    finally:
+        monkeypatch.delenv("DYNET_CPU_EIGEN_ISA")
+        load_fast_gemm()

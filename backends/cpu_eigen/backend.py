@@ -8,6 +8,7 @@ node ranges and the backward pass inside C++.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -82,6 +83,23 @@ def _kernels():
     return fwd, bwd
 
 
+def load_fast_gemm() -> str:
+    """Route large matrix products through the AVX2+FMA build when this CPU has both.
+
+    ``DYNET_CPU_EIGEN_ISA=baseline`` keeps the baseline build.  Returns the instruction set in use.
+    """
+    if os.environ.get("DYNET_CPU_EIGEN_ISA") != "baseline" and _m.cpu_has_avx2_fma():
+        try:
+            from . import _gemm_avx2
+        except ImportError:
+            pass
+        else:
+            _m.use_fast_gemm(_gemm_avx2.sgemm_acc, _gemm_avx2.set_threads)
+            return "avx2+fma"
+    _m.use_fast_gemm(None, None)
+    return "baseline"
+
+
 class CpuEigenBackend(Backend):
     name = "cpu_eigen"
     devices = ("CPU",)
@@ -91,6 +109,7 @@ class CpuEigenBackend(Backend):
         self.forward_kernels, self.backward_kernels = _kernels()
         # Ops of the table with no C++ kernel yet: graph construction rejects them cleanly.
         self.unsupported = {name: "no C++ kernel yet" for name in OPS if name not in self.forward_kernels}
+        self.gemm_isa = load_fast_gemm()
         self.configure()
 
     def configure(self) -> None:
