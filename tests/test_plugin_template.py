@@ -20,14 +20,25 @@ import pytest
 TEMPLATE = Path(__file__).resolve().parents[1] / "examples" / "plugin_template"
 
 
+def _setuptools_builds_wheels() -> bool:
+    """setuptools >= 70.1 builds wheels by itself; older ones need the separate ``wheel`` package."""
+    if importlib.util.find_spec("setuptools") is None:
+        return False
+    from importlib.metadata import version
+
+    major, minor = (int(x) for x in version("setuptools").split(".")[:2])
+    return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("template")
     src = tmp / "src"
     shutil.copytree(TEMPLATE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     target = tmp / "site"
-    # Without network access when setuptools is already here; else pip fetches it into an isolated build.
-    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    # Without network access when a wheel-capable setuptools is already here (the test extra pins one);
+    # else pip fetches it into an isolated build.
+    isolation = ["--no-build-isolation"] if _setuptools_builds_wheels() else []
     r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *isolation,
                         "--target", str(target), str(src)], capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
