@@ -364,6 +364,12 @@ void f_softmax(const CView* x, int, View y, const Attrs& a) {
     for (int64_t in = 0; in < ax.inner; ++in) {
       const float* xp = x[0].p + in + ax.inner * ax.len * o;
       float* yp = y.p + in + ax.inner * ax.len * o;
+      if (ax.inner == 1) {  // contiguous: vectorised exp
+        float m = CArr(xp, ax.len).maxCoeff();
+        Arr(yp, ax.len) = (CArr(xp, ax.len) - m).exp();
+        Arr(yp, ax.len) /= Arr(yp, ax.len).sum();
+        continue;
+      }
       float m = NEG_INF;
       for (int64_t j = 0; j < ax.len; ++j) m = std::max(m, xp[j * ax.inner]);
       float s = 0;
@@ -386,6 +392,11 @@ void b_softmax(const CView*, int, CView y, CView dy, int, View dx, const Attrs& 
 }
 
 float lse_strided(const float* p, int64_t n, int64_t st) {
+  if (st == 1 && n > 0) {  // contiguous: vectorised exp
+    float m = CArr(p, n).maxCoeff();
+    if (std::isinf(m)) return m;
+    return m + std::log((CArr(p, n) - m).exp().sum());
+  }
   float m = NEG_INF;
   for (int64_t j = 0; j < n; ++j) m = std::max(m, p[j * st]);
   if (std::isinf(m)) return m;
@@ -419,9 +430,8 @@ void b_log_softmax(const CView*, int, CView y, CView dy, int, View dx, const Att
     for (int64_t c = 0; c < cols; ++c) {
       const float* g = dy.p + c * rows;
       const float* yp = y.p + c * rows;
-      float s = 0;
-      for (int64_t r = 0; r < rows; ++r) s += g[r];
-      for (int64_t r = 0; r < rows; ++r) dx.p[c * rows + r] += g[r] - std::exp(yp[r]) * s;
+      float s = CArr(g, rows).sum();
+      Arr(dx.p + c * rows, rows) += CArr(g, rows) - CArr(yp, rows).exp() * s;
     }
     return;
   }
@@ -705,7 +715,7 @@ void b_pnls(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) 
   for (int64_t b = 0; b < x[0].s.bd; ++b) {
     const float* xp = x[0].p + b * n;
     float z = lse_strided(xp, n, 1), g = dy.p[b];
-    for (int64_t k = 0; k < n; ++k) dx.p[b * n + k] += std::exp(xp[k] - z) * g;
+    Arr(dx.p + b * n, n) += (CArr(xp, n) - z).exp() * g;
     dx.p[b * n + idx[size_t(b)]] -= g;
   }
 }
