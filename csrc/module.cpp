@@ -12,6 +12,11 @@
 
 #include "common.h"
 
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#define DY_HAVE_MXCSR 1
+#endif
+
 namespace py = pybind11;
 using namespace dy;
 
@@ -190,6 +195,19 @@ std::unique_ptr<Tensor> bwd_op(int code, py::sequence xs, Tensor& y, Tensor& dy,
 
 // ======================================================================== executor
 
+// Denormal floats (|x| < 1.2e-38, as gradients become deep in long chains) run ~100x slower on
+// x86; while a graph runs, flush them to zero (FTZ/DAZ) as TensorFlow and DyNet builds do.
+class FlushDenormals {
+ public:
+#ifdef DY_HAVE_MXCSR
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040); }
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+
+ private:
+  unsigned saved_;
+#endif
+};
+
 PyObject* intern(const char* s) {
   PyObject* o = PyUnicode_InternFromString(s);
   if (!o) throw py::error_already_set();
@@ -214,6 +232,7 @@ class Executor {
   }
 
   void forward(int a, int b) {
+    FlushDenormals ftz;
     if (b > int(nodes_.size())) marshal(b);
     bool check = PyObject_IsTrue(py::reinterpret_steal<py::object>(PyObject_GetAttr(cg_.ptr(), s_check_)).ptr()) == 1;
     for (int j = a; j < b; ++j) {
@@ -224,6 +243,7 @@ class Executor {
 
   void backward(int i, bool full) {
     if (i < 0 || i >= int(nodes_.size())) throw py::index_error("cpu_eigen: backward from an unevaluated node");
+    FlushDenormals ftz;
     grads_.reset();
     n_grad_ = 0;
     for (int j = 0; j <= i; ++j) nodes_[size_t(j)].g = nullptr;

@@ -520,3 +520,11 @@ def test_large_products_on_each_build(isa, monkeypatch):
     finally:
         monkeypatch.delenv("DYNET_CPU_EIGEN_ISA")
         load_fast_gemm()
+
+
+def test_denormals_flushed_inside_graphs_only():
+    tiny = np.float32(1e-38)
+    x = dy.inputVector([float(tiny)])
+    y = x * 0.5  # a denormal result
+    assert y.value() == 0.0  # flushed while the graph runs (FTZ/DAZ: denormals are ~100x slower)
+    assert np.multiply(tiny, np.float32(0.5)) > 0  # and the process's float mode is restored afterwards
