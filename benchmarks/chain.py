@@ -13,6 +13,10 @@ Each step adds three nodes (matmul, add, tanh), so "per node" is the time over
 PyTorch eager (one thread, ``torch.set_num_threads(1)``) computes while it
 builds, so it has no construct-only figure; its "forward" keeps the autograd
 tape (parameters require grad), its "backward" is ``h.sum().backward()``.
+The gradients of a long tanh chain decay into denormal floats, which cost
+x86 CPUs ~100x per operation: cpu_eigen flushes them to zero while a graph
+runs, and PyTorch gets ``torch.set_flush_denormal(True)`` to match (NumPy,
+hence reference_numpy, cannot).
 Every cell is the best of repeated runs (the machine may be shared), the
 backends interleaved in rounds so load changes hit them alike.  The profile
 splits cpu_eigen's time into Python construction, marshalling the new nodes
@@ -102,6 +106,7 @@ class TorchChain:
         import torch
 
         torch.set_num_threads(1)
+        torch.set_flush_denormal(True)  # as cpu_eigen does while a graph runs: the chain's gradients decay
         self.torch = torch
         self.steps = steps
         g = torch.Generator().manual_seed(0)
