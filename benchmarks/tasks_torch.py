@@ -9,7 +9,7 @@ last state with one gather), ``nn.Embedding(sparse=True)``
 with SGD's sparse updates, one batched output layer and ``cross_entropy`` per
 update, and for the Tree-LSTM every preterminal computed in one batched product
 with per-node recursion only where the tree forces it.  One thread
-(``torch.set_num_threads(1)``), no anomaly detection.
+(``torch.set_num_threads(1)``), no anomaly detection, denormals flushed to zero.
 
 ``load_dynet(weights)`` copies a dynet_api twin's parameters (``tasks_dynet``'s
 ``weights()``), mapping DyNet's LSTM gate order (i, f, o, g; forget bias 1 added
@@ -27,6 +27,7 @@ from . import data as D
 
 torch.set_num_threads(1)
 torch.autograd.set_detect_anomaly(False)
+torch.set_flush_denormal(True)  # as cpu_eigen does while a graph runs (and benchmarks/chain.py for PyTorch)
 
 
 def _t(a) -> torch.Tensor:
