@@ -72,7 +72,7 @@ def test_template_backend_passes_verify(installed):
 
 def test_template_backend_counts_and_is_not_the_default(installed):
     code = ("import dynet_api as dy\n"
-            "assert dy.backend_name() == 'reference_numpy', dy.backend_name()\n"
+            "assert dy.backend_name() != 'counting_numpy', dy.backend_name()  # priority -10: never the default\n"
             "b = dy.set_backend('counting_numpy')\n"
             "x = dy.inputTensor([1.0, 2.0])\n"
             "print(round(float(dy.sum_elems(dy.tanh(x)).scalar_value()), 5), b.calls[('forward', 'tanh')])\n")
