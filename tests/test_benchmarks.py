@@ -13,6 +13,7 @@ import dynet_api as dy
 from benchmarks import data as D
 from benchmarks import run, tasks_dynet
 from dynet_api import runtime
+from dynet_api.plugins import registry
 
 try:
     import torch
@@ -25,15 +26,29 @@ except ImportError:  # PyTorch is the optional 'bench' extra
 needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed (pip install '.[bench]')")
 
 
-@pytest.fixture
-def reference():
-    """Run on the reference backend with one BLAS thread, then give the previous backend back."""
+def _use(name: str):
+    """Run on backend ``name`` with one BLAS thread, then give the previous backend back."""
+    try:
+        registry.get(name)
+    except (ValueError, RuntimeError) as e:
+        pytest.skip(f"backend {name} unavailable: {e}")
     prev = runtime.backend()
-    dy.set_backend("reference_numpy")
+    dy.set_backend(name)
     dy.reset_random_seed(7)
     with run.one_blas_thread():
         yield
     dy.set_backend(prev.name)
+
+
+@pytest.fixture
+def reference():
+    yield from _use("reference_numpy")
+
+
+@pytest.fixture(params=["reference_numpy", "cpu_eigen"])
+def cpu_backend(request):
+    """The reference, and the C++ backend where it is built: the benchmarks run on both."""
+    yield from _use(request.param)
 
 
 # ------------------------------------------------------------------ data
@@ -118,7 +133,7 @@ def _full_size(module, name: str):
 
 
 @pytest.mark.parametrize("name", tasks_dynet.TASKS)
-def test_dynet_task_one_update(reference, name):
+def test_dynet_task_one_update(cpu_backend, name):
     _check_one_update(name, _full_size(tasks_dynet, name))
 
 
@@ -147,7 +162,7 @@ def _small_pair(name: str):
 
 @needs_torch
 @pytest.mark.parametrize("name", tasks_dynet.TASKS)
-def test_twins_agree_before_and_after_an_update(reference, name):
+def test_twins_agree_before_and_after_an_update(cpu_backend, name):
     """Same weights give the same loss; one SGD update (sparse rows included) keeps them equal."""
     d, t = _small_pair(name)
     t.load_dynet(d.weights())
