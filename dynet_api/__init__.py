@@ -11,9 +11,9 @@ from . import config as _config
 
 _config.load_from_command_line()
 
-from . import dynet_config  # noqa: E402
-from .dim import Dim  # noqa: E402
+from . import dynet_config  # noqa: E402,F401
 from .builders import *  # noqa: E402,F401,F403
+from .dim import Dim  # noqa: E402,F401
 from .functions import *  # noqa: E402,F401,F403
 from .functions import MutableExpression  # noqa: E402,F401
 from .functions_more import *  # noqa: E402,F401,F403

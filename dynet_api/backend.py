@@ -27,7 +27,8 @@ default executor in :mod:`dynet_api.graph` calls the kernels one node at a time.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 

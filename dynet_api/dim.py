@@ -17,7 +17,7 @@ class Dim:
     __slots__ = ("d", "bd", "shape")
     _interned: dict = {}
 
-    def __new__(cls, d: tuple[int, ...], bd: int = 1) -> "Dim":
+    def __new__(cls, d: tuple[int, ...], bd: int = 1) -> Dim:
         # Interned: equal dims are the same object, so identity is equality and
         # hashing is the C-level id hash (the graph's shape cache relies on it).
         key = (d, bd)
@@ -36,7 +36,7 @@ class Dim:
         return (Dim, (self.d, self.bd))
 
     @classmethod
-    def of(cls, d, bd: int = 1, what: str = "dim") -> "Dim":
+    def of(cls, d, bd: int = 1, what: str = "dim") -> Dim:
         """Validate a user-given dim (an int or a tuple, as DyNet accepts)."""
         if isinstance(d, bool):
             raise TypeError(f"{what}: expected an int or a tuple of ints, got {d!r}")

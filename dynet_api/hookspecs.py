@@ -9,8 +9,8 @@ factory that builds the backend only when it is first needed (it may raise
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pluggy
 

@@ -114,7 +114,8 @@ def read_records(fname: str) -> list[Record]:
                 raise ValueError(f"{where}: the file ends before the values of {name} (truncated?)")
             text = lines[i + 1 + k].split()
             if len(text) != n:
-                raise ValueError(f"{where}: {name} {dtext} needs {n} values, the file has {len(text)} (truncated or corrupt?)")
+                raise ValueError(f"{where}: {name} {dtext} needs {n} values, the file has {len(text)} "
+                                 "(truncated or corrupt?)")
             try:
                 vals.append(np.array(text, dtype=np.float64))
             except ValueError:
@@ -291,7 +292,8 @@ def save(basename: str, objects: list) -> None:
             data.append(format_record(_record_of(obj, obj.name())))
         else:
             if not hasattr(obj, "spec") or not hasattr(type(obj), "from_spec"):
-                raise TypeError(f"save: {type(obj).__name__} is not savable (it needs .spec, .from_spec and .param_collection())")
+                raise TypeError(f"save: {type(obj).__name__} is not savable "
+                                "(it needs .spec, .from_spec and .param_collection())")
             pc = obj.param_collection()
             meta.append((type(obj), obj.spec, pc.name()))
             data.append("".join(format_record(_record_of(p, p.name())) for p in _ordered(pc)))

@@ -15,8 +15,9 @@ kernels of their own.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .dim import Dim
 
@@ -29,7 +30,7 @@ class DimError(ValueError):
 class OpDef:
     name: str
     nargs: int  # -1: variadic (at least one)
-    shape: Callable[["OpDef", list, Any], Dim]
+    shape: Callable[[OpDef, list, Any], Dim]
     attrs: tuple[str, ...] = ()
     doc: str = ""
     # Inputs that never receive a gradient (indices into the argument list).
@@ -53,7 +54,7 @@ class OpDef:
     moments: Callable[[tuple], tuple] | None = None
     id: int = field(default=-1)
 
-    def fail(self, dims, msg: str = "") -> "DimError":
+    def fail(self, dims, msg: str = "") -> DimError:
         shown = " ".join(repr(d) for d in dims)
         return DimError(f"{self.name}: {msg + ': ' if msg else ''}got [{shown}]")
 
@@ -415,7 +416,8 @@ _op("random_gumbel", 0, s_leaf, leaf=True, random=True, attrs=("mu", "beta", "di
     doc="Gumbel(mu, beta) samples.", sample_attrs=lambda ds: [(0.5, 2.0)],
     moments=lambda a: (a[0] + 0.5772156649015329 * a[1], (math.pi * a[1]) ** 2 / 6))
 _op("parameter", 0, s_leaf, leaf=True, attrs=("storage", "update", "dim"), doc="A parameter's value.")
-_op("lookup", 0, s_leaf, leaf=True, attrs=("storage", "indices", "update", "dim"), doc="Rows of a lookup table, one per batch element.")
+_op("lookup", 0, s_leaf, leaf=True, attrs=("storage", "indices", "update", "dim"),
+    doc="Rows of a lookup table, one per batch element.")
 
 # Arithmetic.
 _op("add", 2, s_broadcast, doc="x + y with broadcasting.")

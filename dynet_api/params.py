@@ -10,7 +10,7 @@ parameters received a gradient, which lookup rows were touched.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -209,7 +209,7 @@ class Parameters(Expression):
 
     __slots__ = ("_st", "_pc")
 
-    def __init__(self, st: ParamStorage, pc: "ParameterCollection") -> None:
+    def __init__(self, st: ParamStorage, pc: ParameterCollection) -> None:
         Expression.__init__(self, -1, -1)
         self._st = st
         self._pc = pc
@@ -242,7 +242,8 @@ class Parameters(Expression):
         if a.shape != self._st.dim.d and a.size == self._st.dim.size() and a.ndim == 1 and len(self._st.dim.d) == 1:
             a = a.reshape(self._st.dim.d)
         if a.shape != self._st.dim.d:
-            raise ValueError(f"set_value: array of shape {a.shape} for parameter {self.name()} of shape {self._st.dim.d}")
+            raise ValueError(f"set_value: array of shape {a.shape} for parameter {self.name()} "
+                             f"of shape {self._st.dim.d}")
         self._st.backend.assign(self._st.value, a.astype(self._st.backend.dtype).reshape(self._st.dim.shape))
 
     def zero(self) -> None:
@@ -288,7 +289,7 @@ class LookupParameters(Expression):
 
     __slots__ = ("_st", "_pc")
 
-    def __init__(self, st: ParamStorage, pc: "ParameterCollection") -> None:
+    def __init__(self, st: ParamStorage, pc: ParameterCollection) -> None:
         Expression.__init__(self, -1, -1)
         self._st = st
         self._pc = pc
@@ -375,7 +376,8 @@ class LookupParameters(Expression):
             if a.ndim == 2 and t.ndim == 3 and a.shape[0] == t.shape[0] and a.shape[1] == t.shape[1]:
                 a = a.reshape(t.shape)
             else:
-                raise ValueError(f"init_from_array: array of shape {a.shape} for lookup parameter {self.name()} of shape {t.shape}")
+                raise ValueError(f"init_from_array: array of shape {a.shape} for lookup parameter {self.name()} "
+                                 f"of shape {t.shape}")
         self._assign_table(a)
 
     def _assign_table(self, t: np.ndarray) -> None:
@@ -435,7 +437,7 @@ def _check_name(name: str, what: str) -> None:
 class ParameterCollection:
     """DyNet's ``ParameterCollection`` (alias ``Model``): named parameters and subcollections."""
 
-    def __init__(self, _name: str = "/", _parent: "ParameterCollection | None" = None) -> None:
+    def __init__(self, _name: str = "/", _parent: ParameterCollection | None = None) -> None:
         self._name = _name
         self._parent = _parent
         self._items: list = []  # Parameters, LookupParameters and subcollections, in creation order
@@ -512,7 +514,7 @@ class ParameterCollection:
         self._register(p)
         return p
 
-    def add_subcollection(self, name: str | None = None) -> "ParameterCollection":
+    def add_subcollection(self, name: str | None = None) -> ParameterCollection:
         full = self._fullname(name, "add_subcollection", "/")
         sub = ParameterCollection(full, self)
         sub._weight_decay = self._weight_decay

@@ -36,7 +36,8 @@ def print_graphviz(**kwargs) -> None:
     print(graphviz_text(_cg))
 
 
-def dump_cg(filename: str = "", show_values: bool = True, show_gradients: bool = True, nan_check_only: bool = False) -> None:
+def dump_cg(filename: str = "", show_values: bool = True, show_gradients: bool = True,
+            nan_check_only: bool = False) -> None:
     lines = []
     for j, (op, ids, _attrs) in enumerate(_cg.nodes):
         line = f"v{j} = {op.name}({', '.join('v%d' % k for k in ids)}) {_cg.dims[j]}"

@@ -12,10 +12,10 @@ class Tensor:
     def as_numpy(self) -> np.ndarray:
         return self._a.copy()
 
-    def argmax(self, dim: int = 0, num: int = 1) -> "Tensor":
+    def argmax(self, dim: int = 0, num: int = 1) -> Tensor:
         return Tensor(np.argsort(-self._a, axis=dim, kind="stable").take(range(num), axis=dim))
 
-    def topk(self, dim: int = 0, num: int = 1) -> tuple["Tensor", "Tensor"]:
+    def topk(self, dim: int = 0, num: int = 1) -> tuple[Tensor, Tensor]:
         idx = np.argsort(-self._a, axis=dim, kind="stable").take(range(num), axis=dim)
         return Tensor(np.take_along_axis(self._a, idx, axis=dim)), Tensor(idx)
 

@@ -216,7 +216,8 @@ class AdadeltaTrainer(Trainer):
 class RMSPropTrainer(Trainer):
     rule, n_states = "rmsprop", 1
 
-    def __init__(self, m: ParameterCollection, learning_rate: float = 0.001, eps: float = 1e-8, rho: float = 0.9) -> None:
+    def __init__(self, m: ParameterCollection, learning_rate: float = 0.001, eps: float = 1e-8,
+                 rho: float = 0.9) -> None:
         super().__init__(m, learning_rate)
         self.eps, self.rho = float(eps), float(rho)
 

@@ -87,7 +87,8 @@ def main() -> float:
             loss.backward()
             trainer.update()
             bar.set_postfix(loss=f"{loss.value():.3f}")
-        print(f"epoch {epoch + 1}: train loss {total / len(ytr):.4f}, held-out accuracy {evaluate(model, xte, yte):.4f}")
+        acc = evaluate(model, xte, yte)
+        print(f"epoch {epoch + 1}: train loss {total / len(ytr):.4f}, held-out accuracy {acc:.4f}")
     acc = evaluate(model, xte, yte)
     print(f"trained in {time.perf_counter() - start:.1f}s; final held-out accuracy: {acc:.4f}")
     return acc

@@ -3,7 +3,7 @@ exactly as a third-party plugin would be."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

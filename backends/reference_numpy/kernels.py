@@ -442,7 +442,8 @@ def digamma(x: np.ndarray) -> np.ndarray:
         x[small] += 1
     inv = 1 / x
     inv2 = inv * inv
-    series = np.log(x) - 0.5 * inv - inv2 * (1 / 12 - inv2 * (1 / 120 - inv2 * (1 / 252 - inv2 * (1 / 240 - inv2 / 132))))
+    tail = inv2 * (1 / 12 - inv2 * (1 / 120 - inv2 * (1 / 252 - inv2 * (1 / 240 - inv2 / 132))))
+    series = np.log(x) - 0.5 * inv - tail
     return acc + series
 
 
