@@ -10,10 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functions as F
+from ..graph import Expression, _cg
+from ..ops import OPS, DimError
 from ..params import ConstInitializer
 from ._base import _CellBuilder, _Savable, bernoulli_mask, check_rate, layer_norm, matmul
 
 _ZERO, _ONE = ConstInitializer(0.0), ConstInitializer(1.0)
+_GATES, _GATES_DROP = OPS["vanilla_lstm_gates"], OPS["vanilla_lstm_gates_dropout"]
+_CELL_C, _CELL_H = OPS["vanilla_lstm_c"], OPS["vanilla_lstm_h"]
+_FUSED_FORGET_BIAS = 1.0  # what vanilla_lstm_gates adds to the forget gate's pre-activation
 
 
 def _gates(tmp, hid: int, forget_bias: float):
@@ -55,7 +60,57 @@ class _TwoRateDropout:
                                     bernoulli_mask(self.hidden_dim, self.dropout_rate_h, batch_size)))
 
 
-class VanillaLSTMBuilder(_TwoRateDropout, _Savable, _CellBuilder):
+class _FusedCell:
+    """A step as three fused nodes per layer (``vanilla_lstm_gates``/``_c``/``_h``) instead of ~17.
+
+    The same equations as the split ops (gates [i; f; o; g] = Wx x + Wh h + b, +1 on the
+    forget gate, sigmoid on i, f, o, tanh on g; c' = i g + f c; h' = o tanh(c')), so a
+    builder uses it only where its math is exactly that.  Before the first input h and
+    c are one zeros vector per graph: Wh 0 and f 0 add exact zeros.
+    """
+
+    _zero: Expression | None = None
+    _zero_ver = -1
+
+    def _zero_state(self) -> Expression:
+        if self._zero_ver != _cg.ver:
+            self._zero = F.zeros((self.hidden_dim,))
+            self._zero_ver = _cg.ver
+        return self._zero
+
+    def _fused_step(self, x, h, c, layers, masks):
+        """One input through every layer; ``masks`` per layer (x mask, h mask) or None."""
+        add = _cg.add
+        hs, cs = [], []
+        if h is None:
+            h = c = (self._zero_state(),) * len(layers)
+        for i, (wx, wh, b) in enumerate(layers):
+            if masks is None:
+                g = add(_GATES, (x, h[i], wx, wh, b))
+            else:
+                mx, mh = masks[i]
+                g = add(_GATES_DROP, (x, h[i], wx, wh, b, mx, mh))
+            ct = add(_CELL_C, (c[i], g))
+            x = add(_CELL_H, (ct, g))
+            hs.append(x)
+            cs.append(ct)
+        return tuple(hs), tuple(cs), x
+
+    def _input_batch(self, x) -> tuple[int, bool]:
+        """The input's batch size, and whether it is a plain vector {input_dim} (what the fused ops take)."""
+        try:
+            d = _cg.dims[x.i] if x.v == _cg.ver else _cg.dims[x._check()]
+        except AttributeError:
+            raise TypeError(f"{self._kind}.add_input: expected an Expression, got {type(x).__name__}") from None
+        if d.d == (self.input_dim,):
+            return d.bd, True
+        if d.d == (self.input_dim, 1):
+            return d.bd, False
+        raise ValueError(f"{self._kind}.add_input: input of dim {d}, the builder expects {{{self.input_dim}}} "
+                         "(optionally batched)")
+
+
+class VanillaLSTMBuilder(_FusedCell, _TwoRateDropout, _Savable, _CellBuilder):
     """The standard LSTM (separate input and forget gates, no peepholes)::
 
         [i; f; o; g] = W_x x + W_h h + b     (one stacked 4h pre-activation)
@@ -90,6 +145,8 @@ class VanillaLSTMBuilder(_TwoRateDropout, _Savable, _CellBuilder):
             ind = hid
         self._ln_vars: list[list] = []
         self._eff: list[list] = []
+        # The fused gates add exactly 1 to the forget gate: other biases and ln_lstm use the split ops.
+        self._fusable = not self.ln_lstm and self.forget_bias == _FUSED_FORGET_BIAS
 
     def _new_graph(self, update: bool) -> None:
         super()._new_graph(update)
@@ -97,9 +154,19 @@ class VanillaLSTMBuilder(_TwoRateDropout, _Savable, _CellBuilder):
         self._eff = self._vars
 
     def _step(self, x, h, c):
-        bd = self._check_input(x)
-        if self._dropping() and self._masks is None:
+        bd, vec = self._input_batch(x)
+        dropping = self.dropout_rate > 0 or self.dropout_rate_h > 0
+        if dropping and self._masks is None:
             self.set_dropout_masks(bd)
+        if vec and self._fusable:
+            try:
+                # A mask of rate 0 is all ones: multiplying by it is exact.
+                return self._fused_step(x, h, c, self._eff, self._masks if dropping else None)
+            except DimError:
+                pass  # a state set by set_s/set_h with {h, 1} vectors: the split ops take those
+        return self._split_step(x, h, c)
+
+    def _split_step(self, x, h, c):
         hid, fb = self.hidden_dim, self.forget_bias
         hs, cs = [], []
         for i, (wx, wh, b) in enumerate(self._eff):
@@ -176,13 +243,12 @@ def _magnitude_mask(w: np.ndarray, s: float) -> np.ndarray:
     return mask.reshape(w.shape)
 
 
-class CompactVanillaLSTMBuilder(_TwoRateDropout, _Savable, _CellBuilder):
+class CompactVanillaLSTMBuilder(_FusedCell, _TwoRateDropout, _Savable, _CellBuilder):
     """The same LSTM as VanillaLSTMBuilder (forget bias fixed at 1), DyNet's "fused" variant.
 
     Per layer, in subcollection ``compact-vanilla-lstm-builder``: W_x {4h, in}, W_h {4h, h},
     b {4h} (zeros).  ``set_weightnoise(std)`` adds N(0, std^2) noise to W_x, W_h and b at
-    every step.  DyNet computes it with fused ``vanilla_lstm_*`` nodes; here it is written
-    over the general ops (the same values).
+    every step.  Computed, as in DyNet, with the fused ``vanilla_lstm_*`` nodes.
     """
 
     _kind = "CompactVanillaLSTMBuilder"
@@ -209,10 +275,21 @@ class CompactVanillaLSTMBuilder(_TwoRateDropout, _Savable, _CellBuilder):
         return w + F.random_normal(d, 0.0, self.weightnoise_std)
 
     def _step(self, x, h, c):
-        bd = self._check_input(x)
-        dropping = self._dropping()
+        bd, vec = self._input_batch(x)
+        dropping = self.dropout_rate > 0 or self.dropout_rate_h > 0
         if dropping and self._masks is None:
             self.set_dropout_masks(bd)
+        if vec:
+            layers = self._vars
+            if self.weightnoise_std > 0:
+                layers = [[self._noisy(w) for w in layer] for layer in layers]
+            try:
+                return self._fused_step(x, h, c, layers, self._masks if dropping else None)
+            except DimError:
+                pass  # a state set by set_s/set_h with {h, 1} vectors: the split ops take those
+        return self._split_step(x, h, c, bd, dropping)
+
+    def _split_step(self, x, h, c, bd, dropping):
         hid = self.hidden_dim
         hs, cs = [], []
         for i, (wx, wh, b) in enumerate(self._vars):
