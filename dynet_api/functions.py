@@ -11,10 +11,12 @@ import numpy as np
 
 from .dim import Dim
 from .graph import Expression, _cg
+from .graph import unary as _make_unary
 from .ops import OPS
 
 _add = _cg.add
 _add1 = _cg.add1
+_add_xy = _cg.add_xy
 _leaf = _cg.add_leaf
 _O = OPS
 
@@ -296,15 +298,15 @@ def lookup_batch(p, indices: Sequence[int], update: bool = True) -> MutableExpre
 
 
 def cmult(x, y) -> Expression:
-    return _add(_O["cmult"], (x, y))
+    return _add_xy(_O["cmult"], x, y)
 
 
 def cdiv(x, y) -> Expression:
-    return _add(_O["cdiv"], (x, y))
+    return _add_xy(_O["cdiv"], x, y)
 
 
 def colwise_add(x, y) -> Expression:
-    return _add(_O["colwise_add"], (x, y))
+    return _add_xy(_O["colwise_add"], x, y)
 
 
 def affine_transform(exprs: Sequence) -> Expression:
@@ -335,11 +337,11 @@ def emax(xs: Sequence) -> Expression:
 
 
 def bmin(x, y) -> Expression:
-    return _add(_O["bmin"], (x, y))
+    return _add_xy(_O["bmin"], x, y)
 
 
 def bmax(x, y) -> Expression:
-    return _add(_O["bmax"], (x, y))
+    return _add_xy(_O["bmax"], x, y)
 
 
 def pow(x, y) -> Expression:  # noqa: A001 - DyNet's name
@@ -347,7 +349,7 @@ def pow(x, y) -> Expression:  # noqa: A001 - DyNet's name
 
 
 def dot_product(x, y) -> Expression:
-    return _add(_O["dot_product"], (x, y))
+    return _add_xy(_O["dot_product"], x, y)
 
 
 def squared_norm(x) -> Expression:
@@ -362,11 +364,7 @@ def l2_norm(x) -> Expression:
 
 
 def _unary(name: str):
-    op = OPS[name]
-
-    def f(x) -> Expression:
-        return _add1(op, x)
-
+    f = _make_unary(OPS[name])
     f.__name__ = f.__qualname__ = name
     f.__doc__ = f"Elementwise {name} (op table entry {name!r})."
     return f
@@ -567,15 +565,15 @@ def hinge_batch(x, indices: Sequence[int], m: float = 1.0) -> Expression:
 
 
 def binary_log_loss(x, y) -> Expression:
-    return _add(_O["binary_log_loss"], (x, y))
+    return _add_xy(_O["binary_log_loss"], x, y)
 
 
 def squared_distance(x, y) -> Expression:
-    return _add(_O["squared_distance"], (x, y))
+    return _add_xy(_O["squared_distance"], x, y)
 
 
 def l1_distance(x, y) -> Expression:
-    return _add(_O["l1_distance"], (x, y))
+    return _add_xy(_O["l1_distance"], x, y)
 
 
 def huber_distance(x, y, c: float = 1.345) -> Expression:
