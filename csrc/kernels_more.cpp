@@ -633,84 +633,140 @@ void b_wnorm(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs
 }
 
 // ------------------------------------------------------------------ fused LSTM pieces (gates i, f, o, g)
+// Sized for the builders' steps (one vector or a small batch per call): products through
+// gemm_acc (the AVX2+FMA build when loaded), Eigen's vectorised logistic/tanh, scratch
+// held per thread so a call allocates nothing once the sizes have been seen.
 
 constexpr float FORGET_GATE_BIAS = 1.0f;
 
-// x (and mask) broadcast to n batch columns, multiplied by the mask when given.
-Eigen::MatrixXf lstm_in(const CView& v, const CView* mask, int64_t n) {
+// Per-thread scratch buffers that only grow.
+float* lstm_scratch(int slot, int64_t n) {
+  static thread_local std::vector<float> bufs[4];
+  std::vector<float>& v = bufs[slot];
+  if (int64_t(v.size()) < n) v.resize(size_t(n));
+  return v.data();
+}
+
+// An LSTM input (x or h) as `cols` columns of len values: the tensor itself, or its product with
+// the dropout mask written to scratch.  cols is 1 when neither has a batch, else the batch n.
+struct LstmIn {
+  const float* p;
+  int64_t cols;
+};
+LstmIn lstm_in(const CView& v, const CView* mask, int64_t n, int slot) {
   int64_t len = v.s.d[0];
-  Eigen::MatrixXf out(len, n);
-  for (int64_t b = 0; b < n; ++b) {
-    out.col(b) = CVec(bat(v, b), len);
-    if (mask) out.col(b).array() *= CArr(bat(*mask, b), len);
+  if (!mask) return {v.p, v.s.bd == 1 ? 1 : n};
+  int64_t cols = (v.s.bd == 1 && mask->s.bd == 1) ? 1 : n;
+  float* out = lstm_scratch(slot, len * cols);
+  for (int64_t b = 0; b < cols; ++b) Arr(out + b * len, len) = CArr(bat(v, b), len) * CArr(bat(*mask, b), len);
+  return {out, cols};
+}
+
+// Y (G x n) += W (G x len) * in, an input of one column adding to every batch column.
+void lstm_acc_product(const float* W, int64_t G, int64_t len, LstmIn in, float* Y, int64_t n) {
+  if (in.cols == n) {
+    gemm_acc(false, false, G, n, len, W, in.p, Y);
+    return;
   }
-  return out;
+  float* t = lstm_scratch(2, G);
+  std::fill_n(t, G, 0.0f);
+  gemm_acc(false, false, G, 1, len, W, in.p, t);
+  for (int64_t b = 0; b < n; ++b) Arr(Y + b * G, G) += CArr(t, G);
 }
-void f_lstm_gates_any(const CView* x, int nargs, View y) {
+
+void f_lstm_gates(const CView* x, int nargs, View y, const Attrs&) {
   bool drop = nargs == 7;
-  int64_t n = y.s.bd, G = y.s.d[0], H = G / 4;
-  Eigen::MatrixXf xm = lstm_in(x[0], drop ? &x[5] : nullptr, n), hm = lstm_in(x[1], drop ? &x[6] : nullptr, n);
-  Mat Y(y.p, G, n);
-  Y.noalias() = CMat(x[2].p, G, x[0].s.d[0]) * xm;
-  Y.noalias() += CMat(x[3].p, G, H) * hm;
-  Y.colwise() += CVec(x[4].p, G);
-  Y.middleRows(H, H).array() += FORGET_GATE_BIAS;
-  Y.topRows(3 * H) = Y.topRows(3 * H).unaryExpr([](float v) { return 0.5f + 0.5f * std::tanh(0.5f * v); });
-  Y.bottomRows(H) = Y.bottomRows(H).array().tanh().matrix();
+  int64_t n = y.s.bd, G = y.s.d[0], H = G / 4, X = x[0].s.d[0];
+  for (int64_t b = 0; b < n; ++b) std::copy(x[4].p, x[4].p + G, y.p + b * G);
+  lstm_acc_product(x[2].p, G, X, lstm_in(x[0], drop ? &x[5] : nullptr, n, 0), y.p, n);
+  lstm_acc_product(x[3].p, G, H, lstm_in(x[1], drop ? &x[6] : nullptr, n, 1), y.p, n);
+  for (int64_t b = 0; b < n; ++b) {
+    float* g = y.p + b * G;
+    Arr(g + H, H) += FORGET_GATE_BIAS;
+    Arr(g, 3 * H) = Arr(g, 3 * H).logistic();
+    Arr(g + 3 * H, H) = Arr(g + 3 * H, H).tanh();
+  }
 }
-void f_lstm_gates(const CView* x, int n, View y, const Attrs&) { f_lstm_gates_any(x, n, y); }
+
+// d(pre-activations) from d(gates): sigmoid' = y (1 - y) on i, f, o; tanh' = 1 - y^2 on g.
+const float* lstm_dgates(CView y, CView dy, int64_t n, int64_t G) {
+  int64_t H = G / 4;
+  float* r = lstm_scratch(3, G * (n + 1));
+  for (int64_t b = 0; b < n; ++b) {
+    const float *yb = y.p + b * G, *gb = dy.p + b * G;
+    float* rb = r + b * G;
+    CArr ys(yb, 3 * H), yt(yb + 3 * H, H);
+    Arr(rb, 3 * H) = CArr(gb, 3 * H) * ys * (1.0f - ys);
+    Arr(rb + 3 * H, H) = CArr(gb + 3 * H, H) * (1.0f - yt.square());
+  }
+  return r;
+}
+// Sum over the batch of r (G x n), in the column after r's n columns.
+const float* lstm_rowsum(const float* r, int64_t n, int64_t G) {
+  if (n == 1) return r;
+  float* s = const_cast<float*>(r) + n * G;
+  Arr(s, G) = CArr(r, G);
+  for (int64_t b = 1; b < n; ++b) Arr(s, G) += CArr(r + b * G, G);
+  return s;
+}
+
 void b_lstm_gates(const CView* x, int nargs, CView y, CView dy, int i, View dx, const Attrs&) {
   bool drop = nargs == 7;
   int64_t n = y.s.bd, G = y.s.d[0], H = G / 4, X = x[0].s.d[0];
-  CMat Yv(y.p, G, n), Gv(dy.p, G, n);
-  Eigen::MatrixXf r(G, n);
-  r.topRows(3 * H) = (Gv.topRows(3 * H).array() * Yv.topRows(3 * H).array() * (1 - Yv.topRows(3 * H).array())).matrix();
-  r.bottomRows(H) = (Gv.bottomRows(H).array() * (1 - Yv.bottomRows(H).array().square())).matrix();
-  if (i == 0 || i == 5 || i == 1 || i == 6) {
-    bool isx = i == 0 || i == 5;
-    int64_t len = isx ? X : H;
-    Eigen::MatrixXf back = (isx ? CMat(x[2].p, G, X) : CMat(x[3].p, G, H)).transpose() * r;  // len x n
-    const CView& v = x[isx ? 0 : 1];
-    const CView* mask = drop ? &x[isx ? 5 : 6] : nullptr;
-    for (int64_t b = 0; b < n; ++b) {
-      if (i == 0 || i == 1) {
-        if (mask) back.col(b).array() *= CArr(bat(*mask, b), len);
-      } else {
-        back.col(b).array() *= CArr(bat(v, b), len);
-      }
-      Vec(bat(dx, b), len) += back.col(b);  // a batch-1 operand sums over the batch
-    }
+  const float* r = lstm_dgates(y, dy, n, G);
+  if (i == 4) {  // db: the batch sum of r
+    Arr(dx.p, G) += CArr(lstm_rowsum(r, n, G), G);
     return;
   }
-  if (i == 2) {
-    Mat(dx.p, G, X).noalias() += r * lstm_in(x[0], drop ? &x[5] : nullptr, n).transpose();
-  } else if (i == 3) {
-    Mat(dx.p, G, H).noalias() += r * lstm_in(x[1], drop ? &x[6] : nullptr, n).transpose();
-  } else {
-    Vec(dx.p, G) += r.rowwise().sum();
+  if (i == 2 || i == 3) {  // dW += r in^T, summed over the batch
+    bool isx = i == 2;
+    int64_t len = isx ? X : H;
+    LstmIn in = lstm_in(x[isx ? 0 : 1], drop ? &x[isx ? 5 : 6] : nullptr, n, isx ? 0 : 1);
+    if (in.cols == n)
+      gemm_acc(false, true, G, len, n, r, in.p, dx.p);
+    else
+      gemm_acc(false, true, G, len, 1, lstm_rowsum(r, n, G), in.p, dx.p);
+    return;
   }
+  // The inputs and the masks: back = W^T r, then times the mask (for x, h) or the input (for the masks).
+  bool isx = i == 0 || i == 5, of_mask = i == 5 || i == 6;
+  int64_t len = isx ? X : H;
+  const float* W = isx ? x[2].p : x[3].p;
+  const CView* other = drop ? &x[of_mask ? (isx ? 0 : 1) : (isx ? 5 : 6)] : nullptr;
+  if (!other) {  // plain x or h: accumulate W^T r straight into dx
+    if (dx.s.bd == n)
+      gemm_acc(true, false, len, n, G, W, r, dx.p);
+    else
+      gemm_acc(true, false, len, 1, G, W, lstm_rowsum(r, n, G), dx.p);
+    return;
+  }
+  bool sum_first = dx.s.bd == 1 && other->s.bd == 1;  // mask (W^T r_b) summed over b = mask (W^T sum_b r_b)
+  int64_t cols = sum_first ? 1 : n;
+  float* back = lstm_scratch(2, len * cols);
+  std::fill_n(back, len * cols, 0.0f);
+  gemm_acc(true, false, len, cols, G, W, sum_first ? lstm_rowsum(r, n, G) : r, back);
+  for (int64_t b = 0; b < cols; ++b) Arr(bat(dx, b), len) += CArr(back + b * len, len) * CArr(bat(*other, b), len);
 }
 
 void f_lstm_c(const CView* x, int, View y, const Attrs&) {
   int64_t H = y.s.d[0];
   for (int64_t b = 0; b < y.s.bd; ++b) {
     const float *c = bat(x[0], b), *g = bat(x[1], b);
-    for (int64_t k = 0; k < H; ++k) y.p[b * H + k] = g[k] * g[3 * H + k] + g[H + k] * c[k];
+    Arr(y.p + b * H, H) = CArr(g, H) * CArr(g + 3 * H, H) + CArr(g + H, H) * CArr(c, H);
   }
 }
 void b_lstm_c(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
   int64_t H = y.s.d[0];
   for (int64_t b = 0; b < y.s.bd; ++b) {
-    const float *c = bat(x[0], b), *g = bat(x[1], b), *d = dy.p + b * H;
+    const float *c = bat(x[0], b), *g = bat(x[1], b);
+    CArr d(dy.p + b * H, H);
     float* o = bat(dx, b);
-    for (int64_t k = 0; k < H; ++k) {
-      if (i == 0) {
-        o[k] += d[k] * g[H + k];
-      } else {
-        o[k] += d[k] * g[3 * H + k];
-        o[H + k] += d[k] * c[k];
-        o[3 * H + k] += d[k] * g[k];
-      }
+    if (i == 0) {
+      Arr(o, H) += d * CArr(g + H, H);
+    } else {
+      Arr(o, H) += d * CArr(g + 3 * H, H);
+      Arr(o + H, H) += d * CArr(c, H);
+      Arr(o + 3 * H, H) += d * CArr(g, H);
     }
   }
 }
@@ -718,21 +774,21 @@ void f_lstm_h(const CView* x, int, View y, const Attrs&) {
   int64_t H = y.s.d[0];
   for (int64_t b = 0; b < y.s.bd; ++b) {
     const float *c = bat(x[0], b), *g = bat(x[1], b);
-    for (int64_t k = 0; k < H; ++k) y.p[b * H + k] = g[2 * H + k] * std::tanh(c[k]);
+    Arr(y.p + b * H, H) = CArr(g + 2 * H, H) * CArr(c, H).tanh();
   }
 }
 void b_lstm_h(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
   int64_t H = y.s.d[0];
+  float* t = lstm_scratch(2, H);
   for (int64_t b = 0; b < y.s.bd; ++b) {
-    const float *c = bat(x[0], b), *g = bat(x[1], b), *d = dy.p + b * H;
+    const float *c = bat(x[0], b), *g = bat(x[1], b);
+    CArr d(dy.p + b * H, H);
     float* o = bat(dx, b);
-    for (int64_t k = 0; k < H; ++k) {
-      float t = std::tanh(c[k]);
-      if (i == 0)
-        o[k] += d[k] * g[2 * H + k] * (1 - t * t);
-      else
-        o[2 * H + k] += d[k] * t;
-    }
+    Arr(t, H) = CArr(c, H).tanh();
+    if (i == 0)
+      Arr(o, H) += d * CArr(g + 2 * H, H) * (1.0f - Arr(t, H).square());
+    else
+      Arr(o + 2 * H, H) += d * Arr(t, H);
   }
 }
 
