@@ -93,12 +93,7 @@ class RNNState:
         """The outputs only (no state objects): the cheap way to run a sequence."""
         b = self._b
         b._check_graph()
-        h, c = self._h, self._c
-        out = []
-        for x in xs:
-            h, c, y = b._step(x, h, c)
-            out.append(y)
-        return out
+        return b._transduce(xs, self._h, self._c)
 
     def output(self) -> Expression | None:
         return self._out
@@ -268,6 +263,14 @@ class _RNNBuilder:
         if len(es) not in allowed:
             want = " or ".join(str(n) for n in allowed)
             raise ValueError(f"{self._kind}.{what} expects {want} expressions for {self.layers} layers, got {len(es)}")
+
+    def _transduce(self, xs: Iterable[Expression], h, c) -> list[Expression]:
+        """The outputs of ``_step`` over xs from state (h, c); builders may run it faster."""
+        out = []
+        for x in xs:
+            h, c, y = self._step(x, h, c)
+            out.append(y)
+        return out
 
     def _step(self, x, h, c):  # pragma: no cover - every builder overrides it
         """One input through every layer: returns (h per layer, c per layer or None, output)."""

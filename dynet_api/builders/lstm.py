@@ -19,6 +19,7 @@ _ZERO, _ONE = ConstInitializer(0.0), ConstInitializer(1.0)
 _GATES, _GATES_DROP = OPS["vanilla_lstm_gates"], OPS["vanilla_lstm_gates_dropout"]
 _CELL_C, _CELL_H = OPS["vanilla_lstm_c"], OPS["vanilla_lstm_h"]
 _FUSED_FORGET_BIAS = 1.0  # what vanilla_lstm_gates adds to the forget gate's pre-activation
+_new = object.__new__  # an Expression without the __init__ call
 
 
 def _gates(tmp, hid: int, forget_bias: float):
@@ -71,6 +72,8 @@ class _FusedCell:
 
     _zero: Expression | None = None
     _zero_ver = -1
+    _memo: list[dict] = []  # per layer: (x, h, c dims) -> (gates dim, state dim, weights need grads)
+    _memo_ver = -1
 
     def _zero_state(self) -> Expression:
         if self._zero_ver != _cg.ver:
@@ -78,12 +81,101 @@ class _FusedCell:
             self._zero_ver = _cg.ver
         return self._zero
 
-    def _fused_step(self, x, h, c, layers, masks):
-        """One input through every layer; ``masks`` per layer (x mask, h mask) or None."""
-        add = _cg.add
-        hs, cs = [], []
+    def _fused_step(self, x, h, c, layers, masks, direct: bool = True):
+        """One input through every layer; ``masks`` per layer (x mask, h mask) or None.
+
+        ``direct=False`` (weights that are new nodes every step) goes through ``cg.add``.
+        """
         if h is None:
             h = c = (self._zero_state(),) * len(layers)
+        ver = _cg.ver
+        if masks is not None or not direct or _cg.immediate or any(e.v != ver for e in h + c):
+            return self._fused_step_add(x, h, c, layers, masks)
+        ys, h, c = self._fused_run((x,), h, c, layers)
+        return h, c, ys[0]
+
+    def _fused_run(self, xs, h, c, layers):
+        """Steps over ``xs`` (vectors {input_dim} of this graph; h and c of this graph too, or None).
+
+        The hot path: the three nodes of a step go straight onto the graph's lists.  Their
+        dims and gradient flags were worked out by ``cg.add`` (shape rules, backend support)
+        the first time this graph saw the same input dims; only those dims vary per step.
+        """
+        cg = _cg
+        ver = cg.ver
+        if self._memo_ver != ver:
+            self._memo = [{} for _ in layers]
+            self._memo_ver = ver
+        memo = self._memo
+        if h is None:
+            h = c = (self._zero_state(),) * len(layers)
+        nodes, dims, ng = cg.nodes, cg.dims, cg.ng
+        push = nodes.append
+        ids = [(wx.i, wh.i, b.i) for wx, wh, b in layers]
+        h, c = list(h), list(c)
+        ys = []
+        for x in xs:
+            for i, (wxi, whi, bi) in enumerate(ids):
+                xi, hi, ci = x.i, h[i].i, c[i].i
+                key = (dims[xi], dims[hi], dims[ci])
+                known = memo[i].get(key)
+                if known is None:  # validate through cg.add once, then remember what it found
+                    wx, wh, b = layers[i]
+                    g = cg.add(_GATES, (x, h[i], wx, wh, b))
+                    ct = cg.add(_CELL_C, (c[i], g))
+                    x = cg.add(_CELL_H, (ct, g))
+                    memo[i][key] = (dims[g.i], dims[ct.i], ng[wxi] or ng[whi] or ng[bi])
+                else:
+                    dg, dc, ngw = known
+                    n = len(dims)
+                    gng = ngw or ng[xi] or ng[hi]
+                    cng = gng or ng[ci]
+                    push((_GATES, (xi, hi, wxi, whi, bi), None))
+                    push((_CELL_C, (ci, n), None))
+                    push((_CELL_H, (n + 1, n), None))
+                    dims += (dg, dc, dc)
+                    ng += (gng, cng, cng)
+                    ct = _new(Expression)
+                    ct.i, ct.v = n + 1, ver
+                    x = _new(Expression)
+                    x.i, x.v = n + 2, ver
+                h[i] = x
+                c[i] = ct
+            ys.append(x)
+        return ys, tuple(h), tuple(c)
+
+    def _transduce(self, xs, h, c) -> list:
+        """``transduce``: runs of plain vector inputs through ``_fused_run``, anything else through ``_step``."""
+        layers = self._direct_layers()
+        cg = _cg
+        ver = cg.ver
+        if layers is None or cg.immediate or (h is not None and any(e.v != ver for e in h + c)):
+            return super()._transduce(xs, h, c)
+        dims, vec = cg.dims, (self.input_dim,)
+        out: list = []
+        run: list = []
+        for x in xs:
+            try:
+                plain = x.v == ver and dims[x.i].d == vec
+            except AttributeError:
+                plain = False
+            if plain:
+                run.append(x)
+                continue
+            if run:
+                ys, h, c = self._fused_run(run, h, c, layers)
+                out += ys
+                run = []
+            h, c, y = self._step(x, h, c)  # raises the proper error, or takes the split ops
+            out.append(y)
+        if run:
+            ys, h, c = self._fused_run(run, h, c, layers)
+            out += ys
+        return out
+
+    def _fused_step_add(self, x, h, c, layers, masks):
+        add = _cg.add
+        hs, cs = [], []
         for i, (wx, wh, b) in enumerate(layers):
             if masks is None:
                 g = add(_GATES, (x, h[i], wx, wh, b))
@@ -152,6 +244,11 @@ class VanillaLSTMBuilder(_FusedCell, _TwoRateDropout, _Savable, _CellBuilder):
         super()._new_graph(update)
         self._ln_vars = [[self._load(p, update) for p in layer] for layer in self._ln_params]
         self._eff = self._vars
+
+    def _direct_layers(self):
+        if self._fusable and not (self.dropout_rate > 0 or self.dropout_rate_h > 0):
+            return self._eff
+        return None
 
     def _step(self, x, h, c):
         bd, vec = self._input_batch(x)
@@ -270,6 +367,11 @@ class CompactVanillaLSTMBuilder(_FusedCell, _TwoRateDropout, _Savable, _CellBuil
             raise ValueError(f"CompactVanillaLSTMBuilder.set_weightnoise: std must be >= 0, got {std}")
         self.weightnoise_std = std
 
+    def _direct_layers(self):
+        if self.weightnoise_std > 0 or self.dropout_rate > 0 or self.dropout_rate_h > 0:
+            return None
+        return self._vars
+
     def _noisy(self, w):
         d, _ = w.dim()
         return w + F.random_normal(d, 0.0, self.weightnoise_std)
@@ -280,11 +382,11 @@ class CompactVanillaLSTMBuilder(_FusedCell, _TwoRateDropout, _Savable, _CellBuil
         if dropping and self._masks is None:
             self.set_dropout_masks(bd)
         if vec:
-            layers = self._vars
-            if self.weightnoise_std > 0:
+            layers, noisy = self._vars, self.weightnoise_std > 0
+            if noisy:
                 layers = [[self._noisy(w) for w in layer] for layer in layers]
             try:
-                return self._fused_step(x, h, c, layers, self._masks if dropping else None)
+                return self._fused_step(x, h, c, layers, self._masks if dropping else None, not noisy)
             except DimError:
                 pass  # a state set by set_s/set_h with {h, 1} vectors: the split ops take those
         return self._split_step(x, h, c, bd, dropping)
