@@ -13,6 +13,7 @@ its version, and an Expression from an older version raises
 
 from __future__ import annotations
 
+import os
 from numbers import Number
 
 import numpy as np
@@ -20,6 +21,13 @@ import numpy as np
 from . import runtime
 from .dim import Dim
 from .ops import OP_LIST, OPS
+
+try:  # the optional C accelerator of the hot path below (csrc/fastgraph.c)
+    if os.environ.get("DYNET_API_PURE_PYTHON", "") not in ("", "0"):
+        raise ImportError("DYNET_API_PURE_PYTHON is set")
+    from . import _fastgraph
+except ImportError:
+    _fastgraph = None
 
 
 class StaleExpressionError(ValueError, RuntimeError):
@@ -116,91 +124,9 @@ class PyExecutor:
         return self.grads[i] if i < len(self.grads) else None
 
 
-class ComputationGraph:
-    """DyNet's single global graph; use ``dy.renew_cg()``, never the constructor."""
-
-    def __init__(self) -> None:
-        self.ver = 0
-        self.immediate = False
-        self.check_validity = False
-        self.backend = None
-        self.executor = None
-        self.supported: frozenset | None = None
-        self._shapes: dict = {}
-        self.nodes: list = []
-        self.dims: list = []
-        self.ng: list = []
-        self.n_eval = 0
-        self.backward_done = False
-        self._checkpoints: list[int] = []
-
-    # ------------------------------------------------------------ lifecycle
-    def _bind(self) -> frozenset:
-        be = runtime.backend()
-        if self.executor is None or self.backend is not be:
-            self.backend = be
-            self.executor = be.make_executor(self) or PyExecutor(self, be)
-            self._shapes = {}
-        self.supported = be.supported_ops()
-        return self.supported
-
-    def renew(self, immediate_compute: bool = False, check_validity: bool = False, autobatching=None) -> "ComputationGraph":
-        self.ver += 1
-        self.nodes = []
-        self.dims = []
-        self.ng = []
-        self.n_eval = 0
-        self.backward_done = False
-        self._checkpoints = []
-        self.immediate = bool(immediate_compute)
-        self.check_validity = bool(check_validity) and self.immediate
-        if self.backend is not None and self.backend is not runtime.current():
-            self.backend = None
-            self.executor = None
-            self.supported = None
-            self._shapes = {}
-        if self.executor is not None:
-            self.executor.reset()
-        return self
-
-    def checkpoint(self) -> None:
-        self._checkpoints.append(len(self.nodes))
-
-    def revert(self) -> None:
-        if not self._checkpoints:
-            raise RuntimeError("cg_revert: no checkpoint to revert to (call cg_checkpoint first)")
-        n = self._checkpoints.pop()
-        del self.nodes[n:], self.dims[n:], self.ng[n:]
-        self.n_eval = min(self.n_eval, n)
-        if self.executor is not None:
-            self.executor.truncate(n)
-
-    # ------------------------------------------------------------ building
-    # The hot path of every program.  Shape rules are memoised per (op, input
-    # Dims, attrs): Dims are interned, so the key hashes at C speed, and a hit
-    # skips the rule.  Only successful, supported combinations are cached.
-
-    def _shape(self, op, key, dims, attrs):
-        d = self._shapes.get(key)
-        if d is None:
-            if self.supported is None:
-                self._bind()
-            d = op.shape(op, dims, attrs)
-            if op.name not in self.supported:
-                raise NotImplementedError(f"{op.name}: not supported by backend {self.backend.name!r}")
-            if len(self._shapes) > 100_000:
-                self._shapes.clear()
-            try:
-                self._shapes[key] = d
-            except TypeError:  # unhashable attrs: no memo
-                pass
-        return d
-
-    def _index(self, op, x) -> int:
-        try:
-            return x.i if x.v == self.ver else x._node(self)
-        except AttributeError:
-            raise TypeError(f"{op.name}: expected an Expression, got {type(x).__name__} {x!r}") from None
+class _PyGraphOps:
+    """The graph's add methods in pure Python; ``_fastgraph.GraphBase`` implements the same
+    in C (same lists, same shape-cache keys, the same Python calls on a miss or a stale operand)."""
 
     def add(self, op, args, attrs=None) -> "Expression":
         """Append a node; validates operands and the shape before touching the graph."""
@@ -312,6 +238,96 @@ class ComputationGraph:
         e.i = n
         e.v = ver
         return e
+
+
+_GraphBase = _fastgraph.GraphBase if _fastgraph is not None else _PyGraphOps
+
+
+class ComputationGraph(_GraphBase):
+    """DyNet's single global graph; use ``dy.renew_cg()``, never the constructor."""
+
+    def __init__(self) -> None:
+        self.ver = 0
+        self.immediate = False
+        self.check_validity = False
+        self.backend = None
+        self.executor = None
+        self.supported: frozenset | None = None
+        self._shapes: dict = {}
+        self.nodes: list = []
+        self.dims: list = []
+        self.ng: list = []
+        self.n_eval = 0
+        self.backward_done = False
+        self._checkpoints: list[int] = []
+
+    # ------------------------------------------------------------ lifecycle
+    def _bind(self) -> frozenset:
+        be = runtime.backend()
+        if self.executor is None or self.backend is not be:
+            self.backend = be
+            self.executor = be.make_executor(self) or PyExecutor(self, be)
+            self._shapes = {}
+        self.supported = be.supported_ops()
+        return self.supported
+
+    def renew(self, immediate_compute: bool = False, check_validity: bool = False, autobatching=None) -> "ComputationGraph":
+        self.ver += 1
+        self.nodes = []
+        self.dims = []
+        self.ng = []
+        self.n_eval = 0
+        self.backward_done = False
+        self._checkpoints = []
+        self.immediate = bool(immediate_compute)
+        self.check_validity = bool(check_validity) and self.immediate
+        if self.backend is not None and self.backend is not runtime.current():
+            self.backend = None
+            self.executor = None
+            self.supported = None
+            self._shapes = {}
+        if self.executor is not None:
+            self.executor.reset()
+        return self
+
+    def checkpoint(self) -> None:
+        self._checkpoints.append(len(self.nodes))
+
+    def revert(self) -> None:
+        if not self._checkpoints:
+            raise RuntimeError("cg_revert: no checkpoint to revert to (call cg_checkpoint first)")
+        n = self._checkpoints.pop()
+        del self.nodes[n:], self.dims[n:], self.ng[n:]
+        self.n_eval = min(self.n_eval, n)
+        if self.executor is not None:
+            self.executor.truncate(n)
+
+    # ------------------------------------------------------------ building
+    # The hot path of every program.  Shape rules are memoised per (op, input
+    # Dims, attrs): Dims are interned, so the key hashes at C speed, and a hit
+    # skips the rule.  Only successful, supported combinations are cached.
+
+    def _shape(self, op, key, dims, attrs):
+        d = self._shapes.get(key)
+        if d is None:
+            if self.supported is None:
+                self._bind()
+            d = op.shape(op, dims, attrs)
+            if op.name not in self.supported:
+                raise NotImplementedError(f"{op.name}: not supported by backend {self.backend.name!r}")
+            if len(self._shapes) > 100_000:
+                self._shapes.clear()
+            try:
+                self._shapes[key] = d
+            except TypeError:  # unhashable attrs: no memo
+                pass
+        return d
+
+    def _index(self, op, x) -> int:
+        try:
+            return x.i if x.v == self.ver else x._node(self)
+        except AttributeError:
+            raise TypeError(f"{op.name}: expected an Expression, got {type(x).__name__} {x!r}") from None
 
     def add_leaf(self, op, attrs, needs_grad: bool = False) -> "Expression":
         if self.supported is None:
@@ -432,6 +448,8 @@ def unary(op):
     """A one-operand, attribute-free function for ``op`` (dy.tanh, dy.logistic...): ``add1``
     inlined, so a call is one Python frame."""
     cg = _cg
+    if _fastgraph is not None:
+        return _fastgraph.Unary(cg, op)
     nograd = bool(op.nograd)
 
     def f(x):
@@ -471,83 +489,13 @@ def _stale(e) -> StaleExpressionError:
     )
 
 
-class Expression:
-    """A node of the current graph; cheap to create (two ints)."""
+class _PyExpressionOps:
+    """Expression's operators in pure Python (DyNet: ``*`` of two expressions is a matrix
+    product).  ``_fastgraph.ExpressionBase`` implements them in C and calls these for operand
+    types it does not handle itself, so both paths share their semantics."""
 
-    __slots__ = ("i", "v")
+    __slots__ = ()
 
-    def __init__(self, i: int, v: int) -> None:
-        self.i = i
-        self.v = v
-
-    def _node(self, cg: ComputationGraph) -> int:
-        raise _stale(self)
-
-    def _check(self) -> int:
-        if self.v != _cg.ver:
-            return self._node(_cg)
-        return self.i
-
-    # ---- shape and values
-    def dim(self) -> tuple[tuple[int, ...], int]:
-        return _cg.dims[self._check()].as_tuple()
-
-    def _array(self, recalculate: bool) -> tuple[np.ndarray, Dim]:
-        i = self._check()
-        if recalculate:
-            _cg.invalidate(0)
-        d = _cg.dims[i]
-        return _cg.value_array(i), d
-
-    def npvalue(self, recalculate: bool = False) -> np.ndarray:
-        a, d = self._array(recalculate)
-        return a.reshape(d.d) if d.bd == 1 else a
-
-    def value(self, recalculate: bool = False):
-        a, d = self._array(recalculate)
-        if len(d.d) == 1:
-            if d.d[0] * d.bd == 1:
-                return float(a.reshape(-1)[0])
-            return a.reshape(-1, order="F").tolist()
-        return a.reshape(d.d) if d.bd == 1 else a
-
-    def scalar_value(self, recalculate: bool = False) -> float:
-        a, d = self._array(recalculate)
-        if a.size != 1:
-            raise ValueError(f"scalar_value: the expression has {a.size} values (dim {d}); use npvalue()")
-        return float(a.reshape(-1)[0])
-
-    def vec_value(self, recalculate: bool = False) -> list[float]:
-        a, _ = self._array(recalculate)
-        return a.reshape(-1, order="F").tolist()
-
-    def tensor_value(self, recalculate: bool = False):
-        from .tensor import Tensor
-
-        return Tensor(self.npvalue(recalculate))
-
-    def forward(self, recalculate: bool = False) -> None:
-        i = self._check()
-        if recalculate:
-            _cg.invalidate(0)
-        _cg.forward_to(i)
-
-    def incremental_forward(self) -> None:
-        _cg.forward_to(self._check())
-
-    def backward(self, full: bool = False) -> None:
-        _cg.backward(self._check(), full)
-
-    def gradient(self) -> np.ndarray:
-        i = self._check()
-        if not _cg.backward_done:
-            raise RuntimeError(f"Requested gradient for node {i}, but backward() was not run on this graph")
-        d = _cg.dims[i]
-        g = _cg.executor.gradient(i)
-        a = np.zeros(d.shape, np.float32) if g is None else _cg.backend.to_numpy(g)
-        return a.reshape(d.d) if d.bd == 1 else a
-
-    # ---- operators (DyNet: ``*`` of two expressions is a matrix product)
     def __add__(self, other):
         cg = _cg
         v = cg.ver
@@ -639,6 +587,91 @@ class Expression:
             return _cg.add1(_SMUL, self, (float(other),))
         return NotImplemented
 
+
+
+class _PyExpressionBase(_PyExpressionOps):
+    __slots__ = ("i", "v")
+
+    def __init__(self, i: int, v: int) -> None:
+        self.i = i
+        self.v = v
+
+
+_ExpressionBase = _fastgraph.ExpressionBase if _fastgraph is not None else _PyExpressionBase
+
+
+class Expression(_ExpressionBase):
+    """A node of the current graph; cheap to create (two ints: ``i``, ``v``)."""
+
+    __slots__ = ()
+
+    def _node(self, cg: ComputationGraph) -> int:
+        raise _stale(self)
+
+    def _check(self) -> int:
+        if self.v != _cg.ver:
+            return self._node(_cg)
+        return self.i
+
+    # ---- shape and values
+    def dim(self) -> tuple[tuple[int, ...], int]:
+        return _cg.dims[self._check()].as_tuple()
+
+    def _array(self, recalculate: bool) -> tuple[np.ndarray, Dim]:
+        i = self._check()
+        if recalculate:
+            _cg.invalidate(0)
+        d = _cg.dims[i]
+        return _cg.value_array(i), d
+
+    def npvalue(self, recalculate: bool = False) -> np.ndarray:
+        a, d = self._array(recalculate)
+        return a.reshape(d.d) if d.bd == 1 else a
+
+    def value(self, recalculate: bool = False):
+        a, d = self._array(recalculate)
+        if len(d.d) == 1:
+            if d.d[0] * d.bd == 1:
+                return float(a.reshape(-1)[0])
+            return a.reshape(-1, order="F").tolist()
+        return a.reshape(d.d) if d.bd == 1 else a
+
+    def scalar_value(self, recalculate: bool = False) -> float:
+        a, d = self._array(recalculate)
+        if a.size != 1:
+            raise ValueError(f"scalar_value: the expression has {a.size} values (dim {d}); use npvalue()")
+        return float(a.reshape(-1)[0])
+
+    def vec_value(self, recalculate: bool = False) -> list[float]:
+        a, _ = self._array(recalculate)
+        return a.reshape(-1, order="F").tolist()
+
+    def tensor_value(self, recalculate: bool = False):
+        from .tensor import Tensor
+
+        return Tensor(self.npvalue(recalculate))
+
+    def forward(self, recalculate: bool = False) -> None:
+        i = self._check()
+        if recalculate:
+            _cg.invalidate(0)
+        _cg.forward_to(i)
+
+    def incremental_forward(self) -> None:
+        _cg.forward_to(self._check())
+
+    def backward(self, full: bool = False) -> None:
+        _cg.backward(self._check(), full)
+
+    def gradient(self) -> np.ndarray:
+        i = self._check()
+        if not _cg.backward_done:
+            raise RuntimeError(f"Requested gradient for node {i}, but backward() was not run on this graph")
+        d = _cg.dims[i]
+        g = _cg.executor.gradient(i)
+        a = np.zeros(d.shape, np.float32) if g is None else _cg.backend.to_numpy(g)
+        return a.reshape(d.d) if d.bd == 1 else a
+
     def __truediv__(self, other):
         if isinstance(other, Number):
             if other == 0:
@@ -670,3 +703,19 @@ class Expression:
 
     # Python must not treat an expression as a sequence by accident.
     __iter__ = None
+
+
+if _fastgraph is not None:
+    _fastgraph.configure(
+        Expression,
+        _cg,
+        OPS,
+        {
+            "add": _PyExpressionOps.__add__,
+            "radd": _PyExpressionOps.__radd__,
+            "sub": _PyExpressionOps.__sub__,
+            "rsub": _PyExpressionOps.__rsub__,
+            "mul": _PyExpressionOps.__mul__,
+            "rmul": _PyExpressionOps.__rmul__,
+        },
+    )

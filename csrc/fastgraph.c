@@ -1,0 +1,839 @@
+/* dynet_api._fastgraph: the graph-construction hot path in C (optional accelerator).
+ *
+ * Part of the front end, not of any backend.  dynet_api/graph.py works without it
+ * (pure Python, DYNET_API_PURE_PYTHON=1 forces that); with it, three things move here:
+ *
+ *  - ExpressionBase: the Expression handle's storage (i: a Python int, v: the graph
+ *    version) and the operators + - * and unary -.  Python's Expression, Parameters,
+ *    LookupParameters and MutableExpression subclass it.
+ *  - GraphBase: the graph's hot fields (ver, nodes, dims, ng, _shapes, immediate) as C
+ *    members, and add / add1 / add2 / add_xy.  ComputationGraph subclasses it.
+ *  - Unary: a callable for one attribute-free op (dy.tanh, dy.logistic, ...).
+ *
+ * Only the fast path is here: version check, dims lookup, shape-cache lookup and the three
+ * appends.  Everything else calls back into Python: ``x._node(cg)`` on a version mismatch
+ * (stale expressions, parameters), ``cg._shape(op, key, dims, attrs)`` on a shape-cache
+ * miss (rules, backend support, errors), ``cg.forward_to(n)`` under immediate_compute, and
+ * the Python operator implementations for operand types not handled here.  The lists and
+ * the cache keys are the very objects the Python implementation uses, so both paths agree.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *i; /* node index (a Python int) */
+    Py_ssize_t v; /* graph version */
+} ExprObject;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *nodes, *dims, *ng, *shapes;
+    Py_ssize_t ver;
+    char immediate;
+} GraphObject;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *graph, *op, *dict;
+    vectorcallfunc vectorcall;
+} UnaryObject;
+
+static PyTypeObject ExprType, GraphType, UnaryType;
+
+/* Set by configure(): the Python Expression class, the global graph, the operators' ops,
+ * the Python operator implementations (fallbacks), the Number ABC. */
+static PyTypeObject *expr_cls;
+static GraphObject *the_graph;
+static PyObject *op_add, *op_neg, *op_plus_c, *op_c_minus, *op_smul, *op_matmul, *op_cmult;
+static PyObject *py_add, *py_radd, *py_sub, *py_rsub, *py_mul, *py_rmul;
+static PyObject *s_node, *s_shape, *s_forward_to, *s_nograd, *s_name, *s_d, *one;
+
+/* ------------------------------------------------------------------ helpers */
+
+static PyObject *type_error(PyObject *op, PyObject *x) {
+    PyObject *name = PyObject_GetAttr(op, s_name);
+    if (name == NULL) return NULL;
+    PyErr_Format(PyExc_TypeError, "%S: expected an Expression, got %s %R", name, _PyType_Name(Py_TYPE(x)), x);
+    Py_DECREF(name);
+    return NULL;
+}
+
+/* The node index of operand x as a new reference (Python: ``x.i if x.v == ver else x._node(cg)``;
+ * an AttributeError there is a TypeError naming the op). */
+static PyObject *resolve(GraphObject *g, PyObject *x, PyObject *op) {
+    PyObject *r;
+    if (PyObject_TypeCheck(x, &ExprType)) {
+        ExprObject *e = (ExprObject *)x;
+        if (e->v == g->ver && e->i != NULL) {
+            Py_INCREF(e->i);
+            return e->i;
+        }
+        r = PyObject_CallMethodOneArg(x, s_node, (PyObject *)g);
+    } else {
+        PyObject *v = PyObject_GetAttrString(x, "v");
+        if (v == NULL) goto attr_error;
+        PyObject *ver = PyLong_FromSsize_t(g->ver);
+        if (ver == NULL) {
+            Py_DECREF(v);
+            return NULL;
+        }
+        int same = PyObject_RichCompareBool(v, ver, Py_EQ);
+        Py_DECREF(v);
+        Py_DECREF(ver);
+        if (same < 0) return NULL;
+        r = same ? PyObject_GetAttrString(x, "i") : PyObject_CallMethodOneArg(x, s_node, (PyObject *)g);
+    }
+    if (r != NULL) return r;
+attr_error:
+    if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        return type_error(op, x);
+    }
+    return NULL;
+}
+
+/* dims[k] (borrowed), with Python's indexing rules. */
+static PyObject *dim_at(PyObject *dims, PyObject *k) {
+    if (dims == NULL || !PyList_Check(dims)) {
+        PyErr_SetString(PyExc_RuntimeError, "ComputationGraph: dims and ng must be lists");
+        return NULL;
+    }
+    Py_ssize_t i = PyLong_AsSsize_t(k);
+    if (i == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(dims);
+    if (i < 0) i += n;
+    if (i < 0 || i >= n) {
+        PyErr_SetString(PyExc_IndexError, "list index out of range");
+        return NULL;
+    }
+    return PyList_GET_ITEM(dims, i);
+}
+
+static int truth(PyObject *o) {
+    if (o == Py_True) return 1;
+    if (o == Py_False) return 0;
+    return PyObject_IsTrue(o);
+}
+
+/* The output Dim for key (new reference): the cache, else ``cg._shape(op, key, ind, attrs)``. */
+static PyObject *shape_of(GraphObject *g, PyObject *op, PyObject *key, PyObject *ind, PyObject *attrs) {
+    if (g->shapes != NULL && PyDict_CheckExact(g->shapes)) {
+        PyObject *d = PyDict_GetItemWithError(g->shapes, key);
+        if (d != NULL) {
+            Py_INCREF(d);
+            return d;
+        }
+        if (PyErr_Occurred()) return NULL;
+    }
+    return PyObject_CallMethodObjArgs((PyObject *)g, s_shape, op, key, ind, attrs, NULL);
+}
+
+static PyObject *new_expr(PyObject *i, Py_ssize_t v) {
+    PyTypeObject *t = expr_cls != NULL ? expr_cls : &ExprType;
+    ExprObject *e = (ExprObject *)t->tp_alloc(t, 0);
+    if (e == NULL) return NULL;
+    Py_INCREF(i);
+    e->i = i;
+    e->v = v;
+    return (PyObject *)e;
+}
+
+/* Append (op, ids, attrs), d and ng; run it under immediate_compute; return the Expression. */
+static PyObject *append_node(GraphObject *g, PyObject *op, PyObject *ids, PyObject *attrs, PyObject *d, int ng,
+                             Py_ssize_t ver) {
+    PyObject *nodes = g->nodes, *dims = g->dims, *ngl = g->ng;
+    if (nodes == NULL || dims == NULL || ngl == NULL || !PyList_Check(nodes) || !PyList_Check(dims) ||
+        !PyList_Check(ngl)) {
+        PyErr_SetString(PyExc_RuntimeError, "ComputationGraph: nodes, dims and ng must be lists");
+        return NULL;
+    }
+    PyObject *n = PyLong_FromSsize_t(PyList_GET_SIZE(dims));
+    if (n == NULL) return NULL;
+    PyObject *node = PyTuple_Pack(3, op, ids, attrs);
+    if (node == NULL || PyList_Append(nodes, node) < 0 || PyList_Append(dims, d) < 0 ||
+        PyList_Append(ngl, ng ? Py_True : Py_False) < 0) {
+        Py_XDECREF(node);
+        Py_DECREF(n);
+        return NULL;
+    }
+    /* The node and its ids tuple are not GC-tracked: ids holds ints only, and a node holds its
+     * op (global), ids and attrs (values, never the graph), so neither can close a reference
+     * cycle the collector would have to break.  Tracked, they made every gen-0 collection walk
+     * the nodes added since the last one (~40% of the time per node with gc enabled). */
+    if (PyObject_GC_IsTracked(ids)) PyObject_GC_UnTrack(ids);
+    PyObject_GC_UnTrack(node);
+    Py_DECREF(node);
+    if (g->immediate) {
+        PyObject *r = PyObject_CallMethodOneArg((PyObject *)g, s_forward_to, n);
+        if (r == NULL) {
+            Py_DECREF(n);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    PyObject *e = new_expr(n, ver);
+    Py_DECREF(n);
+    return e;
+}
+
+static int op_nograd(PyObject *op) {
+    PyObject *ng = PyObject_GetAttr(op, s_nograd);
+    if (ng == NULL) return -1;
+    int t = PyObject_IsTrue(ng);
+    Py_DECREF(ng);
+    return t;
+}
+
+/* ------------------------------------------------------------------ the add family */
+
+static PyObject *do_add1(GraphObject *g, PyObject *op, PyObject *x, PyObject *attrs) {
+    Py_ssize_t ver = g->ver;
+    PyObject *k = resolve(g, x, op);
+    if (k == NULL) return NULL;
+    PyObject *r = NULL, *key = NULL, *ids = NULL, *d = NULL;
+    PyObject *dk = dim_at(g->dims, k);
+    if (dk == NULL) goto done;
+    key = PyTuple_Pack(3, op, attrs, dk);
+    if (key == NULL) goto done;
+    if (g->shapes != NULL && PyDict_CheckExact(g->shapes)) {
+        d = PyDict_GetItemWithError(g->shapes, key);
+        if (d != NULL)
+            Py_INCREF(d);
+        else if (PyErr_Occurred())
+            goto done;
+    }
+    if (d == NULL) {
+        PyObject *ind = PyTuple_Pack(1, dk);
+        if (ind == NULL) goto done;
+        d = PyObject_CallMethodObjArgs((PyObject *)g, s_shape, op, key, ind, attrs, NULL);
+        Py_DECREF(ind);
+        if (d == NULL) goto done;
+    }
+    /* ng[k] and not op.nograd */
+    PyObject *ngk = dim_at(g->ng, k);
+    if (ngk == NULL) goto done;
+    int ng = truth(ngk);
+    if (ng < 0) goto done;
+    if (ng) {
+        int nog = op_nograd(op);
+        if (nog < 0) goto done;
+        ng = !nog;
+    }
+    ids = PyTuple_Pack(1, k);
+    if (ids == NULL) goto done;
+    r = append_node(g, op, ids, attrs, d, ng, ver);
+done:
+    Py_DECREF(k);
+    Py_XDECREF(key);
+    Py_XDECREF(ids);
+    Py_XDECREF(d);
+    return r;
+}
+
+/* Two resolved operands (new references i, j are borrowed here). */
+static PyObject *do_add2(GraphObject *g, PyObject *op, PyObject *i, PyObject *j, PyObject *attrs, int nograd_check,
+                         Py_ssize_t ver) {
+    PyObject *r = NULL, *key = NULL, *ids = NULL, *d = NULL;
+    PyObject *di = dim_at(g->dims, i);
+    if (di == NULL) return NULL;
+    PyObject *dj = dim_at(g->dims, j);
+    if (dj == NULL) return NULL;
+    key = PyTuple_Pack(4, op, attrs, di, dj);
+    if (key == NULL) return NULL;
+    if (g->shapes != NULL && PyDict_CheckExact(g->shapes)) {
+        d = PyDict_GetItemWithError(g->shapes, key);
+        if (d != NULL)
+            Py_INCREF(d);
+        else if (PyErr_Occurred())
+            goto done;
+    }
+    if (d == NULL) {
+        PyObject *ind = PyTuple_Pack(2, di, dj);
+        if (ind == NULL) goto done;
+        d = PyObject_CallMethodObjArgs((PyObject *)g, s_shape, op, key, ind, attrs, NULL);
+        Py_DECREF(ind);
+        if (d == NULL) goto done;
+    }
+    int ng = 0;
+    if (nograd_check) {
+        int nog = op_nograd(op);
+        if (nog < 0) goto done;
+        if (nog) goto have_ng;
+    }
+    {
+        PyObject *a = dim_at(g->ng, i);
+        if (a == NULL) goto done;
+        ng = truth(a);
+        if (ng < 0) goto done;
+        if (!ng) {
+            PyObject *b = dim_at(g->ng, j);
+            if (b == NULL) goto done;
+            ng = truth(b);
+            if (ng < 0) goto done;
+        }
+    }
+have_ng:
+    ids = PyTuple_Pack(2, i, j);
+    if (ids == NULL) goto done;
+    r = append_node(g, op, ids, attrs, d, ng, ver);
+done:
+    Py_XDECREF(key);
+    Py_XDECREF(ids);
+    Py_XDECREF(d);
+    return r;
+}
+
+static PyObject *do_add_xy(GraphObject *g, PyObject *op, PyObject *x, PyObject *y, PyObject *attrs) {
+    Py_ssize_t ver = g->ver;
+    PyObject *i = resolve(g, x, op);
+    if (i == NULL) return NULL;
+    PyObject *j = resolve(g, y, op);
+    if (j == NULL) {
+        Py_DECREF(i);
+        return NULL;
+    }
+    PyObject *r = do_add2(g, op, i, j, attrs, 1, ver);
+    Py_DECREF(i);
+    Py_DECREF(j);
+    return r;
+}
+
+static PyObject *do_add(GraphObject *g, PyObject *op, PyObject *args, PyObject *attrs) {
+    Py_ssize_t ver = g->ver;
+    PyObject *seq = PySequence_Fast(args, "add: args must be a sequence of expressions");
+    if (seq == NULL) return NULL;
+    Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
+    PyObject *r = NULL, *ind = NULL, *key = NULL, *d = NULL;
+    PyObject *ids = PyTuple_New(m);
+    if (ids == NULL) goto done;
+    for (Py_ssize_t a = 0; a < m; a++) {
+        PyObject *k = resolve(g, PySequence_Fast_GET_ITEM(seq, a), op);
+        if (k == NULL) goto done;
+        PyTuple_SET_ITEM(ids, a, k);
+    }
+    ind = PyList_New(m);
+    key = PyTuple_New(m + 2);
+    if (ind == NULL || key == NULL) goto done;
+    Py_INCREF(op);
+    PyTuple_SET_ITEM(key, 0, op);
+    Py_INCREF(attrs);
+    PyTuple_SET_ITEM(key, 1, attrs);
+    for (Py_ssize_t a = 0; a < m; a++) {
+        PyObject *dk = dim_at(g->dims, PyTuple_GET_ITEM(ids, a));
+        if (dk == NULL) goto done;
+        Py_INCREF(dk);
+        PyList_SET_ITEM(ind, a, dk);
+        Py_INCREF(dk);
+        PyTuple_SET_ITEM(key, a + 2, dk);
+    }
+    d = shape_of(g, op, key, ind, attrs);
+    if (d == NULL) goto done;
+    int nog = op_nograd(op);
+    if (nog < 0) goto done;
+    int ng = 0;
+    if (!nog) {
+        for (Py_ssize_t a = 0; a < m && !ng; a++) {
+            PyObject *b = dim_at(g->ng, PyTuple_GET_ITEM(ids, a));
+            if (b == NULL) goto done;
+            ng = truth(b);
+            if (ng < 0) goto done;
+        }
+    }
+    r = append_node(g, op, ids, attrs, d, ng, ver);
+done:
+    Py_DECREF(seq);
+    Py_XDECREF(ids);
+    Py_XDECREF(ind);
+    Py_XDECREF(key);
+    Py_XDECREF(d);
+    return r;
+}
+
+/* ------------------------------------------------------------------ GraphBase */
+
+/* (op, a, b[, attrs]) positional, attrs also by keyword. */
+static int parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, int npos,
+                      PyObject **out) {
+    if (nargs < npos || nargs > npos + 1) goto bad;
+    for (int a = 0; a < nargs; a++) out[a] = args[a];
+    if (nargs == npos) out[npos] = Py_None;
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        if (PyTuple_GET_SIZE(kwnames) != 1 || nargs != npos ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) ||
+            PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "attrs") != 0)
+            goto bad;
+        out[npos] = args[nargs];
+    }
+    return 0;
+bad:
+    PyErr_Format(PyExc_TypeError, "%s: expected %d positional arguments and an optional attrs", fname, npos);
+    return -1;
+}
+
+static PyObject *graph_add(GraphObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *a[3];
+    if (parse_args("add", args, nargs, kwnames, 2, a) < 0) return NULL;
+    return do_add(self, a[0], a[1], a[2]);
+}
+
+static PyObject *graph_add1(GraphObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *a[3];
+    if (parse_args("add1", args, nargs, kwnames, 2, a) < 0) return NULL;
+    return do_add1(self, a[0], a[1], a[2]);
+}
+
+static PyObject *graph_add2(GraphObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *a[4];
+    if (parse_args("add2", args, nargs, kwnames, 3, a) < 0) return NULL;
+    return do_add2(self, a[0], a[1], a[2], a[3], 0, self->ver);
+}
+
+static PyObject *graph_add_xy(GraphObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *a[4];
+    if (parse_args("add_xy", args, nargs, kwnames, 3, a) < 0) return NULL;
+    return do_add_xy(self, a[0], a[1], a[2], a[3]);
+}
+
+static PyMethodDef graph_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))graph_add, METH_FASTCALL | METH_KEYWORDS,
+     "add(op, args, attrs=None): append a node; operands and shape are checked before the graph changes."},
+    {"add1", (PyCFunction)(void (*)(void))graph_add1, METH_FASTCALL | METH_KEYWORDS,
+     "add1(op, x, attrs=None): add for one operand."},
+    {"add2", (PyCFunction)(void (*)(void))graph_add2, METH_FASTCALL | METH_KEYWORDS,
+     "add2(op, i, j, attrs=None): two already-resolved node indices."},
+    {"add_xy", (PyCFunction)(void (*)(void))graph_add_xy, METH_FASTCALL | METH_KEYWORDS,
+     "add_xy(op, x, y, attrs=None): add for two operands."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef graph_members[] = {
+    {"ver", T_PYSSIZET, offsetof(GraphObject, ver), 0, "graph version (renew_cg count)"},
+    {"immediate", T_BOOL, offsetof(GraphObject, immediate), 0, "immediate_compute"},
+    {"nodes", T_OBJECT_EX, offsetof(GraphObject, nodes), 0, "(op, arg ids, attrs) per node"},
+    {"dims", T_OBJECT_EX, offsetof(GraphObject, dims), 0, "Dim per node"},
+    {"ng", T_OBJECT_EX, offsetof(GraphObject, ng), 0, "needs-gradient flag per node"},
+    {"_shapes", T_OBJECT_EX, offsetof(GraphObject, shapes), 0, "shape-rule memo"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static int graph_traverse(GraphObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->nodes);
+    Py_VISIT(self->dims);
+    Py_VISIT(self->ng);
+    Py_VISIT(self->shapes);
+    return 0;
+}
+
+static int graph_clear(GraphObject *self) {
+    Py_CLEAR(self->nodes);
+    Py_CLEAR(self->dims);
+    Py_CLEAR(self->ng);
+    Py_CLEAR(self->shapes);
+    return 0;
+}
+
+static void graph_dealloc(GraphObject *self) {
+    PyObject_GC_UnTrack(self);
+    graph_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject GraphType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "dynet_api._fastgraph.GraphBase",
+    .tp_basicsize = sizeof(GraphObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The graph's hot fields and its add methods (ComputationGraph subclasses it).",
+    .tp_traverse = (traverseproc)graph_traverse,
+    .tp_clear = (inquiry)graph_clear,
+    .tp_dealloc = (destructor)graph_dealloc,
+    .tp_methods = graph_methods,
+    .tp_members = graph_members,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ------------------------------------------------------------------ ExpressionBase */
+
+static void expr_dealloc(ExprObject *self) {
+    Py_CLEAR(self->i);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int expr_init(ExprObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"i", "v", NULL};
+    PyObject *i;
+    Py_ssize_t v;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On", kwlist, &i, &v)) return -1;
+    if (!PyLong_Check(i)) {
+        PyErr_Format(PyExc_TypeError, "Expression: the node index must be an int, got %s", _PyType_Name(Py_TYPE(i)));
+        return -1;
+    }
+    Py_INCREF(i);
+    Py_XSETREF(self->i, i);
+    self->v = v;
+    return 0;
+}
+
+static PyObject *expr_get_i(ExprObject *self, void *closure) {
+    if (self->i == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "i");
+        return NULL;
+    }
+    Py_INCREF(self->i);
+    return self->i;
+}
+
+static int expr_set_i(ExprObject *self, PyObject *value, void *closure) {
+    if (value == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Expression.i cannot be deleted");
+        return -1;
+    }
+    PyObject *n = PyNumber_Index(value);
+    if (n == NULL) return -1;
+    Py_XSETREF(self->i, n);
+    return 0;
+}
+
+static PyGetSetDef expr_getset[] = {
+    {"i", (getter)expr_get_i, (setter)expr_set_i, "node index", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef expr_members[] = {
+    {"v", T_PYSSIZET, offsetof(ExprObject, v), 0, "graph version"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static int is_plain_number(PyObject *o) { return PyFloat_CheckExact(o) || PyLong_CheckExact(o); }
+
+static PyObject *call2(PyObject *f, PyObject *a, PyObject *b) {
+    if (f == NULL) Py_RETURN_NOTIMPLEMENTED;
+    PyObject *args[2] = {a, b};
+    return PyObject_Vectorcall(f, args, 2, NULL);
+}
+
+static PyObject *scalar_attrs(PyObject *num, int negate) {
+    double x = PyFloat_AsDouble(num);
+    if (x == -1.0 && PyErr_Occurred()) return NULL;
+    PyObject *f = PyFloat_FromDouble(negate ? -x : x);
+    if (f == NULL) return NULL;
+    PyObject *t = PyTuple_Pack(1, f);
+    Py_DECREF(f);
+    return t;
+}
+
+static PyObject *add1_const(PyObject *op, PyObject *e, PyObject *num, int negate) {
+    PyObject *attrs = scalar_attrs(num, negate);
+    if (attrs == NULL) return NULL;
+    PyObject *r = do_add1(the_graph, op, e, attrs);
+    Py_DECREF(attrs);
+    return r;
+}
+
+static PyObject *expr_add(PyObject *a, PyObject *b) {
+    GraphObject *g = the_graph;
+    int ea = PyObject_TypeCheck(a, &ExprType), eb = PyObject_TypeCheck(b, &ExprType);
+    if (g != NULL && ea && eb) {
+        Py_ssize_t ver = g->ver;
+        PyObject *j = resolve(g, b, op_add);
+        if (j == NULL) return NULL;
+        PyObject *i = resolve(g, a, op_add);
+        if (i == NULL) {
+            Py_DECREF(j);
+            return NULL;
+        }
+        PyObject *r = do_add2(g, op_add, i, j, Py_None, 0, ver);
+        Py_DECREF(i);
+        Py_DECREF(j);
+        return r;
+    }
+    if (g != NULL && ea && is_plain_number(b)) return add1_const(op_plus_c, a, b, 0);
+    if (g != NULL && eb && is_plain_number(a)) return add1_const(op_plus_c, b, a, 0);
+    return ea ? call2(py_add, a, b) : call2(py_radd, b, a);
+}
+
+static PyObject *expr_sub(PyObject *a, PyObject *b) {
+    GraphObject *g = the_graph;
+    int ea = PyObject_TypeCheck(a, &ExprType), eb = PyObject_TypeCheck(b, &ExprType);
+    if (g != NULL && ea && eb) {
+        /* a - b = a + (-b); the sum's shape is checked before -b is added. */
+        Py_ssize_t ver = g->ver;
+        PyObject *r = NULL, *key = NULL, *neg = NULL;
+        PyObject *i = resolve(g, a, op_add);
+        if (i == NULL) return NULL;
+        PyObject *j = resolve(g, b, op_add);
+        if (j == NULL) {
+            Py_DECREF(i);
+            return NULL;
+        }
+        PyObject *di = dim_at(g->dims, i), *dj = di ? dim_at(g->dims, j) : NULL;
+        if (dj == NULL) goto done;
+        key = PyTuple_Pack(4, op_add, Py_None, di, dj);
+        PyObject *ind = key ? PyTuple_Pack(2, di, dj) : NULL;
+        if (ind == NULL) goto done;
+        PyObject *d = shape_of(g, op_add, key, ind, Py_None);
+        Py_DECREF(ind);
+        if (d == NULL) goto done;
+        Py_DECREF(d);
+        neg = do_add1(g, op_neg, b, Py_None);
+        if (neg == NULL) goto done;
+        r = do_add2(g, op_add, i, ((ExprObject *)neg)->i, Py_None, 0, ver);
+    done:
+        Py_DECREF(i);
+        Py_DECREF(j);
+        Py_XDECREF(key);
+        Py_XDECREF(neg);
+        return r;
+    }
+    if (g != NULL && ea && is_plain_number(b)) return add1_const(op_plus_c, a, b, 1);
+    if (g != NULL && eb && is_plain_number(a)) return add1_const(op_c_minus, b, a, 0);
+    return ea ? call2(py_sub, a, b) : call2(py_rsub, b, a);
+}
+
+/* DyNet: a 1x1 (or length-1) operand scales the other, else a matrix product. */
+static int is_scalar_dim(PyObject *dim) {
+    PyObject *d = PyObject_GetAttr(dim, s_d);
+    if (d == NULL) return -1;
+    int r = 0;
+    if (PyTuple_Check(d) && (PyTuple_GET_SIZE(d) == 1 || PyTuple_GET_SIZE(d) == 2)) {
+        r = 1;
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(d); k++) {
+            PyObject *x = PyTuple_GET_ITEM(d, k);
+            int is1 = PyLong_CheckExact(x) ? (PyLong_AsLong(x) == 1) : PyObject_RichCompareBool(x, one, Py_EQ);
+            if (is1 < 0) {
+                Py_DECREF(d);
+                return -1;
+            }
+            if (!is1) {
+                r = 0;
+                break;
+            }
+        }
+    }
+    Py_DECREF(d);
+    return r;
+}
+
+static PyObject *expr_mul(PyObject *a, PyObject *b) {
+    GraphObject *g = the_graph;
+    int ea = PyObject_TypeCheck(a, &ExprType), eb = PyObject_TypeCheck(b, &ExprType);
+    if (g != NULL && ea && eb) {
+        Py_ssize_t ver = g->ver;
+        PyObject *r = NULL;
+        PyObject *j = resolve(g, b, op_matmul);
+        if (j == NULL) return NULL;
+        PyObject *i = resolve(g, a, op_matmul);
+        if (i == NULL) {
+            Py_DECREF(j);
+            return NULL;
+        }
+        PyObject *di = dim_at(g->dims, i), *dj = di ? dim_at(g->dims, j) : NULL;
+        if (dj == NULL) goto done;
+        int s = is_scalar_dim(di);
+        if (s == 0) s = is_scalar_dim(dj);
+        if (s < 0) goto done;
+        r = do_add2(g, s ? op_cmult : op_matmul, i, j, Py_None, 0, ver);
+    done:
+        Py_DECREF(i);
+        Py_DECREF(j);
+        return r;
+    }
+    if (g != NULL && ea && is_plain_number(b)) return add1_const(op_smul, a, b, 0);
+    if (g != NULL && eb && is_plain_number(a)) return add1_const(op_smul, b, a, 0);
+    return ea ? call2(py_mul, a, b) : call2(py_rmul, b, a);
+}
+
+static PyObject *expr_neg(PyObject *a) {
+    if (the_graph == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_fastgraph is not configured");
+        return NULL;
+    }
+    return do_add1(the_graph, op_neg, a, Py_None);
+}
+
+static PyNumberMethods expr_as_number = {
+    .nb_add = expr_add,
+    .nb_subtract = expr_sub,
+    .nb_multiply = expr_mul,
+    .nb_negative = expr_neg,
+};
+
+static PyTypeObject ExprType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "dynet_api._fastgraph.ExpressionBase",
+    .tp_basicsize = sizeof(ExprObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Storage (i, v) and the operators + - * of an Expression.",
+    .tp_dealloc = (destructor)expr_dealloc,
+    .tp_init = (initproc)expr_init,
+    .tp_getset = expr_getset,
+    .tp_members = expr_members,
+    .tp_as_number = &expr_as_number,
+};
+
+/* ------------------------------------------------------------------ Unary */
+
+static PyObject *unary_vectorcall(UnaryObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nargs == 1 && nkw == 0) return do_add1((GraphObject *)self->graph, self->op, args[0], Py_None);
+    if (nargs == 0 && nkw == 1 && PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) &&
+        PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "x") == 0)
+        return do_add1((GraphObject *)self->graph, self->op, args[0], Py_None);
+    /* the messages of a Python ``def f(x)`` */
+    PyObject *name = PyObject_GetAttr(self->op, s_name);
+    if (name == NULL) return NULL;
+    if (nargs > 1)
+        PyErr_Format(PyExc_TypeError, "%S() takes 1 positional argument but %zd were given", name, nargs);
+    else if (nkw > 0)
+        PyErr_Format(PyExc_TypeError, "%S() got an unexpected keyword argument %R", name,
+                     PyTuple_GET_ITEM(kwnames, nkw - 1));
+    else
+        PyErr_Format(PyExc_TypeError, "%S() missing 1 required positional argument: 'x'", name);
+    Py_DECREF(name);
+    return NULL;
+}
+
+static PyObject *unary_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    PyObject *graph, *op;
+    if (!PyArg_ParseTuple(args, "O!O:Unary", &GraphType, &graph, &op)) return NULL;
+    UnaryObject *self = (UnaryObject *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    Py_INCREF(graph);
+    self->graph = graph;
+    Py_INCREF(op);
+    self->op = op;
+    self->vectorcall = (vectorcallfunc)unary_vectorcall;
+    return (PyObject *)self;
+}
+
+static int unary_traverse(UnaryObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->graph);
+    Py_VISIT(self->op);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int unary_clear(UnaryObject *self) {
+    Py_CLEAR(self->graph);
+    Py_CLEAR(self->op);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void unary_dealloc(UnaryObject *self) {
+    PyObject_GC_UnTrack(self);
+    unary_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *unary_repr(UnaryObject *self) {
+    PyObject *name = PyObject_GetAttr(self->op, s_name);
+    if (name == NULL) return NULL;
+    PyObject *r = PyUnicode_FromFormat("<dynet_api function %S>", name);
+    Py_DECREF(name);
+    return r;
+}
+
+static PyObject *unary_get_op(UnaryObject *self, void *closure) {
+    Py_INCREF(self->op);
+    return self->op;
+}
+
+static PyGetSetDef unary_getset[] = {
+    {"op", (getter)unary_get_op, NULL, "the op table entry", NULL},
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject UnaryType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "dynet_api._fastgraph.Unary",
+    .tp_basicsize = sizeof(UnaryObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Unary(graph, op): f(x) adds op(x) to graph (an attribute-free one-operand op).",
+    .tp_traverse = (traverseproc)unary_traverse,
+    .tp_clear = (inquiry)unary_clear,
+    .tp_dealloc = (destructor)unary_dealloc,
+    .tp_new = unary_new,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(UnaryObject, vectorcall),
+    .tp_dictoffset = offsetof(UnaryObject, dict),
+    .tp_repr = (reprfunc)unary_repr,
+    .tp_getset = unary_getset,
+};
+
+/* ------------------------------------------------------------------ module */
+
+static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"expression", "graph", "ops", "fallbacks", NULL};
+    PyObject *cls, *graph, *ops, *fb;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!O!:configure", kwlist, &PyType_Type, &cls, &GraphType, &graph,
+                                     &PyDict_Type, &ops, &PyDict_Type, &fb))
+        return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)cls, &ExprType)) {
+        PyErr_SetString(PyExc_TypeError, "configure: expression must subclass ExpressionBase");
+        return NULL;
+    }
+    struct { const char *name; PyObject **slot; } want[] = {
+        {"add", &op_add}, {"negate", &op_neg}, {"plus_const", &op_plus_c}, {"const_minus", &op_c_minus},
+        {"scalar_mult", &op_smul}, {"matmul", &op_matmul}, {"cmult", &op_cmult},
+    };
+    for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+        PyObject *o = PyDict_GetItemString(ops, want[k].name);
+        if (o == NULL) return PyErr_Format(PyExc_KeyError, "configure: ops lacks %s", want[k].name);
+        Py_INCREF(o);
+        Py_XSETREF(*want[k].slot, o);
+    }
+    struct { const char *name; PyObject **slot; } fbs[] = {
+        {"add", &py_add}, {"radd", &py_radd}, {"sub", &py_sub}, {"rsub", &py_rsub}, {"mul", &py_mul}, {"rmul", &py_rmul},
+    };
+    for (size_t k = 0; k < sizeof(fbs) / sizeof(fbs[0]); k++) {
+        PyObject *o = PyDict_GetItemString(fb, fbs[k].name);
+        if (o == NULL) return PyErr_Format(PyExc_KeyError, "configure: fallbacks lacks %s", fbs[k].name);
+        Py_INCREF(o);
+        Py_XSETREF(*fbs[k].slot, o);
+    }
+    Py_INCREF(cls);
+    Py_XSETREF(expr_cls, (PyTypeObject *)cls);
+    Py_INCREF(graph);
+    Py_XSETREF(the_graph, (GraphObject *)graph);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
+     "configure(expression, graph, ops, fallbacks): the classes, graph, ops and Python operator fallbacks to use."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "_fastgraph", "The graph-construction hot path of dynet_api in C (optional).", -1,
+    module_methods,
+};
+
+PyMODINIT_FUNC PyInit__fastgraph(void) {
+    /* object's own __new__, so ``object.__new__(Expression)`` (the cheap way to make one in
+     * Python, used by graph.py and the builders) stays valid with this base. */
+    ExprType.tp_new = PyBaseObject_Type.tp_new;
+    if (PyType_Ready(&ExprType) < 0 || PyType_Ready(&GraphType) < 0 || PyType_Ready(&UnaryType) < 0) return NULL;
+    s_node = PyUnicode_InternFromString("_node");
+    s_shape = PyUnicode_InternFromString("_shape");
+    s_forward_to = PyUnicode_InternFromString("forward_to");
+    s_nograd = PyUnicode_InternFromString("nograd");
+    s_name = PyUnicode_InternFromString("name");
+    s_d = PyUnicode_InternFromString("d");
+    one = PyLong_FromLong(1);
+    if (!one || !s_node || !s_shape || !s_forward_to || !s_nograd || !s_name || !s_d) return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (m == NULL) return NULL;
+    Py_INCREF(&ExprType);
+    Py_INCREF(&GraphType);
+    Py_INCREF(&UnaryType);
+    if (PyModule_AddObject(m, "ExpressionBase", (PyObject *)&ExprType) < 0 ||
+        PyModule_AddObject(m, "GraphBase", (PyObject *)&GraphType) < 0 ||
+        PyModule_AddObject(m, "Unary", (PyObject *)&UnaryType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
