@@ -7,9 +7,14 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <map>
 #include <memory>
+#include <queue>
+#include <tuple>
 #include <unordered_map>
 
+#include "autobatch.h"
 #include "common.h"
 
 #if defined(__SSE__) || defined(__x86_64__)
@@ -229,12 +234,17 @@ class Executor {
     s_nodes_ = intern("nodes"), s_dims_ = intern("dims"), s_ng_ = intern("ng"), s_shape_ = intern("shape");
     s_value_ = intern("value"), s_grad_ = intern("grad"), s_has_grad_ = intern("has_grad");
     s_touched_ = intern("touched"), s_check_ = intern("check_validity");
+    matmul_ = kernel_code("matmul"), affine_ = kernel_code("affine_transform");
   }
 
   void forward(int a, int b) {
     FlushDenormals ftz;
     if (b > int(nodes_.size())) marshal(b);
     bool check = PyObject_IsTrue(py::reinterpret_steal<py::object>(PyObject_GetAttr(cg_.ptr(), s_check_)).ptr()) == 1;
+    if (ab::enabled() && b - a > 2 && plan_groups(a, b)) {
+      batched_forward(a, b, check);
+      return;
+    }
     for (int j = a; j < b; ++j) {
       run_forward(j);
       if (check) check_finite(j);
@@ -246,37 +256,17 @@ class Executor {
     FlushDenormals ftz;
     grads_.reset();
     n_grad_ = 0;
-    for (int j = 0; j <= i; ++j) nodes_[size_t(j)].g = nullptr;
+    for (int j = 0; j <= i; ++j) nodes_[size_t(j)].g = nullptr, nodes_[size_t(j)].dwq = -1;
     n_grad_ = i + 1;
+    dw_.clear();
+    bool defer = ab::enabled();
     Node& top = nodes_[size_t(i)];
     std::fill_n(grad_of(top), top.s.total(), 1.0f);
-    std::vector<CView> xs;
-    for (int j = i; j >= 0; --j) {
-      Node& n = nodes_[size_t(j)];
-      if (!n.g) continue;
-      const OpInfo& oi = *n.info;
-      if (oi.leaf == 2 || oi.leaf == 3) {
-        leaf_backward(n);
-        continue;
-      }
-      if (n.na == 0) continue;
-      const KernelDef& k = kernel_table()[size_t(n.op)];
-      xs.clear();
-      for (int q = 0; q < n.na; ++q) {
-        const Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
-        xs.push_back({m.v, m.s});
-      }
-      Attrs at = attrs_of(n);
-      for (int q = 0; q < n.na; ++q) {
-        int src = args_[size_t(n.a0 + q)];
-        Node& m = nodes_[size_t(src)];
-        if (!(m.ng || full)) continue;
-        bool skip = false;
-        for (int ng : oi.nograd) skip |= ng == q;
-        if (skip) continue;
-        k.bwd(xs.data(), n.na, {n.v, n.s}, {n.g, n.s}, q, {grad_of(m), m.s}, at);
-      }
+    if (defer && i > 1 && plan_backward_groups(i, full)) {
+      batched_backward(i, full);
+      return;
     }
+    for (int j = i; j >= 0; --j) backward_node(j, full, defer, -1);
   }
 
   py::object value(int i) {
@@ -328,6 +318,17 @@ class Executor {
     float* v = nullptr;
     float* g = nullptr;
     Arena::Mark mark;
+    int dwq = -1;  // backward: head of this node's deferred weight-gradient products in dw_
+  };
+  struct DeferredGrad {  // dW += dy x^T, postponed until the sweep reaches W
+    const float* dy;
+    const float* x;
+    int64_t n;
+    int next;
+  };
+  struct Group {  // forward: products sharing one weight, waiting to run as one GEMM
+    int w;
+    std::vector<int> ready;
   };
 
   py::object cg_;
@@ -342,6 +343,11 @@ class Executor {
   int n_grad_ = 0;
   std::unordered_map<PyObject*, OpInfo> ops_;
   std::vector<py::object> op_refs_;
+  int matmul_ = -1, affine_ = -1;
+  std::vector<DeferredGrad> dw_;
+  std::vector<int> gid_, cnt_, cons_off_, cons_;  // forward plan over a node range
+  std::vector<Group> groups_;
+  std::vector<ab::Item> items_;
 
   PyObject* get_list(PyObject* name) {
     PyObject* l = PyObject_GetAttr(cg_.ptr(), name);
@@ -506,6 +512,298 @@ class Executor {
     }
   }
 
+  bool wants_grad(const Node& n, int q, bool full) const {
+    const Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
+    if (!(m.ng || full)) return false;
+    for (int ng : n.info->nograd)
+      if (ng == q) return false;
+    return true;
+  }
+
+  // One node's share of the reverse sweep: its inputs' gradients, except input `skip`
+  // (whose gradient the caller computes in a batch).
+  void backward_node(int j, bool full, bool defer, int skip) {
+    Node& n = nodes_[size_t(j)];
+    if (n.dwq >= 0) flush_weight_grad(n);
+    if (!n.g) return;
+    const OpInfo& oi = *n.info;
+    if (oi.leaf == 2 || oi.leaf == 3) {
+      leaf_backward(n);
+      return;
+    }
+    if (n.na == 0) return;
+    const KernelDef& k = kernel_table()[size_t(n.op)];
+    CView xs[16];
+    std::vector<CView> big;
+    CView* xp = xs;
+    if (n.na > 16) big.resize(size_t(n.na)), xp = big.data();
+    for (int q = 0; q < n.na; ++q) {
+      const Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
+      xp[q] = {m.v, m.s};
+    }
+    Attrs at = attrs_of(n);
+    for (int q = 0; q < n.na; ++q) {
+      if (q == skip || !wants_grad(n, q, full)) continue;
+      if (defer && defer_weight_grad(n, q)) continue;
+      Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
+      k.bwd(xp, n.na, {n.v, n.s}, {n.g, n.s}, q, {grad_of(m), m.s}, at);
+    }
+  }
+
+  // ---------------------------------------------------------------- autobatching
+  // A product W x (matmul, or an affine_transform with one product and a column bias) whose
+  // weight is one unbatched matrix and whose x has the output's batch: products of the same
+  // W run as one GEMM over their concatenated columns.
+  bool site_of(const Node& n, int& w, int& x, int& bias) const {
+    if (n.op == matmul_ && n.na == 2)
+      bias = -1, w = args_[size_t(n.a0)], x = args_[size_t(n.a0 + 1)];
+    else if (n.op == affine_ && n.na == 3)
+      bias = args_[size_t(n.a0)], w = args_[size_t(n.a0 + 1)], x = args_[size_t(n.a0 + 2)];
+    else
+      return false;
+    const Shape &W = nodes_[size_t(w)].s, &X = nodes_[size_t(x)].s;
+    if (W.nd > 2 || W.bd != 1 || W.total() == 0 || X.nd > 2 || X.bd != n.s.bd || X.d[0] != W.d[1] ||
+        n.s.d[0] != W.d[0])
+      return false;
+    if (bias >= 0) {
+      const Shape& B = nodes_[size_t(bias)].s;
+      if (B.bd != 1 || B.total() != W.d[0]) return false;
+    }
+    return true;
+  }
+
+  // Group the range's products by weight (a parameter's storage, else the weight node);
+  // false when no weight has two products here, so the plain in-order loop runs.
+  bool plan_groups(int a, int b) {
+    int sites = 0;
+    for (int j = a; j < b; ++j) {
+      int op = nodes_[size_t(j)].op;
+      sites += op == matmul_ || op == affine_;
+    }
+    if (sites < 2) return false;
+    gid_.assign(size_t(b - a), -1);
+    groups_.clear();
+    std::map<std::pair<int, uintptr_t>, int> keys;
+    std::vector<int> count;
+    int w, x, bias;
+    for (int j = a; j < b; ++j) {
+      const Node& n = nodes_[size_t(j)];
+      if ((n.op != matmul_ && n.op != affine_) || !site_of(n, w, x, bias)) continue;
+      std::pair<int, uintptr_t> key = nodes_[size_t(w)].info->leaf == 2
+                                          ? std::make_pair(1, reinterpret_cast<uintptr_t>(refs_[size_t(w)].ptr()))
+                                          : std::make_pair(0, uintptr_t(w));
+      auto it = keys.emplace(key, int(groups_.size()));
+      if (it.second) groups_.push_back({w, {}}), count.push_back(0);
+      gid_[size_t(j - a)] = it.first->second;
+      ++count[size_t(it.first->second)];
+    }
+    bool any = false;
+    for (int j = a; j < b; ++j) {
+      int& g = gid_[size_t(j - a)];
+      if (g >= 0 && count[size_t(g)] < 2) g = -1;
+      any |= g >= 0;
+    }
+    return any;
+  }
+
+  // Evaluate [a, b) in a dependency order that lets products of one weight meet: every other
+  // node runs as soon as its inputs are ready (lowest index first, so random draws keep their
+  // order); only when none is left does the group whose earliest ready product comes first run,
+  // all its ready products as one GEMM (DyNet's agenda-based autobatching, for products only).
+  void batched_forward(int a, int b, bool check) {
+    size_t nn = size_t(b - a);
+    cnt_.assign(nn, 0);
+    cons_off_.assign(nn + 1, 0);
+    for (int j = a; j < b; ++j) {
+      const Node& n = nodes_[size_t(j)];
+      for (int q = 0; q < n.na; ++q) {
+        int s = args_[size_t(n.a0 + q)];
+        if (s >= a) ++cnt_[size_t(j - a)], ++cons_off_[size_t(s - a + 1)];
+      }
+    }
+    for (size_t k = 0; k < nn; ++k) cons_off_[k + 1] += cons_off_[k];
+    cons_.resize(size_t(cons_off_[nn]));
+    std::vector<int> pos(cons_off_.begin(), cons_off_.end() - 1);
+    for (int j = a; j < b; ++j) {
+      const Node& n = nodes_[size_t(j)];
+      for (int q = 0; q < n.na; ++q) {
+        int s = args_[size_t(n.a0 + q)];
+        if (s >= a) cons_[size_t(pos[size_t(s - a)]++)] = j;
+      }
+    }
+    std::priority_queue<int, std::vector<int>, std::greater<int>> heap;
+    auto make_ready = [&](int j) {
+      int g = gid_[size_t(j - a)];
+      if (g >= 0)
+        groups_[size_t(g)].ready.push_back(j);
+      else
+        heap.push(j);
+    };
+    auto done = [&](int j) {
+      if (check) check_finite(j);
+      for (int k = cons_off_[size_t(j - a)]; k < cons_off_[size_t(j - a + 1)]; ++k)
+        if (--cnt_[size_t(cons_[size_t(k)] - a)] == 0) make_ready(cons_[size_t(k)]);
+    };
+    for (int j = a; j < b; ++j)
+      if (cnt_[size_t(j - a)] == 0) make_ready(j);
+    size_t ran = 0;
+    std::vector<int> batch;
+    for (;;) {
+      while (!heap.empty()) {
+        int j = heap.top();
+        heap.pop();
+        run_forward(j);
+        done(j);
+        ++ran;
+      }
+      int best = -1, first = b;
+      for (size_t g = 0; g < groups_.size(); ++g)
+        for (int m : groups_[g].ready)
+          if (m < first) first = m, best = int(g);
+      if (best < 0) break;
+      batch.clear();
+      batch.swap(groups_[size_t(best)].ready);
+      run_group(batch);
+      for (int m : batch) done(m);
+      ran += batch.size();
+    }
+    if (ran != nn) throw std::runtime_error("cpu_eigen: autobatching left nodes unevaluated (a cycle?)");
+  }
+
+  // Products of one weight whose inputs are ready: one GEMM W [x_1 ... x_n].
+  void run_group(const std::vector<int>& batch) {
+    if (batch.size() == 1) {
+      run_forward(batch[0]);
+      return;
+    }
+    int w, x, bias;
+    items_.clear();
+    for (int m : batch) {
+      Node& n = nodes_[size_t(m)];
+      site_of(n, w, x, bias);
+      const Node& X = nodes_[size_t(x)];
+      ab::Item it{X.v, X.s.total() / X.s.d[0], n.v, nullptr};
+      if (bias >= 0) it.bias = {nodes_[size_t(bias)].v, nodes_[size_t(bias)].s};
+      items_.push_back(it);
+    }
+    const Node& W = nodes_[size_t(w)];
+    ab::forward(W.v, W.s.d[0], W.s.d[1], items_);
+  }
+
+  // Backward: postpone dW += dy x^T of a product whose weight is one unbatched matrix, so
+  // that all products of W add their parts with one GEMM when the sweep reaches W.
+  bool defer_weight_grad(Node& n, int q) {
+    if (!((n.op == matmul_ && n.na == 2 && q == 0) || (n.op == affine_ && q % 2 == 1 && q + 1 < n.na)))
+      return false;
+    Node& W = nodes_[size_t(args_[size_t(n.a0 + q)])];
+    const Node& X = nodes_[size_t(args_[size_t(n.a0 + q + 1)])];
+    if (W.s.nd > 2 || W.s.bd != 1 || W.s.total() == 0 || X.s.nd > 2 || X.s.bd != n.s.bd) return false;
+    grad_of(W);
+    dw_.push_back({n.g, X.v, X.s.total() / W.s.d[1], W.dwq});
+    W.dwq = int(dw_.size()) - 1;
+    return true;
+  }
+
+  void flush_weight_grad(Node& W) {
+    items_.clear();
+    for (int e = W.dwq; e >= 0; e = dw_[size_t(e)].next) {
+      const DeferredGrad& d = dw_[size_t(e)];
+      items_.push_back({d.x, d.n, nullptr, d.dy});
+    }
+    W.dwq = -1;
+    ab::weight_grad(W.g, W.s.d[0], W.s.d[1], items_);
+  }
+
+  // Backward groups: products of one weight whose x needs a gradient (dx = W^T dy batches).
+  bool plan_backward_groups(int i, bool full) {
+    if (!plan_groups(0, i + 1)) return false;
+    int w, x, bias;
+    bool any = false;
+    for (int j = 0; j <= i; ++j) {
+      int& g = gid_[size_t(j)];
+      if (g < 0) continue;
+      const Node& n = nodes_[size_t(j)];
+      site_of(n, w, x, bias);
+      if (!wants_grad(n, bias >= 0 ? 2 : 1, full)) g = -1;
+      any |= g >= 0;
+    }
+    return any;
+  }
+
+  // The reverse sweep as an agenda: a node runs once every consumer has added its part to
+  // its gradient, other nodes first (highest index first, as the plain sweep); when only
+  // products of shared weights are left, the group holding the latest one runs all its ready
+  // products' input gradients as one GEMM W^T [dy_1 ... dy_n].
+  void batched_backward(int i, bool full) {
+    size_t nn = size_t(i + 1);
+    cnt_.assign(nn, 0);
+    std::vector<char> reach(nn, 0);
+    reach[nn - 1] = 1;
+    for (int j = i; j >= 0; --j) {
+      const Node& n = nodes_[size_t(j)];
+      if (!reach[size_t(j)] || n.info->leaf) continue;
+      for (int q = 0; q < n.na; ++q)
+        if (wants_grad(n, q, full)) {
+          int s = args_[size_t(n.a0 + q)];
+          reach[size_t(s)] = 1, ++cnt_[size_t(s)];
+        }
+    }
+    for (Group& g : groups_) g.ready.clear();
+    std::priority_queue<int> heap;
+    auto make_ready = [&](int j) {
+      int g = gid_[size_t(j)];
+      if (g >= 0)
+        groups_[size_t(g)].ready.push_back(j);
+      else
+        heap.push(j);
+    };
+    auto done = [&](int j) {
+      const Node& n = nodes_[size_t(j)];
+      if (n.info->leaf) return;
+      for (int q = 0; q < n.na; ++q)
+        if (wants_grad(n, q, full)) {
+          int s = args_[size_t(n.a0 + q)];
+          if (--cnt_[size_t(s)] == 0) make_ready(s);
+        }
+    };
+    make_ready(i);
+    std::vector<int> batch;
+    for (;;) {
+      while (!heap.empty()) {
+        int j = heap.top();
+        heap.pop();
+        backward_node(j, full, true, -1);
+        done(j);
+      }
+      int best = -1, last = -1;
+      for (size_t g = 0; g < groups_.size(); ++g)
+        for (int m : groups_[g].ready)
+          if (m > last) last = m, best = int(g);
+      if (best < 0) break;
+      batch.clear();
+      batch.swap(groups_[size_t(best)].ready);
+      run_group_backward(batch, full);
+      for (int m : batch) done(m);
+    }
+  }
+
+  void run_group_backward(const std::vector<int>& batch, bool full) {
+    if (batch.size() == 1) {
+      backward_node(batch[0], full, true, -1);
+      return;
+    }
+    int w, x, bias;
+    std::vector<ab::Item> its;  // not items_: backward_node may flush weight gradients through it
+    for (int m : batch) {
+      site_of(nodes_[size_t(m)], w, x, bias);
+      backward_node(m, full, true, bias >= 0 ? 2 : 1);  // the bias and (deferred) weight gradients
+      Node& X = nodes_[size_t(x)];
+      its.push_back({nullptr, X.s.total() / X.s.d[0], grad_of(X), nodes_[size_t(m)].g});
+    }
+    const Node& W = nodes_[size_t(w)];
+    ab::input_grad(W.v, W.s.d[0], W.s.d[1], its);
+  }
+
   void check_finite(int j) {
     const Node& n = nodes_[size_t(j)];
     for (int64_t k = 0; k < n.s.total(); ++k)
@@ -663,6 +961,12 @@ PYBIND11_MODULE(_cpu_eigen, m) {
     set_fast_gemm(g, t);
   });
   m.def("fast_gemm", [] { return fast_gemm() != nullptr; });
+  m.def("set_autobatch", [](bool on) { ab::set_enabled(on); });
+  m.def("autobatch", [] { return ab::enabled(); });
+  m.def("autobatch_stats", [] {
+    const ab::Stats& s = ab::stats();
+    return py::make_tuple(s.forward, s.input_grad, s.weight_grad);
+  });
   m.def("seed", [](uint64_t s) { rng().seed(static_cast<std::mt19937::result_type>(s)); });
   m.def("set_threads", &set_threads);
   m.def("threads", &threads);

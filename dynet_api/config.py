@@ -19,6 +19,7 @@ settings: dict = {
     "threads": 1,
 }
 _explicit: set[str] = set()  # keys set through dynet_config.set
+_from_argv: set[str] = set()  # keys given as --dynet-* flags
 
 _FLAGS = {
     "--dynet-backend": ("backend", str),
@@ -68,10 +69,16 @@ def check_value(name: str, value) -> None:
 
 def load_from_command_line() -> None:
     for k, v in parse_argv(sys.argv[1:]).items():
+        _from_argv.add(k)
         if k not in _explicit:
             settings[k] = v
     if settings["backend"] is None and "backend" not in _explicit:
         settings["backend"] = os.environ.get("DYNET_BACKEND") or None
+
+
+def given(name: str) -> bool:
+    """Whether the program chose this setting (a flag or dynet_config.set), so a backend may pick its own default."""
+    return name in _explicit or name in _from_argv
 
 
 def set_values(**kw) -> None:

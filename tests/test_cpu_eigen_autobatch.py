@@ -1,0 +1,160 @@
+"""cpu_eigen's batching of products that share a weight (one GEMM W [x_1 ... x_n] forward,
+W^T [dy_1 ... dy_n] and one dW GEMM backward): values and gradients must equal the
+unbatched executor's and the NumPy reference's, where batching applies, applies only in
+part, and must not apply because one product needs another's result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dynet_api as dy
+from dynet_api import config
+from dynet_api.plugins import registry
+
+try:
+    CE = registry.get("cpu_eigen")
+except (ValueError, RuntimeError) as _e:
+    pytest.skip(f"cpu_eigen backend unavailable: {_e}", allow_module_level=True)
+
+from dynet_backends.cpu_eigen import _cpu_eigen as M  # noqa: E402
+
+RTOL, ATOL = 1e-5, 1e-6
+
+
+@pytest.fixture(autouse=True)
+def restore():
+    saved, explicit = config.settings.get("autobatch"), "autobatch" in config._explicit
+    yield
+    config.settings["autobatch"] = saved
+    if not explicit:
+        config._explicit.discard("autobatch")
+    dy.set_backend("cpu_eigen")
+    CE.configure()
+
+
+def _batching(on: bool) -> None:
+    """Through the setting, as a program would (the backend re-reads it when it makes an executor)."""
+    config.set_values(autobatch=int(on))
+    CE.configure()
+
+
+def _model():
+    rng = np.random.default_rng(3)
+    m = dy.ParameterCollection()
+    ps = {}
+    for name, shape in {"W": (5, 4), "b": (5,), "U": (4, 4), "c": (4,), "V": (4, 3)}.items():
+        ps[name] = m.add_parameters(shape)
+        ps[name].set_value(rng.normal(size=shape).astype(np.float32) * 0.5)
+    return m, ps
+
+
+
+
+def _chain(ps, xs):
+    """A recurrence h = tanh(U h + V x_t + c) (U products depend on each other: no batching of U;
+    V x_t are independent: batched), and an output layer W h_t at every step (batched)."""
+    W, b, U, c, V = ps["W"], ps["b"], ps["U"], ps["c"], ps["V"]
+    h = dy.zeros(4)
+    losses = []
+    for k, x in enumerate(xs):
+        h = dy.tanh(dy.affine_transform([c, U, h]) + V * x)
+        losses.append(dy.pickneglogsoftmax_batch(dy.affine_transform([b, W, h]), [k % 5] * x.dim()[1]))
+    return dy.esum(losses)
+
+
+def _nested(ps, xs):
+    """U (U x) and U x side by side: the outer product needs the inner one's value."""
+    U, c = ps["U"], ps["c"]
+    terms = []
+    for x in xs:
+        inner = dy.affine_transform([c, U, x])
+        terms.append(dy.sum_elems(dy.tanh(dy.affine_transform([c, U, inner]))))
+        terms.append(dy.sum_elems(U * dy.tanh(U * inner)))
+    return dy.esum(terms)
+
+
+def _dropout(ps, xs):
+    """Random masks between batched products: they must draw in the same order either way."""
+    W, b = ps["W"], ps["b"]
+    return dy.esum([dy.sum_elems(dy.dropout(dy.affine_transform([b, W, x]), 0.5)) for x in xs])
+
+
+def _run(backend, batched, build, dims, batch):
+    dy.set_backend(backend)
+    _batching(batched)
+    _, ps = _model()
+    dy.reset_random_seed(11)
+    dy.renew_cg()
+    rng = np.random.default_rng(5)
+    xs = [dy.inputTensor(rng.normal(size=(dims, batch)).astype(np.float32), batched=True) for _ in range(6)]
+    loss = dy.sum_batches(build(ps, xs))
+    before = M.autobatch_stats() if backend == "cpu_eigen" else None
+    v = loss.value()
+    loss.backward(full=True)
+    if before is not None:  # batched GEMMs run (forward, input gradients, weight gradients)
+        ran = [a - b for a, b in zip(M.autobatch_stats(), before, strict=True)]
+        assert all(ran) if batched else not any(ran), ran
+    return v, {k: p.grad_as_array() for k, p in ps.items()}, [x.gradient() for x in xs]
+
+
+def _independent(ps, xs):
+    """Products of W over independent inputs, matmuls of V and W, all feeding one loss."""
+    W, b, V = ps["W"], ps["b"], ps["V"]
+    outs = [dy.tanh(dy.affine_transform([b, W, x])) for x in xs]
+    outs += [dy.logistic(V * dy.pickrange(x, 0, 3)) for x in xs]
+    outs += [dy.rectify(W * x) for x in xs[:2]]  # matmul of W next to affine_transforms of W
+    return dy.esum([dy.sum_elems(o) for o in outs])
+
+
+CASES = [("independent", _independent, 4), ("chain", _chain, 3),
+         ("nested", _nested, 4), ("dropout", _dropout, 4)]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c[0])
+def test_batched_products_match_unbatched_and_reference(case, batch):
+    name, build, dims = case
+    base = _run("cpu_eigen", False, build, dims, batch)
+    got = _run("cpu_eigen", True, build, dims, batch)
+    runs = [("batched", got)]
+    if name != "dropout":  # random masks differ between backends; compare the two cpu_eigen runs there
+        runs.append(("reference", _run("reference_numpy", False, build, dims, batch)))
+    for label, (v, pg, xg) in runs:
+        np.testing.assert_allclose(v, base[0], rtol=RTOL, atol=ATOL, err_msg=f"{name} {label} loss")
+        for k in pg:
+            np.testing.assert_allclose(pg[k], base[1][k], rtol=RTOL, atol=ATOL, err_msg=f"{name} {label} d{k}")
+        for j, (g, w) in enumerate(zip(xg, base[2], strict=True)):
+            np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL, err_msg=f"{name} {label} dx{j}")
+
+
+def test_lazy_prefix_then_rest():
+    """A value read in the middle of a graph (forward over a prefix), then the rest batched."""
+    _, ps = _model()
+    rng = np.random.default_rng(2)
+    arrays = [rng.normal(size=4).astype(np.float32) for _ in range(5)]
+    out = {}
+    for on in (False, True):
+        _batching(on)
+        dy.renew_cg()
+        xs = [dy.inputTensor(a) for a in arrays]
+        first = dy.affine_transform([ps["b"], ps["W"], xs[0]])
+        v0 = first.npvalue()
+        rest = [dy.affine_transform([ps["b"], ps["W"], x]) for x in xs[1:]]
+        out[on] = (v0, [r.npvalue() for r in rest])
+    np.testing.assert_allclose(out[True][0], out[False][0], rtol=RTOL, atol=ATOL)
+    for a, b in zip(out[True][1], out[False][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+    w, bias = ps["W"].as_array(), ps["b"].as_array()
+    np.testing.assert_allclose(out[True][1][-1], w @ arrays[-1] + bias, rtol=1e-5, atol=1e-5)
+
+
+def test_setting_switches_batching():
+    _batching(False)
+    assert M.autobatch() is False
+    _batching(True)
+    assert M.autobatch() is True
+    config.settings["autobatch"] = 0
+    config._explicit.discard("autobatch")  # not chosen by the program: the backend's default, on
+    CE.configure()
+    assert M.autobatch() is True
