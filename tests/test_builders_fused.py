@@ -1,7 +1,8 @@
 """The LSTM builders' fused path (vanilla_lstm_gates/_c/_h nodes) against their split-op path.
 
 VanillaLSTMBuilder (forget bias 1, no ln_lstm) and CompactVanillaLSTMBuilder step with
-three fused nodes per layer; ``transduce`` appends them straight to the graph.  The
+three fused nodes per layer; ``transduce`` appends them straight to the graph, and for an
+unbatched sequence computes each layer's input products as one matrix product.  The
 split path (``_split_step``, the general ops) is the independent computation here:
 outputs and parameter gradients must agree on every available backend, for
 unbatched and batched inputs, several layers, states set by ``set_s``, dropout masks,
@@ -64,9 +65,13 @@ def _split(b):
 
 
 def _run(m, b, batch, mode, s0=None):
-    """Outputs (as arrays) and parameter gradients of sum(outputs) for one graph."""
+    """Outputs (as arrays) and parameter gradients (inputs' table included) of sum(outputs)."""
     dy.renew_cg()
-    xs = _inputs(batch)
+    E = getattr(m, "_test_inputs", None)
+    if E is None:
+        E = m._test_inputs = m.add_lookup_parameters((T * batch, IN))
+        E.init_from_array(np.random.default_rng(3).normal(0.0, 1.0, (T * batch, IN)))
+    xs = [dy.lookup_batch(E, list(range(t * batch, (t + 1) * batch))) for t in range(T)]
     s = b.initial_state()
     if s0 is not None:
         rng = np.random.default_rng(7)
@@ -81,7 +86,7 @@ def _run(m, b, batch, mode, s0=None):
     loss = dy.sum_batches(dy.sum_elems(dy.esum(ys)))
     outs = [y.npvalue() for y in ys]
     loss.backward()
-    grads = [p.grad_as_array().copy() for p in m.parameters_list()]
+    grads = [p.grad_as_array().copy() for p in m.parameters_list()] + [E.grad_as_array().copy()]
     return outs, grads, len(dy.cg().nodes)
 
 
@@ -98,9 +103,11 @@ def test_fused_matches_split(backend, cls, batch, mode):
         np.testing.assert_allclose(o.reshape(w.shape), w, **TOL)
     for g, w in zip(grads, want_g, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
-    # inputs + one zeros state + 3 parameters per layer + 3 nodes per layer and step + the loss
-    assert n_fused == T + 1 + 3 * LAYERS + 3 * LAYERS * T + 3
-    assert n_split > n_fused + 10 * LAYERS * T
+    # inputs + one zeros state + 3 parameters per layer + 3 nodes per layer and step + the loss;
+    # an unbatched transduce: + the constant 1 + per layer [x_1..x_T] and W_x [x_1..x_T] + a column per step
+    projected = mode == "transduce" and batch == 1
+    assert n_fused == T + 1 + 3 * LAYERS + 3 * LAYERS * T + 3 + (1 + 2 * LAYERS + LAYERS * T if projected else 0)
+    assert n_split > n_fused + 5 * LAYERS * T
 
 
 def test_column_input_takes_split_ops(backend):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functions as F
+from ..dim import Dim
 from ..graph import Expression, _cg
 from ..ops import OPS, DimError
 from ..params import ConstInitializer
@@ -18,6 +19,7 @@ from ._base import _CellBuilder, _Savable, bernoulli_mask, check_rate, layer_nor
 _ZERO, _ONE = ConstInitializer(0.0), ConstInitializer(1.0)
 _GATES, _GATES_DROP = OPS["vanilla_lstm_gates"], OPS["vanilla_lstm_gates_dropout"]
 _CELL_C, _CELL_H = OPS["vanilla_lstm_c"], OPS["vanilla_lstm_h"]
+_CONCAT, _MATMUL, _SELECT_COLS = OPS["concatenate"], OPS["matmul"], OPS["select_cols"]
 _FUSED_FORGET_BIAS = 1.0  # what vanilla_lstm_gates adds to the forget gate's pre-activation
 _new = object.__new__  # an Expression without the __init__ call
 
@@ -74,6 +76,8 @@ class _FusedCell:
     _zero_ver = -1
     _memo: list[dict] = []  # per layer: (x, h, c dims) -> (gates dim, state dim, weights need grads)
     _memo_ver = -1
+    _one: Expression | None = None  # the constant 1 {1} of the current graph
+    _one_ver = -1
 
     def _zero_state(self) -> Expression:
         if self._zero_ver != _cg.ver:
@@ -152,6 +156,9 @@ class _FusedCell:
         if layers is None or cg.immediate or (h is not None and any(e.v != ver for e in h + c)):
             return super()._transduce(xs, h, c)
         dims, vec = cg.dims, (self.input_dim,)
+        xs = list(xs)
+        if len(xs) > 1 and self._projectable(xs, h, c):
+            return self._projected_run(xs, h, c, layers)
         out: list = []
         run: list = []
         for x in xs:
@@ -172,6 +179,68 @@ class _FusedCell:
             ys, h, c = self._fused_run(run, h, c, layers)
             out += ys
         return out
+
+    def _projectable(self, xs, h, c) -> bool:
+        """Whether the whole sequence is plain unbatched vectors (and the state unbatched vectors)."""
+        cg = _cg
+        ver, dims = cg.ver, cg.dims
+        xd, hd = Dim((self.input_dim,)), Dim((self.hidden_dim,))
+        for x in xs:
+            try:
+                if x.v != ver or dims[x.i] is not xd:
+                    return False
+            except AttributeError:
+                return False
+        return h is None or all(dims[e.i] is hd for e in h + c)
+
+    def _projected_run(self, xs, h, c, layers) -> list:
+        """``transduce`` of a whole unbatched sequence, layer by layer: each layer's input
+        products for every step as one matrix product P = W_x [x_1 ... x_T] (one GEMM forward,
+        and one for each of dW_x and dX backward instead of T rank-1 updates and T products),
+        then per step the fused gates with P's column t in W_x's place and the constant 1 as x:
+        1 * P_t + W_h h + b, the same pre-activation.  Nodes per layer: 2 + 4 per step.
+        """
+        cg = _cg
+        ver = cg.ver
+        if self._one_ver != ver:
+            self._one = F.ones((1,))
+            self._one_ver = ver
+        one = self._one
+        if h is None:
+            h = c = (self._zero_state(),) * len(layers)
+        nodes, dims, ng = cg.nodes, cg.dims, cg.ng
+        push = nodes.append
+        n_steps = len(xs)
+        seq = xs
+        for i, (wx, wh, b) in enumerate(layers):
+            P = cg.add(_MATMUL, (wx, cg.add(_CONCAT, tuple(seq), (1,))))
+            # The first step through cg.add (shape rules, backend support), the rest appended directly.
+            pt = cg.add(_SELECT_COLS, (P,), ((0,),))
+            g = cg.add(_GATES, (one, h[i], pt, wh, b))
+            ct = cg.add(_CELL_C, (c[i], g))
+            y = cg.add(_CELL_H, (ct, g))
+            out = [y]
+            ds, dg, dc = dims[pt.i], dims[g.i], dims[ct.i]
+            pi, onei, whi, bi = P.i, one.i, wh.i, b.i
+            ngp = ng[pi]
+            ngw = ngp or ng[whi] or ng[bi]
+            yi, ci = y.i, ct.i
+            for t in range(1, n_steps):
+                n = len(dims)
+                gng = ngw or ng[yi]
+                cng = gng or ng[ci]
+                push((_SELECT_COLS, (pi,), ((t,),)))
+                push((_GATES, (onei, yi, n, whi, bi), None))
+                push((_CELL_C, (ci, n + 1), None))
+                push((_CELL_H, (n + 2, n + 1), None))
+                dims += (ds, dg, dc, dc)
+                ng += (ngp, gng, cng, cng)
+                ci, yi = n + 2, n + 3
+                y = _new(Expression)
+                y.i, y.v = yi, ver
+                out.append(y)
+            seq = out
+        return seq
 
     def _fused_step_add(self, x, h, c, layers, masks):
         add = _cg.add
