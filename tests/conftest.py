@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 
 import dynet_api as dy
+
+# The installed package is imported first (with its compiled parts); the checkout is appended
+# after it so that the repository's `benchmarks` package can be imported by its tests.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+    sys.path.append(_ROOT)
 
 SEED = 1234
 
