@@ -12,8 +12,11 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
+
+import dynet_api
 
 PROGRAM = r"""
 import json, numpy as np
@@ -80,8 +83,12 @@ def _run(pure: bool) -> dict:
     env.pop("DYNET_API_PURE_PYTHON", None)
     if pure:
         env["DYNET_API_PURE_PYTHON"] = "1"
-    env["DYNET_API_BACKEND"] = "reference_numpy"
-    r = subprocess.run([sys.executable, "-c", PROGRAM], env=env, capture_output=True, text=True, timeout=120)
+    env["DYNET_BACKEND"] = "reference_numpy"
+    # The same dynet_api this test imported (installed or checkout), not whatever the cwd holds.
+    here = os.path.dirname(os.path.dirname(os.path.abspath(dynet_api.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([here] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    r = subprocess.run([sys.executable, "-c", PROGRAM], env=env, capture_output=True, text=True, timeout=120,
+                       cwd=tempfile.gettempdir())
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
