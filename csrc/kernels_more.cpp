@@ -664,6 +664,10 @@ LstmIn lstm_in(const CView& v, const CView* mask, int64_t n, int slot) {
 
 // Y (G x n) += W (G x len) * in, an input of one column adding to every batch column.
 void lstm_acc_product(const float* W, int64_t G, int64_t len, LstmIn in, float* Y, int64_t n) {
+  if (len == 1) {  // W is one column (the builders' precomputed input products): Y_b += in_b W
+    for (int64_t b = 0; b < n; ++b) Arr(Y + b * G, G) += in.p[in.cols == 1 ? 0 : b] * CArr(W, G);
+    return;
+  }
   if (in.cols == n) {
     gemm_acc(false, false, G, n, len, W, in.p, Y);
     return;
@@ -722,6 +726,10 @@ void b_lstm_gates(const CView* x, int nargs, CView y, CView dy, int i, View dx, 
     bool isx = i == 2;
     int64_t len = isx ? X : H;
     LstmIn in = lstm_in(x[isx ? 0 : 1], drop ? &x[isx ? 5 : 6] : nullptr, n, isx ? 0 : 1);
+    if (len == 1) {  // one column: dW += sum_b in_b r_b
+      for (int64_t b = 0; b < n; ++b) Arr(dx.p, G) += in.p[in.cols == 1 ? 0 : b] * CArr(r + b * G, G);
+      return;
+    }
     if (in.cols == n)
       gemm_acc(false, true, G, len, n, r, in.p, dx.p);
     else

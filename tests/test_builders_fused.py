@@ -182,3 +182,30 @@ def test_transduce_immediate_and_errors(backend):
         s.transduce([np.ones(IN)])
     # the builder still works in this graph after the errors
     np.testing.assert_allclose(s.transduce(_inputs(1))[-1].npvalue(), want[-1], **TOL)
+
+
+@pytest.mark.parametrize("xb", [1, 3])
+def test_gates_with_one_column_weight(backend, xb):
+    """The projected path's gates: x {1} (batched or not) times a one-column W_x {4h, 1}."""
+    rng = np.random.default_rng(5)
+    x0 = rng.normal(0, 1, (1, xb)).astype(np.float32)
+    h0 = rng.normal(0, 1, (HID, 1)).astype(np.float32)
+    p0 = rng.normal(0, 1, (4 * HID, 1)).astype(np.float32)
+    wh0 = rng.normal(0, 1, (4 * HID, HID)).astype(np.float32)
+    b0 = rng.normal(0, 1, 4 * HID).astype(np.float32)
+    dy.renew_cg()
+    x = dy.inputTensor(x0, batched=True)
+    h = dy.inputTensor(h0[:, 0])
+    p, wh, b = dy.inputTensor(p0), dy.inputTensor(wh0), dy.inputTensor(b0)
+    g = dy.vanilla_lstm_gates(x, h, p, wh, b)
+    w = dy.inputTensor(rng.normal(0, 1, (4 * HID, xb)).astype(np.float32), batched=True)
+    loss = dy.sum_batches(dy.dot_product(g, w))
+    loss.backward(full=True)
+    pre = p0 @ x0 + wh0 @ h0 + b0[:, None]
+    pre[HID:2 * HID] += 1.0
+    want = np.concatenate([1 / (1 + np.exp(-pre[:3 * HID])), np.tanh(pre[3 * HID:])])
+    np.testing.assert_allclose(g.npvalue().reshape(want.shape), want, rtol=1e-5, atol=1e-6)
+    wv = w.npvalue().reshape(want.shape)
+    r = wv * np.concatenate([want[:3 * HID] * (1 - want[:3 * HID]), 1 - want[3 * HID:] ** 2])
+    np.testing.assert_allclose(p.gradient().reshape(-1), (r * x0).sum(axis=1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(x.gradient().reshape(-1), (p0[:, 0] @ r), rtol=1e-4, atol=1e-5)
