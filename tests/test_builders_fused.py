@@ -96,13 +96,18 @@ def _run(m, b, batch, mode, s0=None):
 def test_fused_matches_split(backend, cls, batch, mode):
     m, b = _model(cls)
     outs, grads, n_fused = _run(m, b, batch, mode)
+    # a second graph: the builder appends from what it learnt in the first (gradients accumulate)
+    outs2, grads2, n_fused2 = _run(m, b, batch, mode)
     m2, b2 = _model(cls)
     _split(b2)
     want, want_g, n_split = _run(m2, b2, batch, mode)
-    for o, w in zip(outs, want, strict=True):
+    for o, o2, w in zip(outs, outs2, want, strict=True):
         np.testing.assert_allclose(o.reshape(w.shape), w, **TOL)
-    for g, w in zip(grads, want_g, strict=True):
+        np.testing.assert_allclose(o2.reshape(w.shape), w, **TOL)
+    for g, g2, w in zip(grads, grads2, want_g, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(g2 - g, w, rtol=1e-4, atol=1e-5)
+    assert n_fused2 == n_fused
     # inputs + one zeros state + 3 parameters per layer + 3 nodes per layer and step + the loss;
     # an unbatched transduce: + the constant 1 + per layer [x_1..x_T] and W_x [x_1..x_T] + a column per step
     projected = mode == "transduce" and batch == 1

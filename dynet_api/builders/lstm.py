@@ -78,6 +78,7 @@ class _FusedCell:
     _memo_ver = -1
     _one: Expression | None = None  # the constant 1 {1} of the current graph
     _one_ver = -1
+    _pmemo: list[dict] | None = None  # per layer: (backend, length, h dim, c dim) -> dims of a projected run
 
     def _zero_state(self) -> Expression:
         if self._zero_ver != _cg.ver:
@@ -211,21 +212,39 @@ class _FusedCell:
         nodes, dims, ng = cg.nodes, cg.dims, cg.ng
         push = nodes.append
         n_steps = len(xs)
+        if self._pmemo is None:
+            self._pmemo = [{} for _ in layers]
         seq = xs
         for i, (wx, wh, b) in enumerate(layers):
-            P = cg.add(_MATMUL, (wx, cg.add(_CONCAT, tuple(seq), (1,))))
-            # The first step through cg.add (shape rules, backend support), the rest appended directly.
-            pt = cg.add(_SELECT_COLS, (P,), ((0,),))
-            g = cg.add(_GATES, (one, h[i], pt, wh, b))
-            ct = cg.add(_CELL_C, (c[i], g))
-            y = cg.add(_CELL_H, (ct, g))
-            out = [y]
-            ds, dg, dc = dims[pt.i], dims[g.i], dims[ct.i]
-            pi, onei, whi, bi = P.i, one.i, wh.i, b.i
+            # Dims depend only on the length and the initial state's dims (and the backend, which must
+            # support the ops): the first such sequence goes through cg.add, later ones are appended directly.
+            key = (cg.backend, n_steps, dims[h[i].i], dims[c[i].i])
+            known = self._pmemo[i].get(key)
+            if known is None:
+                X = cg.add(_CONCAT, tuple(seq), (1,))
+                P = cg.add(_MATMUL, (wx, X))
+                pt = cg.add(_SELECT_COLS, (P,), ((0,),))
+                g = cg.add(_GATES, (one, h[i], pt, wh, b))
+                ct = cg.add(_CELL_C, (c[i], g))
+                y = cg.add(_CELL_H, (ct, g))
+                known = self._pmemo[i][key] = (dims[X.i], dims[P.i], dims[pt.i], dims[g.i], dims[ct.i])
+                out = [y]
+                start, pi, yi, ci = 1, P.i, y.i, ct.i
+            else:
+                n = len(dims)
+                sids = tuple(e.i for e in seq)
+                ngx = any(ng[k] for k in sids)
+                push((_CONCAT, sids, (1,)))
+                push((_MATMUL, (wx.i, n), None))
+                dims += known[:2]
+                ng += (ngx, ngx or ng[wx.i])
+                out = []
+                start, pi, yi, ci = 0, n + 1, h[i].i, c[i].i
+            _, _, ds, dg, dc = known
+            onei, whi, bi = one.i, wh.i, b.i
             ngp = ng[pi]
             ngw = ngp or ng[whi] or ng[bi]
-            yi, ci = y.i, ct.i
-            for t in range(1, n_steps):
+            for t in range(start, n_steps):
                 n = len(dims)
                 gng = ngw or ng[yi]
                 cng = gng or ng[ci]
