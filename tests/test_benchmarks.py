@@ -26,6 +26,14 @@ except ImportError:  # PyTorch is the optional 'bench' extra
 needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed (pip install '.[bench]')")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _restore_denormals():
+    """The PyTorch twins switch flush-to-zero on for the whole process; other tests expect it off."""
+    yield
+    if torch is not None:
+        torch.set_flush_denormal(False)
+
+
 def _use(name: str):
     """Run on backend ``name`` with one BLAS thread, then give the previous backend back."""
     try:
