@@ -34,7 +34,8 @@ class StaleExpressionError(ValueError, RuntimeError):
     """An expression from a graph that ``renew_cg()`` has discarded."""
 
 
-_ADD, _NEG, _PLUS_C, _C_MINUS, _SMUL = OPS["add"], OPS["negate"], OPS["plus_const"], OPS["const_minus"], OPS["scalar_mult"]
+_ADD, _NEG, _PLUS_C = OPS["add"], OPS["negate"], OPS["plus_const"]
+_C_MINUS, _SMUL = OPS["const_minus"], OPS["scalar_mult"]
 _MATMUL, _CMULT, _CDIV, _POW = OPS["matmul"], OPS["cmult"], OPS["cdiv"], OPS["pow"]
 _PARAM, _LOOKUP, _INPUT = OPS["parameter"], OPS["lookup"], OPS["input"]
 _SCALAR_DIMS = ((1,), (1, 1))
@@ -44,7 +45,7 @@ _new = object.__new__  # Expression(n, v) without the __init__ call: ~35 ns less
 class PyExecutor:
     """Runs a graph one node at a time through the backend's kernel tables."""
 
-    def __init__(self, cg: "ComputationGraph", backend) -> None:
+    def __init__(self, cg: ComputationGraph, backend) -> None:
         self.cg = cg
         self.backend = backend
         self.fwd = [backend.forward_kernels.get(o.name) for o in OP_LIST]
@@ -128,7 +129,7 @@ class _PyGraphOps:
     """The graph's add methods in pure Python; ``_fastgraph.GraphBase`` implements the same
     in C (same lists, same shape-cache keys, the same Python calls on a miss or a stale operand)."""
 
-    def add(self, op, args, attrs=None) -> "Expression":
+    def add(self, op, args, attrs=None) -> Expression:
         """Append a node; validates operands and the shape before touching the graph."""
         ver = self.ver
         ids = []
@@ -165,7 +166,7 @@ class _PyGraphOps:
         e.v = ver
         return e
 
-    def add1(self, op, x, attrs=None) -> "Expression":
+    def add1(self, op, x, attrs=None) -> Expression:
         """``add`` for one operand: the hot path of elementwise ops."""
         ver = self.ver
         try:
@@ -190,7 +191,7 @@ class _PyGraphOps:
         e.v = ver
         return e
 
-    def add2(self, op, i: int, j: int, attrs=None) -> "Expression":
+    def add2(self, op, i: int, j: int, attrs=None) -> Expression:
         """Two already-resolved operands (the operators' path)."""
         dims = self.dims
         di, dj = dims[i], dims[j]
@@ -210,7 +211,7 @@ class _PyGraphOps:
         e.v = self.ver
         return e
 
-    def add_xy(self, op, x, y, attrs=None) -> "Expression":
+    def add_xy(self, op, x, y, attrs=None) -> Expression:
         """``add`` for two operands (cmult, dot_product, ...): no tuple or list building."""
         ver = self.ver
         try:
@@ -271,7 +272,8 @@ class ComputationGraph(_GraphBase):
         self.supported = be.supported_ops()
         return self.supported
 
-    def renew(self, immediate_compute: bool = False, check_validity: bool = False, autobatching=None) -> "ComputationGraph":
+    def renew(self, immediate_compute: bool = False, check_validity: bool = False,
+              autobatching=None) -> ComputationGraph:
         self.ver += 1
         self.nodes = []
         self.dims = []
@@ -329,7 +331,7 @@ class ComputationGraph(_GraphBase):
         except AttributeError:
             raise TypeError(f"{op.name}: expected an Expression, got {type(x).__name__} {x!r}") from None
 
-    def add_leaf(self, op, attrs, needs_grad: bool = False) -> "Expression":
+    def add_leaf(self, op, attrs, needs_grad: bool = False) -> Expression:
         if self.supported is None:
             self._bind()
         if op.name not in self.supported:
@@ -505,24 +507,7 @@ class _PyExpressionOps:
             if isinstance(other, Number):
                 return cg.add1(_PLUS_C, self, (float(other),))
             return NotImplemented
-        i = self.i if self.v == v else self._node(cg)
-        dims = cg.dims
-        di, dj = dims[i], dims[j]
-        key = (_ADD, None, di, dj)
-        d = cg._shapes.get(key)
-        if d is None:
-            d = cg._shape(_ADD, key, (di, dj), None)
-        n = len(dims)
-        cg.nodes.append((_ADD, (i, j), None))
-        dims.append(d)
-        ng = cg.ng
-        ng.append(ng[i] or ng[j])
-        if cg.immediate:
-            cg.forward_to(n)
-        e = _new(Expression)
-        e.i = n
-        e.v = v
-        return e
+        return cg.add2(_ADD, self.i if self.v == v else self._node(cg), j)
 
     def __radd__(self, other):
         if isinstance(other, Number):
@@ -566,27 +551,12 @@ class _PyExpressionOps:
         dims = cg.dims
         di, dj = dims[i], dims[j]
         op = _CMULT if di.d in _SCALAR_DIMS or dj.d in _SCALAR_DIMS else _MATMUL  # DyNet: a 1x1 operand scales
-        key = (op, None, di, dj)
-        d = cg._shapes.get(key)
-        if d is None:
-            d = cg._shape(op, key, (di, dj), None)
-        n = len(dims)
-        cg.nodes.append((op, (i, j), None))
-        dims.append(d)
-        ng = cg.ng
-        ng.append(ng[i] or ng[j])
-        if cg.immediate:
-            cg.forward_to(n)
-        e = _new(Expression)
-        e.i = n
-        e.v = v
-        return e
+        return cg.add2(op, i, j)
 
     def __rmul__(self, other):
         if isinstance(other, Number):
             return _cg.add1(_SMUL, self, (float(other),))
         return NotImplemented
-
 
 
 class _PyExpressionBase(_PyExpressionOps):
