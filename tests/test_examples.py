@@ -1,4 +1,7 @@
-"""The DyNet paper's programs (examples/) run for a few steps on every available backend and learn.
+"""The examples run on every available backend and learn.
+
+The README's main job (digits_mlp.py) and xor.py run in full; the DyNet paper's
+programs run for a few steps.
 
 Each example runs in a subprocess with ``--dynet-backend NAME --quick``; its
 per-epoch training loss must fall and it must print its final metric line.
@@ -49,3 +52,28 @@ def test_example_learns(script, extra, metric, backend):
     m = re.search(metric, out)
     assert m, out
     assert float(m.group(1)) >= 0.0
+
+
+def _run(script: str, *args: str) -> str:
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script), *args],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+@pytest.mark.parametrize("backend", _backends())
+def test_xor_learns(backend):
+    out = _run("xor.py", "--dynet-backend", backend, "--dynet-seed", "3")
+    assert "accuracy 4/4" in out
+    losses = [float(x) for x in re.findall(r"loss ([0-9.]+)", out)]
+    assert losses[-1] < losses[0] / 4
+
+
+@pytest.mark.parametrize("backend", _backends())
+def test_digits_main_job_reaches_stated_accuracy(backend):
+    out = _run("digits_mlp.py", "--dynet-backend", backend, "--no-progress")
+    assert f"backend {backend}" in out
+    acc = float(re.search(r"final held-out accuracy: ([0-9.]+)", out).group(1))
+    assert acc >= 0.95, out  # the README states about 97%
+    losses = [float(x) for x in re.findall(r"train loss ([0-9.]+)", out)]
+    assert losses[-1] < losses[0] / 5
