@@ -191,6 +191,12 @@ inline void check_count(size_t n, int64_t want, const char* what) {
 // Kernels of kernels_more.cpp (the rest of the op set), appended to the table.
 std::vector<KernelDef> more_kernels();
 
+// The fused LSTM gates' backward in two halves, so the executor derives every input's gradient
+// from one r: r (G x n, plus one spare column) = d(pre-activations) from the gates' y and dy, and
+// input i's gradient from r.
+void lstm_gates_dpre(CView y, CView dy, float* r);
+void lstm_gates_grad(const CView* x, int nargs, const Shape& ys, float* r, int i, View dx);
+
 // log-sum-exp of n values spaced st apart.
 float lse_strided(const float* p, int64_t n, int64_t st);
 

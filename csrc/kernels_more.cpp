@@ -693,9 +693,8 @@ void f_lstm_gates(const CView* x, int nargs, View y, const Attrs&) {
 }
 
 // d(pre-activations) from d(gates): sigmoid' = y (1 - y) on i, f, o; tanh' = 1 - y^2 on g.
-const float* lstm_dgates(CView y, CView dy, int64_t n, int64_t G) {
-  int64_t H = G / 4;
-  float* r = lstm_scratch(3, G * (n + 1));
+void lstm_dgates_into(CView y, CView dy, float* r) {
+  int64_t n = y.s.bd, G = y.s.d[0], H = G / 4;
   for (int64_t b = 0; b < n; ++b) {
     const float *yb = y.p + b * G, *gb = dy.p + b * G;
     float* rb = r + b * G;
@@ -703,7 +702,6 @@ const float* lstm_dgates(CView y, CView dy, int64_t n, int64_t G) {
     Arr(rb, 3 * H) = CArr(gb, 3 * H) * ys * (1.0f - ys);
     Arr(rb + 3 * H, H) = CArr(gb + 3 * H, H) * (1.0f - yt.square());
   }
-  return r;
 }
 // Sum over the batch of r (G x n), in the column after r's n columns.
 const float* lstm_rowsum(const float* r, int64_t n, int64_t G) {
@@ -715,9 +713,18 @@ const float* lstm_rowsum(const float* r, int64_t n, int64_t G) {
 }
 
 void b_lstm_gates(const CView* x, int nargs, CView y, CView dy, int i, View dx, const Attrs&) {
+  int64_t n = y.s.bd, G = y.s.d[0];
+  float* r = lstm_scratch(3, G * (n + 1));
+  lstm_dgates_into(y, dy, r);
+  ku::lstm_gates_grad(x, nargs, y.s, r, i, dx);
+}
+
+}  // namespace
+
+// Input i's gradient of the fused gates from r = d(pre-activations) (G x n, one spare column).
+void ku::lstm_gates_grad(const CView* x, int nargs, const Shape& ys, float* r, int i, View dx) {
   bool drop = nargs == 7;
-  int64_t n = y.s.bd, G = y.s.d[0], H = G / 4, X = x[0].s.d[0];
-  const float* r = lstm_dgates(y, dy, n, G);
+  int64_t n = ys.bd, G = ys.d[0], H = G / 4, X = x[0].s.d[0];
   if (i == 4) {  // db: the batch sum of r
     Arr(dx.p, G) += CArr(lstm_rowsum(r, n, G), G);
     return;
@@ -755,6 +762,10 @@ void b_lstm_gates(const CView* x, int nargs, CView y, CView dy, int i, View dx, 
   gemm_acc(true, false, len, cols, G, W, sum_first ? lstm_rowsum(r, n, G) : r, back);
   for (int64_t b = 0; b < cols; ++b) Arr(bat(dx, b), len) += CArr(back + b * len, len) * CArr(bat(*other, b), len);
 }
+
+void ku::lstm_gates_dpre(CView y, CView dy, float* r) { lstm_dgates_into(y, dy, r); }
+
+namespace {
 
 void f_lstm_c(const CView* x, int, View y, const Attrs&) {
   int64_t H = y.s.d[0];

@@ -16,6 +16,7 @@
 
 #include "autobatch.h"
 #include "common.h"
+#include "kernel_util.h"
 
 #if defined(__SSE__) || defined(__x86_64__)
 #include <xmmintrin.h>
@@ -235,6 +236,7 @@ class Executor {
     s_value_ = intern("value"), s_grad_ = intern("grad"), s_has_grad_ = intern("has_grad");
     s_touched_ = intern("touched"), s_check_ = intern("check_validity");
     matmul_ = kernel_code("matmul"), affine_ = kernel_code("affine_transform");
+    lstm_gates_ = kernel_code("vanilla_lstm_gates"), lstm_gates_drop_ = kernel_code("vanilla_lstm_gates_dropout");
   }
 
   void forward(int a, int b) {
@@ -343,7 +345,7 @@ class Executor {
   int n_grad_ = 0;
   std::unordered_map<PyObject*, OpInfo> ops_;
   std::vector<py::object> op_refs_;
-  int matmul_ = -1, affine_ = -1;
+  int matmul_ = -1, affine_ = -1, lstm_gates_ = -1, lstm_gates_drop_ = -1;
   std::vector<DeferredGrad> dw_;
   std::vector<int> gid_, cnt_, cons_off_, cons_;  // forward plan over a node range
   std::vector<Group> groups_;
@@ -541,6 +543,10 @@ class Executor {
       const Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
       xp[q] = {m.v, m.s};
     }
+    if (n.op == lstm_gates_ || n.op == lstm_gates_drop_) {
+      lstm_gates_backward(n, xp, full, defer);
+      return;
+    }
     Attrs at = attrs_of(n);
     for (int q = 0; q < n.na; ++q) {
       if (q == skip || !wants_grad(n, q, full)) continue;
@@ -702,6 +708,30 @@ class Executor {
     dw_.push_back({n.g, X.v, X.s.total() / W.s.d[1], W.dwq});
     W.dwq = int(dw_.size()) - 1;
     return true;
+  }
+
+  // The fused LSTM gates: r = d(pre-activations) once for all inputs (in the gradient arena, so
+  // it outlives the node); with deferral on, dW += r in^T of a matrix W_x or W_h (no dropout, its
+  // input batched as the step) joins that weight's one GEMM when the sweep reaches it.
+  void lstm_gates_backward(Node& n, const CView* xp, bool full, bool defer) {
+    int64_t nb = n.s.bd, G = n.s.d[0];
+    float* r = grads_.alloc(size_t(G * (nb + 1)));
+    ku::lstm_gates_dpre({n.v, n.s}, {n.g, n.s}, r);
+    bool drop = n.op == lstm_gates_drop_;
+    for (int q = 0; q < n.na; ++q) {
+      if (!wants_grad(n, q, full)) continue;
+      Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
+      if (defer && !drop && (q == 2 || q == 3)) {
+        const Node& X = nodes_[size_t(args_[size_t(n.a0 + q - 2)])];
+        if (m.s.nd == 2 && m.s.bd == 1 && m.s.d[1] > 1 && X.s.bd == nb && X.s.total() == nb * m.s.d[1]) {
+          grad_of(m);
+          dw_.push_back({r, X.v, nb, m.dwq});
+          m.dwq = int(dw_.size()) - 1;
+          continue;
+        }
+      }
+      ku::lstm_gates_grad(xp, n.na, n.s, r, q, {grad_of(m), m.s});
+    }
   }
 
   void flush_weight_grad(Node& W) {
