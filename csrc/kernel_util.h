@@ -142,6 +142,12 @@ inline void acc_unbroadcast(View dx, const Shape& ys, const float* dy, float s =
       Arr(dx.p, n) += s * CArr(dy, n);
     return;
   }
+  if (dx.s.bd == 1 && ys.bd > 1 && dx.s.d[0] == ys.d[0] && dx.s.d[1] == ys.d[1] && dx.s.d[2] == ys.d[2] &&
+      dx.s.d[3] == ys.d[3]) {  // summed over the batch only (a bias): contiguous column adds
+    int64_t n = dx.s.total();
+    for (int64_t b = 0; b < ys.bd; ++b) Arr(dx.p, n) += s * CArr(dy + b * n, n);
+    return;
+  }
   iter2(ext(ys), bstr(dx.s, ys), cstr(ys), [&](int64_t ix, int64_t iy) { dx.p[ix] += s * dy[iy]; });
 }
 // y = x broadcast to y's shape.

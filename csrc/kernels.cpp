@@ -11,6 +11,8 @@
 
 #include "common.h"
 #include "gemm_impl.h"
+#include "gemm_blas.h"
+#include "rowops.h"
 #include "kernel_util.h"
 
 namespace dy {
@@ -115,6 +117,7 @@ void b_scaled(const CView*, int, CView, CView dy, int, View dx, const Attrs& a) 
 // C += op(A) op(B) through the AVX2+FMA build when it is loaded and the product is big enough
 // to gain from it, else through this (baseline) build.
 void gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C) {
+  if (blas::gemm_acc(ta, tb, m, n, k, A, B, C)) return;  // large products, when a BLAS is loaded
   GemmFn fast = fast_gemm();
   if (fast && m * n * k >= 4096)
     fast(ta, tb, m, n, k, A, B, C);
@@ -392,11 +395,7 @@ void b_softmax(const CView*, int, CView y, CView dy, int, View dx, const Attrs& 
 }
 
 float lse_strided(const float* p, int64_t n, int64_t st) {
-  if (st == 1 && n > 0) {  // contiguous: vectorised exp
-    float m = CArr(p, n).maxCoeff();
-    if (std::isinf(m)) return m;
-    return m + std::log((CArr(p, n) - m).exp().sum());
-  }
+  if (st == 1 && n > 0) return rows::lse(p, n);  // contiguous: vectorised exp (AVX-512/AVX2 when the CPU has it)
   float m = NEG_INF;
   for (int64_t j = 0; j < n; ++j) m = std::max(m, p[j * st]);
   if (std::isinf(m)) return m;
@@ -708,14 +707,17 @@ void f_pnls(const CView* x, int, View y, const Attrs& a) {
     y.p[b] = lse_strided(xp, n, 1) - xp[idx[size_t(b)]];
   }
 }
-void b_pnls(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+void b_pnls(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
   std::vector<int64_t> idx = index_list(a, 0, x[0].s.d[0], "pickneglogsoftmax");
   check_count(idx.size(), x[0].s.bd, "pickneglogsoftmax");
   int64_t n = x[0].s.d[0];
   for (int64_t b = 0; b < x[0].s.bd; ++b) {
     const float* xp = x[0].p + b * n;
-    float z = lse_strided(xp, n, 1), g = dy.p[b];
-    Arr(dx.p + b * n, n) += (CArr(xp, n) - z).exp() * g;
+    float xi = xp[idx[size_t(b)]], g = dy.p[b];
+    // The forward value is lse - x_i: the log-sum-exp comes back without a second pass.
+    float z = y.p ? y.p[b] + xi : NEG_INF;
+    if (!std::isfinite(z)) z = lse_strided(xp, n, 1);
+    rows::add_exp_scaled(xp, n, z, g, dx.p + b * n);
     dx.p[b * n + idx[size_t(b)]] -= g;
   }
 }

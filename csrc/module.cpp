@@ -16,6 +16,8 @@
 
 #include "autobatch.h"
 #include "common.h"
+#include "gemm_blas.h"
+#include "rowops.h"
 #include "kernel_util.h"
 
 #if defined(__SSE__) || defined(__x86_64__)
@@ -991,6 +993,12 @@ PYBIND11_MODULE(_cpu_eigen, m) {
     set_fast_gemm(g, t);
   });
   m.def("fast_gemm", [] { return fast_gemm() != nullptr; });
+  m.def("use_blas", [](const std::string& path, const std::string& prefix) { return blas::load(path, prefix); });
+  m.def("unuse_blas", &blas::unload);
+  m.def("blas", &blas::describe);
+  m.def("blas_min_work", &blas::min_work);
+  m.def("set_blas_min_work", &blas::set_min_work);
+  m.def("rowops_isa", [] { return std::string(rows::isa()); });
   m.def("set_autobatch", [](bool on) { ab::set_enabled(on); });
   m.def("autobatch", [] { return ab::enabled(); });
   m.def("autobatch_stats", [] {

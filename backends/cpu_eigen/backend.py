@@ -9,6 +9,7 @@ node ranges and the backward pass inside C++.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -100,6 +101,28 @@ def load_fast_gemm() -> str:
     return "baseline"
 
 
+def load_blas() -> str:
+    """Route the largest matrix products through OpenBLAS (the scipy-openblas32 wheel) when installed.
+
+    Its SGEMM picks AVX-512 kernels on CPUs that have them (the Eigen builds stop at AVX2).
+    ``DYNET_CPU_EIGEN_BLAS=0`` keeps every product on Eigen.  Returns the library's
+    configuration line, or "" when products stay on Eigen.
+    """
+    _m.unuse_blas()
+    if os.environ.get("DYNET_CPU_EIGEN_BLAS", "1") == "0":
+        return ""
+    try:
+        import scipy_openblas32 as sob
+    except ImportError:
+        return ""
+    path = os.path.join(sob.get_lib_dir(), sob.get_library(fullname=True))
+    why = _m.use_blas(path, "scipy_")
+    if why:
+        warnings.warn(f"cpu_eigen: OpenBLAS not used ({why}); matrix products stay on Eigen", stacklevel=2)
+        return ""
+    return _m.blas()
+
+
 class CpuEigenBackend(Backend):
     name = "cpu_eigen"
     devices = ("CPU",)
@@ -110,6 +133,7 @@ class CpuEigenBackend(Backend):
         # Ops of the table with no C++ kernel yet: graph construction rejects them cleanly.
         self.unsupported = {name: "no C++ kernel yet" for name in OPS if name not in self.forward_kernels}
         self.gemm_isa = load_fast_gemm()
+        self.blas = load_blas()
         self.configure()
 
     def configure(self) -> None:
