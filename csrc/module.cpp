@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -261,6 +262,7 @@ class Executor {
     grads_.reset();
     n_grad_ = 0;
     for (int j = 0; j <= i; ++j) nodes_[size_t(j)].g = nullptr, nodes_[size_t(j)].dwq = -1;
+    alias_param_grads(i);
     n_grad_ = i + 1;
     dw_.clear();
     bool defer = ab::enabled();
@@ -323,6 +325,7 @@ class Executor {
     float* g = nullptr;
     Arena::Mark mark;
     int dwq = -1;  // backward: head of this node's deferred weight-gradient products in dw_
+    float* alias = nullptr;  // backward: the parameter's own (all-zero) gradient, used as this node's
   };
   struct DeferredGrad {  // dW += dy x^T, postponed until the sweep reaches W
     const float* dy;
@@ -349,6 +352,7 @@ class Executor {
   std::vector<py::object> op_refs_;
   int matmul_ = -1, affine_ = -1, lstm_gates_ = -1, lstm_gates_drop_ = -1;
   std::vector<DeferredGrad> dw_;
+  std::vector<PyObject*> aliased_;  // backward: storages whose first node's gradient is aliased
   std::vector<int> gid_, cnt_, cons_off_, cons_;  // forward plan over a node range
   std::vector<Group> groups_;
   std::vector<ab::Item> items_;
@@ -479,7 +483,9 @@ class Executor {
   }
 
   float* grad_of(Node& m) {
-    if (!m.g) {
+    if (!m.g && m.alias) {
+      m.g = m.alias;  // zero (has_grad was false): the node's gradient accumulates in place
+    } else if (!m.g) {
       m.g = grads_.alloc(size_t(m.s.total()));
       std::fill_n(m.g, m.s.total(), 0.0f);
     }
@@ -492,9 +498,11 @@ class Executor {
     const py::object& st = refs_[j];
     if (n.info->leaf == 2) {
       if (!a.I(0)) return;  // a constant parameter (update=False)
-      Tensor& g = storage_tensor(st, s_grad_);
-      int64_t m = n.s.total();
-      for (int64_t k = 0; k < m; ++k) g.data()[k] += n.g[k];
+      if (n.g != n.alias) {
+        Tensor& g = storage_tensor(st, s_grad_);
+        int64_t m = n.s.total();
+        for (int64_t k = 0; k < m; ++k) g.data()[k] += n.g[k];
+      }
       if (PyObject_SetAttr(st.ptr(), s_has_grad_, Py_True) < 0) throw py::error_already_set();
       return;
     }
@@ -513,6 +521,29 @@ class Executor {
       int rc = PySet_Add(touched, pr);
       Py_DECREF(pr);
       if (rc < 0) throw py::error_already_set();
+    }
+  }
+
+  // A parameter read by the graph (once, updated) whose gradient is all zero (has_grad false, as
+  // after every trainer update) takes that storage as its node gradient: no zero-fill of an
+  // arena block and no add of it into the storage at the end (Tree-LSTM: ~190k floats a tree).
+  // The node's gradient() then reads the storage, the same values until the next update.
+  void alias_param_grads(int i) {
+    aliased_.clear();
+    for (int j = 0; j <= i; ++j) {
+      Node& n = nodes_[size_t(j)];
+      n.alias = nullptr;
+      if (n.info->leaf != 2 || !attrs_of(n).I(0)) continue;
+      PyObject* st = refs_[size_t(j)].ptr();
+      if (std::find(aliased_.begin(), aliased_.end(), st) != aliased_.end()) continue;
+      aliased_.push_back(st);  // a second node of the same parameter keeps its own block
+      PyObject* hg = PyObject_GetAttr(st, s_has_grad_);
+      if (!hg) throw py::error_already_set();
+      bool clean = hg == Py_False;
+      Py_DECREF(hg);
+      if (!clean) continue;
+      Tensor& g = storage_tensor(refs_[size_t(j)], s_grad_);
+      if (g.total() == n.s.total()) n.alias = g.data();
     }
   }
 
@@ -679,9 +710,19 @@ class Executor {
   }
 
   // Products of one weight whose inputs are ready: one GEMM W [x_1 ... x_n].
+  // A GEMM packs its weight on every call: for a weight past 4096 values that costs about one
+  // GEMV, so fewer than 4 products run one by one (Tree-LSTM levels: forward 0.44 -> 0.39 ms).
+  bool worth_batching(const std::vector<int>& batch) const {
+    if (batch.size() < 2) return false;
+    if (batch.size() >= 4) return true;
+    int w, x, bias;
+    site_of(nodes_[size_t(batch[0])], w, x, bias);
+    return nodes_[size_t(w)].s.total() <= 4096;
+  }
+
   void run_group(const std::vector<int>& batch) {
-    if (batch.size() == 1) {
-      run_forward(batch[0]);
+    if (!worth_batching(batch)) {
+      for (int m : batch) run_forward(m);
       return;
     }
     int w, x, bias;
@@ -820,8 +861,8 @@ class Executor {
   }
 
   void run_group_backward(const std::vector<int>& batch, bool full) {
-    if (batch.size() == 1) {
-      backward_node(batch[0], full, true, -1);
+    if (!worth_batching(batch)) {
+      for (int m : batch) backward_node(m, full, true, -1);
       return;
     }
     int w, x, bias;

@@ -19,6 +19,8 @@ _add1 = _cg.add1
 _add_xy = _cg.add_xy
 _leaf = _cg.add_leaf
 _O = OPS
+_LOOKUP = OPS["lookup"]
+_new_expr = object.__new__
 
 
 def _dim(x, what: str) -> Dim:
@@ -275,7 +277,32 @@ def _lookup(p, idx: tuple, update: bool) -> MutableExpression:
     return _mutable(_leaf(_O["lookup"], (st, idx, bool(update), d), bool(update)), "lookup")
 
 
+_ROW_DIMS: dict = {}  # a table's Dim -> the Dim of one of its rows (Dims are interned, hashed by id)
+
+
 def lookup(p, index: int = 0, update: bool = True) -> MutableExpression:
+    # The common case (E[w] in a loop) appends the leaf directly, with the same checks as _lookup.
+    st = p._st
+    cg = _cg
+    sup = cg.supported
+    if type(index) is int and update is True and sup is not None and st.backend is cg.backend and "lookup" in sup:
+        td = st.dim
+        if not 0 <= index < td.bd:
+            _check_rows(st, (index,))
+        d = _ROW_DIMS.get(td)
+        if d is None:
+            d = _ROW_DIMS[td] = Dim(td.d, 1)
+        n = len(cg.nodes)
+        cg.nodes.append((_LOOKUP, (), (st, (index,), True, d)))
+        cg.dims.append(d)
+        cg.ng.append(True)
+        m = _new_expr(MutableExpression)
+        m.i = n
+        m.v = cg.ver
+        m._kind = "lookup"
+        if cg.immediate:
+            cg.forward_to(n)
+        return m
     try:
         i = index.__index__()
     except AttributeError:

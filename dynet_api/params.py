@@ -320,9 +320,7 @@ class LookupParameters(Expression):
         return self._rows()
 
     def __getitem__(self, i):
-        from .functions import lookup
-
-        return lookup(self, i)
+        return _functions.lookup(self, i)
 
     def batch(self, indices) -> Expression:
         from .functions import lookup_batch
@@ -589,3 +587,6 @@ class ParameterCollection:
 
 
 Model = ParameterCollection
+
+
+from . import functions as _functions  # noqa: E402  (functions reads this module lazily)
