@@ -223,6 +223,34 @@ PyObject* intern(const char* s) {
   return o;
 }
 
+// The agendas' ready nodes: a bitset with moving bounds instead of a heap (pops are nearly
+// monotonic, so a pop is a word scan and a count-trailing-zeros).
+struct ReadySet {
+  std::vector<uint64_t> w;
+  int lo = 0, hi = -1;
+  size_t n = 0;
+  void init(size_t bits) { w.assign((bits + 63) / 64, 0), lo = int(w.size()), hi = -1, n = 0; }
+  bool empty() const { return n == 0; }
+  void push(int k) {
+    w[size_t(k >> 6)] |= uint64_t(1) << (k & 63);
+    lo = std::min(lo, k >> 6), hi = std::max(hi, k >> 6), ++n;
+  }
+  int pop_min() {
+    while (!w[size_t(lo)]) ++lo;
+    uint64_t& x = w[size_t(lo)];
+    int b = __builtin_ctzll(x);
+    x &= x - 1, --n;
+    return lo * 64 + b;
+  }
+  int pop_max() {
+    while (!w[size_t(hi)]) --hi;
+    uint64_t& x = w[size_t(hi)];
+    int b = 63 - __builtin_clzll(x);
+    x &= ~(uint64_t(1) << b), --n;
+    return hi * 64 + b;
+  }
+};
+
 struct OpInfo {
   int code = -1;
   int leaf = 0;  // 1 input, 2 parameter, 3 lookup
@@ -354,6 +382,8 @@ class Executor {
   std::vector<DeferredGrad> dw_;
   std::vector<PyObject*> aliased_;  // backward: storages whose first node's gradient is aliased
   std::vector<int> gid_, cnt_, cons_off_, cons_;  // forward plan over a node range
+  std::vector<int> wgid_;                          // plan: weight node -> its group
+  ReadySet ready_;                                 // agenda: ready nodes outside groups
   std::vector<Group> groups_;
   std::vector<ab::Item> items_;
 
@@ -624,17 +654,22 @@ class Executor {
     groups_.clear();
     std::map<std::pair<int, uintptr_t>, int> keys;
     std::vector<int> count;
+    wgid_.assign(size_t(b), -1);
     int w, x, bias;
     for (int j = a; j < b; ++j) {
       const Node& n = nodes_[size_t(j)];
       if ((n.op != matmul_ && n.op != affine_) || !site_of(n, w, x, bias)) continue;
-      std::pair<int, uintptr_t> key = nodes_[size_t(w)].info->leaf == 2
-                                          ? std::make_pair(1, reinterpret_cast<uintptr_t>(refs_[size_t(w)].ptr()))
-                                          : std::make_pair(0, uintptr_t(w));
-      auto it = keys.emplace(key, int(groups_.size()));
-      if (it.second) groups_.push_back({w, {}}), count.push_back(0);
-      gid_[size_t(j - a)] = it.first->second;
-      ++count[size_t(it.first->second)];
+      int& g = wgid_[size_t(w)];  // the map is asked once per weight node, not once per product
+      if (g < 0) {
+        std::pair<int, uintptr_t> key = nodes_[size_t(w)].info->leaf == 2
+                                            ? std::make_pair(1, reinterpret_cast<uintptr_t>(refs_[size_t(w)].ptr()))
+                                            : std::make_pair(0, uintptr_t(w));
+        auto it = keys.emplace(key, int(groups_.size()));
+        if (it.second) groups_.push_back({w, {}}), count.push_back(0);
+        g = it.first->second;
+      }
+      gid_[size_t(j - a)] = g;
+      ++count[size_t(g)];
     }
     bool any = false;
     for (int j = a; j < b; ++j) {
@@ -670,13 +705,14 @@ class Executor {
         if (s >= a) cons_[size_t(pos[size_t(s - a)]++)] = j;
       }
     }
-    std::priority_queue<int, std::vector<int>, std::greater<int>> heap;
+    ReadySet& heap = ready_;
+    heap.init(nn);
     auto make_ready = [&](int j) {
       int g = gid_[size_t(j - a)];
       if (g >= 0)
         groups_[size_t(g)].ready.push_back(j);
       else
-        heap.push(j);
+        heap.push(j - a);
     };
     auto done = [&](int j) {
       if (check) check_finite(j);
@@ -689,8 +725,7 @@ class Executor {
     std::vector<int> batch;
     for (;;) {
       while (!heap.empty()) {
-        int j = heap.top();
-        heap.pop();
+        int j = a + heap.pop_min();
         run_forward(j);
         done(j);
         ++ran;
@@ -822,7 +857,8 @@ class Executor {
         }
     }
     for (Group& g : groups_) g.ready.clear();
-    std::priority_queue<int> heap;
+    ReadySet& heap = ready_;
+    heap.init(nn);
     auto make_ready = [&](int j) {
       int g = gid_[size_t(j)];
       if (g >= 0)
@@ -843,8 +879,7 @@ class Executor {
     std::vector<int> batch;
     for (;;) {
       while (!heap.empty()) {
-        int j = heap.top();
-        heap.pop();
+        int j = heap.pop_max();
         backward_node(j, full, true, -1);
         done(j);
       }
