@@ -19,6 +19,8 @@ try:
     import torch
 
     from benchmarks import tasks_torch
+
+    torch.set_flush_denormal(False)  # importing the twins turns flush-to-zero on for the whole process
 except ImportError:  # PyTorch is the optional 'bench' extra
     torch = None
     tasks_torch = None
