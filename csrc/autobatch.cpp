@@ -1,8 +1,12 @@
-// Batched products over a shared weight: gather the operands' columns into one block,
-// one GEMM, scatter the results.  Scratch blocks are kept between calls.
+// Batched products over a shared weight: one GEMM over the operands' columns, read and
+// written in place when they already lie side by side (the executor gives a group's outputs
+// and gradients one block each), else gathered into / scattered from scratch blocks kept
+// between calls.
 #include "autobatch.h"
 
+#include <algorithm>
 #include <cstring>
+#include <functional>
 
 #include "kernel_util.h"
 
@@ -30,6 +34,23 @@ void gather(float* dst, int64_t rows, const std::vector<Item>& items, Get get) {
     dst += rows * it.n;
   }
 }
+// Whether each item's (rows x n) block, picked by get, starts where the previous one ends,
+// so the blocks already form one matrix and need no gather.
+template <class Get>
+bool consecutive(const std::vector<Item>& items, int64_t rows, Get get) {
+  for (size_t i = 1; i < items.size(); ++i)
+    if (get(items[i]) != get(items[i - 1]) + rows * items[i - 1].n) return false;
+  return true;
+}
+// The items ordered by their dy (sums and independent columns do not depend on the order;
+// the executor gives a group's gradients one block in node order).
+thread_local std::vector<Item> t_sorted;
+std::vector<Item>& by_dy(const std::vector<Item>& items) {
+  t_sorted.assign(items.begin(), items.end());
+  std::sort(t_sorted.begin(), t_sorted.end(),
+            [](const Item& a, const Item& b) { return std::less<const float*>()(a.dy, b.dy); });
+  return t_sorted;
+}
 }  // namespace
 
 Stats& stats() {
@@ -42,20 +63,35 @@ void set_enabled(bool on) { g_enabled = on; }
 void forward(const float* W, int64_t r, int64_t c, const std::vector<Item>& items) {
   ++stats().forward;
   int64_t N = columns(items);
-  float* X = scratch(t_a, c * N);
-  gather(X, c, items, [](const Item& it) { return it.x; });
-  float* Y = scratch(t_b, r * N);
-  std::fill_n(Y, r * N, 0.0f);
+  const float* X = items[0].x;
+  if (!consecutive(items, c, [](const Item& it) { return it.x; })) {
+    float* Xs = scratch(t_a, c * N);
+    gather(Xs, c, items, [](const Item& it) { return it.x; });
+    X = Xs;
+  }
+  // Outputs side by side (the executor gives a group one block): the GEMM writes in place,
+  // after each item's columns start as its bias (or zero); otherwise through a scratch block.
+  bool direct = consecutive(items, r, [](const Item& it) { return static_cast<const float*>(it.y); });
+  float* Y = direct ? items[0].y : scratch(t_b, r * N);
+  float* y = Y;
+  for (const Item& it : items) {
+    if (it.bias.p && it.bias.s.total() != r) ku::fail("autobatch: a bias that is not one column");
+    if (!direct || !it.bias.p) {
+      std::fill_n(y, r * it.n, 0.0f);
+    } else {
+      for (int64_t j = 0; j < it.n; ++j) std::memcpy(y + j * r, it.bias.p, size_t(r) * sizeof(float));
+    }
+    y += r * it.n;
+  }
   ku::gemm_acc(false, false, r, N, c, W, X, Y);
+  if (direct) return;
   for (const Item& it : items) {
     int64_t m = r * it.n;
     if (!it.bias.p) {
       std::memcpy(it.y, Y, size_t(m) * sizeof(float));
-    } else if (it.bias.s.total() == r) {  // a column bias: y[:, j] = b + Y[:, j]
+    } else {  // a column bias: y[:, j] = b + Y[:, j]
       ku::CVec b(it.bias.p, r);
       for (int64_t j = 0; j < it.n; ++j) ku::Vec(it.y + j * r, r) = b + ku::CVec(Y + j * r, r);
-    } else {  // the executor only batches column biases
-      ku::fail("autobatch: a bias that is not one column");
     }
     Y += m;
   }
@@ -67,23 +103,37 @@ void weight_grad(float* dW, int64_t r, int64_t c, const std::vector<Item>& items
     return;
   }
   ++stats().weight_grad;
-  int64_t N = columns(items);
-  float* G = scratch(t_a, r * N);
-  gather(G, r, items, [](const Item& it) { return it.dy; });
-  float* X = scratch(t_b, c * N);
-  gather(X, c, items, [](const Item& it) { return it.x; });
+  std::vector<Item>& its = by_dy(items);
+  int64_t N = columns(its);
+  const float* G = its[0].dy;
+  if (!consecutive(its, r, [](const Item& it) { return it.dy; })) {
+    float* Gs = scratch(t_a, r * N);
+    gather(Gs, r, its, [](const Item& it) { return it.dy; });
+    G = Gs;
+  }
+  const float* X = its[0].x;
+  if (!consecutive(its, c, [](const Item& it) { return it.x; })) {
+    float* Xs = scratch(t_b, c * N);
+    gather(Xs, c, its, [](const Item& it) { return it.x; });
+    X = Xs;
+  }
   ku::gemm_acc(false, true, r, c, N, G, X, dW);
 }
 
 void input_grad(const float* W, int64_t r, int64_t c, const std::vector<Item>& items) {
   ++stats().input_grad;
-  int64_t N = columns(items);
-  float* G = scratch(t_a, r * N);
-  gather(G, r, items, [](const Item& it) { return it.dy; });
+  std::vector<Item>& its = by_dy(items);
+  int64_t N = columns(its);
+  const float* G = its[0].dy;
+  if (!consecutive(its, r, [](const Item& it) { return it.dy; })) {
+    float* Gs = scratch(t_a, r * N);
+    gather(Gs, r, its, [](const Item& it) { return it.dy; });
+    G = Gs;
+  }
   float* T = scratch(t_b, c * N);
   std::fill_n(T, c * N, 0.0f);
   ku::gemm_acc(true, false, c, N, r, W, G, T);
-  for (const Item& it : items) {
+  for (const Item& it : its) {
     ku::Arr(it.y, c * it.n) += ku::CArr(T, c * it.n);
     T += c * it.n;
   }

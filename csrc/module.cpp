@@ -317,12 +317,16 @@ class Executor {
   void reset() {
     nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), refs_.clear(), held_.clear();
     vals_.reset(), grads_.reset();
+    has_floor_ = false;
     n_grad_ = 0;
   }
 
   void truncate(int n) {
     if (n < int(nodes_.size())) {
-      vals_.rewind(nodes_[size_t(n)].mark);
+      // not below a batch's output block: earlier nodes may point into it
+      Arena::Mark m = nodes_[size_t(n)].mark;
+      if (has_floor_ && (floor_.block > m.block || (floor_.block == m.block && floor_.off > m.off))) m = floor_;
+      vals_.rewind(m);
       nodes_.resize(size_t(n));
       refs_.resize(size_t(n));
       held_.resize(size_t(n));
@@ -375,6 +379,8 @@ class Executor {
   std::vector<py::object> refs_;  // per node: the input array or parameter storage it reads
   std::vector<py::object> held_;  // per node: the parameter tensor its value points into
   Arena vals_, grads_;
+  Arena::Mark floor_;       // end of the latest batch output block (truncate keeps it)
+  bool has_floor_ = false;
   int n_grad_ = 0;
   std::unordered_map<PyObject*, OpInfo> ops_;
   std::vector<py::object> op_refs_;
@@ -762,8 +768,13 @@ class Executor {
     }
     int w, x, bias;
     items_.clear();
+    int64_t total = 0;
+    for (int m : batch) total += nodes_[size_t(m)].s.total();
+    float* block = vals_.alloc(size_t(total));  // outputs side by side: the GEMM writes in place
+    floor_ = vals_.mark(), has_floor_ = true;
     for (int m : batch) {
       Node& n = nodes_[size_t(m)];
+      n.v = block, block += n.s.total();
       site_of(n, w, x, bias);
       const Node& X = nodes_[size_t(x)];
       ab::Item it{X.v, X.s.total() / X.s.d[0], n.v, nullptr};
@@ -856,6 +867,7 @@ class Executor {
           reach[size_t(s)] = 1, ++cnt_[size_t(s)];
         }
     }
+    group_grad_blocks(reach);
     for (Group& g : groups_) g.ready.clear();
     ReadySet& heap = ready_;
     heap.init(nn);
@@ -892,6 +904,28 @@ class Executor {
       batch.swap(groups_[size_t(best)].ready);
       run_group_backward(batch, full);
       for (int m : batch) done(m);
+    }
+  }
+
+  // The reached products of each group get their gradients as one zeroed block in node order,
+  // so the batched dx and the deferred dW GEMMs read dy in place, without a gather.
+  void group_grad_blocks(const std::vector<char>& reach) {
+    std::vector<int64_t> size(groups_.size(), 0);
+    std::vector<int> members(groups_.size(), 0);
+    for (size_t j = 0; j < reach.size(); ++j) {
+      int g = gid_[j];
+      if (g >= 0 && reach[j] && !nodes_[j].g) size[size_t(g)] += nodes_[j].s.total(), ++members[size_t(g)];
+    }
+    std::vector<float*> at(groups_.size(), nullptr);
+    for (size_t g = 0; g < groups_.size(); ++g)
+      if (members[g] >= 2) {
+        at[g] = grads_.alloc(size_t(size[g]));
+        std::fill_n(at[g], size[g], 0.0f);
+      }
+    for (size_t j = 0; j < reach.size(); ++j) {
+      int g = gid_[j];
+      if (g < 0 || !at[size_t(g)] || !reach[j] || nodes_[j].g) continue;
+      nodes_[j].g = at[size_t(g)], at[size_t(g)] += nodes_[j].s.total();
     }
   }
 

@@ -158,3 +158,26 @@ def test_setting_switches_batching():
     config._explicit.discard("autobatch")  # not chosen by the program: the backend's default, on
     CE.configure()
     assert M.autobatch() is True
+
+
+def test_revert_keeps_batched_outputs():
+    """Products batched into one output block, then cg_revert to a checkpoint after them and new
+    nodes: the earlier products keep their values (the block lies past the checkpoint's mark)."""
+    _, ps = _model()
+    rng = np.random.default_rng(5)
+    arrays = [rng.normal(size=4).astype(np.float32) for _ in range(4)]
+    _batching(True)
+    dy.renew_cg()
+    xs = [dy.inputTensor(a) for a in arrays]
+    outs = [dy.affine_transform([ps["b"], ps["W"], x]) for x in xs]
+    dy.cg_checkpoint()
+    extra = dy.tanh(outs[0])
+    before = M.autobatch_stats()[0]
+    extra.npvalue()  # evaluates the products as one group, then the tanh
+    assert M.autobatch_stats()[0] == before + 1
+    dy.cg_revert()
+    more = [dy.inputTensor(rng.normal(size=4).astype(np.float32) * 100) for _ in range(3)]
+    dy.esum(more).npvalue()  # new nodes fill the arena past the checkpoint
+    w, bias = ps["W"].as_array(), ps["b"].as_array()
+    for o, a in zip(outs, arrays, strict=True):
+        np.testing.assert_allclose(o.npvalue(), w @ a + bias, rtol=1e-5, atol=1e-5)
