@@ -102,26 +102,40 @@ int threads() { return g_threads; }
 
 namespace {
 
+enum class Rule { sgd, momentum, adagrad, adadelta, rmsprop, adam, amsgrad, eg };
+
+Rule rule_code(const std::string& rule) {
+  if (rule == "sgd") return Rule::sgd;
+  if (rule == "momentum") return Rule::momentum;
+  if (rule == "adagrad") return Rule::adagrad;
+  if (rule == "adadelta") return Rule::adadelta;
+  if (rule == "rmsprop") return Rule::rmsprop;
+  if (rule == "adam") return Rule::adam;
+  if (rule == "amsgrad") return Rule::amsgrad;
+  if (rule == "eg") return Rule::eg;
+  throw std::invalid_argument("cpu_eigen: unknown update rule '" + rule + "'");
+}
+
 // One rule step on n contiguous elements (w, g, states all at the same offset).
-void rule_step(const std::string& rule, float* w, const float* g0, float** s, int64_t n, double lr, double gscale,
-               double mom, double eps, double rho, double b1, double b2) {
+void rule_step(Rule rule, float* w, const float* g0, float** s, int64_t n, double lr, double gscale, double mom,
+               double eps, double rho, double b1, double b2) {
   const float gs = float(gscale);
-  if (rule == "sgd") {
+  if (rule == Rule::sgd) {
     float c = float(lr * gscale);
     for (int64_t k = 0; k < n; ++k) w[k] -= c * g0[k];
-  } else if (rule == "momentum") {
+  } else if (rule == Rule::momentum) {
     float c = float(lr * gscale), m = float(mom);
     for (int64_t k = 0; k < n; ++k) {
       s[0][k] = s[0][k] * m - c * g0[k];
       w[k] += s[0][k];
     }
-  } else if (rule == "adagrad") {
+  } else if (rule == Rule::adagrad) {
     for (int64_t k = 0; k < n; ++k) {
       float g = g0[k] * gs;
       s[0][k] += g * g;
       w[k] -= float(lr) * g / std::sqrt(s[0][k] + float(eps));
     }
-  } else if (rule == "adadelta") {
+  } else if (rule == Rule::adadelta) {
     float r = float(rho), e = float(eps);
     for (int64_t k = 0; k < n; ++k) {
       float g = g0[k] * gs;
@@ -130,15 +144,15 @@ void rule_step(const std::string& rule, float* w, const float* g0, float** s, in
       s[1][k] = s[1][k] * r + (1 - r) * step * step;
       w[k] += step;
     }
-  } else if (rule == "rmsprop") {
+  } else if (rule == Rule::rmsprop) {
     float r = float(rho);
     for (int64_t k = 0; k < n; ++k) {
       float g = g0[k] * gs;
       s[0][k] = s[0][k] * r + (1 - r) * g * g;
       w[k] -= float(lr) * g / std::sqrt(s[0][k] + float(eps));
     }
-  } else if (rule == "adam" || rule == "amsgrad") {
-    bool ams = rule == "amsgrad";
+  } else if (rule == Rule::adam || rule == Rule::amsgrad) {
+    bool ams = rule == Rule::amsgrad;
     float fb1 = float(b1), fb2 = float(b2);
     for (int64_t k = 0; k < n; ++k) {
       float g = g0[k] * gs;
@@ -148,7 +162,7 @@ void rule_step(const std::string& rule, float* w, const float* g0, float** s, in
       if (ams) v = s[2][k] = std::max(s[2][k], v);
       w[k] -= float(lr) * s[0][k] / (std::sqrt(v) + float(eps));
     }
-  } else if (rule == "eg") {
+  } else {  // eg
     float c = float(lr * gscale), m = float(mom);
     std::vector<float> lw(static_cast<size_t>(n));
     float mx = -INFINITY;
@@ -160,22 +174,34 @@ void rule_step(const std::string& rule, float* w, const float* g0, float** s, in
     double sum = 0;
     for (int64_t k = 0; k < n; ++k) sum += (lw[size_t(k)] = std::exp(lw[size_t(k)] - mx));
     for (int64_t k = 0; k < n; ++k) w[k] = float(lw[size_t(k)] / sum);
-  } else {
-    throw std::invalid_argument("cpu_eigen: unknown update rule '" + rule + "'");
   }
 }
 
 }  // namespace
 
-void apply_update(const std::string& rule, float* w, const float* g, std::vector<float*>& states, int64_t n,
+void apply_update(const std::string& rule_name, float* w, float* g, std::vector<float*>& states, int64_t n,
                   int64_t row_size, const std::vector<int64_t>* rows, double lr, double gscale, double mom,
-                  double eps, double rho, double b1, double b2) {
+                  double eps, double rho, double b1, double b2, bool clear) {
+  const Rule rule = rule_code(rule_name);
+  size_t ns = states.size();
   if (!rows) {
-    rule_step(rule, w, g, states.data(), n, lr, gscale, mom, eps, rho, b1, b2);
+    if (!clear || rule == Rule::eg) {  // eg normalises over the whole tensor: one step, then the clear
+      rule_step(rule, w, g, states.data(), n, lr, gscale, mom, eps, rho, b1, b2);
+      if (clear) std::memset(g, 0, size_t(n) * sizeof(float));
+      return;
+    }
+    // Step and zero the gradient chunk by chunk, so the clear finds the chunk still in L1.
+    constexpr int64_t CHUNK = 2048;
+    std::vector<float*> sp(ns);
+    for (int64_t o = 0; o < n; o += CHUNK) {
+      int64_t m = std::min(CHUNK, n - o);
+      for (size_t q = 0; q < ns; ++q) sp[q] = states[q] + o;
+      rule_step(rule, w + o, g + o, sp.data(), m, lr, gscale, mom, eps, rho, b1, b2);
+      std::memset(g + o, 0, size_t(m) * sizeof(float));
+    }
     return;
   }
-  size_t ns = states.size();
-  if (rule == "eg") {  // the simplex spans the chosen rows together: gather, step, scatter
+  if (rule == Rule::eg) {  // the simplex spans the chosen rows together: gather, step, scatter
     size_t m = rows->size() * size_t(row_size);
     std::vector<std::vector<float>> tmp(ns + 2, std::vector<float>(m));
     for (size_t j = 0; j < rows->size(); ++j) {
@@ -191,6 +217,7 @@ void apply_update(const std::string& rule, float* w, const float* g, std::vector
       size_t o = size_t((*rows)[j] * row_size), t = j * size_t(row_size);
       std::memcpy(w + o, &tmp[0][t], size_t(row_size) * sizeof(float));
       for (size_t q = 0; q < ns; ++q) std::memcpy(states[q] + o, &tmp[2 + q][t], size_t(row_size) * sizeof(float));
+      if (clear) std::memset(g + o, 0, size_t(row_size) * sizeof(float));
     }
     return;
   }
@@ -199,6 +226,7 @@ void apply_update(const std::string& rule, float* w, const float* g, std::vector
     int64_t o = r * row_size;
     for (size_t q = 0; q < ns; ++q) sp[q] = states[q] + o;
     rule_step(rule, w + o, g + o, sp.data(), row_size, lr, gscale, mom, eps, rho, b1, b2);
+    if (clear) std::memset(g + o, 0, size_t(row_size) * sizeof(float));
   }
 }
 

@@ -18,7 +18,8 @@ Leaf ops (inputs, constants, random tensors, parameters, lookups) have
 forward kernels only; the graph routes their gradients into parameter storage
 with :meth:`Backend.iadd` and :meth:`Backend.scatter_add_batch`.
 
-Trainers call :meth:`Backend.update` with a rule name and hyperparameters;
+Trainers call :meth:`Backend.update_all` (its default: :meth:`Backend.update`
+per parameter, then the gradient clear) with a rule name and hyperparameters;
 the rules and their formulas are listed in :mod:`dynet_api.trainers`.
 
 A backend may also run whole graph ranges itself (``make_executor``); the
@@ -105,6 +106,23 @@ class Backend:
     def update(self, rule: str, w: Any, g: Any, states: list, rows: Sequence[int] | None, hyper: dict) -> None:
         """Apply one trainer step in place (see dynet_api.trainers for rules)."""
         raise NotImplementedError
+
+    def update_all(self, rule: str, items: Sequence[tuple], hyper: dict) -> None:
+        """One trainer step over several parameters, clearing their gradients as it goes.
+
+        ``items`` are ``(w, g, states, rows, clear)``: :meth:`update` arguments plus
+        ``clear``, which asks for ``g`` to be zeroed where the step read it (all of it
+        when ``rows`` is None; the other rows of a sparse ``g`` are zero already).
+        Trainers make one call per update; a backend should override it to do the
+        step and the clear in one pass and one call.
+        """
+        for w, g, states, rows, clear in items:
+            self.update(rule, w, g, states, rows, hyper)
+            if clear:
+                if rows is None:
+                    self.fill(g, 0.0)
+                else:
+                    self.clear_rows(g, rows)
 
     # --- randomness ----------------------------------------------------
     def seed(self, seed: int) -> None:

@@ -3,7 +3,8 @@
 ``update()`` follows DyNet's order: global-norm gradient clipping (threshold 5
 by default; a NaN/Inf norm raises), one rule step for every parameter marked
 updated (only the looked-up rows of a lookup table while sparse updates are on),
-then the gradients are cleared and weight decay is applied.
+then the gradients are cleared and weight decay is applied.  The step and the clear
+go to the backend as one ``update_all`` call per update (one pass over each gradient).
 
 Rules (g is the gradient times the clipping scale; each backend implements them):
 
@@ -93,12 +94,6 @@ class Trainer:
         """A no-op, as in DyNet's Python module."""
 
     # ---- the update
-    def _rows(self, st: ParamStorage):
-        """Rows to update: None for dense, a sorted list for sparse lookup updates."""
-        if st.lookup and self.sparse_updates:
-            return sorted(st.touched)
-        return None
-
     def _clip_scale(self, storages: list[ParamStorage]) -> float:
         if not self.clipping_enabled:
             return 1.0
@@ -130,15 +125,39 @@ class Trainer:
 
     def update(self) -> None:
         storages = self.model.all_storages()
-        gscale = self._clip_scale(storages)
         hyper = self._hyper()
-        hyper["gscale"] = gscale
+        hyper["gscale"] = self._clip_scale(storages) if self.clipping_enabled else 1.0
+        key, sparse = id(self), self.sparse_updates
+        batches: dict = {}  # id(backend) -> (backend, items): one update_all call per backend
         for st in storages:
-            if st.updated:
-                rows = self._rows(st)
-                if rows is None or rows:
-                    st.backend.update(self.rule, st.value, st.grad, self._states(st), rows, hyper)
-            st.clear_grad()
+            if not st.updated:
+                st.clear_grad()
+                continue
+            states = st.states.get(key)
+            if states is None:
+                states = self._states(st)
+            if st.lookup:
+                touched = st.touched
+                if touched:
+                    st.touched = set()
+                    # sparse: the touched rows, cleared as stepped; dense: the whole table, whose
+                    # gradient is zero outside the touched rows
+                    item = (st.value, st.grad, states, sorted(touched) if sparse else None, True)
+                elif sparse:
+                    continue
+                else:
+                    item = (st.value, st.grad, states, None, False)
+            else:
+                item = (st.value, st.grad, states, None, st.has_grad)
+                st.has_grad = False
+            be = st.backend
+            b = batches.get(id(be))
+            if b is None:
+                batches[id(be)] = (be, [item])
+            else:
+                b[1].append(item)
+        for be, items in batches.values():
+            be.update_all(self.rule, items, hyper)
         self.updates += 1
         self.updates_since_status += 1
         self._decay(storages)

@@ -198,6 +198,10 @@ class CpuEigenBackend(Backend):
     def update(self, rule: str, w, g, states: list, rows: Sequence[int] | None, hyper: dict) -> None:
         _m.update(rule, w, g, list(states), None if rows is None else list(rows), hyper)
 
+    def update_all(self, rule: str, items, hyper: dict) -> None:
+        # one call for every parameter; each gradient is zeroed in the pass that steps it
+        _m.update_all(rule, items if type(items) is list else list(items), hyper)
+
     def seed(self, seed: int) -> None:
         _m.seed(int(seed) & 0xFFFFFFFF)
 

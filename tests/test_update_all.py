@@ -1,0 +1,104 @@
+"""Backend.update_all (one trainer step over many parameters, gradients cleared as stepped)
+against update() followed by the separate clear, on every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dynet_api.plugins import registry
+
+RULES = {
+    "sgd": ({"lr": 0.1}, 0),
+    "momentum": ({"lr": 0.1, "mom": 0.9}, 1),
+    "adagrad": ({"lr": 0.1, "eps": 1e-8}, 1),
+    "adadelta": ({"lr": 1.0, "eps": 1e-6, "rho": 0.95}, 2),
+    "rmsprop": ({"lr": 0.01, "eps": 1e-8, "rho": 0.9}, 1),
+    "adam": ({"lr": 0.01, "beta_1": 0.9, "beta_2": 0.999, "eps": 1e-8}, 2),
+    "amsgrad": ({"lr": 0.01, "beta_1": 0.9, "beta_2": 0.999, "eps": 1e-8}, 3),
+    "eg": ({"lr": 0.1, "mom": 0.5}, 1),
+}
+
+
+def _backends():
+    out = []
+    for name in registry.names():
+        rec = registry.load(name)
+        out.append(pytest.param(name, marks=[] if rec.backend else pytest.mark.skip(reason=f"{name}: {rec.error}")))
+    return out
+
+
+@pytest.fixture(params=_backends())
+def be(request):
+    return registry.load(request.param).backend
+
+
+def _case(rng, rule, n_states):
+    """A dense 3x5000 weight (bigger than one clear chunk), a 4-row sparse table and a small vector."""
+    shapes = [(3, 5000, 1), (4, 10), (7, 1)]
+    rows = [None, [1, 3], None]
+    out = []
+    for shape, r in zip(shapes, rows):
+        w = rng.uniform(0.1, 1.0, shape).astype(np.float32)
+        if rule == "eg":
+            w /= w.sum()
+        g = rng.standard_normal(shape).astype(np.float32)
+        if r is not None:  # a sparse gradient: zero outside the touched rows
+            keep = np.zeros(shape[-1], bool)
+            keep[r] = True
+            g[..., ~keep] = 0.0
+        st = [rng.uniform(0.0, 0.5, shape).astype(np.float32) for _ in range(n_states)]
+        out.append((w, g, st, r))
+    return out
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+@pytest.mark.parametrize("clear", [True, False])
+def test_update_all_matches_update_then_clear(be, rule, clear):
+    hyper, n_states = RULES[rule]
+    hyper = dict(hyper, gscale=0.5)
+    case = _case(np.random.default_rng(3), rule, n_states)
+    mk = [(be.from_numpy(w), be.from_numpy(g), [be.from_numpy(s) for s in st], r) for w, g, st, r in case]
+    ref = [(be.from_numpy(w), be.from_numpy(g), [be.from_numpy(s) for s in st], r) for w, g, st, r in case]
+    be.update_all(rule, [(w, g, st, r, clear) for w, g, st, r in mk], hyper)
+    for w, g, st, r in ref:
+        be.update(rule, w, g, st, r, hyper)
+        if clear:
+            be.fill(g, 0.0)
+    for (w, g, st, r), (w2, g2, st2, _), (w0, g0, _, _) in zip(mk, ref, case):
+        np.testing.assert_allclose(be.to_numpy(w), be.to_numpy(w2), rtol=1e-6, atol=1e-7)
+        for a, b in zip(st, st2):
+            np.testing.assert_allclose(be.to_numpy(a), be.to_numpy(b), rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(be.to_numpy(g), np.zeros_like(g0) if clear else g0)
+        assert not np.allclose(be.to_numpy(w), w0)  # the step did happen
+
+
+def test_update_all_sgd_by_hand(be):
+    w = be.from_numpy(np.array([[1.0, 2.0, 3.0]], np.float32).reshape(1, 3))
+    g = be.from_numpy(np.array([[10.0, 0.0, -10.0]], np.float32).reshape(1, 3))
+    be.update_all("sgd", [(w, g, [], [0, 2], True)], {"lr": 0.1, "gscale": 0.5})
+    np.testing.assert_allclose(be.to_numpy(w), [[0.5, 2.0, 3.5]])
+    np.testing.assert_array_equal(be.to_numpy(g), np.zeros((1, 3)))
+
+
+def test_update_all_bad_row_raises(be):
+    w = be.from_numpy(np.ones((2, 3), np.float32))
+    g = be.from_numpy(np.ones((2, 3), np.float32))
+    with pytest.raises((IndexError, ValueError)):
+        be.update_all("sgd", [(w, g, [], [5], True)], {"lr": 0.1, "gscale": 1.0})
+
+
+def test_cpu_eigen_update_all_checks_every_item_first():
+    rec = registry.load("cpu_eigen")
+    if rec.backend is None:
+        pytest.skip(f"cpu_eigen: {rec.error}")
+    be = rec.backend
+    w1, g1 = be.from_numpy(np.ones((4, 1), np.float32)), be.from_numpy(np.ones((4, 1), np.float32))
+    w2, g2 = be.from_numpy(np.ones((2, 3), np.float32)), be.from_numpy(np.ones((2, 3), np.float32))
+    with pytest.raises(IndexError, match="row 7 out of range"):
+        be.update_all("sgd", [(w1, g1, [], None, True), (w2, g2, [], [7], True)], {"lr": 0.1, "gscale": 1.0})
+    np.testing.assert_array_equal(be.to_numpy(w1), np.ones((4, 1)))
+    np.testing.assert_array_equal(be.to_numpy(g1), np.ones((4, 1)))
+    with pytest.raises(ValueError, match="unknown update rule"):
+        be.update_all("nope", [(w1, g1, [], None, True)], {"lr": 0.1})
+    np.testing.assert_array_equal(be.to_numpy(g1), np.ones((4, 1)))
