@@ -258,40 +258,17 @@ struct OpInfo {
   std::vector<int> nograd;
 };
 
-// Arenas of executors that are gone, kept for the next graph's executor (renew_cg makes one
-// per graph), so its large blocks are already mapped instead of faulted in again every
-// update. Pool 0 holds value arenas, pool 1 gradient arenas; at most two of each are kept.
-std::vector<Arena>& spare_arenas(int pool) {
-  static std::vector<Arena> s[2];
-  return s[pool];
-}
-Arena take_arena(int pool) {
-  std::vector<Arena>& s = spare_arenas(pool);
-  if (s.empty()) return Arena();
-  Arena a = std::move(s.back());
-  s.pop_back();
-  a.reset();
-  return a;
-}
-void give_arena(int pool, Arena&& a) {
-  std::vector<Arena>& s = spare_arenas(pool);
-  if (s.size() < 2) s.push_back(std::move(a));
-}
-void drop_spare_arenas() { spare_arenas(0).clear(), spare_arenas(1).clear(); }
-
 // Runs a ComputationGraph's nodes inside C++: the graph's new nodes are read
 // straight from its Python lists once, values and gradients live in arenas.
 class Executor {
  public:
-  explicit Executor(py::object cg) : cg_(std::move(cg)), vals_(take_arena(0)), grads_(take_arena(1)) {
+  explicit Executor(py::object cg) : cg_(std::move(cg)) {
     s_nodes_ = intern("nodes"), s_dims_ = intern("dims"), s_ng_ = intern("ng"), s_shape_ = intern("shape");
     s_value_ = intern("value"), s_grad_ = intern("grad"), s_has_grad_ = intern("has_grad");
     s_touched_ = intern("touched"), s_check_ = intern("check_validity");
     matmul_ = kernel_code("matmul"), affine_ = kernel_code("affine_transform");
     lstm_gates_ = kernel_code("vanilla_lstm_gates"), lstm_gates_drop_ = kernel_code("vanilla_lstm_gates_dropout");
   }
-
-  ~Executor() { give_arena(0, std::move(vals_)), give_arena(1, std::move(grads_)); }
 
   void forward(int a, int b) {
     FlushDenormals ftz;
@@ -415,7 +392,6 @@ class Executor {
   ReadySet ready_;                                 // agenda: ready nodes outside groups
   std::vector<Group> groups_;
   std::vector<ab::Item> items_;
-  std::vector<CView> xin_ = std::vector<CView>(16);  // gather_inputs' buffer
 
   PyObject* get_list(PyObject* name) {
     PyObject* l = PyObject_GetAttr(cg_.ptr(), name);
@@ -531,20 +507,15 @@ class Executor {
         break;
     }
     const KernelDef& k = kernel_table()[size_t(n.op)];
-    CView* xp = gather_inputs(n);
-    k.fwd(xp, n.na, {n.v, n.s}, attrs_of(n));
-  }
-
-  // The node's input views in one reused buffer (no per-call construction of a fixed array).
-  CView* gather_inputs(const Node& n) {
-    if (size_t(n.na) > xin_.size()) xin_.resize(size_t(n.na));
-    CView* xp = xin_.data();
-    const int* ids = args_.data() + n.a0;
+    CView xs[16];
+    std::vector<CView> big;
+    CView* xp = xs;
+    if (n.na > 16) big.resize(size_t(n.na)), xp = big.data();
     for (int q = 0; q < n.na; ++q) {
-      const Node& m = nodes_[size_t(ids[q])];
-      xp[q].p = m.v, xp[q].s = m.s;
+      const Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
+      xp[q] = {m.v, m.s};
     }
-    return xp;
+    k.fwd(xp, n.na, {n.v, n.s}, attrs_of(n));
   }
 
   float* grad_of(Node& m) {
@@ -633,7 +604,14 @@ class Executor {
     }
     if (n.na == 0) return;
     const KernelDef& k = kernel_table()[size_t(n.op)];
-    CView* xp = gather_inputs(n);
+    CView xs[16];
+    std::vector<CView> big;
+    CView* xp = xs;
+    if (n.na > 16) big.resize(size_t(n.na)), xp = big.data();
+    for (int q = 0; q < n.na; ++q) {
+      const Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
+      xp[q] = {m.v, m.s};
+    }
     if (n.op == lstm_gates_ || n.op == lstm_gates_drop_) {
       lstm_gates_backward(n, xp, full, defer);
       return;
@@ -1175,10 +1153,7 @@ PYBIND11_MODULE(_cpu_eigen, m) {
   m.def("seed", [](uint64_t s) { rng().seed(static_cast<std::mt19937::result_type>(s)); });
   m.def("set_threads", &set_threads);
   m.def("threads", &threads);
-  m.def("set_mem_limit", [](size_t mb) {
-    drop_spare_arenas();  // a new limit counts only the memory of live graphs
-    set_mem_limit(mb << 20);
-  });
+  m.def("set_mem_limit", [](size_t mb) { set_mem_limit(mb << 20); });
   m.def("mem_limit_mb", [] { return mem_limit() >> 20; });
   m.def("mem_used", &mem_used);
   m.def("openmp", [] {
