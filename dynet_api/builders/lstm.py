@@ -23,6 +23,15 @@ _CONCAT, _MATMUL, _SELECT_COLS = OPS["concatenate"], OPS["matmul"], OPS["select_
 _FUSED_FORGET_BIAS = 1.0  # what vanilla_lstm_gates adds to the forget gate's pre-activation
 _new = object.__new__  # an Expression without the __init__ call
 
+_SEL: list = []  # _SEL[t] = ((t,),): select_cols' attributes for column t, made once
+
+
+def _sel_attrs(n: int) -> list:
+    """select_cols attribute tuples for columns 0..n-1 (grown on demand, shared by every run)."""
+    if len(_SEL) < n:
+        _SEL.extend(((t,),) for t in range(len(_SEL), n))
+    return _SEL
+
 
 def _gates(tmp, hid: int, forget_bias: float):
     """Split the stacked pre-activations [i; f; o; g] and apply the nonlinearities."""
@@ -244,20 +253,26 @@ class _FusedCell:
             onei, whi, bi = one.i, wh.i, b.i
             ngp = ng[pi]
             ngw = ngp or ng[whi] or ng[bi]
+            count = n_steps - start
+            if count <= 0:
+                seq = out
+                continue
+            # grad flags: the first step's from the initial state, every later step's the same
+            gng = ngw or ng[yi]
+            cng = gng or ng[ci]
+            later = ngw or cng
+            ng += (ngp, gng, cng, cng) + (ngp, later, later, later) * (count - 1)
+            n = len(dims)
+            dims += (ds, dg, dc, dc) * count
+            sel, pargs, extend, append = _sel_attrs(n_steps), (pi,), nodes.extend, out.append
             for t in range(start, n_steps):
-                n = len(dims)
-                gng = ngw or ng[yi]
-                cng = gng or ng[ci]
-                push((_SELECT_COLS, (pi,), ((t,),)))
-                push((_GATES, (onei, yi, n, whi, bi), None))
-                push((_CELL_C, (ci, n + 1), None))
-                push((_CELL_H, (n + 2, n + 1), None))
-                dims += (ds, dg, dc, dc)
-                ng += (ngp, gng, cng, cng)
+                extend(((_SELECT_COLS, pargs, sel[t]), (_GATES, (onei, yi, n, whi, bi), None),
+                        (_CELL_C, (ci, n + 1), None), (_CELL_H, (n + 2, n + 1), None)))
                 ci, yi = n + 2, n + 3
                 y = _new(Expression)
                 y.i, y.v = yi, ver
-                out.append(y)
+                append(y)
+                n += 4
             seq = out
         return seq
 
