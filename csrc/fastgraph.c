@@ -38,6 +38,8 @@ typedef struct {
     PyObject_HEAD
     PyObject *graph, *op, *dict;
     vectorcallfunc vectorcall;
+    PyObject *fallback, *attrs; /* the Python function for other call forms; attrs of every node */
+    int kind;                   /* 1: f(x), 2: f(x, y), 3: f([x, ...]) */
 } UnaryObject;
 
 static PyTypeObject ExprType, GraphType, UnaryType;
@@ -313,9 +315,8 @@ static PyObject *do_add(GraphObject *g, PyObject *op, PyObject *args, PyObject *
         if (k == NULL) goto done;
         PyTuple_SET_ITEM(ids, a, k);
     }
-    ind = PyList_New(m);
     key = PyTuple_New(m + 2);
-    if (ind == NULL || key == NULL) goto done;
+    if (key == NULL) goto done;
     Py_INCREF(op);
     PyTuple_SET_ITEM(key, 0, op);
     Py_INCREF(attrs);
@@ -324,12 +325,26 @@ static PyObject *do_add(GraphObject *g, PyObject *op, PyObject *args, PyObject *
         PyObject *dk = dim_at(g->dims, PyTuple_GET_ITEM(ids, a));
         if (dk == NULL) goto done;
         Py_INCREF(dk);
-        PyList_SET_ITEM(ind, a, dk);
-        Py_INCREF(dk);
         PyTuple_SET_ITEM(key, a + 2, dk);
     }
-    d = shape_of(g, op, key, ind, attrs);
-    if (d == NULL) goto done;
+    if (g->shapes != NULL && PyDict_CheckExact(g->shapes)) { /* the list of input dims only on a miss */
+        d = PyDict_GetItemWithError(g->shapes, key);
+        if (d != NULL)
+            Py_INCREF(d);
+        else if (PyErr_Occurred())
+            goto done;
+    }
+    if (d == NULL) {
+        ind = PyList_New(m);
+        if (ind == NULL) goto done;
+        for (Py_ssize_t a = 0; a < m; a++) {
+            PyObject *dk = PyTuple_GET_ITEM(key, a + 2);
+            Py_INCREF(dk);
+            PyList_SET_ITEM(ind, a, dk);
+        }
+        d = PyObject_CallMethodObjArgs((PyObject *)g, s_shape, op, key, ind, attrs, NULL);
+        if (d == NULL) goto done;
+    }
     int nog = op_nograd(op);
     if (nog < 0) goto done;
     int ng = 0;
@@ -676,6 +691,13 @@ static PyTypeObject ExprType = {
 static PyObject *unary_vectorcall(UnaryObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (self->kind == 2 && nargs == 2 && nkw == 0)
+        return do_add_xy((GraphObject *)self->graph, self->op, args[0], args[1], self->attrs);
+    if (self->kind == 3 && nargs == 1 && nkw == 0 &&
+        ((PyList_CheckExact(args[0]) && PyList_GET_SIZE(args[0]) > 0) ||
+         (PyTuple_CheckExact(args[0]) && PyTuple_GET_SIZE(args[0]) > 0)))
+        return do_add((GraphObject *)self->graph, self->op, args[0], self->attrs);
+    if (self->fallback != NULL) return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
     if (nargs == 1 && nkw == 0) return do_add1((GraphObject *)self->graph, self->op, args[0], Py_None);
     if (nargs == 0 && nkw == 1 && PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) &&
         PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "x") == 0)
@@ -695,10 +717,23 @@ static PyObject *unary_vectorcall(UnaryObject *self, PyObject *const *args, size
 }
 
 static PyObject *unary_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    PyObject *graph, *op;
-    if (!PyArg_ParseTuple(args, "O!O:Unary", &GraphType, &graph, &op)) return NULL;
+    static char *kwlist[] = {"graph", "op", "kind", "fallback", "attrs", NULL};
+    PyObject *graph, *op, *fallback = NULL, *attrs = Py_None;
+    int kind = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O|iOO:Unary", kwlist, &GraphType, &graph, &op, &kind, &fallback,
+                                     &attrs))
+        return NULL;
+    if (kind < 1 || kind > 3 || (kind > 1 && (fallback == NULL || !PyCallable_Check(fallback)))) {
+        PyErr_SetString(PyExc_ValueError, "Unary: kind is 1, 2 or 3, and kinds 2 and 3 need a callable fallback");
+        return NULL;
+    }
     UnaryObject *self = (UnaryObject *)type->tp_alloc(type, 0);
     if (self == NULL) return NULL;
+    self->kind = kind;
+    Py_XINCREF(fallback);
+    self->fallback = fallback;
+    Py_INCREF(attrs);
+    self->attrs = attrs;
     Py_INCREF(graph);
     self->graph = graph;
     Py_INCREF(op);
@@ -711,6 +746,8 @@ static int unary_traverse(UnaryObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->graph);
     Py_VISIT(self->op);
     Py_VISIT(self->dict);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->attrs);
     return 0;
 }
 
@@ -718,6 +755,8 @@ static int unary_clear(UnaryObject *self) {
     Py_CLEAR(self->graph);
     Py_CLEAR(self->op);
     Py_CLEAR(self->dict);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->attrs);
     return 0;
 }
 
@@ -750,7 +789,8 @@ static PyTypeObject UnaryType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "dynet_api._fastgraph.Unary",
     .tp_basicsize = sizeof(UnaryObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "Unary(graph, op): f(x) adds op(x) to graph (an attribute-free one-operand op).",
+    .tp_doc = "Unary(graph, op, kind=1, fallback=None, attrs=None): f(x) adds op(x) to graph; kind 2: f(x, y) "
+              "adds op(x, y), kind 3: f([x, ...]) adds op(x, ...), both with attrs; other call forms go to fallback.",
     .tp_traverse = (traverseproc)unary_traverse,
     .tp_clear = (inquiry)unary_clear,
     .tp_dealloc = (destructor)unary_dealloc,

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import graph as _graph
 from .dim import Dim
 from .graph import Expression, _cg
 from .graph import unary as _make_unary
@@ -324,8 +325,25 @@ def lookup_batch(p, indices: Sequence[int], update: bool = True) -> MutableExpre
 # ============================================================ arithmetic
 
 
+def _fast(f, op: str, kind: int, attrs=None):
+    """``f`` as a C callable (with the compiled accelerator) that adds ``op`` directly for the
+    common call form (kind 2: ``f(x, y)``, kind 3: ``f([x, ...])`` with a non-empty list or
+    tuple) and calls ``f`` itself for every other form; ``f`` when pure Python."""
+    fg = _graph._fastgraph
+    if fg is None:
+        return f
+    c = fg.Unary(_cg, OPS[op], kind, f, attrs)
+    c.__name__ = c.__qualname__ = f.__name__
+    c.__doc__ = f.__doc__
+    c.__wrapped__ = f
+    return c
+
+
 def cmult(x, y) -> Expression:
     return _add_xy(_O["cmult"], x, y)
+
+
+cmult = _fast(cmult, "cmult", 2)
 
 
 def cdiv(x, y) -> Expression:
@@ -338,6 +356,9 @@ def colwise_add(x, y) -> Expression:
 
 def affine_transform(exprs: Sequence) -> Expression:
     return _add(_O["affine_transform"], tuple(exprs))
+
+
+affine_transform = _fast(affine_transform, "affine_transform", 3)
 
 
 def _nonempty(xs, what):
@@ -455,6 +476,9 @@ def reshape(x, d, batch_size: int = 1) -> Expression:
 
 def concatenate(xs: Sequence, d: int = 0) -> Expression:
     return _add(_O["concatenate"], _nonempty(xs, "concatenate"), (int(d),))
+
+
+concatenate = _fast(concatenate, "concatenate", 3, (0,))
 
 
 def concatenate_cols(xs: Sequence) -> Expression:
