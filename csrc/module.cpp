@@ -392,6 +392,7 @@ class Executor {
   ReadySet ready_;                                 // agenda: ready nodes outside groups
   std::vector<Group> groups_;
   std::vector<ab::Item> items_;
+  std::vector<CView> xin_ = std::vector<CView>(16);  // gather_inputs' buffer
 
   PyObject* get_list(PyObject* name) {
     PyObject* l = PyObject_GetAttr(cg_.ptr(), name);
@@ -507,15 +508,20 @@ class Executor {
         break;
     }
     const KernelDef& k = kernel_table()[size_t(n.op)];
-    CView xs[16];
-    std::vector<CView> big;
-    CView* xp = xs;
-    if (n.na > 16) big.resize(size_t(n.na)), xp = big.data();
-    for (int q = 0; q < n.na; ++q) {
-      const Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
-      xp[q] = {m.v, m.s};
-    }
+    CView* xp = gather_inputs(n);
     k.fwd(xp, n.na, {n.v, n.s}, attrs_of(n));
+  }
+
+  // The node's input views in one reused buffer (no per-call construction of a fixed array).
+  CView* gather_inputs(const Node& n) {
+    if (size_t(n.na) > xin_.size()) xin_.resize(size_t(n.na));
+    CView* xp = xin_.data();
+    const int* ids = args_.data() + n.a0;
+    for (int q = 0; q < n.na; ++q) {
+      const Node& m = nodes_[size_t(ids[q])];
+      xp[q].p = m.v, xp[q].s = m.s;
+    }
+    return xp;
   }
 
   float* grad_of(Node& m) {
@@ -604,14 +610,7 @@ class Executor {
     }
     if (n.na == 0) return;
     const KernelDef& k = kernel_table()[size_t(n.op)];
-    CView xs[16];
-    std::vector<CView> big;
-    CView* xp = xs;
-    if (n.na > 16) big.resize(size_t(n.na)), xp = big.data();
-    for (int q = 0; q < n.na; ++q) {
-      const Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
-      xp[q] = {m.v, m.s};
-    }
+    CView* xp = gather_inputs(n);
     if (n.op == lstm_gates_ || n.op == lstm_gates_drop_) {
       lstm_gates_backward(n, xp, full, defer);
       return;
