@@ -39,7 +39,7 @@ typedef struct {
     PyObject *graph, *op, *dict;
     vectorcallfunc vectorcall;
     PyObject *fallback, *attrs; /* the Python function for other call forms; attrs of every node */
-    int kind;                   /* 1: f(x), 2: f(x, y), 3: f([x, ...]) */
+    int kind;                   /* 1: f(x), 2: f(x, y), 3: f([x, ...]), 4: f(x, int k) with attrs ((k,),) */
 } UnaryObject;
 
 static PyTypeObject ExprType, GraphType, UnaryType;
@@ -697,6 +697,16 @@ static PyObject *unary_vectorcall(UnaryObject *self, PyObject *const *args, size
         ((PyList_CheckExact(args[0]) && PyList_GET_SIZE(args[0]) > 0) ||
          (PyTuple_CheckExact(args[0]) && PyTuple_GET_SIZE(args[0]) > 0)))
         return do_add((GraphObject *)self->graph, self->op, args[0], self->attrs);
+    if (self->kind == 4 && nargs == 2 && nkw == 0 && PyLong_CheckExact(args[1])) {
+        PyObject *k = PyTuple_Pack(1, args[1]);
+        if (k == NULL) return NULL;
+        PyObject *at = PyTuple_Pack(1, k);
+        Py_DECREF(k);
+        if (at == NULL) return NULL;
+        PyObject *r = do_add1((GraphObject *)self->graph, self->op, args[0], at);
+        Py_DECREF(at);
+        return r;
+    }
     if (self->fallback != NULL) return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
     if (nargs == 1 && nkw == 0) return do_add1((GraphObject *)self->graph, self->op, args[0], Py_None);
     if (nargs == 0 && nkw == 1 && PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) &&
@@ -723,8 +733,8 @@ static PyObject *unary_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O|iOO:Unary", kwlist, &GraphType, &graph, &op, &kind, &fallback,
                                      &attrs))
         return NULL;
-    if (kind < 1 || kind > 3 || (kind > 1 && (fallback == NULL || !PyCallable_Check(fallback)))) {
-        PyErr_SetString(PyExc_ValueError, "Unary: kind is 1, 2 or 3, and kinds 2 and 3 need a callable fallback");
+    if (kind < 1 || kind > 4 || (kind > 1 && (fallback == NULL || !PyCallable_Check(fallback)))) {
+        PyErr_SetString(PyExc_ValueError, "Unary: kind is 1 to 4, and kinds 2 to 4 need a callable fallback");
         return NULL;
     }
     UnaryObject *self = (UnaryObject *)type->tp_alloc(type, 0);
@@ -790,7 +800,8 @@ static PyTypeObject UnaryType = {
     .tp_basicsize = sizeof(UnaryObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_doc = "Unary(graph, op, kind=1, fallback=None, attrs=None): f(x) adds op(x) to graph; kind 2: f(x, y) "
-              "adds op(x, y), kind 3: f([x, ...]) adds op(x, ...), both with attrs; other call forms go to fallback.",
+              "adds op(x, y), kind 3: f([x, ...]) adds op(x, ...), both with attrs; kind 4: f(x, k) adds op(x) with attrs "
+              "((k,),) for an int k; other call forms go to fallback.",
     .tp_traverse = (traverseproc)unary_traverse,
     .tp_clear = (inquiry)unary_clear,
     .tp_dealloc = (destructor)unary_dealloc,

@@ -328,7 +328,8 @@ def lookup_batch(p, indices: Sequence[int], update: bool = True) -> MutableExpre
 def _fast(f, op: str, kind: int, attrs=None):
     """``f`` as a C callable (with the compiled accelerator) that adds ``op`` directly for the
     common call form (kind 2: ``f(x, y)``, kind 3: ``f([x, ...])`` with a non-empty list or
-    tuple) and calls ``f`` itself for every other form; ``f`` when pure Python."""
+    tuple, kind 4: ``f(x, k)`` with an int k as attrs ``((k,),)``) and calls ``f`` itself for
+    every other form; ``f`` when pure Python."""
     fg = _graph._fastgraph
     if fg is None:
         return f
@@ -593,6 +594,9 @@ def mean_batches(x) -> Expression:
 
 def pickneglogsoftmax(x, v: int) -> Expression:
     return _add1(_O["pickneglogsoftmax"], x, ((int(v),),))
+
+
+pickneglogsoftmax = _fast(pickneglogsoftmax, "pickneglogsoftmax", 4)
 
 
 def pickneglogsoftmax_batch(x, vs: Sequence[int]) -> Expression:

@@ -11,7 +11,7 @@ from dynet_api import graph as G
 def test_fast_callables_when_compiled() -> None:
     if G._fastgraph is None:
         pytest.skip("pure Python front end")
-    for f in (dy.cmult, dy.affine_transform, dy.concatenate):
+    for f in (dy.cmult, dy.affine_transform, dy.concatenate, dy.pickneglogsoftmax):
         assert isinstance(f, G._fastgraph.Unary)
         assert f.__wrapped__.__name__ == f.__name__
 
@@ -32,6 +32,10 @@ def test_values_in_every_call_form() -> None:
     np.testing.assert_allclose(dy.concatenate([x, y]).npvalue(), np.concatenate([a, b]))
     np.testing.assert_allclose(dy.concatenate((x, y), d=0).npvalue(), np.concatenate([a, b]))
     np.testing.assert_allclose(dy.concatenate([x, y], 1).npvalue(), np.stack([a, b], 1))
+    ls = a - np.log(np.exp(a).sum())
+    for k in (0, 2, np.int64(1), True):
+        np.testing.assert_allclose(dy.pickneglogsoftmax(x, k).value(), -ls[int(k)], rtol=1e-6)
+    np.testing.assert_allclose(dy.pickneglogsoftmax(x, v=2).value(), -ls[2], rtol=1e-6)
     loss = dy.sum_elems(dy.cmult(dy.affine_transform([x, Wx, z]), y))
     loss.backward(full=True)
     np.testing.assert_allclose(x.gradient(), b)
@@ -50,3 +54,7 @@ def test_errors() -> None:
         dy.cmult(x, "a")
     with pytest.raises(TypeError):
         dy.cmult(x)
+    with pytest.raises(TypeError):
+        dy.pickneglogsoftmax(x)
+    with pytest.raises((IndexError, ValueError)):
+        dy.pickneglogsoftmax(x, 5).value()
