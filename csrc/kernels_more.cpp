@@ -2,9 +2,16 @@
 // along a dimension, reductions, losses, linear algebra, convolution/pooling,
 // n-gram filters, weight norm and the fused LSTM pieces.  The reference is
 // backends/reference_numpy/kernels_more.py; backward kernels accumulate.
+#include <cstdlib>
+#include <cstring>
 #include <numeric>
 
 #include "kernel_util.h"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#define DY_LSTM_X86 1
+#endif
 
 namespace dy {
 namespace {
@@ -639,6 +646,163 @@ void b_wnorm(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs
 
 constexpr float FORGET_GATE_BIAS = 1.0f;
 
+// AVX2+FMA versions of the per-step work (compiled with a target attribute, picked at run time
+// like rowops; DYNET_CPU_EIGEN_ISA=baseline keeps Eigen): the 4h x h product with the previous
+// state as one register-blocked GEMV, and logistic/tanh with Eigen's own rational approximations
+// (its FMA cut-offs), so the values are Eigen's up to the rounding of the fused multiply-adds.
+#ifdef DY_LSTM_X86
+#define DY_LSTM_T256 __attribute__((target("avx2,fma")))
+
+// y (m) += A (m x k, column-major) x.
+DY_LSTM_T256 void gemv_acc_256(const float* A, int64_t m, int64_t k, const float* x, float* y) {
+  int64_t r = 0;
+  for (; r + 64 <= m; r += 64) {
+    __m256 a0 = _mm256_loadu_ps(y + r), a1 = _mm256_loadu_ps(y + r + 8), a2 = _mm256_loadu_ps(y + r + 16),
+           a3 = _mm256_loadu_ps(y + r + 24), a4 = _mm256_loadu_ps(y + r + 32), a5 = _mm256_loadu_ps(y + r + 40),
+           a6 = _mm256_loadu_ps(y + r + 48), a7 = _mm256_loadu_ps(y + r + 56);
+    const float* c = A + r;
+    for (int64_t j = 0; j < k; ++j, c += m) {
+      __m256 v = _mm256_broadcast_ss(x + j);
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(c), v, a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(c + 8), v, a1);
+      a2 = _mm256_fmadd_ps(_mm256_loadu_ps(c + 16), v, a2);
+      a3 = _mm256_fmadd_ps(_mm256_loadu_ps(c + 24), v, a3);
+      a4 = _mm256_fmadd_ps(_mm256_loadu_ps(c + 32), v, a4);
+      a5 = _mm256_fmadd_ps(_mm256_loadu_ps(c + 40), v, a5);
+      a6 = _mm256_fmadd_ps(_mm256_loadu_ps(c + 48), v, a6);
+      a7 = _mm256_fmadd_ps(_mm256_loadu_ps(c + 56), v, a7);
+    }
+    _mm256_storeu_ps(y + r, a0), _mm256_storeu_ps(y + r + 8, a1), _mm256_storeu_ps(y + r + 16, a2);
+    _mm256_storeu_ps(y + r + 24, a3), _mm256_storeu_ps(y + r + 32, a4), _mm256_storeu_ps(y + r + 40, a5);
+    _mm256_storeu_ps(y + r + 48, a6), _mm256_storeu_ps(y + r + 56, a7);
+  }
+  for (; r + 16 <= m; r += 16) {
+    __m256 a0 = _mm256_loadu_ps(y + r), a1 = _mm256_loadu_ps(y + r + 8);
+    const float* c = A + r;
+    for (int64_t j = 0; j < k; ++j, c += m) {
+      __m256 v = _mm256_broadcast_ss(x + j);
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(c), v, a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(c + 8), v, a1);
+    }
+    _mm256_storeu_ps(y + r, a0), _mm256_storeu_ps(y + r + 8, a1);
+  }
+  for (; r + 8 <= m; r += 8) {
+    __m256 a0 = _mm256_loadu_ps(y + r);
+    const float* c = A + r;
+    for (int64_t j = 0; j < k; ++j, c += m) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(c), _mm256_broadcast_ss(x + j), a0);
+    _mm256_storeu_ps(y + r, a0);
+  }
+  for (; r < m; ++r) {
+    float a = y[r];
+    for (int64_t j = 0; j < k; ++j) a = std::fma(A[r + j * m], x[j], a);
+    y[r] = a;
+  }
+}
+
+// Eigen's scalar_logistic_op<float> (FMA cut-off); below -9 it is exp(x), done per lane.
+DY_LSTM_T256 inline __m256 logistic_256(__m256 x0) {
+  __m256 x = _mm256_min_ps(x0, _mm256_set1_ps(15.7243833541870117f));
+  __m256 x2 = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_fmadd_ps(x2, _mm256_set1_ps(4.37031012579801e-11f), _mm256_set1_ps(1.15627324459942e-07f));
+  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(6.08574864600143e-05f));
+  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(8.51377133304701e-03f));
+  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(2.48287947061529e-01f));
+  p = _mm256_mul_ps(x, p);
+  __m256 q = _mm256_fmadd_ps(x2, _mm256_set1_ps(6.10247389755681e-13f), _mm256_set1_ps(5.76102136993427e-09f));
+  q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(6.29106785017040e-06f));
+  q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(1.70198817374094e-03f));
+  q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(1.16817656904453e-01f));
+  q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(9.93151921023180e-01f));
+  __m256 y = _mm256_add_ps(_mm256_div_ps(p, q), _mm256_set1_ps(0.5f));
+  __m256 small = _mm256_cmp_ps(x0, _mm256_set1_ps(-9.0f), _CMP_LT_OQ);
+  if (__builtin_expect(_mm256_movemask_ps(small) != 0, 0)) {
+    alignas(32) float v[8], e[8];
+    _mm256_store_ps(v, x0);
+    for (int j = 0; j < 8; ++j) e[j] = std::exp(v[j]);
+    y = _mm256_blendv_ps(y, _mm256_load_ps(e), small);
+  }
+  return y;
+}
+
+// Eigen's generic_fast_tanh_float (FMA clamp).
+DY_LSTM_T256 inline __m256 tanh_256(__m256 x0) {
+  const __m256 c = _mm256_set1_ps(7.99881172180175781f);
+  __m256 x = _mm256_max_ps(_mm256_min_ps(x0, c), _mm256_sub_ps(_mm256_setzero_ps(), c));
+  __m256 tiny = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x0), _mm256_set1_ps(0.0004f), _CMP_LT_OQ);
+  __m256 x2 = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_fmadd_ps(x2, _mm256_set1_ps(-2.76076847742355e-16f), _mm256_set1_ps(2.00018790482477e-13f));
+  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-8.60467152213735e-11f));
+  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(5.12229709037114e-08f));
+  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(1.48572235717979e-05f));
+  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(6.37261928875436e-04f));
+  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(4.89352455891786e-03f));
+  p = _mm256_mul_ps(x, p);
+  __m256 q = _mm256_fmadd_ps(x2, _mm256_set1_ps(1.19825839466702e-06f), _mm256_set1_ps(1.18534705686654e-04f));
+  q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(2.26843463243900e-03f));
+  q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(4.89352518554385e-03f));
+  return _mm256_blendv_ps(_mm256_div_ps(p, q), x, tiny);
+}
+
+DY_LSTM_T256 inline __m256i tail_mask(int64_t left) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(left)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// One column of gates: the forget bias, logistic on i, f, o (3h values) and tanh on g (h values).
+DY_LSTM_T256 void gate_act_256(float* g, int64_t H) {
+  const int64_t L = 3 * H;
+  const __m256 one = _mm256_set1_ps(FORGET_GATE_BIAS);
+  int64_t j = 0;
+  for (; j + 8 <= L; j += 8) {
+    __m256 v = _mm256_loadu_ps(g + j);
+    // lanes of the forget gate (H <= index < 2H) get the bias
+    __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(int(j)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256i in_f = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(int(H)), idx),
+                                       _mm256_cmpgt_epi32(_mm256_set1_epi32(int(2 * H)), idx));
+    v = _mm256_add_ps(v, _mm256_and_ps(_mm256_castsi256_ps(in_f), one));
+    _mm256_storeu_ps(g + j, logistic_256(v));
+  }
+  if (j < L) {  // L - j < 8 values, all of the o gate (H >= 8) or handled the same way
+    __m256i k = tail_mask(L - j);
+    __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(int(j)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256i in_f = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(int(H)), idx),
+                                       _mm256_cmpgt_epi32(_mm256_set1_epi32(int(2 * H)), idx));
+    __m256 v = _mm256_add_ps(_mm256_maskload_ps(g + j, k), _mm256_and_ps(_mm256_castsi256_ps(in_f), one));
+    _mm256_maskstore_ps(g + j, k, logistic_256(v));
+  }
+  float* t = g + L;
+  j = 0;
+  for (; j + 8 <= H; j += 8) _mm256_storeu_ps(t + j, tanh_256(_mm256_loadu_ps(t + j)));
+  if (j < H) {
+    __m256i k = tail_mask(H - j);
+    _mm256_maskstore_ps(t + j, k, tanh_256(_mm256_maskload_ps(t + j, k)));
+  }
+}
+
+// y (n) = o (n) * tanh(c (n)).
+DY_LSTM_T256 void out_tanh_256(const float* o, const float* c, int64_t n, float* y) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_loadu_ps(o + j), tanh_256(_mm256_loadu_ps(c + j))));
+  if (j < n) {
+    __m256i k = tail_mask(n - j);
+    _mm256_maskstore_ps(y + j, k, _mm256_mul_ps(_mm256_maskload_ps(o + j, k), tanh_256(_mm256_maskload_ps(c + j, k))));
+  }
+}
+#endif
+
+bool lstm_avx2() {
+#ifdef DY_LSTM_X86
+  static const bool on = [] {
+    const char* env = std::getenv("DYNET_CPU_EIGEN_ISA");
+    if (env && std::strcmp(env, "baseline") == 0) return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return on;
+#else
+  return false;
+#endif
+}
+
 // Per-thread scratch buffers that only grow.
 float* lstm_scratch(int slot, int64_t n) {
   static thread_local std::vector<float> bufs[4];
@@ -683,7 +847,18 @@ void f_lstm_gates(const CView* x, int nargs, View y, const Attrs&) {
   int64_t n = y.s.bd, G = y.s.d[0], H = G / 4, X = x[0].s.d[0];
   for (int64_t b = 0; b < n; ++b) std::copy(x[4].p, x[4].p + G, y.p + b * G);
   lstm_acc_product(x[2].p, G, X, lstm_in(x[0], drop ? &x[5] : nullptr, n, 0), y.p, n);
-  lstm_acc_product(x[3].p, G, H, lstm_in(x[1], drop ? &x[6] : nullptr, n, 1), y.p, n);
+  LstmIn hin = lstm_in(x[1], drop ? &x[6] : nullptr, n, 1);
+#ifdef DY_LSTM_X86
+  if (lstm_avx2()) {
+    if (n == 1 && H > 1)
+      gemv_acc_256(x[3].p, G, H, hin.p, y.p);
+    else
+      lstm_acc_product(x[3].p, G, H, hin, y.p, n);
+    for (int64_t b = 0; b < n; ++b) gate_act_256(y.p + b * G, H);
+    return;
+  }
+#endif
+  lstm_acc_product(x[3].p, G, H, hin, y.p, n);
   for (int64_t b = 0; b < n; ++b) {
     float* g = y.p + b * G;
     Arr(g + H, H) += FORGET_GATE_BIAS;
@@ -793,6 +968,12 @@ void f_lstm_h(const CView* x, int, View y, const Attrs&) {
   int64_t H = y.s.d[0];
   for (int64_t b = 0; b < y.s.bd; ++b) {
     const float *c = bat(x[0], b), *g = bat(x[1], b);
+#ifdef DY_LSTM_X86
+    if (lstm_avx2()) {
+      out_tanh_256(g + 2 * H, c, H, y.p + b * H);
+      continue;
+    }
+#endif
     Arr(y.p + b * H, H) = CArr(g + 2 * H, H) * CArr(c, H).tanh();
   }
 }
