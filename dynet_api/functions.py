@@ -4,8 +4,8 @@ attributes and add one node (primitives) or a few (composites)."""
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from numbers import Number
-from typing import Sequence
 
 import numpy as np
 
@@ -165,7 +165,8 @@ def inputTensorTranspose(val, dim=None, batch_size: int = 1, device: str = "") -
     return _input(a.reshape(d.shape, order="F"), d)
 
 
-def sparse_inputTensor(idxs, values, shape, batched: bool = False, defval: float = 0, device: str = "") -> MutableExpression:
+def sparse_inputTensor(idxs, values, shape, batched: bool = False, defval: float = 0,
+                       device: str = "") -> MutableExpression:
     shape = tuple(shape)
     if batched:
         d = Dim.of(shape[:-1] or (1,), shape[-1], what="sparse_inputTensor")
@@ -652,7 +653,8 @@ def scale_gradient(x, lambd: float = 1.0) -> Expression:
 
 def argmax(x, gradient_mode: str = "zero_gradient") -> Expression:
     if gradient_mode not in ("zero_gradient", "straight_through_gradient"):
-        raise ValueError(f"argmax: gradient_mode must be 'zero_gradient' or 'straight_through_gradient', got {gradient_mode!r}")
+        raise ValueError("argmax: gradient_mode must be 'zero_gradient' or 'straight_through_gradient', "
+                         f"got {gradient_mode!r}")
     return _add1(_O["argmax"], x, (gradient_mode == "straight_through_gradient",))
 
 
