@@ -29,6 +29,11 @@ ConfigFn g_config = nullptr;
 int g_threads_set = -1;  // the thread count last handed to the library
 // 10000x256x16 (one step of the LM's output layer) is 41M; the LSTM's 1024x256x16 is 4.2M.
 int64_t g_min_work = int64_t(1) << 22;
+// A thin product (a side shorter than this) needs 8 times that work: OpenBLAS packs both
+// operands on each call, which the LSTM's per-step 1024x256 weight times 16 columns does
+// not amortise (the AVX2 path is faster there), while the output layer's 10000x256 times
+// 16 columns (41M) still gains from OpenBLAS.
+int64_t g_min_side = 32;
 }  // namespace
 
 std::string load(const std::string& path, const std::string& prefix) {
@@ -62,9 +67,13 @@ bool loaded() { return g_sgemm != nullptr; }
 std::string describe() { return g_sgemm && g_config ? std::string(g_config()) : std::string(); }
 int64_t min_work() { return g_min_work; }
 void set_min_work(int64_t w) { g_min_work = w; }
+int64_t min_side() { return g_min_side; }
+void set_min_side(int64_t s) { g_min_side = s; }
 
 bool gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C) {
-  if (!g_sgemm || m * n * k < g_min_work || m > INT_MAX || n > INT_MAX || k > INT_MAX) return false;
+  const int64_t work = m * n * k;
+  const bool thin = m < g_min_side || n < g_min_side || k < g_min_side;
+  if (!g_sgemm || work < (thin ? 8 * g_min_work : g_min_work) || m > INT_MAX || n > INT_MAX || k > INT_MAX) return false;
   if (g_set_threads && g_threads_set != threads()) {  // follow --dynet-threads (OpenBLAS defaults to all cores)
     g_threads_set = threads();
     g_set_threads(g_threads_set);

@@ -20,6 +20,9 @@ std::string describe();  // the library's own configuration line, "" when not lo
 // Smallest m*n*k routed to the BLAS (tunable for measurements).
 int64_t min_work();
 void set_min_work(int64_t w);
+// A product with a side (m, n or k) shorter than this needs 8 * min_work() to go to the BLAS.
+int64_t min_side();
+void set_min_side(int64_t s);
 
 // C (m x n, column-major) += op(A) op(B) through the BLAS when it is loaded and the product
 // is large enough; returns false (and does nothing) otherwise.

@@ -1142,6 +1142,8 @@ PYBIND11_MODULE(_cpu_eigen, m) {
   m.def("blas", &blas::describe);
   m.def("blas_min_work", &blas::min_work);
   m.def("set_blas_min_work", &blas::set_min_work);
+  m.def("blas_min_side", &blas::min_side);
+  m.def("set_blas_min_side", &blas::set_min_side);
   m.def("rowops_isa", [] { return std::string(rows::isa()); });
   m.def("set_autobatch", [](bool on) { ab::set_enabled(on); });
   m.def("autobatch", [] { return ab::enabled(); });

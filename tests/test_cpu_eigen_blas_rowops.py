@@ -157,13 +157,22 @@ def test_large_products_through_blas_when_installed():
 def test_every_product_through_blas_matches():
     if not M.blas():
         pytest.skip("no BLAS loaded")
-    old = M.blas_min_work()
+    old, old_side = M.blas_min_work(), M.blas_min_side()
     M.set_blas_min_work(0)
+    M.set_blas_min_side(0)
     try:
         _product_check(7, 5, 3)
         _product_check(33, 17, 9)
     finally:
         M.set_blas_min_work(old)
+        M.set_blas_min_side(old_side)
+
+
+def test_thin_large_product_stays_off_blas_and_matches():
+    # 1024 x 256 times 16 columns (an LSTM step of rnnlm-batch): above the work threshold
+    # but thinner than the shortest side handed to the BLAS; same values either way.
+    assert M.blas_min_side() > 16
+    _product_check(1024, 256, 16)
 
 
 def test_blas_switched_off_by_environment():
