@@ -42,7 +42,19 @@ typedef struct {
     int kind;                   /* 1: f(x), 2: f(x, y), 3: f([x, ...]), 4: f(x, int k) with attrs ((k,),) */
 } UnaryObject;
 
-static PyTypeObject ExprType, GraphType, UnaryType;
+typedef struct {
+    PyObject_HEAD
+    PyObject *graph, *fallback, *dict;
+    vectorcallfunc vectorcall;
+} LookupObject;
+
+static PyTypeObject ExprType, GraphType, UnaryType, LookupType;
+
+/* Set by configure_leaves(): Parameters, MutableExpression, the parameter and lookup ops, the
+ * row-Dim cache of functions.lookup (a table's Dim -> the Dim of one row). */
+static PyTypeObject *param_cls, *mutable_cls;
+static PyObject *op_param, *op_lookup, *row_dims;
+static PyObject *s_st, *s_supported, *s_backend, *s_dim_attr, *s_bd, *s_kind, *s_parameter, *s_lookup, *empty;
 
 /* Set by configure(): the Python Expression class, the global graph, the operators' ops,
  * the Python operator implementations (fallbacks), the Number ABC. */
@@ -62,6 +74,8 @@ static PyObject *type_error(PyObject *op, PyObject *x) {
     return NULL;
 }
 
+static int param_leaf(GraphObject *g, PyObject *x, PyObject **out);
+
 /* The node index of operand x as a new reference (Python: ``x.i if x.v == ver else x._node(cg)``;
  * an AttributeError there is a TypeError naming the op). */
 static PyObject *resolve(GraphObject *g, PyObject *x, PyObject *op) {
@@ -72,6 +86,9 @@ static PyObject *resolve(GraphObject *g, PyObject *x, PyObject *op) {
             Py_INCREF(e->i);
             return e->i;
         }
+        int done = param_leaf(g, x, &r);
+        if (done < 0) return NULL;
+        if (done) return r;
         r = PyObject_CallMethodOneArg(x, s_node, (PyObject *)g);
     } else {
         PyObject *v = PyObject_GetAttrString(x, "v");
@@ -142,9 +159,8 @@ static PyObject *new_expr(PyObject *i, Py_ssize_t v) {
     return (PyObject *)e;
 }
 
-/* Append (op, ids, attrs), d and ng; run it under immediate_compute; return the Expression. */
-static PyObject *append_node(GraphObject *g, PyObject *op, PyObject *ids, PyObject *attrs, PyObject *d, int ng,
-                             Py_ssize_t ver) {
+/* Append (op, ids, attrs), d and ng; run it under immediate_compute; return the node index. */
+static PyObject *append_raw(GraphObject *g, PyObject *op, PyObject *ids, PyObject *attrs, PyObject *d, int ng) {
     PyObject *nodes = g->nodes, *dims = g->dims, *ngl = g->ng;
     if (nodes == NULL || dims == NULL || ngl == NULL || !PyList_Check(nodes) || !PyList_Check(dims) ||
         !PyList_Check(ngl)) {
@@ -175,6 +191,14 @@ static PyObject *append_node(GraphObject *g, PyObject *op, PyObject *ids, PyObje
         }
         Py_DECREF(r);
     }
+    return n;
+}
+
+/* Append (op, ids, attrs), d and ng; run it under immediate_compute; return the Expression. */
+static PyObject *append_node(GraphObject *g, PyObject *op, PyObject *ids, PyObject *attrs, PyObject *d, int ng,
+                             Py_ssize_t ver) {
+    PyObject *n = append_raw(g, op, ids, attrs, d, ng);
+    if (n == NULL) return NULL;
     PyObject *e = new_expr(n, ver);
     Py_DECREF(n);
     return e;
@@ -364,6 +388,214 @@ done:
     Py_XDECREF(key);
     Py_XDECREF(d);
     return r;
+}
+
+/* ------------------------------------------------------------------ leaves: a parameter's first use, E[w] */
+
+/* 1 when st may be read as a leaf `opname` of g without the Python checks (the graph is bound,
+ * st lives on its backend, the backend supports the op), 0 when Python must decide, -1 on error. */
+static int leaf_ready(GraphObject *g, PyObject *st, PyObject *opname) {
+    PyObject *sup = PyObject_GetAttr((PyObject *)g, s_supported);
+    if (sup == NULL) return -1;
+    int ok = 0;
+    if (PyAnySet_Check(sup)) {
+        PyObject *gb = PyObject_GetAttr((PyObject *)g, s_backend);
+        PyObject *sb = gb ? PyObject_GetAttr(st, s_backend) : NULL;
+        if (sb == NULL)
+            ok = -1;
+        else if (gb == sb && gb != Py_None)
+            ok = PySet_Contains(sup, opname);
+        Py_XDECREF(gb);
+        Py_XDECREF(sb);
+    }
+    Py_DECREF(sup);
+    return ok;
+}
+
+/* Parameters._node in C for an exact Parameters x: append the leaf (parameter, (st, True, dim)),
+ * set x.i, x.v.  1: done (*out the index, new reference), 0: not handled (Python's _node
+ * decides: unbound graph, other backend, ...), -1: error. */
+static int param_leaf(GraphObject *g, PyObject *x, PyObject **out) {
+    if (param_cls == NULL || Py_TYPE(x) != param_cls) return 0;
+    Py_ssize_t ver = g->ver;
+    PyObject *st = PyObject_GetAttr(x, s_st);
+    if (st == NULL) return -1;
+    int ok = leaf_ready(g, st, s_parameter);
+    if (ok <= 0) {
+        Py_DECREF(st);
+        return ok;
+    }
+    PyObject *d = PyObject_GetAttr(st, s_dim_attr);
+    PyObject *attrs = d ? PyTuple_Pack(3, st, Py_True, d) : NULL;
+    Py_DECREF(st);
+    PyObject *n = attrs ? append_raw(g, op_param, empty, attrs, d, 1) : NULL;
+    Py_XDECREF(attrs);
+    Py_XDECREF(d);
+    if (n == NULL) return -1;
+    ExprObject *e = (ExprObject *)x;
+    Py_INCREF(n);
+    Py_XSETREF(e->i, n);
+    e->v = ver;
+    *out = n;
+    return 1;
+}
+
+/* lookup(p, w) for an int w, update on: the row leaf (lookup, (st, (w,), True, row dim)) as a
+ * MutableExpression; every other case (other call forms, a bad index, an unbound graph, a
+ * table on another backend, a row Dim not cached yet) goes to the Python lookup, which raises
+ * the errors (TypeError for a non-int, IndexError naming the parameter and the index). */
+static PyObject *lookup_vectorcall(LookupObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs == 2 && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0) && PyLong_CheckExact(args[1]) &&
+        mutable_cls != NULL && PyObject_TypeCheck(self->graph, &GraphType)) {
+        GraphObject *g = (GraphObject *)self->graph;
+        Py_ssize_t ver = g->ver;
+        PyObject *r = NULL, *st = PyObject_GetAttr(args[0], s_st);
+        if (st == NULL) {
+            PyErr_Clear();
+            goto fallback;
+        }
+        int ok = leaf_ready(g, st, s_lookup);
+        if (ok < 0) goto out;
+        if (ok == 0) {
+            Py_DECREF(st);
+            goto fallback;
+        }
+        PyObject *td = PyObject_GetAttr(st, s_dim_attr);
+        if (td == NULL) goto out;
+        PyObject *bdo = PyObject_GetAttr(td, s_bd);
+        PyObject *d = bdo ? PyDict_GetItemWithError(row_dims, td) : NULL; /* borrowed */
+        Py_DECREF(td);
+        if (d == NULL) {
+            Py_XDECREF(bdo);
+            if (PyErr_Occurred()) goto out;
+            Py_DECREF(st);
+            goto fallback;
+        }
+        Py_ssize_t bd = PyLong_AsSsize_t(bdo);
+        Py_DECREF(bdo);
+        if (bd == -1 && PyErr_Occurred()) goto out;
+        int overflow = 0;
+        long long w = PyLong_AsLongLongAndOverflow(args[1], &overflow);
+        if (overflow || w < 0 || w >= bd) { /* the Python path raises the IndexError */
+            Py_DECREF(st);
+            goto fallback;
+        }
+        PyObject *idx = PyTuple_Pack(1, args[1]);
+        PyObject *attrs = idx ? PyTuple_Pack(4, st, idx, Py_True, d) : NULL;
+        Py_XDECREF(idx);
+        if (attrs == NULL) goto out;
+        PyObject_GC_UnTrack(idx); /* ints only */
+        PyObject *n = append_raw(g, op_lookup, empty, attrs, d, 1);
+        Py_DECREF(attrs);
+        if (n == NULL) goto out;
+        ExprObject *e = (ExprObject *)mutable_cls->tp_alloc(mutable_cls, 0);
+        if (e != NULL) {
+            e->i = n;
+            e->v = ver;
+            if (PyObject_SetAttr((PyObject *)e, s_kind, s_lookup) < 0) Py_CLEAR(e);
+        } else {
+            Py_DECREF(n);
+        }
+        r = (PyObject *)e;
+    out:
+        Py_DECREF(st);
+        return r;
+    }
+fallback:
+    return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+}
+
+static PyObject *lookup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"graph", "fallback", NULL};
+    PyObject *graph, *fallback;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O:Lookup", kwlist, &GraphType, &graph, &fallback)) return NULL;
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "Lookup: fallback must be callable");
+        return NULL;
+    }
+    LookupObject *self = (LookupObject *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    Py_INCREF(graph);
+    self->graph = graph;
+    Py_INCREF(fallback);
+    self->fallback = fallback;
+    self->vectorcall = (vectorcallfunc)lookup_vectorcall;
+    return (PyObject *)self;
+}
+
+static int lookup_traverse(LookupObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->graph);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int lookup_clear(LookupObject *self) {
+    Py_CLEAR(self->graph);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void lookup_dealloc(LookupObject *self) {
+    PyObject_GC_UnTrack(self);
+    lookup_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* A function's binding: as a class attribute (LookupParameters.__getitem__) it is a method. */
+static PyObject *lookup_descr_get(PyObject *self, PyObject *obj, PyObject *type) {
+    if (obj == NULL || obj == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, obj);
+}
+
+static PyGetSetDef lookup_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject LookupType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "dynet_api._fastgraph.Lookup",
+    .tp_basicsize = sizeof(LookupObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "Lookup(graph, fallback): f(p, w) adds the row w of lookup parameter p (an int w, update on); "
+              "other call forms and every error go to fallback.  Binds like a function.",
+    .tp_traverse = (traverseproc)lookup_traverse,
+    .tp_clear = (inquiry)lookup_clear,
+    .tp_dealloc = (destructor)lookup_dealloc,
+    .tp_new = lookup_new,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(LookupObject, vectorcall),
+    .tp_dictoffset = offsetof(LookupObject, dict),
+    .tp_descr_get = lookup_descr_get,
+    .tp_getset = lookup_getset,
+};
+
+static PyObject *configure_leaves(PyObject *module, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"parameters", "mutable", "parameter_op", "lookup_op", "row_dims", NULL};
+    PyObject *pc, *mc, *po, *lo, *rd;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OOO!:configure_leaves", kwlist, &PyType_Type, &pc, &PyType_Type,
+                                     &mc, &po, &lo, &PyDict_Type, &rd))
+        return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)pc, &ExprType) || !PyType_IsSubtype((PyTypeObject *)mc, &ExprType)) {
+        PyErr_SetString(PyExc_TypeError, "configure_leaves: parameters and mutable must subclass ExpressionBase");
+        return NULL;
+    }
+    Py_INCREF(pc);
+    Py_XSETREF(param_cls, (PyTypeObject *)pc);
+    Py_INCREF(mc);
+    Py_XSETREF(mutable_cls, (PyTypeObject *)mc);
+    Py_INCREF(po);
+    Py_XSETREF(op_param, po);
+    Py_INCREF(lo);
+    Py_XSETREF(op_lookup, lo);
+    Py_INCREF(rd);
+    Py_XSETREF(row_dims, rd);
+    Py_RETURN_NONE;
 }
 
 /* ------------------------------------------------------------------ GraphBase */
@@ -854,6 +1086,9 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
 static PyMethodDef module_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "configure(expression, graph, ops, fallbacks): the classes, graph, ops and Python operator fallbacks to use."},
+    {"configure_leaves", (PyCFunction)(void (*)(void))configure_leaves, METH_VARARGS | METH_KEYWORDS,
+     "configure_leaves(parameters, mutable, parameter_op, lookup_op, row_dims): the classes, ops and row-Dim cache "
+     "of the parameter and lookup leaves."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -866,7 +1101,9 @@ PyMODINIT_FUNC PyInit__fastgraph(void) {
     /* object's own __new__, so ``object.__new__(Expression)`` (the cheap way to make one in
      * Python, used by graph.py and the builders) stays valid with this base. */
     ExprType.tp_new = PyBaseObject_Type.tp_new;
-    if (PyType_Ready(&ExprType) < 0 || PyType_Ready(&GraphType) < 0 || PyType_Ready(&UnaryType) < 0) return NULL;
+    if (PyType_Ready(&ExprType) < 0 || PyType_Ready(&GraphType) < 0 || PyType_Ready(&UnaryType) < 0 ||
+        PyType_Ready(&LookupType) < 0)
+        return NULL;
     s_node = PyUnicode_InternFromString("_node");
     s_shape = PyUnicode_InternFromString("_shape");
     s_forward_to = PyUnicode_InternFromString("forward_to");
@@ -874,15 +1111,28 @@ PyMODINIT_FUNC PyInit__fastgraph(void) {
     s_name = PyUnicode_InternFromString("name");
     s_d = PyUnicode_InternFromString("d");
     one = PyLong_FromLong(1);
-    if (!one || !s_node || !s_shape || !s_forward_to || !s_nograd || !s_name || !s_d) return NULL;
+    s_st = PyUnicode_InternFromString("_st");
+    s_supported = PyUnicode_InternFromString("supported");
+    s_backend = PyUnicode_InternFromString("backend");
+    s_dim_attr = PyUnicode_InternFromString("dim");
+    s_bd = PyUnicode_InternFromString("bd");
+    s_kind = PyUnicode_InternFromString("_kind");
+    s_parameter = PyUnicode_InternFromString("parameter");
+    s_lookup = PyUnicode_InternFromString("lookup");
+    empty = PyTuple_New(0);
+    if (!one || !s_node || !s_shape || !s_forward_to || !s_nograd || !s_name || !s_d || !s_st || !s_supported ||
+        !s_backend || !s_dim_attr || !s_bd || !s_kind || !s_parameter || !s_lookup || !empty)
+        return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL) return NULL;
     Py_INCREF(&ExprType);
     Py_INCREF(&GraphType);
     Py_INCREF(&UnaryType);
+    Py_INCREF(&LookupType);
     if (PyModule_AddObject(m, "ExpressionBase", (PyObject *)&ExprType) < 0 ||
         PyModule_AddObject(m, "GraphBase", (PyObject *)&GraphType) < 0 ||
-        PyModule_AddObject(m, "Unary", (PyObject *)&UnaryType) < 0) {
+        PyModule_AddObject(m, "Unary", (PyObject *)&UnaryType) < 0 ||
+        PyModule_AddObject(m, "Lookup", (PyObject *)&LookupType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

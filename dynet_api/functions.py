@@ -312,6 +312,14 @@ def lookup(p, index: int = 0, update: bool = True) -> MutableExpression:
     return _lookup(p, (i,), update)
 
 
+if _graph._fastgraph is not None:  # E[w] / lookup(E, w) in C (csrc/fastgraph.c); this function for the rest
+    _lookup_py = lookup
+    lookup = _graph._fastgraph.Lookup(_cg, _lookup_py)
+    lookup.__name__ = lookup.__qualname__ = "lookup"
+    lookup.__doc__ = _lookup_py.__doc__
+    lookup.__wrapped__ = _lookup_py
+
+
 def const_lookup(p, index: int = 0) -> MutableExpression:
     return lookup(p, index, update=False)
 

@@ -215,10 +215,24 @@ class Parameters(Expression):
         self._pc = pc
 
     def _node(self, cg) -> int:
-        _check_backend(self._st, cg)
-        e = cg.add_leaf(_PARAM, (self._st, True, self._st.dim), True)
-        self.i, self.v = e.i, e.v
-        return e.i
+        # A parameter's first use in a graph: the leaf appended directly when the graph is bound,
+        # on this parameter's backend, and supports it (the C accelerator does the same in C).
+        st = self._st
+        sup = cg.supported
+        if sup is None or st.backend is not cg.backend or "parameter" not in sup:
+            _check_backend(st, cg)
+            e = cg.add_leaf(_PARAM, (st, True, st.dim), True)
+            self.i, self.v = e.i, e.v
+            return e.i
+        n = len(cg.nodes)
+        cg.nodes.append((_PARAM, (), (st, True, st.dim)))
+        cg.dims.append(st.dim)
+        cg.ng.append(True)
+        if cg.immediate:
+            cg.forward_to(n)
+        self.i = n
+        self.v = cg.ver
+        return n
 
     def expr(self, update: bool = False) -> Expression:
         """DyNet's default: a constant (no gradient) unless ``update=True``."""
@@ -318,9 +332,6 @@ class LookupParameters(Expression):
 
     def __len__(self) -> int:
         return self._rows()
-
-    def __getitem__(self, i):
-        return _functions.lookup(self, i)
 
     def batch(self, indices) -> Expression:
         from .functions import lookup_batch
@@ -590,3 +601,10 @@ Model = ParameterCollection
 
 
 from . import functions as _functions  # noqa: E402  (functions reads this module lazily)
+from .graph import _fastgraph  # noqa: E402
+
+# ``p[i]`` is ``lookup(p, i)``: the function itself (the C one with the accelerator binds like a
+# method), so that ``E[w]`` runs without a Python frame.
+LookupParameters.__getitem__ = _functions.lookup
+if _fastgraph is not None:  # a parameter's first use per graph and E[w] append their leaves in C
+    _fastgraph.configure_leaves(Parameters, _functions.MutableExpression, _PARAM, _LOOKUP, _functions._ROW_DIMS)
