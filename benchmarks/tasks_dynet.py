@@ -74,7 +74,7 @@ class RNNLMBatch(_Task):
 
     name, unit = "rnnlm-batch", "words/sec"
 
-    def __init__(self, data: D.LMData | None = None, embed: int = 256, hidden: int = 256, lr: float = 0.01) -> None:
+    def __init__(self, data: D.LMData | None = None, embed: int = 256, hidden: int = 256, lr: float = 0.001) -> None:
         self.data = data or D.lm_data()
         v = self.data.vocab
         self.model = m = dy.ParameterCollection()

@@ -84,7 +84,7 @@ class _LMNet(nn.Module):
 class RNNLMBatch(_Task):
     name, unit = "rnnlm-batch", "words/sec"
 
-    def __init__(self, data: D.LMData | None = None, embed: int = 256, hidden: int = 256, lr: float = 0.01) -> None:
+    def __init__(self, data: D.LMData | None = None, embed: int = 256, hidden: int = 256, lr: float = 0.001) -> None:
         self.data = data or D.lm_data()
         self.net = _LMNet(self.data.vocab, embed, hidden)
         self._new_optimizer(lr)
