@@ -20,6 +20,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <stdint.h>
 
 typedef struct {
     PyObject_HEAD
@@ -39,6 +40,7 @@ typedef struct {
     PyObject *graph, *op, *dict;
     vectorcallfunc vectorcall;
     PyObject *fallback, *attrs; /* the Python function for other call forms; attrs of every node */
+    PyObject *kattrs;           /* kind 4: int k -> its attrs ((k,),), made once (the shape memo keys on identity) */
     int kind;                   /* 1: f(x), 2: f(x, y), 3: f([x, ...]), 4: f(x, int k) with attrs ((k,),) */
 } UnaryObject;
 
@@ -212,6 +214,65 @@ static int op_nograd(PyObject *op) {
     return t;
 }
 
+/* ------------------------------------------------------------------ shape memo in front of the dict
+ *
+ * A direct-mapped table keyed by the identities of (op, attrs, input Dims), in front of the
+ * graph's _shapes dict: a hit skips building, hashing, comparing and freeing the key tuple.
+ * An entry holds strong references to its key objects (so their addresses cannot be reused
+ * while it lives) and to the dict it was filled from: it is used only while that very dict
+ * is the graph's _shapes (a new backend makes a new dict).  It is filled only with results
+ * the dict path returned, so it never answers what the dict would not. */
+#define SC_SIZE 1024
+#define SC_MAXIN 4
+typedef struct {
+    PyObject *shapes, *op, *attrs, *d;
+    PyObject *in[SC_MAXIN];
+    Py_ssize_t m;
+} SCEntry;
+static SCEntry sc_table[SC_SIZE];
+
+static inline size_t sc_slot(PyObject *op, PyObject *attrs, PyObject *const *in, Py_ssize_t m) {
+    uint64_t h = ((uint64_t)(uintptr_t)op >> 4) * 0x9E3779B97F4A7C15ull;
+    h = (h ^ ((uint64_t)(uintptr_t)attrs >> 4)) * 0x9E3779B97F4A7C15ull;
+    for (Py_ssize_t k = 0; k < m; k++) h = (h ^ ((uint64_t)(uintptr_t)in[k] >> 4)) * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 40) & (SC_SIZE - 1);
+}
+
+/* The memoised Dim (borrowed) or NULL. */
+static PyObject *sc_get(GraphObject *g, PyObject *op, PyObject *attrs, PyObject *const *in, Py_ssize_t m) {
+    if (m > SC_MAXIN || g->shapes == NULL) return NULL;
+    SCEntry *e = &sc_table[sc_slot(op, attrs, in, m)];
+    if (e->shapes != g->shapes || e->op != op || e->attrs != attrs || e->m != m) return NULL;
+    for (Py_ssize_t k = 0; k < m; k++)
+        if (e->in[k] != in[k]) return NULL;
+    return e->d;
+}
+
+static void sc_put(GraphObject *g, PyObject *op, PyObject *attrs, PyObject *const *in, Py_ssize_t m, PyObject *d) {
+    if (m > SC_MAXIN || g->shapes == NULL || !PyDict_CheckExact(g->shapes)) return;
+    SCEntry *e = &sc_table[sc_slot(op, attrs, in, m)];
+    SCEntry old = *e;
+    Py_INCREF(g->shapes);
+    e->shapes = g->shapes;
+    Py_INCREF(op);
+    e->op = op;
+    Py_INCREF(attrs);
+    e->attrs = attrs;
+    Py_INCREF(d);
+    e->d = d;
+    for (Py_ssize_t k = 0; k < m; k++) {
+        Py_INCREF(in[k]);
+        e->in[k] = in[k];
+    }
+    e->m = m;
+    /* the old references last: a deallocation cannot see a half-written entry */
+    Py_XDECREF(old.shapes);
+    Py_XDECREF(old.op);
+    Py_XDECREF(old.attrs);
+    Py_XDECREF(old.d);
+    for (Py_ssize_t k = 0; k < old.m; k++) Py_XDECREF(old.in[k]);
+}
+
 /* ------------------------------------------------------------------ the add family */
 
 static PyObject *do_add1(GraphObject *g, PyObject *op, PyObject *x, PyObject *attrs) {
@@ -221,6 +282,11 @@ static PyObject *do_add1(GraphObject *g, PyObject *op, PyObject *x, PyObject *at
     PyObject *r = NULL, *key = NULL, *ids = NULL, *d = NULL;
     PyObject *dk = dim_at(g->dims, k);
     if (dk == NULL) goto done;
+    d = sc_get(g, op, attrs, &dk, 1);
+    if (d != NULL) {
+        Py_INCREF(d);
+        goto have_d;
+    }
     key = PyTuple_Pack(3, op, attrs, dk);
     if (key == NULL) goto done;
     if (g->shapes != NULL && PyDict_CheckExact(g->shapes)) {
@@ -237,6 +303,8 @@ static PyObject *do_add1(GraphObject *g, PyObject *op, PyObject *x, PyObject *at
         Py_DECREF(ind);
         if (d == NULL) goto done;
     }
+    sc_put(g, op, attrs, &dk, 1, d);
+have_d:;
     /* ng[k] and not op.nograd */
     PyObject *ngk = dim_at(g->ng, k);
     if (ngk == NULL) goto done;
@@ -266,6 +334,12 @@ static PyObject *do_add2(GraphObject *g, PyObject *op, PyObject *i, PyObject *j,
     if (di == NULL) return NULL;
     PyObject *dj = dim_at(g->dims, j);
     if (dj == NULL) return NULL;
+    PyObject *dij[2] = {di, dj};
+    d = sc_get(g, op, attrs, dij, 2);
+    if (d != NULL) {
+        Py_INCREF(d);
+        goto have_d;
+    }
     key = PyTuple_Pack(4, op, attrs, di, dj);
     if (key == NULL) return NULL;
     if (g->shapes != NULL && PyDict_CheckExact(g->shapes)) {
@@ -282,6 +356,8 @@ static PyObject *do_add2(GraphObject *g, PyObject *op, PyObject *i, PyObject *j,
         Py_DECREF(ind);
         if (d == NULL) goto done;
     }
+    sc_put(g, op, attrs, dij, 2, d);
+have_d:;
     int ng = 0;
     if (nograd_check) {
         int nog = op_nograd(op);
@@ -339,6 +415,18 @@ static PyObject *do_add(GraphObject *g, PyObject *op, PyObject *args, PyObject *
         if (k == NULL) goto done;
         PyTuple_SET_ITEM(ids, a, k);
     }
+    if (m <= SC_MAXIN) {
+        PyObject *in[SC_MAXIN];
+        for (Py_ssize_t a = 0; a < m; a++) {
+            in[a] = dim_at(g->dims, PyTuple_GET_ITEM(ids, a));
+            if (in[a] == NULL) goto done;
+        }
+        d = sc_get(g, op, attrs, in, m);
+        if (d != NULL) {
+            Py_INCREF(d);
+            goto have_d;
+        }
+    }
     key = PyTuple_New(m + 2);
     if (key == NULL) goto done;
     Py_INCREF(op);
@@ -369,6 +457,8 @@ static PyObject *do_add(GraphObject *g, PyObject *op, PyObject *args, PyObject *
         d = PyObject_CallMethodObjArgs((PyObject *)g, s_shape, op, key, ind, attrs, NULL);
         if (d == NULL) goto done;
     }
+    if (m <= SC_MAXIN) sc_put(g, op, attrs, ((PyTupleObject *)key)->ob_item + 2, m, d);
+have_d:;
     int nog = op_nograd(op);
     if (nog < 0) goto done;
     int ng = 0;
@@ -930,12 +1020,22 @@ static PyObject *unary_vectorcall(UnaryObject *self, PyObject *const *args, size
          (PyTuple_CheckExact(args[0]) && PyTuple_GET_SIZE(args[0]) > 0)))
         return do_add((GraphObject *)self->graph, self->op, args[0], self->attrs);
     if (self->kind == 4 && nargs == 2 && nkw == 0 && PyLong_CheckExact(args[1])) {
+        if (self->kattrs != NULL) {
+            PyObject *at = PyDict_GetItemWithError(self->kattrs, args[1]);
+            if (at != NULL) return do_add1((GraphObject *)self->graph, self->op, args[0], at);
+            if (PyErr_Occurred()) return NULL;
+        }
         PyObject *k = PyTuple_Pack(1, args[1]);
         if (k == NULL) return NULL;
         PyObject *at = PyTuple_Pack(1, k);
         Py_DECREF(k);
         if (at == NULL) return NULL;
+        PyObject_GC_UnTrack(k); /* ints only */
+        PyObject_GC_UnTrack(at);
         PyObject *r = do_add1((GraphObject *)self->graph, self->op, args[0], at);
+        if (r != NULL && self->kattrs != NULL && PyDict_GET_SIZE(self->kattrs) < 65536 &&
+            PyDict_SetItem(self->kattrs, args[1], at) < 0)
+            Py_CLEAR(r);
         Py_DECREF(at);
         return r;
     }
@@ -972,6 +1072,10 @@ static PyObject *unary_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     UnaryObject *self = (UnaryObject *)type->tp_alloc(type, 0);
     if (self == NULL) return NULL;
     self->kind = kind;
+    if (kind == 4 && (self->kattrs = PyDict_New()) == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
     Py_XINCREF(fallback);
     self->fallback = fallback;
     Py_INCREF(attrs);
@@ -990,6 +1094,7 @@ static int unary_traverse(UnaryObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->dict);
     Py_VISIT(self->fallback);
     Py_VISIT(self->attrs);
+    Py_VISIT(self->kattrs);
     return 0;
 }
 
@@ -999,6 +1104,7 @@ static int unary_clear(UnaryObject *self) {
     Py_CLEAR(self->dict);
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->attrs);
+    Py_CLEAR(self->kattrs);
     return 0;
 }
 
