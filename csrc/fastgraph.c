@@ -228,6 +228,7 @@ typedef struct {
     PyObject *shapes, *op, *attrs, *d;
     PyObject *in[SC_MAXIN];
     Py_ssize_t m;
+    int nog; /* op.nograd is non-empty (an op's table entry, read once) */
 } SCEntry;
 static SCEntry sc_table[SC_SIZE];
 
@@ -238,17 +239,19 @@ static inline size_t sc_slot(PyObject *op, PyObject *attrs, PyObject *const *in,
     return (size_t)(h >> 40) & (SC_SIZE - 1);
 }
 
-/* The memoised Dim (borrowed) or NULL. */
-static PyObject *sc_get(GraphObject *g, PyObject *op, PyObject *attrs, PyObject *const *in, Py_ssize_t m) {
+/* The memoised Dim (borrowed) or NULL; *nog gets the op's nograd flag on a hit. */
+static PyObject *sc_get(GraphObject *g, PyObject *op, PyObject *attrs, PyObject *const *in, Py_ssize_t m, int *nog) {
     if (m > SC_MAXIN || g->shapes == NULL) return NULL;
     SCEntry *e = &sc_table[sc_slot(op, attrs, in, m)];
     if (e->shapes != g->shapes || e->op != op || e->attrs != attrs || e->m != m) return NULL;
     for (Py_ssize_t k = 0; k < m; k++)
         if (e->in[k] != in[k]) return NULL;
+    *nog = e->nog;
     return e->d;
 }
 
-static void sc_put(GraphObject *g, PyObject *op, PyObject *attrs, PyObject *const *in, Py_ssize_t m, PyObject *d) {
+static void sc_put(GraphObject *g, PyObject *op, PyObject *attrs, PyObject *const *in, Py_ssize_t m, PyObject *d,
+                   int nog) {
     if (m > SC_MAXIN || g->shapes == NULL || !PyDict_CheckExact(g->shapes)) return;
     SCEntry *e = &sc_table[sc_slot(op, attrs, in, m)];
     SCEntry old = *e;
@@ -265,6 +268,7 @@ static void sc_put(GraphObject *g, PyObject *op, PyObject *attrs, PyObject *cons
         e->in[k] = in[k];
     }
     e->m = m;
+    e->nog = nog;
     /* the old references last: a deallocation cannot see a half-written entry */
     Py_XDECREF(old.shapes);
     Py_XDECREF(old.op);
@@ -282,7 +286,8 @@ static PyObject *do_add1(GraphObject *g, PyObject *op, PyObject *x, PyObject *at
     PyObject *r = NULL, *key = NULL, *ids = NULL, *d = NULL;
     PyObject *dk = dim_at(g->dims, k);
     if (dk == NULL) goto done;
-    d = sc_get(g, op, attrs, &dk, 1);
+    int nog = -1;
+    d = sc_get(g, op, attrs, &dk, 1, &nog);
     if (d != NULL) {
         Py_INCREF(d);
         goto have_d;
@@ -303,18 +308,16 @@ static PyObject *do_add1(GraphObject *g, PyObject *op, PyObject *x, PyObject *at
         Py_DECREF(ind);
         if (d == NULL) goto done;
     }
-    sc_put(g, op, attrs, &dk, 1, d);
+    nog = op_nograd(op);
+    if (nog < 0) goto done;
+    sc_put(g, op, attrs, &dk, 1, d, nog);
 have_d:;
     /* ng[k] and not op.nograd */
     PyObject *ngk = dim_at(g->ng, k);
     if (ngk == NULL) goto done;
     int ng = truth(ngk);
     if (ng < 0) goto done;
-    if (ng) {
-        int nog = op_nograd(op);
-        if (nog < 0) goto done;
-        ng = !nog;
-    }
+    if (ng) ng = !nog;
     ids = PyTuple_Pack(1, k);
     if (ids == NULL) goto done;
     r = append_node(g, op, ids, attrs, d, ng, ver);
@@ -335,7 +338,8 @@ static PyObject *do_add2(GraphObject *g, PyObject *op, PyObject *i, PyObject *j,
     PyObject *dj = dim_at(g->dims, j);
     if (dj == NULL) return NULL;
     PyObject *dij[2] = {di, dj};
-    d = sc_get(g, op, attrs, dij, 2);
+    int nog = -1;
+    d = sc_get(g, op, attrs, dij, 2, &nog);
     if (d != NULL) {
         Py_INCREF(d);
         goto have_d;
@@ -356,14 +360,12 @@ static PyObject *do_add2(GraphObject *g, PyObject *op, PyObject *i, PyObject *j,
         Py_DECREF(ind);
         if (d == NULL) goto done;
     }
-    sc_put(g, op, attrs, dij, 2, d);
+    nog = op_nograd(op);
+    if (nog < 0) goto done;
+    sc_put(g, op, attrs, dij, 2, d, nog);
 have_d:;
     int ng = 0;
-    if (nograd_check) {
-        int nog = op_nograd(op);
-        if (nog < 0) goto done;
-        if (nog) goto have_ng;
-    }
+    if (nograd_check && nog) goto have_ng;
     {
         PyObject *a = dim_at(g->ng, i);
         if (a == NULL) goto done;
@@ -408,6 +410,7 @@ static PyObject *do_add(GraphObject *g, PyObject *op, PyObject *args, PyObject *
     if (seq == NULL) return NULL;
     Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
     PyObject *r = NULL, *ind = NULL, *key = NULL, *d = NULL;
+    int nog = -1;
     PyObject *ids = PyTuple_New(m);
     if (ids == NULL) goto done;
     for (Py_ssize_t a = 0; a < m; a++) {
@@ -421,7 +424,7 @@ static PyObject *do_add(GraphObject *g, PyObject *op, PyObject *args, PyObject *
             in[a] = dim_at(g->dims, PyTuple_GET_ITEM(ids, a));
             if (in[a] == NULL) goto done;
         }
-        d = sc_get(g, op, attrs, in, m);
+        d = sc_get(g, op, attrs, in, m, &nog);
         if (d != NULL) {
             Py_INCREF(d);
             goto have_d;
@@ -457,10 +460,10 @@ static PyObject *do_add(GraphObject *g, PyObject *op, PyObject *args, PyObject *
         d = PyObject_CallMethodObjArgs((PyObject *)g, s_shape, op, key, ind, attrs, NULL);
         if (d == NULL) goto done;
     }
-    if (m <= SC_MAXIN) sc_put(g, op, attrs, ((PyTupleObject *)key)->ob_item + 2, m, d);
-have_d:;
-    int nog = op_nograd(op);
+    nog = op_nograd(op);
     if (nog < 0) goto done;
+    if (m <= SC_MAXIN) sc_put(g, op, attrs, ((PyTupleObject *)key)->ob_item + 2, m, d, nog);
+have_d:;
     int ng = 0;
     if (!nog) {
         for (Py_ssize_t a = 0; a < m && !ng; a++) {

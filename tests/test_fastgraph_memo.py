@@ -69,3 +69,18 @@ def test_pick_attributes_per_index():
     np.testing.assert_allclose([e.value() for e in losses], [lse - 2, lse - 1, lse - 2, lse - 3, lse - 1], rtol=1e-6)
     with pytest.raises(Exception, match="3"):
         dy.pickneglogsoftmax(x, 3).value()
+
+
+def test_gradient_flags_on_memo_hits():
+    m = dy.ParameterCollection()
+    W = m.add_parameters((3, 3))
+    dy.renew_cg()
+    cg = dy.cg()
+    x = dy.inputVector([1.0, 2.0, 3.0])
+    for _ in range(3):  # the first call fills the memo, the others hit it
+        assert cg.ng[dy.tanh(x).i] is False  # a constant input
+        h = W * x
+        assert cg.ng[h.i] is True
+        assert cg.ng[dy.tanh(h).i] is True
+        assert cg.ng[dy.nobackprop(h).i] is False  # the op's nograd flag, also on a hit
+        assert cg.ng[dy.cmult(x, h).i] is True
