@@ -21,6 +21,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct {
     PyObject_HEAD
@@ -161,6 +162,29 @@ static PyObject *new_expr(PyObject *i, Py_ssize_t v) {
     return (PyObject *)e;
 }
 
+/* The node index n as an int (new reference).  Indices up to INDEX_CACHE are made once and
+ * kept: every graph numbers its nodes from 0, so the same ints serve every graph, and a node
+ * costs no int allocation (and no deallocation when the graph is renewed). */
+#define INDEX_CACHE (1 << 16)
+static PyObject **index_ints;
+static Py_ssize_t index_cap;
+
+static PyObject *index_obj(Py_ssize_t n) {
+    if (n < 0 || n >= INDEX_CACHE) return PyLong_FromSsize_t(n);
+    if (n >= index_cap) {
+        Py_ssize_t cap = index_cap ? index_cap : 1024;
+        while (cap <= n) cap *= 2;
+        PyObject **a = PyMem_Realloc(index_ints, (size_t)cap * sizeof(PyObject *));
+        if (a == NULL) return PyErr_NoMemory();
+        memset(a + index_cap, 0, (size_t)(cap - index_cap) * sizeof(PyObject *));
+        index_ints = a;
+        index_cap = cap;
+    }
+    if (index_ints[n] == NULL && (index_ints[n] = PyLong_FromSsize_t(n)) == NULL) return NULL;
+    Py_INCREF(index_ints[n]);
+    return index_ints[n];
+}
+
 /* Append (op, ids, attrs), d and ng; run it under immediate_compute; return the node index. */
 static PyObject *append_raw(GraphObject *g, PyObject *op, PyObject *ids, PyObject *attrs, PyObject *d, int ng) {
     PyObject *nodes = g->nodes, *dims = g->dims, *ngl = g->ng;
@@ -169,7 +193,7 @@ static PyObject *append_raw(GraphObject *g, PyObject *op, PyObject *ids, PyObjec
         PyErr_SetString(PyExc_RuntimeError, "ComputationGraph: nodes, dims and ng must be lists");
         return NULL;
     }
-    PyObject *n = PyLong_FromSsize_t(PyList_GET_SIZE(dims));
+    PyObject *n = index_obj(PyList_GET_SIZE(dims));
     if (n == NULL) return NULL;
     PyObject *node = PyTuple_Pack(3, op, ids, attrs);
     if (node == NULL || PyList_Append(nodes, node) < 0 || PyList_Append(dims, d) < 0 ||

@@ -84,3 +84,18 @@ def test_gradient_flags_on_memo_hits():
         assert cg.ng[dy.tanh(h).i] is True
         assert cg.ng[dy.nobackprop(h).i] is False  # the op's nograd flag, also on a hit
         assert cg.ng[dy.cmult(x, h).i] is True
+
+
+def test_node_indices_past_the_shared_int_range():
+    dy.renew_cg()
+    cg = dy.cg()
+    x = dy.inputVector([0.25])
+    for _ in range(70_000):  # node indices past 2**16 are made per node, not shared
+        x = x + 0.0
+    assert x.i == len(cg.nodes) - 1 == 70_000
+    assert cg.nodes[x.i][1] == (69_999,)
+    y = dy.tanh(x)
+    assert y.i == 70_001 and cg.nodes[y.i][1] == (70_000,)
+    np.testing.assert_allclose(y.value(), math.tanh(0.25), rtol=1e-6)
+    dy.renew_cg()
+    assert dy.tanh(dy.inputVector([0.5])).i == 1
