@@ -185,6 +185,34 @@ static PyObject *index_obj(Py_ssize_t n) {
     return index_ints[n];
 }
 
+/* The operand ids (k,) of a one-input node (new reference), shared the same way for k below
+ * INDEX_CACHE: a unary node allocates no ids tuple. */
+static PyObject **ids1_tuples;
+static Py_ssize_t ids1_cap;
+
+static PyObject *ids1_obj(PyObject *k) {
+    Py_ssize_t n = PyLong_AsSsize_t(k);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (n < 0 || n >= INDEX_CACHE || !PyLong_CheckExact(k)) return PyTuple_Pack(1, k);
+    if (n >= ids1_cap) {
+        Py_ssize_t cap = ids1_cap ? ids1_cap : 1024;
+        while (cap <= n) cap *= 2;
+        PyObject **a = PyMem_Realloc(ids1_tuples, (size_t)cap * sizeof(PyObject *));
+        if (a == NULL) return PyErr_NoMemory();
+        memset(a + ids1_cap, 0, (size_t)(cap - ids1_cap) * sizeof(PyObject *));
+        ids1_tuples = a;
+        ids1_cap = cap;
+    }
+    if (ids1_tuples[n] == NULL) {
+        PyObject *t = PyTuple_Pack(1, k);
+        if (t == NULL) return NULL;
+        PyObject_GC_UnTrack(t); /* an int only */
+        ids1_tuples[n] = t;
+    }
+    Py_INCREF(ids1_tuples[n]);
+    return ids1_tuples[n];
+}
+
 /* Append (op, ids, attrs), d and ng; run it under immediate_compute; return the node index. */
 static PyObject *append_raw(GraphObject *g, PyObject *op, PyObject *ids, PyObject *attrs, PyObject *d, int ng) {
     PyObject *nodes = g->nodes, *dims = g->dims, *ngl = g->ng;
@@ -342,7 +370,7 @@ have_d:;
     int ng = truth(ngk);
     if (ng < 0) goto done;
     if (ng) ng = !nog;
-    ids = PyTuple_Pack(1, k);
+    ids = ids1_obj(k);
     if (ids == NULL) goto done;
     r = append_node(g, op, ids, attrs, d, ng, ver);
 done:
