@@ -447,36 +447,15 @@ def cg() -> ComputationGraph:
 
 
 def unary(op):
-    """A one-operand, attribute-free function for ``op`` (dy.tanh, dy.logistic...): ``add1``
-    inlined, so a call is one Python frame."""
+    """A one-operand, attribute-free function for ``op`` (dy.tanh, dy.logistic...): the C
+    accelerator's callable where it is built, else a call of ``add1``."""
     cg = _cg
     if _fastgraph is not None:
         return _fastgraph.Unary(cg, op)
-    nograd = bool(op.nograd)
+    add1 = cg.add1
 
     def f(x):
-        ver = cg.ver
-        try:
-            k = x.i if x.v == ver else x._node(cg)
-        except AttributeError:
-            raise TypeError(f"{op.name}: expected an Expression, got {type(x).__name__} {x!r}") from None
-        dims = cg.dims
-        dk = dims[k]
-        key = (op, None, dk)
-        d = cg._shapes.get(key)
-        if d is None:
-            d = cg._shape(op, key, (dk,), None)
-        n = len(dims)
-        cg.nodes.append((op, (k,), None))
-        dims.append(d)
-        ng = cg.ng
-        ng.append(ng[k] and not nograd)
-        if cg.immediate:
-            cg.forward_to(n)
-        e = _new(Expression)
-        e.i = n
-        e.v = ver
-        return e
+        return add1(op, x)
 
     return f
 
