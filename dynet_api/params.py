@@ -204,8 +204,8 @@ def _check_backend(st: ParamStorage, cg) -> None:
         )
 
 
-class Parameters(Expression):
-    """A dense parameter; usable directly in expressions (``W * x + b``)."""
+class _StoredParameter(Expression):
+    """What Parameters and LookupParameters share: their storage and the methods on it."""
 
     __slots__ = ("_st", "_pc")
 
@@ -213,6 +213,43 @@ class Parameters(Expression):
         Expression.__init__(self, -1, -1)
         self._st = st
         self._pc = pc
+
+    def zero(self) -> None:
+        self._st.backend.fill(self._st.value, 0.0)
+
+    def scale(self, s: float) -> None:
+        self._st.backend.scale(self._st.value, float(s))
+
+    def scale_gradient(self, s: float) -> None:
+        self._st.backend.scale(self._st.grad, float(s))
+
+    def set_updated(self, b: bool) -> None:
+        self._st.updated = bool(b)
+
+    def is_updated(self) -> bool:
+        return self._st.updated
+
+    def name(self) -> str:
+        return self._st.name
+
+    def populate(self, fname: str, key: str = "") -> None:
+        from .io import populate_object
+
+        populate_object(self, fname, key)
+
+    def save(self, fname: str, key: str = "", append: bool = False) -> None:
+        from .io import save_objects
+
+        save_objects(fname, [self], key, append)
+
+    populate_from_textfile = populate
+    write_to_textfile = save
+
+
+class Parameters(_StoredParameter):
+    """A dense parameter; usable directly in expressions (``W * x + b``)."""
+
+    __slots__ = ()
 
     def _node(self, cg) -> int:
         # A parameter's first use in a graph: the leaf appended directly when the graph is bound,
@@ -260,53 +297,20 @@ class Parameters(Expression):
                              f"of shape {self._st.dim.d}")
         self._st.backend.assign(self._st.value, a.astype(self._st.backend.dtype).reshape(self._st.dim.shape))
 
-    def zero(self) -> None:
-        self._st.backend.fill(self._st.value, 0.0)
-
-    def scale(self, s: float) -> None:
-        self._st.backend.scale(self._st.value, float(s))
-
-    def scale_gradient(self, s: float) -> None:
-        self._st.backend.scale(self._st.grad, float(s))
 
     def clip_inplace(self, left: float, right: float) -> None:
         self._st.backend.clip(self._st.value, float(left), float(right))
 
-    def set_updated(self, b: bool) -> None:
-        self._st.updated = bool(b)
 
-    def is_updated(self) -> bool:
-        return self._st.updated
-
-    def name(self) -> str:
-        return self._st.name
-
-    def populate(self, fname: str, key: str = "") -> None:
-        from .io import populate_object
-
-        populate_object(self, fname, key)
-
-    def save(self, fname: str, key: str = "", append: bool = False) -> None:
-        from .io import save_objects
-
-        save_objects(fname, [self], key, append)
-
-    populate_from_textfile = populate
-    write_to_textfile = save
 
     def __repr__(self) -> str:
         return f"<Parameters {self.name()} {self._st.dim}>"
 
 
-class LookupParameters(Expression):
+class LookupParameters(_StoredParameter):
     """A table of rows; ``p[i]`` is ``lookup(p, i)``, ``p.batch(ids)`` is ``lookup_batch``."""
 
-    __slots__ = ("_st", "_pc")
-
-    def __init__(self, st: ParamStorage, pc: ParameterCollection) -> None:
-        Expression.__init__(self, -1, -1)
-        self._st = st
-        self._pc = pc
+    __slots__ = ()
 
     def _rows(self) -> int:
         return self._st.dim.bd
@@ -393,39 +397,11 @@ class LookupParameters(Expression):
         st = self._st
         st.backend.assign(st.value, np.moveaxis(t, 0, -1).astype(st.backend.dtype).reshape(st.dim.shape))
 
-    def zero(self) -> None:
-        self._st.backend.fill(self._st.value, 0.0)
 
-    def scale(self, s: float) -> None:
-        self._st.backend.scale(self._st.value, float(s))
-
-    def scale_gradient(self, s: float) -> None:
-        self._st.backend.scale(self._st.grad, float(s))
-
-    def set_updated(self, b: bool) -> None:
-        self._st.updated = bool(b)
-
-    def is_updated(self) -> bool:
-        return self._st.updated
-
-    def name(self) -> str:
-        return self._st.name
 
     def scalar_value(self, recalculate: bool = False) -> float:
         raise ValueError("scalar_value: a lookup table is not a scalar")
 
-    def populate(self, fname: str, key: str = "") -> None:
-        from .io import populate_object
-
-        populate_object(self, fname, key)
-
-    def save(self, fname: str, key: str = "", append: bool = False) -> None:
-        from .io import save_objects
-
-        save_objects(fname, [self], key, append)
-
-    populate_from_textfile = populate
-    write_to_textfile = save
 
     def __repr__(self) -> str:
         return f"<LookupParameters {self.name()} {self.shape()}>"
