@@ -12,6 +12,7 @@
 #include "common.h"
 #include "gemm_impl.h"
 #include "gemm_blas.h"
+#include "gemm_thin.h"
 #include "rowops.h"
 #include "kernel_util.h"
 
@@ -118,6 +119,7 @@ void b_scaled(const CView*, int, CView, CView dy, int, View dx, const Attrs& a) 
 // to gain from it, else through this (baseline) build.
 void gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C) {
   if (blas::gemm_acc(ta, tb, m, n, k, A, B, C)) return;  // large products, when a BLAS is loaded
+  if (thin::gemm_acc(ta, tb, m, n, k, A, B, C)) return;  // a short side: AVX-512/AVX2 without packing
   GemmFn fast = fast_gemm();
   if (fast && m * n * k >= 4096)
     fast(ta, tb, m, n, k, A, B, C);

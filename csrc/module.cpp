@@ -18,6 +18,7 @@
 #include "autobatch.h"
 #include "common.h"
 #include "gemm_blas.h"
+#include "gemm_thin.h"
 #include "rowops.h"
 #include "kernel_util.h"
 
@@ -1145,6 +1146,8 @@ PYBIND11_MODULE(_cpu_eigen, m) {
   m.def("blas_min_side", &blas::min_side);
   m.def("set_blas_min_side", &blas::set_min_side);
   m.def("rowops_isa", [] { return std::string(rows::isa()); });
+  m.def("thin_gemm_isa", &thin::isa);
+  m.def("select_thin_gemm", &thin::select, py::arg("name"));
   m.def("set_autobatch", [](bool on) { ab::set_enabled(on); });
   m.def("autobatch", [] { return ab::enabled(); });
   m.def("autobatch_stats", [] {

@@ -1,0 +1,27 @@
+// Products with one short side (see gemm_thin_impl.h), on the widest vector instruction set
+// this CPU has among those compiled in: AVX-512, then AVX2+FMA.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace dy {
+namespace thin {
+
+// C (m x n, column-major) += op(A) op(B) when the shape is one these kernels take and a
+// vector build is in use; returns false (and does nothing) otherwise.
+bool gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C);
+
+// The build in use: "avx512", "avx2" or "off".  select() picks one by name ("best" = the widest
+// this CPU runs, "off" = none) and returns the one it got; DYNET_CPU_EIGEN_ISA=baseline
+// makes the default "off", =avx2 caps it at AVX2.
+std::string isa();
+std::string select(const std::string& name);
+
+// The per-instruction-set builds (gemm_thin_isa.cpp); absent ones are null.
+using Fn = bool (*)(bool, bool, int64_t, int64_t, int64_t, const float*, const float*, float*);
+extern const Fn kAvx512;
+extern const Fn kAvx2;
+
+}  // namespace thin
+}  // namespace dy

@@ -1,0 +1,258 @@
+// Matrix products with one short side (a weight times a few columns, and the transposed
+// product of the backward pass), written for AVX-512 or AVX2+FMA without packing either
+// operand.  Dynamic graphs produce these by the thousand (a recurrent step over a
+// minibatch, a tree level): Eigen and BLAS copy the whole weight into a packed panel on
+// every call, which costs about as much as the product itself at these sizes.  Here the
+// weight is read in place: column-major A gives contiguous rows for C += A * op(B), and
+// contiguous columns (dot products) for C += A^T * B.  Compiled once per instruction set
+// (gemm_thin_isa.cpp); gemm_thin.h is the entry point.
+#pragma once
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#include <cstdint>
+
+namespace dy {
+namespace thin {
+// One namespace per instruction set, so builds for two sets never share a symbol.
+#if defined(__AVX512F__)
+inline namespace avx512 {
+#else
+inline namespace avx2 {
+#endif
+
+#if defined(__AVX512F__)
+struct Vec {
+  using T = __m512;
+  using M = __mmask16;
+  static constexpr int W = 16;
+  static T zero() { return _mm512_setzero_ps(); }
+  static T load(const float* p) { return _mm512_loadu_ps(p); }
+  static T loadm(const float* p, M m) { return _mm512_maskz_loadu_ps(m, p); }
+  static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
+  static void storem(float* p, T v, M m) { _mm512_mask_storeu_ps(p, m, v); }
+  static T bcast(const float* p) { return _mm512_set1_ps(*p); }
+  static T fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
+  static T add(T a, T b) { return _mm512_add_ps(a, b); }
+  static M mask(int64_t n) { return n >= W ? M(0xFFFF) : M((1u << n) - 1u); }
+  static __m256 half_sum(T v) {  // the two 256-bit halves added
+    return _mm256_add_ps(_mm512_castps512_ps256(v),
+                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  }
+};
+#elif defined(__AVX2__) && defined(__FMA__)
+struct Vec {
+  using T = __m256;
+  using M = __m256i;
+  static constexpr int W = 8;
+  static T zero() { return _mm256_setzero_ps(); }
+  static T load(const float* p) { return _mm256_loadu_ps(p); }
+  static T loadm(const float* p, M m) { return _mm256_maskload_ps(p, m); }
+  static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+  static void storem(float* p, T v, M m) { _mm256_maskstore_ps(p, m, v); }
+  static T bcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
+  static T add(T a, T b) { return _mm256_add_ps(a, b); }
+  static M mask(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n < W ? n : W)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static __m256 half_sum(T v) { return v; }
+};
+#endif
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#define DY_THIN_GEMM 1
+
+constexpr int kW = Vec::W;
+
+// The register tiles' loops must unroll completely, or the accumulators are kept in memory.
+#define DY_UNROLL _Pragma("GCC unroll 32")
+
+// Eight 8-lane vectors -> one vector of their eight sums (lane j = sum of v[j]).
+inline __m256 sum8(const __m256* v) {
+  __m256 a = _mm256_hadd_ps(v[0], v[1]), b = _mm256_hadd_ps(v[2], v[3]);
+  __m256 c = _mm256_hadd_ps(v[4], v[5]), d = _mm256_hadd_ps(v[6], v[7]);
+  __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
+  // ab = [s0 s1 s2 s3 | s0' s1' s2' s3'] (low/high 128-bit halves), likewise cd for s4..s7
+  __m256 lo = _mm256_permute2f128_ps(ab, cd, 0x20), hi = _mm256_permute2f128_ps(ab, cd, 0x31);
+  return _mm256_add_ps(lo, hi);
+}
+
+// --- C (m x n) += A (m x k, leading dim lda) * op(B), b(kk, j) = B[kk * sk + j * sj] ----------
+// A tile of NV vectors of rows by NR columns, accumulated in registers over kk in [0, k).
+template <int NV, int NR>
+inline void axpy_tile(int64_t rows, int64_t k, const float* A, int64_t lda, const float* B, int64_t sk,
+                      int64_t sj, float* C, int64_t ldc) {
+  using T = Vec::T;
+  T acc[NV][NR];
+  DY_UNROLL
+  for (int v = 0; v < NV; ++v)
+    DY_UNROLL
+    for (int j = 0; j < NR; ++j) acc[v][j] = Vec::zero();
+  const bool full = rows == int64_t(NV) * kW;
+  const Vec::M tail = Vec::mask(rows - int64_t(NV - 1) * kW);
+  for (int64_t kk = 0; kk < k; ++kk) {
+    const float* a = A + kk * lda;
+    T av[NV];
+    DY_UNROLL
+    for (int v = 0; v < NV - 1; ++v) av[v] = Vec::load(a + v * kW);
+    av[NV - 1] = full ? Vec::load(a + (NV - 1) * kW) : Vec::loadm(a + (NV - 1) * kW, tail);
+    const float* b = B + kk * sk;
+    DY_UNROLL
+    for (int j = 0; j < NR; ++j) {
+      const T bj = Vec::bcast(b + j * sj);
+      DY_UNROLL
+      for (int v = 0; v < NV; ++v) acc[v][j] = Vec::fma(av[v], bj, acc[v][j]);
+    }
+  }
+  DY_UNROLL
+  for (int j = 0; j < NR; ++j) {
+    float* c = C + j * ldc;
+    DY_UNROLL
+    for (int v = 0; v < NV - 1; ++v) Vec::store(c + v * kW, Vec::add(Vec::load(c + v * kW), acc[v][j]));
+    float* cl = c + (NV - 1) * kW;
+    if (full)
+      Vec::store(cl, Vec::add(Vec::load(cl), acc[NV - 1][j]));
+    else
+      Vec::storem(cl, Vec::add(Vec::loadm(cl, tail), acc[NV - 1][j]), tail);
+  }
+}
+
+template <int NV, int NR>
+inline void axpy_cols(int64_t rows, int64_t ncols, int64_t k, const float* A, int64_t lda, const float* B, int64_t sk,
+                      int64_t sj, float* C, int64_t ldc) {
+  int64_t j = 0;
+  for (; j + NR <= ncols; j += NR) axpy_tile<NV, NR>(rows, k, A, lda, B + j * sj, sk, sj, C + j * ldc, ldc);
+  switch (ncols - j) {  // the last few columns
+#define DY_THIN_CASE(r) \
+  case r:               \
+    if constexpr (r < NR) axpy_tile<NV, r>(rows, k, A, lda, B + j * sj, sk, sj, C + j * ldc, ldc); \
+    break;
+    DY_THIN_CASE(1) DY_THIN_CASE(2) DY_THIN_CASE(3) DY_THIN_CASE(4) DY_THIN_CASE(5) DY_THIN_CASE(6)
+    DY_THIN_CASE(7)
+#undef DY_THIN_CASE
+    default:
+      break;
+  }
+}
+
+// Rows in panels of NV vectors; k in blocks so that a panel's block stays in L1 while every
+// column block reuses it.
+template <int NV, int NR>
+inline void axpy_gemm(int64_t m, int64_t n, int64_t k, const float* A, int64_t lda, const float* B, int64_t sk,
+                      int64_t sj, float* C) {
+  constexpr int64_t KC = 128;
+  constexpr int64_t MR = int64_t(NV) * kW;
+  for (int64_t k0 = 0; k0 < k; k0 += KC) {
+    const int64_t kc = k - k0 < KC ? k - k0 : KC;
+    for (int64_t i = 0; i < m; i += MR) {
+      const int64_t rows = m - i < MR ? m - i : MR;
+      const float* a = A + i + k0 * lda;
+      const float* b = B + k0 * sk;
+      if (rows > MR - kW || NV == 1)
+        axpy_cols<NV, NR>(rows, n, kc, a, lda, b, sk, sj, C + i, m);
+      else  // a last panel of fewer vectors
+        axpy_cols<1, NR>(rows, n, kc, a, lda, b, sk, sj, C + i, m);
+    }
+  }
+}
+
+// --- C (m x n) += A^T * B, A k x m and B k x n (columns contiguous): dot products ------------
+template <int MI, int NJ>
+inline void dot_tile(int64_t k, const float* A, const float* B, float* C, int64_t m) {
+  using T = Vec::T;
+  T acc[MI][NJ];
+  DY_UNROLL
+  for (int i = 0; i < MI; ++i)
+    DY_UNROLL
+    for (int j = 0; j < NJ; ++j) acc[i][j] = Vec::zero();
+  int64_t kk = 0;
+  for (; kk + kW <= k; kk += kW) {
+    T b[NJ];
+    DY_UNROLL
+    for (int j = 0; j < NJ; ++j) b[j] = Vec::load(B + j * k + kk);
+    DY_UNROLL
+    for (int i = 0; i < MI; ++i) {
+      const T a = Vec::load(A + i * k + kk);
+      DY_UNROLL
+      for (int j = 0; j < NJ; ++j) acc[i][j] = Vec::fma(a, b[j], acc[i][j]);
+    }
+  }
+  if (kk < k) {
+    const Vec::M t = Vec::mask(k - kk);
+    T b[NJ];
+    DY_UNROLL
+    for (int j = 0; j < NJ; ++j) b[j] = Vec::loadm(B + j * k + kk, t);
+    DY_UNROLL
+    for (int i = 0; i < MI; ++i) {
+      const T a = Vec::loadm(A + i * k + kk, t);
+      DY_UNROLL
+      for (int j = 0; j < NJ; ++j) acc[i][j] = Vec::fma(a, b[j], acc[i][j]);
+    }
+  }
+  // Reduce: eight accumulators at a time into one 8-lane vector of sums.
+  __m256 h[MI * NJ];
+  DY_UNROLL
+  for (int i = 0; i < MI; ++i)
+    DY_UNROLL
+    for (int j = 0; j < NJ; ++j) h[j * MI + i] = Vec::half_sum(acc[i][j]);
+  alignas(32) float s[MI * NJ + 8];
+  int q = 0;
+  for (; q + 8 <= MI * NJ; q += 8) _mm256_store_ps(s + q, sum8(h + q));
+  for (; q < MI * NJ; ++q) {
+    alignas(32) float t[8];
+    _mm256_store_ps(t, h[q]);
+    s[q] = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+  }
+  for (int j = 0; j < NJ; ++j)
+    for (int i = 0; i < MI; ++i) C[j * m + i] += s[j * MI + i];
+}
+
+template <int MI, int NJ>
+inline void dot_rows(int64_t m, int64_t k, const float* A, const float* B, float* C) {
+  int64_t i = 0;
+  for (; i + MI <= m; i += MI) dot_tile<MI, NJ>(k, A + i * k, B, C + i, m);
+  for (; i < m; ++i) dot_tile<1, NJ>(k, A + i * k, B, C + i, m);
+}
+
+inline void dot_gemm(int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C) {
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) dot_rows<4, 4>(m, k, A, B + j * k, C + j * m);
+  for (; j + 2 <= n; j += 2) dot_rows<4, 2>(m, k, A, B + j * k, C + j * m);
+  for (; j < n; ++j) dot_rows<8, 1>(m, k, A, B + j * k, C + j * m);
+}
+
+// The shapes taken: one side short enough that packing would not pay off, the others
+// short enough that the unblocked loops stay in cache.
+constexpr int64_t kMaxThin = 64;     // the short side (columns of B, or k of dW)
+constexpr int64_t kMaxLong = 4096;   // the other sides
+
+inline bool gemm_acc_vec(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C) {
+  if (m > kMaxLong || n > kMaxLong || k > kMaxLong) return false;
+  // Two vectors of rows by 8 (AVX-512, 32 registers) or 6 (AVX2, 16 registers) columns.
+  constexpr int NR = kW == 16 ? 8 : 6;
+  if (!ta && !tb) {  // weight * columns: C += A B (one column is a GEMV, Eigen's is as fast)
+    if (n > kMaxThin || n < 2) return false;
+    axpy_gemm<2, NR>(m, n, k, A, m, B, 1, k, C);
+    return true;
+  }
+  if (ta && !tb) {  // transposed weight * columns: C += A^T B (dot products along k)
+    if (n > kMaxThin || n < 2 || k < 2 * kW) return false;
+    dot_gemm(m, n, k, A, B, C);
+    return true;
+  }
+  if (!ta && tb) {  // a weight's gradient from a few columns: C += A B^T, k short
+    if (k > kMaxThin) return false;
+    axpy_gemm<2, NR>(m, n, k, A, m, B, n, 1, C);
+    return true;
+  }
+  return false;
+}
+
+#endif  // vector instruction set
+
+}  // namespace avx512 / avx2
+}  // namespace thin
+}  // namespace dy

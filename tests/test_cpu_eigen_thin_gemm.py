@@ -1,0 +1,71 @@
+"""cpu_eigen's kernels for products with a short side (csrc/gemm_thin_impl.h), on each
+instruction set this CPU runs, against float64 NumPy: the value W X (C += A B), the
+gradient of X (C += A^T B) and of W (C += A B^T with a short k), over shapes that hit every
+tail (rows not a multiple of the vector width, column counts around the tile widths, k
+below and around a vector)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import dynet_api as dy
+
+pytest.importorskip("dynet_backends.cpu_eigen._cpu_eigen", reason="cpu_eigen is not built")
+from dynet_backends.cpu_eigen import _cpu_eigen as M  # noqa: E402
+
+SHAPES = [  # (rows of W, k, columns of X)
+    *itertools.product([1, 5, 16, 17, 33, 100], [3, 31, 32, 70], [2, 7, 9]),
+    (128, 256, 16), (1024, 64, 16), (40, 300, 64), (64, 48, 65), (7, 20, 8), (50, 17, 6),
+]
+
+
+@pytest.fixture(params=["avx512", "avx2", "off"])
+def thin_isa(request):
+    before = M.thin_gemm_isa()
+    got = M.select_thin_gemm(request.param)
+    try:
+        if got != request.param:
+            pytest.skip(f"{request.param} kernels are not available on this CPU or build")
+        dy.set_backend("cpu_eigen")
+        yield got
+    finally:
+        M.select_thin_gemm(before)
+
+
+def _product_and_grads(W: np.ndarray, X: np.ndarray, G: np.ndarray, batched: bool):
+    dy.renew_cg()
+    w = dy.inputTensor(W)
+    x = dy.inputTensor(X.T[..., None].transpose(1, 2, 0), batched=True) if batched else dy.inputTensor(X)
+    y = w * x
+    g = dy.inputTensor(G.T[..., None].transpose(1, 2, 0), batched=True) if batched else dy.inputTensor(G)
+    loss = dy.sum_batches(dy.sum_elems(dy.cmult(y, g)))
+    loss.backward(full=True)
+    yv = y.npvalue().reshape(W.shape[0], X.shape[1])
+    gx = x.gradient().reshape(X.shape)
+    return yv, w.gradient(), gx
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["columns", "batch"])
+@pytest.mark.parametrize("m,k,n", SHAPES, ids=lambda v: str(v))
+def test_products_match_float64(thin_isa, m, k, n, batched):
+    rng = np.random.default_rng(m * 10007 + k * 101 + n)
+    W, X, G = (rng.normal(size=s).astype(np.float32) for s in [(m, k), (k, n), (m, n)])
+    y, gw, gx = _product_and_grads(W, X, G, batched)
+    W64, X64, G64 = W.astype(np.float64), X.astype(np.float64), G.astype(np.float64)
+    tol = dict(rtol=1e-4, atol=2e-5 * np.sqrt(max(k, n)))
+    np.testing.assert_allclose(y, W64 @ X64, **tol, err_msg=f"W X, {m}x{k} times {k}x{n} ({thin_isa})")
+    np.testing.assert_allclose(gw, G64 @ X64.T, **tol, err_msg=f"dW = G X^T ({thin_isa})")
+    np.testing.assert_allclose(gx, W64.T @ G64, **tol, err_msg=f"dX = W^T G ({thin_isa})")
+
+
+def test_isa_is_named_and_default_is_the_widest():
+    assert M.thin_gemm_isa() in ("avx512", "avx2", "off")
+    before = M.thin_gemm_isa()
+    try:
+        assert M.select_thin_gemm("best") == before or before == "avx2"  # DYNET_CPU_EIGEN_ISA=avx2 caps it
+        assert M.select_thin_gemm("off") == "off"
+    finally:
+        M.select_thin_gemm(before)
