@@ -46,6 +46,7 @@ bool gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A,
 }
 
 std::string isa() { return current().name; }
+bool active() { return current().fn != nullptr; }
 
 std::string select(const std::string& name) {
   current() = pick(name);

@@ -16,6 +16,7 @@ bool gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A,
 // this CPU runs, "off" = none) and returns the one it got; DYNET_CPU_EIGEN_ISA=baseline
 // makes the default "off", =avx2 caps it at AVX2.
 std::string isa();
+bool active();  // a vector build is in use
 std::string select(const std::string& name);
 
 // The per-instruction-set builds (gemm_thin_isa.cpp); absent ones are null.
