@@ -138,7 +138,7 @@ inline void axpy_cols(int64_t rows, int64_t ncols, int64_t k, const float* A, in
   }
 }
 
-// Rows in panels of NV vectors; k in blocks so that a panel's block stays in L1 while every
+// Rows in panels of NV vectors (NR <= 8); k in blocks so that a panel's block stays in L1 while every
 // column block reuses it.
 template <int NV, int NR>
 inline void axpy_gemm(int64_t m, int64_t n, int64_t k, const float* A, int64_t lda, const float* B, int64_t sk,
@@ -151,9 +151,12 @@ inline void axpy_gemm(int64_t m, int64_t n, int64_t k, const float* A, int64_t l
       const int64_t rows = m - i < MR ? m - i : MR;
       const float* a = A + i + k0 * lda;
       const float* b = B + k0 * sk;
-      if (rows > MR - kW || NV == 1)
+      const int64_t nv = (rows + kW - 1) / kW;  // a last panel may need fewer vectors
+      if (nv == NV)
         axpy_cols<NV, NR>(rows, n, kc, a, lda, b, sk, sj, C + i, m);
-      else  // a last panel of fewer vectors
+      else if (NV > 2 && nv == 2)
+        axpy_cols<(NV > 2 ? 2 : NV), NR>(rows, n, kc, a, lda, b, sk, sj, C + i, m);
+      else
         axpy_cols<1, NR>(rows, n, kc, a, lda, b, sk, sj, C + i, m);
     }
   }
@@ -231,11 +234,12 @@ constexpr int64_t kMaxLong = 4096;   // the other sides
 
 inline bool gemm_acc_vec(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C) {
   if (m > kMaxLong || n > kMaxLong || k > kMaxLong) return false;
-  // Two vectors of rows by 8 (AVX-512, 32 registers) or 6 (AVX2, 16 registers) columns.
-  constexpr int NR = kW == 16 ? 8 : 6;
+  // Register tiles: 3 vectors of rows by 8 columns with AVX-512 (24 of its 32 registers),
+  // 2 by 6 with AVX2 (12 of 16).
+  constexpr int NV = kW == 16 ? 3 : 2, NR = kW == 16 ? 8 : 6;
   if (!ta && !tb) {  // weight * columns: C += A B (one column is a GEMV, Eigen's is as fast)
     if (n > kMaxThin || n < 2) return false;
-    axpy_gemm<2, NR>(m, n, k, A, m, B, 1, k, C);
+    axpy_gemm<NV, NR>(m, n, k, A, m, B, 1, k, C);
     return true;
   }
   if (ta && !tb) {  // transposed weight * columns: C += A^T B (dot products along k)
@@ -245,7 +249,7 @@ inline bool gemm_acc_vec(bool ta, bool tb, int64_t m, int64_t n, int64_t k, cons
   }
   if (!ta && tb) {  // a weight's gradient from a few columns: C += A B^T, k short
     if (k > kMaxThin) return false;
-    axpy_gemm<2, NR>(m, n, k, A, m, B, n, 1, C);
+    axpy_gemm<NV, NR>(m, n, k, A, m, B, n, 1, C);
     return true;
   }
   return false;
