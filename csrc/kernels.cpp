@@ -115,11 +115,14 @@ void b_scaled(const CView*, int, CView, CView dy, int, View dx, const Attrs& a) 
 // ------------------------------------------------------------------ matrix products
 
 // Y (r x k per batch, n batches) += A (r x c, batch ba) * B (c x k, batch bb).
-// C += op(A) op(B) through the AVX2+FMA build when it is loaded and the product is big enough
-// to gain from it, else through this (baseline) build.
+// C += op(A) op(B): large products through the BLAS when one is loaded, products with a short
+// side through the thin-product kernels, others through Eigen's AVX2+FMA build when it is
+// loaded and the product is big enough to gain from it, else through this (baseline) build.
 void gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C) {
   if (blas::gemm_acc(ta, tb, m, n, k, A, B, C)) return;  // large products, when a BLAS is loaded
-  if (thin::gemm_acc(ta, tb, m, n, k, A, B, C)) return;  // a short side: AVX-512/AVX2 without packing
+  // A short side: AVX-512/AVX2 without packing, on one thread (so not for big products when
+  // --dynet-threads asks for more and Eigen can split them).
+  if ((threads() == 1 || m * n * k < (int64_t(1) << 22)) && thin::gemm_acc(ta, tb, m, n, k, A, B, C)) return;
   GemmFn fast = fast_gemm();
   if (fast && m * n * k >= 4096)
     fast(ta, tb, m, n, k, A, B, C);
