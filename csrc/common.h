@@ -127,6 +127,9 @@ struct KernelDef {
   const char* name;
   FwdFn fwd;  // may be null for leaves handled by the executor (input, parameter, lookup)
   BwdFn bwd;  // null for leaves
+  // Optional: dx = d f / d xs[i], writing every element of dx without reading it.  The executor
+  // calls it for a gradient nothing has written yet, instead of zero-filling it and calling bwd.
+  BwdFn bwd_set = nullptr;
 };
 
 // All kernels this backend implements; the index is the backend's op code.

@@ -289,7 +289,7 @@ class Executor {
     FlushDenormals ftz;
     grads_.reset();
     n_grad_ = 0;
-    for (int j = 0; j <= i; ++j) nodes_[size_t(j)].g = nullptr, nodes_[size_t(j)].dwq = -1;
+    for (int j = 0; j <= i; ++j) nodes_[size_t(j)].g = nullptr, nodes_[size_t(j)].dwq = -1, nodes_[size_t(j)].fresh = false;
     alias_param_grads(i);
     n_grad_ = i + 1;
     dw_.clear();
@@ -311,7 +311,7 @@ class Executor {
 
   py::object gradient(int i) {
     if (i < 0 || i >= n_grad_ || !nodes_[size_t(i)].g) return py::none();
-    return copy_out(nodes_[size_t(i)].g, nodes_[size_t(i)].s);
+    return copy_out(defined_grad(nodes_[size_t(i)]), nodes_[size_t(i)].s);
   }
 
   void reset() {
@@ -358,6 +358,7 @@ class Executor {
     Arena::Mark mark;
     int dwq = -1;  // backward: head of this node's deferred weight-gradient products in dw_
     float* alias = nullptr;  // backward: the parameter's own (all-zero) gradient, used as this node's
+    bool fresh = false;      // backward: g is allocated but nothing has written it yet (not zeroed)
   };
   struct DeferredGrad {  // dW += dy x^T, postponed until the sweep reaches W
     const float* dy;
@@ -524,13 +525,31 @@ class Executor {
     return xp;
   }
 
+  // The node's gradient, ready to add into (zero-filled on first use).
   float* grad_of(Node& m) {
     if (!m.g && m.alias) {
       m.g = m.alias;  // zero (has_grad was false): the node's gradient accumulates in place
     } else if (!m.g) {
       m.g = grads_.alloc(size_t(m.s.total()));
       std::fill_n(m.g, m.s.total(), 0.0f);
+    } else if (m.fresh) {
+      std::fill_n(m.g, m.s.total(), 0.0f);
     }
+    m.fresh = false;
+    return m.g;
+  }
+
+  // Whether nothing has written the node's gradient yet (allocating it, not zeroed, if it has
+  // none): then a kernel that writes every element may write it instead of adding into zeros,
+  // and saves a zero-fill pass and a read (the output layer's 10000 x 16 logits per LM step).
+  bool grad_unwritten(Node& m) {
+    if (!m.g && !m.alias) m.g = grads_.alloc(size_t(m.s.total())), m.fresh = true;
+    return m.fresh;
+  }
+
+  // The node's gradient for reading: zero if nothing has written it.
+  float* defined_grad(Node& m) {
+    if (m.fresh) std::fill_n(m.g, m.s.total(), 0.0f), m.fresh = false;
     return m.g;
   }
 
@@ -603,6 +622,7 @@ class Executor {
     Node& n = nodes_[size_t(j)];
     if (n.dwq >= 0) flush_weight_grad(n);
     if (!n.g) return;
+    defined_grad(n);
     const OpInfo& oi = *n.info;
     if (oi.leaf == 2 || oi.leaf == 3) {
       leaf_backward(n);
@@ -620,7 +640,12 @@ class Executor {
       if (q == skip || !wants_grad(n, q, full)) continue;
       if (defer && defer_weight_grad(n, q)) continue;
       Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
-      k.bwd(xp, n.na, {n.v, n.s}, {n.g, n.s}, q, {grad_of(m), m.s}, at);
+      if (k.bwd_set && grad_unwritten(m)) {
+        k.bwd_set(xp, n.na, {n.v, n.s}, {n.g, n.s}, q, {m.g, m.s}, at);
+        m.fresh = false;
+      } else {
+        k.bwd(xp, n.na, {n.v, n.s}, {n.g, n.s}, q, {grad_of(m), m.s}, at);
+      }
     }
   }
 
@@ -906,8 +931,9 @@ class Executor {
     }
   }
 
-  // The reached products of each group get their gradients as one zeroed block in node order,
-  // so the batched dx and the deferred dW GEMMs read dy in place, without a gather.
+  // The reached products of each group get their gradients as one block in node order, so the
+  // batched dx and the deferred dW GEMMs read dy in place, without a gather.  The block is not
+  // zero-filled: each part is zeroed by its first adder or written whole by its first writer.
   void group_grad_blocks(const std::vector<char>& reach) {
     std::vector<int64_t> size(groups_.size(), 0);
     std::vector<int> members(groups_.size(), 0);
@@ -917,14 +943,11 @@ class Executor {
     }
     std::vector<float*> at(groups_.size(), nullptr);
     for (size_t g = 0; g < groups_.size(); ++g)
-      if (members[g] >= 2) {
-        at[g] = grads_.alloc(size_t(size[g]));
-        std::fill_n(at[g], size[g], 0.0f);
-      }
+      if (members[g] >= 2) at[g] = grads_.alloc(size_t(size[g]));
     for (size_t j = 0; j < reach.size(); ++j) {
       int g = gid_[j];
       if (g < 0 || !at[size_t(g)] || !reach[j] || nodes_[j].g) continue;
-      nodes_[j].g = at[size_t(g)], at[size_t(g)] += nodes_[j].s.total();
+      nodes_[j].g = at[size_t(g)], nodes_[j].fresh = true, at[size_t(g)] += nodes_[j].s.total();
     }
   }
 

@@ -107,8 +107,28 @@ def _independent(ps, xs):
     return dy.esum([dy.sum_elems(o) for o in outs])
 
 
+def _first_writers(ps, xs):
+    """Batched products whose gradients (one unzeroed block) pickneglogsoftmax writes first, or adds
+    into after another op (or a second loss) wrote them, or only other ops add into."""
+    W, b = ps["W"], ps["b"]
+    terms = []
+    for k, x in enumerate(xs):
+        s = dy.affine_transform([b, W, x])
+        n = x.dim()[1]
+        if k % 3 == 0:  # a tanh built first: the loss (later, so first in the sweep) writes, the tanh adds
+            terms.append(dy.sum_elems(dy.tanh(s)))
+        if k % 3 != 2:
+            terms.append(dy.pickneglogsoftmax_batch(s, [k % 5] * n))
+        if k % 3 == 1:  # a second loss and a pick after it: they add into what the first one wrote
+            terms.append(dy.pickneglogsoftmax_batch(s, [(k + 2) % 5] * n))
+            terms.append(dy.pick(s, 3))
+        if k % 3 == 2:  # no loss: a pick alone, on a part of the block nothing else writes
+            terms.append(dy.pick(s, 1))
+    return dy.esum(terms)
+
+
 CASES = [("independent", _independent, 4), ("chain", _chain, 3),
-         ("nested", _nested, 4), ("dropout", _dropout, 4)]
+         ("nested", _nested, 4), ("dropout", _dropout, 4), ("first_writers", _first_writers, 4)]
 
 
 @pytest.mark.parametrize("batch", [1, 3])
