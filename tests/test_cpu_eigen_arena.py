@@ -1,5 +1,6 @@
 """cpu_eigen's arenas across graphs: graphs of varying sizes reuse the memory of earlier ones
-(blocks merged on reset) instead of adding blocks on every update."""
+(a graph that outgrows the blocks adds one as large as all of them, so the capacity doubles)
+instead of adding blocks on every update."""
 from __future__ import annotations
 
 import numpy as np
