@@ -68,7 +68,11 @@ float* Arena::alloc(size_t n) {
     }
     ++cur_, off_ = 0;
   }
-  blocks_.emplace_back(std::max({need, BLOCK_FLOATS, capacity()}));
+  try {
+    blocks_.emplace_back(std::max({need, BLOCK_FLOATS, capacity()}));
+  } catch (const MemoryLimitError&) {  // no room to double under the limit: just what is asked
+    blocks_.emplace_back(std::max(need, BLOCK_FLOATS));
+  }
   cur_ = blocks_.size() - 1;
   off_ = need;
   return blocks_[cur_].data();
