@@ -211,8 +211,7 @@ inline void check_count(size_t n, int64_t want, const char* what) {
 std::vector<KernelDef> more_kernels();
 
 // The fused LSTM gates' backward in two halves, so the executor derives every input's gradient
-// from one r: r (G x n, plus one spare column) = d(pre-activations) from the gates' y and dy, and
-// input i's gradient from r.
+// from one r: r (G x n) = d(pre-activations) from the gates' y and dy, and input i's gradient from r.
 void lstm_gates_dpre(CView y, CView dy, float* r);
 void lstm_gates_grad(const CView* x, int nargs, const Shape& ys, float* r, int i, View dx);
 

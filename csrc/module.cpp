@@ -287,7 +287,7 @@ class Executor {
   void backward(int i, bool full) {
     if (i < 0 || i >= int(nodes_.size())) throw py::index_error("cpu_eigen: backward from an unevaluated node");
     FlushDenormals ftz;
-    grads_.reset();
+    grads_.reset(), dpre_.reset_merged();
     n_grad_ = 0;
     for (int j = 0; j <= i; ++j) nodes_[size_t(j)].g = nullptr, nodes_[size_t(j)].dwq = -1, nodes_[size_t(j)].fresh = false;
     alias_param_grads(i);
@@ -316,7 +316,7 @@ class Executor {
 
   void reset() {
     nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), refs_.clear(), held_.clear();
-    vals_.reset(), grads_.reset();
+    vals_.reset(), grads_.reset(), dpre_.reset_merged();
     has_floor_ = false;
     n_grad_ = 0;
   }
@@ -331,7 +331,7 @@ class Executor {
       refs_.resize(size_t(n));
       held_.resize(size_t(n));
     }
-    grads_.reset();
+    grads_.reset(), dpre_.reset_merged();
     n_grad_ = 0;
   }
 
@@ -344,7 +344,7 @@ class Executor {
     Py_DECREF(nodes);
   }
 
-  size_t arena_floats() const { return vals_.capacity() + grads_.capacity(); }
+  size_t arena_floats() const { return vals_.capacity() + grads_.capacity() + dpre_.capacity(); }
 
  private:
   struct Node {
@@ -380,6 +380,7 @@ class Executor {
   std::vector<py::object> refs_;  // per node: the input array or parameter storage it reads
   std::vector<py::object> held_;  // per node: the parameter tensor its value points into
   Arena vals_, grads_;
+  Arena dpre_;  // backward: the LSTM gates' r, alone (and in one block) so that successive steps' lie side by side
   Arena::Mark floor_;       // end of the latest batch output block (truncate keeps it)
   bool has_floor_ = false;
   int n_grad_ = 0;
@@ -823,12 +824,13 @@ class Executor {
     return true;
   }
 
-  // The fused LSTM gates: r = d(pre-activations) once for all inputs (in the gradient arena, so
-  // it outlives the node); with deferral on, dW += r in^T of a matrix W_x or W_h (no dropout, its
-  // input batched as the step) joins that weight's one GEMM when the sweep reaches it.
+  // The fused LSTM gates: r = d(pre-activations) once for all inputs (in an arena of its own, so it
+  // outlives the node, and one layer's steps' r lie side by side); with deferral on, dW += r in^T
+  // of a matrix W_x or W_h (no dropout, its input batched as the step) joins that weight's one
+  // GEMM when the sweep reaches it, which then reads the r in place instead of gathering them.
   void lstm_gates_backward(Node& n, const CView* xp, bool full, bool defer) {
     int64_t nb = n.s.bd, G = n.s.d[0];
-    float* r = grads_.alloc(size_t(G * (nb + 1)));
+    float* r = dpre_.alloc(size_t(G * nb));
     ku::lstm_gates_dpre({n.v, n.s}, {n.g, n.s}, r);
     bool drop = n.op == lstm_gates_drop_;
     for (int q = 0; q < n.na; ++q) {

@@ -77,6 +77,13 @@ float* Arena::alloc(size_t n) {
   off_ = need;
   return blocks_[cur_].data();
 }
+void Arena::reset_merged() {
+  reset();
+  if (blocks_.size() < 2) return;
+  size_t total = capacity();
+  blocks_.clear();  // first, so the memory limit counts the old blocks and the new one apart
+  blocks_.emplace_back(total);
+}
 size_t Arena::capacity() const {
   size_t s = 0;
   for (const auto& b : blocks_) s += b.size();
