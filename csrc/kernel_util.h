@@ -144,8 +144,21 @@ inline void acc_unbroadcast(View dx, const Shape& ys, const float* dy, float s =
   }
   if (dx.s.bd == 1 && ys.bd > 1 && dx.s.d[0] == ys.d[0] && dx.s.d[1] == ys.d[1] && dx.s.d[2] == ys.d[2] &&
       dx.s.d[3] == ys.d[3]) {  // summed over the batch only (a bias): contiguous column adds
+    // A block of dx at a time, kept in a local while every column is added in order (the same
+    // sums as column by column), so dx is read and written once instead of once per column.
+    constexpr int64_t B = 512;
+    float acc[B];
     int64_t n = dx.s.total();
-    for (int64_t b = 0; b < ys.bd; ++b) Arr(dx.p, n) += s * CArr(dy + b * n, n);
+    for (int64_t r0 = 0; r0 < n; r0 += B) {
+      int64_t m = std::min(B, n - r0);
+      Arr a(acc, m);
+      a = CArr(dx.p + r0, m);
+      if (s == 1.0f)
+        for (int64_t b = 0; b < ys.bd; ++b) a += CArr(dy + b * n + r0, m);
+      else
+        for (int64_t b = 0; b < ys.bd; ++b) a += s * CArr(dy + b * n + r0, m);
+      Arr(dx.p + r0, m) = a;
+    }
     return;
   }
   iter2(ext(ys), bstr(dx.s, ys), cstr(ys), [&](int64_t ix, int64_t iy) { dx.p[ix] += s * dy[iy]; });
@@ -198,8 +211,7 @@ inline void check_count(size_t n, int64_t want, const char* what) {
 std::vector<KernelDef> more_kernels();
 
 // The fused LSTM gates' backward in two halves, so the executor derives every input's gradient
-// from one r: r (G x n, plus one spare column) = d(pre-activations) from the gates' y and dy, and
-// input i's gradient from r.
+// from one r: r (G x n) = d(pre-activations) from the gates' y and dy, and input i's gradient from r.
 void lstm_gates_dpre(CView y, CView dy, float* r);
 void lstm_gates_grad(const CView* x, int nargs, const Shape& ys, float* r, int i, View dx);
 

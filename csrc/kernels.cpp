@@ -719,7 +719,9 @@ void f_pnls(const CView* x, int, View y, const Attrs& a) {
     y.p[b] = lse_strided(xp, n, 1) - xp[idx[size_t(b)]];
   }
 }
-void b_pnls(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
+// Acc: dx += the gradient; else dx = the gradient, every element written and none read.
+template <bool Acc>
+void pnls_grad(const CView* x, CView y, CView dy, View dx, const Attrs& a) {
   std::vector<int64_t> idx = index_list(a, 0, x[0].s.d[0], "pickneglogsoftmax");
   check_count(idx.size(), x[0].s.bd, "pickneglogsoftmax");
   int64_t n = x[0].s.d[0];
@@ -729,9 +731,16 @@ void b_pnls(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a
     // The forward value is lse - x_i: the log-sum-exp comes back without a second pass.
     float z = y.p ? y.p[b] + xi : NEG_INF;
     if (!std::isfinite(z)) z = lse_strided(xp, n, 1);
-    rows::add_exp_scaled(xp, n, z, g, dx.p + b * n);
+    if (Acc)
+      rows::add_exp_scaled(xp, n, z, g, dx.p + b * n);
+    else
+      rows::set_exp_scaled(xp, n, z, g, dx.p + b * n);
     dx.p[b * n + idx[size_t(b)]] -= g;
   }
+}
+void b_pnls(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) { pnls_grad<true>(x, y, dy, dx, a); }
+void b_pnls_set(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
+  pnls_grad<false>(x, y, dy, dx, a);
 }
 void f_hinge(const CView* x, int, View y, const Attrs& a) {
   std::vector<int64_t> idx = index_list(a, 0, x[0].s.d[0], "hinge");
@@ -888,7 +897,7 @@ std::vector<KernelDef> build_table() {
       {"pickrange", f_pickrange, b_pickrange},
       {"sum_dim", f_sum_dim, b_sum_dim},
       {"moment_dim", f_moment, b_moment},
-      {"pickneglogsoftmax", f_pnls, b_pnls},
+      {"pickneglogsoftmax", f_pnls, b_pnls, b_pnls_set},
       {"hinge", f_hinge, b_hinge},
       {"binary_log_loss", f_bll, b_bll},
       {"squared_distance", f_sqdist, b_sqdist},

@@ -805,7 +805,7 @@ bool lstm_avx2() {
 
 // Per-thread scratch buffers that only grow.
 float* lstm_scratch(int slot, int64_t n) {
-  static thread_local std::vector<float> bufs[4];
+  static thread_local std::vector<float> bufs[5];
   std::vector<float>& v = bufs[slot];
   if (int64_t(v.size()) < n) v.resize(size_t(n));
   return v.data();
@@ -878,10 +878,11 @@ void lstm_dgates_into(CView y, CView dy, float* r) {
     Arr(rb + 3 * H, H) = CArr(gb + 3 * H, H) * (1.0f - yt.square());
   }
 }
-// Sum over the batch of r (G x n), in the column after r's n columns.
+// Sum over the batch of r (G x n), in scratch (not next to r: the executor keeps the r of
+// successive steps side by side, for one weight-gradient GEMM that reads them in place).
 const float* lstm_rowsum(const float* r, int64_t n, int64_t G) {
   if (n == 1) return r;
-  float* s = const_cast<float*>(r) + n * G;
+  float* s = lstm_scratch(4, G);
   Arr(s, G) = CArr(r, G);
   for (int64_t b = 1; b < n; ++b) Arr(s, G) += CArr(r + b * G, G);
   return s;
@@ -889,14 +890,14 @@ const float* lstm_rowsum(const float* r, int64_t n, int64_t G) {
 
 void b_lstm_gates(const CView* x, int nargs, CView y, CView dy, int i, View dx, const Attrs&) {
   int64_t n = y.s.bd, G = y.s.d[0];
-  float* r = lstm_scratch(3, G * (n + 1));
+  float* r = lstm_scratch(3, G * n);
   lstm_dgates_into(y, dy, r);
   ku::lstm_gates_grad(x, nargs, y.s, r, i, dx);
 }
 
 }  // namespace
 
-// Input i's gradient of the fused gates from r = d(pre-activations) (G x n, one spare column).
+// Input i's gradient of the fused gates from r = d(pre-activations) (G x n).
 void ku::lstm_gates_grad(const CView* x, int nargs, const Shape& ys, float* r, int i, View dx) {
   bool drop = nargs == 7;
   int64_t n = ys.bd, G = ys.d[0], H = G / 4, X = x[0].s.d[0];

@@ -288,9 +288,9 @@ class Executor {
   void backward(int i, bool full) {
     if (i < 0 || i >= int(nodes_.size())) throw py::index_error("cpu_eigen: backward from an unevaluated node");
     FlushDenormals ftz;
-    grads_.reset();
+    grads_.reset(), dpre_.reset_merged();
     n_grad_ = 0;
-    for (int j = 0; j <= i; ++j) nodes_[size_t(j)].g = nullptr, nodes_[size_t(j)].dwq = -1;
+    for (int j = 0; j <= i; ++j) nodes_[size_t(j)].g = nullptr, nodes_[size_t(j)].dwq = -1, nodes_[size_t(j)].fresh = false;
     alias_param_grads(i);
     n_grad_ = i + 1;
     dw_.clear();
@@ -312,12 +312,12 @@ class Executor {
 
   py::object gradient(int i) {
     if (i < 0 || i >= n_grad_ || !nodes_[size_t(i)].g) return py::none();
-    return copy_out(nodes_[size_t(i)].g, nodes_[size_t(i)].s);
+    return copy_out(defined_grad(nodes_[size_t(i)]), nodes_[size_t(i)].s);
   }
 
   void reset() {
     nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), refs_.clear(), held_.clear();
-    vals_.reset(), grads_.reset();
+    vals_.reset(), grads_.reset(), dpre_.reset_merged();
     has_floor_ = false;
     n_grad_ = 0;
   }
@@ -332,7 +332,7 @@ class Executor {
       refs_.resize(size_t(n));
       held_.resize(size_t(n));
     }
-    grads_.reset();
+    grads_.reset(), dpre_.reset_merged();
     n_grad_ = 0;
   }
 
@@ -345,7 +345,7 @@ class Executor {
     Py_DECREF(nodes);
   }
 
-  size_t arena_floats() const { return vals_.capacity() + grads_.capacity(); }
+  size_t arena_floats() const { return vals_.capacity() + grads_.capacity() + dpre_.capacity(); }
 
  private:
   struct Node {
@@ -359,6 +359,7 @@ class Executor {
     Arena::Mark mark;
     int dwq = -1;  // backward: head of this node's deferred weight-gradient products in dw_
     float* alias = nullptr;  // backward: the parameter's own (all-zero) gradient, used as this node's
+    bool fresh = false;      // backward: g is allocated but nothing has written it yet (not zeroed)
   };
   struct DeferredGrad {  // dW += dy x^T, postponed until the sweep reaches W
     const float* dy;
@@ -380,6 +381,7 @@ class Executor {
   std::vector<py::object> refs_;  // per node: the input array or parameter storage it reads
   std::vector<py::object> held_;  // per node: the parameter tensor its value points into
   Arena vals_, grads_;
+  Arena dpre_;  // backward: the LSTM gates' r, alone (and in one block) so that successive steps' lie side by side
   Arena::Mark floor_;       // end of the latest batch output block (truncate keeps it)
   bool has_floor_ = false;
   int n_grad_ = 0;
@@ -525,13 +527,31 @@ class Executor {
     return xp;
   }
 
+  // The node's gradient, ready to add into (zero-filled on first use).
   float* grad_of(Node& m) {
     if (!m.g && m.alias) {
       m.g = m.alias;  // zero (has_grad was false): the node's gradient accumulates in place
     } else if (!m.g) {
       m.g = grads_.alloc(size_t(m.s.total()));
       std::fill_n(m.g, m.s.total(), 0.0f);
+    } else if (m.fresh) {
+      std::fill_n(m.g, m.s.total(), 0.0f);
     }
+    m.fresh = false;
+    return m.g;
+  }
+
+  // Whether nothing has written the node's gradient yet (allocating it, not zeroed, if it has
+  // none): then a kernel that writes every element may write it instead of adding into zeros,
+  // and saves a zero-fill pass and a read (the output layer's 10000 x 16 logits per LM step).
+  bool grad_unwritten(Node& m) {
+    if (!m.g && !m.alias) m.g = grads_.alloc(size_t(m.s.total())), m.fresh = true;
+    return m.fresh;
+  }
+
+  // The node's gradient for reading: zero if nothing has written it.
+  float* defined_grad(Node& m) {
+    if (m.fresh) std::fill_n(m.g, m.s.total(), 0.0f), m.fresh = false;
     return m.g;
   }
 
@@ -599,11 +619,12 @@ class Executor {
   }
 
   // One node's share of the reverse sweep: its inputs' gradients, except input `skip`
-  // (whose gradient the caller computes in a batch).
-  void backward_node(int j, bool full, bool defer, int skip) {
+  // (whose gradient the caller computes in a batch), or only input `only` when set.
+  void backward_node(int j, bool full, bool defer, int skip, int only = -1) {
     Node& n = nodes_[size_t(j)];
     if (n.dwq >= 0) flush_weight_grad(n);
     if (!n.g) return;
+    defined_grad(n);
     const OpInfo& oi = *n.info;
     if (oi.leaf == 2 || oi.leaf == 3) {
       leaf_backward(n);
@@ -618,10 +639,15 @@ class Executor {
     }
     Attrs at = attrs_of(n);
     for (int q = 0; q < n.na; ++q) {
-      if (q == skip || !wants_grad(n, q, full)) continue;
+      if (q == skip || (only >= 0 && q != only) || !wants_grad(n, q, full)) continue;
       if (defer && defer_weight_grad(n, q)) continue;
       Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
-      k.bwd(xp, n.na, {n.v, n.s}, {n.g, n.s}, q, {grad_of(m), m.s}, at);
+      if (k.bwd_set && grad_unwritten(m)) {
+        k.bwd_set(xp, n.na, {n.v, n.s}, {n.g, n.s}, q, {m.g, m.s}, at);
+        m.fresh = false;
+      } else {
+        k.bwd(xp, n.na, {n.v, n.s}, {n.g, n.s}, q, {grad_of(m), m.s}, at);
+      }
     }
   }
 
@@ -800,12 +826,13 @@ class Executor {
     return true;
   }
 
-  // The fused LSTM gates: r = d(pre-activations) once for all inputs (in the gradient arena, so
-  // it outlives the node); with deferral on, dW += r in^T of a matrix W_x or W_h (no dropout, its
-  // input batched as the step) joins that weight's one GEMM when the sweep reaches it.
+  // The fused LSTM gates: r = d(pre-activations) once for all inputs (in an arena of its own, so it
+  // outlives the node, and one layer's steps' r lie side by side); with deferral on, dW += r in^T
+  // of a matrix W_x or W_h (no dropout, its input batched as the step) joins that weight's one
+  // GEMM when the sweep reaches it, which then reads the r in place instead of gathering them.
   void lstm_gates_backward(Node& n, const CView* xp, bool full, bool defer) {
     int64_t nb = n.s.bd, G = n.s.d[0];
-    float* r = grads_.alloc(size_t(G * (nb + 1)));
+    float* r = dpre_.alloc(size_t(G * nb));
     ku::lstm_gates_dpre({n.v, n.s}, {n.g, n.s}, r);
     bool drop = n.op == lstm_gates_drop_;
     for (int q = 0; q < n.na; ++q) {
@@ -874,10 +901,15 @@ class Executor {
     heap.init(nn);
     auto make_ready = [&](int j) {
       int g = gid_[size_t(j)];
-      if (g >= 0)
-        groups_[size_t(g)].ready.push_back(j);
-      else
+      if (g < 0) {
         heap.push(j);
+        return;
+      }
+      // The product's gradient is complete: its bias's and (deferred) weight's parts now, while
+      // its dy is still in cache (rnnlm-batch: 10000 x 16 per step, read again only after the
+      // whole sweep otherwise); its input's, W^T dy, with the group's.
+      backward_node(j, full, true, batched_input(j));
+      groups_[size_t(g)].ready.push_back(j);
     };
     auto done = [&](int j) {
       const Node& n = nodes_[size_t(j)];
@@ -908,8 +940,9 @@ class Executor {
     }
   }
 
-  // The reached products of each group get their gradients as one zeroed block in node order,
-  // so the batched dx and the deferred dW GEMMs read dy in place, without a gather.
+  // The reached products of each group get their gradients as one block in node order, so the
+  // batched dx and the deferred dW GEMMs read dy in place, without a gather.  The block is not
+  // zero-filled: each part is zeroed by its first adder or written whole by its first writer.
   void group_grad_blocks(const std::vector<char>& reach) {
     std::vector<int64_t> size(groups_.size(), 0);
     std::vector<int> members(groups_.size(), 0);
@@ -919,32 +952,36 @@ class Executor {
     }
     std::vector<float*> at(groups_.size(), nullptr);
     for (size_t g = 0; g < groups_.size(); ++g)
-      if (members[g] >= 2) {
-        at[g] = grads_.alloc(size_t(size[g]));
-        std::fill_n(at[g], size[g], 0.0f);
-      }
+      if (members[g] >= 2) at[g] = grads_.alloc(size_t(size[g]));
     for (size_t j = 0; j < reach.size(); ++j) {
       int g = gid_[j];
       if (g < 0 || !at[size_t(g)] || !reach[j] || nodes_[j].g) continue;
-      nodes_[j].g = at[size_t(g)], at[size_t(g)] += nodes_[j].s.total();
+      nodes_[j].g = at[size_t(g)], nodes_[j].fresh = true, at[size_t(g)] += nodes_[j].s.total();
     }
   }
 
+  // The argument index of a product's x (after the bias and W of an affine_transform).
+  int batched_input(int j) const {
+    int w, x, bias;
+    site_of(nodes_[size_t(j)], w, x, bias);
+    return bias >= 0 ? 2 : 1;
+  }
+
+  // The group's input gradients (make_ready ran the members' other parts).
   void run_group_backward(const std::vector<int>& batch, bool full) {
     if (!worth_batching(batch)) {
-      for (int m : batch) backward_node(m, full, true, -1);
+      for (int m : batch) backward_node(m, full, true, -1, batched_input(m));
       return;
     }
     int w, x, bias;
-    std::vector<ab::Item> its;  // not items_: backward_node may flush weight gradients through it
+    items_.clear();
     for (int m : batch) {
       site_of(nodes_[size_t(m)], w, x, bias);
-      backward_node(m, full, true, bias >= 0 ? 2 : 1);  // the bias and (deferred) weight gradients
       Node& X = nodes_[size_t(x)];
-      its.push_back({nullptr, X.s.total() / X.s.d[0], grad_of(X), nodes_[size_t(m)].g});
+      items_.push_back({nullptr, X.s.total() / X.s.d[0], grad_of(X), nodes_[size_t(m)].g});
     }
     const Node& W = nodes_[size_t(w)];
-    ab::input_grad(W.v, W.s.d[0], W.s.d[1], its);
+    ab::input_grad(W.v, W.s.d[0], W.s.d[1], items_);
   }
 
   void check_finite(int j) {

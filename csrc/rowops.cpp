@@ -29,6 +29,9 @@ float lse_base(const float* p, int64_t n) {
 void add_exp_scaled_base(const float* x, int64_t n, float z, float g, float* dx) {
   Arr(dx, n) += (CArr(x, n) - z).exp() * g;
 }
+void set_exp_scaled_base(const float* x, int64_t n, float z, float g, float* dx) {
+  Arr(dx, n) = (CArr(x, n) - z).exp() * g;
+}
 
 #ifdef DY_ROWOPS_X86
 constexpr float LOG2E = 1.44269504088896341f, LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f;
@@ -83,18 +86,26 @@ DY_T512 float lse_512(const float* p, int64_t n) {
   return m + std::log(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)));
 }
 
-DY_T512 void add_exp_scaled_512(const float* x, int64_t n, float z, float g, float* dx) {
+// Acc: dx += g e (else dx = g e, dx not read; fma with 0 rounds as the product alone).
+template <bool Acc>
+DY_T512 void exp_scaled_512(const float* x, int64_t n, float z, float g, float* dx) {
   __m512 vz = _mm512_set1_ps(z), vg = _mm512_set1_ps(g);
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
     __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + j), vz));
-    _mm512_storeu_ps(dx + j, _mm512_fmadd_ps(e, vg, _mm512_loadu_ps(dx + j)));
+    _mm512_storeu_ps(dx + j, Acc ? _mm512_fmadd_ps(e, vg, _mm512_loadu_ps(dx + j)) : _mm512_mul_ps(e, vg));
   }
   if (j < n) {
     __mmask16 k = __mmask16((1u << (n - j)) - 1);
     __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + j), vz));
-    _mm512_mask_storeu_ps(dx + j, k, _mm512_fmadd_ps(e, vg, _mm512_maskz_loadu_ps(k, dx + j)));
+    _mm512_mask_storeu_ps(dx + j, k, Acc ? _mm512_fmadd_ps(e, vg, _mm512_maskz_loadu_ps(k, dx + j)) : _mm512_mul_ps(e, vg));
   }
+}
+DY_T512 void add_exp_scaled_512(const float* x, int64_t n, float z, float g, float* dx) {
+  exp_scaled_512<true>(x, n, z, g, dx);
+}
+DY_T512 void set_exp_scaled_512(const float* x, int64_t n, float z, float g, float* dx) {
+  exp_scaled_512<false>(x, n, z, g, dx);
 }
 
 DY_T256 inline __m256 exp256(__m256 x) {
@@ -154,20 +165,28 @@ DY_T256 float lse_256(const float* p, int64_t n) {
   return m + std::log(s);
 }
 
-DY_T256 void add_exp_scaled_256(const float* x, int64_t n, float z, float g, float* dx) {
+template <bool Acc>
+DY_T256 void exp_scaled_256(const float* x, int64_t n, float z, float g, float* dx) {
   __m256 vz = _mm256_set1_ps(z), vg = _mm256_set1_ps(g);
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) {
     __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + j), vz));
-    _mm256_storeu_ps(dx + j, _mm256_fmadd_ps(e, vg, _mm256_loadu_ps(dx + j)));
+    _mm256_storeu_ps(dx + j, Acc ? _mm256_fmadd_ps(e, vg, _mm256_loadu_ps(dx + j)) : _mm256_mul_ps(e, vg));
   }
-  for (; j < n; ++j) dx[j] += g * std::exp(x[j] - z);
+  for (; j < n; ++j) dx[j] = (Acc ? dx[j] : 0.0f) + g * std::exp(x[j] - z);
+}
+DY_T256 void add_exp_scaled_256(const float* x, int64_t n, float z, float g, float* dx) {
+  exp_scaled_256<true>(x, n, z, g, dx);
+}
+DY_T256 void set_exp_scaled_256(const float* x, int64_t n, float z, float g, float* dx) {
+  exp_scaled_256<false>(x, n, z, g, dx);
 }
 #endif
 
 struct Impl {
   float (*lse)(const float*, int64_t);
   void (*add_exp_scaled)(const float*, int64_t, float, float, float*);
+  void (*set_exp_scaled)(const float*, int64_t, float, float, float*);
   const char* isa;
 };
 
@@ -177,12 +196,12 @@ Impl choose() {
 #ifdef DY_ROWOPS_X86
   if (!base) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return {lse_512, add_exp_scaled_512, "avx512"};
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return {lse_256, add_exp_scaled_256, "avx2"};
+    if (__builtin_cpu_supports("avx512f")) return {lse_512, add_exp_scaled_512, set_exp_scaled_512, "avx512"};
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return {lse_256, add_exp_scaled_256, set_exp_scaled_256, "avx2"};
   }
 #endif
   (void)base;
-  return {lse_base, add_exp_scaled_base, "baseline"};
+  return {lse_base, add_exp_scaled_base, set_exp_scaled_base, "baseline"};
 }
 
 const Impl& impl() {
@@ -194,6 +213,7 @@ const Impl& impl() {
 
 float lse(const float* p, int64_t n) { return impl().lse(p, n); }
 void add_exp_scaled(const float* x, int64_t n, float z, float g, float* dx) { impl().add_exp_scaled(x, n, z, g, dx); }
+void set_exp_scaled(const float* x, int64_t n, float z, float g, float* dx) { impl().set_exp_scaled(x, n, z, g, dx); }
 const char* isa() { return impl().isa; }
 
 }  // namespace rows

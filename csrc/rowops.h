@@ -13,6 +13,9 @@ namespace rows {
 float lse(const float* p, int64_t n);
 // dx[j] += g * exp(x[j] - z) for n contiguous values (z: the line's log-sum-exp).
 void add_exp_scaled(const float* x, int64_t n, float z, float g, float* dx);
+// dx[j] = g * exp(x[j] - z): the same values written over dx, which is not read (a gradient's
+// first write, so the executor need not zero-fill it first).
+void set_exp_scaled(const float* x, int64_t n, float z, float g, float* dx);
 // The instruction set in use: "avx512", "avx2" or "baseline".
 const char* isa();
 

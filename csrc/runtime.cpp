@@ -67,19 +67,22 @@ float* Arena::alloc(size_t n) {
       return p;
     }
     ++cur_, off_ = 0;
-    spilled_ = true;
   }
-  spilled_ = spilled_ || !blocks_.empty();
-  blocks_.emplace_back(std::max(need, BLOCK_FLOATS));
+  try {
+    blocks_.emplace_back(std::max({need, BLOCK_FLOATS, capacity()}));
+  } catch (const MemoryLimitError&) {  // no room to double under the limit: just what is asked
+    blocks_.emplace_back(std::max(need, BLOCK_FLOATS));
+  }
   cur_ = blocks_.size() - 1;
   off_ = need;
   return blocks_[cur_].data();
 }
-void Arena::merge() {
+void Arena::reset_merged() {
+  reset();
+  if (blocks_.size() < 2) return;
   size_t total = capacity();
   blocks_.clear();  // first, so the memory limit counts the old blocks and the new one apart
   blocks_.emplace_back(total);
-  spilled_ = false;
 }
 size_t Arena::capacity() const {
   size_t s = 0;

@@ -107,8 +107,28 @@ def _independent(ps, xs):
     return dy.esum([dy.sum_elems(o) for o in outs])
 
 
+def _first_writers(ps, xs):
+    """Batched products whose gradients (one unzeroed block) pickneglogsoftmax writes first, or adds
+    into after another op (or a second loss) wrote them, or only other ops add into."""
+    W, b = ps["W"], ps["b"]
+    terms = []
+    for k, x in enumerate(xs):
+        s = dy.affine_transform([b, W, x])
+        n = x.dim()[1]
+        if k % 3 == 0:  # a tanh built first: the loss (later, so first in the sweep) writes, the tanh adds
+            terms.append(dy.sum_elems(dy.tanh(s)))
+        if k % 3 != 2:
+            terms.append(dy.pickneglogsoftmax_batch(s, [k % 5] * n))
+        if k % 3 == 1:  # a second loss and a pick after it: they add into what the first one wrote
+            terms.append(dy.pickneglogsoftmax_batch(s, [(k + 2) % 5] * n))
+            terms.append(dy.pick(s, 3))
+        if k % 3 == 2:  # no loss: a pick alone, on a part of the block nothing else writes
+            terms.append(dy.pick(s, 1))
+    return dy.esum(terms)
+
+
 CASES = [("independent", _independent, 4), ("chain", _chain, 3),
-         ("nested", _nested, 4), ("dropout", _dropout, 4)]
+         ("nested", _nested, 4), ("dropout", _dropout, 4), ("first_writers", _first_writers, 4)]
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -181,3 +201,30 @@ def test_revert_keeps_batched_outputs():
     w, bias = ps["W"].as_array(), ps["b"].as_array()
     for o, a in zip(outs, arrays, strict=True):
         np.testing.assert_allclose(o.npvalue(), w @ a + bias, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [601, 640])
+def test_large_batched_output_block(rows):
+    """A batched output block past the caches (filled with streaming stores before the GEMM),
+    with columns of a length that leaves them unaligned (601) or aligned (640)."""
+    rng = np.random.default_rng(8)
+    w = rng.normal(size=(rows, 5)).astype(np.float32)
+    bias = rng.normal(size=rows).astype(np.float32)
+    xs = [rng.normal(size=(5, 160)).astype(np.float32) for _ in range(6)]  # 960 columns
+    out = {}
+    for on in (False, True):
+        _batching(on)
+        m = dy.ParameterCollection()
+        W, b = m.add_parameters((rows, 5)), m.add_parameters((rows,))
+        W.set_value(w), b.set_value(bias)
+        dy.renew_cg()
+        withb = [dy.affine_transform([b, W, dy.inputTensor(x, batched=True)]) for x in xs[:3]]
+        plain = [W * dy.inputTensor(x, batched=True) for x in xs[3:]]
+        before = M.autobatch_stats()[0]
+        dy.esum([dy.sum_batches(dy.sum_elems(y)) for y in withb + plain]).value()
+        assert (M.autobatch_stats()[0] > before) == on
+        out[on] = [y.npvalue() for y in withb + plain]
+    for k, (a, x) in enumerate(zip(out[True], xs, strict=True)):
+        want = (w @ x + (bias[:, None] if k < 3 else 0)).astype(np.float32)
+        np.testing.assert_allclose(a, want, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(a, out[False][k], rtol=RTOL, atol=ATOL)
