@@ -172,10 +172,26 @@ const KernelDef& kdef(int code) {
   return t[size_t(code)];
 }
 
+// The op table's shape rule, run before a single-op kernel: the kernels trust their operands'
+// dims (the graph has checked its nodes), so a direct call with inconsistent ones must raise
+// here rather than read out of bounds.  Installed by backend.py; never destroyed (it may
+// outlive the interpreter's teardown).
+py::object& shape_check() {
+  static py::object* f = new py::object();
+  return *f;
+}
+
+void check_call(const KernelDef& k, const py::sequence& xs, const py::object& attrs, const py::object& shape) {
+  if (!shape_check()) throw std::runtime_error("cpu_eigen: single-op kernels need the shape check that "
+                                               "dynet_backends.cpu_eigen.backend installs; import it first");
+  shape_check()(k.name, xs, attrs, shape);
+}
+
 // Single-op kernels for the node-by-node path.
 std::unique_ptr<Tensor> fwd_op(int code, py::sequence xs, py::object attrs, py::tuple shape) {
   const KernelDef& k = kdef(code);
   if (!k.fwd) throw std::invalid_argument(std::string("cpu_eigen: ") + k.name + " has no standalone forward kernel");
+  check_call(k, xs, attrs, shape);
   std::vector<int64_t> I;
   std::vector<double> F;
   decode_attrs(attrs.ptr(), I, F);
@@ -190,6 +206,8 @@ std::unique_ptr<Tensor> fwd_op(int code, py::sequence xs, py::object attrs, py::
 std::unique_ptr<Tensor> bwd_op(int code, py::sequence xs, Tensor& y, Tensor& dy, py::object attrs, int i) {
   const KernelDef& k = kdef(code);
   if (!k.bwd) throw std::invalid_argument(std::string("cpu_eigen: ") + k.name + " has no backward kernel");
+  if (y.shape != dy.shape) throw std::invalid_argument(std::string("cpu_eigen: ") + k.name + ": y and dy differ in shape");
+  check_call(k, xs, attrs, py::tuple(py::cast(y.shape)));
   std::vector<int64_t> I;
   std::vector<double> F;
   decode_attrs(attrs.ptr(), I, F);
@@ -1027,6 +1045,7 @@ PYBIND11_MODULE(_cpu_eigen, m) {
     return r;
   });
   m.def("has_backward", [](int code) { return kdef(code).bwd != nullptr; });
+  m.def("set_shape_check", [](py::object f) { shape_check() = std::move(f); });
   m.def("fwd_op", &fwd_op);
   m.def("bwd_op", &bwd_op);
 

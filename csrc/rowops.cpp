@@ -193,14 +193,15 @@ struct Impl {
 Impl choose() {
   const char* env = std::getenv("DYNET_CPU_EIGEN_ISA");
   bool base = env && std::strcmp(env, "baseline") == 0;
+  bool cap2 = env && std::strcmp(env, "avx2") == 0;  // DYNET_CPU_EIGEN_ISA=avx2: no AVX-512
 #ifdef DY_ROWOPS_X86
   if (!base) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return {lse_512, add_exp_scaled_512, set_exp_scaled_512, "avx512"};
+    if (!cap2 && __builtin_cpu_supports("avx512f")) return {lse_512, add_exp_scaled_512, set_exp_scaled_512, "avx512"};
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return {lse_256, add_exp_scaled_256, set_exp_scaled_256, "avx2"};
   }
 #endif
-  (void)base;
+  (void)base, (void)cap2;
   return {lse_base, add_exp_scaled_base, set_exp_scaled_base, "baseline"};
 }
 

@@ -477,11 +477,30 @@ def test_bad_direct_kernel_calls_raise():
     x = CE.from_numpy(np.zeros((5, 4), np.float32))
     with pytest.raises((TypeError, ValueError, IndexError)):  # indices given flat: the shape rule rejects them
         CE.forward_kernels["pickneglogsoftmax"]([x], (1, 1, 1, 1), dy.Dim((1,), 4))
-    with pytest.raises(ValueError, match="output dim"):
+    with pytest.raises(ValueError, match="output shape"):
         CE.forward_kernels["tanh"]([x], None, dy.Dim((6,), 4))
     pick = M.kernel_names().index("pick")
-    with pytest.raises(RuntimeError, match="index 9 out of range"):  # the C++ check itself
+    with pytest.raises(IndexError, match="index 9 out of range"):  # the op table's rule, before C++
         M.fwd_op(pick, [x], ((9,), 0), (1, 4))
+
+
+def test_raw_single_op_calls_run_the_shape_rule_first():
+    """The compiled module's own fwd_op/bwd_op check operand dims against the op table (they
+    used to trust them: inconsistent dims read out of bounds)."""
+    aff = M.kernel_names().index("affine_transform")
+    t = lambda *s: M.from_numpy(np.ones(s, np.float32))  # noqa: E731
+    b, W, x = t(4, 1), t(4, 3, 1), t(3, 1)
+    y = M.fwd_op(aff, [b, W, x], (), (4, 1))
+    np.testing.assert_array_equal(M.to_numpy(y).ravel(), [4.0] * 4)
+    with pytest.raises(ValueError, match=r"affine_transform: output shape \(4, 1\) .* \(4, 5\)"):
+        M.fwd_op(aff, [b, W, t(3, 5)], (), (4, 1))  # x batched over 5, the output claimed unbatched
+    with pytest.raises(ValueError, match="Mismatched input dimensions"):
+        M.fwd_op(aff, [b, W, t(2, 1)], (), (4, 1))
+    with pytest.raises(ValueError, match="affine_transform: output shape"):
+        M.bwd_op(aff, [b, W, t(3, 5)], y, y, (), 2)
+    with pytest.raises(ValueError, match="y and dy differ"):
+        M.bwd_op(aff, [b, W, x], y, t(4, 2), (), 2)
+    np.testing.assert_array_equal(M.to_numpy(M.bwd_op(aff, [b, W, x], y, y, (), 2)).ravel(), [16.0] * 3)
 
 
 def test_pick_set_index_out_of_range_raises():

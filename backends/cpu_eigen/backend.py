@@ -46,12 +46,19 @@ def _dim_of(t) -> Dim:
     return Dim(s[:-1] or (1,), s[-1]) if len(s) > 1 else Dim(s or (1,))
 
 
-def _checked(op, xs, attrs, dim) -> None:
-    """Run the op's shape rule on the operands, so a direct kernel call with inconsistent
-    attributes or dims raises instead of reaching C++ (the graph has checked its nodes already)."""
+def _check_call(name: str, xs, attrs, shape) -> None:
+    """The op's shape rule on a single-op kernel call's operands; ``_cpu_eigen`` runs it before
+    the kernel, so a call with inconsistent attributes or dims raises instead of reading out
+    of bounds (the graph has checked its own nodes already)."""
+    op = OPS[name]
+    if op.leaf:
+        return
     want = op.shape(op, [_dim_of(x) for x in xs], attrs)
-    if want.shape != dim.shape:
-        raise ValueError(f"{op.name}: output dim {dim} does not match the shape rule's {want}")
+    if want.shape != tuple(shape):
+        raise ValueError(f"{name}: output shape {tuple(shape)} does not match the shape rule's {want.shape}")
+
+
+_m.set_shape_check(_check_call)
 
 
 def _kernels():
@@ -63,16 +70,13 @@ def _kernels():
             continue
         op = OPS[name]
 
-        def f(xs, attrs, dim, op=op, code=code):
-            if not op.leaf:
-                _checked(op, xs, attrs, dim)
+        def f(xs, attrs, dim, code=code):
             return _m.fwd_op(code, xs, attrs, dim.shape)
 
         fwd[name] = f
         if _m.has_backward(code):
 
             def b(xs, y, dy, attrs, dim, i, op=op, code=code):
-                _checked(op, xs, attrs, dim)
                 if tuple(y.shape) != dim.shape or tuple(dy.shape) != dim.shape:
                     raise ValueError(f"{op.name}: y and dy must have the output's shape {dim.shape}")
                 return _m.bwd_op(code, xs, y, dy, attrs, i)
