@@ -87,9 +87,21 @@ class Dim:
     def padded(self, nd: int) -> tuple[int, ...]:
         return self.d + (1,) * (nd - len(self.d))
 
+    def truncated(self) -> tuple[int, ...]:
+        return truncated(self.d)
+
     def as_tuple(self) -> tuple[tuple[int, ...], int]:
         return (self.d, self.bd)
 
     def __repr__(self) -> str:
         s = ",".join(map(str, self.d))
         return "{" + s + ("X%d" % self.bd if self.bd > 1 else "") + "}"
+
+
+def truncated(d: tuple[int, ...]) -> tuple[int, ...]:
+    """Data dims without their trailing size-1 dims, one kept at least (DyNet's Dim::truncate):
+    DyNet compares and reports shapes this way, so {3,1} and {3} are the same vector."""
+    n = len(d)
+    while n > 1 and d[n - 1] == 1:
+        n -= 1
+    return tuple(d[:n])

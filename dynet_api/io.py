@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dim import Dim
+from .dim import Dim, truncated
 
 WIDTH = 16  # characters per value: "+1.23456789e+00 "
 
@@ -199,15 +199,9 @@ def save_objects(fname: str, objs: list, key: str = "", append: bool = False) ->
 
 
 def _dims_match(kind: str, want: tuple, got: tuple) -> bool:
-    def strip(d):
-        d = tuple(d)
-        while len(d) > 1 and d[-1] == 1:
-            d = d[:-1]
-        return d
-
     if kind == "#LookupParameter#":
-        return strip(want[:-1]) == strip(got[:-1]) and want[-1] == got[-1]
-    return strip(want) == strip(got)
+        return truncated(tuple(want[:-1])) == truncated(tuple(got[:-1])) and want[-1] == got[-1]
+    return truncated(tuple(want)) == truncated(tuple(got))
 
 
 def _assign(obj, r: Record) -> None:

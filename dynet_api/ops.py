@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dim import Dim
+from .dim import Dim, truncated
 
 
 class DimError(ValueError):
@@ -106,9 +106,7 @@ def s_broadcast(op, dims, attrs):
         if x != y and x != 1 and y != 1:
             raise op.fail(dims, "dims must match or be 1")
         out.append(max(x, y))
-    while len(out) > 1 and out[-1] == 1:
-        out.pop()
-    return Dim(tuple(out), _batch(op, dims))
+    return Dim(truncated(tuple(out)), _batch(op, dims))
 
 
 def s_same_all(op, dims, attrs):
@@ -118,6 +116,26 @@ def s_same_all(op, dims, attrs):
         if d.d != d0:
             raise op.fail(dims, "all operands must have the same dims")
     return Dim(d0, _batch(op, dims))
+
+
+def _same_truncated(op, dims) -> tuple[int, ...]:
+    t0 = dims[0].truncated()
+    for d in dims:
+        if d.truncated() != t0:
+            raise op.fail(dims, "all operands must have the same dims (up to trailing 1s)")
+    return t0
+
+
+def s_sum_list(op, dims, attrs):
+    """esum: operands equal up to trailing size-1 dims (DyNet's Sum compares truncate());
+    the first one's dims; batch 1 broadcasts."""
+    _same_truncated(op, dims)
+    return Dim(dims[0].d, _batch(op, dims))
+
+
+def s_lse_list(op, dims, attrs):
+    """logsumexp of a list: as esum, the dims truncated (DyNet's LogSumExp)."""
+    return Dim(_same_truncated(op, dims), _batch(op, dims))
 
 
 def s_matmul(op, dims, attrs):
@@ -240,10 +258,7 @@ def s_transpose(op, dims, attrs):
     if sorted(perm) != list(range(len(perm))) or len(perm) < len(x.d):
         raise op.fail(dims, f"{list(perm)} is not a permutation of the dims")
     p = x.padded(nd)
-    out = tuple(p[k] for k in perm)
-    while len(out) > 1 and out[-1] == 1:
-        out = out[:-1]
-    return Dim(out, x.bd)
+    return Dim(truncated(tuple(p[k] for k in perm)), x.bd)
 
 
 def s_reshape(op, dims, attrs):
@@ -268,9 +283,7 @@ def s_concat(op, dims, attrs):
                 raise op.fail(dims, f"dims must match except along dimension {d}")
         total += p[d]
     first[d] = total
-    while len(first) > 1 and first[-1] == 1:
-        first.pop()
-    return Dim(tuple(first), _batch(op, dims))
+    return Dim(truncated(tuple(first)), _batch(op, dims))
 
 
 def s_concat_to_batch(op, dims, attrs):
@@ -338,7 +351,7 @@ def s_pickrange(op, dims, attrs):
 def s_class_loss(op, dims, attrs):
     x = dims[0]
     idx = attrs[0]
-    if len(x.d) != 1:
+    if not _looks_like_vector(x):  # {n} or {n,1}, as DyNet's LooksLikeVector
         raise op.fail(dims, "needs a vector of scores")
     if len(idx) != x.bd:
         raise op.fail(dims, f"{len(idx)} indices for batch size {x.bd} (use the _batch form)")
@@ -430,7 +443,7 @@ _op("cdiv", 2, s_broadcast, domain=(D_ANY, "away0"), doc="Elementwise quotient w
 _op("matmul", 2, s_matmul, doc="Matrix product (batched).")
 _op("affine_transform", -1, s_affine, doc="b + W1*x1 + W2*x2 + ...")
 _op("colwise_add", 2, s_colwise_add, doc="Adds a vector to every column of a matrix.")
-_op("sum", -1, s_same_all, doc="Sum of a list of expressions.")
+_op("sum", -1, s_sum_list, doc="Sum of a list of expressions.")
 _op("average", -1, s_same_all, doc="Mean of a list of expressions.")
 _op("bmin", 2, s_broadcast, smooth=False, doc="Elementwise min.")
 _op("bmax", 2, s_broadcast, smooth=False, doc="Elementwise max.")
@@ -460,7 +473,7 @@ _op("lgamma", 1, s_same, domain=(D_POS,))
 _op("softmax", 1, s_softmax, attrs=("d",), doc="Softmax over dimension d.", sample_attrs=_axes)
 _op("log_softmax", 1, s_log_softmax, attrs=("restrict",), doc="Log-softmax over each column (or a subset).",
     sample_attrs=lambda ds: [(None,), (tuple(sorted({0, _n0(ds) - 1})),)])
-_op("logsumexp", -1, s_same_all, doc="Elementwise log-sum-exp over a list.")
+_op("logsumexp", -1, s_lse_list, doc="Elementwise log-sum-exp over a list.")
 _op("logsumexp_dim", 1, s_logsumexp_dim, attrs=("d",), doc="Log-sum-exp along dimension d.", sample_attrs=_axes)
 
 # Shape.

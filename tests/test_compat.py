@@ -164,6 +164,42 @@ def test_pick_on_batched_picks_same_index():
     assert x[0].value() == [1.0, 10.0]
 
 
+@pytest.mark.parametrize("backend", ["reference_numpy", "cpu_eigen"])
+def test_column_vectors_count_as_vectors(backend):
+    """DyNet's class losses take {n} or {n,1} (LooksLikeVector); esum and logsumexp compare
+    dims up to trailing 1s (truncate()); a real mismatch still raises."""
+    before = dy.backend_name()
+    try:
+        dy.set_backend(backend)
+    except Exception as e:  # noqa: BLE001 - an unavailable backend is skipped with its reason
+        pytest.skip(str(e))
+    try:
+        col = dy.inputTensor([[1.0], [2.0], [3.0]])  # {3,1}
+        vec = dy.inputVector([1.0, 2.0, 3.0])  # {3}
+        lse = np.log(np.exp(1.0) + np.exp(2.0) + np.exp(3.0))
+        assert dy.pickneglogsoftmax(col, 1).value() == pytest.approx(lse - 2.0, rel=1e-6)
+        assert dy.hinge(col, 0, 1.0).value() == pytest.approx((2 - 1 + 1) + (3 - 1 + 1))
+        s = dy.esum([col, vec])
+        assert s.dim() == ((3, 1), 1)  # the first operand's dims
+        np.testing.assert_allclose(s.npvalue().ravel(), [2.0, 4.0, 6.0])
+        z = dy.logsumexp([col, vec])
+        assert z.dim() == ((3,), 1)  # truncated
+        np.testing.assert_allclose(z.npvalue(), np.log(2.0) + np.array([1.0, 2.0, 3.0]), rtol=1e-6)
+        loss = dy.pickneglogsoftmax(col, 1) + dy.sum_elems(s)
+        loss.backward(full=True)
+        p = np.exp([1.0, 2.0, 3.0]) / np.exp([1.0, 2.0, 3.0]).sum()
+        np.testing.assert_allclose(col.gradient().ravel(), p - [0, 1, 0] + 1.0, rtol=1e-5)
+        np.testing.assert_allclose(vec.gradient().ravel(), [1.0, 1.0, 1.0])
+        with pytest.raises(ValueError, match="same dims"):
+            dy.esum([vec, dy.inputVector([1.0, 2.0])])
+        with pytest.raises(ValueError, match="same dims"):
+            dy.esum([dy.inputTensor(np.ones((3, 2))), vec])
+        with pytest.raises(ValueError, match="needs a vector of scores"):
+            dy.pickneglogsoftmax(dy.inputTensor(np.ones((3, 2))), 0)
+    finally:
+        dy.set_backend(before)
+
+
 def test_dynet_flags_are_read_but_left_in_argv():
     argv = ["prog", "--dynet-seed", "5", "--dynet-mem", "512", "--dynet-autobatch=1", "file.txt"]
     copy = list(argv)

@@ -7,8 +7,9 @@ array methods only (reshape, sum), so they run on CuPy arrays unchanged.
 from __future__ import annotations
 
 from dynet_backends.reference_numpy.kernels import _as3 as as3
+from dynet_backends.reference_numpy.kernels import _as_out as as_out
 from dynet_backends.reference_numpy.kernels import _keep as keep_shape
 from dynet_backends.reference_numpy.kernels import _red_axes as red_axes
 from dynet_backends.reference_numpy.kernels import batch_bc, pad, unbroadcast
 
-__all__ = ["as3", "batch_bc", "keep_shape", "pad", "red_axes", "unbroadcast"]
+__all__ = ["as3", "as_out", "batch_bc", "keep_shape", "pad", "red_axes", "unbroadcast"]

@@ -18,7 +18,7 @@ import numpy as np
 from dynet_api.ops import OPS
 
 from .ewspec import UNARY
-from .layout import as3, batch_bc, keep_shape, pad, red_axes, unbroadcast
+from .layout import as3, as_out, batch_bc, keep_shape, pad, red_axes, unbroadcast
 from .opkernels_more import MoreOps
 
 F32 = np.float32
@@ -259,11 +259,11 @@ class OpKernels(MoreOps):
     def f_sum(self, xs, a, d):
         out = self.xp.zeros(d.shape, F32)
         for x in xs:
-            out = out + x
+            out = out + as_out(x, d)
         return out
 
     def b_sum(self, xs, y, dy, a, d, i):
-        return unbroadcast(dy, xs[i].shape)
+        return unbroadcast(dy, as_out(xs[i], d).shape).reshape(xs[i].shape)
 
     def f_average(self, xs, a, d):
         return self.f_sum(xs, a, d) / F32(len(xs))
@@ -359,11 +359,12 @@ class OpKernels(MoreOps):
         return g
 
     def f_logsumexp(self, xs, a, d):
-        x = self.xp.stack(self.xp.broadcast_arrays(*xs))
+        x = self.xp.stack(self.xp.broadcast_arrays(*(as_out(x, d) for x in xs)))
         return self.lse(x, 0)[0].reshape(d.shape)
 
     def b_logsumexp(self, xs, y, dy, a, d, i):
-        return unbroadcast(self.E["exp_diff_mul"](xs[i], y, dy), xs[i].shape)
+        x = as_out(xs[i], d)
+        return unbroadcast(self.E["exp_diff_mul"](x, y, dy), x.shape).reshape(xs[i].shape)
 
     def f_logsumexp_dim(self, xs, a, d):
         return self.lse(xs[0], a[0]).reshape(d.shape)
@@ -514,8 +515,9 @@ class OpKernels(MoreOps):
 
     # ------------------------------------------------------------ losses
     def _columns(self, x, idx):
-        n, b = x.shape
-        return self.c(x), self.dev.index(idx), n, b, max(1, min(b, MAX_GRID))
+        """Scores {n} or {n,1,...} (DyNet's LooksLikeVector) as n x batch columns."""
+        n, b = x.shape[0], x.shape[-1]
+        return self.c(x.reshape(n, b)), self.dev.index(idx), n, b, max(1, min(b, MAX_GRID))
 
     def f_pickneglogsoftmax(self, xs, a, d):
         x, idx, n, b, grid = self._columns(xs[0], a[0])
@@ -527,7 +529,7 @@ class OpKernels(MoreOps):
         x, idx, n, b, grid = self._columns(xs[0], a[0])
         g = self.xp.empty((n, b), F32)
         self.K["dn_pnls_bwd"](grid, WARP, g, x, self.c(dy), idx, n, b)
-        return g
+        return g.reshape(xs[0].shape)
 
     def f_hinge(self, xs, a, d):
         x, idx, n, b, grid = self._columns(xs[0], a[0])
@@ -539,7 +541,7 @@ class OpKernels(MoreOps):
         x, idx, n, b, grid = self._columns(xs[0], a[0])
         g = self.xp.empty((n, b), F32)
         self.K["dn_hinge_bwd"](grid, WARP, g, x, self.c(dy), idx, float(a[1]), n, b)
-        return g
+        return g.reshape(xs[0].shape)
 
     def f_binary_log_loss(self, xs, a, d):
         v = self.E["bll_f"](xs[0], xs[1])

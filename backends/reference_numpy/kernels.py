@@ -330,17 +330,23 @@ def _colwise_b(xs, y, dy, a, d, i):
     return unbroadcast(g, (b.shape[0], 1, b.shape[-1])).reshape(b.shape)
 
 
+def _as_out(x, d):
+    """An operand of esum / logsumexp in the output's data dims (they may differ from x's by
+    trailing 1s), keeping its own batch."""
+    return x.reshape(d.shape[:-1] + x.shape[-1:])
+
+
 @fwd("sum")
 def _sum(xs, a, d):
     out = np.zeros(d.shape, np.result_type(*xs))
     for x in xs:
-        out = out + x
+        out = out + _as_out(x, d)
     return out
 
 
 @bwd("sum")
 def _sum_b(xs, y, dy, a, d, i):
-    return unbroadcast(dy, xs[i].shape)
+    return unbroadcast(dy, _as_out(xs[i], d).shape).reshape(xs[i].shape)
 
 
 @fwd("average")
@@ -513,13 +519,14 @@ def _logsoftmax_b(xs, y, dy, a, d, i):
 
 @fwd("logsumexp")
 def _logsumexp(xs, a, d):
-    x = np.stack(np.broadcast_arrays(*xs))
+    x = np.stack(np.broadcast_arrays(*(_as_out(x, d) for x in xs)))
     return _lse(x, 0)[0].reshape(d.shape)
 
 
 @bwd("logsumexp")
 def _logsumexp_b(xs, y, dy, a, d, i):
-    return unbroadcast(np.exp(xs[i] - y) * dy, xs[i].shape)
+    x = _as_out(xs[i], d)
+    return unbroadcast(np.exp(x - y) * dy, x.shape).reshape(xs[i].shape)
 
 
 def _keep(x_shape, axes) -> tuple[int, ...]:
@@ -741,9 +748,14 @@ def _moment_b(xs, y, dy, a, d, i):
 # ------------------------------------------------------------------ losses
 
 
+def _scores(x):
+    """A class loss's scores, {n} or {n,1} (DyNet's LooksLikeVector), as (n, batch)."""
+    return x.reshape(x.shape[0], x.shape[-1])
+
+
 @fwd("pickneglogsoftmax")
 def _pnls(xs, a, d):
-    x = xs[0]
+    x = _scores(xs[0])
     z = _lse(x, 0)[0]
     picked = x[list(a[0]), np.arange(x.shape[-1])]
     return (z - picked).reshape(d.shape)
@@ -751,10 +763,11 @@ def _pnls(xs, a, d):
 
 @bwd("pickneglogsoftmax")
 def _pnls_b(xs, y, dy, a, d, i):
-    x = xs[0]
+    x = _scores(xs[0])
+    dy = dy.reshape(1, -1)
     g = np.exp(x - _lse(x, 0)) * dy
     g[list(a[0]), np.arange(x.shape[-1])] -= dy[0]
-    return g
+    return g.reshape(xs[0].shape)
 
 
 def _hinge_losses(x, idx, m):
@@ -767,16 +780,17 @@ def _hinge_losses(x, idx, m):
 
 @fwd("hinge")
 def _hinge(xs, a, d):
-    return _hinge_losses(xs[0], a[0], a[1]).sum(axis=0, keepdims=True)
+    return _hinge_losses(_scores(xs[0]), a[0], a[1]).sum(axis=0, keepdims=True).reshape(d.shape)
 
 
 @bwd("hinge")
 def _hinge_b(xs, y, dy, a, d, i):
-    x = xs[0]
+    x = _scores(xs[0])
+    dy = dy.reshape(1, -1)
     active = (_hinge_losses(x, a[0], a[1]) > 0).astype(x.dtype)
     g = active * dy
     g[list(a[0]), np.arange(x.shape[-1])] -= active.sum(axis=0) * dy[0]
-    return g
+    return g.reshape(xs[0].shape)
 
 
 @fwd("binary_log_loss")
