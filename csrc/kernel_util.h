@@ -214,6 +214,9 @@ std::vector<KernelDef> more_kernels();
 // from one r: r (G x n) = d(pre-activations) from the gates' y and dy, and input i's gradient from r.
 void lstm_gates_dpre(CView y, CView dy, float* r);
 void lstm_gates_grad(const CView* x, int nargs, const Shape& ys, float* r, int i, View dx);
+// The gates' forward with W_x x given (G x n, one column per batch element): the executor
+// computes it for many steps as one GEMM.
+void lstm_gates_pre(const CView* x, int nargs, View y, const float* pre);
 
 // log-sum-exp of n values spaced st apart.
 float lse_strided(const float* p, int64_t n, int64_t st);

@@ -842,11 +842,17 @@ void lstm_acc_product(const float* W, int64_t G, int64_t len, LstmIn in, float* 
   for (int64_t b = 0; b < n; ++b) Arr(Y + b * G, G) += CArr(t, G);
 }
 
-void f_lstm_gates(const CView* x, int nargs, View y, const Attrs&) {
+// pre: W_x x already computed for every batch column (the executor batches it over the steps),
+// else null.
+void lstm_gates_impl(const CView* x, int nargs, View y, const float* pre) {
   bool drop = nargs == 7;
   int64_t n = y.s.bd, G = y.s.d[0], H = G / 4, X = x[0].s.d[0];
-  for (int64_t b = 0; b < n; ++b) std::copy(x[4].p, x[4].p + G, y.p + b * G);
-  lstm_acc_product(x[2].p, G, X, lstm_in(x[0], drop ? &x[5] : nullptr, n, 0), y.p, n);
+  if (pre) {
+    for (int64_t b = 0; b < n; ++b) Arr(y.p + b * G, G) = CArr(x[4].p, G) + CArr(pre + b * G, G);
+  } else {
+    for (int64_t b = 0; b < n; ++b) std::copy(x[4].p, x[4].p + G, y.p + b * G);
+    lstm_acc_product(x[2].p, G, X, lstm_in(x[0], drop ? &x[5] : nullptr, n, 0), y.p, n);
+  }
   LstmIn hin = lstm_in(x[1], drop ? &x[6] : nullptr, n, 1);
 #ifdef DY_LSTM_X86
   if (lstm_avx2()) {
@@ -866,6 +872,7 @@ void f_lstm_gates(const CView* x, int nargs, View y, const Attrs&) {
     Arr(g + 3 * H, H) = Arr(g + 3 * H, H).tanh();
   }
 }
+void f_lstm_gates(const CView* x, int nargs, View y, const Attrs&) { lstm_gates_impl(x, nargs, y, nullptr); }
 
 // d(pre-activations) from d(gates): sigmoid' = y (1 - y) on i, f, o; tanh' = 1 - y^2 on g.
 void lstm_dgates_into(CView y, CView dy, float* r) {
@@ -896,6 +903,8 @@ void b_lstm_gates(const CView* x, int nargs, CView y, CView dy, int i, View dx, 
 }
 
 }  // namespace
+
+void ku::lstm_gates_pre(const CView* x, int nargs, View y, const float* pre) { lstm_gates_impl(x, nargs, y, pre); }
 
 // Input i's gradient of the fused gates from r = d(pre-activations) (G x n).
 void ku::lstm_gates_grad(const CView* x, int nargs, const Shape& ys, float* r, int i, View dx) {

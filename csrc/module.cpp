@@ -293,9 +293,14 @@ class Executor {
     FlushDenormals ftz;
     if (b > int(nodes_.size())) marshal(b);
     bool check = PyObject_IsTrue(py::reinterpret_steal<py::object>(PyObject_GetAttr(cg_.ptr(), s_check_)).ptr()) == 1;
-    if (ab::enabled() && b - a > 2 && plan_groups(a, b)) {
-      batched_forward(a, b, check);
-      return;
+    if (ab::enabled() && b - a > 2) {
+      bool products = plan_groups(a, b);
+      bool inputs = plan_lstm_inputs(a, b);
+      if (products || inputs) {
+        if (!products) gid_.assign(size_t(b - a), -1), groups_.clear();
+        batched_forward(a, b, check);
+        return;
+      }
     }
     for (int j = a; j < b; ++j) {
       run_forward(j);
@@ -308,18 +313,22 @@ class Executor {
     FlushDenormals ftz;
     grads_.reset(), dpre_.reset_merged();
     n_grad_ = 0;
-    for (int j = 0; j <= i; ++j) nodes_[size_t(j)].g = nullptr, nodes_[size_t(j)].dwq = -1, nodes_[size_t(j)].fresh = false;
+    for (int j = 0; j <= i; ++j) {
+      Node& n = nodes_[size_t(j)];
+      n.g = nullptr, n.dwq = -1, n.fresh = false, n.pending = false;
+    }
+    dxq_.clear(), pending_leaves_.clear();
     alias_param_grads(i);
     n_grad_ = i + 1;
     dw_.clear();
     bool defer = ab::enabled();
     Node& top = nodes_[size_t(i)];
     std::fill_n(grad_of(top), top.s.total(), 1.0f);
-    if (defer && i > 1 && plan_backward_groups(i, full)) {
+    if (defer && i > 1 && plan_backward_groups(i, full))
       batched_backward(i, full);
-      return;
-    }
-    for (int j = i; j >= 0; --j) backward_node(j, full, defer, -1);
+    else
+      for (int j = i; j >= 0; --j) backward_node(j, full, defer, -1);
+    flush_lstm_inputs();
   }
 
   py::object value(int i) {
@@ -378,6 +387,7 @@ class Executor {
     int dwq = -1;  // backward: head of this node's deferred weight-gradient products in dw_
     float* alias = nullptr;  // backward: the parameter's own (all-zero) gradient, used as this node's
     bool fresh = false;      // backward: g is allocated but nothing has written it yet (not zeroed)
+    bool pending = false;    // backward: a leaf whose gradient still waits for a deferred LSTM input product
   };
   struct DeferredGrad {  // dW += dy x^T, postponed until the sweep reaches W
     const float* dy;
@@ -400,6 +410,21 @@ class Executor {
   std::vector<py::object> held_;  // per node: the parameter tensor its value points into
   Arena vals_, grads_;
   Arena dpre_;  // backward: the LSTM gates' r, alone (and in one block) so that successive steps' lie side by side
+  struct DeferredInput {  // an LSTM step's dx += W_x^T r, postponed to one GEMM per W_x
+    const float* r;
+    int x, w;
+    int64_t n;
+  };
+  std::vector<DeferredInput> dxq_;
+  std::vector<int> pending_leaves_;
+  std::vector<Group> lstm_groups_;  // forward: gates nodes by W_x (Group::ready lists them)
+  std::vector<float*> pre_;         // forward: node j's precomputed W_x x at pre_[j - pre_a_], or null
+  int pre_a_ = 0;
+  std::vector<float> pre_buf_;
+  struct ClearOnExit {
+    std::vector<float*>& v;
+    ~ClearOnExit() { v.clear(); }
+  };
   Arena::Mark floor_;       // end of the latest batch output block (truncate keeps it)
   bool has_floor_ = false;
   int n_grad_ = 0;
@@ -530,6 +555,10 @@ class Executor {
     }
     const KernelDef& k = kernel_table()[size_t(n.op)];
     CView* xp = gather_inputs(n);
+    if (n.op == lstm_gates_ && size_t(j - pre_a_) < pre_.size() && pre_[size_t(j - pre_a_)]) {
+      ku::lstm_gates_pre(xp, n.na, {n.v, n.s}, pre_[size_t(j - pre_a_)]);
+      return;
+    }
     k.fwd(xp, n.na, {n.v, n.s}, attrs_of(n));
   }
 
@@ -645,7 +674,10 @@ class Executor {
     defined_grad(n);
     const OpInfo& oi = *n.info;
     if (oi.leaf == 2 || oi.leaf == 3) {
-      leaf_backward(n);
+      if (n.pending)
+        pending_leaves_.push_back(j);
+      else
+        leaf_backward(n);
       return;
     }
     if (n.na == 0) return;
@@ -769,9 +801,16 @@ class Executor {
       for (int k = cons_off_[size_t(j - a)]; k < cons_off_[size_t(j - a + 1)]; ++k)
         if (--cnt_[size_t(cons_[size_t(k)] - a)] == 0) make_ready(cons_[size_t(k)]);
     };
+    // LSTM input products first (their inputs are leaves): the leaves run now, then one GEMM
+    // per W_x; the steps' gates nodes find their columns in pre_.
+    std::vector<char> early(nn, 0);
+    ClearOnExit clear_pre{pre_};
+    if (!lstm_groups_.empty()) run_lstm_inputs(a, early);
     for (int j = a; j < b; ++j)
-      if (cnt_[size_t(j - a)] == 0) make_ready(j);
+      if (cnt_[size_t(j - a)] == 0 && !early[size_t(j - a)]) make_ready(j);
     size_t ran = 0;
+    for (int j = a; j < b; ++j)
+      if (early[size_t(j - a)]) done(j), ++ran;
     std::vector<int> batch;
     for (;;) {
       while (!heap.empty()) {
@@ -792,6 +831,81 @@ class Executor {
       ran += batch.size();
     }
     if (ran != nn) throw std::runtime_error("cpu_eigen: autobatching left nodes unevaluated (a cycle?)");
+  }
+
+  // A fused LSTM gates node (no dropout) whose input x is a leaf (lookup or input: nothing to
+  // wait for) with one column per batch element, and whose W_x is one unbatched matrix: the
+  // builders' add_input steps.  Their W_x x run as one GEMM over all steps, forward and
+  // backward, so each step multiplies only W_h (and that weight stays in cache).
+  bool lstm_input_site(const Node& n) const {
+    if (n.op != lstm_gates_ || n.na != 5) return false;
+    const Node& X = nodes_[size_t(args_[size_t(n.a0)])];
+    const Node& W = nodes_[size_t(args_[size_t(n.a0 + 2)])];
+    return (X.info->leaf == 1 || X.info->leaf == 3) && W.info->leaf == 2 && W.s.nd == 2 && W.s.bd == 1 &&
+           W.s.d[1] > 1 && X.s.bd == n.s.bd && X.s.total() == n.s.bd * W.s.d[1];
+  }
+
+  // Forward: the gates nodes in [a, b) grouped by W_x; true when some W_x has two or more.
+  bool plan_lstm_inputs(int a, int b) {
+    lstm_groups_.clear();
+    if (lstm_gates_ < 0) return false;
+    std::map<int, size_t> at;
+    for (int j = a; j < b; ++j) {
+      const Node& n = nodes_[size_t(j)];
+      if (!lstm_input_site(n)) continue;
+      auto it = at.emplace(args_[size_t(n.a0 + 2)], lstm_groups_.size());
+      if (it.second) lstm_groups_.push_back({args_[size_t(n.a0 + 2)], {}});
+      lstm_groups_[it.first->second].ready.push_back(j);
+    }
+    lstm_groups_.erase(std::remove_if(lstm_groups_.begin(), lstm_groups_.end(),
+                                      [](const Group& g) { return g.ready.size() < 2; }),
+                       lstm_groups_.end());
+    return !lstm_groups_.empty();
+  }
+
+  void run_lstm_inputs(int a, std::vector<char>& early) {
+    pre_a_ = a;
+    pre_.assign(early.size(), nullptr);
+    auto run_leaf = [&](int j) {
+      if (j >= a && !early[size_t(j - a)]) run_forward(j), early[size_t(j - a)] = 1;
+    };
+    int64_t total = 0;
+    for (const Group& g : lstm_groups_)
+      for (int j : g.ready) total += nodes_[size_t(j)].s.total();
+    if (int64_t(pre_buf_.size()) < total) pre_buf_.resize(size_t(total));
+    float* out = pre_buf_.data();
+    for (const Group& g : lstm_groups_) {
+      run_leaf(g.w);
+      items_.clear();
+      for (int j : g.ready) {
+        const Node& n = nodes_[size_t(j)];
+        int x = args_[size_t(n.a0)];
+        run_leaf(x);
+        items_.push_back({nodes_[size_t(x)].v, n.s.bd, out, {}});
+        pre_[size_t(j - a)] = out;
+        out += n.s.total();
+      }
+      const Node& W = nodes_[size_t(g.w)];
+      ab::forward(W.v, W.s.d[0], W.s.d[1], items_);
+    }
+  }
+
+  // Backward: the deferred W_x^T r of the LSTM steps, one GEMM per W_x, then the leaves that
+  // waited for them.
+  void flush_lstm_inputs() {
+    if (dxq_.empty()) return;
+    std::map<int, std::vector<ab::Item>> by_w;
+    for (const DeferredInput& d : dxq_) by_w[d.w].push_back({nullptr, d.n, grad_of(nodes_[size_t(d.x)]), d.r});
+    dxq_.clear();
+    for (auto& [w, its] : by_w) {
+      const Node& W = nodes_[size_t(w)];
+      ab::input_grad(W.v, W.s.d[0], W.s.d[1], its);
+    }
+    for (int j : pending_leaves_) {
+      nodes_[size_t(j)].pending = false;
+      leaf_backward(nodes_[size_t(j)]);
+    }
+    pending_leaves_.clear();
   }
 
   // Products of one weight whose inputs are ready: one GEMM W [x_1 ... x_n].
@@ -856,6 +970,12 @@ class Executor {
     for (int q = 0; q < n.na; ++q) {
       if (!wants_grad(n, q, full)) continue;
       Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
+      if (defer && !drop && q == 0 && lstm_input_site(n)) {  // W_x^T r: with the other steps', at the end
+        dxq_.push_back({r, args_[size_t(n.a0)], args_[size_t(n.a0 + 2)], nb});
+        grad_of(m);  // so the sweep reaches the leaf (and parks it until the flush)
+        m.pending = true;
+        continue;
+      }
       if (defer && !drop && (q == 2 || q == 3)) {
         const Node& X = nodes_[size_t(args_[size_t(n.a0 + q - 2)])];
         if (m.s.nd == 2 && m.s.bd == 1 && m.s.d[1] > 1 && X.s.bd == nb && X.s.total() == nb * m.s.d[1]) {
