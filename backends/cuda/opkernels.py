@@ -18,7 +18,7 @@ import numpy as np
 from dynet_api.ops import OPS
 
 from .ewspec import UNARY
-from .layout import as3, as_out, batch_bc, keep_shape, pad, red_axes, unbroadcast
+from .layout import as3, as_out, batch_bc, keep_shape, pad, red_axes, unbroadcast, vec
 from .opkernels_more import MoreOps
 
 F32 = np.float32
@@ -516,8 +516,9 @@ class OpKernels(MoreOps):
     # ------------------------------------------------------------ losses
     def _columns(self, x, idx):
         """Scores {n} or {n,1,...} (DyNet's LooksLikeVector) as n x batch columns."""
-        n, b = x.shape[0], x.shape[-1]
-        return self.c(x.reshape(n, b)), self.dev.index(idx), n, b, max(1, min(b, MAX_GRID))
+        x = vec(x)
+        n, b = x.shape
+        return self.c(x), self.dev.index(idx), n, b, max(1, min(b, MAX_GRID))
 
     def f_pickneglogsoftmax(self, xs, a, d):
         x, idx, n, b, grid = self._columns(xs[0], a[0])

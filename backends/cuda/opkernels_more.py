@@ -15,45 +15,15 @@ import math
 
 import numpy as np
 
-from .layout import pad, unbroadcast
+from .layout import conv_geometry, pad, slices, unbroadcast, vec
 
 F32 = np.float32
 FORGET_GATE_BIAS = 1.0  # DyNet's VanillaLSTMGates adds 1 to the forget gate's pre-activation
 
 
-def _vec(x):
-    """A vector-like tensor (n, 1, ..., 1, B) viewed as (n, B)."""
-    return x.reshape(x.shape[0], -1)
-
-
-def _same_pad(n: int, k: int, s: int, out: int) -> tuple[int, int]:
-    total = max((out - 1) * s + k - n, 0)
-    return total // 2, total - total // 2
-
-
-def _geometry(x_shape, k, stride, is_valid, out_hw):
-    """Padding (top, bottom), (left, right) of a VALID or SAME (TensorFlow) window."""
-    if is_valid:
-        return (0, 0), (0, 0)
-    return _same_pad(x_shape[0], k[0], stride[0], out_hw[0]), _same_pad(x_shape[1], k[1], stride[1], out_hw[1])
-
-
 def _window(xp_, r: int, c: int, stride, out_hw):
     """The (H', W', ...) slab of a padded (H, W, ...) array seen by kernel offset (r, c)."""
     return xp_[r: r + (out_hw[0] - 1) * stride[0] + 1: stride[0], c: c + (out_hw[1] - 1) * stride[1] + 1: stride[1]]
-
-
-def _slices(x_shape, a):
-    strides, lo, hi = a
-    sl = [slice(None)] * len(x_shape)
-    nd = len(x_shape) - 1
-    for k in range(max(len(strides), len(lo), len(hi))):
-        ax = k if k < nd else nd
-        start = lo[k] if k < len(lo) else 0
-        stop = hi[k] if k < len(hi) else x_shape[ax]
-        step = strides[k] if k < len(strides) else 1
-        sl[ax] = slice(start, stop, step)
-    return tuple(sl)
 
 
 class MoreOps:
@@ -169,11 +139,11 @@ class MoreOps:
 
     # ------------------------------------------------------------ selection along a dimension
     def f_strided_select(self, xs, a, d):
-        return self.xp.ascontiguousarray(xs[0][_slices(xs[0].shape, a)]).reshape(d.shape)
+        return self.xp.ascontiguousarray(xs[0][slices(xs[0].shape, a)]).reshape(d.shape)
 
     def b_strided_select(self, xs, y, dy, a, d, i):
         g = self.xp.zeros(xs[0].shape, F32)
-        sl = _slices(g.shape, a)
+        sl = slices(g.shape, a)
         g[sl] = dy.reshape(g[sl].shape)
         return g
 
@@ -340,7 +310,7 @@ class MoreOps:
     def f_contract3d_1d(self, xs, a, d):
         xp = self.xp
         A = xp.broadcast_to(xs[0], xs[0].shape[:-1] + (d.bd,))
-        b = xp.broadcast_to(_vec(xs[1]), (xs[1].shape[0], d.bd))
+        b = xp.broadcast_to(vec(xs[1]), (xs[1].shape[0], d.bd))
         i_, j_, k_ = A.shape[:3]
         At = xp.moveaxis(A, -1, 0).reshape(d.bd, i_ * j_, k_)
         out = xp.matmul(At, xp.moveaxis(b, -1, 0)[:, :, None])  # (B, i*j, 1): one batched GEMV
@@ -350,22 +320,22 @@ class MoreOps:
         xp = self.xp
         A = xp.broadcast_to(xs[0], xs[0].shape[:-1] + (d.bd,))
         k_ = A.shape[2]
-        b = xp.broadcast_to(_vec(xs[1]), (k_, d.bd))
+        b = xp.broadcast_to(vec(xs[1]), (k_, d.bd))
         g = dy.reshape(A.shape[0], A.shape[1], 1, d.bd)
         if i == 0:
             return unbroadcast(g * b.reshape(1, 1, k_, d.bd), xs[0].shape)
         gb = (A * g).sum(axis=(0, 1))  # (k, B)
-        return unbroadcast(gb, _vec(xs[1]).shape).reshape(xs[1].shape)
+        return unbroadcast(gb, vec(xs[1]).shape).reshape(xs[1].shape)
 
     def f_contract3d_1d_1d(self, xs, a, d):
         A = xs[0][..., 0]
-        b, c = _vec(xs[1])[:, 0], _vec(xs[2])[:, 0]
+        b, c = vec(xs[1])[:, 0], vec(xs[2])[:, 0]
         return ((A @ b) @ c).reshape(d.shape)
 
     def b_contract3d_1d_1d(self, xs, y, dy, a, d, i):
         A = xs[0][..., 0]
         i_, j_, k_ = A.shape
-        b, c, g = _vec(xs[1])[:, 0], _vec(xs[2])[:, 0], dy.reshape(-1)
+        b, c, g = vec(xs[1])[:, 0], vec(xs[2])[:, 0], dy.reshape(-1)
         if i == 0:
             out = g[:, None, None] * c[None, :, None] * b[None, None, :]
         elif i == 1:
@@ -421,7 +391,7 @@ class MoreOps:
         stride, is_valid = a
         kh, kw, ci, co = f.shape[:4]
         ho, wo = d.d[0], d.d[1]
-        ph, pw = _geometry(x.shape, (kh, kw), stride, is_valid, (ho, wo))
+        ph, pw = conv_geometry(x.shape, (kh, kw), stride, is_valid, (ho, wo))
         cols = self._im2col(self._pad_hw(x, ph, pw), (kh, kw), stride, (ho, wo))
         out = self.xp.matmul(cols, f.reshape(kh * kw * ci, co))  # (H'*W'*B, Co): one GEMM
         return self.xp.ascontiguousarray(out.reshape(ho, wo, d.bd, co).transpose(0, 1, 3, 2))
@@ -432,7 +402,7 @@ class MoreOps:
         stride, is_valid = a
         kh, kw, ci, co = f.shape[:4]
         ho, wo, bd = d.d[0], d.d[1], d.bd
-        ph, pw = _geometry(x.shape, (kh, kw), stride, is_valid, (ho, wo))
+        ph, pw = conv_geometry(x.shape, (kh, kw), stride, is_valid, (ho, wo))
         xpad = self._pad_hw(x, ph, pw)
         g = dy.transpose(0, 1, 3, 2).reshape(ho * wo * bd, co)
         if i == 1:
@@ -449,7 +419,7 @@ class MoreOps:
         """Padded input, padding, the stacked windows (kh*kw, H', W', C, B) and the argmax in each window."""
         ksize, stride, is_valid = a
         out_hw = d.d[:2]
-        ph, pw = _geometry(x.shape, ksize, stride, is_valid, out_hw)
+        ph, pw = conv_geometry(x.shape, ksize, stride, is_valid, out_hw)
         xpad = self._pad_hw(pad(x, 3), ph, pw, -np.inf)
         wins = self.xp.stack([_window(xpad, r, c, stride, out_hw) for r in range(ksize[0]) for c in range(ksize[1])])
         return xpad, ph, pw, wins
@@ -538,11 +508,11 @@ class MoreOps:
     # ------------------------------------------------------------ fused LSTM pieces (gate order i, f, o, g)
     def _lstm_inputs(self, xs, dropout: bool):
         x, h, Wx, Wh, b = xs[:5]
-        xm, hm = _vec(x), _vec(h)
+        xm, hm = vec(x), vec(h)
         if dropout:
-            xm = xm * _vec(xs[5])
-            hm = hm * _vec(xs[6])
-        return xm, hm, Wx[..., 0], Wh[..., 0], _vec(b)
+            xm = xm * vec(xs[5])
+            hm = hm * vec(xs[6])
+        return xm, hm, Wx[..., 0], Wh[..., 0], vec(b)
 
     def _lstm_gates(self, xs, d, dropout: bool):
         xp = self.xp
@@ -559,7 +529,7 @@ class MoreOps:
         xp = self.xp
         xm, hm, Wx, Wh, b = self._lstm_inputs(xs, dropout)
         n = y.shape[0] // 4
-        yv, gv = _vec(y), _vec(dy)
+        yv, gv = vec(y), vec(dy)
         r = xp.empty_like(gv)
         r[: 3 * n] = self.E["logistic_b"](yv[: 3 * n], yv[: 3 * n], gv[: 3 * n])  # g * y * (1 - y)
         r[3 * n:] = self.E["tanh_b"](yv[3 * n:], yv[3 * n:], gv[3 * n:])  # g * (1 - y^2)
@@ -567,16 +537,16 @@ class MoreOps:
             back = xp.matmul(Wx.T, r)
             if i == 0:
                 if dropout:
-                    back = back * _vec(xs[5])
-                return unbroadcast(back, _vec(xs[0]).shape).reshape(xs[0].shape)
-            return unbroadcast(back * _vec(xs[0]), _vec(xs[5]).shape).reshape(xs[5].shape)
+                    back = back * vec(xs[5])
+                return unbroadcast(back, vec(xs[0]).shape).reshape(xs[0].shape)
+            return unbroadcast(back * vec(xs[0]), vec(xs[5]).shape).reshape(xs[5].shape)
         if i in (1, 6):
             back = xp.matmul(Wh.T, r)
             if i == 1:
                 if dropout:
-                    back = back * _vec(xs[6])
-                return unbroadcast(back, _vec(xs[1]).shape).reshape(xs[1].shape)
-            return unbroadcast(back * _vec(xs[1]), _vec(xs[6]).shape).reshape(xs[6].shape)
+                    back = back * vec(xs[6])
+                return unbroadcast(back, vec(xs[1]).shape).reshape(xs[1].shape)
+            return unbroadcast(back * vec(xs[1]), vec(xs[6]).shape).reshape(xs[6].shape)
         if i == 2:
             return xp.matmul(r, xp.broadcast_to(xm, (xm.shape[0], r.shape[1])).T).reshape(xs[2].shape)
         if i == 3:

@@ -50,6 +50,11 @@ def pad(x: np.ndarray, nd: int) -> np.ndarray:
     return x.reshape(x.shape[:-1] + (1,) * (nd - have) + x.shape[-1:])
 
 
+def _vec(x: np.ndarray) -> np.ndarray:
+    """A vector-like tensor (n, 1, ..., 1, B) viewed as (n, B)."""
+    return x.reshape(x.shape[0], -1)
+
+
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum ``g`` over the axes that were broadcast from ``shape`` and give it that shape."""
     if g.shape == shape:
@@ -748,14 +753,9 @@ def _moment_b(xs, y, dy, a, d, i):
 # ------------------------------------------------------------------ losses
 
 
-def _scores(x):
-    """A class loss's scores, {n} or {n,1} (DyNet's LooksLikeVector), as (n, batch)."""
-    return x.reshape(x.shape[0], x.shape[-1])
-
-
 @fwd("pickneglogsoftmax")
 def _pnls(xs, a, d):
-    x = _scores(xs[0])
+    x = _vec(xs[0])
     z = _lse(x, 0)[0]
     picked = x[list(a[0]), np.arange(x.shape[-1])]
     return (z - picked).reshape(d.shape)
@@ -763,7 +763,7 @@ def _pnls(xs, a, d):
 
 @bwd("pickneglogsoftmax")
 def _pnls_b(xs, y, dy, a, d, i):
-    x = _scores(xs[0])
+    x = _vec(xs[0])
     dy = dy.reshape(1, -1)
     g = np.exp(x - _lse(x, 0)) * dy
     g[list(a[0]), np.arange(x.shape[-1])] -= dy[0]
@@ -780,12 +780,12 @@ def _hinge_losses(x, idx, m):
 
 @fwd("hinge")
 def _hinge(xs, a, d):
-    return _hinge_losses(_scores(xs[0]), a[0], a[1]).sum(axis=0, keepdims=True).reshape(d.shape)
+    return _hinge_losses(_vec(xs[0]), a[0], a[1]).sum(axis=0, keepdims=True).reshape(d.shape)
 
 
 @bwd("hinge")
 def _hinge_b(xs, y, dy, a, d, i):
-    x = _scores(xs[0])
+    x = _vec(xs[0])
     dy = dy.reshape(1, -1)
     active = (_hinge_losses(x, a[0], a[1]) > 0).astype(x.dtype)
     g = active * dy

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .kernels import BWD, FWD, _data_sum, _keep, _red_axes, _unary, bwd, fwd, pad, unbroadcast
+from .kernels import BWD, FWD, _data_sum, _keep, _red_axes, _unary, _vec, bwd, fwd, pad, unbroadcast
 
 # ------------------------------------------------------------------ helpers
 
@@ -21,11 +21,6 @@ from .kernels import BWD, FWD, _data_sum, _keep, _red_axes, _unary, bwd, fwd, pa
 def _sig(x: np.ndarray) -> np.ndarray:
     """Logistic sigmoid in the input's dtype (tanh form: no overflow)."""
     return 0.5 + 0.5 * np.tanh(0.5 * x)
-
-
-def _vec(x: np.ndarray) -> np.ndarray:
-    """A vector-like tensor (n, 1, ..., 1, B) viewed as (n, B)."""
-    return x.reshape(x.shape[0], -1)
 
 
 def _grad_like(g: np.ndarray, x: np.ndarray) -> np.ndarray:
