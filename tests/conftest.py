@@ -32,3 +32,19 @@ def fresh_graph():
 def rng() -> np.random.Generator:
     """A seeded NumPy generator for test data (independent of the library's own)."""
     return np.random.default_rng(SEED)
+
+
+@pytest.fixture
+def restore_autobatch():
+    """For tests that switch cpu_eigen's autobatching: the setting (and whether it was given
+    explicitly) comes back afterwards, with cpu_eigen as the backend."""
+    from dynet_api import config
+    from dynet_api.plugins import registry
+
+    saved, explicit = config.settings.get("autobatch"), "autobatch" in config._explicit
+    yield
+    config.settings["autobatch"] = saved
+    if not explicit:
+        config._explicit.discard("autobatch")
+    dy.set_backend("cpu_eigen")
+    registry.get("cpu_eigen").configure()

@@ -22,15 +22,7 @@ from dynet_backends.cpu_eigen import _cpu_eigen as M  # noqa: E402
 RTOL, ATOL = 1e-5, 1e-6
 
 
-@pytest.fixture(autouse=True)
-def restore():
-    saved, explicit = config.settings.get("autobatch"), "autobatch" in config._explicit
-    yield
-    config.settings["autobatch"] = saved
-    if not explicit:
-        config._explicit.discard("autobatch")
-    dy.set_backend("cpu_eigen")
-    CE.configure()
+pytestmark = pytest.mark.usefixtures("restore_autobatch")
 
 
 def _batching(on: bool) -> None:
