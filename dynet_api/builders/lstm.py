@@ -61,15 +61,20 @@ class _TwoRateDropout:
     def _dropping(self) -> bool:
         return self.dropout_rate > 0 or self.dropout_rate_h > 0
 
+    def _mask_rates(self) -> tuple[float, ...]:
+        """Each layer's mask rates, in drawing order: the input's, then hidden-sized ones."""
+        return (self.dropout_rate, self.dropout_rate_h)
+
     def set_dropout_masks(self, batch_size: int = 1) -> None:
         """Draw the masks now, one per batch element (call after ``initial_state``)."""
         self._check_graph()
         self._masks = []
         if self._dropping():
+            rates = self._mask_rates()
             for i in range(self.layers):
                 idim = self.input_dim if i == 0 else self.hidden_dim
-                self._masks.append((bernoulli_mask(idim, self.dropout_rate, batch_size),
-                                    bernoulli_mask(self.hidden_dim, self.dropout_rate_h, batch_size)))
+                self._masks.append(tuple(bernoulli_mask(idim if k == 0 else self.hidden_dim, r, batch_size)
+                                         for k, r in enumerate(rates)))
 
 
 class _FusedCell:
@@ -557,15 +562,10 @@ class CoupledLSTMBuilder(_Savable, _CellBuilder):
     def _dropping(self) -> bool:
         return self.dropout_rate > 0 or self.dropout_rate_h > 0 or self.dropout_rate_c > 0
 
-    def set_dropout_masks(self, batch_size: int = 1) -> None:
-        self._check_graph()
-        self._masks = []
-        if self._dropping():
-            for i in range(self.layers):
-                idim = self.input_dim if i == 0 else self.hidden_dim
-                self._masks.append((bernoulli_mask(idim, self.dropout_rate, batch_size),
-                                    bernoulli_mask(self.hidden_dim, self.dropout_rate_h, batch_size),
-                                    bernoulli_mask(self.hidden_dim, self.dropout_rate_c, batch_size)))
+    def _mask_rates(self) -> tuple[float, ...]:
+        return (self.dropout_rate, self.dropout_rate_h, self.dropout_rate_c)
+
+    set_dropout_masks = _TwoRateDropout.set_dropout_masks
 
     def _step(self, x, h, c):
         bd = self._check_input(x)
