@@ -87,9 +87,6 @@ class Dim:
     def padded(self, nd: int) -> tuple[int, ...]:
         return self.d + (1,) * (nd - len(self.d))
 
-    def truncated(self) -> tuple[int, ...]:
-        return truncated(self.d)
-
     def as_tuple(self) -> tuple[tuple[int, ...], int]:
         return (self.d, self.bd)
 

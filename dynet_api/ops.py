@@ -119,9 +119,9 @@ def s_same_all(op, dims, attrs):
 
 
 def _same_truncated(op, dims) -> tuple[int, ...]:
-    t0 = dims[0].truncated()
+    t0 = truncated(dims[0].d)
     for d in dims:
-        if d.truncated() != t0:
+        if truncated(d.d) != t0:
             raise op.fail(dims, "all operands must have the same dims (up to trailing 1s)")
     return t0
 
