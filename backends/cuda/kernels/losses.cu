@@ -68,11 +68,12 @@ extern "C" __global__ void dn_hinge_bwd(float* g, const float* x, const float* d
     for (long long i = threadIdx.x; i < n; i += blockDim.x) {
       if (i == gold) continue;
       float v = x[i * B + b] - xg + margin;
-      float active = v > 0.0f ? 1.0f : 0.0f;
-      count += active;
-      g[i * B + b] = active * d;
+      // Only active terms receive dy, as in DyNet (no loss, no gradient, even for an Inf dy).
+      bool active = v > 0.0f;
+      count += active ? 1.0f : 0.0f;
+      g[i * B + b] = active ? d : 0.0f;
     }
     count = dn_warp_sum(count);
-    if (threadIdx.x == 0) g[gold * B + b] = 0.0f * d - count * d;
+    if (threadIdx.x == 0) g[gold * B + b] = count > 0.0f ? -count * d : 0.0f;
   }
 }

@@ -1,0 +1,107 @@
+"""DyNet 2.1.2's values at the edges, on every first-party backend.
+
+The expected numbers are computed here from DyNet's own formulas (nodes-*.cc and
+functors.h of the 2.1.2 sources), not from this project's kernels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import dynet_api as dy
+
+FLT_MIN = float(np.finfo(np.float32).tiny)
+CAP = -math.log(FLT_MIN)  # DyNet's cost of a prediction of exactly 0 or 1 on the wrong side
+
+
+def _param(m, values):
+    values = np.asarray(values, dtype=np.float32)
+    p = m.add_parameters(values.shape)
+    p.set_value(values)
+    return p
+
+
+# ----------------------------------------------------------------- huber_distance
+
+
+def test_huber_distance_is_half_the_sum_as_in_dynet(each_backend):
+    m = dy.ParameterCollection()
+    x = _param(m, [1.0, -2.0, 0.5])
+    c = 1.345
+    d = np.array([1.0, -2.0, 0.5])
+    want = 0.5 * np.where(np.abs(d) < c, d * d, c * (2 * np.abs(d) - c)).sum()
+    assert want == pytest.approx(2.4105, abs=1e-4)  # DyNet 2.1.2's printed value
+    loss = dy.huber_distance(x, dy.zeros(3), c)
+    assert loss.value() == pytest.approx(want, rel=1e-6)
+    loss.backward()
+    np.testing.assert_allclose(x.grad_as_array(), np.where(np.abs(d) < c, d, c * np.sign(d)), rtol=1e-6)
+
+
+# ----------------------------------------------------------------- binary_log_loss
+
+
+@pytest.mark.parametrize("pred, target, want", [
+    (1.0, 0.0, CAP), (0.0, 1.0, CAP), (0.0, 0.5, CAP), (1.0, 0.5, CAP),
+    (0.25, 1.0, -math.log(0.25)), (0.25, 0.0, -math.log(0.75)),
+    (0.25, 0.5, -(0.5 * math.log(0.25) + 0.5 * math.log(0.75))),
+    (1.0, 1.0, 0.0), (0.0, 0.0, 0.0),
+])
+def test_binary_log_loss_clamps_as_dynet(each_backend, pred, target, want):
+    dy.renew_cg()
+    loss = dy.binary_log_loss(dy.inputTensor([pred]), dy.inputTensor([target]))
+    assert loss.value() == pytest.approx(want, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("pred, target", [(1.0, 0.0), (0.0, 1.0), (0.5, 0.5), (0.25, 1.0), (0.25, 0.0), (0.3, 0.6)])
+def test_binary_log_loss_gradient_follows_dynets_clamp(each_backend, pred, target):
+    m = dy.ParameterCollection()
+    p = _param(m, [pred])
+    dy.binary_log_loss(p, dy.inputTensor([target])).backward()
+    # FBinaryLogLossBackward: 0 where x == t; x = 0 -> FLT_MIN, x = 1 -> 0.9999999f
+    x = np.float32(FLT_MIN) if pred == 0 else (np.float32(0.9999999) if pred == 1 else np.float32(pred))
+    x = float(x)
+    if pred == target:
+        want = 0.0
+    elif target == 1:
+        want = -target / x
+    elif target == 0:
+        want = (1 - target) / (1 - x)
+    else:
+        want = (1 - target) / (1 - x) - target / x
+    got = float(p.grad_as_array()[0])
+    assert np.isfinite(got)
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+# ----------------------------------------------------------------- hinge
+
+
+def test_hinge_batch_gives_no_gradient_to_elements_without_loss(each_backend):
+    """DyNet skips batch elements whose hinge loss is 0, so an infinite upstream gradient there
+    (sqrt at 0) leaves them at 0 instead of NaN."""
+    m = dy.ParameterCollection()
+    # columns are batch elements: gold rows 0, 1, 2; element 0 has no loss at margin 1
+    P = _param(m, [[5.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 3.0, 0.5]])
+    x = dy.reshape(P, (3,), batch_size=3)
+    h = dy.hinge_batch(x, [0, 1, 2], 1.0)
+    np.testing.assert_allclose(h.npvalue().ravel(), [0.0, 6.0, 2.0])
+    dy.sum_batches(dy.sqrt(h)).backward()
+    g = P.grad_as_array()
+    assert np.isfinite(g).all(), g
+    # column 1: rows 0 (1 - 0 + 1 = 2) and 2 (3 - 0 + 1 = 4) active, so h = 6 and dL/dh = 1 / (2 sqrt 6)
+    s1 = 0.5 / math.sqrt(6.0)
+    s2 = 0.5 / math.sqrt(2.0)  # column 2: rows 0 (0 - 0.5 + 1) and 1 (1 - 0.5 + 1) active, h = 2
+    want = np.array([[0.0, s1, s2], [0.0, -2 * s1, s2], [0.0, s1, -2 * s2]])
+    np.testing.assert_allclose(g, want, rtol=1e-5)
+
+
+def test_hinge_at_zero_margin_ties_is_inactive(each_backend):
+    m = dy.ParameterCollection()
+    P = _param(m, [2.0, 2.0, 1.0])
+    loss = dy.hinge(P, 0, 0.0)
+    assert loss.value() == 0.0
+    dy.sqrt(loss).backward()
+    np.testing.assert_array_equal(P.grad_as_array(), [0.0, 0.0, 0.0])
