@@ -262,7 +262,12 @@ def _pair(v, what: str) -> tuple[int, int]:
 
 
 def conv2d(x, f, stride: Sequence[int], is_valid: bool = True) -> Expression:
-    """2-D cross-correlation of x {H,W,C_in} (batched) with filters f {kh,kw,C_in,C_out}."""
+    """2-D cross-correlation of x {H,W,C_in} (batched) with filters f {kh,kw,C_in,C_out}.
+
+    A 2-d input {H,W} is one input channel, as in DyNet (its Dim reads 1 past the last dim)."""
+    xd = _dim(x, "conv2d")
+    if len(xd.d) == 2:
+        x = reshape(x, xd.d + (1,), xd.bd)
     return _add(_O["conv2d"], (x, f), (_pair(stride, "conv2d stride"), bool(is_valid)))
 
 

@@ -93,7 +93,10 @@ def s_same(op, dims, attrs):
 
 
 def s_broadcast(op, dims, attrs):
-    """Elementwise with DyNet's broadcasting of size-1 dims and of batch 1."""
+    """Elementwise with DyNet's broadcasting of size-1 dims and of batch 1.
+
+    The result has as many dims as the longer operand, trailing 1s included
+    (DyNet's CwiseSum/CwiseMultiply/CwiseQuotient: {3,3,1} + {3,3} is {3,3,1})."""
     a, b = dims
     if a.d == b.d:
         if a.bd == b.bd:
@@ -106,7 +109,7 @@ def s_broadcast(op, dims, attrs):
         if x != y and x != 1 and y != 1:
             raise op.fail(dims, "dims must match or be 1")
         out.append(max(x, y))
-    return Dim(truncated(tuple(out)), _batch(op, dims))
+    return Dim(tuple(out), _batch(op, dims))
 
 
 def s_same_all(op, dims, attrs):

@@ -105,3 +105,40 @@ def test_hinge_at_zero_margin_ties_is_inactive(each_backend):
     assert loss.value() == 0.0
     dy.sqrt(loss).backward()
     np.testing.assert_array_equal(P.grad_as_array(), [0.0, 0.0, 0.0])
+
+
+# ----------------------------------------------------------------- output dims
+
+
+@pytest.mark.parametrize("f", [lambda a, b: a + b, lambda a, b: a - b, dy.cmult, dy.cdiv])
+def test_broadcasting_elementwise_ops_keep_trailing_ones_as_dynet(each_backend, f):
+    """DyNet's Cwise* dim_forward: as many dims as the longer operand, trailing 1s kept."""
+    a = dy.inputTensor(np.full((3, 3, 3), 2.0), batched=True)
+    c = dy.inputTensor(np.ones((3, 3, 1)))
+    assert c.dim() == ((3, 3, 1), 1)
+    y = f(a, c)
+    assert y.dim() == ((3, 3, 1), 3)
+    assert y.npvalue().shape == (3, 3, 1, 3)
+    assert f(c, dy.inputTensor(np.ones((3, 3)))).dim() == ((3, 3, 1), 1)
+    assert f(a, dy.inputTensor([2.0])).dim() == ((3, 3), 3)  # a scalar-shaped {1} operand
+    assert f(dy.inputTensor([2.0]), c).dim() == ((3, 3, 1), 1)
+
+
+def test_conv2d_takes_a_2d_input_as_one_channel(each_backend):
+    m = dy.ParameterCollection()
+    x = _param(m, np.arange(20.0).reshape(4, 5))
+    f = dy.inputTensor(np.arange(12.0).reshape(2, 2, 1, 3))
+    y = dy.conv2d(x, f, [1, 1])
+    assert y.dim() == ((3, 4, 3), 1)
+    xv, fv = np.arange(20.0).reshape(4, 5), np.arange(12.0).reshape(2, 2, 1, 3)
+    want = np.zeros((3, 4, 3))
+    for i in range(3):
+        for j in range(4):
+            want[i, j] = np.einsum("ab,abc->c", xv[i:i + 2, j:j + 2], fv[:, :, 0, :])
+    np.testing.assert_allclose(y.npvalue(), want, rtol=1e-6)
+    dy.sum_elems(y).backward()
+    gw = np.zeros((4, 5))
+    for i in range(3):
+        for j in range(4):
+            gw[i:i + 2, j:j + 2] += fv[:, :, 0, :].sum(axis=-1)
+    np.testing.assert_allclose(x.grad_as_array(), gw, rtol=1e-6)
