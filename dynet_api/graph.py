@@ -282,7 +282,8 @@ class ComputationGraph(_GraphBase):
         self.backward_done = False
         self._checkpoints = []
         self.immediate = bool(immediate_compute)
-        self.check_validity = bool(check_validity) and self.immediate
+        # Checked on every forward, lazy or immediate (DyNet checks only with immediate_compute).
+        self.check_validity = bool(check_validity)
         if self.backend is not None and self.backend is not runtime.current():
             self.backend = None
             self.executor = None

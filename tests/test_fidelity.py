@@ -142,3 +142,23 @@ def test_conv2d_takes_a_2d_input_as_one_channel(each_backend):
         for j in range(4):
             gw[i:i + 2, j:j + 2] += fv[:, :, 0, :].sum(axis=-1)
     np.testing.assert_allclose(x.grad_as_array(), gw, rtol=1e-6)
+
+
+# ----------------------------------------------------------------- check_validity
+
+
+@pytest.mark.parametrize("immediate", [False, True])
+def test_check_validity_names_the_op_without_immediate_compute(each_backend, immediate):
+    dy.renew_cg(immediate_compute=immediate, check_validity=True)
+    x = dy.inputTensor([1.0, -1.0])
+    with pytest.raises(RuntimeError, match=r"check_validity: log \(node \d+\) produced NaN or Inf"):
+        y = dy.sum_elems(dy.tanh(dy.log(x)))  # log(-1) is NaN
+        y.value()
+    dy.renew_cg(check_validity=True)
+    assert dy.sum_elems(dy.tanh(dy.inputTensor([1.0, 2.0]))).value() == pytest.approx(np.tanh([1, 2]).sum())
+
+
+def test_without_check_validity_nan_passes_silently(each_backend):
+    dy.renew_cg()
+    v = dy.log(dy.inputTensor([-1.0, 1.0])).npvalue()
+    assert np.isnan(v[0]) and v[1] == 0.0
