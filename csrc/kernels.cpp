@@ -409,8 +409,8 @@ void b_softmax(const CView*, int, CView y, CView dy, int, View dx, const Attrs& 
 float lse_strided(const float* p, int64_t n, int64_t st) {
   if (st == 1 && n > 0) return rows::lse(p, n);  // contiguous: vectorised exp (AVX-512/AVX2 when the CPU has it)
   float m = NEG_INF;
-  for (int64_t j = 0; j < n; ++j) m = std::max(m, p[j * st]);
-  if (std::isinf(m)) return m;
+  for (int64_t j = 0; j < n; ++j) m = max_keep_nan(m, p[j * st]);
+  if (!std::isfinite(m)) return m;  // NaN in, NaN out; +Inf: +Inf; all -Inf: -Inf
   float s = 0;
   for (int64_t j = 0; j < n; ++j) s += std::exp(p[j * st] - m);
   return m + std::log(s);
@@ -429,7 +429,7 @@ void f_log_softmax(const CView* x, int, View y, const Attrs& a) {
   std::vector<int64_t> r = index_list(a, 0, x[0].s.d[0], "log_softmax");
   std::fill(y.p, y.p + y.s.total(), NEG_INF);
   float m = NEG_INF;
-  for (int64_t k : r) m = std::max(m, x[0].p[k]);
+  for (int64_t k : r) m = max_keep_nan(m, x[0].p[k]);
   float s = 0;
   for (int64_t k : r) s += std::exp(x[0].p[k] - m);
   float z = m + std::log(s);
@@ -467,8 +467,8 @@ void f_logsumexp(const CView* x, int n, View y, const Attrs&) {
     for (int64_t q = 0; q < y.s.size(); ++q) {
       // q enumerates the data index; the data dims of all operands are equal.
       float m = NEG_INF;
-      for (int j = 0; j < n; ++j) m = std::max(m, tmp[size_t(j)] = x[j].p[i4 * sx[size_t(j)].s[4] + q]);
-      if (std::isinf(m)) {
+      for (int j = 0; j < n; ++j) m = max_keep_nan(m, tmp[size_t(j)] = x[j].p[i4 * sx[size_t(j)].s[4] + q]);
+      if (!std::isfinite(m)) {
         y.p[i4 * sy.s[4] + q] = m;
         continue;
       }
@@ -752,7 +752,7 @@ void f_hinge(const CView* x, int, View y, const Attrs& a) {
     int64_t gi = idx[size_t(b)];
     float s = 0;
     for (int64_t k = 0; k < n; ++k)
-      if (k != gi) s += std::max(0.0f, xp[k] - xp[gi] + m);
+      if (k != gi) s += relu_keep_nan(xp[k] - xp[gi] + m);
     y.p[b] = s;
   }
 }

@@ -162,3 +162,25 @@ def test_without_check_validity_nan_passes_silently(each_backend):
     dy.renew_cg()
     v = dy.log(dy.inputTensor([-1.0, 1.0])).npvalue()
     assert np.isnan(v[0]) and v[1] == 0.0
+
+
+# ----------------------------------------------------------------- NaN is never hidden
+
+
+@pytest.mark.parametrize("loss", [
+    lambda x: dy.pickneglogsoftmax(x, 1),
+    lambda x: dy.hinge(x, 1, 1.0),
+    lambda x: dy.logsumexp([x, x]),
+    lambda x: dy.logsumexp_dim(x, 0),
+    lambda x: dy.log_softmax(x),
+    lambda x: dy.rectify(x),
+], ids=["pickneglogsoftmax", "hinge", "logsumexp", "logsumexp_dim", "log_softmax", "rectify"])
+def test_nan_input_gives_nan_on_every_backend(each_backend, loss):
+    y = loss(dy.inputTensor([np.nan, 2.0, 0.5])).npvalue()
+    assert np.isnan(y).any(), y
+
+
+def test_logsumexp_of_infinities(each_backend):
+    assert dy.logsumexp([dy.inputTensor([-np.inf]), dy.inputTensor([1.0])]).value() == pytest.approx(1.0)
+    assert dy.logsumexp([dy.inputTensor([np.inf]), dy.inputTensor([1.0])]).value() == np.inf
+    assert dy.logsumexp([dy.inputTensor([-np.inf]), dy.inputTensor([-np.inf])]).value() == -np.inf

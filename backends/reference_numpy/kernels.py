@@ -485,8 +485,11 @@ _unary("scale_gradient", lambda x, a: x, lambda x, y, g, a: g * F32(a[0]))
 
 
 def _lse(x: np.ndarray, axis: int) -> np.ndarray:
-    m = x.max(axis=axis, keepdims=True)
-    return m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+    """log(sum(exp(x))) along ``axis``: NaN if any NaN, +Inf if any +Inf, -Inf if all are -Inf."""
+    m = x.max(axis=axis, keepdims=True)  # NaN where the line has a NaN
+    shift = np.where(np.isinf(m), 0, m)
+    with np.errstate(divide="ignore"):
+        return np.where(np.isinf(m), m, shift + np.log(np.exp(x - shift).sum(axis=axis, keepdims=True)))
 
 
 @fwd("softmax")

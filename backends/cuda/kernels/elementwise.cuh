@@ -21,16 +21,16 @@ DN_F float dn_tanh_b(float x, float y, float g) { return g * (1.0f - y * y); }
 DN_F float dn_logistic_f(float x) { return dn_sigmoid(x); }
 DN_F float dn_logistic_b(float x, float y, float g) { return g * y * (1.0f - y); }
 
-DN_F float dn_rectify_f(float x) { return x > 0.0f ? x : 0.0f; }
+DN_F float dn_rectify_f(float x) { return x > 0.0f || x != x ? x : 0.0f; }  // NaN stays NaN
 DN_F float dn_rectify_b(float x, float y, float g) { return g * (y > 0.0f ? 1.0f : 0.0f); }
 
-DN_F float dn_elu_f(float x, float alpha) { return x > 0.0f ? x : alpha * expm1f(fminf(x, 0.0f)); }
+DN_F float dn_elu_f(float x, float alpha) { return x > 0.0f || x != x ? x : alpha * expm1f(fminf(x, 0.0f)); }
 DN_F float dn_elu_b(float x, float y, float g, float alpha) {
   return g * (x > 0.0f ? 1.0f : alpha * expf(fminf(x, 0.0f)));
 }
 
 DN_F float dn_selu_f(float x) {
-  return DN_SELU_LAMBDA * (x > 0.0f ? x : DN_SELU_ALPHA * expm1f(fminf(x, 0.0f)));
+  return DN_SELU_LAMBDA * (x > 0.0f || x != x ? x : DN_SELU_ALPHA * expm1f(fminf(x, 0.0f)));
 }
 DN_F float dn_selu_b(float x, float y, float g) {
   return g * (DN_SELU_LAMBDA * (x > 0.0f ? 1.0f : DN_SELU_ALPHA * expf(fminf(x, 0.0f))));

@@ -13,6 +13,7 @@ import pytest
 
 from dynet_api.conformance import selection
 from dynet_api.conformance.edge import edge_case
+from dynet_api.conformance.nonfinite import check_nonfinite
 from dynet_api.conformance.opcheck import check_sample
 from dynet_api.conformance.randomness import check_random
 from dynet_api.conformance.results import UNSUPPORTED, CaseResult
@@ -61,6 +62,12 @@ CASES = [(s, s.id) for op in OPS for s in samples(op)]
 def test_op(backend_name, sample):
     """Forward value and each input's gradient against the reference (and finite differences on the reference)."""
     _conclude(check_sample(_backend(backend_name), selection.reference(), sample))
+
+
+@pytest.mark.parametrize("backend_name, op", _params([(op, f"{op.name}-nonfinite") for op in OPS if samples(op)]))
+def test_nonfinite(backend_name, op):
+    """NaN, +Inf and -Inf inputs give the reference's pattern of non-finite outputs."""
+    _conclude(check_nonfinite(_backend(backend_name), selection.reference(), op))
 
 
 NO_SAMPLES = [op for op in OPS if not samples(op)]
