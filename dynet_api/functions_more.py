@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from numbers import Number
 
 from . import runtime
-from .functions import _all_dims, _dim, _ints, _unary, concatenate, moment_dim, noise, reshape
+from .functions import _all_dims, _dim, _int, _ints, _unary, concatenate, moment_dim, noise, reshape
 from .graph import Expression, _cg
 from .ops import OPS
 
@@ -34,13 +34,6 @@ __all__ = [
     "vanilla_lstm_gates_dropout_concat", "vanilla_lstm_c", "vanilla_lstm_h",
     "to_device",
 ]
-
-
-def _int(v, what: str) -> int:
-    try:
-        return v.__index__()
-    except AttributeError:
-        raise TypeError(f"{what}: expected an int, got {type(v).__name__} {v!r}") from None
 
 
 # ============================================================ elementwise unary

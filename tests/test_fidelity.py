@@ -184,3 +184,37 @@ def test_logsumexp_of_infinities(each_backend):
     assert dy.logsumexp([dy.inputTensor([-np.inf]), dy.inputTensor([1.0])]).value() == pytest.approx(1.0)
     assert dy.logsumexp([dy.inputTensor([np.inf]), dy.inputTensor([1.0])]).value() == np.inf
     assert dy.logsumexp([dy.inputTensor([-np.inf]), dy.inputTensor([-np.inf])]).value() == -np.inf
+
+
+# ----------------------------------------------------------------- indices are ints
+
+
+def _index_cases():
+    m = dy.ParameterCollection()
+    E = m.add_lookup_parameters((5, 3))
+    v = dy.inputTensor(np.arange(5.0))
+    x = dy.inputTensor(np.ones((5, 2)), batched=True)
+    sq = dy.inputTensor(np.ones((3, 3)))
+    return E, {
+        "lookup": lambda i: dy.lookup(E, i), "E[i]": lambda i: E[i], "const_lookup": lambda i: dy.const_lookup(E, i),
+        "lookup_batch": lambda i: dy.lookup_batch(E, [i, 2]), "pick": lambda i: dy.pick(v, i),
+        "pick_dim": lambda i: dy.pick(v, 1, i - 1), "pick_batch": lambda i: dy.pick_batch(x, [i, 2]),
+        "pickneglogsoftmax": lambda i: dy.pickneglogsoftmax(v, i),
+        "pickneglogsoftmax_batch": lambda i: dy.pickneglogsoftmax_batch(x, [i, 2]),
+        "hinge": lambda i: dy.hinge(v, i), "hinge_batch": lambda i: dy.hinge_batch(x, [i, 1]),
+        "select_rows": lambda i: dy.select_rows(sq, [i]), "select_cols": lambda i: dy.select_cols(sq, [i]),
+        "pick_batch_elem": lambda i: dy.pick_batch_elem(x, i), "pick_range": lambda i: dy.pick_range(v, i, 3),
+        "one_hot": lambda i: dy.one_hot(5, i), "row_as_array": lambda i: E.row_as_array(i),
+        "softmax": lambda i: dy.softmax(v, i - 1),
+    }
+
+
+@pytest.mark.parametrize("name", list(_index_cases()[1]))
+def test_float_indices_are_refused_not_truncated(each_backend, name):
+    _, cases = _index_cases()
+    with pytest.raises(TypeError, match="int"):
+        cases[name](1.7)
+    with pytest.raises(TypeError, match="int"):
+        cases[name](1.0)  # an integral float too: DyNet's Cython takes only ints
+    cases[name](np.int64(1))  # NumPy integers stay accepted
+    cases[name](1)
