@@ -14,7 +14,7 @@ from . import graph as _graph
 from .dim import Dim
 from .graph import Expression, _cg
 from .graph import unary as _make_unary
-from .ops import OPS
+from .ops import OPS, check_attr
 
 _add = _cg.add
 _add1 = _cg.add1
@@ -225,8 +225,6 @@ def random_normal(dim, mean: float = 0.0, stddev: float = 1.0, batch_size: int =
 
 
 def random_bernoulli(dim, p: float, scale: float = 1.0, batch_size: int = 1) -> Expression:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"random_bernoulli: p must be in [0, 1], got {p}")
     return _leaf(_O["random_bernoulli"], (float(p), float(scale), Dim.of(dim, batch_size, what="random_bernoulli")))
 
 
@@ -629,8 +627,8 @@ def pickneglogsoftmax_batch(x, vs: Sequence[int]) -> Expression:
 
 
 def _margin(m: float, what: str) -> float:
-    if m < 0:
-        raise ValueError(f"{what}: negative margins are not supported (got {m}), as in DyNet")
+    """DyNet refuses negative margins (its Hinge asserts margin >= 0)."""
+    check_attr(_O["hinge"], "m", m, what)
     return float(m)
 
 
@@ -686,8 +684,7 @@ def argmax(x, gradient_mode: str = "zero_gradient") -> Expression:
 
 
 def _mask(x, p: float, shape_of, what: str) -> Expression:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{what}: p must be in [0, 1], got {p}")
+    check_attr(_O["random_bernoulli"], "p", p, what)
     d, bd = shape_of(_dim(x, what))
     return random_bernoulli(d, 1.0 - p, 1.0 / (1.0 - p) if p < 1.0 else 0.0, bd)  # p == 1 drops all, as DyNet
 
@@ -724,6 +721,7 @@ def block_dropout(x, p: float) -> Expression:
 
 
 def noise(x, stddev: float) -> Expression:
+    check_attr(_O["random_normal"], "stddev", stddev, "noise")
     d = _dim(x, "noise")
     return x + random_normal(d.d, 0.0, stddev, d.bd)
 

@@ -218,3 +218,25 @@ def test_float_indices_are_refused_not_truncated(each_backend, name):
         cases[name](1.0)  # an integral float too: DyNet's Cython takes only ints
     cases[name](np.int64(1))  # NumPy integers stay accepted
     cases[name](1)
+
+
+# ----------------------------------------------------------------- attribute domains
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda x: dy.noise(x, -1.0), "noise: stddev must be >= 0"),
+    (lambda x: dy.noise(x, float("nan")), "noise: stddev must be >= 0"),
+    (lambda x: dy.random_normal((3,), 0.0, -0.1), "random_normal: stddev must be >= 0"),
+    (lambda x: dy.dropout(x, 1.5), "dropout: p must be in"),
+    (lambda x: dy.dropout(x, -0.1), "dropout: p must be in"),
+    (lambda x: dy.random_bernoulli((3,), float("nan")), "random_bernoulli: p must be in"),
+    (lambda x: dy.random_gumbel((3,), 0.0, -1.0), "random_gumbel: beta must be >= 0"),
+    (lambda x: dy.hinge(x, 0, -1.0), "hinge: m must be >= 0"),
+    (lambda x: dy.huber_distance(x, x, 0.0), "huber_distance: c must be > 0"),
+], ids=["noise-neg", "noise-nan", "random_normal", "dropout-hi", "dropout-neg", "bernoulli-nan", "gumbel", "hinge",
+        "huber"])
+def test_out_of_domain_attributes_are_refused_on_every_backend(each_backend, call, match):
+    x = dy.inputTensor([1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=match):
+        call(x).npvalue()
+    assert dy.noise(x, 0.0).npvalue().tolist() == [1.0, 2.0, 3.0]  # stddev 0 is legal

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from ..backend import Backend
 from ..ops import OP_LIST, OPS
 from .compare import tolerance
-from .edge import check_edges
+from .edge import attr_domain_ops, check_attr_domains, check_edges
 from .leaves import SCENARIOS, check_leaf
 from .nonfinite import check_nonfinite
 from .opcheck import check_sample, coverage, grad_inputs
@@ -126,6 +126,11 @@ def verify(backend: str | Backend, against: str | Backend = "reference_numpy", o
             if wanted(op.name):
                 r = check_edges(be, op, edge_examples)
                 if r.status != SKIP or r.messages[:1] != ["no kernel (see coverage)"]:
+                    rep.results.append(r)
+        for op in attr_domain_ops():
+            if wanted(op.name):
+                r = check_attr_domains(be, op)
+                if r.status != SKIP:
                     rep.results.append(r)
     if "nonfinite" in sections:
         for op in compute_ops():
