@@ -240,3 +240,56 @@ def test_out_of_domain_attributes_are_refused_on_every_backend(each_backend, cal
     with pytest.raises(ValueError, match=match):
         call(x).npvalue()
     assert dy.noise(x, 0.0).npvalue().tolist() == [1.0, 2.0, 3.0]  # stddev 0 is legal
+
+
+# ----------------------------------------------------------------- trainers
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: dy.SimpleSGDTrainer(m, float("nan")), lambda m: dy.SimpleSGDTrainer(m, -0.1),
+    lambda m: dy.AdamTrainer(m, alpha=float("inf")), lambda m: dy.AdamTrainer(m, beta_1=1.0),
+    lambda m: dy.AdamTrainer(m, beta_2=float("nan")), lambda m: dy.MomentumSGDTrainer(m, mom=-0.5),
+    lambda m: dy.AdagradTrainer(m, eps=-1.0), lambda m: dy.RMSPropTrainer(m, rho=2.0),
+    lambda m: dy.CyclicalSGDTrainer(m, learning_rate_max=float("nan")),
+    lambda m: dy.SimpleSGDTrainer(m).set_learning_rate(float("nan")),
+    lambda m: setattr(dy.SimpleSGDTrainer(m), "learning_rate", -1.0),
+    lambda m: dy.SimpleSGDTrainer(m).restart(float("nan")),
+    lambda m: dy.SimpleSGDTrainer(m).set_clip_threshold(float("nan")),
+])
+def test_bad_hyperparameters_are_refused(make):
+    m = dy.ParameterCollection()
+    m.add_parameters(3)
+    with pytest.raises(ValueError, match="Trainer"):
+        make(m)
+
+
+def test_inf_or_nonpositive_clip_threshold_means_no_clipping():
+    m = dy.ParameterCollection()
+    p = m.add_parameters(1, init=dy.ConstInitializer(0.0))
+    for thr in (0.0, -1.0, float("inf")):
+        t = dy.SimpleSGDTrainer(m, 1.0)
+        t.set_clip_threshold(thr)
+        p.set_value(np.array([0.0]))
+        dy.renew_cg()
+        (p * 100.0).backward()
+        t.update()
+        assert p.as_array()[0] == pytest.approx(-100.0)  # a norm of 100 is not clipped
+
+
+def test_a_refused_gradient_is_cleared_so_training_continues(each_backend):
+    m = dy.ParameterCollection()
+    p = m.add_parameters(2, init=dy.ConstInitializer(1.0))
+    E = m.add_lookup_parameters((4, 2), init=dy.ConstInitializer(1.0))
+    t = dy.SimpleSGDTrainer(m, 0.5)
+    dy.renew_cg()
+    loss = dy.sum_elems(dy.cmult(p + dy.lookup(E, 3), dy.inputTensor([np.inf, 1.0])))
+    loss.backward()
+    with pytest.raises(RuntimeError, match="Magnitude of gradient is bad.*skipped.*cleared"):
+        t.update()
+    np.testing.assert_array_equal(p.as_array(), [1.0, 1.0])
+    dy.renew_cg()
+    dy.sum_elems(p + dy.lookup(E, 1)).backward()
+    t.update()  # a finite gradient updates again
+    np.testing.assert_allclose(p.as_array(), [0.5, 0.5])
+    np.testing.assert_allclose(E.as_array()[1], [0.5, 0.5])
+    np.testing.assert_allclose(E.as_array()[3], [1.0, 1.0])  # the refused row's gradient is gone
