@@ -556,10 +556,13 @@ class ParameterCollection:
 
         save_collection(self, fname, name, append)
 
-    def populate(self, fname: str, key: str = "") -> None:
+    def populate(self, fname: str, key: str = "", strict: bool = False) -> None:
+        """Load the parameters saved in ``fname`` (under ``key``) into this collection, by position as in
+        DyNet.  Names that differ from the file's give a warning, or a ModelFileError with ``strict=True``;
+        a failed load changes nothing.  A ``.safetensors`` file name selects that format."""
         from .io import populate_collection
 
-        populate_collection(self, fname, key)
+        populate_collection(self, fname, key, strict)
 
     write_to_textfile = save
     populate_from_textfile = populate
