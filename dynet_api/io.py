@@ -107,12 +107,21 @@ def _parse_dim(text: str, where: str) -> tuple[int, ...]:
     return dims
 
 
-def _values_bytes(v: np.ndarray) -> bytes:
-    """One values line: ``%+.8e `` per value and a newline, as DyNet writes it."""
-    v = np.ascontiguousarray(v, dtype=np.float64).reshape(-1)
-    if _format_values_c is not None:
-        return _format_values_c(v)
-    return (("%+.8e " * v.size) % tuple(v.tolist()) + "\n").encode()
+CHUNK = 1 << 18  # values formatted at a time: the text in memory is at most ~4 MB beyond the parameter
+
+
+def _values_chunks(v: np.ndarray) -> Iterator[bytes]:
+    """One values line, ``%+.8e `` per value and a newline as DyNet writes it, in bounded chunks."""
+    v = np.asarray(v).reshape(-1)
+    n = v.size
+    for lo in range(0, max(n, 1), CHUNK):
+        part = np.ascontiguousarray(v[lo:lo + CHUNK], dtype=np.float64)
+        last = lo + CHUNK >= n
+        if _format_values_c is not None:
+            text = _format_values_c(part)  # ends with the newline
+            yield text if last else text[:-1]
+        else:
+            yield (("%+.8e " * part.size) % tuple(part.tolist()) + ("\n" if last else "")).encode()
 
 
 def _record_bytes(kind: str, name: str, dims: tuple[int, ...], values: np.ndarray,
@@ -120,11 +129,11 @@ def _record_bytes(kind: str, name: str, dims: tuple[int, ...], values: np.ndarra
     size = int(np.prod(dims)) * WIDTH + 1
     if grads is None:
         yield f"{kind} {name} {_dim_text(dims)} {size} ZERO_GRAD\n".encode()
-        yield _values_bytes(values)
+        yield from _values_chunks(values)
     else:
         yield f"{kind} {name} {_dim_text(dims)} {2 * size} FULL_GRAD\n".encode()
-        yield _values_bytes(values)
-        yield _values_bytes(grads)
+        yield from _values_chunks(values)
+        yield from _values_chunks(grads)
 
 
 def format_record(r: Record) -> str:

@@ -277,3 +277,13 @@ def test_safetensors_shape_mismatch_leaves_the_model_untouched(tmp_path):
     with pytest.raises(ValueError, match=r"m\.safetensors: Dimensions of parameter /b"):
         pc.populate(f)
     np.testing.assert_array_equal(a.as_array(), before)
+
+
+def test_values_are_written_in_chunks_with_or_without_the_c_formatter(monkeypatch):
+    v = np.random.default_rng(5).standard_normal(2 * dio.CHUNK + 7).astype(np.float32)
+    v[:4] = [0.0, np.inf, -np.inf, 1e-40]
+    want = ("".join("%+.8e " % x for x in v.astype(np.float64)) + "\n").encode()
+    chunks = list(dio._values_chunks(v))
+    assert len(chunks) == 3 and b"".join(chunks) == want
+    monkeypatch.setattr(dio, "_format_values_c", None)  # a build without the C accelerator
+    assert b"".join(dio._values_chunks(v)) == want
