@@ -19,6 +19,7 @@ from numbers import Number
 import numpy as np
 
 from . import runtime
+from .backend import missing_executor_methods
 from .dim import Dim
 from .ops import OP_LIST, OPS, check_attrs
 
@@ -267,7 +268,13 @@ class ComputationGraph(_GraphBase):
         be = runtime.backend()
         if self.executor is None or self.backend is not be:
             self.backend = be
-            self.executor = be.make_executor(self) or PyExecutor(self, be)
+            ex = be.make_executor(self)
+            if ex is not None:
+                missing = missing_executor_methods(ex)
+                if missing:
+                    raise TypeError(f"backend {be.name!r}: its executor {type(ex).__name__} lacks "
+                                    f"{', '.join(missing)} (see dynet_api.backend.GraphExecutor)")
+            self.executor = ex or PyExecutor(self, be)
             self._shapes = {}
         self.supported = be.supported_ops()
         return self.supported
