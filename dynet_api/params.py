@@ -10,6 +10,7 @@ parameters received a gradient, which lookup rows were touched.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable
 
 import numpy as np
@@ -368,7 +369,11 @@ class LookupParameters(_StoredParameter):
         return np.stack([g[self._row(i)] for i in rows])
 
     def _row(self, i) -> int:
-        i = int(i)
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise TypeError(f"lookup parameter {self.name()}: row index must be an int, got {type(i).__name__} "
+                            f"{i!r}") from None
         if not 0 <= i < self._rows():
             raise IndexError(f"lookup parameter {self.name()}: row {i} out of range (size {self._rows()})")
         return i
@@ -551,10 +556,13 @@ class ParameterCollection:
 
         save_collection(self, fname, name, append)
 
-    def populate(self, fname: str, key: str = "") -> None:
+    def populate(self, fname: str, key: str = "", strict: bool = False) -> None:
+        """Load the parameters saved in ``fname`` (under ``key``) into this collection, by position as in
+        DyNet.  Names that differ from the file's give a warning, or a ModelFileError with ``strict=True``;
+        a failed load changes nothing.  A ``.safetensors`` file name selects that format."""
         from .io import populate_collection
 
-        populate_collection(self, fname, key)
+        populate_collection(self, fname, key, strict)
 
     write_to_textfile = save
     populate_from_textfile = populate
