@@ -13,7 +13,7 @@ import pytest
 HELPER = os.path.join(os.path.dirname(__file__), "mp_helpers.py")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def run(method: str, trial: int = 0) -> dict:
     out = subprocess.run([sys.executable, HELPER, method], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
