@@ -21,7 +21,7 @@ import time
 WARMUP = 5
 
 
-def worker(task_name: str, steps: int) -> None:
+def worker(task_name: str, steps: int, bucket_mb: float) -> None:
     from dynet_api import distributed
 
     from . import tasks_dynet
@@ -29,7 +29,7 @@ def worker(task_name: str, steps: int) -> None:
     world = distributed.init()
     task = tasks_dynet.make(task_name)
     distributed.broadcast_parameters(task.model, world)
-    tr = distributed.DistributedTrainer(task.trainer, world)
+    tr = distributed.DistributedTrainer(task.trainer, world, bucket_bytes=int(bucket_mb * (1 << 20)))
     task.trainer = tr
     for i in range(WARMUP):
         task.step(world.rank + i * world.size)
@@ -45,11 +45,12 @@ def worker(task_name: str, steps: int) -> None:
         print("RESULT " + json.dumps({"task": task_name, "unit": task.unit, "ranks": rows, "steps": steps}))
 
 
-def launch(task_name: str, n: int, steps: int) -> dict:
+def launch(task_name: str, n: int, steps: int, bucket_mb: float) -> dict:
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     cmd = [mpiexec if os.path.exists(mpiexec) else "mpiexec", "-launcher", "fork", "-n", str(n), sys.executable,
-           "-m", "benchmarks.distributed", "--worker", task_name, "--steps", str(steps)]
+           "-m", "benchmarks.distributed", "--worker", task_name, "--steps", str(steps),
+           "--bucket-mb", str(bucket_mb)]
     out = subprocess.run(cmd, cwd=here, capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
@@ -61,16 +62,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=["bilstm-tagger", "treelstm"])
     ap.add_argument("--steps", type=int, default=200, help="timed updates per rank")
+    ap.add_argument("--bucket-mb", type=float, default=4.0,
+                    help="gradient bucket size; each bucket's allreduce starts as soon as it is packed")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(args.worker, args.steps)
+        worker(args.worker, args.steps, args.bucket_mb)
         return
-    print(f"{os.cpu_count()} cores; {args.steps} timed updates per rank after {WARMUP} warm-up updates")
+    print(f"{os.cpu_count()} cores; {args.steps} timed updates per rank after {WARMUP} warm-up updates; "
+          f"buckets of {args.bucket_mb:g} MB")
     for name in args.tasks:
         rates = {}
         for n in (1, 2):
-            r = launch(name, n, args.steps)
+            r = launch(name, n, args.steps, args.bucket_mb)
             slowest = max(x["secs"] for x in r["ranks"])
             rate = sum(x["units"] for x in r["ranks"]) / slowest
             comm_ms = 1000 * sum(x["comm"] for x in r["ranks"]) / len(r["ranks"]) / args.steps

@@ -17,6 +17,18 @@ import time
 import numpy as np
 import pytest
 
+
+def test_without_mpi4py_the_library_works_and_init_says_what_to_install(monkeypatch):
+    import dynet_api as dy
+    from dynet_api import distributed
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # as if the extra were not installed
+    monkeypatch.setattr(distributed, "_world", None)
+    assert dy.ParameterCollection().add_parameters(2, init=1.0).as_array().tolist() == [1.0, 1.0]
+    with pytest.raises(ImportError, match=r'pip install "dynet_api\[mpi\]" \(mpi4py, mpich\)'):
+        distributed.init()
+
+
 pytest.importorskip("mpi4py", reason='mpi4py missing: pip install ".[mpi]" (mpi4py, mpich)')
 
 WORKER = os.path.join(os.path.dirname(__file__), "mpi_worker.py")
