@@ -54,10 +54,14 @@ class Model:
 def equiv(kind: str, out: str) -> None:
     world = distributed.init()
     dy.reset_random_seed(1 + world.rank)  # different inits: the broadcast must make them equal
+    average = kind.endswith("-avg")  # averaged gradients equal one process on the mean of the ranks' losses
+    kind = kind.removesuffix("-avg")
     m = Model(kind)
+    if average:  # no clipping: clipped steps would hide a factor 2 in the gradients
+        m.trainer.set_clip_threshold(-1)
     distributed.broadcast_parameters(m.pc, world)
     start = m.values()
-    tr = distributed.DistributedTrainer(m.trainer, world)
+    tr = distributed.DistributedTrainer(m.trainer, world, average=average)
     for s in range(STEPS):
         m.loss(BATCHES[s][world.rank]).backward()
         tr.update()
@@ -65,11 +69,14 @@ def equiv(kind: str, out: str) -> None:
     others = world.comm.gather(mine, root=0)
     if world.rank == 0:  # one process on the union, from the same start
         single = Model(kind)
+        if average:
+            single.trainer.set_clip_threshold(-1)
         for p in single.pc.parameters_list() + single.pc.lookup_parameters_list():
             p.set_value(np.array(start[p.name()])) if not hasattr(p, "init_from_array") else \
                 p.init_from_array(np.array(start[p.name()]))
         for s in range(STEPS):
-            single.loss(BATCHES[s][0] + BATCHES[s][1]).backward()
+            loss = single.loss(BATCHES[s][0] + BATCHES[s][1])
+            (loss * (1.0 / world.size) if average else loss).backward()
             single.trainer.update()
         with open(out, "w") as f:
             json.dump({"ranks": others, "single": single.values(), "start": start,
