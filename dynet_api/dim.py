@@ -8,11 +8,11 @@ from math import prod
 class Dim:
     """The dims of an expression's value: up to 4 data dims ``d`` plus a batch size ``bd``.
 
-        Args:
-            d (tuple[int, ...]): the data dims (at least one).
-            bd (int): the batch size.
+    Args:
+        d (tuple[int, ...]): the data dims (at least one).
+        bd (int): the batch size.
 
-        ``shape`` is the layout exchanged with NumPy: the data dims then the batch as a last axis.
+    ``shape`` is the layout exchanged with NumPy: the data dims then the batch as a last axis.
     """
 
     __slots__ = ("d", "bd", "shape")
@@ -40,10 +40,10 @@ class Dim:
     def of(cls, d, bd: int = 1, what: str = "dim") -> Dim:
         """Validates a user-given dim (an int or a tuple of positive ints, as DyNet accepts).
 
-                Args:
-                    d (int or tuple): the data dims.
-                    bd (int): the batch size.
-                    what (str): the function named in the error message.
+        Args:
+            d (int or tuple): the data dims.
+            bd (int): the batch size.
+            what (str): the function named in the error message.
         """
         if isinstance(d, bool):
             raise TypeError(f"{what}: expected an int or a tuple of ints, got {d!r}")
@@ -98,8 +98,8 @@ class Dim:
     def padded(self, nd: int) -> tuple[int, ...]:
         """The data dims padded with trailing 1s to ``nd`` dims.
 
-                Args:
-                    nd (int): the number of dims wanted.
+        Args:
+            nd (int): the number of dims wanted.
         """
         return self.d + (1,) * (nd - len(self.d))
 

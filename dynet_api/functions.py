@@ -37,13 +37,15 @@ def _dim(x, what: str) -> Dim:
 
 
 class MutableExpression(Expression):
-    """An input whose value can be changed with ``set`` and the same graph re-run."""
+    """An input whose value can be changed with ``set`` and the same graph re-run (made by the input
+    functions, lookups and picks; ``i`` and ``v`` as for :class:`Expression`)."""
 
     __slots__ = ("_kind",)
 
     def set(self, value) -> None:
         """Replace the input's value with ``value`` (same number of values; for a lookup or pick: the new
-        index or indices) and mark the graph from here on for recomputation."""
+        index or indices) and mark the graph from here on for recomputation.
+        """
         i = self._check()
         op, ids, attrs = _cg.nodes[i]
         _cg.nodes[i] = (op, ids, _SETTERS[self._kind](attrs, value))
@@ -110,9 +112,9 @@ def _input(data: np.ndarray, d: Dim, kind: str = "data") -> MutableExpression:
 def scalarInput(s: float, device: str = "") -> MutableExpression:
     """A 1-element input holding the number ``s``; ``set`` changes it later.
 
-        Args:
-            s (float): the value.
-            device (str): accepted for DyNet compatibility; the value lives on the current backend.
+    Args:
+        s (float): the value.
+        device (str): accepted for DyNet compatibility; the value lives on the current backend.
     """
     return _input(np.full((1, 1), float(s), np.float32), Dim((1,)), "scalar")
 
@@ -120,9 +122,9 @@ def scalarInput(s: float, device: str = "") -> MutableExpression:
 def vecInput(dim: int, device: str = "") -> MutableExpression:
     """A zero vector input of ``dim`` elements, to be filled with ``set``.
 
-        Args:
-            dim (int): the number of elements.
-            device (str): accepted for DyNet compatibility.
+    Args:
+        dim (int): the number of elements.
+        device (str): accepted for DyNet compatibility.
     """
     d = Dim.of(dim, what="vecInput")
     return _input(np.zeros(d.shape, np.float32), d)
@@ -131,9 +133,9 @@ def vecInput(dim: int, device: str = "") -> MutableExpression:
 def inputVector(v, device: str = "") -> MutableExpression:
     """A vector input from a list of numbers (unbatched, dims ``{len(v)}``).
 
-        Args:
-            v (list[float]): the values; must not be empty.
-            device (str): accepted for DyNet compatibility.
+    Args:
+        v (list[float]): the values; must not be empty.
+        device (str): accepted for DyNet compatibility.
     """
     a = np.asarray(v, dtype=np.float32).reshape(-1)
     if a.size == 0:
@@ -144,9 +146,9 @@ def inputVector(v, device: str = "") -> MutableExpression:
 def matInput(d1: int, d2: int) -> MutableExpression:
     """A zero matrix input of dims ``{d1, d2}`` whose value is set later (deprecated in DyNet).
 
-        Args:
-            d1 (int): rows.
-            d2 (int): columns.
+    Args:
+        d1 (int): rows.
+        d2 (int): columns.
     """
     d = Dim.of((d1, d2), what="matInput")
     return _input(np.zeros(d.shape, np.float32), d)
@@ -155,9 +157,9 @@ def matInput(d1: int, d2: int) -> MutableExpression:
 def inputMatrix(v, d) -> MutableExpression:
     """A matrix input from flat values in column-major order (deprecated in DyNet).
 
-        Args:
-            v (list[float]): ``d1 * d2`` values, column by column.
-            d (tuple[int, int]): the dims ``(d1, d2)``.
+    Args:
+        v (list[float]): ``d1 * d2`` values, column by column.
+        d (tuple[int, int]): the dims ``(d1, d2)``.
     """
     dim = Dim.of(d, what="inputMatrix")
     a = np.asarray(v, dtype=np.float32).reshape(-1)
@@ -169,12 +171,12 @@ def inputMatrix(v, d) -> MutableExpression:
 def inputTensor(arr, batched: bool = False, device: str = "", reusable_expr: bool = False) -> MutableExpression:
     """An input expression from a NumPy array or nested list.
 
-        Args:
-            arr: the values; a list of arrays is stacked as a batch (one array per batch element).
-            batched (bool): if True the last axis of ``arr`` is the batch, so an array of
-                shape ``(3, 4, 10)`` gives dims ``{3, 4}`` with batch size 10.
-            device (str): accepted for DyNet compatibility.
-            reusable_expr (bool): if True the input can be changed with ``set`` and the graph re-run.
+    Args:
+        arr: the values; a list of arrays is stacked as a batch (one array per batch element).
+        batched (bool): if True the last axis of ``arr`` is the batch, so an array of
+            shape ``(3, 4, 10)`` gives dims ``{3, 4}`` with batch size 10.
+        device (str): accepted for DyNet compatibility.
+        reusable_expr (bool): if True the input can be changed with ``set`` and the graph re-run.
     """
     if isinstance(arr, (list, tuple)) and arr and isinstance(arr[0], np.ndarray):
         a = np.stack([np.asarray(x, dtype=np.float32) for x in arr], axis=-1)
@@ -200,11 +202,11 @@ def inputTensor(arr, batched: bool = False, device: str = "", reusable_expr: boo
 def inputTensorTranspose(val, dim=None, batch_size: int = 1, device: str = "") -> MutableExpression:
     """An input from values already in DyNet's column-major order (no transposition).
 
-        Args:
-            val: the values, flat in column-major order, batch elements one after the other.
-            dim: the data dims (default: a vector of all the values).
-            batch_size (int): the number of batch elements.
-            device (str): accepted for DyNet compatibility.
+    Args:
+        val: the values, flat in column-major order, batch elements one after the other.
+        dim: the data dims (default: a vector of all the values).
+        batch_size (int): the number of batch elements.
+        device (str): accepted for DyNet compatibility.
     """
     a = np.asarray(val, dtype=np.float32).reshape(-1)
     d = Dim.of(dim if dim is not None else a.size, batch_size, what="inputTensorTranspose")
@@ -217,13 +219,13 @@ def sparse_inputTensor(idxs, values, shape, batched: bool = False, defval: float
                        device: str = "") -> MutableExpression:
     """An input tensor given by its non-default entries (stored dense).
 
-        Args:
-            idxs: one index array per axis of ``shape``, all as long as ``values``.
-            values: the values at those coordinates.
-            shape (tuple[int, ...]): the full shape; with ``batched`` its last entry is the batch size.
-            batched (bool): the last axis of ``shape`` is the batch.
-            defval (float): the value of every entry not listed.
-            device (str): accepted for DyNet compatibility.
+    Args:
+        idxs: one index array per axis of ``shape``, all as long as ``values``.
+        values: the values at those coordinates.
+        shape (tuple[int, ...]): the full shape; with ``batched`` its last entry is the batch size.
+        batched (bool): the last axis of ``shape`` is the batch.
+        defval (float): the value of every entry not listed.
+        device (str): accepted for DyNet compatibility.
     """
     shape = tuple(shape)
     if batched:
@@ -249,10 +251,10 @@ def sparse_inputTensor(idxs, values, shape, batched: bool = False, defval: float
 def one_hot(d: int, idx, device: str = "") -> MutableExpression:
     """A one-hot vector of size ``d`` (a batch of them for a list of indices).
 
-        Args:
-            d (int): the vector size.
-            idx (int or list[int]): the position of the 1; a list gives one batch element per index.
-            device (str): accepted for DyNet compatibility.
+    Args:
+        d (int): the vector size.
+        idx (int or list[int]): the position of the 1; a list gives one batch element per index.
+        device (str): accepted for DyNet compatibility.
     """
     ids = [int(idx)] if isinstance(idx, Number) else [int(i) for i in idx]
     for i in ids:
@@ -272,9 +274,9 @@ def _const(dim, value: float, batch_size: int, what: str) -> Expression:
 def zeros(dim, batch_size: int = 1) -> Expression:
     """A constant expression of zeros.
 
-        Args:
-            dim (int or tuple): the data dims.
-            batch_size (int): the number of batch elements.
+    Args:
+        dim (int or tuple): the data dims.
+        batch_size (int): the number of batch elements.
     """
     return _const(dim, 0.0, batch_size, "zeros")
 
@@ -285,9 +287,9 @@ zeroes = zeros
 def ones(dim, batch_size: int = 1) -> Expression:
     """A constant expression of ones.
 
-        Args:
-            dim (int or tuple): the data dims.
-            batch_size (int): the number of batch elements.
+    Args:
+        dim (int or tuple): the data dims.
+        batch_size (int): the number of batch elements.
     """
     return _const(dim, 1.0, batch_size, "ones")
 
@@ -295,10 +297,10 @@ def ones(dim, batch_size: int = 1) -> Expression:
 def constant(dim, x: float, batch_size: int = 1) -> Expression:
     """A constant expression with every element equal to ``x``.
 
-        Args:
-            dim (int or tuple): the data dims.
-            x (float): the value.
-            batch_size (int): the number of batch elements.
+    Args:
+        dim (int or tuple): the data dims.
+        x (float): the value.
+        batch_size (int): the number of batch elements.
     """
     return _const(dim, x, batch_size, "constant")
 
@@ -306,11 +308,11 @@ def constant(dim, x: float, batch_size: int = 1) -> Expression:
 def random_normal(dim, mean: float = 0.0, stddev: float = 1.0, batch_size: int = 1) -> Expression:
     """Samples from a normal distribution, drawn when the graph runs.
 
-        Args:
-            dim (int or tuple): the data dims.
-            mean (float): the mean.
-            stddev (float): the standard deviation.
-            batch_size (int): the number of batch elements (each drawn independently).
+    Args:
+        dim (int or tuple): the data dims.
+        mean (float): the mean.
+        stddev (float): the standard deviation.
+        batch_size (int): the number of batch elements (each drawn independently).
     """
     return _leaf(_O["random_normal"], (float(mean), float(stddev), Dim.of(dim, batch_size, what="random_normal")))
 
@@ -318,11 +320,11 @@ def random_normal(dim, mean: float = 0.0, stddev: float = 1.0, batch_size: int =
 def random_bernoulli(dim, p: float, scale: float = 1.0, batch_size: int = 1) -> Expression:
     """Bernoulli samples times ``scale``: each element is ``scale`` with probability ``p``, else 0.
 
-        Args:
-            dim (int or tuple): the data dims.
-            p (float): the probability of a 1, in [0, 1].
-            scale (float): the value of a drawn 1.
-            batch_size (int): the number of batch elements.
+    Args:
+        dim (int or tuple): the data dims.
+        p (float): the probability of a 1, in [0, 1].
+        scale (float): the value of a drawn 1.
+        batch_size (int): the number of batch elements.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"random_bernoulli: p must be in [0, 1], got {p}")
@@ -332,11 +334,11 @@ def random_bernoulli(dim, p: float, scale: float = 1.0, batch_size: int = 1) -> 
 def random_uniform(dim, left: float, right: float, batch_size: int = 1) -> Expression:
     """Samples from the uniform distribution on [left, right).
 
-        Args:
-            dim (int or tuple): the data dims.
-            left (float): the lower bound.
-            right (float): the upper bound.
-            batch_size (int): the number of batch elements.
+    Args:
+        dim (int or tuple): the data dims.
+        left (float): the lower bound.
+        right (float): the upper bound.
+        batch_size (int): the number of batch elements.
     """
     return _leaf(_O["random_uniform"], (float(left), float(right), Dim.of(dim, batch_size, what="random_uniform")))
 
@@ -344,11 +346,11 @@ def random_uniform(dim, left: float, right: float, batch_size: int = 1) -> Expre
 def random_gumbel(dim, mu: float = 0.0, beta: float = 1.0, batch_size: int = 1) -> Expression:
     """Samples from a Gumbel distribution (DyNet supports only mu=0, beta=1).
 
-        Args:
-            dim (int or tuple): the data dims.
-            mu (float): the location.
-            beta (float): the scale.
-            batch_size (int): the number of batch elements.
+    Args:
+        dim (int or tuple): the data dims.
+        mu (float): the location.
+        beta (float): the scale.
+        batch_size (int): the number of batch elements.
     """
     return _leaf(_O["random_gumbel"], (float(mu), float(beta), Dim.of(dim, batch_size, what="random_gumbel")))
 
@@ -360,7 +362,7 @@ _notice_shown = False
 
 def parameter(*args):
     """Deprecated in DyNet: parameters join the graph when they are used. Prints a notice once
-        and returns its arguments (``args``: Parameters or LookupParameters) unchanged.
+    and returns its arguments (``args``: Parameters or LookupParameters) unchanged.
     """
     global _notice_shown
     if not _notice_shown:
@@ -378,8 +380,8 @@ def parameter(*args):
 def const_parameter(*args):
     """The given parameters as constants: their values enter the graph but receive no gradient.
 
-        Args:
-            args: Parameters, LookupParameters or expressions; one in, one out, else a list.
+    Args:
+        args: Parameters, LookupParameters or expressions; one in, one out, else a list.
     """
     out = [a.expr(update=False) if hasattr(a, "_st") and not hasattr(a, "batch") else nobackprop(a) for a in args]
     return out[0] if len(out) == 1 else out
@@ -409,12 +411,12 @@ def lookup(p, index: int = 0, update: bool = True) -> MutableExpression:
     # The common case (E[w] in a loop) appends the leaf directly, with the same checks as _lookup.
     """Row ``index`` of a lookup table, as an expression of the table's row dims.
 
-        Args:
-            p (LookupParameters): the table.
-            index (int): the row, ``0 <= index < number of rows``.
-            update (bool): if False, the row receives no gradient (see :func:`const_lookup`).
+    Args:
+        p (LookupParameters): the table.
+        index (int): the row, ``0 <= index < number of rows``.
+        update (bool): if False, the row receives no gradient (see :func:`const_lookup`).
 
-        ``set(i)`` on the result changes the row looked up.
+    ``set(i)`` on the result changes the row looked up.
     """
     st = p._st
     cg = _cg
@@ -456,9 +458,9 @@ if _graph._fastgraph is not None:  # E[w] / lookup(E, w) in C (csrc/fastgraph.c)
 def const_lookup(p, index: int = 0) -> MutableExpression:
     """Row ``index`` of the table ``p`` without gradient (as ``lookup(p, index, update=False)``).
 
-        Args:
-            p (LookupParameters): the table.
-            index (int): the row.
+    Args:
+        p (LookupParameters): the table.
+        index (int): the row.
     """
     return lookup(p, index, update=False)
 
@@ -466,10 +468,10 @@ def const_lookup(p, index: int = 0) -> MutableExpression:
 def lookup_batch(p, indices: Sequence[int], update: bool = True) -> MutableExpression:
     """Several rows of a lookup table as one batched expression: batch element k is row ``indices[k]``.
 
-        Args:
-            p (LookupParameters): the table.
-            indices (list[int]): the rows, one per batch element.
-            update (bool): if False, the rows receive no gradient.
+    Args:
+        p (LookupParameters): the table.
+        indices (list[int]): the rows, one per batch element.
+        update (bool): if False, the rows receive no gradient.
     """
     idx = tuple(int(i) for i in indices)
     if not idx:
@@ -499,11 +501,11 @@ def _fast(f, op: str, kind: int, attrs=None):
 def cmult(x, y) -> Expression:
     """Elementwise product ``x * y``.
 
-        Args:
-            x (Expression): any dims.
-            y (Expression): the dims of x, or size 1 along the dims that broadcast.
+    Args:
+        x (Expression): any dims.
+        y (Expression): the dims of x, or size 1 along the dims that broadcast.
 
-        A batch of size 1 is broadcast over the other operand's batch.
+    A batch of size 1 is broadcast over the other operand's batch.
     """
     return _add_xy(_O["cmult"], x, y)
 
@@ -514,11 +516,11 @@ cmult = _fast(cmult, "cmult", 2)
 def cdiv(x, y) -> Expression:
     """Elementwise quotient ``x / y``.
 
-        Args:
-            x (Expression): the dividend.
-            y (Expression): the divisor: the dims of x, or size 1 along the dims that broadcast.
+    Args:
+        x (Expression): the dividend.
+        y (Expression): the divisor: the dims of x, or size 1 along the dims that broadcast.
 
-        A batch of size 1 is broadcast over the other operand's batch.
+    A batch of size 1 is broadcast over the other operand's batch.
     """
     return _add_xy(_O["cdiv"], x, y)
 
@@ -526,11 +528,11 @@ def cdiv(x, y) -> Expression:
 def colwise_add(x, y) -> Expression:
     """Adds the vector ``y`` to every column of the matrix ``x``.
 
-        Args:
-            x (Expression): a matrix ``{n, m}``.
-            y (Expression): a vector ``{n}``.
+    Args:
+        x (Expression): a matrix ``{n, m}``.
+        y (Expression): a vector ``{n}``.
 
-        A batch of size 1 is broadcast over the other operand's batch.
+    A batch of size 1 is broadcast over the other operand's batch.
     """
     return _add_xy(_O["colwise_add"], x, y)
 
@@ -538,11 +540,11 @@ def colwise_add(x, y) -> Expression:
 def affine_transform(exprs: Sequence) -> Expression:
     """``b + W1 * x1 + W2 * x2 + ...`` in one node.
 
-        Args:
-            exprs (list[Expression]): ``[b, W1, x1, W2, x2, ...]``; each ``Wi * xi`` is a matrix
-                product, all of the same dims; ``b`` has those dims or is a vector added to every column.
+    Args:
+        exprs (list[Expression]): ``[b, W1, x1, W2, x2, ...]``; each ``Wi * xi`` is a matrix
+            product, all of the same dims; ``b`` has those dims or is a vector added to every column.
 
-        Operands of batch size 1 are broadcast over the batched ones.
+    Operands of batch size 1 are broadcast over the batched ones.
     """
     return _add(_O["affine_transform"], tuple(exprs))
 
@@ -560,10 +562,10 @@ def _nonempty(xs, what):
 def esum(xs: Sequence) -> Expression:
     """The sum of a list of expressions.
 
-        Args:
-            xs (list[Expression]): at least one; all of the same dims (trailing size-1 dims ignored).
+    Args:
+        xs (list[Expression]): at least one; all of the same dims (trailing size-1 dims ignored).
 
-        Batch size 1 operands are broadcast over the batched ones.
+    Batch size 1 operands are broadcast over the batched ones.
     """
     return _add(_O["sum"], _nonempty(xs, "esum"))
 
@@ -571,8 +573,8 @@ def esum(xs: Sequence) -> Expression:
 def average(xs: Sequence) -> Expression:
     """The mean of a list of expressions.
 
-        Args:
-            xs (list[Expression]): at least one, all of the same dims; batch 1 broadcasts.
+    Args:
+        xs (list[Expression]): at least one, all of the same dims; batch 1 broadcasts.
     """
     return _add(_O["average"], _nonempty(xs, "average"))
 
@@ -580,8 +582,8 @@ def average(xs: Sequence) -> Expression:
 def emax(xs: Sequence) -> Expression:
     """The elementwise maximum over a list of expressions.
 
-        Args:
-            xs (list[Expression]): at least one, with dims that broadcast together.
+    Args:
+        xs (list[Expression]): at least one, with dims that broadcast together.
     """
     xs = _nonempty(xs, "emax")
     out = xs[0]
@@ -593,9 +595,9 @@ def emax(xs: Sequence) -> Expression:
 def bmin(x, y) -> Expression:
     """Elementwise minimum of ``x`` and ``y`` (dims and batch broadcast as in :func:`cmult`).
 
-        Args:
-            x (Expression): first operand.
-            y (Expression): second operand.
+    Args:
+        x (Expression): first operand.
+        y (Expression): second operand.
     """
     return _add_xy(_O["bmin"], x, y)
 
@@ -603,9 +605,9 @@ def bmin(x, y) -> Expression:
 def bmax(x, y) -> Expression:
     """Elementwise maximum of ``x`` and ``y`` (dims and batch broadcast as in :func:`cmult`).
 
-        Args:
-            x (Expression): first operand.
-            y (Expression): second operand.
+    Args:
+        x (Expression): first operand.
+        y (Expression): second operand.
     """
     return _add_xy(_O["bmax"], x, y)
 
@@ -613,9 +615,9 @@ def bmax(x, y) -> Expression:
 def pow(x, y) -> Expression:  # noqa: A001 - DyNet's name
     """``x`` raised elementwise to the scalar power ``y``.
 
-        Args:
-            x (Expression): the base, any dims.
-            y (Expression): the exponent, a single value.
+    Args:
+        x (Expression): the base, any dims.
+        y (Expression): the exponent, a single value.
     """
     return _add(_O["pow"], (x, y))
 
@@ -623,11 +625,11 @@ def pow(x, y) -> Expression:  # noqa: A001 - DyNet's name
 def dot_product(x, y) -> Expression:
     """The dot product ``sum(x * y)``, dims ``{1}``.
 
-        Args:
-            x (Expression): a vector (or tensor).
-            y (Expression): the same dims as x.
+    Args:
+        x (Expression): a vector (or tensor).
+        y (Expression): the same dims as x.
 
-        Batched: one product per batch element (batch 1 broadcasts).
+    Batched: one product per batch element (batch 1 broadcasts).
     """
     return _add_xy(_O["dot_product"], x, y)
 
@@ -635,8 +637,8 @@ def dot_product(x, y) -> Expression:
 def squared_norm(x) -> Expression:
     """The sum of squares of the elements of ``x``, dims ``{1}``, one per batch element.
 
-        Args:
-            x (Expression): any dims.
+    Args:
+        x (Expression): any dims.
     """
     return _add1(_O["squared_norm"], x)
 
@@ -644,8 +646,8 @@ def squared_norm(x) -> Expression:
 def l2_norm(x) -> Expression:
     """The Euclidean norm of the elements of ``x``, dims ``{1}``, one per batch element.
 
-        Args:
-            x (Expression): any dims.
+    Args:
+        x (Expression): any dims.
     """
     return _add1(_O["l2_norm"], x)
 
@@ -693,9 +695,9 @@ negate = _unary("negate")
 def elu(x, alpha: float = 1.0) -> Expression:
     """Exponential linear unit of each element: x for x > 0, ``alpha * (exp(x) - 1)`` otherwise.
 
-        Args:
-            x (Expression): any dims, batched or not.
-            alpha (float): the scale of the negative part.
+    Args:
+        x (Expression): any dims, batched or not.
+        alpha (float): the scale of the negative part.
     """
     return _add1(_O["elu"], x, (float(alpha),))
 
@@ -706,11 +708,11 @@ def elu(x, alpha: float = 1.0) -> Expression:
 def softmax(x, d: int = 0) -> Expression:
     """Softmax along dimension ``d`` (each column for d=0, each row for d=1).
 
-        Args:
-            x (Expression): a vector or a matrix.
-            d (int): the dimension normalised over (0 or 1, never the batch).
+    Args:
+        x (Expression): a vector or a matrix.
+        d (int): the dimension normalised over (0 or 1, never the batch).
 
-        Each batch element is normalised on its own.
+    Each batch element is normalised on its own.
     """
     return _add1(_O["softmax"], x, (int(d),))
 
@@ -718,12 +720,12 @@ def softmax(x, d: int = 0) -> Expression:
 def log_softmax(x, restrict=None) -> Expression:
     """Log of the softmax of each column of ``x``.
 
-        Args:
-            x (Expression): a vector or a matrix.
-            restrict (list[int] or None): if given, only these entries of an unbatched vector take
-                part; the others get -inf.
+    Args:
+        x (Expression): a vector or a matrix.
+        restrict (list[int] or None): if given, only these entries of an unbatched vector take
+            part; the others get -inf.
 
-        Each batch element is normalised on its own.
+    Each batch element is normalised on its own.
     """
     r = None if restrict is None else tuple(int(i) for i in restrict)
     return _add1(_O["log_softmax"], x, (r,))
@@ -732,8 +734,8 @@ def log_softmax(x, restrict=None) -> Expression:
 def logsumexp(xs: Sequence) -> Expression:
     """Elementwise ``log(sum_i exp(xs[i]))`` over a list of expressions.
 
-        Args:
-            xs (list[Expression]): at least one, all of the same dims.
+    Args:
+        xs (list[Expression]): at least one, all of the same dims.
     """
     return _add(_O["logsumexp"], _nonempty(xs, "logsumexp"))
 
@@ -741,11 +743,11 @@ def logsumexp(xs: Sequence) -> Expression:
 def logsumexp_dim(x, d: int = 0) -> Expression:
     """``log(sum(exp(x)))`` along dimension ``d``, which is removed from the dims.
 
-        Args:
-            x (Expression): any dims.
-            d (int): the dimension reduced.
+    Args:
+        x (Expression): any dims.
+        d (int): the dimension reduced.
 
-        Batch elements are reduced separately.
+    Batch elements are reduced separately.
     """
     return _add1(_O["logsumexp_dim"], x, (int(d),))
 
@@ -756,9 +758,9 @@ def logsumexp_dim(x, d: int = 0) -> Expression:
 def transpose(x, dims: Sequence[int] = (1, 0)) -> Expression:
     """Permutes the dims of ``x`` (the batch stays last).
 
-        Args:
-            x (Expression): any dims.
-            dims (list[int]): the new order of the dims; the default swaps rows and columns.
+    Args:
+        x (Expression): any dims.
+        dims (list[int]): the new order of the dims; the default swaps rows and columns.
     """
     return _add1(_O["transpose"], x, (tuple(int(k) for k in dims),))
 
@@ -766,10 +768,10 @@ def transpose(x, dims: Sequence[int] = (1, 0)) -> Expression:
 def reshape(x, d, batch_size: int = 1) -> Expression:
     """The values of ``x`` with new dims (column-major order kept).
 
-        Args:
-            x (Expression): any dims.
-            d (int or tuple): the new data dims; same number of values per batch element.
-            batch_size (int): the new batch size; with 1, a batched x keeps its batch size.
+    Args:
+        x (Expression): any dims.
+        d (int or tuple): the new data dims; same number of values per batch element.
+        batch_size (int): the new batch size; with 1, a batched x keeps its batch size.
     """
     xd = _dim(x, "reshape")
     new = Dim.of(d, batch_size, what="reshape")
@@ -781,11 +783,11 @@ def reshape(x, d, batch_size: int = 1) -> Expression:
 def concatenate(xs: Sequence, d: int = 0) -> Expression:
     """Joins expressions along dimension ``d``.
 
-        Args:
-            xs (list[Expression]): at least one; equal dims except along d.
-            d (int): the dimension joined along (0: rows, 1: columns).
+    Args:
+        xs (list[Expression]): at least one; equal dims except along d.
+        d (int): the dimension joined along (0: rows, 1: columns).
 
-        Batch 1 operands are broadcast over the batched ones.
+    Batch 1 operands are broadcast over the batched ones.
     """
     return _add(_O["concatenate"], _nonempty(xs, "concatenate"), (int(d),))
 
@@ -796,8 +798,8 @@ concatenate = _fast(concatenate, "concatenate", 3, (0,))
 def concatenate_cols(xs: Sequence) -> Expression:
     """Joins expressions side by side as columns (``concatenate(xs, d=1)``).
 
-        Args:
-            xs (list[Expression]): at least one, all with the same number of rows.
+    Args:
+        xs (list[Expression]): at least one, all with the same number of rows.
     """
     return _add(_O["concatenate"], _nonempty(xs, "concatenate_cols"), (1,))
 
@@ -805,8 +807,8 @@ def concatenate_cols(xs: Sequence) -> Expression:
 def concatenate_to_batch(xs: Sequence) -> Expression:
     """Stacks expressions as batch elements: the batch sizes add up.
 
-        Args:
-            xs (list[Expression]): at least one, all of the same data dims.
+    Args:
+        xs (list[Expression]): at least one, all of the same data dims.
     """
     return _add(_O["concatenate_to_batch"], _nonempty(xs, "concatenate_to_batch"))
 
@@ -821,11 +823,11 @@ def _ints(v, what) -> tuple[int, ...]:
 def select_rows(x, rs: Sequence[int]) -> Expression:
     """The rows ``rs`` of ``x``, in that order (repeats allowed).
 
-        Args:
-            x (Expression): a vector or matrix.
-            rs (list[int]): row indices.
+    Args:
+        x (Expression): a vector or matrix.
+        rs (list[int]): row indices.
 
-        The same rows are taken from every batch element.
+    The same rows are taken from every batch element.
     """
     return _add1(_O["select_rows"], x, (_ints(rs, "select_rows"),))
 
@@ -833,11 +835,11 @@ def select_rows(x, rs: Sequence[int]) -> Expression:
 def select_cols(x, cs: Sequence[int]) -> Expression:
     """The columns ``cs`` of ``x``, in that order (repeats allowed).
 
-        Args:
-            x (Expression): a matrix.
-            cs (list[int]): column indices.
+    Args:
+        x (Expression): a matrix.
+        cs (list[int]): column indices.
 
-        The same columns are taken from every batch element.
+    The same columns are taken from every batch element.
     """
     return _add1(_O["select_cols"], x, (_ints(cs, "select_cols"),))
 
@@ -845,12 +847,12 @@ def select_cols(x, cs: Sequence[int]) -> Expression:
 def pick(x, index: int = 0, dim: int = 0) -> MutableExpression:
     """The slice at ``index`` along dimension ``dim`` (that dimension removed): for a vector, one element.
 
-        Args:
-            x (Expression): any dims.
-            index (int): the position along ``dim``.
-            dim (int): the dimension picked from.
+    Args:
+        x (Expression): any dims.
+        index (int): the position along ``dim``.
+        dim (int): the dimension picked from.
 
-        The same index for every batch element; ``set_index`` on the result changes it.
+    The same index for every batch element; ``set_index`` on the result changes it.
     """
     return _mutable(_add1(_O["pick"], x, ((int(index),), int(dim))), "pick")
 
@@ -858,10 +860,10 @@ def pick(x, index: int = 0, dim: int = 0) -> MutableExpression:
 def pick_batch(x, indices: Sequence[int], dim: int = 0) -> MutableExpression:
     """One index per batch element along dimension ``dim``.
 
-        Args:
-            x (Expression): any dims, batch size 1 or ``len(indices)``.
-            indices (list[int]): batch element k takes ``indices[k]``.
-            dim (int): the dimension picked from.
+    Args:
+        x (Expression): any dims, batch size 1 or ``len(indices)``.
+        indices (list[int]): batch element k takes ``indices[k]``.
+        dim (int): the dimension picked from.
     """
     return _mutable(_add1(_O["pick"], x, (_ints(indices, "pick_batch"), int(dim))), "pick")
 
@@ -869,9 +871,9 @@ def pick_batch(x, indices: Sequence[int], dim: int = 0) -> MutableExpression:
 def pick_batch_elem(x, v: int) -> Expression:
     """Batch element ``v`` of ``x``, as an unbatched expression.
 
-        Args:
-            x (Expression): a batched expression.
-            v (int): the batch element.
+    Args:
+        x (Expression): a batched expression.
+        v (int): the batch element.
     """
     return _add1(_O["pick_batch_elems"], x, ((int(v),),))
 
@@ -879,9 +881,9 @@ def pick_batch_elem(x, v: int) -> Expression:
 def pick_batch_elems(x, vs: Sequence[int]) -> Expression:
     """The batch elements ``vs`` of ``x``, as a batch of ``len(vs)``.
 
-        Args:
-            x (Expression): a batched expression.
-            vs (list[int]): the batch elements, in order.
+    Args:
+        x (Expression): a batched expression.
+        vs (list[int]): the batch elements, in order.
     """
     return _add1(_O["pick_batch_elems"], x, (_ints(vs, "pick_batch_elems"),))
 
@@ -889,13 +891,13 @@ def pick_batch_elems(x, vs: Sequence[int]) -> Expression:
 def pickrange(x, s: int, e: int, d: int = 0) -> Expression:
     """The range ``[s, e)`` along dimension ``d``.
 
-        Args:
-            x (Expression): any dims.
-            s (int): the first index.
-            e (int): one past the last index.
-            d (int): the dimension sliced.
+    Args:
+        x (Expression): any dims.
+        s (int): the first index.
+        e (int): one past the last index.
+        d (int): the dimension sliced.
 
-        Every batch element is sliced the same way.
+    Every batch element is sliced the same way.
     """
     return _add1(_O["pickrange"], x, (int(s), int(e), int(d)))
 
@@ -939,8 +941,8 @@ def _all_dims(x, what: str = "reduction") -> tuple[int, ...]:
 def sum_elems(x) -> Expression:
     """The sum of all elements of ``x``, dims ``{1}``, one per batch element.
 
-        Args:
-            x (Expression): any dims.
+    Args:
+        x (Expression): any dims.
     """
     return _add1(_O["sum_dim"], x, (_all_dims(x, "sum_elems"), False))
 
@@ -948,11 +950,11 @@ def sum_elems(x) -> Expression:
 def sum_dim(x, d: Sequence[int], b: bool = False, n: int = 0) -> Expression:
     """Sum over the dimensions ``d`` (removed from the dims).
 
-        Args:
-            x (Expression): any dims.
-            d (list[int]): the dimensions summed over.
-            b (bool): also sum over the batch.
-            n (int): accepted for DyNet compatibility (unused by a sum).
+    Args:
+        x (Expression): any dims.
+        d (list[int]): the dimensions summed over.
+        b (bool): also sum over the batch.
+        n (int): accepted for DyNet compatibility (unused by a sum).
     """
     return _add1(_O["sum_dim"], x, (_ints(d, "sum_dim"), bool(b)))
 
@@ -960,8 +962,8 @@ def sum_dim(x, d: Sequence[int], b: bool = False, n: int = 0) -> Expression:
 def sum_batches(x) -> Expression:
     """The sum over the batch elements of ``x`` (an unbatched expression of x's dims).
 
-        Args:
-            x (Expression): a batched expression.
+    Args:
+        x (Expression): a batched expression.
     """
     return _add1(_O["sum_dim"], x, ((), True))
 
@@ -969,12 +971,12 @@ def sum_batches(x) -> Expression:
 def moment_dim(x, d: Sequence[int], r: int, b: bool = False, n: int = 0) -> Expression:
     """The raw moment of order ``r`` (the mean of ``x**r``) over the dimensions ``d``.
 
-        Args:
-            x (Expression): any dims.
-            d (list[int]): the dimensions reduced.
-            r (int): the order (1 is the mean).
-            b (bool): also reduce over the batch.
-            n (int): if > 0, the divisor used instead of the number of elements.
+    Args:
+        x (Expression): any dims.
+        d (list[int]): the dimensions reduced.
+        r (int): the order (1 is the mean).
+        b (bool): also reduce over the batch.
+        n (int): if > 0, the divisor used instead of the number of elements.
     """
     return _add1(_O["moment_dim"], x, (_ints(d, "moment_dim"), bool(b), int(r), int(n)))
 
@@ -982,11 +984,11 @@ def moment_dim(x, d: Sequence[int], r: int, b: bool = False, n: int = 0) -> Expr
 def mean_dim(x, d: Sequence[int], b: bool = False, n: int = 0) -> Expression:
     """The mean over the dimensions ``d``.
 
-        Args:
-            x (Expression): any dims.
-            d (list[int]): the dimensions averaged.
-            b (bool): also average over the batch.
-            n (int): if > 0, the divisor used instead of the number of elements.
+    Args:
+        x (Expression): any dims.
+        d (list[int]): the dimensions averaged.
+        b (bool): also average over the batch.
+        n (int): if > 0, the divisor used instead of the number of elements.
     """
     return moment_dim(x, d, 1, b, n)
 
@@ -994,8 +996,8 @@ def mean_dim(x, d: Sequence[int], b: bool = False, n: int = 0) -> Expression:
 def mean_elems(x) -> Expression:
     """The mean of all elements of ``x``, dims ``{1}``, one per batch element.
 
-        Args:
-            x (Expression): any dims.
+    Args:
+        x (Expression): any dims.
     """
     return moment_dim(x, _all_dims(x, "mean_elems"), 1)
 
@@ -1003,8 +1005,8 @@ def mean_elems(x) -> Expression:
 def mean_batches(x) -> Expression:
     """The mean over the batch elements of ``x``.
 
-        Args:
-            x (Expression): a batched expression.
+    Args:
+        x (Expression): a batched expression.
     """
     return moment_dim(x, (), 1, True)
 
@@ -1015,11 +1017,11 @@ def mean_batches(x) -> Expression:
 def pickneglogsoftmax(x, v: int) -> Expression:
     """The negative log-softmax of the scores ``x`` at the class ``v``: ``-log softmax(x)[v]``.
 
-        Args:
-            x (Expression): a vector of scores ``{n}``.
-            v (int): the true class, ``0 <= v < n``.
+    Args:
+        x (Expression): a vector of scores ``{n}``.
+        v (int): the true class, ``0 <= v < n``.
 
-        For a batched x use :func:`pickneglogsoftmax_batch`.
+    For a batched x use :func:`pickneglogsoftmax_batch`.
     """
     return _add1(_O["pickneglogsoftmax"], x, ((int(v),),))
 
@@ -1030,9 +1032,9 @@ pickneglogsoftmax = _fast(pickneglogsoftmax, "pickneglogsoftmax", 4)
 def pickneglogsoftmax_batch(x, vs: Sequence[int]) -> Expression:
     """:func:`pickneglogsoftmax` per batch element: element k is ``-log softmax(x_k)[vs[k]]``.
 
-        Args:
-            x (Expression): a batch of score vectors ``{n}``.
-            vs (list[int]): one class per batch element.
+    Args:
+        x (Expression): a batch of score vectors ``{n}``.
+        vs (list[int]): one class per batch element.
     """
     return _add1(_O["pickneglogsoftmax"], x, (_ints(vs, "pickneglogsoftmax_batch"),))
 
@@ -1046,10 +1048,10 @@ def _margin(m: float, what: str) -> float:
 def hinge(x, index: int, m: float = 1.0) -> Expression:
     """Multiclass hinge loss ``sum_{j != index} max(0, m - x[index] + x[j])``, dims ``{1}``.
 
-        Args:
-            x (Expression): a vector of scores.
-            index (int): the true class.
-            m (float): the margin (not negative).
+    Args:
+        x (Expression): a vector of scores.
+        index (int): the true class.
+        m (float): the margin (not negative).
     """
     m = _margin(m, "hinge")
     return _add1(_O["hinge"], x, ((int(index),), float(m)))
@@ -1058,10 +1060,10 @@ def hinge(x, index: int, m: float = 1.0) -> Expression:
 def hinge_batch(x, indices: Sequence[int], m: float = 1.0) -> Expression:
     """:func:`hinge` per batch element, with one true class each.
 
-        Args:
-            x (Expression): a batch of score vectors.
-            indices (list[int]): one class per batch element.
-            m (float): the margin (not negative).
+    Args:
+        x (Expression): a batch of score vectors.
+        indices (list[int]): one class per batch element.
+        m (float): the margin (not negative).
     """
     m = _margin(m, "hinge_batch")
     return _add1(_O["hinge"], x, (_ints(indices, "hinge_batch"), float(m)))
@@ -1070,11 +1072,11 @@ def hinge_batch(x, indices: Sequence[int], m: float = 1.0) -> Expression:
 def binary_log_loss(x, y) -> Expression:
     """Binary cross-entropy ``-sum(y log x + (1 - y) log(1 - x))``, dims ``{1}``.
 
-        Args:
-            x (Expression): predicted probabilities in (0, 1).
-            y (Expression): targets, the same dims.
+    Args:
+        x (Expression): predicted probabilities in (0, 1).
+        y (Expression): targets, the same dims.
 
-        Unbatched only, as in DyNet.
+    Unbatched only, as in DyNet.
     """
     return _add_xy(_O["binary_log_loss"], x, y)
 
@@ -1082,11 +1084,11 @@ def binary_log_loss(x, y) -> Expression:
 def squared_distance(x, y) -> Expression:
     """``sum((x - y)^2)``, dims ``{1}``.
 
-        Args:
-            x (Expression): any dims.
-            y (Expression): the same dims.
+    Args:
+        x (Expression): any dims.
+        y (Expression): the same dims.
 
-        One distance per batch element (batch 1 broadcasts).
+    One distance per batch element (batch 1 broadcasts).
     """
     return _add_xy(_O["squared_distance"], x, y)
 
@@ -1094,9 +1096,9 @@ def squared_distance(x, y) -> Expression:
 def l1_distance(x, y) -> Expression:
     """``sum(|x - y|)``, dims ``{1}`` (unbatched).
 
-        Args:
-            x (Expression): any dims.
-            y (Expression): the same dims.
+    Args:
+        x (Expression): any dims.
+        y (Expression): the same dims.
     """
     return _add_xy(_O["l1_distance"], x, y)
 
@@ -1104,10 +1106,10 @@ def l1_distance(x, y) -> Expression:
 def huber_distance(x, y, c: float = 1.345) -> Expression:
     """The Huber distance between ``x`` and ``y``: quadratic below ``c``, linear above; dims ``{1}``.
 
-        Args:
-            x (Expression): any dims.
-            y (Expression): the same dims.
-            c (float): the threshold between the two regimes.
+    Args:
+        x (Expression): any dims.
+        y (Expression): the same dims.
+        c (float): the threshold between the two regimes.
     """
     return _add(_O["huber_distance"], (x, y), (float(c),))
 
@@ -1118,8 +1120,8 @@ def huber_distance(x, y, c: float = 1.345) -> Expression:
 def nobackprop(x) -> Expression:
     """``x`` unchanged, but no gradient flows back through it.
 
-        Args:
-            x (Expression): any dims.
+    Args:
+        x (Expression): any dims.
     """
     return _add1(_O["nobackprop"], x)
 
@@ -1127,8 +1129,8 @@ def nobackprop(x) -> Expression:
 def flip_gradient(x) -> Expression:
     """``x`` unchanged forward; the gradient flowing back is negated.
 
-        Args:
-            x (Expression): any dims.
+    Args:
+        x (Expression): any dims.
     """
     return _add1(_O["scale_gradient"], x, (-1.0,))
 
@@ -1136,9 +1138,9 @@ def flip_gradient(x) -> Expression:
 def scale_gradient(x, lambd: float = 1.0) -> Expression:
     """``x`` unchanged forward; the gradient flowing back is multiplied by ``lambd``.
 
-        Args:
-            x (Expression): any dims.
-            lambd (float): the gradient factor.
+    Args:
+        x (Expression): any dims.
+        lambd (float): the gradient factor.
     """
     return _add1(_O["scale_gradient"], x, (float(lambd),))
 
@@ -1146,10 +1148,10 @@ def scale_gradient(x, lambd: float = 1.0) -> Expression:
 def argmax(x, gradient_mode: str = "zero_gradient") -> Expression:
     """A one-hot vector at the position of the largest element of ``x``.
 
-        Args:
-            x (Expression): a vector (batched or not).
-            gradient_mode (str): ``"zero_gradient"`` (no gradient) or ``"straight_through_gradient"``
-                (the incoming gradient passes unchanged).
+    Args:
+        x (Expression): a vector (batched or not).
+        gradient_mode (str): ``"zero_gradient"`` (no gradient) or ``"straight_through_gradient"``
+            (the incoming gradient passes unchanged).
     """
     if gradient_mode not in ("zero_gradient", "straight_through_gradient"):
         raise ValueError("argmax: gradient_mode must be 'zero_gradient' or 'straight_through_gradient', "
@@ -1170,11 +1172,11 @@ def _mask(x, p: float, shape_of, what: str) -> Expression:
 def dropout(x, p: float) -> Expression:
     """Zeroes each element with probability ``p`` and scales the rest by ``1 / (1 - p)``.
 
-        Args:
-            x (Expression): any dims.
-            p (float): the drop probability in [0, 1].
+    Args:
+        x (Expression): any dims.
+        p (float): the drop probability in [0, 1].
 
-        Each batch element draws its own mask.
+    Each batch element draws its own mask.
     """
     if p == 0:
         return x
@@ -1184,10 +1186,10 @@ def dropout(x, p: float) -> Expression:
 def dropout_dim(x, d: int, p: float) -> Expression:
     """Dropout of whole slices: one draw per position along every dimension except ``d``.
 
-        Args:
-            x (Expression): any dims.
-            d (int): the dimension along which the mask is shared.
-            p (float): the drop probability.
+    Args:
+        x (Expression): any dims.
+        d (int): the dimension along which the mask is shared.
+        p (float): the drop probability.
     """
     def shape(xd):
         if not 0 <= d < len(xd.d):
@@ -1204,9 +1206,9 @@ def dropout_dim(x, d: int, p: float) -> Expression:
 def dropout_batch(x, p: float) -> Expression:
     """Drops whole batch elements: one draw per batch element.
 
-        Args:
-            x (Expression): a batched expression.
-            p (float): the drop probability.
+    Args:
+        x (Expression): a batched expression.
+        p (float): the drop probability.
     """
     if p == 0:
         return x
@@ -1216,9 +1218,9 @@ def dropout_batch(x, p: float) -> Expression:
 def block_dropout(x, p: float) -> Expression:
     """Drops all of ``x`` (every batch element) with probability ``p``, else scales it by ``1 / (1 - p)``.
 
-        Args:
-            x (Expression): any dims.
-            p (float): the drop probability.
+    Args:
+        x (Expression): any dims.
+        p (float): the drop probability.
     """
     if p == 0:
         return x
@@ -1228,9 +1230,9 @@ def block_dropout(x, p: float) -> Expression:
 def noise(x, stddev: float) -> Expression:
     """``x`` plus Gaussian noise of standard deviation ``stddev`` (drawn per element and batch element).
 
-        Args:
-            x (Expression): any dims.
-            stddev (float): the noise's standard deviation.
+    Args:
+        x (Expression): any dims.
+        stddev (float): the noise's standard deviation.
     """
     d = _dim(x, "noise")
     return x + random_normal(d.d, 0.0, stddev, d.bd)
@@ -1242,9 +1244,9 @@ def noise(x, stddev: float) -> Expression:
 def forward(exprs: Sequence, recalculate: bool = False) -> None:
     """Computes the values of the given expressions.
 
-        Args:
-            exprs (list[Expression]): the expressions.
-            recalculate (bool): recompute everything instead of reusing computed values.
+    Args:
+        exprs (list[Expression]): the expressions.
+        recalculate (bool): recompute everything instead of reusing computed values.
     """
     exprs = list(exprs)
     if not exprs:
@@ -1257,9 +1259,9 @@ def forward(exprs: Sequence, recalculate: bool = False) -> None:
 def values(exprs: Sequence, recalculate: bool = False) -> list:
     """The values of the given expressions (as :meth:`Expression.value`), computed together.
 
-        Args:
-            exprs (list[Expression]): the expressions.
-            recalculate (bool): recompute everything.
+    Args:
+        exprs (list[Expression]): the expressions.
+        recalculate (bool): recompute everything.
     """
     forward(exprs, recalculate)
     return [e.value() for e in exprs]
@@ -1268,9 +1270,9 @@ def values(exprs: Sequence, recalculate: bool = False) -> list:
 def npvalues(exprs: Sequence, recalculate: bool = False) -> list:
     """The values of the given expressions as NumPy arrays, computed together.
 
-        Args:
-            exprs (list[Expression]): the expressions.
-            recalculate (bool): recompute everything.
+    Args:
+        exprs (list[Expression]): the expressions.
+        recalculate (bool): recompute everything.
     """
     forward(exprs, recalculate)
     return [e.npvalue() for e in exprs]

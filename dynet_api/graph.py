@@ -132,10 +132,10 @@ class _PyGraphOps:
     def add(self, op, args, attrs=None) -> Expression:
         """Appends a node of ``op``; validates the operands and the shape before touching the graph.
 
-                Args:
-                    op (OpDef): the op record.
-                    args (tuple[Expression, ...]): the operands.
-                    attrs (tuple or None): the op's attributes.
+        Args:
+            op (OpDef): the op record.
+            args (tuple[Expression, ...]): the operands.
+            attrs (tuple or None): the op's attributes.
         """
         ver = self.ver
         ids = []
@@ -175,10 +175,10 @@ class _PyGraphOps:
     def add1(self, op, x, attrs=None) -> Expression:
         """``add`` for one operand: the hot path of elementwise ops.
 
-                Args:
-                    op (OpDef): the op record.
-                    x (Expression): the operand.
-                    attrs (tuple or None): the op's attributes.
+        Args:
+            op (OpDef): the op record.
+            x (Expression): the operand.
+            attrs (tuple or None): the op's attributes.
         """
         ver = self.ver
         try:
@@ -206,11 +206,11 @@ class _PyGraphOps:
     def add2(self, op, i: int, j: int, attrs=None) -> Expression:
         """Appends a node of two already-resolved operands (the operators' path).
 
-                Args:
-                    op (OpDef): the op record.
-                    i (int): the first operand's node.
-                    j (int): the second operand's node.
-                    attrs (tuple or None): the op's attributes.
+        Args:
+            op (OpDef): the op record.
+            i (int): the first operand's node.
+            j (int): the second operand's node.
+            attrs (tuple or None): the op's attributes.
         """
         dims = self.dims
         di, dj = dims[i], dims[j]
@@ -233,11 +233,11 @@ class _PyGraphOps:
     def add_xy(self, op, x, y, attrs=None) -> Expression:
         """``add`` for two operands (cmult, dot_product...) without building a tuple.
 
-                Args:
-                    op (OpDef): the op record.
-                    x (Expression): the first operand.
-                    y (Expression): the second operand.
-                    attrs (tuple or None): the op's attributes.
+        Args:
+            op (OpDef): the op record.
+            x (Expression): the first operand.
+            y (Expression): the second operand.
+            attrs (tuple or None): the op's attributes.
         """
         ver = self.ver
         try:
@@ -272,7 +272,8 @@ _GraphBase = _fastgraph.GraphBase if _fastgraph is not None else _PyGraphOps
 
 class ComputationGraph(_GraphBase):
     """DyNet's single global graph of expressions; get it with ``dy.cg()`` or ``dy.renew_cg()``, never
-    the constructor."""
+    the constructor.
+    """
 
     def __init__(self) -> None:
         self.ver = 0
@@ -303,10 +304,10 @@ class ComputationGraph(_GraphBase):
               autobatching=None) -> ComputationGraph:
         """Empties the graph for a new one (as :func:`renew_cg`).
 
-                Args:
-                    immediate_compute (bool): compute each node as it is added.
-                    check_validity (bool): with immediate_compute, check each value for NaN and Inf.
-                    autobatching: accepted for DyNet compatibility (set automatic batching with ``dynet_config``).
+        Args:
+            immediate_compute (bool): compute each node as it is added.
+            check_validity (bool): with immediate_compute, check each value for NaN and Inf.
+            autobatching: accepted for DyNet compatibility (set automatic batching with ``dynet_config``).
         """
         self.ver += 1
         self.nodes = []
@@ -370,10 +371,10 @@ class ComputationGraph(_GraphBase):
     def add_leaf(self, op, attrs, needs_grad: bool = False) -> Expression:
         """Appends a leaf node (input, constant, parameter, random tensor).
 
-                Args:
-                    op (OpDef): the leaf's op record.
-                    attrs (tuple): its attributes, its Dim last.
-                    needs_grad (bool): whether a gradient flows into it.
+        Args:
+            op (OpDef): the leaf's op record.
+            attrs (tuple): its attributes, its Dim last.
+            needs_grad (bool): whether a gradient flows into it.
         """
         if self.supported is None:
             self._bind()
@@ -394,8 +395,8 @@ class ComputationGraph(_GraphBase):
     def forward_to(self, i: int) -> None:
         """Computes the values of every node up to node ``i``.
 
-                Args:
-                    i (int): the node index.
+        Args:
+            i (int): the node index.
         """
         if i >= self.n_eval:
             if self.supported is None:
@@ -416,8 +417,8 @@ class ComputationGraph(_GraphBase):
     def invalidate(self, i: int = 0) -> None:
         """Marks the values from node ``i`` on for recomputation (an input was ``set``).
 
-                Args:
-                    i (int): the first node to recompute.
+        Args:
+            i (int): the first node to recompute.
         """
         if i < self.n_eval:
             self.n_eval = i
@@ -427,9 +428,9 @@ class ComputationGraph(_GraphBase):
     def backward(self, i: int, full: bool = False) -> None:
         """Backpropagates from node ``i``, which must be a scalar of batch size 1.
 
-                Args:
-                    i (int): the node index.
-                    full (bool): compute gradients for every node, not only those that lead to parameters.
+        Args:
+            i (int): the node index.
+            full (bool): compute gradients for every node, not only those that lead to parameters.
         """
         d = self.dims[i]
         if d.d != (1,) or d.bd != 1:
@@ -444,8 +445,8 @@ class ComputationGraph(_GraphBase):
     def check_value(self, j: int) -> None:
         """Raises if node ``j``'s value holds NaN or Inf.
 
-                Args:
-                    j (int): the node index.
+        Args:
+            j (int): the node index.
         """
         a = self.backend.to_numpy(self.executor.value(j))
         if not np.isfinite(a).all():
@@ -455,8 +456,8 @@ class ComputationGraph(_GraphBase):
     def value_array(self, i: int) -> np.ndarray:
         """Node ``i``'s value as a NumPy array (computed if needed).
 
-                Args:
-                    i (int): the node index.
+        Args:
+            i (int): the node index.
         """
         self.forward_to(i)
         return self.backend.to_numpy(self.executor.value(i))
@@ -469,8 +470,8 @@ class ComputationGraph(_GraphBase):
     def forward(self, e=None):
         """Computes the graph up to ``e``.
 
-                Args:
-                    e (Expression or None): the expression; None: the last node.
+        Args:
+            e (Expression or None): the expression; None: the last node.
         """
         i = len(self.nodes) - 1 if e is None else _index(e)
         self.forward_to(i)
@@ -478,16 +479,16 @@ class ComputationGraph(_GraphBase):
     def inc_forward(self, e=None):
         """Computes the graph up to ``e``, reusing the values already computed.
 
-                Args:
-                    e (Expression or None): the expression; None: the last node.
+        Args:
+            e (Expression or None): the expression; None: the last node.
         """
         self.forward(e)
 
     def forward_scalar(self, e=None) -> float:
         """Computes the graph up to ``e`` and returns its first value as a float.
 
-                Args:
-                    e (Expression or None): the expression; None: the last node.
+        Args:
+            e (Expression or None): the expression; None: the last node.
         """
         i = len(self.nodes) - 1 if e is None else _index(e)
         return float(self.value_array(i).reshape(-1)[0])
@@ -495,8 +496,8 @@ class ComputationGraph(_GraphBase):
     def forward_vec(self, e=None) -> list[float]:
         """Computes the graph up to ``e`` and returns its values as a flat list (column-major).
 
-                Args:
-                    e (Expression or None): the expression; None: the last node.
+        Args:
+            e (Expression or None): the expression; None: the last node.
         """
         i = len(self.nodes) - 1 if e is None else _index(e)
         return self.value_array(i).reshape(-1, order="F").tolist()
@@ -640,8 +641,9 @@ _ExpressionBase = _fastgraph.ExpressionBase if _fastgraph is not None else _PyEx
 
 class Expression(_ExpressionBase):
     """A node of the current computation graph, made by the ``dy.*`` functions and the operators
-        (``+``, ``-``, ``*`` (matrix product), ``/`` by a number or elementwise, ``**``, indexing).
-        It becomes stale, and unusable, after :func:`renew_cg`.
+    (``+``, ``-``, ``*`` (matrix product), ``/`` by a number or elementwise, ``**``, indexing).
+    It becomes stale, and unusable, after :func:`renew_cg`.  Internally it is the pair
+    ``(i, v)``: ``i`` the node's index, ``v`` the version of the graph it belongs to.
     """
 
     __slots__ = ()
@@ -669,8 +671,8 @@ class Expression(_ExpressionBase):
     def npvalue(self, recalculate: bool = False) -> np.ndarray:
         """The value as a NumPy array of the expression's dims (the batch as a last axis when batched).
 
-                Args:
-                    recalculate (bool): recompute the graph's values instead of reusing them.
+        Args:
+            recalculate (bool): recompute the graph's values instead of reusing them.
         """
         a, d = self._array(recalculate)
         return a.reshape(d.d) if d.bd == 1 else a
@@ -678,8 +680,8 @@ class Expression(_ExpressionBase):
     def value(self, recalculate: bool = False):
         """The value: a float for a single value, a list for a vector, else a NumPy array.
 
-                Args:
-                    recalculate (bool): recompute the graph's values instead of reusing them.
+        Args:
+            recalculate (bool): recompute the graph's values instead of reusing them.
         """
         a, d = self._array(recalculate)
         if len(d.d) == 1:
@@ -691,8 +693,8 @@ class Expression(_ExpressionBase):
     def scalar_value(self, recalculate: bool = False) -> float:
         """The value of a one-element expression as a float.
 
-                Args:
-                    recalculate (bool): recompute the graph's values instead of reusing them.
+        Args:
+            recalculate (bool): recompute the graph's values instead of reusing them.
         """
         a, d = self._array(recalculate)
         if a.size != 1:
@@ -702,8 +704,8 @@ class Expression(_ExpressionBase):
     def vec_value(self, recalculate: bool = False) -> list[float]:
         """All values as a flat list in column-major order (batch elements one after another).
 
-                Args:
-                    recalculate (bool): recompute the graph's values instead of reusing them.
+        Args:
+            recalculate (bool): recompute the graph's values instead of reusing them.
         """
         a, _ = self._array(recalculate)
         return a.reshape(-1, order="F").tolist()
@@ -711,8 +713,8 @@ class Expression(_ExpressionBase):
     def tensor_value(self, recalculate: bool = False):
         """The value as a :class:`Tensor`.
 
-                Args:
-                    recalculate (bool): recompute the graph's values instead of reusing them.
+        Args:
+            recalculate (bool): recompute the graph's values instead of reusing them.
         """
         from .tensor import Tensor
 
@@ -721,8 +723,8 @@ class Expression(_ExpressionBase):
     def forward(self, recalculate: bool = False) -> None:
         """Computes the graph up to this expression.
 
-                Args:
-                    recalculate (bool): recompute the graph's values instead of reusing them.
+        Args:
+            recalculate (bool): recompute the graph's values instead of reusing them.
         """
         i = self._check()
         if recalculate:
@@ -735,10 +737,10 @@ class Expression(_ExpressionBase):
 
     def backward(self, full: bool = False) -> None:
         """Backpropagates from this expression, a scalar of batch size 1 (a loss), filling the
-                parameters' gradients.
+        parameters' gradients.
 
-                Args:
-                    full (bool): also keep gradients of every intermediate node (read with :meth:`gradient`).
+        Args:
+            full (bool): also keep gradients of every intermediate node (read with :meth:`gradient`).
         """
         _cg.backward(self._check(), full)
 

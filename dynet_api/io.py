@@ -275,10 +275,10 @@ def load_param(pc, fname: str, key: str, lookup: bool):
 def save(basename: str, objects: list) -> None:
     """Saves parameters and builders to ``basename.data`` and ``basename.meta`` (each written atomically).
 
-        Args:
-            basename (str): the path without extension.
-            objects (list): Parameters, LookupParameters and savable objects (builders and anything with
-                ``spec``, ``from_spec`` and ``param_collection``), restored in this order by :func:`load`.
+    Args:
+        basename (str): the path without extension.
+        objects (list): Parameters, LookupParameters and savable objects (builders and anything with
+            ``spec``, ``from_spec`` and ``param_collection``), restored in this order by :func:`load`.
     """
     from .params import LookupParameters, Parameters
 
@@ -320,9 +320,9 @@ def save(basename: str, objects: list) -> None:
 def load_generator(basename: str, pc):
     """Yields the objects saved by :func:`save`, one at a time, created in ``pc``.
 
-        Args:
-            basename (str): the path given to :func:`save`.
-            pc (ParameterCollection): the collection the objects are created in.
+    Args:
+        basename (str): the path given to :func:`save`.
+        pc (ParameterCollection): the collection the objects are created in.
     """
     datafname = basename + ".data"
     read_records(datafname)  # fail early on a damaged data file
@@ -346,8 +346,8 @@ def load_generator(basename: str, pc):
 def load(basename: str, pc) -> list:
     """The objects saved by :func:`save`, in their order, created in ``pc``.
 
-        Args:
-            basename (str): the path given to :func:`save`.
-            pc (ParameterCollection): the collection the objects are created in.
+    Args:
+        basename (str): the path given to :func:`save`.
+        pc (ParameterCollection): the collection the objects are created in.
     """
     return list(load_generator(basename, pc))

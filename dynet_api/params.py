@@ -31,9 +31,9 @@ class PyInitializer:
     def array(self, dims: tuple[int, ...], lookup: bool = False) -> np.ndarray:
         """Host values for a parameter of ``dims``.
 
-                Args:
-                    dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
-                    lookup (bool): the values are for a lookup table.
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
         """
         raise NotImplementedError
 
@@ -41,9 +41,9 @@ class PyInitializer:
 class NormalInitializer(PyInitializer):
     """Draws from a normal distribution; as in DyNet the spread is given as a variance.
 
-        Args:
-            mean (float): the mean.
-            var (float): the variance (not the standard deviation).
+    Args:
+        mean (float): the mean.
+        var (float): the variance (not the standard deviation).
     """
 
     def __init__(self, mean: float = 0.0, var: float = 1.0) -> None:
@@ -52,9 +52,9 @@ class NormalInitializer(PyInitializer):
     def array(self, dims, lookup=False):
         """Host values for a parameter of ``dims``.
 
-                Args:
-                    dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
-                    lookup (bool): the values are for a lookup table.
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
         """
         return runtime.rng.normal(self.mean, math.sqrt(self.var), dims)
 
@@ -62,8 +62,8 @@ class NormalInitializer(PyInitializer):
 class UniformInitializer(PyInitializer):
     """Draws uniformly from ``[-scale, scale]``.
 
-        Args:
-            scale (float): the half-width of the range.
+    Args:
+        scale (float): the half-width of the range.
     """
     def __init__(self, scale: float) -> None:
         self.scale = float(scale)
@@ -71,9 +71,9 @@ class UniformInitializer(PyInitializer):
     def array(self, dims, lookup=False):
         """Host values for a parameter of ``dims``.
 
-                Args:
-                    dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
-                    lookup (bool): the values are for a lookup table.
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
         """
         return runtime.rng.uniform(-self.scale, self.scale, dims)
 
@@ -81,8 +81,8 @@ class UniformInitializer(PyInitializer):
 class ConstInitializer(PyInitializer):
     """Every value equal to ``c``.
 
-        Args:
-            c (float): the value.
+    Args:
+        c (float): the value.
     """
     def __init__(self, c: float) -> None:
         self.c = float(c)
@@ -90,9 +90,9 @@ class ConstInitializer(PyInitializer):
     def array(self, dims, lookup=False):
         """Host values for a parameter of ``dims``.
 
-                Args:
-                    dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
-                    lookup (bool): the values are for a lookup table.
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
         """
         return np.full(dims, self.c)
 
@@ -102,9 +102,9 @@ class IdentityInitializer(PyInitializer):
     def array(self, dims, lookup=False):
         """Host values for a parameter of ``dims``.
 
-                Args:
-                    dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
-                    lookup (bool): the values are for a lookup table.
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
         """
         if len(dims) != 2 or dims[0] != dims[1]:
             raise ValueError(f"IdentityInitializer needs a square matrix, got {Dim(dims)}")
@@ -113,13 +113,13 @@ class IdentityInitializer(PyInitializer):
 
 class GlorotInitializer(PyInitializer):
     """Glorot (Xavier) uniform initialisation: ``U(-s, s)`` with ``s = gain * sqrt(3 * nd / sum(dims))``
-        (``sqrt(6 / (m + n))`` for a matrix).
+    (``sqrt(6 / (m + n))`` for a matrix).
 
-        Args:
-            is_lookup (bool): leave a lookup table's row count out of the fan (DyNet's default counts it).
-            gain (float): the factor on the range (e.g. 4 for a logistic layer).
+    Args:
+        is_lookup (bool): leave a lookup table's row count out of the fan (DyNet's default counts it).
+        gain (float): the factor on the range (e.g. 4 for a logistic layer).
 
-        For 4-d convolution filters the fan is ``H*W*C_in + H*W*C_out``, as in DyNet.
+    For 4-d convolution filters the fan is ``H*W*C_in + H*W*C_out``, as in DyNet.
     """
 
     def __init__(self, is_lookup: bool = False, gain: float = 1.0) -> None:
@@ -128,9 +128,9 @@ class GlorotInitializer(PyInitializer):
     def array(self, dims, lookup=False):
         """Host values for a parameter of ``dims``.
 
-                Args:
-                    dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
-                    lookup (bool): the values are for a lookup table.
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
         """
         lookup = self.is_lookup
         shown = dims[:-1] if lookup and len(dims) > 1 else dims
@@ -145,8 +145,8 @@ class GlorotInitializer(PyInitializer):
 class SaxeInitializer(PyInitializer):
     """A random orthonormal matrix (Saxe et al. 2014) times ``scale``.
 
-        Args:
-            scale (float): the factor.
+    Args:
+        scale (float): the factor.
     """
 
     def __init__(self, scale: float = 1.0) -> None:
@@ -155,9 +155,9 @@ class SaxeInitializer(PyInitializer):
     def array(self, dims, lookup=False):
         """Host values for a parameter of ``dims``.
 
-                Args:
-                    dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
-                    lookup (bool): the values are for a lookup table.
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
         """
         if len(dims) != 2:
             raise ValueError(f"SaxeInitializer needs a matrix, got {Dim(dims)}")
@@ -171,8 +171,8 @@ class SaxeInitializer(PyInitializer):
 class FromFileInitializer(PyInitializer):
     """Values read from a text file of whitespace-separated numbers, in column-major order.
 
-        Args:
-            fname (str): the file.
+    Args:
+        fname (str): the file.
     """
 
     def __init__(self, fname: str) -> None:
@@ -181,9 +181,9 @@ class FromFileInitializer(PyInitializer):
     def array(self, dims, lookup=False):
         """Host values for a parameter of ``dims``.
 
-                Args:
-                    dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
-                    lookup (bool): the values are for a lookup table.
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
         """
         try:
             with open(self.fname) as f:
@@ -201,8 +201,8 @@ class FromFileInitializer(PyInitializer):
 class NumpyInitializer(PyInitializer):
     """The values of a NumPy array (its shape must match the parameter's).
 
-        Args:
-            array: the values.
+    Args:
+        array: the values.
     """
     def __init__(self, array) -> None:
         self.values = np.asarray(array, dtype=np.float64)
@@ -210,9 +210,9 @@ class NumpyInitializer(PyInitializer):
     def array(self, dims, lookup=False):
         """Host values for a parameter of ``dims``.
 
-                Args:
-                    dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
-                    lookup (bool): the values are for a lookup table.
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
         """
         if self.values.shape != tuple(dims) and self.values.size == int(np.prod(dims)) and self.values.ndim == 1:
             return self.values.reshape(dims, order="F")
@@ -306,24 +306,24 @@ class _StoredParameter(Expression):
     def scale(self, s: float) -> None:
         """Multiplies the values by ``s`` in place.
 
-                Args:
-                    s (float): the factor.
+        Args:
+            s (float): the factor.
         """
         self._st.backend.scale(self._st.value, float(s))
 
     def scale_gradient(self, s: float) -> None:
         """Multiplies the accumulated gradient by ``s`` in place.
 
-                Args:
-                    s (float): the factor.
+        Args:
+            s (float): the factor.
         """
         self._st.backend.scale(self._st.grad, float(s))
 
     def set_updated(self, b: bool) -> None:
         """Whether trainers update this parameter (a frozen one still passes gradients on).
 
-                Args:
-                    b (bool): True to update.
+        Args:
+            b (bool): True to update.
         """
         self._st.updated = bool(b)
 
@@ -338,9 +338,9 @@ class _StoredParameter(Expression):
     def populate(self, fname: str, key: str = "") -> None:
         """Loads this parameter's values from a file written by ``save``.
 
-                Args:
-                    fname (str): the file.
-                    key (str): the name of the record to read (default: this parameter's name).
+        Args:
+            fname (str): the file.
+            key (str): the name of the record to read (default: this parameter's name).
         """
         from .io import populate_object
 
@@ -349,10 +349,10 @@ class _StoredParameter(Expression):
     def save(self, fname: str, key: str = "", append: bool = False) -> None:
         """Writes this parameter to a text model file.
 
-                Args:
-                    fname (str): the file.
-                    key (str): the name to store it under (default: its own name).
-                    append (bool): add to the file instead of replacing it.
+        Args:
+            fname (str): the file.
+            key (str): the name to store it under (default: its own name).
+            append (bool): add to the file instead of replacing it.
         """
         from .io import save_objects
 
@@ -364,11 +364,11 @@ class _StoredParameter(Expression):
 
 class Parameters(_StoredParameter):
     """A dense parameter tensor; used in an expression it is a leaf that receives a gradient
-        (``W * x + b``). Made by :meth:`ParameterCollection.add_parameters`.
+    (``W * x + b``). Made by :meth:`ParameterCollection.add_parameters`.
 
-        Args:
-            st: its storage (internal).
-            pc (ParameterCollection): the collection that owns it.
+    Args:
+        st: its storage (internal).
+        pc (ParameterCollection): the collection that owns it.
     """
 
     __slots__ = ()
@@ -396,8 +396,8 @@ class Parameters(_StoredParameter):
     def expr(self, update: bool = False) -> Expression:
         """The parameter as an expression.
 
-                Args:
-                    update (bool): if False (DyNet's default for ``expr``), a constant without gradient.
+        Args:
+            update (bool): if False (DyNet's default for ``expr``), a constant without gradient.
         """
         if update:
             self._check()
@@ -420,8 +420,8 @@ class Parameters(_StoredParameter):
     def set_value(self, arr) -> None:
         """Replaces the values.
 
-                Args:
-                    arr: an array of the parameter's shape.
+        Args:
+            arr: an array of the parameter's shape.
         """
         a = np.asarray(arr, dtype=np.float64)
         if a.shape != self._st.dim.d and a.size == self._st.dim.size() and a.ndim == 1 and len(self._st.dim.d) == 1:
@@ -435,9 +435,9 @@ class Parameters(_StoredParameter):
     def clip_inplace(self, left: float, right: float) -> None:
         """Clips every value into ``[left, right]``.
 
-                Args:
-                    left (float): the lower bound.
-                    right (float): the upper bound.
+        Args:
+            left (float): the lower bound.
+            right (float): the upper bound.
         """
         self._st.backend.clip(self._st.value, float(left), float(right))
 
@@ -449,11 +449,11 @@ class Parameters(_StoredParameter):
 
 class LookupParameters(_StoredParameter):
     """A table of embeddings: ``p[i]`` is row i (:func:`lookup`), ``p.batch(ids)`` a batch of rows
-        (:func:`lookup_batch`). Made by :meth:`ParameterCollection.add_lookup_parameters`.
+    (:func:`lookup_batch`). Made by :meth:`ParameterCollection.add_lookup_parameters`.
 
-        Args:
-            st: its storage (internal).
-            pc (ParameterCollection): the collection that owns it.
+    Args:
+        st: its storage (internal).
+        pc (ParameterCollection): the collection that owns it.
     """
 
     __slots__ = ()
@@ -477,8 +477,8 @@ class LookupParameters(_StoredParameter):
     def expr(self, update: bool = False) -> Expression:
         """The table itself, usable as an expression of dims ``{row dims..., n}``.
 
-                Args:
-                    update (bool): accepted for DyNet compatibility.
+        Args:
+            update (bool): accepted for DyNet compatibility.
         """
         return self
 
@@ -492,8 +492,8 @@ class LookupParameters(_StoredParameter):
     def batch(self, indices) -> Expression:
         """The rows ``indices`` as one batched expression (as :func:`lookup_batch`).
 
-                Args:
-                    indices (list[int]): the rows, one per batch element.
+        Args:
+            indices (list[int]): the rows, one per batch element.
         """
         from .functions import lookup_batch
 
@@ -511,16 +511,16 @@ class LookupParameters(_StoredParameter):
     def row_as_array(self, i: int) -> np.ndarray:
         """A NumPy copy of row ``i``.
 
-                Args:
-                    i (int): the row.
+        Args:
+            i (int): the row.
         """
         return self._table()[self._row(i)]
 
     def rows_as_array(self, rows: Iterable[int]) -> np.ndarray:
         """NumPy copies of the given rows, stacked.
 
-                Args:
-                    rows (list[int]): the rows.
+        Args:
+            rows (list[int]): the rows.
         """
         t = self._table()
         return np.stack([t[self._row(i)] for i in rows])
@@ -532,16 +532,16 @@ class LookupParameters(_StoredParameter):
     def row_grad_as_array(self, i: int) -> np.ndarray:
         """A NumPy copy of row ``i``'s gradient.
 
-                Args:
-                    i (int): the row.
+        Args:
+            i (int): the row.
         """
         return self.grad_as_array()[self._row(i)]
 
     def rows_grad_as_array(self, rows: Iterable[int]) -> np.ndarray:
         """NumPy copies of the given rows' gradients, stacked.
 
-                Args:
-                    rows (list[int]): the rows.
+        Args:
+            rows (list[int]): the rows.
         """
         g = self.grad_as_array()
         return np.stack([g[self._row(i)] for i in rows])
@@ -555,9 +555,9 @@ class LookupParameters(_StoredParameter):
     def init_row(self, i: int, row) -> None:
         """Sets the values of one row.
 
-                Args:
-                    i (int): the row.
-                    row: its new values (as many as a row holds).
+        Args:
+            i (int): the row.
+            row: its new values (as many as a row holds).
         """
         i = self._row(i)
         t = self._table()
@@ -570,8 +570,8 @@ class LookupParameters(_StoredParameter):
     def init_from_array(self, arr) -> None:
         """Sets the whole table.
 
-                Args:
-                    arr: an array shaped ``(rows,) + row dims``.
+        Args:
+            arr: an array shaped ``(rows,) + row dims``.
         """
         a = np.asarray(arr, dtype=np.float64)
         t = self._table()
@@ -592,8 +592,8 @@ class LookupParameters(_StoredParameter):
     def scalar_value(self, recalculate: bool = False) -> float:
         """Always raises: a table is not a scalar.
 
-                Args:
-                    recalculate (bool): ignored.
+        Args:
+            recalculate (bool): ignored.
         """
         raise ValueError("scalar_value: a lookup table is not a scalar")
 
@@ -616,8 +616,8 @@ def _check_name(name: str, what: str) -> None:
 
 class ParameterCollection:
     """DyNet's ``ParameterCollection`` (alias ``Model``): owns named parameters, lookup tables and
-        subcollections, saves and loads them, and holds the weight decay.  Create it with no arguments;
-        subcollections come from :meth:`add_subcollection`.
+    subcollections, saves and loads them, and holds the weight decay.  Create it with no arguments;
+    subcollections come from :meth:`add_subcollection`.
     """
 
     def __init__(self, _name: str = "/", _parent: ParameterCollection | None = None) -> None:
@@ -651,15 +651,15 @@ class ParameterCollection:
                        mean: float = 0.0, std: float = 1.0) -> Parameters:
         """Creates a dense parameter.
 
-                Args:
-                    dim (int or tuple): its dims (or None with a NumPy array as ``init``).
-                    init: an initialiser, a NumPy array, a number (constant), ``"uniform"``, ``"normal"``,
-                        ``"glorot"``, ``"saxe"``, ``"identity"`` or ``"he"``; default Glorot.
-                    name (str): its name in the collection (default: generated).
-                    device (str): accepted for DyNet compatibility.
-                    scale (float): the range of ``"uniform"`` / factor of ``"saxe"``.
-                    mean (float): the mean of ``"normal"``.
-                    std (float): the standard deviation of ``"normal"``.
+        Args:
+            dim (int or tuple): its dims (or None with a NumPy array as ``init``).
+            init: an initialiser, a NumPy array, a number (constant), ``"uniform"``, ``"normal"``,
+                ``"glorot"``, ``"identity"`` or ``"he"``; default Glorot.
+            name (str): its name in the collection (default: generated).
+            device (str): accepted for DyNet compatibility.
+            scale (float): the range of ``"uniform"``.
+            mean (float): the mean of ``"normal"``.
+            std (float): the standard deviation of ``"normal"``.
         """
         if isinstance(init, np.ndarray) and dim is None:
             dim = init.shape
@@ -678,14 +678,14 @@ class ParameterCollection:
                               mean: float = 0.0, std: float = 1.0) -> LookupParameters:
         """Creates a lookup table.
 
-                Args:
-                    dim (tuple): ``(number of rows, row dims...)``.
-                    init: an initialiser or a NumPy array (as in :meth:`add_parameters`); default Glorot.
-                    name (str): its name in the collection.
-                    device (str): accepted for DyNet compatibility.
-                    scale (float): the range of ``"uniform"``.
-                    mean (float): the mean of ``"normal"``.
-                    std (float): the standard deviation of ``"normal"``.
+        Args:
+            dim (tuple): ``(number of rows, row dims...)``.
+            init: an initialiser or a NumPy array (as in :meth:`add_parameters`); default Glorot.
+            name (str): its name in the collection.
+            device (str): accepted for DyNet compatibility.
+            scale (float): the range of ``"uniform"``.
+            mean (float): the mean of ``"normal"``.
+            std (float): the standard deviation of ``"normal"``.
         """
         d = Dim.of(dim, what="add_lookup_parameters")
         n, row = d.d[0], d.d[1:] or (1,)
@@ -706,10 +706,10 @@ class ParameterCollection:
     def parameters_from_numpy(self, array, name: str = "", device: str = "") -> Parameters:
         """A dense parameter holding a copy of ``array``.
 
-                Args:
-                    array: the values; their shape is the parameter's dims.
-                    name (str): its name.
-                    device (str): accepted for DyNet compatibility.
+        Args:
+            array: the values; their shape is the parameter's dims.
+            name (str): its name.
+            device (str): accepted for DyNet compatibility.
         """
         a = np.asarray(array, dtype=np.float64)
         return self.add_parameters(a.shape, NumpyInitializer(a), name=name)
@@ -717,10 +717,10 @@ class ParameterCollection:
     def lookup_parameters_from_numpy(self, array, name: str = "", device: str = "") -> LookupParameters:
         """A lookup table holding a copy of ``array`` (one row per entry of its first axis).
 
-                Args:
-                    array: the values, shaped ``(rows,) + row dims``.
-                    name (str): its name.
-                    device (str): accepted for DyNet compatibility.
+        Args:
+            array: the values, shaped ``(rows,) + row dims``.
+            name (str): its name.
+            device (str): accepted for DyNet compatibility.
         """
         a = np.asarray(array, dtype=np.float64)
         if a.ndim < 1:
@@ -738,8 +738,8 @@ class ParameterCollection:
     def add_subcollection(self, name: str | None = None) -> ParameterCollection:
         """A new subcollection, named under this one.
 
-                Args:
-                    name (str or None): its name (default: generated).
+        Args:
+            name (str or None): its name (default: generated).
         """
         full = self._fullname(name, "add_subcollection", "/")
         sub = ParameterCollection(full, self)
@@ -779,8 +779,8 @@ class ParameterCollection:
     def set_weight_decay(self, lam: float) -> None:
         """Sets the weight decay applied after each trainer update (here and in subcollections).
 
-                Args:
-                    lam (float): lambda, in [0, 1).
+        Args:
+            lam (float): lambda, in [0, 1).
         """
         lam = float(lam)
         if not 0.0 <= lam < 1.0:
@@ -800,10 +800,10 @@ class ParameterCollection:
     def save(self, fname: str, name: str = "", append: bool = False) -> None:
         """Writes the collection's parameters to a text model file.
 
-                Args:
-                    fname (str): the file.
-                    name (str): the key prefix to store them under (default: the collection's name).
-                    append (bool): add to the file instead of replacing it.
+        Args:
+            fname (str): the file.
+            name (str): the key prefix to store them under (default: the collection's name).
+            append (bool): add to the file instead of replacing it.
         """
         from .io import save_collection
 
@@ -812,9 +812,9 @@ class ParameterCollection:
     def populate(self, fname: str, key: str = "") -> None:
         """Loads the collection's parameter values from a model file.
 
-                Args:
-                    fname (str): the file.
-                    key (str): the key prefix to read (default: the collection's name).
+        Args:
+            fname (str): the file.
+            key (str): the key prefix to read (default: the collection's name).
         """
         from .io import populate_collection
 
@@ -826,9 +826,9 @@ class ParameterCollection:
     def load_param(self, fname: str, key: str) -> Parameters:
         """A new dense parameter created from a record of a model file.
 
-                Args:
-                    fname (str): the file.
-                    key (str): the record's name.
+        Args:
+            fname (str): the file.
+            key (str): the record's name.
         """
         from .io import load_param
 
@@ -837,9 +837,9 @@ class ParameterCollection:
     def load_lookup_param(self, fname: str, key: str) -> LookupParameters:
         """A new lookup table created from a record of a model file.
 
-                Args:
-                    fname (str): the file.
-                    key (str): the record's name.
+        Args:
+            fname (str): the file.
+            key (str): the record's name.
         """
         from .io import load_param
 

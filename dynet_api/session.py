@@ -11,13 +11,13 @@ from .graph import ComputationGraph, _cg, graphviz_text
 def renew_cg(immediate_compute: bool = False, check_validity: bool = False, autobatching=None) -> ComputationGraph:
     """Starts a new, empty computation graph; expressions of the old one become stale.
 
-        Args:
-            immediate_compute (bool): compute each node's value as soon as it is added.
-            check_validity (bool): check every new node's value for NaN and Inf.
-            autobatching: if given, turn automatic batching on (truthy) or off for this graph.
+    Args:
+        immediate_compute (bool): compute each node's value as soon as it is added.
+        check_validity (bool): check every new node's value for NaN and Inf.
+        autobatching: if given, turn automatic batching on (truthy) or off for this graph.
 
-        Returns:
-            ComputationGraph: the (single) graph.
+    Returns:
+        ComputationGraph: the (single) graph.
     """
     return _cg.renew(immediate_compute, check_validity, autobatching)
 
@@ -50,8 +50,8 @@ def print_text_graphviz() -> None:
 def print_graphviz(**kwargs) -> None:
     """Prints the current graph in Graphviz's dot format.
 
-        Args:
-            kwargs: DyNet's display options (``compact``, ``show_dims``...), accepted and ignored.
+    Args:
+        kwargs: DyNet's display options (``compact``, ``show_dims``...), accepted and ignored.
     """
     print(graphviz_text(_cg))
 
@@ -59,13 +59,13 @@ def print_graphviz(**kwargs) -> None:
 def dump_cg(filename: str = "", show_values: bool = True, show_gradients: bool = True,
             nan_check_only: bool = False) -> None:
     """Writes one line per node of the current graph: the op, its operands and dims, and its value when
-        computed.
+    computed.
 
-        Args:
-            filename (str): the file to write; empty: standard output.
-            show_values (bool): include the computed values.
-            show_gradients (bool): accepted for DyNet compatibility (gradients are not listed).
-            nan_check_only (bool): accepted for DyNet compatibility.
+    Args:
+        filename (str): the file to write; empty: standard output.
+        show_values (bool): include the computed values.
+        show_gradients (bool): accepted for DyNet compatibility (gradients are not listed).
+        nan_check_only (bool): accepted for DyNet compatibility.
     """
     lines = []
     for j, (op, ids, _attrs) in enumerate(_cg.nodes):
@@ -84,8 +84,8 @@ def dump_cg(filename: str = "", show_values: bool = True, show_gradients: bool =
 def reset_random_seed(seed: int) -> None:
     """Reseeds the backend's random generator (dropout masks, random inputs, initialisers).
 
-        Args:
-            seed (int): the new seed.
+    Args:
+        seed (int): the new seed.
     """
     runtime.reset_random_seed(int(seed))
 
@@ -98,10 +98,10 @@ def available_devices() -> list[bytes]:
 class DeviceInfo:
     """A device's description, as :func:`get_device_info` returns it.
 
-        Args:
-            name (str): the device name (``"CPU"``, ``"GPU:0"``...).
-            device_id (int): its position among the backend's devices.
-            type (int): DyNet's device type code (-1: unspecified).
+    Args:
+        name (str): the device name (``"CPU"``, ``"GPU:0"``...).
+        device_id (int): its position among the backend's devices.
+        type (int): DyNet's device type code (-1: unspecified).
     """
     def __init__(self, name: str, device_id: int = 0, type: int = -1) -> None:  # noqa: A002 - DyNet's name
         self.name, self.id, self.type = name, device_id, type
@@ -110,8 +110,8 @@ class DeviceInfo:
 def get_device_info(name: str) -> DeviceInfo:
     """The :class:`DeviceInfo` of a device of the current backend.
 
-        Args:
-            name (str): a name from :func:`available_devices`.
+    Args:
+        name (str): a name from :func:`available_devices`.
     """
     names = [d.decode() for d in available_devices()]
     if name not in names:
@@ -128,80 +128,80 @@ class DynetParams:
     def from_args(self, shared_parameters=None) -> None:
         """Reads the ``--dynet-*`` flags of ``sys.argv``.
 
-                Args:
-                    shared_parameters: accepted for DyNet compatibility.
+        Args:
+            shared_parameters: accepted for DyNet compatibility.
         """
         self._values.update(config.parse_argv(sys.argv[1:]))
 
     def from_config(self, conf: dict) -> None:
         """Takes the settings of the dict ``conf`` (keys as in ``dynet_config.set``).
 
-                Args:
-                    conf (dict): setting name -> value; unknown keys are ignored.
+        Args:
+            conf (dict): setting name -> value; unknown keys are ignored.
         """
         self._values.update({k: v for k, v in conf.items() if k in config.settings})
 
     def set_mem(self, mem) -> None:
         """Sets the memory request (accepted; memory is managed by the backend).
 
-                Args:
-                    mem: megabytes, or DyNet's comma-separated pools.
+        Args:
+            mem: megabytes, or DyNet's comma-separated pools.
         """
         self._values["mem"] = mem
 
     def set_random_seed(self, seed: int) -> None:
         """Sets the random seed.
 
-                Args:
-                    seed (int): the seed.
+        Args:
+            seed (int): the seed.
         """
         self._values["random_seed"] = int(seed)
 
     def set_autobatch(self, autobatch) -> None:
         """Turns automatic batching on or off.
 
-                Args:
-                    autobatch (int): 0 off, non-zero on.
+        Args:
+            autobatch (int): 0 off, non-zero on.
         """
         self._values["autobatch"] = int(autobatch)
 
     def set_profiling(self, profiling) -> None:
         """Sets the profiling level.
 
-                Args:
-                    profiling (int): 0 off.
+        Args:
+            profiling (int): 0 off.
         """
         self._values["profiling"] = int(profiling)
 
     def set_weight_decay(self, wd: float) -> None:
         """Sets the weight decay applied after each update.
 
-                Args:
-                    wd (float): lambda, in [0, 1).
+        Args:
+            wd (float): lambda, in [0, 1).
         """
         self._values["weight_decay"] = float(wd)
 
     def set_shared_parameters(self, shared) -> None:
         """Sets DyNet's shared-parameters flag.
 
-                Args:
-                    shared (bool): the flag.
+        Args:
+            shared (bool): the flag.
         """
         self._values["shared_parameters"] = int(bool(shared))
 
     def set_requested_gpus(self, n: int) -> None:
         """Sets the number of GPUs requested.
 
-                Args:
-                    n (int): the number of GPUs.
+        Args:
+            n (int): the number of GPUs.
         """
         self._values["requested_gpus"] = int(n)
 
     def set_gpu_mask(self, mask) -> None:
         """Accepted for DyNet compatibility; has no effect.
 
-                Args:
-                    mask: DyNet's per-GPU mask.
+        Args:
+            mask: DyNet's per-GPU mask.
         """
         pass
 
@@ -217,8 +217,8 @@ class DynetParams:
 def init(shared_parameters=None) -> None:
     """Reads the ``--dynet-*`` command-line flags again and applies them (importing the package already did).
 
-        Args:
-            shared_parameters: accepted for DyNet compatibility.
+    Args:
+        shared_parameters: accepted for DyNet compatibility.
     """
     config.load_from_command_line()
     runtime.configure_from_settings()
@@ -227,8 +227,8 @@ def init(shared_parameters=None) -> None:
 def init_from_params(params: DynetParams) -> None:
     """Applies the settings of a :class:`DynetParams`.
 
-        Args:
-            params (DynetParams): the settings.
+    Args:
+        params (DynetParams): the settings.
     """
     config.set_values(**params._values)
     if "random_seed" in params._values:

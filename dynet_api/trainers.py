@@ -36,9 +36,9 @@ from .params import ParameterCollection, ParamStorage
 class Trainer:
     """The base of the trainers: gradient clipping, sparse updates and the update loop.
 
-        Args:
-            m (ParameterCollection): the parameters to train.
-            learning_rate (float): the initial learning rate.
+    Args:
+        m (ParameterCollection): the parameters to train.
+        learning_rate (float): the initial learning rate.
     """
 
     rule = "sgd"
@@ -61,16 +61,16 @@ class Trainer:
     def set_sparse_updates(self, su: bool) -> None:
         """Whether lookup tables update only the rows looked up since the last update.
 
-                Args:
-                    su (bool): True (the default) for sparse updates.
+        Args:
+            su (bool): True (the default) for sparse updates.
         """
         self.sparse_updates = bool(su)
 
     def set_clip_threshold(self, thr: float) -> None:
         """Sets the global gradient-norm clipping threshold.
 
-                Args:
-                    thr (float): the threshold; 0 or less turns clipping off.
+        Args:
+            thr (float): the threshold; 0 or less turns clipping off.
         """
         if thr <= 0:
             self.clipping_enabled = False
@@ -86,8 +86,8 @@ class Trainer:
     def set_learning_rate(self, lr: float) -> None:
         """Sets the learning rate for the next updates.
 
-                Args:
-                    lr (float): the learning rate.
+        Args:
+            lr (float): the learning rate.
         """
         self.learning_rate = float(lr)
 
@@ -97,7 +97,8 @@ class Trainer:
 
     def status(self) -> None:
         """Prints the learning rate and the clips and updates since the last call (to stderr), then
-        resets those counts."""
+        resets those counts.
+        """
         print(f"[lr={self.learning_rate:g} clips={self.clips_since_status} updates={self.updates_since_status}] ",
               end="", file=sys.stderr)
         self.updates_since_status = self.clips_since_status = 0
@@ -105,8 +106,8 @@ class Trainer:
     def restart(self, learning_rate: float | None = None) -> None:
         """Clears the trainer's per-parameter state (moments, accumulators).
 
-                Args:
-                    learning_rate (float or None): if given, the new learning rate.
+        Args:
+            learning_rate (float or None): if given, the new learning rate.
         """
         if learning_rate is not None:
             self.learning_rate = float(learning_rate)
@@ -117,8 +118,8 @@ class Trainer:
     def update_epoch(self, r: float = 1.0) -> None:
         """Deprecated in DyNet and a no-op; prints how to change the learning rate instead.
 
-                Args:
-                    r (float): ignored.
+        Args:
+            r (float): ignored.
         """
         print("Trainer::update_epoch has been deprecated and doesn't do anything. Please remove it from your code, "
               "and control the learning rate of the trainer directly, for example by: "
@@ -127,9 +128,9 @@ class Trainer:
     def update_subset(self, params, lookups) -> None:
         """A no-op, as in DyNet's Python module.
 
-                Args:
-                    params: ignored.
-                    lookups: ignored.
+        Args:
+            params: ignored.
+            lookups: ignored.
         """
 
     # ---- the update
@@ -164,8 +165,8 @@ class Trainer:
 
     def update(self) -> None:
         """One training step from the gradients of the last ``backward()``: clips them by their global
-                norm, applies the rule to every updated parameter (only touched rows of lookup tables when
-                updates are sparse), clears the gradients and applies weight decay.
+        norm, applies the rule to every updated parameter (only touched rows of lookup tables when
+        updates are sparse), clears the gradients and applies weight decay.
         """
         storages = self.model.all_storages()
         hyper = self._hyper()
@@ -220,9 +221,9 @@ class Trainer:
 class SimpleSGDTrainer(Trainer):
     """Stochastic gradient descent: ``w -= learning_rate * g``.
 
-        Args:
-            m (ParameterCollection): the parameters to train.
-            learning_rate (float): the learning rate.
+    Args:
+        m (ParameterCollection): the parameters to train.
+        learning_rate (float): the learning rate.
     """
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.1) -> None:
         super().__init__(m, learning_rate)
@@ -230,15 +231,15 @@ class SimpleSGDTrainer(Trainer):
 
 class CyclicalSGDTrainer(Trainer):
     """SGD whose learning rate cycles between two bounds (triangular schedule, Smith 2015);
-        the first update uses the minimum.
+    the first update uses the minimum.
 
-        Args:
-            m (ParameterCollection): the parameters to train.
-            learning_rate_min (float): the lower bound.
-            learning_rate_max (float): the upper bound.
-            step_size (float): updates per half cycle.
-            gamma (float): the amplitude decays as ``gamma ** iteration``.
-            edecay (float): accepted for DyNet compatibility.
+    Args:
+        m (ParameterCollection): the parameters to train.
+        learning_rate_min (float): the lower bound.
+        learning_rate_max (float): the upper bound.
+        step_size (float): updates per half cycle.
+        gamma (float): the amplitude decays as ``gamma ** iteration``.
+        edecay (float): accepted for DyNet compatibility.
     """
 
     def __init__(self, m: ParameterCollection, learning_rate_min: float = 0.01, learning_rate_max: float = 0.1,
@@ -259,10 +260,10 @@ class CyclicalSGDTrainer(Trainer):
 class MomentumSGDTrainer(Trainer):
     """SGD with momentum: ``v = mom * v - learning_rate * g; w += v``.
 
-        Args:
-            m (ParameterCollection): the parameters to train.
-            learning_rate (float): the learning rate.
-            mom (float): the momentum.
+    Args:
+        m (ParameterCollection): the parameters to train.
+        learning_rate (float): the learning rate.
+        mom (float): the momentum.
     """
     rule, n_states = "momentum", 1
 
@@ -277,10 +278,10 @@ class MomentumSGDTrainer(Trainer):
 class AdagradTrainer(Trainer):
     """AdaGrad: each weight's step is scaled by the root of its accumulated squared gradients.
 
-        Args:
-            m (ParameterCollection): the parameters to train.
-            learning_rate (float): the learning rate.
-            eps (float): added under the square root for stability.
+    Args:
+        m (ParameterCollection): the parameters to train.
+        learning_rate (float): the learning rate.
+        eps (float): added under the square root for stability.
     """
     rule, n_states = "adagrad", 1
 
@@ -294,12 +295,12 @@ class AdagradTrainer(Trainer):
 
 class AdadeltaTrainer(Trainer):
     """AdaDelta (Zeiler 2012): steps from running averages of squared gradients and squared
-        steps; it needs no learning rate.
+    steps; it needs no learning rate.
 
-        Args:
-            m (ParameterCollection): the parameters to train.
-            eps (float): added under the square roots.
-            rho (float): the decay of the running averages.
+    Args:
+        m (ParameterCollection): the parameters to train.
+        eps (float): added under the square roots.
+        rho (float): the decay of the running averages.
     """
 
     rule, n_states = "adadelta", 2
@@ -315,11 +316,11 @@ class AdadeltaTrainer(Trainer):
 class RMSPropTrainer(Trainer):
     """RMSProp: the step is divided by the root of a running average of squared gradients.
 
-        Args:
-            m (ParameterCollection): the parameters to train.
-            learning_rate (float): the learning rate.
-            eps (float): added under the square root.
-            rho (float): the decay of the running average.
+    Args:
+        m (ParameterCollection): the parameters to train.
+        learning_rate (float): the learning rate.
+        eps (float): added under the square root.
+        rho (float): the decay of the running average.
     """
     rule, n_states = "rmsprop", 1
 
@@ -335,12 +336,12 @@ class RMSPropTrainer(Trainer):
 class AdamTrainer(Trainer):
     """Adam (Kingma and Ba 2014), with bias-corrected first and second moment estimates.
 
-        Args:
-            m (ParameterCollection): the parameters to train.
-            alpha (float): the learning rate.
-            beta_1 (float): the decay of the first moment.
-            beta_2 (float): the decay of the second moment.
-            eps (float): added to the root of the second moment.
+    Args:
+        m (ParameterCollection): the parameters to train.
+        alpha (float): the learning rate.
+        beta_1 (float): the decay of the first moment.
+        beta_2 (float): the decay of the second moment.
+        eps (float): added to the root of the second moment.
     """
     rule, n_states = "adam", 2
 
@@ -358,12 +359,12 @@ class AdamTrainer(Trainer):
 class AmsgradTrainer(AdamTrainer):
     """AMSGrad (Reddi et al. 2018): Adam with the running maximum of the second moment.
 
-        Args:
-            m (ParameterCollection): the parameters to train.
-            learning_rate (float): the learning rate.
-            beta_1 (float): the decay of the first moment.
-            beta_2 (float): the decay of the second moment.
-            eps (float): added to the root of the second moment.
+    Args:
+        m (ParameterCollection): the parameters to train.
+        learning_rate (float): the learning rate.
+        beta_1 (float): the decay of the first moment.
+        beta_2 (float): the decay of the second moment.
+        eps (float): added to the root of the second moment.
     """
     rule, n_states = "amsgrad", 3
 
@@ -374,13 +375,13 @@ class AmsgradTrainer(AdamTrainer):
 
 class EGTrainer(Trainer):
     """Exponentiated gradient with momentum: each tensor stays a softmax of log-weights (C++-only in
-        DyNet; an extension here). Dense updates only.
+    DyNet; an extension here). Dense updates only.
 
-        Args:
-            m (ParameterCollection): the parameters to train.
-            learning_rate (float): the learning rate.
-            mom (float): the momentum.
-            ne (float): accepted for DyNet compatibility.
+    Args:
+        m (ParameterCollection): the parameters to train.
+        learning_rate (float): the learning rate.
+        mom (float): the momentum.
+        ne (float): accepted for DyNet compatibility.
     """
 
     rule, n_states = "eg", 1

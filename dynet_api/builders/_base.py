@@ -64,14 +64,14 @@ def _batch_of(x: Expression) -> int:
 
 class RNNState:
     """One step of a sequence: ``add_input`` returns the next state, ``prev`` the one before.
-        States come from ``builder.initial_state()``; the constructor is internal.
+    States come from ``builder.initial_state()``; the constructor is internal.
 
-        Args:
-            builder: the builder this state belongs to.
-            prev (RNNState or None): the previous state.
-            out (Expression or None): the output at this step.
-            h (tuple or None): every layer's hidden state.
-            c (tuple or None): every layer's cell state (LSTMs).
+    Args:
+        builder: the builder this state belongs to.
+        prev (RNNState or None): the previous state.
+        out (Expression or None): the output at this step.
+        h (tuple or None): every layer's hidden state.
+        c (tuple or None): every layer's cell state (LSTMs).
     """
 
     __slots__ = ("_b", "_prev", "_out", "_h", "_c")
@@ -87,8 +87,8 @@ class RNNState:
     def add_input(self, x: Expression) -> RNNState:
         """The next state after reading ``x``.
 
-                Args:
-                    x (Expression): the input ``{input_dim}``, batched or not.
+        Args:
+            x (Expression): the input ``{input_dim}``, batched or not.
         """
         b = self._b
         b._check_graph()
@@ -98,8 +98,8 @@ class RNNState:
     def add_inputs(self, xs: Iterable[Expression]) -> list[RNNState]:
         """The states after reading each input of ``xs`` in turn.
 
-                Args:
-                    xs (list[Expression]): the inputs.
+        Args:
+            xs (list[Expression]): the inputs.
         """
         states = []
         cur = self
@@ -111,8 +111,8 @@ class RNNState:
     def transduce(self, xs: Iterable[Expression]) -> list[Expression]:
         """The outputs after reading each input of ``xs`` in turn (no state objects: the cheap way).
 
-                Args:
-                    xs (list[Expression]): the inputs.
+        Args:
+            xs (list[Expression]): the inputs.
         """
         b = self._b
         b._check_graph()
@@ -137,8 +137,8 @@ class RNNState:
     def set_h(self, es: Sequence[Expression] | None = None) -> RNNState:
         """A new state whose hidden vectors are ``es`` (the cells of an LSTM are kept).
 
-                Args:
-                    es (list[Expression] or None): one vector per layer.
+        Args:
+            es (list[Expression] or None): one vector per layer.
         """
         b = self._b
         b._check_graph()
@@ -148,8 +148,8 @@ class RNNState:
     def set_s(self, es: Sequence[Expression] | None = None) -> RNNState:
         """A new state whose full state is ``es`` (as :meth:`s` lists it).
 
-                Args:
-                    es (list[Expression] or None): for LSTMs ``c_1..c_L, h_1..h_L``, else one vector per layer.
+        Args:
+            es (list[Expression] or None): for LSTMs ``c_1..c_L, h_1..h_L``, else one vector per layer.
         """
         b = self._b
         b._check_graph()
@@ -180,11 +180,11 @@ def _exprs(es, what: str) -> list:
 
 class StackedRNNState:
     """States of several single-layer builders stacked by hand (DyNet's Python helper): each
-        layer's output is the next layer's input.
+    layer's output is the next layer's input.
 
-        Args:
-            states (list[RNNState]): one state per layer, bottom first.
-            prev (StackedRNNState or None): the previous stacked state.
+    Args:
+        states (list[RNNState]): one state per layer, bottom first.
+        prev (StackedRNNState or None): the previous stacked state.
     """
 
     def __init__(self, states: list, prev: StackedRNNState | None = None) -> None:
@@ -194,8 +194,8 @@ class StackedRNNState:
     def add_input(self, x: Expression) -> StackedRNNState:
         """The next stacked state after reading ``x`` through every layer.
 
-                Args:
-                    x (Expression): the input of the bottom layer.
+        Args:
+            x (Expression): the input of the bottom layer.
         """
         nxt = []
         for s in self.states:
@@ -206,8 +206,8 @@ class StackedRNNState:
     def add_inputs(self, xs: Iterable[Expression]) -> list[StackedRNNState]:
         """The stacked states after reading each input of ``xs`` in turn.
 
-                Args:
-                    xs (list[Expression]): the inputs.
+        Args:
+            xs (list[Expression]): the inputs.
         """
         out = []
         cur = self
@@ -271,9 +271,9 @@ class _RNNBuilder:
     def initial_state(self, vecs: Sequence[Expression] | None = None, update: bool = True) -> RNNState:
         """The state before the first input, for the current graph (cached per graph).
 
-                Args:
-                    vecs (list[Expression] or None): an initial full state, as for :meth:`RNNState.set_s`.
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            vecs (list[Expression] or None): an initial full state, as for :meth:`RNNState.set_s`.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         if self._cg_version != _cg.ver:
             self._new_graph(bool(update))
@@ -287,9 +287,9 @@ class _RNNBuilder:
     def initial_state_from_raw_vectors(self, vecs, update: bool = True) -> RNNState:
         """:meth:`initial_state` from NumPy vectors or lists.
 
-                Args:
-                    vecs (list): the initial full state, as arrays.
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            vecs (list): the initial full state, as arrays.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         return self.initial_state([F.inputTensor(v) for v in vecs], update)
 
@@ -317,8 +317,8 @@ class _RNNBuilder:
     def set_dropout(self, p: float) -> None:
         """Sets the dropout rate of the builder's inputs.
 
-                Args:
-                    p (float): the rate, in [0, 1].
+        Args:
+            p (float): the rate, in [0, 1].
         """
         self.dropout_rate = check_rate(p)
 
@@ -401,8 +401,8 @@ class _Savable:
     def from_spec(cls, spec, model):
         """Rebuilds the builder from a stored ``spec``, in ``model`` (used by ``dy.load``).
 
-                Args:
-                    spec (tuple): the constructor arguments, without the collection.
-                    model (ParameterCollection): the collection to create the parameters in.
+        Args:
+            spec (tuple): the constructor arguments, without the collection.
+            model (ParameterCollection): the collection to create the parameters in.
         """
         return cls(*spec[:3], model, *spec[3:])

@@ -21,13 +21,13 @@ class BiRNNBuilder:
                  builder_layers: Sequence | None = None) -> None:
         """Builds the layers from a builder class, or takes them ready-made.
 
-                Args:
-                    num_layers (int): the number of bidirectional layers.
-                    input_dim (int): the size of each input vector.
-                    hidden_dim (int): the output size of each layer (even; each direction gets half).
-                    model (ParameterCollection): the collection that holds the parameters.
-                    rnn_builder_factory: a builder class such as ``dy.LSTMBuilder``.
-                    builder_layers (list or None): ready (forward, backward) builder pairs, used instead.
+        Args:
+            num_layers (int): the number of bidirectional layers.
+            input_dim (int): the size of each input vector.
+            hidden_dim (int): the output size of each layer (even; each direction gets half).
+            model (ParameterCollection): the collection that holds the parameters.
+            rnn_builder_factory: a builder class such as ``dy.LSTMBuilder``.
+            builder_layers (list or None): ready (forward, backward) builder pairs, used instead.
         """
         self.spec = (num_layers, input_dim, hidden_dim, rnn_builder_factory, builder_layers)
         self.model = model.add_subcollection("birnn")
@@ -52,9 +52,9 @@ class BiRNNBuilder:
     def from_spec(cls, spec, model) -> BiRNNBuilder:
         """Rebuilds the builder from a stored ``spec``, in ``model`` (used by ``dy.load``).
 
-                Args:
-                    spec (tuple): the constructor arguments, without the collection.
-                    model (ParameterCollection): the collection.
+        Args:
+            spec (tuple): the constructor arguments, without the collection.
+            model (ParameterCollection): the collection.
         """
         num_layers, input_dim, hidden_dim, factory, builder_layers = spec
         return cls(num_layers, input_dim, hidden_dim, model, factory, builder_layers)
@@ -70,8 +70,8 @@ class BiRNNBuilder:
     def set_dropout(self, p: float) -> None:
         """Sets the dropout rate of every constituent builder.
 
-                Args:
-                    p (float): the rate.
+        Args:
+            p (float): the rate.
         """
         for fb, bb in self.builder_layers:
             fb.set_dropout(p)
@@ -95,8 +95,8 @@ class BiRNNBuilder:
     def add_inputs(self, es: Sequence[Expression]) -> list[tuple]:
         """(forward state, backward state) of the top layer per position, aligned with the input order.
 
-                Args:
-                    es (list[Expression]): the input sequence.
+        Args:
+            es (list[Expression]): the input sequence.
         """
         es = self._inputs(es)
         for fb, bb in self.builder_layers[:-1]:
@@ -111,8 +111,8 @@ class BiRNNBuilder:
     def transduce(self, es: Sequence[Expression]) -> list[Expression]:
         """The concatenated [forward; backward] top-layer output per position.
 
-                Args:
-                    es (list[Expression]): the input sequence.
+        Args:
+            es (list[Expression]): the input sequence.
         """
         es = self._inputs(es)
         for fb, bb in self.builder_layers:

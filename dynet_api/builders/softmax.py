@@ -58,38 +58,38 @@ class SoftmaxBuilder:
     def full_logits(self, x: Expression, update: bool = True) -> Expression:
         """The unnormalised scores of every class for the input ``x``.
 
-                Args:
-                    x (Expression): the input ``{input_dim}``.
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         raise NotImplementedError
 
     def neg_log_softmax(self, x: Expression, c: int, update: bool = True) -> Expression:
         """``-log p(c | x)``.
 
-                Args:
-                    x (Expression): the input ``{input_dim}``.
-                    c (int): the class.
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            c (int): the class.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         raise NotImplementedError
 
     def neg_log_softmax_batch(self, x: Expression, cs: Sequence[int], update: bool = True) -> Expression:
         """``-log p(cs[k] | x_k)`` per batch element.
 
-                Args:
-                    x (Expression): a batch of inputs.
-                    cs (list[int]): one class per batch element.
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            x (Expression): a batch of inputs.
+            cs (list[int]): one class per batch element.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         raise NotImplementedError
 
     def full_log_distribution(self, x: Expression, update: bool = True) -> Expression:
         """``log p(. | x)`` over every class.
 
-                Args:
-                    x (Expression): the input ``{input_dim}``.
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         return F.log_softmax(self.full_logits(x, update))
 
@@ -105,11 +105,11 @@ class StandardSoftmaxBuilder(SoftmaxBuilder):
     def __init__(self, input_dim: int, num_classes: int, pc: ParameterCollection, bias: bool = True) -> None:
         """Creates W and b in a subcollection of ``pc``.
 
-                Args:
-                    input_dim (int): the input size.
-                    num_classes (int): the number of classes.
-                    pc (ParameterCollection): the collection.
-                    bias (bool): whether to use the bias b.
+        Args:
+            input_dim (int): the input size.
+            num_classes (int): the number of classes.
+            pc (ParameterCollection): the collection.
+            bias (bool): whether to use the bias b.
         """
         if not isinstance(pc, ParameterCollection):
             raise TypeError(f"StandardSoftmaxBuilder: pc must be a ParameterCollection, got {type(pc).__name__}")
@@ -124,29 +124,29 @@ class StandardSoftmaxBuilder(SoftmaxBuilder):
     def full_logits(self, x: Expression, update: bool = True) -> Expression:
         """``W x + b``: the scores of every class.
 
-                Args:
-                    x (Expression): the input ``{input_dim}``.
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         return self._affine(self.p_w, self.p_b, x, update)
 
     def neg_log_softmax(self, x: Expression, c: int, update: bool = True) -> Expression:
         """``-log softmax(W x + b)[c]``.
 
-                Args:
-                    x (Expression): the input ``{input_dim}``.
-                    c (int): the class.
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            c (int): the class.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         return F.pickneglogsoftmax(self.full_logits(x, update), c)
 
     def neg_log_softmax_batch(self, x: Expression, cs: Sequence[int], update: bool = True) -> Expression:
         """:meth:`neg_log_softmax` per batch element.
 
-                Args:
-                    x (Expression): a batch of inputs (batch size ``len(cs)``).
-                    cs (list[int]): one class per batch element.
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            x (Expression): a batch of inputs (batch size ``len(cs)``).
+            cs (list[int]): one class per batch element.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         cs = list(cs)
         bd = _cg.dims[x._check()].bd
@@ -158,8 +158,8 @@ class StandardSoftmaxBuilder(SoftmaxBuilder):
     def sample(self, x: Expression) -> int:
         """A class drawn from ``softmax(W x + b)``.
 
-                Args:
-                    x (Expression): the input ``{input_dim}``.
+        Args:
+            x (Expression): the input ``{input_dim}``.
         """
         return _draw(np.asarray(F.softmax(self.full_logits(x)).npvalue()).reshape(-1))
 
@@ -182,12 +182,12 @@ class ClassFactoredSoftmaxBuilder(SoftmaxBuilder):
                  bias: bool = True) -> None:
         """Reads the clusters and creates the parameters in a subcollection of ``pc``.
 
-                Args:
-                    input_dim (int): the input size.
-                    cluster_file (str): lines ``<class> <word> [freq]``.
-                    word_dict (dict): word -> id, ids ``0..n-1``.
-                    pc (ParameterCollection): the collection.
-                    bias (bool): whether to use biases.
+        Args:
+            input_dim (int): the input size.
+            cluster_file (str): lines ``<class> <word> [freq]``.
+            word_dict (dict): word -> id, ids ``0..n-1``.
+            pc (ParameterCollection): the collection.
+            bias (bool): whether to use biases.
         """
         if not isinstance(pc, ParameterCollection):
             raise TypeError(f"ClassFactoredSoftmaxBuilder: pc must be a ParameterCollection, got {type(pc).__name__}")
@@ -253,28 +253,28 @@ class ClassFactoredSoftmaxBuilder(SoftmaxBuilder):
     def class_logits(self, x: Expression, update: bool = True) -> Expression:
         """The scores of the classes.
 
-                Args:
-                    x (Expression): the input ``{input_dim}``.
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         return self._affine(self.p_r2c, self.p_cbias, x, update)
 
     def class_log_distribution(self, x: Expression, update: bool = True) -> Expression:
         """``log p(class | x)`` over the classes.
 
-                Args:
-                    x (Expression): the input ``{input_dim}``.
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         return F.log_softmax(self.class_logits(x, update))
 
     def subclass_logits(self, x: Expression, classid: int, update: bool = True) -> Expression:
         """The scores of the words of class ``classid``.
 
-                Args:
-                    x (Expression): the input ``{input_dim}``.
-                    classid (int): the class.
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            classid (int): the class.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         c = int(classid)
         if not 0 <= c < len(self.cidx2words):
@@ -286,18 +286,18 @@ class ClassFactoredSoftmaxBuilder(SoftmaxBuilder):
     def subclass_log_distribution(self, x: Expression, classid: int, update: bool = True) -> Expression:
         """``log p(word | class, x)`` over the words of class ``classid``.
 
-                Args:
-                    x (Expression): the input ``{input_dim}``.
-                    classid (int): the class.
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            classid (int): the class.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         return F.log_softmax(self.subclass_logits(x, classid, update))
 
     def initialize_expressions(self, update: bool = True) -> None:
         """Loads every class's word parameters into the graph now (normally done on first use).
 
-                Args:
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         for c in range(len(self.cidx2words)):
             if self.p_rc2ws[c] is not None:
@@ -308,10 +308,10 @@ class ClassFactoredSoftmaxBuilder(SoftmaxBuilder):
     def neg_log_softmax(self, x: Expression, c: int, update: bool = True) -> Expression:
         """``-log p(c | x) = -log p(class(c) | x) - log p(c | class(c), x)``.
 
-                Args:
-                    x (Expression): the input ``{input_dim}``.
-                    c (int): the word id.
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            c (int): the word id.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         cl = self._class_of(c)
         cnlp = F.pickneglogsoftmax(self.class_logits(x, update), cl)
@@ -322,10 +322,10 @@ class ClassFactoredSoftmaxBuilder(SoftmaxBuilder):
     def neg_log_softmax_batch(self, x: Expression, cs: Sequence[int], update: bool = True) -> Expression:
         """:meth:`neg_log_softmax` per batch element.
 
-                Args:
-                    x (Expression): a batch of inputs.
-                    cs (list[int]): one word id per batch element.
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            x (Expression): a batch of inputs.
+            cs (list[int]): one word id per batch element.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         cs = list(cs)
         bd = _cg.dims[x._check()].bd
@@ -337,9 +337,9 @@ class ClassFactoredSoftmaxBuilder(SoftmaxBuilder):
     def full_logits(self, x: Expression, update: bool = True) -> Expression:
         """A score per word, as DyNet computes it (see the class notes).
 
-                Args:
-                    x (Expression): the input ``{input_dim}``.
-                    update (bool): if False, the parameters enter the graph as constants (no gradient).
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
         """
         cscores = self.class_log_distribution(x, update)
         full: list = [None] * len(self.widx2cidx)
@@ -360,8 +360,8 @@ class ClassFactoredSoftmaxBuilder(SoftmaxBuilder):
     def sample(self, x: Expression) -> int:
         """A word id drawn by sampling a class, then a word of that class.
 
-                Args:
-                    x (Expression): the input ``{input_dim}``.
+        Args:
+            x (Expression): the input ``{input_dim}``.
         """
         c = _draw(np.asarray(F.softmax(self.class_logits(x)).npvalue()).reshape(-1))
         words = self.cidx2words[c]
