@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import inspect
+import operator
 from collections.abc import Sequence
 from numbers import Number
 
@@ -14,7 +15,7 @@ from . import graph as _graph
 from .dim import Dim
 from .graph import Expression, _cg
 from .graph import unary as _make_unary
-from .ops import OPS
+from .ops import OPS, check_attr
 
 _add = _cg.add
 _add1 = _cg.add1
@@ -76,7 +77,7 @@ def _set_scalar(attrs, value):
 
 def _set_lookup(attrs, value):
     st, old, update, d = attrs
-    idx = (int(value),) if isinstance(value, Number) else tuple(int(i) for i in value)
+    idx = _int_or_ints(value, "set")
     if len(idx) != len(old):
         raise ValueError(f"set: {len(idx)} indices for a lookup of {len(old)}")
     _check_rows(st, idx)
@@ -84,7 +85,7 @@ def _set_lookup(attrs, value):
 
 
 def _set_pick(attrs, value):
-    idx = (int(value),) if isinstance(value, Number) else tuple(int(i) for i in value)
+    idx = _int_or_ints(value, "set_index")
     if len(idx) != len(attrs[0]):
         raise ValueError(f"set_index: {len(idx)} indices where the pick has {len(attrs[0])}")
     return (idx,) + tuple(attrs[1:])
@@ -256,7 +257,7 @@ def one_hot(d: int, idx, device: str = "") -> MutableExpression:
         idx (int or list[int]): the position of the 1; a list gives one batch element per index.
         device (str): accepted for DyNet compatibility.
     """
-    ids = [int(idx)] if isinstance(idx, Number) else [int(i) for i in idx]
+    ids = _int_or_ints(idx, "one_hot")
     for i in ids:
         if not 0 <= i < d:
             raise IndexError(f"one_hot: index {i} out of range for size {d}")
@@ -326,8 +327,6 @@ def random_bernoulli(dim, p: float, scale: float = 1.0, batch_size: int = 1) -> 
         scale (float): the value of a drawn 1.
         batch_size (int): the number of batch elements.
     """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"random_bernoulli: p must be in [0, 1], got {p}")
     return _leaf(_O["random_bernoulli"], (float(p), float(scale), Dim.of(dim, batch_size, what="random_bernoulli")))
 
 
@@ -473,7 +472,7 @@ def lookup_batch(p, indices: Sequence[int], update: bool = True) -> MutableExpre
         indices (list[int]): the rows, one per batch element.
         update (bool): if False, the rows receive no gradient.
     """
-    idx = tuple(int(i) for i in indices)
+    idx = _ints(indices, "lookup_batch")
     if not idx:
         raise ValueError("lookup_batch: empty list of indices")
     return _lookup(p, idx, update)
@@ -714,7 +713,7 @@ def softmax(x, d: int = 0) -> Expression:
 
     Each batch element is normalised on its own.
     """
-    return _add1(_O["softmax"], x, (int(d),))
+    return _add1(_O["softmax"], x, (_int(d, "softmax"),))
 
 
 def log_softmax(x, restrict=None) -> Expression:
@@ -727,7 +726,7 @@ def log_softmax(x, restrict=None) -> Expression:
 
     Each batch element is normalised on its own.
     """
-    r = None if restrict is None else tuple(int(i) for i in restrict)
+    r = None if restrict is None else _ints(restrict, "log_softmax")
     return _add1(_O["log_softmax"], x, (r,))
 
 
@@ -749,7 +748,7 @@ def logsumexp_dim(x, d: int = 0) -> Expression:
 
     Batch elements are reduced separately.
     """
-    return _add1(_O["logsumexp_dim"], x, (int(d),))
+    return _add1(_O["logsumexp_dim"], x, (_int(d, "logsumexp_dim"),))
 
 
 # ============================================================ shape
@@ -762,7 +761,7 @@ def transpose(x, dims: Sequence[int] = (1, 0)) -> Expression:
         x (Expression): any dims.
         dims (list[int]): the new order of the dims; the default swaps rows and columns.
     """
-    return _add1(_O["transpose"], x, (tuple(int(k) for k in dims),))
+    return _add1(_O["transpose"], x, (_ints(dims, "transpose"),))
 
 
 def reshape(x, d, batch_size: int = 1) -> Expression:
@@ -789,7 +788,7 @@ def concatenate(xs: Sequence, d: int = 0) -> Expression:
 
     Batch 1 operands are broadcast over the batched ones.
     """
-    return _add(_O["concatenate"], _nonempty(xs, "concatenate"), (int(d),))
+    return _add(_O["concatenate"], _nonempty(xs, "concatenate"), (_int(d, "concatenate"),))
 
 
 concatenate = _fast(concatenate, "concatenate", 3, (0,))
@@ -813,11 +812,26 @@ def concatenate_to_batch(xs: Sequence) -> Expression:
     return _add(_O["concatenate_to_batch"], _nonempty(xs, "concatenate_to_batch"))
 
 
-def _ints(v, what) -> tuple[int, ...]:
+def _int(v, what: str) -> int:
+    """An index or size argument: ints and NumPy integers; a float is refused, never truncated."""
     try:
-        return tuple(int(i) for i in v)
+        return operator.index(v)
     except TypeError:
-        raise TypeError(f"{what}: expected a list of ints, got {v!r}") from None
+        raise TypeError(f"{what}: expected an int, got {type(v).__name__} {v!r}") from None
+
+
+def _ints(v, what: str) -> tuple[int, ...]:
+    """A list of indices (see _int); a single int is refused where a list is expected."""
+    try:
+        items = iter(v)
+    except TypeError:
+        raise TypeError(f"{what}: expected a list of ints, got {type(v).__name__} {v!r}") from None
+    return tuple(_int(i, what) for i in items)
+
+
+def _int_or_ints(v, what: str) -> tuple[int, ...]:
+    """One index or a list of them, as DyNet's set/one_hot take."""
+    return (_int(v, what),) if isinstance(v, Number) else _ints(v, what)
 
 
 def select_rows(x, rs: Sequence[int]) -> Expression:
@@ -854,7 +868,7 @@ def pick(x, index: int = 0, dim: int = 0) -> MutableExpression:
 
     The same index for every batch element; ``set_index`` on the result changes it.
     """
-    return _mutable(_add1(_O["pick"], x, ((int(index),), int(dim))), "pick")
+    return _mutable(_add1(_O["pick"], x, ((_int(index, "pick"),), _int(dim, "pick"))), "pick")
 
 
 def pick_batch(x, indices: Sequence[int], dim: int = 0) -> MutableExpression:
@@ -865,7 +879,7 @@ def pick_batch(x, indices: Sequence[int], dim: int = 0) -> MutableExpression:
         indices (list[int]): batch element k takes ``indices[k]``.
         dim (int): the dimension picked from.
     """
-    return _mutable(_add1(_O["pick"], x, (_ints(indices, "pick_batch"), int(dim))), "pick")
+    return _mutable(_add1(_O["pick"], x, (_ints(indices, "pick_batch"), _int(dim, "pick_batch"))), "pick")
 
 
 def pick_batch_elem(x, v: int) -> Expression:
@@ -875,7 +889,7 @@ def pick_batch_elem(x, v: int) -> Expression:
         x (Expression): a batched expression.
         v (int): the batch element.
     """
-    return _add1(_O["pick_batch_elems"], x, ((int(v),),))
+    return _add1(_O["pick_batch_elems"], x, ((_int(v, "pick_batch_elem"),),))
 
 
 def pick_batch_elems(x, vs: Sequence[int]) -> Expression:
@@ -899,7 +913,7 @@ def pickrange(x, s: int, e: int, d: int = 0) -> Expression:
 
     Every batch element is sliced the same way.
     """
-    return _add1(_O["pickrange"], x, (int(s), int(e), int(d)))
+    return _add1(_O["pickrange"], x, (_int(s, "pick_range"), _int(e, "pick_range"), _int(d, "pick_range")))
 
 
 pick_range = pickrange
@@ -978,7 +992,7 @@ def moment_dim(x, d: Sequence[int], r: int, b: bool = False, n: int = 0) -> Expr
         b (bool): also reduce over the batch.
         n (int): if > 0, the divisor used instead of the number of elements.
     """
-    return _add1(_O["moment_dim"], x, (_ints(d, "moment_dim"), bool(b), int(r), int(n)))
+    return _add1(_O["moment_dim"], x, (_ints(d, "moment_dim"), bool(b), _int(r, "moment_dim"), _int(n, "moment_dim")))
 
 
 def mean_dim(x, d: Sequence[int], b: bool = False, n: int = 0) -> Expression:
@@ -1023,7 +1037,7 @@ def pickneglogsoftmax(x, v: int) -> Expression:
 
     For a batched x use :func:`pickneglogsoftmax_batch`.
     """
-    return _add1(_O["pickneglogsoftmax"], x, ((int(v),),))
+    return _add1(_O["pickneglogsoftmax"], x, ((_int(v, "pickneglogsoftmax"),),))
 
 
 pickneglogsoftmax = _fast(pickneglogsoftmax, "pickneglogsoftmax", 4)
@@ -1040,8 +1054,8 @@ def pickneglogsoftmax_batch(x, vs: Sequence[int]) -> Expression:
 
 
 def _margin(m: float, what: str) -> float:
-    if m < 0:
-        raise ValueError(f"{what}: negative margins are not supported (got {m}), as in DyNet")
+    """DyNet refuses negative margins (its Hinge asserts margin >= 0)."""
+    check_attr(_O["hinge"], "m", m, what)
     return float(m)
 
 
@@ -1054,7 +1068,7 @@ def hinge(x, index: int, m: float = 1.0) -> Expression:
         m (float): the margin (not negative).
     """
     m = _margin(m, "hinge")
-    return _add1(_O["hinge"], x, ((int(index),), float(m)))
+    return _add1(_O["hinge"], x, ((_int(index, "hinge"),), float(m)))
 
 
 def hinge_batch(x, indices: Sequence[int], m: float = 1.0) -> Expression:
@@ -1163,8 +1177,7 @@ def argmax(x, gradient_mode: str = "zero_gradient") -> Expression:
 
 
 def _mask(x, p: float, shape_of, what: str) -> Expression:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{what}: p must be in [0, 1], got {p}")
+    check_attr(_O["random_bernoulli"], "p", p, what)
     d, bd = shape_of(_dim(x, what))
     return random_bernoulli(d, 1.0 - p, 1.0 / (1.0 - p) if p < 1.0 else 0.0, bd)  # p == 1 drops all, as DyNet
 
@@ -1234,6 +1247,7 @@ def noise(x, stddev: float) -> Expression:
         x (Expression): any dims.
         stddev (float): the noise's standard deviation.
     """
+    check_attr(_O["random_normal"], "stddev", stddev, "noise")
     d = _dim(x, "noise")
     return x + random_normal(d.d, 0.0, stddev, d.bd)
 

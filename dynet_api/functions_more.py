@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from numbers import Number
 
 from . import runtime
-from .functions import _all_dims, _dim, _ints, _unary, concatenate, moment_dim, noise, reshape
+from .functions import _all_dims, _dim, _int, _ints, _unary, concatenate, moment_dim, noise, reshape
 from .graph import Expression, _cg
 from .ops import OPS
 
@@ -34,13 +34,6 @@ __all__ = [
     "vanilla_lstm_gates_dropout_concat", "vanilla_lstm_c", "vanilla_lstm_h",
     "to_device",
 ]
-
-
-def _int(v, what: str) -> int:
-    try:
-        return v.__index__()
-    except AttributeError:
-        raise TypeError(f"{what}: expected an int, got {type(v).__name__} {v!r}") from None
 
 
 # ============================================================ elementwise unary
@@ -446,13 +439,17 @@ def conv2d(x, f, stride: Sequence[int], is_valid: bool = True) -> Expression:
     """2-D convolution (cross-correlation, as DyNet and TensorFlow compute it).
 
     Args:
-        x (Expression): the input ``{H, W, C_in}``, batched or not.
+        x (Expression): the input ``{H, W, C_in}``, batched or not; a 2-d input ``{H, W}`` is one
+            input channel, as in DyNet.
         f (Expression): the filters ``{kh, kw, C_in, C_out}``, unbatched.
         stride (list[int]): the row and column strides.
         is_valid (bool): True for VALID padding (no padding), False for SAME (TensorFlow's rule).
 
     Returns ``{H', W', C_out}`` per batch element.
     """
+    xd = _dim(x, "conv2d")
+    if len(xd.d) == 2:
+        x = reshape(x, xd.d + (1,), xd.bd)
     return _add(_O["conv2d"], (x, f), (_pair(stride, "conv2d stride"), bool(is_valid)))
 
 
@@ -520,7 +517,8 @@ def kmh_ngram(x, v: int) -> Expression:
 
 
 def layer_norm(x, g, b) -> Expression:
-    """Layer normalisation: ``g * (x - mean(x)) / std(x) + b`` over each batch element.
+    """Layer normalisation: ``g * (x - mean(x)) / (std(x) + 1e-8) + b`` over each batch element
+    (DyNet's composite).
 
     Args:
         x (Expression): a vector.
@@ -563,7 +561,8 @@ def vanilla_lstm_gates(x_t, h_tm1, Wx, Wh, b, weightnoise_std: float = 0.0) -> E
         Wx (Expression): ``{4n, n_in}``.
         Wh (Expression): ``{4n, n}``.
         b (Expression): ``{4n}``.
-        weightnoise_std (float): if > 0, Gaussian noise of this std on Wx, Wh and b for this step.
+        weightnoise_std (float): if > 0, Gaussian noise of this std on Wx, Wh and b for this step
+            (DyNet draws the noisy weights but then multiplies by the clean ones).
 
     Returns ``{4n}``.
     """

@@ -19,8 +19,9 @@ from numbers import Number
 import numpy as np
 
 from . import runtime
+from .backend import missing_executor_methods
 from .dim import Dim
-from .ops import OP_LIST, OPS
+from .ops import OP_LIST, OPS, check_attrs
 
 try:  # the optional C accelerator of the hot path below (csrc/fastgraph.c)
     if os.environ.get("DYNET_API_PURE_PYTHON", "") not in ("", "0"):
@@ -295,7 +296,13 @@ class ComputationGraph(_GraphBase):
         be = runtime.backend()
         if self.executor is None or self.backend is not be:
             self.backend = be
-            self.executor = be.make_executor(self) or PyExecutor(self, be)
+            ex = be.make_executor(self)
+            if ex is not None:
+                missing = missing_executor_methods(ex)
+                if missing:
+                    raise TypeError(f"backend {be.name!r}: its executor {type(ex).__name__} lacks "
+                                    f"{', '.join(missing)} (see dynet_api.backend.GraphExecutor)")
+            self.executor = ex or PyExecutor(self, be)
             self._shapes = {}
         self.supported = be.supported_ops()
         return self.supported
@@ -317,7 +324,8 @@ class ComputationGraph(_GraphBase):
         self.backward_done = False
         self._checkpoints = []
         self.immediate = bool(immediate_compute)
-        self.check_validity = bool(check_validity) and self.immediate
+        # Checked on every forward, lazy or immediate (DyNet checks only with immediate_compute).
+        self.check_validity = bool(check_validity)
         if self.backend is not None and self.backend is not runtime.current():
             self.backend = None
             self.executor = None
@@ -376,6 +384,8 @@ class ComputationGraph(_GraphBase):
             attrs (tuple): its attributes, its Dim last.
             needs_grad (bool): whether a gradient flows into it.
         """
+        if op.attr_domains:
+            check_attrs(op, attrs)
         if self.supported is None:
             self._bind()
         if op.name not in self.supported:

@@ -10,6 +10,7 @@ parameters received a gradient, which lookup rows were touched.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable
 
 import numpy as np
@@ -116,7 +117,8 @@ class GlorotInitializer(PyInitializer):
     (``sqrt(6 / (m + n))`` for a matrix).
 
     Args:
-        is_lookup (bool): leave a lookup table's row count out of the fan (DyNet's default counts it).
+        is_lookup (bool): leave a lookup table's row count out of the fan (DyNet's default counts it;
+            the ``lookup`` argument of ``array`` alone does not change the range).
         gain (float): the factor on the range (e.g. 4 for a logistic layer).
 
     For 4-d convolution filters the fan is ``H*W*C_in + H*W*C_out``, as in DyNet.
@@ -547,7 +549,11 @@ class LookupParameters(_StoredParameter):
         return np.stack([g[self._row(i)] for i in rows])
 
     def _row(self, i) -> int:
-        i = int(i)
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise TypeError(f"lookup parameter {self.name()}: row index must be an int, got {type(i).__name__} "
+                            f"{i!r}") from None
         if not 0 <= i < self._rows():
             raise IndexError(f"lookup parameter {self.name()}: row {i} out of range (size {self._rows()})")
         return i
@@ -809,16 +815,19 @@ class ParameterCollection:
 
         save_collection(self, fname, name, append)
 
-    def populate(self, fname: str, key: str = "") -> None:
-        """Loads the collection's parameter values from a model file.
+    def populate(self, fname: str, key: str = "", strict: bool = False) -> None:
+        """Loads the collection's parameter values from a model file, by position as in DyNet; a failed
+        load changes nothing, and a ``.safetensors`` file name selects that format.
 
         Args:
             fname (str): the file.
             key (str): the key prefix to read (default: the collection's name).
+            strict (bool): raise a ModelFileError, instead of warning, when the names in the file
+                differ from the collection's.
         """
         from .io import populate_collection
 
-        populate_collection(self, fname, key)
+        populate_collection(self, fname, key, strict)
 
     write_to_textfile = save
     populate_from_textfile = populate

@@ -33,6 +33,27 @@ import sys
 from .params import ParameterCollection, ParamStorage
 
 
+def _finite(owner: str, name: str, v, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+            hi_open: bool = False) -> float:
+    """A hyperparameter as a float, refused (ValueError naming the trainer and the argument) when it is
+    NaN, infinite, or outside [lo, hi] (open ends where asked): a bad value would make training diverge
+    silently."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{owner}: {name} must be a number, got {type(v).__name__} {v!r}") from None
+    ok = math.isfinite(f)
+    if ok and lo is not None:
+        ok = f > lo if lo_open else f >= lo
+    if ok and hi is not None:
+        ok = f < hi if hi_open else f <= hi
+    if not ok:
+        lo_s = "" if lo is None else ("(" if lo_open else "[") + f"{lo:g}, "
+        hi_s = "inf)" if hi is None else f"{hi:g}" + (")" if hi_open else "]")
+        raise ValueError(f"{owner}: {name} must be a finite number in {lo_s}{hi_s}, got {v!r}")
+    return f
+
+
 class Trainer:
     """The base of the trainers: gradient clipping, sparse updates and the update loop.
 
@@ -48,7 +69,7 @@ class Trainer:
         if not isinstance(m, ParameterCollection):
             raise TypeError(f"{type(self).__name__}: expected a ParameterCollection, got {type(m).__name__}")
         self.model = m
-        self.learning_rate = float(learning_rate)
+        self.learning_rate = self._lr(learning_rate)
         self.clipping_enabled = True
         self.clip_threshold = 5.0
         self.sparse_updates = True
@@ -66,12 +87,27 @@ class Trainer:
         """
         self.sparse_updates = bool(su)
 
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate of the next update (DyNet's ``trainer.learning_rate``); assigning checks it."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, lr: float) -> None:
+        self._learning_rate = self._lr(lr)
+
+    def _lr(self, lr, name: str = "learning_rate") -> float:
+        return _finite(type(self).__name__, name, lr, lo=0.0)
+
     def set_clip_threshold(self, thr: float) -> None:
         """Sets the global gradient-norm clipping threshold.
 
         Args:
-            thr (float): the threshold; 0 or less turns clipping off.
+            thr (float): the threshold; 0 or less turns clipping off, ``inf`` never clips (a NaN or
+                infinite gradient norm is still refused), NaN is refused.
         """
+        if thr != thr:
+            raise ValueError(f"{type(self).__name__}: clip threshold must not be NaN (use 0 to turn clipping off)")
         if thr <= 0:
             self.clipping_enabled = False
             self.clip_threshold = 0.0
@@ -89,7 +125,7 @@ class Trainer:
         Args:
             lr (float): the learning rate.
         """
-        self.learning_rate = float(lr)
+        self.learning_rate = self._lr(lr)
 
     def whoami(self) -> str:
         """The trainer's class name."""
@@ -110,7 +146,7 @@ class Trainer:
             learning_rate (float or None): if given, the new learning rate.
         """
         if learning_rate is not None:
-            self.learning_rate = float(learning_rate)
+            self.learning_rate = self._lr(learning_rate)
         for st in self.model.all_storages():
             for t in st.states.get(id(self), ()):
                 st.backend.fill(t, 0.0)
@@ -146,7 +182,12 @@ class Trainer:
                 total += st.backend.sq_norm(st.grad)
         norm = math.sqrt(total)
         if math.isnan(norm) or math.isinf(norm):
-            raise RuntimeError(f"Magnitude of gradient is bad: {norm}")
+            # A skipped update: the bad gradients go, so the next graph starts clean (DyNet keeps them,
+            # and every later update fails with the same error).
+            for st in storages:
+                st.clear_grad()
+            raise RuntimeError(f"Magnitude of gradient is bad: {norm}; this update was skipped and the "
+                               "gradients were cleared")
         if norm > self.clip_threshold:
             self.clips += 1
             self.clips_since_status += 1
@@ -245,8 +286,11 @@ class CyclicalSGDTrainer(Trainer):
     def __init__(self, m: ParameterCollection, learning_rate_min: float = 0.01, learning_rate_max: float = 0.1,
                  step_size: float = 2000, gamma: float = 1.0, edecay: float = 0.0) -> None:
         super().__init__(m, learning_rate_min)
-        self.e_min, self.e_max = float(learning_rate_min), float(learning_rate_max)
-        self.step_size, self.gamma = float(step_size), float(gamma)
+        name = type(self).__name__
+        self.e_min = self._lr(learning_rate_min, "learning_rate_min")
+        self.e_max = self._lr(learning_rate_max, "learning_rate_max")
+        self.step_size = _finite(name, "step_size", step_size, 0.0, lo_open=True)
+        self.gamma = _finite(name, "gamma", gamma, 0.0)
         self.it = 0
 
     def _after_update(self) -> None:
@@ -269,7 +313,7 @@ class MomentumSGDTrainer(Trainer):
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.01, mom: float = 0.9) -> None:
         super().__init__(m, learning_rate)
-        self.mom = float(mom)
+        self.mom = _finite(type(self).__name__, "mom", mom, 0.0, 1.0)
 
     def _hyper(self) -> dict:
         return {"lr": self.learning_rate, "mom": self.mom}
@@ -287,7 +331,7 @@ class AdagradTrainer(Trainer):
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.1, eps: float = 1e-20) -> None:
         super().__init__(m, learning_rate)
-        self.eps = float(eps)
+        self.eps = _finite(type(self).__name__, "eps", eps, 0.0)
 
     def _hyper(self) -> dict:
         return {"lr": self.learning_rate, "eps": self.eps}
@@ -307,7 +351,8 @@ class AdadeltaTrainer(Trainer):
 
     def __init__(self, m: ParameterCollection, eps: float = 1e-6, rho: float = 0.95) -> None:
         super().__init__(m, 1.0)
-        self.eps, self.rho = float(eps), float(rho)
+        self.eps = _finite(type(self).__name__, "eps", eps, 0.0)
+        self.rho = _finite(type(self).__name__, "rho", rho, 0.0, 1.0)
 
     def _hyper(self) -> dict:
         return {"lr": self.learning_rate, "eps": self.eps, "rho": self.rho}
@@ -327,7 +372,8 @@ class RMSPropTrainer(Trainer):
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.001, eps: float = 1e-8,
                  rho: float = 0.9) -> None:
         super().__init__(m, learning_rate)
-        self.eps, self.rho = float(eps), float(rho)
+        self.eps = _finite(type(self).__name__, "eps", eps, 0.0)
+        self.rho = _finite(type(self).__name__, "rho", rho, 0.0, 1.0)
 
     def _hyper(self) -> dict:
         return {"lr": self.learning_rate, "eps": self.eps, "rho": self.rho}
@@ -348,7 +394,10 @@ class AdamTrainer(Trainer):
     def __init__(self, m: ParameterCollection, alpha: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  eps: float = 1e-8) -> None:
         super().__init__(m, alpha)
-        self.beta_1, self.beta_2, self.eps = float(beta_1), float(beta_2), float(eps)
+        name = type(self).__name__
+        self.beta_1 = _finite(name, "beta_1", beta_1, 0.0, 1.0, hi_open=True)
+        self.beta_2 = _finite(name, "beta_2", beta_2, 0.0, 1.0, hi_open=True)
+        self.eps = _finite(name, "eps", eps, 0.0)
 
     def _hyper(self) -> dict:
         t = self.updates + 1
@@ -388,7 +437,8 @@ class EGTrainer(Trainer):
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.1, mom: float = 0.9, ne: float = 0.0) -> None:
         super().__init__(m, learning_rate)
-        self.mom, self.ne = float(mom), float(ne)
+        self.mom = _finite(type(self).__name__, "mom", mom, 0.0, 1.0)
+        self.ne = float(ne)
         self.sparse_updates = False
 
     def _hyper(self) -> dict:
