@@ -16,6 +16,9 @@ class Dim:
     """
 
     __slots__ = ("d", "bd", "shape")
+    d: tuple[int, ...]
+    bd: int
+    shape: tuple[int, ...]
     _interned: dict = {}
 
     def __new__(cls, d: tuple[int, ...], bd: int = 1) -> Dim:

@@ -42,6 +42,7 @@ class MutableExpression(Expression):
     functions, lookups and picks; ``i`` and ``v`` as for :class:`Expression`)."""
 
     __slots__ = ("_kind",)
+    _kind: str
 
     def set(self, value) -> None:
         """Replace the input's value with ``value`` (same number of values; for a lookup or pick: the new
@@ -450,8 +451,8 @@ if _graph._fastgraph is not None:  # E[w] / lookup(E, w) in C (csrc/fastgraph.c)
     lookup = _graph._fastgraph.Lookup(_cg, _lookup_py)
     lookup.__name__ = lookup.__qualname__ = "lookup"
     lookup.__doc__ = _lookup_py.__doc__
-    lookup.__signature__ = inspect.signature(_lookup_py)
-    lookup.__wrapped__ = _lookup_py
+    lookup.__signature__ = inspect.signature(_lookup_py)  # type: ignore[attr-defined]
+    lookup.__wrapped__ = _lookup_py  # type: ignore[attr-defined]
 
 
 def const_lookup(p, index: int = 0) -> MutableExpression:

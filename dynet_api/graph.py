@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from numbers import Number
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from .ops import OP_LIST, OPS, check_attrs
 try:  # the optional C accelerator of the hot path below (csrc/fastgraph.c)
     if os.environ.get("DYNET_API_PURE_PYTHON", "") not in ("", "0"):
         raise ImportError("DYNET_API_PURE_PYTHON is set")
-    from . import _fastgraph
+    from . import _fastgraph  # type: ignore[attr-defined]  # compiled, no stub
 except ImportError:
     _fastgraph = None
 
@@ -130,6 +131,20 @@ class _PyGraphOps:
     """The graph's add methods in pure Python; ``_fastgraph.GraphBase`` implements the same
     in C (same lists, same shape-cache keys, the same Python calls on a miss or a stale operand)."""
 
+    # The graph's state, set by ComputationGraph (declared here for the type checker).
+    ver: int
+    nodes: list
+    dims: list
+    ng: list
+    immediate: bool
+    _shapes: dict
+
+    if TYPE_CHECKING:
+
+        def forward_to(self, i: int) -> None: ...
+
+        def _shape(self, op, key, dims, attrs) -> Dim: ...
+
     def add(self, op, args, attrs=None) -> Expression:
         """Appends a node of ``op``; validates the operands and the shape before touching the graph.
 
@@ -139,14 +154,14 @@ class _PyGraphOps:
             attrs (tuple or None): the op's attributes.
         """
         ver = self.ver
-        ids = []
+        ids: list = []
         push = ids.append
         for x in args:
             try:
                 push(x.i if x.v == ver else x._node(self))
             except AttributeError:
                 raise TypeError(f"{op.name}: expected an Expression, got {type(x).__name__} {x!r}") from None
-        ids = tuple(ids)
+        ids = tuple(ids)  # type: ignore[assignment]
         dims = self.dims
         ind = [dims[k] for k in ids]
         key = (op, attrs, *ind)
@@ -268,7 +283,10 @@ class _PyGraphOps:
         return e
 
 
-_GraphBase = _fastgraph.GraphBase if _fastgraph is not None else _PyGraphOps
+if TYPE_CHECKING:  # the type checker reads the pure-Python twin of the C base
+    _GraphBase = _PyGraphOps
+else:
+    _GraphBase = _fastgraph.GraphBase if _fastgraph is not None else _PyGraphOps
 
 
 class ComputationGraph(_GraphBase):
@@ -280,8 +298,8 @@ class ComputationGraph(_GraphBase):
         self.ver = 0
         self.immediate = False
         self.check_validity = False
-        self.backend = None
-        self.executor = None
+        self.backend: Any = None
+        self.executor: Any = None
         self.supported: frozenset | None = None
         self._shapes: dict = {}
         self.nodes: list = []
@@ -386,9 +404,8 @@ class ComputationGraph(_GraphBase):
         """
         if op.attr_domains:
             check_attrs(op, attrs)
-        if self.supported is None:
-            self._bind()
-        if op.name not in self.supported:
+        sup = self.supported if self.supported is not None else self._bind()
+        if op.name not in sup:
             raise NotImplementedError(f"{op.name}: not supported by backend {self.backend.name!r}")
         n = len(self.nodes)
         self.nodes.append((op, (), attrs))
@@ -646,7 +663,10 @@ class _PyExpressionBase(_PyExpressionOps):
         self.v = v
 
 
-_ExpressionBase = _fastgraph.ExpressionBase if _fastgraph is not None else _PyExpressionBase
+if TYPE_CHECKING:
+    _ExpressionBase = _PyExpressionBase
+else:
+    _ExpressionBase = _fastgraph.ExpressionBase if _fastgraph is not None else _PyExpressionBase
 
 
 class Expression(_ExpressionBase):

@@ -565,7 +565,8 @@ def save(basename: str, objects: list) -> None:
     """
     from .params import LookupParameters, Parameters
 
-    meta, entries = [], []
+    meta: list[tuple] = []
+    entries: list[tuple[str, str, object]] = []
     for obj in objects:
         if isinstance(obj, Parameters):
             meta.append(("Parameters", obj.name()))

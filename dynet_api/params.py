@@ -756,7 +756,7 @@ class ParameterCollection:
     def _register(self, p) -> None:
         """Record ``p`` here and in every ancestor, so lists follow creation time as in DyNet's storage."""
         self._items.append(p)
-        c = self
+        c: ParameterCollection | None = self
         while c is not None:
             c._all.append(p)
             c = c._parent
@@ -866,6 +866,6 @@ from .graph import _fastgraph  # noqa: E402
 
 # ``p[i]`` is ``lookup(p, i)``: the function itself (the C one with the accelerator binds like a
 # method), so that ``E[w]`` runs without a Python frame.
-LookupParameters.__getitem__ = _functions.lookup
+LookupParameters.__getitem__ = _functions.lookup  # type: ignore[method-assign,assignment]
 if _fastgraph is not None:  # a parameter's first use per graph and E[w] append their leaves in C
     _fastgraph.configure_leaves(Parameters, _functions.MutableExpression, _PARAM, _LOOKUP, _functions._ROW_DIMS)
