@@ -1,7 +1,7 @@
 """DyNet's trainers, written once over the backend's ``update`` kernel.
 
 ``update()`` follows DyNet's order: global-norm gradient clipping (threshold 5
-by default; a NaN/Inf norm raises), one rule step for every parameter marked
+by default; a NaN/Inf norm skips the update, clears the gradients and raises), one rule step for every parameter marked
 updated (only the looked-up rows of a lookup table while sparse updates are on),
 then the gradients are cleared and weight decay is applied.  The step and the clear
 go to the backend as one ``update_all`` call per update (one pass over each gradient).
@@ -20,6 +20,10 @@ Rules (g is the gradient times the clipping scale; each backend implements them)
 * ``amsgrad``: as adam with vhat = max(vhat, v) in place of v
 * ``eg``: h = mom h - lr g; w = softmax(log w + h) over the whole tensor
 
+Learning rates and constants are checked (ValueError for NaN, negative, or out of their
+domain: betas, rho and mom in [0, 1)); a NaN clip threshold raises, while a threshold <= 0
+(no clipping) or +inf stays legal, as in DyNet.
+
 Weight decay (``--dynet-weight-decay`` or ``pc.set_weight_decay``) multiplies the
 updated weights by (1 - lambda) after each update, which is what DyNet's lazy
 scale amounts to; the values read back are the decayed weights.
@@ -33,6 +37,18 @@ import sys
 from .params import ParameterCollection, ParamStorage
 
 
+def _checked(owner: str, name: str, value: float, lo: float = 0.0, hi: float = math.inf) -> float:
+    """``value`` as a float if it lies in [lo, hi), else a ValueError naming the trainer and constant.
+
+    NaN fails every comparison, so it is refused too: a NaN constant would make training
+    diverge silently, one NaN weight at a time.
+    """
+    v = float(value)
+    if not lo <= v < hi:
+        raise ValueError(f"{owner}: {name} must be in [{lo:g}, {hi:g}), got {v!r}")
+    return v
+
+
 class Trainer:
     """Common machinery; subclasses name their rule, states and hyperparameters."""
 
@@ -43,7 +59,7 @@ class Trainer:
         if not isinstance(m, ParameterCollection):
             raise TypeError(f"{type(self).__name__}: expected a ParameterCollection, got {type(m).__name__}")
         self.model = m
-        self.learning_rate = float(learning_rate)
+        self.learning_rate = learning_rate
         self.clipping_enabled = True
         self.clip_threshold = 5.0
         self.sparse_updates = True
@@ -52,11 +68,23 @@ class Trainer:
         self.clips = 0
         self.clips_since_status = 0
 
+    @property
+    def learning_rate(self) -> float:
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, lr: float) -> None:
+        self._learning_rate = _checked(type(self).__name__, "learning rate", lr, 0.0, math.inf)
+
     # ---- DyNet's knobs
     def set_sparse_updates(self, su: bool) -> None:
         self.sparse_updates = bool(su)
 
     def set_clip_threshold(self, thr: float) -> None:
+        """As DyNet: a threshold <= 0 turns clipping off; +inf keeps only the bad-gradient check."""
+        thr = float(thr)
+        if math.isnan(thr):
+            raise ValueError(f"{type(self).__name__}: clip threshold must not be NaN (use <= 0 to turn clipping off)")
         if thr <= 0:
             self.clipping_enabled = False
             self.clip_threshold = 0.0
@@ -68,7 +96,7 @@ class Trainer:
         return self.clip_threshold
 
     def set_learning_rate(self, lr: float) -> None:
-        self.learning_rate = float(lr)
+        self.learning_rate = lr
 
     def whoami(self) -> str:
         return type(self).__name__
@@ -80,7 +108,7 @@ class Trainer:
 
     def restart(self, learning_rate: float | None = None) -> None:
         if learning_rate is not None:
-            self.learning_rate = float(learning_rate)
+            self.learning_rate = learning_rate
         for st in self.model.all_storages():
             for t in st.states.get(id(self), ()):
                 st.backend.fill(t, 0.0)
@@ -106,7 +134,12 @@ class Trainer:
                 total += st.backend.sq_norm(st.grad)
         norm = math.sqrt(total)
         if math.isnan(norm) or math.isinf(norm):
-            raise RuntimeError(f"Magnitude of gradient is bad: {norm}")
+            # skip this update as DyNet does, but clear the bad gradient: left in place it
+            # would poison every later update too
+            for st in storages:
+                st.clear_grad()
+            raise RuntimeError(f"Magnitude of gradient is bad: {norm}; the update was skipped and the "
+                               "gradients were cleared")
         if norm > self.clip_threshold:
             self.clips += 1
             self.clips_since_status += 1
@@ -185,8 +218,13 @@ class CyclicalSGDTrainer(Trainer):
     def __init__(self, m: ParameterCollection, learning_rate_min: float = 0.01, learning_rate_max: float = 0.1,
                  step_size: float = 2000, gamma: float = 1.0, edecay: float = 0.0) -> None:
         super().__init__(m, learning_rate_min)
-        self.e_min, self.e_max = float(learning_rate_min), float(learning_rate_max)
-        self.step_size, self.gamma = float(step_size), float(gamma)
+        who = "CyclicalSGDTrainer"
+        self.e_min = _checked(who, "learning_rate_min", learning_rate_min, 0.0, math.inf)
+        self.e_max = _checked(who, "learning_rate_max", learning_rate_max, self.e_min, math.inf)
+        self.step_size = _checked(who, "step_size", step_size, 0.0, math.inf)
+        if self.step_size == 0:
+            raise ValueError(f"{who}: step_size must be positive, got {step_size!r}")
+        self.gamma = _checked(who, "gamma", gamma, 0.0, math.inf)
         self.it = 0
 
     def _after_update(self) -> None:
@@ -202,7 +240,7 @@ class MomentumSGDTrainer(Trainer):
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.01, mom: float = 0.9) -> None:
         super().__init__(m, learning_rate)
-        self.mom = float(mom)
+        self.mom = _checked("MomentumSGDTrainer", "mom", mom, 0.0, 1.0)
 
     def _hyper(self) -> dict:
         return {"lr": self.learning_rate, "mom": self.mom}
@@ -213,7 +251,7 @@ class AdagradTrainer(Trainer):
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.1, eps: float = 1e-20) -> None:
         super().__init__(m, learning_rate)
-        self.eps = float(eps)
+        self.eps = _checked("AdagradTrainer", "eps", eps)
 
     def _hyper(self) -> dict:
         return {"lr": self.learning_rate, "eps": self.eps}
@@ -226,7 +264,8 @@ class AdadeltaTrainer(Trainer):
 
     def __init__(self, m: ParameterCollection, eps: float = 1e-6, rho: float = 0.95) -> None:
         super().__init__(m, 1.0)
-        self.eps, self.rho = float(eps), float(rho)
+        self.eps = _checked("AdadeltaTrainer", "eps", eps)
+        self.rho = _checked("AdadeltaTrainer", "rho", rho, 0.0, 1.0)
 
     def _hyper(self) -> dict:
         return {"lr": self.learning_rate, "eps": self.eps, "rho": self.rho}
@@ -238,7 +277,8 @@ class RMSPropTrainer(Trainer):
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.001, eps: float = 1e-8,
                  rho: float = 0.9) -> None:
         super().__init__(m, learning_rate)
-        self.eps, self.rho = float(eps), float(rho)
+        self.eps = _checked("RMSPropTrainer", "eps", eps)
+        self.rho = _checked("RMSPropTrainer", "rho", rho, 0.0, 1.0)
 
     def _hyper(self) -> dict:
         return {"lr": self.learning_rate, "eps": self.eps, "rho": self.rho}
@@ -250,7 +290,10 @@ class AdamTrainer(Trainer):
     def __init__(self, m: ParameterCollection, alpha: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  eps: float = 1e-8) -> None:
         super().__init__(m, alpha)
-        self.beta_1, self.beta_2, self.eps = float(beta_1), float(beta_2), float(eps)
+        who = type(self).__name__
+        self.beta_1 = _checked(who, "beta_1", beta_1, 0.0, 1.0)
+        self.beta_2 = _checked(who, "beta_2", beta_2, 0.0, 1.0)
+        self.eps = _checked(who, "eps", eps)
 
     def _hyper(self) -> dict:
         t = self.updates + 1
@@ -273,7 +316,8 @@ class EGTrainer(Trainer):
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.1, mom: float = 0.9, ne: float = 0.0) -> None:
         super().__init__(m, learning_rate)
-        self.mom, self.ne = float(mom), float(ne)
+        self.mom = _checked("EGTrainer", "mom", mom, 0.0, 1.0)
+        self.ne = float(ne)
         self.sparse_updates = False
 
     def _hyper(self) -> dict:
