@@ -1244,6 +1244,23 @@ PYBIND11_MODULE(_cpu_eigen, m) {
     for (int64_t r : row_list(rows, n_rows(t), "sq_norm")) s += norm(t.buf.data() + r * rs, rs);
     return s;
   });
+  // The clipping norm of one update: sum of squares over (tensor, rows or None) pairs, in one call.
+  m.def("sq_norm_all", [](py::list parts) {
+    const upd::NormFn norm = upd::current().sq_norm;
+    double s = 0;
+    for (auto it : parts) {
+      auto p = it.cast<py::tuple>();
+      if (p.size() != 2) throw py::value_error("cpu_eigen.sq_norm_all: parts are (tensor, rows or None)");
+      const Tensor& t = as_tensor(p[0], "sq_norm_all");
+      if (p[1].is_none()) {
+        s += norm(t.buf.data(), t.total());
+        continue;
+      }
+      int64_t rs = row_size(t);
+      for (int64_t r : row_list(p[1], n_rows(t), "sq_norm_all")) s += norm(t.buf.data() + r * rs, rs);
+    }
+    return s;
+  });
   m.def("update", [](const std::string& rule, Tensor& w, Tensor& g, py::list states, py::object rows, py::dict h) {
     same_size(w, g, "update");
     std::vector<float*> sp;

@@ -122,17 +122,29 @@ class Trainer:
         """A no-op, as in DyNet's Python module."""
 
     # ---- the update
-    def _clip_scale(self, storages: list[ParamStorage]) -> float:
-        if not self.clipping_enabled:
-            return 1.0
-        total = 0.0
+    def _clip_scale(self, storages: list[ParamStorage], rows_of: dict) -> float:
+        """DyNet's global-norm clipping scale; the norm is one ``sq_norm_all`` call per backend.
+
+        It runs over every parameter with a gradient (updated or not, as DyNet's
+        gradient_l2_norm), only the touched rows of a lookup table.
+        """
+        parts: dict = {}  # id(backend) -> (backend, [(grad, rows or None)])
         for st in storages:
             if st.lookup:
-                if st.touched:
-                    total += st.backend.sq_norm(st.grad, sorted(st.touched))
+                rows = rows_of.get(id(st))
+                if rows is None:
+                    continue
+                part = (st.grad, rows)
             elif st.has_grad:
-                total += st.backend.sq_norm(st.grad)
-        norm = math.sqrt(total)
+                part = (st.grad, None)
+            else:
+                continue
+            p = parts.get(id(st.backend))
+            if p is None:
+                parts[id(st.backend)] = (st.backend, [part])
+            else:
+                p[1].append(part)
+        norm = math.sqrt(sum(be.sq_norm_all(ps) for be, ps in parts.values()))
         if math.isnan(norm) or math.isinf(norm):
             # skip this update as DyNet does, but clear the bad gradient: left in place it
             # would poison every later update too
@@ -158,31 +170,40 @@ class Trainer:
 
     def update(self) -> None:
         storages = self.model.all_storages()
+        # the touched rows of each lookup table, sorted once for the norm and the step
+        rows_of = {id(st): sorted(st.touched) for st in storages if st.lookup and st.touched}
         hyper = self._hyper()
-        hyper["gscale"] = self._clip_scale(storages) if self.clipping_enabled else 1.0
+        hyper["gscale"] = self._clip_scale(storages, rows_of) if self.clipping_enabled else 1.0
         key, sparse = id(self), self.sparse_updates
+        # plain SGD leaves a weight with a zero gradient exactly as it is: no pass for it
+        idle_moves = self.rule != "sgd"
         batches: dict = {}  # id(backend) -> (backend, items): one update_all call per backend
         for st in storages:
             if not st.updated:
                 st.clear_grad()
                 continue
-            states = st.states.get(key)
-            if states is None:
-                states = self._states(st)
             if st.lookup:
-                touched = st.touched
-                if touched:
+                rows = rows_of.get(id(st))
+                if rows is not None:
                     st.touched = set()
                     # sparse: the touched rows, cleared as stepped; dense: the whole table, whose
                     # gradient is zero outside the touched rows
-                    item = (st.value, st.grad, states, sorted(touched) if sparse else None, True)
-                elif sparse:
+                    item_rows, clear = (rows if sparse else None), True
+                elif sparse or not idle_moves:
                     continue
                 else:
-                    item = (st.value, st.grad, states, None, False)
-            else:
-                item = (st.value, st.grad, states, None, st.has_grad)
+                    item_rows, clear = None, False
+            elif st.has_grad:
                 st.has_grad = False
+                item_rows, clear = None, True
+            elif idle_moves:
+                item_rows, clear = None, False
+            else:
+                continue
+            states = st.states.get(key)
+            if states is None:
+                states = self._states(st)
+            item = (st.value, st.grad, states, item_rows, clear)
             be = st.backend
             b = batches.get(id(be))
             if b is None:
