@@ -4,6 +4,7 @@ attributes and add one node (primitives) or a few (composites)."""
 from __future__ import annotations
 
 import builtins
+import operator
 from collections.abc import Sequence
 from numbers import Number
 
@@ -13,7 +14,7 @@ from . import graph as _graph
 from .dim import Dim
 from .graph import Expression, _cg
 from .graph import unary as _make_unary
-from .ops import OPS
+from .ops import OPS, check_attr
 
 _add = _cg.add
 _add1 = _cg.add1
@@ -70,7 +71,7 @@ def _set_scalar(attrs, value):
 
 def _set_lookup(attrs, value):
     st, old, update, d = attrs
-    idx = (int(value),) if isinstance(value, Number) else tuple(int(i) for i in value)
+    idx = _int_or_ints(value, "set")
     if len(idx) != len(old):
         raise ValueError(f"set: {len(idx)} indices for a lookup of {len(old)}")
     _check_rows(st, idx)
@@ -78,7 +79,7 @@ def _set_lookup(attrs, value):
 
 
 def _set_pick(attrs, value):
-    idx = (int(value),) if isinstance(value, Number) else tuple(int(i) for i in value)
+    idx = _int_or_ints(value, "set_index")
     if len(idx) != len(attrs[0]):
         raise ValueError(f"set_index: {len(idx)} indices where the pick has {len(attrs[0])}")
     return (idx,) + tuple(attrs[1:])
@@ -189,7 +190,7 @@ def sparse_inputTensor(idxs, values, shape, batched: bool = False, defval: float
 
 
 def one_hot(d: int, idx, device: str = "") -> MutableExpression:
-    ids = [int(idx)] if isinstance(idx, Number) else [int(i) for i in idx]
+    ids = _int_or_ints(idx, "one_hot")
     for i in ids:
         if not 0 <= i < d:
             raise IndexError(f"one_hot: index {i} out of range for size {d}")
@@ -224,8 +225,6 @@ def random_normal(dim, mean: float = 0.0, stddev: float = 1.0, batch_size: int =
 
 
 def random_bernoulli(dim, p: float, scale: float = 1.0, batch_size: int = 1) -> Expression:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"random_bernoulli: p must be in [0, 1], got {p}")
     return _leaf(_O["random_bernoulli"], (float(p), float(scale), Dim.of(dim, batch_size, what="random_bernoulli")))
 
 
@@ -325,7 +324,7 @@ def const_lookup(p, index: int = 0) -> MutableExpression:
 
 
 def lookup_batch(p, indices: Sequence[int], update: bool = True) -> MutableExpression:
-    idx = tuple(int(i) for i in indices)
+    idx = _ints(indices, "lookup_batch")
     if not idx:
         raise ValueError("lookup_batch: empty list of indices")
     return _lookup(p, idx, update)
@@ -453,11 +452,11 @@ def elu(x, alpha: float = 1.0) -> Expression:
 
 
 def softmax(x, d: int = 0) -> Expression:
-    return _add1(_O["softmax"], x, (int(d),))
+    return _add1(_O["softmax"], x, (_int(d, "softmax"),))
 
 
 def log_softmax(x, restrict=None) -> Expression:
-    r = None if restrict is None else tuple(int(i) for i in restrict)
+    r = None if restrict is None else _ints(restrict, "log_softmax")
     return _add1(_O["log_softmax"], x, (r,))
 
 
@@ -466,14 +465,14 @@ def logsumexp(xs: Sequence) -> Expression:
 
 
 def logsumexp_dim(x, d: int = 0) -> Expression:
-    return _add1(_O["logsumexp_dim"], x, (int(d),))
+    return _add1(_O["logsumexp_dim"], x, (_int(d, "logsumexp_dim"),))
 
 
 # ============================================================ shape
 
 
 def transpose(x, dims: Sequence[int] = (1, 0)) -> Expression:
-    return _add1(_O["transpose"], x, (tuple(int(k) for k in dims),))
+    return _add1(_O["transpose"], x, (_ints(dims, "transpose"),))
 
 
 def reshape(x, d, batch_size: int = 1) -> Expression:
@@ -485,7 +484,7 @@ def reshape(x, d, batch_size: int = 1) -> Expression:
 
 
 def concatenate(xs: Sequence, d: int = 0) -> Expression:
-    return _add(_O["concatenate"], _nonempty(xs, "concatenate"), (int(d),))
+    return _add(_O["concatenate"], _nonempty(xs, "concatenate"), (_int(d, "concatenate"),))
 
 
 concatenate = _fast(concatenate, "concatenate", 3, (0,))
@@ -499,11 +498,26 @@ def concatenate_to_batch(xs: Sequence) -> Expression:
     return _add(_O["concatenate_to_batch"], _nonempty(xs, "concatenate_to_batch"))
 
 
-def _ints(v, what) -> tuple[int, ...]:
+def _int(v, what: str) -> int:
+    """An index or size argument: ints and NumPy integers; a float is refused, never truncated."""
     try:
-        return tuple(int(i) for i in v)
+        return operator.index(v)
     except TypeError:
-        raise TypeError(f"{what}: expected a list of ints, got {v!r}") from None
+        raise TypeError(f"{what}: expected an int, got {type(v).__name__} {v!r}") from None
+
+
+def _ints(v, what: str) -> tuple[int, ...]:
+    """A list of indices (see _int); a single int is refused where a list is expected."""
+    try:
+        items = iter(v)
+    except TypeError:
+        raise TypeError(f"{what}: expected a list of ints, got {type(v).__name__} {v!r}") from None
+    return tuple(_int(i, what) for i in items)
+
+
+def _int_or_ints(v, what: str) -> tuple[int, ...]:
+    """One index or a list of them, as DyNet's set/one_hot take."""
+    return (_int(v, what),) if isinstance(v, Number) else _ints(v, what)
 
 
 def select_rows(x, rs: Sequence[int]) -> Expression:
@@ -515,15 +529,15 @@ def select_cols(x, cs: Sequence[int]) -> Expression:
 
 
 def pick(x, index: int = 0, dim: int = 0) -> MutableExpression:
-    return _mutable(_add1(_O["pick"], x, ((int(index),), int(dim))), "pick")
+    return _mutable(_add1(_O["pick"], x, ((_int(index, "pick"),), _int(dim, "pick"))), "pick")
 
 
 def pick_batch(x, indices: Sequence[int], dim: int = 0) -> MutableExpression:
-    return _mutable(_add1(_O["pick"], x, (_ints(indices, "pick_batch"), int(dim))), "pick")
+    return _mutable(_add1(_O["pick"], x, (_ints(indices, "pick_batch"), _int(dim, "pick_batch"))), "pick")
 
 
 def pick_batch_elem(x, v: int) -> Expression:
-    return _add1(_O["pick_batch_elems"], x, ((int(v),),))
+    return _add1(_O["pick_batch_elems"], x, ((_int(v, "pick_batch_elem"),),))
 
 
 def pick_batch_elems(x, vs: Sequence[int]) -> Expression:
@@ -531,7 +545,7 @@ def pick_batch_elems(x, vs: Sequence[int]) -> Expression:
 
 
 def pickrange(x, s: int, e: int, d: int = 0) -> Expression:
-    return _add1(_O["pickrange"], x, (int(s), int(e), int(d)))
+    return _add1(_O["pickrange"], x, (_int(s, "pick_range"), _int(e, "pick_range"), _int(d, "pick_range")))
 
 
 pick_range = pickrange
@@ -583,7 +597,7 @@ def sum_batches(x) -> Expression:
 
 
 def moment_dim(x, d: Sequence[int], r: int, b: bool = False, n: int = 0) -> Expression:
-    return _add1(_O["moment_dim"], x, (_ints(d, "moment_dim"), bool(b), int(r), int(n)))
+    return _add1(_O["moment_dim"], x, (_ints(d, "moment_dim"), bool(b), _int(r, "moment_dim"), _int(n, "moment_dim")))
 
 
 def mean_dim(x, d: Sequence[int], b: bool = False, n: int = 0) -> Expression:
@@ -602,7 +616,7 @@ def mean_batches(x) -> Expression:
 
 
 def pickneglogsoftmax(x, v: int) -> Expression:
-    return _add1(_O["pickneglogsoftmax"], x, ((int(v),),))
+    return _add1(_O["pickneglogsoftmax"], x, ((_int(v, "pickneglogsoftmax"),),))
 
 
 pickneglogsoftmax = _fast(pickneglogsoftmax, "pickneglogsoftmax", 4)
@@ -613,14 +627,14 @@ def pickneglogsoftmax_batch(x, vs: Sequence[int]) -> Expression:
 
 
 def _margin(m: float, what: str) -> float:
-    if m < 0:
-        raise ValueError(f"{what}: negative margins are not supported (got {m}), as in DyNet")
+    """DyNet refuses negative margins (its Hinge asserts margin >= 0)."""
+    check_attr(_O["hinge"], "m", m, what)
     return float(m)
 
 
 def hinge(x, index: int, m: float = 1.0) -> Expression:
     m = _margin(m, "hinge")
-    return _add1(_O["hinge"], x, ((int(index),), float(m)))
+    return _add1(_O["hinge"], x, ((_int(index, "hinge"),), float(m)))
 
 
 def hinge_batch(x, indices: Sequence[int], m: float = 1.0) -> Expression:
@@ -670,8 +684,7 @@ def argmax(x, gradient_mode: str = "zero_gradient") -> Expression:
 
 
 def _mask(x, p: float, shape_of, what: str) -> Expression:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{what}: p must be in [0, 1], got {p}")
+    check_attr(_O["random_bernoulli"], "p", p, what)
     d, bd = shape_of(_dim(x, what))
     return random_bernoulli(d, 1.0 - p, 1.0 / (1.0 - p) if p < 1.0 else 0.0, bd)  # p == 1 drops all, as DyNet
 
@@ -708,6 +721,7 @@ def block_dropout(x, p: float) -> Expression:
 
 
 def noise(x, stddev: float) -> Expression:
+    check_attr(_O["random_normal"], "stddev", stddev, "noise")
     d = _dim(x, "noise")
     return x + random_normal(d.d, 0.0, stddev, d.bd)
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from numbers import Number
 
 from . import runtime
-from .functions import _all_dims, _dim, _ints, _unary, concatenate, moment_dim, noise, reshape
+from .functions import _all_dims, _dim, _int, _ints, _unary, concatenate, moment_dim, noise, reshape
 from .graph import Expression, _cg
 from .ops import OPS
 
@@ -34,13 +34,6 @@ __all__ = [
     "vanilla_lstm_gates_dropout_concat", "vanilla_lstm_c", "vanilla_lstm_h",
     "to_device",
 ]
-
-
-def _int(v, what: str) -> int:
-    try:
-        return v.__index__()
-    except AttributeError:
-        raise TypeError(f"{what}: expected an int, got {type(v).__name__} {v!r}") from None
 
 
 # ============================================================ elementwise unary
@@ -262,7 +255,12 @@ def _pair(v, what: str) -> tuple[int, int]:
 
 
 def conv2d(x, f, stride: Sequence[int], is_valid: bool = True) -> Expression:
-    """2-D cross-correlation of x {H,W,C_in} (batched) with filters f {kh,kw,C_in,C_out}."""
+    """2-D cross-correlation of x {H,W,C_in} (batched) with filters f {kh,kw,C_in,C_out}.
+
+    A 2-d input {H,W} is one input channel, as in DyNet (its Dim reads 1 past the last dim)."""
+    xd = _dim(x, "conv2d")
+    if len(xd.d) == 2:
+        x = reshape(x, xd.d + (1,), xd.bd)
     return _add(_O["conv2d"], (x, f), (_pair(stride, "conv2d stride"), bool(is_valid)))
 
 

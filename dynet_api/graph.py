@@ -20,7 +20,7 @@ import numpy as np
 
 from . import runtime
 from .dim import Dim
-from .ops import OP_LIST, OPS
+from .ops import OP_LIST, OPS, check_attrs
 
 try:  # the optional C accelerator of the hot path below (csrc/fastgraph.c)
     if os.environ.get("DYNET_API_PURE_PYTHON", "") not in ("", "0"):
@@ -282,7 +282,8 @@ class ComputationGraph(_GraphBase):
         self.backward_done = False
         self._checkpoints = []
         self.immediate = bool(immediate_compute)
-        self.check_validity = bool(check_validity) and self.immediate
+        # Checked on every forward, lazy or immediate (DyNet checks only with immediate_compute).
+        self.check_validity = bool(check_validity)
         if self.backend is not None and self.backend is not runtime.current():
             self.backend = None
             self.executor = None
@@ -332,6 +333,8 @@ class ComputationGraph(_GraphBase):
             raise TypeError(f"{op.name}: expected an Expression, got {type(x).__name__} {x!r}") from None
 
     def add_leaf(self, op, attrs, needs_grad: bool = False) -> Expression:
+        if op.attr_domains:
+            check_attrs(op, attrs)
         if self.supported is None:
             self._bind()
         if op.name not in self.supported:

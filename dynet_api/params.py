@@ -10,6 +10,7 @@ parameters received a gradient, which lookup rows were touched.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable
 
 import numpy as np
@@ -368,7 +369,11 @@ class LookupParameters(_StoredParameter):
         return np.stack([g[self._row(i)] for i in rows])
 
     def _row(self, i) -> int:
-        i = int(i)
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise TypeError(f"lookup parameter {self.name()}: row index must be an int, got {type(i).__name__} "
+                            f"{i!r}") from None
         if not 0 <= i < self._rows():
             raise IndexError(f"lookup parameter {self.name()}: row {i} out of range (size {self._rows()})")
         return i

@@ -1,7 +1,7 @@
 """DyNet's trainers, written once over the backend's ``update`` kernel.
 
 ``update()`` follows DyNet's order: global-norm gradient clipping (threshold 5
-by default; a NaN/Inf norm skips the update, clears the gradients and raises), one rule step for every parameter marked
+by default; a NaN/Inf norm raises), one rule step for every parameter marked
 updated (only the looked-up rows of a lookup table while sparse updates are on),
 then the gradients are cleared and weight decay is applied.  The step and the clear
 go to the backend as one ``update_all`` call per update (one pass over each gradient).
@@ -20,10 +20,6 @@ Rules (g is the gradient times the clipping scale; each backend implements them)
 * ``amsgrad``: as adam with vhat = max(vhat, v) in place of v
 * ``eg``: h = mom h - lr g; w = softmax(log w + h) over the whole tensor
 
-Learning rates and constants are checked (ValueError for NaN, negative, or out of their
-domain: betas, rho and mom in [0, 1)); a NaN clip threshold raises, while a threshold <= 0
-(no clipping) or +inf stays legal, as in DyNet.
-
 Weight decay (``--dynet-weight-decay`` or ``pc.set_weight_decay``) multiplies the
 updated weights by (1 - lambda) after each update, which is what DyNet's lazy
 scale amounts to; the values read back are the decayed weights.
@@ -37,16 +33,25 @@ import sys
 from .params import ParameterCollection, ParamStorage
 
 
-def _checked(owner: str, name: str, value: float, lo: float = 0.0, hi: float = math.inf) -> float:
-    """``value`` as a float if it lies in [lo, hi), else a ValueError naming the trainer and constant.
-
-    NaN fails every comparison, so it is refused too: a NaN constant would make training
-    diverge silently, one NaN weight at a time.
-    """
-    v = float(value)
-    if not lo <= v < hi:
-        raise ValueError(f"{owner}: {name} must be in [{lo:g}, {hi:g}), got {v!r}")
-    return v
+def _finite(owner: str, name: str, v, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+            hi_open: bool = False) -> float:
+    """A hyperparameter as a float, refused (ValueError naming the trainer and the argument) when it is
+    NaN, infinite, or outside [lo, hi] (open ends where asked): a bad value would make training diverge
+    silently."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{owner}: {name} must be a number, got {type(v).__name__} {v!r}") from None
+    ok = math.isfinite(f)
+    if ok and lo is not None:
+        ok = f > lo if lo_open else f >= lo
+    if ok and hi is not None:
+        ok = f < hi if hi_open else f <= hi
+    if not ok:
+        lo_s = "" if lo is None else ("(" if lo_open else "[") + f"{lo:g}, "
+        hi_s = "inf)" if hi is None else f"{hi:g}" + (")" if hi_open else "]")
+        raise ValueError(f"{owner}: {name} must be a finite number in {lo_s}{hi_s}, got {v!r}")
+    return f
 
 
 class Trainer:
@@ -59,7 +64,7 @@ class Trainer:
         if not isinstance(m, ParameterCollection):
             raise TypeError(f"{type(self).__name__}: expected a ParameterCollection, got {type(m).__name__}")
         self.model = m
-        self.learning_rate = learning_rate
+        self.learning_rate = self._lr(learning_rate)
         self.clipping_enabled = True
         self.clip_threshold = 5.0
         self.sparse_updates = True
@@ -68,23 +73,27 @@ class Trainer:
         self.clips = 0
         self.clips_since_status = 0
 
-    @property
-    def learning_rate(self) -> float:
-        return self._learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, lr: float) -> None:
-        self._learning_rate = _checked(type(self).__name__, "learning rate", lr, 0.0, math.inf)
-
     # ---- DyNet's knobs
     def set_sparse_updates(self, su: bool) -> None:
         self.sparse_updates = bool(su)
 
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate of the next update (DyNet's ``trainer.learning_rate``); assigning checks it."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, lr: float) -> None:
+        self._learning_rate = self._lr(lr)
+
+    def _lr(self, lr, name: str = "learning_rate") -> float:
+        return _finite(type(self).__name__, name, lr, lo=0.0)
+
     def set_clip_threshold(self, thr: float) -> None:
-        """As DyNet: a threshold <= 0 turns clipping off; +inf keeps only the bad-gradient check."""
-        thr = float(thr)
-        if math.isnan(thr):
-            raise ValueError(f"{type(self).__name__}: clip threshold must not be NaN (use <= 0 to turn clipping off)")
+        """Clip the gradients' global norm to ``thr``; ``thr <= 0`` turns clipping off and ``inf`` never
+        clips (a NaN/Inf norm is still refused), as in DyNet. NaN is refused."""
+        if thr != thr:
+            raise ValueError(f"{type(self).__name__}: clip threshold must not be NaN (use 0 to turn clipping off)")
         if thr <= 0:
             self.clipping_enabled = False
             self.clip_threshold = 0.0
@@ -96,7 +105,7 @@ class Trainer:
         return self.clip_threshold
 
     def set_learning_rate(self, lr: float) -> None:
-        self.learning_rate = lr
+        self.learning_rate = self._lr(lr)
 
     def whoami(self) -> str:
         return type(self).__name__
@@ -108,7 +117,7 @@ class Trainer:
 
     def restart(self, learning_rate: float | None = None) -> None:
         if learning_rate is not None:
-            self.learning_rate = learning_rate
+            self.learning_rate = self._lr(learning_rate)
         for st in self.model.all_storages():
             for t in st.states.get(id(self), ()):
                 st.backend.fill(t, 0.0)
@@ -146,11 +155,11 @@ class Trainer:
                 p[1].append(part)
         norm = math.sqrt(sum(be.sq_norm_all(ps) for be, ps in parts.values()))
         if math.isnan(norm) or math.isinf(norm):
-            # skip this update as DyNet does, but clear the bad gradient: left in place it
-            # would poison every later update too
+            # A skipped update: the bad gradients go, so the next graph starts clean (DyNet keeps them,
+            # and every later update fails with the same error).
             for st in storages:
                 st.clear_grad()
-            raise RuntimeError(f"Magnitude of gradient is bad: {norm}; the update was skipped and the "
+            raise RuntimeError(f"Magnitude of gradient is bad: {norm}; this update was skipped and the "
                                "gradients were cleared")
         if norm > self.clip_threshold:
             self.clips += 1
@@ -239,13 +248,11 @@ class CyclicalSGDTrainer(Trainer):
     def __init__(self, m: ParameterCollection, learning_rate_min: float = 0.01, learning_rate_max: float = 0.1,
                  step_size: float = 2000, gamma: float = 1.0, edecay: float = 0.0) -> None:
         super().__init__(m, learning_rate_min)
-        who = "CyclicalSGDTrainer"
-        self.e_min = _checked(who, "learning_rate_min", learning_rate_min, 0.0, math.inf)
-        self.e_max = _checked(who, "learning_rate_max", learning_rate_max, self.e_min, math.inf)
-        self.step_size = _checked(who, "step_size", step_size, 0.0, math.inf)
-        if self.step_size == 0:
-            raise ValueError(f"{who}: step_size must be positive, got {step_size!r}")
-        self.gamma = _checked(who, "gamma", gamma, 0.0, math.inf)
+        name = type(self).__name__
+        self.e_min = self._lr(learning_rate_min, "learning_rate_min")
+        self.e_max = self._lr(learning_rate_max, "learning_rate_max")
+        self.step_size = _finite(name, "step_size", step_size, 0.0, lo_open=True)
+        self.gamma = _finite(name, "gamma", gamma, 0.0)
         self.it = 0
 
     def _after_update(self) -> None:
@@ -261,7 +268,7 @@ class MomentumSGDTrainer(Trainer):
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.01, mom: float = 0.9) -> None:
         super().__init__(m, learning_rate)
-        self.mom = _checked("MomentumSGDTrainer", "mom", mom, 0.0, 1.0)
+        self.mom = _finite(type(self).__name__, "mom", mom, 0.0, 1.0)
 
     def _hyper(self) -> dict:
         return {"lr": self.learning_rate, "mom": self.mom}
@@ -272,7 +279,7 @@ class AdagradTrainer(Trainer):
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.1, eps: float = 1e-20) -> None:
         super().__init__(m, learning_rate)
-        self.eps = _checked("AdagradTrainer", "eps", eps)
+        self.eps = _finite(type(self).__name__, "eps", eps, 0.0)
 
     def _hyper(self) -> dict:
         return {"lr": self.learning_rate, "eps": self.eps}
@@ -285,8 +292,8 @@ class AdadeltaTrainer(Trainer):
 
     def __init__(self, m: ParameterCollection, eps: float = 1e-6, rho: float = 0.95) -> None:
         super().__init__(m, 1.0)
-        self.eps = _checked("AdadeltaTrainer", "eps", eps)
-        self.rho = _checked("AdadeltaTrainer", "rho", rho, 0.0, 1.0)
+        self.eps = _finite(type(self).__name__, "eps", eps, 0.0)
+        self.rho = _finite(type(self).__name__, "rho", rho, 0.0, 1.0)
 
     def _hyper(self) -> dict:
         return {"lr": self.learning_rate, "eps": self.eps, "rho": self.rho}
@@ -298,8 +305,8 @@ class RMSPropTrainer(Trainer):
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.001, eps: float = 1e-8,
                  rho: float = 0.9) -> None:
         super().__init__(m, learning_rate)
-        self.eps = _checked("RMSPropTrainer", "eps", eps)
-        self.rho = _checked("RMSPropTrainer", "rho", rho, 0.0, 1.0)
+        self.eps = _finite(type(self).__name__, "eps", eps, 0.0)
+        self.rho = _finite(type(self).__name__, "rho", rho, 0.0, 1.0)
 
     def _hyper(self) -> dict:
         return {"lr": self.learning_rate, "eps": self.eps, "rho": self.rho}
@@ -311,10 +318,10 @@ class AdamTrainer(Trainer):
     def __init__(self, m: ParameterCollection, alpha: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  eps: float = 1e-8) -> None:
         super().__init__(m, alpha)
-        who = type(self).__name__
-        self.beta_1 = _checked(who, "beta_1", beta_1, 0.0, 1.0)
-        self.beta_2 = _checked(who, "beta_2", beta_2, 0.0, 1.0)
-        self.eps = _checked(who, "eps", eps)
+        name = type(self).__name__
+        self.beta_1 = _finite(name, "beta_1", beta_1, 0.0, 1.0, hi_open=True)
+        self.beta_2 = _finite(name, "beta_2", beta_2, 0.0, 1.0, hi_open=True)
+        self.eps = _finite(name, "eps", eps, 0.0)
 
     def _hyper(self) -> dict:
         t = self.updates + 1
@@ -337,7 +344,7 @@ class EGTrainer(Trainer):
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.1, mom: float = 0.9, ne: float = 0.0) -> None:
         super().__init__(m, learning_rate)
-        self.mom = _checked("EGTrainer", "mom", mom, 0.0, 1.0)
+        self.mom = _finite(type(self).__name__, "mom", mom, 0.0, 1.0)
         self.ne = float(ne)
         self.sparse_updates = False
 
