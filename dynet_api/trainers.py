@@ -131,34 +131,21 @@ class Trainer:
         """A no-op, as in DyNet's Python module."""
 
     # ---- the update
-    def _clip_scale(self, storages: list[ParamStorage], rows_of: dict) -> float:
-        """DyNet's global-norm clipping scale; the norm is one ``sq_norm_all`` call per backend.
-
-        It runs over every parameter with a gradient (updated or not, as DyNet's
-        gradient_l2_norm), only the touched rows of a lookup table.
+    def _clip_scale(self, parts: dict) -> float:
+        """DyNet's global-norm clipping scale from ``parts`` (id(backend) -> (backend, items,
+        norm parts)): one ``sq_norm_all`` call per backend over every gradient, updated or not
+        (as DyNet's gradient_l2_norm), only the touched rows of a lookup table.
         """
-        parts: dict = {}  # id(backend) -> (backend, [(grad, rows or None)])
-        for st in storages:
-            if st.lookup:
-                rows = rows_of.get(id(st))
-                if rows is None:
-                    continue
-                part = (st.grad, rows)
-            elif st.has_grad:
-                part = (st.grad, None)
-            else:
-                continue
-            p = parts.get(id(st.backend))
-            if p is None:
-                parts[id(st.backend)] = (st.backend, [part])
-            else:
-                p[1].append(part)
-        norm = math.sqrt(sum(be.sq_norm_all(ps) for be, ps in parts.values()))
+        norm = math.sqrt(sum(be.sq_norm_all(ps) for be, _, ps in parts.values()))
         if math.isnan(norm) or math.isinf(norm):
             # A skipped update: the bad gradients go, so the next graph starts clean (DyNet keeps them,
             # and every later update fails with the same error).
-            for st in storages:
-                st.clear_grad()
+            for be, _, ps in parts.values():
+                for g, rows in ps:
+                    if rows is None:
+                        be.fill(g, 0.0)
+                    else:
+                        be.clear_rows(g, rows)
             raise RuntimeError(f"Magnitude of gradient is bad: {norm}; this update was skipped and the "
                                "gradients were cleared")
         if norm > self.clip_threshold:
@@ -179,48 +166,62 @@ class Trainer:
 
     def update(self) -> None:
         storages = self.model.all_storages()
-        # the touched rows of each lookup table, sorted once for the norm and the step
-        rows_of = {id(st): sorted(st.touched) for st in storages if st.lookup and st.touched}
-        hyper = self._hyper()
-        hyper["gscale"] = self._clip_scale(storages, rows_of) if self.clipping_enabled else 1.0
-        key, sparse = id(self), self.sparse_updates
+        key, sparse, clip = id(self), self.sparse_updates, self.clipping_enabled
         # plain SGD leaves a weight with a zero gradient exactly as it is: no pass for it
         idle_moves = self.rule != "sgd"
-        batches: dict = {}  # id(backend) -> (backend, items): one update_all call per backend
+        # One walk over the parameters collects, per backend, the update_all items and the
+        # gradients of the clipping norm; the bookkeeping is reset as it goes (a refused norm
+        # clears the collected gradients itself).
+        batches: dict = {}  # id(backend) -> (backend, items, norm parts)
+        frozen = []  # parameters not updated: their gradients count in the norm, then go
         for st in storages:
-            if not st.updated:
-                st.clear_grad()
-                continue
+            be = st.backend
+            b = batches.get(id(be))
+            if b is None:
+                b = batches[id(be)] = (be, [], [])
             if st.lookup:
-                rows = rows_of.get(id(st))
-                if rows is not None:
+                touched = st.touched
+                if touched:
                     st.touched = set()
+                    rows = sorted(touched)
+                    if clip:
+                        b[2].append((st.grad, rows))
+                    if not st.updated:
+                        frozen.append((st, rows))
+                        continue
                     # sparse: the touched rows, cleared as stepped; dense: the whole table, whose
                     # gradient is zero outside the touched rows
                     item_rows, clear = (rows if sparse else None), True
-                elif sparse or not idle_moves:
+                elif sparse or not idle_moves or not st.updated:
                     continue
                 else:
                     item_rows, clear = None, False
             elif st.has_grad:
                 st.has_grad = False
+                if clip:
+                    b[2].append((st.grad, None))
+                if not st.updated:
+                    frozen.append((st, None))
+                    continue
                 item_rows, clear = None, True
-            elif idle_moves:
+            elif idle_moves and st.updated:
                 item_rows, clear = None, False
             else:
                 continue
             states = st.states.get(key)
             if states is None:
                 states = self._states(st)
-            item = (st.value, st.grad, states, item_rows, clear)
-            be = st.backend
-            b = batches.get(id(be))
-            if b is None:
-                batches[id(be)] = (be, [item])
+            b[1].append((st.value, st.grad, states, item_rows, clear))
+        hyper = self._hyper()
+        hyper["gscale"] = self._clip_scale(batches) if clip else 1.0
+        for st, rows in frozen:
+            if rows is None:
+                st.backend.fill(st.grad, 0.0)
             else:
-                b[1].append(item)
-        for be, items in batches.values():
-            be.update_all(self.rule, items, hyper)
+                st.backend.clear_rows(st.grad, rows)
+        for be, items, _ in batches.values():
+            if items:
+                be.update_all(self.rule, items, hyper)
         self.updates += 1
         self.updates_since_status += 1
         self._decay(storages)
