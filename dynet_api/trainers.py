@@ -170,22 +170,21 @@ class Trainer:
         """
 
     # ---- the update
-    def _clip_scale(self, storages: list[ParamStorage]) -> float:
-        if not self.clipping_enabled:
-            return 1.0
-        total = 0.0
-        for st in storages:
-            if st.lookup:
-                if st.touched:
-                    total += st.backend.sq_norm(st.grad, sorted(st.touched))
-            elif st.has_grad:
-                total += st.backend.sq_norm(st.grad)
-        norm = math.sqrt(total)
+    def _clip_scale(self, parts: dict) -> float:
+        """DyNet's global-norm clipping scale from ``parts`` (id(backend) -> (backend, items,
+        norm parts)): one ``sq_norm_all`` call per backend over every gradient, updated or not
+        (as DyNet's gradient_l2_norm), only the touched rows of a lookup table.
+        """
+        norm = math.sqrt(sum(be.sq_norm_all(ps) for be, _, ps in parts.values()))
         if math.isnan(norm) or math.isinf(norm):
             # A skipped update: the bad gradients go, so the next graph starts clean (DyNet keeps them,
             # and every later update fails with the same error).
-            for st in storages:
-                st.clear_grad()
+            for be, _, ps in parts.values():
+                for g, rows in ps:
+                    if rows is None:
+                        be.fill(g, 0.0)
+                    else:
+                        be.clear_rows(g, rows)
             raise RuntimeError(f"Magnitude of gradient is bad: {norm}; this update was skipped and the "
                                "gradients were cleared")
         if norm > self.clip_threshold:
@@ -210,39 +209,62 @@ class Trainer:
         updates are sparse), clears the gradients and applies weight decay.
         """
         storages = self.model.all_storages()
-        hyper = self._hyper()
-        hyper["gscale"] = self._clip_scale(storages) if self.clipping_enabled else 1.0
-        key, sparse = id(self), self.sparse_updates
-        batches: dict = {}  # id(backend) -> (backend, items): one update_all call per backend
+        key, sparse, clip = id(self), self.sparse_updates, self.clipping_enabled
+        # plain SGD leaves a weight with a zero gradient exactly as it is: no pass for it
+        idle_moves = self.rule != "sgd"
+        # One walk over the parameters collects, per backend, the update_all items and the
+        # gradients of the clipping norm; the bookkeeping is reset as it goes (a refused norm
+        # clears the collected gradients itself).
+        batches: dict = {}  # id(backend) -> (backend, items, norm parts)
+        frozen = []  # parameters not updated: their gradients count in the norm, then go
         for st in storages:
-            if not st.updated:
-                st.clear_grad()
-                continue
-            states = st.states.get(key)
-            if states is None:
-                states = self._states(st)
+            be = st.backend
+            b = batches.get(id(be))
+            if b is None:
+                b = batches[id(be)] = (be, [], [])
             if st.lookup:
                 touched = st.touched
                 if touched:
                     st.touched = set()
+                    rows = sorted(touched)
+                    if clip:
+                        b[2].append((st.grad, rows))
+                    if not st.updated:
+                        frozen.append((st, rows))
+                        continue
                     # sparse: the touched rows, cleared as stepped; dense: the whole table, whose
                     # gradient is zero outside the touched rows
-                    item = (st.value, st.grad, states, sorted(touched) if sparse else None, True)
-                elif sparse:
+                    item_rows, clear = (rows if sparse else None), True
+                elif sparse or not idle_moves or not st.updated:
                     continue
                 else:
-                    item = (st.value, st.grad, states, None, False)
-            else:
-                item = (st.value, st.grad, states, None, st.has_grad)
+                    item_rows, clear = None, False
+            elif st.has_grad:
                 st.has_grad = False
-            be = st.backend
-            b = batches.get(id(be))
-            if b is None:
-                batches[id(be)] = (be, [item])
+                if clip:
+                    b[2].append((st.grad, None))
+                if not st.updated:
+                    frozen.append((st, None))
+                    continue
+                item_rows, clear = None, True
+            elif idle_moves and st.updated:
+                item_rows, clear = None, False
             else:
-                b[1].append(item)
-        for be, items in batches.values():
-            be.update_all(self.rule, items, hyper)
+                continue
+            states = st.states.get(key)
+            if states is None:
+                states = self._states(st)
+            b[1].append((st.value, st.grad, states, item_rows, clear))
+        hyper = self._hyper()
+        hyper["gscale"] = self._clip_scale(batches) if clip else 1.0
+        for st, rows in frozen:
+            if rows is None:
+                st.backend.fill(st.grad, 0.0)
+            else:
+                st.backend.clear_rows(st.grad, rows)
+        for be, items, _ in batches.values():
+            if items:
+                be.update_all(self.rule, items, hyper)
         self.updates += 1
         self.updates_since_status += 1
         self._decay(storages)
