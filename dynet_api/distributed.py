@@ -161,10 +161,10 @@ class DistributedTrainer:
                             np.int64).reshape(-1, 2)
             counts = np.zeros(size, np.int64)
             comm.Allgather(np.array([mine.size], np.int64), counts)
-            allrows = np.empty(int(counts.sum()), np.int64)
-            comm.Allgatherv(mine.ravel(), [allrows, counts, MPI.INT64_T])
-            allrows = allrows.reshape(-1, 2)
-            union = [np.unique(allrows[allrows[:, 0] == k, 1]) for k in range(len(lookups))]
+            flat = np.empty(int(counts.sum()), np.int64)
+            comm.Allgatherv(mine.ravel(), [flat, counts, MPI.INT64_T])
+            pairs = flat.reshape(-1, 2)
+            union = [np.unique(pairs[pairs[:, 0] == k, 1]) for k in range(len(lookups))]
         # buckets: dense parameters (plus one has-gradient flag each), then the lookup rows
         pieces: list[tuple] = []  # (storage, kind, rows)
         for st in dense:
