@@ -104,6 +104,14 @@ class Backend:
     def sq_norm(self, t: Any, rows: Sequence[int] | None = None) -> float:
         raise NotImplementedError
 
+    def sq_norm_all(self, parts: Sequence[tuple]) -> float:
+        """Sum of :meth:`sq_norm` over ``(t, rows)`` pairs: the clipping norm of one update.
+
+        Trainers make one call per update; a backend may override it to read every
+        gradient in one call (and one pass) instead of one call per parameter.
+        """
+        return sum(self.sq_norm(t, rows) for t, rows in parts)
+
     def update(self, rule: str, w: Any, g: Any, states: list, rows: Sequence[int] | None, hyper: dict) -> None:
         """Apply one trainer step in place (see dynet_api.trainers for rules)."""
         raise NotImplementedError

@@ -554,10 +554,19 @@ def _data_file(basename: str) -> str:
 
 
 def save(basename: str, objects: list) -> None:
-    """Write the data file and ``basename.meta``; both are renamed into place only when both are written."""
+    """Saves parameters and builders to a data file and ``basename.meta``; both are renamed into
+    place only when both are written.
+
+    Args:
+        basename (str): the path without extension (data in ``basename.data``, DyNet's text format),
+            or a path ending in ``.safetensors`` (data in that file, in safetensors format).
+        objects (list): Parameters, LookupParameters and savable objects (builders and anything with
+            ``spec``, ``from_spec`` and ``param_collection``), restored in this order by :func:`load`.
+    """
     from .params import LookupParameters, Parameters
 
-    meta, entries = [], []
+    meta: list[tuple] = []
+    entries: list[tuple[str, str, object]] = []
     for obj in objects:
         if isinstance(obj, Parameters):
             meta.append(("Parameters", obj.name()))
@@ -588,6 +597,12 @@ def save(basename: str, objects: list) -> None:
 
 
 def load_generator(basename: str, pc):
+    """Yields the objects saved by :func:`save`, one at a time, created in ``pc``.
+
+    Args:
+        basename (str): the path given to :func:`save`.
+        pc (ParameterCollection): the collection the objects are created in.
+    """
     datafname = _data_file(basename)
     read_records(datafname)  # fail early on a damaged data file
     metafname = basename + ".meta"
@@ -615,4 +630,10 @@ def load_generator(basename: str, pc):
 
 
 def load(basename: str, pc) -> list:
+    """The objects saved by :func:`save`, in their order, created in ``pc``.
+
+    Args:
+        basename (str): the path given to :func:`save`.
+        pc (ParameterCollection): the collection the objects are created in.
+    """
     return list(load_generator(basename, pc))

@@ -495,21 +495,21 @@ _op("squared_norm", 1, s_scalar_out, doc="Sum of x^2.")
 _op("l2_norm", 1, s_scalar_out, doc="sqrt(sum of x^2).")
 
 # Elementwise unary.
-_op("tanh", 1, s_same)
-_op("logistic", 1, s_same)
-_op("rectify", 1, s_same, kinks=(0.0,))
+_op("tanh", 1, s_same, doc="Hyperbolic tangent of each element, tanh(x).")
+_op("logistic", 1, s_same, doc="Logistic sigmoid of each element, 1 / (1 + exp(-x)).")
+_op("rectify", 1, s_same, kinks=(0.0,), doc="Rectified linear unit of each element, max(x, 0).")
 _op("elu", 1, s_same, attrs=("alpha",), kinks=(0.0,), sample_attrs=_consts(1.0, 0.5))
-_op("selu", 1, s_same, kinks=(0.0,))
-_op("softsign", 1, s_same)
-_op("exp", 1, s_same)
-_op("log", 1, s_same, domain=(D_POS,))
-_op("sqrt", 1, s_same, domain=(D_POS,))
-_op("square", 1, s_same)
-_op("cube", 1, s_same)
-_op("abs", 1, s_same, kinks=(0.0,))
-_op("log_sigmoid", 1, s_same)
-_op("erf", 1, s_same)
-_op("lgamma", 1, s_same, domain=(D_POS,))
+_op("selu", 1, s_same, kinks=(0.0,), doc="Scaled exponential linear unit of each element (fixed scale and alpha).")
+_op("softsign", 1, s_same, doc="Softsign of each element, x / (1 + abs(x)).")
+_op("exp", 1, s_same, doc="Natural exponential of each element, e^x.")
+_op("log", 1, s_same, domain=(D_POS,), doc="Natural logarithm of each element (x > 0).")
+_op("sqrt", 1, s_same, domain=(D_POS,), doc="Square root of each element (x >= 0).")
+_op("square", 1, s_same, doc="Square of each element, x^2.")
+_op("cube", 1, s_same, doc="Cube of each element, x^3.")
+_op("abs", 1, s_same, kinks=(0.0,), doc="Absolute value of each element, abs(x).")
+_op("log_sigmoid", 1, s_same, doc="Log of the logistic sigmoid of each element, -log(1 + exp(-x)), computed stably.")
+_op("erf", 1, s_same, doc="Gauss error function of each element.")
+_op("lgamma", 1, s_same, domain=(D_POS,), doc="Log of the gamma function of each element (x > 0).")
 
 # Softmax family.
 _op("softmax", 1, s_softmax, attrs=("d",), doc="Softmax over dimension d.", sample_attrs=_axes)
@@ -839,13 +839,21 @@ def s_lstm_cell(op, dims, attrs):
     return Dim(c.d, _batch(op, dims))
 
 
+_TRIG_DOCS = {
+    "sin": "Sine of each element (radians).",
+    "cos": "Cosine of each element (radians).",
+    "atan": "Arc tangent of each element.",
+    "sinh": "Hyperbolic sine of each element.",
+    "cosh": "Hyperbolic cosine of each element.",
+    "asinh": "Inverse hyperbolic sine of each element.",
+}
 for _name in ("sin", "cos", "atan", "sinh", "cosh", "asinh"):
-    _op(_name, 1, s_same)
-_op("tan", 1, s_same, domain=(D_UNIT,))
-_op("asin", 1, s_same, domain=(D_UNIT,))
-_op("acos", 1, s_same, domain=(D_UNIT,))
-_op("atanh", 1, s_same, domain=(D_UNIT,))
-_op("acosh", 1, s_same, domain=(D_GT1,))
+    _op(_name, 1, s_same, doc=_TRIG_DOCS[_name])
+_op("tan", 1, s_same, domain=(D_UNIT,), doc="Tangent of each element (radians).")
+_op("asin", 1, s_same, domain=(D_UNIT,), doc="Arc sine of each element (-1 < x < 1).")
+_op("acos", 1, s_same, domain=(D_UNIT,), doc="Arc cosine of each element (-1 < x < 1).")
+_op("atanh", 1, s_same, domain=(D_UNIT,), doc="Inverse hyperbolic tangent of each element (-1 < x < 1).")
+_op("acosh", 1, s_same, domain=(D_GT1,), doc="Inverse hyperbolic cosine of each element (x >= 1).")
 _op("silu", 1, s_same, attrs=("beta",), doc="x * sigmoid(beta * x).")
 for _name in ("round", "ceil", "floor"):
     _op(_name, 1, s_same, attrs=("straight_through",), smooth=False,

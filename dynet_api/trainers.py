@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import Any
 
 from .params import ParameterCollection, ParamStorage
 
@@ -55,7 +56,12 @@ def _finite(owner: str, name: str, v, lo: float | None = None, hi: float | None 
 
 
 class Trainer:
-    """Common machinery; subclasses name their rule, states and hyperparameters."""
+    """The base of the trainers: gradient clipping, sparse updates and the update loop.
+
+    Args:
+        m (ParameterCollection): the parameters to train.
+        learning_rate (float): the initial learning rate.
+    """
 
     rule = "sgd"
     n_states = 0
@@ -75,6 +81,11 @@ class Trainer:
 
     # ---- DyNet's knobs
     def set_sparse_updates(self, su: bool) -> None:
+        """Whether lookup tables update only the rows looked up since the last update.
+
+        Args:
+            su (bool): True (the default) for sparse updates.
+        """
         self.sparse_updates = bool(su)
 
     @property
@@ -90,8 +101,12 @@ class Trainer:
         return _finite(type(self).__name__, name, lr, lo=0.0)
 
     def set_clip_threshold(self, thr: float) -> None:
-        """Clip the gradients' global norm to ``thr``; ``thr <= 0`` turns clipping off and ``inf`` never
-        clips (a NaN/Inf norm is still refused), as in DyNet. NaN is refused."""
+        """Sets the global gradient-norm clipping threshold.
+
+        Args:
+            thr (float): the threshold; 0 or less turns clipping off, ``inf`` never clips (a NaN or
+                infinite gradient norm is still refused), NaN is refused.
+        """
         if thr != thr:
             raise ValueError(f"{type(self).__name__}: clip threshold must not be NaN (use 0 to turn clipping off)")
         if thr <= 0:
@@ -102,20 +117,35 @@ class Trainer:
             self.clip_threshold = float(thr)
 
     def get_clip_threshold(self) -> float:
+        """The gradient clipping threshold (0 when clipping is off)."""
         return self.clip_threshold
 
     def set_learning_rate(self, lr: float) -> None:
+        """Sets the learning rate for the next updates.
+
+        Args:
+            lr (float): the learning rate.
+        """
         self.learning_rate = self._lr(lr)
 
     def whoami(self) -> str:
+        """The trainer's class name."""
         return type(self).__name__
 
     def status(self) -> None:
+        """Prints the learning rate and the clips and updates since the last call (to stderr), then
+        resets those counts.
+        """
         print(f"[lr={self.learning_rate:g} clips={self.clips_since_status} updates={self.updates_since_status}] ",
               end="", file=sys.stderr)
         self.updates_since_status = self.clips_since_status = 0
 
     def restart(self, learning_rate: float | None = None) -> None:
+        """Clears the trainer's per-parameter state (moments, accumulators).
+
+        Args:
+            learning_rate (float or None): if given, the new learning rate.
+        """
         if learning_rate is not None:
             self.learning_rate = self._lr(learning_rate)
         for st in self.model.all_storages():
@@ -123,30 +153,39 @@ class Trainer:
                 st.backend.fill(t, 0.0)
 
     def update_epoch(self, r: float = 1.0) -> None:
+        """Deprecated in DyNet and a no-op; prints how to change the learning rate instead.
+
+        Args:
+            r (float): ignored.
+        """
         print("Trainer::update_epoch has been deprecated and doesn't do anything. Please remove it from your code, "
               "and control the learning rate of the trainer directly, for example by: "
               "'trainer.learning_rate /= (1 - rate_decay)'", file=sys.stderr)
 
     def update_subset(self, params, lookups) -> None:
-        """A no-op, as in DyNet's Python module."""
+        """A no-op, as in DyNet's Python module.
+
+        Args:
+            params: ignored.
+            lookups: ignored.
+        """
 
     # ---- the update
-    def _clip_scale(self, storages: list[ParamStorage]) -> float:
-        if not self.clipping_enabled:
-            return 1.0
-        total = 0.0
-        for st in storages:
-            if st.lookup:
-                if st.touched:
-                    total += st.backend.sq_norm(st.grad, sorted(st.touched))
-            elif st.has_grad:
-                total += st.backend.sq_norm(st.grad)
-        norm = math.sqrt(total)
+    def _clip_scale(self, parts: dict) -> float:
+        """DyNet's global-norm clipping scale from ``parts`` (id(backend) -> (backend, items,
+        norm parts)): one ``sq_norm_all`` call per backend over every gradient, updated or not
+        (as DyNet's gradient_l2_norm), only the touched rows of a lookup table.
+        """
+        norm = math.sqrt(sum(be.sq_norm_all(ps) for be, _, ps in parts.values()))
         if math.isnan(norm) or math.isinf(norm):
             # A skipped update: the bad gradients go, so the next graph starts clean (DyNet keeps them,
             # and every later update fails with the same error).
-            for st in storages:
-                st.clear_grad()
+            for be, _, ps in parts.values():
+                for g, rows in ps:
+                    if rows is None:
+                        be.fill(g, 0.0)
+                    else:
+                        be.clear_rows(g, rows)
             raise RuntimeError(f"Magnitude of gradient is bad: {norm}; this update was skipped and the "
                                "gradients were cleared")
         if norm > self.clip_threshold:
@@ -166,40 +205,67 @@ class Trainer:
         return s
 
     def update(self) -> None:
+        """One training step from the gradients of the last ``backward()``: clips them by their global
+        norm, applies the rule to every updated parameter (only touched rows of lookup tables when
+        updates are sparse), clears the gradients and applies weight decay.
+        """
         storages = self.model.all_storages()
-        hyper = self._hyper()
-        hyper["gscale"] = self._clip_scale(storages) if self.clipping_enabled else 1.0
-        key, sparse = id(self), self.sparse_updates
-        batches: dict = {}  # id(backend) -> (backend, items): one update_all call per backend
+        key, sparse, clip = id(self), self.sparse_updates, self.clipping_enabled
+        # plain SGD leaves a weight with a zero gradient exactly as it is: no pass for it
+        idle_moves = self.rule != "sgd"
+        # One walk over the parameters collects, per backend, the update_all items and the
+        # gradients of the clipping norm; the bookkeeping is reset as it goes (a refused norm
+        # clears the collected gradients itself).
+        batches: dict[int, tuple[Any, list, list]] = {}  # id(backend) -> (backend, items, norm parts)
+        frozen: list[tuple[ParamStorage, list[int] | None]] = []  # not updated: in the norm, then cleared
         for st in storages:
-            if not st.updated:
-                st.clear_grad()
-                continue
-            states = st.states.get(key)
-            if states is None:
-                states = self._states(st)
+            be = st.backend
+            b = batches.get(id(be))
+            if b is None:
+                b = batches[id(be)] = (be, [], [])
             if st.lookup:
                 touched = st.touched
                 if touched:
                     st.touched = set()
+                    rows = sorted(touched)
+                    if clip:
+                        b[2].append((st.grad, rows))
+                    if not st.updated:
+                        frozen.append((st, rows))
+                        continue
                     # sparse: the touched rows, cleared as stepped; dense: the whole table, whose
                     # gradient is zero outside the touched rows
-                    item = (st.value, st.grad, states, sorted(touched) if sparse else None, True)
-                elif sparse:
+                    item_rows, clear = (rows if sparse else None), True
+                elif sparse or not idle_moves or not st.updated:
                     continue
                 else:
-                    item = (st.value, st.grad, states, None, False)
-            else:
-                item = (st.value, st.grad, states, None, st.has_grad)
+                    item_rows, clear = None, False
+            elif st.has_grad:
                 st.has_grad = False
-            be = st.backend
-            b = batches.get(id(be))
-            if b is None:
-                batches[id(be)] = (be, [item])
+                if clip:
+                    b[2].append((st.grad, None))
+                if not st.updated:
+                    frozen.append((st, None))
+                    continue
+                item_rows, clear = None, True
+            elif idle_moves and st.updated:
+                item_rows, clear = None, False
             else:
-                b[1].append(item)
-        for be, items in batches.values():
-            be.update_all(self.rule, items, hyper)
+                continue
+            states = st.states.get(key)
+            if states is None:
+                states = self._states(st)
+            b[1].append((st.value, st.grad, states, item_rows, clear))
+        hyper = self._hyper()
+        hyper["gscale"] = self._clip_scale(batches) if clip else 1.0
+        for st, frozen_rows in frozen:
+            if frozen_rows is None:
+                st.backend.fill(st.grad, 0.0)
+            else:
+                st.backend.clear_rows(st.grad, frozen_rows)
+        for be, items, _ in batches.values():
+            if items:
+                be.update_all(self.rule, items, hyper)
         self.updates += 1
         self.updates_since_status += 1
         self._decay(storages)
@@ -217,12 +283,28 @@ class Trainer:
 
 
 class SimpleSGDTrainer(Trainer):
+    """Stochastic gradient descent: ``w -= learning_rate * g``.
+
+    Args:
+        m (ParameterCollection): the parameters to train.
+        learning_rate (float): the learning rate.
+    """
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.1) -> None:
         super().__init__(m, learning_rate)
 
 
 class CyclicalSGDTrainer(Trainer):
-    """SGD with a triangular learning-rate cycle (Smith, 2015); the first update uses the minimum."""
+    """SGD whose learning rate cycles between two bounds (triangular schedule, Smith 2015);
+    the first update uses the minimum.
+
+    Args:
+        m (ParameterCollection): the parameters to train.
+        learning_rate_min (float): the lower bound.
+        learning_rate_max (float): the upper bound.
+        step_size (float): updates per half cycle.
+        gamma (float): the amplitude decays as ``gamma ** iteration``.
+        edecay (float): accepted for DyNet compatibility.
+    """
 
     def __init__(self, m: ParameterCollection, learning_rate_min: float = 0.01, learning_rate_max: float = 0.1,
                  step_size: float = 2000, gamma: float = 1.0, edecay: float = 0.0) -> None:
@@ -243,6 +325,13 @@ class CyclicalSGDTrainer(Trainer):
 
 
 class MomentumSGDTrainer(Trainer):
+    """SGD with momentum: ``v = mom * v - learning_rate * g; w += v``.
+
+    Args:
+        m (ParameterCollection): the parameters to train.
+        learning_rate (float): the learning rate.
+        mom (float): the momentum.
+    """
     rule, n_states = "momentum", 1
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.01, mom: float = 0.9) -> None:
@@ -254,6 +343,13 @@ class MomentumSGDTrainer(Trainer):
 
 
 class AdagradTrainer(Trainer):
+    """AdaGrad: each weight's step is scaled by the root of its accumulated squared gradients.
+
+    Args:
+        m (ParameterCollection): the parameters to train.
+        learning_rate (float): the learning rate.
+        eps (float): added under the square root for stability.
+    """
     rule, n_states = "adagrad", 1
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.1, eps: float = 1e-20) -> None:
@@ -265,7 +361,14 @@ class AdagradTrainer(Trainer):
 
 
 class AdadeltaTrainer(Trainer):
-    """Zeiler's AdaDelta; its learning rate is fixed at 1.0 and unused by the rule."""
+    """AdaDelta (Zeiler 2012): steps from running averages of squared gradients and squared
+    steps; it needs no learning rate.
+
+    Args:
+        m (ParameterCollection): the parameters to train.
+        eps (float): added under the square roots.
+        rho (float): the decay of the running averages.
+    """
 
     rule, n_states = "adadelta", 2
 
@@ -279,6 +382,14 @@ class AdadeltaTrainer(Trainer):
 
 
 class RMSPropTrainer(Trainer):
+    """RMSProp: the step is divided by the root of a running average of squared gradients.
+
+    Args:
+        m (ParameterCollection): the parameters to train.
+        learning_rate (float): the learning rate.
+        eps (float): added under the square root.
+        rho (float): the decay of the running average.
+    """
     rule, n_states = "rmsprop", 1
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.001, eps: float = 1e-8,
@@ -292,6 +403,15 @@ class RMSPropTrainer(Trainer):
 
 
 class AdamTrainer(Trainer):
+    """Adam (Kingma and Ba 2014), with bias-corrected first and second moment estimates.
+
+    Args:
+        m (ParameterCollection): the parameters to train.
+        alpha (float): the learning rate.
+        beta_1 (float): the decay of the first moment.
+        beta_2 (float): the decay of the second moment.
+        eps (float): added to the root of the second moment.
+    """
     rule, n_states = "adam", 2
 
     def __init__(self, m: ParameterCollection, alpha: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
@@ -309,6 +429,15 @@ class AdamTrainer(Trainer):
 
 
 class AmsgradTrainer(AdamTrainer):
+    """AMSGrad (Reddi et al. 2018): Adam with the running maximum of the second moment.
+
+    Args:
+        m (ParameterCollection): the parameters to train.
+        learning_rate (float): the learning rate.
+        beta_1 (float): the decay of the first moment.
+        beta_2 (float): the decay of the second moment.
+        eps (float): added to the root of the second moment.
+    """
     rule, n_states = "amsgrad", 3
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.001, beta_1: float = 0.9,
@@ -317,7 +446,15 @@ class AmsgradTrainer(AdamTrainer):
 
 
 class EGTrainer(Trainer):
-    """Exponentiated gradient (C++-only in DyNet; an extension here)."""
+    """Exponentiated gradient with momentum: each tensor stays a softmax of log-weights (C++-only in
+    DyNet; an extension here). Dense updates only.
+
+    Args:
+        m (ParameterCollection): the parameters to train.
+        learning_rate (float): the learning rate.
+        mom (float): the momentum.
+        ne (float): accepted for DyNet compatibility.
+    """
 
     rule, n_states = "eg", 1
 
