@@ -13,12 +13,19 @@
 
 namespace dy {
 
-// Up to 4 data dims (padded with 1s) plus the batch.
+// DyNet's DYNET_MAX_TENSOR_DIM: up to 7 data dims (padded with 1s) plus the batch.
+constexpr int MAXD = 7;
+constexpr int BATCH = MAXD;  // the batch's slot in strides and extents (after the data dims)
+
 struct Shape {
   int nd = 1;
-  int64_t d[4] = {1, 1, 1, 1};
+  int64_t d[MAXD] = {1, 1, 1, 1, 1, 1, 1};
   int64_t bd = 1;
-  int64_t size() const { return d[0] * d[1] * d[2] * d[3]; }
+  int64_t size() const {
+    int64_t n = d[0];
+    for (int k = 1; k < MAXD; ++k) n *= d[k];
+    return n;
+  }
   int64_t total() const { return size() * bd; }
   int64_t rows() const { return d[0]; }
   int64_t cols() const { return d[1]; }

@@ -1,4 +1,4 @@
-// Helpers shared by the kernel files: strided iteration over 4 data dims plus the
+// Helpers shared by the kernel files: strided iteration over MAXD data dims plus the
 // batch with DyNet's broadcasting, axis views, attribute lists, matrix products.
 #pragma once
 
@@ -30,53 +30,77 @@ inline float max_keep_nan(float a, float b) { return b > a || b != b ? b : a; }
 
 [[noreturn]] inline void fail(const std::string& m) { throw std::runtime_error("cpu_eigen: " + m); }
 
-inline bool same(const Shape& a, const Shape& b) {
-  return a.d[0] == b.d[0] && a.d[1] == b.d[1] && a.d[2] == b.d[2] && a.d[3] == b.d[3] && a.bd == b.bd;
+inline bool same_data(const Shape& a, const Shape& b) {
+  for (int k = 0; k < MAXD; ++k)
+    if (a.d[k] != b.d[k]) return false;
+  return true;
 }
+inline bool same(const Shape& a, const Shape& b) { return a.bd == b.bd && same_data(a, b); }
 
-// Column-major strides of x over 4 data dims and the batch.
+// Column-major strides of x over the MAXD data dims and the batch (slot BATCH).
 struct Str {
-  int64_t s[5];
+  int64_t s[MAXD + 1];
 };
 inline Str cstr(const Shape& x) {
   Str r;
   int64_t s = 1;
-  for (int k = 0; k < 4; ++k) r.s[k] = s, s *= x.d[k];
-  r.s[4] = s;
+  for (int k = 0; k < MAXD; ++k) r.s[k] = s, s *= x.d[k];
+  r.s[BATCH] = s;
   return r;
 }
 // Strides of x in the index space of y: dims x broadcasts along get stride 0.
 inline Str bstr(const Shape& x, const Shape& y) {
   Str r;
   int64_t s = 1;
-  for (int k = 0; k < 4; ++k) {
+  for (int k = 0; k < MAXD; ++k) {
     r.s[k] = (x.d[k] == 1 && y.d[k] != 1) ? 0 : s;
     s *= x.d[k];
   }
-  r.s[4] = (x.bd == 1 && y.bd != 1) ? 0 : s;
+  r.s[BATCH] = (x.bd == 1 && y.bd != 1) ? 0 : s;
   return r;
 }
 struct Ext {
-  int64_t n[5];
+  int64_t n[MAXD + 1];
 };
-inline Ext ext(const Shape& y) { return {{y.d[0], y.d[1], y.d[2], y.d[3], y.bd}}; }
+inline Ext ext(const Shape& y) {
+  Ext e;
+  for (int k = 0; k < MAXD; ++k) e.n[k] = y.d[k];
+  e.n[BATCH] = y.bd;
+  return e;
+}
 
-// Visit every index of extent e, passing the offsets of up to 3 strided operands.
+// Visit every index of extent e, passing the offsets of up to 4 strided operands: axis 0
+// in the inner loop, the other axes (the batch last) counted like an odometer, one step
+// per run of axis 0.
+template <class F>
+void iter4(const Ext& e, const Str& a, const Str& b, const Str& c, const Str& d, F f) {
+  for (int k = 0; k <= BATCH; ++k)
+    if (e.n[k] <= 0) return;
+  int64_t idx[MAXD + 1] = {};
+  int64_t oa = 0, ob = 0, oc = 0, od = 0;
+  const int64_t n0 = e.n[0], a0 = a.s[0], b0 = b.s[0], c0 = c.s[0], d0 = d.s[0];
+  for (;;) {
+    for (int64_t i0 = 0; i0 < n0; ++i0) f(oa + i0 * a0, ob + i0 * b0, oc + i0 * c0, od + i0 * d0);
+    int k = 1;
+    for (; k <= BATCH; ++k) {
+      if (++idx[k] < e.n[k]) {
+        oa += a.s[k], ob += b.s[k], oc += c.s[k], od += d.s[k];
+        break;
+      }
+      int64_t back = e.n[k] - 1;
+      oa -= back * a.s[k], ob -= back * b.s[k], oc -= back * c.s[k], od -= back * d.s[k];
+      idx[k] = 0;
+    }
+    if (k > BATCH) return;
+  }
+}
 template <class F>
 void iter3(const Ext& e, const Str& a, const Str& b, const Str& c, F f) {
-  for (int64_t i4 = 0; i4 < e.n[4]; ++i4)
-    for (int64_t i3 = 0; i3 < e.n[3]; ++i3)
-      for (int64_t i2 = 0; i2 < e.n[2]; ++i2)
-        for (int64_t i1 = 0; i1 < e.n[1]; ++i1) {
-          int64_t oa = i4 * a.s[4] + i3 * a.s[3] + i2 * a.s[2] + i1 * a.s[1];
-          int64_t ob = i4 * b.s[4] + i3 * b.s[3] + i2 * b.s[2] + i1 * b.s[1];
-          int64_t oc = i4 * c.s[4] + i3 * c.s[3] + i2 * c.s[2] + i1 * c.s[1];
-          for (int64_t i0 = 0; i0 < e.n[0]; ++i0) f(oa + i0 * a.s[0], ob + i0 * b.s[0], oc + i0 * c.s[0]);
-        }
+  iter4(e, a, b, c, Str{}, [&](int64_t x, int64_t y, int64_t z, int64_t) { f(x, y, z); });
 }
 template <class F>
 void iter2(const Ext& e, const Str& a, const Str& b, F f) {
-  iter3(e, a, b, Str{{0, 0, 0, 0, 0}}, [&](int64_t x, int64_t y, int64_t) { f(x, y); });
+  iter4(e, a, b, Str{}, Str{}, [&](int64_t x, int64_t y, int64_t, int64_t) { f(x, y); });
 }
 
 inline const float* bat(const CView& x, int64_t b) { return x.p + (x.s.bd == 1 ? 0 : b) * x.s.size(); }
@@ -89,7 +113,7 @@ struct Axis {
 inline Axis axis_of(const Shape& x, int k) {
   Axis a{1, x.d[k], x.bd};
   for (int j = 0; j < k; ++j) a.inner *= x.d[j];
-  for (int j = k + 1; j < 4; ++j) a.outer *= x.d[j];
+  for (int j = k + 1; j < MAXD; ++j) a.outer *= x.d[j];
   return a;
 }
 
@@ -121,20 +145,9 @@ void bin_bwd(const CView& a, const CView& b, const Shape& ys, const float* dy, V
     for (int64_t k = 0; k < n; ++k) dx.p[k] += g(a.p[k], b.p[k], dy[k]);
     return;
   }
-  Str sa = bstr(a.s, ys), sb = bstr(b.s, ys), sx = bstr(dx.s, ys), sy = cstr(ys);
-  Ext e = ext(ys);
-  // Four operands: fold dy into the visit.
-  for (int64_t i4 = 0; i4 < e.n[4]; ++i4)
-    for (int64_t i3 = 0; i3 < e.n[3]; ++i3)
-      for (int64_t i2 = 0; i2 < e.n[2]; ++i2)
-        for (int64_t i1 = 0; i1 < e.n[1]; ++i1) {
-          int64_t oa = i4 * sa.s[4] + i3 * sa.s[3] + i2 * sa.s[2] + i1 * sa.s[1];
-          int64_t ob = i4 * sb.s[4] + i3 * sb.s[3] + i2 * sb.s[2] + i1 * sb.s[1];
-          int64_t ox = i4 * sx.s[4] + i3 * sx.s[3] + i2 * sx.s[2] + i1 * sx.s[1];
-          int64_t oy = i4 * sy.s[4] + i3 * sy.s[3] + i2 * sy.s[2] + i1 * sy.s[1];
-          for (int64_t i0 = 0; i0 < e.n[0]; ++i0)
-            dx.p[ox + i0 * sx.s[0]] += g(a.p[oa + i0 * sa.s[0]], b.p[ob + i0 * sb.s[0]], dy[oy + i0]);
-        }
+  // Four operands: dy is the fourth.
+  iter4(ext(ys), bstr(a.s, ys), bstr(b.s, ys), bstr(dx.s, ys), cstr(ys),
+        [&](int64_t ia, int64_t ib, int64_t ix, int64_t iy) { dx.p[ix] += g(a.p[ia], b.p[ib], dy[iy]); });
 }
 
 // dx += s * dy, summing over the dims x was broadcast along.
@@ -147,8 +160,7 @@ inline void acc_unbroadcast(View dx, const Shape& ys, const float* dy, float s =
       Arr(dx.p, n) += s * CArr(dy, n);
     return;
   }
-  if (dx.s.bd == 1 && ys.bd > 1 && dx.s.d[0] == ys.d[0] && dx.s.d[1] == ys.d[1] && dx.s.d[2] == ys.d[2] &&
-      dx.s.d[3] == ys.d[3]) {  // summed over the batch only (a bias): contiguous column adds
+  if (dx.s.bd == 1 && ys.bd > 1 && same_data(dx.s, ys)) {  // summed over the batch only (a bias): contiguous column adds
     // A block of dx at a time, kept in a local while every column is added in order (the same
     // sums as column by column), so dx is read and written once instead of once per column.
     constexpr int64_t B = 512;

@@ -463,18 +463,18 @@ void f_logsumexp(const CView* x, int n, View y, const Attrs&) {
   for (int j = 0; j < n; ++j) sx.push_back(bstr(x[j].s, y.s));
   std::vector<float> tmp(static_cast<size_t>(n));
   Ext e = ext(y.s);
-  for (int64_t i4 = 0; i4 < e.n[4]; ++i4)
+  for (int64_t i4 = 0; i4 < e.n[BATCH]; ++i4)
     for (int64_t q = 0; q < y.s.size(); ++q) {
       // q enumerates the data index; the data dims of all operands are equal.
       float m = NEG_INF;
-      for (int j = 0; j < n; ++j) m = max_keep_nan(m, tmp[size_t(j)] = x[j].p[i4 * sx[size_t(j)].s[4] + q]);
+      for (int j = 0; j < n; ++j) m = max_keep_nan(m, tmp[size_t(j)] = x[j].p[i4 * sx[size_t(j)].s[BATCH] + q]);
       if (!std::isfinite(m)) {
-        y.p[i4 * sy.s[4] + q] = m;
+        y.p[i4 * sy.s[BATCH] + q] = m;
         continue;
       }
       float s = 0;
       for (int j = 0; j < n; ++j) s += std::exp(tmp[size_t(j)] - m);
-      y.p[i4 * sy.s[4] + q] = m + std::log(s);
+      y.p[i4 * sy.s[BATCH] + q] = m + std::log(s);
     }
 }
 void b_logsumexp(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
@@ -507,11 +507,12 @@ void b_lse_dim(const CView* x, int, CView y, CView dy, int, View dx, const Attrs
 // Strides of x visited in y's index order for transpose(perm).
 Str perm_str(const Shape& x, const Attrs& a) {
   std::vector<int64_t> perm = int_list(a, 0);
-  if (perm.size() > 4) fail("transpose supports at most 4 dimensions");
+  if (perm.size() > size_t(MAXD)) fail("transpose supports at most 7 dimensions");
   for (int64_t k : perm)
     if (k < 0 || k >= int64_t(perm.size())) fail("transpose: not a permutation");
-  Str xs = cstr(x), r{{0, 0, 0, 0, xs.s[4]}};
-  for (size_t k = 0; k < 4; ++k) r.s[k] = k < perm.size() ? xs.s[perm[k]] : 0;
+  Str xs = cstr(x), r{};
+  r.s[BATCH] = xs.s[BATCH];
+  for (size_t k = 0; k < size_t(MAXD); ++k) r.s[k] = k < perm.size() ? xs.s[perm[k]] : 0;
   return r;
 }
 void f_transpose(const CView* x, int, View y, const Attrs& a) {
@@ -530,9 +531,9 @@ void concat_region(const CView* x, int j, const Shape& ys, int d, Ext& e, Str& s
   sy = cstr(ys);
   off = start * sy.s[d];
   e = ext(x[j].s);
-  e.n[4] = ys.bd;
+  e.n[BATCH] = ys.bd;
   sx = cstr(x[j].s);
-  if (x[j].s.bd == 1) sx.s[4] = 0;
+  if (x[j].s.bd == 1) sx.s[BATCH] = 0;
 }
 void f_concat(const CView* x, int n, View y, const Attrs& a) {
   int d = int(a.I(0));
@@ -592,7 +593,7 @@ template <bool FWD>
 void pick_visit(const CView& x, const Shape& ys, const Attrs& a, float* yp, const float* gy, float* dxp) {
   int64_t nidx = a.I(0);
   int d = int(a.I(1 + int(nidx)));
-  if (d < 0 || d > 3) fail("pick: dimension out of range");
+  if (d < 0 || d >= MAXD) fail("pick: dimension out of range");
   std::vector<int64_t> idx = index_list(a, 0, x.s.d[d], "pick");
   if (idx.size() != 1) check_count(idx.size(), ys.bd, "pick");
   Axis ax = axis_of(x.s, d);
@@ -652,21 +653,21 @@ void b_pickrange(const CView* x, int, CView, CView dy, int, View dx, const Attrs
 Str reduced_str(const Shape& x, const Attrs& a, double& count) {
   std::vector<int64_t> axes = int_list(a, 0);
   bool b = a.I(1 + int(axes.size())) != 0;
-  bool red[4] = {false, false, false, false};
+  bool red[MAXD] = {};
   count = 1;
   for (int64_t k : axes) {
-    if (k < 0 || k > 3) fail("sum_dim: dimension out of range");
+    if (k < 0 || k >= MAXD) fail("sum_dim: dimension out of range");
     red[k] = true;
     count *= double(x.d[k]);
   }
   if (b) count *= double(x.bd);
   Str r;
   int64_t s = 1;
-  for (int k = 0; k < 4; ++k) {
+  for (int k = 0; k < MAXD; ++k) {
     r.s[k] = red[k] ? 0 : s;
     if (!red[k]) s *= x.d[k];
   }
-  r.s[4] = b ? 0 : s;
+  r.s[BATCH] = b ? 0 : s;
   return r;
 }
 void f_sum_dim(const CView* x, int, View y, const Attrs& a) {

@@ -151,7 +151,7 @@ void strided_geometry(const Shape& x, const Attrs& a, int64_t& base, Str& st) {
   st = xs;
   size_t n = std::max(strides.size(), lo.size());
   for (size_t k = 0; k < n; ++k) {
-    int ax = int(k) < x.nd ? int(k) : 4;
+    int ax = int(k) < x.nd ? int(k) : BATCH;
     int64_t start = k < lo.size() ? lo[k] : 0, step = k < strides.size() ? strides[k] : 1;
     base += start * xs.s[ax];
     st.s[ax] = step * xs.s[ax];
@@ -260,20 +260,20 @@ StdParts std_parts(const CView& x, const Attrs& a, int64_t ny) {
   int at = 1 + int(axes.size());
   bool b = a.I(at) != 0;
   int64_t nn = a.I(at + 1);
-  bool red[4] = {false, false, false, false};
+  bool red[MAXD] = {};
   double cnt = 1;
   for (int64_t k : axes) {
-    if (k < 0 || k > 3) fail("std_dim: dimension out of range");
+    if (k < 0 || k >= MAXD) fail("std_dim: dimension out of range");
     red[k] = true, cnt *= double(x.s.d[k]);
   }
   if (b) cnt *= double(x.s.bd);
   StdParts p;
   int64_t s = 1;
-  for (int k = 0; k < 4; ++k) {
+  for (int k = 0; k < MAXD; ++k) {
     p.sy.s[k] = red[k] ? 0 : s;
     if (!red[k]) s *= x.s.d[k];
   }
-  p.sy.s[4] = b ? 0 : s;
+  p.sy.s[BATCH] = b ? 0 : s;
   p.n = nn > 0 ? double(nn) : cnt;
   p.mean.assign(size_t(ny), 0.0);
   p.dsum.assign(size_t(ny), 0.0);

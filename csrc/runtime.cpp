@@ -198,7 +198,9 @@ Shape shape_from(const std::vector<int64_t>& s) {
     r.d[0] = s[0];
     return r;
   }
-  if (s.size() > 5) throw std::invalid_argument("cpu_eigen: tensors have at most 4 data dims plus the batch");
+  if (s.size() > size_t(MAXD) + 1)
+    throw std::invalid_argument("cpu_eigen: tensors have at most " + std::to_string(MAXD) +
+                                " data dims plus the batch, got a shape of " + std::to_string(s.size()) + " axes");
   r.nd = int(s.size()) - 1;
   for (int k = 0; k < r.nd; ++k) r.d[k] = s[size_t(k)];
   r.bd = s.back();

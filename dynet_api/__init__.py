@@ -17,7 +17,7 @@ from .dim import Dim  # noqa: E402,F401
 from .functions import *  # noqa: E402,F401,F403
 from .functions import MutableExpression  # noqa: E402,F401
 from .functions_more import *  # noqa: E402,F401,F403
-from .graph import ComputationGraph, Expression, StaleExpressionError  # noqa: E402,F401
+from .graph import ComputationGraph, Expression, GraphThreadError, StaleExpressionError  # noqa: E402,F401
 from .io import load, load_generator, save  # noqa: E402,F401
 from .ops import OPS, DimError  # noqa: E402,F401
 from .params import (  # noqa: E402,F401

@@ -67,6 +67,28 @@ def check_value(name: str, value) -> None:
                          f"got {value}")
 
 
+def parse_mem_mb(value) -> int:
+    """``--dynet-mem`` as DyNet writes it: "512" or "fwd,bwd,params[,scratch]" (MB, summed); 0: no limit."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        parts = [value]
+    else:
+        parts = str(value).split(",")
+    try:
+        mb = sum(int(float(p)) for p in parts)
+    except ValueError:
+        raise ValueError(f"mem: expected megabytes such as '512' or '256,256,512', got {value!r}") from None
+    if mb < 0:
+        raise ValueError(f"mem: must not be negative, got {value!r}")
+    return mb
+
+
+def mem_limit_bytes() -> int:
+    """The ``mem`` setting (``--dynet-mem``) in bytes; 0: no limit."""
+    return parse_mem_mb(settings.get("mem")) << 20
+
+
 def load_from_command_line() -> None:
     for k, v in parse_argv(sys.argv[1:]).items():
         _from_argv.add(k)

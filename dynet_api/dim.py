@@ -1,8 +1,12 @@
-"""DyNet's tensor shape: up to 4 column-major data dims plus a separate batch size."""
+"""DyNet's tensor shape: up to 7 column-major data dims plus a separate batch size."""
 
 from __future__ import annotations
 
 from math import prod
+
+# DyNet's DYNET_MAX_TENSOR_DIM: data dims of any tensor, and of a lookup table's full
+# {rows..., n} shape (so a lookup row has at most 6).
+MAX_DIMS = 7
 
 
 class Dim:
@@ -70,8 +74,9 @@ class Dim:
             if x < 1:
                 raise ValueError(f"{what}: dims must be positive, got {d!r}")
             out.append(x)
-        if len(out) > 4:
-            raise ValueError(f"{what}: at most 4 data dims are supported, got {tuple(out)}")
+        if len(out) > MAX_DIMS:
+            raise ValueError(f"{what}: at most {MAX_DIMS} data dims are supported (as in DyNet), "
+                             f"got {len(out)}: {tuple(out)}")
         bd = int(bd)
         if bd < 1:
             raise ValueError(f"{what}: batch size must be positive, got {bd}")

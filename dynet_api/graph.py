@@ -9,11 +9,19 @@ or :class:`PyExecutor`, which calls the backend's kernels node by node.
 There is one graph per process, as in DyNet; ``renew_cg`` empties it and bumps
 its version, and an Expression from an older version raises
 :class:`StaleExpressionError` wherever it is used.
+
+Threading model: the graph belongs to the thread that last called ``renew_cg``.
+Another thread that renews, evaluates or backpropagates it while that thread is
+alive gets :class:`GraphThreadError` (a RuntimeError); once the owner has
+exited, the next ``renew_cg`` from any thread takes the graph over.  The check
+is one thread-identity comparison per renew/forward/backward, none per node.
+Run concurrent models in separate processes, as with DyNet.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from numbers import Number
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +42,13 @@ except ImportError:
 
 class StaleExpressionError(ValueError, RuntimeError):
     """An expression from a graph that ``renew_cg()`` has discarded."""
+
+
+class GraphThreadError(RuntimeError):
+    """The graph was used from a thread other than the live thread that owns it (see the module doc)."""
+
+
+_get_ident = threading.get_ident
 
 
 _ADD, _NEG, _PLUS_C = OPS["add"], OPS["negate"], OPS["plus_const"]
@@ -308,11 +323,33 @@ class ComputationGraph(_GraphBase):
         self.n_eval = 0
         self.backward_done = False
         self._checkpoints: list[int] = []
+        self._owner_id: int | None = None  # threading.get_ident() of the owning thread
+        self._owner: threading.Thread | None = None
+
+    # ------------------------------------------------------------ threads
+    def _claim(self, what: str) -> None:
+        """Make the calling thread the owner, unless another live thread owns the graph."""
+        me = _get_ident()
+        if self._owner_id != me:
+            t = self._owner
+            if t is not None and t.is_alive():
+                raise self._thread_error(what)
+            self._owner_id = me
+            self._owner = threading.current_thread()
+
+    def _thread_error(self, what: str) -> GraphThreadError:
+        return GraphThreadError(
+            f"{what}: the computation graph belongs to thread {self._owner.name!r} (it called renew_cg "
+            f"last and is still running), not to thread {threading.current_thread().name!r}; there is "
+            "one graph per process, used by one thread at a time (run concurrent models in separate "
+            "processes)")
 
     # ------------------------------------------------------------ lifecycle
     def _bind(self) -> frozenset:
         be = runtime.backend()
         if self.executor is None or self.backend is not be:
+            if self.executor is not None:
+                self.executor.reset()
             self.backend = be
             ex = be.make_executor(self)
             if ex is not None:
@@ -333,7 +370,10 @@ class ComputationGraph(_GraphBase):
             immediate_compute (bool): compute each node as it is added.
             check_validity (bool): with immediate_compute, check each value for NaN and Inf.
             autobatching: accepted for DyNet compatibility (set automatic batching with ``dynet_config``).
+
+        The calling thread becomes the graph's owner (see the module doc on threads).
         """
+        self._claim("renew_cg")
         self.ver += 1
         self.nodes = []
         self.dims = []
@@ -344,13 +384,13 @@ class ComputationGraph(_GraphBase):
         self.immediate = bool(immediate_compute)
         # Checked on every forward, lazy or immediate (DyNet checks only with immediate_compute).
         self.check_validity = bool(check_validity)
+        if self.executor is not None:
+            self.executor.reset()  # also when it is dropped below: it gives back its memory
         if self.backend is not None and self.backend is not runtime.current():
             self.backend = None
             self.executor = None
             self.supported = None
             self._shapes = {}
-        if self.executor is not None:
-            self.executor.reset()
         return self
 
     def checkpoint(self) -> None:
@@ -359,6 +399,7 @@ class ComputationGraph(_GraphBase):
 
     def revert(self) -> None:
         """Drops the nodes added since the last :meth:`checkpoint`."""
+        self._claim("cg_revert")
         if not self._checkpoints:
             raise RuntimeError("cg_revert: no checkpoint to revert to (call cg_checkpoint first)")
         n = self._checkpoints.pop()
@@ -425,6 +466,8 @@ class ComputationGraph(_GraphBase):
         Args:
             i (int): the node index.
         """
+        if self._owner_id != _get_ident():  # the thread check: one comparison per evaluation
+            self._claim("forward")
         if i >= self.n_eval:
             if self.supported is None:
                 self._bind()
@@ -465,6 +508,7 @@ class ComputationGraph(_GraphBase):
                 f"backward: the expression must be a scalar of batch size 1, got {d}"
                 + (" (sum a batched loss with sum_batches first)" if d.bd > 1 else "")
             )
+        self._claim("backward")
         self.forward_to(i)
         self.executor.backward(i, full)
         self.backward_done = True
@@ -777,6 +821,8 @@ class Expression(_ExpressionBase):
     def gradient(self) -> np.ndarray:
         """The gradient of the last ``backward()``'s loss with respect to this expression, as a NumPy array."""
         i = self._check()
+        if _cg._owner_id != _get_ident():
+            _cg._claim("gradient")
         if not _cg.backward_done:
             raise RuntimeError(f"Requested gradient for node {i}, but backward() was not run on this graph")
         d = _cg.dims[i]

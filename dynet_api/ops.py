@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dim import Dim, truncated
+from .dim import MAX_DIMS, Dim, truncated
 
 
 class DimError(ValueError):
@@ -294,6 +294,8 @@ def s_transpose(op, dims, attrs):
     x = dims[0]
     perm = attrs[0]
     nd = max(len(perm), len(x.d))
+    if len(perm) > MAX_DIMS:
+        raise op.fail(dims, f"{list(perm)} has more than {MAX_DIMS} dims")
     if sorted(perm) != list(range(len(perm))) or len(perm) < len(x.d):
         raise op.fail(dims, f"{list(perm)} is not a permutation of the dims")
     p = x.padded(nd)
@@ -310,7 +312,7 @@ def s_reshape(op, dims, attrs):
 
 def s_concat(op, dims, attrs):
     d = attrs[0]
-    if not 0 <= d <= 3:
+    if not 0 <= d < MAX_DIMS:
         raise op.fail(dims, f"dimension {d} out of range")
     nd = max(max(len(x.d) for x in dims), d + 1)
     first = list(dims[0].padded(nd))

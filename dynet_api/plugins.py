@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import os
+import threading
 from dataclasses import dataclass, field
 
 import pluggy
@@ -34,13 +35,25 @@ class Registry:
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, BackendRecord] = {}
         self.plugin_errors: dict[str, str] = {}
-        self._discovered = False
+        self._discovered = False  # started (guards re-entry from the discovering thread)
+        self._done = False  # finished: other threads wait on the lock until then
+        # Discovery and loading run once even when threads race to the first use.
+        self._lock = threading.RLock()
 
     # Discovery -------------------------------------------------------------
     def discover(self) -> None:
-        if self._discovered:
+        if self._done:
             return
-        self._discovered = True
+        with self._lock:
+            if self._discovered:
+                return
+            self._discovered = True
+            try:
+                self._discover()
+            finally:
+                self._done = True
+
+    def _discover(self) -> None:
         if os.environ.get("DYNET_API_DISABLE_PLUGIN_AUTOLOAD"):
             return
         blocked = {s for s in os.environ.get("DYNET_API_BLOCK_BACKENDS", "").split(",") if s}
@@ -73,6 +86,12 @@ class Registry:
 
     def load(self, name: str) -> BackendRecord:
         rec = self.records[name]
+        if rec.backend is None and rec.error is None:
+            with self._lock:
+                self._load(rec)
+        return rec
+
+    def _load(self, rec: BackendRecord) -> None:
         if not rec.loaded:
             rec.loaded = True
             try:
@@ -82,7 +101,6 @@ class Registry:
                 rec.backend = backend
             except Exception as e:
                 rec.error = f"{type(e).__name__}: {e}"
-        return rec
 
     def get(self, name: str) -> Backend:
         self.discover()

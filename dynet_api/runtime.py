@@ -7,6 +7,8 @@ counts): ``dynet_config.set(backend=...)``, then ``--dynet-backend``, then
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import config
@@ -16,15 +18,18 @@ from .plugins import registry
 _backend: Backend | None = None
 rng: np.random.Generator = np.random.default_rng()
 _seed_applied = False
+_choosing = threading.RLock()  # threads racing to the first use choose (and seed) one backend
 
 
 def backend() -> Backend:
     global _backend
     if _backend is None:
-        name = config.settings["backend"]
-        b = registry.get(name) if name else registry.best()
-        _apply_seed(b)
-        _backend = b
+        with _choosing:
+            if _backend is None:
+                name = config.settings["backend"]
+                b = registry.get(name) if name else registry.best()
+                _apply_seed(b)
+                _backend = b
     return _backend
 
 

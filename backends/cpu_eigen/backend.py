@@ -16,29 +16,13 @@ import numpy as np
 
 from dynet_api import config
 from dynet_api.backend import Backend
+from dynet_api.config import parse_mem_mb
 from dynet_api.dim import Dim
 from dynet_api.ops import OPS
 
 from . import _cpu_eigen as _m
 
 F32 = np.float32
-
-
-def parse_mem_mb(value) -> int:
-    """``--dynet-mem`` as DyNet writes it: "512" or "fwd,bwd,params[,scratch]" (MB, summed); 0: no limit."""
-    if value is None or value == "":
-        return 0
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        parts = [value]
-    else:
-        parts = str(value).split(",")
-    try:
-        mb = sum(int(float(p)) for p in parts)
-    except ValueError:
-        raise ValueError(f"mem: expected megabytes such as '512' or '256,256,512', got {value!r}") from None
-    if mb < 0:
-        raise ValueError(f"mem: must not be negative, got {value!r}")
-    return mb
 
 
 def _dim_of(t) -> Dim:

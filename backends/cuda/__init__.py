@@ -30,4 +30,4 @@ def make_backend():
 def dynet_api_backends():
     return [BackendSpec("cuda", make_backend, priority=PRIORITY,
                         description="CuPy on NVIDIA GPUs: cuBLAS products, CuPy elementwise/reduction kernels, "
-                                    "RawKernels for gathers and class losses")]
+                                    "RawKernels for gathers and class losses; --dynet-mem is not enforced")]

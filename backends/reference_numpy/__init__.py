@@ -11,6 +11,7 @@ from dynet_api.backend import Backend
 from dynet_api.hookspecs import BackendSpec, hookimpl
 
 from . import kernels, kernels_more, updates  # noqa: F401 (kernels_more registers the rest of the op set)
+from .memory import BudgetedExecutor, MemoryBudget
 
 F32 = np.float32
 
@@ -22,17 +23,36 @@ class ReferenceNumpyBackend(Backend):
     forward_kernels = kernels.FWD
     backward_kernels = kernels.BWD
 
+    _budget: MemoryBudget | None = None
+
+    @property
+    def budget(self) -> MemoryBudget:
+        """The ``--dynet-mem`` budget, made on first use (subclasses need not call __init__)."""
+        b = self._budget
+        if b is None:
+            b = self._budget = MemoryBudget(self.name)
+            b.configure()
+        return b
+
+    def configure(self) -> None:
+        """Apply the ``mem`` setting (``--dynet-mem``)."""
+        self.budget.configure()
+
+    def make_executor(self, graph):
+        self.configure()
+        return BudgetedExecutor(graph, self)
+
     def from_numpy(self, a):
-        return np.array(a, dtype=self.dtype)
+        return self.budget.track(np.array(a, dtype=self.dtype))
 
     def to_numpy(self, t):
         return np.array(t, dtype=self.dtype)
 
     def zeros(self, shape):
-        return np.zeros(shape, self.dtype)
+        return self.budget.track(np.zeros(shape, self.dtype))
 
     def ones(self, shape):
-        return np.ones(shape, self.dtype)
+        return self.budget.track(np.ones(shape, self.dtype))
 
     def add(self, a, b):
         return a + b

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import functions as F
 from ..backend import Backend
-from ..dim import Dim
+from ..dim import MAX_DIMS, Dim
 from ..graph import _cg
 from ..ops import OpDef
 from .opcheck import short_error
@@ -80,8 +80,9 @@ def _grad_shapes(be: Backend, op: OpDef, xs, y, attrs, dim: Dim, shown: str) -> 
 
 
 def random_dim(rng: np.random.Generator) -> Dim:
-    nd = int(rng.integers(1, 5))
-    return Dim(tuple(int(n) for n in rng.integers(1, 5, nd)), int(rng.choice([1, 1, 2, 3])))
+    """1 to MAX_DIMS data dims (DyNet's 7), small ones when there are more than 4."""
+    nd = int(rng.integers(1, MAX_DIMS + 1))
+    return Dim(tuple(int(n) for n in rng.integers(1, 5 if nd <= 4 else 3, nd)), int(rng.choice([1, 1, 2, 3])))
 
 
 def mutate(v, rng: np.random.Generator):
@@ -96,7 +97,7 @@ def mutate(v, rng: np.random.Generator):
         return random_dim(rng)
     if isinstance(v, tuple):
         if v and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in v):
-            return tuple(int(x) for x in rng.integers(-1, 6, int(rng.integers(0, 4))))
+            return tuple(int(x) for x in rng.integers(-1, MAX_DIMS + 2, int(rng.integers(0, 4))))
         return tuple(mutate(x, rng) for x in v)
     return v
 
