@@ -71,10 +71,7 @@ def parse_mem_mb(value) -> int:
     """``--dynet-mem`` as DyNet writes it: "512" or "fwd,bwd,params[,scratch]" (MB, summed); 0: no limit."""
     if value is None or value == "":
         return 0
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        parts = [value]
-    else:
-        parts = str(value).split(",")
+    parts: list = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value).split(",")
     try:
         mb = sum(int(float(p)) for p in parts)
     except ValueError:

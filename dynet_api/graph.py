@@ -339,7 +339,8 @@ class ComputationGraph(_GraphBase):
 
     def _thread_error(self, what: str) -> GraphThreadError:
         return GraphThreadError(
-            f"{what}: the computation graph belongs to thread {self._owner.name!r} (it called renew_cg "
+            f"{what}: the computation graph belongs to thread "
+            f"{self._owner.name if self._owner is not None else '?'!r} (it called renew_cg "
             f"last and is still running), not to thread {threading.current_thread().name!r}; there is "
             "one graph per process, used by one thread at a time (run concurrent models in separate "
             "processes)")
