@@ -144,19 +144,48 @@ def _not_a_model(fname: str, why: str) -> ModelFileError:
     return ModelFileError(f"{fname}: not a DyNet-format model file ({why})")
 
 
-def _parse_values(line: bytes, n: int, name: str, dtext: str, where: str) -> np.ndarray:
+READ_BYTES = 1 << 22  # the values line is parsed in pieces of this size: the text is never all in memory
+
+
+def _parse_piece(text: bytes) -> np.ndarray | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fromstring's partial-parse notice
         try:
-            v = np.fromstring(line, dtype=np.float64, sep=" ")
+            v = np.fromstring(text, dtype=np.float64, sep=" ")
         except ValueError:
-            v = None
-    if v is None or v.size != n:
-        got = len(line.split())
-        if got == n:
+            return None
+    return v if v.size == len(text.split()) else None
+
+
+def _read_values(f, n: int, name: str, dtext: str, where: str) -> np.ndarray:
+    """The next line of ``n`` values, parsed piece by piece into float32."""
+    out = np.empty(n, np.float32)
+    filled, rest, seen = 0, b"", False
+    while True:
+        piece = f.readline(READ_BYTES)
+        if not piece:
+            if not seen:
+                raise ModelFileError(f"{where}: the file ends before the values of {name} (truncated?)")
+            break
+        seen = True
+        text = rest + piece
+        end = piece.endswith(b"\n")
+        cut = len(text) if end else max(text.rfind(b" "), text.rfind(b"\t")) + 1
+        head, rest = text[:cut], text[cut:]
+        v = _parse_piece(head)
+        if v is None:
             raise ModelFileError(f"{where}: values of {name} are not numbers (corrupt file?)")
-        raise ModelFileError(f"{where}: {name} {dtext} needs {n} values, the file has {got} (truncated or corrupt?)")
-    return v.astype(np.float32)
+        if filled + v.size > n:
+            raise ModelFileError(f"{where}: {name} {dtext} needs {n} values, the file has more (corrupt?)")
+        out[filled:filled + v.size] = v
+        filled += v.size
+        if end:
+            break
+    if filled != n:
+        raise ModelFileError(f"{where}: {name} {dtext} needs {n} values, the file has {filled} "
+                             "(truncated or corrupt?)")
+    return out
+
 
 
 def _iter_text_records(fname: str) -> Iterator[Record]:
@@ -191,11 +220,8 @@ def _iter_text_records(fname: str) -> Iterator[Record]:
             n = int(np.prod(dims))
             vals = []
             for _ in range(2 if full else 1):
-                data = f.readline()
+                vals.append(_read_values(f, n, name, dtext, where))
                 lineno += 1
-                if not data:
-                    raise ModelFileError(f"{where}: the file ends before the values of {name} (truncated?)")
-                vals.append(_parse_values(data, n, name, dtext, where))
             yield Record(kind, name, dims, vals[0], vals[1] if full else None)
 
 

@@ -287,3 +287,19 @@ def test_values_are_written_in_chunks_with_or_without_the_c_formatter(monkeypatc
     assert len(chunks) == 3 and b"".join(chunks) == want
     monkeypatch.setattr(dio, "_format_values_c", None)  # a build without the C accelerator
     assert b"".join(dio._values_chunks(v)) == want
+
+
+def test_values_lines_are_read_in_pieces(tmp_path, monkeypatch):
+    """A values line longer than the read size is parsed piece by piece, numbers split across pieces included."""
+    monkeypatch.setattr(dio, "READ_BYTES", 37)  # not a multiple of a value's 16 characters
+    src, src_items = _model()
+    f = str(tmp_path / "m.txt")
+    src.save(f)
+    dst, items = _model(seed=9)
+    dst.populate(f)
+    for x, y in zip(items, src_items):
+        np.testing.assert_array_equal(x.as_array(), y.as_array())
+    text = open(f).read().replace("e-01 ", "e-01 abc ", 1)
+    open(f, "w").write(text)
+    with pytest.raises(ValueError, match=r"m\.txt, line \d+: values of /\w+ are not numbers"):
+        dst.populate(f)
