@@ -355,9 +355,9 @@ def s_class_loss(op, dims, attrs):
         raise op.fail(dims, "needs a vector of scores")
     if len(idx) != x.bd:
         # The rule cannot see which form was called, so the hint holds for both.
-        hint = f"; {op.name}_batch takes one index per batch element" if len(idx) == 1 else ""
+        hint = f" ({op.name}_batch takes a list)" if len(idx) == 1 else ""
         raise op.fail(dims, f"{len(idx)} {'index' if len(idx) == 1 else 'indices'} for batch size {x.bd}: "
-                            f"one index per batch element is needed{hint}")
+                            f"give one per batch element{hint}")
     _check_indices(op, dims, idx, x.d[0], "index")
     return Dim((1,), x.bd)
 

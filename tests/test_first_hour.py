@@ -256,3 +256,22 @@ def test_stdlib_source_reads_modules_and_packages():
     assert "def walk" in stdlib_source("os")
     with pytest.raises(FileNotFoundError, match="no_such_module_x"):
         stdlib_source("no_such_module_x")
+
+
+# ---------------------------------------------------------------- messages fit the call
+
+
+def test_class_loss_batch_mismatch_message_fits_the_call():
+    import numpy as np
+
+    import dynet_api as dy
+
+    x = dy.inputTensor(np.zeros((3, 4), dtype=np.float32), batched=True)
+    with pytest.raises(ValueError) as e:
+        dy.pickneglogsoftmax_batch(x, [0, 1])
+    assert "2 indices for batch size 4: give one per batch element" in str(e.value)
+    assert "_batch" not in str(e.value)  # the call already is the _batch form
+    with pytest.raises(ValueError, match=r"1 index for batch size 4: .*\(pickneglogsoftmax_batch takes a list\)"):
+        dy.pickneglogsoftmax(x, 1)
+    with pytest.raises(ValueError, match=r"hinge: 3 indices for batch size 4"):
+        dy.hinge_batch(x, [0, 1, 2])
