@@ -42,6 +42,10 @@ _SWITCHES = ("--dynet-gpu", "--dynet-viz")
 KNOWN_FLAGS: tuple[str, ...] = tuple(sorted((*_FLAGS, *_SWITCHES)))
 
 
+class DynetFlagWarning(UserWarning):
+    """A ``--dynet-*`` flag that DyNet does not know (most likely a typo); it is ignored."""
+
+
 def misspelled_flags(argv: list[str]) -> list[str]:
     """One warning text per ``--dynet-*`` flag DyNet does not know, naming the closest flag it does."""
     out = []
@@ -117,7 +121,8 @@ def check_value(name: str, value) -> None:
 
 def load_from_command_line() -> None:
     for text in misspelled_flags(sys.argv[1:]):
-        warnings.warn(text, stacklevel=2)
+        # Shown as "<program>:0: DynetFlagWarning: ...": the flag is on the command line, not in any source line.
+        warnings.warn_explicit(text, DynetFlagWarning, os.path.basename(sys.argv[0]) or "<command line>", 0)
     for k, v in parse_argv(sys.argv[1:]).items():
         _from_argv.add(k)
         if k not in _explicit:
