@@ -11,7 +11,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+
+def package_version() -> str:
+    """The installed distribution's version, else the package's own ``__version__``."""
+    import importlib.metadata as md
+
+    try:
+        return md.version("dynet_api")
+    except md.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
@@ -49,8 +62,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if rep.ok else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dynet_api", description=__doc__.split("\n\n")[0])
+def program_name(argv0: str | None = None) -> str:
+    """The name the user typed: ``dynet-api`` for the console script, ``python -m dynet_api`` otherwise."""
+    base = os.path.basename(argv0 if argv0 is not None else sys.argv[0])
+    return "python -m dynet_api" if base in ("__main__.py", "", "-c") else base
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog or program_name(), description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("backends", help="list installed backends: devices, status, ops implemented")
     b.add_argument("--json", action="store_true", help="print the rows as JSON")

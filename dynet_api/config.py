@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
+import warnings
 
 # Values in force; None means "not given".
 settings: dict = {
@@ -17,6 +19,7 @@ settings: dict = {
     "requested_gpus": 0,
     "devices": None,
     "threads": 1,
+    "gpu_ids": None,
 }
 _explicit: set[str] = set()  # keys set through dynet_config.set
 _from_argv: set[str] = set()  # keys given as --dynet-* flags
@@ -31,7 +34,54 @@ _FLAGS = {
     "--dynet-gpus": ("requested_gpus", int),
     "--dynet-devices": ("devices", str),
     "--dynet-threads": ("threads", int),
+    "--dynet-gpu-ids": ("gpu_ids", str),  # DyNet's deprecated spelling of --dynet-devices GPU:i,...
+    "--dynet-shared-parameters": ("shared_parameters", int),
 }
+# Flags DyNet accepts without a value (--dynet-gpu means --dynet-gpus 1; --dynet-viz turns on graphviz output).
+_SWITCHES = ("--dynet-gpu", "--dynet-viz")
+KNOWN_FLAGS: tuple[str, ...] = tuple(sorted((*_FLAGS, *_SWITCHES)))
+
+
+class DynetFlagWarning(UserWarning):
+    """A ``--dynet-*`` flag that DyNet does not know (most likely a typo); it is ignored."""
+
+
+def misspelled_flags(argv: list[str]) -> list[str]:
+    """One warning text per ``--dynet-*`` flag DyNet does not know, naming the closest flag it does."""
+    out = []
+    for arg in argv:
+        key = arg.partition("=")[0].replace("_", "-")
+        if key.startswith("--dynet-") and key not in KNOWN_FLAGS:
+            close = difflib.get_close_matches(key, KNOWN_FLAGS, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]}?" if close else f"; known flags: {', '.join(KNOWN_FLAGS)}"
+            out.append(f"unknown flag {arg.partition('=')[0]} is ignored{hint}")
+    return out
+
+
+def gpu_requested() -> bool:
+    """Whether the program asked for a GPU: --dynet-gpus N>0, --dynet-gpu, a GPU in --dynet-devices or set_gpu()."""
+    devices = settings["devices"] or settings["gpu_ids"] or ""
+    return bool(settings["requested_gpus"]) or "GPU" in str(devices).upper() or bool(settings["gpu_ids"])
+
+
+def gpu_request_source() -> str:
+    """How the GPU was asked for, in the words the user wrote, for error messages."""
+    if "requested_gpus" in _from_argv and "requested_gpus" not in _explicit:
+        return f"--dynet-gpus {settings['requested_gpus']}"
+    if "devices" in _from_argv:
+        return f"--dynet-devices {settings['devices']}"
+    if "gpu_ids" in _from_argv:
+        return f"--dynet-gpu-ids {settings['gpu_ids']}"
+    return "dynet_config.set_gpu()"
+
+
+def backend_source() -> str:
+    """Where the backend name in force came from, for error messages."""
+    if "backend" in _explicit:
+        return f"dynet_config.set(backend={settings['backend']!r})"
+    if "backend" in _from_argv:
+        return f"--dynet-backend {settings['backend']}"
+    return f"DYNET_BACKEND={settings['backend']}"
 
 
 def parse_argv(argv: list[str]) -> dict:
@@ -44,6 +94,8 @@ def parse_argv(argv: list[str]) -> dict:
         key = key.replace("_", "-")
         if key == "--dynet-gpu":
             found["requested_gpus"] = 1
+        elif key == "--dynet-viz":
+            pass
         elif key in _FLAGS:
             name, conv = _FLAGS[key]
             if not eq:
@@ -87,6 +139,9 @@ def mem_limit_bytes() -> int:
 
 
 def load_from_command_line() -> None:
+    for text in misspelled_flags(sys.argv[1:]):
+        # Shown as "<program>:0: DynetFlagWarning: ...": the flag is on the command line, not in any source line.
+        warnings.warn_explicit(text, DynetFlagWarning, os.path.basename(sys.argv[0]) or "<command line>", 0)
     for k, v in parse_argv(sys.argv[1:]).items():
         _from_argv.add(k)
         if k not in _explicit:

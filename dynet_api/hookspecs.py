@@ -29,6 +29,9 @@ class BackendSpec:
     factory: Callable[[], object]
     priority: int = 0  # the highest available priority is the default backend
     description: str = ""
+    # The kinds of device the backend runs on ("CPU", "GPU"), declared before it is built, so a
+    # GPU request can pick a GPU backend (and explain why none runs) without naming one.
+    devices: tuple[str, ...] = ("CPU",)
 
 
 @hookspec

@@ -395,7 +395,10 @@ def s_class_loss(op, dims, attrs):
     if not _looks_like_vector(x):  # {n} or {n,1}, as DyNet's LooksLikeVector
         raise op.fail(dims, "needs a vector of scores")
     if len(idx) != x.bd:
-        raise op.fail(dims, f"{len(idx)} indices for batch size {x.bd} (use the _batch form)")
+        # The rule cannot see which form was called, so the hint holds for both.
+        hint = f" ({op.name}_batch takes a list)" if len(idx) == 1 else ""
+        raise op.fail(dims, f"{len(idx)} {'index' if len(idx) == 1 else 'indices'} for batch size {x.bd}: "
+                            f"give one per batch element{hint}")
     _check_indices(op, dims, idx, x.d[0], "index")
     return Dim((1,), x.bd)
 

@@ -19,6 +19,22 @@ from .backend import Backend
 from .hookspecs import BackendSpec
 
 
+class BackendChoiceError(Exception):
+    """The backend asked for cannot be used (shown as one line when uncaught, see runtime)."""
+
+
+class BackendRequestError(BackendChoiceError, ValueError):
+    """The request itself is wrong: an unknown name, or a GPU asked of a CPU-only backend."""
+
+
+class BackendUnavailableError(BackendChoiceError, RuntimeError):
+    """The backend asked for (or every GPU backend, for a GPU request) is installed but cannot run here."""
+
+
+def declares_gpu(spec: BackendSpec | None) -> bool:
+    return spec is not None and any(d.upper().startswith("GPU") for d in getattr(spec, "devices", ()))
+
+
 @dataclass
 class BackendRecord:
     name: str
@@ -107,11 +123,34 @@ class Registry:
         if name not in self.records:
             known = ", ".join(self.names()) or "none"
             extra = "".join(f"; plugin {k!r} failed to load: {v}" for k, v in self.plugin_errors.items())
-            raise ValueError(f"unknown backend {name!r}; installed backends: {known}{extra}")
+            raise BackendRequestError(f"unknown backend {name!r}; installed backends: {known}{extra}")
         rec = self.load(name)
         if rec.backend is None:
-            raise RuntimeError(f"backend {name!r} is unavailable: {rec.error}")
+            raise BackendUnavailableError(f"backend {name!r} is unavailable: {rec.error}")
         return rec.backend
+
+    def runs_on_gpu(self, name: str) -> bool:
+        """Whether backend ``name`` declares a GPU device (False for an unknown name)."""
+        self.discover()
+        rec = self.records.get(name)
+        return declares_gpu(rec.spec) if rec else False
+
+    def best_gpu(self, asked: str) -> Backend:
+        """The highest-priority available backend that declares a GPU; else why none can run (``asked``: the flag)."""
+        self.discover()
+        order = sorted((r for r in self.records.values() if declares_gpu(r.spec)), key=lambda r: -r.spec.priority)
+        reasons = []
+        for rec in order:
+            self.load(rec.name)
+            if rec.backend is not None:
+                return rec.backend
+            reasons.append(f"{rec.name}: {rec.error}")
+        if not reasons:
+            raise BackendUnavailableError(f"{asked} asks for a GPU, but no installed backend runs on one "
+                                     f"(installed: {', '.join(self.names()) or 'none'}); install one, e.g. "
+                                     f"pip install \"dynet_api[cuda]\" on a machine with an NVIDIA GPU")
+        raise BackendUnavailableError(f"{asked} asks for a GPU, but no GPU backend can run here: " + "; ".join(reasons)
+                                 + " (see python -m dynet_api backends)")
 
     def best(self) -> Backend:
         self.discover()

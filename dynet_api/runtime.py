@@ -7,13 +7,15 @@ counts): ``dynet_config.set(backend=...)``, then ``--dynet-backend``, then
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
 import numpy as np
 
 from . import config
 from .backend import Backend
-from .plugins import registry
+from .plugins import BackendChoiceError, BackendRequestError, registry
 
 _backend: Backend | None = None
 rng: np.random.Generator = np.random.default_rng()
@@ -26,11 +28,48 @@ def backend() -> Backend:
     if _backend is None:
         with _choosing:
             if _backend is None:
-                name = config.settings["backend"]
-                b = registry.get(name) if name else registry.best()
+                try:
+                    b = choose()
+                except BackendChoiceError:
+                    _short_report_if_uncaught()
+                    raise
                 _apply_seed(b)
                 _backend = b
     return _backend
+
+
+def choose() -> Backend:
+    """The backend the settings ask for; a GPU request gets a backend that declares a GPU device, or an error."""
+    name = config.settings["backend"]
+    if config.gpu_requested():
+        asked = config.gpu_request_source()
+        if name:
+            if not registry.runs_on_gpu(name):
+                registry.get(name)  # an unknown name is reported as such first
+                raise BackendRequestError(f"{asked} asks for a GPU, but {config.backend_source()} runs on the CPU "
+                                         f"only; drop one of the two")
+            return registry.get(name)
+        return registry.best_gpu(asked)
+    return registry.get(name) if name else registry.best()
+
+
+def _short_report_if_uncaught() -> None:
+    """Show an uncaught BackendChoiceError as its one-line message, not a traceback into the library.
+
+    Only that error type is affected; every other exception keeps the previous hook.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "_dynet_api_short", False):
+        return
+
+    def hook(etype, value, tb):
+        if issubclass(etype, BackendChoiceError):
+            print(f"{os.path.basename(sys.argv[0]) or 'python'}: error: {value}", file=sys.stderr)
+        else:
+            previous(etype, value, tb)
+
+    hook._dynet_api_short = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 def current() -> Backend | None:
@@ -51,7 +90,11 @@ def _apply_seed(b: Backend) -> None:
 def set_backend(name: str) -> Backend:
     """Make ``name`` the default backend for new graphs and parameter collections."""
     global _backend
-    b = registry.get(name)
+    try:
+        b = registry.get(name)
+    except BackendChoiceError:
+        _short_report_if_uncaught()
+        raise
     if b is not _backend:
         _apply_seed(b)
         _backend = b

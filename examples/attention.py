@@ -20,20 +20,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import random
 import tokenize
 
+from _support import backend_name, parse_args, progress, stdlib_source  # examples/_support.py
+
 import dynet_api as dy  # under DyNet: import dynet as dy
 
-try:
-    from tqdm import tqdm
-except ImportError:  # progress bars are optional
-    def tqdm(it, **kw):
-        return it
-
-MODULES = ["textwrap.py", "string.py", "shlex.py", "fnmatch.py", "calendar.py", "difflib.py", "argparse.py",
-           "inspect.py", "typing.py", "subprocess.py", "pathlib.py", "tokenize.py", "ast.py", "os.py"]
+MODULES = ["textwrap", "string", "shlex", "fnmatch", "calendar", "difflib", "argparse",
+           "inspect", "typing", "subprocess", "pathlib", "tokenize", "ast", "os"]
 EOS = "<EOS>"
 
 
@@ -42,11 +37,9 @@ def camel(name: str) -> str:
 
 
 def stdlib_identifiers(modules: list[str], max_len: int) -> list[tuple[str, str]]:
-    root = os.path.dirname(os.__file__)
     seen: set[str] = set()
     for name in modules:
-        with open(os.path.join(root, name), encoding="utf8") as f:
-            src = f.read()
+        src = stdlib_source(name)
         for tok in tokenize.generate_tokens(io.StringIO(src).readline):
             w = tok.string.strip("_")
             if tok.type == tokenize.NAME and "_" in w and "__" not in w and len(w) <= max_len:
@@ -120,7 +113,7 @@ def main() -> float:
     ap.add_argument("--max-len", type=int, default=16)
     ap.add_argument("--quick", action="store_true", help="a tiny setting for tests: 4 epochs of 96 identifiers")
     ap.add_argument("--no-progress", action="store_true")
-    args, _ = ap.parse_known_args()  # leaves --dynet-* flags to the library
+    args = parse_args(ap)  # --dynet-* flags are left to the library
     if args.quick:
         args.epochs, args.pairs, args.hidden, args.max_len = 4, 96, 32, 10
 
@@ -135,7 +128,7 @@ def main() -> float:
     c2i = {c: i for i, c in enumerate(chars)}
     eos = c2i[EOS]
     print(f"{len(train)} training identifiers, {len(dev)} held out, {len(chars)} characters; "
-          f"e.g. {train[0][0]} -> {train[0][1]}")
+          f"e.g. {train[0][0]} -> {train[0][1]}; backend {backend_name(dy)}")
 
     pc = dy.ParameterCollection()
     model = Seq2Seq(pc, len(chars), args.embed, args.hidden, args.att)
@@ -149,7 +142,7 @@ def main() -> float:
         random.shuffle(train)
         total, nchars = 0.0, 0
         chunks = [train[i:i + args.batch] for i in range(0, len(train), args.batch)]
-        bar = chunks if args.no_progress else tqdm(chunks, desc=f"epoch {epoch}", leave=False)
+        bar = progress(chunks, f"epoch {epoch}", args.no_progress)
         for chunk in bar:
             dy.renew_cg()
             parts = [model.loss(ids(s), ids(t), eos) for s, t in chunk]

@@ -25,20 +25,15 @@ from __future__ import annotations
 import argparse
 import io
 import keyword
-import os
 import random
 import tokenize
 from collections import Counter
 
+from _support import backend_name, parse_args, progress, stdlib_source  # examples/_support.py
+
 import dynet_api as dy  # under DyNet: import dynet as dy
 
-try:
-    from tqdm import tqdm
-except ImportError:  # progress bars are optional
-    def tqdm(it, **kw):
-        return it
-
-MODULES = ["textwrap.py", "string.py", "shlex.py", "fnmatch.py", "calendar.py", "difflib.py", "argparse.py"]
+MODULES = ["textwrap", "string", "shlex", "fnmatch", "calendar", "difflib", "argparse"]
 SKIP = {tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER, tokenize.ENCODING}
 
 
@@ -85,11 +80,9 @@ def tag_line(toks: list) -> list[tuple[str, str]]:
 
 
 def stdlib_sentences(modules: list[str], max_len: int) -> list[list[tuple[str, str]]]:
-    root = os.path.dirname(os.__file__)
     sents, cur = [], []
     for name in modules:
-        with open(os.path.join(root, name), encoding="utf8") as f:
-            src = f.read()
+        src = stdlib_source(name)
         for tok in tokenize.generate_tokens(io.StringIO(src).readline):
             if tok.type == tokenize.NEWLINE:
                 if 1 < len(cur) <= max_len:
@@ -114,7 +107,7 @@ def main() -> float:
     ap.add_argument("--quick", action="store_true", help="a tiny setting for tests: 3 epochs of 120 lines")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--distributed", action="store_true", help="one of N MPI ranks (mpiexec -n N ...)")
-    args, _ = ap.parse_known_args()  # leaves --dynet-* flags to the library
+    args = parse_args(ap)  # --dynet-* flags are left to the library
     if args.quick:
         args.epochs, args.sentences, args.max_len = 3, 120, 15
 
@@ -133,7 +126,7 @@ def main() -> float:
     chars = ["<w>", "</w>", "<unk>"] + sorted({ch for s in train for w, _ in s for ch in w})
     c2i = {c: i for i, c in enumerate(chars)}
     print(f"{len(train)} training lines, {len(dev)} held out, {len(words)} frequent words, tags {' '.join(tags)}, "
-          f"chars {'on' if args.chars else 'off'}")
+          f"chars {'on' if args.chars else 'off'}, backend {backend_name(dy)}")
 
     pc = dy.ParameterCollection()
     wlookup = pc.add_lookup_parameters((len(words), args.embed))
@@ -173,7 +166,7 @@ def main() -> float:
     for epoch in range(args.epochs):
         random.shuffle(train)
         total, nwords = 0.0, 0
-        bar = train if args.no_progress else tqdm(train, desc=f"epoch {epoch}", leave=False)
+        bar = progress(train, f"epoch {epoch}", args.no_progress)
         for sent in bar:
             dy.renew_cg()
             loss = dy.esum([dy.pickneglogsoftmax(s, t2i[t]) for s, (_, t) in zip(tag_scores(sent), sent, strict=True)])

@@ -17,6 +17,7 @@ import argparse
 import time
 
 import numpy as np
+from _support import parse_args, progress  # examples/_support.py
 
 import dynet_api as dy
 
@@ -72,7 +73,7 @@ def main() -> float:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="3 epochs on 800 training images (a smoke run)")
     ap.add_argument("--no-progress", action="store_true")
-    args, _ = ap.parse_known_args()  # leaves --dynet-* flags to dynet_api
+    args = parse_args(ap)  # --dynet-* flags are left to dynet_api
 
     dy.reset_random_seed(args.seed)
     (xtr, ytr), (xte, yte) = load_digits(args.seed)
@@ -86,13 +87,11 @@ def main() -> float:
     print(f"backend {dy.backend_name()}: {len(ytr)} training and {len(yte)} held-out images, "
           f"{m.parameter_count()} parameters")
 
-    from tqdm import tqdm
-
     start = time.perf_counter()
     for epoch in range(epochs):
         order = rng.permutation(len(ytr))
         total, batches = 0.0, range(0, len(order), args.batch)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", disable=args.no_progress, leave=False)
+        bar = progress(batches, f"epoch {epoch + 1}/{epochs}", args.no_progress)
         for s in bar:
             ids = order[s:s + args.batch]
             dy.renew_cg()
@@ -102,7 +101,7 @@ def main() -> float:
             total += value * len(ids)
             loss.backward()
             trainer.update()
-            bar.set_postfix(loss=f"{value:.3f}")
+            bar.set_postfix(loss=f"{value:.3f}", refresh=False)  # drawn at tqdm's own pace
         acc = evaluate(model, xte, yte)
         print(f"epoch {epoch + 1}: train loss {total / len(ytr):.4f}, held-out accuracy {acc:.4f}")
     acc = evaluate(model, xte, yte)

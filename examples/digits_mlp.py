@@ -6,7 +6,7 @@ to [0, 1].  Model: 64 -> 128 (rectify, dropout) -> 128 (rectify) -> 10, trained
 with Adam on minibatches of 32 (``inputTensor(batched=True)`` +
 ``pickneglogsoftmax_batch`` + ``sum_batches``).
 
-Run: python examples/digits_mlp.py [--dynet-backend NAME] [--epochs N]
+Run: python examples/digits_mlp.py [--dynet-backend NAME] [--epochs N] [--quick]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import argparse
 import time
 
 import numpy as np
+from _support import parse_args, progress  # examples/_support.py
 
 import dynet_api as dy
 
@@ -60,9 +61,12 @@ def main() -> float:
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="2 epochs (a smoke run)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--distributed", action="store_true", help="one of N MPI ranks (mpiexec -n N ...)")
-    args, _ = ap.parse_known_args()  # leaves --dynet-* flags to dynet_api
+    args = parse_args(ap)  # --dynet-* flags are left to dynet_api
+    if args.quick:
+        args.epochs = min(args.epochs, 2)
 
     dy.reset_random_seed(args.seed)
     (xtr, ytr), (xte, yte) = load_digits(args.seed)
@@ -79,13 +83,11 @@ def main() -> float:
     rng = np.random.default_rng(args.seed)
     print(f"backend {dy.backend_name()}: {len(ytr)} training and {len(yte)} held-out images")
 
-    from tqdm import tqdm
-
     start = time.perf_counter()
     for epoch in range(args.epochs):
         order = rng.permutation(len(ytr))
         total, batches = 0.0, range(0, len(order), args.batch)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{args.epochs}", disable=args.no_progress, leave=False)
+        bar = progress(batches, f"epoch {epoch + 1}/{args.epochs}", args.no_progress)
         for s in bar:
             ids = order[s:s + args.batch]
             dy.renew_cg()
@@ -94,7 +96,7 @@ def main() -> float:
             total += loss.value() * len(ids)
             loss.backward()
             trainer.update()
-            bar.set_postfix(loss=f"{loss.value():.3f}")
+            bar.set_postfix(loss=f"{loss.value():.3f}", refresh=False)  # drawn at tqdm's own pace
         acc = evaluate(model, xte, yte)
         print(f"epoch {epoch + 1}: train loss {total / len(ytr):.4f}, held-out accuracy {acc:.4f}")
     acc = evaluate(model, xte, yte)

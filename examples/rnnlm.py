@@ -18,31 +18,24 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import os
 import random
 import tokenize
 from collections import Counter
 
+from _support import backend_name, parse_args, progress, stdlib_source  # examples/_support.py
+
 import dynet_api as dy  # under DyNet: import dynet as dy
 
-try:
-    from tqdm import tqdm
-except ImportError:  # progress bars are optional
-    def tqdm(it, **kw):
-        return it
-
-MODULES = ["textwrap.py", "string.py", "shlex.py", "fnmatch.py", "calendar.py", "difflib.py", "argparse.py"]
+MODULES = ["textwrap", "string", "shlex", "fnmatch", "calendar", "difflib", "argparse"]
 SKIP = {tokenize.NEWLINE, tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER,
         tokenize.ENCODING}
 
 
 def stdlib_lines(modules: list[str], max_len: int) -> list[list[str]]:
     """Token strings of every logical line of the given stdlib modules (strings shortened to <str>)."""
-    root = os.path.dirname(os.__file__)
     lines, cur = [], []
     for name in modules:
-        with open(os.path.join(root, name), encoding="utf8") as f:
-            src = f.read()
+        src = stdlib_source(name)
         for tok in tokenize.generate_tokens(io.StringIO(src).readline):
             if tok.type == tokenize.NEWLINE:
                 if 1 < len(cur) <= max_len:
@@ -66,7 +59,7 @@ def main() -> float:
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--quick", action="store_true", help="a tiny setting for tests: 3 epochs of 320 lines")
     ap.add_argument("--no-progress", action="store_true")
-    args, _ = ap.parse_known_args()  # leaves --dynet-* flags to the library
+    args = parse_args(ap)  # --dynet-* flags are left to the library
     if args.quick:
         args.epochs, args.sentences, args.embed, args.hidden, args.max_len = 3, 320, 32, 48, 20
 
@@ -85,7 +78,7 @@ def main() -> float:
     def ids(s):
         return [S] + [w2i.get(t, UNK) for t in s] + [E]
 
-    print(f"{len(train)} training lines, {len(dev)} held out, vocabulary {len(vocab)}, backend {_backend()}")
+    print(f"{len(train)} training lines, {len(dev)} held out, vocabulary {len(vocab)}, backend {backend_name(dy)}")
 
     pc = dy.ParameterCollection()
     lookup = pc.add_lookup_parameters((len(vocab), args.embed))
@@ -129,7 +122,7 @@ def main() -> float:
         order = batches(train_ids)
         random.shuffle(order)
         total, words = 0.0, 0
-        bar = order if args.no_progress else tqdm(order, desc=f"epoch {epoch}", leave=False)
+        bar = progress(order, f"epoch {epoch}", args.no_progress)
         for batch in bar:
             loss, n = batch_loss(batch, True)
             total += loss.value()
@@ -150,9 +143,6 @@ def main() -> float:
     print(f"final held-out perplexity: {ppl:.2f} (train loss {first_loss:.4f} -> {last_loss:.4f})")
     return ppl
 
-
-def _backend() -> str:
-    return dy.backend_name() if hasattr(dy, "backend_name") else "dynet"
 
 
 if __name__ == "__main__":

@@ -23,19 +23,14 @@ from __future__ import annotations
 
 import argparse
 import ast
-import os
 import random
 from collections import Counter
 
+from _support import backend_name, parse_args, progress, stdlib_source  # examples/_support.py
+
 import dynet_api as dy  # under DyNet: import dynet as dy
 
-try:
-    from tqdm import tqdm
-except ImportError:  # progress bars are optional
-    def tqdm(it, **kw):
-        return it
-
-MODULES = ["textwrap.py", "string.py", "shlex.py", "fnmatch.py", "calendar.py", "difflib.py", "argparse.py"]
+MODULES = ["textwrap", "string", "shlex", "fnmatch", "calendar", "difflib", "argparse"]
 LABELS = ["NAME", "CONST", "TOKEN", "CALL", "ATTRIBUTE", "ARITH", "LOGIC", "INDEX", "COLLECTION"]
 OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "%", ast.FloorDiv: "//", ast.Pow: "**",
        ast.USub: "-", ast.UAdd: "+", ast.Not: "not", ast.Invert: "~", ast.And: "and", ast.Or: "or", ast.Eq: "==",
@@ -110,11 +105,9 @@ def to_tree(n) -> Tree:
 
 
 def stdlib_trees(modules: list[str], min_leaves: int, max_leaves: int) -> list[Tree]:
-    root = os.path.dirname(os.__file__)
     trees = []
     for name in modules:
-        with open(os.path.join(root, name), encoding="utf8") as f:
-            mod = ast.parse(f.read())
+        mod = ast.parse(stdlib_source(name))
         for node in ast.walk(mod):
             if isinstance(node, (ast.Assign, ast.Return, ast.Expr)) and node.value is not None:
                 try:
@@ -178,7 +171,7 @@ def main() -> float:
     ap.add_argument("--min-count", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="a tiny setting for tests: 3 epochs of 96 trees")
     ap.add_argument("--no-progress", action="store_true")
-    args, _ = ap.parse_known_args()  # leaves --dynet-* flags to the library
+    args = parse_args(ap)  # --dynet-* flags are left to the library
     if args.quick:
         args.epochs, args.trees, args.hdim = 3, 96, 32
 
@@ -194,7 +187,7 @@ def main() -> float:
     w2i = {w: i for i, w in enumerate(words)}
     l2i = {lab: i for i, lab in enumerate(LABELS)}
     print(f"{len(train)} training trees ({sum(len(list(t.nodes())) for t in train)} labelled nodes), "
-          f"{len(dev)} held out, {len(words)} words")
+          f"{len(dev)} held out, {len(words)} words, backend {backend_name(dy)}")
 
     pc = dy.ParameterCollection()
     model = TreeLSTM(pc, len(words), args.wdim, args.hdim, len(LABELS))
@@ -205,7 +198,7 @@ def main() -> float:
         random.shuffle(train)
         total, nnodes = 0.0, 0
         chunks = [train[i:i + args.batch] for i in range(0, len(train), args.batch)]
-        bar = chunks if args.no_progress else tqdm(chunks, desc=f"epoch {epoch}", leave=False)
+        bar = progress(chunks, f"epoch {epoch}", args.no_progress)
         for chunk in bar:
             dy.renew_cg()
             losses = [dy.pickneglogsoftmax(s, l2i[n.label]) for t in chunk for n, s in model.scores(t, w2i)]

@@ -1,11 +1,13 @@
 """An MLP learns XOR with SimpleSGD: the smallest complete DyNet program.
 
-Run: python examples/xor.py [--dynet-backend NAME] [--epochs N]
+Run: python examples/xor.py [--dynet-backend NAME] [--epochs N] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+
+from _support import backend_name, parse_args, progress  # examples/_support.py
 
 import dynet_api as dy
 
@@ -16,7 +18,11 @@ def main() -> float:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--hidden", type=int, default=8)
-    args, _ = ap.parse_known_args()  # leaves --dynet-* flags to dynet_api
+    ap.add_argument("--quick", action="store_true", help="100 epochs (a smoke run)")
+    ap.add_argument("--no-progress", action="store_true")
+    args = parse_args(ap)  # --dynet-* flags are left to dynet_api
+    if args.quick:
+        args.epochs = min(args.epochs, 100)
 
     m = dy.ParameterCollection()
     W = m.add_parameters((args.hidden, 2))
@@ -25,8 +31,10 @@ def main() -> float:
     a = m.add_parameters(1)
     trainer = dy.SimpleSGDTrainer(m, learning_rate=0.2)
 
+    print(f"backend {backend_name(dy)}: {len(DATA)} points, {args.epochs} epochs")
     total = 0.0
-    for epoch in range(args.epochs):
+    bar = progress(range(args.epochs), "epochs", args.no_progress)
+    for epoch in bar:
         total = 0.0
         for inputs, target in DATA:
             dy.renew_cg()
@@ -38,8 +46,9 @@ def main() -> float:
             total += loss.value()
             loss.backward()
             trainer.update()
+        bar.set_postfix(loss=f"{total / len(DATA):.4f}", refresh=False)
         if epoch % 50 == 0 or epoch == args.epochs - 1:
-            print(f"epoch {epoch}: loss {total / len(DATA):.4f}")
+            bar.write(f"epoch {epoch}: loss {total / len(DATA):.4f}")  # above the bar, on a terminal
     correct = 0
     for inputs, target in DATA:
         dy.renew_cg()

@@ -28,6 +28,6 @@ def make_backend():
 
 @hookimpl
 def dynet_api_backends():
-    return [BackendSpec("cuda", make_backend, priority=PRIORITY,
+    return [BackendSpec("cuda", make_backend, priority=PRIORITY, devices=("GPU",),
                         description="CuPy on NVIDIA GPUs: cuBLAS products, CuPy elementwise/reduction kernels, "
                                     "RawKernels for gathers and class losses; --dynet-mem is not enforced")]

@@ -60,6 +60,14 @@ def aggregate(rs: list[CaseResult]) -> dict:
     }
 
 
+def _why(status: str, rs: list[CaseResult]) -> str:
+    """The status, and for an unsupported or failed row the first case's reason (as --json gives it)."""
+    if status in (PASS, "skip"):
+        return status
+    msgs = [m for r in rs if r.status == status.lower() for m in r.messages]
+    return f"{status}: {msgs[0]}" if msgs else status
+
+
 def _by_name(rs: list[CaseResult]) -> dict[str, list[CaseResult]]:
     out: dict[str, list[CaseResult]] = {}
     for r in rs:
@@ -72,20 +80,28 @@ def write_text(rep: Report, out: TextIO, verbose: bool = False) -> None:
     w = out.write
     w(f"dynet_api verify: backend {rep.backend!r} against {rep.against!r} "
       f"(tolerance {rep.tolerance}; errors shown as max abs/max rel)\n\n")
-    rows = [["op", "cases", "value", "gradients", "finite diff (reference)", "status"]]
-    for name, rs in _by_name(rep.section("op")).items():
+    op_rs = rep.section("op")
+    # The finite-difference column only when that check ran (by default: on the reference itself).
+    with_fd = any(r.fd for r in op_rs)
+    rows = [["op", "cases", "value", "gradients"] + (["finite diff (reference)"] if with_fd else []) + ["status"]]
+    for name, rs in _by_name(op_rs).items():
         a = aggregate(rs)
-        rows.append([name, str(a["cases"]), _e(a["value"]), _errs(a["grads"]), _errs(a["fd"]), a["status"]])
+        fd = [_errs(a["fd"])] if with_fd else []
+        rows.append([name, str(a["cases"]), _e(a["value"]), _errs(a["grads"]), *fd, _why(a["status"], rs)])
         if verbose and len(rs) > 1:
-            rows.extend(["  " + r.case, "", _e(r.value), _errs(r.grads), _errs(r.fd), r.status] for r in rs)
-    _table(rows, w)
+            rows.extend(["  " + r.case, "", _e(r.value), _errs(r.grads), *([_errs(r.fd)] if with_fd else []),
+                         _why(r.status, [r])] for r in rs)
+    if op_rs:
+        _table(rows, w)
+        if not with_fd:
+            w("(the reference's own gradients against finite differences: add --fd)\n")
     for title, sec in (("leaves (front end)", "leaf"), ("random ops", "random"), ("trainers", "trainer")):
         rs = rep.section(sec)
         if not rs:
             continue
         w(f"\n{title}\n")
         for r in rs:
-            w(f"  {r.name + ' ' + (r.case if sec == 'trainer' else ''):<40}{_e(r.value):<22}{r.status}\n")
+            w(f"  {r.name + ' ' + (r.case if sec == 'trainer' else ''):<40}{_e(r.value):<22}{_why(r.status, [r])}\n")
     edges = rep.section("edge")
     if edges:
         bad = [r for r in edges if r.status == FAIL]
