@@ -122,7 +122,7 @@ class PeerChain:
         dy = self.dy
         t0 = time.perf_counter()
         dy.renew_cg()
-        W, b = dy.parameter(self.W), dy.parameter(self.b)
+        W, b = self.W, self.b  # Parameters are Expressions in DyNet 2.1
         h = dy.inputVector(self.x)
         for _ in range(self.steps):
             h = dy.tanh(W * h + b)

@@ -63,7 +63,7 @@ def _update_case(dy, trainer: str, rows: int, cols: int, seconds: float) -> floa
         total = 0.0
         for _ in range(n):
             dy.renew_cg()
-            loss = dy.squared_norm(dy.parameter(p))
+            loss = dy.squared_norm(p)
             loss.value()
             loss.backward()
             t0 = time.perf_counter()
@@ -108,7 +108,7 @@ def _small_step(dy, trainer: str, seconds: float) -> float:
         t0 = time.perf_counter()
         for _ in range(n):
             dy.renew_cg()  # five nodes: input, W*x, +b, tanh, squared_norm
-            loss = dy.squared_norm(dy.tanh(dy.parameter(W) * dy.inputVector(x) + dy.parameter(b)))
+            loss = dy.squared_norm(dy.tanh(W * dy.inputVector(x) + b))
             loss.value()
             loss.backward()
             tr.update()
