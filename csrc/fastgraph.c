@@ -21,6 +21,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct {
@@ -1244,7 +1245,40 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwds) {
     Py_RETURN_NONE;
 }
 
+/* format_values(float64 buffer) -> bytes: each value as "%+.8e " (DyNet's model-file text), then "\n".
+   The model-file writer's fast path (dynet_api/io.py formats the same text in Python without it). */
+static PyObject *format_values(PyObject *mod, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
+    if (view.itemsize != 8 || view.format == NULL || strcmp(view.format, "d") != 0) {
+        PyBuffer_Release(&view);
+        return PyErr_Format(PyExc_TypeError, "format_values: expected a contiguous float64 buffer");
+    }
+    Py_ssize_t n = view.len / 8;
+    const double *v = (const double *)view.buf;
+    /* "+1.23456789e+00 " is 16 characters; 3-digit exponents and nan/inf fit in 24 */
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n * 24 + 1);
+    if (out == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    char *p = PyBytes_AS_STRING(out), *start = p;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double x = v[i];
+        if (x != x) { memcpy(p, "+nan ", 5); p += 5; }
+        else p += snprintf(p, 25, "%+.8e ", x);
+    }
+    *p++ = '\n';
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (_PyBytes_Resize(&out, p - start) < 0) return NULL;
+    return out;
+}
+
 static PyMethodDef module_methods[] = {
+    {"format_values", (PyCFunction)format_values, METH_O,
+     "format_values(a): the float64 values of a as DyNet's model-file line ('%+.8e ' each, then a newline)."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "configure(expression, graph, ops, fallbacks): the classes, graph, ops and Python operator fallbacks to use."},
     {"configure_leaves", (PyCFunction)(void (*)(void))configure_leaves, METH_VARARGS | METH_KEYWORDS,

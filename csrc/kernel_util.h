@@ -23,6 +23,11 @@ constexpr double SELU_LAMBDA = 1.0507009873554804934193349852946;
 constexpr double SELU_ALPHA = 1.6732632423543772848170429916717;
 constexpr float NEG_INF = -std::numeric_limits<float>::infinity();
 
+// max(0, v) that keeps a NaN, as NumPy's maximum does (std::max(0.0f, NaN) is 0).
+inline float relu_keep_nan(float v) { return v > 0.0f || v != v ? v : 0.0f; }
+// max(a, b) that keeps a NaN of either side (std::max drops a NaN b).
+inline float max_keep_nan(float a, float b) { return b > a || b != b ? b : a; }
+
 [[noreturn]] inline void fail(const std::string& m) { throw std::runtime_error("cpu_eigen: " + m); }
 
 inline bool same(const Shape& a, const Shape& b) {

@@ -409,8 +409,8 @@ void b_softmax(const CView*, int, CView y, CView dy, int, View dx, const Attrs& 
 float lse_strided(const float* p, int64_t n, int64_t st) {
   if (st == 1 && n > 0) return rows::lse(p, n);  // contiguous: vectorised exp (AVX-512/AVX2 when the CPU has it)
   float m = NEG_INF;
-  for (int64_t j = 0; j < n; ++j) m = std::max(m, p[j * st]);
-  if (std::isinf(m)) return m;
+  for (int64_t j = 0; j < n; ++j) m = max_keep_nan(m, p[j * st]);
+  if (!std::isfinite(m)) return m;  // NaN in, NaN out; +Inf: +Inf; all -Inf: -Inf
   float s = 0;
   for (int64_t j = 0; j < n; ++j) s += std::exp(p[j * st] - m);
   return m + std::log(s);
@@ -429,7 +429,7 @@ void f_log_softmax(const CView* x, int, View y, const Attrs& a) {
   std::vector<int64_t> r = index_list(a, 0, x[0].s.d[0], "log_softmax");
   std::fill(y.p, y.p + y.s.total(), NEG_INF);
   float m = NEG_INF;
-  for (int64_t k : r) m = std::max(m, x[0].p[k]);
+  for (int64_t k : r) m = max_keep_nan(m, x[0].p[k]);
   float s = 0;
   for (int64_t k : r) s += std::exp(x[0].p[k] - m);
   float z = m + std::log(s);
@@ -467,8 +467,8 @@ void f_logsumexp(const CView* x, int n, View y, const Attrs&) {
     for (int64_t q = 0; q < y.s.size(); ++q) {
       // q enumerates the data index; the data dims of all operands are equal.
       float m = NEG_INF;
-      for (int j = 0; j < n; ++j) m = std::max(m, tmp[size_t(j)] = x[j].p[i4 * sx[size_t(j)].s[4] + q]);
-      if (std::isinf(m)) {
+      for (int j = 0; j < n; ++j) m = max_keep_nan(m, tmp[size_t(j)] = x[j].p[i4 * sx[size_t(j)].s[4] + q]);
+      if (!std::isfinite(m)) {
         y.p[i4 * sy.s[4] + q] = m;
         continue;
       }
@@ -752,7 +752,7 @@ void f_hinge(const CView* x, int, View y, const Attrs& a) {
     int64_t gi = idx[size_t(b)];
     float s = 0;
     for (int64_t k = 0; k < n; ++k)
-      if (k != gi) s += std::max(0.0f, xp[k] - xp[gi] + m);
+      if (k != gi) s += relu_keep_nan(xp[k] - xp[gi] + m);
     y.p[b] = s;
   }
 }
@@ -767,23 +767,35 @@ void b_hinge(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a)
     float g = dy.p[b], cnt = 0;
     for (int64_t k = 0; k < n; ++k)
       if (k != gi && xp[k] - xp[gi] + m > 0) dx.p[b * n + k] += g, cnt += 1;
-    dx.p[b * n + gi] -= cnt * g;
+    // Only active terms receive dy, as in DyNet (an element without loss gets nothing, even an Inf dy).
+    if (cnt > 0) dx.p[b * n + gi] -= cnt * g;
   }
 }
-const float BLL_HI = 1.0f - 1e-7f;
+// DyNet's FBinaryLogLoss: a prediction of exactly 0 or 1 on the wrong side costs -log(FLT_MIN).
+float bll_term(float x, float t) {
+  const float cap = -std::log(FLT_MIN);
+  if (t == 1.0f) return x == 0.0f ? cap : -std::log(x);
+  if (t == 0.0f) return x == 1.0f ? cap : -std::log1p(-x);
+  if (x == 0.0f || x == 1.0f) return cap;
+  return -(t * std::log(x) + (1 - t) * std::log1p(-x));
+}
 void f_bll(const CView* x, int, View y, const Attrs&) {
   double s = 0;
-  for (int64_t k = 0; k < x[0].s.total(); ++k) {
-    float v = std::min(std::max(x[0].p[k], FLT_MIN), BLL_HI), t = x[1].p[k];
-    s += double(-(t * std::log(v) + (1 - t) * std::log1p(-v)));
-  }
+  for (int64_t k = 0; k < x[0].s.total(); ++k) s += double(bll_term(x[0].p[k], x[1].p[k]));
   y.p[0] = float(s);
 }
+// DyNet's backward moves a prediction of exactly 0 to FLT_MIN and of exactly 1 to 0.9999999f.
 void b_bll(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
   float g = dy.p[0];
   for (int64_t k = 0; k < x[0].s.total(); ++k) {
-    float v = std::min(std::max(x[0].p[k], FLT_MIN), BLL_HI), t = x[1].p[k];
-    dx.p[k] += i == 0 ? g * ((1 - t) / (1 - v) - t / v) : g * (std::log1p(-v) - std::log(v));
+    float x0 = x[0].p[k], t = x[1].p[k];
+    float v = x0 == 0.0f ? FLT_MIN : (x0 == 1.0f ? 0.9999999f : x0);
+    if (i == 1) {
+      dx.p[k] += g * (std::log1p(-v) - std::log(v));
+    } else if (x0 != t) {  // DyNet: no gradient where the prediction equals the target
+      float d = t == 1.0f ? -t / v : (t == 0.0f ? (1 - t) / (1 - v) : (1 - t) / (1 - v) - t / v);
+      dx.p[k] += g * d;
+    }
   }
 }
 void f_sqdist(const CView* x, int, View y, const Attrs&) {
@@ -813,14 +825,14 @@ void f_huber(const CView* x, int, View y, const Attrs& a) {
     float d = std::fabs(x[0].p[k] - x[1].p[k]);
     s += double(d < c ? d * d : c * (2 * d - c));
   }
-  y.p[0] = float(s);
+  y.p[0] = float(0.5 * s);  // DyNet's HuberDistance halves the sum
 }
 void b_huber(const CView* x, int, CView, CView dy, int i, View dx, const Attrs& a) {
   float c = float(a.F(0));
   for (int64_t k = 0; k < dx.s.total(); ++k) {
     float d = x[i].p[k] - x[1 - i].p[k];
     float sg = d > 0 ? 1.0f : (d < 0 ? -1.0f : 0.0f);
-    dx.p[k] += 2 * dy.p[0] * (std::fabs(d) < c ? d : c * sg);
+    dx.p[k] += dy.p[0] * (std::fabs(d) < c ? d : c * sg);
   }
 }
 

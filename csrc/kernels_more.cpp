@@ -21,6 +21,17 @@ using Eigen::MatrixXd;
 
 // ------------------------------------------------------------------ sparsemax family
 
+// sparsemax, its loss and constrained softmax are NaN throughout when any input is NaN or
+// infinite (the threshold or normaliser is undefined), as in the reference.
+bool nan_unless_finite(const CView* x, int n, View y) {
+  for (int i = 0; i < n; ++i)
+    if (!CArr(x[i].p, x[i].s.total()).isFinite().all()) {
+      std::fill(y.p, y.p + y.s.total(), std::numeric_limits<float>::quiet_NaN());
+      return true;
+    }
+  return false;
+}
+
 double sparsemax_tau(const float* z, int64_t n) {
   std::vector<double> zs(z, z + n);
   std::sort(zs.begin(), zs.end(), std::greater<double>());
@@ -34,6 +45,7 @@ double sparsemax_tau(const float* z, int64_t n) {
 }
 
 void f_sparsemax(const CView* x, int, View y, const Attrs&) {
+  if (nan_unless_finite(x, 1, y)) return;
   int64_t n = x[0].s.total();
   double tau = sparsemax_tau(x[0].p, n);
   for (int64_t j = 0; j < n; ++j) y.p[j] = float(std::max(double(x[0].p[j]) - tau, 0.0));
@@ -51,6 +63,7 @@ void b_sparsemax(const CView*, int, CView y, CView dy, int, View dx, const Attrs
 void f_sparsemax_loss(const CView* x, int, View y, const Attrs& a) {
   std::vector<int64_t> q = index_list(a, 0, x[0].s.total(), "sparsemax_loss");
   if (q.empty()) fail("sparsemax_loss: empty target support");
+  if (nan_unless_finite(x, 1, y)) return;
   int64_t n = x[0].s.total();
   const float* z = x[0].p;
   double tau = sparsemax_tau(z, n), s = 0, zq = 0;
@@ -100,6 +113,7 @@ void csoftmax(const float* z, const float* u, int64_t n, std::vector<double>& p,
   }
 }
 void f_csoftmax(const CView* x, int, View y, const Attrs&) {
+  if (nan_unless_finite(x, 2, y)) return;
   std::vector<double> p;
   std::vector<char> act;
   double mass;
@@ -333,14 +347,14 @@ void hinge_dim_visit(const CView& x, const Attrs& a, float* yp, const float* gy,
       for (int64_t j = 0; j < len; ++j) {
         if (j == gold) continue;
         float e = x.p[base + j * st] - gv + h.m;
-        if (e > 0) {
+        if (e > 0 || e != e) {  // a NaN score makes a NaN loss, as in the reference
           s += e, cnt += 1;
           if (!FWD) dxp[base + j * st] += g;
         }
       }
       if (FWD)
         yp[b * lines + l] = s;
-      else
+      else if (cnt > 0)  // only active terms receive dy, as in DyNet
         dxp[base + gold * st] -= cnt * g;
     }
   }
@@ -352,7 +366,7 @@ void b_hinge_dim(const CView* x, int, CView, CView dy, int, View dx, const Attrs
 
 void f_prl(const CView* x, int, View y, const Attrs& a) {
   float m = float(a.F(0));
-  bin_fwd(x[0], x[1], y, [m](float p, float q) { return std::max(0.0f, m - p + q); });
+  bin_fwd(x[0], x[1], y, [m](float p, float q) { return relu_keep_nan(m - p + q); });
 }
 void b_prl(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs& a) {
   float m = float(a.F(0)), sg = i == 0 ? -1.0f : 1.0f;
@@ -700,8 +714,9 @@ DY_LSTM_T256 void gemv_acc_256(const float* A, int64_t m, int64_t k, const float
 }
 
 // Eigen's scalar_logistic_op<float> (FMA cut-off); below -9 it is exp(x), done per lane.
+// min_ps/max_ps return their second operand when either is NaN: x0 goes second so a NaN stays NaN.
 DY_LSTM_T256 inline __m256 logistic_256(__m256 x0) {
-  __m256 x = _mm256_min_ps(x0, _mm256_set1_ps(15.7243833541870117f));
+  __m256 x = _mm256_min_ps(_mm256_set1_ps(15.7243833541870117f), x0);
   __m256 x2 = _mm256_mul_ps(x, x);
   __m256 p = _mm256_fmadd_ps(x2, _mm256_set1_ps(4.37031012579801e-11f), _mm256_set1_ps(1.15627324459942e-07f));
   p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(6.08574864600143e-05f));
@@ -727,7 +742,7 @@ DY_LSTM_T256 inline __m256 logistic_256(__m256 x0) {
 // Eigen's generic_fast_tanh_float (FMA clamp).
 DY_LSTM_T256 inline __m256 tanh_256(__m256 x0) {
   const __m256 c = _mm256_set1_ps(7.99881172180175781f);
-  __m256 x = _mm256_max_ps(_mm256_min_ps(x0, c), _mm256_sub_ps(_mm256_setzero_ps(), c));
+  __m256 x = _mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), c), _mm256_min_ps(c, x0));  // NaN stays NaN
   __m256 tiny = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x0), _mm256_set1_ps(0.0004f), _CMP_LT_OQ);
   __m256 x2 = _mm256_mul_ps(x, x);
   __m256 p = _mm256_fmadd_ps(x2, _mm256_set1_ps(-2.76076847742355e-16f), _mm256_set1_ps(2.00018790482477e-13f));

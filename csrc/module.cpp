@@ -19,6 +19,7 @@
 #include "common.h"
 #include "gemm_blas.h"
 #include "gemm_thin.h"
+#include "update_rules.h"
 #include "rowops.h"
 #include "kernel_util.h"
 
@@ -1236,14 +1237,28 @@ PYBIND11_MODULE(_cpu_eigen, m) {
       for (int64_t k = 0; k < rs; ++k) d.data()[r[j] * rs + k] += src.buf.data()[int64_t(j) * rs + k];
   });
   m.def("sq_norm", [](const Tensor& t, py::object rows) {
-    double s = 0;
-    if (rows.is_none()) {
-      for (int64_t k = 0; k < t.total(); ++k) s += double(t.buf.data()[k]) * t.buf.data()[k];
-      return s;
-    }
+    const upd::NormFn norm = upd::current().sq_norm;
+    if (rows.is_none()) return norm(t.buf.data(), t.total());
     int64_t rs = row_size(t);
-    for (int64_t r : row_list(rows, n_rows(t), "sq_norm"))
-      for (int64_t k = 0; k < rs; ++k) s += double(t.buf.data()[r * rs + k]) * t.buf.data()[r * rs + k];
+    double s = 0;
+    for (int64_t r : row_list(rows, n_rows(t), "sq_norm")) s += norm(t.buf.data() + r * rs, rs);
+    return s;
+  });
+  // The clipping norm of one update: sum of squares over (tensor, rows or None) pairs, in one call.
+  m.def("sq_norm_all", [](py::list parts) {
+    const upd::NormFn norm = upd::current().sq_norm;
+    double s = 0;
+    for (auto it : parts) {
+      auto p = it.cast<py::tuple>();
+      if (p.size() != 2) throw py::value_error("cpu_eigen.sq_norm_all: parts are (tensor, rows or None)");
+      const Tensor& t = as_tensor(p[0], "sq_norm_all");
+      if (p[1].is_none()) {
+        s += norm(t.buf.data(), t.total());
+        continue;
+      }
+      int64_t rs = row_size(t);
+      for (int64_t r : row_list(p[1], n_rows(t), "sq_norm_all")) s += norm(t.buf.data() + r * rs, rs);
+    }
     return s;
   });
   m.def("update", [](const std::string& rule, Tensor& w, Tensor& g, py::list states, py::object rows, py::dict h) {
@@ -1324,6 +1339,8 @@ PYBIND11_MODULE(_cpu_eigen, m) {
   m.def("set_blas_min_side", &blas::set_min_side);
   m.def("rowops_isa", [] { return std::string(rows::isa()); });
   m.def("thin_gemm_isa", &thin::isa);
+  m.def("update_isa", &upd::isa);
+  m.def("select_update_isa", &upd::select, py::arg("name"));
   m.def("select_thin_gemm", &thin::select, py::arg("name"));
   m.def("set_autobatch", [](bool on) { ab::set_enabled(on); });
   m.def("autobatch", [] { return ab::enabled(); });

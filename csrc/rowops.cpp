@@ -212,7 +212,11 @@ const Impl& impl() {
 
 }  // namespace
 
-float lse(const float* p, int64_t n) { return impl().lse(p, n); }
+// The vectorised exp clamps its argument, which would turn a NaN into a number: NaN in, NaN out.
+float lse(const float* p, int64_t n) {
+  if (CArr(p, n).isNaN().any()) return std::numeric_limits<float>::quiet_NaN();
+  return impl().lse(p, n);
+}
 void add_exp_scaled(const float* x, int64_t n, float z, float g, float* dx) { impl().add_exp_scaled(x, n, z, g, dx); }
 void set_exp_scaled(const float* x, int64_t n, float z, float g, float* dx) { impl().set_exp_scaled(x, n, z, g, dx); }
 const char* isa() { return impl().isa; }

@@ -9,6 +9,7 @@
 #include <new>
 
 #include "common.h"
+#include "update_rules.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -127,65 +128,19 @@ Rule rule_code(const std::string& rule) {
   throw std::invalid_argument("cpu_eigen: unknown update rule '" + rule + "'");
 }
 
-// One rule step on n contiguous elements (w, g, states all at the same offset).
-void rule_step(Rule rule, float* w, const float* g0, float** s, int64_t n, double lr, double gscale, double mom,
-               double eps, double rho, double b1, double b2) {
-  const float gs = float(gscale);
-  if (rule == Rule::sgd) {
-    float c = float(lr * gscale);
-    for (int64_t k = 0; k < n; ++k) w[k] -= c * g0[k];
-  } else if (rule == Rule::momentum) {
-    float c = float(lr * gscale), m = float(mom);
-    for (int64_t k = 0; k < n; ++k) {
-      s[0][k] = s[0][k] * m - c * g0[k];
-      w[k] += s[0][k];
-    }
-  } else if (rule == Rule::adagrad) {
-    for (int64_t k = 0; k < n; ++k) {
-      float g = g0[k] * gs;
-      s[0][k] += g * g;
-      w[k] -= float(lr) * g / std::sqrt(s[0][k] + float(eps));
-    }
-  } else if (rule == Rule::adadelta) {
-    float r = float(rho), e = float(eps);
-    for (int64_t k = 0; k < n; ++k) {
-      float g = g0[k] * gs;
-      s[0][k] = s[0][k] * r + (1 - r) * g * g;
-      float step = -g * std::sqrt(s[1][k] + e) / std::sqrt(s[0][k] + e);
-      s[1][k] = s[1][k] * r + (1 - r) * step * step;
-      w[k] += step;
-    }
-  } else if (rule == Rule::rmsprop) {
-    float r = float(rho);
-    for (int64_t k = 0; k < n; ++k) {
-      float g = g0[k] * gs;
-      s[0][k] = s[0][k] * r + (1 - r) * g * g;
-      w[k] -= float(lr) * g / std::sqrt(s[0][k] + float(eps));
-    }
-  } else if (rule == Rule::adam || rule == Rule::amsgrad) {
-    bool ams = rule == Rule::amsgrad;
-    float fb1 = float(b1), fb2 = float(b2);
-    for (int64_t k = 0; k < n; ++k) {
-      float g = g0[k] * gs;
-      s[0][k] = s[0][k] * fb1 + (1 - fb1) * g;
-      s[1][k] = s[1][k] * fb2 + (1 - fb2) * g * g;
-      float v = s[1][k];
-      if (ams) v = s[2][k] = std::max(s[2][k], v);
-      w[k] -= float(lr) * s[0][k] / (std::sqrt(v) + float(eps));
-    }
-  } else {  // eg
-    float c = float(lr * gscale), m = float(mom);
-    std::vector<float> lw(static_cast<size_t>(n));
-    float mx = -INFINITY;
-    for (int64_t k = 0; k < n; ++k) {
-      s[0][k] = s[0][k] * m - c * g0[k];
-      lw[size_t(k)] = std::log(std::max(w[k], 1e-30f)) + s[0][k];
-      mx = std::max(mx, lw[size_t(k)]);
-    }
-    double sum = 0;
-    for (int64_t k = 0; k < n; ++k) sum += (lw[size_t(k)] = std::exp(lw[size_t(k)] - mx));
-    for (int64_t k = 0; k < n; ++k) w[k] = float(lw[size_t(k)] / sum);
+// Exponentiated gradient over n contiguous elements (the vectorised rules are in update_rules).
+void eg_step(float* w, const float* g0, float** s, int64_t n, double lr, double gscale, double mom) {
+  float c = float(lr * gscale), m = float(mom);
+  std::vector<float> lw(static_cast<size_t>(n));
+  float mx = -INFINITY;
+  for (int64_t k = 0; k < n; ++k) {
+    s[0][k] = s[0][k] * m - c * g0[k];
+    lw[size_t(k)] = std::log(std::max(w[k], 1e-30f)) + s[0][k];
+    mx = std::max(mx, lw[size_t(k)]);
   }
+  double sum = 0;
+  for (int64_t k = 0; k < n; ++k) sum += (lw[size_t(k)] = std::exp(lw[size_t(k)] - mx));
+  for (int64_t k = 0; k < n; ++k) w[k] = float(lw[size_t(k)] / sum);
 }
 
 }  // namespace
@@ -195,24 +150,13 @@ void apply_update(const std::string& rule_name, float* w, float* g, std::vector<
                   double eps, double rho, double b1, double b2, bool clear) {
   const Rule rule = rule_code(rule_name);
   size_t ns = states.size();
-  if (!rows) {
-    if (!clear || rule == Rule::eg) {  // eg normalises over the whole tensor: one step, then the clear
-      rule_step(rule, w, g, states.data(), n, lr, gscale, mom, eps, rho, b1, b2);
+  if (rule == Rule::eg) {
+    if (!rows) {
+      eg_step(w, g, states.data(), n, lr, gscale, mom);
       if (clear) std::memset(g, 0, size_t(n) * sizeof(float));
       return;
     }
-    // Step and zero the gradient chunk by chunk, so the clear finds the chunk still in L1.
-    constexpr int64_t CHUNK = 2048;
-    std::vector<float*> sp(ns);
-    for (int64_t o = 0; o < n; o += CHUNK) {
-      int64_t m = std::min(CHUNK, n - o);
-      for (size_t q = 0; q < ns; ++q) sp[q] = states[q] + o;
-      rule_step(rule, w + o, g + o, sp.data(), m, lr, gscale, mom, eps, rho, b1, b2);
-      std::memset(g + o, 0, size_t(m) * sizeof(float));
-    }
-    return;
-  }
-  if (rule == Rule::eg) {  // the simplex spans the chosen rows together: gather, step, scatter
+    // the simplex spans the chosen rows together: gather, step, scatter
     size_t m = rows->size() * size_t(row_size);
     std::vector<std::vector<float>> tmp(ns + 2, std::vector<float>(m));
     for (size_t j = 0; j < rows->size(); ++j) {
@@ -223,7 +167,7 @@ void apply_update(const std::string& rule_name, float* w, float* g, std::vector<
     }
     std::vector<float*> sp;
     for (size_t q = 0; q < ns; ++q) sp.push_back(tmp[2 + q].data());
-    rule_step(rule, tmp[0].data(), tmp[1].data(), sp.data(), int64_t(m), lr, gscale, mom, eps, rho, b1, b2);
+    eg_step(tmp[0].data(), tmp[1].data(), sp.data(), int64_t(m), lr, gscale, mom);
     for (size_t j = 0; j < rows->size(); ++j) {
       size_t o = size_t((*rows)[j] * row_size), t = j * size_t(row_size);
       std::memcpy(w + o, &tmp[0][t], size_t(row_size) * sizeof(float));
@@ -232,15 +176,21 @@ void apply_update(const std::string& rule_name, float* w, float* g, std::vector<
     }
     return;
   }
+  // One vectorised pass per parameter (or per touched row), the gradient cleared as it is read.
+  const upd::StepFn step = upd::current().step;
+  const upd::Hyper h{float(lr), float(gscale), float(lr * gscale), float(mom), float(eps), float(rho), float(b1), float(b2)};
+  const int code = int(rule);  // Rule and upd::Rule list the vectorised rules in the same order
+  if (!rows) {
+    step(code, w, g, states.data(), n, h, clear);
+    return;
+  }
   std::vector<float*> sp(ns);
   for (int64_t r : *rows) {
     int64_t o = r * row_size;
     for (size_t q = 0; q < ns; ++q) sp[q] = states[q] + o;
-    rule_step(rule, w + o, g + o, sp.data(), row_size, lr, gscale, mom, eps, rho, b1, b2);
-    if (clear) std::memset(g + o, 0, size_t(row_size) * sizeof(float));
+    step(code, w + o, g + o, sp.data(), row_size, h, clear);
   }
 }
-
 Shape shape_from(const std::vector<int64_t>& s) {
   Shape r;
   if (s.empty()) return r;

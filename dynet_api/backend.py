@@ -28,8 +28,9 @@ default executor in :mod:`dynet_api.graph` calls the kernels one node at a time.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -103,6 +104,14 @@ class Backend:
     def sq_norm(self, t: Any, rows: Sequence[int] | None = None) -> float:
         raise NotImplementedError
 
+    def sq_norm_all(self, parts: Sequence[tuple]) -> float:
+        """Sum of :meth:`sq_norm` over ``(t, rows)`` pairs: the clipping norm of one update.
+
+        Trainers make one call per update; a backend may override it to read every
+        gradient in one call (and one pass) instead of one call per parameter.
+        """
+        return sum(self.sq_norm(t, rows) for t, rows in parts)
+
     def update(self, rule: str, w: Any, g: Any, states: list, rows: Sequence[int] | None, hyper: dict) -> None:
         """Apply one trainer step in place (see dynet_api.trainers for rules)."""
         raise NotImplementedError
@@ -132,3 +141,92 @@ class Backend:
     def make_executor(self, graph) -> Any:
         """Return an object with ``forward(a, b)`` and ``backward(i, full)``, or None."""
         return None
+
+
+# ------------------------------------------------------------------ the contract as Protocols
+#
+# What the front end calls, stated once so that a backend can be checked against it (tests/test_contract.py
+# does so for every first-party backend and the plugin templates) and so that a type checker sees it.
+
+
+@runtime_checkable
+class GraphExecutor(Protocol):
+    """The optional whole-graph executor (``Backend.make_executor(graph)``): every method the graph calls.
+
+    Node ``j`` of the graph is ``graph.nodes[j] == (op, input ids, attrs)`` with output ``graph.dims[j]``
+    and ``graph.ng[j]`` (does it need a gradient); an executor may read those lists and
+    ``graph.check_validity``, and nothing else of the graph.
+    """
+
+    def reset(self) -> None:
+        """A new graph (``renew_cg``): forget every value and gradient."""
+
+    def truncate(self, n: int) -> None:
+        """Nodes from ``n`` on were removed (``cg_revert``, or a node that failed): drop their values."""
+
+    def invalidate(self, i: int) -> None:
+        """Values from node ``i`` on are stale (an input was ``set``): recompute them on the next forward."""
+
+    def forward(self, a: int, b: int) -> None:
+        """Compute the values of nodes ``a`` to ``b - 1`` (earlier ones are computed already)."""
+
+    def backward(self, i: int, full: bool) -> None:
+        """Reverse mode from the scalar node ``i``; accumulate parameter gradients into their storage;
+        ``full`` keeps every node's gradient for ``gradient(j)``."""
+
+    def value(self, i: int) -> Any:
+        """Node ``i``'s value as a backend tensor."""
+
+    def gradient(self, i: int) -> Any:
+        """Node ``i``'s gradient after ``backward(..., full=True)``, or None."""
+
+
+class ParamStorageView(Protocol):
+    """The parameter storage a leaf kernel or an executor may read (``attrs[0]`` of a parameter or lookup node)."""
+
+    value: Any  # the backend tensor of the weights (Dim.shape layout; a lookup table's rows are the batch axis)
+    grad: Any  # the gradient tensor, same shape
+    has_grad: bool  # a dense parameter's gradient is not all zero
+    touched: set  # the rows of a lookup table whose gradient is not zero
+
+
+EXECUTOR_METHODS: tuple[str, ...] = ("reset", "truncate", "invalidate", "forward", "backward", "value", "gradient")
+
+
+def missing_executor_methods(executor: Any) -> list[str]:
+    """The GraphExecutor methods an executor object lacks (not callable)."""
+    return [m for m in EXECUTOR_METHODS if not callable(getattr(executor, m, None))]
+
+
+def contract_methods() -> dict[str, inspect.Signature]:
+    """The Backend methods of the contract with their signatures (what a backend may override)."""
+    out = {}
+    for name, f in vars(Backend).items():
+        if callable(f) and not name.startswith("_"):
+            out[name] = inspect.signature(f)
+    return out
+
+
+def signature_mismatches(obj: Any, protocol: dict[str, inspect.Signature]) -> list[str]:
+    """Methods of ``obj`` whose Python signature does not accept the contract's arguments by position.
+
+    Extra parameters with defaults are fine; a method implemented in C (no signature) is checked by name."""
+    bad = []
+    for name, want in protocol.items():
+        f = getattr(obj, name, None)
+        if not callable(f):
+            bad.append(f"{name}: missing")
+            continue
+        try:
+            got = inspect.signature(f)
+        except (TypeError, ValueError):
+            continue
+        want_params = [p for p in want.parameters.values() if p.name != "self"]
+        params = list(got.parameters.values())
+        if any(p.kind == p.VAR_POSITIONAL for p in params):
+            continue
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        required = [p for p in positional if p.default is p.empty]
+        if len(positional) < len(want_params) or len(required) > len(want_params):
+            bad.append(f"{name}{got}: the contract calls it as {name}({', '.join(p.name for p in want_params)})")
+    return bad

@@ -6,15 +6,19 @@ from math import prod
 
 
 class Dim:
-    """Immutable shape of an expression's value.
+    """The dims of an expression's value: up to 4 data dims ``d`` plus a batch size ``bd``.
 
-    ``d`` holds the data dims (at least one), ``bd`` the batch size.  ``shape`` is
-    the layout every backend exchanges with NumPy: the data dims followed by the
-    batch as the last axis (kept even when the batch is 1, so kernels never
-    special-case it).
+    Args:
+        d (tuple[int, ...]): the data dims (at least one).
+        bd (int): the batch size.
+
+    ``shape`` is the layout exchanged with NumPy: the data dims then the batch as a last axis.
     """
 
     __slots__ = ("d", "bd", "shape")
+    d: tuple[int, ...]
+    bd: int
+    shape: tuple[int, ...]
     _interned: dict = {}
 
     def __new__(cls, d: tuple[int, ...], bd: int = 1) -> Dim:
@@ -37,7 +41,13 @@ class Dim:
 
     @classmethod
     def of(cls, d, bd: int = 1, what: str = "dim") -> Dim:
-        """Validate a user-given dim (an int or a tuple, as DyNet accepts)."""
+        """Validates a user-given dim (an int or a tuple of positive ints, as DyNet accepts).
+
+        Args:
+            d (int or tuple): the data dims.
+            bd (int): the batch size.
+            what (str): the function named in the error message.
+        """
         if isinstance(d, bool):
             raise TypeError(f"{what}: expected an int or a tuple of ints, got {d!r}")
         if isinstance(d, int):
@@ -69,25 +79,35 @@ class Dim:
 
     @property
     def nd(self) -> int:
+        """The number of data dims."""
         return len(self.d)
 
     def size(self) -> int:
-        """Elements of one batch element."""
+        """The number of elements of one batch element."""
         return prod(self.d)
 
     def total(self) -> int:
+        """The number of elements of all batch elements."""
         return prod(self.d) * self.bd
 
     def rows(self) -> int:
+        """The first data dim."""
         return self.d[0]
 
     def cols(self) -> int:
+        """The second data dim (1 for a vector)."""
         return self.d[1] if len(self.d) > 1 else 1
 
     def padded(self, nd: int) -> tuple[int, ...]:
+        """The data dims padded with trailing 1s to ``nd`` dims.
+
+        Args:
+            nd (int): the number of dims wanted.
+        """
         return self.d + (1,) * (nd - len(self.d))
 
     def as_tuple(self) -> tuple[tuple[int, ...], int]:
+        """``(data dims, batch size)``, as ``Expression.dim()`` returns it."""
         return (self.d, self.bd)
 
     def __repr__(self) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from numbers import Number
 
 from . import runtime
-from .functions import _all_dims, _dim, _ints, _unary, concatenate, moment_dim, noise, reshape
+from .functions import _all_dims, _dim, _int, _ints, _unary, concatenate, moment_dim, noise, reshape
 from .graph import Expression, _cg
 from .ops import OPS
 
@@ -36,13 +36,6 @@ __all__ = [
 ]
 
 
-def _int(v, what: str) -> int:
-    try:
-        return v.__index__()
-    except AttributeError:
-        raise TypeError(f"{what}: expected an int, got {type(v).__name__} {v!r}") from None
-
-
 # ============================================================ elementwise unary
 
 sin = _unary("sin")
@@ -59,7 +52,12 @@ atanh = _unary("atanh")
 
 
 def silu(x, beta: float = 1.0) -> Expression:
-    """x * sigmoid(beta * x) (swish)."""
+    """SiLU (swish) of each element, ``x * sigmoid(beta * x)``.
+
+    Args:
+        x (Expression): any dims, batched or not.
+        beta (float): the slope inside the sigmoid.
+    """
     return _add1(_O["silu"], x, (float(beta),))
 
 
@@ -73,15 +71,33 @@ def _gradient_mode(name: str, mode: str) -> tuple[bool]:
 
 
 def round(x, gradient_mode: str = "zero_gradient") -> Expression:  # noqa: A001 - DyNet's name
-    """Round half away from zero; zero gradient, or straight-through."""
+    """Each element rounded to the nearest integer (halves away from zero).
+
+    Args:
+        x (Expression): any dims, batched or not.
+        gradient_mode (str): ``"zero_gradient"`` or ``"straight_through_gradient"`` (the incoming
+            gradient passes unchanged).
+    """
     return _add1(_O["round"], x, _gradient_mode("round", gradient_mode))
 
 
 def ceil(x, gradient_mode: str = "zero_gradient") -> Expression:
+    """Each element rounded up.
+
+    Args:
+        x (Expression): any dims, batched or not.
+        gradient_mode (str): ``"zero_gradient"`` or ``"straight_through_gradient"``.
+    """
     return _add1(_O["ceil"], x, _gradient_mode("ceil", gradient_mode))
 
 
 def floor(x, gradient_mode: str = "zero_gradient") -> Expression:
+    """Each element rounded down.
+
+    Args:
+        x (Expression): any dims, batched or not.
+        gradient_mode (str): ``"zero_gradient"`` or ``"straight_through_gradient"``.
+    """
     return _add1(_O["floor"], x, _gradient_mode("floor", gradient_mode))
 
 
@@ -89,17 +105,33 @@ def floor(x, gradient_mode: str = "zero_gradient") -> Expression:
 
 
 def sparsemax(x) -> Expression:
-    """Projection of a vector onto the probability simplex (unbatched, as DyNet)."""
+    """Sparsemax: the Euclidean projection of the vector ``x`` onto the probability simplex
+    (a distribution in which many entries are exactly 0).
+
+    Args:
+        x (Expression): a vector; unbatched only, as in DyNet.
+    """
     return _add1(_O["sparsemax"], x)
 
 
 def sparsemax_loss(x, target_support: Sequence[int]) -> Expression:
-    """Sparsemax loss against the uniform distribution over ``target_support``."""
+    """The sparsemax loss of the scores ``x`` against the uniform distribution over
+    ``target_support``; dims ``{1}``.
+
+    Args:
+        x (Expression): a vector of scores (unbatched).
+        target_support (list[int]): the gold indices, at least one.
+    """
     return _add1(_O["sparsemax_loss"], x, (_ints(target_support, "sparsemax_loss"),))
 
 
 def constrained_softmax(x, y) -> Expression:
-    """Softmax of ``x`` with the elementwise upper bounds ``y``."""
+    """A softmax of ``x`` whose probabilities are capped elementwise by ``y``.
+
+    Args:
+        x (Expression): a vector of scores (unbatched).
+        y (Expression): upper bounds in (0, 1], the size of x.
+    """
     return _add(_O["constrained_softmax"], (x, y))
 
 
@@ -108,16 +140,29 @@ def constrained_softmax(x, y) -> Expression:
 
 def strided_select(x, strides: Sequence[int], range_from: Sequence[int] = (),
                    range_to: Sequence[int] = ()) -> Expression:
-    """``x[from:to:stride]`` per dimension; the entry after the last data dim is the batch."""
+    """A strided slice: along each dimension k, the elements ``range_from[k]``,
+    ``range_from[k] + strides[k]``, ... below ``range_to[k]``.
+
+    Args:
+        x (Expression): any dims.
+        strides (list[int]): the step per dimension (missing entries: 1); the entry after the last
+            data dimension applies to the batch.
+        range_from (list[int]): the start per dimension (missing: 0).
+        range_to (list[int]): the end (exclusive) per dimension (missing: the size).
+    """
     return _add1(_O["strided_select"], x, (_ints(strides, "strided_select"), _ints(range_from, "strided_select"),
                                            _ints(range_to, "strided_select")))
 
 
 def strided_getitem(x, index) -> Expression:
-    """``Expression[slice]`` with a step and ``Expression[tuple of slices]``, as DyNet's ``__getitem__``.
+    """``x[index]`` for a slice with a step or a tuple of slices, as DyNet's ``__getitem__``.
 
-    Negative and out-of-range bounds follow Python slicing (DyNet rejects them);
-    the tuple position after the last data dim slices the batch.
+    Args:
+        x (Expression): any dims.
+        index (slice or tuple[slice, ...]): one slice per dimension; the position after the
+            last data dimension slices the batch.
+
+    Negative and out-of-range bounds follow Python slicing (DyNet rejects them).
     """
     d = _dim(x, "Expression[]")
     sizes = d.d + (d.bd,)
@@ -140,18 +185,45 @@ def strided_getitem(x, index) -> Expression:
 
 
 def max_dim(x, d: int = 0) -> Expression:
+    """The maximum along dimension ``d`` (removed from the dims).
+
+    Args:
+        x (Expression): up to 3 dims.
+        d (int): the dimension reduced.
+
+    Batch elements are reduced separately.
+    """
     return _add1(_O["max_dim"], x, (_int(d, "max_dim"),))
 
 
 def min_dim(x, d: int = 0) -> Expression:
+    """The minimum along dimension ``d`` (removed from the dims).
+
+    Args:
+        x (Expression): up to 3 dims.
+        d (int): the dimension reduced.
+    """
     return _add1(_O["min_dim"], x, (_int(d, "min_dim"),))
 
 
 def cumsum(x, d: int = 0) -> Expression:
+    """The cumulative sum along dimension ``d`` (dims unchanged).
+
+    Args:
+        x (Expression): any dims, batched or not.
+        d (int): the dimension summed along.
+    """
     return _add1(_O["cumsum"], x, (_int(d, "cumsum"),))
 
 
 def kmax_pooling(x, k: int, d: int = 1) -> Expression:
+    """The ``k`` largest values along dimension ``d``, kept in their original order.
+
+    Args:
+        x (Expression): up to 3 dims.
+        k (int): how many values to keep, ``1 <= k <=`` the size of dimension d.
+        d (int): the dimension pooled over.
+    """
     return _add1(_O["kmax_pooling"], x, (_int(k, "kmax_pooling"), _int(d, "kmax_pooling")))
 
 
@@ -159,23 +231,52 @@ def kmax_pooling(x, k: int, d: int = 1) -> Expression:
 
 
 def moment_elems(x, r: int) -> Expression:
+    """The raw moment of order ``r`` (mean of ``x**r``) of all elements, one per batch element.
+
+    Args:
+        x (Expression): any dims.
+        r (int): the order.
+    """
     return moment_dim(x, _all_dims(x, "moment_elems"), r)
 
 
 def moment_batches(x, r: int) -> Expression:
+    """The raw moment of order ``r`` over the batch elements.
+
+    Args:
+        x (Expression): a batched expression.
+        r (int): the order.
+    """
     return moment_dim(x, (), r, True)
 
 
 def std_dim(x, d: Sequence[int], b: bool = False, n: int = 0) -> Expression:
-    """Population standard deviation over dims ``d`` (and the batch if ``b``); ``n > 0`` overrides the divisor."""
+    """The population standard deviation over the dimensions ``d``.
+
+    Args:
+        x (Expression): any dims.
+        d (list[int]): the dimensions reduced.
+        b (bool): also reduce over the batch.
+        n (int): if > 0, the divisor used instead of the number of elements.
+    """
     return _add1(_O["std_dim"], x, (_ints(d, "std_dim"), bool(b), _int(n, "std_dim")))
 
 
 def std_elems(x) -> Expression:
+    """The standard deviation of all elements of ``x``, one per batch element.
+
+    Args:
+        x (Expression): any dims.
+    """
     return std_dim(x, _all_dims(x, "std_elems"))
 
 
 def std_batches(x) -> Expression:
+    """The standard deviation over the batch elements of ``x``.
+
+    Args:
+        x (Expression): a batched expression.
+    """
     return std_dim(x, (), True)
 
 
@@ -183,10 +284,14 @@ def std_batches(x) -> Expression:
 
 
 def hinge_dim(x, v, d: int = 0, m: float = 1.0) -> Expression:
-    """Hinge loss of every column (``d=0``) or row (``d=1``) of a matrix.
+    """Hinge loss of every column (``d=0``) or row (``d=1``) of the matrix ``x``.
 
-    ``v`` holds one gold index per column (row); a list of such lists gives one per
-    batch element (DyNet's commented-out ``hinge_dim_batch``).
+    Args:
+        x (Expression): a matrix of scores.
+        v (list[int] or list[list[int]]): one gold index per column (row); a list of such
+            lists gives one per batch element.
+        d (int): 0 for columns, 1 for rows.
+        m (float): the margin (not negative).
     """
     v = list(v)
     if v and not isinstance(v[0], Number):
@@ -197,12 +302,23 @@ def hinge_dim(x, v, d: int = 0, m: float = 1.0) -> Expression:
 
 
 def pairwise_rank_loss(x, y, m: float = 1.0) -> Expression:
-    """max(0, m - x + y), elementwise."""
+    """The pairwise ranking loss ``max(0, m - x + y)``, elementwise.
+
+    Args:
+        x (Expression): scores that should be higher, a row vector ``{1}`` or ``{1, n}``.
+        y (Expression): scores that should be lower, the same dims.
+        m (float): the margin.
+    """
     return _add(_O["pairwise_rank_loss"], (x, y), (float(m),))
 
 
 def poisson_loss(log_lambda, x: int) -> Expression:
-    """-log Poisson(x; lambda = exp(log_lambda)) for an observed count ``x``."""
+    """The negative log-likelihood of the count ``x`` under a Poisson with rate ``exp(log_lambda)``.
+
+    Args:
+        log_lambda (Expression): a scalar, the log of the rate (unbatched).
+        x (int): the observed count, >= 0.
+    """
     try:
         k = x.__index__()
     except AttributeError:
@@ -214,40 +330,98 @@ def poisson_loss(log_lambda, x: int) -> Expression:
 
 
 def inverse(x) -> Expression:
+    """The inverse of the square matrix ``x`` (unbatched).
+
+    Args:
+        x (Expression): an invertible square matrix.
+    """
     return _add1(_O["inverse"], x)
 
 
 def logdet(x) -> Expression:
+    """The log of the determinant of the square matrix ``x``, dims ``{1}`` (unbatched).
+
+    Args:
+        x (Expression): a square matrix with a positive determinant.
+    """
     return _add1(_O["logdet"], x)
 
 
 def trace_of_product(x, y) -> Expression:
+    """The trace of ``x`` times the transpose of ``y``, dims ``{1}`` (unbatched).
+
+    Args:
+        x (Expression): a matrix.
+        y (Expression): a matrix of the same dims.
+    """
     return _add(_O["trace_of_product"], (x, y))
 
 
 def contract3d_1d(x, y) -> Expression:
-    """Y_ij = sum_k x_ijk y_k."""
+    """Contracts the last dimension of the 3-tensor ``x`` with the vector ``y``:
+    ``out[i, j] = sum_k x[i, j, k] * y[k]``.
+
+    Args:
+        x (Expression): a tensor ``{i, j, k}``.
+        y (Expression): a vector ``{k}``.
+
+    Either operand may be batched (batch 1 broadcasts).
+    """
     return _add(_O["contract3d_1d"], (x, y))
 
 
 def contract3d_1d_bias(x, y, b) -> Expression:
+    """:func:`contract3d_1d` plus the matrix ``b``.
+
+    Args:
+        x (Expression): a tensor ``{i, j, k}``.
+        y (Expression): a vector ``{k}``.
+        b (Expression): a matrix ``{i, j}``.
+    """
     return contract3d_1d(x, y) + b
 
 
 def contract3d_1d_1d(x, y, z) -> Expression:
-    """y_i = sum_jk x_ijk y_k z_j."""
+    """Contracts the 3-tensor ``x`` with two vectors:
+    ``out[i] = sum_jk x[i, j, k] * y[k] * z[j]`` (unbatched).
+
+    Args:
+        x (Expression): a tensor ``{i, j, k}``.
+        y (Expression): a vector ``{k}``.
+        z (Expression): a vector ``{j}``.
+    """
     return _add(_O["contract3d_1d_1d"], (x, y, z))
 
 
 def contract3d_1d_1d_bias(x, y, z, b) -> Expression:
+    """:func:`contract3d_1d_1d` plus the vector ``b``.
+
+    Args:
+        x (Expression): a tensor ``{i, j, k}``.
+        y (Expression): a vector ``{k}``.
+        z (Expression): a vector ``{j}``.
+        b (Expression): a vector ``{i}``.
+    """
     return contract3d_1d_1d(x, y, z) + b
 
 
 def circ_conv(u, v) -> Expression:
+    """The circular convolution of two vectors of the same size (unbatched).
+
+    Args:
+        u (Expression): a vector.
+        v (Expression): a vector of the same size.
+    """
     return _add(_O["circ_conv"], (u, v))
 
 
 def circ_corr(u, v) -> Expression:
+    """The circular correlation of two vectors of the same size (unbatched).
+
+    Args:
+        u (Expression): a vector.
+        v (Expression): a vector of the same size.
+    """
     return _add(_O["circ_corr"], (u, v))
 
 
@@ -262,31 +436,80 @@ def _pair(v, what: str) -> tuple[int, int]:
 
 
 def conv2d(x, f, stride: Sequence[int], is_valid: bool = True) -> Expression:
-    """2-D cross-correlation of x {H,W,C_in} (batched) with filters f {kh,kw,C_in,C_out}."""
+    """2-D convolution (cross-correlation, as DyNet and TensorFlow compute it).
+
+    Args:
+        x (Expression): the input ``{H, W, C_in}``, batched or not; a 2-d input ``{H, W}`` is one
+            input channel, as in DyNet.
+        f (Expression): the filters ``{kh, kw, C_in, C_out}``, unbatched.
+        stride (list[int]): the row and column strides.
+        is_valid (bool): True for VALID padding (no padding), False for SAME (TensorFlow's rule).
+
+    Returns ``{H', W', C_out}`` per batch element.
+    """
+    xd = _dim(x, "conv2d")
+    if len(xd.d) == 2:
+        x = reshape(x, xd.d + (1,), xd.bd)
     return _add(_O["conv2d"], (x, f), (_pair(stride, "conv2d stride"), bool(is_valid)))
 
 
 def conv2d_bias(x, f, b, stride: Sequence[int], is_valid: bool = True) -> Expression:
-    """conv2d plus a bias {C_out} added to every position of each output channel."""
+    """:func:`conv2d` plus a bias per output channel.
+
+    Args:
+        x (Expression): the input ``{H, W, C_in}``.
+        f (Expression): the filters ``{kh, kw, C_in, C_out}``.
+        b (Expression): the bias ``{C_out}``.
+        stride (list[int]): the row and column strides.
+        is_valid (bool): VALID (True) or SAME (False) padding.
+    """
     y = conv2d(x, f, stride, is_valid)
     bd = _dim(b, "conv2d_bias")
     return y + reshape(b, (1, 1, bd.size()), bd.bd)
 
 
 def maxpooling2d(x, ksize: Sequence[int], stride: Sequence[int], is_valid: bool = True) -> Expression:
+    """2-D max pooling over windows of ``ksize``.
+
+    Args:
+        x (Expression): ``{H, W}`` or ``{H, W, C}``, batched or not.
+        ksize (list[int]): the window's rows and columns.
+        stride (list[int]): the row and column strides.
+        is_valid (bool): VALID (True) or SAME (False) padding.
+    """
     return _add1(_O["maxpooling2d"], x, (_pair(ksize, "maxpooling2d ksize"), _pair(stride, "maxpooling2d stride"),
                                          bool(is_valid)))
 
 
 def filter1d_narrow(x, f) -> Expression:
+    """Narrow 1-D convolution of the matrix ``x`` with the filters ``f`` (unbatched).
+
+    Args:
+        x (Expression): a matrix ``{d, s}``.
+        f (Expression): filters ``{d, m}`` or ``{d, m, n}`` with ``m <= s``.
+
+    Returns ``{n, s - m + 1}``: one row per filter.
+    """
     return _add(_O["filter1d_narrow"], (x, f))
 
 
 def fold_rows(x, nrows: int = 2) -> Expression:
+    """Sums each group of ``nrows`` consecutive rows (unbatched).
+
+    Args:
+        x (Expression): a matrix whose rows are a multiple of nrows.
+        nrows (int): the group size.
+    """
     return _add1(_O["fold_rows"], x, (_int(nrows, "fold_rows"),))
 
 
 def kmh_ngram(x, v: int) -> Expression:
+    """Sums of ``v`` consecutive columns of a matrix (unbatched).
+
+    Args:
+        x (Expression): a matrix ``{d, s}``.
+        v (int): the n-gram width, ``1 <= v <= s``.
+    """
     return _add1(_O["kmh_ngram"], x, (_int(v, "kmh_ngram"),))
 
 
@@ -294,14 +517,26 @@ def kmh_ngram(x, v: int) -> Expression:
 
 
 def layer_norm(x, g, b) -> Expression:
-    """g * (x - mean(x)) / (std(x) + 1e-8) + b over the elements of each batch element (DyNet's composite)."""
+    """Layer normalisation: ``g * (x - mean(x)) / (std(x) + 1e-8) + b`` over each batch element
+    (DyNet's composite).
+
+    Args:
+        x (Expression): a vector.
+        g (Expression): the gain, same dims.
+        b (Expression): the bias, same dims.
+    """
     mu = moment_dim(x, _all_dims(x, "layer_norm"), 1)
     sigma = std_elems(x)
     return _add(_O["cmult"], (g, _add(_O["cdiv"], (x - mu, sigma + 1e-8)))) + b
 
 
 def weight_norm(w, g) -> Expression:
-    """g * w / ||w|| for a scalar gain g (unbatched, as DyNet)."""
+    """Weight normalisation ``g * w / ||w||`` (unbatched).
+
+    Args:
+        w (Expression): the weights, any dims.
+        g (Expression): a scalar gain.
+    """
     return _add(_O["weight_norm"], (w, g))
 
 
@@ -317,36 +552,91 @@ def _noisy(ws, std: float):
 
 
 def vanilla_lstm_gates(x_t, h_tm1, Wx, Wh, b, weightnoise_std: float = 0.0) -> Expression:
-    """Stacked gates [i;f;o;g] of a vanilla LSTM step (forget gate biased by +1, as DyNet).
+    """The stacked gates ``[i; f; o; g]`` of one vanilla LSTM step (forget gate biased by +1):
+    sigmoid for i, f, o and tanh for g of ``Wx x_t + Wh h_tm1 + b``.
 
-    With ``weightnoise_std > 0`` Gaussian noise is added to Wx, Wh and b for this
-    step (DyNet draws the noisy weights but then multiplies by the clean ones).
+    Args:
+        x_t (Expression): the input ``{n_in}``, batched or not.
+        h_tm1 (Expression): the previous hidden state ``{n}``.
+        Wx (Expression): ``{4n, n_in}``.
+        Wh (Expression): ``{4n, n}``.
+        b (Expression): ``{4n}``.
+        weightnoise_std (float): if > 0, Gaussian noise of this std on Wx, Wh and b for this step
+            (DyNet draws the noisy weights but then multiplies by the clean ones).
+
+    Returns ``{4n}``.
     """
     Wx, Wh, b = _noisy((Wx, Wh, b), float(weightnoise_std))
     return _add(_O["vanilla_lstm_gates"], (x_t, h_tm1, Wx, Wh, b))
 
 
 def vanilla_lstm_gates_concat(x_ts: Sequence, h_tm1, Wx, Wh, b, weightnoise_std: float = 0.0) -> Expression:
+    """:func:`vanilla_lstm_gates` of the inputs ``x_ts`` concatenated into one vector.
+
+    Args:
+        x_ts (list[Expression]): the input parts.
+        h_tm1 (Expression): the previous hidden state ``{n}``.
+        Wx (Expression): ``{4n, n_in}``.
+        Wh (Expression): ``{4n, n}``.
+        b (Expression): ``{4n}``.
+        weightnoise_std (float): weight noise std (0: none).
+    """
     return vanilla_lstm_gates(concatenate(list(x_ts)), h_tm1, Wx, Wh, b, weightnoise_std)
 
 
 def vanilla_lstm_gates_dropout(x_t, h_tm1, Wx, Wh, b, dropout_mask_x, dropout_mask_h,
                                weightnoise_std: float = 0.0) -> Expression:
+    """:func:`vanilla_lstm_gates` with ``x_t`` and ``h_tm1`` multiplied by dropout masks.
+
+    Args:
+        x_t (Expression): the input ``{n_in}``.
+        h_tm1 (Expression): the previous hidden state ``{n}``.
+        Wx (Expression): ``{4n, n_in}``.
+        Wh (Expression): ``{4n, n}``.
+        b (Expression): ``{4n}``.
+        dropout_mask_x (Expression): the mask of x_t, ``{n_in}``.
+        dropout_mask_h (Expression): the mask of h_tm1, ``{n}``.
+        weightnoise_std (float): weight noise std (0: none).
+    """
     Wx, Wh, b = _noisy((Wx, Wh, b), float(weightnoise_std))
     return _add(_O["vanilla_lstm_gates_dropout"], (x_t, h_tm1, Wx, Wh, b, dropout_mask_x, dropout_mask_h))
 
 
 def vanilla_lstm_gates_dropout_concat(x_ts: Sequence, h_tm1, Wx, Wh, b, dropout_mask_x, dropout_mask_h,
                                       weightnoise_std: float = 0.0) -> Expression:
+    """:func:`vanilla_lstm_gates_dropout` of the inputs ``x_ts`` concatenated.
+
+    Args:
+        x_ts (list[Expression]): the input parts.
+        h_tm1 (Expression): the previous hidden state.
+        Wx (Expression): ``{4n, n_in}``.
+        Wh (Expression): ``{4n, n}``.
+        b (Expression): ``{4n}``.
+        dropout_mask_x (Expression): the input mask.
+        dropout_mask_h (Expression): the hidden-state mask.
+        weightnoise_std (float): weight noise std (0: none).
+    """
     return vanilla_lstm_gates_dropout(concatenate(list(x_ts)), h_tm1, Wx, Wh, b, dropout_mask_x, dropout_mask_h,
                                       weightnoise_std)
 
 
 def vanilla_lstm_c(c_tm1, gates_t) -> Expression:
+    """The new cell state ``c_t = i * g + f * c_tm1`` from the gates ``[i; f; o; g]``.
+
+    Args:
+        c_tm1 (Expression): the previous cell state ``{n}``.
+        gates_t (Expression): the gates ``{4n}`` of :func:`vanilla_lstm_gates`.
+    """
     return _add(_O["vanilla_lstm_c"], (c_tm1, gates_t))
 
 
 def vanilla_lstm_h(c_t, gates_t) -> Expression:
+    """The new hidden state ``h_t = o * tanh(c_t)`` from the gates ``[i; f; o; g]``.
+
+    Args:
+        c_t (Expression): the cell state ``{n}``.
+        gates_t (Expression): the gates ``{4n}``.
+    """
     return _add(_O["vanilla_lstm_h"], (c_t, gates_t))
 
 
@@ -354,9 +644,11 @@ def vanilla_lstm_h(c_t, gates_t) -> Expression:
 
 
 def to_device(e, device_str: str) -> Expression:
-    """Move a value to another device of the current backend (an identity that records the device).
+    """The value of ``e`` moved to another device of the current backend (an identity in the graph).
 
-    Devices are those of ``available_devices()``; moving to another backend's device is not supported.
+    Args:
+        e (Expression): any dims.
+        device_str (str): a device of ``available_devices()``, e.g. ``"CPU"`` or ``"GPU:0"``.
     """
     dev = device_str.decode() if isinstance(device_str, bytes) else str(device_str)
     be = runtime.backend()

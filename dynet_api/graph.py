@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import os
 from numbers import Number
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import runtime
+from .backend import missing_executor_methods
 from .dim import Dim
-from .ops import OP_LIST, OPS
+from .ops import OP_LIST, OPS, check_attrs
 
 try:  # the optional C accelerator of the hot path below (csrc/fastgraph.c)
     if os.environ.get("DYNET_API_PURE_PYTHON", "") not in ("", "0"):
         raise ImportError("DYNET_API_PURE_PYTHON is set")
-    from . import _fastgraph
+    from . import _fastgraph  # type: ignore[attr-defined]  # compiled, no stub
 except ImportError:
     _fastgraph = None
 
@@ -129,17 +131,37 @@ class _PyGraphOps:
     """The graph's add methods in pure Python; ``_fastgraph.GraphBase`` implements the same
     in C (same lists, same shape-cache keys, the same Python calls on a miss or a stale operand)."""
 
+    # The graph's state, set by ComputationGraph (declared here for the type checker).
+    ver: int
+    nodes: list
+    dims: list
+    ng: list
+    immediate: bool
+    _shapes: dict
+
+    if TYPE_CHECKING:
+
+        def forward_to(self, i: int) -> None: ...
+
+        def _shape(self, op, key, dims, attrs) -> Dim: ...
+
     def add(self, op, args, attrs=None) -> Expression:
-        """Append a node; validates operands and the shape before touching the graph."""
+        """Appends a node of ``op``; validates the operands and the shape before touching the graph.
+
+        Args:
+            op (OpDef): the op record.
+            args (tuple[Expression, ...]): the operands.
+            attrs (tuple or None): the op's attributes.
+        """
         ver = self.ver
-        ids = []
+        ids: list = []
         push = ids.append
         for x in args:
             try:
                 push(x.i if x.v == ver else x._node(self))
             except AttributeError:
                 raise TypeError(f"{op.name}: expected an Expression, got {type(x).__name__} {x!r}") from None
-        ids = tuple(ids)
+        ids = tuple(ids)  # type: ignore[assignment]
         dims = self.dims
         ind = [dims[k] for k in ids]
         key = (op, attrs, *ind)
@@ -167,7 +189,13 @@ class _PyGraphOps:
         return e
 
     def add1(self, op, x, attrs=None) -> Expression:
-        """``add`` for one operand: the hot path of elementwise ops."""
+        """``add`` for one operand: the hot path of elementwise ops.
+
+        Args:
+            op (OpDef): the op record.
+            x (Expression): the operand.
+            attrs (tuple or None): the op's attributes.
+        """
         ver = self.ver
         try:
             k = x.i if x.v == ver else x._node(self)
@@ -192,7 +220,14 @@ class _PyGraphOps:
         return e
 
     def add2(self, op, i: int, j: int, attrs=None) -> Expression:
-        """Two already-resolved operands (the operators' path)."""
+        """Appends a node of two already-resolved operands (the operators' path).
+
+        Args:
+            op (OpDef): the op record.
+            i (int): the first operand's node.
+            j (int): the second operand's node.
+            attrs (tuple or None): the op's attributes.
+        """
         dims = self.dims
         di, dj = dims[i], dims[j]
         key = (op, attrs, di, dj)
@@ -212,7 +247,14 @@ class _PyGraphOps:
         return e
 
     def add_xy(self, op, x, y, attrs=None) -> Expression:
-        """``add`` for two operands (cmult, dot_product, ...): no tuple or list building."""
+        """``add`` for two operands (cmult, dot_product...) without building a tuple.
+
+        Args:
+            op (OpDef): the op record.
+            x (Expression): the first operand.
+            y (Expression): the second operand.
+            attrs (tuple or None): the op's attributes.
+        """
         ver = self.ver
         try:
             i = x.i if x.v == ver else x._node(self)
@@ -241,18 +283,23 @@ class _PyGraphOps:
         return e
 
 
-_GraphBase = _fastgraph.GraphBase if _fastgraph is not None else _PyGraphOps
+if TYPE_CHECKING:  # the type checker reads the pure-Python twin of the C base
+    _GraphBase = _PyGraphOps
+else:
+    _GraphBase = _fastgraph.GraphBase if _fastgraph is not None else _PyGraphOps
 
 
 class ComputationGraph(_GraphBase):
-    """DyNet's single global graph; use ``dy.renew_cg()``, never the constructor."""
+    """DyNet's single global graph of expressions; get it with ``dy.cg()`` or ``dy.renew_cg()``, never
+    the constructor.
+    """
 
     def __init__(self) -> None:
         self.ver = 0
         self.immediate = False
         self.check_validity = False
-        self.backend = None
-        self.executor = None
+        self.backend: Any = None
+        self.executor: Any = None
         self.supported: frozenset | None = None
         self._shapes: dict = {}
         self.nodes: list = []
@@ -267,13 +314,26 @@ class ComputationGraph(_GraphBase):
         be = runtime.backend()
         if self.executor is None or self.backend is not be:
             self.backend = be
-            self.executor = be.make_executor(self) or PyExecutor(self, be)
+            ex = be.make_executor(self)
+            if ex is not None:
+                missing = missing_executor_methods(ex)
+                if missing:
+                    raise TypeError(f"backend {be.name!r}: its executor {type(ex).__name__} lacks "
+                                    f"{', '.join(missing)} (see dynet_api.backend.GraphExecutor)")
+            self.executor = ex or PyExecutor(self, be)
             self._shapes = {}
         self.supported = be.supported_ops()
         return self.supported
 
     def renew(self, immediate_compute: bool = False, check_validity: bool = False,
               autobatching=None) -> ComputationGraph:
+        """Empties the graph for a new one (as :func:`renew_cg`).
+
+        Args:
+            immediate_compute (bool): compute each node as it is added.
+            check_validity (bool): with immediate_compute, check each value for NaN and Inf.
+            autobatching: accepted for DyNet compatibility (set automatic batching with ``dynet_config``).
+        """
         self.ver += 1
         self.nodes = []
         self.dims = []
@@ -282,7 +342,8 @@ class ComputationGraph(_GraphBase):
         self.backward_done = False
         self._checkpoints = []
         self.immediate = bool(immediate_compute)
-        self.check_validity = bool(check_validity) and self.immediate
+        # Checked on every forward, lazy or immediate (DyNet checks only with immediate_compute).
+        self.check_validity = bool(check_validity)
         if self.backend is not None and self.backend is not runtime.current():
             self.backend = None
             self.executor = None
@@ -293,9 +354,11 @@ class ComputationGraph(_GraphBase):
         return self
 
     def checkpoint(self) -> None:
+        """Remembers the current size of the graph (see :meth:`revert`)."""
         self._checkpoints.append(len(self.nodes))
 
     def revert(self) -> None:
+        """Drops the nodes added since the last :meth:`checkpoint`."""
         if not self._checkpoints:
             raise RuntimeError("cg_revert: no checkpoint to revert to (call cg_checkpoint first)")
         n = self._checkpoints.pop()
@@ -332,9 +395,17 @@ class ComputationGraph(_GraphBase):
             raise TypeError(f"{op.name}: expected an Expression, got {type(x).__name__} {x!r}") from None
 
     def add_leaf(self, op, attrs, needs_grad: bool = False) -> Expression:
-        if self.supported is None:
-            self._bind()
-        if op.name not in self.supported:
+        """Appends a leaf node (input, constant, parameter, random tensor).
+
+        Args:
+            op (OpDef): the leaf's op record.
+            attrs (tuple): its attributes, its Dim last.
+            needs_grad (bool): whether a gradient flows into it.
+        """
+        if op.attr_domains:
+            check_attrs(op, attrs)
+        sup = self.supported if self.supported is not None else self._bind()
+        if op.name not in sup:
             raise NotImplementedError(f"{op.name}: not supported by backend {self.backend.name!r}")
         n = len(self.nodes)
         self.nodes.append((op, (), attrs))
@@ -349,6 +420,11 @@ class ComputationGraph(_GraphBase):
 
     # ------------------------------------------------------------ evaluation
     def forward_to(self, i: int) -> None:
+        """Computes the values of every node up to node ``i``.
+
+        Args:
+            i (int): the node index.
+        """
         if i >= self.n_eval:
             if self.supported is None:
                 self._bind()
@@ -366,13 +442,23 @@ class ComputationGraph(_GraphBase):
             self.n_eval = i + 1
 
     def invalidate(self, i: int = 0) -> None:
-        """Values from node ``i`` on must be recomputed (an input was ``set``)."""
+        """Marks the values from node ``i`` on for recomputation (an input was ``set``).
+
+        Args:
+            i (int): the first node to recompute.
+        """
         if i < self.n_eval:
             self.n_eval = i
         if self.executor is not None:
             self.executor.invalidate(i)
 
     def backward(self, i: int, full: bool = False) -> None:
+        """Backpropagates from node ``i``, which must be a scalar of batch size 1.
+
+        Args:
+            i (int): the node index.
+            full (bool): compute gradients for every node, not only those that lead to parameters.
+        """
         d = self.dims[i]
         if d.d != (1,) or d.bd != 1:
             raise ValueError(
@@ -384,12 +470,22 @@ class ComputationGraph(_GraphBase):
         self.backward_done = True
 
     def check_value(self, j: int) -> None:
+        """Raises if node ``j``'s value holds NaN or Inf.
+
+        Args:
+            j (int): the node index.
+        """
         a = self.backend.to_numpy(self.executor.value(j))
         if not np.isfinite(a).all():
             op = self.nodes[j][0]
             raise RuntimeError(f"check_validity: {op.name} (node {j}) produced NaN or Inf")
 
     def value_array(self, i: int) -> np.ndarray:
+        """Node ``i``'s value as a NumPy array (computed if needed).
+
+        Args:
+            i (int): the node index.
+        """
         self.forward_to(i)
         return self.backend.to_numpy(self.executor.value(i))
 
@@ -399,17 +495,37 @@ class ComputationGraph(_GraphBase):
 
     # DyNet's ComputationGraph methods --------------------------------------
     def forward(self, e=None):
+        """Computes the graph up to ``e``.
+
+        Args:
+            e (Expression or None): the expression; None: the last node.
+        """
         i = len(self.nodes) - 1 if e is None else _index(e)
         self.forward_to(i)
 
     def inc_forward(self, e=None):
+        """Computes the graph up to ``e``, reusing the values already computed.
+
+        Args:
+            e (Expression or None): the expression; None: the last node.
+        """
         self.forward(e)
 
     def forward_scalar(self, e=None) -> float:
+        """Computes the graph up to ``e`` and returns its first value as a float.
+
+        Args:
+            e (Expression or None): the expression; None: the last node.
+        """
         i = len(self.nodes) - 1 if e is None else _index(e)
         return float(self.value_array(i).reshape(-1)[0])
 
     def forward_vec(self, e=None) -> list[float]:
+        """Computes the graph up to ``e`` and returns its values as a flat list (column-major).
+
+        Args:
+            e (Expression or None): the expression; None: the last node.
+        """
         i = len(self.nodes) - 1 if e is None else _index(e)
         return self.value_array(i).reshape(-1, order="F").tolist()
 
@@ -417,6 +533,7 @@ class ComputationGraph(_GraphBase):
     inc_forward_vec = forward_vec
 
     def print_graphviz(self) -> None:
+        """Prints the graph in Graphviz's dot format."""
         print(graphviz_text(self))
 
     def __repr__(self) -> str:
@@ -546,11 +663,18 @@ class _PyExpressionBase(_PyExpressionOps):
         self.v = v
 
 
-_ExpressionBase = _fastgraph.ExpressionBase if _fastgraph is not None else _PyExpressionBase
+if TYPE_CHECKING:
+    _ExpressionBase = _PyExpressionBase
+else:
+    _ExpressionBase = _fastgraph.ExpressionBase if _fastgraph is not None else _PyExpressionBase
 
 
 class Expression(_ExpressionBase):
-    """A node of the current graph; cheap to create (two ints: ``i``, ``v``)."""
+    """A node of the current computation graph, made by the ``dy.*`` functions and the operators
+    (``+``, ``-``, ``*`` (matrix product), ``/`` by a number or elementwise, ``**``, indexing).
+    It becomes stale, and unusable, after :func:`renew_cg`.  Internally it is the pair
+    ``(i, v)``: ``i`` the node's index, ``v`` the version of the graph it belongs to.
+    """
 
     __slots__ = ()
 
@@ -564,6 +688,7 @@ class Expression(_ExpressionBase):
 
     # ---- shape and values
     def dim(self) -> tuple[tuple[int, ...], int]:
+        """The expression's dims as ``((d1, d2, ...), batch_size)``."""
         return _cg.dims[self._check()].as_tuple()
 
     def _array(self, recalculate: bool) -> tuple[np.ndarray, Dim]:
@@ -574,10 +699,20 @@ class Expression(_ExpressionBase):
         return _cg.value_array(i), d
 
     def npvalue(self, recalculate: bool = False) -> np.ndarray:
+        """The value as a NumPy array of the expression's dims (the batch as a last axis when batched).
+
+        Args:
+            recalculate (bool): recompute the graph's values instead of reusing them.
+        """
         a, d = self._array(recalculate)
         return a.reshape(d.d) if d.bd == 1 else a
 
     def value(self, recalculate: bool = False):
+        """The value: a float for a single value, a list for a vector, else a NumPy array.
+
+        Args:
+            recalculate (bool): recompute the graph's values instead of reusing them.
+        """
         a, d = self._array(recalculate)
         if len(d.d) == 1:
             if d.d[0] * d.bd == 1:
@@ -586,33 +721,61 @@ class Expression(_ExpressionBase):
         return a.reshape(d.d) if d.bd == 1 else a
 
     def scalar_value(self, recalculate: bool = False) -> float:
+        """The value of a one-element expression as a float.
+
+        Args:
+            recalculate (bool): recompute the graph's values instead of reusing them.
+        """
         a, d = self._array(recalculate)
         if a.size != 1:
             raise ValueError(f"scalar_value: the expression has {a.size} values (dim {d}); use npvalue()")
         return float(a.reshape(-1)[0])
 
     def vec_value(self, recalculate: bool = False) -> list[float]:
+        """All values as a flat list in column-major order (batch elements one after another).
+
+        Args:
+            recalculate (bool): recompute the graph's values instead of reusing them.
+        """
         a, _ = self._array(recalculate)
         return a.reshape(-1, order="F").tolist()
 
     def tensor_value(self, recalculate: bool = False):
+        """The value as a :class:`Tensor`.
+
+        Args:
+            recalculate (bool): recompute the graph's values instead of reusing them.
+        """
         from .tensor import Tensor
 
         return Tensor(self.npvalue(recalculate))
 
     def forward(self, recalculate: bool = False) -> None:
+        """Computes the graph up to this expression.
+
+        Args:
+            recalculate (bool): recompute the graph's values instead of reusing them.
+        """
         i = self._check()
         if recalculate:
             _cg.invalidate(0)
         _cg.forward_to(i)
 
     def incremental_forward(self) -> None:
+        """Computes the graph up to this expression, reusing the values already computed."""
         _cg.forward_to(self._check())
 
     def backward(self, full: bool = False) -> None:
+        """Backpropagates from this expression, a scalar of batch size 1 (a loss), filling the
+        parameters' gradients.
+
+        Args:
+            full (bool): also keep gradients of every intermediate node (read with :meth:`gradient`).
+        """
         _cg.backward(self._check(), full)
 
     def gradient(self) -> np.ndarray:
+        """The gradient of the last ``backward()``'s loss with respect to this expression, as a NumPy array."""
         i = self._check()
         if not _cg.backward_done:
             raise RuntimeError(f"Requested gradient for node {i}, but backward() was not run on this graph")

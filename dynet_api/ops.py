@@ -52,6 +52,9 @@ class OpDef:
     sample_dims: Callable[[], list] | None = None
     sample_attrs: Callable[[list], list] | None = None
     moments: Callable[[tuple], tuple] | None = None
+    # Attribute domains, checked by the front end before any backend sees the node, so every
+    # backend refuses the same values: ((attribute name, ATTR_DOMAINS key), ...).
+    attr_domains: tuple[tuple[str, str], ...] = ()
     id: int = field(default=-1)
 
     def fail(self, dims, msg: str = "") -> DimError:
@@ -62,8 +65,41 @@ class OpDef:
 OPS: dict[str, OpDef] = {}
 OP_LIST: list[OpDef] = []
 
+# name -> (test, wording, a value outside the domain for the conformance sweep); NaN fails every test.
+ATTR_DOMAINS: dict[str, tuple[Callable[[float], bool], str, float]] = {
+    "nonneg": (lambda v: v >= 0, ">= 0", -0.5),
+    "pos": (lambda v: v > 0, "> 0", 0.0),
+    "prob": (lambda v: 0 <= v <= 1, "in [0, 1]", 1.5),
+}
+
+
+def check_attr(op: OpDef, name: str, value, what: str | None = None) -> None:
+    """Raise ValueError naming the function (``what``, else the op) if ``value`` is outside the
+    declared domain of the op's attribute ``name``."""
+    for attr, dom in op.attr_domains:
+        if attr == name:
+            test, wording, _ = ATTR_DOMAINS[dom]
+            if not test(value):
+                raise ValueError(f"{what or op.name}: {name} must be {wording}, got {value!r}")
+
+
+def check_attrs(op: OpDef, attrs) -> None:
+    """Every declared attribute domain of the op, on a node's attribute tuple."""
+    for attr, _ in op.attr_domains:
+        check_attr(op, attr, attrs[op.attrs.index(attr)])
+
+
+def _checked(rule):
+    def shape(op, dims, attrs):
+        check_attrs(op, attrs)
+        return rule(op, dims, attrs)
+    shape.__doc__ = rule.__doc__
+    return shape
+
 
 def _op(name, nargs, shape, **kw) -> OpDef:
+    if kw.get("attr_domains"):
+        shape = _checked(shape)  # the memoised shape path then checks each new attribute tuple
     op = OpDef(name, nargs, shape, **kw)
     op.id = len(OP_LIST)
     OPS[name] = op
@@ -93,7 +129,10 @@ def s_same(op, dims, attrs):
 
 
 def s_broadcast(op, dims, attrs):
-    """Elementwise with DyNet's broadcasting of size-1 dims and of batch 1."""
+    """Elementwise with DyNet's broadcasting of size-1 dims and of batch 1.
+
+    The result has as many dims as the longer operand, trailing 1s included
+    (DyNet's CwiseSum/CwiseMultiply/CwiseQuotient: {3,3,1} + {3,3} is {3,3,1})."""
     a, b = dims
     if a.d == b.d:
         if a.bd == b.bd:
@@ -106,7 +145,7 @@ def s_broadcast(op, dims, attrs):
         if x != y and x != 1 and y != 1:
             raise op.fail(dims, "dims must match or be 1")
         out.append(max(x, y))
-    return Dim(truncated(tuple(out)), _batch(op, dims))
+    return Dim(tuple(out), _batch(op, dims))
 
 
 def s_same_all(op, dims, attrs):
@@ -418,14 +457,15 @@ D_ANY, D_POS, D_UNIT, D_PROB, D_GT1 = "any", "pos", "unit", "prob", "gt1"
 _op("input", 0, s_leaf, leaf=True, attrs=("data", "dim"), doc="A tensor from host data.")
 _op("constant", 0, s_leaf, leaf=True, attrs=("value", "dim"), doc="A tensor filled with one value.")
 _op("random_normal", 0, s_leaf, leaf=True, random=True, attrs=("mean", "stddev", "dim"),
+    attr_domains=(("stddev", "nonneg"),),
     doc="N(mean, stddev^2) samples.", sample_attrs=lambda ds: [(0.5, 2.0)], moments=lambda a: (a[0], a[1] ** 2))
-_op("random_bernoulli", 0, s_leaf, leaf=True, random=True, attrs=("p", "scale", "dim"),
+_op("random_bernoulli", 0, s_leaf, leaf=True, random=True, attrs=("p", "scale", "dim"), attr_domains=(("p", "prob"),),
     doc="Bernoulli(p) * scale samples.", sample_attrs=lambda ds: [(0.3, 2.0)],
     moments=lambda a: (a[0] * a[1], a[1] ** 2 * a[0] * (1 - a[0])))
 _op("random_uniform", 0, s_leaf, leaf=True, random=True, attrs=("left", "right", "dim"),
     doc="U(left, right) samples.", sample_attrs=lambda ds: [(-1.0, 3.0)],
     moments=lambda a: ((a[0] + a[1]) / 2, (a[1] - a[0]) ** 2 / 12))
-_op("random_gumbel", 0, s_leaf, leaf=True, random=True, attrs=("mu", "beta", "dim"),
+_op("random_gumbel", 0, s_leaf, leaf=True, random=True, attrs=("mu", "beta", "dim"), attr_domains=(("beta", "nonneg"),),
     doc="Gumbel(mu, beta) samples.", sample_attrs=lambda ds: [(0.5, 2.0)],
     moments=lambda a: (a[0] + 0.5772156649015329 * a[1], (math.pi * a[1]) ** 2 / 6))
 _op("parameter", 0, s_leaf, leaf=True, attrs=("storage", "update", "dim"), doc="A parameter's value.")
@@ -453,21 +493,21 @@ _op("squared_norm", 1, s_scalar_out, doc="Sum of x^2.")
 _op("l2_norm", 1, s_scalar_out, doc="sqrt(sum of x^2).")
 
 # Elementwise unary.
-_op("tanh", 1, s_same)
-_op("logistic", 1, s_same)
-_op("rectify", 1, s_same, kinks=(0.0,))
+_op("tanh", 1, s_same, doc="Hyperbolic tangent of each element, tanh(x).")
+_op("logistic", 1, s_same, doc="Logistic sigmoid of each element, 1 / (1 + exp(-x)).")
+_op("rectify", 1, s_same, kinks=(0.0,), doc="Rectified linear unit of each element, max(x, 0).")
 _op("elu", 1, s_same, attrs=("alpha",), kinks=(0.0,), sample_attrs=_consts(1.0, 0.5))
-_op("selu", 1, s_same, kinks=(0.0,))
-_op("softsign", 1, s_same)
-_op("exp", 1, s_same)
-_op("log", 1, s_same, domain=(D_POS,))
-_op("sqrt", 1, s_same, domain=(D_POS,))
-_op("square", 1, s_same)
-_op("cube", 1, s_same)
-_op("abs", 1, s_same, kinks=(0.0,))
-_op("log_sigmoid", 1, s_same)
-_op("erf", 1, s_same)
-_op("lgamma", 1, s_same, domain=(D_POS,))
+_op("selu", 1, s_same, kinks=(0.0,), doc="Scaled exponential linear unit of each element (fixed scale and alpha).")
+_op("softsign", 1, s_same, doc="Softsign of each element, x / (1 + abs(x)).")
+_op("exp", 1, s_same, doc="Natural exponential of each element, e^x.")
+_op("log", 1, s_same, domain=(D_POS,), doc="Natural logarithm of each element (x > 0).")
+_op("sqrt", 1, s_same, domain=(D_POS,), doc="Square root of each element (x >= 0).")
+_op("square", 1, s_same, doc="Square of each element, x^2.")
+_op("cube", 1, s_same, doc="Cube of each element, x^3.")
+_op("abs", 1, s_same, kinks=(0.0,), doc="Absolute value of each element, abs(x).")
+_op("log_sigmoid", 1, s_same, doc="Log of the logistic sigmoid of each element, -log(1 + exp(-x)), computed stably.")
+_op("erf", 1, s_same, doc="Gauss error function of each element.")
+_op("lgamma", 1, s_same, domain=(D_POS,), doc="Log of the gamma function of each element (x > 0).")
 
 # Softmax family.
 _op("softmax", 1, s_softmax, attrs=("d",), doc="Softmax over dimension d.", sample_attrs=_axes)
@@ -496,12 +536,13 @@ _op("moment_dim", 1, s_reduce_dim, attrs=("dims", "b", "r", "n"),
 
 # Losses.
 _op("pickneglogsoftmax", 1, s_class_loss, attrs=("indices",), sample_attrs=lambda ds: [(_gold(ds),)])
-_op("hinge", 1, s_class_loss, attrs=("indices", "m"), smooth=False,
+_op("hinge", 1, s_class_loss, attrs=("indices", "m"), smooth=False, attr_domains=(("m", "nonneg"),),
     sample_attrs=lambda ds: [(_gold(ds), 1.0), (_gold(ds), 0.5)])
 _op("binary_log_loss", 2, s_nobatch_pair_scalar, domain=(D_PROB, D_PROB))
 _op("squared_distance", 2, s_dot)
 _op("l1_distance", 2, s_nobatch_pair_scalar, smooth=False)
-_op("huber_distance", 2, s_nobatch_pair_scalar, attrs=("c",), smooth=False, sample_attrs=_consts(1.0))
+_op("huber_distance", 2, s_nobatch_pair_scalar, attrs=("c",), smooth=False, attr_domains=(("c", "pos"),),
+    sample_attrs=_consts(1.0))
 
 # Gradient control.
 _op("nobackprop", 1, s_same, nograd=(0,))
@@ -627,8 +668,6 @@ def s_hinge_dim(op, dims, attrs):
         raise op.fail(dims, "expects a matrix")
     if d not in (0, 1):
         raise op.fail(dims, f"d must be 0 or 1, got {d}")
-    if m < 0:
-        raise op.fail(dims, f"does not support negative margins (got {m})")
     if len(idx) not in (1, x.bd):
         raise op.fail(dims, f"{len(idx)} lists of indices for batch size {x.bd}")
     other = x.d[1 - d]
@@ -798,13 +837,21 @@ def s_lstm_cell(op, dims, attrs):
     return Dim(c.d, _batch(op, dims))
 
 
+_TRIG_DOCS = {
+    "sin": "Sine of each element (radians).",
+    "cos": "Cosine of each element (radians).",
+    "atan": "Arc tangent of each element.",
+    "sinh": "Hyperbolic sine of each element.",
+    "cosh": "Hyperbolic cosine of each element.",
+    "asinh": "Inverse hyperbolic sine of each element.",
+}
 for _name in ("sin", "cos", "atan", "sinh", "cosh", "asinh"):
-    _op(_name, 1, s_same)
-_op("tan", 1, s_same, domain=(D_UNIT,))
-_op("asin", 1, s_same, domain=(D_UNIT,))
-_op("acos", 1, s_same, domain=(D_UNIT,))
-_op("atanh", 1, s_same, domain=(D_UNIT,))
-_op("acosh", 1, s_same, domain=(D_GT1,))
+    _op(_name, 1, s_same, doc=_TRIG_DOCS[_name])
+_op("tan", 1, s_same, domain=(D_UNIT,), doc="Tangent of each element (radians).")
+_op("asin", 1, s_same, domain=(D_UNIT,), doc="Arc sine of each element (-1 < x < 1).")
+_op("acos", 1, s_same, domain=(D_UNIT,), doc="Arc cosine of each element (-1 < x < 1).")
+_op("atanh", 1, s_same, domain=(D_UNIT,), doc="Inverse hyperbolic tangent of each element (-1 < x < 1).")
+_op("acosh", 1, s_same, domain=(D_GT1,), doc="Inverse hyperbolic cosine of each element (x >= 1).")
 _op("silu", 1, s_same, attrs=("beta",), doc="x * sigmoid(beta * x).")
 for _name in ("round", "ceil", "floor"):
     _op(_name, 1, s_same, attrs=("straight_through",), smooth=False,
@@ -827,10 +874,11 @@ _op("kmax_pooling", 1, s_kmax, attrs=("k", "d"), smooth=False,
 _op("std_dim", 1, s_std_dim, attrs=("dims", "b", "n"),
     doc="Population std over dims (and the batch if b); n > 0 overrides the divisor.")
 
-_op("hinge_dim", 1, s_hinge_dim, attrs=("indices", "d", "m"), smooth=False,
+_op("hinge_dim", 1, s_hinge_dim, attrs=("indices", "d", "m"), smooth=False, attr_domains=(("m", "nonneg"),),
     doc="Hinge loss of every column (d=0) or row (d=1); indices: one list, or one per batch element.")
 _op("pairwise_rank_loss", 2, s_pairwise_rank, attrs=("m",), smooth=False, doc="max(0, m - x + y) elementwise.")
-_op("poisson_loss", 1, s_poisson, attrs=("y",), doc="-log Poisson(y; lambda = exp(x)).")
+_op("poisson_loss", 1, s_poisson, attrs=("y",), attr_domains=(("y", "nonneg"),),
+    doc="-log Poisson(y; lambda = exp(x)).")
 
 _op("inverse", 1, s_inverse, domain=("spd",), doc="Matrix inverse.")
 _op("logdet", 1, s_logdet, domain=("spd",), doc="log det of a matrix (NaN for a negative determinant).")

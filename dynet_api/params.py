@@ -10,6 +10,7 @@ parameters received a gradient, which lookup rows were touched.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable
 
 import numpy as np
@@ -26,58 +27,113 @@ _PARAM, _LOOKUP, _RESHAPE = OPS["parameter"], OPS["lookup"], OPS["reshape"]
 
 
 class PyInitializer:
-    """Base of the initialisers; ``array(dims, lookup)`` gives host values in ``dims`` layout."""
+    """Base of the initialisers: ``array(dims, lookup)`` gives the host values of a new parameter."""
 
     def array(self, dims: tuple[int, ...], lookup: bool = False) -> np.ndarray:
+        """Host values for a parameter of ``dims``.
+
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
+        """
         raise NotImplementedError
 
 
 class NormalInitializer(PyInitializer):
-    """N(mean, var): note that DyNet takes a variance, not a standard deviation."""
+    """Draws from a normal distribution; as in DyNet the spread is given as a variance.
+
+    Args:
+        mean (float): the mean.
+        var (float): the variance (not the standard deviation).
+    """
 
     def __init__(self, mean: float = 0.0, var: float = 1.0) -> None:
         self.mean, self.var = float(mean), float(var)
 
     def array(self, dims, lookup=False):
+        """Host values for a parameter of ``dims``.
+
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
+        """
         return runtime.rng.normal(self.mean, math.sqrt(self.var), dims)
 
 
 class UniformInitializer(PyInitializer):
+    """Draws uniformly from ``[-scale, scale]``.
+
+    Args:
+        scale (float): the half-width of the range.
+    """
     def __init__(self, scale: float) -> None:
         self.scale = float(scale)
 
     def array(self, dims, lookup=False):
+        """Host values for a parameter of ``dims``.
+
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
+        """
         return runtime.rng.uniform(-self.scale, self.scale, dims)
 
 
 class ConstInitializer(PyInitializer):
+    """Every value equal to ``c``.
+
+    Args:
+        c (float): the value.
+    """
     def __init__(self, c: float) -> None:
         self.c = float(c)
 
     def array(self, dims, lookup=False):
+        """Host values for a parameter of ``dims``.
+
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
+        """
         return np.full(dims, self.c)
 
 
 class IdentityInitializer(PyInitializer):
+    """The identity matrix (square matrices only)."""
     def array(self, dims, lookup=False):
+        """Host values for a parameter of ``dims``.
+
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
+        """
         if len(dims) != 2 or dims[0] != dims[1]:
             raise ValueError(f"IdentityInitializer needs a square matrix, got {Dim(dims)}")
         return np.eye(dims[0])
 
 
 class GlorotInitializer(PyInitializer):
-    """U(-s, s) with s = gain * sqrt(3 * nd / sum(dims)) (= sqrt(6/(m+n)) for a matrix).
+    """Glorot (Xavier) uniform initialisation: ``U(-s, s)`` with ``s = gain * sqrt(3 * nd / sum(dims))``
+    (``sqrt(6 / (m + n))`` for a matrix).
 
-    With ``is_lookup=True`` a lookup table's row count (last of ``dims``) is left
-    out; DyNet's Python default ``GlorotInitializer()`` counts it, so the ``lookup``
-    argument alone does not change the range.  For 4-d convolution filters the
-    fan is computed from (H*W*C_in + H*W*C_out) as DyNet does.
+    Args:
+        is_lookup (bool): leave a lookup table's row count out of the fan (DyNet's default counts it;
+            the ``lookup`` argument of ``array`` alone does not change the range).
+        gain (float): the factor on the range (e.g. 4 for a logistic layer).
+
+    For 4-d convolution filters the fan is ``H*W*C_in + H*W*C_out``, as in DyNet.
     """
 
     def __init__(self, is_lookup: bool = False, gain: float = 1.0) -> None:
         self.is_lookup, self.gain = bool(is_lookup), float(gain)
 
     def array(self, dims, lookup=False):
+        """Host values for a parameter of ``dims``.
+
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
+        """
         lookup = self.is_lookup
         shown = dims[:-1] if lookup and len(dims) > 1 else dims
         if len(shown) == 4:
@@ -89,12 +145,22 @@ class GlorotInitializer(PyInitializer):
 
 
 class SaxeInitializer(PyInitializer):
-    """A random orthonormal matrix times ``scale`` (Saxe et al., 2014)."""
+    """A random orthonormal matrix (Saxe et al. 2014) times ``scale``.
+
+    Args:
+        scale (float): the factor.
+    """
 
     def __init__(self, scale: float = 1.0) -> None:
         self.scale = float(scale)
 
     def array(self, dims, lookup=False):
+        """Host values for a parameter of ``dims``.
+
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
+        """
         if len(dims) != 2:
             raise ValueError(f"SaxeInitializer needs a matrix, got {Dim(dims)}")
         r, c = dims
@@ -105,12 +171,22 @@ class SaxeInitializer(PyInitializer):
 
 
 class FromFileInitializer(PyInitializer):
-    """Values from a text file of numbers, in DyNet's column-major order."""
+    """Values read from a text file of whitespace-separated numbers, in column-major order.
+
+    Args:
+        fname (str): the file.
+    """
 
     def __init__(self, fname: str) -> None:
         self.fname = fname
 
     def array(self, dims, lookup=False):
+        """Host values for a parameter of ``dims``.
+
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
+        """
         try:
             with open(self.fname) as f:
                 vals = np.array(f.read().split(), dtype=np.float64)
@@ -125,10 +201,21 @@ class FromFileInitializer(PyInitializer):
 
 
 class NumpyInitializer(PyInitializer):
+    """The values of a NumPy array (its shape must match the parameter's).
+
+    Args:
+        array: the values.
+    """
     def __init__(self, array) -> None:
         self.values = np.asarray(array, dtype=np.float64)
 
     def array(self, dims, lookup=False):
+        """Host values for a parameter of ``dims``.
+
+        Args:
+            dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
+            lookup (bool): the values are for a lookup table.
+        """
         if self.values.shape != tuple(dims) and self.values.size == int(np.prod(dims)) and self.values.ndim == 1:
             return self.values.reshape(dims, order="F")
         if self.values.shape != tuple(dims):
@@ -215,29 +302,60 @@ class _StoredParameter(Expression):
         self._pc = pc
 
     def zero(self) -> None:
+        """Sets every value to 0."""
         self._st.backend.fill(self._st.value, 0.0)
 
     def scale(self, s: float) -> None:
+        """Multiplies the values by ``s`` in place.
+
+        Args:
+            s (float): the factor.
+        """
         self._st.backend.scale(self._st.value, float(s))
 
     def scale_gradient(self, s: float) -> None:
+        """Multiplies the accumulated gradient by ``s`` in place.
+
+        Args:
+            s (float): the factor.
+        """
         self._st.backend.scale(self._st.grad, float(s))
 
     def set_updated(self, b: bool) -> None:
+        """Whether trainers update this parameter (a frozen one still passes gradients on).
+
+        Args:
+            b (bool): True to update.
+        """
         self._st.updated = bool(b)
 
     def is_updated(self) -> bool:
+        """Whether trainers update this parameter."""
         return self._st.updated
 
     def name(self) -> str:
+        """The parameter's full name in its collection (e.g. ``/W`` or ``/lstm/_0``)."""
         return self._st.name
 
     def populate(self, fname: str, key: str = "") -> None:
+        """Loads this parameter's values from a file written by ``save``.
+
+        Args:
+            fname (str): the file.
+            key (str): the name of the record to read (default: this parameter's name).
+        """
         from .io import populate_object
 
         populate_object(self, fname, key)
 
     def save(self, fname: str, key: str = "", append: bool = False) -> None:
+        """Writes this parameter to a text model file.
+
+        Args:
+            fname (str): the file.
+            key (str): the name to store it under (default: its own name).
+            append (bool): add to the file instead of replacing it.
+        """
         from .io import save_objects
 
         save_objects(fname, [self], key, append)
@@ -247,7 +365,13 @@ class _StoredParameter(Expression):
 
 
 class Parameters(_StoredParameter):
-    """A dense parameter; usable directly in expressions (``W * x + b``)."""
+    """A dense parameter tensor; used in an expression it is a leaf that receives a gradient
+    (``W * x + b``). Made by :meth:`ParameterCollection.add_parameters`.
+
+    Args:
+        st: its storage (internal).
+        pc (ParameterCollection): the collection that owns it.
+    """
 
     __slots__ = ()
 
@@ -272,7 +396,11 @@ class Parameters(_StoredParameter):
         return n
 
     def expr(self, update: bool = False) -> Expression:
-        """DyNet's default: a constant (no gradient) unless ``update=True``."""
+        """The parameter as an expression.
+
+        Args:
+            update (bool): if False (DyNet's default for ``expr``), a constant without gradient.
+        """
         if update:
             self._check()
             return Expression(self.i, self.v)
@@ -280,15 +408,23 @@ class Parameters(_StoredParameter):
         return _cg.add_leaf(_PARAM, (self._st, False, self._st.dim), False)
 
     def shape(self) -> tuple[int, ...]:
+        """The parameter's dims, as a tuple."""
         return self._st.dim.d
 
     def as_array(self) -> np.ndarray:
+        """A NumPy copy of the values."""
         return self._st.host().reshape(self._st.dim.d)
 
     def grad_as_array(self) -> np.ndarray:
+        """A NumPy copy of the accumulated gradient."""
         return self._st.backend.to_numpy(self._st.grad).reshape(self._st.dim.d)
 
     def set_value(self, arr) -> None:
+        """Replaces the values.
+
+        Args:
+            arr: an array of the parameter's shape.
+        """
         a = np.asarray(arr, dtype=np.float64)
         if a.shape != self._st.dim.d and a.size == self._st.dim.size() and a.ndim == 1 and len(self._st.dim.d) == 1:
             a = a.reshape(self._st.dim.d)
@@ -299,6 +435,12 @@ class Parameters(_StoredParameter):
 
 
     def clip_inplace(self, left: float, right: float) -> None:
+        """Clips every value into ``[left, right]``.
+
+        Args:
+            left (float): the lower bound.
+            right (float): the upper bound.
+        """
         self._st.backend.clip(self._st.value, float(left), float(right))
 
 
@@ -308,7 +450,13 @@ class Parameters(_StoredParameter):
 
 
 class LookupParameters(_StoredParameter):
-    """A table of rows; ``p[i]`` is ``lookup(p, i)``, ``p.batch(ids)`` is ``lookup_batch``."""
+    """A table of embeddings: ``p[i]`` is row i (:func:`lookup`), ``p.batch(ids)`` a batch of rows
+    (:func:`lookup_batch`). Made by :meth:`ParameterCollection.add_lookup_parameters`.
+
+    Args:
+        st: its storage (internal).
+        pc (ParameterCollection): the collection that owns it.
+    """
 
     __slots__ = ()
 
@@ -329,15 +477,26 @@ class LookupParameters(_StoredParameter):
         return e.i
 
     def expr(self, update: bool = False) -> Expression:
+        """The table itself, usable as an expression of dims ``{row dims..., n}``.
+
+        Args:
+            update (bool): accepted for DyNet compatibility.
+        """
         return self
 
     def shape(self) -> tuple[int, ...]:
+        """``(number of rows,) + row dims``."""
         return (self._rows(),) + self._st.dim.d
 
     def __len__(self) -> int:
         return self._rows()
 
     def batch(self, indices) -> Expression:
+        """The rows ``indices`` as one batched expression (as :func:`lookup_batch`).
+
+        Args:
+            indices (list[int]): the rows, one per batch element.
+        """
         from .functions import lookup_batch
 
         return lookup_batch(self, indices)
@@ -348,32 +507,64 @@ class LookupParameters(_StoredParameter):
         return np.moveaxis(a, -1, 0).copy()
 
     def as_array(self) -> np.ndarray:
+        """A NumPy copy of the table, shaped ``(rows,) + row dims``."""
         return self._table()
 
     def row_as_array(self, i: int) -> np.ndarray:
+        """A NumPy copy of row ``i``.
+
+        Args:
+            i (int): the row.
+        """
         return self._table()[self._row(i)]
 
     def rows_as_array(self, rows: Iterable[int]) -> np.ndarray:
+        """NumPy copies of the given rows, stacked.
+
+        Args:
+            rows (list[int]): the rows.
+        """
         t = self._table()
         return np.stack([t[self._row(i)] for i in rows])
 
     def grad_as_array(self) -> np.ndarray:
+        """A NumPy copy of the table's gradient, shaped ``(rows,) + row dims``."""
         return np.moveaxis(self._st.backend.to_numpy(self._st.grad), -1, 0).copy()
 
     def row_grad_as_array(self, i: int) -> np.ndarray:
+        """A NumPy copy of row ``i``'s gradient.
+
+        Args:
+            i (int): the row.
+        """
         return self.grad_as_array()[self._row(i)]
 
     def rows_grad_as_array(self, rows: Iterable[int]) -> np.ndarray:
+        """NumPy copies of the given rows' gradients, stacked.
+
+        Args:
+            rows (list[int]): the rows.
+        """
         g = self.grad_as_array()
         return np.stack([g[self._row(i)] for i in rows])
 
     def _row(self, i) -> int:
-        i = int(i)
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise TypeError(f"lookup parameter {self.name()}: row index must be an int, got {type(i).__name__} "
+                            f"{i!r}") from None
         if not 0 <= i < self._rows():
             raise IndexError(f"lookup parameter {self.name()}: row {i} out of range (size {self._rows()})")
         return i
 
     def init_row(self, i: int, row) -> None:
+        """Sets the values of one row.
+
+        Args:
+            i (int): the row.
+            row: its new values (as many as a row holds).
+        """
         i = self._row(i)
         t = self._table()
         r = np.asarray(row, dtype=np.float64).reshape(-1)
@@ -383,6 +574,11 @@ class LookupParameters(_StoredParameter):
         self._assign_table(t)
 
     def init_from_array(self, arr) -> None:
+        """Sets the whole table.
+
+        Args:
+            arr: an array shaped ``(rows,) + row dims``.
+        """
         a = np.asarray(arr, dtype=np.float64)
         t = self._table()
         if a.shape != t.shape:
@@ -400,6 +596,11 @@ class LookupParameters(_StoredParameter):
 
 
     def scalar_value(self, recalculate: bool = False) -> float:
+        """Always raises: a table is not a scalar.
+
+        Args:
+            recalculate (bool): ignored.
+        """
         raise ValueError("scalar_value: a lookup table is not a scalar")
 
 
@@ -420,7 +621,10 @@ def _check_name(name: str, what: str) -> None:
 
 
 class ParameterCollection:
-    """DyNet's ``ParameterCollection`` (alias ``Model``): named parameters and subcollections."""
+    """DyNet's ``ParameterCollection`` (alias ``Model``): owns named parameters, lookup tables and
+    subcollections, saves and loads them, and holds the weight decay.  Create it with no arguments;
+    subcollections come from :meth:`add_subcollection`.
+    """
 
     def __init__(self, _name: str = "/", _parent: ParameterCollection | None = None) -> None:
         self._name = _name
@@ -445,11 +649,24 @@ class ParameterCollection:
         return f"{self._name}{base}{suffix}{trailing}"
 
     def name(self) -> str:
+        """The collection's name (``/`` for a root, ``/name/`` for a subcollection)."""
         return self._name
 
     # ---- creation
     def add_parameters(self, dim, init=None, name: str = "", device: str = "", scale: float = 1.0,
                        mean: float = 0.0, std: float = 1.0) -> Parameters:
+        """Creates a dense parameter.
+
+        Args:
+            dim (int or tuple): its dims (or None with a NumPy array as ``init``).
+            init: an initialiser, a NumPy array, a number (constant), ``"uniform"``, ``"normal"``,
+                ``"glorot"``, ``"identity"`` or ``"he"``; default Glorot.
+            name (str): its name in the collection (default: generated).
+            device (str): accepted for DyNet compatibility.
+            scale (float): the range of ``"uniform"``.
+            mean (float): the mean of ``"normal"``.
+            std (float): the standard deviation of ``"normal"``.
+        """
         if isinstance(init, np.ndarray) and dim is None:
             dim = init.shape
         d = Dim.of(dim, what="add_parameters")
@@ -465,6 +682,17 @@ class ParameterCollection:
 
     def add_lookup_parameters(self, dim, init=None, name: str = "", device: str = "", scale: float = 1.0,
                               mean: float = 0.0, std: float = 1.0) -> LookupParameters:
+        """Creates a lookup table.
+
+        Args:
+            dim (tuple): ``(number of rows, row dims...)``.
+            init: an initialiser or a NumPy array (as in :meth:`add_parameters`); default Glorot.
+            name (str): its name in the collection.
+            device (str): accepted for DyNet compatibility.
+            scale (float): the range of ``"uniform"``.
+            mean (float): the mean of ``"normal"``.
+            std (float): the standard deviation of ``"normal"``.
+        """
         d = Dim.of(dim, what="add_lookup_parameters")
         n, row = d.d[0], d.d[1:] or (1,)
         if isinstance(init, NumpyInitializer):
@@ -482,10 +710,24 @@ class ParameterCollection:
         return p
 
     def parameters_from_numpy(self, array, name: str = "", device: str = "") -> Parameters:
+        """A dense parameter holding a copy of ``array``.
+
+        Args:
+            array: the values; their shape is the parameter's dims.
+            name (str): its name.
+            device (str): accepted for DyNet compatibility.
+        """
         a = np.asarray(array, dtype=np.float64)
         return self.add_parameters(a.shape, NumpyInitializer(a), name=name)
 
     def lookup_parameters_from_numpy(self, array, name: str = "", device: str = "") -> LookupParameters:
+        """A lookup table holding a copy of ``array`` (one row per entry of its first axis).
+
+        Args:
+            array: the values, shaped ``(rows,) + row dims``.
+            name (str): its name.
+            device (str): accepted for DyNet compatibility.
+        """
         a = np.asarray(array, dtype=np.float64)
         if a.ndim < 1:
             raise ValueError("lookup_parameters_from_numpy: needs an array whose first axis runs over the rows")
@@ -500,6 +742,11 @@ class ParameterCollection:
         return p
 
     def add_subcollection(self, name: str | None = None) -> ParameterCollection:
+        """A new subcollection, named under this one.
+
+        Args:
+            name (str or None): its name (default: generated).
+        """
         full = self._fullname(name, "add_subcollection", "/")
         sub = ParameterCollection(full, self)
         sub._weight_decay = self._weight_decay
@@ -509,7 +756,7 @@ class ParameterCollection:
     def _register(self, p) -> None:
         """Record ``p`` here and in every ancestor, so lists follow creation time as in DyNet's storage."""
         self._items.append(p)
-        c = self
+        c: ParameterCollection | None = self
         while c is not None:
             c._all.append(p)
             c = c._parent
@@ -519,19 +766,28 @@ class ParameterCollection:
         return iter(self._all)
 
     def parameters_list(self) -> list[Parameters]:
+        """The dense parameters of this collection and its subcollections, in creation order."""
         return [p for p in self._walk() if isinstance(p, Parameters)]
 
     def lookup_parameters_list(self) -> list[LookupParameters]:
+        """The lookup tables of this collection and its subcollections, in creation order."""
         return [p for p in self._walk() if isinstance(p, LookupParameters)]
 
     def all_storages(self) -> list[ParamStorage]:
+        """The storages of every parameter of this collection and its subcollections (used by trainers)."""
         return [p._st for p in self._walk()]
 
     def parameter_count(self) -> int:
+        """The total number of values in the collection's parameters."""
         return sum(st.dim.total() for st in self.all_storages())
 
     # ---- weight decay
     def set_weight_decay(self, lam: float) -> None:
+        """Sets the weight decay applied after each trainer update (here and in subcollections).
+
+        Args:
+            lam (float): lambda, in [0, 1).
+        """
         lam = float(lam)
         if not 0.0 <= lam < 1.0:
             raise ValueError(f"weight decay must be in [0, 1), got {lam}")
@@ -543,28 +799,57 @@ class ParameterCollection:
     set_weight_decay_lambda = set_weight_decay
 
     def get_weight_decay(self) -> float:
+        """The weight decay lambda."""
         return self._weight_decay
 
     # ---- io
     def save(self, fname: str, name: str = "", append: bool = False) -> None:
+        """Writes the collection's parameters to a text model file.
+
+        Args:
+            fname (str): the file.
+            name (str): the key prefix to store them under (default: the collection's name).
+            append (bool): add to the file instead of replacing it.
+        """
         from .io import save_collection
 
         save_collection(self, fname, name, append)
 
-    def populate(self, fname: str, key: str = "") -> None:
+    def populate(self, fname: str, key: str = "", strict: bool = False) -> None:
+        """Loads the collection's parameter values from a model file, by position as in DyNet; a failed
+        load changes nothing, and a ``.safetensors`` file name selects that format.
+
+        Args:
+            fname (str): the file.
+            key (str): the key prefix to read (default: the collection's name).
+            strict (bool): raise a ModelFileError, instead of warning, when the names in the file
+                differ from the collection's.
+        """
         from .io import populate_collection
 
-        populate_collection(self, fname, key)
+        populate_collection(self, fname, key, strict)
 
     write_to_textfile = save
     populate_from_textfile = populate
 
     def load_param(self, fname: str, key: str) -> Parameters:
+        """A new dense parameter created from a record of a model file.
+
+        Args:
+            fname (str): the file.
+            key (str): the record's name.
+        """
         from .io import load_param
 
         return load_param(self, fname, key, lookup=False)
 
     def load_lookup_param(self, fname: str, key: str) -> LookupParameters:
+        """A new lookup table created from a record of a model file.
+
+        Args:
+            fname (str): the file.
+            key (str): the record's name.
+        """
         from .io import load_param
 
         return load_param(self, fname, key, lookup=True)
@@ -581,6 +866,6 @@ from .graph import _fastgraph  # noqa: E402
 
 # ``p[i]`` is ``lookup(p, i)``: the function itself (the C one with the accelerator binds like a
 # method), so that ``E[w]`` runs without a Python frame.
-LookupParameters.__getitem__ = _functions.lookup
+LookupParameters.__getitem__ = _functions.lookup  # type: ignore[method-assign,assignment]
 if _fastgraph is not None:  # a parameter's first use per graph and E[w] append their leaves in C
     _fastgraph.configure_leaves(Parameters, _functions.MutableExpression, _PARAM, _LOOKUP, _functions._ROW_DIMS)

@@ -48,3 +48,37 @@ def restore_autobatch():
         config._explicit.discard("autobatch")
     dy.set_backend("cpu_eigen")
     registry.get("cpu_eigen").configure()
+
+
+# The first-party backends that run on this machine, and the cuda backend's code over NumPy with its
+# CUDA C compiled for the host (the emulation that tests/test_cuda.py builds).
+FIRST_PARTY = ("reference_numpy", "cpu_eigen", "cuda_hostemu")
+
+
+def _backend_object(name: str):
+    from dynet_api.plugins import registry
+
+    if name != "cuda_hostemu":
+        return registry.get(name)
+    from dynet_backends.cuda import hostemu
+    from dynet_backends.cuda.backend import CudaBackend
+
+    if hostemu.find_cxx() is None:
+        pytest.skip("no host C++ compiler for the emulated cuda device")
+    return CudaBackend(hostemu.HostDevice(), ("HOSTEMU:0",), "cuda_hostemu")
+
+
+_objects: dict = {}
+
+
+@pytest.fixture(params=FIRST_PARTY)
+def each_backend(request):
+    """Run the test on every first-party backend in turn (the graph, parameters and trainers on it)."""
+    from dynet_api.conformance.switch import using
+
+    if request.param not in _objects:
+        _objects[request.param] = _backend_object(request.param)
+    with using(_objects[request.param]) as b:
+        dy.reset_random_seed(SEED)
+        dy.renew_cg()
+        yield b

@@ -175,9 +175,9 @@ def test_lookup_out_of_range():
 
 
 def test_hinge_negative_margin_raises():
-    with pytest.raises(ValueError, match="margin"):
+    with pytest.raises(ValueError, match="hinge: m must be >= 0"):
         dy.hinge(dy.inputVector([1.0, 2.0]), 0, m=-1.0)
-    with pytest.raises(ValueError, match="margin"):
+    with pytest.raises(ValueError, match="hinge_batch: m must be >= 0"):
         dy.hinge_batch(dy.inputVector([1.0, 2.0]), [0], m=-0.5)
 
 

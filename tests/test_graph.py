@@ -343,11 +343,12 @@ def test_check_validity_raises_naming_the_op():
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_check_validity_needs_immediate_compute():
-    # DyNet: check_validity only checks when immediate_compute is on
+def test_check_validity_checks_lazy_graphs_too():
+    # DyNet checks only when immediate_compute is on; dynet_api checks every forward on purpose
     dy.renew_cg(check_validity=True)
     y = dy.log(dy.inputVector([-1.0]))
-    assert np.isnan(y.value())
+    with pytest.raises(RuntimeError, match="check_validity: log"):
+        y.value()
 
 
 def test_renew_cg_resets_immediate_mode(spy):

@@ -25,7 +25,7 @@ def vals(*xs) -> str:
 
 
 def no_temp_files(folder) -> bool:
-    return not [f for f in os.listdir(folder) if f.startswith(".tmp")]
+    return not [f for f in os.listdir(folder) if ".tmp" in f]
 
 
 class MLP:

@@ -295,7 +295,7 @@ def test_hinge_dim():
         dy.hinge_dim(T(a), [0, 1])
     with pytest.raises(IndexError):
         dy.hinge_dim(T(a), [0, 1, 4])
-    with pytest.raises(DimError, match="negative margins"):
+    with pytest.raises(ValueError, match="hinge_dim: m must be >= 0"):
         dy.hinge_dim(T(a), [0, 1, 2], m=-1.0)
 
 

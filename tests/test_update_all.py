@@ -103,3 +103,54 @@ def test_cpu_eigen_update_all_checks_every_item_first():
     with pytest.raises(ValueError, match="unknown update rule"):
         be.update_all("nope", [(w1, g1, [], None, True)], {"lr": 0.1})
     np.testing.assert_array_equal(be.to_numpy(g1), np.ones((4, 1)))
+
+
+def _cpu_eigen_module():
+    rec = registry.load("cpu_eigen")
+    if rec.backend is None:
+        pytest.skip(f"cpu_eigen: {rec.error}")
+    from dynet_backends.cpu_eigen import _cpu_eigen
+
+    return rec.backend, _cpu_eigen
+
+
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "best"])
+@pytest.mark.parametrize("rule", sorted(set(RULES) - {"eg"}))
+def test_cpu_eigen_update_builds_agree_with_the_reference(rule, isa):
+    """Each instruction-set build of the rule loops (odd sizes: vector tails) against reference_numpy."""
+    be, m = _cpu_eigen_module()
+    ref = registry.load("reference_numpy").backend
+    hyper, n_states = RULES[rule]
+    hyper = dict(hyper, gscale=0.7)
+    case = _case(np.random.default_rng(11), rule, n_states)
+    before = m.update_isa()
+    got_isa = m.select_update_isa(isa)
+    try:
+        assert got_isa in ("baseline", "avx2", "avx512")
+        assert isa != "baseline" or got_isa == "baseline"
+        for b in (be, ref):
+            items = [(b.from_numpy(w), b.from_numpy(g), [b.from_numpy(s) for s in st], r) for w, g, st, r in case]
+            b.update_all(rule, [(w, g, st, r, True) for w, g, st, r in items], hyper)
+            if b is be:
+                mine = [(be.to_numpy(w), [be.to_numpy(s) for s in st]) for w, _, st, _ in items]
+                assert all(not be.to_numpy(g).any() for _, g, _, _ in items)  # cleared in the pass
+            else:
+                theirs = [(ref.to_numpy(w), [ref.to_numpy(s) for s in st]) for w, _, st, _ in items]
+    finally:
+        m.select_update_isa("baseline" if before == "baseline" else "avx2" if before == "avx2" else "best")
+    for (w, st), (w2, st2) in zip(mine, theirs):
+        np.testing.assert_allclose(w, w2, rtol=2e-6, atol=2e-6)  # fma vs separate rounding
+        for a, b in zip(st, st2):
+            np.testing.assert_allclose(a, b, rtol=2e-6, atol=2e-6)
+
+
+def test_sq_norm_all_matches_numpy(be):
+    """The clipping norm in one call: dense tensors whole, tables over the given rows only."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((3, 1027)).astype(np.float32)
+    tbl = be.from_numpy(rng.standard_normal((6, 13)).astype(np.float32))
+    parts = [(be.from_numpy(a), None), (tbl, [0, 4, 5])]
+    dense = float((a.astype(np.float64) ** 2).sum())
+    assert be.sq_norm_all(parts[:1]) == pytest.approx(dense, rel=1e-9)
+    assert be.sq_norm_all(parts) == pytest.approx(dense + be.sq_norm(tbl, [0, 4, 5]), rel=1e-9)
+    assert be.sq_norm_all([]) == 0.0

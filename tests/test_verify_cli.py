@@ -346,3 +346,23 @@ def test_an_op_with_attributes_but_no_samples_is_reported(capsys, new_op):
     rc, out = run(capsys, "verify", "--backend", "reference_numpy", "--ops", "scaled_t")
     assert rc == 1
     assert "op 'scaled_t' has attributes ('k',) but no sample_attrs in its op-table entry" in out
+
+
+def test_nonfinite_check_catches_a_kernel_that_hides_nan():
+    """rectify written as max(0, x) in C turns NaN into 0: the non-finite check must say so."""
+    from dynet_api.conformance.nonfinite import check_nonfinite
+    from dynet_api.ops import OPS
+
+    def hides_nan(k):
+        return lambda xs, a, d: np.nan_to_num(k(xs, a, d), nan=0.0)
+
+    def makes_nan(k):
+        return lambda xs, a, d: np.where(np.isinf(xs[0]), np.nan, k(xs, a, d))
+
+    ref = registry.get("reference_numpy")
+    bad = make_backend("hides_nan", fwd={"rectify": hides_nan, "tanh": makes_nan})()
+    r = check_nonfinite(bad, ref, OPS["rectify"])
+    assert r.failed and "operand 0[0] = nan" in r.messages[0] and "NaN at []" in r.messages[0], r.messages
+    assert check_nonfinite(bad, ref, OPS["tanh"]).failed  # tanh(Inf) is 1, not NaN
+    assert not check_nonfinite(bad, ref, OPS["logistic"]).failed
+    assert not check_nonfinite(ref, ref, OPS["rectify"]).failed

@@ -199,6 +199,9 @@ class CpuEigenBackend(Backend):
     def sq_norm(self, t, rows=None):
         return _m.sq_norm(t, None if rows is None else list(rows))
 
+    def sq_norm_all(self, parts) -> float:
+        return _m.sq_norm_all(parts if type(parts) is list else list(parts))
+
     def update(self, rule: str, w, g, states: list, rows: Sequence[int] | None, hyper: dict) -> None:
         _m.update(rule, w, g, list(states), None if rows is None else list(rows), hyper)
 

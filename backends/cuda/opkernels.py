@@ -67,8 +67,11 @@ class OpKernels(MoreOps):
                                outer, s[axis], n, inner)
 
     def lse(self, x, axis: int):
+        """As the reference: NaN if any NaN, +Inf if any +Inf, -Inf if all are -Inf."""
+        xp = self.xp
         m = x.max(axis=axis, keepdims=True)
-        return m + self.xp.log(self.E["exp_sub"](x, m).sum(axis=axis, keepdims=True))
+        shift = xp.where(xp.isinf(m), F32(0), m)
+        return xp.where(xp.isinf(m), m, shift + xp.log(self.E["exp_sub"](x, shift).sum(axis=axis, keepdims=True)))
 
     def red(self, name: str, *xs, axis=None, keepdims: bool = False):
         """A ReductionKernel over inputs broadcast against each other first."""

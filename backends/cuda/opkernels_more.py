@@ -51,6 +51,14 @@ class MoreOps:
         return dy
 
     # ------------------------------------------------------------ sparsemax family
+    def _nan_unless_finite(self, y, *xs):
+        """y, or NaN throughout where an input holds a NaN or an Inf (as the reference), with no
+        host synchronisation."""
+        ok = self.xp.isfinite(xs[0]).all()
+        for x in xs[1:]:
+            ok = ok & self.xp.isfinite(x).all()
+        return self.xp.where(ok, y, F32(np.nan)).astype(F32)
+
     def _sparsemax_tau(self, z):
         """Threshold of the simplex projection of the vector z, as a 0-d device array."""
         xp = self.xp
@@ -63,7 +71,7 @@ class MoreOps:
 
     def f_sparsemax(self, xs, a, d):
         z = xs[0].reshape(-1)
-        return self.xp.maximum(z - self._sparsemax_tau(z), F32(0)).reshape(d.shape)
+        return self._nan_unless_finite(self.xp.maximum(z - self._sparsemax_tau(z), F32(0)).reshape(d.shape), z)
 
     def b_sparsemax(self, xs, y, dy, a, d, i):
         xp = self.xp
@@ -81,7 +89,7 @@ class MoreOps:
         sq = xp.where(support, z * z - tau * tau, F32(0)).sum()
         picked = xp.take(z, self.dev.index(q)).sum()
         loss = (sq + F32(1.0 / len(q))) / F32(2) - picked / F32(len(q))
-        return xp.maximum(loss, F32(0)).reshape(1, 1) * xp.ones(d.shape, F32)
+        return self._nan_unless_finite(xp.maximum(loss, F32(0)).reshape(1, 1) * xp.ones(d.shape, F32), z)
 
     def b_sparsemax_loss(self, xs, y, dy, a, d, i):
         xp = self.xp
@@ -122,7 +130,7 @@ class MoreOps:
 
     def f_constrained_softmax(self, xs, a, d):
         p, _, _ = self._csoftmax(xs[0].reshape(-1), xs[1].reshape(-1))
-        return p.reshape(d.shape)
+        return self._nan_unless_finite(p.reshape(d.shape), xs[0], xs[1])
 
     def b_constrained_softmax(self, xs, y, dy, a, d, i):
         xp = self.xp

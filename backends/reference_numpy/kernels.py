@@ -485,8 +485,11 @@ _unary("scale_gradient", lambda x, a: x, lambda x, y, g, a: g * F32(a[0]))
 
 
 def _lse(x: np.ndarray, axis: int) -> np.ndarray:
-    m = x.max(axis=axis, keepdims=True)
-    return m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+    """log(sum(exp(x))) along ``axis``: NaN if any NaN, +Inf if any +Inf, -Inf if all are -Inf."""
+    m = x.max(axis=axis, keepdims=True)  # NaN where the line has a NaN
+    shift = np.where(np.isinf(m), 0, m)
+    with np.errstate(divide="ignore"):
+        return np.where(np.isinf(m), m, shift + np.log(np.exp(x - shift).sum(axis=axis, keepdims=True)))
 
 
 @fwd("softmax")
@@ -787,26 +790,43 @@ def _hinge(xs, a, d):
 def _hinge_b(xs, y, dy, a, d, i):
     x = _vec(xs[0])
     dy = dy.reshape(1, -1)
-    active = (_hinge_losses(x, a[0], a[1]) > 0).astype(x.dtype)
-    g = active * dy
-    g[list(a[0]), np.arange(x.shape[-1])] -= active.sum(axis=0) * dy[0]
+    active = _hinge_losses(x, a[0], a[1]) > 0
+    # Only active terms receive dy (as in DyNet, which skips elements without loss): an
+    # element whose loss is 0 gets no gradient even where dy is Inf or NaN.
+    g = np.where(active, dy, F32(0)).astype(x.dtype)
+    count = active.sum(axis=0)
+    g[list(a[0]), np.arange(x.shape[-1])] -= np.where(count > 0, count * dy[0], F32(0))
     return g.reshape(xs[0].shape)
+
+
+# DyNet's binary log loss (FBinaryLogLoss): a prediction of exactly 0 or 1 where the
+# target puts weight on the other side costs -log(FLT_MIN) = 87.3365 instead of Inf.
+BLL_CAP = F32(-np.log(np.float32(FLT_MIN)))
+# DyNet's backward moves a prediction of exactly 0 to FLT_MIN and of exactly 1 to 0.9999999f.
+BLL_HI = F32(0.9999999)
 
 
 @fwd("binary_log_loss")
 def _bll(xs, a, d):
-    x = np.clip(xs[0], FLT_MIN, 1 - 1e-7)
-    t = xs[1]
-    return _data_sum(-(t * np.log(x) + (1 - t) * np.log1p(-x))).astype(x.dtype)
+    x, t = xs[0], xs[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        el = -(t * np.log(x) + (1 - t) * np.log1p(-x))
+        el = np.where(t == 1, np.where(x == 0, BLL_CAP, -np.log(x)), el)
+        el = np.where(t == 0, np.where(x == 1, BLL_CAP, -np.log1p(-x)), el)
+        el = np.where((t != 1) & (t != 0) & ((x == 0) | (x == 1)), BLL_CAP, el)
+    return _data_sum(el).astype(x.dtype)
 
 
 @bwd("binary_log_loss")
 def _bll_b(xs, y, dy, a, d, i):
-    x = np.clip(xs[0], FLT_MIN, 1 - 1e-7)
     t = xs[1]
+    x = np.where(xs[0] == 0, F32(FLT_MIN), np.where(xs[0] == 1, BLL_HI, xs[0])).astype(xs[0].dtype)
+    dy = batch_bc(dy, x.ndim - 1)
     if i == 0:
-        return dy * ((1 - t) / (1 - x) - t / x)
-    return dy * (np.log1p(-x) - np.log(x))
+        g = np.where(t == 1, -t / x, np.where(t == 0, (1 - t) / (1 - x), (1 - t) / (1 - x) - t / x))
+        # DyNet's FBinaryLogLossBackward: no gradient where the prediction equals the target.
+        return np.where(xs[0] == t, F32(0), dy * g).astype(x.dtype)
+    return (dy * (np.log1p(-x) - np.log(x))).astype(x.dtype)
 
 
 @fwd("squared_distance")
@@ -837,14 +857,15 @@ def _l1_b(xs, y, dy, a, d, i):
 def _huber(xs, a, d):
     c = F32(a[0])
     diff = np.abs(xs[0] - xs[1])
-    return _data_sum(np.where(diff < c, diff * diff, c * (2 * diff - c))).astype(diff.dtype)
+    # DyNet's HuberDistance::forward_dev_impl halves the sum (its functor and docstring don't show it).
+    return (F32(0.5) * _data_sum(np.where(diff < c, diff * diff, c * (2 * diff - c)))).astype(diff.dtype)
 
 
 @bwd("huber_distance")
 def _huber_b(xs, y, dy, a, d, i):
     c = F32(a[0])
     diff = xs[i] - xs[1 - i]
-    return 2 * batch_bc(dy, diff.ndim - 1) * np.where(np.abs(diff) < c, diff, c * np.sign(diff)).astype(diff.dtype)
+    return batch_bc(dy, diff.ndim - 1) * np.where(np.abs(diff) < c, diff, c * np.sign(diff)).astype(diff.dtype)
 
 
 @fwd("argmax")

@@ -81,7 +81,18 @@ def _sparsemax_tau(z: np.ndarray) -> float:
     return (cs[k - 1] - 1) / k
 
 
+def _all_nan_unless_finite(f):
+    """A whole-vector op (sparsemax, its loss, constrained softmax) is NaN throughout when any
+    input value is NaN or infinite: its threshold or normaliser is then undefined."""
+    def kernel(xs, a, d):
+        if not all(np.isfinite(x).all() for x in xs):
+            return np.full(d.shape, np.nan, xs[0].dtype)
+        return f(xs, a, d)
+    return kernel
+
+
 @fwd("sparsemax")
+@_all_nan_unless_finite
 def _sparsemax(xs, a, d):
     z = xs[0].reshape(-1)
     return np.maximum(z - _sparsemax_tau(z), 0).reshape(d.shape)
@@ -102,6 +113,7 @@ def _target_dist(n: int, support, dtype) -> np.ndarray:
 
 
 @fwd("sparsemax_loss")
+@_all_nan_unless_finite
 def _sparsemax_loss(xs, a, d):
     z = xs[0].reshape(-1)
     tau = _sparsemax_tau(z)
@@ -136,6 +148,7 @@ def _csoftmax(z: np.ndarray, u: np.ndarray):
 
 
 @fwd("constrained_softmax")
+@_all_nan_unless_finite
 def _csm(xs, a, d):
     p, _, _ = _csoftmax(xs[0].reshape(-1), xs[1].reshape(-1))
     return p.reshape(d.shape)
@@ -214,7 +227,8 @@ def _cumsum_b(xs, y, dy, a, d, i):
 
 def _kmax_positions(x: np.ndarray, k: int, ax: int) -> np.ndarray:
     """Positions of the k largest entries along ax, in their original order (ties: earliest first)."""
-    order = np.argsort(-x, axis=ax, kind="stable")
+    # NaN counts as the largest value (as in np.sort and torch.topk), so a NaN input is pooled
+    order = np.argsort(np.where(np.isnan(x), -np.inf, -x), axis=ax, kind="stable")
     top = np.take(order, np.arange(k), axis=ax)
     return np.sort(top, axis=ax)
 

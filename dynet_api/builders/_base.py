@@ -63,7 +63,16 @@ def _batch_of(x: Expression) -> int:
 
 
 class RNNState:
-    """One step of a sequence: ``add_input`` returns the next state; ``prev`` the one before."""
+    """One step of a sequence: ``add_input`` returns the next state, ``prev`` the one before.
+    States come from ``builder.initial_state()``; the constructor is internal.
+
+    Args:
+        builder: the builder this state belongs to.
+        prev (RNNState or None): the previous state.
+        out (Expression or None): the output at this step.
+        h (tuple or None): every layer's hidden state.
+        c (tuple or None): every layer's cell state (LSTMs).
+    """
 
     __slots__ = ("_b", "_prev", "_out", "_h", "_c")
 
@@ -76,12 +85,22 @@ class RNNState:
         self._c = c
 
     def add_input(self, x: Expression) -> RNNState:
+        """The next state after reading ``x``.
+
+        Args:
+            x (Expression): the input ``{input_dim}``, batched or not.
+        """
         b = self._b
         b._check_graph()
         h, c, out = b._step(x, self._h, self._c)
         return RNNState(b, self, out, h, c)
 
     def add_inputs(self, xs: Iterable[Expression]) -> list[RNNState]:
+        """The states after reading each input of ``xs`` in turn.
+
+        Args:
+            xs (list[Expression]): the inputs.
+        """
         states = []
         cur = self
         for x in xs:
@@ -90,12 +109,17 @@ class RNNState:
         return states
 
     def transduce(self, xs: Iterable[Expression]) -> list[Expression]:
-        """The outputs only (no state objects): the cheap way to run a sequence."""
+        """The outputs after reading each input of ``xs`` in turn (no state objects: the cheap way).
+
+        Args:
+            xs (list[Expression]): the inputs.
+        """
         b = self._b
         b._check_graph()
         return b._transduce(xs, self._h, self._c)
 
     def output(self) -> Expression | None:
+        """The top layer's output at this step (None for the initial state)."""
         return self._out
 
     def h(self) -> tuple:
@@ -111,21 +135,33 @@ class RNNState:
         return tuple(self._c) + tuple(self._h)
 
     def set_h(self, es: Sequence[Expression] | None = None) -> RNNState:
+        """A new state whose hidden vectors are ``es`` (the cells of an LSTM are kept).
+
+        Args:
+            es (list[Expression] or None): one vector per layer.
+        """
         b = self._b
         b._check_graph()
         h, c = b._set_h(self._h, self._c, _exprs(es, "set_h"))
         return RNNState(b, self, h[-1], h, c)
 
     def set_s(self, es: Sequence[Expression] | None = None) -> RNNState:
+        """A new state whose full state is ``es`` (as :meth:`s` lists it).
+
+        Args:
+            es (list[Expression] or None): for LSTMs ``c_1..c_L, h_1..h_L``, else one vector per layer.
+        """
         b = self._b
         b._check_graph()
         h, c = b._set_s(self._h, self._c, _exprs(es, "set_s"))
         return RNNState(b, self, h[-1], h, c)
 
     def prev(self) -> RNNState | None:
+        """The state before this one (None for the initial state)."""
         return self._prev
 
     def b(self) -> _RNNBuilder:
+        """The builder this state belongs to."""
         return self._b
 
     def __repr__(self) -> str:
@@ -143,13 +179,24 @@ def _exprs(es, what: str) -> list:
 
 
 class StackedRNNState:
-    """States of several single-layer builders stacked by hand (DyNet's Python helper)."""
+    """States of several single-layer builders stacked by hand (DyNet's Python helper): each
+    layer's output is the next layer's input.
+
+    Args:
+        states (list[RNNState]): one state per layer, bottom first.
+        prev (StackedRNNState or None): the previous stacked state.
+    """
 
     def __init__(self, states: list, prev: StackedRNNState | None = None) -> None:
         self.states = list(states)
         self._prev = prev
 
     def add_input(self, x: Expression) -> StackedRNNState:
+        """The next stacked state after reading ``x`` through every layer.
+
+        Args:
+            x (Expression): the input of the bottom layer.
+        """
         nxt = []
         for s in self.states:
             nxt.append(s.add_input(x))
@@ -157,6 +204,11 @@ class StackedRNNState:
         return StackedRNNState(nxt, self)
 
     def add_inputs(self, xs: Iterable[Expression]) -> list[StackedRNNState]:
+        """The stacked states after reading each input of ``xs`` in turn.
+
+        Args:
+            xs (list[Expression]): the inputs.
+        """
         out = []
         cur = self
         for x in xs:
@@ -165,15 +217,19 @@ class StackedRNNState:
         return out
 
     def output(self) -> Expression | None:
+        """The top layer's output."""
         return self.states[-1].output()
 
     def prev(self) -> StackedRNNState | None:
+        """The previous stacked state."""
         return self._prev
 
     def h(self) -> list:
+        """Every layer's ``h()``."""
         return [s.h() for s in self.states]
 
     def s(self) -> list:
+        """Every layer's ``s()``."""
         return [s.s() for s in self.states]
 
 
@@ -213,7 +269,12 @@ class _RNNBuilder:
         self._vars = [[self._load(p, update) for p in layer] for layer in self._params]
 
     def initial_state(self, vecs: Sequence[Expression] | None = None, update: bool = True) -> RNNState:
-        """The state before the first input (cached per graph); ``vecs`` as for ``set_s``."""
+        """The state before the first input, for the current graph (cached per graph).
+
+        Args:
+            vecs (list[Expression] or None): an initial full state, as for :meth:`RNNState.set_s`.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         if self._cg_version != _cg.ver:
             self._new_graph(bool(update))
             self._cg_version = _cg.ver
@@ -224,29 +285,45 @@ class _RNNBuilder:
         return self._init
 
     def initial_state_from_raw_vectors(self, vecs, update: bool = True) -> RNNState:
+        """:meth:`initial_state` from NumPy vectors or lists.
+
+        Args:
+            vecs (list): the initial full state, as arrays.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         return self.initial_state([F.inputTensor(v) for v in vecs], update)
 
     # ------------------------------------------------------------ parameters
     def param_collection(self):
+        """The subcollection holding the builder's parameters."""
         return self._pc
 
     def get_parameters(self) -> list[list]:
+        """The builder's Parameters, one list per layer."""
         return [list(layer) for layer in self._params]
 
     def get_parameter_expressions(self) -> list[list[Expression]]:
+        """The parameters as expressions of the current graph, one list per layer (after ``initial_state``)."""
         if self._vars is None or self._cg_version != _cg.ver:
             raise ValueError("Attempt to use a stale expression, renew CG and/or call initial_state before accessing "
                              f"{self._kind} internal parameters expression")
         return [list(layer) for layer in self._vars]
 
     def whoami(self) -> str:
+        """The builder's class name."""
         return self._kind
 
     # ------------------------------------------------------------ dropout
     def set_dropout(self, p: float) -> None:
+        """Sets the dropout rate of the builder's inputs.
+
+        Args:
+            p (float): the rate, in [0, 1].
+        """
         self.dropout_rate = check_rate(p)
 
     def disable_dropout(self) -> None:
+        """Turns dropout off."""
         self.dropout_rate = 0.0
 
     # ------------------------------------------------------------ steps
@@ -317,8 +394,15 @@ class _Savable:
 
     @property
     def spec(self) -> tuple:
+        """The constructor arguments that ``dy.save`` stores to rebuild the builder."""
         return self._spec
 
     @classmethod
     def from_spec(cls, spec, model):
+        """Rebuilds the builder from a stored ``spec``, in ``model`` (used by ``dy.load``).
+
+        Args:
+            spec (tuple): the constructor arguments, without the collection.
+            model (ParameterCollection): the collection to create the parameters in.
+        """
         return cls(*spec[:3], model, *spec[3:])

@@ -19,6 +19,16 @@ class BiRNNBuilder:
 
     def __init__(self, num_layers: int, input_dim: int, hidden_dim: int, model, rnn_builder_factory,
                  builder_layers: Sequence | None = None) -> None:
+        """Builds the layers from a builder class, or takes them ready-made.
+
+        Args:
+            num_layers (int): the number of bidirectional layers.
+            input_dim (int): the size of each input vector.
+            hidden_dim (int): the output size of each layer (even; each direction gets half).
+            model (ParameterCollection): the collection that holds the parameters.
+            rnn_builder_factory: a builder class such as ``dy.LSTMBuilder``.
+            builder_layers (list or None): ready (forward, backward) builder pairs, used instead.
+        """
         self.spec = (num_layers, input_dim, hidden_dim, rnn_builder_factory, builder_layers)
         self.model = model.add_subcollection("birnn")
         if builder_layers is None:
@@ -40,21 +50,35 @@ class BiRNNBuilder:
 
     @classmethod
     def from_spec(cls, spec, model) -> BiRNNBuilder:
+        """Rebuilds the builder from a stored ``spec``, in ``model`` (used by ``dy.load``).
+
+        Args:
+            spec (tuple): the constructor arguments, without the collection.
+            model (ParameterCollection): the collection.
+        """
         num_layers, input_dim, hidden_dim, factory, builder_layers = spec
         return cls(num_layers, input_dim, hidden_dim, model, factory, builder_layers)
 
     def param_collection(self):
+        """The subcollection holding the builders' parameters."""
         return self.model
 
     def whoami(self) -> str:
+        """The builder's class name."""
         return "BiRNNBuilder"
 
     def set_dropout(self, p: float) -> None:
+        """Sets the dropout rate of every constituent builder.
+
+        Args:
+            p (float): the rate.
+        """
         for fb, bb in self.builder_layers:
             fb.set_dropout(p)
             bb.set_dropout(p)
 
     def disable_dropout(self) -> None:
+        """Turns dropout off in every constituent builder."""
         for fb, bb in self.builder_layers:
             fb.disable_dropout()
             bb.disable_dropout()
@@ -69,7 +93,11 @@ class BiRNNBuilder:
         return es
 
     def add_inputs(self, es: Sequence[Expression]) -> list[tuple]:
-        """(forward state, backward state) per position, both aligned with the input order."""
+        """(forward state, backward state) of the top layer per position, aligned with the input order.
+
+        Args:
+            es (list[Expression]): the input sequence.
+        """
         es = self._inputs(es)
         for fb, bb in self.builder_layers[:-1]:
             fs = fb.initial_state().transduce(es)
@@ -81,7 +109,11 @@ class BiRNNBuilder:
         return list(zip(fs, reversed(bs), strict=True))
 
     def transduce(self, es: Sequence[Expression]) -> list[Expression]:
-        """[forward output; backward output] per position."""
+        """The concatenated [forward; backward] top-layer output per position.
+
+        Args:
+            es (list[Expression]): the input sequence.
+        """
         es = self._inputs(es)
         for fb, bb in self.builder_layers:
             fs = fb.initial_state().transduce(es)

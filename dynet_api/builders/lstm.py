@@ -49,13 +49,25 @@ class _TwoRateDropout:
     dropout_rate_h = 0.0
 
     def set_dropout(self, p: float) -> None:
+        """Sets the same variational dropout rate on the layer inputs and the recurrent inputs.
+
+        Args:
+            p (float): the rate, in [0, 1].
+        """
         self.dropout_rate = self.dropout_rate_h = check_rate(p)
 
     def set_dropouts(self, d: float, d_r: float) -> None:
+        """Sets the dropout rates separately.
+
+        Args:
+            d (float): the rate of each layer's input.
+            d_r (float): the rate of the recurrent input h.
+        """
         self.dropout_rate = check_rate(d)
         self.dropout_rate_h = check_rate(d_r)
 
     def disable_dropout(self) -> None:
+        """Turns dropout off."""
         self.dropout_rate = self.dropout_rate_h = 0.0
 
     def _dropping(self) -> bool:
@@ -66,7 +78,11 @@ class _TwoRateDropout:
         return (self.dropout_rate, self.dropout_rate_h)
 
     def set_dropout_masks(self, batch_size: int = 1) -> None:
-        """Draw the masks now, one per batch element (call after ``initial_state``)."""
+        """Draws the dropout masks now (call after ``initial_state``).
+
+        Args:
+            batch_size (int): one mask per batch element.
+        """
         self._check_graph()
         self._masks = []
         if self._dropping():
@@ -328,6 +344,16 @@ class VanillaLSTMBuilder(_FusedCell, _TwoRateDropout, _Savable, _CellBuilder):
 
     def __init__(self, layers: int, input_dim: int, hidden_dim: int, model, ln_lstm: bool = False,
                  forget_bias: float = 1.0) -> None:
+        """Creates the builder's parameters in a subcollection of ``model``.
+
+        Args:
+            layers (int): the number of stacked layers.
+            input_dim (int): the size of each input vector.
+            hidden_dim (int): the size of the hidden and cell states of every layer.
+            model (ParameterCollection): the collection that holds the parameters.
+            ln_lstm (bool): layer-normalise the gates' pre-activations and the cell.
+            forget_bias (float): added to the forget gate's pre-activation.
+        """
         self._setup(layers, input_dim, hidden_dim, model, self._sub)
         self.ln_lstm = bool(ln_lstm)
         self.forget_bias = float(forget_bias)
@@ -417,11 +443,26 @@ class SparseLSTMBuilder(VanillaLSTMBuilder):
 
     def __init__(self, layers: int, input_dim: int, hidden_dim: int, model, ln_lstm: bool = False,
                  forget_bias: float = 1.0) -> None:
+        """Creates the builder's parameters (as :class:`VanillaLSTMBuilder`).
+
+        Args:
+            layers (int): the number of stacked layers.
+            input_dim (int): the size of each input vector.
+            hidden_dim (int): the size of the hidden and cell states.
+            model (ParameterCollection): the collection that holds the parameters.
+            ln_lstm (bool): layer normalisation.
+            forget_bias (float): added to the forget gate's pre-activation.
+        """
         super().__init__(layers, input_dim, hidden_dim, model, ln_lstm, forget_bias)
         self.sparsity = 0.0
         self._prune: list[list] | None = None
 
     def set_sparsity(self, sparsity: float) -> None:
+        """Prunes the smallest-magnitude fraction of every W_x and W_h (from the next ``initial_state``).
+
+        Args:
+            sparsity (float): the fraction zeroed, in [0, 1].
+        """
         s = float(sparsity)
         if not 0.0 <= s <= 1.0:
             raise ValueError(f"SparseLSTMBuilder.set_sparsity: sparsity must be in [0, 1], got {s}")
@@ -459,6 +500,14 @@ class CompactVanillaLSTMBuilder(_FusedCell, _TwoRateDropout, _Savable, _CellBuil
     _kind = "CompactVanillaLSTMBuilder"
 
     def __init__(self, layers: int, input_dim: int, hidden_dim: int, model) -> None:
+        """Creates the builder's parameters in a subcollection of ``model``.
+
+        Args:
+            layers (int): the number of stacked layers.
+            input_dim (int): the size of each input vector.
+            hidden_dim (int): the size of the hidden state of every layer.
+            model (ParameterCollection): the collection that holds the parameters.
+        """
         self._setup(layers, input_dim, hidden_dim, model, "compact-vanilla-lstm-builder")
         self._spec = (self.layers, self.input_dim, self.hidden_dim)
         pc, hid = self._pc, self.hidden_dim
@@ -470,6 +519,11 @@ class CompactVanillaLSTMBuilder(_FusedCell, _TwoRateDropout, _Savable, _CellBuil
         self.weightnoise_std = 0.0
 
     def set_weightnoise(self, std: float) -> None:
+        """Adds Gaussian noise to W_x, W_h and b at every step.
+
+        Args:
+            std (float): the noise's standard deviation (0: none).
+        """
         std = float(std)
         if std < 0:
             raise ValueError(f"CompactVanillaLSTMBuilder.set_weightnoise: std must be >= 0, got {std}")
@@ -535,6 +589,14 @@ class CoupledLSTMBuilder(_Savable, _CellBuilder):
     _kind = "CoupledLSTMBuilder"
 
     def __init__(self, layers: int, input_dim: int, hidden_dim: int, model) -> None:
+        """Creates the builder's parameters in a subcollection of ``model``.
+
+        Args:
+            layers (int): the number of stacked layers.
+            input_dim (int): the size of each input vector.
+            hidden_dim (int): the size of the hidden state of every layer.
+            model (ParameterCollection): the collection that holds the parameters.
+        """
         self._setup(layers, input_dim, hidden_dim, model, "lstm-builder")
         self._spec = (self.layers, self.input_dim, self.hidden_dim)
         pc, hid = self._pc, self.hidden_dim
@@ -551,12 +613,25 @@ class CoupledLSTMBuilder(_Savable, _CellBuilder):
         self.dropout_rate_h = self.dropout_rate_c = 0.0
 
     def set_dropout(self, p: float) -> None:
+        """Sets one variational dropout rate on the input, the recurrent h and the peephole cell.
+
+        Args:
+            p (float): the rate, in [0, 1].
+        """
         self.dropout_rate = self.dropout_rate_h = self.dropout_rate_c = check_rate(p)
 
     def set_dropouts(self, d: float, d_h: float, d_c: float) -> None:
+        """Sets the three dropout rates separately.
+
+        Args:
+            d (float): the rate of each layer's input.
+            d_h (float): the rate of the recurrent h.
+            d_c (float): the rate of the cell fed to the peepholes.
+        """
         self.dropout_rate, self.dropout_rate_h, self.dropout_rate_c = check_rate(d), check_rate(d_h), check_rate(d_c)
 
     def disable_dropout(self) -> None:
+        """Turns dropout off."""
         self.dropout_rate = self.dropout_rate_h = self.dropout_rate_c = 0.0
 
     def _dropping(self) -> bool:
@@ -611,6 +686,14 @@ class FastLSTMBuilder(_CellBuilder):
     _kind = "FastLSTMBuilder"
 
     def __init__(self, layers: int, input_dim: int, hidden_dim: int, model) -> None:
+        """Creates the builder's parameters in a subcollection of ``model``.
+
+        Args:
+            layers (int): the number of stacked layers.
+            input_dim (int): the size of each input vector.
+            hidden_dim (int): the size of the hidden state of every layer.
+            model (ParameterCollection): the collection that holds the parameters.
+        """
         self._setup(layers, input_dim, hidden_dim, model, "fast-lstm-builder")
         pc, hid = self._pc, self.hidden_dim
         ind = self.input_dim

@@ -19,6 +19,14 @@ class SimpleRNNBuilder(_Savable, _RNNBuilder):
     _kind = "SimpleRNNBuilder"
 
     def __init__(self, layers: int, input_dim: int, hidden_dim: int, model) -> None:
+        """Creates the builder's parameters in a subcollection of ``model``.
+
+        Args:
+            layers (int): the number of stacked layers.
+            input_dim (int): the size of each input vector.
+            hidden_dim (int): the size of the hidden state of every layer.
+            model (ParameterCollection): the collection that holds the parameters.
+        """
         self._setup(layers, input_dim, hidden_dim, model, "simple-rnn-builder")
         self._spec = (self.layers, self.input_dim, self.hidden_dim)
         pc, hid = self._pc, self.hidden_dim
@@ -33,17 +41,33 @@ class SimpleRNNBuilder(_Savable, _RNNBuilder):
         self.dropout_rate_h = 0.0
 
     def set_dropout(self, p: float) -> None:
+        """Sets the same variational dropout rate on the layer inputs and the recurrent inputs.
+
+        Args:
+            p (float): the rate, in [0, 1].
+        """
         self.dropout_rate = self.dropout_rate_h = check_rate(p)
 
     def set_dropouts(self, d: float, d_h: float) -> None:
+        """Sets the dropout rates separately.
+
+        Args:
+            d (float): the rate of each layer's input.
+            d_h (float): the rate of the recurrent input.
+        """
         self.dropout_rate = check_rate(d)
         self.dropout_rate_h = check_rate(d_h)
 
     def disable_dropout(self) -> None:
+        """Turns dropout off."""
         self.dropout_rate = self.dropout_rate_h = 0.0
 
     def set_dropout_masks(self, batch_size: int = 1) -> None:
-        """Draw the masks now, one per batch element (call after ``initial_state``)."""
+        """Draws the dropout masks now (call after ``initial_state``).
+
+        Args:
+            batch_size (int): one mask per batch element.
+        """
         self._check_graph()
         self._masks = []
         if self.dropout_rate > 0 or self.dropout_rate_h > 0:
@@ -85,6 +109,14 @@ class GRUBuilder(_Savable, _RNNBuilder):
     _kind = "GRUBuilder"
 
     def __init__(self, layers: int, input_dim: int, hidden_dim: int, model) -> None:
+        """Creates the builder's parameters in a subcollection of ``model``.
+
+        Args:
+            layers (int): the number of stacked layers.
+            input_dim (int): the size of each input vector.
+            hidden_dim (int): the size of the hidden state of every layer.
+            model (ParameterCollection): the collection that holds the parameters.
+        """
         self._setup(layers, input_dim, hidden_dim, model, "gru-builder")
         self._spec = (self.layers, self.input_dim, self.hidden_dim)
         pc, hid = self._pc, self.hidden_dim

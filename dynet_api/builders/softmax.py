@@ -56,18 +56,45 @@ class SoftmaxBuilder:
         return F.affine_transform([self._param(b, update), we, x])
 
     def full_logits(self, x: Expression, update: bool = True) -> Expression:
+        """The unnormalised scores of every class for the input ``x``.
+
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         raise NotImplementedError
 
     def neg_log_softmax(self, x: Expression, c: int, update: bool = True) -> Expression:
+        """``-log p(c | x)``.
+
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            c (int): the class.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         raise NotImplementedError
 
     def neg_log_softmax_batch(self, x: Expression, cs: Sequence[int], update: bool = True) -> Expression:
+        """``-log p(cs[k] | x_k)`` per batch element.
+
+        Args:
+            x (Expression): a batch of inputs.
+            cs (list[int]): one class per batch element.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         raise NotImplementedError
 
     def full_log_distribution(self, x: Expression, update: bool = True) -> Expression:
+        """``log p(. | x)`` over every class.
+
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         return F.log_softmax(self.full_logits(x, update))
 
     def param_collection(self) -> ParameterCollection:
+        """The subcollection holding the builder's parameters."""
         return self._pc
 
 
@@ -76,6 +103,14 @@ class StandardSoftmaxBuilder(SoftmaxBuilder):
     in subcollection ``standard-softmax-builder``."""
 
     def __init__(self, input_dim: int, num_classes: int, pc: ParameterCollection, bias: bool = True) -> None:
+        """Creates W and b in a subcollection of ``pc``.
+
+        Args:
+            input_dim (int): the input size.
+            num_classes (int): the number of classes.
+            pc (ParameterCollection): the collection.
+            bias (bool): whether to use the bias b.
+        """
         if not isinstance(pc, ParameterCollection):
             raise TypeError(f"StandardSoftmaxBuilder: pc must be a ParameterCollection, got {type(pc).__name__}")
         self.input_dim = as_size(input_dim, "StandardSoftmaxBuilder: input_dim")
@@ -87,12 +122,32 @@ class StandardSoftmaxBuilder(SoftmaxBuilder):
         self._loaded_key = None
 
     def full_logits(self, x: Expression, update: bool = True) -> Expression:
+        """``W x + b``: the scores of every class.
+
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         return self._affine(self.p_w, self.p_b, x, update)
 
     def neg_log_softmax(self, x: Expression, c: int, update: bool = True) -> Expression:
+        """``-log softmax(W x + b)[c]``.
+
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            c (int): the class.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         return F.pickneglogsoftmax(self.full_logits(x, update), c)
 
     def neg_log_softmax_batch(self, x: Expression, cs: Sequence[int], update: bool = True) -> Expression:
+        """:meth:`neg_log_softmax` per batch element.
+
+        Args:
+            x (Expression): a batch of inputs (batch size ``len(cs)``).
+            cs (list[int]): one class per batch element.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         cs = list(cs)
         bd = _cg.dims[x._check()].bd
         if bd != len(cs):
@@ -101,6 +156,11 @@ class StandardSoftmaxBuilder(SoftmaxBuilder):
         return F.pickneglogsoftmax_batch(self.full_logits(x, update), cs)
 
     def sample(self, x: Expression) -> int:
+        """A class drawn from ``softmax(W x + b)``.
+
+        Args:
+            x (Expression): the input ``{input_dim}``.
+        """
         return _draw(np.asarray(F.softmax(self.full_logits(x)).npvalue()).reshape(-1))
 
 
@@ -120,6 +180,15 @@ class ClassFactoredSoftmaxBuilder(SoftmaxBuilder):
 
     def __init__(self, input_dim: int, cluster_file: str, word_dict: dict, pc: ParameterCollection,
                  bias: bool = True) -> None:
+        """Reads the clusters and creates the parameters in a subcollection of ``pc``.
+
+        Args:
+            input_dim (int): the input size.
+            cluster_file (str): lines ``<class> <word> [freq]``.
+            word_dict (dict): word -> id, ids ``0..n-1``.
+            pc (ParameterCollection): the collection.
+            bias (bool): whether to use biases.
+        """
         if not isinstance(pc, ParameterCollection):
             raise TypeError(f"ClassFactoredSoftmaxBuilder: pc must be a ParameterCollection, got {type(pc).__name__}")
         self.input_dim = as_size(input_dim, "ClassFactoredSoftmaxBuilder: input_dim")
@@ -182,12 +251,31 @@ class ClassFactoredSoftmaxBuilder(SoftmaxBuilder):
         return self.widx2cidx[w]
 
     def class_logits(self, x: Expression, update: bool = True) -> Expression:
+        """The scores of the classes.
+
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         return self._affine(self.p_r2c, self.p_cbias, x, update)
 
     def class_log_distribution(self, x: Expression, update: bool = True) -> Expression:
+        """``log p(class | x)`` over the classes.
+
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         return F.log_softmax(self.class_logits(x, update))
 
     def subclass_logits(self, x: Expression, classid: int, update: bool = True) -> Expression:
+        """The scores of the words of class ``classid``.
+
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            classid (int): the class.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         c = int(classid)
         if not 0 <= c < len(self.cidx2words):
             raise IndexError(f"ClassFactoredSoftmaxBuilder: class {c} out of range ({len(self.cidx2words)} classes)")
@@ -196,10 +284,21 @@ class ClassFactoredSoftmaxBuilder(SoftmaxBuilder):
         return self._affine(self.p_rc2ws[c], self.p_rcwbiases[c], x, update)
 
     def subclass_log_distribution(self, x: Expression, classid: int, update: bool = True) -> Expression:
+        """``log p(word | class, x)`` over the words of class ``classid``.
+
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            classid (int): the class.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         return F.log_softmax(self.subclass_logits(x, classid, update))
 
     def initialize_expressions(self, update: bool = True) -> None:
-        """Load every class's word parameters into the graph now (normally done on first use)."""
+        """Loads every class's word parameters into the graph now (normally done on first use).
+
+        Args:
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         for c in range(len(self.cidx2words)):
             if self.p_rc2ws[c] is not None:
                 self._param(self.p_rc2ws[c], update)
@@ -207,6 +306,13 @@ class ClassFactoredSoftmaxBuilder(SoftmaxBuilder):
                     self._param(self.p_rcwbiases[c], update)
 
     def neg_log_softmax(self, x: Expression, c: int, update: bool = True) -> Expression:
+        """``-log p(c | x) = -log p(class(c) | x) - log p(c | class(c), x)``.
+
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            c (int): the word id.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         cl = self._class_of(c)
         cnlp = F.pickneglogsoftmax(self.class_logits(x, update), cl)
         if len(self.cidx2words[cl]) <= 1:
@@ -214,6 +320,13 @@ class ClassFactoredSoftmaxBuilder(SoftmaxBuilder):
         return cnlp + F.pickneglogsoftmax(self.subclass_logits(x, cl, update), self.widx2cwidx[int(c)])
 
     def neg_log_softmax_batch(self, x: Expression, cs: Sequence[int], update: bool = True) -> Expression:
+        """:meth:`neg_log_softmax` per batch element.
+
+        Args:
+            x (Expression): a batch of inputs.
+            cs (list[int]): one word id per batch element.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         cs = list(cs)
         bd = _cg.dims[x._check()].bd
         if bd != len(cs):
@@ -222,6 +335,12 @@ class ClassFactoredSoftmaxBuilder(SoftmaxBuilder):
                                        for i, w in enumerate(cs)])
 
     def full_logits(self, x: Expression, update: bool = True) -> Expression:
+        """A score per word, as DyNet computes it (see the class notes).
+
+        Args:
+            x (Expression): the input ``{input_dim}``.
+            update (bool): if False, the parameters enter the graph as constants (no gradient).
+        """
         cscores = self.class_log_distribution(x, update)
         full: list = [None] * len(self.widx2cidx)
         for w, c in enumerate(self.widx2cidx):
@@ -239,6 +358,11 @@ class ClassFactoredSoftmaxBuilder(SoftmaxBuilder):
         return F.concatenate(full)
 
     def sample(self, x: Expression) -> int:
+        """A word id drawn by sampling a class, then a word of that class.
+
+        Args:
+            x (Expression): the input ``{input_dim}``.
+        """
         c = _draw(np.asarray(F.softmax(self.class_logits(x)).npvalue()).reshape(-1))
         words = self.cidx2words[c]
         if len(words) <= 1:

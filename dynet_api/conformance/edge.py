@@ -152,3 +152,52 @@ def check_edges(be: Backend, op: OpDef, examples: int = 20, seed: int = 0) -> Ca
             if len(res.messages) >= 3:
                 break
     return res
+
+
+def attr_domain_ops() -> list[OpDef]:
+    from ..ops import OP_LIST
+
+    return [o for o in OP_LIST if o.attr_domains]
+
+
+def check_attr_domains(be: Backend, op: OpDef) -> CaseResult:
+    """Each declared attribute domain: an out-of-domain value and NaN must be refused with a
+    ValueError naming the op, on this backend, before any kernel runs."""
+    from ..ops import ATTR_DOMAINS
+
+    res = CaseResult("edge", be.name, op.name, "attr-domains")
+    if op.name not in be.forward_kernels:
+        res.status = "skip"
+        res.messages.append("no kernel (see coverage)")
+        return res
+    if op.leaf:
+        dim = Dim((3,), 2)
+        base = [tuple(a) + (dim,) for a in op.sample_attrs([])]
+        dims: list[Dim] = []
+    else:
+        s = samples(op)[0]
+        base, dims = [s.attrs], list(s.dims)
+    for attr, dom in op.attr_domains:
+        k = op.attrs.index(attr)
+        for bad in (ATTR_DOMAINS[dom][2], float("nan")):
+            attrs = base[0][:k] + (bad,) + base[0][k + 1:]
+            shown = f"{op.name} with {attr} = {bad!r}"
+            with using(be):
+                _cg.renew()
+                try:
+                    if op.leaf:
+                        _cg.add_leaf(op, attrs).npvalue()
+                    else:
+                        rng = np.random.default_rng(0)
+                        ins = [F.inputTensor(draw(rng, d.shape, domain_of(op, i), op.kinks).astype(np.float32),
+                                             batched=True) for i, d in enumerate(dims)]
+                        _cg.value_array(_cg.add(op, ins, attrs).i)
+                    res.fail(f"{shown}: accepted; its declared domain is {ATTR_DOMAINS[dom][1]}")
+                except ValueError as e:
+                    if op.name not in str(e) or attr not in str(e):
+                        res.fail(f"{shown}: refused with a message that does not name the op and {attr}: {e}")
+                except Exception as e:
+                    res.fail(f"{shown}: {short_error(e)} instead of a ValueError")
+                finally:
+                    _cg.renew()
+    return res

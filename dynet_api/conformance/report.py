@@ -90,6 +90,10 @@ def write_text(rep: Report, out: TextIO, verbose: bool = False) -> None:
     if edges:
         bad = [r for r in edges if r.status == FAIL]
         w(f"\nedge cases: {len(edges)} ops swept, {len(bad)} with failures\n")
+    nonfinite = rep.section("nonfinite")
+    if nonfinite:
+        bad = [r for r in nonfinite if r.status == FAIL]
+        w(f"non-finite inputs (NaN, +Inf, -Inf): {len(nonfinite)} ops checked, {len(bad)} with failures\n")
     if rep.declared:
         w("\ndeclared unsupported (listed, not failures):\n")
         for k, v in sorted(rep.declared.items()):
@@ -109,7 +113,7 @@ def summary_line(rep: Report) -> str:
     s = rep.summary()
     parts = []
     for sec, label in (("op", "ops"), ("leaf", "leaves"), ("random", "random ops"), ("trainer", "trainers"),
-                       ("edge", "edge-case sweeps")):
+                       ("edge", "edge-case sweeps"), ("nonfinite", "non-finite inputs")):
         d = s[sec]
         if not d["checked"]:
             continue

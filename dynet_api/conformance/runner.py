@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from ..backend import Backend
 from ..ops import OP_LIST, OPS
 from .compare import tolerance
-from .edge import check_edges
+from .edge import attr_domain_ops, check_attr_domains, check_edges
 from .leaves import SCENARIOS, check_leaf
+from .nonfinite import check_nonfinite
 from .opcheck import check_sample, coverage, grad_inputs
 from .randomness import check_random
 from .results import FAIL, PASS, SKIP, UNSUPPORTED, CaseResult
@@ -17,7 +18,7 @@ from .samples import compute_ops, missing_samples_reason, random_ops, samples
 from .switch import resolve
 from .trainercheck import VARIANTS, check_trainer, trainer_classes
 
-SECTIONS = ("ops", "leaves", "random", "trainers", "edges")
+SECTIONS = ("ops", "leaves", "random", "trainers", "edges", "nonfinite")
 EDGE_EXAMPLES = 20
 
 
@@ -42,7 +43,7 @@ class Report:
 
     def summary(self) -> dict:
         out = {}
-        for sec in ("op", "leaf", "random", "trainer", "edge"):
+        for sec in ("op", "leaf", "random", "trainer", "edge", "nonfinite"):
             rs = self.section(sec)
             names = sorted({r.name for r in rs})
             failed = sorted({r.name for r in rs if r.status == FAIL})
@@ -125,6 +126,17 @@ def verify(backend: str | Backend, against: str | Backend = "reference_numpy", o
             if wanted(op.name):
                 r = check_edges(be, op, edge_examples)
                 if r.status != SKIP or r.messages[:1] != ["no kernel (see coverage)"]:
+                    rep.results.append(r)
+        for op in attr_domain_ops():
+            if wanted(op.name):
+                r = check_attr_domains(be, op)
+                if r.status != SKIP:
+                    rep.results.append(r)
+    if "nonfinite" in sections:
+        for op in compute_ops():
+            if wanted(op.name):
+                r = check_nonfinite(be, ref, op)
+                if r.status != UNSUPPORTED:
                     rep.results.append(r)
     rep.seconds = time.perf_counter() - t0
     return rep

@@ -6,7 +6,8 @@ constants; rows looked up with a repetition) go through two ``update()`` calls:
 the first under the clipping threshold, the second over it and with other
 rows, so that a sparse update must leave the first step's rows alone.  Sparse lookup
 updates are checked on their own case, dense updates with weight decay on
-another.
+another.  Then a gradient with an Inf in it must be refused (RuntimeError) and
+cleared by the backend, so that a third, finite update gives the reference's values.
 """
 
 from __future__ import annotations
@@ -73,6 +74,24 @@ def run_trainer(cls: type, variant: str) -> dict[str, np.ndarray]:
         out[f"W after update {step + 1}"] = W.as_array()
         out[f"b after update {step + 1}"] = b.as_array()
         out[f"lookup table after update {step + 1}"] = L.as_array()
+    _cg.renew()
+    bad = d["cW"] * 0.5
+    bad[0, 0] = np.inf
+    loss = F.dot_product(W, F.inputTensor(bad)) + F.sum_batches(
+        F.dot_product(F.lookup_batch(L, ROWS[0]), F.inputTensor(d["cL"], batched=True)))
+    loss.backward()
+    try:
+        tr.update()
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("an update with an Inf gradient was not refused")
+    _cg.renew()  # the refused gradients must be gone: this update sees only b's
+    F.dot_product(b, F.inputTensor(d["cb"])).backward()
+    tr.update()
+    out["W after a refused then a finite update"] = W.as_array()
+    out["b after a refused then a finite update"] = b.as_array()
+    out["lookup table after a refused then a finite update"] = L.as_array()
     _cg.renew()
     return out
 

@@ -21,16 +21,16 @@ DN_F float dn_tanh_b(float x, float y, float g) { return g * (1.0f - y * y); }
 DN_F float dn_logistic_f(float x) { return dn_sigmoid(x); }
 DN_F float dn_logistic_b(float x, float y, float g) { return g * y * (1.0f - y); }
 
-DN_F float dn_rectify_f(float x) { return x > 0.0f ? x : 0.0f; }
+DN_F float dn_rectify_f(float x) { return x > 0.0f || x != x ? x : 0.0f; }  // NaN stays NaN
 DN_F float dn_rectify_b(float x, float y, float g) { return g * (y > 0.0f ? 1.0f : 0.0f); }
 
-DN_F float dn_elu_f(float x, float alpha) { return x > 0.0f ? x : alpha * expm1f(fminf(x, 0.0f)); }
+DN_F float dn_elu_f(float x, float alpha) { return x > 0.0f || x != x ? x : alpha * expm1f(fminf(x, 0.0f)); }
 DN_F float dn_elu_b(float x, float y, float g, float alpha) {
   return g * (x > 0.0f ? 1.0f : alpha * expf(fminf(x, 0.0f)));
 }
 
 DN_F float dn_selu_f(float x) {
-  return DN_SELU_LAMBDA * (x > 0.0f ? x : DN_SELU_ALPHA * expm1f(fminf(x, 0.0f)));
+  return DN_SELU_LAMBDA * (x > 0.0f || x != x ? x : DN_SELU_ALPHA * expm1f(fminf(x, 0.0f)));
 }
 DN_F float dn_selu_b(float x, float y, float g) {
   return g * (DN_SELU_LAMBDA * (x > 0.0f ? 1.0f : DN_SELU_ALPHA * expf(fminf(x, 0.0f))));
@@ -128,28 +128,35 @@ DN_F float dn_log_softmax_b(float g, float y, float s) { return g - expf(y) * s;
 DN_F float dn_exp_diff_mul(float x, float y, float g) { return expf(x - y) * g; }
 
 // ---------------------------------------------------------------- losses
-DN_F float dn_clip_prob(float x) { return fminf(fmaxf(x, DN_FLT_MIN), DN_ONE_MINUS_1E7); }
+// DyNet's FBinaryLogLoss: a prediction of exactly 0 or 1 on the wrong side costs -log(FLT_MIN).
 DN_F float dn_bll_f(float x, float t) {
-  float c = dn_clip_prob(x);
-  return -(t * logf(c) + (1.0f - t) * log1pf(-c));
+  const float cap = -logf(DN_FLT_MIN);
+  if (t == 1.0f) return x == 0.0f ? cap : -logf(x);
+  if (t == 0.0f) return x == 1.0f ? cap : -log1pf(-x);
+  if (x == 0.0f || x == 1.0f) return cap;
+  return -(t * logf(x) + (1.0f - t) * log1pf(-x));
 }
+// DyNet's backward moves a prediction of exactly 0 to FLT_MIN and of exactly 1 to 0.9999999f.
+DN_F float dn_bll_edge(float x) { return x == 0.0f ? DN_FLT_MIN : (x == 1.0f ? DN_ONE_MINUS_1E7 : x); }
 DN_F float dn_bll_b0(float g, float x, float t) {
-  float c = dn_clip_prob(x);
-  return g * ((1.0f - t) / (1.0f - c) - t / c);
+  if (x == t) return 0.0f;  // DyNet: no gradient where the prediction equals the target
+  float c = dn_bll_edge(x);
+  float d = t == 1.0f ? -t / c : (t == 0.0f ? (1.0f - t) / (1.0f - c) : (1.0f - t) / (1.0f - c) - t / c);
+  return g * d;
 }
 DN_F float dn_bll_b1(float g, float x) {
-  float c = dn_clip_prob(x);
+  float c = dn_bll_edge(x);
   return g * (log1pf(-c) - logf(c));
 }
 DN_F float dn_sqd_b(float a, float b, float g) { return 2.0f * (a - b) * g; }
 DN_F float dn_l1_b(float a, float b, float g) { return dn_sign(a - b) * g; }
 DN_F float dn_huber_f(float a, float b, float c) {
   float d = fabsf(a - b);
-  return d < c ? d * d : c * (2.0f * d - c);
+  return 0.5f * (d < c ? d * d : c * (2.0f * d - c));  // DyNet's HuberDistance halves the sum
 }
 DN_F float dn_huber_b(float a, float b, float g, float c) {
   float d = a - b;
-  return 2.0f * g * (fabsf(d) < c ? d : c * dn_sign(d));
+  return g * (fabsf(d) < c ? d : c * dn_sign(d));
 }
 
 // ---------------------------------------------------------------- random tensors

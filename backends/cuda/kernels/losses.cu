@@ -12,6 +12,7 @@ DN_F float dn_column_lse(const float* x, long long n, long long B, long long b) 
   float m = -DN_INF;
   for (long long i = threadIdx.x; i < n; i += blockDim.x) m = fmaxf(m, x[i * B + b]);
   m = dn_warp_max(m);
+  if (fabsf(m) == DN_INF) return m;  // +Inf if any +Inf, -Inf if all are -Inf (a NaN shows in the sum below)
   float s = 0.0f;
   for (long long i = threadIdx.x; i < n; i += blockDim.x) s += expf(x[i * B + b] - m);
   s = dn_warp_sum(s);
@@ -49,7 +50,7 @@ extern "C" __global__ void dn_hinge_fwd(float* out, const float* x, const int* i
     float s = 0.0f;
     for (long long i = threadIdx.x; i < n; i += blockDim.x) {
       float v = x[i * B + b] - xg + margin;
-      if (i != gold && v > 0.0f) s += v;
+      if (i != gold && (v > 0.0f || v != v)) s += v;  // a NaN score makes a NaN loss
     }
     s = dn_warp_sum(s);
     if (threadIdx.x == 0) out[b] = s;
@@ -68,11 +69,12 @@ extern "C" __global__ void dn_hinge_bwd(float* g, const float* x, const float* d
     for (long long i = threadIdx.x; i < n; i += blockDim.x) {
       if (i == gold) continue;
       float v = x[i * B + b] - xg + margin;
-      float active = v > 0.0f ? 1.0f : 0.0f;
-      count += active;
-      g[i * B + b] = active * d;
+      // Only active terms receive dy, as in DyNet (no loss, no gradient, even for an Inf dy).
+      bool active = v > 0.0f;
+      count += active ? 1.0f : 0.0f;
+      g[i * B + b] = active ? d : 0.0f;
     }
     count = dn_warp_sum(count);
-    if (threadIdx.x == 0) g[gold * B + b] = 0.0f * d - count * d;
+    if (threadIdx.x == 0) g[gold * B + b] = count > 0.0f ? -count * d : 0.0f;
   }
 }

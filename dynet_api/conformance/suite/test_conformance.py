@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 
 from dynet_api.conformance import selection
-from dynet_api.conformance.edge import edge_case
+from dynet_api.conformance.edge import attr_domain_ops, check_attr_domains, edge_case
+from dynet_api.conformance.nonfinite import check_nonfinite
 from dynet_api.conformance.opcheck import check_sample
 from dynet_api.conformance.randomness import check_random
 from dynet_api.conformance.results import UNSUPPORTED, CaseResult
@@ -61,6 +62,22 @@ CASES = [(s, s.id) for op in OPS for s in samples(op)]
 def test_op(backend_name, sample):
     """Forward value and each input's gradient against the reference (and finite differences on the reference)."""
     _conclude(check_sample(_backend(backend_name), selection.reference(), sample))
+
+
+@pytest.mark.parametrize("backend_name, op", _params([(op, f"{op.name}-nonfinite") for op in OPS if samples(op)]))
+def test_nonfinite(backend_name, op):
+    """NaN, +Inf and -Inf inputs give the reference's pattern of non-finite outputs."""
+    _conclude(check_nonfinite(_backend(backend_name), selection.reference(), op))
+
+
+@pytest.mark.parametrize("backend_name, op", _params([(op, f"{op.name}-attr-domains") for op in attr_domain_ops()
+                                                      if _ONLY is None or op.name in _ONLY]))
+def test_attr_domains(backend_name, op):
+    """Attributes outside their declared domain (and NaN) are refused with a ValueError naming the op."""
+    res = check_attr_domains(_backend(backend_name), op)
+    if res.status == "skip":
+        pytest.skip("; ".join(res.messages))
+    _conclude(res)
 
 
 NO_SAMPLES = [op for op in OPS if not samples(op)]
