@@ -48,7 +48,7 @@ def build_flags() -> str:
     if not f.exists():
         return "DyNet 2.1.2 (its default Release flags)"
     vals = dict(line.split("=", 1) for line in f.read_text().splitlines() if "=" in line)
-    flags = " ".join(v for k, v in vals.items() if k.startswith("CMAKE_CXX_FLAGS"))
+    flags = vals.get("CXX_FLAGS", "")
     return f"DyNet 2.1.2 built with: {' '.join(flags.split())}"
 
 

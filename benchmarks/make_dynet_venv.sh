@@ -4,8 +4,8 @@
 # Usage: bash benchmarks/make_dynet_venv.sh [VENV_DIR]     (default: .venv-dynet in the repo root)
 # Environment: PYTHON (default python3), JOBS (default 2), DYNET_SRC_DIR (scratch dir, default a temp dir).
 #
-# DyNet is built from its PyPI sdist with its own default flags (CMake Release:
-# -O3 -march=native -funroll-loops -DNDEBUG, plus -DEIGEN_FAST_MATH) against the system Eigen 3.4
+# DyNet is built from its PyPI sdist with its own default flags (CMake Release with GCC:
+# -funroll-loops -Ofast -march=native -DNDEBUG, plus -DEIGEN_FAST_MATH -fno-finite-math-only) against the system Eigen 3.4
 # (Debian: apt-get install -y libeigen3-dev).  Its old build needs cython<3, numpy<2, setuptools<70 and,
 # under CMake 4, CMAKE_POLICY_VERSION_MINIMUM=3.5.  `setup.py build` compiles libdynet.so (installed into the
 # venv's lib/ by DyNet's own `make install`, where the extension's rpath points) and the Cython module; we
@@ -51,8 +51,10 @@ done
 if [ ! -f "$venv/lib/libdynet.so" ]; then
   cp "$(find build -name 'libdynet.so' -print -quit)" "$venv/lib/"
 fi
-grep -E '^CMAKE_(BUILD_TYPE|CXX_FLAGS|CXX_FLAGS_RELEASE|CXX_COMPILER):' "$(find build -name CMakeCache.txt -print -quit)" \
-  > "$venv/dynet-build-flags.txt" || true
+# The flags libdynet.so was compiled with (DyNet's CMakeLists sets them as plain variables, so the
+# CMake cache does not hold them; the generated flags.make does).
+grep -h '^CXX_FLAGS' "$(find build -path '*dynet.dir*' -name flags.make -print -quit)" \
+  | sed 's/^CXX_FLAGS *= */CXX_FLAGS=/' > "$venv/dynet-build-flags.txt" || true
 cd "$venv"
 "$venv/bin/python" -c 'import dynet as dy; print("dynet", dy.__file__, "ok:", dy.inputVector([1.0, 2.0]).npvalue())'
 echo "make_dynet_venv: DyNet 2.1.2 is ready in $venv"

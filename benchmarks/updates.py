@@ -150,7 +150,12 @@ def format_table(cols: dict[str, dict], missing: str, lookup_rows=LOOKUP_ROWS) -
         cells = [k]
         for n in names:
             v = cols[n].get(k)
-            cells.append(f"{v * 1e6:.2f}" if v is not None else ("-" if n != "DyNet" else missing))
+            if v is not None:
+                cells.append(f"{v * 1e6:.2f}")
+            elif n != "DyNet":
+                cells.append("-")
+            else:  # with DyNet's figures present, a missing one is a trainer its Python module lacks
+                cells.append("not in DyNet 2.1.2" if cols["DyNet"] else missing)
         peer = cols.get("DyNet", {}).get(k)
         for n in names:
             if n != "DyNet":
@@ -215,7 +220,8 @@ def main(argv: list[str] | None = None) -> dict:
                                           lookup_rows=lookup_rows)
             print(build_flags())
     cols.setdefault("DyNet", {})
-    print("trainer updates, one thread; best of timed batches")
+    print("trainer updates, one thread; best of timed batches; ratio = dynet_api time / DyNet time "
+          "(above 1: DyNet is faster)")
     print(format_table(cols, "not run (--no-dynet)" if a.no_dynet else MISSING, lookup_rows))
     return cols
 
