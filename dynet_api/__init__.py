@@ -76,3 +76,5 @@ def backend_name() -> str:
     from . import runtime
 
     return runtime.backend().name
+
+from . import workers as _workers  # noqa: E402,F401  (forked children get their own random streams)

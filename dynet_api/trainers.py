@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import Any
 
 from .params import ParameterCollection, ParamStorage
 
@@ -215,8 +216,8 @@ class Trainer:
         # One walk over the parameters collects, per backend, the update_all items and the
         # gradients of the clipping norm; the bookkeeping is reset as it goes (a refused norm
         # clears the collected gradients itself).
-        batches: dict = {}  # id(backend) -> (backend, items, norm parts)
-        frozen = []  # parameters not updated: their gradients count in the norm, then go
+        batches: dict[int, tuple[Any, list, list]] = {}  # id(backend) -> (backend, items, norm parts)
+        frozen: list[tuple[ParamStorage, list[int] | None]] = []  # not updated: in the norm, then cleared
         for st in storages:
             be = st.backend
             b = batches.get(id(be))
@@ -257,11 +258,11 @@ class Trainer:
             b[1].append((st.value, st.grad, states, item_rows, clear))
         hyper = self._hyper()
         hyper["gscale"] = self._clip_scale(batches) if clip else 1.0
-        for st, rows in frozen:
-            if rows is None:
+        for st, frozen_rows in frozen:
+            if frozen_rows is None:
                 st.backend.fill(st.grad, 0.0)
             else:
-                st.backend.clear_rows(st.grad, rows)
+                st.backend.clear_rows(st.grad, frozen_rows)
         for be, items, _ in batches.values():
             if items:
                 be.update_all(self.rule, items, hyper)

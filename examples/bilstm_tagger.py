@@ -113,6 +113,7 @@ def main() -> float:
     ap.add_argument("--max-len", type=int, default=30)
     ap.add_argument("--quick", action="store_true", help="a tiny setting for tests: 3 epochs of 120 lines")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--distributed", action="store_true", help="one of N MPI ranks (mpiexec -n N ...)")
     args, _ = ap.parse_known_args()  # leaves --dynet-* flags to the library
     if args.quick:
         args.epochs, args.sentences, args.max_len = 3, 120, 15
@@ -145,6 +146,13 @@ def main() -> float:
     O = pc.add_parameters((len(tags), args.mlp))
     Ob = pc.add_parameters(len(tags))
     trainer = dy.AdamTrainer(pc, alpha=0.005)
+    if args.distributed:  # each rank trains on its shard; summed losses, so gradients are summed
+        from dynet_api import distributed
+
+        world = distributed.init()
+        train = distributed.shard(train, world.rank, world.size)
+        distributed.broadcast_parameters(pc, world)
+        trainer = distributed.DistributedTrainer(trainer, world)
 
     def word_rep(w: str, f0, b0):
         if w in w2i or not args.chars:

@@ -61,6 +61,7 @@ def main() -> float:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--distributed", action="store_true", help="one of N MPI ranks (mpiexec -n N ...)")
     args, _ = ap.parse_known_args()  # leaves --dynet-* flags to dynet_api
 
     dy.reset_random_seed(args.seed)
@@ -68,6 +69,13 @@ def main() -> float:
     m = dy.ParameterCollection()
     model = MLP(m, [64, 128, 128, 10], dropout=0.2)
     trainer = dy.AdamTrainer(m, alpha=0.002)
+    if args.distributed:  # each rank trains on its shard; gradients are averaged, as the loss is a mean
+        from dynet_api import distributed
+
+        world = distributed.init()
+        xtr, ytr = distributed.shard(xtr, world.rank, world.size), distributed.shard(ytr, world.rank, world.size)
+        distributed.broadcast_parameters(m, world)
+        trainer = distributed.DistributedTrainer(trainer, world, average=True)
     rng = np.random.default_rng(args.seed)
     print(f"backend {dy.backend_name()}: {len(ytr)} training and {len(yte)} held-out images")
 
