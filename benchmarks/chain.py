@@ -102,6 +102,43 @@ class DynetChain:
         return best
 
 
+# ------------------------------------------------------------------ DyNet 2.1.2 (in its venv, benchmarks/dynet_peer.py)
+
+
+class PeerChain:
+    """The same chain on DyNet itself; DyNet does not flush denormals (its own behaviour, kept)."""
+
+    def __init__(self, steps: int, dim: int) -> None:
+        import dynet as dy
+
+        self.dy = dy
+        self.steps = steps
+        self.m = dy.ParameterCollection()
+        self.W = self.m.add_parameters((dim, dim), init=dy.NormalInitializer(0, 0.1))
+        self.b = self.m.add_parameters(dim, init=dy.ConstInitializer(0.0))
+        self.x = np.linspace(-1, 1, dim).tolist()
+
+    def run(self, phase: int) -> float:
+        dy = self.dy
+        t0 = time.perf_counter()
+        dy.renew_cg()
+        W, b = self.W, self.b  # Parameters are Expressions in DyNet 2.1
+        h = dy.inputVector(self.x)
+        for _ in range(self.steps):
+            h = dy.tanh(W * h + b)
+        if phase >= 1:
+            loss = dy.sum_elems(h)
+            loss.value()
+            if phase == 2:
+                loss.backward()
+        return time.perf_counter() - t0
+
+
+def dynet_side(steps: int, dim: int, seconds: float) -> list:
+    """DyNet's best seconds per phase (run by the worker in DyNet's venv)."""
+    return measure({"dynet": PeerChain(steps, dim)}, seconds)["dynet"]
+
+
 # ------------------------------------------------------------------ PyTorch
 
 
@@ -194,7 +231,7 @@ def format_profile(name: str, prof: dict, nodes: int) -> str:
 
 
 def main(argv: list[str] | None = None, backends: list[str] | None = None, seconds: float = 2.0,
-         steps: int = 1000, dim: int = 16, torch: bool = True, profile: bool = True) -> dict:
+         steps: int = 1000, dim: int = 16, torch: bool = True, profile: bool = True, peer=None) -> dict:
     """Run the benchmark and print its table; returns the best times (seconds) per runner and phase."""
     if argv is not None:
         ap = argparse.ArgumentParser(prog="python -m benchmarks.chain", description=__doc__.split("\n\n")[0])
@@ -204,10 +241,17 @@ def main(argv: list[str] | None = None, backends: list[str] | None = None, secon
         ap.add_argument("--backends", default=",".join(DEFAULT_BACKENDS), help="comma-separated dynet_api backends")
         ap.add_argument("--no-torch", action="store_true")
         ap.add_argument("--no-profile", action="store_true")
+        ap.add_argument("--no-dynet", action="store_true", help="leave DyNet 2.1.2 out even when its venv exists")
         a = ap.parse_args(argv)
         steps, dim, seconds = a.steps, a.dim, a.seconds
         backends = [b for b in a.backends.split(",") if b]
         torch, profile = not a.no_torch, not a.no_profile
+        from .dynet_peer import Peer, venv_python
+
+        if not a.no_dynet and venv_python() is not None:
+            with Peer() as p:
+                return main(backends=backends, seconds=seconds, steps=steps, dim=dim, torch=torch, profile=profile,
+                            peer=p)
     from dynet_api.plugins import registry
 
     names = list(dict.fromkeys(list(backends or []) + list(DEFAULT_BACKENDS)))
@@ -226,6 +270,12 @@ def main(argv: list[str] | None = None, backends: list[str] | None = None, secon
     nodes = 3 * steps
     print(f"chain benchmark: {steps} steps of h = tanh(W*h + b), dim {dim}, {nodes} nodes, one thread")
     best = measure(runners, seconds)
+    if peer is not None:  # not interleaved: DyNet runs in its own process, after the others
+        best["dynet_2.1.2"] = peer.call("chain", steps=steps, dim=dim, seconds=seconds)
+    else:
+        from .dynet_peer import MISSING
+
+        print(f"chain: DyNet 2.1.2: {MISSING}")
     print(format_table(best, nodes))
     if profile and "cpu_eigen" in runners:
         print()

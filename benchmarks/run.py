@@ -1,7 +1,7 @@
 """Run the DyNet paper's benchmark tasks on dynet_api and PyTorch and print a table.
 
     python -m benchmarks.run [--dynet-backend NAME[,NAME...]|all] [--seconds S] [--tasks T ...]
-                             [--rounds R] [--clock wall|cpu] [--no-torch]
+                             [--trainer sgd,adam] [--rounds R] [--clock wall|cpu] [--no-torch] [--no-dynet]
 
 For each task and backend: both sides build their model from the same seed
 and data, take one untimed warm-up update, a short calibration run times the
@@ -13,7 +13,11 @@ task, backend, unit, the dynet_api speed, the PyTorch speed and their ratio
 one CPU thread: BLAS thread variables are set to 1 before NumPy loads and
 PyTorch gets ``torch.set_num_threads(1)``.  The ``chain`` micro benchmark
 (``benchmarks/chain.py``, the cpu_eigen issue's per-node timing) runs after
-the tasks.
+the tasks.  With ``--trainer sgd,adam`` every task also runs with DyNet's
+Adam (its scripts' trainer) on every side.  DyNet 2.1.2 itself is a third
+column when its venv exists (``bash benchmarks/make_dynet_venv.sh``, see
+:mod:`benchmarks.dynet_peer`): it runs the same task code in a worker process,
+its blocks interleaved with the other two sides'.
 """
 
 from __future__ import annotations
@@ -62,10 +66,31 @@ class Result:
     torch: float | None  # None: torch not installed
     dynet_loss: float
     torch_loss: float | None
+    trainer: str = "sgd"
+    peer: float | None = None  # DyNet 2.1.2's speed; None: its venv is absent (or --no-dynet)
+    peer_loss: float | None = None
 
     @property
     def ratio(self) -> float | None:
         return None if self.torch is None else self.dynet / self.torch
+
+    @property
+    def peer_ratio(self) -> float | None:
+        return None if self.peer is None else self.dynet / self.peer
+
+
+class _PeerTask:
+    """DyNet's side of a task, in the worker process, with the task interface ``run_task`` needs."""
+
+    def __init__(self, peer, name: str, trainer: str, data) -> None:
+        self.peer = peer
+        self.unit = peer.call("task", name=name, trainer=trainer, data=peer.data_file(data))
+
+    def calibrate(self, budget: float) -> float:
+        return self.peer.call("calibrate", budget=budget)
+
+    def timed(self, start: int, n: int, clock: str) -> tuple[float, int, float]:
+        return tuple(self.peer.call("timed", start=start, n=n, clock=clock))
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -106,13 +131,13 @@ def set_dynet_backend(name: str) -> None:
 
 
 def run_task(name: str, backend: str, seconds: float, torch_ok: bool, min_updates: int = 2, rounds: int = 3,
-             clock: str = "wall") -> Result:
-    """Both sides run the same N updates (items 0..N-1), interleaved in ``rounds`` blocks so that a
-    change in machine load during the run affects both sides alike."""
+             clock: str = "wall", trainer: str = "sgd", peer=None) -> Result:
+    """All sides run the same N updates (items 0..N-1), interleaved in ``rounds`` blocks so that a
+    change in machine load during the run affects them alike.  ``peer``: a running DyNet worker."""
     from . import tasks_dynet
 
     set_dynet_backend(backend)
-    dtask = tasks_dynet.make(name)
+    dtask = tasks_dynet.make(name, trainer)
     ttask = None
     if torch_ok:
         import torch
@@ -120,26 +145,34 @@ def run_task(name: str, backend: str, seconds: float, torch_ok: bool, min_update
         from . import tasks_torch
 
         torch.manual_seed(SEED)
-        ttask = tasks_torch.make(name)
-    sides = [t for t in (dtask, ttask) if t is not None]
-    for t in sides:
+        ttask = tasks_torch.make(name, trainer)
+    local = [t for t in (dtask, ttask) if t is not None]
+    for t in local:
         t.step(0)  # warm-up: first-use allocations, caches
-    per_update = max(_calibrate(t, 0.1 * seconds) for t in sides)
+    ptask = None if peer is None else _PeerTask(peer, name, trainer, dtask.data)  # warms up in the worker
+    per_update = max([_calibrate(t, 0.1 * seconds) for t in local]
+                     + ([] if ptask is None else [ptask.calibrate(0.1 * seconds)]))
     n = max(min_updates, round(seconds / per_update))
     cuts = [n * r // rounds for r in range(rounds + 1)]
-    totals = [[0.0, 0, 0.0] for _ in sides]
+    runs = [lambda a, m, t=t: _timed(t, a, m, CLOCKS[clock]) for t in local]
+    if ptask is not None:
+        runs.append(lambda a, m: ptask.timed(a, m, clock))
+    totals = [[0.0, 0, 0.0] for _ in runs]
     for a, b in zip(cuts, cuts[1:], strict=False):
         if b > a:
-            for tot, t in zip(totals, sides, strict=True):
-                dt, units, loss = _timed(t, a, b - a, CLOCKS[clock])
+            for tot, timed in zip(totals, runs, strict=True):
+                dt, units, loss = timed(a, b - a)
                 tot[0] += dt
                 tot[1] += units
                 tot[2] += loss
     speed = [u / dt for dt, u, _ in totals]
     loss = [lo / n for _, _, lo in totals]
-    if ttask is None:
-        return Result(name, backend, dtask.unit, n, speed[0], None, loss[0], None)
-    return Result(name, backend, dtask.unit, n, speed[0], speed[1], loss[0], loss[1])
+    r = Result(name, backend, dtask.unit, n, speed[0], None, loss[0], None, trainer)
+    if ttask is not None:
+        r.torch, r.torch_loss = speed[1], loss[1]
+    if ptask is not None:
+        r.peer, r.peer_loss = speed[-1], loss[-1]
+    return r
 
 
 PHASES = ("construct", "forward", "backward", "update")
@@ -176,15 +209,21 @@ def format_phases(rows: list[tuple[str, str, int, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def format_table(results: list[Result], missing: str = NO_TORCH) -> str:
-    head = ("task", "backend", "unit", "updates", "dynet_api", "PyTorch", "ratio")
+def format_table(results: list[Result], missing: str = NO_TORCH, peer_missing: str | None = None) -> str:
+    from .dynet_peer import MISSING
+
+    head = ("task", "backend", "trainer", "unit", "updates", "dynet_api", "PyTorch", "DyNet", "ratio PyTorch",
+            "ratio DyNet")
     rows = [head]
     for r in results:
         torch_col = missing if r.torch is None else f"{r.torch:.1f}"
+        peer_col = (peer_missing or MISSING) if r.peer is None else f"{r.peer:.1f}"
         ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
-        rows.append((r.task, r.backend, r.unit, str(r.updates), f"{r.dynet:.1f}", torch_col, ratio))
+        peer_ratio = "-" if r.peer_ratio is None else f"{r.peer_ratio:.2f}x"
+        rows.append((r.task, r.backend, r.trainer, r.unit, str(r.updates), f"{r.dynet:.1f}", torch_col, peer_col,
+                     ratio, peer_ratio))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+    lines = ["  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -205,7 +244,7 @@ def backends_from(arg: str | None) -> list[str]:
     return names
 
 
-def run_chain(backends: list[str], seconds: float, torch_ok: bool = True) -> None:
+def run_chain(backends: list[str], seconds: float, torch_ok: bool = True, peer=None) -> None:
     """The per-node micro benchmark of the cpu_eigen issue (benchmarks/chain.py), when present."""
     if importlib.util.find_spec("benchmarks.chain") is None:
         print("\nchain: benchmarks/chain.py is not in this tree")
@@ -213,7 +252,10 @@ def run_chain(backends: list[str], seconds: float, torch_ok: bool = True) -> Non
     from . import chain
 
     print()
-    chain.main(backends=backends, seconds=seconds, torch=torch_ok)
+    if peer is None:
+        chain.main(backends=backends, seconds=seconds, torch=torch_ok)
+    else:
+        chain.main(backends=backends, seconds=seconds, torch=torch_ok, peer=peer)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -223,13 +265,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seconds", type=float, default=3.0, help="target seconds per task for the slower side")
     ap.add_argument("--tasks", nargs="+", default=list(TASKS) + ["chain"], choices=list(TASKS) + ["chain"],
                     help="which benchmarks to run (default: all, chain included)")
+    ap.add_argument("--trainer", default="sgd",
+                    help="comma-separated trainers, each run on every side: sgd, adam (DyNet's scripts' "
+                         "trainer, its defaults), e.g. sgd,adam (default sgd)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved blocks of updates per side (default 3)")
     ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                     help="wall time (default) or this process's CPU time (steadier on a shared machine)")
     ap.add_argument("--phases", action="store_true",
                     help="also time the dynet_api side's phases (construct, forward, backward, update) per task")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when it is installed")
-    return ap.parse_args(argv)
+    ap.add_argument("--no-dynet", action="store_true", help="leave DyNet 2.1.2 out even when its venv exists")
+    a = ap.parse_args(argv)
+    from .tasks_dynet import TRAINERS
+
+    a.trainers = [t for t in a.trainer.split(",") if t]
+    bad = [t for t in a.trainers if t not in TRAINERS]
+    if bad or not a.trainers:
+        ap.error(f"--trainer: unknown trainer(s) {bad or a.trainer!r}; known: {', '.join(TRAINERS)}")
+    return a
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,8 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--seconds must be positive and --rounds at least 1")
     backends = backends_from(args.backend)
     torch_ok = have_torch() and not args.no_torch
-    with one_blas_thread():
-        run_all(args, backends, torch_ok)
+    from .dynet_peer import Peer, venv_python
+
+    with one_blas_thread(), (contextlib.nullcontext() if args.no_dynet or venv_python() is None
+                             else Peer()) as peer:
+        run_all(args, backends, torch_ok, peer)
         if args.phases:
             rows = [(name, be) + phase_profile(name, be, args.seconds) for name in args.tasks if name in TASKS
                     for be in backends]
@@ -247,18 +303,23 @@ def main(argv: list[str] | None = None) -> int:
                 print("\ndynet_api time per update by phase")
                 print(format_phases(rows))
         if "chain" in args.tasks:
-            run_chain(backends, args.seconds, torch_ok)
+            run_chain(backends, args.seconds, torch_ok, peer)
     return 0
 
 
-def run_all(args: argparse.Namespace, backends: list[str], torch_ok: bool) -> list[Result]:
+def run_all(args: argparse.Namespace, backends: list[str], torch_ok: bool, peer=None) -> list[Result]:
+    from .dynet_peer import build_flags
+
     results = []
     for name in [t for t in args.tasks if t in TASKS]:
-        for be in backends:
-            r = run_task(name, be, args.seconds, torch_ok, rounds=args.rounds, clock=args.clock)
-            print(f"  {name} on {be}: {r.updates} updates, dynet_api {r.dynet:.1f} {r.unit}"
-                  + (f", PyTorch {r.torch:.1f}" if r.torch is not None else ""), file=sys.stderr, flush=True)
-            results.append(r)
+        for trainer in args.trainers:
+            for be in backends:
+                r = run_task(name, be, args.seconds, torch_ok, rounds=args.rounds, clock=args.clock,
+                             trainer=trainer, peer=peer)
+                print(f"  {name} on {be}, {trainer}: {r.updates} updates, dynet_api {r.dynet:.1f} {r.unit}"
+                      + (f", PyTorch {r.torch:.1f}" if r.torch is not None else "")
+                      + (f", DyNet {r.peer:.1f}" if r.peer is not None else ""), file=sys.stderr, flush=True)
+                results.append(r)
     if results:
         if torch_ok:
             import torch
@@ -267,7 +328,10 @@ def run_all(args: argparse.Namespace, backends: list[str], torch_ok: bool) -> li
                   "ratio = dynet_api / PyTorch")
         elif not have_torch():
             print("PyTorch: torch not installed (pip install '.[bench]')")
-        print(format_table(results, NO_TORCH if not have_torch() else "not run (--no-torch)"))
+        if peer is not None:
+            print(build_flags() + "; ratios = dynet_api / peer")
+        print(format_table(results, NO_TORCH if not have_torch() else "not run (--no-torch)",
+                           "not run (--no-dynet)" if args.no_dynet else None))
     return results
 
 

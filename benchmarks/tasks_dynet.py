@@ -4,10 +4,18 @@ Each follows the matching script of DyNet's benchmark suite (dynet-benchmark,
 ``dynet-py/``): a fresh graph per update (``dy.renew_cg``), builders for the
 recurrent parts, ``pickneglogsoftmax(_batch)`` losses summed with ``esum``,
 one trainer update per minibatch / sentence / tree.  Differences from those
-scripts, kept identical on the PyTorch side: plain SGD without gradient
-clipping (both frameworks' simplest optimizer), no ``dy.noise`` on the tagger's
+scripts, kept identical on the PyTorch side: no ``dy.noise`` on the tagger's
 embeddings, no wasted LSTM step after the last LM prediction, and the
 Tree-LSTM's output gate uses its own bias (DyNet's script reuses ``bi``).
+
+The trainer is plain SGD (``trainer="sgd"``) or, as DyNet's scripts use,
+``dy.AdamTrainer(model)`` with its defaults (``trainer="adam"``); either way clipping
+is off, as those scripts set it (``set_clip_threshold(-1)``), and lookup tables get
+DyNet's default sparse (touched rows only) updates.
+
+The same code runs on DyNet 2.1.2 itself (the benchmark peer,
+:mod:`benchmarks.dynet_peer`): with ``BENCH_DYNET_MODULE=dynet`` in the environment
+it imports ``dynet`` instead of ``dynet_api``.
 
 Every task has ``step(k) -> (loss, units)``: build, forward, backward and
 update on data item ``k``; ``loss(k)`` only evaluates; ``weights()`` returns the
@@ -17,22 +25,38 @@ twins compute the same loss from the same weights).
 
 from __future__ import annotations
 
+import importlib
+import os
 import time
 
 import numpy as np
 
-import dynet_api as dy
-
 from . import data as D
+
+MODULE_ENV = "BENCH_DYNET_MODULE"
+dy = importlib.import_module(os.environ.get(MODULE_ENV, "dynet_api"))
+TRAINERS = ("sgd", "adam")
+
+
+def new_trainer(model, kind: str, lr: float):
+    """``kind`` "sgd" (learning rate ``lr``) or "adam" (DyNet's defaults, as its scripts); clipping off."""
+    if kind == "sgd":
+        trainer = dy.SimpleSGDTrainer(model, lr)
+    elif kind == "adam":
+        trainer = dy.AdamTrainer(model)
+    else:
+        raise ValueError(f"unknown trainer {kind!r}; known: {', '.join(TRAINERS)}")
+    trainer.set_clip_threshold(-1.0)
+    return trainer
 
 
 class _Task:
     name = ""
     unit = ""
+    trainer_kind = "sgd"
 
     def _new_trainer(self, lr: float) -> None:
-        self.trainer = dy.SimpleSGDTrainer(self.model, lr)
-        self.trainer.set_clip_threshold(-1.0)
+        self.trainer = new_trainer(self.model, self.trainer_kind, lr)
 
     def _graph(self, k: int):
         raise NotImplementedError
@@ -74,7 +98,9 @@ class RNNLMBatch(_Task):
 
     name, unit = "rnnlm-batch", "words/sec"
 
-    def __init__(self, data: D.LMData | None = None, embed: int = 256, hidden: int = 256, lr: float = 0.001) -> None:
+    def __init__(self, data: D.LMData | None = None, embed: int = 256, hidden: int = 256, lr: float = 0.001,
+                 trainer: str = "sgd") -> None:
+        self.trainer_kind = trainer
         self.data = data or D.lm_data()
         v = self.data.vocab
         self.model = m = dy.ParameterCollection()
@@ -121,7 +147,8 @@ class BiLSTMTagger(_Task):
     unit = "words/sec"
 
     def __init__(self, data: D.TagData | None = None, withchar: bool = False, wdim: int = 128, hidden: int = 50,
-                 mlp: int = 32, cdim: int = 20, chidden: int = 64, lr: float = 0.1) -> None:
+                 mlp: int = 32, cdim: int = 20, chidden: int = 64, lr: float = 0.1, trainer: str = "sgd") -> None:
+        self.trainer_kind = trainer
         self.name = "bilstm-tagger-withchar" if withchar else "bilstm-tagger"
         self.data = data or D.tag_data()
         self.withchar = withchar
@@ -183,7 +210,9 @@ class TreeLSTM(_Task):
 
     name, unit = "treelstm", "trees/sec"
 
-    def __init__(self, data: D.TreeData | None = None, wdim: int = 128, hidden: int = 128, lr: float = 0.05) -> None:
+    def __init__(self, data: D.TreeData | None = None, wdim: int = 128, hidden: int = 128, lr: float = 0.05,
+                 trainer: str = "sgd") -> None:
+        self.trainer_kind = trainer
         self.data = data or D.tree_data()
         self.model = m = dy.ParameterCollection()
         self.E = m.add_lookup_parameters((self.data.vocab, wdim))
@@ -235,16 +264,16 @@ class TreeLSTM(_Task):
                 "UFS": [p.as_array() for p in self.UFS], "BS": [p.as_array() for p in self.BS], "W": self.W.as_array()}
 
 
-def make(name: str):
-    """A fresh task (new parameters) by its benchmark name."""
+def make(name: str, trainer: str = "sgd", data=None):
+    """A fresh task (new parameters) by its benchmark name; ``data`` replaces the default data set."""
     if name == "rnnlm-batch":
-        return RNNLMBatch()
+        return RNNLMBatch(data, trainer=trainer)
     if name == "bilstm-tagger":
-        return BiLSTMTagger(withchar=False)
+        return BiLSTMTagger(data, withchar=False, trainer=trainer)
     if name == "bilstm-tagger-withchar":
-        return BiLSTMTagger(withchar=True)
+        return BiLSTMTagger(data, withchar=True, trainer=trainer)
     if name == "treelstm":
-        return TreeLSTM()
+        return TreeLSTM(data, trainer=trainer)
     raise ValueError(f"unknown benchmark task {name!r}; known: {', '.join(TASKS)}")
 
 

@@ -1,7 +1,11 @@
 """PyTorch twins of the benchmark tasks, written as a PyTorch expert would write them.
 
-Same sizes, data, losses (summed) and optimizer (plain SGD, no clipping) as
-:mod:`benchmarks.tasks_dynet`.  Idiomatic PyTorch wherever the structure allows:
+Same sizes, data, losses (summed) and optimizer as :mod:`benchmarks.tasks_dynet`:
+plain SGD, or DyNet's Adam (alpha 0.001, betas 0.9 / 0.999, eps 1e-8) as
+``torch.optim.Adam`` for the dense parameters and ``torch.optim.SparseAdam`` for the
+sparse embeddings (DyNet's sparse updates: only the rows a step used move, and
+only their moments decay); no clipping on either side, as DyNet's scripts set it.
+Idiomatic PyTorch wherever the structure allows:
 fused ``nn.LSTM`` over whole sequences (the LM runs the padded minibatch in one
 call, the taggers run one bidirectional LSTM, the character model packs all
 rare words of a sentence into one batch per direction, padded, reading each word's
@@ -48,12 +52,31 @@ def _load_lstm(lstm: nn.LSTM, dy_weights: list, suffix: str = "", forget_bias: f
         getattr(lstm, "bias_hh_l0" + suffix).zero_()
 
 
+ADAM = {"lr": 0.001, "betas": (0.9, 0.999), "eps": 1e-8}  # DyNet's AdamTrainer defaults
+
+
+def new_optimizers(net: nn.Module, kind: str, lr: float) -> list:
+    """SGD over everything, or Adam over the dense parameters plus SparseAdam over sparse embeddings."""
+    if kind == "sgd":
+        return [torch.optim.SGD(net.parameters(), lr=lr)]
+    if kind != "adam":
+        raise ValueError(f"unknown trainer {kind!r}; known: sgd, adam")
+    sparse = [m.weight for m in net.modules() if isinstance(m, nn.Embedding) and m.sparse]
+    ids = {id(p) for p in sparse}
+    dense = [p for p in net.parameters() if id(p) not in ids]
+    opts = [torch.optim.Adam(dense, **ADAM)]
+    if sparse:
+        opts.append(torch.optim.SparseAdam(sparse, **ADAM))
+    return opts
+
+
 class _Task:
     name = ""
     unit = ""
+    trainer_kind = "sgd"
 
     def _new_optimizer(self, lr: float) -> None:
-        self.opt = torch.optim.SGD(self.net.parameters(), lr=lr)
+        self.opts = new_optimizers(self.net, self.trainer_kind, lr)
 
     def _loss(self, k: int) -> torch.Tensor:
         raise NotImplementedError
@@ -66,10 +89,12 @@ class _Task:
             return self._loss(k).item()
 
     def step(self, k: int) -> tuple[float, int]:
-        self.opt.zero_grad(set_to_none=True)
+        for opt in self.opts:
+            opt.zero_grad(set_to_none=True)
         loss = self._loss(k)
         loss.backward()
-        self.opt.step()
+        for opt in self.opts:
+            opt.step()
         return loss.item(), self.units(k)
 
 
@@ -84,7 +109,9 @@ class _LMNet(nn.Module):
 class RNNLMBatch(_Task):
     name, unit = "rnnlm-batch", "words/sec"
 
-    def __init__(self, data: D.LMData | None = None, embed: int = 256, hidden: int = 256, lr: float = 0.001) -> None:
+    def __init__(self, data: D.LMData | None = None, embed: int = 256, hidden: int = 256, lr: float = 0.001,
+                 trainer: str = "sgd") -> None:
+        self.trainer_kind = trainer
         self.data = data or D.lm_data()
         self.net = _LMNet(self.data.vocab, embed, hidden)
         self._new_optimizer(lr)
@@ -141,7 +168,8 @@ class BiLSTMTagger(_Task):
     unit = "words/sec"
 
     def __init__(self, data: D.TagData | None = None, withchar: bool = False, wdim: int = 128, hidden: int = 50,
-                 mlp: int = 32, cdim: int = 20, chidden: int = 64, lr: float = 0.1) -> None:
+                 mlp: int = 32, cdim: int = 20, chidden: int = 64, lr: float = 0.1, trainer: str = "sgd") -> None:
+        self.trainer_kind = trainer
         self.name = "bilstm-tagger-withchar" if withchar else "bilstm-tagger"
         self.data = data or D.tag_data()
         self.withchar = withchar
@@ -224,7 +252,9 @@ class _TreeNet(nn.Module):
 class TreeLSTM(_Task):
     name, unit = "treelstm", "trees/sec"
 
-    def __init__(self, data: D.TreeData | None = None, wdim: int = 128, hidden: int = 128, lr: float = 0.05) -> None:
+    def __init__(self, data: D.TreeData | None = None, wdim: int = 128, hidden: int = 128, lr: float = 0.05,
+                 trainer: str = "sgd") -> None:
+        self.trainer_kind = trainer
         self.data = data or D.tree_data()
         self.hidden = hidden
         self.net = _TreeNet(self.data.vocab, self.data.n_labels, wdim, hidden)
@@ -295,14 +325,14 @@ class TreeLSTM(_Task):
             n.out.weight.copy_(_t(w["W"]))
 
 
-def make(name: str):
+def make(name: str, trainer: str = "sgd"):
     """A fresh PyTorch task by its benchmark name."""
     if name == "rnnlm-batch":
-        return RNNLMBatch()
+        return RNNLMBatch(trainer=trainer)
     if name == "bilstm-tagger":
-        return BiLSTMTagger(withchar=False)
+        return BiLSTMTagger(withchar=False, trainer=trainer)
     if name == "bilstm-tagger-withchar":
-        return BiLSTMTagger(withchar=True)
+        return BiLSTMTagger(withchar=True, trainer=trainer)
     if name == "treelstm":
-        return TreeLSTM()
+        return TreeLSTM(trainer=trainer)
     raise ValueError(f"unknown benchmark task {name!r}")

@@ -157,24 +157,27 @@ def test_torch_task_one_update(name):
 # ------------------------------------------------------------------ the twins compute the same thing
 
 
-def _small_pair(name: str):
+def _small_pair(name: str, trainer: str = "sgd"):
+    tr = {"trainer": trainer}
     if name == "rnnlm-batch":
         lm = D.lm_data(seed=11, vocab=300, batch_size=4, n_batches=3)
-        return tasks_dynet.RNNLMBatch(lm, 16, 12), tasks_torch.RNNLMBatch(lm, 16, 12)
+        return tasks_dynet.RNNLMBatch(lm, 16, 12, **tr), tasks_torch.RNNLMBatch(lm, 16, 12, **tr)
     if name.startswith("bilstm-tagger"):
         td = D.tag_data(seed=12, vocab=1500, n_sents=200, keep=8)
         wc = name.endswith("withchar")
-        return (tasks_dynet.BiLSTMTagger(td, wc, wdim=16, hidden=6, mlp=5, cdim=4, chidden=8),
-                tasks_torch.BiLSTMTagger(td, wc, wdim=16, hidden=6, mlp=5, cdim=4, chidden=8))
-    tr = D.tree_data(seed=13, vocab=200, n_trees=3)
-    return tasks_dynet.TreeLSTM(tr, 8, 10), tasks_torch.TreeLSTM(tr, 8, 10)
+        return (tasks_dynet.BiLSTMTagger(td, wc, wdim=16, hidden=6, mlp=5, cdim=4, chidden=8, **tr),
+                tasks_torch.BiLSTMTagger(td, wc, wdim=16, hidden=6, mlp=5, cdim=4, chidden=8, **tr))
+    trees = D.tree_data(seed=13, vocab=200, n_trees=3)
+    return tasks_dynet.TreeLSTM(trees, 8, 10, **tr), tasks_torch.TreeLSTM(trees, 8, 10, **tr)
 
 
 @needs_torch
+@pytest.mark.parametrize("trainer, n_updates", [("sgd", 1), ("adam", 3)])
 @pytest.mark.parametrize("name", tasks_dynet.TASKS)
-def test_twins_agree_before_and_after_an_update(cpu_backend, name):
-    """Same weights give the same loss; one SGD update (sparse rows included) keeps them equal."""
-    d, t = _small_pair(name)
+def test_twins_agree_before_and_after_updates(cpu_backend, name, trainer, n_updates):
+    """Same weights give the same loss; one SGD update, or three of DyNet's Adam against
+    torch's Adam + SparseAdam (sparse rows included), keep them equal."""
+    d, t = _small_pair(name, trainer)
     t.load_dynet(d.weights())
     for m in t.net.modules():  # nn.LSTM's second bias vector would take a second step; DyNet has one
         if isinstance(m, torch.nn.LSTM):
@@ -184,11 +187,15 @@ def test_twins_agree_before_and_after_an_update(cpu_backend, name):
     k = 1
     if name == "bilstm-tagger-withchar":  # an item that spells out some rare words
         k = next(i for i, (ws, _) in enumerate(d.data.sents) if any(w in d.data.rare for w in ws))
-    assert d.loss(k) == pytest.approx(t.loss(k), rel=1e-4)
-    d.step(k)
-    t.step(k)
+    before = d.loss(k), t.loss(k)
+    assert before[0] == pytest.approx(before[1], rel=1e-4)
+    for j in range(k, k + n_updates):
+        d.step(j)
+        t.step(j)
     assert not d.E.grad_as_array().any()  # the touched rows were cleared after the update
-    for j in (k, k + 1):
+    # the updates moved both sides' loss by the same amount (a sharper check than the losses themselves)
+    assert d.loss(k) - before[0] == pytest.approx(t.loss(k) - before[1], rel=0.02)
+    for j in (k, k + n_updates):
         assert d.loss(j) == pytest.approx(t.loss(j), rel=1e-4)
 
 
@@ -202,7 +209,7 @@ def test_runner_prints_the_table(reference, capsys):
     row = next(line for line in out.splitlines() if line.startswith("bilstm-tagger "))
     assert "reference_numpy" in row and "words/sec" in row
     if torch is not None:
-        assert row.rstrip().endswith("x")
+        assert row.split()[-2].endswith("x")  # ratio to PyTorch; the last column is DyNet's
 
 
 def test_runner_without_torch_says_so(reference, capsys, monkeypatch):
@@ -224,3 +231,102 @@ def test_runner_runs_the_chain_micro_benchmark(reference, monkeypatch, capsys):
     monkeypatch.setattr(chain, "main", lambda **kw: calls.append(kw))
     run.main(["--dynet-backend", "reference_numpy", "--tasks", "chain", "--seconds", "0.5", "--no-torch"])
     assert calls == [{"backends": ["reference_numpy"], "seconds": 0.5, "torch": False}]
+
+
+# ------------------------------------------------------------------ DyNet 2.1.2 as a peer, trainers, micro benchmarks
+
+
+@pytest.fixture(autouse=True)
+def no_dynet_venv(tmp_path, monkeypatch):
+    """Point the DyNet peer at an empty folder (tests never use a real DyNet venv, even where one is
+    built): its column must say how to build it."""
+    monkeypatch.setenv("DYNET_VENV", str(tmp_path / "no-venv"))
+    from benchmarks import dynet_peer
+
+    assert dynet_peer.venv_python() is None
+    return dynet_peer
+
+
+def test_runner_runs_each_trainer_and_names_the_missing_dynet_venv(reference, no_dynet_venv, capsys):
+    run.main(["--dynet-backend", "reference_numpy", "--tasks", "treelstm", "--seconds", "0.02",
+              "--trainer", "sgd,adam"])
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith("treelstm ")]
+    assert [r[2] for r in rows] == ["sgd", "adam"]
+    assert all("make_dynet_venv.sh)" in " ".join(r) for r in rows)
+    assert "trainer" in out and "DyNet" in out
+
+
+def test_runner_rejects_an_unknown_trainer(capsys):
+    with pytest.raises(SystemExit):
+        run.parse_args(["--trainer", "sgd,rmsprop"])
+    assert "rmsprop" in capsys.readouterr().err
+
+
+def test_dynet_peer_check_says_how_to_build_it(no_dynet_venv, capsys):
+    assert no_dynet_venv.main(["--check"]) == 1
+    assert "bash benchmarks/make_dynet_venv.sh" in capsys.readouterr().out
+    with pytest.raises(RuntimeError, match="make_dynet_venv"):
+        no_dynet_venv.Peer()
+
+
+def test_chain_reports_the_missing_dynet_column(reference, no_dynet_venv, capsys):
+    from benchmarks import chain
+
+    best = chain.main(["--steps", "4", "--seconds", "0.01", "--backends", "reference_numpy", "--no-torch",
+                       "--no-profile"])
+    assert "dynet_2.1.2" not in best
+    assert "make_dynet_venv.sh" in capsys.readouterr().out
+
+
+def test_update_benchmark_rows_for_every_case(reference, no_dynet_venv, capsys):
+    from benchmarks import updates
+
+    cols = updates.main(["--backends", "reference_numpy", "--sizes", "4x3,2x2", "--seconds", "0.001",
+                         "--trainers", "SimpleSGDTrainer,AdamTrainer", "--lookup-rows", "12000,10001"])
+    got = cols["dynet_api reference_numpy"]
+    assert set(got) == {f"update {t} {s}" for t in ("SimpleSGDTrainer", "AdamTrainer") for s in ("4x3", "2x2")} | {
+        f"lookup {t} {r} rows" for t in ("SimpleSGDTrainer", "AdamTrainer") for r in (12000, 10001)} | {
+        "small step SimpleSGDTrainer", "small step AdamTrainer"}
+    assert all(v > 0 for v in got.values())
+    out = capsys.readouterr().out
+    assert "make_dynet_venv.sh" in out and "lookup AdamTrainer 12000 / 10001 rows" in out
+
+
+def test_update_benchmark_rejects_bad_sizes():
+    from benchmarks import updates
+
+    with pytest.raises(SystemExit):
+        updates.main(["--sizes", "64by64"])
+
+
+_FAKE_DYNET = '''"""Stands in for DyNet 2.1.2 in the worker: dynet_api on the reference backend, seeded as run seeds."""
+import dynet_api as _d
+
+_d.set_backend("reference_numpy")
+_d.reset_random_seed(1234)
+
+
+def __getattr__(name):
+    return getattr(_d, name)
+'''
+
+
+def test_peer_worker_trains_on_the_same_items_interleaved(reference, tmp_path, monkeypatch):
+    """The worker protocol end to end, with dynet_api posing as ``dynet`` in the worker: same seed, same
+    pickled items, so its losses equal the in-process side's; its speed fills the DyNet column."""
+    import sys
+    from pathlib import Path
+
+    from benchmarks import dynet_peer
+
+    (tmp_path / "dynet.py").write_text(_FAKE_DYNET)
+    (tmp_path / "dynet_config.py").write_text("def set(**kw):\n    pass\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with dynet_peer.Peer(python=Path(sys.executable)) as peer:
+        r = run.run_task("treelstm", "reference_numpy", 0.02, False, trainer="adam", peer=peer)
+        with pytest.raises(RuntimeError, match="unknown trainer"):
+            peer.call("task", name="treelstm", trainer="adagrad", data=peer.data_file(D.tree_data()))
+    assert r.trainer == "adam" and r.peer > 0 and r.torch is None
+    assert r.peer_loss == pytest.approx(r.dynet_loss, rel=1e-5)
+    assert "x" in run.format_table([r]).splitlines()[-1].split()[-1]
