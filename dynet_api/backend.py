@@ -202,7 +202,7 @@ def contract_methods() -> dict[str, inspect.Signature]:
     """The Backend methods of the contract with their signatures (what a backend may override)."""
     out = {}
     for name, f in vars(Backend).items():
-        if callable(f) and not name.startswith("_"):
+        if inspect.isfunction(f) and not name.startswith("_"):
             out[name] = inspect.signature(f)
     return out
 
