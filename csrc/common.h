@@ -106,6 +106,9 @@ class Arena {
   Mark mark() const { return {cur_, off_}; }
   void rewind(Mark m) { cur_ = m.block, off_ = m.off; }
   void reset() { cur_ = 0, off_ = 0; }
+  // give every block back (after a graph failed, e.g. at the --dynet-mem cap: its blocks may hold
+  // most of the budget, which the next graph's other arenas then could not get)
+  void release() { blocks_.clear(), cur_ = 0, off_ = 0; }
   // reset, and replace several blocks by one of their total size, so that the next graph's
   // tensors lie side by side (for a small arena: its new block is faulted in again).
   void reset_merged();

@@ -1,6 +1,7 @@
 // Python bindings of the cpu_eigen backend: the Tensor type, storage methods,
 // single-op kernels (for the node-by-node executor and the conformance suite)
 // and the whole-graph Executor.
+#include <exception>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -290,7 +291,17 @@ class Executor {
     lstm_gates_ = kernel_code("vanilla_lstm_gates"), lstm_gates_drop_ = kernel_code("vanilla_lstm_gates_dropout");
   }
 
+  // Set when a forward or backward ended with an exception: the next reset gives the arenas' blocks back.
+  struct FailureMark {
+    bool& failed;
+    int before = std::uncaught_exceptions();
+    ~FailureMark() {
+      if (std::uncaught_exceptions() > before) failed = true;
+    }
+  };
+
   void forward(int a, int b) {
+    FailureMark fm{failed_};
     FlushDenormals ftz;
     if (b > int(nodes_.size())) marshal(b);
     bool check = PyObject_IsTrue(py::reinterpret_steal<py::object>(PyObject_GetAttr(cg_.ptr(), s_check_)).ptr()) == 1;
@@ -311,6 +322,7 @@ class Executor {
 
   void backward(int i, bool full) {
     if (i < 0 || i >= int(nodes_.size())) throw py::index_error("cpu_eigen: backward from an unevaluated node");
+    FailureMark fm{failed_};
     FlushDenormals ftz;
     grads_.reset(), dpre_.reset_merged();
     n_grad_ = 0;
@@ -345,6 +357,10 @@ class Executor {
 
   void reset() {
     nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), refs_.clear(), held_.clear();
+    if (failed_) {
+      vals_.release(), grads_.release(), dpre_.release();
+      failed_ = false;
+    }
     vals_.reset(), grads_.reset(), dpre_.reset_merged();
     has_floor_ = false;
     n_grad_ = 0;
@@ -409,6 +425,7 @@ class Executor {
   std::vector<double> flts_;
   std::vector<py::object> refs_;  // per node: the input array or parameter storage it reads
   std::vector<py::object> held_;  // per node: the parameter tensor its value points into
+  bool failed_ = false;  // see FailureMark
   Arena vals_, grads_;
   Arena dpre_;  // backward: the LSTM gates' r, alone (and in one block) so that successive steps' lie side by side
   struct DeferredInput {  // an LSTM step's dx += W_x^T r, postponed to one GEMM per W_x

@@ -71,8 +71,12 @@ float* Arena::alloc(size_t n) {
   }
   try {
     blocks_.emplace_back(std::max({need, BLOCK_FLOATS, capacity()}));
-  } catch (const MemoryLimitError&) {  // no room to double under the limit: just what is asked
-    blocks_.emplace_back(std::max(need, BLOCK_FLOATS));
+  } catch (const MemoryLimitError&) {  // no room to double under the limit: a plain block, else just what is asked
+    try {
+      blocks_.emplace_back(std::max(need, BLOCK_FLOATS));
+    } catch (const MemoryLimitError&) {
+      blocks_.emplace_back(need);
+    }
   }
   cur_ = blocks_.size() - 1;
   off_ = need;

@@ -63,6 +63,25 @@ def test_graph_values_over_the_cap_raise_memory_error(capped):
 
 
 @pytest.mark.parametrize("capped", BACKENDS, indirect=True)
+def test_training_goes_on_after_a_graph_hit_the_cap(capped):
+    """A graph over the cap fails; the next graphs under it, forward and backward, must still run."""
+    pc = dy.ParameterCollection()
+    w = pc.add_parameters((8, 8), init=dy.ConstInitializer(0.5))
+    dy.renew_cg()
+    big = dy.inputTensor(np.ones((512, 512), np.float32))
+    y = big
+    for _ in range(5):
+        y = y + big
+    with pytest.raises(MemoryError):
+        y.npvalue()
+    for _ in range(3):
+        dy.renew_cg()
+        loss = dy.sum_elems(dy.tanh(w * dy.inputTensor(np.ones(8))))
+        loss.backward()
+        assert loss.value() == pytest.approx(8 * np.tanh(4.0), rel=1e-5)
+
+
+@pytest.mark.parametrize("capped", BACKENDS, indirect=True)
 def test_parameters_over_the_cap_raise_memory_error(capped):
     pc = dy.ParameterCollection()
     name, cap = capped
