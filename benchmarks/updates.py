@@ -54,16 +54,13 @@ def _best_per_call(fn, seconds: float, min_batches: int = 3) -> float:
     return best
 
 
-def _update_case(dy, trainer: str, rows: int, cols: int, seconds: float) -> float:
-    m = dy.ParameterCollection()
-    p = m.add_parameters((rows, cols), init=dy.NormalInitializer(0, 0.01))
-    tr = getattr(dy, trainer)(m)
-
+def _update_timer(dy, tr, make_loss):
+    """``run(n)``: n steps of renew_cg, ``make_loss()``, forward and backward, timing ``tr.update()`` alone."""
     def run(n: int) -> float:
         total = 0.0
         for _ in range(n):
             dy.renew_cg()
-            loss = dy.squared_norm(p)
+            loss = make_loss()
             loss.value()
             loss.backward()
             t0 = time.perf_counter()
@@ -71,7 +68,14 @@ def _update_case(dy, trainer: str, rows: int, cols: int, seconds: float) -> floa
             total += time.perf_counter() - t0
         return total
 
-    return _best_per_call(run, seconds)
+    return run
+
+
+def _update_case(dy, trainer: str, rows: int, cols: int, seconds: float) -> float:
+    m = dy.ParameterCollection()
+    p = m.add_parameters((rows, cols), init=dy.NormalInitializer(0, 0.01))
+    tr = getattr(dy, trainer)(m)
+    return _best_per_call(_update_timer(dy, tr, lambda: dy.squared_norm(p)), seconds)
 
 
 def _lookup_case(dy, trainer: str, rows: int, seconds: float) -> float:
@@ -81,20 +85,8 @@ def _lookup_case(dy, trainer: str, rows: int, seconds: float) -> float:
     E = m.add_lookup_parameters((rows, LOOKUP_DIM), init=dy.NormalInitializer(0, 0.01))
     tr = getattr(dy, trainer)(m)
     tr.set_clip_threshold(5.0)  # DyNet's default, stated
-
-    def run(n: int) -> float:
-        total = 0.0
-        for _ in range(n):
-            dy.renew_cg()
-            loss = dy.squared_norm(dy.esum([dy.lookup(E, r) for r in USED_ROWS]))
-            loss.value()
-            loss.backward()
-            t0 = time.perf_counter()
-            tr.update()
-            total += time.perf_counter() - t0
-        return total
-
-    return _best_per_call(run, seconds)
+    loss = _update_timer(dy, tr, lambda: dy.squared_norm(dy.esum([dy.lookup(E, r) for r in USED_ROWS])))
+    return _best_per_call(loss, seconds)
 
 
 def _small_step(dy, trainer: str, seconds: float) -> float:

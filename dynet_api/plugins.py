@@ -138,13 +138,9 @@ class Registry:
     def best_gpu(self, asked: str) -> Backend:
         """The highest-priority available backend that declares a GPU; else why none can run (``asked``: the flag)."""
         self.discover()
-        order = sorted((r for r in self.records.values() if declares_gpu(r.spec)), key=lambda r: -r.spec.priority)
-        reasons = []
-        for rec in order:
-            self.load(rec.name)
-            if rec.backend is not None:
-                return rec.backend
-            reasons.append(f"{rec.name}: {rec.error}")
+        b, reasons = self._first_available(r for r in self.records.values() if declares_gpu(r.spec))
+        if b is not None:
+            return b
         if not reasons:
             raise BackendUnavailableError(f"{asked} asks for a GPU, but no installed backend runs on one "
                                      f"(installed: {', '.join(self.names()) or 'none'}); install one, e.g. "
@@ -152,15 +148,21 @@ class Registry:
         raise BackendUnavailableError(f"{asked} asks for a GPU, but no GPU backend can run here: " + "; ".join(reasons)
                                  + " (see python -m dynet_api backends)")
 
-    def best(self) -> Backend:
-        self.discover()
-        order = sorted(self.records.values(), key=lambda r: -r.spec.priority)
+    def _first_available(self, records) -> tuple[Backend | None, list[str]]:
+        """The highest-priority of ``records`` that loads, else None and each one's reason."""
         reasons = []
-        for rec in order:
+        for rec in sorted(records, key=lambda r: -r.spec.priority):
             self.load(rec.name)
             if rec.backend is not None:
-                return rec.backend
+                return rec.backend, []
             reasons.append(f"{rec.name}: {rec.error}")
+        return None, reasons
+
+    def best(self) -> Backend:
+        self.discover()
+        b, reasons = self._first_available(self.records.values())
+        if b is not None:
+            return b
         for k, v in self.plugin_errors.items():
             reasons.append(f"plugin {k}: {v}")
         raise RuntimeError("no backend is available" + (" (" + "; ".join(reasons) + ")" if reasons else ""))
