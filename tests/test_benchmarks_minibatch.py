@@ -263,3 +263,11 @@ def test_peer_worker_gets_its_autobatch_and_runs_minibatches(tmp_path, monkeypat
     assert (tmp_path / "set.txt").read_text() == repr([("autobatch", 1), ("mem", 1024), ("random_seed", 1234)])
     assert side.label == minibatch.DYNET and side.autobatch == 1
     assert units == 6 and dt > 0 and loss > 0
+
+
+def test_run_with_minibatch_runs_the_autobatching_benchmarks(monkeypatch):
+    got = []
+    monkeypatch.setattr(minibatch, "main", got.append)
+    argv = ["--minibatch=16,64", "--dynet-backend", "cpu_eigen", "--autobatch", "0,1"]
+    assert run.main(argv) == 0
+    assert got == [argv]
