@@ -18,7 +18,9 @@ The same code runs on DyNet 2.1.2 itself (the benchmark peer,
 it imports ``dynet`` instead of ``dynet_api``.
 
 Every task has ``step(k) -> (loss, units)``: build, forward, backward and
-update on data item ``k``; ``loss(k)`` only evaluates; ``weights()`` returns the
+update on data item ``k``; ``loss(k)`` only evaluates; the per-instance tasks build
+item ``k`` into the current graph with ``_instance(k)``, which :class:`Minibatched` calls for
+N items per graph (autobatching's benchmarks, :mod:`benchmarks.minibatch`); ``weights()`` returns the
 parameters as NumPy arrays for the PyTorch twin to copy (tests check that the
 twins compute the same loss from the same weights).
 """
