@@ -121,8 +121,13 @@ def task(name: str, trainer: str, data: str, minibatch: int = 0) -> str:
     if minibatch:
         t = tasks_dynet.Minibatched(t, minibatch)
     _state["task"] = t
-    t.step(0)
+    _state["warmup_loss"] = t.step(0)[0]
     return t.unit
+
+
+def warmup_loss() -> float:
+    """The loss of the current task's warm-up update (its first item(s), from the initial weights)."""
+    return _state["warmup_loss"]
 
 
 def calibrate(budget: float) -> float:
@@ -158,7 +163,7 @@ def _worker(autobatch: int | None = None) -> int:
 
     from . import chain, updates
 
-    fns = {"task": task, "calibrate": calibrate, "timed": timed, "version": version,
+    fns = {"task": task, "calibrate": calibrate, "timed": timed, "warmup_loss": warmup_loss, "version": version,
            "chain": chain.dynet_side, "updates": updates.dynet_side}
     for line in sys.stdin:
         req = json.loads(line)

@@ -90,7 +90,7 @@ class Side:
     prepare: Callable[[], None] = lambda: None
     task: Any = None  # the local task (None for DyNet's, in its worker)
     totals: list = field(default_factory=lambda: [0.0, 0])  # seconds, units
-    first_loss: float = float("nan")  # the loss of the first timed update
+    first_loss: float = float("nan")  # the loss of the warm-up update (minibatch 0, initial weights)
     error: str | None = None  # what failed, when the side failed
 
 
@@ -108,7 +108,7 @@ class Row:
     unit: str
     updates: int
     speed: float  # instances per second
-    loss: float  # the loss of the first timed update (minibatch 0, after the warm-up update on it)
+    loss: float  # the warm-up update's loss (minibatch 0 from the initial weights)
     calls: int | None = None  # kernel calls per update (dynet_api sides)
     error: str | None = None  # the side failed: where and with which exception (the table says so)
 
@@ -133,7 +133,7 @@ def _peer_side(peer, name: str, size: int, trainer: str, data, clock: str) -> Si
     """DyNet's side in its worker (which builds the task and takes the warm-up update there)."""
     peer.call("task", name=name, trainer=trainer, data=peer.data_file(data), minibatch=size)
     return Side(DYNET, peer.autobatch, lambda a, m: tuple(peer.call("timed", start=a, n=m, clock=clock)),
-                lambda budget: peer.call("calibrate", budget=budget))
+                lambda budget: peer.call("calibrate", budget=budget), first_loss=peer.call("warmup_loss"))
 
 
 def task_data(name: str):
@@ -173,7 +173,8 @@ def run_minibatch(name: str, size: int, backends: list[str], autobatch: list[int
         tt = tasks_torch_batched.make_minibatched(name, size, trainer, data)
         sides.append(_local(TORCH, None, tt, clock))
     for s in sides:
-        _guarded(s, "the warm-up update", lambda s=s: (s.prepare(), s.task.step(0)))
+        got = _guarded(s, "the warm-up update", lambda s=s: (s.prepare(), s.task.step(0))[1])
+        s.first_loss = float("nan") if got is None else got[0]
     sides += [_peer_side(p, name, size, trainer, data, clock) for _, p in sorted((peers or {}).items())]
     counts = []
     for s in sides:
@@ -182,15 +183,11 @@ def run_minibatch(name: str, size: int, backends: list[str], autobatch: list[int
     for r in range(rounds):
         for s, n in zip(sides, counts, strict=True):
             a, b = n * r // rounds, n * (r + 1) // rounds
-            # the first update alone: its loss (minibatch 0 after the warm-up) compares across sides
-            for lo, hi in ((a, a + 1), (a + 1, b)) if r == 0 else ((a, b),):
-                got = None if hi <= lo else _guarded(
-                    s, f"updates {lo}..{hi - 1}", lambda s=s, lo=lo, hi=hi: (s.prepare(), s.timed(lo, hi - lo))[1])
-                if got is not None:
-                    dt, units, loss = got
-                    s.first_loss = loss if lo == 0 else s.first_loss
-                    s.totals[0] += dt
-                    s.totals[1] += units
+            got = None if b <= a else _guarded(
+                s, f"updates {a}..{b - 1}", lambda s=s, a=a, b=b: (s.prepare(), s.timed(a, b - a))[1])
+            if got is not None:
+                s.totals[0] += got[0]
+                s.totals[1] += got[1]
     rows = []
     for s, n in zip(sides, counts, strict=True):
         calls = None
