@@ -70,16 +70,25 @@ def signature(nodes: list, dims: list, j: int) -> Any:
         key.append(dims[j].d)
     else:
         bd = dims[j].bd
-        for k in ids:
+        shared = op.batch_shared
+        joined = False
+        for p, k in enumerate(ids):
             nk = nodes[k]
             if nk[0] is _PARAM:
                 key.append(nk[2][0])  # the storage: one weight for the whole group
                 key.append(nk[2][1])
+            elif p in shared:
+                if dims[k].bd != 1:
+                    return None
+                key.append(k)  # the node itself: the kernel takes it unbatched
             else:
                 dk = dims[k]
                 if dk.bd != bd:
                     return None  # a broadcast operand cannot be joined with the others
                 key.append(dk.d)
+                joined = True
+        if not joined:
+            return None  # every operand shared: nothing to batch over
     t = tuple(key)
     try:
         hash(t)
@@ -118,7 +127,7 @@ class Group:
         self.y = y  # the joined output
         self.attrs = attrs
         self.dim = dim
-        self.srcs = srcs  # per operand: the members' input nodes, or None for a shared parameter
+        self.srcs = srcs  # per operand: the members' input nodes, or None where the group shares one
 
 
 def forward(ex, a: int, b: int, strategy: int) -> None:
@@ -128,6 +137,7 @@ def forward(ex, a: int, b: int, strategy: int) -> None:
     vals, home = ex.vals, ex.home
     if len(vals) < b:
         vals.extend([None] * (b - len(vals)))
+    if len(home) < b:
         home.extend([None] * (b - len(home)))
     n = b - a
     left = [0] * n
@@ -233,8 +243,9 @@ def _run_group(ex, members: list) -> None:
     op, ids0, attrs = nodes[members[0]]
     xs: list = []
     srcs: list = []
+    shared = op.batch_shared
     for k, s0 in enumerate(ids0):
-        if nodes[s0][0] is _PARAM:
+        if nodes[s0][0] is _PARAM or k in shared:
             xs.append(vals[s0])
             srcs.append(None)
         else:

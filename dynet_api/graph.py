@@ -475,8 +475,9 @@ class ComputationGraph(_GraphBase):
         self._checkpoints = []
         self.immediate = bool(immediate_compute)
         self._autobatch_asked = autobatching
-        if self.backend is not None:
-            self._apply_autobatch(self.backend)
+        be = self.backend or runtime.current()
+        if be is not None:
+            self._apply_autobatch(be)
         # Checked on every forward, lazy or immediate (DyNet checks only with immediate_compute).
         self.check_validity = bool(check_validity)
         if self.executor is not None:

@@ -60,10 +60,12 @@ class OpDef:
     # run as one call over operands joined along the batch; "none" never merges the op (it reduces
     # or reorders the batch, draws random numbers, or its kernel is not batch-parallel).
     # ``batch_attrs`` names the attributes that hold one entry per batch element (indices); they are
-    # joined too, and are left out of the signature.  An op with a ``b`` attribute (sum over the
+    # joined too, and are left out of the signature.  ``batch_shared`` lists operands the kernel takes
+    # unbatched (weights): a group shares one node there.  An op with a ``b`` attribute (sum over the
     # batch too) maps only where ``b`` is false.
     batch: str = "none"
     batch_attrs: tuple[str, ...] = ()
+    batch_shared: tuple[int, ...] = ()
     id: int = field(default=-1)
 
     def fail(self, dims, msg: str = "") -> DimError:
@@ -922,9 +924,11 @@ _op("kmh_ngram", 1, s_kmh_ngram, attrs=("n",), doc="Sums of n consecutive column
 _op("weight_norm", 2, s_weight_norm, doc="g * w / ||w|| for a scalar gain g.")
 
 _op("vanilla_lstm_gates", 5, s_lstm_gates,
-    doc="[i;f;o;g] = sigmoid/tanh(Wx x + Wh h + b), +1 on the forget gate; args x, h, Wx, Wh, b.", batch="map")
+    doc="[i;f;o;g] = sigmoid/tanh(Wx x + Wh h + b), +1 on the forget gate; args x, h, Wx, Wh, b.", batch="map",
+    batch_shared=(2, 3, 4))
 _op("vanilla_lstm_gates_dropout", 7, s_lstm_gates_dropout,
-    doc="vanilla_lstm_gates with x and h multiplied by the masks (args 6 and 7).", batch="map")
+    doc="vanilla_lstm_gates with x and h multiplied by the masks (args 6 and 7).", batch="map",
+    batch_shared=(2, 3, 4))
 _op("vanilla_lstm_c", 2, s_lstm_cell, doc="c_t = i * g + f * c_tm1 from gates [i;f;o;g].", batch="map")
 _op("vanilla_lstm_h", 2, s_lstm_cell, doc="h_t = o * tanh(c_t) from gates [i;f;o;g].", batch="map")
 

@@ -38,8 +38,10 @@ class OpCount(NamedTuple):
 
 def cover_ops() -> None:
     """Give ops declared after import (a plugin's or a test's) their counters."""
-    for table, zero in ((NODES, 0), (CALLS, 0), (SECONDS, 0.0)):
-        table.extend([zero] * (len(OP_LIST) - len(table)))
+    n = len(OP_LIST)
+    NODES.extend([0] * (n - len(NODES)))
+    CALLS.extend([0] * (n - len(CALLS)))
+    SECONDS.extend([0.0] * (n - len(SECONDS)))
 
 
 def watch(backend: Any) -> None:
@@ -59,7 +61,7 @@ def reset() -> None:
 
 def counts() -> dict[str, OpCount]:
     """Per op name (ops with any activity only): nodes, kernel calls and seconds since :func:`reset`."""
-    out: dict[str, list] = {}
+    out: dict[str, list[Any]] = {}
     for op in OP_LIST:
         k = op.id
         if NODES[k] or CALLS[k]:
@@ -83,8 +85,9 @@ def report(title: str = "", since: dict[str, OpCount] | None = None) -> str:
     with ``since`` (an earlier :func:`counts`), only what happened after it."""
     now = counts()
     if since:
-        now = {name: OpCount(*(a - b for a, b in zip(c, since.get(name, (0, 0, 0.0)))))
-               for name, c in now.items()}
+        zero = OpCount(0, 0, 0.0)
+        now = {name: OpCount(c.nodes - b.nodes, c.calls - b.calls, c.seconds - b.seconds)
+               for name, c in now.items() for b in (since.get(name, zero),)}
         now = {name: c for name, c in now.items() if c.nodes or c.calls}
     rows = sorted(now.items(), key=lambda kv: (-kv[1].seconds, -kv[1].calls))
     seconds = sum(c.seconds for _, c in rows)
