@@ -96,13 +96,9 @@ def _hold_lstm_bias_hh(net) -> None:
 
 @pytest.mark.parametrize("autobatch", [0, 1])
 @pytest.mark.parametrize("name", minibatch.TASKS)
-def test_minibatched_loss_is_the_sum_of_its_instances(request, cpu_backend, name, autobatch):
-    if cpu_backend == "reference_numpy" and autobatch and name.startswith("bilstm-tagger"):
-        # Found by this test at 03b868d: the front end's batched vanilla_lstm_gates gives the second of two
-        # LSTM sequences of different lengths wrong values (off by ~0.1), and its backward fails to reshape
-        # at full size.  Not strict: it passes once the autobatcher is fixed.
-        request.applymarker(pytest.mark.xfail(reason="front-end autobatching of vanilla_lstm_gates (03b868d)",
-                                              strict=False))
+def test_minibatched_loss_is_the_sum_of_its_instances(cpu_backend, name, autobatch):
+    """(At 03b868d this caught the front end batching LSTM gates whose input product differs per
+    instance as if it were one shared weight.)"""
     minibatch.set_autobatch(autobatch)
     task = _small_dynet(name, 3)
     assert task.items(2) == [6, 7, 8] and task.units(2) == 3 and task.unit == tasks_dynet.MINIBATCH_UNITS[name]
