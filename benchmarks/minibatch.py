@@ -44,6 +44,7 @@ import sys  # noqa: E402
 import traceback  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
+from functools import partial  # noqa: E402
 from typing import Any  # noqa: E402
 
 from . import run  # noqa: E402
@@ -144,11 +145,12 @@ def task_data(name: str):
 
 
 def _guarded(s: Side, what: str, fn: Callable[[], Any]) -> Any:
-    """``fn()`` for side ``s``; an exception takes the side out of the run (its row says why, the
+    """``s.prepare()`` then ``fn()``, for side ``s``; an exception takes the side out of the run (its row says why, the
     traceback goes to stderr) instead of ending the whole table.  None once the side has failed."""
     if s.error is not None:
         return None
     try:
+        s.prepare()
         return fn()
     except Exception as e:  # a backend that fails on a task must not hide the other sides' figures
         s.error = f"{type(e).__name__} in {what}"
@@ -173,18 +175,18 @@ def run_minibatch(name: str, size: int, backends: list[str], autobatch: list[int
         tt = tasks_torch_batched.make_minibatched(name, size, trainer, data)
         sides.append(_local(TORCH, None, tt, clock))
     for s in sides:
-        got = _guarded(s, "the warm-up update", lambda s=s: (s.prepare(), s.task.step(0))[1])
+        got = _guarded(s, "the warm-up update", partial(s.task.step, 0))
         s.first_loss = float("nan") if got is None else got[0]
     sides += [_peer_side(p, name, size, trainer, data, clock) for _, p in sorted((peers or {}).items())]
     counts = []
     for s in sides:
-        per = _guarded(s, "calibration", lambda s=s: (s.prepare(), s.calibrate(0.1 * seconds))[1])
+        per = _guarded(s, "calibration", partial(s.calibrate, 0.1 * seconds))
         counts.append(0 if per is None else max(min_updates, round(seconds / per)))
     for r in range(rounds):
         for s, n in zip(sides, counts, strict=True):
             a, b = n * r // rounds, n * (r + 1) // rounds
             got = None if b <= a else _guarded(
-                s, f"updates {a}..{b - 1}", lambda s=s, a=a, b=b: (s.prepare(), s.timed(a, b - a))[1])
+                s, f"updates {a}..{b - 1}", partial(s.timed, a, b - a))
             if got is not None:
                 s.totals[0] += got[0]
                 s.totals[1] += got[1]
@@ -193,7 +195,7 @@ def run_minibatch(name: str, size: int, backends: list[str], autobatch: list[int
         calls = None
         if s.label.startswith("dynet_api"):
             calls = _guarded(s, "the counted update",
-                             lambda s=s: (s.prepare(), kernel_calls_of(lambda: s.task.step(0)))[1])
+                             partial(kernel_calls_of, partial(s.task.step, 0)))
         dt, units = s.totals
         rows.append(Row(name, size, s.label, s.autobatch, MINIBATCH_UNITS[name], n,
                         units / dt if s.error is None else float("nan"), s.first_loss, calls, s.error))
@@ -208,7 +210,7 @@ def format_table(rows: list[Row]) -> str:
     """One line per row; ratios against DyNet with autobatch 1 and against the same side with autobatch 0."""
     head = ("task", "N", "side", "autobatch", "updates", "unit", "speed", "kernel calls/update", "fewer calls",
             "vs DyNet ab=1", "vs ab=0", "first loss")
-    out = [head]
+    out: list[tuple[str, ...]] = [head]
     for r in rows:
         if r.error is not None:
             out.append((r.task, str(r.size), r.side, "-" if r.autobatch is None else str(r.autobatch), "-", r.unit,

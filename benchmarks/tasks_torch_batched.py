@@ -39,7 +39,7 @@ class PerInstance(T._Task):
     """A single-instance twin run over minibatch ``k``'s N items, their losses summed (the reference
     the hand-batched twins are checked against)."""
 
-    def __init__(self, task: T._Task, size: int) -> None:
+    def __init__(self, task: T.BiLSTMTagger | T.TreeLSTM, size: int) -> None:
         self.task, self.size = task, size
         self.name, self.unit = task.name, MINIBATCH_UNITS[task.name]
         self.net, self.opts, self.data = task.net, task.opts, task.data
