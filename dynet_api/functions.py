@@ -6,16 +6,21 @@ from __future__ import annotations
 import builtins
 import inspect
 import operator
+import sys
 from collections.abc import Sequence
 from numbers import Number
 
 import numpy as np
 
-from . import graph as _graph
+from .accelerator import fastgraph as _fastgraph
 from .dim import Dim
 from .graph import Expression, _cg
+from .graph import register_leaf_types as _register_leaf_types
 from .graph import unary as _make_unary
 from .ops import OPS, check_attr
+from .params import Parameters as _Parameters
+from .params import _check_backend
+from .params import register_lookups as _register_lookups
 
 _add = _cg.add
 _add1 = _cg.add1
@@ -366,8 +371,6 @@ def parameter(*args):
     """
     global _notice_shown
     if not _notice_shown:
-        import sys
-
         print("The dy.parameter(...) call is now DEPRECATED.\n"
               "        There is no longer need to explicitly add parameters to the computation graph.\n"
               "        Any used parameter will be added automatically.", file=sys.stderr)
@@ -397,8 +400,6 @@ def _check_rows(st, idx) -> None:
 def _lookup(p, idx: tuple, update: bool) -> MutableExpression:
     st = p._st
     _check_rows(st, idx)
-    from .params import _check_backend
-
     _check_backend(st, _cg)
     d = Dim(st.dim.d, len(idx))
     return _mutable(_leaf(_O["lookup"], (st, idx, bool(update), d), bool(update)), "lookup")
@@ -446,9 +447,9 @@ def lookup(p, index: int = 0, update: bool = True) -> MutableExpression:
     return _lookup(p, (i,), update)
 
 
-if _graph._fastgraph is not None:  # E[w] / lookup(E, w) in C (csrc/fastgraph.c); this function for the rest
+if _fastgraph is not None:  # E[w] / lookup(E, w) in C (csrc/fastgraph.c); this function for the rest
     _lookup_py = lookup
-    lookup = _graph._fastgraph.Lookup(_cg, _lookup_py)
+    lookup = _fastgraph.Lookup(_cg, _lookup_py)
     lookup.__name__ = lookup.__qualname__ = "lookup"
     lookup.__doc__ = _lookup_py.__doc__
     lookup.__signature__ = inspect.signature(_lookup_py)  # type: ignore[attr-defined]
@@ -479,6 +480,10 @@ def lookup_batch(p, indices: Sequence[int], update: bool = True) -> MutableExpre
     return _lookup(p, idx, update)
 
 
+_register_lookups(lookup, lookup_batch)
+_register_leaf_types(_Parameters, MutableExpression, _ROW_DIMS)
+
+
 # ============================================================ arithmetic
 
 
@@ -487,7 +492,7 @@ def _fast(f, op: str, kind: int, attrs=None):
     common call form (kind 2: ``f(x, y)``, kind 3: ``f([x, ...])`` with a non-empty list or
     tuple, kind 4: ``f(x, k)`` with an int k as attrs ``((k,),)``) and calls ``f`` itself for
     every other form; ``f`` when pure Python."""
-    fg = _graph._fastgraph
+    fg = _fastgraph
     if fg is None:
         return f
     c = fg.Unary(_cg, OPS[op], kind, f, attrs)
@@ -918,32 +923,6 @@ def pickrange(x, s: int, e: int, d: int = 0) -> Expression:
 
 
 pick_range = pickrange
-
-
-def _getitem(x, index):
-    if isinstance(index, tuple) or (isinstance(index, slice) and index.step not in (None, 1)):
-        from .functions_more import strided_getitem
-
-        return strided_getitem(x, index)
-    d = _cg.dims[x._check()]
-    if isinstance(index, slice):
-        n = d.d[0]
-        start, stop, step = index.indices(n)
-        if step != 1:
-            raise NotImplementedError("Expression slicing with a step is not supported yet")
-        if stop <= start:
-            raise IndexError(f"empty slice {index} of an expression of dim {d}")
-        return pickrange(x, start, stop)
-    try:
-        i = index.__index__()
-    except AttributeError:
-        raise TypeError(f"Expression indices must be ints or slices, got {type(index).__name__}") from None
-    n = d.d[0]
-    if i < 0:
-        i += n
-    if not 0 <= i < n:
-        raise IndexError(f"index {index} out of range for an expression of dim {d}")
-    return pick(x, i)
 
 
 # ============================================================ reductions

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from numbers import Number
 
-from . import runtime
-from .functions import _all_dims, _dim, _int, _ints, _unary, concatenate, moment_dim, noise, reshape
+from . import config
+from .functions import _all_dims, _dim, _int, _ints, _unary, concatenate, moment_dim, noise, pick, pickrange, reshape
 from .graph import Expression, _cg
+from .graph import register_indexing as _register_indexing
 from .ops import OPS
 
 _add = _cg.add
@@ -182,6 +183,33 @@ def strided_getitem(x, index) -> Expression:
         starts.append(start)
         stops.append(stop)
     return strided_select(x, steps, starts, stops)
+
+
+def _getitem(x, index):
+    if isinstance(index, tuple) or (isinstance(index, slice) and index.step not in (None, 1)):
+        return strided_getitem(x, index)
+    d = _cg.dims[x._check()]
+    if isinstance(index, slice):
+        n = d.d[0]
+        start, stop, step = index.indices(n)
+        if step != 1:
+            raise NotImplementedError("Expression slicing with a step is not supported yet")
+        if stop <= start:
+            raise IndexError(f"empty slice {index} of an expression of dim {d}")
+        return pickrange(x, start, stop)
+    try:
+        i = index.__index__()
+    except AttributeError:
+        raise TypeError(f"Expression indices must be ints or slices, got {type(index).__name__}") from None
+    n = d.d[0]
+    if i < 0:
+        i += n
+    if not 0 <= i < n:
+        raise IndexError(f"index {index} out of range for an expression of dim {d}")
+    return pick(x, i)
+
+
+_register_indexing(_getitem)
 
 
 def max_dim(x, d: int = 0) -> Expression:
@@ -651,7 +679,7 @@ def to_device(e, device_str: str) -> Expression:
         device_str (str): a device of ``available_devices()``, e.g. ``"CPU"`` or ``"GPU:0"``.
     """
     dev = device_str.decode() if isinstance(device_str, bytes) else str(device_str)
-    be = runtime.backend()
+    be = config.backend()
     known = {d.lower(): d for d in be.devices}
     if dev.lower() not in known:
         raise ValueError(f"to_device: {dev!r} is not a device of backend {be.name!r} (devices: "

@@ -20,24 +20,18 @@ Run concurrent models in separate processes, as with DyNet.
 
 from __future__ import annotations
 
-import os
 import threading
 from numbers import Number
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import runtime
+from . import config
+from .accelerator import fastgraph as _fastgraph  # the optional C twin of the hot path below, or None
 from .backend import missing_executor_methods
 from .dim import Dim
 from .ops import OP_LIST, OPS, check_attrs
-
-try:  # the optional C accelerator of the hot path below (csrc/fastgraph.c)
-    if os.environ.get("DYNET_API_PURE_PYTHON", "") not in ("", "0"):
-        raise ImportError("DYNET_API_PURE_PYTHON is set")
-    from . import _fastgraph  # type: ignore[attr-defined]  # compiled, no stub
-except ImportError:
-    _fastgraph = None
+from .tensor import Tensor
 
 
 class StaleExpressionError(ValueError, RuntimeError):
@@ -56,6 +50,7 @@ _C_MINUS, _SMUL = OPS["const_minus"], OPS["scalar_mult"]
 _MATMUL, _CMULT, _CDIV, _POW = OPS["matmul"], OPS["cmult"], OPS["cdiv"], OPS["pow"]
 _PARAM, _LOOKUP, _INPUT = OPS["parameter"], OPS["lookup"], OPS["input"]
 _SCALAR_DIMS = ((1,), (1, 1))
+_SCALAR_DIM = Dim((1,))
 _new = object.__new__  # Expression(n, v) without the __init__ call: ~35 ns less per node
 
 
@@ -347,7 +342,7 @@ class ComputationGraph(_GraphBase):
 
     # ------------------------------------------------------------ lifecycle
     def _bind(self) -> frozenset:
-        be = runtime.backend()
+        be = config.backend()
         if self.executor is None or self.backend is not be:
             if self.executor is not None:
                 self.executor.reset()
@@ -387,7 +382,7 @@ class ComputationGraph(_GraphBase):
         self.check_validity = bool(check_validity)
         if self.executor is not None:
             self.executor.reset()  # also when it is dropped below: it gives back its memory
-        if self.backend is not None and self.backend is not runtime.current():
+        if self.backend is not None and self.backend is not config.current():
             self.backend = None
             self.executor = None
             self.supported = None
@@ -791,8 +786,6 @@ class Expression(_ExpressionBase):
         Args:
             recalculate (bool): recompute the graph's values instead of reusing them.
         """
-        from .tensor import Tensor
-
         return Tensor(self.npvalue(recalculate))
 
     def forward(self, recalculate: bool = False) -> None:
@@ -845,15 +838,10 @@ class Expression(_ExpressionBase):
 
     def __pow__(self, other):
         if isinstance(other, Number):
-            from .functions import scalarInput
-
-            other = scalarInput(float(other))
+            other = _cg.add_leaf(_INPUT, (np.full((1, 1), float(other), np.float32), _SCALAR_DIM))
         return _cg.add(_POW, (self, other))
 
-    def __getitem__(self, index):
-        from . import functions as F
-
-        return F._getitem(self, index)
+    # ``e[i]``, ``e[i:j]``...: the functions layer sets ``__getitem__`` at import (see register_indexing).
 
     def __str__(self) -> str:
         return f"expression {self.i}/{self.v}"
@@ -863,6 +851,22 @@ class Expression(_ExpressionBase):
     # Python must not treat an expression as a sequence by accident.
     __iter__ = None
 
+
+def register_indexing(getitem) -> None:
+    """``Expression.__getitem__`` (``e[i]``, slices, strides): the functions layer, which builds the
+    pick and slice nodes, registers it at import."""
+    setattr(Expression, "__getitem__", getitem)  # noqa: B010 - assigned after the class, by a higher layer
+
+
+def register_leaf_types(parameters: type, mutable: type, row_dims: dict) -> None:
+    """The parameter and mutable-input classes, which live in higher layers, registered at their
+    import: with the accelerator a parameter's first use per graph and ``E[w]`` append their
+    leaves in C.  ``row_dims`` is the lookup's cache of a table's Dim -> one row's Dim."""
+    if _fastgraph is not None:
+        _fastgraph.configure_leaves(parameters, mutable, _PARAM, _LOOKUP, row_dims)
+
+
+config.on_backend_change(_cg.renew)  # set_backend(): expressions of the old backend go stale
 
 if _fastgraph is not None:
     _fastgraph.configure(
