@@ -1,13 +1,14 @@
 /* dynet_api._fastgraph: the graph-construction hot path in C (optional accelerator).
  *
  * Part of the front end, not of any backend.  dynet_api/graph.py works without it
- * (pure Python, DYNET_API_PURE_PYTHON=1 forces that); with it, three things move here:
+ * (pure Python; DYNET_API_PURE_PYTHON=1 forces that, see dynet_api/accelerator.py); with it,
+ * three things move here:
  *
  *  - ExpressionBase: the Expression handle's storage (i: a Python int, v: the graph
  *    version) and the operators + - * and unary -.  Python's Expression, Parameters,
  *    LookupParameters and MutableExpression subclass it.
  *  - GraphBase: the graph's hot fields (ver, nodes, dims, ng, _shapes, immediate) as C
- *    members, and add / add1 / add2 / add_xy.  ComputationGraph subclasses it.
+ *    members, and add / add1 / add2 / add2_ids.  ComputationGraph subclasses it.
  *  - Unary: a callable for one attribute-free op (dy.tanh, dy.logistic, ...).
  *
  * Only the fast path is here: version check, dims lookup, shape-cache lookup and the three
@@ -383,7 +384,7 @@ done:
 }
 
 /* Two resolved operands (new references i, j are borrowed here). */
-static PyObject *do_add2(GraphObject *g, PyObject *op, PyObject *i, PyObject *j, PyObject *attrs, int nograd_check,
+static PyObject *do_add2_ids(GraphObject *g, PyObject *op, PyObject *i, PyObject *j, PyObject *attrs, int nograd_check,
                          Py_ssize_t ver) {
     PyObject *r = NULL, *key = NULL, *ids = NULL, *d = NULL;
     PyObject *di = dim_at(g->dims, i);
@@ -442,7 +443,7 @@ done:
     return r;
 }
 
-static PyObject *do_add_xy(GraphObject *g, PyObject *op, PyObject *x, PyObject *y, PyObject *attrs) {
+static PyObject *do_add2(GraphObject *g, PyObject *op, PyObject *x, PyObject *y, PyObject *attrs) {
     Py_ssize_t ver = g->ver;
     PyObject *i = resolve(g, x, op);
     if (i == NULL) return NULL;
@@ -451,7 +452,7 @@ static PyObject *do_add_xy(GraphObject *g, PyObject *op, PyObject *x, PyObject *
         Py_DECREF(i);
         return NULL;
     }
-    PyObject *r = do_add2(g, op, i, j, attrs, 1, ver);
+    PyObject *r = do_add2_ids(g, op, i, j, attrs, 1, ver);
     Py_DECREF(i);
     Py_DECREF(j);
     return r;
@@ -777,16 +778,16 @@ static PyObject *graph_add1(GraphObject *self, PyObject *const *args, Py_ssize_t
     return do_add1(self, a[0], a[1], a[2]);
 }
 
+static PyObject *graph_add2_ids(GraphObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *a[4];
+    if (parse_args("add2_ids", args, nargs, kwnames, 3, a) < 0) return NULL;
+    return do_add2_ids(self, a[0], a[1], a[2], a[3], 0, self->ver);
+}
+
 static PyObject *graph_add2(GraphObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     PyObject *a[4];
     if (parse_args("add2", args, nargs, kwnames, 3, a) < 0) return NULL;
-    return do_add2(self, a[0], a[1], a[2], a[3], 0, self->ver);
-}
-
-static PyObject *graph_add_xy(GraphObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
-    PyObject *a[4];
-    if (parse_args("add_xy", args, nargs, kwnames, 3, a) < 0) return NULL;
-    return do_add_xy(self, a[0], a[1], a[2], a[3]);
+    return do_add2(self, a[0], a[1], a[2], a[3]);
 }
 
 static PyMethodDef graph_methods[] = {
@@ -794,10 +795,10 @@ static PyMethodDef graph_methods[] = {
      "add(op, args, attrs=None): append a node; operands and shape are checked before the graph changes."},
     {"add1", (PyCFunction)(void (*)(void))graph_add1, METH_FASTCALL | METH_KEYWORDS,
      "add1(op, x, attrs=None): add for one operand."},
+    {"add2_ids", (PyCFunction)(void (*)(void))graph_add2_ids, METH_FASTCALL | METH_KEYWORDS,
+     "add2_ids(op, i, j, attrs=None): two already-resolved node indices."},
     {"add2", (PyCFunction)(void (*)(void))graph_add2, METH_FASTCALL | METH_KEYWORDS,
-     "add2(op, i, j, attrs=None): two already-resolved node indices."},
-    {"add_xy", (PyCFunction)(void (*)(void))graph_add_xy, METH_FASTCALL | METH_KEYWORDS,
-     "add_xy(op, x, y, attrs=None): add for two operands."},
+     "add2(op, x, y, attrs=None): add for two expressions."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -936,7 +937,7 @@ static PyObject *expr_add(PyObject *a, PyObject *b) {
             Py_DECREF(j);
             return NULL;
         }
-        PyObject *r = do_add2(g, op_add, i, j, Py_None, 0, ver);
+        PyObject *r = do_add2_ids(g, op_add, i, j, Py_None, 0, ver);
         Py_DECREF(i);
         Py_DECREF(j);
         return r;
@@ -971,7 +972,7 @@ static PyObject *expr_sub(PyObject *a, PyObject *b) {
         Py_DECREF(d);
         neg = do_add1(g, op_neg, b, Py_None);
         if (neg == NULL) goto done;
-        r = do_add2(g, op_add, i, ((ExprObject *)neg)->i, Py_None, 0, ver);
+        r = do_add2_ids(g, op_add, i, ((ExprObject *)neg)->i, Py_None, 0, ver);
     done:
         Py_DECREF(i);
         Py_DECREF(j);
@@ -1026,7 +1027,7 @@ static PyObject *expr_mul(PyObject *a, PyObject *b) {
         int s = is_scalar_dim(di);
         if (s == 0) s = is_scalar_dim(dj);
         if (s < 0) goto done;
-        r = do_add2(g, s ? op_cmult : op_matmul, i, j, Py_None, 0, ver);
+        r = do_add2_ids(g, s ? op_cmult : op_matmul, i, j, Py_None, 0, ver);
     done:
         Py_DECREF(i);
         Py_DECREF(j);
@@ -1070,7 +1071,7 @@ static PyObject *unary_vectorcall(UnaryObject *self, PyObject *const *args, size
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
     if (self->kind == 2 && nargs == 2 && nkw == 0)
-        return do_add_xy((GraphObject *)self->graph, self->op, args[0], args[1], self->attrs);
+        return do_add2((GraphObject *)self->graph, self->op, args[0], args[1], self->attrs);
     if (self->kind == 3 && nargs == 1 && nkw == 0 &&
         ((PyList_CheckExact(args[0]) && PyList_GET_SIZE(args[0]) > 0) ||
          (PyTuple_CheckExact(args[0]) && PyTuple_GET_SIZE(args[0]) > 0)))

@@ -5,8 +5,6 @@ chosen on first use: ``dynet_config.set(backend=...)``, ``--dynet-backend NAME``
 ``DYNET_BACKEND``, else the highest-priority available backend.
 """
 
-from __future__ import annotations
-
 from . import config as _config
 from .config import set_backend  # noqa: F401
 
@@ -19,7 +17,7 @@ from .functions import *  # noqa: E402,F401,F403
 from .functions import MutableExpression  # noqa: E402,F401
 from .functions_more import *  # noqa: E402,F401,F403
 from .graph import ComputationGraph, Expression, GraphThreadError, StaleExpressionError  # noqa: E402,F401
-from .ops import OPS, DimError  # noqa: E402,F401
+from .ops import OPS, DimError, check_attr  # noqa: E402,F401
 from .param_files import load, load_generator, save  # noqa: E402,F401
 from .params import (  # noqa: E402,F401
     ConstInitializer,

@@ -22,9 +22,26 @@ from .params import Parameters as _Parameters
 from .params import _check_backend
 from .params import register_lookups as _register_lookups
 
+# What ``from .functions import *`` gives ``dynet_api``: DyNet's functions, not this module's imports.
+__all__ = [
+    "MutableExpression", "abs", "affine_transform", "argmax", "average", "binary_log_loss", "block_dropout",
+    "bmax", "bmin", "cdiv", "cmult", "colwise_add", "concatenate", "concatenate_cols", "concatenate_to_batch",
+    "const_lookup", "const_parameter", "constant", "cube", "dot_product", "dropout", "dropout_batch",
+    "dropout_dim", "elu", "emax", "erf", "esum", "exp", "flip_gradient", "forward", "hinge", "hinge_batch",
+    "huber_distance", "inputMatrix", "inputTensor", "inputTensorTranspose", "inputVector", "l1_distance",
+    "l2_norm", "lgamma", "log", "log_sigmoid", "log_softmax", "logistic", "logsumexp", "logsumexp_dim",
+    "lookup", "lookup_batch", "matInput", "mean_batches", "mean_dim", "mean_elems", "moment_dim", "negate",
+    "nobackprop", "noise", "npvalues", "one_hot", "ones", "parameter", "pick", "pick_batch",
+    "pick_batch_elem", "pick_batch_elems", "pick_range", "pickneglogsoftmax", "pickneglogsoftmax_batch",
+    "pickrange", "pow", "random_bernoulli", "random_gumbel", "random_normal", "random_uniform", "rectify",
+    "reshape", "scalarInput", "scale_gradient", "select_cols", "select_rows", "selu", "softmax", "softsign",
+    "sparse_inputTensor", "sqrt", "square", "squared_distance", "squared_norm", "sum_batches", "sum_dim",
+    "sum_elems", "tanh", "transpose", "values", "vecInput", "zeroes", "zeros",
+]
+
 _add = _cg.add
 _add1 = _cg.add1
-_add_xy = _cg.add_xy
+_add2 = _cg.add2
 _leaf = _cg.add_leaf
 _O = OPS
 _LOOKUP = OPS["lookup"]
@@ -512,7 +529,7 @@ def cmult(x, y) -> Expression:
 
     A batch of size 1 is broadcast over the other operand's batch.
     """
-    return _add_xy(_O["cmult"], x, y)
+    return _add2(_O["cmult"], x, y)
 
 
 cmult = _fast(cmult, "cmult", 2)
@@ -527,7 +544,7 @@ def cdiv(x, y) -> Expression:
 
     A batch of size 1 is broadcast over the other operand's batch.
     """
-    return _add_xy(_O["cdiv"], x, y)
+    return _add2(_O["cdiv"], x, y)
 
 
 def colwise_add(x, y) -> Expression:
@@ -539,7 +556,7 @@ def colwise_add(x, y) -> Expression:
 
     A batch of size 1 is broadcast over the other operand's batch.
     """
-    return _add_xy(_O["colwise_add"], x, y)
+    return _add2(_O["colwise_add"], x, y)
 
 
 def affine_transform(exprs: Sequence) -> Expression:
@@ -604,7 +621,7 @@ def bmin(x, y) -> Expression:
         x (Expression): first operand.
         y (Expression): second operand.
     """
-    return _add_xy(_O["bmin"], x, y)
+    return _add2(_O["bmin"], x, y)
 
 
 def bmax(x, y) -> Expression:
@@ -614,7 +631,7 @@ def bmax(x, y) -> Expression:
         x (Expression): first operand.
         y (Expression): second operand.
     """
-    return _add_xy(_O["bmax"], x, y)
+    return _add2(_O["bmax"], x, y)
 
 
 def pow(x, y) -> Expression:  # noqa: A001 - DyNet's name
@@ -636,7 +653,7 @@ def dot_product(x, y) -> Expression:
 
     Batched: one product per batch element (batch 1 broadcasts).
     """
-    return _add_xy(_O["dot_product"], x, y)
+    return _add2(_O["dot_product"], x, y)
 
 
 def squared_norm(x) -> Expression:
@@ -1072,7 +1089,7 @@ def binary_log_loss(x, y) -> Expression:
 
     Unbatched only, as in DyNet.
     """
-    return _add_xy(_O["binary_log_loss"], x, y)
+    return _add2(_O["binary_log_loss"], x, y)
 
 
 def squared_distance(x, y) -> Expression:
@@ -1084,7 +1101,7 @@ def squared_distance(x, y) -> Expression:
 
     One distance per batch element (batch 1 broadcasts).
     """
-    return _add_xy(_O["squared_distance"], x, y)
+    return _add2(_O["squared_distance"], x, y)
 
 
 def l1_distance(x, y) -> Expression:
@@ -1094,7 +1111,7 @@ def l1_distance(x, y) -> Expression:
         x (Expression): any dims.
         y (Expression): the same dims.
     """
-    return _add_xy(_O["l1_distance"], x, y)
+    return _add2(_O["l1_distance"], x, y)
 
 
 def huber_distance(x, y, c: float = 1.345) -> Expression:

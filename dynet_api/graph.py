@@ -139,7 +139,10 @@ class PyExecutor:
 
 class _PyGraphOps:
     """The graph's add methods in pure Python; ``_fastgraph.GraphBase`` implements the same
-    in C (same lists, same shape-cache keys, the same Python calls on a miss or a stale operand)."""
+    in C (same lists, same shape-cache keys, the same Python calls on a miss or a stale operand).
+
+    Naming: ``add`` takes a sequence of expressions, ``add1``/``add2`` one/two expressions, and
+    the ``_ids`` suffix (``add2_ids``) takes node indices already resolved in this graph."""
 
     # The graph's state, set by ComputationGraph (declared here for the type checker).
     ver: int
@@ -229,8 +232,8 @@ class _PyGraphOps:
         e.v = ver
         return e
 
-    def add2(self, op, i: int, j: int, attrs=None) -> Expression:
-        """Appends a node of two already-resolved operands (the operators' path).
+    def add2_ids(self, op, i: int, j: int, attrs=None) -> Expression:
+        """Appends a node of two operands given as node indices of this graph (the operators' path).
 
         Args:
             op (OpDef): the op record.
@@ -256,7 +259,7 @@ class _PyGraphOps:
         e.v = self.ver
         return e
 
-    def add_xy(self, op, x, y, attrs=None) -> Expression:
+    def add2(self, op, x, y, attrs=None) -> Expression:
         """``add`` for two operands (cmult, dot_product...) without building a tuple.
 
         Args:
@@ -643,7 +646,7 @@ class _PyExpressionOps:
             if isinstance(other, Number):
                 return cg.add1(_PLUS_C, self, (float(other),))
             return NotImplemented
-        return cg.add2(_ADD, self.i if self.v == v else self._node(cg), j)
+        return cg.add2_ids(_ADD, self.i if self.v == v else self._node(cg), j)
 
     def __radd__(self, other):
         if isinstance(other, Number):
@@ -664,7 +667,7 @@ class _PyExpressionOps:
         key = (_ADD, None, di, dj)
         if cg._shapes.get(key) is None:
             cg._shape(_ADD, key, (di, dj), None)  # a mismatch raises before -other is added
-        return cg.add2(_ADD, i, cg.add1(_NEG, other).i)
+        return cg.add2_ids(_ADD, i, cg.add1(_NEG, other).i)
 
     def __rsub__(self, other):
         if isinstance(other, Number):
@@ -687,7 +690,7 @@ class _PyExpressionOps:
         dims = cg.dims
         di, dj = dims[i], dims[j]
         op = _CMULT if di.d in _SCALAR_DIMS or dj.d in _SCALAR_DIMS else _MATMUL  # DyNet: a 1x1 operand scales
-        return cg.add2(op, i, j)
+        return cg.add2_ids(op, i, j)
 
     def __rmul__(self, other):
         if isinstance(other, Number):
