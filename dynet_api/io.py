@@ -50,6 +50,12 @@ import numpy as np
 from .accelerator import fastgraph
 from .dim import truncated
 
+try:  # a dependency of the project; without it only the .safetensors files fail, with a clear error
+    import safetensors
+    import safetensors.numpy
+except ImportError:  # pragma: no cover
+    safetensors = None  # type: ignore[assignment]
+
 # the C accelerator formats values 2x faster than Python (csrc/fastgraph.c)
 _format_values_c = fastgraph.format_values if fastgraph is not None else None
 
@@ -225,12 +231,8 @@ def _iter_text_records(fname: str) -> Iterator[Record]:
 
 
 def _st_module():
-    try:
-        import safetensors
-        import safetensors.numpy  # noqa: F401
-    except ImportError:  # pragma: no cover - a dependency of the project
-        raise ImportError(".safetensors model files need the 'safetensors' package (pip install safetensors)") \
-            from None
+    if safetensors is None:  # pragma: no cover - a dependency of the project
+        raise ImportError(".safetensors model files need the 'safetensors' package (pip install safetensors)")
     return safetensors
 
 
