@@ -14,10 +14,6 @@
 
 // NVRTC defines no INFINITY; the bit pattern works on the device and the host.
 #define DN_INF __int_as_float(0x7f800000)
-// float32's smallest normal number, and 0.9999999f: where binary_log_loss's gradient
-// moves a prediction of exactly 0 or 1, as in DyNet.
-#define DN_FLT_MIN 1.17549435082228750797e-38f
-#define DN_ONE_MINUS_1E7 0.99999988079071044921875f
 
 DN_F float dn_sign(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
 
