@@ -13,25 +13,25 @@ class Arithmetic:
     """The op table's arithmetic section (a mixin of :class:`.kernels.Kernels`)."""
 
     # ---------------------------------------------------------------- elementwise binary, broadcasting
-    def _binary(self, f, xs, d):
-        x0, x1, _ = padded_pair(xs, d)
-        return f(x0, x1).reshape(d.shape)
-
+    # (forward kernels spelled out, no helper call: they are among the hottest kernels of a graph)
     def f_add(self, xs, a, d):
-        return self._binary(self.xp.add, xs, d)
+        nd = len(d.d)
+        return (pad(xs[0], nd) + pad(xs[1], nd)).reshape(d.shape)
 
     def b_add(self, xs, y, dy, a, d, i):
         return unbroadcast(pad(dy, max(xs[i].ndim - 1, dy.ndim - 1)), xs[i].shape)
 
     def f_cmult(self, xs, a, d):
-        return self._binary(self.xp.multiply, xs, d)
+        nd = len(d.d)
+        return (pad(xs[0], nd) * pad(xs[1], nd)).reshape(d.shape)
 
     def b_cmult(self, xs, y, dy, a, d, i):
         x0, x1, nd = padded_pair(xs, d)
         return unbroadcast(pad(dy, nd) * (x1 if i == 0 else x0), xs[i].shape)
 
     def f_cdiv(self, xs, a, d):
-        return self._binary(self.xp.divide, xs, d)
+        nd = len(d.d)
+        return (pad(xs[0], nd) / pad(xs[1], nd)).reshape(d.shape)
 
     def b_cdiv(self, xs, y, dy, a, d, i):
         x0, x1, nd = padded_pair(xs, d)
@@ -41,7 +41,8 @@ class Arithmetic:
         return unbroadcast(-g * x0 / (x1 * x1), xs[1].shape)
 
     def f_bmin(self, xs, a, d):
-        return self._binary(self.xp.minimum, xs, d)
+        nd = len(d.d)
+        return self.xp.minimum(pad(xs[0], nd), pad(xs[1], nd)).reshape(d.shape)
 
     def b_bmin(self, xs, y, dy, a, d, i):
         x0, x1, nd = padded_pair(xs, d)
@@ -49,7 +50,8 @@ class Arithmetic:
         return unbroadcast(pad(dy, nd) * (first if i == 0 else ~first), xs[i].shape)
 
     def f_bmax(self, xs, a, d):
-        return self._binary(self.xp.maximum, xs, d)
+        nd = len(d.d)
+        return self.xp.maximum(pad(xs[0], nd), pad(xs[1], nd)).reshape(d.shape)
 
     def b_bmax(self, xs, y, dy, a, d, i):
         x0, x1, nd = padded_pair(xs, d)
