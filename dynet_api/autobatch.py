@@ -14,9 +14,10 @@ and only where every joined operand has the node's batch size.
 The order is DyNet's agenda (``--dynet-autobatch 1``): nodes that cannot batch run first, in
 graph order, so random ops draw the same numbers as without batching; otherwise the ready
 group whose signature has the lowest average depth runs (ties: products last).  Strategy 2
-(``--dynet-autobatch 2``) also keys the signature on the node's depth, so each group is one
-level of the graph.  Backward replays the executed groups in reverse with the same joined
-operands: one backward kernel call per group and operand.
+(``--dynet-autobatch 2``) runs level by level: at each depth (one more than the deepest
+operand), the nodes that run alone in graph order, then one group per signature; it needs no
+readiness bookkeeping, so its scheduling costs less per node.  Backward replays the executed
+groups in reverse with the same joined operands: one backward kernel call per group and operand.
 """
 
 from __future__ import annotations
@@ -44,18 +45,24 @@ _ATTR_PLAN: list = []
 _MAPS: list[bool] = []
 
 
+_SIMPLE: list[bool] = []  # "map" ops whose signature is the op, the attributes and the operands
+
+
 def cover_ops() -> None:
     """Read the batch rules of ops declared since the last call (at import, or a plugin's later)."""
     for op in OP_LIST[len(_MAPS):]:
         _ATTR_PLAN.append(_plan_of(op))
         _MAPS.append(op.batch == "map")
+        _SIMPLE.append(op.batch == "map" and not (op.leaf or op.batch_attrs or op.batch_shared or "b" in op.attrs))
 
 
 cover_ops()
 
 
 def signature(nodes: list, dims: list, j: int) -> Any:
-    """The key under which node ``j`` may run together with others, or None (it runs alone)."""
+    """The key under which node ``j`` may run together with others, or None (it runs alone);
+    an unhashable key (unhashable attributes) also means alone.  ``forward`` inlines the common
+    case (a "map" op without per-element attributes, shared operands or a ``b`` attribute)."""
     op, ids, attrs = nodes[j]
     oid = op.id
     if not _MAPS[oid]:
@@ -75,8 +82,7 @@ def signature(nodes: list, dims: list, j: int) -> Any:
         for p, k in enumerate(ids):
             nk = nodes[k]
             if nk[0] is _PARAM:
-                key.append(nk[2][0])  # the storage: one weight for the whole group
-                key.append(nk[2][1])
+                key.append(nk[2])  # (storage, update, dim): one weight for the whole group
             elif p in shared:
                 if dims[k].bd != 1:
                     return None
@@ -89,12 +95,7 @@ def signature(nodes: list, dims: list, j: int) -> Any:
                 joined = True
         if not joined:
             return None  # every operand shared: nothing to batch over
-    t = tuple(key)
-    try:
-        hash(t)
-    except TypeError:
-        return None
-    return t
+    return tuple(key)
 
 
 def _joined_attrs(op: OpDef, members: list, nodes: list, dims: list, d: Dim) -> tuple:
@@ -132,29 +133,112 @@ class Group:
 
 def forward(ex, a: int, b: int, strategy: int) -> None:
     """Evaluate nodes ``a`` to ``b - 1`` of ``ex``'s graph in batched groups (the module doc)."""
-    cg = ex.cg
-    nodes, dims = cg.nodes, cg.dims
     vals, home = ex.vals, ex.home
     if len(vals) < b:
         vals.extend([None] * (b - len(vals)))
     if len(home) < b:
         home.extend([None] * (b - len(home)))
+    keys, depth = _keys_and_depths(ex.cg.nodes, ex.cg.dims, a, b)
+    if strategy == 2:
+        _by_depth(ex, a, keys, depth)
+    else:
+        _by_agenda(ex, a, keys, depth)
+
+
+def _keys_and_depths(nodes: list, dims: list, a: int, b: int) -> tuple[list, list[int]]:
+    """Per node of ``a`` to ``b - 1``: its signature (None: it runs alone), and its depth (0 for a
+    node whose operands are all computed already, else one more than its deepest operand)."""
     n = b - a
+    keys: list = [None] * n
+    depth = [0] * n
+    maps, simple = _MAPS, _SIMPLE
+    for jj in range(n):
+        j = a + jj
+        node = nodes[j]
+        ids = node[1]
+        dep = 0
+        for k in ids:
+            if k >= a and depth[k - a] >= dep:
+                dep = depth[k - a] + 1
+        depth[jj] = dep
+        oid = node[0].id
+        if not maps[oid]:
+            continue
+        if simple[oid]:  # signature()'s common case, inline: the op, its attributes, each operand
+            key = [oid, node[2]]
+            bd = dims[j].bd
+            joined = False
+            for k in ids:
+                nk = nodes[k]
+                if nk[0] is _PARAM:
+                    key.append(nk[2])
+                else:
+                    dk = dims[k]
+                    if dk.bd != bd:
+                        joined = False
+                        break
+                    key.append(dk.d)
+                    joined = True
+            if joined:
+                keys[jj] = tuple(key)
+        else:
+            keys[jj] = signature(nodes, dims, j)
+    return keys, depth
+
+
+def _run(ex, a: int, grp: list[int]) -> None:
+    """One node alone, or a group in one kernel call (node ids relative to ``a``)."""
+    if len(grp) == 1:
+        j = a + grp[0]
+        ex._run_node(j)
+        ex.plan.append(j)
+    else:
+        grp.sort()
+        _run_group(ex, [a + jj for jj in grp])
+
+
+def _by_depth(ex, a: int, keys: list, depth: list[int]) -> None:
+    """Strategy 2: level by level; at each depth the nodes that run alone (in graph order), then one
+    group per signature (products last).  A node's operands all lie at lower depths."""
+    levels: list[tuple[list[int], dict]] = [([], {}) for _ in range(max(depth, default=-1) + 1)]
+    for jj, key in enumerate(keys):
+        alone, groups = levels[depth[jj]]
+        if key is None:
+            alone.append(jj)
+            continue
+        try:
+            g = groups.get(key)
+        except TypeError:  # unhashable attributes: the node runs alone
+            alone.append(jj)
+            continue
+        if g is None:
+            groups[key] = [jj]
+        else:
+            g.append(jj)
+    for alone, groups in levels:
+        for jj in alone:
+            _run(ex, a, [jj])
+        for key in sorted(groups, key=lambda k: k[0] in _MATMULS):
+            _run(ex, a, groups[key])
+
+
+def _by_agenda(ex, a: int, keys: list, depth: list[int]) -> None:
+    """Strategy 1, DyNet's agenda: nodes that run alone first, as they become ready; otherwise the
+    ready group whose signature has the lowest average depth (ties: products last)."""
+    nodes = ex.cg.nodes
+    n = len(keys)
     left = [0] * n
     succ: list = [None] * n
-    depth = [0] * n
     sid_of = [-1] * n
-    keys: dict = {}
+    sids: dict = {}
     sig_sum: list[int] = []
     sig_cnt: list[int] = []
     sig_op: list[int] = []
     ready: list[list[int]] = []
     alone: list[int] = []
     for jj in range(n):
-        j = a + jj
-        ids = nodes[j][1]
-        dep = cnt = 0
-        for k in ids:
+        cnt = 0
+        for k in nodes[a + jj][1]:
             if k >= a:
                 kk = k - a
                 cnt += 1
@@ -163,25 +247,25 @@ def forward(ex, a: int, b: int, strategy: int) -> None:
                     succ[kk] = [jj]
                 else:
                     s.append(jj)
-                if depth[kk] >= dep:
-                    dep = depth[kk] + 1
-        depth[jj] = dep
         left[jj] = cnt
-        key = signature(nodes, dims, j)
-        if key is None:
+        key = keys[jj]
+        sid = None
+        if key is not None:
+            try:
+                sid = sids.get(key, -1)
+            except TypeError:  # unhashable attributes: the node runs alone
+                sid = None
+        if sid is None:
             if cnt == 0:
                 alone.append(jj)
             continue
-        if strategy == 2:
-            key = (dep, key)
-        sid = keys.get(key)
-        if sid is None:
-            sid = keys[key] = len(sig_cnt)
+        if sid < 0:
+            sid = sids[key] = len(sig_cnt)
             sig_sum.append(0)
             sig_cnt.append(0)
-            sig_op.append(nodes[j][0].id)
+            sig_op.append(key[0])
             ready.append([])
-        sig_sum[sid] += dep
+        sig_sum[sid] += depth[jj]
         sig_cnt[sid] += 1
         sid_of[jj] = sid
         if cnt == 0:
@@ -190,7 +274,6 @@ def forward(ex, a: int, b: int, strategy: int) -> None:
     heap = [prio[s] for s in range(len(ready)) if ready[s]]
     heap.sort()
     done = ai = 0
-    run_one, run_group = ex._run_node, _run_group
     while done < n:
         if ai < len(alone):
             grp = [alone[ai]]
@@ -201,13 +284,7 @@ def forward(ex, a: int, b: int, strategy: int) -> None:
             sid = heappop(heap)[2]
             grp = ready[sid]
             ready[sid] = []
-        if len(grp) == 1:
-            j = a + grp[0]
-            run_one(j)
-            ex.plan.append(j)
-        else:
-            grp.sort()
-            run_group(ex, [a + jj for jj in grp])
+        _run(ex, a, grp)
         done += len(grp)
         for jj in grp:
             s = succ[jj]

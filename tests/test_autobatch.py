@@ -166,6 +166,9 @@ def test_conformance_check_catches_nodes_merged_across_attributes(monkeypatch):
     keep, per, b = plans[OPS["elu"].id]
     plans[OPS["elu"].id] = ((), per, b)  # alpha left out of the signature: alpha 1 and 0.5 merge
     monkeypatch.setattr(autobatch, "_ATTR_PLAN", plans)
+    simple = list(autobatch._SIMPLE)
+    simple[OPS["elu"].id] = False  # through signature(), which reads the plan
+    monkeypatch.setattr(autobatch, "_SIMPLE", simple)
     res = check_autobatch(ref, OPS["elu"])
     assert res.failed and "differs with autobatching on" in res.explain()
 
