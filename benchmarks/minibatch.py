@@ -66,8 +66,9 @@ def set_autobatch(value: int) -> None:
 
 
 def kernel_calls_of(step: Callable[[], Any]) -> int | None:
-    """Forward + backward kernel calls that ``step()`` makes, from ``dynet_api.profiling``; None where
-    this tree has no profiling module or the backend's calls are not counted (zero calls seen)."""
+    """Forward + backward kernel calls that ``step()`` makes, from ``dynet_api.profiling``; None (the
+    table's ``n/a``) where this tree has no profiling module or the backend's calls are not counted
+    (zero calls seen: cpu_eigen's C++ executor until it reports ``kernel_counts()``)."""
     try:
         profiling = importlib.import_module("dynet_api.profiling")
     except ImportError:
@@ -222,7 +223,7 @@ def format_table(rows: list[Row]) -> str:
         off = None if off is None or off.error is not None else off
         fewer = "-" if off is None or not r.calls or not off.calls else f"{off.calls / r.calls:.1f}x"
         out.append((r.task, str(r.size), r.side, "-" if r.autobatch is None else str(r.autobatch), str(r.updates),
-                    r.unit, f"{r.speed:.1f}", "-" if r.calls is None else str(r.calls), fewer,
+                    r.unit, f"{r.speed:.1f}", "n/a" if r.calls is None else str(r.calls), fewer,
                     "-" if dyn is None else f"{r.speed / dyn.speed:.2f}x",
                     "-" if off is None else f"{r.speed / off.speed:.2f}x", f"{r.loss:.2f}"))
     widths = [max(len(row[i]) for row in out) for i in range(len(head))]
