@@ -13,7 +13,7 @@ import pytest
 import dynet_api as dy
 from benchmarks import data as D
 from benchmarks import minibatch, run, tasks_dynet
-from dynet_api import config, runtime
+from dynet_api import config
 from dynet_api.plugins import registry
 
 try:
@@ -48,7 +48,7 @@ def cpu_backend(request):
         registry.get(request.param)
     except (ValueError, RuntimeError) as e:
         pytest.skip(f"backend {request.param} unavailable: {e}")
-    prev = runtime.backend()
+    prev = config.backend()
     dy.set_backend(request.param)
     dy.reset_random_seed(7)
     with run.one_blas_thread():
