@@ -46,6 +46,7 @@ _MAPS: list[bool] = []
 
 
 _SIMPLE: list[bool] = []  # "map" ops whose signature is the op, the attributes and the operands
+_SHARED: list[frozenset] = []  # per op: its batch_shared operand positions
 
 
 def cover_ops() -> None:
@@ -53,7 +54,8 @@ def cover_ops() -> None:
     for op in OP_LIST[len(_MAPS):]:
         _ATTR_PLAN.append(_plan_of(op))
         _MAPS.append(op.batch == "map")
-        _SIMPLE.append(op.batch == "map" and not (op.leaf or op.batch_attrs or op.batch_shared or "b" in op.attrs))
+        _SIMPLE.append(op.batch == "map" and not (op.leaf or op.batch_attrs or "b" in op.attrs))
+        _SHARED.append(frozenset(op.batch_shared))
 
 
 cover_ops()
@@ -62,7 +64,7 @@ cover_ops()
 def signature(nodes: list, dims: list, j: int) -> Any:
     """The key under which node ``j`` may run together with others, or None (it runs alone);
     an unhashable key (unhashable attributes) also means alone.  ``forward`` inlines the common
-    case (a "map" op without per-element attributes, shared operands or a ``b`` attribute)."""
+    case (a "map" op without per-element attributes or a ``b`` attribute)."""
     op, ids, attrs = nodes[j]
     oid = op.id
     if not _MAPS[oid]:
@@ -118,9 +120,9 @@ def _joined_attrs(op: OpDef, members: list, nodes: list, dims: list, d: Dim) -> 
 class Group:
     """Nodes that ran as one kernel call, with what their backward needs."""
 
-    __slots__ = ("op", "members", "bds", "xs", "y", "attrs", "dim", "srcs")
+    __slots__ = ("op", "members", "bds", "xs", "y", "attrs", "dim", "srcs", "made", "gy", "gy_owned", "live")
 
-    def __init__(self, op, members, bds, xs, y, attrs, dim, srcs) -> None:
+    def __init__(self, op, members, bds, xs, y, attrs, dim, srcs, made) -> None:
         self.op = op
         self.members = members  # node ids, in batch order
         self.bds = bds  # each member's batch size
@@ -129,6 +131,10 @@ class Group:
         self.attrs = attrs
         self.dim = dim
         self.srcs = srcs  # per operand: the members' input nodes, or None where the group shares one
+        self.made = made  # per operand: the group whose output it is as it lies, or None
+        self.gy = None  # in backward: the gradient of the whole output from consumers that took it whole
+        self.gy_owned = False  # gy was made here (safe to add into in place)
+        self.live = True  # False once trim() broke the group up
 
 
 def forward(ex, a: int, b: int, strategy: int) -> None:
@@ -151,7 +157,7 @@ def _keys_and_depths(nodes: list, dims: list, a: int, b: int) -> tuple[list, lis
     n = b - a
     keys: list = [None] * n
     depth = [0] * n
-    maps, simple = _MAPS, _SIMPLE
+    maps, simple, shares = _MAPS, _SIMPLE, _SHARED
     for jj in range(n):
         j = a + jj
         node = nodes[j]
@@ -168,10 +174,16 @@ def _keys_and_depths(nodes: list, dims: list, a: int, b: int) -> tuple[list, lis
             key = [oid, node[2]]
             bd = dims[j].bd
             joined = False
-            for k in ids:
+            shared = shares[oid]
+            for p, k in enumerate(ids):
                 nk = nodes[k]
                 if nk[0] is _PARAM:
                     key.append(nk[2])
+                elif p in shared:
+                    if dims[k].bd != 1:
+                        joined = False
+                        break
+                    key.append(k)
                 else:
                     dk = dims[k]
                     if dk.bd != bd:
@@ -303,15 +315,16 @@ def _by_agenda(ex, a: int, keys: list, depth: list[int]) -> None:
                         r.append(q)
 
 
-def _join(ex, col: list, dims: list) -> Any:
-    """The values of nodes ``col`` joined along the batch axis: one group's output as it lies when
-    that group made exactly these nodes in this order, else one ``join_batches`` call."""
+def _join(ex, col: list, dims: list) -> tuple[Any, Group | None]:
+    """The values of nodes ``col`` joined along the batch axis, and the group that made them: one
+    group's output as it lies when that group made exactly these nodes in this order (its backward
+    then takes their gradient joined, in one piece), else one ``join_batches`` call and None."""
     g = ex.home[col[0]]
     if g is not None and g.members == col:
-        return g.y
+        return g.y, g
     vals = ex.vals
     d0 = dims[col[0]]
-    return ex.backend.join_batches([vals[c] for c in col], Dim(d0.d, sum([dims[c].bd for c in col])))
+    return ex.backend.join_batches([vals[c] for c in col], Dim(d0.d, sum([dims[c].bd for c in col]))), None
 
 
 def _run_group(ex, members: list) -> None:
@@ -320,15 +333,19 @@ def _run_group(ex, members: list) -> None:
     op, ids0, attrs = nodes[members[0]]
     xs: list = []
     srcs: list = []
+    made: list = []
     shared = op.batch_shared
     for k, s0 in enumerate(ids0):
         if nodes[s0][0] is _PARAM or k in shared:
             xs.append(vals[s0])
             srcs.append(None)
+            made.append(None)
         else:
             col = [nodes[m][1][k] for m in members]
-            xs.append(_join(ex, col, dims))
+            x, src = _join(ex, col, dims)
+            xs.append(x)
             srcs.append(col)
+            made.append(src)
     bds = [dims[m].bd for m in members]
     d = Dim(dims[members[0]].d, sum(bds))
     if op.batch_attrs or op.leaf:
@@ -337,7 +354,7 @@ def _run_group(ex, members: list) -> None:
     y = ex.fwd[oid](xs, attrs, d)
     NODES[oid] += len(members)
     CALLS[oid] += 1
-    g = Group(op, members, bds, xs, y, attrs, d, srcs)
+    g = Group(op, members, bds, xs, y, attrs, d, srcs, made)
     ex.plan.append(g)
     cut = ex.backend.batch_slice
     off = 0
@@ -360,7 +377,11 @@ def backward(ex, i: int, full: bool) -> None:
     owned: set = set()
     node_backward, acc, bwd = ex._node_backward, ex._accumulate, ex.bwd
     cut = be.batch_slice
-    for rec in reversed(ex.plan):
+    plan = ex.plan
+    for rec in plan:
+        if type(rec) is not int:
+            rec.gy = None
+    for rec in reversed(plan):
         if type(rec) is int:
             if rec <= i:
                 g = grads[rec]
@@ -369,9 +390,16 @@ def backward(ex, i: int, full: bool) -> None:
             continue
         members = rec.members
         gs = [grads[m] if m <= i else None for m in members]
+        whole = rec.gy
         if not any(g is not None for g in gs):
-            continue
-        dy = be.join_batches([g if g is not None else be.zeros(dims[m].shape) for g, m in zip(gs, members)], rec.dim)
+            if whole is None:
+                continue
+            dy = whole
+        else:
+            dy = be.join_batches([g if g is not None else be.zeros(dims[m].shape) for g, m in zip(gs, members)],
+                                 rec.dim)
+            if whole is not None:
+                dy = be.add(dy, whole)
         op = rec.op
         oid = op.id
         if op.leaf:  # a lookup group: one scatter into the table
@@ -395,6 +423,15 @@ def backward(ex, i: int, full: bool) -> None:
             if col is None:
                 acc(grads, owned, s0s[k], dx)
                 continue
+            src = rec.made[k]
+            if src is not None and src.live and not full:  # the producer's whole output: one add
+                if src.gy is None:
+                    src.gy, src.gy_owned = dx, False
+                elif src.gy_owned:
+                    be.iadd(src.gy, dx)
+                else:
+                    src.gy, src.gy_owned = be.add(src.gy, dx), True
+                continue
             off = 0
             for c, bd in zip(col, rec.bds):
                 if full or ng[c]:
@@ -415,6 +452,7 @@ def trim(ex, n: int) -> None:
         elif rec.members[-1] < n:
             plan.append(rec)
         else:
+            rec.live = False
             for m in rec.members:
                 if m < n:
                     plan.append(m)
