@@ -16,7 +16,8 @@ graph order, so random ops draw the same numbers as without batching; otherwise 
 group whose signature has the lowest average depth runs (ties: products last).  Strategy 2
 (``--dynet-autobatch 2``) runs level by level: at each depth (one more than the deepest
 operand), the nodes that run alone in graph order, then one group per signature; it needs no
-readiness bookkeeping, so its scheduling costs less per node.  Backward replays the executed
+readiness bookkeeping, so its scheduling costs less per node.  The C accelerator computes the
+same order (csrc/autobatch_plan.c; ``plan_order`` compares the two in the tests).  Backward replays the executed
 groups in reverse with the same joined operands: one backward kernel call per group and operand.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 from heapq import heappop, heappush
 from typing import Any
 
+from .accelerator import fastgraph as _fast
 from .dim import Dim
 from .ops import OP_LIST, OPS, OpDef
 from .profiling import CALLS, NODES
@@ -144,11 +146,27 @@ def forward(ex, a: int, b: int, strategy: int) -> None:
         vals.extend([None] * (b - len(vals)))
     if len(home) < b:
         home.extend([None] * (b - len(home)))
-    keys, depth = _keys_and_depths(ex.cg.nodes, ex.cg.dims, a, b)
+    run_one, done = ex._run_node, ex.plan
+    for grp in plan_order(ex.cg.nodes, ex.cg.dims, a, b, strategy):
+        if len(grp) == 1:
+            run_one(grp[0])
+            done.append(grp[0])
+        else:
+            _run_group(ex, grp)
+
+
+def plan_order(nodes: list, dims: list, a: int, b: int, strategy: int, accelerated: bool = True) -> list[list[int]]:
+    """The order of nodes ``a`` to ``b - 1``: one list of node ids (ascending) per kernel call, a
+    node alone or a group.  The C accelerator computes the same lists (csrc/autobatch_plan.c)."""
+    if accelerated and _fast is not None:
+        return _fast.autobatch_plan(nodes, dims, a, b, strategy, _MAPS, _SIMPLE, _SHARED, _PARAM, signature,
+                                    _MATMULS)
+    keys, depth = _keys_and_depths(nodes, dims, a, b)
     if strategy == 2:
-        _by_depth(ex, a, keys, depth)
+        order = _by_depth(keys, depth)
     else:
-        _by_agenda(ex, a, keys, depth)
+        order = _by_agenda(nodes, a, keys, depth)
+    return [[a + jj for jj in sorted(grp)] for grp in order]
 
 
 def _keys_and_depths(nodes: list, dims: list, a: int, b: int) -> tuple[list, list[int]]:
@@ -198,18 +216,7 @@ def _keys_and_depths(nodes: list, dims: list, a: int, b: int) -> tuple[list, lis
     return keys, depth
 
 
-def _run(ex, a: int, grp: list[int]) -> None:
-    """One node alone, or a group in one kernel call (node ids relative to ``a``)."""
-    if len(grp) == 1:
-        j = a + grp[0]
-        ex._run_node(j)
-        ex.plan.append(j)
-    else:
-        grp.sort()
-        _run_group(ex, [a + jj for jj in grp])
-
-
-def _by_depth(ex, a: int, keys: list, depth: list[int]) -> None:
+def _by_depth(keys: list, depth: list[int]) -> list[list[int]]:
     """Strategy 2: level by level; at each depth the nodes that run alone (in graph order), then one
     group per signature (products last).  A node's operands all lie at lower depths."""
     levels: list[tuple[list[int], dict]] = [([], {}) for _ in range(max(depth, default=-1) + 1)]
@@ -227,17 +234,16 @@ def _by_depth(ex, a: int, keys: list, depth: list[int]) -> None:
             groups[key] = [jj]
         else:
             g.append(jj)
+    order: list[list[int]] = []
     for alone, groups in levels:
-        for jj in alone:
-            _run(ex, a, [jj])
-        for key in sorted(groups, key=lambda k: k[0] in _MATMULS):
-            _run(ex, a, groups[key])
+        order.extend([jj] for jj in alone)
+        order.extend(groups[key] for key in sorted(groups, key=lambda k: k[0] in _MATMULS))
+    return order
 
 
-def _by_agenda(ex, a: int, keys: list, depth: list[int]) -> None:
+def _by_agenda(nodes: list, a: int, keys: list, depth: list[int]) -> list[list[int]]:
     """Strategy 1, DyNet's agenda: nodes that run alone first, as they become ready; otherwise the
     ready group whose signature has the lowest average depth (ties: products last)."""
-    nodes = ex.cg.nodes
     n = len(keys)
     left = [0] * n
     succ: list = [None] * n
@@ -285,6 +291,7 @@ def _by_agenda(ex, a: int, keys: list, depth: list[int]) -> None:
     prio = [(sig_sum[s] / sig_cnt[s], sig_op[s] in _MATMULS, s) for s in range(len(sig_cnt))]
     heap = [prio[s] for s in range(len(ready)) if ready[s]]
     heap.sort()
+    order: list[list[int]] = []
     done = ai = 0
     while done < n:
         if ai < len(alone):
@@ -296,7 +303,7 @@ def _by_agenda(ex, a: int, keys: list, depth: list[int]) -> None:
             sid = heappop(heap)[2]
             grp = ready[sid]
             ready[sid] = []
-        _run(ex, a, grp)
+        order.append(grp)
         done += len(grp)
         for jj in grp:
             s = succ[jj]
@@ -313,6 +320,7 @@ def _by_agenda(ex, a: int, keys: list, depth: list[int]) -> None:
                         if not r:
                             heappush(heap, prio[sid])
                         r.append(q)
+    return order
 
 
 def _join(ex, col: list, dims: list) -> tuple[Any, Group | None]:
