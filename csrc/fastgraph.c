@@ -1243,7 +1243,13 @@ static PyObject *format_values(PyObject *mod, PyObject *arg) {
     return out;
 }
 
+/* csrc/autobatch_plan.c: the C twin of dynet_api/autobatch.py's scheduling */
+PyObject *fg_autobatch_plan(PyObject *self, PyObject *args);
+
 static PyMethodDef module_methods[] = {
+    {"autobatch_plan", (PyCFunction)fg_autobatch_plan, METH_VARARGS,
+     "autobatch_plan(nodes, dims, a, b, strategy, maps, simple, shares, param_op, signature, matmuls): the order "
+     "of nodes a..b-1 as lists of node ids, one per kernel call (dynet_api/autobatch.py is the specification)"},
     {"format_values", (PyCFunction)format_values, METH_O,
      "format_values(a): the float64 values of a as DyNet's model-file line ('%+.8e ' each, then a newline)."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,

@@ -16,7 +16,8 @@ graph order, so random ops draw the same numbers as without batching; otherwise 
 group whose signature has the lowest average depth runs (ties: products last).  Strategy 2
 (``--dynet-autobatch 2``) runs level by level: at each depth (one more than the deepest
 operand), the nodes that run alone in graph order, then one group per signature; it needs no
-readiness bookkeeping, so its scheduling costs less per node.  Backward replays the executed
+readiness bookkeeping, so its scheduling costs less per node.  The C accelerator computes the
+same order (csrc/autobatch_plan.c; ``plan_order`` compares the two in the tests).  Backward replays the executed
 groups in reverse with the same joined operands: one backward kernel call per group and operand.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 from heapq import heappop, heappush
 from typing import Any
 
+from .accelerator import fastgraph as _fast
 from .dim import Dim
 from .ops import OP_LIST, OPS, OpDef
 from .profiling import CALLS, NODES
@@ -46,6 +48,7 @@ _MAPS: list[bool] = []
 
 
 _SIMPLE: list[bool] = []  # "map" ops whose signature is the op, the attributes and the operands
+_SHARED: list[frozenset] = []  # per op: its batch_shared operand positions
 
 
 def cover_ops() -> None:
@@ -53,7 +56,8 @@ def cover_ops() -> None:
     for op in OP_LIST[len(_MAPS):]:
         _ATTR_PLAN.append(_plan_of(op))
         _MAPS.append(op.batch == "map")
-        _SIMPLE.append(op.batch == "map" and not (op.leaf or op.batch_attrs or op.batch_shared or "b" in op.attrs))
+        _SIMPLE.append(op.batch == "map" and not (op.leaf or op.batch_attrs or "b" in op.attrs))
+        _SHARED.append(frozenset(op.batch_shared))
 
 
 cover_ops()
@@ -62,7 +66,7 @@ cover_ops()
 def signature(nodes: list, dims: list, j: int) -> Any:
     """The key under which node ``j`` may run together with others, or None (it runs alone);
     an unhashable key (unhashable attributes) also means alone.  ``forward`` inlines the common
-    case (a "map" op without per-element attributes, shared operands or a ``b`` attribute)."""
+    case (a "map" op without per-element attributes or a ``b`` attribute)."""
     op, ids, attrs = nodes[j]
     oid = op.id
     if not _MAPS[oid]:
@@ -118,9 +122,9 @@ def _joined_attrs(op: OpDef, members: list, nodes: list, dims: list, d: Dim) -> 
 class Group:
     """Nodes that ran as one kernel call, with what their backward needs."""
 
-    __slots__ = ("op", "members", "bds", "xs", "y", "attrs", "dim", "srcs")
+    __slots__ = ("op", "members", "bds", "xs", "y", "attrs", "dim", "srcs", "made", "gy", "gy_owned", "live")
 
-    def __init__(self, op, members, bds, xs, y, attrs, dim, srcs) -> None:
+    def __init__(self, op, members, bds, xs, y, attrs, dim, srcs, made) -> None:
         self.op = op
         self.members = members  # node ids, in batch order
         self.bds = bds  # each member's batch size
@@ -129,6 +133,10 @@ class Group:
         self.attrs = attrs
         self.dim = dim
         self.srcs = srcs  # per operand: the members' input nodes, or None where the group shares one
+        self.made = made  # per operand: the group whose output it is as it lies, or None
+        self.gy = None  # in backward: the gradient of the whole output from consumers that took it whole
+        self.gy_owned = False  # gy was made here (safe to add into in place)
+        self.live = True  # False once trim() broke the group up
 
 
 def forward(ex, a: int, b: int, strategy: int) -> None:
@@ -138,11 +146,27 @@ def forward(ex, a: int, b: int, strategy: int) -> None:
         vals.extend([None] * (b - len(vals)))
     if len(home) < b:
         home.extend([None] * (b - len(home)))
-    keys, depth = _keys_and_depths(ex.cg.nodes, ex.cg.dims, a, b)
+    run_one, done = ex._run_node, ex.plan
+    for grp in plan_order(ex.cg.nodes, ex.cg.dims, a, b, strategy):
+        if len(grp) == 1:
+            run_one(grp[0])
+            done.append(grp[0])
+        else:
+            _run_group(ex, grp)
+
+
+def plan_order(nodes: list, dims: list, a: int, b: int, strategy: int, accelerated: bool = True) -> list[list[int]]:
+    """The order of nodes ``a`` to ``b - 1``: one list of node ids (ascending) per kernel call, a
+    node alone or a group.  The C accelerator computes the same lists (csrc/autobatch_plan.c)."""
+    if accelerated and _fast is not None:
+        return _fast.autobatch_plan(nodes, dims, a, b, strategy, _MAPS, _SIMPLE, _SHARED, _PARAM, signature,
+                                    _MATMULS)
+    keys, depth = _keys_and_depths(nodes, dims, a, b)
     if strategy == 2:
-        _by_depth(ex, a, keys, depth)
+        order = _by_depth(keys, depth)
     else:
-        _by_agenda(ex, a, keys, depth)
+        order = _by_agenda(nodes, a, keys, depth)
+    return [[a + jj for jj in sorted(grp)] for grp in order]
 
 
 def _keys_and_depths(nodes: list, dims: list, a: int, b: int) -> tuple[list, list[int]]:
@@ -151,7 +175,7 @@ def _keys_and_depths(nodes: list, dims: list, a: int, b: int) -> tuple[list, lis
     n = b - a
     keys: list = [None] * n
     depth = [0] * n
-    maps, simple = _MAPS, _SIMPLE
+    maps, simple, shares = _MAPS, _SIMPLE, _SHARED
     for jj in range(n):
         j = a + jj
         node = nodes[j]
@@ -168,10 +192,16 @@ def _keys_and_depths(nodes: list, dims: list, a: int, b: int) -> tuple[list, lis
             key = [oid, node[2]]
             bd = dims[j].bd
             joined = False
-            for k in ids:
+            shared = shares[oid]
+            for p, k in enumerate(ids):
                 nk = nodes[k]
                 if nk[0] is _PARAM:
                     key.append(nk[2])
+                elif p in shared:
+                    if dims[k].bd != 1:
+                        joined = False
+                        break
+                    key.append(k)
                 else:
                     dk = dims[k]
                     if dk.bd != bd:
@@ -186,18 +216,7 @@ def _keys_and_depths(nodes: list, dims: list, a: int, b: int) -> tuple[list, lis
     return keys, depth
 
 
-def _run(ex, a: int, grp: list[int]) -> None:
-    """One node alone, or a group in one kernel call (node ids relative to ``a``)."""
-    if len(grp) == 1:
-        j = a + grp[0]
-        ex._run_node(j)
-        ex.plan.append(j)
-    else:
-        grp.sort()
-        _run_group(ex, [a + jj for jj in grp])
-
-
-def _by_depth(ex, a: int, keys: list, depth: list[int]) -> None:
+def _by_depth(keys: list, depth: list[int]) -> list[list[int]]:
     """Strategy 2: level by level; at each depth the nodes that run alone (in graph order), then one
     group per signature (products last).  A node's operands all lie at lower depths."""
     levels: list[tuple[list[int], dict]] = [([], {}) for _ in range(max(depth, default=-1) + 1)]
@@ -215,17 +234,16 @@ def _by_depth(ex, a: int, keys: list, depth: list[int]) -> None:
             groups[key] = [jj]
         else:
             g.append(jj)
+    order: list[list[int]] = []
     for alone, groups in levels:
-        for jj in alone:
-            _run(ex, a, [jj])
-        for key in sorted(groups, key=lambda k: k[0] in _MATMULS):
-            _run(ex, a, groups[key])
+        order.extend([jj] for jj in alone)
+        order.extend(groups[key] for key in sorted(groups, key=lambda k: k[0] in _MATMULS))
+    return order
 
 
-def _by_agenda(ex, a: int, keys: list, depth: list[int]) -> None:
+def _by_agenda(nodes: list, a: int, keys: list, depth: list[int]) -> list[list[int]]:
     """Strategy 1, DyNet's agenda: nodes that run alone first, as they become ready; otherwise the
     ready group whose signature has the lowest average depth (ties: products last)."""
-    nodes = ex.cg.nodes
     n = len(keys)
     left = [0] * n
     succ: list = [None] * n
@@ -273,6 +291,7 @@ def _by_agenda(ex, a: int, keys: list, depth: list[int]) -> None:
     prio = [(sig_sum[s] / sig_cnt[s], sig_op[s] in _MATMULS, s) for s in range(len(sig_cnt))]
     heap = [prio[s] for s in range(len(ready)) if ready[s]]
     heap.sort()
+    order: list[list[int]] = []
     done = ai = 0
     while done < n:
         if ai < len(alone):
@@ -284,7 +303,7 @@ def _by_agenda(ex, a: int, keys: list, depth: list[int]) -> None:
             sid = heappop(heap)[2]
             grp = ready[sid]
             ready[sid] = []
-        _run(ex, a, grp)
+        order.append(grp)
         done += len(grp)
         for jj in grp:
             s = succ[jj]
@@ -301,17 +320,19 @@ def _by_agenda(ex, a: int, keys: list, depth: list[int]) -> None:
                         if not r:
                             heappush(heap, prio[sid])
                         r.append(q)
+    return order
 
 
-def _join(ex, col: list, dims: list) -> Any:
-    """The values of nodes ``col`` joined along the batch axis: one group's output as it lies when
-    that group made exactly these nodes in this order, else one ``join_batches`` call."""
+def _join(ex, col: list, dims: list) -> tuple[Any, Group | None]:
+    """The values of nodes ``col`` joined along the batch axis, and the group that made them: one
+    group's output as it lies when that group made exactly these nodes in this order (its backward
+    then takes their gradient joined, in one piece), else one ``join_batches`` call and None."""
     g = ex.home[col[0]]
     if g is not None and g.members == col:
-        return g.y
+        return g.y, g
     vals = ex.vals
     d0 = dims[col[0]]
-    return ex.backend.join_batches([vals[c] for c in col], Dim(d0.d, sum([dims[c].bd for c in col])))
+    return ex.backend.join_batches([vals[c] for c in col], Dim(d0.d, sum([dims[c].bd for c in col]))), None
 
 
 def _run_group(ex, members: list) -> None:
@@ -320,15 +341,19 @@ def _run_group(ex, members: list) -> None:
     op, ids0, attrs = nodes[members[0]]
     xs: list = []
     srcs: list = []
+    made: list = []
     shared = op.batch_shared
     for k, s0 in enumerate(ids0):
         if nodes[s0][0] is _PARAM or k in shared:
             xs.append(vals[s0])
             srcs.append(None)
+            made.append(None)
         else:
             col = [nodes[m][1][k] for m in members]
-            xs.append(_join(ex, col, dims))
+            x, src = _join(ex, col, dims)
+            xs.append(x)
             srcs.append(col)
+            made.append(src)
     bds = [dims[m].bd for m in members]
     d = Dim(dims[members[0]].d, sum(bds))
     if op.batch_attrs or op.leaf:
@@ -337,7 +362,7 @@ def _run_group(ex, members: list) -> None:
     y = ex.fwd[oid](xs, attrs, d)
     NODES[oid] += len(members)
     CALLS[oid] += 1
-    g = Group(op, members, bds, xs, y, attrs, d, srcs)
+    g = Group(op, members, bds, xs, y, attrs, d, srcs, made)
     ex.plan.append(g)
     cut = ex.backend.batch_slice
     off = 0
@@ -360,7 +385,11 @@ def backward(ex, i: int, full: bool) -> None:
     owned: set = set()
     node_backward, acc, bwd = ex._node_backward, ex._accumulate, ex.bwd
     cut = be.batch_slice
-    for rec in reversed(ex.plan):
+    plan = ex.plan
+    for rec in plan:
+        if type(rec) is not int:
+            rec.gy = None
+    for rec in reversed(plan):
         if type(rec) is int:
             if rec <= i:
                 g = grads[rec]
@@ -369,9 +398,16 @@ def backward(ex, i: int, full: bool) -> None:
             continue
         members = rec.members
         gs = [grads[m] if m <= i else None for m in members]
+        whole = rec.gy
         if not any(g is not None for g in gs):
-            continue
-        dy = be.join_batches([g if g is not None else be.zeros(dims[m].shape) for g, m in zip(gs, members)], rec.dim)
+            if whole is None:
+                continue
+            dy = whole
+        else:
+            dy = be.join_batches([g if g is not None else be.zeros(dims[m].shape) for g, m in zip(gs, members)],
+                                 rec.dim)
+            if whole is not None:
+                dy = be.add(dy, whole)
         op = rec.op
         oid = op.id
         if op.leaf:  # a lookup group: one scatter into the table
@@ -395,6 +431,15 @@ def backward(ex, i: int, full: bool) -> None:
             if col is None:
                 acc(grads, owned, s0s[k], dx)
                 continue
+            src = rec.made[k]
+            if src is not None and src.live and not full:  # the producer's whole output: one add
+                if src.gy is None:
+                    src.gy, src.gy_owned = dx, False
+                elif src.gy_owned:
+                    be.iadd(src.gy, dx)
+                else:
+                    src.gy, src.gy_owned = be.add(src.gy, dx), True
+                continue
             off = 0
             for c, bd in zip(col, rec.bds):
                 if full or ng[c]:
@@ -415,6 +460,7 @@ def trim(ex, n: int) -> None:
         elif rec.members[-1] < n:
             plan.append(rec)
         else:
+            rec.live = False
             for m in rec.members:
                 if m < n:
                     plan.append(m)

@@ -193,3 +193,26 @@ def test_profiling_prints_per_op_calls(capsys):
     nodes, calls = (int(v) for v in line.split()[1:3])
     assert calls < nodes
     assert profiling.counts()["tanh"].seconds > 0
+
+
+@pytest.mark.parametrize("strategy", [1, 2])
+def test_the_c_scheduler_plans_exactly_as_the_python_one(strategy):
+    """csrc/autobatch_plan.c against dynet_api/autobatch.py (the specification), node for node."""
+    from dynet_api.accelerator import fastgraph
+
+    if fastgraph is None:
+        pytest.skip("the C accelerator is not built (or DYNET_API_PURE_PYTHON is set)")
+    dy.set_backend("reference_numpy")
+    model = _tree_model()
+    _, E, W, b, V = model
+    _tree_loss(model, _trees(24, seed=3), strategy)
+    cg = dy.cg()
+    xs = [dy.lookup(E, k) for k in range(5)]  # lookups, a shared parameter, a batch reduction, attributes
+    ys = [dy.elu(x, 0.5 if k % 2 else 1.0) for k, x in enumerate(xs)] + [dy.sum_batches(x) for x in xs]
+    dy.esum([dy.sum_elems(y) for y in ys] + [dy.dropout(dy.tanh(W * dy.concatenate([x, x]) + b), 0.3)[0] for x in xs])
+    n = len(cg.nodes)
+    for a in (0, 7, n // 2):
+        want = autobatch.plan_order(cg.nodes, cg.dims, a, n, strategy, accelerated=False)
+        assert autobatch.plan_order(cg.nodes, cg.dims, a, n, strategy) == want
+        assert sorted(j for g in want for j in g) == list(range(a, n))
+    assert max(len(g) for g in want) > 1

@@ -48,6 +48,13 @@ class CudaBackend(Backend):
     def ones(self, shape):
         return self.xp.ones(shape, F32)
 
+    # Autobatching: operands joined along the batch (last) axis on the device, results read back as views.
+    def join_batches(self, parts, dim):
+        return self.xp.concatenate(parts, axis=-1)
+
+    def batch_slice(self, t, start, stop, dim):
+        return t[..., start:stop]
+
     def add(self, a, b):
         return a + b
 
