@@ -18,6 +18,7 @@
 #include "contract.h"
 #include "gemm_thin.h"
 #include "kernel_util.h"
+#include "op_attrs.h"
 #include "tensor.h"
 
 #if defined(__SSE__) || defined(__x86_64__)
@@ -152,7 +153,7 @@ class Executor {
   }
 
   void reset() {
-    nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), refs_.clear(), held_.clear();
+    nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), refs_.clear(), held_.clear();
     if (failed_) {
       vals_.release(), grads_.release(), dpre_.release();
       failed_ = false;
@@ -187,7 +188,7 @@ class Executor {
   struct Node {
     int op;
     const OpInfo* info;
-    int a0, na, i0, ni, f0, nf;
+    int a0, na, i0, ni, f0, nf, s0, ns;  // inputs in args_, attributes in ints_, flts_, slots_
     Shape s;
     bool ng;
     float* v = nullptr;
@@ -214,6 +215,7 @@ class Executor {
   std::vector<int> args_;
   std::vector<int64_t> ints_;
   std::vector<double> flts_;
+  std::vector<AttrSlot> slots_;
   std::vector<py::object> refs_;  // per node: the input array or parameter storage it reads
   std::vector<py::object> held_;  // per node: the parameter tensor its value points into
   bool failed_ = false;  // see FailureMark
@@ -263,13 +265,13 @@ class Executor {
   }
 
   Attrs attrs_of(const Node& n) const {
-    return {ints_.data() + n.i0, n.ni, flts_.data() + n.f0, n.nf};
+    return {ints_.data() + n.i0, n.ni, flts_.data() + n.f0, n.nf, slots_.data() + n.s0, n.ns};
   }
 
   void read_attrs(Node& n, int j, PyObject* attrs) {
-    n.i0 = int(ints_.size()), n.f0 = int(flts_.size());
-    contract::decode_attrs(attrs, ints_, flts_);
-    n.ni = int(ints_.size()) - n.i0, n.nf = int(flts_.size()) - n.f0;
+    n.i0 = int(ints_.size()), n.f0 = int(flts_.size()), n.s0 = int(slots_.size());
+    contract::decode_attrs(attrs, ints_, flts_, slots_);
+    n.ni = int(ints_.size()) - n.i0, n.nf = int(flts_.size()) - n.f0, n.ns = int(slots_.size()) - n.s0;
     if (n.info->leaf && PyTuple_Check(attrs) && PyTuple_GET_SIZE(attrs) > 0)
       refs_[size_t(j)] = py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(attrs, 0));
   }
@@ -319,10 +321,10 @@ class Executor {
       case 3: {  // lookup: gather rows
         py::object keep = contract::storage::value(refs_[size_t(j)].ptr());
         Tensor& w = as_tensor(keep, "lookup");
-        Attrs a = attrs_of(n);
-        int64_t cnt = a.I(0), rs = n.s.size(), rows = n_rows(w);
-        for (int64_t k = 0; k < cnt; ++k) {
-          int64_t r = a.I(1 + int(k));
+        IntSpan idx = attrs_of(n).ints(attr::lookup::indices);
+        int64_t rs = n.s.size(), rows = n_rows(w);
+        for (int64_t k = 0; k < idx.size(); ++k) {
+          int64_t r = idx[k];
           if (r < 0 || r >= rows) throw py::index_error("cpu_eigen: lookup row " + std::to_string(r) + " out of range");
           std::memcpy(n.v + k * rs, w.data() + r * rs, size_t(rs) * sizeof(float));
         }
@@ -385,7 +387,7 @@ class Executor {
     size_t j = size_t(&n - nodes_.data());
     const py::object& st = refs_[j];
     if (n.info->leaf == 2) {
-      if (!a.I(0)) return;  // a constant parameter (update=False)
+      if (!a.flag(attr::parameter::update)) return;  // a constant parameter
       if (n.g != n.alias) {
         Tensor& g = contract::storage::grad(st.ptr());
         int64_t m = n.s.total();
@@ -394,15 +396,15 @@ class Executor {
       contract::storage::set_has_grad(st.ptr());
       return;
     }
-    int64_t cnt = a.I(0);
-    if (!a.I(1 + int(cnt))) return;  // update=False
+    if (!a.flag(attr::lookup::update)) return;
+    IntSpan idx = a.ints(attr::lookup::indices);
     Tensor& g = contract::storage::grad(st.ptr());
     int64_t rs = n.s.size();
-    for (int64_t k = 0; k < cnt; ++k) {
-      float* dst = g.data() + a.I(1 + int(k)) * rs;
+    for (int64_t k = 0; k < idx.size(); ++k) {
+      float* dst = g.data() + idx[k] * rs;
       for (int64_t q = 0; q < rs; ++q) dst[q] += n.g[k * rs + q];
     }
-    if (cnt) contract::storage::touch(st.ptr(), a.i + 1, cnt);
+    if (idx.size()) contract::storage::touch(st.ptr(), idx.p, idx.size());
   }
 
   // A parameter read by the graph (once, updated) whose gradient is all zero (has_grad false, as
@@ -414,7 +416,7 @@ class Executor {
     for (int j = 0; j <= i; ++j) {
       Node& n = nodes_[size_t(j)];
       n.alias = nullptr;
-      if (n.info->leaf != 2 || !attrs_of(n).I(0)) continue;
+      if (n.info->leaf != 2 || !attrs_of(n).flag(attr::parameter::update)) continue;
       PyObject* st = refs_[size_t(j)].ptr();
       if (std::find(aliased_.begin(), aliased_.end(), st) != aliased_.end()) continue;
       aliased_.push_back(st);  // a second node of the same parameter keeps its own block

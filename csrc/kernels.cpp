@@ -21,26 +21,28 @@ namespace ku {
 
 // ------------------------------------------------------------------ leaves
 
-void f_constant(const CView*, int, View y, const Attrs& a) { Arr(y.p, y.s.total()).setConstant(float(a.F(0))); }
+void f_constant(const CView*, int, View y, const Attrs& a) { Arr(y.p, y.s.total()).setConstant(float(a.num(attr::constant::value))); }
 
 void f_rnormal(const CView*, int, View y, const Attrs& a) {
-  std::normal_distribution<double> d(a.F(0), a.F(1));
+  std::normal_distribution<double> d(a.num(attr::random_normal::mean), a.num(attr::random_normal::stddev));
   for (int64_t k = 0; k < y.s.total(); ++k) y.p[k] = float(d(rng()));
 }
 void f_rbern(const CView*, int, View y, const Attrs& a) {
   std::uniform_real_distribution<double> u(0.0, 1.0);
-  float sc = float(a.F(1));
-  for (int64_t k = 0; k < y.s.total(); ++k) y.p[k] = u(rng()) < a.F(0) ? sc : 0.0f;
+  float sc = float(a.num(attr::random_bernoulli::scale));
+  double p = a.num(attr::random_bernoulli::p);
+  for (int64_t k = 0; k < y.s.total(); ++k) y.p[k] = u(rng()) < p ? sc : 0.0f;
 }
 void f_runif(const CView*, int, View y, const Attrs& a) {
-  std::uniform_real_distribution<double> u(a.F(0), a.F(1));
+  std::uniform_real_distribution<double> u(a.num(attr::random_uniform::left), a.num(attr::random_uniform::right));
   for (int64_t k = 0; k < y.s.total(); ++k) y.p[k] = float(u(rng()));
 }
 void f_rgumbel(const CView*, int, View y, const Attrs& a) {
   std::uniform_real_distribution<double> u(0.0, 1.0);
+  double mu = a.num(attr::random_gumbel::mu), beta = a.num(attr::random_gumbel::beta);
   for (int64_t k = 0; k < y.s.total(); ++k) {
     double v = std::min(std::max(u(rng()), 1e-12), 1 - 1e-12);
-    y.p[k] = float(a.F(0) - a.F(1) * std::log(-std::log(v)));
+    y.p[k] = float(mu - beta * std::log(-std::log(v)));
   }
 }
 
@@ -97,19 +99,19 @@ void b_negate(const CView*, int, CView, CView dy, int, View dx, const Attrs&) {
   Arr(dx.p, dx.s.total()) -= CArr(dy.p, dx.s.total());
 }
 void f_plus_const(const CView* x, int, View y, const Attrs& a) {
-  Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()) + float(a.F(0));
+  Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()) + float(a.num(attr::plus_const::c));
 }
 void b_identity(const CView*, int, CView, CView dy, int, View dx, const Attrs&) {
   Arr(dx.p, dx.s.total()) += CArr(dy.p, dx.s.total());
 }
 void f_const_minus(const CView* x, int, View y, const Attrs& a) {
-  Arr(y.p, y.s.total()) = float(a.F(0)) - CArr(x[0].p, y.s.total());
+  Arr(y.p, y.s.total()) = float(a.num(attr::const_minus::c)) - CArr(x[0].p, y.s.total());
 }
 void f_scalar_mult(const CView* x, int, View y, const Attrs& a) {
-  Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()) * float(a.F(0));
+  Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()) * float(a.num(attr::scalar_mult::c));
 }
-void b_scaled(const CView*, int, CView, CView dy, int, View dx, const Attrs& a) {
-  Arr(dx.p, dx.s.total()) += CArr(dy.p, dx.s.total()) * float(a.F(0));
+void b_scalar_mult(const CView*, int, CView, CView dy, int, View dx, const Attrs& a) {
+  Arr(dx.p, dx.s.total()) += CArr(dy.p, dx.s.total()) * float(a.num(attr::scalar_mult::c));
 }
 
 // ------------------------------------------------------------------ matrix products
@@ -290,15 +292,20 @@ void map_b(const CView& x, const CView& y, const CView& dy, View dx, H h) {
   for (int64_t k = 0; k < n; ++k) dx.p[k] += h(x.p[k], y.p[k], dy.p[k]);
 }
 
-#define UNARY(NAME, EXPR_F, EXPR_B)                                                                  \
+// An elementwise op: y = EXPR_F(v) and dx += EXPR_B(v, w, g) for x = v, y = w, dy = g; INIT
+// (a statement) reads the op's attributes by name before the loop.
+#define UNARY_WITH(NAME, INIT, EXPR_F, EXPR_B)                                                      \
   void f_##NAME(const CView* x, int, View y, const Attrs& a) {                                       \
     (void)a;                                                                                          \
+    INIT;                                                                                             \
     map1(x[0], y, [&](float v) -> float { return EXPR_F; });                                          \
   }                                                                                                   \
   void b_##NAME(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {               \
     (void)a;                                                                                          \
+    INIT;                                                                                             \
     map_b(x[0], y, dy, dx, [&](float v, float w, float g) -> float { (void)v, (void)w; return EXPR_B; }); \
   }
+#define UNARY(NAME, EXPR_F, EXPR_B) UNARY_WITH(NAME, (void)0, EXPR_F, EXPR_B)
 
 float sigmoid(float v) {
   float e = std::exp(-std::fabs(v));
@@ -335,8 +342,8 @@ void b_logistic(const CView*, int, CView y, CView dy, int, View dx, const Attrs&
   Arr(dx.p, n) += CArr(dy.p, n) * CArr(y.p, n) * (1.0f - CArr(y.p, n));
 }
 UNARY(rectify, v > 0 ? v : (v == v ? 0.0f : v), w > 0 ? g : 0.0f)
-UNARY(elu, v > 0 ? v : float(a.F(0)) * std::expm1(std::min(v, 0.0f)),
-      g*(v > 0 ? 1.0f : float(a.F(0)) * std::exp(std::min(v, 0.0f))))
+UNARY_WITH(elu, const float alpha = float(a.num(attr::elu::alpha)), v > 0 ? v : alpha * std::expm1(std::min(v, 0.0f)),
+           g*(v > 0 ? 1.0f : alpha * std::exp(std::min(v, 0.0f))))
 UNARY(selu, float(SELU_LAMBDA * (v > 0 ? double(v) : SELU_ALPHA * std::expm1(double(std::min(v, 0.0f))))),
       g* float(SELU_LAMBDA * (v > 0 ? 1.0 : SELU_ALPHA * std::exp(double(std::min(v, 0.0f))))))
 UNARY(softsign, v / (1.0f + std::fabs(v)), g*(1.0f - std::fabs(w)) * (1.0f - std::fabs(w)))
@@ -349,7 +356,7 @@ UNARY(log_sigmoid, std::min(v, 0.0f) - std::log1p(std::exp(-std::fabs(v))), g*(1
 UNARY(erf, float(std::erf(double(v))), g* TWO_OVER_SQRT_PI * std::exp(-v * v))
 UNARY(lgamma, float(std::lgamma(double(v))), g* float(digamma(double(v))))
 UNARY(nobackprop, v, 0.0f)
-UNARY(scale_gradient, v, g* float(a.F(0)))
+UNARY_WITH(scale_gradient, const float lambd = float(a.num(attr::scale_gradient::lambd)), v, g* lambd)
 
 // Trigonometric, hyperbolic, silu, rounding (issue 6 ops).
 float sig(float v) { return 0.5f + 0.5f * std::tanh(0.5f * v); }
@@ -365,16 +372,16 @@ UNARY(cosh, std::cosh(v), g* std::sinh(v))
 UNARY(asinh, std::asinh(v), g / std::sqrt(v * v + 1.0f))
 UNARY(acosh, std::acosh(v), g / std::sqrt(v * v - 1.0f))
 UNARY(atanh, std::atanh(v), g / (1.0f - v * v))
-UNARY(silu, v* sig(float(a.F(0)) * v),
-      g*(sig(float(a.F(0)) * v) + float(a.F(0)) * v * sig(float(a.F(0)) * v) * (1.0f - sig(float(a.F(0)) * v))))
-UNARY(round, round_away(v), a.I(0) ? g : 0.0f)
-UNARY(ceil, std::ceil(v), a.I(0) ? g : 0.0f)
-UNARY(floor, std::floor(v), a.I(0) ? g : 0.0f)
+UNARY_WITH(silu, const float beta = float(a.num(attr::silu::beta)), v* sig(beta * v),
+           g*(sig(beta * v) + beta * v * sig(beta * v) * (1.0f - sig(beta * v))))
+UNARY_WITH(round, const bool st = a.flag(attr::round::straight_through), round_away(v), st ? g : 0.0f)
+UNARY_WITH(ceil, const bool st = a.flag(attr::ceil::straight_through), std::ceil(v), st ? g : 0.0f)
+UNARY_WITH(floor, const bool st = a.flag(attr::floor::straight_through), std::floor(v), st ? g : 0.0f)
 
 // ------------------------------------------------------------------ softmax family
 
 void f_softmax(const CView* x, int, View y, const Attrs& a) {
-  Axis ax = axis_of(x[0].s, int(a.I(0)));
+  Axis ax = axis_of(x[0].s, int(a.integer(attr::softmax::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in) {
       const float* xp = x[0].p + in + ax.inner * ax.len * o;
@@ -393,7 +400,7 @@ void f_softmax(const CView* x, int, View y, const Attrs& a) {
     }
 }
 void b_softmax(const CView*, int, CView y, CView dy, int, View dx, const Attrs& a) {
-  Axis ax = axis_of(y.s, int(a.I(0)));
+  Axis ax = axis_of(y.s, int(a.integer(attr::softmax::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in) {
       int64_t base = in + ax.inner * ax.len * o;
@@ -418,7 +425,7 @@ float lse_strided(const float* p, int64_t n, int64_t st) {
 
 void f_log_softmax(const CView* x, int, View y, const Attrs& a) {
   int64_t rows = x[0].s.d[0], cols = x[0].s.total() / rows;
-  if (a.I(0) < 0) {
+  if (a.none(attr::log_softmax::restrict)) {
     for (int64_t c = 0; c < cols; ++c) {
       const float* xp = x[0].p + c * rows;
       float z = lse_strided(xp, rows, 1);
@@ -426,7 +433,7 @@ void f_log_softmax(const CView* x, int, View y, const Attrs& a) {
     }
     return;
   }
-  std::vector<int64_t> r = index_list(a, 0, x[0].s.d[0], "log_softmax");
+  std::vector<int64_t> r = index_list(a, attr::log_softmax::restrict, x[0].s.d[0], "log_softmax");
   std::fill(y.p, y.p + y.s.total(), NEG_INF);
   float m = NEG_INF;
   for (int64_t k : r) m = max_keep_nan(m, x[0].p[k]);
@@ -437,7 +444,7 @@ void f_log_softmax(const CView* x, int, View y, const Attrs& a) {
 }
 void b_log_softmax(const CView*, int, CView y, CView dy, int, View dx, const Attrs& a) {
   int64_t rows = y.s.d[0], cols = y.s.total() / rows;
-  if (a.I(0) < 0) {
+  if (a.none(attr::log_softmax::restrict)) {
     for (int64_t c = 0; c < cols; ++c) {
       const float* g = dy.p + c * rows;
       const float* yp = y.p + c * rows;
@@ -446,7 +453,7 @@ void b_log_softmax(const CView*, int, CView y, CView dy, int, View dx, const Att
     }
     return;
   }
-  std::vector<int64_t> r = index_list(a, 0, y.s.d[0], "log_softmax");
+  std::vector<int64_t> r = index_list(a, attr::log_softmax::restrict, y.s.d[0], "log_softmax");
   float s = 0;
   for (int64_t k : r) s += dy.p[k];
   std::vector<char> seen(static_cast<size_t>(rows), 0);
@@ -487,13 +494,13 @@ void b_logsumexp(const CView* x, int, CView y, CView dy, int i, View dx, const A
 }
 
 void f_lse_dim(const CView* x, int, View y, const Attrs& a) {
-  Axis ax = axis_of(x[0].s, int(a.I(0)));
+  Axis ax = axis_of(x[0].s, int(a.integer(attr::logsumexp_dim::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in)
       y.p[in + ax.inner * o] = lse_strided(x[0].p + in + ax.inner * ax.len * o, ax.len, ax.inner);
 }
 void b_lse_dim(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
-  Axis ax = axis_of(x[0].s, int(a.I(0)));
+  Axis ax = axis_of(x[0].s, int(a.integer(attr::logsumexp_dim::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in) {
       float yv = y.p[in + ax.inner * o], g = dy.p[in + ax.inner * o];
@@ -506,7 +513,7 @@ void b_lse_dim(const CView* x, int, CView y, CView dy, int, View dx, const Attrs
 
 // Strides of x visited in y's index order for transpose(perm).
 Str perm_str(const Shape& x, const Attrs& a) {
-  std::vector<int64_t> perm = int_list(a, 0);
+  std::vector<int64_t> perm = int_list(a, attr::transpose::dims);
   if (perm.size() > size_t(MAXD)) fail("transpose supports at most 7 dimensions");
   for (int64_t k : perm)
     if (k < 0 || k >= int64_t(perm.size())) fail("transpose: not a permutation");
@@ -536,7 +543,7 @@ void concat_region(const CView* x, int j, const Shape& ys, int d, Ext& e, Str& s
   if (x[j].s.bd == 1) sx.s[BATCH] = 0;
 }
 void f_concat(const CView* x, int n, View y, const Attrs& a) {
-  int d = int(a.I(0));
+  int d = int(a.integer(attr::concatenate::d));
   for (int j = 0; j < n; ++j) {
     Ext e;
     Str sy, sx;
@@ -549,7 +556,7 @@ void b_concat(const CView* x, int, CView y, CView dy, int i, View dx, const Attr
   Ext e;
   Str sy, sx;
   int64_t off;
-  concat_region(x, i, y.s, int(a.I(0)), e, sy, sx, off);
+  concat_region(x, i, y.s, int(a.integer(attr::concatenate::d)), e, sy, sx, off);
   iter2(e, sy, sx, [&](int64_t iy, int64_t ix) { dx.p[ix] += dy.p[off + iy]; });
 }
 void f_concat_batch(const CView* x, int n, View y, const Attrs&) {
@@ -563,38 +570,37 @@ void b_concat_batch(const CView* x, int, CView, CView dy, int i, View dx, const 
 }
 
 void f_select_rows(const CView* x, int, View y, const Attrs& a) {
-  std::vector<int64_t> r = index_list(a, 0, x[0].s.d[0], "select_rows");
+  std::vector<int64_t> r = index_list(a, attr::select_rows::rows, x[0].s.d[0], "select_rows");
   int64_t R = x[0].s.d[0], n = int64_t(r.size()), cols = x[0].s.total() / R;
   for (int64_t c = 0; c < cols; ++c)
     for (int64_t k = 0; k < n; ++k) y.p[c * n + k] = x[0].p[c * R + r[size_t(k)]];
 }
 void b_select_rows(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
-  std::vector<int64_t> r = index_list(a, 0, x[0].s.d[0], "select_rows");
+  std::vector<int64_t> r = index_list(a, attr::select_rows::rows, x[0].s.d[0], "select_rows");
   int64_t R = x[0].s.d[0], n = int64_t(r.size()), cols = x[0].s.total() / R;
   for (int64_t c = 0; c < cols; ++c)
     for (int64_t k = 0; k < n; ++k) dx.p[c * R + r[size_t(k)]] += dy.p[c * n + k];
 }
 void f_select_cols(const CView* x, int, View y, const Attrs& a) {
-  std::vector<int64_t> cs = index_list(a, 0, x[0].s.d[1], "select_cols");
+  std::vector<int64_t> cs = index_list(a, attr::select_cols::cols, x[0].s.d[1], "select_cols");
   int64_t R = x[0].s.d[0], C = x[0].s.d[1], n = int64_t(cs.size());
   for (int64_t b = 0; b < x[0].s.bd; ++b)
     for (int64_t k = 0; k < n; ++k)
       std::copy(x[0].p + (b * C + cs[size_t(k)]) * R, x[0].p + (b * C + cs[size_t(k)] + 1) * R, y.p + (b * n + k) * R);
 }
 void b_select_cols(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
-  std::vector<int64_t> cs = index_list(a, 0, x[0].s.d[1], "select_cols");
+  std::vector<int64_t> cs = index_list(a, attr::select_cols::cols, x[0].s.d[1], "select_cols");
   int64_t R = x[0].s.d[0], C = x[0].s.d[1], n = int64_t(cs.size());
   for (int64_t b = 0; b < x[0].s.bd; ++b)
     for (int64_t k = 0; k < n; ++k) Arr(dx.p + (b * C + cs[size_t(k)]) * R, R) += CArr(dy.p + (b * n + k) * R, R);
 }
 
-// pick: attrs (n, idx..., axis); one index for all batch elements or one per element.
+// pick: one index for all batch elements or one per element.
 template <bool FWD>
 void pick_visit(const CView& x, const Shape& ys, const Attrs& a, float* yp, const float* gy, float* dxp) {
-  int64_t nidx = a.I(0);
-  int d = int(a.I(1 + int(nidx)));
+  int d = int(a.integer(attr::pick::dim));
   if (d < 0 || d >= MAXD) fail("pick: dimension out of range");
-  std::vector<int64_t> idx = index_list(a, 0, x.s.d[d], "pick");
+  std::vector<int64_t> idx = index_list(a, attr::pick::indices, x.s.d[d], "pick");
   if (idx.size() != 1) check_count(idx.size(), ys.bd, "pick");
   Axis ax = axis_of(x.s, d);
   int64_t outer = ax.outer / x.s.bd, xsize = x.s.size(), ysize = ys.size();
@@ -616,21 +622,21 @@ void b_pick(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a
   pick_visit<false>(x[0], y.s, a, nullptr, dy.p, dx.p);
 }
 void f_pick_batch(const CView* x, int, View y, const Attrs& a) {
-  std::vector<int64_t> idx = index_list(a, 0, x[0].s.bd, "pick_batch_elems");
+  std::vector<int64_t> idx = index_list(a, attr::pick_batch_elems::indices, x[0].s.bd, "pick_batch_elems");
   check_count(idx.size(), y.s.bd, "pick_batch_elems");
   int64_t m = x[0].s.size();
   for (size_t j = 0; j < idx.size(); ++j) std::copy(x[0].p + idx[j] * m, x[0].p + (idx[j] + 1) * m, y.p + int64_t(j) * m);
 }
 void b_pick_batch(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
-  std::vector<int64_t> idx = index_list(a, 0, x[0].s.bd, "pick_batch_elems");
+  std::vector<int64_t> idx = index_list(a, attr::pick_batch_elems::indices, x[0].s.bd, "pick_batch_elems");
   check_count(idx.size(), y.s.bd, "pick_batch_elems");
   int64_t m = x[0].s.size();
   for (size_t j = 0; j < idx.size(); ++j) Arr(dx.p + idx[j] * m, m) += CArr(dy.p + int64_t(j) * m, m);
 }
 template <bool FWD>
 void pickrange_visit(const CView& x, const Attrs& a, float* yp, const float* gy, float* dxp) {
-  int64_t s = a.I(0), e = a.I(1);
-  Axis ax = axis_of(x.s, int(a.I(2)));
+  int64_t s = a.integer(attr::pickrange::start), e = a.integer(attr::pickrange::end);
+  Axis ax = axis_of(x.s, int(a.integer(attr::pickrange::d)));
   int64_t ylen = e - s;
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t j = 0; j < ylen; ++j)
@@ -649,10 +655,14 @@ void b_pickrange(const CView* x, int, CView, CView dy, int, View dx, const Attrs
 
 // ------------------------------------------------------------------ reductions
 
-// Strides of the reduced result seen from x's index space (reduced axes: 0); N: count.
+// Strides of the reduced result seen from x's index space (reduced axes: 0); N: count.  The
+// reductions (sum_dim, moment_dim, std_dim) share their first two attributes: dims and b.
+static_assert(attr::moment_dim::dims.k == attr::sum_dim::dims.k && attr::std_dim::dims.k == attr::sum_dim::dims.k &&
+                  attr::moment_dim::b.k == attr::sum_dim::b.k && attr::std_dim::b.k == attr::sum_dim::b.k,
+              "the reductions' dims and b attributes");
 Str reduced_str(const Shape& x, const Attrs& a, double& count) {
-  std::vector<int64_t> axes = int_list(a, 0);
-  bool b = a.I(1 + int(axes.size())) != 0;
+  std::vector<int64_t> axes = int_list(a, attr::sum_dim::dims);
+  bool b = a.flag(attr::sum_dim::b);
   bool red[MAXD] = {};
   count = 1;
   for (int64_t k : axes) {
@@ -681,13 +691,11 @@ void b_sum_dim(const CView* x, int, CView, CView dy, int, View dx, const Attrs& 
   Str sy = reduced_str(x[0].s, a, cnt);
   iter2(ext(x[0].s), cstr(x[0].s), sy, [&](int64_t ix, int64_t iy) { dx.p[ix] += dy.p[iy]; });
 }
-// attrs: (n, axes..., b, r, n_override)
 void moment_params(const CView& x, const Attrs& a, double& r, double& N, Str& sy) {
   double cnt;
   sy = reduced_str(x.s, a, cnt);
-  int at = 1 + int(a.I(0)) + 1;
-  r = double(a.I(at));
-  int64_t nn = a.I(at + 1);
+  r = double(a.integer(attr::moment_dim::r));
+  int64_t nn = a.integer(attr::moment_dim::n);
   N = nn > 0 ? double(nn) : cnt;
 }
 void f_moment(const CView* x, int, View y, const Attrs& a) {
@@ -712,7 +720,7 @@ void b_moment(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a
 // ------------------------------------------------------------------ losses
 
 void f_pnls(const CView* x, int, View y, const Attrs& a) {
-  std::vector<int64_t> idx = index_list(a, 0, x[0].s.d[0], "pickneglogsoftmax");
+  std::vector<int64_t> idx = index_list(a, attr::pickneglogsoftmax::indices, x[0].s.d[0], "pickneglogsoftmax");
   check_count(idx.size(), x[0].s.bd, "pickneglogsoftmax");
   int64_t n = x[0].s.d[0];
   for (int64_t b = 0; b < x[0].s.bd; ++b) {
@@ -723,7 +731,7 @@ void f_pnls(const CView* x, int, View y, const Attrs& a) {
 // Acc: dx += the gradient; else dx = the gradient, every element written and none read.
 template <bool Acc>
 void pnls_grad(const CView* x, CView y, CView dy, View dx, const Attrs& a) {
-  std::vector<int64_t> idx = index_list(a, 0, x[0].s.d[0], "pickneglogsoftmax");
+  std::vector<int64_t> idx = index_list(a, attr::pickneglogsoftmax::indices, x[0].s.d[0], "pickneglogsoftmax");
   check_count(idx.size(), x[0].s.bd, "pickneglogsoftmax");
   int64_t n = x[0].s.d[0];
   for (int64_t b = 0; b < x[0].s.bd; ++b) {
@@ -744,9 +752,9 @@ void b_pnls_set(const CView* x, int, CView y, CView dy, int, View dx, const Attr
   pnls_grad<false>(x, y, dy, dx, a);
 }
 void f_hinge(const CView* x, int, View y, const Attrs& a) {
-  std::vector<int64_t> idx = index_list(a, 0, x[0].s.d[0], "hinge");
+  std::vector<int64_t> idx = index_list(a, attr::hinge::indices, x[0].s.d[0], "hinge");
   check_count(idx.size(), x[0].s.bd, "hinge");
-  float m = float(a.F(0));
+  float m = float(a.num(attr::hinge::m));
   int64_t n = x[0].s.d[0];
   for (int64_t b = 0; b < x[0].s.bd; ++b) {
     const float* xp = x[0].p + b * n;
@@ -758,9 +766,9 @@ void f_hinge(const CView* x, int, View y, const Attrs& a) {
   }
 }
 void b_hinge(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
-  std::vector<int64_t> idx = index_list(a, 0, x[0].s.d[0], "hinge");
+  std::vector<int64_t> idx = index_list(a, attr::hinge::indices, x[0].s.d[0], "hinge");
   check_count(idx.size(), x[0].s.bd, "hinge");
-  float m = float(a.F(0));
+  float m = float(a.num(attr::hinge::m));
   int64_t n = x[0].s.d[0];
   for (int64_t b = 0; b < x[0].s.bd; ++b) {
     const float* xp = x[0].p + b * n;
@@ -820,7 +828,7 @@ void b_l1(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
   }
 }
 void f_huber(const CView* x, int, View y, const Attrs& a) {
-  float c = float(a.F(0));
+  float c = float(a.num(attr::huber_distance::c));
   double s = 0;
   for (int64_t k = 0; k < x[0].s.total(); ++k) {
     float d = std::fabs(x[0].p[k] - x[1].p[k]);
@@ -829,7 +837,7 @@ void f_huber(const CView* x, int, View y, const Attrs& a) {
   y.p[0] = float(0.5 * s);  // DyNet's HuberDistance halves the sum
 }
 void b_huber(const CView* x, int, CView, CView dy, int i, View dx, const Attrs& a) {
-  float c = float(a.F(0));
+  float c = float(a.num(attr::huber_distance::c));
   for (int64_t k = 0; k < dx.s.total(); ++k) {
     float d = x[i].p[k] - x[1 - i].p[k];
     float sg = d > 0 ? 1.0f : (d < 0 ? -1.0f : 0.0f);
@@ -849,7 +857,7 @@ void f_argmax(const CView* x, int, View y, const Attrs&) {
   }
 }
 void b_argmax(const CView*, int, CView, CView dy, int, View dx, const Attrs& a) {
-  if (a.I(0)) Arr(dx.p, dx.s.total()) += CArr(dy.p, dx.s.total());
+  if (a.flag(attr::argmax::straight_through)) Arr(dx.p, dx.s.total()) += CArr(dy.p, dx.s.total());
 }
 
 std::vector<KernelDef> build_table() {
@@ -866,7 +874,7 @@ std::vector<KernelDef> build_table() {
       {"negate", f_negate, b_negate},
       {"plus_const", f_plus_const, b_identity},
       {"const_minus", f_const_minus, b_negate},
-      {"scalar_mult", f_scalar_mult, b_scaled},
+      {"scalar_mult", f_scalar_mult, b_scalar_mult},
       {"cmult", f_cmult, b_cmult},
       {"cdiv", f_cdiv, b_cdiv},
       {"matmul", f_matmul, b_matmul},

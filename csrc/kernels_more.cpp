@@ -61,7 +61,7 @@ void b_sparsemax(const CView*, int, CView y, CView dy, int, View dx, const Attrs
 }
 
 void f_sparsemax_loss(const CView* x, int, View y, const Attrs& a) {
-  std::vector<int64_t> q = index_list(a, 0, x[0].s.total(), "sparsemax_loss");
+  std::vector<int64_t> q = index_list(a, attr::sparsemax_loss::target, x[0].s.total(), "sparsemax_loss");
   if (q.empty()) fail("sparsemax_loss: empty target support");
   if (nan_unless_finite(x, 1, y)) return;
   int64_t n = x[0].s.total();
@@ -74,7 +74,7 @@ void f_sparsemax_loss(const CView* x, int, View y, const Attrs& a) {
   y.p[0] = float(std::max(loss, 0.0));
 }
 void b_sparsemax_loss(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
-  std::vector<int64_t> q = index_list(a, 0, x[0].s.total(), "sparsemax_loss");
+  std::vector<int64_t> q = index_list(a, attr::sparsemax_loss::target, x[0].s.total(), "sparsemax_loss");
   if (q.empty()) fail("sparsemax_loss: empty target support");
   int64_t n = x[0].s.total();
   double tau = sparsemax_tau(x[0].p, n);
@@ -138,14 +138,10 @@ void b_csoftmax(const CView* x, int, CView, CView dy, int i, View dx, const Attr
 
 // ------------------------------------------------------------------ selection along a dimension
 
-// strided_select attrs: (strides, from, to); entry nd (the one after the data dims) is the batch.
+// strided_select: entry nd of strides and from (the one after the data dims) is the batch.
 void strided_geometry(const Shape& x, const Attrs& a, int64_t& base, Str& st) {
-  std::vector<int64_t> strides = int_list(a, 0);
-  int at = 1 + int(strides.size());
-  std::vector<int64_t> lo = int_list(a, at);
-  at += 1 + int(lo.size());
-  std::vector<int64_t> hi = int_list(a, at);
-  (void)hi;
+  std::vector<int64_t> strides = int_list(a, attr::strided_select::strides);
+  std::vector<int64_t> lo = int_list(a, attr::strided_select::from);
   Str xs = cstr(x);
   base = 0;
   st = xs;
@@ -180,9 +176,10 @@ int64_t extreme_at(const float* p, int64_t n, int64_t st) {
   }
   return best;
 }
+static_assert(attr::max_dim::d.k == attr::min_dim::d.k, "max_dim and min_dim share their kernels");
 template <bool MAX>
 void f_extreme(const CView* x, int, View y, const Attrs& a) {
-  Axis ax = axis_of(x[0].s, int(a.I(0)));
+  Axis ax = axis_of(x[0].s, int(a.integer(attr::max_dim::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in) {
       const float* p = x[0].p + in + ax.inner * ax.len * o;
@@ -191,7 +188,7 @@ void f_extreme(const CView* x, int, View y, const Attrs& a) {
 }
 template <bool MAX>
 void b_extreme(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
-  Axis ax = axis_of(x[0].s, int(a.I(0)));
+  Axis ax = axis_of(x[0].s, int(a.integer(attr::max_dim::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in) {
       int64_t base = in + ax.inner * ax.len * o;
@@ -200,7 +197,7 @@ void b_extreme(const CView* x, int, CView, CView dy, int, View dx, const Attrs& 
 }
 
 void f_cumsum(const CView* x, int, View y, const Attrs& a) {
-  Axis ax = axis_of(x[0].s, int(a.I(0)));
+  Axis ax = axis_of(x[0].s, int(a.integer(attr::cumsum::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in) {
       int64_t base = in + ax.inner * ax.len * o;
@@ -209,7 +206,7 @@ void f_cumsum(const CView* x, int, View y, const Attrs& a) {
     }
 }
 void b_cumsum(const CView*, int, CView y, CView dy, int, View dx, const Attrs& a) {
-  Axis ax = axis_of(y.s, int(a.I(0)));
+  Axis ax = axis_of(y.s, int(a.integer(attr::cumsum::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in) {
       int64_t base = in + ax.inner * ax.len * o;
@@ -229,8 +226,8 @@ std::vector<int64_t> kmax_positions(const float* p, int64_t n, int64_t st, int64
 }
 template <bool FWD>
 void kmax_visit(const CView& x, const Attrs& a, float* yp, const float* gy, float* dxp) {
-  int64_t k = a.I(0);
-  Axis ax = axis_of(x.s, int(a.I(1)));
+  int64_t k = a.integer(attr::kmax_pooling::k);
+  Axis ax = axis_of(x.s, int(a.integer(attr::kmax_pooling::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in) {
       int64_t xb = in + ax.inner * ax.len * o, yb = in + ax.inner * k * o;
@@ -256,10 +253,9 @@ struct StdParts {
   std::vector<double> mean, dsum;  // per output element: mean and sum of deviations
 };
 StdParts std_parts(const CView& x, const Attrs& a, int64_t ny) {
-  std::vector<int64_t> axes = int_list(a, 0);
-  int at = 1 + int(axes.size());
-  bool b = a.I(at) != 0;
-  int64_t nn = a.I(at + 1);
+  std::vector<int64_t> axes = int_list(a, attr::std_dim::dims);
+  bool b = a.flag(attr::std_dim::b);
+  int64_t nn = a.integer(attr::std_dim::n);
   bool red[MAXD] = {};
   double cnt = 1;
   for (int64_t k : axes) {
@@ -313,16 +309,9 @@ struct HingeDim {
 };
 HingeDim hinge_dim_attrs(const Attrs& a) {
   HingeDim h;
-  int at = 0;
-  int64_t nl = a.I(at++);
-  for (int64_t l = 0; l < nl; ++l) {
-    int64_t len = a.I(at++);
-    std::vector<int64_t> v;
-    for (int64_t k = 0; k < len; ++k) v.push_back(a.I(at++));
-    h.idx.push_back(v);
-  }
-  h.d = int(a.I(at));
-  h.m = float(a.F(1));  // numbers also go to f: F(0) is d, F(1) is m
+  h.idx = a.int_lists(attr::hinge_dim::indices);
+  h.d = int(a.integer(attr::hinge_dim::d));
+  h.m = float(a.num(attr::hinge_dim::m));
   return h;
 }
 template <bool FWD>
@@ -365,20 +354,20 @@ void b_hinge_dim(const CView* x, int, CView, CView dy, int, View dx, const Attrs
 }
 
 void f_prl(const CView* x, int, View y, const Attrs& a) {
-  float m = float(a.F(0));
+  float m = float(a.num(attr::pairwise_rank_loss::m));
   bin_fwd(x[0], x[1], y, [m](float p, float q) { return relu_keep_nan(m - p + q); });
 }
 void b_prl(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs& a) {
-  float m = float(a.F(0)), sg = i == 0 ? -1.0f : 1.0f;
+  float m = float(a.num(attr::pairwise_rank_loss::m)), sg = i == 0 ? -1.0f : 1.0f;
   bin_bwd(x[0], x[1], y.s, dy.p, dx, [m, sg](float p, float q, float g) { return m - p + q > 0 ? sg * g : 0.0f; });
 }
 
 void f_poisson(const CView* x, int, View y, const Attrs& a) {
-  double k = a.F(0);
+  double k = a.num(attr::poisson_loss::y);
   y.p[0] = float(std::exp(double(x[0].p[0])) + std::lgamma(k + 1) - double(x[0].p[0]) * k);
 }
 void b_poisson(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
-  dx.p[0] += dy.p[0] * float(std::exp(double(x[0].p[0])) - a.F(0));
+  dx.p[0] += dy.p[0] * float(std::exp(double(x[0].p[0])) - a.num(attr::poisson_loss::y));
 }
 
 // ------------------------------------------------------------------ linear algebra (double inside)
@@ -490,7 +479,7 @@ int64_t pad_before(int64_t n, int64_t k, int64_t s, int64_t out, bool valid) {
   return std::max((out - 1) * s + k - n, int64_t(0)) / 2;
 }
 
-// conv2d attrs: (stride pair, is_valid): x {H,W,Ci}xB, f {kh,kw,Ci,Co}, y {Ho,Wo,Co}xB.
+// conv2d: x {H,W,Ci}xB, f {kh,kw,Ci,Co}, y {Ho,Wo,Co}xB.
 struct ConvGeo {
   int64_t H, W, C, B, kh, kw, O, Ho, Wo, sh, sw, ph, pw;
 };
@@ -504,7 +493,9 @@ ConvGeo conv_geo(const CView& x, int64_t kh, int64_t kw, int64_t O, const Shape&
 template <int MODE>  // 0 forward, 1 grad x, 2 grad f
 void conv_visit(const CView* x, const Shape& ys, const Attrs& a, float* out, const float* gy) {
   const CView &X = x[0], &F = x[1];
-  ConvGeo g = conv_geo(X, F.s.d[0], F.s.d[1], F.s.d[3], ys, a.I(1), a.I(2), a.I(3) != 0);
+  IntSpan stride = a.ints(attr::conv2d::stride);
+  if (stride.size() != 2) fail("conv2d: stride must be a pair");
+  ConvGeo g = conv_geo(X, F.s.d[0], F.s.d[1], F.s.d[3], ys, stride[0], stride[1], a.flag(attr::conv2d::is_valid));
   for (int64_t b = 0; b < g.B; ++b) {
     const float* xb = X.p + (X.s.bd == 1 ? 0 : b) * X.s.size();
     float* dxb = MODE == 1 ? out + (X.s.bd == 1 ? 0 : b) * X.s.size() : nullptr;
@@ -541,11 +532,13 @@ void b_conv2d(const CView* x, int, CView y, CView dy, int i, View dx, const Attr
     conv_visit<2>(x, y.s, a, dx.p, dy.p);
 }
 
-// maxpooling2d attrs: (ksize pair, stride pair, is_valid); the first maximum of a window wins.
+// maxpooling2d: the first maximum of a window wins.
 template <bool FWD>
 void pool_visit(const CView& x, const Shape& ys, const Attrs& a, float* yp, const float* gy, float* dxp) {
-  int64_t kh = a.I(1), kw = a.I(2), sh = a.I(4), sw = a.I(5);
-  bool valid = a.I(6) != 0;
+  IntSpan ksize = a.ints(attr::maxpooling2d::ksize), stride = a.ints(attr::maxpooling2d::stride);
+  if (ksize.size() != 2 || stride.size() != 2) fail("maxpooling2d: ksize and stride must be pairs");
+  int64_t kh = ksize[0], kw = ksize[1], sh = stride[0], sw = stride[1];
+  bool valid = a.flag(attr::maxpooling2d::is_valid);
   int64_t H = x.s.d[0], W = x.s.d[1], C = x.s.d[2], Ho = ys.d[0], Wo = ys.d[1];
   int64_t ph = pad_before(H, kh, sh, Ho, valid), pw = pad_before(W, kw, sw, Wo, valid);
   for (int64_t b = 0; b < x.s.bd; ++b)
@@ -607,7 +600,7 @@ void b_f1d(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
 }
 
 void f_fold_rows(const CView* x, int, View y, const Attrs& a) {
-  int64_t n = a.I(0), R = x[0].s.d[0], C = x[0].s.total() / R, r2 = R / n;
+  int64_t n = a.integer(attr::fold_rows::nrows), R = x[0].s.d[0], C = x[0].s.total() / R, r2 = R / n;
   for (int64_t c = 0; c < C; ++c)
     for (int64_t i = 0; i < r2; ++i) {
       float s = 0;
@@ -616,13 +609,13 @@ void f_fold_rows(const CView* x, int, View y, const Attrs& a) {
     }
 }
 void b_fold_rows(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
-  int64_t n = a.I(0), R = x[0].s.d[0], C = x[0].s.total() / R, r2 = R / n;
+  int64_t n = a.integer(attr::fold_rows::nrows), R = x[0].s.d[0], C = x[0].s.total() / R, r2 = R / n;
   for (int64_t c = 0; c < C; ++c)
     for (int64_t i = 0; i < r2; ++i)
       for (int64_t t = 0; t < n; ++t) dx.p[c * R + i * n + t] += dy.p[c * r2 + i];
 }
 void f_kmh(const CView* x, int, View y, const Attrs& a) {
-  int64_t n = a.I(0), R = x[0].s.d[0], oc = y.s.d[1];
+  int64_t n = a.integer(attr::kmh_ngram::n), R = x[0].s.d[0], oc = y.s.d[1];
   for (int64_t j = 0; j < oc; ++j)
     for (int64_t r = 0; r < R; ++r) {
       float s = 0;
@@ -631,7 +624,7 @@ void f_kmh(const CView* x, int, View y, const Attrs& a) {
     }
 }
 void b_kmh(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
-  int64_t n = a.I(0), R = x[0].s.d[0], oc = y.s.d[1];
+  int64_t n = a.integer(attr::kmh_ngram::n), R = x[0].s.d[0], oc = y.s.d[1];
   for (int64_t j = 0; j < oc; ++j)
     for (int64_t r = 0; r < R; ++r)
       for (int64_t t = 0; t < n; ++t) dx.p[r + R * (j + t)] += dy.p[r + R * j];

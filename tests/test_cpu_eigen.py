@@ -4,6 +4,9 @@ the memory limit, parameter bookkeeping and a small MLP that trains."""
 
 from __future__ import annotations
 
+import importlib.util
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -18,7 +21,10 @@ except (ValueError, RuntimeError) as _e:
 
 from dynet_backends.cpu_eigen import _cpu_eigen as M  # noqa: E402
 
+from dynet_api.ops import OP_LIST  # noqa: E402
+
 REF = registry.get("reference_numpy")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 RTOL, ATOL = 1e-4, 1e-5
 
 
@@ -235,6 +241,55 @@ def test_every_cpp_kernel_is_exercised():
 def test_unsupported_ops_are_declared():
     missing = set(dy.OPS) - set(CE.forward_kernels)
     assert set(CE.unsupported) == missing
+
+
+def _generator():
+    path = ROOT / "scripts" / "gen_op_attrs.py"
+    spec = importlib.util.spec_from_file_location("gen_op_attrs", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_attribute_names_header_is_current():
+    """csrc/op_attrs.h, the names the kernels read attributes by, is what the op records make."""
+    header = ROOT / "csrc" / "op_attrs.h"
+    assert header.read_text() == _generator().render(OP_LIST), \
+        "csrc/op_attrs.h is stale: run python scripts/gen_op_attrs.py"
+
+
+def test_attribute_names_are_cxx_names_in_the_header():
+    gen = _generator()
+    assert gen.cxx_name("restrict") == "restrict" and gen.cxx_name("default") == "default_"
+    with pytest.raises(ValueError, match="not usable"):
+        gen.cxx_name("a-b")
+    text = gen.render(OP_LIST)
+    assert 'namespace conv2d { constexpr AttrKey stride{0, "conv2d.stride"}, is_valid{1, "conv2d.is_valid"}; }' in text
+    assert '{"lookup", "storage,indices,update,dim"},' in text
+
+
+def test_module_was_built_with_the_records_attribute_names():
+    built = {name: tuple(names.split(",")) for name, names in M.op_attr_names().items()}
+    assert built == {op.name: op.attrs for op in OP_LIST if op.attrs}
+
+
+def test_a_kernel_missing_an_attribute_names_it():
+    x = CE.from_numpy(np.ones((3, 1), np.float32))
+    with pytest.raises(RuntimeError, match=r"attribute elu\.alpha \(place 0 of the attribute tuple\) is missing"):
+        CE.forward_kernels["elu"]([x], (), dy.Dim((3,)))
+    y = CE.forward_kernels["round"]([x], (False,), dy.Dim((3,)))
+    with pytest.raises(RuntimeError, match=r"attribute round\.straight_through .* not an integer"):
+        CE.backward_kernels["round"]([x], y, y, ("no",), dy.Dim((3,)), 0)
+
+
+def test_a_module_built_from_another_op_table_is_refused(monkeypatch):
+    from dynet_backends.cpu_eigen.backend import CpuEigenBackend
+
+    from dynet_api.backend import BackendUnavailable
+
+    monkeypatch.setattr(dy.OPS["conv2d"], "attrs", ("is_valid", "stride"))
+    with pytest.raises(BackendUnavailable, match=r"attributes of conv2d differ.*gen_op_attrs"):
+        CpuEigenBackend()
 
 
 def test_leaves_constant_and_random():
