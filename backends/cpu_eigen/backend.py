@@ -125,6 +125,8 @@ def load_blas() -> str:
 
 class CpuEigenBackend(Backend):
     name = "cpu_eigen"
+    batches_itself = True  # its C++ executor groups nodes (csrc/autobatch.cpp)
+    autobatch_default = True  # batching of products never loses (benchmarks/README.md)
     devices = ("CPU",)
     dtype = F32
 
@@ -144,11 +146,11 @@ class CpuEigenBackend(Backend):
             raise ValueError(f"threads: must be at least 1, got {threads}")
         _m.set_threads(threads)
         _m.set_mem_limit(parse_mem_mb(config.settings.get("mem")))
-        # Batching of products that share a weight (one GEMM W [x_1 ... x_n], one GEMM for dW):
-        # on unless --dynet-autobatch / dynet_config.set(autobatch=...) says 0; results equal the
-        # unbatched executor's up to float32 rounding.
-        given = config.given("autobatch")
-        _m.set_autobatch(bool(config.settings.get("autobatch")) if given else True)
+
+    def set_autobatch(self, strategy: int) -> None:
+        # Batching of products that share a weight (one GEMM W [x_1 ... x_n], one GEMM for dW);
+        # results equal the unbatched executor's up to float32 rounding.
+        _m.set_autobatch(bool(strategy))
 
     # --- tensors
     def from_numpy(self, a):
