@@ -4,6 +4,7 @@
 #include "executor.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -77,6 +78,44 @@ struct OpInfo {
   int leaf = 0;  // 1 input, 2 parameter, 3 lookup
   std::string name;
   std::vector<int> nograd;
+};
+
+// Kernel-call counters (dynet_api/profiling.py's rule, for every backend alike): per op code, forward
+// nodes evaluated, kernel calls (a node run alone, a batched group, each input's backward, a
+// batched dX or dW product, a leaf's gradient hand-over) and, with --dynet-profiling, seconds.
+struct KernelCounts {
+  std::vector<int64_t> nodes, calls;
+  std::vector<double> seconds;
+  bool timing = false;
+  KernelCounts() { reset(); }
+  void reset() {
+    size_t n = kernel_table().size();
+    nodes.assign(n, 0), calls.assign(n, 0), seconds.assign(n, 0.0);
+  }
+};
+KernelCounts& counts() {
+  static KernelCounts* c = new KernelCounts();  // never destroyed (may outlive the interpreter's teardown)
+  return *c;
+}
+inline void count_call(int op, int64_t nodes = 0) {
+  KernelCounts& c = counts();
+  ++c.calls[size_t(op)], c.nodes[size_t(op)] += nodes;
+}
+
+// Adds the time of one kernel call to its op's seconds, only when profiling is on (a branch otherwise).
+class CallTimer {
+ public:
+  explicit CallTimer(int op) : op_(op), on_(counts().timing) {
+    if (on_) t0_ = std::chrono::steady_clock::now();
+  }
+  ~CallTimer() {
+    if (on_) counts().seconds[size_t(op_)] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+
+ private:
+  int op_;
+  bool on_;
+  std::chrono::steady_clock::time_point t0_;
 };
 
 // Runs a ComputationGraph's nodes inside C++: the graph's new nodes are read once
@@ -204,6 +243,7 @@ class Executor {
     const float* x;
     int64_t n;
     int next;
+    int op;  // the product's op (for the call counters)
   };
   struct Group {  // forward: products sharing one weight, waiting to run as one GEMM
     int w;
@@ -305,6 +345,8 @@ class Executor {
 
   void run_forward(int j) {
     Node& n = nodes_[size_t(j)];
+    count_call(n.op, 1);
+    CallTimer timer(n.op);
     switch (n.info->leaf) {
       case 1: {  // input: copy the host data in
         contract::read_input(refs_[size_t(j)].ptr(), n.v, n.s.total());
@@ -388,6 +430,8 @@ class Executor {
     const py::object& st = refs_[j];
     if (n.info->leaf == 2) {
       if (!a.flag(attr::parameter::update)) return;  // a constant parameter
+      count_call(n.op);  // the gradient's hand-over to the storage (also when it was accumulated there in place)
+      CallTimer timer(n.op);
       if (n.g != n.alias) {
         Tensor& g = contract::storage::grad(st.ptr());
         int64_t m = n.s.total();
@@ -397,6 +441,8 @@ class Executor {
       return;
     }
     if (!a.flag(attr::lookup::update)) return;
+    count_call(n.op);
+    CallTimer timer(n.op);
     IntSpan idx = a.ints(attr::lookup::indices);
     Tensor& g = contract::storage::grad(st.ptr());
     int64_t rs = n.s.size();
@@ -461,6 +507,8 @@ class Executor {
       if (q == skip || (only >= 0 && q != only) || !wants_grad(n, q, full)) continue;
       if (defer && defer_weight_grad(n, q)) continue;
       Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
+      count_call(n.op);
+      CallTimer timer(n.op);
       if (k.bwd_set && grad_unwritten(m)) {
         k.bwd_set(xp, n.na, {n.v, n.s}, {n.g, n.s}, q, {m.g, m.s}, at);
         m.fresh = false;
@@ -654,6 +702,8 @@ class Executor {
         pre_[size_t(j - a)] = out;
         out += n.s.total();
       }
+      count_call(lstm_gates_);  // the steps' W_x x as one call (each step's own call follows)
+      CallTimer timer(lstm_gates_);
       const Node& W = nodes_[size_t(g.w)];
       ab::forward(W.v, W.s.d[0], W.s.d[1], items_);
     }
@@ -667,6 +717,8 @@ class Executor {
     for (const DeferredInput& d : dxq_) by_w[d.w].push_back({nullptr, d.n, grad_of(nodes_[size_t(d.x)]), d.r});
     dxq_.clear();
     for (auto& [w, its] : by_w) {
+      count_call(lstm_gates_);
+      CallTimer timer(lstm_gates_);
       const Node& W = nodes_[size_t(w)];
       ab::input_grad(W.v, W.s.d[0], W.s.d[1], its);
     }
@@ -675,6 +727,19 @@ class Executor {
       leaf_backward(nodes_[size_t(j)]);
     }
     pending_leaves_.clear();
+  }
+
+  // A batched call over the nodes `members` (products of one weight: matmul and affine_transform
+  // may share it): one call per op among them, and with `forward` one node each.
+  void count_batched(const std::vector<int>& members, bool forward) {
+    int first = nodes_[size_t(members[0])].op, other = -1;
+    for (int m : members) {
+      int op = nodes_[size_t(m)].op;
+      if (forward) ++counts().nodes[size_t(op)];
+      if (op != first) other = op;
+    }
+    count_call(first);
+    if (other >= 0) count_call(other);
   }
 
   // Products of one weight whose inputs are ready: one GEMM W [x_1 ... x_n].
@@ -709,6 +774,8 @@ class Executor {
       if (bias >= 0) it.bias = {nodes_[size_t(bias)].v, nodes_[size_t(bias)].s};
       items_.push_back(it);
     }
+    count_batched(batch, true);
+    CallTimer timer(nodes_[size_t(batch[0])].op);
     const Node& W = nodes_[size_t(w)];
     ab::forward(W.v, W.s.d[0], W.s.d[1], items_);
   }
@@ -722,7 +789,7 @@ class Executor {
     const Node& X = nodes_[size_t(args_[size_t(n.a0 + q + 1)])];
     if (W.s.nd > 2 || W.s.bd != 1 || W.s.total() == 0 || X.s.nd > 2 || X.s.bd != n.s.bd) return false;
     grad_of(W);
-    dw_.push_back({n.g, X.v, X.s.total() / W.s.d[1], W.dwq});
+    dw_.push_back({n.g, X.v, X.s.total() / W.s.d[1], W.dwq, n.op});
     W.dwq = int(dw_.size()) - 1;
     return true;
   }
@@ -749,22 +816,29 @@ class Executor {
         const Node& X = nodes_[size_t(args_[size_t(n.a0 + q - 2)])];
         if (m.s.nd == 2 && m.s.bd == 1 && m.s.d[1] > 1 && X.s.bd == nb && X.s.total() == nb * m.s.d[1]) {
           grad_of(m);
-          dw_.push_back({r, X.v, nb, m.dwq});
+          dw_.push_back({r, X.v, nb, m.dwq, n.op});
           m.dwq = int(dw_.size()) - 1;
           continue;
         }
       }
+      count_call(n.op);
+      CallTimer timer(n.op);
       ku::lstm_gates_grad(xp, n.na, n.s, r, q, {grad_of(m), m.s});
     }
   }
 
   void flush_weight_grad(Node& W) {
     items_.clear();
+    int first = dw_[size_t(W.dwq)].op, other = -1;
     for (int e = W.dwq; e >= 0; e = dw_[size_t(e)].next) {
       const DeferredGrad& d = dw_[size_t(e)];
+      if (d.op != first) other = d.op;
       items_.push_back({d.x, d.n, nullptr, d.dy});
     }
     W.dwq = -1;
+    count_call(first);  // one dW product for all the weight's deferred parts
+    if (other >= 0) count_call(other);
+    CallTimer timer(first);
     ab::weight_grad(W.g, W.s.d[0], W.s.d[1], items_);
   }
 
@@ -887,6 +961,8 @@ class Executor {
       Node& X = nodes_[size_t(x)];
       items_.push_back({nullptr, X.s.total() / X.s.d[0], grad_of(X), nodes_[size_t(m)].g});
     }
+    count_batched(batch, false);
+    CallTimer timer(nodes_[size_t(batch[0])].op);
     const Node& W = nodes_[size_t(w)];
     ab::input_grad(W.v, W.s.d[0], W.s.d[1], items_);
   }
@@ -912,6 +988,16 @@ class Executor {
 
 
 void bind_executor(py::module_& m) {
+  m.def("kernel_counts", [] {  // {op name: (nodes, calls, seconds)} of the ops with activity
+    const KernelCounts& c = counts();
+    const auto& t = kernel_table();
+    py::dict d;
+    for (size_t k = 0; k < t.size(); ++k)
+      if (c.nodes[k] || c.calls[k]) d[py::str(t[k].name)] = py::make_tuple(c.nodes[k], c.calls[k], c.seconds[k]);
+    return d;
+  });
+  m.def("reset_kernel_counts", [] { counts().reset(); });
+  m.def("set_profiling", [](bool on) { counts().timing = on; });
   py::class_<Executor>(m, "Executor", py::dynamic_attr())
       .def(py::init<py::object>())
       .def("forward", &Executor::forward)

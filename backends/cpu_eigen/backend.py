@@ -214,4 +214,12 @@ class CpuEigenBackend(Backend):
     # --- whole graphs
     def make_executor(self, graph):
         self.configure()
+        _m.set_profiling(bool(int(config.settings.get("profiling") or 0)))  # time kernel calls (--dynet-profiling)
         return _m.Executor(graph)
+
+    def kernel_counts(self) -> dict:
+        """The executor's kernel calls per op, ``{name: (nodes, calls, seconds)}`` (see dynet_api.profiling)."""
+        return _m.kernel_counts()
+
+    def reset_kernel_counts(self) -> None:
+        _m.reset_kernel_counts()
