@@ -193,7 +193,16 @@ struct KernelDef {
   BwdFn bwd_set = nullptr;
 };
 
-// All kernels this backend implements; the index is the backend's op code.
+// Registers an op's kernels, written right after them: DY_REGISTER(conv2d, f_conv2d, b_conv2d).
+// Every kernels_*.cpp file's registrations run when the module loads (kernel_table.cpp).
+void register_kernels(const KernelDef& k);
+struct KernelRegistration {
+  explicit KernelRegistration(const KernelDef& k) { register_kernels(k); }
+};
+#define DY_REGISTER(NAME, ...) \
+  const ::dy::KernelRegistration dy_registered_##NAME(::dy::KernelDef{#NAME, __VA_ARGS__})
+
+// All kernels this backend implements, by name; the index is the backend's op code.
 const std::vector<KernelDef>& kernel_table();
 int kernel_code(const std::string& name);  // -1 if absent
 

@@ -1,20 +1,33 @@
-// The kernel table: every op's kernels, gathered from the files that group them by the op
-// table's sections; an op's index here is its code in this backend.
+// The kernel table: every op's kernels, registered next to them (DY_REGISTER) by the files that
+// group them by the op table's sections; sorted by name, so an op's code does not depend on the
+// order in which the files' registrations ran.
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common.h"
-#include "kernel_util.h"
 
 namespace dy {
 
+namespace {
+std::vector<KernelDef>& registered() {
+  static std::vector<KernelDef>* r = new std::vector<KernelDef>();  // filled while the module loads
+  return *r;
+}
+}  // namespace
+
+void register_kernels(const KernelDef& k) { registered().push_back(k); }
+
 const std::vector<KernelDef>& kernel_table() {
   static const std::vector<KernelDef> t = [] {
-    std::vector<KernelDef> r;
-    for (auto part : {ku::arith_kernels, ku::unary_kernels, ku::reduce_kernels, ku::shape_kernels, ku::loss_kernels,
-                      ku::conv_kernels, ku::lstm_kernels})
-      for (const KernelDef& k : part()) r.push_back(k);
+    std::vector<KernelDef> r = registered();
+    std::sort(r.begin(), r.end(), [](const KernelDef& a, const KernelDef& b) { return std::strcmp(a.name, b.name) < 0; });
+    for (size_t k = 1; k < r.size(); ++k)
+      if (!std::strcmp(r[k - 1].name, r[k].name))
+        throw std::logic_error(std::string("cpu_eigen: op ") + r[k].name + " is registered twice");
     return r;
   }();
   return t;

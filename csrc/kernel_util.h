@@ -223,15 +223,6 @@ inline void check_count(size_t n, int64_t want, const char* what) {
     fail(std::string(what) + ": " + std::to_string(n) + " indices where " + std::to_string(want) + " are needed");
 }
 
-// Each kernels_*.cpp file's ops (by the op table's sections), gathered by kernel_table.cpp.
-std::vector<KernelDef> arith_kernels();   // leaves, arithmetic, products, linear algebra
-std::vector<KernelDef> unary_kernels();   // elementwise unary, gradient control
-std::vector<KernelDef> reduce_kernels();  // softmax family, reductions along dimensions
-std::vector<KernelDef> shape_kernels();   // shape ops
-std::vector<KernelDef> loss_kernels();    // losses
-std::vector<KernelDef> conv_kernels();    // convolution, pooling, filters
-std::vector<KernelDef> lstm_kernels();    // fused LSTM pieces
-
 // The identity's backward, dx += dy (plus_const, reshape, to_device).
 void b_identity(const CView*, int, CView, CView dy, int, View dx, const Attrs&);
 

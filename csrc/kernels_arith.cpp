@@ -23,23 +23,30 @@ namespace dy {
 namespace ku {
 
 // ------------------------------------------------------------------ leaves and broadcasting binary ops
+DY_REGISTER(input, nullptr, nullptr);  // a leaf the executor runs itself
+DY_REGISTER(parameter, nullptr, nullptr);  // a leaf the executor runs itself
+DY_REGISTER(lookup, nullptr, nullptr);  // a leaf the executor runs itself
 
 void f_constant(const CView*, int, View y, const Attrs& a) { Arr(y.p, y.s.total()).setConstant(float(a.num(attr::constant::value))); }
+DY_REGISTER(constant, f_constant, nullptr);
 
 void f_rnormal(const CView*, int, View y, const Attrs& a) {
   std::normal_distribution<double> d(a.num(attr::random_normal::mean), a.num(attr::random_normal::stddev));
   for (int64_t k = 0; k < y.s.total(); ++k) y.p[k] = float(d(rng()));
 }
+DY_REGISTER(random_normal, f_rnormal, nullptr);
 void f_rbern(const CView*, int, View y, const Attrs& a) {
   std::uniform_real_distribution<double> u(0.0, 1.0);
   float sc = float(a.num(attr::random_bernoulli::scale));
   double p = a.num(attr::random_bernoulli::p);
   for (int64_t k = 0; k < y.s.total(); ++k) y.p[k] = u(rng()) < p ? sc : 0.0f;
 }
+DY_REGISTER(random_bernoulli, f_rbern, nullptr);
 void f_runif(const CView*, int, View y, const Attrs& a) {
   std::uniform_real_distribution<double> u(a.num(attr::random_uniform::left), a.num(attr::random_uniform::right));
   for (int64_t k = 0; k < y.s.total(); ++k) y.p[k] = float(u(rng()));
 }
+DY_REGISTER(random_uniform, f_runif, nullptr);
 void f_rgumbel(const CView*, int, View y, const Attrs& a) {
   std::uniform_real_distribution<double> u(0.0, 1.0);
   double mu = a.num(attr::random_gumbel::mu), beta = a.num(attr::random_gumbel::beta);
@@ -48,6 +55,7 @@ void f_rgumbel(const CView*, int, View y, const Attrs& a) {
     y.p[k] = float(mu - beta * std::log(-std::log(v)));
   }
 }
+DY_REGISTER(random_gumbel, f_rgumbel, nullptr);
 
 void f_add(const CView* x, int, View y, const Attrs&) {
   if (same(x[0].s, y.s) && same(x[1].s, y.s)) {
@@ -57,6 +65,8 @@ void f_add(const CView* x, int, View y, const Attrs&) {
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p + q; });
 }
 void b_add(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) { acc_unbroadcast(dx, y.s, dy.p); }
+DY_REGISTER(add, f_add, b_add);
+DY_REGISTER(colwise_add, f_add, b_add);
 
 void f_cmult(const CView* x, int, View y, const Attrs&) {
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p * q; });
@@ -67,6 +77,7 @@ void b_cmult(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs
   else
     bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float p, float, float g) { return g * p; });
 }
+DY_REGISTER(cmult, f_cmult, b_cmult);
 void f_cdiv(const CView* x, int, View y, const Attrs&) {
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p / q; });
 }
@@ -76,6 +87,7 @@ void b_cdiv(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&
   else
     bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float p, float q, float g) { return -g * p / (q * q); });
 }
+DY_REGISTER(cdiv, f_cdiv, b_cdiv);
 void f_bmin(const CView* x, int, View y, const Attrs&) {
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p != p ? p : (q != q ? q : (p <= q ? p : q)); });
 }
@@ -85,6 +97,7 @@ void b_bmin(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&
   else
     bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float p, float q, float g) { return p <= q ? 0.0f : g; });
 }
+DY_REGISTER(bmin, f_bmin, b_bmin);
 void f_bmax(const CView* x, int, View y, const Attrs&) {
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p != p ? p : (q != q ? q : (p >= q ? p : q)); });
 }
@@ -94,6 +107,7 @@ void b_bmax(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&
   else
     bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float p, float q, float g) { return p >= q ? 0.0f : g; });
 }
+DY_REGISTER(bmax, f_bmax, b_bmax);
 
 // ------------------------------------------------------------------ scalar-attribute ops
 
@@ -101,21 +115,25 @@ void f_negate(const CView* x, int, View y, const Attrs&) { Arr(y.p, y.s.total())
 void b_negate(const CView*, int, CView, CView dy, int, View dx, const Attrs&) {
   Arr(dx.p, dx.s.total()) -= CArr(dy.p, dx.s.total());
 }
+DY_REGISTER(negate, f_negate, b_negate);
 void f_plus_const(const CView* x, int, View y, const Attrs& a) {
   Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()) + float(a.num(attr::plus_const::c));
 }
 void b_identity(const CView*, int, CView, CView dy, int, View dx, const Attrs&) {
   Arr(dx.p, dx.s.total()) += CArr(dy.p, dx.s.total());
 }
+DY_REGISTER(plus_const, f_plus_const, b_identity);
 void f_const_minus(const CView* x, int, View y, const Attrs& a) {
   Arr(y.p, y.s.total()) = float(a.num(attr::const_minus::c)) - CArr(x[0].p, y.s.total());
 }
+DY_REGISTER(const_minus, f_const_minus, b_negate);
 void f_scalar_mult(const CView* x, int, View y, const Attrs& a) {
   Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()) * float(a.num(attr::scalar_mult::c));
 }
 void b_scalar_mult(const CView*, int, CView, CView dy, int, View dx, const Attrs& a) {
   Arr(dx.p, dx.s.total()) += CArr(dy.p, dx.s.total()) * float(a.num(attr::scalar_mult::c));
 }
+DY_REGISTER(scalar_mult, f_scalar_mult, b_scalar_mult);
 
 // ------------------------------------------------------------------ matrix products
 
@@ -198,6 +216,7 @@ void b_matmul(const CView* x, int, CView y, CView dy, int i, View dx, const Attr
   else
     mm_grad_b(dy.p, r, k, y.s.bd, x[0].p, c, x[0].s.bd, dx.p, x[1].s.bd);
 }
+DY_REGISTER(matmul, f_matmul, b_matmul);
 
 void f_affine(const CView* x, int n, View y, const Attrs&) {
   copy_broadcast(x[0], y);
@@ -214,11 +233,13 @@ void b_affine(const CView* x, int, CView y, CView dy, int i, View dx, const Attr
   CView yy = y;
   b_matmul(A, 2, yy, dy, i == j ? 0 : 1, dx, a);
 }
+DY_REGISTER(affine_transform, f_affine, b_affine);
 
 void f_sum(const CView* x, int n, View y, const Attrs&) {
   copy_broadcast(x[0], y);
   for (int j = 1; j < n; ++j) add_broadcast(x[j], y);
 }
+DY_REGISTER(sum, f_sum, b_add);
 void f_average(const CView* x, int n, View y, const Attrs& a) {
   f_sum(x, n, y, a);
   Arr(y.p, y.s.total()) /= float(n);
@@ -226,6 +247,7 @@ void f_average(const CView* x, int n, View y, const Attrs& a) {
 void b_average(const CView*, int n, CView y, CView dy, int, View dx, const Attrs&) {
   acc_unbroadcast(dx, y.s, dy.p, 1.0f / float(n));
 }
+DY_REGISTER(average, f_average, b_average);
 
 // x ** e for a scalar e per batch element.
 void f_pow(const CView* x, int, View y, const Attrs&) {
@@ -253,6 +275,7 @@ void b_pow(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&)
     }
   }
 }
+DY_REGISTER(pow, f_pow, b_pow);
 
 // Per-batch reductions to a scalar.
 void f_dot(const CView* x, int, View y, const Attrs&) {
@@ -264,6 +287,7 @@ void b_dot(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&)
   const CView& o = x[1 - i];
   for (int64_t b = 0; b < y.s.bd; ++b) Arr(bat(dx, b), m) += dy.p[b] * CArr(bat(o, b), m);
 }
+DY_REGISTER(dot_product, f_dot, b_dot);
 void f_sqnorm(const CView* x, int, View y, const Attrs&) {
   int64_t m = x[0].s.size();
   for (int64_t b = 0; b < y.s.bd; ++b) y.p[b] = CArr(x[0].p + b * m, m).matrix().squaredNorm();
@@ -272,6 +296,7 @@ void b_sqnorm(const CView* x, int, CView y, CView dy, int, View dx, const Attrs&
   int64_t m = x[0].s.size();
   for (int64_t b = 0; b < y.s.bd; ++b) Arr(dx.p + b * m, m) += (2.0f * dy.p[b]) * CArr(x[0].p + b * m, m);
 }
+DY_REGISTER(squared_norm, f_sqnorm, b_sqnorm);
 void f_l2(const CView* x, int, View y, const Attrs&) {
   int64_t m = x[0].s.size();
   for (int64_t b = 0; b < y.s.bd; ++b) y.p[b] = std::sqrt(CArr(x[0].p + b * m, m).matrix().squaredNorm());
@@ -280,6 +305,7 @@ void b_l2(const CView* x, int, CView y, CView dy, int, View dx, const Attrs&) {
   int64_t m = x[0].s.size();
   for (int64_t b = 0; b < y.s.bd; ++b) Arr(dx.p + b * m, m) += (dy.p[b] / y.p[b]) * CArr(x[0].p + b * m, m);
 }
+DY_REGISTER(l2_norm, f_l2, b_l2);
 
 
 namespace {
@@ -298,6 +324,7 @@ void b_inverse(const CView*, int, CView y, CView dy, int, View dx, const Attrs&)
   int64_t n = y.s.d[0];
   Mat(dx.p, n, n) -= CMat(y.p, n, n).transpose() * CMat(dy.p, n, n) * CMat(y.p, n, n).transpose();
 }
+DY_REGISTER(inverse, f_inverse, b_inverse);
 void f_logdet(const CView* x, int, View y, const Attrs&) {
   int64_t n = x[0].s.d[0];
   Eigen::PartialPivLU<MatrixXd> lu(to_d(x[0].p, n));
@@ -314,6 +341,7 @@ void b_logdet(const CView* x, int, CView, CView dy, int, View dx, const Attrs&) 
   int64_t n = x[0].s.d[0];
   Mat(dx.p, n, n) += (double(dy.p[0]) * to_d(x[0].p, n).inverse().transpose()).cast<float>();
 }
+DY_REGISTER(logdet, f_logdet, b_logdet);
 void f_trace_prod(const CView* x, int, View y, const Attrs&) {
   int64_t n = x[0].s.total();
   y.p[0] = (CArr(x[0].p, n) * CArr(x[1].p, n)).sum();
@@ -322,6 +350,7 @@ void b_trace_prod(const CView* x, int, CView, CView dy, int i, View dx, const At
   int64_t n = dx.s.total();
   Arr(dx.p, n) += dy.p[0] * CArr(x[1 - i].p, n);
 }
+DY_REGISTER(trace_of_product, f_trace_prod, b_trace_prod);
 
 // contract3d_1d: Y_ij = sum_k A_ijk b_k, i.e. the (ij x k) matrix times b, batched.
 void f_c3d1(const CView* x, int, View y, const Attrs&) {
@@ -336,6 +365,7 @@ void b_c3d1(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&
   else
     mm_grad_b(dy.p, ij, 1, y.s.bd, x[0].p, k, x[0].s.bd, dx.p, x[1].s.bd);
 }
+DY_REGISTER(contract3d_1d, f_c3d1, b_c3d1);
 // contract3d_1d_1d: y_i = sum_jk A_ijk b_k c_j (unbatched).
 void f_c3d11(const CView* x, int, View y, const Attrs&) {
   int64_t I = x[0].s.d[0], J = x[0].s.d[1], K = x[0].s.d[2];
@@ -357,6 +387,7 @@ void b_c3d11(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&)
           dx.p[j] += A[q] * b[kk] * g[ii];
       }
 }
+DY_REGISTER(contract3d_1d_1d, f_c3d11, b_c3d11);
 
 int64_t mod(int64_t a, int64_t n) { return ((a % n) + n) % n; }
 void f_circ_conv(const CView* x, int, View y, const Attrs&) {
@@ -373,6 +404,7 @@ void b_circ_conv(const CView* x, int, CView, CView dy, int i, View dx, const Att
   for (int64_t j = 0; j < n; ++j)
     for (int64_t k = 0; k < n; ++k) dx.p[j] += o[mod(k - j, n)] * dy.p[k];
 }
+DY_REGISTER(circ_conv, f_circ_conv, b_circ_conv);
 void f_circ_corr(const CView* x, int, View y, const Attrs&) {
   int64_t n = x[0].s.total();
   for (int64_t k = 0; k < n; ++k) {
@@ -387,6 +419,7 @@ void b_circ_corr(const CView* x, int, CView, CView dy, int i, View dx, const Att
     for (int64_t k = 0; k < n; ++k)
       dx.p[j] += (i == 0 ? x[1].p[mod(k + j, n)] : x[0].p[mod(j - k, n)]) * dy.p[k];
 }
+DY_REGISTER(circ_corr, f_circ_corr, b_circ_corr);
 
 
 // ------------------------------------------------------------------ weight norm
@@ -404,48 +437,10 @@ void b_wnorm(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs
   else
     dx.p[0] += proj / std::sqrt(sq);
 }
+DY_REGISTER(weight_norm, f_wnorm, b_wnorm);
 
 }  // namespace
 
-// This file's ops, for the kernel table (kernel_table.cpp).
-std::vector<KernelDef> arith_kernels() {
-  return {
-      {"input", nullptr, nullptr},
-      {"constant", f_constant, nullptr},
-      {"random_normal", f_rnormal, nullptr},
-      {"random_bernoulli", f_rbern, nullptr},
-      {"random_uniform", f_runif, nullptr},
-      {"random_gumbel", f_rgumbel, nullptr},
-      {"parameter", nullptr, nullptr},
-      {"lookup", nullptr, nullptr},
-      {"add", f_add, b_add},
-      {"negate", f_negate, b_negate},
-      {"plus_const", f_plus_const, b_identity},
-      {"const_minus", f_const_minus, b_negate},
-      {"scalar_mult", f_scalar_mult, b_scalar_mult},
-      {"cmult", f_cmult, b_cmult},
-      {"cdiv", f_cdiv, b_cdiv},
-      {"matmul", f_matmul, b_matmul},
-      {"affine_transform", f_affine, b_affine},
-      {"colwise_add", f_add, b_add},
-      {"sum", f_sum, b_add},
-      {"average", f_average, b_average},
-      {"bmin", f_bmin, b_bmin},
-      {"bmax", f_bmax, b_bmax},
-      {"pow", f_pow, b_pow},
-      {"dot_product", f_dot, b_dot},
-      {"squared_norm", f_sqnorm, b_sqnorm},
-      {"l2_norm", f_l2, b_l2},
-      {"weight_norm", f_wnorm, b_wnorm},
-      {"inverse", f_inverse, b_inverse},
-      {"logdet", f_logdet, b_logdet},
-      {"trace_of_product", f_trace_prod, b_trace_prod},
-      {"contract3d_1d", f_c3d1, b_c3d1},
-      {"contract3d_1d_1d", f_c3d11, b_c3d11},
-      {"circ_conv", f_circ_conv, b_circ_conv},
-      {"circ_corr", f_circ_corr, b_circ_corr},
-  };
-}
 
 }  // namespace ku
 }  // namespace dy

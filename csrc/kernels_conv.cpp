@@ -80,6 +80,7 @@ void b_conv2d(const CView* x, int, CView y, CView dy, int i, View dx, const Attr
   else
     conv_visit<2>(x, y.s, a, dx.p, dy.p);
 }
+DY_REGISTER(conv2d, f_conv2d, b_conv2d);
 
 // maxpooling2d: the first maximum of a window wins.
 template <bool FWD>
@@ -114,6 +115,7 @@ void f_maxpool(const CView* x, int, View y, const Attrs& a) { pool_visit<true>(x
 void b_maxpool(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
   pool_visit<false>(x[0], y.s, a, nullptr, dy.p, dx.p);
 }
+DY_REGISTER(maxpooling2d, f_maxpool, b_maxpool);
 
 // filter1d_narrow: x {d,s}, filters {d,m[,n]}, y {n, s-m+1}.
 void f1d_dims(const CView* x, int64_t& d, int64_t& s, int64_t& m, int64_t& nf) {
@@ -147,6 +149,7 @@ void b_f1d(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
         }
     }
 }
+DY_REGISTER(filter1d_narrow, f_f1d, b_f1d);
 
 void f_fold_rows(const CView* x, int, View y, const Attrs& a) {
   int64_t n = a.integer(attr::fold_rows::nrows), R = x[0].s.d[0], C = x[0].s.total() / R, r2 = R / n;
@@ -163,6 +166,7 @@ void b_fold_rows(const CView* x, int, CView, CView dy, int, View dx, const Attrs
     for (int64_t i = 0; i < r2; ++i)
       for (int64_t t = 0; t < n; ++t) dx.p[c * R + i * n + t] += dy.p[c * r2 + i];
 }
+DY_REGISTER(fold_rows, f_fold_rows, b_fold_rows);
 void f_kmh(const CView* x, int, View y, const Attrs& a) {
   int64_t n = a.integer(attr::kmh_ngram::n), R = x[0].s.d[0], oc = y.s.d[1];
   for (int64_t j = 0; j < oc; ++j)
@@ -178,19 +182,10 @@ void b_kmh(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a)
     for (int64_t r = 0; r < R; ++r)
       for (int64_t t = 0; t < n; ++t) dx.p[r + R * (j + t)] += dy.p[r + R * j];
 }
+DY_REGISTER(kmh_ngram, f_kmh, b_kmh);
 
 }  // namespace
 
-// This file's ops, for the kernel table (kernel_table.cpp).
-std::vector<KernelDef> conv_kernels() {
-  return {
-      {"conv2d", f_conv2d, b_conv2d},
-      {"maxpooling2d", f_maxpool, b_maxpool},
-      {"filter1d_narrow", f_f1d, b_f1d},
-      {"fold_rows", f_fold_rows, b_fold_rows},
-      {"kmh_ngram", f_kmh, b_kmh},
-  };
-}
 
 }  // namespace ku
 }  // namespace dy

@@ -54,6 +54,7 @@ void b_pnls(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a
 void b_pnls_set(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
   pnls_grad<false>(x, y, dy, dx, a);
 }
+DY_REGISTER(pickneglogsoftmax, f_pnls, b_pnls, b_pnls_set);
 void f_hinge(const CView* x, int, View y, const Attrs& a) {
   std::vector<int64_t> idx = index_list(a, attr::hinge::indices, x[0].s.d[0], "hinge");
   check_count(idx.size(), x[0].s.bd, "hinge");
@@ -83,6 +84,7 @@ void b_hinge(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a)
     if (cnt > 0) dx.p[b * n + gi] -= cnt * g;
   }
 }
+DY_REGISTER(hinge, f_hinge, b_hinge);
 // DyNet's FBinaryLogLoss: a prediction of exactly 0 or 1 on the wrong side costs -log(FLT_MIN).
 float bll_term(float x, float t) {
   const float cap = -std::log(FLT_MIN);
@@ -110,6 +112,7 @@ void b_bll(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
     }
   }
 }
+DY_REGISTER(binary_log_loss, f_bll, b_bll);
 void f_sqdist(const CView* x, int, View y, const Attrs&) {
   int64_t m = x[0].s.size();
   for (int64_t b = 0; b < y.s.bd; ++b) y.p[b] = (CArr(bat(x[0], b), m) - CArr(bat(x[1], b), m)).square().sum();
@@ -120,6 +123,7 @@ void b_sqdist(const CView* x, int, CView y, CView dy, int i, View dx, const Attr
   for (int64_t b = 0; b < y.s.bd; ++b)
     Arr(bat(dx, b), m) += (sign * dy.p[b]) * (CArr(bat(x[0], b), m) - CArr(bat(x[1], b), m));
 }
+DY_REGISTER(squared_distance, f_sqdist, b_sqdist);
 void f_l1(const CView* x, int, View y, const Attrs&) {
   int64_t n = x[0].s.total();
   y.p[0] = (CArr(x[0].p, n) - CArr(x[1].p, n)).abs().sum();
@@ -130,6 +134,7 @@ void b_l1(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
     dx.p[k] += (d > 0 ? 1.0f : (d < 0 ? -1.0f : 0.0f)) * dy.p[0];
   }
 }
+DY_REGISTER(l1_distance, f_l1, b_l1);
 void f_huber(const CView* x, int, View y, const Attrs& a) {
   float c = float(a.num(attr::huber_distance::c));
   double s = 0;
@@ -147,6 +152,7 @@ void b_huber(const CView* x, int, CView, CView dy, int i, View dx, const Attrs& 
     dx.p[k] += dy.p[0] * (std::fabs(d) < c ? d : c * sg);
   }
 }
+DY_REGISTER(huber_distance, f_huber, b_huber);
 
 
 namespace {
@@ -204,6 +210,7 @@ void f_hinge_dim(const CView* x, int, View y, const Attrs& a) { hinge_dim_visit<
 void b_hinge_dim(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
   hinge_dim_visit<false>(x[0], a, nullptr, dy.p, dx.p);
 }
+DY_REGISTER(hinge_dim, f_hinge_dim, b_hinge_dim);
 
 void f_prl(const CView* x, int, View y, const Attrs& a) {
   float m = float(a.num(attr::pairwise_rank_loss::m));
@@ -213,6 +220,7 @@ void b_prl(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs& 
   float m = float(a.num(attr::pairwise_rank_loss::m)), sg = i == 0 ? -1.0f : 1.0f;
   bin_bwd(x[0], x[1], y.s, dy.p, dx, [m, sg](float p, float q, float g) { return m - p + q > 0 ? sg * g : 0.0f; });
 }
+DY_REGISTER(pairwise_rank_loss, f_prl, b_prl);
 
 void f_poisson(const CView* x, int, View y, const Attrs& a) {
   double k = a.num(attr::poisson_loss::y);
@@ -221,23 +229,10 @@ void f_poisson(const CView* x, int, View y, const Attrs& a) {
 void b_poisson(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
   dx.p[0] += dy.p[0] * float(std::exp(double(x[0].p[0])) - a.num(attr::poisson_loss::y));
 }
+DY_REGISTER(poisson_loss, f_poisson, b_poisson);
 
 }  // namespace
 
-// This file's ops, for the kernel table (kernel_table.cpp).
-std::vector<KernelDef> loss_kernels() {
-  return {
-      {"pickneglogsoftmax", f_pnls, b_pnls, b_pnls_set},
-      {"hinge", f_hinge, b_hinge},
-      {"binary_log_loss", f_bll, b_bll},
-      {"squared_distance", f_sqdist, b_sqdist},
-      {"l1_distance", f_l1, b_l1},
-      {"huber_distance", f_huber, b_huber},
-      {"hinge_dim", f_hinge_dim, b_hinge_dim},
-      {"pairwise_rank_loss", f_prl, b_prl},
-      {"poisson_loss", f_poisson, b_poisson},
-  };
-}
 
 }  // namespace ku
 }  // namespace dy

@@ -289,6 +289,8 @@ void b_lstm_gates(const CView* x, int nargs, CView y, CView dy, int i, View dx, 
   lstm_dgates_into(y, dy, r);
   ku::lstm_gates_grad(x, nargs, y.s, r, i, dx);
 }
+DY_REGISTER(vanilla_lstm_gates, f_lstm_gates, b_lstm_gates);
+DY_REGISTER(vanilla_lstm_gates_dropout, f_lstm_gates, b_lstm_gates);
 
 }  // namespace
 
@@ -362,6 +364,7 @@ void b_lstm_c(const CView* x, int, CView y, CView dy, int i, View dx, const Attr
     }
   }
 }
+DY_REGISTER(vanilla_lstm_c, f_lstm_c, b_lstm_c);
 void f_lstm_h(const CView* x, int, View y, const Attrs&) {
   int64_t H = y.s.d[0];
   for (int64_t b = 0; b < y.s.bd; ++b) {
@@ -389,18 +392,10 @@ void b_lstm_h(const CView* x, int, CView y, CView dy, int i, View dx, const Attr
       Arr(o + 2 * H, H) += d * Arr(t, H);
   }
 }
+DY_REGISTER(vanilla_lstm_h, f_lstm_h, b_lstm_h);
 
 }  // namespace
 
-// This file's ops, for the kernel table (kernel_table.cpp).
-std::vector<KernelDef> lstm_kernels() {
-  return {
-      {"vanilla_lstm_gates", f_lstm_gates, b_lstm_gates},
-      {"vanilla_lstm_gates_dropout", f_lstm_gates, b_lstm_gates},
-      {"vanilla_lstm_c", f_lstm_c, b_lstm_c},
-      {"vanilla_lstm_h", f_lstm_h, b_lstm_h},
-  };
-}
 
 }  // namespace ku
 }  // namespace dy

@@ -54,6 +54,7 @@ void b_softmax(const CView*, int, CView y, CView dy, int, View dx, const Attrs& 
       }
     }
 }
+DY_REGISTER(softmax, f_softmax, b_softmax);
 
 float lse_strided(const float* p, int64_t n, int64_t st) {
   if (st == 1 && n > 0) return rows::lse(p, n);  // contiguous: vectorised exp (AVX-512/AVX2 when the CPU has it)
@@ -105,6 +106,7 @@ void b_log_softmax(const CView*, int, CView y, CView dy, int, View dx, const Att
     dx.p[k] += dy.p[k] - std::exp(y.p[k]) * s;
   }
 }
+DY_REGISTER(log_softmax, f_log_softmax, b_log_softmax);
 
 void f_logsumexp(const CView* x, int n, View y, const Attrs&) {
   Str sy = cstr(y.s);
@@ -134,6 +136,7 @@ void b_logsumexp(const CView* x, int, CView y, CView dy, int i, View dx, const A
     for (int64_t q = 0; q < m; ++q) d[q] += std::exp(xb[q] - y.p[b * m + q]) * dy.p[b * m + q];
   }
 }
+DY_REGISTER(logsumexp, f_logsumexp, b_logsumexp);
 
 void f_lse_dim(const CView* x, int, View y, const Attrs& a) {
   Axis ax = axis_of(x[0].s, int(a.integer(attr::logsumexp_dim::d)));
@@ -150,6 +153,7 @@ void b_lse_dim(const CView* x, int, CView y, CView dy, int, View dx, const Attrs
       for (int64_t j = 0; j < ax.len; ++j) dx.p[base + j * ax.inner] += std::exp(x[0].p[base + j * ax.inner] - yv) * g;
     }
 }
+DY_REGISTER(logsumexp_dim, f_lse_dim, b_lse_dim);
 
 
 namespace {
@@ -194,6 +198,7 @@ void b_sparsemax(const CView*, int, CView y, CView dy, int, View dx, const Attrs
   for (int64_t j = 0; j < n; ++j)
     if (y.p[j] > 0) dx.p[j] += float(dy.p[j] - mean);
 }
+DY_REGISTER(sparsemax, f_sparsemax, b_sparsemax);
 
 void f_sparsemax_loss(const CView* x, int, View y, const Attrs& a) {
   std::vector<int64_t> q = index_list(a, attr::sparsemax_loss::target, x[0].s.total(), "sparsemax_loss");
@@ -217,6 +222,7 @@ void b_sparsemax_loss(const CView* x, int, CView, CView dy, int, View dx, const 
   for (int64_t j = 0; j < n; ++j) dx.p[j] += g * float(std::max(double(x[0].p[j]) - tau, 0.0));
   for (int64_t k : q) dx.p[k] -= g / float(q.size());
 }
+DY_REGISTER(sparsemax_loss, f_sparsemax_loss, b_sparsemax_loss);
 
 // Softmax of z capped by u (DyNet's active-set loop).
 void csoftmax(const float* z, const float* u, int64_t n, std::vector<double>& p, std::vector<char>& active,
@@ -270,6 +276,7 @@ void b_csoftmax(const CView* x, int, CView, CView dy, int i, View dx, const Attr
     if (i == 1 && !act[size_t(j)]) dx.p[j] += float(dy.p[j] - dhat);
   }
 }
+DY_REGISTER(constrained_softmax, f_csoftmax, b_csoftmax);
 
 }  // namespace
 
@@ -311,6 +318,7 @@ void b_sum_dim(const CView* x, int, CView, CView dy, int, View dx, const Attrs& 
   Str sy = reduced_str(x[0].s, a, cnt);
   iter2(ext(x[0].s), cstr(x[0].s), sy, [&](int64_t ix, int64_t iy) { dx.p[ix] += dy.p[iy]; });
 }
+DY_REGISTER(sum_dim, f_sum_dim, b_sum_dim);
 void moment_params(const CView& x, const Attrs& a, double& r, double& N, Str& sy) {
   double cnt;
   sy = reduced_str(x.s, a, cnt);
@@ -336,6 +344,7 @@ void b_moment(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a
     dx.p[ix] += dy.p[iy] * c * (r != 1 ? std::pow(x[0].p[ix], rm1) : 1.0f);
   });
 }
+DY_REGISTER(moment_dim, f_moment, b_moment);
 
 
 namespace {
@@ -369,6 +378,8 @@ void b_extreme(const CView* x, int, CView, CView dy, int, View dx, const Attrs& 
       dx.p[base + extreme_at<MAX>(x[0].p + base, ax.len, ax.inner) * ax.inner] += dy.p[in + ax.inner * o];
     }
 }
+DY_REGISTER(max_dim, f_extreme<true>, b_extreme<true>);
+DY_REGISTER(min_dim, f_extreme<false>, b_extreme<false>);
 
 void f_cumsum(const CView* x, int, View y, const Attrs& a) {
   Axis ax = axis_of(x[0].s, int(a.integer(attr::cumsum::d)));
@@ -388,6 +399,7 @@ void b_cumsum(const CView*, int, CView y, CView dy, int, View dx, const Attrs& a
       for (int64_t j = ax.len - 1; j >= 0; --j) dx.p[base + j * ax.inner] += (s += dy.p[base + j * ax.inner]);
     }
 }
+DY_REGISTER(cumsum, f_cumsum, b_cumsum);
 
 // Positions of the k largest entries of a line, in their original order (ties: earliest first).
 std::vector<int64_t> kmax_positions(const float* p, int64_t n, int64_t st, int64_t k) {
@@ -418,6 +430,7 @@ void f_kmax(const CView* x, int, View y, const Attrs& a) { kmax_visit<true>(x[0]
 void b_kmax(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
   kmax_visit<false>(x[0], a, nullptr, dy.p, dx.p);
 }
+DY_REGISTER(kmax_pooling, f_kmax, b_kmax);
 
 // ------------------------------------------------------------------ std_dim: attrs (dims, b, n)
 
@@ -472,28 +485,10 @@ void b_std(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a)
     }
   });
 }
+DY_REGISTER(std_dim, f_std, b_std);
 
 }  // namespace
 
-// This file's ops, for the kernel table (kernel_table.cpp).
-std::vector<KernelDef> reduce_kernels() {
-  return {
-      {"softmax", f_softmax, b_softmax},
-      {"log_softmax", f_log_softmax, b_log_softmax},
-      {"logsumexp", f_logsumexp, b_logsumexp},
-      {"logsumexp_dim", f_lse_dim, b_lse_dim},
-      {"sparsemax", f_sparsemax, b_sparsemax},
-      {"sparsemax_loss", f_sparsemax_loss, b_sparsemax_loss},
-      {"constrained_softmax", f_csoftmax, b_csoftmax},
-      {"sum_dim", f_sum_dim, b_sum_dim},
-      {"moment_dim", f_moment, b_moment},
-      {"max_dim", f_extreme<true>, b_extreme<true>},
-      {"min_dim", f_extreme<false>, b_extreme<false>},
-      {"cumsum", f_cumsum, b_cumsum},
-      {"kmax_pooling", f_kmax, b_kmax},
-      {"std_dim", f_std, b_std},
-  };
-}
 
 }  // namespace ku
 }  // namespace dy

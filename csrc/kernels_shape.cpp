@@ -38,8 +38,11 @@ void f_transpose(const CView* x, int, View y, const Attrs& a) {
 void b_transpose(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
   iter2(ext(y.s), cstr(y.s), perm_str(x[0].s, a), [&](int64_t iy, int64_t ix) { dx.p[ix] += dy.p[iy]; });
 }
+DY_REGISTER(transpose, f_transpose, b_transpose);
 
 void f_copy(const CView* x, int, View y, const Attrs&) { std::copy(x[0].p, x[0].p + y.s.total(), y.p); }
+DY_REGISTER(reshape, f_copy, b_identity);
+DY_REGISTER(to_device, f_copy, b_identity);
 
 // Region of y that input j of a concatenation along axis d covers.
 void concat_region(const CView* x, int j, const Shape& ys, int d, Ext& e, Str& sy, Str& sx, int64_t& off) {
@@ -69,6 +72,7 @@ void b_concat(const CView* x, int, CView y, CView dy, int i, View dx, const Attr
   concat_region(x, i, y.s, int(a.integer(attr::concatenate::d)), e, sy, sx, off);
   iter2(e, sy, sx, [&](int64_t iy, int64_t ix) { dx.p[ix] += dy.p[off + iy]; });
 }
+DY_REGISTER(concatenate, f_concat, b_concat);
 void f_concat_batch(const CView* x, int n, View y, const Attrs&) {
   float* p = y.p;
   for (int j = 0; j < n; ++j) p = std::copy(x[j].p, x[j].p + x[j].s.total(), p);
@@ -78,6 +82,7 @@ void b_concat_batch(const CView* x, int, CView, CView dy, int i, View dx, const 
   for (int k = 0; k < i; ++k) start += x[k].s.total();
   Arr(dx.p, dx.s.total()) += CArr(dy.p + start, dx.s.total());
 }
+DY_REGISTER(concatenate_to_batch, f_concat_batch, b_concat_batch);
 
 void f_select_rows(const CView* x, int, View y, const Attrs& a) {
   std::vector<int64_t> r = index_list(a, attr::select_rows::rows, x[0].s.d[0], "select_rows");
@@ -91,6 +96,7 @@ void b_select_rows(const CView* x, int, CView, CView dy, int, View dx, const Att
   for (int64_t c = 0; c < cols; ++c)
     for (int64_t k = 0; k < n; ++k) dx.p[c * R + r[size_t(k)]] += dy.p[c * n + k];
 }
+DY_REGISTER(select_rows, f_select_rows, b_select_rows);
 void f_select_cols(const CView* x, int, View y, const Attrs& a) {
   std::vector<int64_t> cs = index_list(a, attr::select_cols::cols, x[0].s.d[1], "select_cols");
   int64_t R = x[0].s.d[0], C = x[0].s.d[1], n = int64_t(cs.size());
@@ -104,6 +110,7 @@ void b_select_cols(const CView* x, int, CView, CView dy, int, View dx, const Att
   for (int64_t b = 0; b < x[0].s.bd; ++b)
     for (int64_t k = 0; k < n; ++k) Arr(dx.p + (b * C + cs[size_t(k)]) * R, R) += CArr(dy.p + (b * n + k) * R, R);
 }
+DY_REGISTER(select_cols, f_select_cols, b_select_cols);
 
 // pick: one index for all batch elements or one per element.
 template <bool FWD>
@@ -131,6 +138,7 @@ void f_pick(const CView* x, int, View y, const Attrs& a) { pick_visit<true>(x[0]
 void b_pick(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
   pick_visit<false>(x[0], y.s, a, nullptr, dy.p, dx.p);
 }
+DY_REGISTER(pick, f_pick, b_pick);
 void f_pick_batch(const CView* x, int, View y, const Attrs& a) {
   std::vector<int64_t> idx = index_list(a, attr::pick_batch_elems::indices, x[0].s.bd, "pick_batch_elems");
   check_count(idx.size(), y.s.bd, "pick_batch_elems");
@@ -143,6 +151,7 @@ void b_pick_batch(const CView* x, int, CView y, CView dy, int, View dx, const At
   int64_t m = x[0].s.size();
   for (size_t j = 0; j < idx.size(); ++j) Arr(dx.p + idx[j] * m, m) += CArr(dy.p + int64_t(j) * m, m);
 }
+DY_REGISTER(pick_batch_elems, f_pick_batch, b_pick_batch);
 template <bool FWD>
 void pickrange_visit(const CView& x, const Attrs& a, float* yp, const float* gy, float* dxp) {
   int64_t s = a.integer(attr::pickrange::start), e = a.integer(attr::pickrange::end);
@@ -162,6 +171,7 @@ void f_pickrange(const CView* x, int, View y, const Attrs& a) { pickrange_visit<
 void b_pickrange(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
   pickrange_visit<false>(x[0], a, nullptr, dy.p, dx.p);
 }
+DY_REGISTER(pickrange, f_pickrange, b_pickrange);
 
 
 namespace {
@@ -195,25 +205,10 @@ void b_strided(const CView* x, int, CView y, CView dy, int, View dx, const Attrs
   strided_geometry(x[0].s, a, base, st);
   iter2(ext(y.s), cstr(y.s), st, [&](int64_t iy, int64_t ix) { dx.p[base + ix] += dy.p[iy]; });
 }
+DY_REGISTER(strided_select, f_strided, b_strided);
 
 }  // namespace
 
-// This file's ops, for the kernel table (kernel_table.cpp).
-std::vector<KernelDef> shape_kernels() {
-  return {
-      {"transpose", f_transpose, b_transpose},
-      {"reshape", f_copy, b_identity},
-      {"concatenate", f_concat, b_concat},
-      {"concatenate_to_batch", f_concat_batch, b_concat_batch},
-      {"select_rows", f_select_rows, b_select_rows},
-      {"select_cols", f_select_cols, b_select_cols},
-      {"pick", f_pick, b_pick},
-      {"pick_batch_elems", f_pick_batch, b_pick_batch},
-      {"pickrange", f_pickrange, b_pickrange},
-      {"strided_select", f_strided, b_strided},
-      {"to_device", f_copy, b_identity},
-  };
-}
 
 }  // namespace ku
 }  // namespace dy

@@ -67,11 +67,13 @@ void b_tanh(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
   int64_t n = dx.s.total();
   Arr(dx.p, n) += CArr(dy.p, n) * (1.0f - CArr(y.p, n).square());
 }
+DY_REGISTER(tanh, f_tanh, b_tanh);
 void f_exp(const CView* x, int, View y, const Attrs&) { Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).exp(); }
 void b_exp(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
   int64_t n = dx.s.total();
   Arr(dx.p, n) += CArr(dy.p, n) * CArr(y.p, n);
 }
+DY_REGISTER(exp, f_exp, b_exp);
 void f_log(const CView* x, int, View y, const Attrs&) { Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).log(); }
 
 // Eigen's vectorised logistic (as the fused LSTM gates use): ~4x the scalar exp loop.
@@ -82,13 +84,15 @@ void b_logistic(const CView*, int, CView y, CView dy, int, View dx, const Attrs&
   int64_t n = dx.s.total();
   Arr(dx.p, n) += CArr(dy.p, n) * CArr(y.p, n) * (1.0f - CArr(y.p, n));
 }
+DY_REGISTER(logistic, f_logistic, b_logistic);
 float sig(float v) { return 0.5f + 0.5f * std::tanh(0.5f * v); }
 float round_away(float v) { return v > 0 ? std::floor(v + 0.5f) : (v < 0 ? -std::floor(-v + 0.5f) : v); }
 UNARY(log_b, v, g / v)
+DY_REGISTER(log, f_log, b_log_b);
 
 // The elementwise ops written as one scalar formula each: X(name, INIT, y = f(v), dx += g(v, w, g))
 // with x = v, y = w, dy = g, and INIT a statement reading the op's attributes by name (or (void)0).
-// This line is the op's one place in this backend: it makes the kernels and the table entry.
+// This line is the op's one place in this backend: it makes the kernels and registers them.
 // clang-format off
 #define DY_ELEMENTWISE(X) \
   X(rectify, (void)0, v > 0 ? v : (v == v ? 0.0f : v), w > 0 ? g : 0.0f) \
@@ -126,7 +130,11 @@ UNARY(log_b, v, g / v)
   X(ceil, const bool st = a.flag(attr::ceil::straight_through), std::ceil(v), st ? g : 0.0f) \
   X(floor, const bool st = a.flag(attr::floor::straight_through), std::floor(v), st ? g : 0.0f)
 // clang-format on
-DY_ELEMENTWISE(UNARY_WITH)
+#define DY_ELEMENTWISE_OP(NAME, ...) \
+  UNARY_WITH(NAME, __VA_ARGS__)      \
+  DY_REGISTER(NAME, f_##NAME, b_##NAME);
+DY_ELEMENTWISE(DY_ELEMENTWISE_OP)
+#undef DY_ELEMENTWISE_OP
 
 // ------------------------------------------------------------------ gradient control
 
@@ -144,20 +152,8 @@ void f_argmax(const CView* x, int, View y, const Attrs&) {
 void b_argmax(const CView*, int, CView, CView dy, int, View dx, const Attrs& a) {
   if (a.flag(attr::argmax::straight_through)) Arr(dx.p, dx.s.total()) += CArr(dy.p, dx.s.total());
 }
+DY_REGISTER(argmax, f_argmax, b_argmax);
 
-// This file's ops, for the kernel table (kernel_table.cpp).
-std::vector<KernelDef> unary_kernels() {
-  return {
-      {"tanh", f_tanh, b_tanh},
-      {"logistic", f_logistic, b_logistic},
-      {"exp", f_exp, b_exp},
-      {"log", f_log, b_log_b},
-      {"argmax", f_argmax, b_argmax},
-#define DY_ENTRY(NAME, ...) {#NAME, f_##NAME, b_##NAME},
-      DY_ELEMENTWISE(DY_ENTRY)
-#undef DY_ENTRY
-  };
-}
 
 }  // namespace ku
 }  // namespace dy

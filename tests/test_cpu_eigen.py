@@ -85,6 +85,12 @@ def test_every_cpp_kernel_is_exercised():
     assert set(CE.forward_kernels) - leaves <= {s.op.name for s in CASES}
 
 
+def test_every_op_of_the_table_is_registered_once():
+    names = M.kernel_names()  # DY_REGISTER lines next to the kernels, gathered and sorted by name
+    assert names == sorted(set(names))
+    assert set(names) == set(dy.OPS)
+
+
 def test_unsupported_ops_are_declared():
     missing = set(dy.OPS) - set(CE.forward_kernels)
     assert set(CE.unsupported) == missing
