@@ -20,7 +20,6 @@ Run concurrent models in separate processes, as with DyNet.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from numbers import Number
@@ -28,17 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import autobatch, config, profiling, runtime
+from . import autobatch, config, profiling
+from .accelerator import fastgraph as _fastgraph  # the optional C twin of the hot path below, or None
 from .backend import Backend, missing_executor_methods
 from .dim import Dim
 from .ops import OP_LIST, OPS, check_attrs
-
-try:  # the optional C accelerator of the hot path below (csrc/fastgraph.c)
-    if os.environ.get("DYNET_API_PURE_PYTHON", "") not in ("", "0"):
-        raise ImportError("DYNET_API_PURE_PYTHON is set")
-    from . import _fastgraph  # type: ignore[attr-defined]  # compiled, no stub
-except ImportError:
-    _fastgraph = None
+from .tensor import Tensor
 
 
 class StaleExpressionError(ValueError, RuntimeError):
@@ -57,6 +51,7 @@ _C_MINUS, _SMUL = OPS["const_minus"], OPS["scalar_mult"]
 _MATMUL, _CMULT, _CDIV, _POW = OPS["matmul"], OPS["cmult"], OPS["cdiv"], OPS["pow"]
 _PARAM, _LOOKUP, _INPUT = OPS["parameter"], OPS["lookup"], OPS["input"]
 _SCALAR_DIMS = ((1,), (1, 1))
+_SCALAR_DIM = Dim((1,))
 _NODES, _CALLS, _SECONDS = profiling.NODES, profiling.CALLS, profiling.SECONDS
 _new = object.__new__  # Expression(n, v) without the __init__ call: ~35 ns less per node
 
@@ -218,7 +213,10 @@ def _timed(f, k: int):
 
 class _PyGraphOps:
     """The graph's add methods in pure Python; ``_fastgraph.GraphBase`` implements the same
-    in C (same lists, same shape-cache keys, the same Python calls on a miss or a stale operand)."""
+    in C (same lists, same shape-cache keys, the same Python calls on a miss or a stale operand).
+
+    Naming: ``add`` takes a sequence of expressions, ``add1``/``add2`` one/two expressions, and
+    the ``_ids`` suffix (``add2_ids``) takes node indices already resolved in this graph."""
 
     # The graph's state, set by ComputationGraph (declared here for the type checker).
     ver: int
@@ -308,8 +306,8 @@ class _PyGraphOps:
         e.v = ver
         return e
 
-    def add2(self, op, i: int, j: int, attrs=None) -> Expression:
-        """Appends a node of two already-resolved operands (the operators' path).
+    def add2_ids(self, op, i: int, j: int, attrs=None) -> Expression:
+        """Appends a node of two operands given as node indices of this graph (the operators' path).
 
         Args:
             op (OpDef): the op record.
@@ -335,7 +333,7 @@ class _PyGraphOps:
         e.v = self.ver
         return e
 
-    def add_xy(self, op, x, y, attrs=None) -> Expression:
+    def add2(self, op, x, y, attrs=None) -> Expression:
         """``add`` for two operands (cmult, dot_product...) without building a tuple.
 
         Args:
@@ -425,7 +423,7 @@ class ComputationGraph(_GraphBase):
 
     # ------------------------------------------------------------ lifecycle
     def _bind(self) -> frozenset:
-        be = runtime.backend()
+        be = config.backend()
         if self.executor is None or self.backend is not be:
             if self.executor is not None:
                 self.executor.reset()
@@ -475,14 +473,14 @@ class ComputationGraph(_GraphBase):
         self._checkpoints = []
         self.immediate = bool(immediate_compute)
         self._autobatch_asked = autobatching
-        be = self.backend or runtime.current()
+        be = self.backend or config.current()
         if be is not None:
             self._apply_autobatch(be)
         # Checked on every forward, lazy or immediate (DyNet checks only with immediate_compute).
         self.check_validity = bool(check_validity)
         if self.executor is not None:
             self.executor.reset()  # also when it is dropped below: it gives back its memory
-        if self.backend is not None and self.backend is not runtime.current():
+        if self.backend is not None and self.backend is not config.current():
             self.backend = None
             self.executor = None
             self.supported = None
@@ -764,7 +762,7 @@ class _PyExpressionOps:
             if isinstance(other, Number):
                 return cg.add1(_PLUS_C, self, (float(other),))
             return NotImplemented
-        return cg.add2(_ADD, self.i if self.v == v else self._node(cg), j)
+        return cg.add2_ids(_ADD, self.i if self.v == v else self._node(cg), j)
 
     def __radd__(self, other):
         if isinstance(other, Number):
@@ -785,7 +783,7 @@ class _PyExpressionOps:
         key = (_ADD, None, di, dj)
         if cg._shapes.get(key) is None:
             cg._shape(_ADD, key, (di, dj), None)  # a mismatch raises before -other is added
-        return cg.add2(_ADD, i, cg.add1(_NEG, other).i)
+        return cg.add2_ids(_ADD, i, cg.add1(_NEG, other).i)
 
     def __rsub__(self, other):
         if isinstance(other, Number):
@@ -808,7 +806,7 @@ class _PyExpressionOps:
         dims = cg.dims
         di, dj = dims[i], dims[j]
         op = _CMULT if di.d in _SCALAR_DIMS or dj.d in _SCALAR_DIMS else _MATMUL  # DyNet: a 1x1 operand scales
-        return cg.add2(op, i, j)
+        return cg.add2_ids(op, i, j)
 
     def __rmul__(self, other):
         if isinstance(other, Number):
@@ -907,8 +905,6 @@ class Expression(_ExpressionBase):
         Args:
             recalculate (bool): recompute the graph's values instead of reusing them.
         """
-        from .tensor import Tensor
-
         return Tensor(self.npvalue(recalculate))
 
     def forward(self, recalculate: bool = False) -> None:
@@ -961,15 +957,10 @@ class Expression(_ExpressionBase):
 
     def __pow__(self, other):
         if isinstance(other, Number):
-            from .functions import scalarInput
-
-            other = scalarInput(float(other))
+            other = _cg.add_leaf(_INPUT, (np.full((1, 1), float(other), np.float32), _SCALAR_DIM))
         return _cg.add(_POW, (self, other))
 
-    def __getitem__(self, index):
-        from . import functions as F
-
-        return F._getitem(self, index)
+    # ``e[i]``, ``e[i:j]``...: the functions layer sets ``__getitem__`` at import (see register_indexing).
 
     def __str__(self) -> str:
         return f"expression {self.i}/{self.v}"
@@ -979,6 +970,22 @@ class Expression(_ExpressionBase):
     # Python must not treat an expression as a sequence by accident.
     __iter__ = None
 
+
+def register_indexing(getitem) -> None:
+    """``Expression.__getitem__`` (``e[i]``, slices, strides): the functions layer, which builds the
+    pick and slice nodes, registers it at import."""
+    setattr(Expression, "__getitem__", getitem)  # noqa: B010 - assigned after the class, by a higher layer
+
+
+def register_leaf_types(parameters: type, mutable: type, row_dims: dict) -> None:
+    """The parameter and mutable-input classes, which live in higher layers, registered at their
+    import: with the accelerator a parameter's first use per graph and ``E[w]`` append their
+    leaves in C.  ``row_dims`` is the lookup's cache of a table's Dim -> one row's Dim."""
+    if _fastgraph is not None:
+        _fastgraph.configure_leaves(parameters, mutable, _PARAM, _LOOKUP, row_dims)
+
+
+config.on_backend_change(_cg.renew)  # set_backend(): expressions of the old backend go stale
 
 if _fastgraph is not None:
     _fastgraph.configure(

@@ -3,12 +3,12 @@
 An entry names the op, its arity, its attributes, its shape rule (``Dim`` in,
 ``Dim`` out, raising :class:`DimError` that names the op and the dims), which
 inputs carry a gradient, and the input domain the conformance suite samples
-from.  The public functions in :mod:`dynet_api.expressions`, the graph, the
+from.  The public functions (:mod:`dynet_api.functions`), the graph, the
 ``backends`` listing and the conformance engine all read this table; a backend
 implements one forward and one backward kernel per entry, keyed by ``name``.
 
 Composite functions (``dropout``, ``noise``, ``emax``, ``layer_norm``...) are
-written in :mod:`dynet_api.expressions` over these primitives and need no
+written in :mod:`dynet_api.functions` over these primitives and need no
 kernels of their own.
 """
 

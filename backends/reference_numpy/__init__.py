@@ -10,8 +10,9 @@ import numpy as np
 from dynet_api.backend import Backend
 from dynet_api.hookspecs import BackendSpec, hookimpl
 
-from . import kernels, kernels_more, updates  # noqa: F401 (kernels_more registers the rest of the op set)
+from . import kernels
 from .memory import BudgetedExecutor, MemoryBudget
+from .updates import Updates
 
 F32 = np.float32
 
@@ -95,20 +96,13 @@ class ReferenceNumpyBackend(Backend):
         v = v.astype(np.float64)
         return float((v * v).sum())
 
+    _updates = Updates(np, "reference_numpy")
+
     def update(self, rule: str, w, g, states: list, rows: Sequence[int] | None, hyper: dict) -> None:
-        f = updates.RULES[rule]
-        if rows is None:
-            f(w, g, states, hyper)
-            return
-        r = list(rows)
-        ws, gs, ss = w[..., r], g[..., r], [s[..., r] for s in states]
-        f(ws, gs, ss, hyper)
-        w[..., r] = ws
-        for s, part in zip(states, ss):
-            s[..., r] = part
+        self._updates.apply(rule, w, g, states, rows, hyper)
 
     def seed(self, seed: int) -> None:
-        kernels.Random.rng = np.random.default_rng(seed)
+        kernels.RANDOM.seed(seed)
 
 
 @hookimpl
