@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from dynet_api import config
-from dynet_api.backend import Backend
+from dynet_api.backend import Backend, BackendUnavailable
 from dynet_api.config import parse_mem_mb
 from dynet_api.dim import Dim
-from dynet_api.ops import OPS
+from dynet_api.ops import OP_LIST, OPS
 
 from . import _cpu_eigen as _m
 
@@ -43,6 +43,18 @@ def _check_call(name: str, xs, attrs, shape) -> None:
 
 
 _m.set_shape_check(_check_call)
+
+
+def _check_attr_names() -> None:
+    """The kernels read attributes by name, compiled to places in the attribute tuple
+    (csrc/op_attrs.h): a module built from another op table would read the wrong ones."""
+    built = {name: tuple(names.split(",")) for name, names in _m.op_attr_names().items()}
+    want = {op.name: op.attrs for op in OP_LIST if op.attrs}
+    if built != want:
+        differ = sorted(n for n in built.keys() | want.keys() if built.get(n) != want.get(n))
+        raise BackendUnavailable(
+            f"cpu_eigen was built from another op table (the attributes of {', '.join(differ)} differ): "
+            "run `python scripts/gen_op_attrs.py`, then reinstall (pip install .)")
 
 
 def _kernels():
@@ -119,6 +131,7 @@ class CpuEigenBackend(Backend):
     dtype = F32
 
     def __init__(self) -> None:
+        _check_attr_names()
         self.forward_kernels, self.backward_kernels = _kernels()
         # Ops of the table with no C++ kernel yet: graph construction rejects them cleanly.
         self.unsupported = {name: "no C++ kernel yet" for name in OPS if name not in self.forward_kernels}
@@ -201,4 +214,12 @@ class CpuEigenBackend(Backend):
     # --- whole graphs
     def make_executor(self, graph):
         self.configure()
+        _m.set_profiling(bool(int(config.settings.get("profiling") or 0)))  # time kernel calls (--dynet-profiling)
         return _m.Executor(graph)
+
+    def kernel_counts(self) -> dict:
+        """The executor's kernel calls per op, ``{name: (nodes, calls, seconds)}`` (see dynet_api.profiling)."""
+        return _m.kernel_counts()
+
+    def reset_kernel_counts(self) -> None:
+        _m.reset_kernel_counts()
