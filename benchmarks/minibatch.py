@@ -68,7 +68,7 @@ def set_autobatch(value: int) -> None:
 def kernel_calls_of(step: Callable[[], Any]) -> int | None:
     """Forward + backward kernel calls that ``step()`` makes, from ``dynet_api.profiling``; None (the
     table's ``n/a``) where this tree has no profiling module or the backend's calls are not counted
-    (zero calls seen: cpu_eigen's C++ executor until it reports ``kernel_counts()``)."""
+    (zero calls seen)."""
     try:
         profiling = importlib.import_module("dynet_api.profiling")
     except ImportError:
