@@ -1288,17 +1288,19 @@ PYBIND11_MODULE(_cpu_eigen, m) {
     }
     auto get = [&](const char* k) { return h.contains(k) ? h[k].cast<double>() : 0.0; };
     double gscale = h.contains("gscale") ? h["gscale"].cast<double>() : 1.0;
+    double wscale = h.contains("wscale") ? h["wscale"].cast<double>() : 1.0;
     std::vector<int64_t> r;
     if (!rows.is_none()) r = row_list(rows, n_rows(w), "update");
     apply_update(rule, w.data(), g.data(), sp, w.total(), row_size(w), rows.is_none() ? nullptr : &r, get("lr"),
-                 gscale, get("mom"), get("eps"), get("rho"), get("beta_1"), get("beta_2"));
+                 gscale, get("mom"), get("eps"), get("rho"), get("beta_1"), get("beta_2"), false, wscale);
   });
   // One trainer step over many parameters: items are (w, g, states, rows or None, clear); all are
   // checked before any is stepped, so a bad item leaves every parameter as it was.
   m.def("update_all", [](const std::string& rule, py::list items, py::dict h) {
     auto get = [&](const char* k) { return h.contains(k) ? h[k].cast<double>() : 0.0; };
     double lr = get("lr"), mom = get("mom"), eps = get("eps"), rho = get("rho"), b1 = get("beta_1"),
-           b2 = get("beta_2"), gscale = h.contains("gscale") ? h["gscale"].cast<double>() : 1.0;
+           b2 = get("beta_2"), gscale = h.contains("gscale") ? h["gscale"].cast<double>() : 1.0,
+           wscale = h.contains("wscale") ? h["wscale"].cast<double>() : 1.0;
     struct Item {
       Tensor* w;
       Tensor* g;
@@ -1326,7 +1328,7 @@ PYBIND11_MODULE(_cpu_eigen, m) {
     }
     for (Item& x : todo)
       apply_update(rule, x.w->data(), x.g->data(), x.states, x.w->total(), row_size(*x.w),
-                   x.dense ? nullptr : &x.rows, lr, gscale, mom, eps, rho, b1, b2, x.clear);
+                   x.dense ? nullptr : &x.rows, lr, gscale, mom, eps, rho, b1, b2, x.clear, wscale);
   });
   m.def("cpu_has_avx2_fma", [] {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))

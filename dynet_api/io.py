@@ -479,8 +479,7 @@ def _dims_match(kind: str, want: tuple, got: tuple) -> bool:
 
 def _assign(obj, r: Record) -> None:
     st = obj._st
-    arr = r.values.reshape(st.dim.shape, order="F").astype(st.backend.dtype, copy=False)
-    st.backend.assign(st.value, arr)
+    st.set_host(r.values.reshape(st.dim.shape, order="F"))
 
 
 def _relative(names: list[str], prefix: str | None = None) -> list[str]:

@@ -20,9 +20,14 @@ Rules (g is the gradient times the clipping scale; each backend implements them)
 * ``amsgrad``: as adam with vhat = max(vhat, v) in place of v
 * ``eg``: h = mom h - lr g; w = softmax(log w + h) over the whole tensor
 
-Weight decay (``--dynet-weight-decay`` or ``pc.set_weight_decay``) multiplies the
-updated weights by (1 - lambda) after each update, which is what DyNet's lazy
-scale amounts to; the values read back are the decayed weights.
+Weight decay (``--dynet-weight-decay`` or ``pc.set_weight_decay``) is DyNet's lazy
+scale: the weights are the stored values times one factor per root collection
+(:class:`~dynet_api.params.WeightScale`), which each update multiplies by (1 - lambda),
+so no table is scanned for it.  The rules step the weights themselves: ``lr`` reaches
+the backend divided by the factor, and the rules whose step is not proportional to
+``lr`` (momentum, adadelta, eg) get ``wscale`` = 1 / factor in ``hyper`` and multiply
+their step by it, as DyNet divides by ``current_weight_decay()``.  The values read back
+(``as_array()``, model files, the graph's leaves) are the decayed weights.
 """
 
 from __future__ import annotations
@@ -65,6 +70,9 @@ class Trainer:
 
     rule = "sgd"
     n_states = 0
+    # whether the rule's step on w is proportional to hyper["lr"] (so the weight-decay factor
+    # folds into lr); otherwise the backend gets hyper["wscale"]
+    step_in_lr = True
 
     def __init__(self, m: ParameterCollection, learning_rate: float) -> None:
         if not isinstance(m, ParameterCollection):
@@ -258,6 +266,12 @@ class Trainer:
             b[1].append((st.value, st.grad, states, item_rows, clear))
         hyper = self._hyper()
         hyper["gscale"] = self._clip_scale(batches) if clip else 1.0
+        f = self.model._wscale.factor  # the values are the weights divided by f
+        if f != 1.0:
+            if self.step_in_lr:
+                hyper["lr"] /= f
+            else:
+                hyper["wscale"] = 1.0 / f
         for st, frozen_rows in frozen:
             if frozen_rows is None:
                 st.backend.fill(st.grad, 0.0)
@@ -274,9 +288,7 @@ class Trainer:
     def _decay(self, storages: list[ParamStorage]) -> None:
         lam = self.model.get_weight_decay()
         if lam > 0:
-            for st in storages:
-                if st.updated:
-                    st.backend.scale(st.value, 1.0 - lam)
+            self.model._decay_weights(lam, storages)
 
     def _after_update(self) -> None:
         pass
@@ -332,7 +344,7 @@ class MomentumSGDTrainer(Trainer):
         learning_rate (float): the learning rate.
         mom (float): the momentum.
     """
-    rule, n_states = "momentum", 1
+    rule, n_states, step_in_lr = "momentum", 1, False
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.01, mom: float = 0.9) -> None:
         super().__init__(m, learning_rate)
@@ -370,7 +382,7 @@ class AdadeltaTrainer(Trainer):
         rho (float): the decay of the running averages.
     """
 
-    rule, n_states = "adadelta", 2
+    rule, n_states, step_in_lr = "adadelta", 2, False
 
     def __init__(self, m: ParameterCollection, eps: float = 1e-6, rho: float = 0.95) -> None:
         super().__init__(m, 1.0)
@@ -456,7 +468,7 @@ class EGTrainer(Trainer):
         ne (float): accepted for DyNet compatibility.
     """
 
-    rule, n_states = "eg", 1
+    rule, n_states, step_in_lr = "eg", 1, False
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.1, mom: float = 0.9, ne: float = 0.0) -> None:
         super().__init__(m, learning_rate)

@@ -102,11 +102,13 @@ class OpKernels(MoreOps):
     def f_random_gumbel(self, xs, a, d):
         return self.E["gumbel"](self.dev.uniform64(d.shape), a[0], a[1])
 
-    def f_parameter(self, xs, a, d):
-        return a[0].value
+    def f_parameter(self, xs, a, d):  # the weights: stored values times the weight-decay factor
+        f = a[0].wscale.factor
+        return a[0].value if f == 1.0 else a[0].value * f
 
     def f_lookup(self, xs, a, d):
-        return self.xp.take(a[0].value, self.dev.index(a[1]), axis=-1)
+        rows, f = self.xp.take(a[0].value, self.dev.index(a[1]), axis=-1), a[0].wscale.factor
+        return rows if f == 1.0 else rows * f
 
     # ------------------------------------------------------------ arithmetic
     def _bin(self, f, xs, d):

@@ -1,7 +1,9 @@
 """Trainer rules on the device: one fused ElementwiseKernel per rule, in place.
 
 The formulas are those of ``backends/reference_numpy/updates.py`` (the
-device functions are in ``kernels/elementwise.cuh``).  A sparse lookup update
+device functions are in ``kernels/elementwise.cuh``); momentum, adadelta and eg
+multiply their step by ``hyper["wscale"]`` when it is given (the lazy weight decay),
+stepping a zero buffer first so the kernels stay as they are.  A sparse lookup update
 gathers the touched rows (batch columns) of the table, its gradient and its
 states, applies the same kernel, and scatters the rows back, all on the device.
 """
@@ -41,14 +43,24 @@ class DeviceUpdates:
         self.E["upd_sgd"](g, h["lr"] * h["gscale"], w)
 
     def momentum(self, w, g, s, h):
-        self.E["upd_momentum"](g, h["mom"], h["lr"] * h["gscale"], w, s[0])
+        if "wscale" not in h:
+            self.E["upd_momentum"](g, h["mom"], h["lr"] * h["gscale"], w, s[0])
+            return
+        step = self.xp.zeros_like(w)
+        self.E["upd_momentum"](g, h["mom"], h["lr"] * h["gscale"], step, s[0])
+        w += step * h["wscale"]
 
     def adagrad(self, w, g, s, h):
         self.E["upd_adagrad"](g, h["gscale"], h["lr"], h["eps"], w, s[0])
 
     def adadelta(self, w, g, s, h):
         rho = h["rho"]
-        self.E["upd_adadelta"](g, h["gscale"], rho, 1 - rho, h["eps"], w, s[0], s[1])
+        if "wscale" not in h:
+            self.E["upd_adadelta"](g, h["gscale"], rho, 1 - rho, h["eps"], w, s[0], s[1])
+            return
+        step = self.xp.zeros_like(w)
+        self.E["upd_adadelta"](g, h["gscale"], rho, 1 - rho, h["eps"], step, s[0], s[1])
+        w += step * h["wscale"]
 
     def rmsprop(self, w, g, s, h):
         rho = h["rho"]
@@ -65,6 +77,6 @@ class DeviceUpdates:
     def eg(self, w, g, s, h):
         """Exponentiated gradient: momentum step, then w = softmax(log w + h) over the whole tensor."""
         self.E["upd_eg_momentum"](g, h["mom"], h["lr"] * h["gscale"], s[0])
-        logw = self.E["eg_logw"](w, s[0])
+        logw = self.E["eg_logw"](w, s[0] * h["wscale"] if "wscale" in h else s[0])
         e = self.E["exp_sub"](logw, logw.max())
         self.xp.divide(e, e.sum(), out=w)

@@ -121,13 +121,15 @@ def _rgumbel(xs, a, d):
 
 
 @fwd("parameter")
-def _param(xs, a, d):
-    return a[0].value
+def _param(xs, a, d):  # the weights: the stored values times the collection's weight-decay factor
+    f = a[0].wscale.factor
+    return a[0].value if f == 1.0 else a[0].value * f
 
 
 @fwd("lookup")
 def _lookup(xs, a, d):
-    return a[0].value[..., list(a[1])]
+    rows, f = a[0].value[..., list(a[1])], a[0].wscale.factor
+    return rows if f == 1.0 else rows * f
 
 
 # ------------------------------------------------------------------ arithmetic

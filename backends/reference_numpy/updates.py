@@ -1,7 +1,8 @@
 """Trainer update rules on NumPy arrays, applied in place.
 
 ``hyper`` carries ``lr`` (already bias-corrected for Adam/Amsgrad), ``gscale``
-(the clipping scale) and the rule's own constants.  ``states`` are the rule's
+(the clipping scale) and the rule's own constants; momentum, adadelta and eg
+multiply their step by ``wscale`` when it is given (the lazy weight decay).  ``states`` are the rule's
 shadow tensors, zero on the first step.
 """
 
@@ -18,7 +19,7 @@ def momentum(w, g, s, h):
     v = s[0]
     v *= h["mom"]
     v -= (h["lr"] * h["gscale"]) * g
-    w += v
+    w += v * h["wscale"] if "wscale" in h else v
 
 
 def adagrad(w, g, s, h):
@@ -36,7 +37,7 @@ def adadelta(w, g, s, h):
     step = -g * np.sqrt(hd + eps) / np.sqrt(hg + eps)
     hd *= rho
     hd += (1 - rho) * step * step
-    w += step
+    w += step * h["wscale"] if "wscale" in h else step
 
 
 def rmsprop(w, g, s, h):
@@ -66,7 +67,7 @@ def eg(w, g, s, h):
     hp = s[0]
     hp *= h["mom"]
     hp -= (h["lr"] * h["gscale"]) * g
-    logw = np.log(np.maximum(w, 1e-30)) + hp
+    logw = np.log(np.maximum(w, 1e-30)) + (hp * h["wscale"] if "wscale" in h else hp)
     logw -= logw.max()
     e = np.exp(logw)
     w[...] = e / e.sum()
