@@ -155,7 +155,9 @@ class GraphExecutor(Protocol):
 
     Node ``j`` of the graph is ``graph.nodes[j] == (op, input ids, attrs)`` with output ``graph.dims[j]``
     and ``graph.ng[j]`` (does it need a gradient); an executor may read those lists and
-    ``graph.check_validity``, and nothing else of the graph.
+    ``graph.check_validity``, and nothing else of the graph.  Of ``op`` (an ``OpDef``) it reads
+    ``name`` and ``nograd``; of a leaf's ``attrs``, an input's host
+    array or a :class:`ParamStorageView`.  (cpu_eigen's ``csrc/contract.h`` is this reading in C++.)
     """
 
     def reset(self) -> None:
@@ -182,7 +184,10 @@ class GraphExecutor(Protocol):
 
 
 class ParamStorageView(Protocol):
-    """The parameter storage a leaf kernel or an executor may read (``attrs[0]`` of a parameter or lookup node)."""
+    """The parameter storage a leaf kernel or an executor may read (``attrs[0]`` of a parameter or lookup node).
+
+    An executor's backward that adds into ``grad`` sets ``has_grad``; one that adds into rows of a lookup
+    table's ``grad`` adds those rows to ``touched`` (as the graph's own node-by-node executor does)."""
 
     value: Any  # the backend tensor of the weights (Dim.shape layout; a lookup table's rows are the batch axis)
     grad: Any  # the gradient tensor, same shape

@@ -1,0 +1,177 @@
+// The one reader of the front end's objects (see contract.h).
+#include "contract.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace dy {
+namespace contract {
+
+namespace {
+
+PyObject* intern(const char* s) {
+  PyObject* o = PyUnicode_InternFromString(s);
+  if (!o) throw py::error_already_set();
+  return o;
+}
+
+// The attribute names read here, interned once (never freed: they may outlive the interpreter's teardown).
+struct Names {
+  PyObject *nodes = intern("nodes"), *dims = intern("dims"), *ng = intern("ng"), *shape = intern("shape");
+  PyObject *check = intern("check_validity"), *name = intern("name"), *nograd = intern("nograd");
+  PyObject *value = intern("value"), *grad = intern("grad"), *has_grad = intern("has_grad");
+  PyObject* touched = intern("touched");
+};
+const Names& names() {
+  static const Names* n = new Names();
+  return *n;
+}
+
+py::object get(PyObject* o, PyObject* name) {
+  PyObject* v = PyObject_GetAttr(o, name);
+  if (!v) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(v);
+}
+
+// A sequence attribute: its length, then each item (an int, or a nested sequence the same way).
+void decode_seq(PyObject* v, std::vector<int64_t>& I) {
+  PyObject* seq = PySequence_Fast(v, "attribute");
+  if (!seq) throw py::error_already_set();
+  Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
+  I.push_back(m);
+  for (Py_ssize_t j = 0; j < m; ++j) {
+    PyObject* it = PySequence_Fast_GET_ITEM(seq, j);
+    if (PyTuple_Check(it) || PyList_Check(it)) {
+      try {
+        decode_seq(it, I);
+      } catch (...) {
+        Py_DECREF(seq);
+        throw;
+      }
+      continue;
+    }
+    long long x = PyLong_AsLongLong(it);
+    if (x == -1 && PyErr_Occurred()) {
+      Py_DECREF(seq);
+      throw py::error_already_set();
+    }
+    I.push_back(x);
+  }
+  Py_DECREF(seq);
+}
+
+}  // namespace
+
+void decode_attrs(PyObject* attrs, std::vector<int64_t>& I, std::vector<double>& F) {
+  if (attrs == Py_None || !PyTuple_Check(attrs)) return;
+  Py_ssize_t n = PyTuple_GET_SIZE(attrs);
+  for (Py_ssize_t k = 0; k < n; ++k) {
+    PyObject* v = PyTuple_GET_ITEM(attrs, k);
+    if (v == Py_None) {
+      I.push_back(-1);
+    } else if (PyFloat_Check(v)) {  // a number goes to both lists, so an int where a float is meant still works
+      double x = PyFloat_AS_DOUBLE(v);
+      F.push_back(x);
+      I.push_back(std::isfinite(x) && std::fabs(x) < 9e18 ? int64_t(x) : 0);
+    } else if (PyLong_Check(v)) {
+      long long x = PyLong_AsLongLong(v);
+      if (x == -1 && PyErr_Occurred()) throw py::error_already_set();
+      I.push_back(x);
+      F.push_back(double(x));
+    } else if (PyTuple_Check(v) || PyList_Check(v)) {
+      decode_seq(v, I);
+    }
+    // Dims, arrays, strings and parameter storages are read by the leaf code or not at all.
+  }
+}
+
+Shape shape_from_tuple(PyObject* t) {
+  if (!PyTuple_Check(t)) throw std::runtime_error("cpu_eigen: a node's Dim.shape is not a tuple");
+  Py_ssize_t n = PyTuple_GET_SIZE(t);
+  std::vector<int64_t> s(static_cast<size_t>(n));
+  for (Py_ssize_t k = 0; k < n; ++k) s[size_t(k)] = PyLong_AsLongLong(PyTuple_GET_ITEM(t, k));
+  if (PyErr_Occurred()) throw py::error_already_set();
+  return shape_from(s);
+}
+
+OpRecord read_op(PyObject* op) {
+  OpRecord r;
+  r.name = get(op, names().name).cast<std::string>();
+  for (auto v : get(op, names().nograd)) r.nograd.push_back(v.cast<int>());
+  return r;
+}
+
+GraphSource::GraphSource(py::object cg) : cg_(std::move(cg)) {}
+
+bool GraphSource::check_validity() const {
+  int r = PyObject_IsTrue(get(cg_.ptr(), names().check).ptr());
+  if (r < 0) throw py::error_already_set();
+  return r == 1;
+}
+
+GraphSource::Lists GraphSource::lists(int to) const {
+  const Names& s = names();
+  Lists l{get(cg_.ptr(), s.nodes), get(cg_.ptr(), s.dims), get(cg_.ptr(), s.ng)};
+  for (PyObject* o : {l.nodes.ptr(), l.dims.ptr(), l.ng.ptr()})
+    if (!PyList_Check(o)) throw std::runtime_error("cpu_eigen: the graph's node lists are not lists");
+  if (to > PyList_GET_SIZE(l.nodes.ptr())) throw py::index_error("cpu_eigen: forward past the end of the graph");
+  if (to > PyList_GET_SIZE(l.dims.ptr()) || to > PyList_GET_SIZE(l.ng.ptr()))
+    throw std::runtime_error("cpu_eigen: the graph's dims and ng lists are shorter than its nodes");
+  return l;
+}
+
+NodeRecord GraphSource::record(const Lists& l, int j) const {
+  PyObject* t = PyList_GET_ITEM(l.nodes.ptr(), j);
+  if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3 || !PyTuple_Check(PyTuple_GET_ITEM(t, 1)))
+    throw std::runtime_error("cpu_eigen: node " + std::to_string(j) + " is not an (op, input ids, attrs) tuple");
+  py::object shp = get(PyList_GET_ITEM(l.dims.ptr(), j), names().shape);
+  return {PyTuple_GET_ITEM(t, 0), PyTuple_GET_ITEM(t, 1), PyTuple_GET_ITEM(t, 2), shape_from_tuple(shp.ptr()),
+          PyList_GET_ITEM(l.ng.ptr(), j) == Py_True};
+}
+
+py::object GraphSource::attrs(int j) const {
+  py::object nodes = get(cg_.ptr(), names().nodes);
+  if (!PyList_Check(nodes.ptr()) || j < 0 || j >= PyList_GET_SIZE(nodes.ptr()))
+    throw py::index_error("cpu_eigen: no node " + std::to_string(j) + " in the graph");
+  PyObject* t = PyList_GET_ITEM(nodes.ptr(), j);
+  if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3)
+    throw std::runtime_error("cpu_eigen: node " + std::to_string(j) + " is not an (op, input ids, attrs) tuple");
+  return py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(t, 2));
+}
+
+namespace storage {
+
+py::object value(PyObject* st) { return get(st, names().value); }
+
+Tensor& grad(PyObject* st) {
+  py::object g = get(st, names().grad);
+  return as_tensor(g, "parameter");  // the storage keeps the tensor alive
+}
+
+bool has_grad(PyObject* st) { return get(st, names().has_grad).ptr() == Py_True; }
+
+void set_has_grad(PyObject* st) {
+  if (PyObject_SetAttr(st, names().has_grad, Py_True) < 0) throw py::error_already_set();
+}
+
+void touch(PyObject* st, const int64_t* rows, int64_t n) {
+  py::object touched = get(st, names().touched);
+  for (int64_t k = 0; k < n; ++k) {
+    PyObject* r = PyLong_FromLongLong(rows[k]);
+    if (!r) throw py::error_already_set();
+    int rc = PySet_Add(touched.ptr(), r);
+    Py_DECREF(r);
+    if (rc < 0) throw py::error_already_set();
+  }
+}
+
+}  // namespace storage
+
+void read_input(PyObject* data, float* dst, int64_t n) {
+  FArray arr = FArray::ensure(data);
+  if (!arr || arr.size() != n) throw std::runtime_error("cpu_eigen: input data does not match its dim");
+  std::memcpy(dst, arr.data(), size_t(n) * sizeof(float));
+}
+
+}  // namespace contract
+}  // namespace dy

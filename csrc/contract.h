@@ -1,0 +1,84 @@
+// What the front end hands this backend, read here and nowhere else.  dynet_api/backend.py states
+// it in Python (GraphExecutor, NodeRecord, ParamStorageView) and docs/writing_a_backend.md in
+// words; the executor and the single-op kernels see the front end only through this file:
+//
+//   * the graph (GraphSource): node j is nodes[j] == (op, input ids, attrs), with output
+//     dims[j].shape and ng[j] (does it need a gradient); and check_validity;
+//   * an op record (OpRecord): its name, its nograd inputs and its attribute names;
+//   * a node's attribute tuple (decode_attrs), and a leaf's attrs[0]: an input's host array
+//     (read_input) or a parameter's storage (Storage: value, grad, has_grad, touched).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "tensor.h"
+
+namespace dy {
+namespace contract {
+
+// Flatten a node's attribute tuple into Attrs' lists (see Attrs in common.h).
+void decode_attrs(PyObject* attrs, std::vector<int64_t>& I, std::vector<double>& F);
+
+// A NumPy-layout shape tuple (data dims, then the batch).
+Shape shape_from_tuple(PyObject* t);
+
+// What the executor reads of an op record (dynet_api.ops.OpDef).
+struct OpRecord {
+  std::string name;
+  std::vector<int> nograd;  // inputs that never receive a gradient
+};
+OpRecord read_op(PyObject* op);
+
+// One node of the graph, borrowed from the graph's lists while GraphSource::read visits it.
+struct NodeRecord {
+  PyObject* op;     // the OpDef
+  PyObject* ids;    // a tuple of input node indices
+  PyObject* attrs;  // the attribute tuple
+  Shape shape;      // dims[j].shape
+  bool ng;          // ng[j]
+  int n_inputs() const { return int(PyTuple_GET_SIZE(ids)); }
+  int input(int q) const { return int(PyLong_AsLong(PyTuple_GET_ITEM(ids, q))); }
+};
+
+// The front end's graph, as GraphExecutor's contract hands it to make_executor.
+class GraphSource {
+ public:
+  explicit GraphSource(py::object cg);
+  bool check_validity() const;
+  // Visit nodes [from, to) in order: f(j, const NodeRecord&).
+  template <class F>
+  void read(int from, int to, F&& f) const;
+  // Node j's attribute tuple (read again after an input's data was set).
+  py::object attrs(int j) const;
+
+ private:
+  struct Lists {  // the graph's three node lists, held for one read
+    py::object nodes, dims, ng;
+  };
+  Lists lists(int to) const;
+  NodeRecord record(const Lists& l, int j) const;
+  py::object cg_;
+};
+
+template <class F>
+void GraphSource::read(int from, int to, F&& f) const {
+  Lists l = lists(to);
+  for (int j = from; j < to; ++j) f(j, record(l, j));
+}
+
+// A parameter's storage (ParamStorageView): attrs[0] of a parameter or lookup node.
+namespace storage {
+py::object value(PyObject* st);  // the weights' Tensor object (hold it while reading it)
+Tensor& grad(PyObject* st);      // the gradient tensor; the storage keeps it alive
+bool has_grad(PyObject* st);
+void set_has_grad(PyObject* st);                          // after adding into a dense gradient
+void touch(PyObject* st, const int64_t* rows, int64_t n);  // after adding into these rows
+}  // namespace storage
+
+// An input node's host data (attrs[0]): copied into n floats at dst, or a clear error.
+void read_input(PyObject* data, float* dst, int64_t n);
+
+}  // namespace contract
+}  // namespace dy
