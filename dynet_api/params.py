@@ -682,7 +682,7 @@ class ParameterCollection:
         self._weight_decay = float(config.settings["weight_decay"] or 0.0)
         self._backend = runtime.backend()
         # DyNet's lazy weight decay factor: one per root collection, shared by its subcollections
-        self._wscale = _parent._wscale if _parent is not None else WeightScale()
+        self._wscale: WeightScale = _parent._wscale if _parent is not None else WeightScale()
 
     # ---- naming
     def _fullname(self, name: str | None, what: str, trailing: str = "") -> str:
