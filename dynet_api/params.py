@@ -677,6 +677,7 @@ class ParameterCollection:
         self._parent = _parent
         self._items: list = []  # Parameters, LookupParameters and subcollections, in creation order
         self._all: list = []  # every parameter of this collection and its descendants, in creation order
+        self._storages: list[ParamStorage] = []  # their storages, in the same order (a trainer walks it)
         self._counts: dict[str, int] = {}
         self._sub_counts: dict[str, int] = {}
         self._weight_decay = float(config.settings["weight_decay"] or 0.0)
@@ -808,6 +809,7 @@ class ParameterCollection:
         c: ParameterCollection | None = self
         while c is not None:
             c._all.append(p)
+            c._storages.append(p._st)
             c = c._parent
 
     # ---- listing
@@ -824,7 +826,7 @@ class ParameterCollection:
 
     def all_storages(self) -> list[ParamStorage]:
         """The storages of every parameter of this collection and its subcollections (used by trainers)."""
-        return [p._st for p in self._walk()]
+        return list(self._storages)
 
     def parameter_count(self) -> int:
         """The total number of values in the collection's parameters."""

@@ -184,8 +184,14 @@ class Trainer:
         norm parts)): one ``sq_norm_all`` call per backend over every gradient, updated or not
         (as DyNet's gradient_l2_norm), only the touched rows of a lookup table.
         """
-        norm = math.sqrt(sum(be.sq_norm_all(ps) for be, _, ps in parts.values()))
-        if math.isnan(norm) or math.isinf(norm):
+        if len(parts) == 1:
+            (be, _, ps), = parts.values()
+            norm = math.sqrt(be.sq_norm_all(ps))
+        else:
+            norm = math.sqrt(sum(be.sq_norm_all(ps) for be, _, ps in parts.values()))
+        if norm <= self.clip_threshold:  # False for NaN
+            return 1.0
+        if not math.isfinite(norm):
             # A skipped update: the bad gradients go, so the next graph starts clean (DyNet keeps them,
             # and every later update fails with the same error).
             for be, _, ps in parts.values():
@@ -196,11 +202,9 @@ class Trainer:
                         be.clear_rows(g, rows)
             raise RuntimeError(f"Magnitude of gradient is bad: {norm}; this update was skipped and the "
                                "gradients were cleared")
-        if norm > self.clip_threshold:
-            self.clips += 1
-            self.clips_since_status += 1
-            return self.clip_threshold / norm
-        return 1.0
+        self.clips += 1
+        self.clips_since_status += 1
+        return self.clip_threshold / norm
 
     def _hyper(self) -> dict:
         return {"lr": self.learning_rate}
@@ -217,7 +221,8 @@ class Trainer:
         norm, applies the rule to every updated parameter (only touched rows of lookup tables when
         updates are sparse), clears the gradients and applies weight decay.
         """
-        storages = self.model.all_storages()
+        model = self.model
+        storages = model._storages
         key, sparse, clip = id(self), self.sparse_updates, self.clipping_enabled
         # plain SGD leaves a weight with a zero gradient exactly as it is: no pass for it
         idle_moves = self.rule != "sgd"
@@ -226,11 +231,14 @@ class Trainer:
         # clears the collected gradients itself).
         batches: dict[int, tuple[Any, list, list]] = {}  # id(backend) -> (backend, items, norm parts)
         frozen: list[tuple[ParamStorage, list[int] | None]] = []  # not updated: in the norm, then cleared
+        last: Any = None
+        b: tuple[Any, list, list] = (None, [], [])
         for st in storages:
             be = st.backend
-            b = batches.get(id(be))
-            if b is None:
-                b = batches[id(be)] = (be, [], [])
+            if be is not last:  # a collection's parameters share one backend, as a rule
+                found = batches.get(id(be))
+                b = found if found is not None else batches.setdefault(id(be), (be, [], []))
+                last = be
             if st.lookup:
                 touched = st.touched
                 if touched:
@@ -266,7 +274,7 @@ class Trainer:
             b[1].append((st.value, st.grad, states, item_rows, clear))
         hyper = self._hyper()
         hyper["gscale"] = self._clip_scale(batches) if clip else 1.0
-        f = self.model._wscale.factor  # the values are the weights divided by f
+        f = model._wscale.factor  # the values are the weights divided by f
         if f != 1.0:
             if self.step_in_lr:
                 hyper["lr"] /= f
@@ -282,13 +290,12 @@ class Trainer:
                 be.update_all(self.rule, items, hyper)
         self.updates += 1
         self.updates_since_status += 1
-        self._decay(storages)
+        if model._weight_decay > 0:
+            self._decay(storages)
         self._after_update()
 
     def _decay(self, storages: list[ParamStorage]) -> None:
-        lam = self.model.get_weight_decay()
-        if lam > 0:
-            self.model._decay_weights(lam, storages)
+        self.model._decay_weights(self.model.get_weight_decay(), storages)
 
     def _after_update(self) -> None:
         pass
