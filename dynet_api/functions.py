@@ -21,6 +21,7 @@ _add = _cg.add
 _add1 = _cg.add1
 _add_xy = _cg.add_xy
 _leaf = _cg.add_leaf
+_floats32 = getattr(_graph._fastgraph, "floats32", None)  # C conversion of a list for inputVector
 _O = OPS
 _LOOKUP = OPS["lookup"]
 _new_expr = object.__new__
@@ -139,10 +140,19 @@ def inputVector(v, device: str = "") -> MutableExpression:
         v (list[float]): the values; must not be empty.
         device (str): accepted for DyNet compatibility.
     """
-    a = np.asarray(v, dtype=np.float32).reshape(-1)
+    a = None
+    if _floats32 is not None and type(v) is list:
+        # a flat list of floats/ints, the usual case: converted in C (a quarter of numpy's work for it),
+        # into a fresh array; anything else takes numpy's path (its conversions and errors)
+        try:
+            a = np.frombuffer(_floats32(v), np.float32)
+        except (TypeError, OverflowError):
+            pass
+    if a is None:
+        a = np.asarray(v, dtype=np.float32).reshape(-1).copy()
     if a.size == 0:
         raise ValueError("inputVector: empty vector")
-    return _input(a[:, None].copy(), Dim((a.size,)))
+    return _input(a.reshape(a.size, 1), Dim((a.size,)))
 
 
 def matInput(d1: int, d2: int) -> MutableExpression:
