@@ -55,15 +55,19 @@ def build_flags() -> str:
 class Peer:
     """A running worker; call(fn, **args) runs ``benchmarks.dynet_peer.<fn>`` in DyNet's venv."""
 
-    def __init__(self, python: Path | None = None) -> None:
+    def __init__(self, python: Path | None = None, autobatch: int | None = None) -> None:
+        """``autobatch``: DyNet's ``--dynet-autobatch`` for this worker (DyNet reads it once, at
+        initialisation, so each setting needs its own worker); None: DyNet's default (off)."""
         py = python or venv_python()
+        self.autobatch = autobatch
+        extra = [] if autobatch is None else ["--autobatch", str(int(autobatch))]
         if py is None:
             raise RuntimeError(MISSING)
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         env = dict(os.environ, BENCH_DYNET_MODULE="dynet", PYTHONPATH=path)
         for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[v] = "1"
-        self.proc = subprocess.Popen([str(py), "-m", "benchmarks.dynet_peer", "--worker"], cwd=ROOT, env=env,
+        self.proc = subprocess.Popen([str(py), "-m", "benchmarks.dynet_peer", "--worker", *extra], cwd=ROOT, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._tmp = tempfile.TemporaryDirectory(prefix="dynet-peer-")
 
@@ -106,15 +110,24 @@ class Peer:
 _state: dict = {}
 
 
-def task(name: str, trainer: str, data: str) -> str:
-    """Build a task on DyNet from the pickled data and take its untimed warm-up update."""
+def task(name: str, trainer: str, data: str, minibatch: int = 0) -> str:
+    """Build a task on DyNet from the pickled data and take its untimed warm-up update;
+    ``minibatch`` N > 0: its variant with N instances per graph."""
     from . import tasks_dynet
 
     with open(data, "rb") as f:
         items = pickle.load(f)
-    _state["task"] = t = tasks_dynet.make(name, trainer, items)
-    t.step(0)
+    t = tasks_dynet.make(name, trainer, items)
+    if minibatch:
+        t = tasks_dynet.Minibatched(t, minibatch)
+    _state["task"] = t
+    _state["warmup_loss"] = t.step(0)[0]
     return t.unit
+
+
+def warmup_loss() -> float:
+    """The loss of the current task's warm-up update (its first item(s), from the initial weights)."""
+    return _state["warmup_loss"]
 
 
 def calibrate(budget: float) -> float:
@@ -135,19 +148,22 @@ def version() -> str:
     return getattr(dynet, "__version__", "2.1.2")
 
 
-def _worker() -> int:
+def _worker(autobatch: int | None = None) -> int:
     # Answers go to the original stdout; anything else printed there (DyNet's C++ included) to stderr.
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     import dynet_config
 
-    dynet_config.set(mem=1024, random_seed=SEED)
+    if autobatch is None:
+        dynet_config.set(mem=1024, random_seed=SEED)
+    else:
+        dynet_config.set(mem=1024, random_seed=SEED, autobatch=autobatch)
     import dynet  # noqa: F401  (initialises DyNet once, with the settings above)
 
     from . import chain, updates
 
-    fns = {"task": task, "calibrate": calibrate, "timed": timed, "version": version,
+    fns = {"task": task, "calibrate": calibrate, "timed": timed, "warmup_loss": warmup_loss, "version": version,
            "chain": chain.dynet_side, "updates": updates.dynet_side}
     for line in sys.stdin:
         req = json.loads(line)
@@ -168,9 +184,10 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"build DyNet 2.1.2 into a venv (default {venv_dir()})")
     ap.add_argument("--check", action="store_true", help="say whether the DyNet venv is there")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--autobatch", type=int, default=None, help=argparse.SUPPRESS)  # the worker's DyNet setting
     a = ap.parse_args(argv)
     if a.worker:
-        return _worker()
+        return _worker(a.autobatch)
     if a.make_venv:
         return subprocess.call(["bash", str(ROOT / "benchmarks" / "make_dynet_venv.sh"), a.make_venv])
     py = venv_python()

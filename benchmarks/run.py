@@ -17,7 +17,8 @@ the tasks.  With ``--trainer sgd,adam`` every task also runs with DyNet's
 Adam (its scripts' trainer) on every side.  DyNet 2.1.2 itself is a third
 column when its venv exists (``bash benchmarks/make_dynet_venv.sh``, see
 :mod:`benchmarks.dynet_peer`): it runs the same task code in a worker process,
-its blocks interleaved with the other two sides'.
+its blocks interleaved with the other two sides'.  With ``--minibatch N[,N...]`` it runs
+autobatching's benchmarks instead (:mod:`benchmarks.minibatch`, whose options it takes).
 """
 
 from __future__ import annotations
@@ -286,6 +287,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a.partition("=")[0] == "--minibatch" for a in argv):  # N instances per graph: benchmarks.minibatch
+        from . import minibatch
+
+        minibatch.main(argv)
+        return 0
     args = parse_args(argv)
     if args.seconds <= 0 or args.rounds < 1:
         raise SystemExit("--seconds must be positive and --rounds at least 1")

@@ -18,7 +18,9 @@ The same code runs on DyNet 2.1.2 itself (the benchmark peer,
 it imports ``dynet`` instead of ``dynet_api``.
 
 Every task has ``step(k) -> (loss, units)``: build, forward, backward and
-update on data item ``k``; ``loss(k)`` only evaluates; ``weights()`` returns the
+update on data item ``k``; ``loss(k)`` only evaluates; the per-instance tasks build
+item ``k`` into the current graph with ``_instance(k)``, which :class:`Minibatched` calls for
+N items per graph (autobatching's benchmarks, :mod:`benchmarks.minibatch`); ``weights()`` returns the
 parameters as NumPy arrays for the PyTorch twin to copy (tests check that the
 twins compute the same loss from the same weights).
 """
@@ -59,6 +61,12 @@ class _Task:
         self.trainer = new_trainer(self.model, self.trainer_kind, lr)
 
     def _graph(self, k: int):
+        """A fresh graph holding item ``k``'s loss."""
+        dy.renew_cg()
+        return self._instance(k)
+
+    def _instance(self, k: int):
+        """Item ``k``'s loss, built into the current graph (the per-instance code)."""
         raise NotImplementedError
 
     def units(self, k: int) -> int:
@@ -178,9 +186,8 @@ class BiLSTMTagger(_Task):
         bw = cb.transduce(reversed(char_embs))
         return dy.concatenate([fw[-1], bw[-1]])
 
-    def _graph(self, k: int):
+    def _instance(self, k: int):
         words, tags = self.data.item(k)
-        dy.renew_cg()
         cf = self.cfwd.initial_state() if self.withchar else None
         cb = self.cbwd.initial_state() if self.withchar else None
         wembs = [self._word_rep(w, cf, cb) for w in words]
@@ -253,8 +260,7 @@ class TreeLSTM(_Task):
         losses.append(dy.pickneglogsoftmax(self.W * h, label))
         return h, c
 
-    def _graph(self, k: int):
-        dy.renew_cg()
+    def _instance(self, k: int):
         losses: list = []
         self._expr_for_tree(self.data.item(k), losses)
         return dy.esum(losses)
@@ -278,3 +284,43 @@ def make(name: str, trainer: str = "sgd", data=None):
 
 
 TASKS = ("rnnlm-batch", "bilstm-tagger", "bilstm-tagger-withchar", "treelstm")
+
+# The per-instance tasks that also run N instances per graph (autobatching's benchmarks), and their unit.
+MINIBATCH_UNITS = {"bilstm-tagger": "sentences/sec", "bilstm-tagger-withchar": "sentences/sec",
+                   "treelstm": "trees/sec"}
+
+
+class Minibatched(_Task):
+    """N instances per graph, as DyNet's autobatching is meant to be used: each instance built by
+    the single-instance task's own code (``_instance``), the N losses summed with ``esum``, one
+    backward and one trainer update.  Minibatch ``k`` holds items ``k*N .. k*N+N-1``; the unit is
+    instances (trees or sentences) per second, so minibatch sizes compare."""
+
+    def __init__(self, task: _Task, size: int) -> None:
+        if task.name not in MINIBATCH_UNITS:
+            raise ValueError(f"{task.name}: no minibatched variant; known: {', '.join(MINIBATCH_UNITS)}")
+        if size < 1:
+            raise ValueError(f"{task.name}: minibatch size must be at least 1, got {size}")
+        self.task, self.size = task, size
+        self.name, self.unit = task.name, MINIBATCH_UNITS[task.name]
+        self.model, self.trainer, self.data = task.model, task.trainer, task.data
+
+    def items(self, k: int) -> list[int]:
+        return list(range(k * self.size, (k + 1) * self.size))
+
+    def units(self, k: int) -> int:
+        return self.size
+
+    def _graph(self, k: int):
+        dy.renew_cg()
+        return dy.esum([self.task._instance(j) for j in self.items(k)])
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return self.task.weights()
+
+
+def make_minibatched(name: str, size: int, trainer: str = "adam", data=None) -> Minibatched:
+    """``size`` instances of task ``name`` per graph and update (fresh parameters)."""
+    if name not in MINIBATCH_UNITS:
+        raise ValueError(f"{name}: no minibatched variant; known: {', '.join(MINIBATCH_UNITS)}")
+    return Minibatched(make(name, trainer, data), size)

@@ -44,20 +44,71 @@ struct CView {
   Shape s;
 };
 
-// A node's attributes, flattened in order: every number (int, bool or float) to
-// both i and f, a tuple of ints to i as its length then its items, None to i as -1.
+// An attribute of an op, by name: attr::<op>::<name> in op_attrs.h (generated from the op records)
+// is its place in the node's attribute tuple, so kernels never count positions themselves.
+struct AttrKey {
+  int k;
+  const char* name;  // "op.attribute", for error messages
+};
+
+// Where attribute k of a node landed when its tuple was flattened: its first entry in the integer
+// list and in the float list, -1 where it wrote none (None, and objects the leaf code reads itself).
+struct AttrSlot {
+  int32_t i = -1, f = -1;
+};
+
+// A run of integers inside a node's flattened attributes (an int sequence attribute).
+struct IntSpan {
+  const int64_t* p = nullptr;
+  int64_t n = 0;
+  const int64_t* begin() const { return p; }
+  const int64_t* end() const { return p + n; }
+  int64_t size() const { return n; }
+  int64_t operator[](int64_t k) const { return p[k]; }
+};
+
+// A node's attributes, flattened in order: a number (int, bool or float) to both i and f, a
+// sequence to i as its length then its items (a nested sequence the same way), and per
+// attribute its slot.  Kernels read them by name: a.num(attr::elu::alpha).
 struct Attrs {
   const int64_t* i = nullptr;
   int ni = 0;
   const double* f = nullptr;
   int nf = 0;
-  int64_t I(int k) const {
-    if (k >= ni) throw std::runtime_error("cpu_eigen: missing integer attribute");
-    return i[k];
+  const AttrSlot* slot = nullptr;
+  int ns = 0;
+  bool none(AttrKey k) const { return k.k >= ns || (slot[k.k].i < 0 && slot[k.k].f < 0); }
+  // a number (float, int or bool)
+  double num(AttrKey k) const {
+    if (k.k >= ns || slot[k.k].f < 0) missing(k, "a number");
+    return f[slot[k.k].f];
   }
-  double F(int k) const {
-    if (k >= nf) throw std::runtime_error("cpu_eigen: missing float attribute");
-    return f[k];
+  // an int or a bool (a float truncated)
+  int64_t integer(AttrKey k) const {
+    if (k.k >= ns || slot[k.k].i < 0) missing(k, "an integer");
+    return i[slot[k.k].i];
+  }
+  bool flag(AttrKey k) const { return integer(k) != 0; }
+  // a sequence of ints
+  IntSpan ints(AttrKey k) const {
+    int64_t n = integer(k);
+    if (n < 0 || slot[k.k].i + 1 + n > ni) missing(k, "a sequence of integers");
+    return {i + slot[k.k].i + 1, n};
+  }
+  // a sequence of int sequences
+  std::vector<std::vector<int64_t>> int_lists(AttrKey k) const {
+    int64_t nl = integer(k), at = slot[k.k].i;
+    std::vector<std::vector<int64_t>> r;
+    for (int64_t l = 0; l < nl; ++l) {
+      if (++at >= ni || i[at] < 0 || at + 1 + i[at] > ni) missing(k, "a sequence of integer sequences");
+      r.emplace_back(i + at + 1, i + at + 1 + i[at]);
+      at += i[at];
+    }
+    return r;
+  }
+  [[noreturn]] static void missing(AttrKey k, const char* what) {
+    throw std::runtime_error(std::string("cpu_eigen: attribute ") + k.name + " (place " + std::to_string(k.k) +
+                             " of the attribute tuple) is missing or not " + what);
   }
 };
 
@@ -142,7 +193,16 @@ struct KernelDef {
   BwdFn bwd_set = nullptr;
 };
 
-// All kernels this backend implements; the index is the backend's op code.
+// Registers an op's kernels, written right after them: DY_REGISTER(conv2d, f_conv2d, b_conv2d).
+// Every kernels_*.cpp file's registrations run when the module loads (kernel_table.cpp).
+void register_kernels(const KernelDef& k);
+struct KernelRegistration {
+  explicit KernelRegistration(const KernelDef& k) { register_kernels(k); }
+};
+#define DY_REGISTER(NAME, ...) \
+  const ::dy::KernelRegistration dy_registered_##NAME(::dy::KernelDef{#NAME, __VA_ARGS__})
+
+// All kernels this backend implements, by name; the index is the backend's op code.
 const std::vector<KernelDef>& kernel_table();
 int kernel_code(const std::string& name);  // -1 if absent
 

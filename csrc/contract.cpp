@@ -62,26 +62,30 @@ void decode_seq(PyObject* v, std::vector<int64_t>& I) {
 
 }  // namespace
 
-void decode_attrs(PyObject* attrs, std::vector<int64_t>& I, std::vector<double>& F) {
+void decode_attrs(PyObject* attrs, std::vector<int64_t>& I, std::vector<double>& F, std::vector<AttrSlot>& S) {
   if (attrs == Py_None || !PyTuple_Check(attrs)) return;
+  const size_t i0 = I.size(), f0 = F.size();
   Py_ssize_t n = PyTuple_GET_SIZE(attrs);
   for (Py_ssize_t k = 0; k < n; ++k) {
     PyObject* v = PyTuple_GET_ITEM(attrs, k);
-    if (v == Py_None) {
-      I.push_back(-1);
-    } else if (PyFloat_Check(v)) {  // a number goes to both lists, so an int where a float is meant still works
+    AttrSlot at;
+    if (PyFloat_Check(v)) {  // a number goes to both lists, so an int where a float is meant still works
       double x = PyFloat_AS_DOUBLE(v);
+      at = {int32_t(I.size() - i0), int32_t(F.size() - f0)};
       F.push_back(x);
       I.push_back(std::isfinite(x) && std::fabs(x) < 9e18 ? int64_t(x) : 0);
     } else if (PyLong_Check(v)) {
       long long x = PyLong_AsLongLong(v);
       if (x == -1 && PyErr_Occurred()) throw py::error_already_set();
+      at = {int32_t(I.size() - i0), int32_t(F.size() - f0)};
       I.push_back(x);
       F.push_back(double(x));
     } else if (PyTuple_Check(v) || PyList_Check(v)) {
+      at.i = int32_t(I.size() - i0);
       decode_seq(v, I);
     }
-    // Dims, arrays, strings and parameter storages are read by the leaf code or not at all.
+    // None, Dims, arrays, strings and parameter storages write nothing: the leaf code reads them itself.
+    S.push_back(at);
   }
 }
 

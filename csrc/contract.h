@@ -18,8 +18,9 @@
 namespace dy {
 namespace contract {
 
-// Flatten a node's attribute tuple into Attrs' lists (see Attrs in common.h).
-void decode_attrs(PyObject* attrs, std::vector<int64_t>& I, std::vector<double>& F);
+// Flatten a node's attribute tuple onto the ends of Attrs' lists (see Attrs in common.h): one slot
+// per attribute in S, its offsets counted from where I and F ended before the call.
+void decode_attrs(PyObject* attrs, std::vector<int64_t>& I, std::vector<double>& F, std::vector<AttrSlot>& S);
 
 // A NumPy-layout shape tuple (data dims, then the batch).
 Shape shape_from_tuple(PyObject* t);

@@ -4,6 +4,7 @@
 #include "executor.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -18,6 +19,7 @@
 #include "contract.h"
 #include "gemm_thin.h"
 #include "kernel_util.h"
+#include "op_attrs.h"
 #include "tensor.h"
 
 #if defined(__SSE__) || defined(__x86_64__)
@@ -76,6 +78,44 @@ struct OpInfo {
   int leaf = 0;  // 1 input, 2 parameter, 3 lookup
   std::string name;
   std::vector<int> nograd;
+};
+
+// Kernel-call counters (dynet_api/profiling.py's rule, for every backend alike): per op code, forward
+// nodes evaluated, kernel calls (a node run alone, a batched group, each input's backward, a
+// batched dX or dW product, a leaf's gradient hand-over) and, with --dynet-profiling, seconds.
+struct KernelCounts {
+  std::vector<int64_t> nodes, calls;
+  std::vector<double> seconds;
+  bool timing = false;
+  KernelCounts() { reset(); }
+  void reset() {
+    size_t n = kernel_table().size();
+    nodes.assign(n, 0), calls.assign(n, 0), seconds.assign(n, 0.0);
+  }
+};
+KernelCounts& counts() {
+  static KernelCounts* c = new KernelCounts();  // never destroyed (may outlive the interpreter's teardown)
+  return *c;
+}
+inline void count_call(int op, int64_t nodes = 0) {
+  KernelCounts& c = counts();
+  ++c.calls[size_t(op)], c.nodes[size_t(op)] += nodes;
+}
+
+// Adds the time of one kernel call to its op's seconds, only when profiling is on (a branch otherwise).
+class CallTimer {
+ public:
+  explicit CallTimer(int op) : op_(op), on_(counts().timing) {
+    if (on_) t0_ = std::chrono::steady_clock::now();
+  }
+  ~CallTimer() {
+    if (on_) counts().seconds[size_t(op_)] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+
+ private:
+  int op_;
+  bool on_;
+  std::chrono::steady_clock::time_point t0_;
 };
 
 // Runs a ComputationGraph's nodes inside C++: the graph's new nodes are read once
@@ -152,7 +192,7 @@ class Executor {
   }
 
   void reset() {
-    nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), refs_.clear(), held_.clear(), scaled_.clear();
+    nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), refs_.clear(), held_.clear(), scaled_.clear();
     if (failed_) {
       vals_.release(), grads_.release(), dpre_.release();
       failed_ = false;
@@ -188,7 +228,7 @@ class Executor {
   struct Node {
     int op;
     const OpInfo* info;
-    int a0, na, i0, ni, f0, nf;
+    int a0, na, i0, ni, f0, nf, s0, ns;  // inputs in args_, attributes in ints_, flts_, slots_
     Shape s;
     bool ng;
     float* v = nullptr;
@@ -204,6 +244,7 @@ class Executor {
     const float* x;
     int64_t n;
     int next;
+    int op;  // the product's op (for the call counters)
   };
   struct Group {  // forward: products sharing one weight, waiting to run as one GEMM
     int w;
@@ -215,6 +256,7 @@ class Executor {
   std::vector<int> args_;
   std::vector<int64_t> ints_;
   std::vector<double> flts_;
+  std::vector<AttrSlot> slots_;
   std::vector<py::object> refs_;  // per node: the input array or parameter storage it reads
   std::vector<py::object> held_;  // per node: the parameter tensor its value points into
   std::vector<std::vector<float>> scaled_;  // per node: a parameter's weights under a weight-decay factor
@@ -265,13 +307,13 @@ class Executor {
   }
 
   Attrs attrs_of(const Node& n) const {
-    return {ints_.data() + n.i0, n.ni, flts_.data() + n.f0, n.nf};
+    return {ints_.data() + n.i0, n.ni, flts_.data() + n.f0, n.nf, slots_.data() + n.s0, n.ns};
   }
 
   void read_attrs(Node& n, int j, PyObject* attrs) {
-    n.i0 = int(ints_.size()), n.f0 = int(flts_.size());
-    contract::decode_attrs(attrs, ints_, flts_);
-    n.ni = int(ints_.size()) - n.i0, n.nf = int(flts_.size()) - n.f0;
+    n.i0 = int(ints_.size()), n.f0 = int(flts_.size()), n.s0 = int(slots_.size());
+    contract::decode_attrs(attrs, ints_, flts_, slots_);
+    n.ni = int(ints_.size()) - n.i0, n.nf = int(flts_.size()) - n.f0, n.ns = int(slots_.size()) - n.s0;
     if (n.info->leaf && PyTuple_Check(attrs) && PyTuple_GET_SIZE(attrs) > 0)
       refs_[size_t(j)] = py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(attrs, 0));
   }
@@ -307,6 +349,8 @@ class Executor {
 
   void run_forward(int j) {
     Node& n = nodes_[size_t(j)];
+    count_call(n.op, 1);
+    CallTimer timer(n.op);
     switch (n.info->leaf) {
       case 1: {  // input: copy the host data in
         contract::read_input(refs_[size_t(j)].ptr(), n.v, n.s.total());
@@ -332,16 +376,16 @@ class Executor {
       case 3: {  // lookup: gather rows
         py::object keep = contract::storage::value(refs_[size_t(j)].ptr());
         Tensor& w = as_tensor(keep, "lookup");
-        Attrs a = attrs_of(n);
-        int64_t cnt = a.I(0), rs = n.s.size(), rows = n_rows(w);
-        for (int64_t k = 0; k < cnt; ++k) {
-          int64_t r = a.I(1 + int(k));
+        IntSpan idx = attrs_of(n).ints(attr::lookup::indices);
+        int64_t rs = n.s.size(), rows = n_rows(w);
+        for (int64_t k = 0; k < idx.size(); ++k) {
+          int64_t r = idx[k];
           if (r < 0 || r >= rows) throw py::index_error("cpu_eigen: lookup row " + std::to_string(r) + " out of range");
           std::memcpy(n.v + k * rs, w.data() + r * rs, size_t(rs) * sizeof(float));
         }
         const float f = contract::storage::factor(refs_[size_t(j)].ptr());
         if (f != 1.0f)  // the weights are the stored rows times the weight-decay factor
-          for (int64_t k = 0; k < cnt * rs; ++k) n.v[k] *= f;
+          for (int64_t k = 0; k < idx.size() * rs; ++k) n.v[k] *= f;
         return;
       }
       default:
@@ -401,7 +445,9 @@ class Executor {
     size_t j = size_t(&n - nodes_.data());
     const py::object& st = refs_[j];
     if (n.info->leaf == 2) {
-      if (!a.I(0)) return;  // a constant parameter (update=False)
+      if (!a.flag(attr::parameter::update)) return;  // a constant parameter
+      count_call(n.op);  // the gradient's hand-over to the storage (also when it was accumulated there in place)
+      CallTimer timer(n.op);
       if (n.g != n.alias) {
         Tensor& g = contract::storage::grad(st.ptr());
         int64_t m = n.s.total();
@@ -410,15 +456,17 @@ class Executor {
       contract::storage::set_has_grad(st.ptr());
       return;
     }
-    int64_t cnt = a.I(0);
-    if (!a.I(1 + int(cnt))) return;  // update=False
+    if (!a.flag(attr::lookup::update)) return;
+    count_call(n.op);
+    CallTimer timer(n.op);
+    IntSpan idx = a.ints(attr::lookup::indices);
     Tensor& g = contract::storage::grad(st.ptr());
     int64_t rs = n.s.size();
-    for (int64_t k = 0; k < cnt; ++k) {
-      float* dst = g.data() + a.I(1 + int(k)) * rs;
+    for (int64_t k = 0; k < idx.size(); ++k) {
+      float* dst = g.data() + idx[k] * rs;
       for (int64_t q = 0; q < rs; ++q) dst[q] += n.g[k * rs + q];
     }
-    if (cnt) contract::storage::touch(st.ptr(), a.i + 1, cnt);
+    if (idx.size()) contract::storage::touch(st.ptr(), idx.p, idx.size());
   }
 
   // A parameter read by the graph (once, updated) whose gradient is all zero (has_grad false, as
@@ -430,7 +478,7 @@ class Executor {
     for (int j = 0; j <= i; ++j) {
       Node& n = nodes_[size_t(j)];
       n.alias = nullptr;
-      if (n.info->leaf != 2 || !attrs_of(n).I(0)) continue;
+      if (n.info->leaf != 2 || !attrs_of(n).flag(attr::parameter::update)) continue;
       PyObject* st = refs_[size_t(j)].ptr();
       if (std::find(aliased_.begin(), aliased_.end(), st) != aliased_.end()) continue;
       aliased_.push_back(st);  // a second node of the same parameter keeps its own block
@@ -475,6 +523,8 @@ class Executor {
       if (q == skip || (only >= 0 && q != only) || !wants_grad(n, q, full)) continue;
       if (defer && defer_weight_grad(n, q)) continue;
       Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
+      count_call(n.op);
+      CallTimer timer(n.op);
       if (k.bwd_set && grad_unwritten(m)) {
         k.bwd_set(xp, n.na, {n.v, n.s}, {n.g, n.s}, q, {m.g, m.s}, at);
         m.fresh = false;
@@ -668,6 +718,8 @@ class Executor {
         pre_[size_t(j - a)] = out;
         out += n.s.total();
       }
+      count_call(lstm_gates_);  // the steps' W_x x as one call (each step's own call follows)
+      CallTimer timer(lstm_gates_);
       const Node& W = nodes_[size_t(g.w)];
       ab::forward(W.v, W.s.d[0], W.s.d[1], items_);
     }
@@ -681,6 +733,8 @@ class Executor {
     for (const DeferredInput& d : dxq_) by_w[d.w].push_back({nullptr, d.n, grad_of(nodes_[size_t(d.x)]), d.r});
     dxq_.clear();
     for (auto& [w, its] : by_w) {
+      count_call(lstm_gates_);
+      CallTimer timer(lstm_gates_);
       const Node& W = nodes_[size_t(w)];
       ab::input_grad(W.v, W.s.d[0], W.s.d[1], its);
     }
@@ -689,6 +743,19 @@ class Executor {
       leaf_backward(nodes_[size_t(j)]);
     }
     pending_leaves_.clear();
+  }
+
+  // A batched call over the nodes `members` (products of one weight: matmul and affine_transform
+  // may share it): one call per op among them, and with `forward` one node each.
+  void count_batched(const std::vector<int>& members, bool forward) {
+    int first = nodes_[size_t(members[0])].op, other = -1;
+    for (int m : members) {
+      int op = nodes_[size_t(m)].op;
+      if (forward) ++counts().nodes[size_t(op)];
+      if (op != first) other = op;
+    }
+    count_call(first);
+    if (other >= 0) count_call(other);
   }
 
   // Products of one weight whose inputs are ready: one GEMM W [x_1 ... x_n].
@@ -723,6 +790,8 @@ class Executor {
       if (bias >= 0) it.bias = {nodes_[size_t(bias)].v, nodes_[size_t(bias)].s};
       items_.push_back(it);
     }
+    count_batched(batch, true);
+    CallTimer timer(nodes_[size_t(batch[0])].op);
     const Node& W = nodes_[size_t(w)];
     ab::forward(W.v, W.s.d[0], W.s.d[1], items_);
   }
@@ -736,7 +805,7 @@ class Executor {
     const Node& X = nodes_[size_t(args_[size_t(n.a0 + q + 1)])];
     if (W.s.nd > 2 || W.s.bd != 1 || W.s.total() == 0 || X.s.nd > 2 || X.s.bd != n.s.bd) return false;
     grad_of(W);
-    dw_.push_back({n.g, X.v, X.s.total() / W.s.d[1], W.dwq});
+    dw_.push_back({n.g, X.v, X.s.total() / W.s.d[1], W.dwq, n.op});
     W.dwq = int(dw_.size()) - 1;
     return true;
   }
@@ -763,22 +832,29 @@ class Executor {
         const Node& X = nodes_[size_t(args_[size_t(n.a0 + q - 2)])];
         if (m.s.nd == 2 && m.s.bd == 1 && m.s.d[1] > 1 && X.s.bd == nb && X.s.total() == nb * m.s.d[1]) {
           grad_of(m);
-          dw_.push_back({r, X.v, nb, m.dwq});
+          dw_.push_back({r, X.v, nb, m.dwq, n.op});
           m.dwq = int(dw_.size()) - 1;
           continue;
         }
       }
+      count_call(n.op);
+      CallTimer timer(n.op);
       ku::lstm_gates_grad(xp, n.na, n.s, r, q, {grad_of(m), m.s});
     }
   }
 
   void flush_weight_grad(Node& W) {
     items_.clear();
+    int first = dw_[size_t(W.dwq)].op, other = -1;
     for (int e = W.dwq; e >= 0; e = dw_[size_t(e)].next) {
       const DeferredGrad& d = dw_[size_t(e)];
+      if (d.op != first) other = d.op;
       items_.push_back({d.x, d.n, nullptr, d.dy});
     }
     W.dwq = -1;
+    count_call(first);  // one dW product for all the weight's deferred parts
+    if (other >= 0) count_call(other);
+    CallTimer timer(first);
     ab::weight_grad(W.g, W.s.d[0], W.s.d[1], items_);
   }
 
@@ -901,6 +977,8 @@ class Executor {
       Node& X = nodes_[size_t(x)];
       items_.push_back({nullptr, X.s.total() / X.s.d[0], grad_of(X), nodes_[size_t(m)].g});
     }
+    count_batched(batch, false);
+    CallTimer timer(nodes_[size_t(batch[0])].op);
     const Node& W = nodes_[size_t(w)];
     ab::input_grad(W.v, W.s.d[0], W.s.d[1], items_);
   }
@@ -926,6 +1004,16 @@ class Executor {
 
 
 void bind_executor(py::module_& m) {
+  m.def("kernel_counts", [] {  // {op name: (nodes, calls, seconds)} of the ops with activity
+    const KernelCounts& c = counts();
+    const auto& t = kernel_table();
+    py::dict d;
+    for (size_t k = 0; k < t.size(); ++k)
+      if (c.nodes[k] || c.calls[k]) d[py::str(t[k].name)] = py::make_tuple(c.nodes[k], c.calls[k], c.seconds[k]);
+    return d;
+  });
+  m.def("reset_kernel_counts", [] { counts().reset(); });
+  m.def("set_profiling", [](bool on) { counts().timing = on; });
   py::class_<Executor>(m, "Executor", py::dynamic_attr())
       .def(py::init<py::object>())
       .def("forward", &Executor::forward)

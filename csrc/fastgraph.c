@@ -1,13 +1,14 @@
 /* dynet_api._fastgraph: the graph-construction hot path in C (optional accelerator).
  *
  * Part of the front end, not of any backend.  dynet_api/graph.py works without it
- * (pure Python, DYNET_API_PURE_PYTHON=1 forces that); with it, three things move here:
+ * (pure Python; DYNET_API_PURE_PYTHON=1 forces that, see dynet_api/accelerator.py); with it,
+ * three things move here:
  *
  *  - ExpressionBase: the Expression handle's storage (i: a Python int, v: the graph
  *    version) and the operators + - * and unary -.  Python's Expression, Parameters,
  *    LookupParameters and MutableExpression subclass it.
  *  - GraphBase: the graph's hot fields (ver, nodes, dims, ng, _shapes, immediate) as C
- *    members, and add / add1 / add2 / add_xy.  ComputationGraph subclasses it.
+ *    members, and add / add1 / add2 / add2_ids.  ComputationGraph subclasses it.
  *  - Unary: a callable for one attribute-free op (dy.tanh, dy.logistic, ...).
  *
  * Only the fast path is here: version check, dims lookup, shape-cache lookup and the three
@@ -138,19 +139,6 @@ static int truth(PyObject *o) {
     if (o == Py_True) return 1;
     if (o == Py_False) return 0;
     return PyObject_IsTrue(o);
-}
-
-/* The output Dim for key (new reference): the cache, else ``cg._shape(op, key, ind, attrs)``. */
-static PyObject *shape_of(GraphObject *g, PyObject *op, PyObject *key, PyObject *ind, PyObject *attrs) {
-    if (g->shapes != NULL && PyDict_CheckExact(g->shapes)) {
-        PyObject *d = PyDict_GetItemWithError(g->shapes, key);
-        if (d != NULL) {
-            Py_INCREF(d);
-            return d;
-        }
-        if (PyErr_Occurred()) return NULL;
-    }
-    return PyObject_CallMethodObjArgs((PyObject *)g, s_shape, op, key, ind, attrs, NULL);
 }
 
 static PyObject *new_expr(PyObject *i, Py_ssize_t v) {
@@ -330,41 +318,81 @@ static void sc_put(GraphObject *g, PyObject *op, PyObject *attrs, PyObject *cons
     for (Py_ssize_t k = 0; k < old.m; k++) Py_XDECREF(old.in[k]);
 }
 
+/* memo_shape on a miss of the memo: the dict, else the shape rule; then the memo is filled. */
+static PyObject *memo_shape_miss(GraphObject *g, PyObject *op, PyObject *attrs, PyObject *const *in, Py_ssize_t m,
+                                 int ind_list, int *nog) {
+    PyObject *d = NULL;
+    PyObject *key = PyTuple_New(m + 2);
+    if (key == NULL) return NULL;
+    Py_INCREF(op);
+    PyTuple_SET_ITEM(key, 0, op);
+    Py_INCREF(attrs);
+    PyTuple_SET_ITEM(key, 1, attrs);
+    for (Py_ssize_t a = 0; a < m; a++) {
+        Py_INCREF(in[a]);
+        PyTuple_SET_ITEM(key, a + 2, in[a]);
+    }
+    if (g->shapes != NULL && PyDict_CheckExact(g->shapes)) {
+        d = PyDict_GetItemWithError(g->shapes, key);
+        if (d != NULL)
+            Py_INCREF(d);
+        else if (PyErr_Occurred())
+            goto fail;
+    }
+    if (d == NULL) { /* the input Dims as a sequence only on a miss */
+        PyObject *ind = ind_list ? PyList_New(m) : PyTuple_New(m);
+        if (ind == NULL) goto fail;
+        for (Py_ssize_t a = 0; a < m; a++) {
+            Py_INCREF(in[a]);
+            if (ind_list)
+                PyList_SET_ITEM(ind, a, in[a]);
+            else
+                PyTuple_SET_ITEM(ind, a, in[a]);
+        }
+        d = PyObject_CallMethodObjArgs((PyObject *)g, s_shape, op, key, ind, attrs, NULL);
+        Py_DECREF(ind);
+        if (d == NULL) goto fail;
+    }
+    *nog = op_nograd(op);
+    if (*nog < 0) {
+        Py_DECREF(d);
+        goto fail;
+    }
+    sc_put(g, op, attrs, in, m, d, *nog);
+    Py_DECREF(key);
+    return d;
+fail:
+    Py_DECREF(key);
+    return NULL;
+}
+
+/* The output Dim (new reference) of op over the input Dims in[0..m), and in *nog the op's
+ * nograd flag: the memo above, else the graph's _shapes dict under the key (op, attrs, *in),
+ * else ``cg._shape(op, key, ind, attrs)`` with ``ind`` the input Dims (a list when ind_list,
+ * as add passes them; a tuple otherwise).  The one shape-memo sequence of the add family;
+ * the hit is inlined into each caller, as the sequences it replaces were. */
+static inline PyObject *memo_shape(GraphObject *g, PyObject *op, PyObject *attrs, PyObject *const *in,
+                                   Py_ssize_t m, int ind_list, int *nog) {
+    PyObject *d = sc_get(g, op, attrs, in, m, nog);
+    if (d != NULL) {
+        Py_INCREF(d);
+        return d;
+    }
+    return memo_shape_miss(g, op, attrs, in, m, ind_list, nog);
+}
+
 /* ------------------------------------------------------------------ the add family */
 
 static PyObject *do_add1(GraphObject *g, PyObject *op, PyObject *x, PyObject *attrs) {
     Py_ssize_t ver = g->ver;
     PyObject *k = resolve(g, x, op);
     if (k == NULL) return NULL;
-    PyObject *r = NULL, *key = NULL, *ids = NULL, *d = NULL;
+    PyObject *r = NULL, *ids = NULL, *d = NULL;
     PyObject *dk = dim_at(g->dims, k);
     if (dk == NULL) goto done;
     int nog = -1;
-    d = sc_get(g, op, attrs, &dk, 1, &nog);
-    if (d != NULL) {
-        Py_INCREF(d);
-        goto have_d;
-    }
-    key = PyTuple_Pack(3, op, attrs, dk);
-    if (key == NULL) goto done;
-    if (g->shapes != NULL && PyDict_CheckExact(g->shapes)) {
-        d = PyDict_GetItemWithError(g->shapes, key);
-        if (d != NULL)
-            Py_INCREF(d);
-        else if (PyErr_Occurred())
-            goto done;
-    }
-    if (d == NULL) {
-        PyObject *ind = PyTuple_Pack(1, dk);
-        if (ind == NULL) goto done;
-        d = PyObject_CallMethodObjArgs((PyObject *)g, s_shape, op, key, ind, attrs, NULL);
-        Py_DECREF(ind);
-        if (d == NULL) goto done;
-    }
-    nog = op_nograd(op);
-    if (nog < 0) goto done;
-    sc_put(g, op, attrs, &dk, 1, d, nog);
-have_d:;
+    d = memo_shape(g, op, attrs, &dk, 1, 0, &nog);
+    if (d == NULL) goto done;
     /* ng[k] and not op.nograd */
     PyObject *ngk = dim_at(g->ng, k);
     if (ngk == NULL) goto done;
@@ -376,47 +404,23 @@ have_d:;
     r = append_node(g, op, ids, attrs, d, ng, ver);
 done:
     Py_DECREF(k);
-    Py_XDECREF(key);
     Py_XDECREF(ids);
     Py_XDECREF(d);
     return r;
 }
 
 /* Two resolved operands (new references i, j are borrowed here). */
-static PyObject *do_add2(GraphObject *g, PyObject *op, PyObject *i, PyObject *j, PyObject *attrs, int nograd_check,
+static PyObject *do_add2_ids(GraphObject *g, PyObject *op, PyObject *i, PyObject *j, PyObject *attrs, int nograd_check,
                          Py_ssize_t ver) {
-    PyObject *r = NULL, *key = NULL, *ids = NULL, *d = NULL;
+    PyObject *r = NULL, *ids = NULL, *d = NULL;
     PyObject *di = dim_at(g->dims, i);
     if (di == NULL) return NULL;
     PyObject *dj = dim_at(g->dims, j);
     if (dj == NULL) return NULL;
     PyObject *dij[2] = {di, dj};
     int nog = -1;
-    d = sc_get(g, op, attrs, dij, 2, &nog);
-    if (d != NULL) {
-        Py_INCREF(d);
-        goto have_d;
-    }
-    key = PyTuple_Pack(4, op, attrs, di, dj);
-    if (key == NULL) return NULL;
-    if (g->shapes != NULL && PyDict_CheckExact(g->shapes)) {
-        d = PyDict_GetItemWithError(g->shapes, key);
-        if (d != NULL)
-            Py_INCREF(d);
-        else if (PyErr_Occurred())
-            goto done;
-    }
-    if (d == NULL) {
-        PyObject *ind = PyTuple_Pack(2, di, dj);
-        if (ind == NULL) goto done;
-        d = PyObject_CallMethodObjArgs((PyObject *)g, s_shape, op, key, ind, attrs, NULL);
-        Py_DECREF(ind);
-        if (d == NULL) goto done;
-    }
-    nog = op_nograd(op);
-    if (nog < 0) goto done;
-    sc_put(g, op, attrs, dij, 2, d, nog);
-have_d:;
+    d = memo_shape(g, op, attrs, dij, 2, 0, &nog);
+    if (d == NULL) return NULL;
     int ng = 0;
     if (nograd_check && nog) goto have_ng;
     {
@@ -436,13 +440,12 @@ have_ng:
     if (ids == NULL) goto done;
     r = append_node(g, op, ids, attrs, d, ng, ver);
 done:
-    Py_XDECREF(key);
     Py_XDECREF(ids);
     Py_XDECREF(d);
     return r;
 }
 
-static PyObject *do_add_xy(GraphObject *g, PyObject *op, PyObject *x, PyObject *y, PyObject *attrs) {
+static PyObject *do_add2(GraphObject *g, PyObject *op, PyObject *x, PyObject *y, PyObject *attrs) {
     Py_ssize_t ver = g->ver;
     PyObject *i = resolve(g, x, op);
     if (i == NULL) return NULL;
@@ -451,7 +454,7 @@ static PyObject *do_add_xy(GraphObject *g, PyObject *op, PyObject *x, PyObject *
         Py_DECREF(i);
         return NULL;
     }
-    PyObject *r = do_add2(g, op, i, j, attrs, 1, ver);
+    PyObject *r = do_add2_ids(g, op, i, j, attrs, 1, ver);
     Py_DECREF(i);
     Py_DECREF(j);
     return r;
@@ -462,7 +465,8 @@ static PyObject *do_add(GraphObject *g, PyObject *op, PyObject *args, PyObject *
     PyObject *seq = PySequence_Fast(args, "add: args must be a sequence of expressions");
     if (seq == NULL) return NULL;
     Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
-    PyObject *r = NULL, *ind = NULL, *key = NULL, *d = NULL;
+    PyObject *r = NULL, *d = NULL;
+    PyObject *small[SC_MAXIN], **in = small; /* the input Dims (borrowed from g->dims) */
     int nog = -1;
     PyObject *ids = PyTuple_New(m);
     if (ids == NULL) goto done;
@@ -471,52 +475,19 @@ static PyObject *do_add(GraphObject *g, PyObject *op, PyObject *args, PyObject *
         if (k == NULL) goto done;
         PyTuple_SET_ITEM(ids, a, k);
     }
-    if (m <= SC_MAXIN) {
-        PyObject *in[SC_MAXIN];
-        for (Py_ssize_t a = 0; a < m; a++) {
-            in[a] = dim_at(g->dims, PyTuple_GET_ITEM(ids, a));
-            if (in[a] == NULL) goto done;
-        }
-        d = sc_get(g, op, attrs, in, m, &nog);
-        if (d != NULL) {
-            Py_INCREF(d);
-            goto have_d;
-        }
-    }
-    key = PyTuple_New(m + 2);
-    if (key == NULL) goto done;
-    Py_INCREF(op);
-    PyTuple_SET_ITEM(key, 0, op);
-    Py_INCREF(attrs);
-    PyTuple_SET_ITEM(key, 1, attrs);
-    for (Py_ssize_t a = 0; a < m; a++) {
-        PyObject *dk = dim_at(g->dims, PyTuple_GET_ITEM(ids, a));
-        if (dk == NULL) goto done;
-        Py_INCREF(dk);
-        PyTuple_SET_ITEM(key, a + 2, dk);
-    }
-    if (g->shapes != NULL && PyDict_CheckExact(g->shapes)) { /* the list of input dims only on a miss */
-        d = PyDict_GetItemWithError(g->shapes, key);
-        if (d != NULL)
-            Py_INCREF(d);
-        else if (PyErr_Occurred())
+    if (m > SC_MAXIN) {
+        in = PyMem_New(PyObject *, m);
+        if (in == NULL) {
+            PyErr_NoMemory();
             goto done;
-    }
-    if (d == NULL) {
-        ind = PyList_New(m);
-        if (ind == NULL) goto done;
-        for (Py_ssize_t a = 0; a < m; a++) {
-            PyObject *dk = PyTuple_GET_ITEM(key, a + 2);
-            Py_INCREF(dk);
-            PyList_SET_ITEM(ind, a, dk);
         }
-        d = PyObject_CallMethodObjArgs((PyObject *)g, s_shape, op, key, ind, attrs, NULL);
-        if (d == NULL) goto done;
     }
-    nog = op_nograd(op);
-    if (nog < 0) goto done;
-    if (m <= SC_MAXIN) sc_put(g, op, attrs, ((PyTupleObject *)key)->ob_item + 2, m, d, nog);
-have_d:;
+    for (Py_ssize_t a = 0; a < m; a++) {
+        in[a] = dim_at(g->dims, PyTuple_GET_ITEM(ids, a));
+        if (in[a] == NULL) goto done;
+    }
+    d = memo_shape(g, op, attrs, in, m, 1, &nog);
+    if (d == NULL) goto done;
     int ng = 0;
     if (!nog) {
         for (Py_ssize_t a = 0; a < m && !ng; a++) {
@@ -528,10 +499,9 @@ have_d:;
     }
     r = append_node(g, op, ids, attrs, d, ng, ver);
 done:
+    if (in != small) PyMem_Free(in);
     Py_DECREF(seq);
     Py_XDECREF(ids);
-    Py_XDECREF(ind);
-    Py_XDECREF(key);
     Py_XDECREF(d);
     return r;
 }
@@ -777,16 +747,16 @@ static PyObject *graph_add1(GraphObject *self, PyObject *const *args, Py_ssize_t
     return do_add1(self, a[0], a[1], a[2]);
 }
 
+static PyObject *graph_add2_ids(GraphObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *a[4];
+    if (parse_args("add2_ids", args, nargs, kwnames, 3, a) < 0) return NULL;
+    return do_add2_ids(self, a[0], a[1], a[2], a[3], 0, self->ver);
+}
+
 static PyObject *graph_add2(GraphObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     PyObject *a[4];
     if (parse_args("add2", args, nargs, kwnames, 3, a) < 0) return NULL;
-    return do_add2(self, a[0], a[1], a[2], a[3], 0, self->ver);
-}
-
-static PyObject *graph_add_xy(GraphObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
-    PyObject *a[4];
-    if (parse_args("add_xy", args, nargs, kwnames, 3, a) < 0) return NULL;
-    return do_add_xy(self, a[0], a[1], a[2], a[3]);
+    return do_add2(self, a[0], a[1], a[2], a[3]);
 }
 
 static PyMethodDef graph_methods[] = {
@@ -794,10 +764,10 @@ static PyMethodDef graph_methods[] = {
      "add(op, args, attrs=None): append a node; operands and shape are checked before the graph changes."},
     {"add1", (PyCFunction)(void (*)(void))graph_add1, METH_FASTCALL | METH_KEYWORDS,
      "add1(op, x, attrs=None): add for one operand."},
+    {"add2_ids", (PyCFunction)(void (*)(void))graph_add2_ids, METH_FASTCALL | METH_KEYWORDS,
+     "add2_ids(op, i, j, attrs=None): two already-resolved node indices."},
     {"add2", (PyCFunction)(void (*)(void))graph_add2, METH_FASTCALL | METH_KEYWORDS,
-     "add2(op, i, j, attrs=None): two already-resolved node indices."},
-    {"add_xy", (PyCFunction)(void (*)(void))graph_add_xy, METH_FASTCALL | METH_KEYWORDS,
-     "add_xy(op, x, y, attrs=None): add for two operands."},
+     "add2(op, x, y, attrs=None): add for two expressions."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -936,7 +906,7 @@ static PyObject *expr_add(PyObject *a, PyObject *b) {
             Py_DECREF(j);
             return NULL;
         }
-        PyObject *r = do_add2(g, op_add, i, j, Py_None, 0, ver);
+        PyObject *r = do_add2_ids(g, op_add, i, j, Py_None, 0, ver);
         Py_DECREF(i);
         Py_DECREF(j);
         return r;
@@ -952,7 +922,7 @@ static PyObject *expr_sub(PyObject *a, PyObject *b) {
     if (g != NULL && ea && eb) {
         /* a - b = a + (-b); the sum's shape is checked before -b is added. */
         Py_ssize_t ver = g->ver;
-        PyObject *r = NULL, *key = NULL, *neg = NULL;
+        PyObject *r = NULL, *neg = NULL;
         PyObject *i = resolve(g, a, op_add);
         if (i == NULL) return NULL;
         PyObject *j = resolve(g, b, op_add);
@@ -962,20 +932,17 @@ static PyObject *expr_sub(PyObject *a, PyObject *b) {
         }
         PyObject *di = dim_at(g->dims, i), *dj = di ? dim_at(g->dims, j) : NULL;
         if (dj == NULL) goto done;
-        key = PyTuple_Pack(4, op_add, Py_None, di, dj);
-        PyObject *ind = key ? PyTuple_Pack(2, di, dj) : NULL;
-        if (ind == NULL) goto done;
-        PyObject *d = shape_of(g, op_add, key, ind, Py_None);
-        Py_DECREF(ind);
+        PyObject *dij[2] = {di, dj};
+        int nog;
+        PyObject *d = memo_shape(g, op_add, Py_None, dij, 2, 0, &nog);
         if (d == NULL) goto done;
         Py_DECREF(d);
         neg = do_add1(g, op_neg, b, Py_None);
         if (neg == NULL) goto done;
-        r = do_add2(g, op_add, i, ((ExprObject *)neg)->i, Py_None, 0, ver);
+        r = do_add2_ids(g, op_add, i, ((ExprObject *)neg)->i, Py_None, 0, ver);
     done:
         Py_DECREF(i);
         Py_DECREF(j);
-        Py_XDECREF(key);
         Py_XDECREF(neg);
         return r;
     }
@@ -1026,7 +993,7 @@ static PyObject *expr_mul(PyObject *a, PyObject *b) {
         int s = is_scalar_dim(di);
         if (s == 0) s = is_scalar_dim(dj);
         if (s < 0) goto done;
-        r = do_add2(g, s ? op_cmult : op_matmul, i, j, Py_None, 0, ver);
+        r = do_add2_ids(g, s ? op_cmult : op_matmul, i, j, Py_None, 0, ver);
     done:
         Py_DECREF(i);
         Py_DECREF(j);
@@ -1070,7 +1037,7 @@ static PyObject *unary_vectorcall(UnaryObject *self, PyObject *const *args, size
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
     if (self->kind == 2 && nargs == 2 && nkw == 0)
-        return do_add_xy((GraphObject *)self->graph, self->op, args[0], args[1], self->attrs);
+        return do_add2((GraphObject *)self->graph, self->op, args[0], args[1], self->attrs);
     if (self->kind == 3 && nargs == 1 && nkw == 0 &&
         ((PyList_CheckExact(args[0]) && PyList_GET_SIZE(args[0]) > 0) ||
          (PyTuple_CheckExact(args[0]) && PyTuple_GET_SIZE(args[0]) > 0)))
@@ -1305,7 +1272,13 @@ fail:
     return NULL;
 }
 
+/* csrc/autobatch_plan.c: the C twin of dynet_api/autobatch.py's scheduling */
+PyObject *fg_autobatch_plan(PyObject *self, PyObject *args);
+
 static PyMethodDef module_methods[] = {
+    {"autobatch_plan", (PyCFunction)fg_autobatch_plan, METH_VARARGS,
+     "autobatch_plan(nodes, dims, a, b, strategy, maps, simple, shares, param_op, signature, matmuls): the order "
+     "of nodes a..b-1 as lists of node ids, one per kernel call (dynet_api/autobatch.py is the specification)"},
     {"format_values", (PyCFunction)format_values, METH_O,
      "format_values(a): the float64 values of a as DyNet's model-file line ('%+.8e ' each, then a newline)."},
     {"floats32", (PyCFunction)floats32, METH_O,

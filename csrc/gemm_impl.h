@@ -1,5 +1,5 @@
 // C (m x n) += op(A) * op(B) on column-major float buffers: A is m x k (k x m when ta),
-// B is k x n (n x k when tb).  Included by kernels.cpp (baseline instruction set) and by
+// B is k x n (n x k when tb).  Included by kernels_arith.cpp (baseline instruction set) and by
 // gemm_avx2.cpp (compiled for AVX2+FMA into its own module, chosen at run time).
 #pragma once
 

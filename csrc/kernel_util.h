@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common.h"
+#include "op_attrs.h"
 
 namespace dy {
 namespace ku {
@@ -117,11 +118,9 @@ inline Axis axis_of(const Shape& x, int k) {
   return a;
 }
 
-inline std::vector<int64_t> int_list(const Attrs& a, int at) {
-  int64_t n = a.I(at);
-  std::vector<int64_t> v;
-  for (int64_t k = 0; k < n; ++k) v.push_back(a.I(at + 1 + int(k)));
-  return v;
+inline std::vector<int64_t> int_list(const Attrs& a, AttrKey key) {
+  IntSpan s = a.ints(key);
+  return std::vector<int64_t>(s.begin(), s.end());
 }
 
 // ------------------------------------------------------------------ broadcasting binary ops
@@ -212,8 +211,8 @@ void mm_grad_b(const float* G, int64_t r, int64_t k, int64_t n, const float* A, 
                int64_t bb);
 // An index list attribute, every entry checked against [0, bound): a bad index raises, never reads
 // outside a tensor (the graph's shape rules check them too, but kernels are also called directly).
-inline std::vector<int64_t> index_list(const Attrs& a, int at, int64_t bound, const char* what) {
-  std::vector<int64_t> v = int_list(a, at);
+inline std::vector<int64_t> index_list(const Attrs& a, AttrKey key, int64_t bound, const char* what) {
+  std::vector<int64_t> v = int_list(a, key);
   for (int64_t k : v)
     if (k < 0 || k >= bound)
       fail(std::string(what) + ": index " + std::to_string(k) + " out of range for size " + std::to_string(bound));
@@ -224,8 +223,8 @@ inline void check_count(size_t n, int64_t want, const char* what) {
     fail(std::string(what) + ": " + std::to_string(n) + " indices where " + std::to_string(want) + " are needed");
 }
 
-// Kernels of kernels_more.cpp (the rest of the op set), appended to the table.
-std::vector<KernelDef> more_kernels();
+// The identity's backward, dx += dy (plus_const, reshape, to_device).
+void b_identity(const CView*, int, CView, CView dy, int, View dx, const Attrs&);
 
 // The fused LSTM gates' backward in two halves, so the executor derives every input's gradient
 // from one r: r (G x n) = d(pre-activations) from the gates' y and dy, and input i's gradient from r.

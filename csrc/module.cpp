@@ -19,6 +19,7 @@
 #include "executor.h"
 #include "gemm_blas.h"
 #include "gemm_thin.h"
+#include "op_attrs.h"
 #include "rowops.h"
 #include "tensor.h"
 #include "update_rules.h"
@@ -130,11 +131,12 @@ std::unique_ptr<Tensor> fwd_op(int code, py::sequence xs, py::object attrs, py::
   check_call(k, xs, attrs, shape);
   std::vector<int64_t> I;
   std::vector<double> F;
-  contract::decode_attrs(attrs.ptr(), I, F);
+  std::vector<AttrSlot> S;
+  contract::decode_attrs(attrs.ptr(), I, F, S);
   std::vector<CView> v;
   for (auto x : xs) v.push_back(as_tensor(x, k.name).cview());
   auto y = std::make_unique<Tensor>(shape_of(shape));
-  Attrs a{I.data(), int(I.size()), F.data(), int(F.size())};
+  Attrs a{I.data(), int(I.size()), F.data(), int(F.size()), S.data(), int(S.size())};
   k.fwd(v.data(), int(v.size()), y->view(), a);
   return y;
 }
@@ -146,13 +148,14 @@ std::unique_ptr<Tensor> bwd_op(int code, py::sequence xs, Tensor& y, Tensor& dy,
   check_call(k, xs, attrs, py::tuple(py::cast(y.shape)));
   std::vector<int64_t> I;
   std::vector<double> F;
-  contract::decode_attrs(attrs.ptr(), I, F);
+  std::vector<AttrSlot> S;
+  contract::decode_attrs(attrs.ptr(), I, F, S);
   std::vector<CView> v;
   for (auto x : xs) v.push_back(as_tensor(x, k.name).cview());
   if (i < 0 || size_t(i) >= v.size()) throw py::index_error("cpu_eigen: input index out of range");
   auto dx = std::make_unique<Tensor>(as_tensor(xs[size_t(i)], k.name).shape);
   std::fill(dx->data(), dx->data() + dx->total(), 0.0f);
-  Attrs a{I.data(), int(I.size()), F.data(), int(F.size())};
+  Attrs a{I.data(), int(I.size()), F.data(), int(F.size()), S.data(), int(S.size())};
   k.bwd(v.data(), int(v.size()), y.cview(), dy.cview(), i, dx->view(), a);
   return dx;
 }
@@ -183,6 +186,12 @@ PYBIND11_MODULE(_cpu_eigen, m) {
     return r;
   });
   m.def("has_backward", [](int code) { return kdef(code).bwd != nullptr; });
+  // The attribute names the kernels were compiled against (op_attrs.h), {op: "a,b,..."}.
+  m.def("op_attr_names", [] {
+    py::dict d;
+    for (const auto& o : attr::kAll) d[py::str(o.op)] = py::str(o.names);
+    return d;
+  });
   m.def("set_shape_check", [](py::object f) { shape_check() = std::move(f); });
   m.def("fwd_op", &fwd_op);
   m.def("bwd_op", &bwd_op);

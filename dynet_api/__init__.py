@@ -5,9 +5,8 @@ chosen on first use: ``dynet_config.set(backend=...)``, ``--dynet-backend NAME``
 ``DYNET_BACKEND``, else the highest-priority available backend.
 """
 
-from __future__ import annotations
-
 from . import config as _config
+from .config import set_backend  # noqa: F401
 
 _config.load_from_command_line()
 
@@ -16,10 +15,9 @@ from .builders import *  # noqa: E402,F401,F403
 from .dim import Dim  # noqa: E402,F401
 from .functions import *  # noqa: E402,F401,F403
 from .functions import MutableExpression  # noqa: E402,F401
-from .functions_more import *  # noqa: E402,F401,F403
 from .graph import ComputationGraph, Expression, GraphThreadError, StaleExpressionError  # noqa: E402,F401
-from .io import load, load_generator, save  # noqa: E402,F401
-from .ops import OPS, DimError  # noqa: E402,F401
+from .ops import OPS, DimError, check_attr  # noqa: E402,F401
+from .param_files import load, load_generator, save  # noqa: E402,F401
 from .params import (  # noqa: E402,F401
     ConstInitializer,
     FromFileInitializer,
@@ -35,7 +33,6 @@ from .params import (  # noqa: E402,F401
     SaxeInitializer,
     UniformInitializer,
 )
-from .runtime import set_backend  # noqa: E402,F401
 from .session import (  # noqa: E402,F401
     DeviceInfo,
     DynetParams,
@@ -73,8 +70,6 @@ HAVE_CUDA = False
 
 def backend_name() -> str:
     """The name of the backend new graphs run on (chosen now if not yet chosen)."""
-    from . import runtime
-
-    return runtime.backend().name
+    return _config.backend().name
 
 from . import workers as _workers  # noqa: E402,F401  (forked children get their own random streams)

@@ -10,26 +10,26 @@ backend cannot be found or run.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata as md
 import json
 import os
 import sys
 
+from . import __version__
+from .conformance.report import write_json, write_text
+from .conformance.runner import verify
+from .plugins import registry
+
 
 def package_version() -> str:
     """The installed distribution's version, else the package's own ``__version__``."""
-    import importlib.metadata as md
-
     try:
         return md.version("dynet_api")
     except md.PackageNotFoundError:
-        from . import __version__
-
         return __version__
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from .plugins import registry
-
     rows = registry.report()
     if args.json:
         print(json.dumps(rows, indent=1))
@@ -46,9 +46,6 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .conformance.report import write_json, write_text
-    from .conformance.runner import verify
-
     ops = [s.strip() for s in args.ops.split(",") if s.strip()] if args.ops else None
     try:
         rep = verify(args.backend, args.against, ops, fd=args.fd, edge_examples=args.edge_examples)

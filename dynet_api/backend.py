@@ -142,6 +142,27 @@ class Backend:
         """Return an object with ``forward(a, b)`` and ``backward(i, full)``, or None."""
         return None
 
+    # --- automatic batching (dynet_api.autobatch) ------------------------
+    # True: the backend's executor groups nodes itself and keeps receiving whole graphs; the graph
+    # tells it the strategy (set_autobatch) and the front end's scheduler stays out of its way.
+    batches_itself: bool = False
+    # Front-end autobatching when the program does not set it (``--dynet-autobatch``).
+    autobatch_default: bool = False
+
+    def set_autobatch(self, strategy: int) -> None:
+        """The autobatching strategy of the graphs to come (0 off; DyNet's numbers), for a backend that
+        ``batches_itself``; called when a graph's strategy differs from the last one told."""
+
+    def join_batches(self, parts: Sequence[Any], dim: Any) -> Any:
+        """The tensors joined along the batch axis (one operand of a batched kernel call); ``dim``
+        is the joined Dim.  The default runs the ``concatenate_to_batch`` kernel."""
+        return self.forward_kernels["concatenate_to_batch"](list(parts), (), dim)
+
+    def batch_slice(self, t: Any, start: int, stop: int, dim: Any) -> Any:
+        """Batch elements ``start`` to ``stop - 1`` of ``t`` (of Dim ``dim``), read-only: a view where
+        the backend has them.  The default runs the ``pick_batch_elems`` kernel (a copy)."""
+        return self.forward_kernels["pick_batch_elems"]([t], (tuple(range(start, stop)),), dim)
+
 
 # ------------------------------------------------------------------ the contract as Protocols
 #

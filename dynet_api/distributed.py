@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import runtime
+from . import config
 from .io import write_atomic
 from .params import ParameterCollection
 
@@ -293,12 +293,12 @@ def save_checkpoint(path: str, pc: ParameterCollection, trainer, data_state: Any
     and data state, atomically).  Every rank reseeds its backend's random stream from the shared
     generator here, so that a resumed run draws what an uninterrupted one draws."""
     world = world if world is not None else _world
-    seed = int(runtime.rng.integers(1, 2**31 - 1))
-    be = runtime.backend()
+    seed = int(config.rng.integers(1, 2**31 - 1))
+    be = config.backend()
     be.seed(seed + (world.rank if world is not None else 0))
     if world is None or world.rank == 0:
         pc.save(path)
-        state = {"trainer": trainer_state(trainer), "rng": runtime.rng.bit_generator.state,
+        state = {"trainer": trainer_state(trainer), "rng": config.rng.bit_generator.state,
                  "backend_seed": seed, "data": data_state}
         write_atomic(path + ".state", json.dumps(state))
     if world is not None:
@@ -314,6 +314,6 @@ def load_checkpoint(path: str, pc: ParameterCollection, trainer, world: World | 
         state = json.load(f)
     pc.populate(path)
     set_trainer_state(trainer, state["trainer"])
-    runtime.rng.bit_generator.state = state["rng"]
-    runtime.backend().seed(int(state["backend_seed"]) + (world.rank if world is not None else 0))
+    config.rng.bit_generator.state = state["rng"]
+    config.backend().seed(int(state["backend_seed"]) + (world.rank if world is not None else 0))
     return state["data"]

@@ -18,9 +18,7 @@ def set(mem=None, random_seed=None, autobatch=None, profiling=None, weight_decay
                                    requested_gpus=requested_gpus, backend=backend, threads=threads).items()
              if v is not None}
     config.set_values(**given)
-    from . import runtime
-
-    runtime.configure_from_settings()
+    config.configure_from_settings()
 
 
 def set_gpu(flag: bool = True) -> None:

@@ -20,24 +20,19 @@ Run concurrent models in separate processes, as with DyNet.
 
 from __future__ import annotations
 
-import os
 import threading
+import time
 from numbers import Number
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import runtime
-from .backend import missing_executor_methods
+from . import autobatch, config, profiling
+from .accelerator import fastgraph as _fastgraph  # the optional C twin of the hot path below, or None
+from .backend import Backend, missing_executor_methods
 from .dim import Dim
 from .ops import OP_LIST, OPS, check_attrs
-
-try:  # the optional C accelerator of the hot path below (csrc/fastgraph.c)
-    if os.environ.get("DYNET_API_PURE_PYTHON", "") not in ("", "0"):
-        raise ImportError("DYNET_API_PURE_PYTHON is set")
-    from . import _fastgraph  # type: ignore[attr-defined]  # compiled, no stub
-except ImportError:
-    _fastgraph = None
+from .tensor import Tensor
 
 
 class StaleExpressionError(ValueError, RuntimeError):
@@ -56,11 +51,14 @@ _C_MINUS, _SMUL = OPS["const_minus"], OPS["scalar_mult"]
 _MATMUL, _CMULT, _CDIV, _POW = OPS["matmul"], OPS["cmult"], OPS["cdiv"], OPS["pow"]
 _PARAM, _LOOKUP, _INPUT = OPS["parameter"], OPS["lookup"], OPS["input"]
 _SCALAR_DIMS = ((1,), (1, 1))
+_SCALAR_DIM = Dim((1,))
+_NODES, _CALLS, _SECONDS = profiling.NODES, profiling.CALLS, profiling.SECONDS
 _new = object.__new__  # Expression(n, v) without the __init__ call: ~35 ns less per node
 
 
 class PyExecutor:
-    """Runs a graph one node at a time through the backend's kernel tables."""
+    """Runs a graph through the backend's kernel tables: node by node, or in batched groups when
+    the graph's ``autobatch`` strategy is on (:mod:`dynet_api.autobatch`)."""
 
     def __init__(self, cg: ComputationGraph, backend) -> None:
         self.cg = cg
@@ -69,69 +67,117 @@ class PyExecutor:
         self.bwd = [backend.backward_kernels.get(o.name) for o in OP_LIST]
         self.vals: list = []
         self.grads: list | None = None
+        # Autobatching: the executed plan (node ids and autobatch.Group records, in execution
+        # order; None when nodes ran in graph order) and, per node, the group that made its value.
+        self.plan: list | None = None
+        self.home: list = []
+        self.can_batch = backend_can_batch(backend)
+        profiling.cover_ops()
+        autobatch.cover_ops()
+
+    def timed(self) -> None:
+        """Time every kernel call into the profiling counters (``--dynet-profiling``)."""
+        self.fwd = [f and _timed(f, k) for k, f in enumerate(self.fwd)]
+        self.bwd = [f and _timed(f, k) for k, f in enumerate(self.bwd)]
 
     def reset(self) -> None:
         self.vals = []
         self.grads = None
+        self.plan = None
+        self.home = []
 
     def truncate(self, n: int) -> None:
         del self.vals[n:]
         self.grads = None
+        if self.plan is not None:
+            autobatch.trim(self, n)
 
     def invalidate(self, i: int) -> None:
-        pass
+        if self.plan is not None:
+            autobatch.trim(self, i)
 
     def forward(self, a: int, b: int) -> None:
         cg = self.cg
-        nodes, dims, vals, fwd = cg.nodes, cg.dims, self.vals, self.fwd
+        strategy = cg.autobatch
+        if strategy and self.can_batch and not self.backend.batches_itself:
+            if self.plan is None:
+                self.plan = list(range(a))  # nodes computed before batching was on: replayed one by one
+            autobatch.forward(self, a, b, strategy)
+            return
+        vals = self.vals
         if len(vals) < b:
             vals.extend([None] * (b - len(vals)))
+        run = self._run_node
         for j in range(a, b):
-            op, ids, attrs = nodes[j]
-            vals[j] = fwd[op.id]([vals[k] for k in ids], attrs, dims[j])
-            if cg.check_validity:
-                cg.check_value(j)
+            run(j)
+        if self.plan is not None:
+            self.plan.extend(range(a, b))
+
+    def _run_node(self, j: int) -> None:
+        """Node ``j`` alone: one forward kernel call."""
+        cg = self.cg
+        op, ids, attrs = cg.nodes[j]
+        vals = self.vals
+        self.vals[j] = self.fwd[op.id]([vals[k] for k in ids], attrs, cg.dims[j])
+        _NODES[op.id] += 1
+        _CALLS[op.id] += 1
+        if cg.check_validity:
+            cg.check_value(j)
 
     def backward(self, i: int, full: bool) -> None:
-        cg = self.cg
+        if self.plan is not None:
+            autobatch.backward(self, i, full)
+            return
         be = self.backend
-        nodes, dims, vals, ng, bwd = cg.nodes, cg.dims, self.vals, cg.ng, self.bwd
         grads: list = [None] * (i + 1)
-        grads[i] = be.ones(dims[i].shape)
-        add, iadd = be.add, be.iadd
+        grads[i] = be.ones(self.cg.dims[i].shape)
         owned: set = set()  # accumulators created here by add(), safe to add into in place
+        step = self._node_backward
         for j in range(i, -1, -1):
             g = grads[j]
-            if g is None:
-                continue
-            op, ids, attrs = nodes[j]
-            if not ids:
-                if op is _PARAM:
-                    if attrs[1]:
-                        st = attrs[0]
-                        be.iadd(st.grad, g)
-                        st.has_grad = True
-                elif op is _LOOKUP and attrs[2]:
-                    st = attrs[0]
-                    be.scatter_add_batch(st.grad, attrs[1], g)
-                    st.touched.update(attrs[1])
-                continue
-            xs = None
-            for k, a in enumerate(ids):
-                if not (ng[a] or full) or k in op.nograd:
-                    continue
-                if xs is None:
-                    xs = [vals[m] for m in ids]
-                dx = bwd[op.id](xs, vals[j], g, attrs, dims[j], k)
-                ga = grads[a]
-                if ga is None:
-                    grads[a] = dx  # may alias a kernel's input or output: never modified in place
-                elif a in owned:
-                    iadd(ga, dx)
-                else:
-                    grads[a] = add(ga, dx)
-                    owned.add(a)
+            if g is not None:
+                step(j, g, grads, owned, full)
         self.grads = grads
+
+    def _node_backward(self, j: int, g, grads: list, owned: set, full: bool) -> None:
+        """Node ``j``'s gradient ``g`` handed to its operands (or into parameter storage for a leaf)."""
+        cg = self.cg
+        be = self.backend
+        op, ids, attrs = cg.nodes[j]
+        if not ids:
+            if op is _PARAM:
+                if attrs[1]:
+                    st = attrs[0]
+                    be.iadd(st.grad, g)
+                    st.has_grad = True
+                    _CALLS[op.id] += 1
+            elif op is _LOOKUP and attrs[2]:
+                st = attrs[0]
+                be.scatter_add_batch(st.grad, attrs[1], g)
+                st.touched.update(attrs[1])
+                _CALLS[op.id] += 1
+            return
+        ng, vals = cg.ng, self.vals
+        xs = None
+        for k, a in enumerate(ids):
+            if not (ng[a] or full) or k in op.nograd:
+                continue
+            if xs is None:
+                xs = [vals[m] for m in ids]
+            dx = self.bwd[op.id](xs, vals[j], g, attrs, cg.dims[j], k)
+            _CALLS[op.id] += 1
+            self._accumulate(grads, owned, a, dx)
+
+    def _accumulate(self, grads: list, owned: set, a: int, dx) -> None:
+        """Add ``dx`` into node ``a``'s gradient."""
+        ga = grads[a]
+        if ga is None:
+            grads[a] = dx  # may alias a kernel's input or output: never modified in place
+        elif a in owned:
+            self.backend.iadd(ga, dx)
+        else:
+            grads[a] = self.backend.add(ga, dx)
+            owned.add(a)
 
     def value(self, i: int):
         return self.vals[i]
@@ -142,9 +188,35 @@ class PyExecutor:
         return self.grads[i] if i < len(self.grads) else None
 
 
+def backend_can_batch(backend) -> bool:
+    """Whether the front end can batch for ``backend``: it joins and slices batches itself, or has
+    the two kernels the defaults of ``Backend.join_batches`` / ``batch_slice`` use."""
+    k = backend.forward_kernels
+    return ("concatenate_to_batch" in k and "pick_batch_elems" in k) or (
+        type(backend).join_batches is not Backend.join_batches
+        and type(backend).batch_slice is not Backend.batch_slice)
+
+
+def _timed(f, k: int):
+    """``f`` with its time added to op ``k``'s profiling seconds."""
+    clock = time.perf_counter
+
+    def timed(*args):
+        t = clock()
+        try:
+            return f(*args)
+        finally:
+            _SECONDS[k] += clock() - t
+
+    return timed
+
+
 class _PyGraphOps:
     """The graph's add methods in pure Python; ``_fastgraph.GraphBase`` implements the same
-    in C (same lists, same shape-cache keys, the same Python calls on a miss or a stale operand)."""
+    in C (same lists, same shape-cache keys, the same Python calls on a miss or a stale operand).
+
+    Naming: ``add`` takes a sequence of expressions, ``add1``/``add2`` one/two expressions, and
+    the ``_ids`` suffix (``add2_ids``) takes node indices already resolved in this graph."""
 
     # The graph's state, set by ComputationGraph (declared here for the type checker).
     ver: int
@@ -234,8 +306,8 @@ class _PyGraphOps:
         e.v = ver
         return e
 
-    def add2(self, op, i: int, j: int, attrs=None) -> Expression:
-        """Appends a node of two already-resolved operands (the operators' path).
+    def add2_ids(self, op, i: int, j: int, attrs=None) -> Expression:
+        """Appends a node of two operands given as node indices of this graph (the operators' path).
 
         Args:
             op (OpDef): the op record.
@@ -261,7 +333,7 @@ class _PyGraphOps:
         e.v = self.ver
         return e
 
-    def add_xy(self, op, x, y, attrs=None) -> Expression:
+    def add2(self, op, x, y, attrs=None) -> Expression:
         """``add`` for two operands (cmult, dot_product...) without building a tuple.
 
         Args:
@@ -325,6 +397,10 @@ class ComputationGraph(_GraphBase):
         self._checkpoints: list[int] = []
         self._owner_id: int | None = None  # threading.get_ident() of the owning thread
         self._owner: threading.Thread | None = None
+        self.autobatch = 0  # the autobatching strategy of this graph (0: off; see autobatch_strategy)
+        self._autobatch_asked: Any = None  # renew_cg(autobatching=...), None: the process setting
+        self._autobatch_told: Any = None  # (backend, strategy) last told to a self-batching backend
+        self.profiling = 0
 
     # ------------------------------------------------------------ threads
     def _claim(self, what: str) -> None:
@@ -347,7 +423,7 @@ class ComputationGraph(_GraphBase):
 
     # ------------------------------------------------------------ lifecycle
     def _bind(self) -> frozenset:
-        be = runtime.backend()
+        be = config.backend()
         if self.executor is None or self.backend is not be:
             if self.executor is not None:
                 self.executor.reset()
@@ -360,8 +436,20 @@ class ComputationGraph(_GraphBase):
                                     f"{', '.join(missing)} (see dynet_api.backend.GraphExecutor)")
             self.executor = ex or PyExecutor(self, be)
             self._shapes = {}
+            self.profiling = int(config.settings.get("profiling") or 0)
+            profiling.watch(be)
+            if self.profiling and hasattr(self.executor, "timed"):
+                self.executor.timed()
+        self._apply_autobatch(be)
         self.supported = be.supported_ops()
         return self.supported
+
+    def _apply_autobatch(self, be) -> None:
+        strategy = autobatch_strategy(be, self._autobatch_asked)
+        if be.batches_itself and self._autobatch_told != (be, strategy):
+            be.set_autobatch(strategy)
+            self._autobatch_told = (be, strategy)
+        self.autobatch = strategy
 
     def renew(self, immediate_compute: bool = False, check_validity: bool = False,
               autobatching=None) -> ComputationGraph:
@@ -370,7 +458,8 @@ class ComputationGraph(_GraphBase):
         Args:
             immediate_compute (bool): compute each node as it is added.
             check_validity (bool): with immediate_compute, check each value for NaN and Inf.
-            autobatching: accepted for DyNet compatibility (set automatic batching with ``dynet_config``).
+            autobatching: automatic batching for this graph (True/False or DyNet's strategy number);
+                None: the process setting (``--dynet-autobatch``, ``dynet_config.set(autobatch=...)``).
 
         The calling thread becomes the graph's owner (see the module doc on threads).
         """
@@ -383,11 +472,15 @@ class ComputationGraph(_GraphBase):
         self.backward_done = False
         self._checkpoints = []
         self.immediate = bool(immediate_compute)
+        self._autobatch_asked = autobatching
+        be = self.backend or config.current()
+        if be is not None:
+            self._apply_autobatch(be)
         # Checked on every forward, lazy or immediate (DyNet checks only with immediate_compute).
         self.check_validity = bool(check_validity)
         if self.executor is not None:
             self.executor.reset()  # also when it is dropped below: it gives back its memory
-        if self.backend is not None and self.backend is not runtime.current():
+        if self.backend is not None and self.backend is not config.current():
             self.backend = None
             self.executor = None
             self.supported = None
@@ -481,6 +574,10 @@ class ComputationGraph(_GraphBase):
                     del self.nodes[i:], self.dims[i:], self.ng[i:]
                     self.executor.truncate(i)
                     raise
+            elif self.profiling:
+                since = profiling.counts()
+                self.executor.forward(self.n_eval, i + 1)
+                profiling.print_report(f"forward of nodes {self.n_eval}..{i}", since)
             else:
                 self.executor.forward(self.n_eval, i + 1)
             self.n_eval = i + 1
@@ -511,7 +608,12 @@ class ComputationGraph(_GraphBase):
             )
         self._claim("backward")
         self.forward_to(i)
-        self.executor.backward(i, full)
+        if self.profiling:
+            since = profiling.counts()
+            self.executor.backward(i, full)
+            profiling.print_report(f"backward from node {i}", since)
+        else:
+            self.executor.backward(i, full)
         self.backward_done = True
 
     def check_value(self, j: int) -> None:
@@ -585,6 +687,18 @@ class ComputationGraph(_GraphBase):
         return f"<ComputationGraph version {self.ver}, {len(self.nodes)} nodes>"
 
 
+def autobatch_strategy(backend, asked=None) -> int:
+    """The autobatching strategy a graph runs with: DyNet's number (0 off, 1 agenda, 2 depth by
+    depth; any other non-zero value runs as 1) from ``renew_cg(autobatching=...)``, else from the
+    process setting when the program gave one, else the backend's ``autobatch_default``.
+    A backend that batches by itself (``batches_itself``) is told the strategy (``set_autobatch``)."""
+    if asked is None:
+        asked = config.settings.get("autobatch") if config.given("autobatch") else getattr(
+            backend, "autobatch_default", False)
+    v = int(asked or 0)
+    return v if v in (0, 1, 2) else 1
+
+
 def _index(e) -> int:
     if isinstance(e, Expression):
         return e.i
@@ -648,7 +762,7 @@ class _PyExpressionOps:
             if isinstance(other, Number):
                 return cg.add1(_PLUS_C, self, (float(other),))
             return NotImplemented
-        return cg.add2(_ADD, self.i if self.v == v else self._node(cg), j)
+        return cg.add2_ids(_ADD, self.i if self.v == v else self._node(cg), j)
 
     def __radd__(self, other):
         if isinstance(other, Number):
@@ -669,7 +783,7 @@ class _PyExpressionOps:
         key = (_ADD, None, di, dj)
         if cg._shapes.get(key) is None:
             cg._shape(_ADD, key, (di, dj), None)  # a mismatch raises before -other is added
-        return cg.add2(_ADD, i, cg.add1(_NEG, other).i)
+        return cg.add2_ids(_ADD, i, cg.add1(_NEG, other).i)
 
     def __rsub__(self, other):
         if isinstance(other, Number):
@@ -692,7 +806,7 @@ class _PyExpressionOps:
         dims = cg.dims
         di, dj = dims[i], dims[j]
         op = _CMULT if di.d in _SCALAR_DIMS or dj.d in _SCALAR_DIMS else _MATMUL  # DyNet: a 1x1 operand scales
-        return cg.add2(op, i, j)
+        return cg.add2_ids(op, i, j)
 
     def __rmul__(self, other):
         if isinstance(other, Number):
@@ -791,8 +905,6 @@ class Expression(_ExpressionBase):
         Args:
             recalculate (bool): recompute the graph's values instead of reusing them.
         """
-        from .tensor import Tensor
-
         return Tensor(self.npvalue(recalculate))
 
     def forward(self, recalculate: bool = False) -> None:
@@ -845,15 +957,10 @@ class Expression(_ExpressionBase):
 
     def __pow__(self, other):
         if isinstance(other, Number):
-            from .functions import scalarInput
-
-            other = scalarInput(float(other))
+            other = _cg.add_leaf(_INPUT, (np.full((1, 1), float(other), np.float32), _SCALAR_DIM))
         return _cg.add(_POW, (self, other))
 
-    def __getitem__(self, index):
-        from . import functions as F
-
-        return F._getitem(self, index)
+    # ``e[i]``, ``e[i:j]``...: the functions layer sets ``__getitem__`` at import (see register_indexing).
 
     def __str__(self) -> str:
         return f"expression {self.i}/{self.v}"
@@ -863,6 +970,22 @@ class Expression(_ExpressionBase):
     # Python must not treat an expression as a sequence by accident.
     __iter__ = None
 
+
+def register_indexing(getitem) -> None:
+    """``Expression.__getitem__`` (``e[i]``, slices, strides): the functions layer, which builds the
+    pick and slice nodes, registers it at import."""
+    setattr(Expression, "__getitem__", getitem)  # noqa: B010 - assigned after the class, by a higher layer
+
+
+def register_leaf_types(parameters: type, mutable: type, row_dims: dict) -> None:
+    """The parameter and mutable-input classes, which live in higher layers, registered at their
+    import: with the accelerator a parameter's first use per graph and ``E[w]`` append their
+    leaves in C.  ``row_dims`` is the lookup's cache of a table's Dim -> one row's Dim."""
+    if _fastgraph is not None:
+        _fastgraph.configure_leaves(parameters, mutable, _PARAM, _LOOKUP, row_dims)
+
+
+config.on_backend_change(_cg.renew)  # set_backend(): expressions of the old backend go stale
 
 if _fastgraph is not None:
     _fastgraph.configure(

@@ -20,24 +20,16 @@ A file name ending in ``.safetensors`` holds the same records in the
 safetensors format (binary float32, one tensor per record, the record order
 and kinds in its metadata): it saves and loads an order of magnitude faster.
 
-A collection is written with all its Parameters first, then all its
-LookupParameters, each in creation order; ``populate`` reads them back in that
-order into an identically built collection, as DyNet does, and warns about
-each pair whose names differ (``strict=True`` raises instead).  Text is written
-and read one parameter at a time, so the extra memory is about one parameter's
-text.  Saving writes a temporary file in the same folder, named after the
+Records are written and read one at a time, so the extra memory is about one
+record's text.  Saving writes a temporary file in the same folder, named after the
 target and the process (``.NAME.tmp-HOST-PID-XXXX``), and renames it over the
 target, so a failed save never leaves a half-written model; leftovers of a
 process that no longer exists are removed by the next save of that target.
-A target that is not a regular file, or is write-protected, is refused.  A
-load checks the whole file against the collection before changing any value,
-so a failed load leaves the model untouched.
+A target that is not a regular file, or is write-protected, is refused.
 
-``dy.save(basename, objects)`` writes ``basename.data`` (records as above) and
-``basename.meta`` (one pickle per object: ``("Parameters", name)``,
-``("LookupParameters", name)`` or ``(class, spec, collection name)``), as DyNet
-does; a basename ending in ``.safetensors`` writes the data to that file and
-the pickles to ``basename.meta``.
+This is the format layer: it reads and writes named arrays and knows nothing of
+parameters; :mod:`dynet_api.param_files` maps parameters, collections and
+``dy.save``'s objects to records.
 """
 
 from __future__ import annotations
@@ -50,20 +42,30 @@ import secrets
 import socket
 import stat
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from .dim import Dim, truncated
+from .accelerator import fastgraph
+from .dim import truncated
 
-try:  # the C accelerator formats values 2x faster than Python (csrc/fastgraph.c)
-    from ._fastgraph import format_values as _format_values_c
-except ImportError:  # pragma: no cover - a build without a C compiler
-    _format_values_c = None
+try:  # a dependency of the project; without it only the .safetensors files fail, with a clear error
+    import safetensors
+    import safetensors.numpy
+except ImportError:  # pragma: no cover
+    safetensors = None  # type: ignore[assignment]
+
+# the C accelerator formats values 2x faster than Python (csrc/fastgraph.c)
+_format_values_c = fastgraph.format_values if fastgraph is not None else None
 
 WIDTH = 16  # characters per value: "+1.23456789e+00 "
 PARAM, LOOKUP = "#Parameter#", "#LookupParameter#"
+
+
+Entry = tuple[str, str, tuple[int, ...], Callable[[], np.ndarray]]
+"""A record to write: kind (PARAM or LOOKUP), name, printed dims, and a function giving the values as an
+array of those dims (called when the record is written, so one record's values are in memory at a time)."""
 
 
 @dataclass
@@ -229,12 +231,8 @@ def _iter_text_records(fname: str) -> Iterator[Record]:
 
 
 def _st_module():
-    try:
-        import safetensors
-        import safetensors.numpy  # noqa: F401
-    except ImportError:  # pragma: no cover - a dependency of the project
-        raise ImportError(".safetensors model files need the 'safetensors' package (pip install safetensors)") \
-            from None
+    if safetensors is None:  # pragma: no cover - a dependency of the project
+        raise ImportError(".safetensors model files need the 'safetensors' package (pip install safetensors)")
     return safetensors
 
 
@@ -378,8 +376,8 @@ class _Atomic:
                 pass
 
 
-def _write_records(fname: str, entries: list[tuple[str, str, object]], append: bool = False) -> None:
-    """``entries``: (kind, name, parameter object), written in order to one file, atomically."""
+def write_records(fname: str, entries: list[Entry], append: bool = False) -> None:
+    """``entries`` written in order to one file (text, or safetensors by the name), atomically."""
     job = _Atomic([fname])
     try:
         if is_safetensors(fname):
@@ -407,11 +405,11 @@ def write_atomic(fname: str, text: str, append: bool = False) -> None:
         raise
 
 
-def _save_safetensors(path: str, entries: list[tuple[str, str, object]]) -> None:
+def _save_safetensors(path: str, entries: list[Entry]) -> None:
     st = _st_module()
     tensors, order = {}, []
-    for kind, name, obj in entries:
-        dims, values = _host(kind, obj)
+    for kind, name, dims, get_values in entries:
+        values = get_values()
         if name in tensors:
             raise ValueError(f"{path}: two parameters named {name!r}; a .safetensors file needs unique names")
         tensors[name] = np.ascontiguousarray(values.reshape(-1, order="F").reshape(dims, order="F"))
@@ -419,127 +417,48 @@ def _save_safetensors(path: str, entries: list[tuple[str, str, object]]) -> None
     st.numpy.save_file(tensors, path, metadata={"dynet_api.records": json.dumps(order), "format": "dynet_api"})
 
 
-# ------------------------------------------------------------------ objects <-> records
+def _entry_bytes(kind: str, name: str, dims: tuple[int, ...], get_values: Callable[[], np.ndarray]) -> Iterator[bytes]:
+    yield from _record_bytes(kind, name, dims, get_values().reshape(-1, order="F"))
 
 
-def _kind(obj) -> str:
-    from .params import LookupParameters
-
-    return LOOKUP if isinstance(obj, LookupParameters) else PARAM
-
-
-def _host(kind: str, obj) -> tuple[tuple[int, ...], np.ndarray]:
-    """Printed dims and the values in Dim.shape layout (dims + (rows,) for lookup tables)."""
-    st = obj._st
-    dims = st.dim.d + (st.dim.bd,) if kind == LOOKUP else st.dim.d
-    return dims, st.host()
-
-
-def _entry_bytes(kind: str, name: str, obj) -> Iterator[bytes]:
-    dims, host = _host(kind, obj)
-    yield from _record_bytes(kind, name, dims, host.reshape(-1, order="F"))
+def write_records_and_meta(data_fname: str, entries: list[Entry], meta_fname: str, meta: bytes) -> None:
+    """A data file of ``entries`` and a metadata file of ``meta`` (DyNet's ``dy.save`` pair), renamed
+    into place only when both are written."""
+    job = _Atomic([data_fname, meta_fname])
+    try:
+        if is_safetensors(data_fname):
+            job.write_path(0, lambda tmp: _save_safetensors(tmp, entries))
+        else:
+            job.write(0, (b for e in entries for b in _entry_bytes(*e)))
+        job.write(1, [meta])
+        job.commit()
+    except BaseException:
+        job.abort()
+        raise
 
 
-def _expected(obj) -> tuple[str, tuple[int, ...]]:
-    kind = _kind(obj)
-    st = obj._st
-    return kind, (st.dim.d + (st.dim.bd,) if kind == LOOKUP else st.dim.d)
+# ------------------------------------------------------------------ finding records
 
 
-def _check_key(key: str, collection: bool) -> None:
+def check_key(key: str, collection: bool) -> None:
+    """A record name (or a collection's prefix when ``collection``) as DyNet accepts it."""
     if key and (" " in key or "#" in key or key == "/" or (collection and not key.startswith("/"))):
         raise ValueError(f"Key should start with '/' and could not include ' ' or '#': {key}")
 
 
-def _ordered(pc) -> list:
-    return pc.parameters_list() + pc.lookup_parameters_list()
-
-
-def _collection_entries(pc, key: str = "") -> list[tuple[str, str, object]]:
-    prefix = pc.name()
-    k = key if not key or key.endswith("/") else key + "/"
-    return [(_kind(p), k + p.name()[len(prefix):] if k else p.name(), p) for p in _ordered(pc)]
-
-
-def save_collection(pc, fname: str, key: str = "", append: bool = False) -> None:
-    _check_key(key, True)
-    _write_records(fname, _collection_entries(pc, key), append)
-
-
-def save_objects(fname: str, objs: list, key: str = "", append: bool = False) -> None:
-    _check_key(key, False)
-    _write_records(fname, [(_kind(o), key or o.name(), o) for o in objs], append)
-
-
-def _dims_match(kind: str, want: tuple, got: tuple) -> bool:
+def dims_match(kind: str, want: tuple, got: tuple) -> bool:
+    """Whether printed dims ``got`` fit ``want`` (trailing 1s aside; a lookup's row count exactly)."""
     if kind == LOOKUP:
         return truncated(tuple(want[:-1])) == truncated(tuple(got[:-1])) and want[-1] == got[-1]
     return truncated(tuple(want)) == truncated(tuple(got))
 
 
-def _assign(obj, r: Record) -> None:
-    st = obj._st
-    st.set_host(r.values.reshape(st.dim.shape, order="F"))
-
-
-def _relative(names: list[str], prefix: str | None = None) -> list[str]:
-    """Names without their collection's prefix: ``prefix`` when known, else the common folder."""
-    if prefix is None:
-        common = os.path.commonprefix(names) if names else ""
-        prefix = common[:common.rfind("/") + 1] if "/" in common else ""
-    return [n[len(prefix):] if n.startswith(prefix) else n for n in names]
-
-
-def _check_names(fname: str, pairs: list, key: str, prefix: str, strict: bool) -> None:
-    """Loading is by position, as in DyNet; differing names are reported (warning, or error if strict)."""
-    file_names = _relative([r.name for _, r in pairs], key if key else None)
-    mine = _relative([o.name() for o, _ in pairs], None if not key else prefix)
-    diffs = [(a, b) for a, b in zip(file_names, mine) if a != b]
-    if not diffs:
-        return
-    shown = "; ".join(f"{a!r} in the file -> {b!r} in the model" for a, b in diffs[:10])
-    more = f" (and {len(diffs) - 10} more)" if len(diffs) > 10 else ""
-    if strict:
-        raise ModelFileError(f"{fname}: {len(diffs)} parameter name(s) differ from the model's: {shown}{more}; "
-                             "nothing was loaded (strict=True)")
-    warnings.warn(f"{fname}: loaded by position as DyNet does, but {len(diffs)} parameter name(s) differ: "
-                  f"{shown}{more} (populate(..., strict=True) raises instead)", UserWarning, stacklevel=4)
-
-
-def populate_collection(pc, fname: str, key: str = "", strict: bool = False) -> None:
-    """Fill ``pc`` from ``fname`` in order; validate everything before assigning anything."""
-    records = read_records(fname)
-    if key:
-        k = key if key.endswith("/") else key + "/"
-        records = [r for r in records if r.name.startswith(k)]
-    params = [r for r in records if r.kind == PARAM]
-    lookups = [r for r in records if r.kind == LOOKUP]
-    mine_p, mine_l = pc.parameters_list(), pc.lookup_parameters_list()
-    pairs = []
-    for recs, objs, what in ((params, mine_p, "parameter"), (lookups, mine_l, "lookup parameter")):
-        for j, r in enumerate(recs):
-            if j >= len(objs):
-                raise ModelFileError(f"{fname}: Too many {what}s to load in populated model at {r.name}")
-            kind, want = _expected(objs[j])
-            if not _dims_match(kind, want, r.dims):
-                raise ModelFileError(
-                    f"{fname}: Dimensions of {what} {r.name} looked up from file ({Dim(r.dims)}) do not match "
-                    f"{what}s to be populated ({objs[j].name()}: {Dim(want)})")
-            pairs.append((objs[j], r))
-    if len(params) != len(mine_p) or len(lookups) != len(mine_l):
-        raise ModelFileError(
-            f"{fname}: Number of parameter/lookup parameter objects loaded from file ({len(params)}/{len(lookups)}) "
-            f"did not match number to be populated ({len(mine_p)}/{len(mine_l)})")
-    _check_names(fname, pairs, (key if key.endswith("/") else key + "/") if key else "", pc.name(), strict)
-    for obj, r in pairs:
-        _assign(obj, r)
-
-
-def _find(fname: str, key: str, kind: str) -> Record:
+def find_record(fname: str, key: str, kind: str) -> Record:
+    """The record of ``kind`` named ``key``; the whole file is checked, one record in memory at a time."""
     if not key:
         raise ValueError(f"{fname}: populate/load of a single parameter requires a non-empty key")
     found = None
-    for r in iter_records(fname):  # the whole file is checked, one record in memory at a time
+    for r in iter_records(fname):
         if found is None and r.kind == kind and r.name == key:
             found = r
     if found is None:
@@ -549,88 +468,16 @@ def _find(fname: str, key: str, kind: str) -> Record:
     return found
 
 
-def populate_object(obj, fname: str, key: str = "") -> None:
-    kind, want = _expected(obj)
-    r = _find(fname, key or obj.name(), kind)
-    if not _dims_match(kind, want, r.dims):
-        raise ModelFileError(f"{fname}: Attempted to populate {obj.name()} where arguments don't match "
-                             f"({Dim(want)} != {Dim(r.dims)})")
-    _assign(obj, r)
+# ------------------------------------------------------------------ dy.save's pair of files
 
 
-def load_param(pc, fname: str, key: str, lookup: bool):
-    kind = LOOKUP if lookup else PARAM
-    r = _find(fname, key, kind)
-    if lookup:
-        n, row = r.dims[-1], r.dims[:-1] or (1,)
-        table = r.values.reshape(row + (n,), order="F")
-        p = pc.lookup_parameters_from_numpy(np.moveaxis(table, -1, 0))
-    else:
-        p = pc.parameters_from_numpy(r.values.reshape(r.dims, order="F"))
-    p._st.name = r.name
-    return p
-
-
-# ------------------------------------------------------------------ dy.save / dy.load
-
-
-def _data_file(basename: str) -> str:
+def data_file(basename: str) -> str:
+    """The data file of ``dy.save(basename, ...)``: ``basename.data``, or the ``.safetensors`` name itself."""
     return basename if is_safetensors(basename) else basename + ".data"
 
 
-def save(basename: str, objects: list) -> None:
-    """Saves parameters and builders to a data file and ``basename.meta``; both are renamed into
-    place only when both are written.
-
-    Args:
-        basename (str): the path without extension (data in ``basename.data``, DyNet's text format),
-            or a path ending in ``.safetensors`` (data in that file, in safetensors format).
-        objects (list): Parameters, LookupParameters and savable objects (builders and anything with
-            ``spec``, ``from_spec`` and ``param_collection``), restored in this order by :func:`load`.
-    """
-    from .params import LookupParameters, Parameters
-
-    meta: list[tuple] = []
-    entries: list[tuple[str, str, object]] = []
-    for obj in objects:
-        if isinstance(obj, Parameters):
-            meta.append(("Parameters", obj.name()))
-            entries.append((PARAM, obj.name(), obj))
-        elif isinstance(obj, LookupParameters):
-            meta.append(("LookupParameters", obj.name()))
-            entries.append((LOOKUP, obj.name(), obj))
-        else:
-            if not hasattr(obj, "spec") or not hasattr(type(obj), "from_spec"):
-                raise TypeError(f"save: {type(obj).__name__} is not savable "
-                                "(it needs .spec, .from_spec and .param_collection())")
-            pc = obj.param_collection()
-            meta.append((type(obj), obj.spec, pc.name()))
-            entries.extend((_kind(p), p.name(), p) for p in _ordered(pc))
-    meta_bytes = b"".join(pickle.dumps(m) for m in meta)  # one pickle per object, as DyNet writes them
-    data = _data_file(basename)
-    job = _Atomic([data, basename + ".meta"])
-    try:
-        if is_safetensors(data):
-            job.write_path(0, lambda tmp: _save_safetensors(tmp, entries))
-        else:
-            job.write(0, (b for e in entries for b in _entry_bytes(*e)))
-        job.write(1, [meta_bytes])
-        job.commit()
-    except BaseException:
-        job.abort()
-        raise
-
-
-def load_generator(basename: str, pc):
-    """Yields the objects saved by :func:`save`, one at a time, created in ``pc``.
-
-    Args:
-        basename (str): the path given to :func:`save`.
-        pc (ParameterCollection): the collection the objects are created in.
-    """
-    datafname = _data_file(basename)
-    read_records(datafname)  # fail early on a damaged data file
-    metafname = basename + ".meta"
+def iter_meta(metafname: str) -> Iterator[tuple]:
+    """The objects of a ``dy.save`` metadata file (one pickle each), in order."""
     try:
         fh = open(metafname, "rb")
     except OSError as e:
@@ -643,22 +490,4 @@ def load_generator(basename: str, pc):
                 return
             except Exception as e:
                 raise ModelFileError(f"{metafname}: not a dy.save metadata file ({type(e).__name__}: {e})") from None
-            if o[0] == "Parameters":
-                yield pc.load_param(datafname, o[1])
-            elif o[0] == "LookupParameters":
-                yield pc.load_lookup_param(datafname, o[1])
-            else:
-                cls, spec, name = o
-                obj = cls.from_spec(spec, pc)
-                obj.param_collection().populate(datafname, name)
-                yield obj
-
-
-def load(basename: str, pc) -> list:
-    """The objects saved by :func:`save`, in their order, created in ``pc``.
-
-    Args:
-        basename (str): the path given to :func:`save`.
-        pc (ParameterCollection): the collection the objects are created in.
-    """
-    return list(load_generator(basename, pc))
+            yield o

@@ -3,12 +3,12 @@
 An entry names the op, its arity, its attributes, its shape rule (``Dim`` in,
 ``Dim`` out, raising :class:`DimError` that names the op and the dims), which
 inputs carry a gradient, and the input domain the conformance suite samples
-from.  The public functions in :mod:`dynet_api.expressions`, the graph, the
+from.  The public functions (:mod:`dynet_api.functions`), the graph, the
 ``backends`` listing and the conformance engine all read this table; a backend
 implements one forward and one backward kernel per entry, keyed by ``name``.
 
 Composite functions (``dropout``, ``noise``, ``emax``, ``layer_norm``...) are
-written in :mod:`dynet_api.expressions` over these primitives and need no
+written in :mod:`dynet_api.functions` over these primitives and need no
 kernels of their own.
 """
 
@@ -55,6 +55,17 @@ class OpDef:
     # Attribute domains, checked by the front end before any backend sees the node, so every
     # backend refuses the same values: ((attribute name, ATTR_DOMAINS key), ...).
     attr_domains: tuple[tuple[str, str], ...] = ()
+    # Autobatching (dynet_api.autobatch): "map" when batch element b of the output depends only on
+    # batch element b of each operand (operands of batch 1 broadcast), so nodes of one signature can
+    # run as one call over operands joined along the batch; "none" never merges the op (it reduces
+    # or reorders the batch, draws random numbers, or its kernel is not batch-parallel).
+    # ``batch_attrs`` names the attributes that hold one entry per batch element (indices); they are
+    # joined too, and are left out of the signature.  ``batch_shared`` lists operands the kernel takes
+    # unbatched (weights): a group shares one node there.  An op with a ``b`` attribute (sum over the
+    # batch too) maps only where ``b`` is false.
+    batch: str = "none"
+    batch_attrs: tuple[str, ...] = ()
+    batch_shared: tuple[int, ...] = ()
     id: int = field(default=-1)
 
     def fail(self, dims, msg: str = "") -> DimError:
@@ -475,85 +486,93 @@ _op("random_gumbel", 0, s_leaf, leaf=True, random=True, attrs=("mu", "beta", "di
     moments=lambda a: (a[0] + 0.5772156649015329 * a[1], (math.pi * a[1]) ** 2 / 6))
 _op("parameter", 0, s_leaf, leaf=True, attrs=("storage", "update", "dim"), doc="A parameter's value.")
 _op("lookup", 0, s_leaf, leaf=True, attrs=("storage", "indices", "update", "dim"),
-    doc="Rows of a lookup table, one per batch element.")
+    doc="Rows of a lookup table, one per batch element.", batch="map", batch_attrs=('indices',))
 
 # Arithmetic.
-_op("add", 2, s_broadcast, doc="x + y with broadcasting.")
-_op("negate", 1, s_same, doc="-x.")
-_op("plus_const", 1, s_same, attrs=("c",), doc="x + c.", sample_attrs=_consts(0.7))
-_op("const_minus", 1, s_same, attrs=("c",), doc="c - x.", sample_attrs=_consts(0.7))
-_op("scalar_mult", 1, s_same, attrs=("c",), doc="x * c for a number c.", sample_attrs=_consts(-1.5))
-_op("cmult", 2, s_broadcast, doc="Elementwise product with broadcasting.")
-_op("cdiv", 2, s_broadcast, domain=(D_ANY, "away0"), doc="Elementwise quotient with broadcasting.")
-_op("matmul", 2, s_matmul, doc="Matrix product (batched).")
-_op("affine_transform", -1, s_affine, doc="b + W1*x1 + W2*x2 + ...")
-_op("colwise_add", 2, s_colwise_add, doc="Adds a vector to every column of a matrix.")
-_op("sum", -1, s_sum_list, doc="Sum of a list of expressions.")
-_op("average", -1, s_same_all, doc="Mean of a list of expressions.")
-_op("bmin", 2, s_broadcast, smooth=False, doc="Elementwise min.")
-_op("bmax", 2, s_broadcast, smooth=False, doc="Elementwise max.")
-_op("pow", 2, s_pow, domain=(D_POS, "any"), doc="x ** y for a scalar y.")
-_op("dot_product", 2, s_dot, doc="Sum of x * y.")
-_op("squared_norm", 1, s_scalar_out, doc="Sum of x^2.")
-_op("l2_norm", 1, s_scalar_out, doc="sqrt(sum of x^2).")
+_op("add", 2, s_broadcast, doc="x + y with broadcasting.", batch="map")
+_op("negate", 1, s_same, doc="-x.", batch="map")
+_op("plus_const", 1, s_same, attrs=("c",), doc="x + c.", sample_attrs=_consts(0.7), batch="map")
+_op("const_minus", 1, s_same, attrs=("c",), doc="c - x.", sample_attrs=_consts(0.7), batch="map")
+_op("scalar_mult", 1, s_same, attrs=("c",), doc="x * c for a number c.", sample_attrs=_consts(-1.5), batch="map")
+_op("cmult", 2, s_broadcast, doc="Elementwise product with broadcasting.", batch="map")
+_op("cdiv", 2, s_broadcast, domain=(D_ANY, "away0"), doc="Elementwise quotient with broadcasting.", batch="map")
+_op("matmul", 2, s_matmul, doc="Matrix product (batched).", batch="map")
+_op("affine_transform", -1, s_affine, doc="b + W1*x1 + W2*x2 + ...", batch="map")
+_op("colwise_add", 2, s_colwise_add, doc="Adds a vector to every column of a matrix.", batch="map")
+_op("sum", -1, s_sum_list, doc="Sum of a list of expressions.", batch="map")
+_op("average", -1, s_same_all, doc="Mean of a list of expressions.", batch="map")
+_op("bmin", 2, s_broadcast, smooth=False, doc="Elementwise min.", batch="map")
+_op("bmax", 2, s_broadcast, smooth=False, doc="Elementwise max.", batch="map")
+_op("pow", 2, s_pow, domain=(D_POS, "any"), doc="x ** y for a scalar y.", batch="map")
+_op("dot_product", 2, s_dot, doc="Sum of x * y.", batch="map")
+_op("squared_norm", 1, s_scalar_out, doc="Sum of x^2.", batch="map")
+_op("l2_norm", 1, s_scalar_out, doc="sqrt(sum of x^2).", batch="map")
 
 # Elementwise unary.
-_op("tanh", 1, s_same, doc="Hyperbolic tangent of each element, tanh(x).")
-_op("logistic", 1, s_same, doc="Logistic sigmoid of each element, 1 / (1 + exp(-x)).")
-_op("rectify", 1, s_same, kinks=(0.0,), doc="Rectified linear unit of each element, max(x, 0).")
-_op("elu", 1, s_same, attrs=("alpha",), kinks=(0.0,), sample_attrs=_consts(1.0, 0.5))
-_op("selu", 1, s_same, kinks=(0.0,), doc="Scaled exponential linear unit of each element (fixed scale and alpha).")
-_op("softsign", 1, s_same, doc="Softsign of each element, x / (1 + abs(x)).")
-_op("exp", 1, s_same, doc="Natural exponential of each element, e^x.")
-_op("log", 1, s_same, domain=(D_POS,), doc="Natural logarithm of each element (x > 0).")
-_op("sqrt", 1, s_same, domain=(D_POS,), doc="Square root of each element (x >= 0).")
-_op("square", 1, s_same, doc="Square of each element, x^2.")
-_op("cube", 1, s_same, doc="Cube of each element, x^3.")
-_op("abs", 1, s_same, kinks=(0.0,), doc="Absolute value of each element, abs(x).")
-_op("log_sigmoid", 1, s_same, doc="Log of the logistic sigmoid of each element, -log(1 + exp(-x)), computed stably.")
-_op("erf", 1, s_same, doc="Gauss error function of each element.")
-_op("lgamma", 1, s_same, domain=(D_POS,), doc="Log of the gamma function of each element (x > 0).")
+_op("tanh", 1, s_same, doc="Hyperbolic tangent of each element, tanh(x).", batch="map")
+_op("logistic", 1, s_same, doc="Logistic sigmoid of each element, 1 / (1 + exp(-x)).", batch="map")
+_op("rectify", 1, s_same, kinks=(0.0,), doc="Rectified linear unit of each element, max(x, 0).", batch="map")
+_op("elu", 1, s_same, attrs=("alpha",), kinks=(0.0,), sample_attrs=_consts(1.0, 0.5), batch="map")
+_op("selu", 1, s_same, kinks=(0.0,), doc="Scaled exponential linear unit of each element (fixed scale and alpha).",
+    batch="map")
+_op("softsign", 1, s_same, doc="Softsign of each element, x / (1 + abs(x)).", batch="map")
+_op("exp", 1, s_same, doc="Natural exponential of each element, e^x.", batch="map")
+_op("log", 1, s_same, domain=(D_POS,), doc="Natural logarithm of each element (x > 0).", batch="map")
+_op("sqrt", 1, s_same, domain=(D_POS,), doc="Square root of each element (x >= 0).", batch="map")
+_op("square", 1, s_same, doc="Square of each element, x^2.", batch="map")
+_op("cube", 1, s_same, doc="Cube of each element, x^3.", batch="map")
+_op("abs", 1, s_same, kinks=(0.0,), doc="Absolute value of each element, abs(x).", batch="map")
+_op("log_sigmoid", 1, s_same, doc="Log of the logistic sigmoid of each element, -log(1 + exp(-x)), computed stably.",
+    batch="map")
+_op("erf", 1, s_same, doc="Gauss error function of each element.", batch="map")
+_op("lgamma", 1, s_same, domain=(D_POS,), doc="Log of the gamma function of each element (x > 0).", batch="map")
 
 # Softmax family.
-_op("softmax", 1, s_softmax, attrs=("d",), doc="Softmax over dimension d.", sample_attrs=_axes)
+_op("softmax", 1, s_softmax, attrs=("d",), doc="Softmax over dimension d.", sample_attrs=_axes, batch="map")
 _op("log_softmax", 1, s_log_softmax, attrs=("restrict",), doc="Log-softmax over each column (or a subset).",
-    sample_attrs=lambda ds: [(None,), (tuple(sorted({0, _n0(ds) - 1})),)])
-_op("logsumexp", -1, s_lse_list, doc="Elementwise log-sum-exp over a list.")
-_op("logsumexp_dim", 1, s_logsumexp_dim, attrs=("d",), doc="Log-sum-exp along dimension d.", sample_attrs=_axes)
+    sample_attrs=lambda ds: [(None,), (tuple(sorted({0, _n0(ds) - 1})),)], batch="map")
+_op("logsumexp", -1, s_lse_list, doc="Elementwise log-sum-exp over a list.", batch="map")
+_op("logsumexp_dim", 1, s_logsumexp_dim, attrs=("d",), doc="Log-sum-exp along dimension d.", sample_attrs=_axes,
+    batch="map")
 
 # Shape.
-_op("transpose", 1, s_transpose, attrs=("dims",), sample_attrs=lambda ds: [((1, 0),), ((2, 0, 1),), ((0, 1),)])
+_op("transpose", 1, s_transpose, attrs=("dims",), sample_attrs=lambda ds: [((1, 0),), ((2, 0, 1),), ((0, 1),)],
+    batch="map")
 _op("reshape", 1, s_reshape, attrs=("dim",), sample_attrs=_a_reshape)
-_op("concatenate", -1, s_concat, attrs=("d",), sample_attrs=_axes)
+_op("concatenate", -1, s_concat, attrs=("d",), sample_attrs=_axes, batch="map")
 _op("concatenate_to_batch", -1, s_concat_to_batch)
-_op("select_rows", 1, s_select_rows, attrs=("rows",), sample_attrs=lambda ds: [((_n0(ds) - 1, 0, _n0(ds) - 1),)])
-_op("select_cols", 1, s_select_cols, attrs=("cols",), sample_attrs=lambda ds: [((ds[0].cols() - 1, 0, 0),)])
+_op("select_rows", 1, s_select_rows, attrs=("rows",), sample_attrs=lambda ds: [((_n0(ds) - 1, 0, _n0(ds) - 1),)],
+    batch="map")
+_op("select_cols", 1, s_select_cols, attrs=("cols",), sample_attrs=lambda ds: [((ds[0].cols() - 1, 0, 0),)],
+    batch="map")
 _op("pick", 1, s_pick, attrs=("indices", "dim"), doc="One index for all batch elements, or one per element.",
-    sample_attrs=_a_pick)
+    sample_attrs=_a_pick, batch="map", batch_attrs=('indices',))
 _op("pick_batch_elems", 1, s_pick_batch_elems, attrs=("indices",),
     sample_attrs=lambda ds: [((ds[0].bd - 1,),), (tuple(range(ds[0].bd))[::-1] + (0,),)])
-_op("pickrange", 1, s_pickrange, attrs=("start", "end", "d"), sample_attrs=_a_pickrange)
+_op("pickrange", 1, s_pickrange, attrs=("start", "end", "d"), sample_attrs=_a_pickrange, batch="map")
 
 # Reductions.
-_op("sum_dim", 1, s_reduce_dim, attrs=("dims", "b"), doc="Sum over dims (and the batch if b).", sample_attrs=_a_reduce)
+_op("sum_dim", 1, s_reduce_dim, attrs=("dims", "b"), doc="Sum over dims (and the batch if b).", sample_attrs=_a_reduce,
+    batch="map")
 _op("moment_dim", 1, s_reduce_dim, attrs=("dims", "b", "r", "n"),
-    doc="Raw moment of order r over dims; n > 0 overrides the divisor.", sample_attrs=_a_moment)
+    doc="Raw moment of order r over dims; n > 0 overrides the divisor.", sample_attrs=_a_moment, batch="map")
 
 # Losses.
-_op("pickneglogsoftmax", 1, s_class_loss, attrs=("indices",), sample_attrs=lambda ds: [(_gold(ds),)])
+_op("pickneglogsoftmax", 1, s_class_loss, attrs=("indices",), sample_attrs=lambda ds: [(_gold(ds),)],
+    batch="map", batch_attrs=('indices',))
 _op("hinge", 1, s_class_loss, attrs=("indices", "m"), smooth=False, attr_domains=(("m", "nonneg"),),
-    sample_attrs=lambda ds: [(_gold(ds), 1.0), (_gold(ds), 0.5)])
+    sample_attrs=lambda ds: [(_gold(ds), 1.0), (_gold(ds), 0.5)], batch="map", batch_attrs=('indices',))
 _op("binary_log_loss", 2, s_nobatch_pair_scalar, domain=(D_PROB, D_PROB))
-_op("squared_distance", 2, s_dot)
+_op("squared_distance", 2, s_dot, batch="map")
 _op("l1_distance", 2, s_nobatch_pair_scalar, smooth=False)
 _op("huber_distance", 2, s_nobatch_pair_scalar, attrs=("c",), smooth=False, attr_domains=(("c", "pos"),),
-    sample_attrs=_consts(1.0))
+    sample_attrs=_consts(1.0), batch="map")
 
 # Gradient control.
-_op("nobackprop", 1, s_same, nograd=(0,))
+_op("nobackprop", 1, s_same, nograd=(0,), batch="map")
 # smooth=False: its gradient is lambd times the derivative by design, so no finite-difference check.
-_op("scale_gradient", 1, s_same, attrs=("lambd",), smooth=False, sample_attrs=_consts(0.5))
-_op("argmax", 1, s_argmax, attrs=("straight_through",), smooth=False, sample_attrs=_consts(False, True))
+_op("scale_gradient", 1, s_same, attrs=("lambd",), smooth=False, sample_attrs=_consts(0.5), batch="map")
+_op("argmax", 1, s_argmax, attrs=("straight_through",), smooth=False, sample_attrs=_consts(False, True), batch="map")
 
 
 # ================================================================ issue 6: the rest of DyNet's op set
@@ -851,17 +870,17 @@ _TRIG_DOCS = {
     "asinh": "Inverse hyperbolic sine of each element.",
 }
 for _name in ("sin", "cos", "atan", "sinh", "cosh", "asinh"):
-    _op(_name, 1, s_same, doc=_TRIG_DOCS[_name])
-_op("tan", 1, s_same, domain=(D_UNIT,), doc="Tangent of each element (radians).")
-_op("asin", 1, s_same, domain=(D_UNIT,), doc="Arc sine of each element (-1 < x < 1).")
-_op("acos", 1, s_same, domain=(D_UNIT,), doc="Arc cosine of each element (-1 < x < 1).")
-_op("atanh", 1, s_same, domain=(D_UNIT,), doc="Inverse hyperbolic tangent of each element (-1 < x < 1).")
-_op("acosh", 1, s_same, domain=(D_GT1,), doc="Inverse hyperbolic cosine of each element (x >= 1).")
-_op("silu", 1, s_same, attrs=("beta",), doc="x * sigmoid(beta * x).")
+    _op(_name, 1, s_same, doc=_TRIG_DOCS[_name], batch="map")
+_op("tan", 1, s_same, domain=(D_UNIT,), doc="Tangent of each element (radians).", batch="map")
+_op("asin", 1, s_same, domain=(D_UNIT,), doc="Arc sine of each element (-1 < x < 1).", batch="map")
+_op("acos", 1, s_same, domain=(D_UNIT,), doc="Arc cosine of each element (-1 < x < 1).", batch="map")
+_op("atanh", 1, s_same, domain=(D_UNIT,), doc="Inverse hyperbolic tangent of each element (-1 < x < 1).", batch="map")
+_op("acosh", 1, s_same, domain=(D_GT1,), doc="Inverse hyperbolic cosine of each element (x >= 1).", batch="map")
+_op("silu", 1, s_same, attrs=("beta",), doc="x * sigmoid(beta * x).", batch="map")
 for _name in ("round", "ceil", "floor"):
-    _op(_name, 1, s_same, attrs=("straight_through",), smooth=False,
+    _op(_name, 1, s_same, attrs=("straight_through",), smooth=False, batch="map",
         doc="Zero gradient, or the incoming gradient unchanged when straight_through.")
-_op("to_device", 1, s_same, attrs=("device",), doc="Identity that records the device the value moves to.")
+_op("to_device", 1, s_same, attrs=("device",), doc="Identity that records the device the value moves to.", batch="map")
 
 _op("sparsemax", 1, s_vector_nobatch, smooth=False, doc="Euclidean projection of a vector onto the simplex.")
 _op("sparsemax_loss", 1, s_sparsemax_loss, attrs=("target",), smooth=False,
@@ -871,17 +890,19 @@ _op("constrained_softmax", 2, s_constrained_softmax, domain=(D_ANY, D_PROB), smo
 
 _op("strided_select", 1, s_strided_select, attrs=("strides", "from", "to"),
     doc="x[from:to:stride] per dimension; the entry after the last data dim is the batch.")
-_op("max_dim", 1, s_max_dim, attrs=("d",), smooth=False, doc="Max along dimension d.")
-_op("min_dim", 1, s_max_dim, attrs=("d",), smooth=False, doc="Min along dimension d.")
-_op("cumsum", 1, s_same_axis, attrs=("d",), doc="Cumulative sum along dimension d.")
+_op("max_dim", 1, s_max_dim, attrs=("d",), smooth=False, doc="Max along dimension d.", batch="map")
+_op("min_dim", 1, s_max_dim, attrs=("d",), smooth=False, doc="Min along dimension d.", batch="map")
+_op("cumsum", 1, s_same_axis, attrs=("d",), doc="Cumulative sum along dimension d.", batch="map")
 _op("kmax_pooling", 1, s_kmax, attrs=("k", "d"), smooth=False,
-    doc="The k largest values along dimension d, in their original order.")
+    doc="The k largest values along dimension d, in their original order.", batch="map")
 _op("std_dim", 1, s_std_dim, attrs=("dims", "b", "n"),
-    doc="Population std over dims (and the batch if b); n > 0 overrides the divisor.")
+    doc="Population std over dims (and the batch if b); n > 0 overrides the divisor.", batch="map")
 
 _op("hinge_dim", 1, s_hinge_dim, attrs=("indices", "d", "m"), smooth=False, attr_domains=(("m", "nonneg"),),
-    doc="Hinge loss of every column (d=0) or row (d=1); indices: one list, or one per batch element.")
-_op("pairwise_rank_loss", 2, s_pairwise_rank, attrs=("m",), smooth=False, doc="max(0, m - x + y) elementwise.")
+    doc="Hinge loss of every column (d=0) or row (d=1); indices: one list, or one per batch element.",
+        batch="map", batch_attrs=('indices',))
+_op("pairwise_rank_loss", 2, s_pairwise_rank, attrs=("m",), smooth=False, doc="max(0, m - x + y) elementwise.",
+    batch="map")
 _op("poisson_loss", 1, s_poisson, attrs=("y",), attr_domains=(("y", "nonneg"),),
     doc="-log Poisson(y; lambda = exp(x)).")
 
@@ -903,11 +924,13 @@ _op("kmh_ngram", 1, s_kmh_ngram, attrs=("n",), doc="Sums of n consecutive column
 _op("weight_norm", 2, s_weight_norm, doc="g * w / ||w|| for a scalar gain g.")
 
 _op("vanilla_lstm_gates", 5, s_lstm_gates,
-    doc="[i;f;o;g] = sigmoid/tanh(Wx x + Wh h + b), +1 on the forget gate; args x, h, Wx, Wh, b.")
+    doc="[i;f;o;g] = sigmoid/tanh(Wx x + Wh h + b), +1 on the forget gate; args x, h, Wx, Wh, b.", batch="map",
+    batch_shared=(2, 3, 4))
 _op("vanilla_lstm_gates_dropout", 7, s_lstm_gates_dropout,
-    doc="vanilla_lstm_gates with x and h multiplied by the masks (args 6 and 7).")
-_op("vanilla_lstm_c", 2, s_lstm_cell, doc="c_t = i * g + f * c_tm1 from gates [i;f;o;g].")
-_op("vanilla_lstm_h", 2, s_lstm_cell, doc="h_t = o * tanh(c_t) from gates [i;f;o;g].")
+    doc="vanilla_lstm_gates with x and h multiplied by the masks (args 6 and 7).", batch="map",
+    batch_shared=(2, 3, 4))
+_op("vanilla_lstm_c", 2, s_lstm_cell, doc="c_t = i * g + f * c_tm1 from gates [i;f;o;g].", batch="map")
+_op("vanilla_lstm_h", 2, s_lstm_cell, doc="h_t = o * tanh(c_t) from gates [i;f;o;g].", batch="map")
 
 # Conformance samples of the issue-6 ops (see OpDef.sample_dims / sample_attrs).
 

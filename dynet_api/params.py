@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from . import config, runtime
+from . import config
 from .dim import Dim
 from .graph import Expression, _cg
 from .ops import OPS
+from .param_files import load_param, populate_collection, populate_object, save_collection, save_objects
 
 _PARAM, _LOOKUP, _RESHAPE = OPS["parameter"], OPS["lookup"], OPS["reshape"]
 
@@ -57,7 +58,7 @@ class NormalInitializer(PyInitializer):
             dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
             lookup (bool): the values are for a lookup table.
         """
-        return runtime.rng.normal(self.mean, math.sqrt(self.var), dims)
+        return config.rng.normal(self.mean, math.sqrt(self.var), dims)
 
 
 class UniformInitializer(PyInitializer):
@@ -76,7 +77,7 @@ class UniformInitializer(PyInitializer):
             dims (tuple[int, ...]): the parameter's shape (for a lookup table, the row dims then the row count).
             lookup (bool): the values are for a lookup table.
         """
-        return runtime.rng.uniform(-self.scale, self.scale, dims)
+        return config.rng.uniform(-self.scale, self.scale, dims)
 
 
 class ConstInitializer(PyInitializer):
@@ -141,7 +142,7 @@ class GlorotInitializer(PyInitializer):
             scale = self.gain * math.sqrt(6.0 / (h * w * ci + h * w * co))
         else:
             scale = self.gain * math.sqrt(3.0 * len(shown) / sum(shown))
-        return runtime.rng.uniform(-scale, scale, dims)
+        return config.rng.uniform(-scale, scale, dims)
 
 
 class SaxeInitializer(PyInitializer):
@@ -164,7 +165,7 @@ class SaxeInitializer(PyInitializer):
         if len(dims) != 2:
             raise ValueError(f"SaxeInitializer needs a matrix, got {Dim(dims)}")
         r, c = dims
-        a = runtime.rng.normal(0.0, 1.0, (max(r, c), max(r, c)))
+        a = config.rng.normal(0.0, 1.0, (max(r, c), max(r, c)))
         q, rr = np.linalg.qr(a)
         q *= np.sign(np.diag(rr))
         return self.scale * q[:r, :c]
@@ -390,8 +391,6 @@ class _StoredParameter(Expression):
             fname (str): the file.
             key (str): the name of the record to read (default: this parameter's name).
         """
-        from .io import populate_object
-
         populate_object(self, fname, key)
 
     def save(self, fname: str, key: str = "", append: bool = False) -> None:
@@ -402,8 +401,6 @@ class _StoredParameter(Expression):
             key (str): the name to store it under (default: its own name).
             append (bool): add to the file instead of replacing it.
         """
-        from .io import save_objects
-
         save_objects(fname, [self], key, append)
 
     populate_from_textfile = populate
@@ -512,10 +509,8 @@ class LookupParameters(_StoredParameter):
 
     def _node(self, cg) -> int:
         """The whole table as one expression of dim {row dims..., n}."""
-        from .functions import lookup_batch
-
         n = self._rows()
-        e = lookup_batch(self, range(n))
+        e = _lookups.batch(self, range(n))
         d = self._st.dim.d
         if d[-1:] == (1,) and len(d) > 1:
             d = d[:-1]
@@ -544,9 +539,7 @@ class LookupParameters(_StoredParameter):
         Args:
             indices (list[int]): the rows, one per batch element.
         """
-        from .functions import lookup_batch
-
-        return lookup_batch(self, indices)
+        return _lookups.batch(self, indices)
 
     def _table(self) -> np.ndarray:
         """Host copy shaped (n, *row dims)."""
@@ -681,7 +674,7 @@ class ParameterCollection:
         self._counts: dict[str, int] = {}
         self._sub_counts: dict[str, int] = {}
         self._weight_decay = float(config.settings["weight_decay"] or 0.0)
-        self._backend = runtime.backend()
+        self._backend = config.backend()
         # DyNet's lazy weight decay factor: one per root collection, shared by its subcollections
         self._wscale: WeightScale = _parent._wscale if _parent is not None else WeightScale()
 
@@ -883,8 +876,6 @@ class ParameterCollection:
             name (str): the key prefix to store them under (default: the collection's name).
             append (bool): add to the file instead of replacing it.
         """
-        from .io import save_collection
-
         save_collection(self, fname, name, append)
 
     def populate(self, fname: str, key: str = "", strict: bool = False) -> None:
@@ -897,8 +888,6 @@ class ParameterCollection:
             strict (bool): raise a ModelFileError, instead of warning, when the names in the file
                 differ from the collection's.
         """
-        from .io import populate_collection
-
         populate_collection(self, fname, key, strict)
 
     write_to_textfile = save
@@ -911,8 +900,6 @@ class ParameterCollection:
             fname (str): the file.
             key (str): the record's name.
         """
-        from .io import load_param
-
         return load_param(self, fname, key, lookup=False)
 
     def load_lookup_param(self, fname: str, key: str) -> LookupParameters:
@@ -922,8 +909,6 @@ class ParameterCollection:
             fname (str): the file.
             key (str): the record's name.
         """
-        from .io import load_param
-
         return load_param(self, fname, key, lookup=True)
 
     def __repr__(self) -> str:
@@ -933,11 +918,17 @@ class ParameterCollection:
 Model = ParameterCollection
 
 
-from . import functions as _functions  # noqa: E402  (functions reads this module lazily)
-from .graph import _fastgraph  # noqa: E402
+class _Lookups:
+    """The lookup functions, which build graph nodes in the functions layer and register here at import."""
 
-# ``p[i]`` is ``lookup(p, i)``: the function itself (the C one with the accelerator binds like a
-# method), so that ``E[w]`` runs without a Python frame.
-LookupParameters.__getitem__ = _functions.lookup  # type: ignore[method-assign,assignment]
-if _fastgraph is not None:  # a parameter's first use per graph and E[w] append their leaves in C
-    _fastgraph.configure_leaves(Parameters, _functions.MutableExpression, _PARAM, _LOOKUP, _functions._ROW_DIMS)
+    batch: Callable[..., Expression]
+
+
+_lookups = _Lookups()
+
+
+def register_lookups(lookup: Callable[..., Expression], lookup_batch: Callable[..., Expression]) -> None:
+    """``E[w]`` is ``lookup(E, w)`` (the function itself: the C one with the accelerator binds like a
+    method, so ``E[w]`` runs without a Python frame) and ``E.batch(ws)`` is ``lookup_batch``."""
+    setattr(LookupParameters, "__getitem__", lookup)  # noqa: B010 - assigned after the class, by a higher layer
+    _lookups.batch = lookup_batch

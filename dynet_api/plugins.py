@@ -17,10 +17,11 @@ import pluggy
 from . import hookspecs
 from .backend import Backend
 from .hookspecs import BackendSpec
+from .ops import OP_LIST
 
 
 class BackendChoiceError(Exception):
-    """The backend asked for cannot be used (shown as one line when uncaught, see runtime)."""
+    """The backend asked for cannot be used (shown as one line when uncaught, see config)."""
 
 
 class BackendRequestError(BackendChoiceError, ValueError):
@@ -169,8 +170,6 @@ class Registry:
 
     def report(self) -> list[dict]:
         """One row per backend and per failed plugin, for ``python -m dynet_api backends``."""
-        from .ops import OP_LIST
-
         self.discover()
         rows = []
         table = {o.name for o in OP_LIST}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from . import config, runtime
+from . import config
 from .graph import ComputationGraph, _cg, graphviz_text
 
 
@@ -87,12 +87,12 @@ def reset_random_seed(seed: int) -> None:
     Args:
         seed (int): the new seed.
     """
-    runtime.reset_random_seed(int(seed))
+    config.reset_random_seed(int(seed))
 
 
 def available_devices() -> list[bytes]:
     """Device names as bytes, as DyNet's Python 3 module returns them."""
-    return [d.encode() for d in runtime.backend().devices]
+    return [d.encode() for d in config.backend().devices]
 
 
 class DeviceInfo:
@@ -115,7 +115,7 @@ def get_device_info(name: str) -> DeviceInfo:
     """
     names = [d.decode() for d in available_devices()]
     if name not in names:
-        raise ValueError(f"unknown device {name!r}; devices of backend {runtime.backend().name!r}: {names}")
+        raise ValueError(f"unknown device {name!r}; devices of backend {config.backend().name!r}: {names}")
     return DeviceInfo(name, names.index(name))
 
 
@@ -221,7 +221,7 @@ def init(shared_parameters=None) -> None:
         shared_parameters: accepted for DyNet compatibility.
     """
     config.load_from_command_line()
-    runtime.configure_from_settings()
+    config.configure_from_settings()
 
 
 def init_from_params(params: DynetParams) -> None:
@@ -232,5 +232,5 @@ def init_from_params(params: DynetParams) -> None:
     """
     config.set_values(**params._values)
     if "random_seed" in params._values:
-        runtime.reset_random_seed(int(params._values["random_seed"]))
-    runtime.configure_from_settings()
+        config.reset_random_seed(int(params._values["random_seed"]))
+    config.configure_from_settings()

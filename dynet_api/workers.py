@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from . import config, runtime
+from . import config
 
 _forks = 0
 
@@ -26,8 +26,8 @@ def stream_seed(base: int, worker: int) -> int:
 
 
 def _reseed(seed: int) -> None:
-    runtime.rng = np.random.default_rng(seed)
-    be = runtime.current()
+    config.rng = np.random.default_rng(seed)
+    be = config.current()
     if be is not None:
         be.seed(seed)
     else:  # chosen later: the backend's stream then starts from this seed too

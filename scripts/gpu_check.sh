@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The cuda backend's check on a GPU machine (issue 8): one prepared run, results under $OUT.
 #
-#   bash scripts/gpu_check.sh prepare   # on a machine with network: fetch the build requirements the
-#                                       # GPU machine lacks (cmeel-eigen) into .whl/ (git-ignored)
+#   bash scripts/gpu_check.sh prepare   # on a machine with network: fetch what the GPU machine lacks
+#                                       # (cmeel-eigen to build, scipy to run) into .whl/ (git-ignored)
 #   bash scripts/gpu_check.sh           # on the GPU machine, from the repo root, .whl/ carried along
 #
 # The GPU machine has Python 3.12 with CuPy, PyTorch, pybind11, scikit-build-core, pluggy, pytest and
@@ -20,7 +20,7 @@
 set -u -o pipefail
 
 PY=${PYTHON:-python3}
-WHEELS=(cmeel-eigen==3.4.1)
+WHEELS=(cmeel-eigen==3.4.1 scipy==1.17.1)  # scipy: the reference kernels' special functions (~37 MB)
 
 prepare() {
   local exclude

@@ -48,6 +48,7 @@ def restore_autobatch():
         config._explicit.discard("autobatch")
     dy.set_backend("cpu_eigen")
     registry.get("cpu_eigen").configure()
+    dy.renew_cg()
 
 
 # The first-party backends that run on this machine, and the cuda backend's code over NumPy with its

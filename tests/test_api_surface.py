@@ -210,3 +210,17 @@ def test_list_covers_the_reference_document():
     # and every listed name is really in dynet_api (checked per name above); here the documented ones at once
     lacking = sorted(n for n in module_level if not hasattr(dy, n))
     assert not lacking, f"dynet_api lacks {lacking}"
+
+
+def test_no_import_of_the_function_modules_leaks_into_the_namespace():
+    """``from .functions import *`` gives DyNet's functions only: no stdlib or NumPy module, no typing
+    helper (``dy.np`` and ``dy.builtins`` used to leak), and every module-level name is either a
+    submodule of the package or a name this project defines."""
+    import types
+
+    for leaked in ("np", "builtins", "inspect", "operator", "sys", "Sequence", "Number", "annotations"):
+        assert not hasattr(dy, leaked), leaked
+    foreign = sorted(n for n, v in vars(dy).items()
+                     if not n.startswith("_") and isinstance(v, types.ModuleType)
+                     and not v.__name__.startswith("dynet_api."))
+    assert foreign == []

@@ -12,7 +12,7 @@ import pytest
 import dynet_api as dy
 from benchmarks import data as D
 from benchmarks import run, tasks_dynet
-from dynet_api import runtime
+from dynet_api import config
 from dynet_api.plugins import registry
 
 try:
@@ -42,7 +42,7 @@ def _use(name: str):
         registry.get(name)
     except (ValueError, RuntimeError) as e:
         pytest.skip(f"backend {name} unavailable: {e}")
-    prev = runtime.backend()
+    prev = config.backend()
     dy.set_backend(name)
     dy.reset_random_seed(7)
     with run.one_blas_thread():

@@ -68,7 +68,7 @@ def test_parameters_in_arithmetic_get_gradients():
 
 
 def test_parameter_call_returns_the_parameter_and_warns_once(capsys, monkeypatch):
-    monkeypatch.setattr(F, "_notice_shown", False)
+    monkeypatch.setattr(F.inputs, "_notice_shown", False)
     pc = dy.ParameterCollection()
     p = pc.add_parameters(3)
     assert dy.parameter(p) is p

@@ -13,7 +13,7 @@ import pytest
 from dynet_backends.reference_numpy import ReferenceNumpyBackend
 
 import dynet_api as dy
-from dynet_api import runtime
+from dynet_api import config
 from dynet_api.backend import (
     EXECUTOR_METHODS,
     Backend,
@@ -102,12 +102,12 @@ def test_a_backend_whose_executor_lacks_truncate_is_refused():
             return HalfExecutor(graph)
 
     be = NoTruncate()
-    prev = runtime._backend
+    prev = config._backend
     try:
         with pytest.raises(TypeError, match=r"backend 'no_truncate': its executor HalfExecutor lacks truncate"):
             with using(be):
                 dy.renew_cg()
                 dy.tanh(dy.inputTensor([1.0])).value()
     finally:
-        runtime._backend = prev
+        config._backend = prev
         _cg.renew()

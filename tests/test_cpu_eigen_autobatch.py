@@ -26,9 +26,9 @@ pytestmark = pytest.mark.usefixtures("restore_autobatch")
 
 
 def _batching(on: bool) -> None:
-    """Through the setting, as a program would (the backend re-reads it when it makes an executor)."""
+    """Through the setting, as a program would (each new graph reads it and tells the backend)."""
     config.set_values(autobatch=int(on))
-    CE.configure()
+    dy.renew_cg()
 
 
 def _model():
@@ -168,7 +168,11 @@ def test_setting_switches_batching():
     assert M.autobatch() is True
     config.settings["autobatch"] = 0
     config._explicit.discard("autobatch")  # not chosen by the program: the backend's default, on
-    CE.configure()
+    dy.renew_cg()
+    assert M.autobatch() is True
+    dy.renew_cg(autobatching=False)  # DyNet's per-graph switch
+    assert M.autobatch() is False
+    dy.renew_cg()
     assert M.autobatch() is True
 
 

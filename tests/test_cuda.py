@@ -249,16 +249,21 @@ def test_class_loss_kernels_on_hand_computed_columns(emu):
     np.testing.assert_allclose(emu.to_numpy(gh), [[-2, 0], [1, 0], [1, 0]])
 
 
-def test_digamma_values_and_no_hang_on_huge_negative_inputs(emu):
-    k = emu.dev.ew["lgamma_b"]
-    x = np.array([1.0, 0.5, 10.0, -np.inf, -1e30], F32)
-    g = k(x, x, np.ones_like(x))
-    np.testing.assert_allclose(g[:3], [-0.5772156649, -1.9635100260, 2.2517525891], rtol=1e-6)
-    assert np.isnan(g[3:]).all()  # the recurrence would never reach x >= 6: NaN, not a hung kernel
-    from dynet_backends.reference_numpy.kernels import digamma
+def test_digamma_matches_scipy_and_never_hangs(emu):
+    """lgamma's gradient is digamma: the CUDA C one against hand-computed values and scipy.special (the reference's)."""
+    import scipy.special
 
-    far = np.array([-65529.5, -65531.0, -np.inf], F32)  # the last value computed, then NaN (as the reference)
-    np.testing.assert_allclose(k(far, far, np.ones_like(far)), digamma(far), rtol=1e-6)
+    k = emu.dev.ew["lgamma_b"]
+    x = np.array([1.0, 0.5, 10.0, -0.5], F32)
+    g = k(x, x, np.ones_like(x))
+    # -gamma, -gamma - 2 ln 2, H_9 - gamma, 2 - gamma - 2 ln 2
+    np.testing.assert_allclose(g, [-0.5772156649, -1.9635100260, 2.2517525891, 0.0364899740], rtol=1e-6)
+    # huge negative inputs (a recurrence from there would run for ages) and the poles
+    far = np.array([-65529.5, -1e6 - 0.5, -3.0, -1e30, -np.inf, np.inf, 0.0, -0.0, np.nan], F32)
+    got = k(far, far, np.ones_like(far))
+    want = scipy.special.digamma(far.astype(np.float64))
+    np.testing.assert_allclose(got, want.astype(F32), rtol=1e-6)
+    assert np.isnan(got[[2, 3, 4, 8]]).all() and got[5] == np.inf and got[6] == -np.inf and got[7] == np.inf
 
 
 def test_sq_norm_accumulates_in_double(emu):

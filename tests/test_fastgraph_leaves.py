@@ -35,7 +35,7 @@ def test_lookup_is_the_getitem_and_builds_the_python_paths_node():
     _bound()
     e = E[3]
     assert isinstance(e, F.MutableExpression) and e._kind == "lookup"
-    general = F._lookup(E, (3,), True)  # the general Python path
+    general = F.inputs._lookup(E, (3,), True)  # the general Python path
     cg = dy.cg()
     assert cg.nodes[e.i][0] is cg.nodes[general.i][0]
     assert cg.nodes[e.i][1] == () and cg.nodes[e.i][2] == cg.nodes[general.i][2]

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from dynet_api import config, runtime
+from dynet_api import config
 from dynet_api.hookspecs import BackendSpec
 from dynet_api.plugins import BackendChoiceError, Registry, registry
 
@@ -152,27 +152,27 @@ def fake_registry(monkeypatch):
     reg._discovered = True
     reg.register_plugin(_Cpu, "cpu")
     reg.register_plugin(_FakeGpu, "fake")
-    monkeypatch.setattr(runtime, "registry", reg)
+    monkeypatch.setattr(config, "registry", reg)
     monkeypatch.setattr(config, "settings", dict(config.settings, backend=None, requested_gpus=0, devices=None,
                                                  gpu_ids=None))
     return reg
 
 
 def test_without_a_gpu_request_the_highest_priority_backend_is_chosen(fake_registry):
-    assert runtime.choose().name == "reference_numpy"
+    assert config.choose().name == "reference_numpy"
 
 
 @pytest.mark.parametrize("setting", [{"requested_gpus": 1}, {"devices": "GPU:0"}, {"devices": "CPU,GPU:1"},
                                      {"gpu_ids": "0"}])
 def test_gpu_request_picks_the_backend_declaring_a_gpu(fake_registry, setting):
     config.settings.update(setting)
-    b = runtime.choose()
+    b = config.choose()
     assert b.name == "fake_gpu" and b.devices == ("GPU:0",)
 
 
 def test_gpu_request_and_a_named_gpu_backend_agree(fake_registry):
     config.settings.update(requested_gpus=1, backend="fake_gpu")
-    assert runtime.choose().name == "fake_gpu"
+    assert config.choose().name == "fake_gpu"
 
 
 def test_gpu_request_with_no_gpu_backend_installed_says_how_to_get_one(monkeypatch):

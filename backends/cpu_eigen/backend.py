@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from dynet_api import config
-from dynet_api.backend import Backend
+from dynet_api.backend import Backend, BackendUnavailable
 from dynet_api.config import parse_mem_mb
 from dynet_api.dim import Dim
-from dynet_api.ops import OPS
+from dynet_api.ops import OP_LIST, OPS
 
 from . import _cpu_eigen as _m
 
@@ -52,6 +52,18 @@ def _scaled(t, f: float):
     out = _m.from_numpy(_m.to_numpy(t))
     _m.scale(out, float(f), None)
     return out
+
+
+def _check_attr_names() -> None:
+    """The kernels read attributes by name, compiled to places in the attribute tuple
+    (csrc/op_attrs.h): a module built from another op table would read the wrong ones."""
+    built = {name: tuple(names.split(",")) for name, names in _m.op_attr_names().items()}
+    want = {op.name: op.attrs for op in OP_LIST if op.attrs}
+    if built != want:
+        differ = sorted(n for n in built.keys() | want.keys() if built.get(n) != want.get(n))
+        raise BackendUnavailable(
+            f"cpu_eigen was built from another op table (the attributes of {', '.join(differ)} differ): "
+            "run `python scripts/gen_op_attrs.py`, then reinstall (pip install .)")
 
 
 def _kernels():
@@ -123,10 +135,13 @@ def load_blas() -> str:
 
 class CpuEigenBackend(Backend):
     name = "cpu_eigen"
+    batches_itself = True  # its C++ executor groups nodes (csrc/autobatch.cpp)
+    autobatch_default = True  # batching of products never loses (benchmarks/README.md)
     devices = ("CPU",)
     dtype = F32
 
     def __init__(self) -> None:
+        _check_attr_names()
         self.forward_kernels, self.backward_kernels = _kernels()
         # Ops of the table with no C++ kernel yet: graph construction rejects them cleanly.
         self.unsupported = {name: "no C++ kernel yet" for name in OPS if name not in self.forward_kernels}
@@ -141,11 +156,11 @@ class CpuEigenBackend(Backend):
             raise ValueError(f"threads: must be at least 1, got {threads}")
         _m.set_threads(threads)
         _m.set_mem_limit(parse_mem_mb(config.settings.get("mem")))
-        # Batching of products that share a weight (one GEMM W [x_1 ... x_n], one GEMM for dW):
-        # on unless --dynet-autobatch / dynet_config.set(autobatch=...) says 0; results equal the
-        # unbatched executor's up to float32 rounding.
-        given = config.given("autobatch")
-        _m.set_autobatch(bool(config.settings.get("autobatch")) if given else True)
+
+    def set_autobatch(self, strategy: int) -> None:
+        # Batching of products that share a weight (one GEMM W [x_1 ... x_n], one GEMM for dW);
+        # results equal the unbatched executor's up to float32 rounding.
+        _m.set_autobatch(bool(strategy))
 
     # --- tensors
     def from_numpy(self, a):
@@ -209,4 +224,12 @@ class CpuEigenBackend(Backend):
     # --- whole graphs
     def make_executor(self, graph):
         self.configure()
+        _m.set_profiling(bool(int(config.settings.get("profiling") or 0)))  # time kernel calls (--dynet-profiling)
         return _m.Executor(graph)
+
+    def kernel_counts(self) -> dict:
+        """The executor's kernel calls per op, ``{name: (nodes, calls, seconds)}`` (see dynet_api.profiling)."""
+        return _m.kernel_counts()
+
+    def reset_kernel_counts(self) -> None:
+        _m.reset_kernel_counts()

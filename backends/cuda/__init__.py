@@ -29,5 +29,5 @@ def make_backend():
 @hookimpl
 def dynet_api_backends():
     return [BackendSpec("cuda", make_backend, priority=PRIORITY, devices=("GPU",),
-                        description="CuPy on NVIDIA GPUs: cuBLAS products, CuPy elementwise/reduction kernels, "
-                                    "RawKernels for gathers and class losses; --dynet-mem is not enforced")]
+                        description="CuPy on NVIDIA GPUs: the reference's kernels over CuPy, CUDA C for unary ops, "
+                                    "scatter-adds, pick and class losses; --dynet-mem is not enforced")]

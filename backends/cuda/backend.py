@@ -14,7 +14,7 @@ import numpy as np
 
 from dynet_api.backend import Backend
 
-from .opkernels import OpKernels
+from .opkernels import CudaKernels
 from .updates import DeviceUpdates
 
 F32 = np.float32
@@ -29,7 +29,7 @@ class CudaBackend(Backend):
         self.xp = dev.xp
         self.name = name
         self.devices = tuple(devices)
-        ops = OpKernels(dev)
+        ops = CudaKernels(dev)
         self.ops = ops
         self.forward_kernels = ops.FWD
         self.backward_kernels = ops.BWD
@@ -47,6 +47,13 @@ class CudaBackend(Backend):
 
     def ones(self, shape):
         return self.xp.ones(shape, F32)
+
+    # Autobatching: operands joined along the batch (last) axis on the device, results read back as views.
+    def join_batches(self, parts, dim):
+        return self.xp.concatenate(parts, axis=-1)
+
+    def batch_slice(self, t, start, stop, dim):
+        return t[..., start:stop]
 
     def add(self, a, b):
         return a + b
@@ -79,7 +86,7 @@ class CudaBackend(Backend):
         return self.xp.take(table, self.dev.index(rows), axis=-1)
 
     def scatter_add_batch(self, dst, rows, src) -> None:
-        self.ops.index_add(dst, src, rows, -1)
+        self.ops.index_add(dst, rows, src, -1)
 
     def sq_norm(self, t, rows=None) -> float:
         v = t if rows is None else self.gather_batch(t, rows)

@@ -1,9 +1,10 @@
 """What the cuda backend's op code runs on: an array module plus kernel tables.
 
-:class:`Device` is the small interface the op kernels (:mod:`.opkernels`) and
-the trainer rules (:mod:`.updates`) are written against: ``xp`` (an array
-module with NumPy's API), ``ew`` / ``red`` / ``raw`` (the ElementwiseKernels,
-ReductionKernels and RawKernels by name), index arrays and random numbers.
+:class:`Device` is the small interface the op kernels (:mod:`.opkernels`, the
+reference's kernel set) and the trainer rules (:mod:`.updates`) are built over:
+``xp`` (an array module with NumPy's API), ``special`` (its special functions),
+``ew`` / ``red`` / ``raw`` (the ElementwiseKernels, ReductionKernels and
+RawKernels by name), index arrays and random numbers.
 :class:`CupyDevice` is the real one; :mod:`.hostemu` provides the same
 interface over NumPy and the same CUDA C compiled for the CPU, for tests on
 machines without a GPU.
@@ -32,6 +33,7 @@ class Device:
 
     name = "?"
     xp: Any = None
+    special: Any = None  # scipy.special's interface: erf, gammaln, digamma
     ew: dict[str, Callable] = {}
     red: dict[str, Callable] = {}
     raw: dict[str, Callable] = {}
@@ -110,7 +112,10 @@ class CupyDevice(Device):
 
     def __init__(self, cupy) -> None:
         super().__init__()
+        import cupyx.scipy.special
+
         self.xp = cupy
+        self.special = cupyx.scipy.special
         pre = cusrc.elementwise_preamble()
         self.ew = {n: cupy.ElementwiseKernel(s.ins, s.outs, s.op, f"dn_{n}", preamble=pre)
                    for n, s in ELEMENTWISE.items()}

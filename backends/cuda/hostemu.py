@@ -1,10 +1,11 @@
 """The cuda backend's device emulated on the CPU, for tests on machines without a GPU.
 
 :class:`HostDevice` has the interface of :class:`.device.CupyDevice` with
-NumPy as the array module, and with every CUDA C kernel of the backend (the
-RawKernels in ``kernels/*.cu`` and the rendered ElementwiseKernels and
-ReductionKernels) compiled as C++ by the host compiler and called through
-ctypes.  Blocks run one after another with one thread each, which every
+NumPy as the array module and scipy.special as its special functions (so the
+reference's kernel set runs on it as it runs on CuPy), and with every CUDA C
+kernel of the backend (the RawKernels in ``kernels/*.cu`` and the rendered
+ElementwiseKernels and ReductionKernels) compiled as C++ by the host compiler
+and called through ctypes.  Blocks run one after another with one thread each, which every
 kernel supports.  So the CPU-side tests run the backend's own op code and its
 own CUDA C arithmetic; what they cannot check is CuPy's kernel launching and
 the warp-level parts (shuffles, atomics between threads).
@@ -22,6 +23,7 @@ from math import prod
 from pathlib import Path
 
 import numpy as np
+import scipy.special
 
 from . import cusrc
 from .device import Device, check_raw_args
@@ -170,7 +172,7 @@ class HostDevice(Device):
 
     def __init__(self, cxx: str | None = None, build_dir: str | os.PathLike | None = None) -> None:
         super().__init__()
-        self.xp = np
+        self.xp, self.special = np, scipy.special
         self.library = build_library(cxx, build_dir)
         lib = ctypes.CDLL(str(self.library))
         spec = cusrc.render_spec_kernels()

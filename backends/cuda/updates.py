@@ -1,43 +1,24 @@
-"""Trainer rules on the device: one fused ElementwiseKernel per rule, in place.
+"""Trainer rules on the device: the reference's, with one fused ElementwiseKernel per rule.
 
-The formulas are those of ``backends/reference_numpy/updates.py`` (the
-device functions are in ``kernels/elementwise.cuh``); momentum, adadelta and eg
-multiply their step by ``hyper["wscale"]`` when it is given (the lazy weight decay),
-stepping a zero buffer first so the kernels stay as they are.  A sparse lookup update
-gathers the touched rows (batch columns) of the table, its gradient and its
-states, applies the same kernel, and scatters the rows back, all on the device.
+:class:`DeviceUpdates` is the reference's :class:`Updates` over the device's array module
+(so sparse lookup updates gather and scatter the touched rows on the device, and the
+exponentiated gradient is the reference's code); sgd, momentum, adagrad, adadelta,
+rmsprop, adam and amsgrad run as one kernel each, in place (``kernels/elementwise.cuh``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from dynet_backends.reference_numpy.updates import Updates
 
 
-class DeviceUpdates:
+class DeviceUpdates(Updates):
     def __init__(self, dev) -> None:
-        self.dev, self.xp, self.E = dev, dev.xp, dev.ew
-        self.rules = {"sgd": self.sgd, "momentum": self.momentum, "adagrad": self.adagrad,
-                      "adadelta": self.adadelta, "rmsprop": self.rmsprop, "adam": self.adam,
-                      "amsgrad": self.adam, "eg": self.eg}
+        super().__init__(dev.xp, "cuda backend", dev.index)
+        self.E = dev.ew
 
-    def apply(self, rule: str, w: Any, g: Any, states: list, rows: Sequence[int] | None, hyper: dict) -> None:
-        try:
-            f = self.rules[rule]
-        except KeyError:
-            known = ", ".join(sorted(self.rules))
-            raise ValueError(f"cuda backend: unknown update rule {rule!r}; known: {known}") from None
-        if rows is None:
-            f(w, g, states, hyper)
-            return
-        xp = self.xp
-        idx = self.dev.index(rows)
-        ws, gs = xp.take(w, idx, axis=-1), xp.take(g, idx, axis=-1)
-        ss = [xp.take(s, idx, axis=-1) for s in states]
-        f(ws, gs, ss, hyper)
-        w[..., idx] = ws
-        for s, part in zip(states, ss, strict=True):
-            s[..., idx] = part
+    def gather(self, t, r):
+        """The rows as a C-ordered copy, the layout the fused kernels write."""
+        return self.xp.take(t, r, axis=-1)
 
     def sgd(self, w, g, s, h):
         self.E["upd_sgd"](g, h["lr"] * h["gscale"], w)
@@ -46,7 +27,7 @@ class DeviceUpdates:
         if "wscale" not in h:
             self.E["upd_momentum"](g, h["mom"], h["lr"] * h["gscale"], w, s[0])
             return
-        step = self.xp.zeros_like(w)
+        step = self.xp.zeros_like(w)  # the lazy weight decay's factor on the step: the kernel stays as it is
         self.E["upd_momentum"](g, h["mom"], h["lr"] * h["gscale"], step, s[0])
         w += step * h["wscale"]
 
@@ -73,10 +54,3 @@ class DeviceUpdates:
             self.E["upd_amsgrad"](*args, s[2])
         else:
             self.E["upd_adam"](*args)
-
-    def eg(self, w, g, s, h):
-        """Exponentiated gradient: momentum step, then w = softmax(log w + h) over the whole tensor."""
-        self.E["upd_eg_momentum"](g, h["mom"], h["lr"] * h["gscale"], s[0])
-        logw = self.E["eg_logw"](w, s[0] * h["wscale"] if "wscale" in h else s[0])
-        e = self.E["exp_sub"](logw, logw.max())
-        self.xp.divide(e, e.sum(), out=w)

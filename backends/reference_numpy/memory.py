@@ -69,6 +69,9 @@ class BudgetedExecutor(PyExecutor):
         super().truncate(n)
 
     def forward(self, a: int, b: int) -> None:
+        if not self.budget.limit and not self.held:  # no --dynet-mem cap: nothing to count
+            super().forward(a, b)
+            return
         held, dims = self.held, self.cg.dims
         if len(held) < b:
             held.extend([0] * (b - len(held)))
@@ -80,6 +83,9 @@ class BudgetedExecutor(PyExecutor):
         super().forward(a, b)
 
     def backward(self, i: int, full: bool) -> None:
+        if not self.budget.limit and not self.held:
+            super().backward(i, full)
+            return
         cg = self.cg
         self.budget.release(self.grad_bytes)
         self.grad_bytes = 0

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from .. import functions as F
 from ..graph import Expression, _cg
 from ..ops import OPS
+from ..params import ParameterCollection
 
 _MATMUL = OPS["matmul"]
 
@@ -239,8 +240,6 @@ class _RNNBuilder:
     _kind = "RNNBuilder"
 
     def _setup(self, layers, input_dim, hidden_dim, model, sub: str) -> None:
-        from ..params import ParameterCollection
-
         if not isinstance(model, ParameterCollection):
             raise TypeError(f"{self._kind}: model must be a ParameterCollection, got {type(model).__name__}")
         self.layers = as_size(layers, f"{self._kind}: layers")

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .. import config
 from .. import functions as F
-from .. import runtime
 from ..graph import Expression, _cg
 from ..params import ConstInitializer, ParameterCollection
 from ._base import as_size, matmul
@@ -22,7 +22,7 @@ _ZERO = ConstInitializer(0.0)
 
 def _draw(probs: np.ndarray) -> int:
     """DyNet's sampling loop: subtract probabilities from one uniform draw."""
-    p = runtime.rng.random()
+    p = config.rng.random()
     for k, q in enumerate(probs):
         p -= q
         if p < 0.0:

@@ -18,7 +18,7 @@ from .. import functions as F
 from ..backend import Backend
 from ..dim import MAX_DIMS, Dim
 from ..graph import _cg
-from ..ops import OpDef
+from ..ops import ATTR_DOMAINS, OP_LIST, OpDef
 from .opcheck import short_error
 from .results import CaseResult
 from .samples import domain_of, draw, samples
@@ -156,16 +156,12 @@ def check_edges(be: Backend, op: OpDef, examples: int = 20, seed: int = 0) -> Ca
 
 
 def attr_domain_ops() -> list[OpDef]:
-    from ..ops import OP_LIST
-
     return [o for o in OP_LIST if o.attr_domains]
 
 
 def check_attr_domains(be: Backend, op: OpDef) -> CaseResult:
     """Each declared attribute domain: an out-of-domain value and NaN must be refused with a
     ValueError naming the op, on this backend, before any kernel runs."""
-    from ..ops import ATTR_DOMAINS
-
     res = CaseResult("edge", be.name, op.name, "attr-domains")
     if op.name not in be.forward_kernels:
         res.status = "skip"

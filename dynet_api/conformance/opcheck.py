@@ -16,6 +16,7 @@ import traceback
 
 import numpy as np
 
+from .. import functions as F
 from ..backend import Backend
 from ..graph import _cg
 from .compare import FD_STEP, FD_TOL, compare, tolerance
@@ -51,8 +52,6 @@ def run_kernels(be: Backend, sample: Sample, xs: list[np.ndarray], upstream: np.
 
 def run_graph(be: Backend, sample: Sample, xs: list[np.ndarray], upstream: np.ndarray | None, grads: list[int]):
     """The same through the front end: input leaves, ``cg.add``, loss = sum(C * y), backward."""
-    from .. import functions as F
-
     op = sample.op
     with using(be):
         _cg.renew()

@@ -5,7 +5,8 @@ lists, at the end of the run, the gaps each checked backend declares::
 
     pytest --pyargs dynet_api.conformance.suite --conformance-backend my_backend
 
-It does nothing else, so it costs nothing in test runs that do not use it.
+It does nothing else, so it costs nothing in test runs that do not use it: pytest loads every
+installed plugin at start, so this module imports the package only inside its hooks.
 """
 
 from __future__ import annotations

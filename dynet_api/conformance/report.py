@@ -110,6 +110,10 @@ def write_text(rep: Report, out: TextIO, verbose: bool = False) -> None:
     if nonfinite:
         bad = [r for r in nonfinite if r.status == FAIL]
         w(f"non-finite inputs (NaN, +Inf, -Inf): {len(nonfinite)} ops checked, {len(bad)} with failures\n")
+    batched = rep.section("autobatch")
+    if batched:
+        bad = [r for r in batched if r.status == FAIL]
+        w(f"autobatching on vs off: {len(batched)} forests checked, {len(bad)} with failures\n")
     if rep.declared:
         w("\ndeclared unsupported (listed, not failures):\n")
         for k, v in sorted(rep.declared.items()):
@@ -129,7 +133,8 @@ def summary_line(rep: Report) -> str:
     s = rep.summary()
     parts = []
     for sec, label in (("op", "ops"), ("leaf", "leaves"), ("random", "random ops"), ("trainer", "trainers"),
-                       ("edge", "edge-case sweeps"), ("nonfinite", "non-finite inputs")):
+                       ("edge", "edge-case sweeps"), ("nonfinite", "non-finite inputs"),
+                       ("autobatch", "autobatch forests")):
         d = s[sec]
         if not d["checked"]:
             continue

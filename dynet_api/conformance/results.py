@@ -18,7 +18,7 @@ class CaseResult:
     against central finite differences (when that check ran).
     """
 
-    section: str  # "op", "leaf", "random", "trainer", "edge", "nonfinite"
+    section: str  # "op", "leaf", "random", "trainer", "edge", "nonfinite", "autobatch"
     backend: str
     name: str  # op or trainer name
     case: str  # sample label

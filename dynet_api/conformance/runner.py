@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ..backend import Backend
 from ..ops import OP_LIST, OPS
+from .autobatch import MIXED_SEEDS, check_autobatch, check_mixed
 from .compare import tolerance
 from .edge import attr_domain_ops, check_attr_domains, check_edges
 from .leaves import SCENARIOS, check_leaf
@@ -18,7 +19,7 @@ from .samples import compute_ops, missing_samples_reason, random_ops, samples
 from .switch import resolve
 from .trainercheck import VARIANTS, check_trainer, trainer_classes
 
-SECTIONS = ("ops", "leaves", "random", "trainers", "edges", "nonfinite")
+SECTIONS = ("ops", "leaves", "random", "trainers", "edges", "nonfinite", "autobatch")
 EDGE_EXAMPLES = 20
 
 
@@ -43,7 +44,7 @@ class Report:
 
     def summary(self) -> dict:
         out = {}
-        for sec in ("op", "leaf", "random", "trainer", "edge", "nonfinite"):
+        for sec in ("op", "leaf", "random", "trainer", "edge", "nonfinite", "autobatch"):
             rs = self.section(sec)
             names = sorted({r.name for r in rs})
             failed = sorted({r.name for r in rs if r.status == FAIL})
@@ -138,6 +139,14 @@ def verify(backend: str | Backend, against: str | Backend = "reference_numpy", o
                 r = check_nonfinite(be, ref, op)
                 if r.status != UNSUPPORTED:
                     rep.results.append(r)
+    if "autobatch" in sections:
+        for op in compute_ops():
+            if wanted(op.name):
+                r = check_autobatch(be, op)
+                if r.status not in (UNSUPPORTED, SKIP):
+                    rep.results.append(r)
+        if op_names is None:
+            rep.results.extend(check_mixed(be, seed) for seed in MIXED_SEEDS)
     rep.seconds = time.perf_counter() - t0
     return rep
 

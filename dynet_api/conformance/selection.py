@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..plugins import registry
+
 ENV_BACKENDS = "DYNET_API_CONFORMANCE_BACKENDS"
 ENV_OPS = "DYNET_API_CONFORMANCE_OPS"
 
@@ -37,8 +39,6 @@ class Target:
 
 
 def backend_names() -> list[str]:
-    from ..plugins import registry
-
     if settings["backends"]:
         return list(settings["backends"])
     env = os.environ.get(ENV_BACKENDS)
@@ -48,8 +48,6 @@ def backend_names() -> list[str]:
 
 
 def targets() -> list[Target]:
-    from ..plugins import registry
-
     out = []
     for name in backend_names():
         try:
@@ -67,6 +65,4 @@ def op_filter() -> set[str] | None:
 
 
 def reference():
-    from ..plugins import registry
-
     return registry.get(settings["against"])

@@ -1,9 +1,9 @@
 """Running front-end code on a chosen backend, then putting the previous one back.
 
 Parameters are bound to the backend they were created on and the graph to the
-runtime's backend, so every graph-level check runs inside ``using(backend)``.
+process's backend (config), so every graph-level check runs inside ``using(backend)``.
 A backend known to the plugin registry is selected with
-:func:`dynet_api.runtime.set_backend`; an unregistered Backend object (a test's
+:func:`dynet_api.config.set_backend`; an unregistered Backend object (a test's
 corrupted subclass, say) is installed the same way without the registry.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .. import runtime
+from .. import config
 from ..backend import Backend
 from ..graph import _cg
 from ..plugins import registry
@@ -28,16 +28,16 @@ def resolve(backend: str | Backend) -> Backend:
 def _install(b: Backend | None) -> None:
     rec = registry.records.get(b.name) if b is not None else None
     if rec is not None and rec.backend is b:
-        runtime.set_backend(b.name)
+        config.set_backend(b.name)
         return
-    runtime._backend = b
+    config._backend = b
     _cg.renew()
 
 
 @contextmanager
 def using(backend: Backend) -> Iterator[Backend]:
-    """Make ``backend`` the runtime's backend for the duration of the block."""
-    prev = runtime._backend
+    """Make ``backend`` the process's backend (config) for the duration of the block."""
+    prev = config._backend
     if prev is backend:
         yield backend
         return
@@ -45,5 +45,5 @@ def using(backend: Backend) -> Iterator[Backend]:
     try:
         yield backend
     finally:
-        runtime._backend = prev
+        config._backend = prev
         _cg.renew()

@@ -54,7 +54,7 @@ def _data():
 
 
 def run_trainer(cls: type, variant: str) -> dict[str, np.ndarray]:
-    """Two updates of ``cls`` on the runtime's backend; parameter values after each."""
+    """Two updates of ``cls`` on the process's backend (config); parameter values after each."""
     d = _data()
     pc = ParameterCollection()
     W, b = pc.parameters_from_numpy(d["W"]), pc.parameters_from_numpy(d["b"])

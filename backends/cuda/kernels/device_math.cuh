@@ -14,10 +14,6 @@
 
 // NVRTC defines no INFINITY; the bit pattern works on the device and the host.
 #define DN_INF __int_as_float(0x7f800000)
-// float32's smallest normal number, and 0.9999999f: where binary_log_loss's gradient
-// moves a prediction of exactly 0 or 1, as in DyNet.
-#define DN_FLT_MIN 1.17549435082228750797e-38f
-#define DN_ONE_MINUS_1E7 0.99999988079071044921875f
 
 DN_F float dn_sign(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
 
@@ -29,15 +25,19 @@ DN_F float dn_sigmoid(float x) {
 
 DN_F float dn_log_sigmoid(float x) { return fminf(x, 0.0f) - log1pf(expf(-fabsf(x))); }
 
-// psi(x) as the reference computes it: the recurrence psi(x) = psi(x + 1) - 1/x
-// up to x >= 6, then the asymptotic series.  The loop is bounded (2^16 steps, as
-// in the reference) so that a huge negative or infinite input gives NaN instead
-// of hanging the GPU.
+// psi(x) as scipy.special.digamma (the reference's) defines it: for x < 0 the
+// reflection psi(x) = psi(1 - x) - pi / tan(pi x), NaN at the poles (the negative
+// integers and -Inf); then the recurrence psi(x) = psi(x + 1) - 1/x up to x >= 6
+// (at most 6 steps: no input makes the loop long) and the asymptotic series.
 DN_F double dn_digamma(double x) {
   double acc = 0.0;
-  int k = 0;
+  if (x < 0.0) {
+    double frac = x - floor(x);  // tan(pi x) from x's fraction: exact even where |x| is large
+    if (frac == 0.0) return __int_as_float(0x7fc00000);
+    acc = -3.14159265358979323846 / tan(3.14159265358979323846 * frac);
+    x = 1.0 - x;
+  }
   while (x < 6.0) {
-    if (++k > (1 << 16)) return __int_as_float(0x7fc00000);
     acc -= 1.0 / x;
     x += 1.0;
   }

@@ -1,8 +1,9 @@
 // Per-element functions of the cuda backend: the bodies of its CuPy
 // ElementwiseKernels (see ../ewspec.py, which names one call per kernel).
 //
-// Each op follows backends/reference_numpy/kernels.py, which defines the
-// semantics, in float32 arithmetic in the same order where that matters.
+// Each unary op follows backends/reference_numpy/unary.py and each trainer rule
+// backends/reference_numpy/updates.py, which define the semantics, in float32
+// arithmetic in the same order where that matters.
 // Forward functions are dn_<op>_f(x[, attr]); backward functions are
 // dn_<op>_b(x, y, g[, attr]) for input x, output y and output gradient g.
 #ifndef DN_ELEMENTWISE_CUH
@@ -93,78 +94,12 @@ DN_F float dn_acosh_b(float x, float y, float g) { return g / sqrtf(x * x - 1.0f
 DN_F float dn_atanh_f(float x) { return atanhf(x); }
 DN_F float dn_atanh_b(float x, float y, float g) { return g / (1.0f - x * x); }
 
-// The sigmoid in its tanh form, as the reference's silu and LSTM gates compute it.
-DN_F float dn_sigt_f(float x) { return 0.5f + 0.5f * tanhf(0.5f * x); }
-DN_F float dn_silu_f(float x, float beta) { return x * dn_sigt_f(beta * x); }
+// The sigmoid in its tanh form, as the reference's silu computes it.
+DN_F float dn_sigt(float x) { return 0.5f + 0.5f * tanhf(0.5f * x); }
+DN_F float dn_silu_f(float x, float beta) { return x * dn_sigt(beta * x); }
 DN_F float dn_silu_b(float x, float y, float g, float beta) {
-  float s = dn_sigt_f(beta * x);
+  float s = dn_sigt(beta * x);
   return g * (s + beta * x * s * (1.0f - s));
-}
-
-// Rounding (their gradients are zero or passed straight through: no kernel).
-// round() goes half away from zero as sign(x) * floor(|x| + 0.5), like the reference.
-DN_F float dn_round_f(float x) { return dn_sign(x) * floorf(fabsf(x) + 0.5f); }
-DN_F float dn_ceil_f(float x) { return ceilf(x); }
-DN_F float dn_floor_f(float x) { return floorf(x); }
-
-// ---------------------------------------------------------------- binary gradients
-// d(a / b)/db, d min/max: which operand wins a tie follows the reference
-// (min: a <= b goes to a; max: a >= b goes to a).
-DN_F float dn_cdiv_b1(float g, float a, float b) { return -g * a / (b * b); }
-DN_F float dn_pick_le(float g, float a, float b) { return g * (a <= b ? 1.0f : 0.0f); }
-DN_F float dn_pick_gt(float g, float a, float b) { return g * (a > b ? 1.0f : 0.0f); }
-DN_F float dn_pick_ge(float g, float a, float b) { return g * (a >= b ? 1.0f : 0.0f); }
-DN_F float dn_pick_lt(float g, float a, float b) { return g * (a < b ? 1.0f : 0.0f); }
-
-DN_F float dn_pow_b0(float g, float x, float e) { return g * e * powf(x, e - 1.0f); }
-DN_F float dn_pow_b1(float g, float y, float x) { return g * y * logf(x); }
-// moment_dim's gradient: g * (r / n) * x^(r - 1).
-DN_F float dn_moment_b(float g, float x, float c, float rm1) { return g * c * powf(x, rm1); }
-
-// ---------------------------------------------------------------- softmax family
-DN_F float dn_exp_sub(float x, float m) { return expf(x - m); }
-DN_F float dn_softmax_b(float g, float y, float s) { return (g - s) * y; }
-DN_F float dn_log_softmax_b(float g, float y, float s) { return g - expf(y) * s; }
-DN_F float dn_exp_diff_mul(float x, float y, float g) { return expf(x - y) * g; }
-
-// ---------------------------------------------------------------- losses
-// DyNet's FBinaryLogLoss: a prediction of exactly 0 or 1 on the wrong side costs -log(FLT_MIN).
-DN_F float dn_bll_f(float x, float t) {
-  const float cap = -logf(DN_FLT_MIN);
-  if (t == 1.0f) return x == 0.0f ? cap : -logf(x);
-  if (t == 0.0f) return x == 1.0f ? cap : -log1pf(-x);
-  if (x == 0.0f || x == 1.0f) return cap;
-  return -(t * logf(x) + (1.0f - t) * log1pf(-x));
-}
-// DyNet's backward moves a prediction of exactly 0 to FLT_MIN and of exactly 1 to 0.9999999f.
-DN_F float dn_bll_edge(float x) { return x == 0.0f ? DN_FLT_MIN : (x == 1.0f ? DN_ONE_MINUS_1E7 : x); }
-DN_F float dn_bll_b0(float g, float x, float t) {
-  if (x == t) return 0.0f;  // DyNet: no gradient where the prediction equals the target
-  float c = dn_bll_edge(x);
-  float d = t == 1.0f ? -t / c : (t == 0.0f ? (1.0f - t) / (1.0f - c) : (1.0f - t) / (1.0f - c) - t / c);
-  return g * d;
-}
-DN_F float dn_bll_b1(float g, float x) {
-  float c = dn_bll_edge(x);
-  return g * (log1pf(-c) - logf(c));
-}
-DN_F float dn_sqd_b(float a, float b, float g) { return 2.0f * (a - b) * g; }
-DN_F float dn_l1_b(float a, float b, float g) { return dn_sign(a - b) * g; }
-DN_F float dn_huber_f(float a, float b, float c) {
-  float d = fabsf(a - b);
-  return 0.5f * (d < c ? d * d : c * (2.0f * d - c));  // DyNet's HuberDistance halves the sum
-}
-DN_F float dn_huber_b(float a, float b, float g, float c) {
-  float d = a - b;
-  return g * (fabsf(d) < c ? d : c * dn_sign(d));
-}
-
-// ---------------------------------------------------------------- random tensors
-DN_F float dn_bernoulli(float u, float p, float scale) { return (u < p ? 1.0f : 0.0f) * scale; }
-// Gumbel(mu, beta) from a float64 uniform sample, clipped away from 0 and 1.
-DN_F float dn_gumbel(double u, double mu, double beta) {
-  u = fmin(fmax(u, 1e-12), 1.0 - 1e-12);
-  return (float)(mu - beta * log(-log(u)));
 }
 
 // ---------------------------------------------------------------- trainer rules
@@ -224,13 +159,5 @@ DN_F void dn_upd_amsgrad(float g, float gs, float b1, float omb1, float b2, floa
   vmax = fmaxf(vmax, v);
   w -= lr * m / (sqrtf(vmax) + eps);
 }
-
-// Exponentiated gradient, first half: the momentum term, then log w + h
-// (the normalisation over the whole tensor is a reduction, done by the caller).
-DN_F void dn_upd_eg_momentum(float g, float mom, float s, float& h) {
-  h *= mom;
-  h -= s * g;
-}
-DN_F float dn_eg_logw(float w, float h) { return logf(fmaxf(w, 1e-30f)) + h; }
 
 #endif  // DN_ELEMENTWISE_CUH

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from dynet_api.conformance import selection
+from dynet_api.conformance.autobatch import MIXED_SEEDS, check_autobatch, check_mixed
 from dynet_api.conformance.edge import attr_domain_ops, check_attr_domains, edge_case
 from dynet_api.conformance.nonfinite import check_nonfinite
 from dynet_api.conformance.opcheck import check_sample
@@ -78,6 +79,24 @@ def test_attr_domains(backend_name, op):
     if res.status == "skip":
         pytest.skip("; ".join(res.messages))
     _conclude(res)
+
+
+@pytest.mark.parametrize("backend_name, op", _params([(op, f"{op.name}-autobatch") for op in OPS if samples(op)]))
+def test_autobatch(backend_name, op):
+    """A forest of instances of the op (distinct operands; shared weights) gives the same values and
+    gradients with autobatching on and off."""
+    res = check_autobatch(_backend(backend_name), op)
+    if res.status == "skip":
+        pytest.skip("; ".join(res.messages))
+    _conclude(res)
+
+
+@pytest.mark.parametrize("backend_name, seed", _params([(s, f"mixed-forest-{s}") for s in MIXED_SEEDS]
+                                                        if _ONLY is None else []))
+def test_autobatch_mixed(backend_name, seed):
+    """Instances drawn from the whole table (lookups of repeated rows, batched beside unbatched
+    inputs, shared and distinct parameters, chains of ops), batched against unbatched."""
+    _conclude(check_mixed(_backend(backend_name), seed))
 
 
 NO_SAMPLES = [op for op in OPS if not samples(op)]

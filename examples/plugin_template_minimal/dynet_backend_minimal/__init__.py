@@ -188,6 +188,13 @@ class MinimalBackend(Backend):
     def add(self, a, b):
         return a + b
 
+    # ---- automatic batching: operands joined along the batch (last) axis, results sliced back
+    def join_batches(self, parts, dim):
+        return np.concatenate(parts, axis=-1)
+
+    def batch_slice(self, t, start, stop, dim):
+        return t[..., start:stop]
+
     # ---- parameter storage, in place
     def iadd(self, dst, src):
         dst += src

@@ -1,0 +1,446 @@
+// The op table's leaves and arithmetic: constants and random draws, elementwise binary and
+// scalar ops, sums, matrix products, norms, and the linear algebra ops (double inside).
+// Kernels on column-major float32 buffers; backends/reference_numpy is the specification:
+// size-1 data dims and batch 1 broadcast, backward sums over broadcast dims, and backward
+// kernels accumulate into dx, so the executor needs no temporaries.
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "common.h"
+#include "kernel_util.h"
+#include "gemm_blas.h"
+#include "gemm_impl.h"
+#include "gemm_thin.h"
+
+namespace dy {
+namespace ku {
+
+// ------------------------------------------------------------------ leaves and broadcasting binary ops
+DY_REGISTER(input, nullptr, nullptr);  // a leaf the executor runs itself
+DY_REGISTER(parameter, nullptr, nullptr);  // a leaf the executor runs itself
+DY_REGISTER(lookup, nullptr, nullptr);  // a leaf the executor runs itself
+
+void f_constant(const CView*, int, View y, const Attrs& a) { Arr(y.p, y.s.total()).setConstant(float(a.num(attr::constant::value))); }
+DY_REGISTER(constant, f_constant, nullptr);
+
+void f_rnormal(const CView*, int, View y, const Attrs& a) {
+  std::normal_distribution<double> d(a.num(attr::random_normal::mean), a.num(attr::random_normal::stddev));
+  for (int64_t k = 0; k < y.s.total(); ++k) y.p[k] = float(d(rng()));
+}
+DY_REGISTER(random_normal, f_rnormal, nullptr);
+void f_rbern(const CView*, int, View y, const Attrs& a) {
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  float sc = float(a.num(attr::random_bernoulli::scale));
+  double p = a.num(attr::random_bernoulli::p);
+  for (int64_t k = 0; k < y.s.total(); ++k) y.p[k] = u(rng()) < p ? sc : 0.0f;
+}
+DY_REGISTER(random_bernoulli, f_rbern, nullptr);
+void f_runif(const CView*, int, View y, const Attrs& a) {
+  std::uniform_real_distribution<double> u(a.num(attr::random_uniform::left), a.num(attr::random_uniform::right));
+  for (int64_t k = 0; k < y.s.total(); ++k) y.p[k] = float(u(rng()));
+}
+DY_REGISTER(random_uniform, f_runif, nullptr);
+void f_rgumbel(const CView*, int, View y, const Attrs& a) {
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  double mu = a.num(attr::random_gumbel::mu), beta = a.num(attr::random_gumbel::beta);
+  for (int64_t k = 0; k < y.s.total(); ++k) {
+    double v = std::min(std::max(u(rng()), 1e-12), 1 - 1e-12);
+    y.p[k] = float(mu - beta * std::log(-std::log(v)));
+  }
+}
+DY_REGISTER(random_gumbel, f_rgumbel, nullptr);
+
+void f_add(const CView* x, int, View y, const Attrs&) {
+  if (same(x[0].s, y.s) && same(x[1].s, y.s)) {
+    Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()) + CArr(x[1].p, y.s.total());
+    return;
+  }
+  bin_fwd(x[0], x[1], y, [](float p, float q) { return p + q; });
+}
+void b_add(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) { acc_unbroadcast(dx, y.s, dy.p); }
+DY_REGISTER(add, f_add, b_add);
+DY_REGISTER(colwise_add, f_add, b_add);
+
+void f_cmult(const CView* x, int, View y, const Attrs&) {
+  bin_fwd(x[0], x[1], y, [](float p, float q) { return p * q; });
+}
+void b_cmult(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+  if (i == 0)
+    bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float, float q, float g) { return g * q; });
+  else
+    bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float p, float, float g) { return g * p; });
+}
+DY_REGISTER(cmult, f_cmult, b_cmult);
+void f_cdiv(const CView* x, int, View y, const Attrs&) {
+  bin_fwd(x[0], x[1], y, [](float p, float q) { return p / q; });
+}
+void b_cdiv(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+  if (i == 0)
+    bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float, float q, float g) { return g / q; });
+  else
+    bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float p, float q, float g) { return -g * p / (q * q); });
+}
+DY_REGISTER(cdiv, f_cdiv, b_cdiv);
+void f_bmin(const CView* x, int, View y, const Attrs&) {
+  bin_fwd(x[0], x[1], y, [](float p, float q) { return p != p ? p : (q != q ? q : (p <= q ? p : q)); });
+}
+void b_bmin(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+  if (i == 0)
+    bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float p, float q, float g) { return p <= q ? g : 0.0f; });
+  else
+    bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float p, float q, float g) { return p <= q ? 0.0f : g; });
+}
+DY_REGISTER(bmin, f_bmin, b_bmin);
+void f_bmax(const CView* x, int, View y, const Attrs&) {
+  bin_fwd(x[0], x[1], y, [](float p, float q) { return p != p ? p : (q != q ? q : (p >= q ? p : q)); });
+}
+void b_bmax(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+  if (i == 0)
+    bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float p, float q, float g) { return p >= q ? g : 0.0f; });
+  else
+    bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float p, float q, float g) { return p >= q ? 0.0f : g; });
+}
+DY_REGISTER(bmax, f_bmax, b_bmax);
+
+// ------------------------------------------------------------------ scalar-attribute ops
+
+void f_negate(const CView* x, int, View y, const Attrs&) { Arr(y.p, y.s.total()) = -CArr(x[0].p, y.s.total()); }
+void b_negate(const CView*, int, CView, CView dy, int, View dx, const Attrs&) {
+  Arr(dx.p, dx.s.total()) -= CArr(dy.p, dx.s.total());
+}
+DY_REGISTER(negate, f_negate, b_negate);
+void f_plus_const(const CView* x, int, View y, const Attrs& a) {
+  Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()) + float(a.num(attr::plus_const::c));
+}
+void b_identity(const CView*, int, CView, CView dy, int, View dx, const Attrs&) {
+  Arr(dx.p, dx.s.total()) += CArr(dy.p, dx.s.total());
+}
+DY_REGISTER(plus_const, f_plus_const, b_identity);
+void f_const_minus(const CView* x, int, View y, const Attrs& a) {
+  Arr(y.p, y.s.total()) = float(a.num(attr::const_minus::c)) - CArr(x[0].p, y.s.total());
+}
+DY_REGISTER(const_minus, f_const_minus, b_negate);
+void f_scalar_mult(const CView* x, int, View y, const Attrs& a) {
+  Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()) * float(a.num(attr::scalar_mult::c));
+}
+void b_scalar_mult(const CView*, int, CView, CView dy, int, View dx, const Attrs& a) {
+  Arr(dx.p, dx.s.total()) += CArr(dy.p, dx.s.total()) * float(a.num(attr::scalar_mult::c));
+}
+DY_REGISTER(scalar_mult, f_scalar_mult, b_scalar_mult);
+
+// ------------------------------------------------------------------ matrix products
+
+// Y (r x k per batch, n batches) += A (r x c, batch ba) * B (c x k, batch bb).
+// C += op(A) op(B): large products through the BLAS when one is loaded, products with a short
+// side through the thin-product kernels, others through Eigen's AVX2+FMA build when it is
+// loaded and the product is big enough to gain from it, else through this (baseline) build.
+void gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C) {
+  if (blas::gemm_acc(ta, tb, m, n, k, A, B, C)) return;  // large products, when a BLAS is loaded
+  // A short side: AVX-512/AVX2 without packing, on one thread (so not for big products when
+  // --dynet-threads asks for more and Eigen can split them).
+  if ((threads() == 1 || m * n * k < (int64_t(1) << 22)) && thin::gemm_acc(ta, tb, m, n, k, A, B, C)) return;
+  GemmFn fast = fast_gemm();
+  if (fast && m * n * k >= 4096)
+    fast(ta, tb, m, n, k, A, B, C);
+  else
+    gemm_acc_impl(ta, tb, m, n, k, A, B, C);
+}
+
+void mm_acc(const float* A, int64_t r, int64_t c, int64_t ba, const float* B, int64_t k, int64_t bb, float* Y,
+            int64_t n) {
+  if (ba == 1 && (bb == n || n == 1)) {
+    gemm_acc(false, false, r, k * n, c, A, B, Y);
+    return;
+  }
+  if (ba == 1 && bb == 1) {  // one product, added to every batch element
+    Eigen::MatrixXf t = Eigen::MatrixXf::Zero(r, k);
+    gemm_acc(false, false, r, k, c, A, B, t.data());
+    for (int64_t b = 0; b < n; ++b) Mat(Y + b * r * k, r, k) += t;
+    return;
+  }
+  for (int64_t b = 0; b < n; ++b)
+    gemm_acc(false, false, r, k, c, A + (ba == 1 ? 0 : b) * r * c, B + (bb == 1 ? 0 : b) * c * k, Y + b * r * k);
+}
+// Sum of the n batch elements of G (r x k each).
+Eigen::MatrixXf batch_sum(const float* G, int64_t r, int64_t k, int64_t n) {
+  Eigen::MatrixXf s = CMat(G, r, k);
+  for (int64_t b = 1; b < n; ++b) s += CMat(G + b * r * k, r, k);
+  return s;
+}
+// dA += G * B^T (summed over batch where A has batch 1).
+void mm_grad_a(const float* G, int64_t r, int64_t k, int64_t n, const float* B, int64_t c, int64_t bb, float* dA,
+               int64_t ba) {
+  if (ba == 1 && (bb == n || n == 1)) {
+    gemm_acc(false, true, r, c, k * n, G, B, dA);
+    return;
+  }
+  if (ba == 1) {  // bb == 1, n > 1
+    Eigen::MatrixXf gs = batch_sum(G, r, k, n);
+    gemm_acc(false, true, r, c, k, gs.data(), B, dA);
+    return;
+  }
+  for (int64_t b = 0; b < n; ++b)
+    gemm_acc(false, true, r, c, k, G + b * r * k, B + (bb == 1 ? 0 : b) * c * k, dA + b * r * c);
+}
+// dB += A^T * G (summed over batch where B has batch 1).
+void mm_grad_b(const float* G, int64_t r, int64_t k, int64_t n, const float* A, int64_t c, int64_t ba, float* dB,
+               int64_t bb) {
+  if (ba == 1 && (bb == n || n == 1)) {
+    gemm_acc(true, false, c, k * n, r, A, G, dB);
+    return;
+  }
+  if (ba == 1) {  // bb == 1, n > 1
+    Eigen::MatrixXf gs = batch_sum(G, r, k, n);
+    gemm_acc(true, false, c, k, r, A, gs.data(), dB);
+    return;
+  }
+  for (int64_t b = 0; b < n; ++b)
+    gemm_acc(true, false, c, k, r, A + b * r * c, G + b * r * k, dB + (bb == 1 ? 0 : b) * c * k);
+}
+
+void f_matmul(const CView* x, int, View y, const Attrs&) {
+  Arr(y.p, y.s.total()).setZero();
+  mm_acc(x[0].p, x[0].s.d[0], x[0].s.d[1], x[0].s.bd, x[1].p, x[1].s.d[1], x[1].s.bd, y.p, y.s.bd);
+}
+void b_matmul(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+  int64_t r = x[0].s.d[0], c = x[0].s.d[1], k = x[1].s.d[1];
+  if (i == 0)
+    mm_grad_a(dy.p, r, k, y.s.bd, x[1].p, c, x[1].s.bd, dx.p, x[0].s.bd);
+  else
+    mm_grad_b(dy.p, r, k, y.s.bd, x[0].p, c, x[0].s.bd, dx.p, x[1].s.bd);
+}
+DY_REGISTER(matmul, f_matmul, b_matmul);
+
+void f_affine(const CView* x, int n, View y, const Attrs&) {
+  copy_broadcast(x[0], y);
+  for (int j = 1; j + 1 < n; j += 2)
+    mm_acc(x[j].p, x[j].s.d[0], x[j].s.d[1], x[j].s.bd, x[j + 1].p, x[j + 1].s.d[1], x[j + 1].s.bd, y.p, y.s.bd);
+}
+void b_affine(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs& a) {
+  if (i == 0) {
+    acc_unbroadcast(dx, y.s, dy.p);
+    return;
+  }
+  int j = (i % 2 == 1) ? i : i - 1;
+  CView A[2] = {x[j], x[j + 1]};
+  CView yy = y;
+  b_matmul(A, 2, yy, dy, i == j ? 0 : 1, dx, a);
+}
+DY_REGISTER(affine_transform, f_affine, b_affine);
+
+void f_sum(const CView* x, int n, View y, const Attrs&) {
+  copy_broadcast(x[0], y);
+  for (int j = 1; j < n; ++j) add_broadcast(x[j], y);
+}
+DY_REGISTER(sum, f_sum, b_add);
+void f_average(const CView* x, int n, View y, const Attrs& a) {
+  f_sum(x, n, y, a);
+  Arr(y.p, y.s.total()) /= float(n);
+}
+void b_average(const CView*, int n, CView y, CView dy, int, View dx, const Attrs&) {
+  acc_unbroadcast(dx, y.s, dy.p, 1.0f / float(n));
+}
+DY_REGISTER(average, f_average, b_average);
+
+// x ** e for a scalar e per batch element.
+void f_pow(const CView* x, int, View y, const Attrs&) {
+  int64_t m = y.s.size();
+  for (int64_t b = 0; b < y.s.bd; ++b) {
+    const float* xb = bat(x[0], b);
+    float e = *bat(x[1], b);
+    for (int64_t k = 0; k < m; ++k) y.p[b * m + k] = std::pow(xb[k], e);
+  }
+}
+void b_pow(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+  int64_t m = y.s.size();
+  for (int64_t b = 0; b < y.s.bd; ++b) {
+    const float* xb = bat(x[0], b);
+    float e = *bat(x[1], b);
+    const float* g = dy.p + b * m;
+    if (i == 0) {
+      float* d = bat(dx, b);
+      for (int64_t k = 0; k < m; ++k) d[k] += g[k] * e * std::pow(xb[k], e - 1.0f);
+    } else {
+      const float* yb = y.p + b * m;
+      double s = 0;
+      for (int64_t k = 0; k < m; ++k) s += double(g[k] * yb[k] * std::log(xb[k]));
+      *bat(dx, b) += float(s);
+    }
+  }
+}
+DY_REGISTER(pow, f_pow, b_pow);
+
+// Per-batch reductions to a scalar.
+void f_dot(const CView* x, int, View y, const Attrs&) {
+  int64_t m = x[0].s.size();
+  for (int64_t b = 0; b < y.s.bd; ++b) y.p[b] = CArr(bat(x[0], b), m).matrix().dot(CArr(bat(x[1], b), m).matrix());
+}
+void b_dot(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+  int64_t m = x[0].s.size();
+  const CView& o = x[1 - i];
+  for (int64_t b = 0; b < y.s.bd; ++b) Arr(bat(dx, b), m) += dy.p[b] * CArr(bat(o, b), m);
+}
+DY_REGISTER(dot_product, f_dot, b_dot);
+void f_sqnorm(const CView* x, int, View y, const Attrs&) {
+  int64_t m = x[0].s.size();
+  for (int64_t b = 0; b < y.s.bd; ++b) y.p[b] = CArr(x[0].p + b * m, m).matrix().squaredNorm();
+}
+void b_sqnorm(const CView* x, int, CView y, CView dy, int, View dx, const Attrs&) {
+  int64_t m = x[0].s.size();
+  for (int64_t b = 0; b < y.s.bd; ++b) Arr(dx.p + b * m, m) += (2.0f * dy.p[b]) * CArr(x[0].p + b * m, m);
+}
+DY_REGISTER(squared_norm, f_sqnorm, b_sqnorm);
+void f_l2(const CView* x, int, View y, const Attrs&) {
+  int64_t m = x[0].s.size();
+  for (int64_t b = 0; b < y.s.bd; ++b) y.p[b] = std::sqrt(CArr(x[0].p + b * m, m).matrix().squaredNorm());
+}
+void b_l2(const CView* x, int, CView y, CView dy, int, View dx, const Attrs&) {
+  int64_t m = x[0].s.size();
+  for (int64_t b = 0; b < y.s.bd; ++b) Arr(dx.p + b * m, m) += (dy.p[b] / y.p[b]) * CArr(x[0].p + b * m, m);
+}
+DY_REGISTER(l2_norm, f_l2, b_l2);
+
+
+namespace {
+
+using Eigen::MatrixXd;
+
+// ------------------------------------------------------------------ linear algebra (double inside)
+
+MatrixXd to_d(const float* p, int64_t n) { return CMat(p, n, n).cast<double>(); }
+
+void f_inverse(const CView* x, int, View y, const Attrs&) {
+  int64_t n = x[0].s.d[0];
+  Mat(y.p, n, n) = to_d(x[0].p, n).inverse().cast<float>();
+}
+void b_inverse(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
+  int64_t n = y.s.d[0];
+  Mat(dx.p, n, n) -= CMat(y.p, n, n).transpose() * CMat(dy.p, n, n) * CMat(y.p, n, n).transpose();
+}
+DY_REGISTER(inverse, f_inverse, b_inverse);
+void f_logdet(const CView* x, int, View y, const Attrs&) {
+  int64_t n = x[0].s.d[0];
+  Eigen::PartialPivLU<MatrixXd> lu(to_d(x[0].p, n));
+  double sign = lu.permutationP().determinant(), logabs = 0;
+  const MatrixXd& m = lu.matrixLU();
+  for (int64_t k = 0; k < n; ++k) {
+    double v = m(k, k);
+    if (v < 0) sign = -sign;
+    logabs += std::log(std::fabs(v));
+  }
+  y.p[0] = sign > 0 ? float(logabs) : std::numeric_limits<float>::quiet_NaN();
+}
+void b_logdet(const CView* x, int, CView, CView dy, int, View dx, const Attrs&) {
+  int64_t n = x[0].s.d[0];
+  Mat(dx.p, n, n) += (double(dy.p[0]) * to_d(x[0].p, n).inverse().transpose()).cast<float>();
+}
+DY_REGISTER(logdet, f_logdet, b_logdet);
+void f_trace_prod(const CView* x, int, View y, const Attrs&) {
+  int64_t n = x[0].s.total();
+  y.p[0] = (CArr(x[0].p, n) * CArr(x[1].p, n)).sum();
+}
+void b_trace_prod(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+  int64_t n = dx.s.total();
+  Arr(dx.p, n) += dy.p[0] * CArr(x[1 - i].p, n);
+}
+DY_REGISTER(trace_of_product, f_trace_prod, b_trace_prod);
+
+// contract3d_1d: Y_ij = sum_k A_ijk b_k, i.e. the (ij x k) matrix times b, batched.
+void f_c3d1(const CView* x, int, View y, const Attrs&) {
+  int64_t ij = x[0].s.d[0] * x[0].s.d[1], k = x[0].s.d[2];
+  Arr(y.p, y.s.total()).setZero();
+  mm_acc(x[0].p, ij, k, x[0].s.bd, x[1].p, 1, x[1].s.bd, y.p, y.s.bd);
+}
+void b_c3d1(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+  int64_t ij = x[0].s.d[0] * x[0].s.d[1], k = x[0].s.d[2];
+  if (i == 0)
+    mm_grad_a(dy.p, ij, 1, y.s.bd, x[1].p, k, x[1].s.bd, dx.p, x[0].s.bd);
+  else
+    mm_grad_b(dy.p, ij, 1, y.s.bd, x[0].p, k, x[0].s.bd, dx.p, x[1].s.bd);
+}
+DY_REGISTER(contract3d_1d, f_c3d1, b_c3d1);
+// contract3d_1d_1d: y_i = sum_jk A_ijk b_k c_j (unbatched).
+void f_c3d11(const CView* x, int, View y, const Attrs&) {
+  int64_t I = x[0].s.d[0], J = x[0].s.d[1], K = x[0].s.d[2];
+  Eigen::VectorXf t = CMat(x[0].p, I * J, K) * CVec(x[1].p, K);
+  Vec(y.p, I) = Eigen::Map<Eigen::MatrixXf>(t.data(), I, J) * CVec(x[2].p, J);
+}
+void b_c3d11(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+  int64_t I = x[0].s.d[0], J = x[0].s.d[1], K = x[0].s.d[2];
+  const float *A = x[0].p, *b = x[1].p, *c = x[2].p, *g = dy.p;
+  for (int64_t kk = 0; kk < K; ++kk)
+    for (int64_t j = 0; j < J; ++j)
+      for (int64_t ii = 0; ii < I; ++ii) {
+        int64_t q = ii + I * (j + J * kk);
+        if (i == 0)
+          dx.p[q] += g[ii] * c[j] * b[kk];
+        else if (i == 1)
+          dx.p[kk] += A[q] * c[j] * g[ii];
+        else
+          dx.p[j] += A[q] * b[kk] * g[ii];
+      }
+}
+DY_REGISTER(contract3d_1d_1d, f_c3d11, b_c3d11);
+
+int64_t mod(int64_t a, int64_t n) { return ((a % n) + n) % n; }
+void f_circ_conv(const CView* x, int, View y, const Attrs&) {
+  int64_t n = x[0].s.total();
+  for (int64_t k = 0; k < n; ++k) {
+    float s = 0;
+    for (int64_t j = 0; j < n; ++j) s += x[1].p[mod(k - j, n)] * x[0].p[j];
+    y.p[k] = s;
+  }
+}
+void b_circ_conv(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+  int64_t n = dx.s.total();
+  const float* o = x[1 - i].p;
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t k = 0; k < n; ++k) dx.p[j] += o[mod(k - j, n)] * dy.p[k];
+}
+DY_REGISTER(circ_conv, f_circ_conv, b_circ_conv);
+void f_circ_corr(const CView* x, int, View y, const Attrs&) {
+  int64_t n = x[0].s.total();
+  for (int64_t k = 0; k < n; ++k) {
+    float s = 0;
+    for (int64_t j = 0; j < n; ++j) s += x[1].p[mod(k + j, n)] * x[0].p[j];
+    y.p[k] = s;
+  }
+}
+void b_circ_corr(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+  int64_t n = dx.s.total();
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t k = 0; k < n; ++k)
+      dx.p[j] += (i == 0 ? x[1].p[mod(k + j, n)] : x[0].p[mod(j - k, n)]) * dy.p[k];
+}
+DY_REGISTER(circ_corr, f_circ_corr, b_circ_corr);
+
+
+// ------------------------------------------------------------------ weight norm
+
+void f_wnorm(const CView* x, int, View y, const Attrs&) {
+  int64_t n = x[0].s.total();
+  float sq = CArr(x[0].p, n).square().sum();
+  Arr(y.p, n) = CArr(x[0].p, n) * (x[1].p[0] / std::sqrt(sq));
+}
+void b_wnorm(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+  int64_t n = x[0].s.total();
+  float sq = CArr(x[0].p, n).square().sum(), proj = (CArr(dy.p, n) * CArr(x[0].p, n)).sum();
+  if (i == 0)
+    Arr(dx.p, n) += CArr(dy.p, n) * (x[1].p[0] / std::sqrt(sq)) - CArr(y.p, n) * (proj / sq);
+  else
+    dx.p[0] += proj / std::sqrt(sq);
+}
+DY_REGISTER(weight_norm, f_wnorm, b_wnorm);
+
+}  // namespace
+
+
+}  // namespace ku
+}  // namespace dy

@@ -1,0 +1,469 @@
+"""Automatic batching (DyNet's autobatching; Neubig, Goldberg and Dyer 2017) for every backend
+whose graphs run through the front end's executor.
+
+The user writes the computation of one instance; many instances share a graph.  At forward
+time the nodes to evaluate are grouped by a *signature*: the op, its attributes (less those
+that hold one entry per batch element, such as indices), each operand's data dims, and for an
+operand that is a parameter the parameter itself.  A group runs as ONE call of the op's
+kernel over operands joined along the batch axis (``Backend.join_batches``; an operand that a
+single earlier group produced in the same order is used as it lies), and each node's value is
+its slice of the output (``Backend.batch_slice``).  Only ops whose record says ``batch="map"``
+(batch element b of the output depends on batch element b of each operand alone) are grouped,
+and only where every joined operand has the node's batch size.
+
+The order is DyNet's agenda (``--dynet-autobatch 1``): nodes that cannot batch run first, in
+graph order, so random ops draw the same numbers as without batching; otherwise the ready
+group whose signature has the lowest average depth runs (ties: products last).  Strategy 2
+(``--dynet-autobatch 2``) runs level by level: at each depth (one more than the deepest
+operand), the nodes that run alone in graph order, then one group per signature; it needs no
+readiness bookkeeping, so its scheduling costs less per node.  The C accelerator computes the
+same order (csrc/autobatch_plan.c; ``plan_order`` compares the two in the tests).  Backward replays the executed
+groups in reverse with the same joined operands: one backward kernel call per group and operand.
+"""
+
+from __future__ import annotations
+
+from heapq import heappop, heappush
+from typing import Any
+
+from .accelerator import fastgraph as _fast
+from .dim import Dim
+from .ops import OP_LIST, OPS, OpDef
+from .profiling import CALLS, NODES
+
+_PARAM = OPS["parameter"]
+_MATMULS = frozenset((OPS["matmul"].id, OPS["affine_transform"].id))
+
+
+def _plan_of(op: OpDef) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """(attribute positions in the signature, per-batch-element positions, position of ``b`` or -1)."""
+    per = tuple(op.attrs.index(a) for a in op.batch_attrs)
+    last = len(op.attrs) - 1 if op.leaf else -1  # a leaf's Dim: the batch size varies within a group
+    keep = tuple(k for k in range(len(op.attrs)) if k not in per and k != last)
+    return keep, per, op.attrs.index("b") if "b" in op.attrs else -1
+
+
+_ATTR_PLAN: list = []
+_MAPS: list[bool] = []
+
+
+_SIMPLE: list[bool] = []  # "map" ops whose signature is the op, the attributes and the operands
+_SHARED: list[frozenset] = []  # per op: its batch_shared operand positions
+
+
+def cover_ops() -> None:
+    """Read the batch rules of ops declared since the last call (at import, or a plugin's later)."""
+    for op in OP_LIST[len(_MAPS):]:
+        _ATTR_PLAN.append(_plan_of(op))
+        _MAPS.append(op.batch == "map")
+        _SIMPLE.append(op.batch == "map" and not (op.leaf or op.batch_attrs or "b" in op.attrs))
+        _SHARED.append(frozenset(op.batch_shared))
+
+
+cover_ops()
+
+
+def signature(nodes: list, dims: list, j: int) -> Any:
+    """The key under which node ``j`` may run together with others, or None (it runs alone);
+    an unhashable key (unhashable attributes) also means alone.  ``forward`` inlines the common
+    case (a "map" op without per-element attributes or a ``b`` attribute)."""
+    op, ids, attrs = nodes[j]
+    oid = op.id
+    if not _MAPS[oid]:
+        return None
+    keep, _, b = _ATTR_PLAN[oid]
+    if b >= 0 and attrs[b]:
+        return None  # sums over the batch too
+    key: list = [oid]
+    if attrs:
+        key.append(tuple([attrs[k] for k in keep]) if len(keep) != len(attrs) else attrs)
+    if op.leaf:
+        key.append(dims[j].d)
+    else:
+        bd = dims[j].bd
+        shared = op.batch_shared
+        joined = False
+        for p, k in enumerate(ids):
+            nk = nodes[k]
+            if nk[0] is _PARAM:
+                key.append(nk[2])  # (storage, update, dim): one weight for the whole group
+            elif p in shared:
+                if dims[k].bd != 1:
+                    return None
+                key.append(k)  # the node itself: the kernel takes it unbatched
+            else:
+                dk = dims[k]
+                if dk.bd != bd:
+                    return None  # a broadcast operand cannot be joined with the others
+                key.append(dk.d)
+                joined = True
+        if not joined:
+            return None  # every operand shared: nothing to batch over
+    return tuple(key)
+
+
+def _joined_attrs(op: OpDef, members: list, nodes: list, dims: list, d: Dim) -> tuple:
+    """The group's attributes: per-batch-element entries joined in member order (an entry given
+    once for a batched node counts for each of its batch elements); a leaf's Dim replaced by ``d``."""
+    attrs = list(nodes[members[0]][2])
+    _, per, _ = _ATTR_PLAN[op.id]
+    for p in per:
+        joined: list = []
+        for m in members:
+            t = nodes[m][2][p]
+            bd = dims[m].bd
+            joined.extend(t if len(t) == bd else tuple(t) * bd)
+        attrs[p] = tuple(joined)
+    if op.leaf:
+        attrs[-1] = d
+    return tuple(attrs)
+
+
+class Group:
+    """Nodes that ran as one kernel call, with what their backward needs."""
+
+    __slots__ = ("op", "members", "bds", "xs", "y", "attrs", "dim", "srcs", "made", "gy", "gy_owned", "live")
+
+    def __init__(self, op, members, bds, xs, y, attrs, dim, srcs, made) -> None:
+        self.op = op
+        self.members = members  # node ids, in batch order
+        self.bds = bds  # each member's batch size
+        self.xs = xs  # the joined operands
+        self.y = y  # the joined output
+        self.attrs = attrs
+        self.dim = dim
+        self.srcs = srcs  # per operand: the members' input nodes, or None where the group shares one
+        self.made = made  # per operand: the group whose output it is as it lies, or None
+        self.gy = None  # in backward: the gradient of the whole output from consumers that took it whole
+        self.gy_owned = False  # gy was made here (safe to add into in place)
+        self.live = True  # False once trim() broke the group up
+
+
+def forward(ex, a: int, b: int, strategy: int) -> None:
+    """Evaluate nodes ``a`` to ``b - 1`` of ``ex``'s graph in batched groups (the module doc)."""
+    vals, home = ex.vals, ex.home
+    if len(vals) < b:
+        vals.extend([None] * (b - len(vals)))
+    if len(home) < b:
+        home.extend([None] * (b - len(home)))
+    run_one, done = ex._run_node, ex.plan
+    for grp in plan_order(ex.cg.nodes, ex.cg.dims, a, b, strategy):
+        if len(grp) == 1:
+            run_one(grp[0])
+            done.append(grp[0])
+        else:
+            _run_group(ex, grp)
+
+
+def plan_order(nodes: list, dims: list, a: int, b: int, strategy: int, accelerated: bool = True) -> list[list[int]]:
+    """The order of nodes ``a`` to ``b - 1``: one list of node ids (ascending) per kernel call, a
+    node alone or a group.  The C accelerator computes the same lists (csrc/autobatch_plan.c)."""
+    if accelerated and _fast is not None:
+        return _fast.autobatch_plan(nodes, dims, a, b, strategy, _MAPS, _SIMPLE, _SHARED, _PARAM, signature,
+                                    _MATMULS)
+    keys, depth = _keys_and_depths(nodes, dims, a, b)
+    if strategy == 2:
+        order = _by_depth(keys, depth)
+    else:
+        order = _by_agenda(nodes, a, keys, depth)
+    return [[a + jj for jj in sorted(grp)] for grp in order]
+
+
+def _keys_and_depths(nodes: list, dims: list, a: int, b: int) -> tuple[list, list[int]]:
+    """Per node of ``a`` to ``b - 1``: its signature (None: it runs alone), and its depth (0 for a
+    node whose operands are all computed already, else one more than its deepest operand)."""
+    n = b - a
+    keys: list = [None] * n
+    depth = [0] * n
+    maps, simple, shares = _MAPS, _SIMPLE, _SHARED
+    for jj in range(n):
+        j = a + jj
+        node = nodes[j]
+        ids = node[1]
+        dep = 0
+        for k in ids:
+            if k >= a and depth[k - a] >= dep:
+                dep = depth[k - a] + 1
+        depth[jj] = dep
+        oid = node[0].id
+        if not maps[oid]:
+            continue
+        if simple[oid]:  # signature()'s common case, inline: the op, its attributes, each operand
+            key = [oid, node[2]]
+            bd = dims[j].bd
+            joined = False
+            shared = shares[oid]
+            for p, k in enumerate(ids):
+                nk = nodes[k]
+                if nk[0] is _PARAM:
+                    key.append(nk[2])
+                elif p in shared:
+                    if dims[k].bd != 1:
+                        joined = False
+                        break
+                    key.append(k)
+                else:
+                    dk = dims[k]
+                    if dk.bd != bd:
+                        joined = False
+                        break
+                    key.append(dk.d)
+                    joined = True
+            if joined:
+                keys[jj] = tuple(key)
+        else:
+            keys[jj] = signature(nodes, dims, j)
+    return keys, depth
+
+
+def _by_depth(keys: list, depth: list[int]) -> list[list[int]]:
+    """Strategy 2: level by level; at each depth the nodes that run alone (in graph order), then one
+    group per signature (products last).  A node's operands all lie at lower depths."""
+    levels: list[tuple[list[int], dict]] = [([], {}) for _ in range(max(depth, default=-1) + 1)]
+    for jj, key in enumerate(keys):
+        alone, groups = levels[depth[jj]]
+        if key is None:
+            alone.append(jj)
+            continue
+        try:
+            g = groups.get(key)
+        except TypeError:  # unhashable attributes: the node runs alone
+            alone.append(jj)
+            continue
+        if g is None:
+            groups[key] = [jj]
+        else:
+            g.append(jj)
+    order: list[list[int]] = []
+    for alone, groups in levels:
+        order.extend([jj] for jj in alone)
+        order.extend(groups[key] for key in sorted(groups, key=lambda k: k[0] in _MATMULS))
+    return order
+
+
+def _by_agenda(nodes: list, a: int, keys: list, depth: list[int]) -> list[list[int]]:
+    """Strategy 1, DyNet's agenda: nodes that run alone first, as they become ready; otherwise the
+    ready group whose signature has the lowest average depth (ties: products last)."""
+    n = len(keys)
+    left = [0] * n
+    succ: list = [None] * n
+    sid_of = [-1] * n
+    sids: dict = {}
+    sig_sum: list[int] = []
+    sig_cnt: list[int] = []
+    sig_op: list[int] = []
+    ready: list[list[int]] = []
+    alone: list[int] = []
+    for jj in range(n):
+        cnt = 0
+        for k in nodes[a + jj][1]:
+            if k >= a:
+                kk = k - a
+                cnt += 1
+                s = succ[kk]
+                if s is None:
+                    succ[kk] = [jj]
+                else:
+                    s.append(jj)
+        left[jj] = cnt
+        key = keys[jj]
+        sid = None
+        if key is not None:
+            try:
+                sid = sids.get(key, -1)
+            except TypeError:  # unhashable attributes: the node runs alone
+                sid = None
+        if sid is None:
+            if cnt == 0:
+                alone.append(jj)
+            continue
+        if sid < 0:
+            sid = sids[key] = len(sig_cnt)
+            sig_sum.append(0)
+            sig_cnt.append(0)
+            sig_op.append(key[0])
+            ready.append([])
+        sig_sum[sid] += depth[jj]
+        sig_cnt[sid] += 1
+        sid_of[jj] = sid
+        if cnt == 0:
+            ready[sid].append(jj)
+    prio = [(sig_sum[s] / sig_cnt[s], sig_op[s] in _MATMULS, s) for s in range(len(sig_cnt))]
+    heap = [prio[s] for s in range(len(ready)) if ready[s]]
+    heap.sort()
+    order: list[list[int]] = []
+    done = ai = 0
+    while done < n:
+        if ai < len(alone):
+            grp = [alone[ai]]
+            ai += 1
+        else:
+            if not heap:
+                raise RuntimeError("autobatch: nodes left unevaluated (the graph has a cycle)")
+            sid = heappop(heap)[2]
+            grp = ready[sid]
+            ready[sid] = []
+        order.append(grp)
+        done += len(grp)
+        for jj in grp:
+            s = succ[jj]
+            if s is None:
+                continue
+            for q in s:
+                left[q] -= 1
+                if left[q] == 0:
+                    sid = sid_of[q]
+                    if sid < 0:
+                        alone.append(q)
+                    else:
+                        r = ready[sid]
+                        if not r:
+                            heappush(heap, prio[sid])
+                        r.append(q)
+    return order
+
+
+def _join(ex, col: list, dims: list) -> tuple[Any, Group | None]:
+    """The values of nodes ``col`` joined along the batch axis, and the group that made them: one
+    group's output as it lies when that group made exactly these nodes in this order (its backward
+    then takes their gradient joined, in one piece), else one ``join_batches`` call and None."""
+    g = ex.home[col[0]]
+    if g is not None and g.members == col:
+        return g.y, g
+    vals = ex.vals
+    d0 = dims[col[0]]
+    return ex.backend.join_batches([vals[c] for c in col], Dim(d0.d, sum([dims[c].bd for c in col]))), None
+
+
+def _run_group(ex, members: list) -> None:
+    cg = ex.cg
+    nodes, dims, vals, home = cg.nodes, cg.dims, ex.vals, ex.home
+    op, ids0, attrs = nodes[members[0]]
+    xs: list = []
+    srcs: list = []
+    made: list = []
+    shared = op.batch_shared
+    for k, s0 in enumerate(ids0):
+        if nodes[s0][0] is _PARAM or k in shared:
+            xs.append(vals[s0])
+            srcs.append(None)
+            made.append(None)
+        else:
+            col = [nodes[m][1][k] for m in members]
+            x, src = _join(ex, col, dims)
+            xs.append(x)
+            srcs.append(col)
+            made.append(src)
+    bds = [dims[m].bd for m in members]
+    d = Dim(dims[members[0]].d, sum(bds))
+    if op.batch_attrs or op.leaf:
+        attrs = _joined_attrs(op, members, nodes, dims, d)
+    oid = op.id
+    y = ex.fwd[oid](xs, attrs, d)
+    NODES[oid] += len(members)
+    CALLS[oid] += 1
+    g = Group(op, members, bds, xs, y, attrs, d, srcs, made)
+    ex.plan.append(g)
+    cut = ex.backend.batch_slice
+    off = 0
+    for m, bd in zip(members, bds):
+        vals[m] = cut(y, off, off + bd, dims[m])
+        home[m] = g
+        off += bd
+    if cg.check_validity:
+        for m in members:
+            cg.check_value(m)
+
+
+def backward(ex, i: int, full: bool) -> None:
+    """Reverse mode from node ``i`` over the executed plan, group by group."""
+    cg = ex.cg
+    be = ex.backend
+    nodes, dims, ng = cg.nodes, cg.dims, cg.ng
+    grads: list = [None] * (i + 1)
+    grads[i] = be.ones(dims[i].shape)
+    owned: set = set()
+    node_backward, acc, bwd = ex._node_backward, ex._accumulate, ex.bwd
+    cut = be.batch_slice
+    plan = ex.plan
+    for rec in plan:
+        if type(rec) is not int:
+            rec.gy = None
+    for rec in reversed(plan):
+        if type(rec) is int:
+            if rec <= i:
+                g = grads[rec]
+                if g is not None:
+                    node_backward(rec, g, grads, owned, full)
+            continue
+        members = rec.members
+        gs = [grads[m] if m <= i else None for m in members]
+        whole = rec.gy
+        if not any(g is not None for g in gs):
+            if whole is None:
+                continue
+            dy = whole
+        else:
+            dy = be.join_batches([g if g is not None else be.zeros(dims[m].shape) for g, m in zip(gs, members)],
+                                 rec.dim)
+            if whole is not None:
+                dy = be.add(dy, whole)
+        op = rec.op
+        oid = op.id
+        if op.leaf:  # a lookup group: one scatter into the table
+            st, rows, update = rec.attrs[0], rec.attrs[1], rec.attrs[2]
+            if update:
+                be.scatter_add_batch(st.grad, rows, dy)
+                st.touched.update(rows)
+                CALLS[oid] += 1
+            continue
+        s0s = nodes[members[0]][1]
+        for k, col in enumerate(rec.srcs):
+            if k in op.nograd:
+                continue
+            if col is None:
+                if not (full or ng[s0s[k]]):
+                    continue
+            elif not (full or any([ng[c] for c in col])):
+                continue
+            dx = bwd[oid](rec.xs, rec.y, dy, rec.attrs, rec.dim, k)
+            CALLS[oid] += 1
+            if col is None:
+                acc(grads, owned, s0s[k], dx)
+                continue
+            src = rec.made[k]
+            if src is not None and src.live and not full:  # the producer's whole output: one add
+                if src.gy is None:
+                    src.gy, src.gy_owned = dx, False
+                elif src.gy_owned:
+                    be.iadd(src.gy, dx)
+                else:
+                    src.gy, src.gy_owned = be.add(src.gy, dx), True
+                continue
+            off = 0
+            for c, bd in zip(col, rec.bds):
+                if full or ng[c]:
+                    acc(grads, owned, c, cut(dx, off, off + bd, dims[c]))
+                off += bd
+    ex.grads = grads
+
+
+def trim(ex, n: int) -> None:
+    """Forget the plan from node ``n`` on; members below ``n`` of a cut group stay as single nodes
+    (their values are valid slices, and their backward runs node by node)."""
+    plan = []
+    home = ex.home
+    for rec in ex.plan:
+        if type(rec) is int:
+            if rec < n:
+                plan.append(rec)
+        elif rec.members[-1] < n:
+            plan.append(rec)
+        else:
+            rec.live = False
+            for m in rec.members:
+                if m < n:
+                    plan.append(m)
+                    home[m] = None
+    del home[n:]
+    ex.plan = plan
