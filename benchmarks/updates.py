@@ -9,7 +9,8 @@ Three cases, µs per call, both sides in the same run, one thread:
   for every trainer both sides have, at sizes 64x64 to 1024x1024;
 * ``lookup``: one update of a 1M-row lookup table (dim 16) of which 4 rows were
   used, and of a 10k-row one (``--lookup-rows``), with clipping on (DyNet's default), SGD and Adam;
-  the 1M/10k ratio shows whether the cost follows the rows used or the table;
+  the 1M/10k ratio shows whether the cost follows the rows used or the table; the same
+  with weight decay on (``lookup+wd``, lambda 1e-6: DyNet's lazy scale, no pass over the table);
 * ``small step``: the fixed cost of a small training step -- ``renew_cg``, five
   nodes on 64x64 parameters, forward, backward and the update -- SGD and Adam.
 
@@ -78,11 +79,13 @@ def _update_case(dy, trainer: str, rows: int, cols: int, seconds: float) -> floa
     return _best_per_call(_update_timer(dy, tr, lambda: dy.squared_norm(p)), seconds)
 
 
-def _lookup_case(dy, trainer: str, rows: int, seconds: float) -> float:
+def _lookup_case(dy, trainer: str, rows: int, seconds: float, decay: float = 0.0) -> float:
     if rows <= max(USED_ROWS):
         raise ValueError(f"updates: a lookup table of {rows} rows is too small for the rows used {USED_ROWS}")
     m = dy.ParameterCollection()
     E = m.add_lookup_parameters((rows, LOOKUP_DIM), init=dy.NormalInitializer(0, 0.01))
+    if decay:
+        m.set_weight_decay_lambda(decay)
     tr = getattr(dy, trainer)(m)
     tr.set_clip_threshold(5.0)  # DyNet's default, stated
     loss = _update_timer(dy, tr, lambda: dy.squared_norm(dy.esum([dy.lookup(E, r) for r in USED_ROWS])))
@@ -120,6 +123,8 @@ def measure(dy, seconds: float, sizes=SIZES, trainers=TRAINERS, lookup_rows=LOOK
     for tr in ("SimpleSGDTrainer", "AdamTrainer"):
         for rows in lookup_rows:
             out[f"lookup {tr} {rows} rows"] = _lookup_case(dy, tr, rows, seconds)
+        for rows in lookup_rows:
+            out[f"lookup+wd {tr} {rows} rows"] = _lookup_case(dy, tr, rows, seconds, decay=1e-6)
     for tr in ("SimpleSGDTrainer", "AdamTrainer"):
         out[f"small step {tr}"] = _small_step(dy, tr, seconds)
     return out
@@ -154,9 +159,10 @@ def format_table(cols: dict[str, dict], missing: str, lookup_rows=LOOKUP_ROWS) -
                 v = cols[n].get(k)
                 cells.append(f"{v / peer:.2f}x" if v is not None and peer else "-")
         rows.append(cells)
-    for tr in ("SimpleSGDTrainer", "AdamTrainer"):  # does the lookup update follow the rows used?
-        big, small = f"lookup {tr} {lookup_rows[0]} rows", f"lookup {tr} {lookup_rows[1]} rows"
-        cells = [f"lookup {tr} {lookup_rows[0]} / {lookup_rows[1]} rows"]
+    for case, tr in [(c, t) for c in ("lookup", "lookup+wd") for t in ("SimpleSGDTrainer", "AdamTrainer")]:
+        # does the lookup update follow the rows used?
+        big, small = f"{case} {tr} {lookup_rows[0]} rows", f"{case} {tr} {lookup_rows[1]} rows"
+        cells = [f"{case} {tr} {lookup_rows[0]} / {lookup_rows[1]} rows"]
         for n in names:
             c = cols[n]
             cells.append(f"{c[big] / c[small]:.1f}x" if big in c and small in c else "-")

@@ -20,7 +20,7 @@ struct Names {
   PyObject *nodes = intern("nodes"), *dims = intern("dims"), *ng = intern("ng"), *shape = intern("shape");
   PyObject *check = intern("check_validity"), *name = intern("name"), *nograd = intern("nograd");
   PyObject *value = intern("value"), *grad = intern("grad"), *has_grad = intern("has_grad");
-  PyObject* touched = intern("touched");
+  PyObject *touched = intern("touched"), *wscale = intern("wscale"), *factor = intern("factor");
 };
 const Names& names() {
   static const Names* n = new Names();
@@ -146,6 +146,12 @@ py::object GraphSource::attrs(int j) const {
 namespace storage {
 
 py::object value(PyObject* st) { return get(st, names().value); }
+
+float factor(PyObject* st) {
+  double f = PyFloat_AsDouble(get(get(st, names().wscale).ptr(), names().factor).ptr());
+  if (f == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+  return float(f);
+}
 
 Tensor& grad(PyObject* st) {
   py::object g = get(st, names().grad);

@@ -6,7 +6,7 @@
 //     dims[j].shape and ng[j] (does it need a gradient); and check_validity;
 //   * an op record (OpRecord): its name, its nograd inputs and its attribute names;
 //   * a node's attribute tuple (decode_attrs), and a leaf's attrs[0]: an input's host array
-//     (read_input) or a parameter's storage (Storage: value, grad, has_grad, touched).
+//     (read_input) or a parameter's storage (Storage: value, wscale.factor, grad, has_grad, touched).
 #pragma once
 
 #include <string>
@@ -71,7 +71,8 @@ void GraphSource::read(int from, int to, F&& f) const {
 
 // A parameter's storage (ParamStorageView): attrs[0] of a parameter or lookup node.
 namespace storage {
-py::object value(PyObject* st);  // the weights' Tensor object (hold it while reading it)
+py::object value(PyObject* st);  // the stored values' Tensor object (hold it while reading it)
+float factor(PyObject* st);      // the weights are value * factor (the lazy weight decay, wscale.factor)
 Tensor& grad(PyObject* st);      // the gradient tensor; the storage keeps it alive
 bool has_grad(PyObject* st);
 void set_has_grad(PyObject* st);                          // after adding into a dense gradient

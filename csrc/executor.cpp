@@ -192,7 +192,7 @@ class Executor {
   }
 
   void reset() {
-    nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), refs_.clear(), held_.clear();
+    nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), refs_.clear(), held_.clear(), scaled_.clear();
     if (failed_) {
       vals_.release(), grads_.release(), dpre_.release();
       failed_ = false;
@@ -211,6 +211,7 @@ class Executor {
       nodes_.resize(size_t(n));
       refs_.resize(size_t(n));
       held_.resize(size_t(n));
+      scaled_.resize(size_t(n));
     }
     grads_.reset(), dpre_.reset_merged();
     n_grad_ = 0;
@@ -258,6 +259,7 @@ class Executor {
   std::vector<AttrSlot> slots_;
   std::vector<py::object> refs_;  // per node: the input array or parameter storage it reads
   std::vector<py::object> held_;  // per node: the parameter tensor its value points into
+  std::vector<std::vector<float>> scaled_;  // per node: a parameter's weights under a weight-decay factor
   bool failed_ = false;  // see FailureMark
   Arena vals_, grads_;
   Arena dpre_;  // backward: the LSTM gates' r, alone (and in one block) so that successive steps' lie side by side
@@ -332,6 +334,7 @@ class Executor {
         n.mark = vals_.mark();
         refs_.emplace_back();
         held_.emplace_back();
+        scaled_.emplace_back();
         read_attrs(n, j, r.attrs);
         if (n.info->leaf != 2) n.v = vals_.alloc(size_t(n.s.total()));
         nodes_.push_back(n);
@@ -339,6 +342,7 @@ class Executor {
     } catch (...) {
       refs_.resize(nodes_.size());
       held_.resize(nodes_.size());
+      scaled_.resize(nodes_.size());
       throw;
     }
   }
@@ -356,8 +360,17 @@ class Executor {
         py::object keep = contract::storage::value(refs_[size_t(j)].ptr());
         Tensor& w = as_tensor(keep, "parameter");
         if (w.total() != n.s.total()) throw std::runtime_error("cpu_eigen: parameter storage does not match its dim");
-        n.v = w.data();
-        held_[size_t(j)] = std::move(keep);
+        const float f = contract::storage::factor(refs_[size_t(j)].ptr());
+        if (f == 1.0f) {
+          n.v = w.data();
+          held_[size_t(j)] = std::move(keep);
+          return;
+        }
+        // under a weight-decay factor, the weights are a scaled copy (as DyNet's ParameterNode makes)
+        std::vector<float>& c = scaled_[size_t(j)];
+        c.resize(size_t(n.s.total()));
+        for (int64_t k = 0; k < n.s.total(); ++k) c[size_t(k)] = w.data()[k] * f;
+        n.v = c.data();
         return;
       }
       case 3: {  // lookup: gather rows
@@ -370,6 +383,9 @@ class Executor {
           if (r < 0 || r >= rows) throw py::index_error("cpu_eigen: lookup row " + std::to_string(r) + " out of range");
           std::memcpy(n.v + k * rs, w.data() + r * rs, size_t(rs) * sizeof(float));
         }
+        const float f = contract::storage::factor(refs_[size_t(j)].ptr());
+        if (f != 1.0f)  // the weights are the stored rows times the weight-decay factor
+          for (int64_t k = 0; k < idx.size() * rs; ++k) n.v[k] *= f;
         return;
       }
       default:

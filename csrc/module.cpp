@@ -57,11 +57,44 @@ void same_size(const Tensor& a, const Tensor& b, const char* what) {
                           std::to_string(b.total()) + " values");
 }
 
+// A trainer's hyper dict, read once per update with interned keys (absent keys: 0, gscale and wscale 1).
+struct HyperArgs {
+  double lr, mom, eps, rho, b1, b2, gscale, wscale;
+  explicit HyperArgs(PyObject* h) {
+    static PyObject* const* keys = [] {
+      static PyObject* k[8];
+      const char* names[8] = {"lr", "mom", "eps", "rho", "beta_1", "beta_2", "gscale", "wscale"};
+      for (int i = 0; i < 8; ++i) k[i] = PyUnicode_InternFromString(names[i]);  // kept for the process
+      return k;
+    }();
+    double* out[8] = {&lr, &mom, &eps, &rho, &b1, &b2, &gscale, &wscale};
+    for (int i = 0; i < 8; ++i) {
+      PyObject* v = keys[i] ? PyDict_GetItemWithError(h, keys[i]) : nullptr;
+      if (!v) {
+        if (PyErr_Occurred()) throw py::error_already_set();
+        *out[i] = i >= 6 ? 1.0 : 0.0;
+        continue;
+      }
+      *out[i] = PyFloat_AsDouble(v);
+      if (*out[i] == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+    }
+  }
+};
+
 // Rows (batch elements) of a table, bounds-checked.
 std::vector<int64_t> row_list(py::handle rows, int64_t n, const char* what) {
   std::vector<int64_t> r;
-  for (auto v : py::reinterpret_borrow<py::iterable>(rows)) {
-    int64_t k = py::reinterpret_borrow<py::object>(v).cast<int64_t>();
+  PyObject* seq = PySequence_Fast(rows.ptr(), "rows must be a sequence of ints");
+  if (!seq) throw py::error_already_set();
+  py::object keep = py::reinterpret_steal<py::object>(seq);
+  r.reserve(size_t(PySequence_Fast_GET_SIZE(seq)));
+  for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); ++i) {
+    PyObject* v = PySequence_Fast_GET_ITEM(seq, i);
+    int64_t k = PyLong_AsLongLong(v);
+    if (k == -1 && PyErr_Occurred()) {
+      PyErr_Clear();
+      throw py::type_error(std::string("cpu_eigen.") + what + ": rows must be ints, got " + Py_TYPE(v)->tp_name);
+    }
     if (k < 0 || k >= n)
       throw py::index_error(std::string("cpu_eigen.") + what + ": row " + std::to_string(k) + " out of range for " +
                             std::to_string(n) + " rows");
@@ -238,19 +271,23 @@ PYBIND11_MODULE(_cpu_eigen, m) {
     return s;
   });
   // The clipping norm of one update: sum of squares over (tensor, rows or None) pairs, in one call.
+  // (Read with the C API: pybind's per-item casts cost more than the norm of a small parameter.)
   m.def("sq_norm_all", [](py::list parts) {
     const upd::NormFn norm = upd::current().sq_norm;
     double s = 0;
-    for (auto it : parts) {
-      auto p = it.cast<py::tuple>();
-      if (p.size() != 2) throw py::value_error("cpu_eigen.sq_norm_all: parts are (tensor, rows or None)");
-      const Tensor& t = as_tensor(p[0], "sq_norm_all");
-      if (p[1].is_none()) {
+    PyObject* l = parts.ptr();
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(l); ++i) {
+      PyObject* p = PyList_GET_ITEM(l, i);
+      if (!PyTuple_Check(p) || PyTuple_GET_SIZE(p) != 2)
+        throw py::value_error("cpu_eigen.sq_norm_all: parts are (tensor, rows or None)");
+      const Tensor& t = as_tensor(PyTuple_GET_ITEM(p, 0), "sq_norm_all");
+      PyObject* rows = PyTuple_GET_ITEM(p, 1);
+      if (rows == Py_None) {
         s += norm(t.buf.data(), t.total());
         continue;
       }
       int64_t rs = row_size(t);
-      for (int64_t r : row_list(p[1], n_rows(t), "sq_norm_all")) s += norm(t.buf.data() + r * rs, rs);
+      for (int64_t r : row_list(rows, n_rows(t), "sq_norm_all")) s += norm(t.buf.data() + r * rs, rs);
     }
     return s;
   });
@@ -262,19 +299,16 @@ PYBIND11_MODULE(_cpu_eigen, m) {
       same_size(w, st, "update");
       sp.push_back(st.data());
     }
-    auto get = [&](const char* k) { return h.contains(k) ? h[k].cast<double>() : 0.0; };
-    double gscale = h.contains("gscale") ? h["gscale"].cast<double>() : 1.0;
+    const HyperArgs a(h.ptr());
     std::vector<int64_t> r;
     if (!rows.is_none()) r = row_list(rows, n_rows(w), "update");
-    apply_update(rule, w.data(), g.data(), sp, w.total(), row_size(w), rows.is_none() ? nullptr : &r, get("lr"),
-                 gscale, get("mom"), get("eps"), get("rho"), get("beta_1"), get("beta_2"));
+    apply_update(rule, w.data(), g.data(), sp, w.total(), row_size(w), rows.is_none() ? nullptr : &r, a.lr, a.gscale,
+                 a.mom, a.eps, a.rho, a.b1, a.b2, false, a.wscale);
   });
   // One trainer step over many parameters: items are (w, g, states, rows or None, clear); all are
   // checked before any is stepped, so a bad item leaves every parameter as it was.
   m.def("update_all", [](const std::string& rule, py::list items, py::dict h) {
-    auto get = [&](const char* k) { return h.contains(k) ? h[k].cast<double>() : 0.0; };
-    double lr = get("lr"), mom = get("mom"), eps = get("eps"), rho = get("rho"), b1 = get("beta_1"),
-           b2 = get("beta_2"), gscale = h.contains("gscale") ? h["gscale"].cast<double>() : 1.0;
+    const HyperArgs a(h.ptr());
     struct Item {
       Tensor* w;
       Tensor* g;
@@ -282,27 +316,34 @@ PYBIND11_MODULE(_cpu_eigen, m) {
       bool dense, clear;
       std::vector<int64_t> rows;
     };
-    std::vector<Item> todo(items.size());
-    size_t i = 0;
-    for (auto it : items) {
-      auto t = it.cast<py::tuple>();
-      if (t.size() != 5) throw py::value_error("cpu_eigen.update_all: items are (w, g, states, rows, clear)");
-      Item& x = todo[i++];
-      x.w = &as_tensor(t[0], "update_all");
-      x.g = &as_tensor(t[1], "update_all");
+    PyObject* l = items.ptr();
+    std::vector<Item> todo(size_t(PyList_GET_SIZE(l)));
+    for (size_t i = 0; i < todo.size(); ++i) {
+      PyObject* t = PyList_GET_ITEM(l, Py_ssize_t(i));
+      if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 5)
+        throw py::value_error("cpu_eigen.update_all: items are (w, g, states, rows, clear)");
+      Item& x = todo[i];
+      x.w = &as_tensor(PyTuple_GET_ITEM(t, 0), "update_all");
+      x.g = &as_tensor(PyTuple_GET_ITEM(t, 1), "update_all");
       same_size(*x.w, *x.g, "update_all");
-      for (auto s : t[2].cast<py::sequence>()) {
-        Tensor& st = as_tensor(s, "update_all");
+      PyObject* ss = PySequence_Fast(PyTuple_GET_ITEM(t, 2), "cpu_eigen.update_all: states must be a sequence");
+      if (!ss) throw py::error_already_set();
+      py::object keep = py::reinterpret_steal<py::object>(ss);
+      for (Py_ssize_t q = 0; q < PySequence_Fast_GET_SIZE(ss); ++q) {
+        Tensor& st = as_tensor(PySequence_Fast_GET_ITEM(ss, q), "update_all");
         same_size(*x.w, st, "update_all");
         x.states.push_back(st.data());
       }
-      x.dense = t[3].is_none();
-      if (!x.dense) x.rows = row_list(t[3], n_rows(*x.w), "update_all");
-      x.clear = t[4].cast<bool>();
+      PyObject* rows = PyTuple_GET_ITEM(t, 3);
+      x.dense = rows == Py_None;
+      if (!x.dense) x.rows = row_list(rows, n_rows(*x.w), "update_all");
+      int c = PyObject_IsTrue(PyTuple_GET_ITEM(t, 4));
+      if (c < 0) throw py::error_already_set();
+      x.clear = c == 1;
     }
     for (Item& x : todo)
       apply_update(rule, x.w->data(), x.g->data(), x.states, x.w->total(), row_size(*x.w),
-                   x.dense ? nullptr : &x.rows, lr, gscale, mom, eps, rho, b1, b2, x.clear);
+                   x.dense ? nullptr : &x.rows, a.lr, a.gscale, a.mom, a.eps, a.rho, a.b1, a.b2, x.clear, a.wscale);
   });
   m.def("cpu_has_avx2_fma", [] {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))

@@ -133,13 +133,13 @@ Rule rule_code(const std::string& rule) {
 }
 
 // Exponentiated gradient over n contiguous elements (the vectorised rules are in update_rules).
-void eg_step(float* w, const float* g0, float** s, int64_t n, double lr, double gscale, double mom) {
-  float c = float(lr * gscale), m = float(mom);
+void eg_step(float* w, const float* g0, float** s, int64_t n, double lr, double gscale, double mom, double wscale) {
+  float c = float(lr * gscale), m = float(mom), ws = float(wscale);
   std::vector<float> lw(static_cast<size_t>(n));
   float mx = -INFINITY;
   for (int64_t k = 0; k < n; ++k) {
     s[0][k] = s[0][k] * m - c * g0[k];
-    lw[size_t(k)] = std::log(std::max(w[k], 1e-30f)) + s[0][k];
+    lw[size_t(k)] = std::log(std::max(w[k], 1e-30f)) + s[0][k] * ws;
     mx = std::max(mx, lw[size_t(k)]);
   }
   double sum = 0;
@@ -151,12 +151,12 @@ void eg_step(float* w, const float* g0, float** s, int64_t n, double lr, double 
 
 void apply_update(const std::string& rule_name, float* w, float* g, std::vector<float*>& states, int64_t n,
                   int64_t row_size, const std::vector<int64_t>* rows, double lr, double gscale, double mom,
-                  double eps, double rho, double b1, double b2, bool clear) {
+                  double eps, double rho, double b1, double b2, bool clear, double wscale) {
   const Rule rule = rule_code(rule_name);
   size_t ns = states.size();
   if (rule == Rule::eg) {
     if (!rows) {
-      eg_step(w, g, states.data(), n, lr, gscale, mom);
+      eg_step(w, g, states.data(), n, lr, gscale, mom, wscale);
       if (clear) std::memset(g, 0, size_t(n) * sizeof(float));
       return;
     }
@@ -171,7 +171,7 @@ void apply_update(const std::string& rule_name, float* w, float* g, std::vector<
     }
     std::vector<float*> sp;
     for (size_t q = 0; q < ns; ++q) sp.push_back(tmp[2 + q].data());
-    eg_step(tmp[0].data(), tmp[1].data(), sp.data(), int64_t(m), lr, gscale, mom);
+    eg_step(tmp[0].data(), tmp[1].data(), sp.data(), int64_t(m), lr, gscale, mom, wscale);
     for (size_t j = 0; j < rows->size(); ++j) {
       size_t o = size_t((*rows)[j] * row_size), t = j * size_t(row_size);
       std::memcpy(w + o, &tmp[0][t], size_t(row_size) * sizeof(float));
@@ -182,7 +182,8 @@ void apply_update(const std::string& rule_name, float* w, float* g, std::vector<
   }
   // One vectorised pass per parameter (or per touched row), the gradient cleared as it is read.
   const upd::StepFn step = upd::current().step;
-  const upd::Hyper h{float(lr), float(gscale), float(lr * gscale), float(mom), float(eps), float(rho), float(b1), float(b2)};
+  const upd::Hyper h{float(lr), float(gscale), float(lr * gscale), float(mom), float(eps), float(rho), float(b1), float(b2),
+                     float(wscale)};
   const int code = int(rule);  // Rule and upd::Rule list the vectorised rules in the same order
   if (!rows) {
     step(code, w, g, states.data(), n, h, clear);

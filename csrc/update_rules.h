@@ -13,6 +13,7 @@ enum Rule : int { sgd, momentum, adagrad, adadelta, rmsprop, adam, amsgrad };
 
 struct Hyper {
   float lr, gs, lr_gs, mom, eps, rho, b1, b2;  // lr_gs: lr * gs rounded once from double
+  float ws;  // momentum and adadelta: the step's factor, 1 / the lazy weight-decay scale (else 1)
 };
 
 // One rule step over n elements (w, g and the states at the same offset); with clear, each

@@ -29,13 +29,13 @@ void step_t(float* __restrict w, float* __restrict g0, float* const* s, int64_t 
       w[k] -= c * g;
     }
   } else if (R == momentum) {
-    const float c = h.lr_gs, m = h.mom;
+    const float c = h.lr_gs, m = h.mom, ws = h.ws;
     for (int64_t k = 0; k < n; ++k) {
       float g = g0[k];
       if (CLEAR) g0[k] = 0.f;
       float v = s0[k] * m - c * g;
       s0[k] = v;
-      w[k] += v;
+      w[k] += v * ws;
     }
   } else if (R == adagrad) {
     for (int64_t k = 0; k < n; ++k) {
@@ -46,7 +46,7 @@ void step_t(float* __restrict w, float* __restrict g0, float* const* s, int64_t 
       w[k] -= lr * g / std::sqrt(a + eps);
     }
   } else if (R == adadelta) {
-    const float r = h.rho;
+    const float r = h.rho, ws = h.ws;
     for (int64_t k = 0; k < n; ++k) {
       float g = g0[k] * gs;
       if (CLEAR) g0[k] = 0.f;
@@ -54,7 +54,7 @@ void step_t(float* __restrict w, float* __restrict g0, float* const* s, int64_t 
       s0[k] = hg;
       float d = -g * std::sqrt(s1[k] + eps) / std::sqrt(hg + eps);
       s1[k] = s1[k] * r + (1 - r) * d * d;
-      w[k] += d;
+      w[k] += d * ws;
     }
   } else if (R == rmsprop) {
     const float r = h.rho;

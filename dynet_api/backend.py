@@ -211,6 +211,8 @@ class ParamStorageView(Protocol):
     table's ``grad`` adds those rows to ``touched`` (as the graph's own node-by-node executor does)."""
 
     value: Any  # the backend tensor of the weights (Dim.shape layout; a lookup table's rows are the batch axis)
+    # divided by wscale.factor: DyNet's lazy weight decay (usually 1); the weights are value * factor
+    wscale: Any
     grad: Any  # the gradient tensor, same shape
     has_grad: bool  # a dense parameter's gradient is not all zero
     touched: set  # the rows of a lookup table whose gradient is not zero

@@ -112,7 +112,7 @@ def broadcast_parameters(pc: ParameterCollection, world: World | None = None, ro
     if world.rank != root:
         off = 0
         for st, n in zip(storages, sizes, strict=True):
-            st.backend.assign(st.value, buf[off:off + n].reshape(st.dim.shape))
+            st.set_host(buf[off:off + n].reshape(st.dim.shape))
             off += n
 
 

@@ -82,8 +82,7 @@ def save_objects(fname: str, objs: list, key: str = "", append: bool = False) ->
 
 def _assign(obj, r: Record) -> None:
     st = obj._st
-    arr = r.values.reshape(st.dim.shape, order="F").astype(st.backend.dtype, copy=False)
-    st.backend.assign(st.value, arr)
+    st.set_host(r.values.reshape(st.dim.shape, order="F"))  # the weights (divided by the decay factor)
 
 
 def _relative(names: list[str], prefix: str | None = None) -> list[str]:

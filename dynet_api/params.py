@@ -252,14 +252,39 @@ def _initializer(init, dims, scale, mean, std) -> PyInitializer:
 # ============================================================ storage
 
 
+class WeightScale:
+    """DyNet's lazy L2 weight decay: one factor shared by the parameters of a root collection.
+
+    A parameter's weights are its stored ``value`` times ``factor``; a trainer's update multiplies
+    ``factor`` by ``1 - lambda`` instead of scaling every table, and the leaves, ``as_array()`` and
+    model files read ``value * factor``.  A frozen parameter gets a factor of its own (1, never
+    decayed), so its weights stay as they are.
+    """
+
+    __slots__ = ("factor",)
+
+    def __init__(self) -> None:
+        self.factor = 1.0
+
+
 class ParamStorage:
-    """Backend tensors of one parameter plus the front end's update bookkeeping."""
+    """Backend tensors of one parameter plus the front end's update bookkeeping.
 
-    __slots__ = ("backend", "dim", "value", "grad", "has_grad", "touched", "updated", "name", "states", "lookup")
+    ``value`` holds the weights divided by ``wscale.factor`` (the lazy weight decay, see
+    :class:`WeightScale`); ``host()`` and ``set_host()`` read and write the weights themselves.
+    """
 
-    def __init__(self, backend, dim: Dim, values: np.ndarray, name: str, lookup: bool) -> None:
+    __slots__ = ("backend", "dim", "value", "grad", "has_grad", "touched", "updated", "name", "states", "lookup",
+                 "wscale")
+
+    def __init__(self, backend, dim: Dim, values: np.ndarray, name: str, lookup: bool,
+                 wscale: WeightScale | None = None) -> None:
         self.backend = backend
         self.dim = dim
+        self.wscale = wscale if wscale is not None else WeightScale()
+        f = self.wscale.factor
+        if f != 1.0:
+            values = values / f
         self.value = backend.from_numpy(values.astype(backend.dtype, copy=False).reshape(dim.shape))
         self.grad = backend.zeros(dim.shape)
         self.has_grad = False
@@ -279,7 +304,24 @@ class ParamStorage:
             self.has_grad = False
 
     def host(self) -> np.ndarray:
-        return self.backend.to_numpy(self.value)
+        """The weights (the stored values times the weight-decay factor), as a NumPy array."""
+        a = self.backend.to_numpy(self.value)
+        f = self.wscale.factor
+        return a if f == 1.0 else a * a.dtype.type(f)
+
+    def set_host(self, a: np.ndarray) -> None:
+        """Sets the weights from a host array of the storage's shape (divided by the decay factor)."""
+        f = self.wscale.factor
+        a = np.asarray(a, dtype=np.float64) / f if f != 1.0 else a
+        self.backend.assign(self.value, np.asarray(a).astype(self.backend.dtype, copy=False).reshape(self.dim.shape))
+
+    def fold_scale(self, wscale: WeightScale) -> None:
+        """Multiplies the stored values by the current factor and moves the storage to ``wscale``,
+        whose factor the values are then divided by: the weights stay as they are."""
+        old, new = self.wscale.factor, wscale.factor
+        if old != new:
+            self.backend.scale(self.value, old / new)
+        self.wscale = wscale
 
 
 def _check_backend(st: ParamStorage, cg) -> None:
@@ -328,7 +370,11 @@ class _StoredParameter(Expression):
         Args:
             b (bool): True to update.
         """
-        self._st.updated = bool(b)
+        st, b = self._st, bool(b)
+        if b != st.updated:
+            # A frozen parameter keeps its weights: it leaves the collection's decay factor.
+            st.fold_scale(self._pc._wscale if b else WeightScale())
+        st.updated = b
 
     def is_updated(self) -> bool:
         """Whether trainers update this parameter."""
@@ -428,7 +474,7 @@ class Parameters(_StoredParameter):
         if a.shape != self._st.dim.d:
             raise ValueError(f"set_value: array of shape {a.shape} for parameter {self.name()} "
                              f"of shape {self._st.dim.d}")
-        self._st.backend.assign(self._st.value, a.astype(self._st.backend.dtype).reshape(self._st.dim.shape))
+        self._st.set_host(a)
 
 
     def clip_inplace(self, left: float, right: float) -> None:
@@ -438,7 +484,8 @@ class Parameters(_StoredParameter):
             left (float): the lower bound.
             right (float): the upper bound.
         """
-        self._st.backend.clip(self._st.value, float(left), float(right))
+        f = self._st.wscale.factor  # the stored values are the weights divided by f (> 0)
+        self._st.backend.clip(self._st.value, float(left) / f, float(right) / f)
 
 
 
@@ -583,8 +630,7 @@ class LookupParameters(_StoredParameter):
         self._assign_table(a)
 
     def _assign_table(self, t: np.ndarray) -> None:
-        st = self._st
-        st.backend.assign(st.value, np.moveaxis(t, 0, -1).astype(st.backend.dtype).reshape(st.dim.shape))
+        self._st.set_host(np.moveaxis(t, 0, -1))
 
 
 
@@ -624,10 +670,13 @@ class ParameterCollection:
         self._parent = _parent
         self._items: list = []  # Parameters, LookupParameters and subcollections, in creation order
         self._all: list = []  # every parameter of this collection and its descendants, in creation order
+        self._storages: list[ParamStorage] = []  # their storages, in the same order (a trainer walks it)
         self._counts: dict[str, int] = {}
         self._sub_counts: dict[str, int] = {}
         self._weight_decay = float(config.settings["weight_decay"] or 0.0)
         self._backend = config.backend()
+        # DyNet's lazy weight decay factor: one per root collection, shared by its subcollections
+        self._wscale: WeightScale = _parent._wscale if _parent is not None else WeightScale()
 
     # ---- naming
     def _fullname(self, name: str | None, what: str, trailing: str = "") -> str:
@@ -668,7 +717,7 @@ class ParameterCollection:
         values = np.asarray(ini.array(d.d, lookup=False), dtype=np.float64)
         if values.shape != d.d:
             raise ValueError(f"add_parameters: initializer gave shape {values.shape} for dim {d}")
-        st = ParamStorage(self._backend, d, values, full, lookup=False)
+        st = ParamStorage(self._backend, d, values, full, lookup=False, wscale=self._wscale)
         p = Parameters(st, self)
         self._register(p)
         return p
@@ -697,7 +746,7 @@ class ParameterCollection:
         ini = _initializer(init, row, scale, mean, std)  # 'he' reads the last row dim, as DyNet does
         full = self._fullname(name, "add_lookup_parameters")
         values = np.asarray(ini.array(row + (n,), lookup=True), dtype=np.float64)
-        st = ParamStorage(self._backend, Dim(row, n), values, full, lookup=True)
+        st = ParamStorage(self._backend, Dim(row, n), values, full, lookup=True, wscale=self._wscale)
         p = LookupParameters(st, self)
         self._register(p)
         return p
@@ -729,7 +778,8 @@ class ParameterCollection:
         n, row = a.shape[0], a.shape[1:]
         Dim.of((n,) + row, what="lookup_parameters_from_numpy")
         full = self._fullname(name, "lookup_parameters_from_numpy")
-        st = ParamStorage(self._backend, Dim(row, n), np.moveaxis(a, 0, -1), full, lookup=True)
+        st = ParamStorage(self._backend, Dim(row, n), np.moveaxis(a, 0, -1), full, lookup=True,
+                          wscale=self._wscale)
         p = LookupParameters(st, self)
         self._register(p)
         return p
@@ -752,6 +802,7 @@ class ParameterCollection:
         c: ParameterCollection | None = self
         while c is not None:
             c._all.append(p)
+            c._storages.append(p._st)
             c = c._parent
 
     # ---- listing
@@ -768,7 +819,7 @@ class ParameterCollection:
 
     def all_storages(self) -> list[ParamStorage]:
         """The storages of every parameter of this collection and its subcollections (used by trainers)."""
-        return [p._st for p in self._walk()]
+        return list(self._storages)
 
     def parameter_count(self) -> int:
         """The total number of values in the collection's parameters."""
@@ -794,6 +845,27 @@ class ParameterCollection:
     def get_weight_decay(self) -> float:
         """The weight decay lambda."""
         return self._weight_decay
+
+    def _decay_weights(self, lam: float, storages: list[ParamStorage]) -> None:
+        """One update's weight decay, ``w *= 1 - lam`` for every parameter the trainer updates.
+
+        On a root collection this is DyNet's lazy scale: only the shared factor changes (and is
+        folded into the values when it falls below 0.25, as in DyNet).  A trainer of a
+        subcollection scales its own parameters' values, as the root's factor covers more.
+        """
+        if self._parent is not None:
+            for st in storages:
+                if st.updated:
+                    st.backend.scale(st.value, 1.0 - lam)
+            return
+        ws = self._wscale
+        ws.factor -= ws.factor * lam
+        if ws.factor < 0.25:
+            for p in self._all:
+                st = p._st
+                if st.wscale is ws:
+                    st.backend.scale(st.value, ws.factor)
+            ws.factor = 1.0
 
     # ---- io
     def save(self, fname: str, name: str = "", append: bool = False) -> None:

@@ -20,9 +20,14 @@ Rules (g is the gradient times the clipping scale; each backend implements them)
 * ``amsgrad``: as adam with vhat = max(vhat, v) in place of v
 * ``eg``: h = mom h - lr g; w = softmax(log w + h) over the whole tensor
 
-Weight decay (``--dynet-weight-decay`` or ``pc.set_weight_decay``) multiplies the
-updated weights by (1 - lambda) after each update, which is what DyNet's lazy
-scale amounts to; the values read back are the decayed weights.
+Weight decay (``--dynet-weight-decay`` or ``pc.set_weight_decay``) is DyNet's lazy
+scale: the weights are the stored values times one factor per root collection
+(:class:`~dynet_api.params.WeightScale`), which each update multiplies by (1 - lambda),
+so no table is scanned for it.  The rules step the weights themselves: ``lr`` reaches
+the backend divided by the factor, and the rules whose step is not proportional to
+``lr`` (momentum, adadelta, eg) get ``wscale`` = 1 / factor in ``hyper`` and multiply
+their step by it, as DyNet divides by ``current_weight_decay()``.  The values read back
+(``as_array()``, model files, the graph's leaves) are the decayed weights.
 """
 
 from __future__ import annotations
@@ -65,6 +70,9 @@ class Trainer:
 
     rule = "sgd"
     n_states = 0
+    # whether the rule's step on w is proportional to hyper["lr"] (so the weight-decay factor
+    # folds into lr); otherwise the backend gets hyper["wscale"]
+    step_in_lr = True
 
     def __init__(self, m: ParameterCollection, learning_rate: float) -> None:
         if not isinstance(m, ParameterCollection):
@@ -176,8 +184,14 @@ class Trainer:
         norm parts)): one ``sq_norm_all`` call per backend over every gradient, updated or not
         (as DyNet's gradient_l2_norm), only the touched rows of a lookup table.
         """
-        norm = math.sqrt(sum(be.sq_norm_all(ps) for be, _, ps in parts.values()))
-        if math.isnan(norm) or math.isinf(norm):
+        if len(parts) == 1:
+            (be, _, ps), = parts.values()
+            norm = math.sqrt(be.sq_norm_all(ps))
+        else:
+            norm = math.sqrt(sum(be.sq_norm_all(ps) for be, _, ps in parts.values()))
+        if norm <= self.clip_threshold:  # False for NaN
+            return 1.0
+        if not math.isfinite(norm):
             # A skipped update: the bad gradients go, so the next graph starts clean (DyNet keeps them,
             # and every later update fails with the same error).
             for be, _, ps in parts.values():
@@ -188,11 +202,9 @@ class Trainer:
                         be.clear_rows(g, rows)
             raise RuntimeError(f"Magnitude of gradient is bad: {norm}; this update was skipped and the "
                                "gradients were cleared")
-        if norm > self.clip_threshold:
-            self.clips += 1
-            self.clips_since_status += 1
-            return self.clip_threshold / norm
-        return 1.0
+        self.clips += 1
+        self.clips_since_status += 1
+        return self.clip_threshold / norm
 
     def _hyper(self) -> dict:
         return {"lr": self.learning_rate}
@@ -209,7 +221,8 @@ class Trainer:
         norm, applies the rule to every updated parameter (only touched rows of lookup tables when
         updates are sparse), clears the gradients and applies weight decay.
         """
-        storages = self.model.all_storages()
+        model = self.model
+        storages = model._storages
         key, sparse, clip = id(self), self.sparse_updates, self.clipping_enabled
         # plain SGD leaves a weight with a zero gradient exactly as it is: no pass for it
         idle_moves = self.rule != "sgd"
@@ -218,11 +231,14 @@ class Trainer:
         # clears the collected gradients itself).
         batches: dict[int, tuple[Any, list, list]] = {}  # id(backend) -> (backend, items, norm parts)
         frozen: list[tuple[ParamStorage, list[int] | None]] = []  # not updated: in the norm, then cleared
+        last: Any = None
+        b: tuple[Any, list, list] = (None, [], [])
         for st in storages:
             be = st.backend
-            b = batches.get(id(be))
-            if b is None:
-                b = batches[id(be)] = (be, [], [])
+            if be is not last:  # a collection's parameters share one backend, as a rule
+                found = batches.get(id(be))
+                b = found if found is not None else batches.setdefault(id(be), (be, [], []))
+                last = be
             if st.lookup:
                 touched = st.touched
                 if touched:
@@ -258,6 +274,12 @@ class Trainer:
             b[1].append((st.value, st.grad, states, item_rows, clear))
         hyper = self._hyper()
         hyper["gscale"] = self._clip_scale(batches) if clip else 1.0
+        f = model._wscale.factor  # the values are the weights divided by f
+        if f != 1.0:
+            if self.step_in_lr:
+                hyper["lr"] /= f
+            else:
+                hyper["wscale"] = 1.0 / f
         for st, frozen_rows in frozen:
             if frozen_rows is None:
                 st.backend.fill(st.grad, 0.0)
@@ -268,15 +290,12 @@ class Trainer:
                 be.update_all(self.rule, items, hyper)
         self.updates += 1
         self.updates_since_status += 1
-        self._decay(storages)
+        if model._weight_decay > 0:
+            self._decay(storages)
         self._after_update()
 
     def _decay(self, storages: list[ParamStorage]) -> None:
-        lam = self.model.get_weight_decay()
-        if lam > 0:
-            for st in storages:
-                if st.updated:
-                    st.backend.scale(st.value, 1.0 - lam)
+        self.model._decay_weights(self.model.get_weight_decay(), storages)
 
     def _after_update(self) -> None:
         pass
@@ -332,7 +351,7 @@ class MomentumSGDTrainer(Trainer):
         learning_rate (float): the learning rate.
         mom (float): the momentum.
     """
-    rule, n_states = "momentum", 1
+    rule, n_states, step_in_lr = "momentum", 1, False
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.01, mom: float = 0.9) -> None:
         super().__init__(m, learning_rate)
@@ -370,7 +389,7 @@ class AdadeltaTrainer(Trainer):
         rho (float): the decay of the running averages.
     """
 
-    rule, n_states = "adadelta", 2
+    rule, n_states, step_in_lr = "adadelta", 2, False
 
     def __init__(self, m: ParameterCollection, eps: float = 1e-6, rho: float = 0.95) -> None:
         super().__init__(m, 1.0)
@@ -456,7 +475,7 @@ class EGTrainer(Trainer):
         ne (float): accepted for DyNet compatibility.
     """
 
-    rule, n_states = "eg", 1
+    rule, n_states, step_in_lr = "eg", 1, False
 
     def __init__(self, m: ParameterCollection, learning_rate: float = 0.1, mom: float = 0.9, ne: float = 0.0) -> None:
         super().__init__(m, learning_rate)

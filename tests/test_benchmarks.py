@@ -286,11 +286,13 @@ def test_update_benchmark_rows_for_every_case(reference, no_dynet_venv, capsys):
                          "--trainers", "SimpleSGDTrainer,AdamTrainer", "--lookup-rows", "12000,10001"])
     got = cols["dynet_api reference_numpy"]
     assert set(got) == {f"update {t} {s}" for t in ("SimpleSGDTrainer", "AdamTrainer") for s in ("4x3", "2x2")} | {
-        f"lookup {t} {r} rows" for t in ("SimpleSGDTrainer", "AdamTrainer") for r in (12000, 10001)} | {
+        f"{c} {t} {r} rows" for c in ("lookup", "lookup+wd") for t in ("SimpleSGDTrainer", "AdamTrainer")
+        for r in (12000, 10001)} | {
         "small step SimpleSGDTrainer", "small step AdamTrainer"}
     assert all(v > 0 for v in got.values())
     out = capsys.readouterr().out
     assert "make_dynet_venv.sh" in out and "lookup AdamTrainer 12000 / 10001 rows" in out
+    assert "lookup+wd AdamTrainer 12000 / 10001 rows" in out
 
 
 def test_update_benchmark_rejects_bad_sizes():

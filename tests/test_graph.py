@@ -133,6 +133,26 @@ def test_scalarInput_and_inputVector_set():
     assert y.value() == [1.5, 0.75]
 
 
+@pytest.mark.parametrize("v", [
+    [0.1, -2.5, 1e30, float("nan")], [1, 2, 3], [True, 2.0], [2 ** 70, -1], [np.float32(2.5), np.int64(3), 1.0],
+    [[1.0, 2.0], [3.0, 4.0]], ["1.5", 2], np.arange(4.0), (0.5, 1.5)], ids=repr)
+def test_inputVector_converts_as_numpy_does(v):
+    """A flat list of floats and ints takes a C conversion; everything else numpy's: same values."""
+    want = np.asarray(v, dtype=np.float32).reshape(-1)
+    e = dy.inputVector(v)
+    np.testing.assert_array_equal(e.npvalue(), want)
+
+
+def test_inputVector_copies_its_data():
+    v, a = [1.0, 2.0], np.array([1.0, 2.0], np.float32)
+    e, f = dy.inputVector(v), dy.inputVector(a)
+    v[0], a[0] = 9.0, 9.0
+    np.testing.assert_array_equal(e.npvalue(), [1.0, 2.0])
+    np.testing.assert_array_equal(f.npvalue(), [1.0, 2.0])
+    with pytest.raises(ValueError, match="could not convert"):
+        dy.inputVector([1.0, "x"])
+
+
 def test_set_with_wrong_size_raises_and_keeps_value():
     x = dy.vecInput(3)
     x.set([1.0, 2.0, 3.0])

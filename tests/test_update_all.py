@@ -103,6 +103,17 @@ def test_cpu_eigen_update_all_checks_every_item_first():
     with pytest.raises(ValueError, match="unknown update rule"):
         be.update_all("nope", [(w1, g1, [], None, True)], {"lr": 0.1})
     np.testing.assert_array_equal(be.to_numpy(g1), np.ones((4, 1)))
+    # the arguments are read with the C API: malformed ones still get a clear error, and change nothing
+    with pytest.raises(TypeError, match=r"update_all: rows must be ints, got float"):
+        be.update_all("sgd", [(w2, g2, [], [1.0], True)], {"lr": 0.1})
+    with pytest.raises(ValueError, match=r"items are \(w, g, states, rows, clear\)"):
+        be.update_all("sgd", [(w1, g1, [], None)], {"lr": 0.1})
+    with pytest.raises(TypeError, match="must be real number"):
+        be.update_all("sgd", [(w1, g1, [], None, True)], {"lr": "0.1"})
+    with pytest.raises(TypeError, match=r"sq_norm_all: rows must be ints"):
+        be.sq_norm_all([(w2, ["0"])])
+    np.testing.assert_array_equal(be.to_numpy(w1), np.ones((4, 1)))
+    np.testing.assert_array_equal(be.to_numpy(w2), np.ones((2, 3)))
 
 
 def _cpu_eigen_module():

@@ -45,6 +45,15 @@ def _check_call(name: str, xs, attrs, shape) -> None:
 _m.set_shape_check(_check_call)
 
 
+def _scaled(t, f: float):
+    """``t`` times the weight-decay factor ``f`` (``t`` itself when f is 1)."""
+    if f == 1.0:
+        return t
+    out = _m.from_numpy(_m.to_numpy(t))
+    _m.scale(out, float(f), None)
+    return out
+
+
 def _check_attr_names() -> None:
     """The kernels read attributes by name, compiled to places in the attribute tuple
     (csrc/op_attrs.h): a module built from another op table would read the wrong ones."""
@@ -79,8 +88,9 @@ def _kernels():
 
             bwd[name] = b
     fwd["input"] = lambda xs, attrs, dim: _m.from_numpy(np.asarray(attrs[0], F32).reshape(dim.shape))
-    fwd["parameter"] = lambda xs, attrs, dim: attrs[0].value
-    fwd["lookup"] = lambda xs, attrs, dim: _m.gather_batch(attrs[0].value, attrs[1])
+    # the weights: the stored values times the collection's weight-decay factor
+    fwd["parameter"] = lambda xs, attrs, dim: _scaled(attrs[0].value, attrs[0].wscale.factor)
+    fwd["lookup"] = lambda xs, attrs, dim: _scaled(_m.gather_batch(attrs[0].value, attrs[1]), attrs[0].wscale.factor)
     return fwd, bwd
 
 

@@ -24,14 +24,24 @@ class DeviceUpdates(Updates):
         self.E["upd_sgd"](g, h["lr"] * h["gscale"], w)
 
     def momentum(self, w, g, s, h):
-        self.E["upd_momentum"](g, h["mom"], h["lr"] * h["gscale"], w, s[0])
+        if "wscale" not in h:
+            self.E["upd_momentum"](g, h["mom"], h["lr"] * h["gscale"], w, s[0])
+            return
+        step = self.xp.zeros_like(w)  # the lazy weight decay's factor on the step: the kernel stays as it is
+        self.E["upd_momentum"](g, h["mom"], h["lr"] * h["gscale"], step, s[0])
+        w += step * h["wscale"]
 
     def adagrad(self, w, g, s, h):
         self.E["upd_adagrad"](g, h["gscale"], h["lr"], h["eps"], w, s[0])
 
     def adadelta(self, w, g, s, h):
         rho = h["rho"]
-        self.E["upd_adadelta"](g, h["gscale"], rho, 1 - rho, h["eps"], w, s[0], s[1])
+        if "wscale" not in h:
+            self.E["upd_adadelta"](g, h["gscale"], rho, 1 - rho, h["eps"], w, s[0], s[1])
+            return
+        step = self.xp.zeros_like(w)
+        self.E["upd_adadelta"](g, h["gscale"], rho, 1 - rho, h["eps"], step, s[0], s[1])
+        w += step * h["wscale"]
 
     def rmsprop(self, w, g, s, h):
         rho = h["rho"]

@@ -30,8 +30,10 @@ class Leaves:
         u = xp.clip(self.rng.uniform64(d.shape), 1e-12, 1 - 1e-12)
         return xp.asarray(a[0] - a[1] * xp.log(-xp.log(u)), dtype=F32)
 
-    def f_parameter(self, xs, a, d):
-        return a[0].value
+    def f_parameter(self, xs, a, d):  # the weights: the stored values times the weight-decay factor
+        f = a[0].wscale.factor
+        return a[0].value if f == 1.0 else a[0].value * f
 
     def f_lookup(self, xs, a, d):
-        return a[0].value[..., self.index(a[1])]
+        rows, f = a[0].value[..., self.index(a[1])], a[0].wscale.factor
+        return rows if f == 1.0 else rows * f

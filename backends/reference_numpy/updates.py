@@ -1,7 +1,8 @@
 """Trainer update rules over an array module, applied in place.
 
 ``hyper`` carries ``lr`` (already bias-corrected for Adam/Amsgrad), ``gscale``
-(the clipping scale) and the rule's own constants.  ``states`` are the rule's
+(the clipping scale) and the rule's own constants; momentum, adadelta and eg
+multiply their step by ``wscale`` when it is given (the lazy weight decay).  ``states`` are the rule's
 shadow tensors, zero on the first step.  A sparse (lookup) update gathers the
 touched rows (batch columns) of the tensor and its states, applies the rule,
 and writes them back.  The cuda backend replaces the rules with fused kernels.
@@ -48,7 +49,7 @@ class Updates:
         v = s[0]
         v *= h["mom"]
         v -= (h["lr"] * h["gscale"]) * g
-        w += v
+        w += v * h["wscale"] if "wscale" in h else v  # the lazy weight decay's factor
 
     def adagrad(self, w, g, s, h):
         g = g * h["gscale"]
@@ -65,7 +66,7 @@ class Updates:
         step = -g * sqrt(hd + eps) / sqrt(hg + eps)
         hd *= rho
         hd += (1 - rho) * step * step
-        w += step
+        w += step * h["wscale"] if "wscale" in h else step
 
     def rmsprop(self, w, g, s, h):
         g = g * h["gscale"]
@@ -93,7 +94,7 @@ class Updates:
         hp = s[0]
         hp *= h["mom"]
         hp -= (h["lr"] * h["gscale"]) * g
-        logw = xp.log(xp.maximum(w, 1e-30)) + hp
+        logw = xp.log(xp.maximum(w, 1e-30)) + (hp * h["wscale"] if "wscale" in h else hp)
         logw -= logw.max()
         e = xp.exp(logw)
         w[...] = e / e.sum()

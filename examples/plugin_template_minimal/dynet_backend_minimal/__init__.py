@@ -150,8 +150,9 @@ KERNELS = {
 LEAVES = {
     "input": lambda xs, a, d: np.array(a[0], F32).reshape(d.shape),
     "constant": lambda xs, a, d: np.full(d.shape, a[0], F32),
-    "parameter": lambda xs, a, d: a[0].value,
-    "lookup": lambda xs, a, d: a[0].value[..., list(a[1])],
+    # the weights are the stored values times the collection's weight-decay factor
+    "parameter": lambda xs, a, d: a[0].value * a[0].wscale.factor,
+    "lookup": lambda xs, a, d: a[0].value[..., list(a[1])] * a[0].wscale.factor,
 }
 
 RULES = ("sgd", "adam")
