@@ -186,6 +186,13 @@ class Executor {
     return copy_out(nodes_[size_t(i)].v, nodes_[size_t(i)].s);
   }
 
+  // The first value of node i as a float: a one-element result (a loss) without a tensor copy.
+  double scalar(int i) {
+    if (i < 0 || i >= int(nodes_.size()) || !nodes_[size_t(i)].v)
+      throw py::index_error("cpu_eigen: value of an unevaluated node " + std::to_string(i));
+    return double(nodes_[size_t(i)].v[0]);
+  }
+
   py::object gradient(int i) {
     if (i < 0 || i >= n_grad_ || !nodes_[size_t(i)].g) return py::none();
     return copy_out(defined_grad(nodes_[size_t(i)]), nodes_[size_t(i)].s);
@@ -1019,6 +1026,7 @@ void bind_executor(py::module_& m) {
       .def("forward", &Executor::forward)
       .def("backward", &Executor::backward)
       .def("value", &Executor::value)
+      .def("scalar", &Executor::scalar)
       .def("gradient", &Executor::gradient)
       .def("reset", &Executor::reset)
       .def("truncate", &Executor::truncate)

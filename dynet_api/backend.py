@@ -201,7 +201,10 @@ class GraphExecutor(Protocol):
         """Node ``i``'s value as a backend tensor."""
 
     def gradient(self, i: int) -> Any:
-        """Node ``i``'s gradient after ``backward(..., full=True)``, or None."""
+        """Node ``i``'s gradient after ``backward(..., full=True)``, or None.
+
+        Optional, not part of the checked set: ``scalar(i) -> float``, node ``i``'s first value
+        without a tensor copy (the graph uses it for one-element values, i.e. losses)."""
 
 
 class ParamStorageView(Protocol):

@@ -636,6 +636,20 @@ class ComputationGraph(_GraphBase):
         self.forward_to(i)
         return self.backend.to_numpy(self.executor.value(i))
 
+    def scalar(self, i: int) -> float:
+        """Node ``i``'s first value as a float (computed if needed): through the executor's optional
+        ``scalar(i)`` where it has one (no tensor copy for a loss), else through NumPy.
+
+        Args:
+            i (int): the node index.
+        """
+        self.forward_to(i)
+        ex = self.executor
+        try:
+            return ex.scalar(i)
+        except AttributeError:
+            return float(self.backend.to_numpy(ex.value(i)).reshape(-1)[0])
+
     def version(self) -> int:
         """DyNet's ``cg().version()``: how many times the graph was renewed."""
         return self.ver
@@ -665,7 +679,7 @@ class ComputationGraph(_GraphBase):
             e (Expression or None): the expression; None: the last node.
         """
         i = len(self.nodes) - 1 if e is None else _index(e)
-        return float(self.value_array(i).reshape(-1)[0])
+        return self.scalar(i)
 
     def forward_vec(self, e=None) -> list[float]:
         """Computes the graph up to ``e`` and returns its values as a flat list (column-major).
@@ -872,10 +886,14 @@ class Expression(_ExpressionBase):
         Args:
             recalculate (bool): recompute the graph's values instead of reusing them.
         """
+        i = self._check()
+        d = _cg.dims[i]
+        if len(d.d) == 1 and d.d[0] * d.bd == 1:  # a loss: a float without an array in between
+            if recalculate:
+                _cg.invalidate(0)
+            return _cg.scalar(i)
         a, d = self._array(recalculate)
         if len(d.d) == 1:
-            if d.d[0] * d.bd == 1:
-                return float(a.reshape(-1)[0])
             return a.reshape(-1, order="F").tolist()
         return a.reshape(d.d) if d.bd == 1 else a
 
