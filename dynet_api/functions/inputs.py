@@ -30,6 +30,9 @@ __all__ = [
 
 
 _LOOKUP = OPS["lookup"]
+_INPUT = OPS["input"]
+_VECTOR_DIMS: dict[int, Dim] = {}  # n -> Dim((n,)), for inputVector
+_ndarray, _F32 = np.ndarray, np.float32
 
 
 class MutableExpression(Expression):
@@ -136,9 +139,29 @@ def inputVector(v, device: str = "") -> MutableExpression:
         # a flat list of floats/ints, the usual case: converted in C (a quarter of numpy's work for it),
         # into a fresh array; anything else takes numpy's path (its conversions and errors)
         try:
-            a = np.frombuffer(_floats32(v), np.float32)
+            buf = _floats32(v)
         except (TypeError, OverflowError):
             pass
+        else:
+            n = len(v)
+            cg = _cg
+            sup = cg.supported
+            if n and sup is not None and "input" in sup:  # the leaf appended directly (add_leaf's work)
+                d = _VECTOR_DIMS.get(n)
+                if d is None:
+                    d = _VECTOR_DIMS[n] = Dim((n,))
+                k = len(cg.nodes)
+                cg.nodes.append((_INPUT, (), (_ndarray((n, 1), _F32, buf), d)))
+                cg.dims.append(d)
+                cg.ng.append(False)
+                m = _new_expr(MutableExpression)
+                m.i = k
+                m.v = cg.ver
+                m._kind = "data"
+                if cg.immediate:
+                    cg.forward_to(k)
+                return m
+            a = np.frombuffer(buf, np.float32)
     if a is None:
         a = np.asarray(v, dtype=np.float32).reshape(-1).copy()
     if a.size == 0:
