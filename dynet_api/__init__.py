@@ -14,7 +14,7 @@ from . import dynet_config  # noqa: E402,F401
 from .builders import *  # noqa: E402,F401,F403
 from .dim import Dim  # noqa: E402,F401
 from .functions import *  # noqa: E402,F401,F403
-from .functions import MutableExpression  # noqa: E402,F401
+from .functions.inputs import MutableExpression  # noqa: E402,F401
 from .graph import ComputationGraph, Expression, GraphThreadError, StaleExpressionError  # noqa: E402,F401
 from .ops import OPS, DimError, check_attr  # noqa: E402,F401
 from .param_files import load, load_generator, save  # noqa: E402,F401

@@ -105,3 +105,9 @@ def _gradient_mode(name: str, mode: str) -> tuple[bool]:
     if mode not in _GRADIENT_MODES:
         raise ValueError(f"{name}: gradient_mode must be 'zero_gradient' or 'straight_through_gradient', got {mode!r}")
     return (mode == "straight_through_gradient",)
+
+
+def public_names(namespace: dict, imported: frozenset) -> list[str]:
+    """A function module's ``__all__``: the names its body defines after its imports (``imported``),
+    except _private ones, so a new public function is written once, with no list to extend."""
+    return [n for n in namespace if n not in imported and not n.startswith("_")]

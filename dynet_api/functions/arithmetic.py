@@ -6,15 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..graph import Expression
-from ._common import _O, _add, _add1, _add2, _fast, _gradient_mode, _nonempty, _unary
+from ._common import _O, _add, _add1, _add2, _fast, _gradient_mode, _nonempty, _unary, public_names
 
-__all__ = [
-    "cmult", "cdiv", "colwise_add", "affine_transform", "esum", "average", "emax", "bmin", "bmax", "pow",
-    "dot_product", "squared_norm", "l2_norm", "tanh", "logistic", "rectify", "selu", "softsign", "exp", "log",
-    "sqrt", "square", "cube", "abs", "log_sigmoid", "erf", "lgamma", "negate", "elu", "nobackprop",
-    "flip_gradient", "scale_gradient", "argmax", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh",
-    "asinh", "acosh", "atanh", "silu", "round", "ceil", "floor",
-]
+_IMPORTED = frozenset(globals())  # everything defined below, unless _private, is public
 
 
 def cmult(x, y) -> Expression:
@@ -285,3 +279,5 @@ def floor(x, gradient_mode: str = "zero_gradient") -> Expression:
         gradient_mode (str): ``"zero_gradient"`` or ``"straight_through_gradient"``.
     """
     return _add1(_O["floor"], x, _gradient_mode("floor", gradient_mode))
+
+__all__ = public_names(globals(), _IMPORTED)

@@ -7,11 +7,9 @@ from collections.abc import Sequence
 
 from .. import config
 from ..graph import Expression, _cg
-from ._common import _O, _add1
+from ._common import _O, _add1, public_names
 
-__all__ = [
-    "forward", "values", "npvalues", "to_device",
-]
+_IMPORTED = frozenset(globals())  # everything defined below, unless _private, is public
 
 
 def forward(exprs: Sequence, recalculate: bool = False) -> None:
@@ -65,3 +63,5 @@ def to_device(e, device_str: str) -> Expression:
         raise ValueError(f"to_device: {dev!r} is not a device of backend {be.name!r} (devices: "
                          f"{', '.join(be.devices)}); moving values between backends is not supported")
     return _add1(_O["to_device"], e, (known[dev.lower()],))
+
+__all__ = public_names(globals(), _IMPORTED)

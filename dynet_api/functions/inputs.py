@@ -16,17 +16,12 @@ from ..ops import OPS
 from ..params import Parameters as _Parameters
 from ..params import _check_backend
 from ..params import register_lookups as _register_lookups
-from ._common import _O, _int_or_ints, _ints, _leaf, _new_expr
+from ._common import _O, _int_or_ints, _ints, _leaf, _new_expr, public_names
 from .arithmetic import nobackprop
 
 _floats32 = getattr(_fastgraph, "floats32", None)  # C conversion of a list for inputVector
 
-__all__ = [
-    "MutableExpression", "scalarInput", "vecInput", "inputVector", "matInput", "inputMatrix", "inputTensor",
-    "inputTensorTranspose", "sparse_inputTensor", "one_hot", "zeros", "zeroes", "ones", "constant",
-    "random_normal", "random_bernoulli", "random_uniform", "random_gumbel", "parameter", "const_parameter",
-    "lookup", "const_lookup", "lookup_batch",
-]
+_IMPORTED = frozenset(globals())  # everything defined below, unless _private, is public
 
 
 _LOOKUP = OPS["lookup"]
@@ -501,3 +496,5 @@ _register_lookups(lookup, lookup_batch)
 
 
 _register_leaf_types(_Parameters, MutableExpression, _ROW_DIMS)
+
+__all__ = public_names(globals(), _IMPORTED)

@@ -6,14 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..graph import Expression
-from ._common import _O, _add, _add1, _dim, _int, _ints
+from ._common import _O, _add, _add1, _dim, _int, _ints, public_names
 from .shape import reshape
 
-__all__ = [
-    "kmax_pooling", "inverse", "logdet", "trace_of_product", "contract3d_1d", "contract3d_1d_bias",
-    "contract3d_1d_1d", "contract3d_1d_1d_bias", "circ_conv", "circ_corr", "conv2d", "conv2d_bias",
-    "maxpooling2d", "filter1d_narrow", "fold_rows", "kmh_ngram",
-]
+_IMPORTED = frozenset(globals())  # everything defined below, unless _private, is public
 
 
 def kmax_pooling(x, k: int, d: int = 1) -> Expression:
@@ -206,3 +202,5 @@ def kmh_ngram(x, v: int) -> Expression:
         v (int): the n-gram width, ``1 <= v <= s``.
     """
     return _add1(_O["kmh_ngram"], x, (_int(v, "kmh_ngram"),))
+
+__all__ = public_names(globals(), _IMPORTED)

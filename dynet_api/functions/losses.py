@@ -7,13 +7,9 @@ from numbers import Number
 
 from ..graph import Expression
 from ..ops import check_attr
-from ._common import _O, _add, _add1, _add2, _fast, _int, _ints
+from ._common import _O, _add, _add1, _add2, _fast, _int, _ints, public_names
 
-__all__ = [
-    "pickneglogsoftmax", "pickneglogsoftmax_batch", "hinge", "hinge_batch", "binary_log_loss",
-    "squared_distance", "l1_distance", "huber_distance", "sparsemax_loss", "hinge_dim", "pairwise_rank_loss",
-    "poisson_loss",
-]
+_IMPORTED = frozenset(globals())  # everything defined below, unless _private, is public
 
 
 def pickneglogsoftmax(x, v: int) -> Expression:
@@ -168,3 +164,5 @@ def poisson_loss(log_lambda, x: int) -> Expression:
     except AttributeError:
         raise TypeError(f"poisson_loss: the observed count must be an int, got {x!r}") from None
     return _add1(_O["poisson_loss"], log_lambda, (k,))
+
+__all__ = public_names(globals(), _IMPORTED)

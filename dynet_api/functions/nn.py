@@ -7,17 +7,13 @@ from collections.abc import Sequence
 
 from ..graph import Expression
 from ..ops import check_attr
-from ._common import _O, _add, _all_dims, _dim
+from ._common import _O, _add, _all_dims, _dim, public_names
 from .arithmetic import cmult
 from .inputs import random_bernoulli, random_normal
 from .reductions import moment_dim, std_elems
 from .shape import concatenate
 
-__all__ = [
-    "dropout", "dropout_dim", "dropout_batch", "block_dropout", "noise", "layer_norm", "weight_norm",
-    "vanilla_lstm_gates", "vanilla_lstm_gates_concat", "vanilla_lstm_gates_dropout",
-    "vanilla_lstm_gates_dropout_concat", "vanilla_lstm_c", "vanilla_lstm_h",
-]
+_IMPORTED = frozenset(globals())  # everything defined below, unless _private, is public
 
 
 def _mask(x, p: float, shape_of, what: str) -> Expression:
@@ -215,3 +211,5 @@ def vanilla_lstm_h(c_t, gates_t) -> Expression:
         gates_t (Expression): the gates ``{4n}``.
     """
     return _add(_O["vanilla_lstm_h"], (c_t, gates_t))
+
+__all__ = public_names(globals(), _IMPORTED)

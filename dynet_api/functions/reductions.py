@@ -6,13 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..graph import Expression
-from ._common import _O, _add, _add1, _all_dims, _int, _ints, _nonempty
+from ._common import _O, _add, _add1, _all_dims, _int, _ints, _nonempty, public_names
 
-__all__ = [
-    "softmax", "log_softmax", "logsumexp", "logsumexp_dim", "sum_elems", "sum_dim", "sum_batches",
-    "moment_dim", "mean_dim", "mean_elems", "mean_batches", "sparsemax", "constrained_softmax", "max_dim",
-    "min_dim", "cumsum", "moment_elems", "moment_batches", "std_dim", "std_elems", "std_batches",
-]
+_IMPORTED = frozenset(globals())  # everything defined below, unless _private, is public
 
 
 def softmax(x, d: int = 0) -> Expression:
@@ -235,3 +231,5 @@ def std_batches(x) -> Expression:
         x (Expression): a batched expression.
     """
     return std_dim(x, (), True)
+
+__all__ = public_names(globals(), _IMPORTED)

@@ -7,14 +7,10 @@ from collections.abc import Sequence
 from ..dim import Dim
 from ..graph import Expression, _cg
 from ..graph import register_indexing as _register_indexing
-from ._common import _O, _add, _add1, _dim, _fast, _int, _ints, _nonempty
+from ._common import _O, _add, _add1, _dim, _fast, _int, _ints, _nonempty, public_names
 from .inputs import MutableExpression, _mutable
 
-__all__ = [
-    "transpose", "reshape", "concatenate", "concatenate_cols", "concatenate_to_batch", "select_rows",
-    "select_cols", "pick", "pick_batch", "pick_batch_elem", "pick_batch_elems", "pickrange", "pick_range",
-    "strided_select",
-]
+_IMPORTED = frozenset(globals())  # everything defined below, unless _private, is public
 
 
 def transpose(x, dims: Sequence[int] = (1, 0)) -> Expression:
@@ -176,7 +172,7 @@ def strided_select(x, strides: Sequence[int], range_from: Sequence[int] = (),
                                            _ints(range_to, "strided_select")))
 
 
-def strided_getitem(x, index) -> Expression:
+def _strided_getitem(x, index) -> Expression:
     """``x[index]`` for a slice with a step or a tuple of slices, as DyNet's ``__getitem__``.
 
     Args:
@@ -208,7 +204,7 @@ def strided_getitem(x, index) -> Expression:
 
 def _getitem(x, index):
     if isinstance(index, tuple) or (isinstance(index, slice) and index.step not in (None, 1)):
-        return strided_getitem(x, index)
+        return _strided_getitem(x, index)
     d = _cg.dims[x._check()]
     if isinstance(index, slice):
         n = d.d[0]
@@ -231,3 +227,5 @@ def _getitem(x, index):
 
 
 _register_indexing(_getitem)
+
+__all__ = public_names(globals(), _IMPORTED)
