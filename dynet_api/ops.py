@@ -465,6 +465,36 @@ def _gold(ds):
     return tuple((n - 1 - k) % n for k in range(bd))
 
 
+# Helpers of the records' conformance samples (OpDef.sample_dims / sample_attrs).
+
+
+def _Db(d, bd: int = 1) -> Dim:
+    return Dim(tuple(d), bd)
+
+
+def _attr_list(*options):
+    return lambda ds: list(options)
+
+
+def _a_strided(ds):
+    x = ds[0]
+    nd = len(x.d)
+    return [((2,), (0,), ()), ((1, 2), (1, 0), ()), ((1,) * nd + (2,), (0,) * nd + (1,), ()),
+            ((3,), (), (x.d[0],))]
+
+
+def _a_hinge_dim(ds):
+    x = ds[0]
+    r, c = x.d[0], x.cols()
+    per_col = tuple(tuple((k + b) % r for k in range(c)) for b in range(x.bd))
+    per_row = (tuple((k + 1) % c for k in range(r)),)
+    return [(per_col, 0, 1.0), (per_row, 1, 0.5)]
+
+
+_H, _I = 2, 3  # LSTM sample sizes: hidden, input
+_LSTM_W = [_Db((4 * _H, _I)), _Db((4 * _H, _H)), _Db((4 * _H,))]
+
+
 # ---------------------------------------------------------------- the table
 
 D_ANY, D_POS, D_UNIT, D_PROB, D_GT1 = "any", "pos", "unit", "prob", "gt1"
@@ -876,139 +906,93 @@ _op("asin", 1, s_same, domain=(D_UNIT,), doc="Arc sine of each element (-1 < x <
 _op("acos", 1, s_same, domain=(D_UNIT,), doc="Arc cosine of each element (-1 < x < 1).", batch="map")
 _op("atanh", 1, s_same, domain=(D_UNIT,), doc="Inverse hyperbolic tangent of each element (-1 < x < 1).", batch="map")
 _op("acosh", 1, s_same, domain=(D_GT1,), doc="Inverse hyperbolic cosine of each element (x >= 1).", batch="map")
-_op("silu", 1, s_same, attrs=("beta",), doc="x * sigmoid(beta * x).", batch="map")
+_op("silu", 1, s_same, attrs=("beta",), doc="x * sigmoid(beta * x).", batch="map", sample_attrs=_consts(1.0, 0.5))
 for _name in ("round", "ceil", "floor"):
     _op(_name, 1, s_same, attrs=("straight_through",), smooth=False, batch="map",
-        doc="Zero gradient, or the incoming gradient unchanged when straight_through.")
-_op("to_device", 1, s_same, attrs=("device",), doc="Identity that records the device the value moves to.", batch="map")
+        doc="Zero gradient, or the incoming gradient unchanged when straight_through.",
+        sample_attrs=_consts(False, True))
+_op("to_device", 1, s_same, attrs=("device",), doc="Identity that records the device the value moves to.", batch="map",
+    sample_attrs=_consts("CPU"))
 
 _op("sparsemax", 1, s_vector_nobatch, smooth=False, doc="Euclidean projection of a vector onto the simplex.")
 _op("sparsemax_loss", 1, s_sparsemax_loss, attrs=("target",), smooth=False,
-    doc="Sparsemax loss of a vector against a uniform target over the given indices.")
+    doc="Sparsemax loss of a vector against a uniform target over the given indices.",
+    sample_attrs=lambda ds: [((0,),), ((ds[0].d[0] - 1, 0),)])
 _op("constrained_softmax", 2, s_constrained_softmax, domain=(D_ANY, D_PROB), smooth=False,
     doc="Softmax of x capped elementwise by the upper bounds y.")
 
 _op("strided_select", 1, s_strided_select, attrs=("strides", "from", "to"),
-    doc="x[from:to:stride] per dimension; the entry after the last data dim is the batch.")
-_op("max_dim", 1, s_max_dim, attrs=("d",), smooth=False, doc="Max along dimension d.", batch="map")
-_op("min_dim", 1, s_max_dim, attrs=("d",), smooth=False, doc="Min along dimension d.", batch="map")
-_op("cumsum", 1, s_same_axis, attrs=("d",), doc="Cumulative sum along dimension d.", batch="map")
+    doc="x[from:to:stride] per dimension; the entry after the last data dim is the batch.", sample_attrs=_a_strided)
+_op("max_dim", 1, s_max_dim, attrs=("d",), smooth=False, doc="Max along dimension d.", batch="map", sample_attrs=_axes)
+_op("min_dim", 1, s_max_dim, attrs=("d",), smooth=False, doc="Min along dimension d.", batch="map", sample_attrs=_axes)
+_op("cumsum", 1, s_same_axis, attrs=("d",), doc="Cumulative sum along dimension d.", batch="map", sample_attrs=_axes)
 _op("kmax_pooling", 1, s_kmax, attrs=("k", "d"), smooth=False,
-    doc="The k largest values along dimension d, in their original order.", batch="map")
+    doc="The k largest values along dimension d, in their original order.", batch="map",
+    sample_attrs=_attr_list((1, 0), (2, 1), (2, 0)))
 _op("std_dim", 1, s_std_dim, attrs=("dims", "b", "n"),
-    doc="Population std over dims (and the batch if b); n > 0 overrides the divisor.", batch="map")
+    doc="Population std over dims (and the batch if b); n > 0 overrides the divisor.", batch="map",
+    sample_attrs=_attr_list(((0,), False, 0), ((0, 1), True, 0), ((1,), False, 5), ((), True, 0)))
 
 _op("hinge_dim", 1, s_hinge_dim, attrs=("indices", "d", "m"), smooth=False, attr_domains=(("m", "nonneg"),),
     doc="Hinge loss of every column (d=0) or row (d=1); indices: one list, or one per batch element.",
-        batch="map", batch_attrs=('indices',))
+    batch="map", batch_attrs=('indices',), sample_attrs=_a_hinge_dim)
 _op("pairwise_rank_loss", 2, s_pairwise_rank, attrs=("m",), smooth=False, doc="max(0, m - x + y) elementwise.",
-    batch="map")
+    batch="map",
+    sample_attrs=_consts(1.0, 0.5),
+    sample_dims=lambda: [("row", [_Db((1, 3)), _Db((1, 3))]), ("row-batched", [_Db((1, 3), 2), _Db((1, 3))]),
+                         ("scalar", [_Db((1,)), _Db((1,), 3)])])
 _op("poisson_loss", 1, s_poisson, attrs=("y",), attr_domains=(("y", "nonneg"),),
-    doc="-log Poisson(y; lambda = exp(x)).")
+    doc="-log Poisson(y; lambda = exp(x)).", sample_attrs=_consts(0, 3))
 
 _op("inverse", 1, s_inverse, domain=("spd",), doc="Matrix inverse.")
 _op("logdet", 1, s_logdet, domain=("spd",), doc="log det of a matrix (NaN for a negative determinant).")
 _op("trace_of_product", 2, s_trace_of_product, doc="Tr(x y^T).")
-_op("contract3d_1d", 2, s_contract3d_1d, doc="Y_ij = sum_k A_ijk b_k.")
-_op("contract3d_1d_1d", 3, s_contract3d_1d_1d, doc="y_i = sum_jk A_ijk b_k c_j.")
+_op("contract3d_1d", 2, s_contract3d_1d, doc="Y_ij = sum_k A_ijk b_k.",
+    sample_dims=lambda: [("3d-vector", [_Db((2, 3, 4)), _Db((4,))]), ("batched-vector", [_Db((2, 3, 4)), _Db((4,), 3)]),
+                         ("batched-3d", [_Db((2, 3, 4), 2), _Db((4,))]),
+                         ("both-batched", [_Db((2, 1, 3), 2), _Db((3,), 2)])])
+_op("contract3d_1d_1d", 3, s_contract3d_1d_1d, doc="y_i = sum_jk A_ijk b_k c_j.",
+    sample_dims=lambda: [("3d", [_Db((2, 3, 4)), _Db((4,)), _Db((3,))]),
+                         ("column-vectors", [_Db((3, 2, 2)), _Db((2, 1)), _Db((2,))])])
 _op("circ_conv", 2, s_circ, doc="Circular convolution of two vectors.")
 _op("circ_corr", 2, s_circ, doc="Circular correlation of two vectors.")
 
 _op("conv2d", 2, s_conv2d, attrs=("stride", "is_valid"),
-    doc="2-D cross-correlation, input {H,W,C_in}, filters {kh,kw,C_in,C_out}, VALID or SAME (TensorFlow) padding.")
+    doc="2-D cross-correlation, input {H,W,C_in}, filters {kh,kw,C_in,C_out}, VALID or SAME (TensorFlow) padding.",
+    sample_attrs=_attr_list(((1, 1), True), ((2, 2), False), ((2, 3), True), ((1, 2), False)),
+    sample_dims=lambda: [("batched", [_Db((5, 6, 2), 2), _Db((3, 3, 2, 3))]),
+                         ("1x1", [_Db((4, 4, 3)), _Db((1, 1, 3, 2))]),
+                         ("big-filter", [_Db((3, 4, 1)), _Db((4, 4, 1, 2))])])
 _op("maxpooling2d", 1, s_maxpooling2d, attrs=("ksize", "stride", "is_valid"), smooth=False,
-    doc="2-D max pooling, VALID or SAME (TensorFlow) padding.")
-_op("filter1d_narrow", 2, s_filter1d_narrow, doc="Narrow 1-D filtering, one output row per filter.")
-_op("fold_rows", 1, s_fold_rows, attrs=("nrows",), doc="Sums each group of nrows consecutive rows.")
-_op("kmh_ngram", 1, s_kmh_ngram, attrs=("n",), doc="Sums of n consecutive columns.")
+    doc="2-D max pooling, VALID or SAME (TensorFlow) padding.",
+    sample_attrs=_attr_list(((2, 2), (2, 2), True), ((3, 2), (2, 1), False), ((2, 3), (3, 2), False)),
+    sample_dims=lambda: [("hwc-batched", [_Db((5, 6, 2), 2)]), ("hw", [_Db((4, 5))]), ("hwc", [_Db((3, 3, 1))])])
+_op("filter1d_narrow", 2, s_filter1d_narrow, doc="Narrow 1-D filtering, one output row per filter.",
+    sample_dims=lambda: [("one-filter", [_Db((3, 5)), _Db((3, 2))]), ("three-filters", [_Db((3, 5)), _Db((3, 2, 3))]),
+                         ("full-width", [_Db((2, 4)), _Db((2, 4))])])
+_op("fold_rows", 1, s_fold_rows, attrs=("nrows",), doc="Sums each group of nrows consecutive rows.",
+    sample_attrs=_consts(1, 2, 3))
+_op("kmh_ngram", 1, s_kmh_ngram, attrs=("n",), doc="Sums of n consecutive columns.", sample_attrs=_consts(1, 2))
 _op("weight_norm", 2, s_weight_norm, doc="g * w / ||w|| for a scalar gain g.")
 
 _op("vanilla_lstm_gates", 5, s_lstm_gates,
     doc="[i;f;o;g] = sigmoid/tanh(Wx x + Wh h + b), +1 on the forget gate; args x, h, Wx, Wh, b.", batch="map",
-    batch_shared=(2, 3, 4))
+    batch_shared=(2, 3, 4), sample_dims=lambda: [("unbatched", [_Db((_I,)), _Db((_H,))] + _LSTM_W),
+                                                 ("batched-x", [_Db((_I,), 3), _Db((_H,))] + _LSTM_W),
+                                                 ("batched", [_Db((_I,), 2), _Db((_H,), 2)] + _LSTM_W)])
 _op("vanilla_lstm_gates_dropout", 7, s_lstm_gates_dropout,
     doc="vanilla_lstm_gates with x and h multiplied by the masks (args 6 and 7).", batch="map",
-    batch_shared=(2, 3, 4))
-_op("vanilla_lstm_c", 2, s_lstm_cell, doc="c_t = i * g + f * c_tm1 from gates [i;f;o;g].", batch="map")
-_op("vanilla_lstm_h", 2, s_lstm_cell, doc="h_t = o * tanh(c_t) from gates [i;f;o;g].", batch="map")
-
-# Conformance samples of the issue-6 ops (see OpDef.sample_dims / sample_attrs).
-
-
-def _samples(name: str, attrs=None, dims=None) -> None:
-    o = OPS[name]
-    o.sample_attrs = attrs
-    o.sample_dims = dims
-
-
-def _Db(d, bd: int = 1) -> Dim:
-    return Dim(tuple(d), bd)
-
-
-def _attr_list(*options):
-    return lambda ds: list(options)
-
-
-def _a_strided(ds):
-    x = ds[0]
-    nd = len(x.d)
-    return [((2,), (0,), ()), ((1, 2), (1, 0), ()), ((1,) * nd + (2,), (0,) * nd + (1,), ()),
-            ((3,), (), (x.d[0],))]
-
-
-def _a_hinge_dim(ds):
-    x = ds[0]
-    r, c = x.d[0], x.cols()
-    per_col = tuple(tuple((k + b) % r for k in range(c)) for b in range(x.bd))
-    per_row = (tuple((k + 1) % c for k in range(r)),)
-    return [(per_col, 0, 1.0), (per_row, 1, 0.5)]
-
-
-_H, _I = 2, 3  # LSTM sample sizes: hidden, input
-_LSTM_W = [_Db((4 * _H, _I)), _Db((4 * _H, _H)), _Db((4 * _H,))]
-
-_samples("silu", _consts(1.0, 0.5))
-for _name in ("round", "ceil", "floor"):
-    _samples(_name, _consts(False, True))
-_samples("to_device", _consts("CPU"))
-_samples("sparsemax_loss", lambda ds: [((0,),), ((ds[0].d[0] - 1, 0),)])
-_samples("strided_select", _a_strided)
-for _name in ("max_dim", "min_dim", "cumsum"):
-    _samples(_name, _axes)
-_samples("kmax_pooling", _attr_list((1, 0), (2, 1), (2, 0)))
-_samples("std_dim", _attr_list(((0,), False, 0), ((0, 1), True, 0), ((1,), False, 5), ((), True, 0)))
-_samples("hinge_dim", _a_hinge_dim)
-_samples("pairwise_rank_loss", _consts(1.0, 0.5),
-         lambda: [("row", [_Db((1, 3)), _Db((1, 3))]), ("row-batched", [_Db((1, 3), 2), _Db((1, 3))]),
-                  ("scalar", [_Db((1,)), _Db((1,), 3)])])
-_samples("poisson_loss", _consts(0, 3))
-_samples("contract3d_1d", None,
-         lambda: [("3d-vector", [_Db((2, 3, 4)), _Db((4,))]), ("batched-vector", [_Db((2, 3, 4)), _Db((4,), 3)]),
-                  ("batched-3d", [_Db((2, 3, 4), 2), _Db((4,))]), ("both-batched", [_Db((2, 1, 3), 2), _Db((3,), 2)])])
-_samples("contract3d_1d_1d", None,
-         lambda: [("3d", [_Db((2, 3, 4)), _Db((4,)), _Db((3,))]), ("column-vectors", [_Db((3, 2, 2)), _Db((2, 1)),
-                                                                                     _Db((2,))])])
-_samples("conv2d", _attr_list(((1, 1), True), ((2, 2), False), ((2, 3), True), ((1, 2), False)),
-         lambda: [("batched", [_Db((5, 6, 2), 2), _Db((3, 3, 2, 3))]), ("1x1", [_Db((4, 4, 3)), _Db((1, 1, 3, 2))]),
-                  ("big-filter", [_Db((3, 4, 1)), _Db((4, 4, 1, 2))])])
-_samples("maxpooling2d", _attr_list(((2, 2), (2, 2), True), ((3, 2), (2, 1), False), ((2, 3), (3, 2), False)),
-         lambda: [("hwc-batched", [_Db((5, 6, 2), 2)]), ("hw", [_Db((4, 5))]), ("hwc", [_Db((3, 3, 1))])])
-_samples("filter1d_narrow", None,
-         lambda: [("one-filter", [_Db((3, 5)), _Db((3, 2))]), ("three-filters", [_Db((3, 5)), _Db((3, 2, 3))]),
-                  ("full-width", [_Db((2, 4)), _Db((2, 4))])])
-_samples("fold_rows", _consts(1, 2, 3))
-_samples("kmh_ngram", _consts(1, 2))
-_samples("vanilla_lstm_gates", None,
-         lambda: [("unbatched", [_Db((_I,)), _Db((_H,))] + _LSTM_W),
-                  ("batched-x", [_Db((_I,), 3), _Db((_H,))] + _LSTM_W),
-                  ("batched", [_Db((_I,), 2), _Db((_H,), 2)] + _LSTM_W)])
-_samples("vanilla_lstm_gates_dropout", None,
-         lambda: [("unbatched", [_Db((_I,)), _Db((_H,))] + _LSTM_W + [_Db((_I,)), _Db((_H,))]),
-                  ("batched-masks", [_Db((_I,), 2), _Db((_H,))] + _LSTM_W + [_Db((_I,)), _Db((_H,), 2)])])
-for _name in ("vanilla_lstm_c", "vanilla_lstm_h"):
-    _samples(_name, None, lambda: [("vector", [_Db((_H,)), _Db((4 * _H,))]),
-                                   ("batched", [_Db((_H,), 3), _Db((4 * _H,), 3)]),
-                                   ("batched-gates", [_Db((_H,)), _Db((4 * _H,), 2)])])
+    batch_shared=(2, 3, 4),
+    sample_dims=lambda: [("unbatched", [_Db((_I,)), _Db((_H,))] + _LSTM_W + [_Db((_I,)), _Db((_H,))]),
+                         ("batched-masks", [_Db((_I,), 2), _Db((_H,))] + _LSTM_W + [_Db((_I,)), _Db((_H,), 2)])])
+_op("vanilla_lstm_c", 2, s_lstm_cell, doc="c_t = i * g + f * c_tm1 from gates [i;f;o;g].", batch="map",
+    sample_dims=lambda: [("vector", [_Db((_H,)), _Db((4 * _H,))]),
+                         ("batched", [_Db((_H,), 3), _Db((4 * _H,), 3)]),
+                         ("batched-gates", [_Db((_H,)), _Db((4 * _H,), 2)])])
+_op("vanilla_lstm_h", 2, s_lstm_cell, doc="h_t = o * tanh(c_t) from gates [i;f;o;g].", batch="map",
+    sample_dims=lambda: [("vector", [_Db((_H,)), _Db((4 * _H,))]),
+                         ("batched", [_Db((_H,), 3), _Db((4 * _H,), 3)]),
+                         ("batched-gates", [_Db((_H,)), _Db((4 * _H,), 2)])])
 
 
 def op(name: str) -> OpDef:
