@@ -51,6 +51,23 @@ class MutableExpression(Expression):
         self.set(value)
 
 
+def _append_leaf(op, attrs: tuple, d: Dim, ng: bool, kind: str) -> MutableExpression:
+    """``add_leaf``'s work without its checks, for the fast paths that made them (a supported leaf
+    on the bound backend): the three appends and the handle, made once."""
+    cg = _cg
+    k = len(cg.nodes)
+    cg.nodes.append((op, (), attrs))
+    cg.dims.append(d)
+    cg.ng.append(ng)
+    m = _new_expr(MutableExpression)
+    m.i = k
+    m.v = cg.ver
+    m._kind = kind
+    if cg.immediate:
+        cg.forward_to(k)
+    return m
+
+
 def _mutable(e: Expression, kind: str) -> MutableExpression:
     m = MutableExpression(e.i, e.v)
     m._kind = kind
@@ -145,17 +162,7 @@ def inputVector(v, device: str = "") -> MutableExpression:
                 d = _VECTOR_DIMS.get(n)
                 if d is None:
                     d = _VECTOR_DIMS[n] = Dim((n,))
-                k = len(cg.nodes)
-                cg.nodes.append((_INPUT, (), (_ndarray((n, 1), _F32, buf), d)))
-                cg.dims.append(d)
-                cg.ng.append(False)
-                m = _new_expr(MutableExpression)
-                m.i = k
-                m.v = cg.ver
-                m._kind = "data"
-                if cg.immediate:
-                    cg.forward_to(k)
-                return m
+                return _append_leaf(_INPUT, (_ndarray((n, 1), _F32, buf), d), d, False, "data")
             a = np.frombuffer(buf, np.float32)
     if a is None:
         a = np.asarray(v, dtype=np.float32).reshape(-1).copy()
@@ -441,17 +448,7 @@ def lookup(p, index: int = 0, update: bool = True) -> MutableExpression:
         d = _ROW_DIMS.get(td)
         if d is None:
             d = _ROW_DIMS[td] = Dim(td.d, 1)
-        n = len(cg.nodes)
-        cg.nodes.append((_LOOKUP, (), (st, (index,), True, d)))
-        cg.dims.append(d)
-        cg.ng.append(True)
-        m = _new_expr(MutableExpression)
-        m.i = n
-        m.v = cg.ver
-        m._kind = "lookup"
-        if cg.immediate:
-            cg.forward_to(n)
-        return m
+        return _append_leaf(_LOOKUP, (st, (index,), True, d), d, True, "lookup")
     try:
         i = index.__index__()
     except AttributeError:
