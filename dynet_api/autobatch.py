@@ -47,7 +47,7 @@ _ATTR_PLAN: list = []
 _MAPS: list[bool] = []
 
 
-_SIMPLE: list[bool] = []  # "map" ops whose signature is the op, the attributes and the operands
+_SIMPLE: list[bool] = []  # "map" ops whose key the C twin builds inline (no per-element or b attributes)
 _SHARED: list[frozenset] = []  # per op: its batch_shared operand positions
 
 
@@ -65,8 +65,8 @@ cover_ops()
 
 def signature(nodes: list, dims: list, j: int) -> Any:
     """The key under which node ``j`` may run together with others, or None (it runs alone);
-    an unhashable key (unhashable attributes) also means alone.  ``forward`` inlines the common
-    case (a "map" op without per-element attributes or a ``b`` attribute)."""
+    an unhashable key (unhashable attributes) also means alone.  The C twin (csrc/autobatch_plan.c)
+    builds the same key inline for the ops marked in ``_SIMPLE`` and calls this for the others."""
     op, ids, attrs = nodes[j]
     oid = op.id
     if not _MAPS[oid]:
@@ -175,7 +175,7 @@ def _keys_and_depths(nodes: list, dims: list, a: int, b: int) -> tuple[list, lis
     n = b - a
     keys: list = [None] * n
     depth = [0] * n
-    maps, simple, shares = _MAPS, _SIMPLE, _SHARED
+    maps = _MAPS
     for jj in range(n):
         j = a + jj
         node = nodes[j]
@@ -185,33 +185,7 @@ def _keys_and_depths(nodes: list, dims: list, a: int, b: int) -> tuple[list, lis
             if k >= a and depth[k - a] >= dep:
                 dep = depth[k - a] + 1
         depth[jj] = dep
-        oid = node[0].id
-        if not maps[oid]:
-            continue
-        if simple[oid]:  # signature()'s common case, inline: the op, its attributes, each operand
-            key = [oid, node[2]]
-            bd = dims[j].bd
-            joined = False
-            shared = shares[oid]
-            for p, k in enumerate(ids):
-                nk = nodes[k]
-                if nk[0] is _PARAM:
-                    key.append(nk[2])
-                elif p in shared:
-                    if dims[k].bd != 1:
-                        joined = False
-                        break
-                    key.append(k)
-                else:
-                    dk = dims[k]
-                    if dk.bd != bd:
-                        joined = False
-                        break
-                    key.append(dk.d)
-                    joined = True
-            if joined:
-                keys[jj] = tuple(key)
-        else:
+        if maps[node[0].id]:
             keys[jj] = signature(nodes, dims, j)
     return keys, depth
 

@@ -178,7 +178,7 @@ class GraphExecutor(Protocol):
     and ``graph.ng[j]`` (does it need a gradient); an executor may read those lists and
     ``graph.check_validity``, and nothing else of the graph.  Of ``op`` (an ``OpDef``) it reads
     ``name`` and ``nograd``; of a leaf's ``attrs``, an input's host
-    array or a :class:`ParamStorageView`.  (cpu_eigen's ``csrc/contract.h`` is this reading in C++.)
+    array or a :class:`ParamStorageView`.  (``csrc/contract.h`` is the same reading in C++.)
     """
 
     def reset(self) -> None:
