@@ -2,11 +2,11 @@
 
     python -m benchmarks.launches [--dynet-backend cuda] [--tasks treelstm rnnlm-batch]
                                   [--minibatch 64] [--autobatch 0,1] [--trainer adam] [--updates 10]
-                                  [--torch-device cuda] [--no-torch]
+                                  [--torch-device cuda] [--no-torch] [--cprofile TOP]
 
-Each side (dynet_api on each backend, single-instance and at ``--minibatch`` instances per graph
-with each ``--autobatch`` value for the tasks that have a minibatched variant, and the PyTorch
-twin, hand-batched for the minibatches) takes two warm-up updates, then ``--updates`` updates:
+Each side (dynet_api on each backend with each ``--autobatch`` value, single-instance and at
+``--minibatch`` instances per graph for the tasks that have a minibatched variant, and the
+PyTorch twin, hand-batched for the minibatches) takes two warm-up updates, then ``--updates`` updates:
 
 * **ms/update**: wall time per update, with nothing else watching;
 * **kernel calls**: the project's own counters (:mod:`dynet_api.profiling`: one call per forward
@@ -92,9 +92,26 @@ def gpu_trace(steps: Callable[[], Any]) -> tuple[int, int, float] | None:
     return n["kernels"], n["copies"], busy_us / 1e3
 
 
+def print_cprofile(title: str, steps: Callable[[], Any], top: int) -> None:
+    """The ``top`` functions by own time while ``steps()`` runs (Python's cProfile): where the host's
+    time goes, by function."""
+    import cProfile
+    import io
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.runcall(steps)
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
+    lines = buf.getvalue().splitlines()
+    start = next((i for i, line in enumerate(lines) if "function calls" in line), 0)
+    print(f"-- cProfile: {title}\n" + "\n".join(line for line in lines[start:] if line.strip()))
+
+
 def measure(side: str, size: int, autobatch: int | None, task, updates: int, prepare: Callable[[], None],
-            dynet: bool) -> Row:
-    """One side's row: warm-up, timed updates, counted and traced updates (see the module doc)."""
+            dynet: bool, cprofile: int = 0) -> Row:
+    """One side's row: warm-up, timed updates, counted and traced updates (see the module doc);
+    with ``cprofile`` > 0, also that many functions of a cProfile of the updates (dynet_api sides)."""
     prepare()
     for k in range(2):
         task.step(k)
@@ -109,6 +126,9 @@ def measure(side: str, size: int, autobatch: int | None, task, updates: int, pre
             for ph, dt in task.step_phases(k).items():
                 tot[ph] = tot.get(ph, 0.0) + dt
         row.phases = {ph: 1e3 * v / updates for ph, v in tot.items()}
+        if cprofile:
+            print_cprofile(f"{task.name} N={size} {side} ab={autobatch}, {updates} updates",
+                           lambda: [task.step(k) for k in range(updates)], cprofile)
     got = gpu_trace(lambda: [task.step(k) for k in range(updates)])
     if got is not None:
         row.kernels, row.copies, row.gpu_ms = got[0] / updates, got[1] / updates, got[2] / updates
@@ -116,24 +136,19 @@ def measure(side: str, size: int, autobatch: int | None, task, updates: int, pre
 
 
 def rows_for(name: str, size: int, backends: list[str], autobatch: list[int], trainer: str, updates: int,
-             torch_ok: bool) -> list[Row]:
-    from dynet_api import config
-    from dynet_api.graph import autobatch_strategy
-
+             torch_ok: bool, cprofile: int = 0) -> list[Row]:
     from . import tasks_dynet
 
     rows = []
     data = minibatch.task_data(name) if size > 1 else None
     for be in backends:
-        run.set_dynet_backend(be)
-        # one instance per graph runs as the backend would by default
-        for ab in (autobatch if size > 1 else [autobatch_strategy(config.backend())]):
+        for ab in autobatch:
             run.set_dynet_backend(be)
             task = tasks_dynet.make(name, trainer, data)
             if size > 1:
                 task = tasks_dynet.Minibatched(task, size)
             rows.append(measure(f"dynet_api {be}", size, ab, task, updates,
-                                lambda ab=ab: minibatch.set_autobatch(ab), dynet=True))
+                                lambda ab=ab: minibatch.set_autobatch(ab), dynet=True, cprofile=cprofile))
     if torch_ok:
         import torch
 
@@ -178,6 +193,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--trainer", default="adam", choices=("sgd", "adam"))
     ap.add_argument("--updates", type=int, default=10, help="updates timed and traced per side (default 10)")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when it is installed")
+    ap.add_argument("--cprofile", type=int, default=0, metavar="TOP",
+                    help="print the TOP functions by own time of each dynet_api side's updates (cProfile)")
     run.add_torch_device(ap)
     a = ap.parse_args(argv)
     a.sizes = [s for s in minibatch._ints(a.minibatch, "--minibatch", 0) if s > 1]
@@ -197,7 +214,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
         for name in args.tasks:
             sizes = [1] + (args.sizes if name in MINIBATCH_UNITS else [])
             for size in sizes:
-                got = rows_for(name, size, backends, args.autobatch_values, args.trainer, args.updates, torch_ok)
+                got = rows_for(name, size, backends, args.autobatch_values, args.trainer, args.updates, torch_ok,
+                               args.cprofile)
                 print(f"  {name}, N={size}: " + ", ".join(f"{r.side} ab={r.autobatch} {r.ms:.2f} ms" for r in got),
                       file=sys.stderr, flush=True)
                 rows += got

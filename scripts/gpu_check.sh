@@ -26,7 +26,9 @@
 # a second run skips their compilation.
 # Files written to $OUT: gpu_check.log (everything), verify.txt, verify.json, tests.txt, bench.txt,
 # minibatch.txt, launches.txt, cupy_cache.tgz.  The exit status is 0 only when every step passed.
-# GPU_CHECK_SKIP="bench minibatch launches" leaves those steps out (a rerun after a fix).
+# GPU_CHECK_SKIP="bench minibatch launches" leaves those steps out (a rerun after a fix);
+# GPU_CHECK_UPDATES (default 2) and GPU_CHECK_CPROFILE (functions to list; default 0: none) are
+# the launches step's --updates and --cprofile.
 # GPU_CHECK_BACKEND / GPU_CHECK_TORCH_DEVICE (default cuda / cuda) let the script's flow be tried on
 # a machine without a GPU (e.g. reference_numpy / cpu).
 set -u -o pipefail
@@ -178,8 +180,9 @@ step bench 120 bench.txt "$PY" -m benchmarks.run --dynet-backend "$BACKEND,cpu_e
   --tasks treelstm rnnlm-batch --trainer adam --seconds 1.5 --rounds 2 --no-dynet
 step minibatch 90 minibatch.txt "$PY" -m benchmarks.minibatch --dynet-backend "$BACKEND,cpu_eigen" \
   --torch-device "$TDEV" --tasks treelstm --minibatch 64 --autobatch 0,1 --seconds 1.5 --rounds 2 --no-dynet
-step launches 90 launches.txt "$PY" -m benchmarks.launches --dynet-backend "$BACKEND" --torch-device "$TDEV" \
-  --tasks treelstm rnnlm-batch --minibatch 64 --autobatch 0,1 --updates 3
+step launches 150 launches.txt "$PY" -m benchmarks.launches --dynet-backend "$BACKEND" --torch-device "$TDEV" \
+  --tasks treelstm rnnlm-batch --minibatch 64 --autobatch 0,1 --updates "${GPU_CHECK_UPDATES:-2}" \
+  --cprofile "${GPU_CHECK_CPROFILE:-0}"
 
 [[ -d .cupy_cache ]] && tar czf "$OUT/cupy_cache.tgz" .cupy_cache
 echo "== summary ($((SECONDS - START))s)"

@@ -102,9 +102,16 @@ def test_host_share_is_the_time_the_gpu_waits():
 def test_launches_counts_kernel_calls_and_phases_per_side(capsys):
     rows = launches.main(["--dynet-backend", "reference_numpy", "--tasks", "treelstm", "--minibatch", "2",
                           "--updates", "1", "--no-torch"])
-    assert [(r.size, r.autobatch) for r in rows] == [(1, 1), (2, 0), (2, 1)]  # reference's default: on
-    single, off, on = rows
+    assert [(r.size, r.autobatch) for r in rows] == [(1, 0), (1, 1), (2, 0), (2, 1)]
     assert all(r.ms > 0 and r.calls and set(r.phases) == set(run.PHASES) for r in rows)
-    assert on.calls < off.calls  # batching two trees saves calls
+    assert rows[3].calls < rows[2].calls  # batching two trees saves calls
     out = capsys.readouterr().out
-    assert "PyTorch: not run" in out and sum(line.startswith("treelstm ") for line in out.splitlines()) == 3
+    assert "PyTorch: not run" in out and sum(line.startswith("treelstm ") for line in out.splitlines()) == 4
+
+
+def test_launches_prints_a_cprofile_per_dynet_api_side(capsys):
+    launches.main(["--dynet-backend", "reference_numpy", "--tasks", "treelstm", "--minibatch", "0",
+                   "--autobatch", "1", "--updates", "1", "--no-torch", "--cprofile", "5"])
+    out = capsys.readouterr().out
+    assert out.count("-- cProfile: treelstm N=1 dynet_api reference_numpy ab=1") == 1
+    assert "tottime" in out

@@ -14,7 +14,11 @@ class LinalgConv:
 
     # ---------------------------------------------------------------- matrices
     def f_inverse(self, xs, a, d):
-        return self.xp.linalg.inv(square(xs[0])).reshape(d.shape)
+        # A NaN anywhere makes the whole inverse NaN, on every backend: LU solvers differ in where
+        # a NaN shows (LAPACK leaves some entries finite; cuSOLVER turns a 1x1 NaN into +Inf).
+        m = square(xs[0])
+        xp = self.xp
+        return xp.where(xp.isnan(m).any(), xp.float32(np.nan), xp.linalg.inv(m)).reshape(d.shape)
 
     def b_inverse(self, xs, y, dy, a, d, i):
         yi = square(y)
