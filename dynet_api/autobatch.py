@@ -141,11 +141,13 @@ class Group:
 
 def forward(ex, a: int, b: int, strategy: int) -> None:
     """Evaluate nodes ``a`` to ``b - 1`` of ``ex``'s graph in batched groups (the module doc)."""
-    vals, home = ex.vals, ex.home
+    vals, home, pos = ex.vals, ex.home, ex.pos
     if len(vals) < b:
         vals.extend([None] * (b - len(vals)))
     if len(home) < b:
         home.extend([None] * (b - len(home)))
+    if len(pos) < b:
+        pos.extend([0] * (b - len(pos)))
     run_one, done = ex._run_node, ex.plan
     for grp in plan_order(ex.cg.nodes, ex.cg.dims, a, b, strategy):
         if len(grp) == 1:
@@ -300,13 +302,66 @@ def _by_agenda(nodes: list, a: int, keys: list, depth: list[int]) -> list[list[i
 def _join(ex, col: list, dims: list) -> tuple[Any, Group | None]:
     """The values of nodes ``col`` joined along the batch axis, and the group that made them: one
     group's output as it lies when that group made exactly these nodes in this order (its backward
-    then takes their gradient joined, in one piece), else one ``join_batches`` call and None."""
-    g = ex.home[col[0]]
+    then takes their gradient joined, in one piece), else None and a tensor built with a few calls
+    whatever the number of nodes: per source (a group's output, or a node's own value) the
+    elements taken from it (as it lies, one slice, or one ``gather_batch``), these joined with
+    ``join_batches``, and one more ``gather_batch`` where the sources interleave in ``col``."""
+    home = ex.home
+    g = home[col[0]]
     if g is not None and g.members == col:
         return g.y, g
-    vals = ex.vals
-    d0 = dims[col[0]]
-    return ex.backend.join_batches([vals[c] for c in col], Dim(d0.d, sum([dims[c].bd for c in col]))), None
+    vals, pos = ex.vals, ex.pos
+    index: dict[int, int] = {}  # id of a source -> its number
+    srcs: list = []  # per source: [tensor, its batch size, the positions taken from it]
+    which: list[int] = []  # per element of the result: its source's number
+    for c in col:
+        v = vals[c]
+        if v is None:  # an uncut member of a group
+            g = home[c]
+            k = index.get(id(g))
+            if k is None:
+                k = index[id(g)] = len(srcs)
+                srcs.append([g.y, g.dim.bd, []])
+            first = pos[c]
+        else:
+            k = index.get(id(v))
+            if k is None:
+                k = index[id(v)] = len(srcs)
+                srcs.append([v, dims[c].bd, []])
+            first = 0
+        bd = dims[c].bd
+        if bd == 1:
+            srcs[k][2].append(first)
+            which.append(k)
+        else:
+            srcs[k][2].extend(range(first, first + bd))
+            which.extend([k] * bd)
+    be = ex.backend
+    d = dims[col[0]].d
+    n = len(which)
+    if len(srcs) == 1:
+        t, size, p = srcs[0]
+        # a copy unless it is the whole tensor: a slice along the batch axis is strided
+        return (t if n == size and p == list(range(n)) else be.gather_batch(t, p)), None
+    parts = []
+    starts = []
+    off = 0
+    for t, size, p in srcs:
+        starts.append(off)
+        off += len(p)
+        if p == list(range(p[0], p[0] + len(p))):  # side by side, in order: as it lies or one slice
+            parts.append(t if len(p) == size else be.batch_slice(t, p[0], p[0] + len(p), Dim(d, len(p))))
+        else:
+            parts.append(be.gather_batch(t, p))
+    x = be.join_batches(parts, Dim(d, n))
+    if which != sorted(which):  # the sources interleave in col: put the elements back in its order
+        nxt = starts
+        perm = []
+        for k in which:
+            perm.append(nxt[k])
+            nxt[k] += 1
+        x = be.gather_batch(x, perm)
+    return x, None
 
 
 def _run_group(ex, members: list) -> None:
@@ -319,7 +374,7 @@ def _run_group(ex, members: list) -> None:
     shared = op.batch_shared
     for k, s0 in enumerate(ids0):
         if nodes[s0][0] is _PARAM or k in shared:
-            xs.append(vals[s0])
+            xs.append(vals[s0] if vals[s0] is not None else ex._val(s0))
             srcs.append(None)
             made.append(None)
         else:
@@ -338,12 +393,14 @@ def _run_group(ex, members: list) -> None:
     CALLS[oid] += 1
     g = Group(op, members, bds, xs, y, attrs, d, srcs, made)
     ex.plan.append(g)
-    cut = ex.backend.batch_slice
+    pos = ex.pos
     off = 0
     for m, bd in zip(members, bds):
-        vals[m] = cut(y, off, off + bd, dims[m])
+        vals[m] = None  # cut from y when read alone (PyExecutor._val)
         home[m] = g
+        pos[m] = off
         off += bd
+    ex.lazy = True
     if cg.check_validity:
         for m in members:
             cg.check_value(m)
@@ -360,6 +417,7 @@ def backward(ex, i: int, full: bool) -> None:
     node_backward, acc, bwd = ex._node_backward, ex._accumulate, ex.bwd
     cut = be.batch_slice
     plan = ex.plan
+    pos = ex.pos
     for rec in plan:
         if type(rec) is not int:
             rec.gy = None
@@ -372,16 +430,26 @@ def backward(ex, i: int, full: bool) -> None:
             continue
         members = rec.members
         gs = [grads[m] if m <= i else None for m in members]
+        have = [k for k, g in enumerate(gs) if g is not None]
         whole = rec.gy
-        if not any(g is not None for g in gs):
+        if not have:
             if whole is None:
                 continue
             dy = whole
-        else:
-            dy = be.join_batches([g if g is not None else be.zeros(dims[m].shape) for g, m in zip(gs, members)],
-                                 rec.dim)
+        elif len(have) == len(members):
+            dy = be.join_batches(gs, rec.dim)
             if whole is not None:
                 dy = be.add(dy, whole)
+        else:  # some members' own gradients: added into the whole output's gradient where they lie
+            dy = be.zeros(rec.dim.shape) if whole is None else (
+                whole if rec.gy_owned else be.add(whole, be.zeros(rec.dim.shape)))
+            at: list = []
+            for k in have:
+                m = members[k]
+                at.extend(range(pos[m], pos[m] + dims[m].bd))
+            part = [gs[k] for k in have]
+            be.scatter_add_batch(dy, at, part[0] if len(part) == 1 else be.join_batches(
+                part, Dim(rec.dim.d, len(at))))
         op = rec.op
         oid = op.id
         if op.leaf:  # a lookup group: one scatter into the table
@@ -414,12 +482,43 @@ def backward(ex, i: int, full: bool) -> None:
                 else:
                     src.gy, src.gy_owned = be.add(src.gy, dx), True
                 continue
-            off = 0
-            for c, bd in zip(col, rec.bds):
-                if full or ng[c]:
+            if full:
+                off = 0
+                for c, bd in zip(col, rec.bds):
                     acc(grads, owned, c, cut(dx, off, off + bd, dims[c]))
-                off += bd
+                    off += bd
+            else:
+                _scatter(ex, grads, owned, col, rec, dx)
     ex.grads = grads
+
+
+def _scatter(ex, grads: list, owned: set, col: list, rec: Group, dx) -> None:
+    """Hand the gradient ``dx`` of one joined operand back to the nodes ``col`` it was joined from:
+    those that are members of a live group go into that group's whole-output gradient (``gy``),
+    one ``scatter_add_batch`` per source group (after one ``gather_batch`` where ``dx`` holds more
+    than that group's part); the others get their slice as their own gradient."""
+    be, dims, ng, home, pos = ex.backend, ex.cg.dims, ex.cg.ng, ex.home, ex.pos
+    by_group: dict[int, list] = {}  # id -> [group, positions in dx, positions in the group's output]
+    off = 0
+    for c, bd in zip(col, rec.bds):
+        if ng[c]:
+            g = home[c]
+            if g is not None and g.live:
+                e = by_group.get(id(g))
+                if e is None:
+                    e = by_group[id(g)] = [g, [], []]
+                e[1].extend(range(off, off + bd))
+                e[2].extend(range(pos[c], pos[c] + bd))
+            else:
+                ex._accumulate(grads, owned, c, be.batch_slice(dx, off, off + bd, dims[c]))
+        off += bd
+    for g, at, to in by_group.values():
+        part = dx if len(at) == off else be.gather_batch(dx, at)  # all of dx: in order, as it lies
+        if g.gy is None:
+            g.gy, g.gy_owned = be.zeros(g.dim.shape), True
+        elif not g.gy_owned:
+            g.gy, g.gy_owned = be.add(g.gy, be.zeros(g.dim.shape)), True
+        be.scatter_add_batch(g.gy, to, part)
 
 
 def trim(ex, n: int) -> None:
@@ -437,7 +536,9 @@ def trim(ex, n: int) -> None:
             rec.live = False
             for m in rec.members:
                 if m < n:
+                    ex._val(m)  # its own value from now on
                     plan.append(m)
                     home[m] = None
     del home[n:]
+    del ex.pos[n:]
     ex.plan = plan
