@@ -19,13 +19,16 @@
 #   4. measures, GPU against GPU: `python -m benchmarks.run` (Tree-LSTM and LM, Adam, cuda and
 #      cpu_eigen beside PyTorch on the same GPU), `python -m benchmarks.minibatch` (the Tree-LSTM at 64
 #      trees per graph, autobatch on and off) and `python -m benchmarks.launches` (CUDA kernels
-#      per update as CUPTI sees them, the project's kernel-call counts, GPU busy time, host share).
+#      per update as CUPTI sees them, the project's kernel-call counts, GPU busy time, host share:
+#      the four tasks one instance per graph with autobatch off and on, and the Tree-LSTM at 64
+#      trees per graph with it on, with a cProfile of where the host's time goes).
 # Every step runs under `timeout` inside a total budget (GPU_CHECK_BUDGET seconds, default 420); a
 # step that no longer fits is reported as skipped.  CuPy's compiled kernels are kept in
 # .cupy_cache/ (CUPY_CACHE_DIR) and packed into $OUT/cupy_cache.tgz: carried back as .cupy_cache/,
 # a second run skips their compilation.
-# Files written to $OUT: gpu_check.log (everything), verify.txt, verify.json, tests.txt, bench.txt,
-# minibatch.txt, launches.txt, cupy_cache.tgz.  The exit status is 0 only when every step passed.
+# Files written to $OUT (at most 8 come back from the device machine): gpu_check.log (everything,
+# verify's and the tests' output included), verify.json, bench.txt, minibatch.txt, launches.txt,
+# launches64.txt, cupy_cache.tgz.  The exit status is 0 only when every step passed.
 # GPU_CHECK_SKIP="bench minibatch launches" leaves those steps out (a rerun after a fix);
 # GPU_CHECK_UPDATES (default 2) and GPU_CHECK_CPROFILE (functions to list; default 0: none) are
 # the launches step's --updates and --cprofile.
@@ -161,14 +164,14 @@ tt=$(limit 200)
 if ((tv > 0)); then
   echo "== verify + tests side by side (limits ${tv}s / ${tt}s)"
   local t0=$SECONDS
-  timeout -k 5 "$tv" "$PY" -m dynet_api verify --backend "$BACKEND" --json "$OUT/verify.json" >"$OUT/verify.txt" 2>&1 &
+  timeout -k 5 "$tv" "$PY" -m dynet_api verify --backend "$BACKEND" --json "$OUT/verify.json" >/tmp/verify.txt 2>&1 &
   local pv=$!
   timeout -k 5 "$tt" "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py \
-    -k "not test_gpu_verify_passes_every_check" >"$OUT/tests.txt" 2>&1 &
+    -k "not test_gpu_verify_passes_every_check" >/tmp/tests.txt 2>&1 &
   local pt=$!
   wait $pv; local rv=$?
   wait $pt; local rt=$?
-  cat "$OUT/verify.txt"; cat "$OUT/tests.txt"
+  cat /tmp/verify.txt /tmp/tests.txt
   RESULTS+=("verify: rc=$rv" "tests: rc=$rt (both in $((SECONDS - t0))s)")
   ((rv == 0 && rt == 0)) || FAILED=1
 else
@@ -180,9 +183,11 @@ step bench 120 bench.txt "$PY" -m benchmarks.run --dynet-backend "$BACKEND,cpu_e
   --tasks treelstm rnnlm-batch --trainer adam --seconds 1.5 --rounds 2 --no-dynet
 step minibatch 90 minibatch.txt "$PY" -m benchmarks.minibatch --dynet-backend "$BACKEND,cpu_eigen" \
   --torch-device "$TDEV" --tasks treelstm --minibatch 64 --autobatch 0,1 --seconds 1.5 --rounds 2 --no-dynet
-step launches 150 launches.txt "$PY" -m benchmarks.launches --dynet-backend "$BACKEND" --torch-device "$TDEV" \
-  --tasks treelstm rnnlm-batch --minibatch 64 --autobatch 0,1 --updates "${GPU_CHECK_UPDATES:-2}" \
-  --cprofile "${GPU_CHECK_CPROFILE:-0}"
+step launches 100 launches.txt "$PY" -m benchmarks.launches --dynet-backend "$BACKEND" --torch-device "$TDEV" \
+  --tasks treelstm rnnlm-batch bilstm-tagger bilstm-tagger-withchar --minibatch 0 --autobatch 0,1 \
+  --updates "${GPU_CHECK_UPDATES:-3}" --cprofile "${GPU_CHECK_CPROFILE:-0}"
+step launches64 60 launches64.txt "$PY" -m benchmarks.launches --dynet-backend "$BACKEND" --torch-device "$TDEV" \
+  --tasks treelstm --minibatch 64 --autobatch 1 --updates "${GPU_CHECK_UPDATES:-3}" --cprofile 15
 
 [[ -d .cupy_cache ]] && tar czf "$OUT/cupy_cache.tgz" .cupy_cache
 echo "== summary ($((SECONDS - START))s)"
