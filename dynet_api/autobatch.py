@@ -299,21 +299,16 @@ def _by_agenda(nodes: list, a: int, keys: list, depth: list[int]) -> list[list[i
     return order
 
 
-def _join(ex, col: list, dims: list) -> tuple[Any, Group | None]:
-    """The values of nodes ``col`` joined along the batch axis, and the group that made them: one
-    group's output as it lies when that group made exactly these nodes in this order (its backward
-    then takes their gradient joined, in one piece), else None and a tensor built with a few calls
-    whatever the number of nodes: per source (a group's output, or a node's own value) the
-    elements taken from it (as it lies, one slice, or one ``gather_batch``), these joined with
-    ``join_batches``, and one more ``gather_batch`` where the sources interleave in ``col``."""
-    home = ex.home
-    g = home[col[0]]
-    if g is not None and g.members == col:
-        return g.y, g
-    vals, pos = ex.vals, ex.pos
+def join_sources(col: list, vals: list, home: list, pos: list, dims: list) -> tuple[list, list | None]:
+    """Where the batch elements of nodes ``col`` lie, for joining them: per source (a group's
+    output for an uncut member, else the node's own value), in first-seen order, ``(tensor, its
+    batch size, the positions taken from it in col's order, the first position if they are side
+    by side in order else -1)``; and ``perm``, for each element in col's order its index in the
+    sources' blocks joined in order, or None where that is the identity.  The C accelerator
+    computes the same (``_fastgraph.join_sources``)."""
     index: dict[int, int] = {}  # id of a source -> its number
-    srcs: list = []  # per source: [tensor, its batch size, the positions taken from it]
-    which: list[int] = []  # per element of the result: its source's number
+    srcs: list = []  # [tensor, batch size, positions]
+    which: list[int] = []  # per element: its source's number
     for c in col:
         v = vals[c]
         if v is None:  # an uncut member of a group
@@ -330,38 +325,81 @@ def _join(ex, col: list, dims: list) -> tuple[Any, Group | None]:
                 srcs.append([v, dims[c].bd, []])
             first = 0
         bd = dims[c].bd
-        if bd == 1:
-            srcs[k][2].append(first)
-            which.append(k)
-        else:
-            srcs[k][2].extend(range(first, first + bd))
-            which.extend([k] * bd)
-    be = ex.backend
-    d = dims[col[0]].d
-    n = len(which)
-    if len(srcs) == 1:
-        t, size, p = srcs[0]
-        # a copy unless it is the whole tensor: a slice along the batch axis is strided
-        return (t if n == size and p == list(range(n)) else be.gather_batch(t, p)), None
-    parts = []
-    starts = []
-    off = 0
-    for t, size, p in srcs:
-        starts.append(off)
+        srcs[k][2].extend(range(first, first + bd))
+        which.extend([k] * bd)
+    out = [(t, size, p, p[0] if p == list(range(p[0], p[0] + len(p))) else -1) for t, size, p in srcs]
+    if which == sorted(which):
+        return out, None
+    nxt, off = [], 0
+    for _, _, p, _ in out:
+        nxt.append(off)
         off += len(p)
-        if p == list(range(p[0], p[0] + len(p))):  # side by side, in order: as it lies or one slice
-            parts.append(t if len(p) == size else be.batch_slice(t, p[0], p[0] + len(p), Dim(d, len(p))))
-        else:
+    perm = []
+    for k in which:
+        perm.append(nxt[k])
+        nxt[k] += 1
+    return out, perm
+
+
+def scatter_targets(col: list, bds: list, ng: list, home: list, pos: list) -> tuple[list, list]:
+    """Where the gradient of an operand joined from nodes ``col`` (``bds[i]`` batch elements from
+    ``col[i]``) goes, for the nodes that need one (``ng``): per live group that made some of them,
+    in first-seen order, ``(group, positions in the gradient, positions in the group's output)``;
+    and ``(node, offset, batch size)`` for each other node, whose own gradient is its slice.  The C
+    accelerator computes the same (``_fastgraph.scatter_targets``)."""
+    index: dict[int, int] = {}
+    groups: list = []
+    alone: list = []
+    off = 0
+    for c, bd in zip(col, bds):
+        if ng[c]:
+            g = home[c]
+            if g is not None and g.live:
+                k = index.get(id(g))
+                if k is None:
+                    k = index[id(g)] = len(groups)
+                    groups.append((g, [], []))
+                groups[k][1].extend(range(off, off + bd))
+                groups[k][2].extend(range(pos[c], pos[c] + bd))
+            else:
+                alone.append((c, off, bd))
+        off += bd
+    return groups, alone
+
+
+_join_sources = _fast.join_sources if _fast is not None and hasattr(_fast, "join_sources") else join_sources
+_scatter_targets = (_fast.scatter_targets if _fast is not None and hasattr(_fast, "scatter_targets")
+                    else scatter_targets)
+
+
+def _join(ex, col: list, dims: list) -> tuple[Any, Group | None]:
+    """The values of nodes ``col`` joined along the batch axis, and the group that made them: one
+    group's output as it lies when that group made exactly these nodes in this order (its backward
+    then takes their gradient joined, in one piece), else None and a tensor built with a few calls
+    whatever the number of nodes (:func:`join_sources`): per source the elements taken from it
+    (as it lies, one slice, or one ``gather_batch``), these joined with ``join_batches``, and one
+    more ``gather_batch`` where the sources interleave in ``col``."""
+    home = ex.home
+    g = home[col[0]]
+    if g is not None and g.members == col:
+        return g.y, g
+    srcs, perm = _join_sources(col, ex.vals, home, ex.pos, dims)
+    be = ex.backend
+    if len(srcs) == 1:
+        t, size, p, start = srcs[0]
+        # a copy unless it is the whole tensor: a slice along the batch axis is strided
+        return (t if start == 0 and len(p) == size else be.gather_batch(t, p)), None
+    d = dims[col[0]].d
+    parts = []
+    n = 0
+    for t, size, p, start in srcs:
+        n += len(p)
+        if start < 0:
             parts.append(be.gather_batch(t, p))
+        else:  # side by side, in order: as it lies or one slice
+            parts.append(t if len(p) == size else be.batch_slice(t, start, start + len(p), Dim(d, len(p))))
     x = be.join_batches(parts, Dim(d, n))
-    if which != sorted(which):  # the sources interleave in col: put the elements back in its order
-        nxt = starts
-        perm = []
-        for k in which:
-            perm.append(nxt[k])
-            nxt[k] += 1
-        x = be.gather_batch(x, perm)
-    return x, None
+    return (x if perm is None else be.gather_batch(x, perm)), None
 
 
 def _run_group(ex, members: list) -> None:
@@ -493,27 +531,18 @@ def backward(ex, i: int, full: bool) -> None:
 
 
 def _scatter(ex, grads: list, owned: set, col: list, rec: Group, dx) -> None:
-    """Hand the gradient ``dx`` of one joined operand back to the nodes ``col`` it was joined from:
-    those that are members of a live group go into that group's whole-output gradient (``gy``),
-    one ``scatter_add_batch`` per source group (after one ``gather_batch`` where ``dx`` holds more
-    than that group's part); the others get their slice as their own gradient."""
-    be, dims, ng, home, pos = ex.backend, ex.cg.dims, ex.cg.ng, ex.home, ex.pos
-    by_group: dict[int, list] = {}  # id -> [group, positions in dx, positions in the group's output]
-    off = 0
-    for c, bd in zip(col, rec.bds):
-        if ng[c]:
-            g = home[c]
-            if g is not None and g.live:
-                e = by_group.get(id(g))
-                if e is None:
-                    e = by_group[id(g)] = [g, [], []]
-                e[1].extend(range(off, off + bd))
-                e[2].extend(range(pos[c], pos[c] + bd))
-            else:
-                ex._accumulate(grads, owned, c, be.batch_slice(dx, off, off + bd, dims[c]))
-        off += bd
-    for g, at, to in by_group.values():
-        part = dx if len(at) == off else be.gather_batch(dx, at)  # all of dx: in order, as it lies
+    """Hand the gradient ``dx`` of one joined operand back to the nodes ``col`` it was joined from
+    (:func:`scatter_targets`): those that are members of a live group go into that group's
+    whole-output gradient (``gy``), one ``scatter_add_batch`` per source group (after one
+    ``gather_batch`` where ``dx`` holds more than that group's part); the others get their slice
+    as their own gradient."""
+    be, dims = ex.backend, ex.cg.dims
+    groups, alone = _scatter_targets(col, rec.bds, ex.cg.ng, ex.home, ex.pos)
+    for c, off, bd in alone:
+        ex._accumulate(grads, owned, c, be.batch_slice(dx, off, off + bd, dims[c]))
+    n = rec.dim.bd
+    for g, at, to in groups:
+        part = dx if len(at) == n else be.gather_batch(dx, at)  # all of dx: in order, as it lies
         if g.gy is None:
             g.gy, g.gy_owned = be.zeros(g.dim.shape), True
         elif not g.gy_owned:
