@@ -152,7 +152,8 @@ def _attrs_error(op: OpDef, a) -> TypeError | None:
 def by_name(op: OpDef, kernel: Callable, backward: bool = False) -> Callable:
     """``kernel`` (a forward kernel ``f(xs, a, d)``, or ``b(xs, y, dy, a, d, i)`` if ``backward``)
     handed the node's attribute tuple as an ``op.Attrs`` named tuple, so it reads ``a.stride``;
-    ``kernel`` itself for an op without attributes (``inspect.unwrap`` gives ``kernel`` back).
+    ``kernel`` itself for an op without attributes.  The wrapper's ``attrs_class`` is ``op.Attrs``
+    (the tests check every table with it) and ``inspect.unwrap`` gives ``kernel`` back.
 
     The one way every Python kernel table receives attributes by name (the C++ kernels use
     csrc/op_attrs.h, generated from the same records).  Per call it costs one tuple copy; an
@@ -174,6 +175,7 @@ def by_name(op: OpDef, kernel: Callable, backward: bool = False) -> Callable:
                     raise
                 raise err from e
 
+        named_backward.attrs_class = cls  # type: ignore[attr-defined]
         return named_backward
 
     @functools.wraps(kernel)
@@ -186,6 +188,7 @@ def by_name(op: OpDef, kernel: Callable, backward: bool = False) -> Callable:
                 raise
             raise err from e
 
+    named_forward.attrs_class = cls  # type: ignore[attr-defined]
     return named_forward
 
 
