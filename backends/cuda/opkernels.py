@@ -17,10 +17,13 @@ Everything else is the reference's code, so it is the reference's semantics by c
 from __future__ import annotations
 
 from math import prod
+from operator import attrgetter
 
 import numpy as np
 from dynet_backends.reference_numpy.kernels import Kernels
 from dynet_backends.reference_numpy.layout import unbroadcast, vec
+
+from dynet_api.ops import OPS
 
 from .ewspec import UNARY
 
@@ -41,15 +44,19 @@ class CudaKernels(Kernels):
     def __init__(self, dev) -> None:
         self.dev, self.E, self.K = dev, dev.ew, dev.raw
         super().__init__(dev.xp, dev.special, dev)
-        for name, nattr in UNARY.items():
-            self.FWD[name], self.BWD[name] = self._unary(name, nattr)
+        for name in UNARY:
+            self.install(name, *self._unary(name))
 
-    def _unary(self, name: str, nattr: int):
+    def _unary(self, name: str):
+        """The ElementwiseKernels of a unary op; its attributes are passed by the names of its record,
+        which name the kernels' parameters (``ewspec``)."""
         f, b = self.E[name + "_f"], self.E[name + "_b"]
-        if nattr == 0:
+        names = OPS[name].attrs
+        if not names:
             return (lambda xs, a, d: f(xs[0])), (lambda xs, y, dy, a, d, i: b(xs[0], y, dy))
-        return ((lambda xs, a, d: f(xs[0], *(float(v) for v in a[:nattr]))),
-                (lambda xs, y, dy, a, d, i: b(xs[0], y, dy, *(float(v) for v in a[:nattr]))))
+        get = [attrgetter(n) for n in names]
+        return ((lambda xs, a, d: f(xs[0], *(float(g(a)) for g in get))),
+                (lambda xs, y, dy, a, d, i: b(xs[0], y, dy, *(float(g(a)) for g in get))))
 
     def index(self, seq):
         """Index arrays live on the device, each distinct tuple sent once."""
@@ -76,7 +83,7 @@ class CudaKernels(Kernels):
 
     def f_pick(self, xs, a, d):
         x = xs[0]
-        idx, ax = a
+        idx, ax = a.indices, a.dim
         if len(idx) == 1:
             return self.xp.take(x, idx[0], axis=ax).reshape(d.shape)
         outer, n, mid, bx = self._pick_view(x.shape, ax)
@@ -87,7 +94,7 @@ class CudaKernels(Kernels):
 
     def b_pick(self, xs, y, dy, a, d, i):
         x = xs[0]
-        idx, ax = a
+        idx, ax = a.indices, a.dim
         bo = d.bd
         full = x.shape[:-1] + (bo,)
         outer, n, mid, _ = self._pick_view(full, ax)
@@ -105,25 +112,25 @@ class CudaKernels(Kernels):
         return self.c(x), self.dev.index(idx), n, b, max(1, min(b, MAX_GRID))
 
     def f_pickneglogsoftmax(self, xs, a, d):
-        x, idx, n, b, grid = self._columns(xs[0], a[0])
+        x, idx, n, b, grid = self._columns(xs[0], a.indices)
         out = self.xp.empty((1, b), F32)
         self.K["dn_pnls_fwd"](grid, WARP, out, x, idx, n, b)
         return out
 
     def b_pickneglogsoftmax(self, xs, y, dy, a, d, i):
-        x, idx, n, b, grid = self._columns(xs[0], a[0])
+        x, idx, n, b, grid = self._columns(xs[0], a.indices)
         g = self.xp.empty((n, b), F32)
         self.K["dn_pnls_bwd"](grid, WARP, g, x, self.c(dy), idx, n, b)
         return g.reshape(xs[0].shape)
 
     def f_hinge(self, xs, a, d):
-        x, idx, n, b, grid = self._columns(xs[0], a[0])
+        x, idx, n, b, grid = self._columns(xs[0], a.indices)
         out = self.xp.empty((1, b), F32)
-        self.K["dn_hinge_fwd"](grid, WARP, out, x, idx, float(a[1]), n, b)
+        self.K["dn_hinge_fwd"](grid, WARP, out, x, idx, float(a.m), n, b)
         return out
 
     def b_hinge(self, xs, y, dy, a, d, i):
-        x, idx, n, b, grid = self._columns(xs[0], a[0])
+        x, idx, n, b, grid = self._columns(xs[0], a.indices)
         g = self.xp.empty((n, b), F32)
-        self.K["dn_hinge_bwd"](grid, WARP, g, x, self.c(dy), idx, float(a[1]), n, b)
+        self.K["dn_hinge_bwd"](grid, WARP, g, x, self.c(dy), idx, float(a.m), n, b)
         return g.reshape(xs[0].shape)
