@@ -45,14 +45,28 @@ class Fused:
         out[3 * n:] = xp.tanh(pre[3 * n:])
         return out.reshape(d.shape)
 
+    _last_pre_grad: tuple | None = None  # (y, dy, r) of the last _pre_grad
+
+    def _pre_grad(self, y, dy):
+        """The gradient of the gates' pre-activation, from their output ``y`` and its gradient
+        ``dy``.  The op's operands ask for their gradients one after another with the same ``y`` and
+        ``dy`` (which nothing changes during a backward pass), so the last one is kept: held, the
+        two objects cannot be confused with new ones."""
+        last = self._last_pre_grad
+        if last is not None and last[0] is y and last[1] is dy:
+            return last[2]
+        n = y.shape[0] // 4
+        yv, gv = vec(y), vec(dy)
+        r = self.xp.empty_like(gv)
+        r[: 3 * n] = gv[: 3 * n] * yv[: 3 * n] * (1 - yv[: 3 * n])
+        r[3 * n:] = gv[3 * n:] * (1 - yv[3 * n:] ** 2)
+        self._last_pre_grad = (y, dy, r)
+        return r
+
     def _lstm_gates_b(self, xs, y, dy, i, dropout: bool):
         xp = self.xp
         xm, hm, Wx, Wh, b = self._lstm_inputs(xs, dropout)
-        n = y.shape[0] // 4
-        yv, gv = vec(y), vec(dy)
-        r = xp.empty_like(gv)
-        r[: 3 * n] = gv[: 3 * n] * yv[: 3 * n] * (1 - yv[: 3 * n])
-        r[3 * n:] = gv[3 * n:] * (1 - yv[3 * n:] ** 2)
+        r = self._pre_grad(y, dy)
         for k, W in ((0, Wx), (1, Wh)):  # the input x (0) or h (1), and its dropout mask (5 or 6)
             if i in (k, k + 5):
                 back = W.T @ r
