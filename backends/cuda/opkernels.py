@@ -9,7 +9,10 @@ built over ``dev.xp`` (CuPy on a GPU, NumPy under the host emulation), with
 * scatter-add of repeated rows (``dn_index_add``, with atomics on a GPU): the gradients of
   row, column and batch selections and of lookups;
 * ``pick`` and the fused class losses (``pickneglogsoftmax``, ``hinge``): RawKernels with
-  one block per column.
+  one block per column;
+* the LSTM gates' activations and their gradient (``dn_lstm_gates_fwd`` / ``_bwd``): one
+  kernel each instead of a chain of array operations per LSTM step (a GPU run showed the LM
+  launching about six kernels per kernel call).
 
 Everything else is the reference's code, so it is the reference's semantics by construction.
 """
@@ -103,6 +106,20 @@ class CudaKernels(Kernels):
         self.K["dn_pick_bwd"](grid_for(outer * mid * bo), BLOCK, g, self.c(dy), self.dev.index(per_batch),
                               outer, n, mid, bo)
         return unbroadcast(g, x.shape)
+
+    # ---------------------------------------------------------------- the LSTM gates, one kernel each way
+    def _gates_activate(self, pre, b, n: int):
+        pre, b = self.c(pre), self.c(b)
+        cols = max(pre.shape[1], b.shape[1])
+        out = self.xp.empty((4 * n, cols), F32)
+        self.K["dn_lstm_gates_fwd"](grid_for(4 * n * cols), BLOCK, out, pre, b, n, cols, pre.shape[1], b.shape[1])
+        return out
+
+    def _gates_pre_grad(self, yv, gv, n: int):
+        cols = gv.shape[1]
+        r = self.xp.empty((4 * n, cols), F32)
+        self.K["dn_lstm_gates_bwd"](grid_for(4 * n * cols), BLOCK, r, self.c(yv), self.c(gv), n, cols)
+        return r
 
     # ---------------------------------------------------------------- class losses, one block per column
     def _columns(self, x, idx):
