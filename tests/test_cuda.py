@@ -151,7 +151,8 @@ def test_kernel_sources_are_found_and_parsed():
     assert {"indexing.cu", "losses.cu", "lstm.cu"} <= names
     sigs = {s.name: s for s in cusrc.kernel_signatures(cusrc.raw_module_source())}
     assert set(sigs) == {"dn_index_add", "dn_pick_fwd", "dn_pick_bwd", "dn_pnls_fwd", "dn_pnls_bwd",
-                         "dn_hinge_fwd", "dn_hinge_bwd", "dn_lstm_gates_fwd", "dn_lstm_gates_bwd"}
+                         "dn_hinge_fwd", "dn_hinge_bwd", "dn_lstm_gates_fwd", "dn_lstm_gates_bwd", "dn_lstm_c_fwd",
+                         "dn_lstm_c_bwd_gates", "dn_lstm_h_fwd", "dn_lstm_h_bwd_c", "dn_lstm_h_bwd_gates"}
     p = sigs["dn_index_add"].params
     assert [(q.ctype, q.pointer, q.const) for q in p[:3]] == [("float", True, False), ("float", True, True),
                                                               ("int", True, True)]
@@ -268,6 +269,31 @@ def test_lstm_gate_kernels_match_the_reference(emu, pcols, bcols):
     dy = rng.normal(size=want.shape).astype(np.float32)
     np.testing.assert_allclose(emu.ops._gates_pre_grad(want, dy, n), ref._gates_pre_grad(want, dy, n),
                                rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("op", ["vanilla_lstm_c", "vanilla_lstm_h"])
+@pytest.mark.parametrize("cbd,gbd", [(1, 1), (3, 3), (1, 3), (3, 1)])
+def test_lstm_cell_kernels_match_the_reference(emu, op, cbd, gbd):
+    """dn_lstm_c_* / dn_lstm_h_* forward and both gradients against the reference, with the cell
+    and the gates each batched or broadcast over the batch (broadcast gradients are summed back
+    by the reference's code)."""
+    from dynet_backends.reference_numpy.kernels import Kernels
+
+    from dynet_api.dim import Dim
+
+    rng = np.random.default_rng(7)
+    ref = Kernels(np, scipy.special, None)
+    n = 4
+    c = rng.normal(size=(n, cbd)).astype(np.float32)
+    g = rng.uniform(0.05, 0.95, size=(4 * n, gbd)).astype(np.float32)
+    d = Dim((n,), max(cbd, gbd))
+    want = ref.FWD[op]([c, g], (), d)
+    got = emu.ops.FWD[op]([c, g], (), d)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    dy = rng.normal(size=d.shape).astype(np.float32)
+    for i in (0, 1):
+        np.testing.assert_allclose(emu.ops.BWD[op]([c, g], got, dy, (), d, i), ref.BWD[op]([c, g], want, dy, (), d, i),
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_digamma_matches_scipy_and_never_hangs(emu):

@@ -10,9 +10,10 @@ built over ``dev.xp`` (CuPy on a GPU, NumPy under the host emulation), with
   row, column and batch selections and of lookups;
 * ``pick`` and the fused class losses (``pickneglogsoftmax``, ``hinge``): RawKernels with
   one block per column;
-* the LSTM gates' activations and their gradient (``dn_lstm_gates_fwd`` / ``_bwd``): one
-  kernel each instead of a chain of array operations per LSTM step (a GPU run showed the LM
-  launching about six kernels per kernel call).
+* the LSTM gates' activations and their gradient (``dn_lstm_gates_fwd`` / ``_bwd``), and the
+  cell and hidden state forward and backward (``dn_lstm_c_*``, ``dn_lstm_h_*``): one kernel each
+  instead of a chain of array operations per LSTM step (a GPU run showed the LM launching about
+  six kernels per kernel call).
 
 Everything else is the reference's code, so it is the reference's semantics by construction.
 """
@@ -120,6 +121,43 @@ class CudaKernels(Kernels):
         r = self.xp.empty((4 * n, cols), F32)
         self.K["dn_lstm_gates_bwd"](grid_for(4 * n * cols), BLOCK, r, self.c(yv), self.c(gv), n, cols)
         return r
+
+    def _cell_args(self, xs, d):
+        """(c, gates) as C-contiguous (n, ccols) and (4n, gcols), n, and the output's columns."""
+        c, g = self.c(vec(xs[0])), self.c(vec(xs[1]))
+        return c, g, c.shape[0], d.shape[-1]
+
+    def f_vanilla_lstm_c(self, xs, a, d):
+        c, g, n, cols = self._cell_args(xs, d)
+        out = self.xp.empty((n, cols), F32)
+        self.K["dn_lstm_c_fwd"](grid_for(n * cols), BLOCK, out, c, g, n, cols, c.shape[1], g.shape[1])
+        return out.reshape(d.shape)
+
+    def b_vanilla_lstm_c(self, xs, y, dy, a, d, i):
+        c, g, n, cols = self._cell_args(xs, d)
+        if i == 0 or g.shape[1] != cols:  # the cell's (one product), or gates broadcast over the batch
+            return super().b_vanilla_lstm_c(xs, y, dy, a, d, i)
+        dg = self.xp.empty((4 * n, cols), F32)
+        self.K["dn_lstm_c_bwd_gates"](grid_for(n * cols), BLOCK, dg, self.c(dy), c, g, n, cols, c.shape[1])
+        return dg.reshape(xs[1].shape)
+
+    def f_vanilla_lstm_h(self, xs, a, d):
+        c, g, n, cols = self._cell_args(xs, d)
+        out = self.xp.empty((n, cols), F32)
+        self.K["dn_lstm_h_fwd"](grid_for(n * cols), BLOCK, out, c, g, n, cols, c.shape[1], g.shape[1])
+        return out.reshape(d.shape)
+
+    def b_vanilla_lstm_h(self, xs, y, dy, a, d, i):
+        c, g, n, cols = self._cell_args(xs, d)
+        if (c if i == 0 else g).shape[1] != cols:  # an operand broadcast over the batch: summed back there
+            return super().b_vanilla_lstm_h(xs, y, dy, a, d, i)
+        if i == 0:
+            dc = self.xp.empty((n, cols), F32)
+            self.K["dn_lstm_h_bwd_c"](grid_for(n * cols), BLOCK, dc, self.c(dy), c, g, n, cols, g.shape[1])
+            return dc.reshape(xs[0].shape)
+        dg = self.xp.empty((4 * n, cols), F32)
+        self.K["dn_lstm_h_bwd_gates"](grid_for(n * cols), BLOCK, dg, self.c(dy), c, n, cols, c.shape[1])
+        return dg.reshape(xs[1].shape)
 
     # ---------------------------------------------------------------- class losses, one block per column
     def _columns(self, x, idx):
