@@ -62,8 +62,8 @@ class Updates:
         """``w`` and ``states`` updated in place by ``rule``; only the columns ``rows`` if given."""
         f = self.kernels.get(rule)
         if f is None:
-            raise ValueError(f"{self.who}: unknown update rule {rule!r}: no kernel for that trainer rule on "
-                             f"this backend; known: {', '.join(self.kernels.names())}")
+            raise ValueError(f"{self.who}: unknown update rule {rule!r}; known: {', '.join(self.kernels.names())} "
+                             "(this backend has no kernel for any other trainer rule)")
         if rows is None:
             f(self, w, g, states, hyper)
             return
