@@ -218,3 +218,19 @@ def test_cpu_eigen_refuses_a_wrong_number_of_states():
         be.update("sgd", w, g, [s], None, {"lr": 0.1})
     np.testing.assert_array_equal(be.to_numpy(w), np.ones((3, 1)))
     np.testing.assert_array_equal(be.to_numpy(g), np.ones((3, 1)))
+
+
+def test_a_cuda_fused_kernel_is_its_device_function_alone():
+    """Every dn_upd_<rule> of elementwise.cuh is the cuda kernel of <rule>: the ElementwiseKernel's
+    parameters come from its signature, its call from hyper by the parameters' names."""
+    from dynet_backends.cuda.ewspec import ELEMENTWISE, update_specs
+    from dynet_backends.cuda.updates import DEVICE_KERNELS
+
+    fused = {n[len("upd_"):] for n in ELEMENTWISE if n.startswith("upd_")}
+    assert fused == set(T.RULES) - {"eg"}
+    assert all(DEVICE_KERNELS.own[r] is not KERNELS.get(r) for r in fused)
+    spec = update_specs("DN_F void dn_upd_toy_decay(float g, float decay, float lr_gs, float& w, float &s) {}")
+    assert spec == {"upd_toy_decay": ("float32 g, float32 decay, float32 lr_gs", "float32 w, float32 s",
+                                      "dn_upd_toy_decay(g, decay, lr_gs, w, s)")}
+    with pytest.raises(ValueError, match=r"dn_upd_bad: parameter 'double x' is not 'float x' or 'float& x'"):
+        update_specs("DN_F void dn_upd_bad(float g, double x, float& w) {}")
