@@ -109,7 +109,8 @@ class TrainerRule:
 
     @property
     def hyper_keys(self) -> tuple[str, ...]:
-        """The rule's keys of ``hyper`` (besides ``gscale`` and ``wscale``, which every rule gets)."""
+        """The rule's keys of ``hyper``, besides ``gscale`` (every update) and ``wscale`` (under weight
+        decay, for a rule whose step is not in ``lr``)."""
         return ("lr",) + tuple(a.name for a in self.args if a.sent and not a.is_lr)
 
     def signature(self) -> inspect.Signature:
@@ -206,6 +207,17 @@ class Trainer:
             return
         if not isinstance(rule, TrainerRule):
             raise TypeError(f"{cls.__name__}.record must be a TrainerRule, got {type(rule).__name__}")
+        names = [a.name for a in rule.args]
+        # an argument other than the learning rate is kept as an attribute of the trainer: it must not
+        # replace the base's state or methods
+        bad = [a.name for a in rule.args if not a.name.isidentifier() or names.count(a.name) > 1
+               or a.name in ("m", "self") or (not a.is_lr and (a.name in Trainer.__annotations__
+                                                             or hasattr(Trainer, a.name)))]
+        if bad:
+            raise ValueError(f"{cls.__name__}: record argument {bad[0]!r} is not a new attribute name "
+                             "(a trainer keeps each argument as an attribute)")
+        if rule.n_states < 0 or sum(a.is_lr for a in rule.args) > 1:
+            raise ValueError(f"{cls.__name__}: a record has n_states >= 0 and at most one learning rate")
         cls.rule, cls.n_states, cls.step_in_lr = rule.name, rule.n_states, rule.step_in_lr
         cls._sent = rule.hyper_keys[1:]
         cls._lr_t = staticmethod(rule.lr_t) if rule.lr_t is not None else None  # type: ignore[assignment]
@@ -217,7 +229,8 @@ class Trainer:
         __init__.__signature__ = sig  # type: ignore[attr-defined]
         __init__.__qualname__ = f"{cls.__qualname__}.__init__"
         __init__.__module__ = cls.__module__
-        cls.__init__ = __init__  # type: ignore[method-assign]
+        if "__init__" not in cls.__dict__:  # a constructor written in the class stays
+            cls.__init__ = __init__  # type: ignore[method-assign]
         own = inspect.cleandoc(cls.__dict__.get("__doc__") or "")
         cls.__doc__ = f"{own}\n\n{rule.args_doc()}\n" if own else rule.args_doc()
         if cls.__module__ == __name__:

@@ -161,6 +161,17 @@ def test_the_hyper_sent_is_the_records(name):
             assert h[a.name] == a.default
 
 
+SHADOWING = [(T.Arg("updates", 1.0, "."), "record argument 'updates' is not a new attribute"),
+             (T.Arg("update", 1.0, "."), "record argument 'update' is not a new attribute"),
+             (T.learning_rate(0.1, "alpha"), "a record has n_states >= 0 and at most one learning rate")]
+
+
+@pytest.mark.parametrize("arg, why", SHADOWING)
+def test_a_record_must_not_shadow_the_trainer(arg, why):
+    with pytest.raises(ValueError, match=f"Shadowing: {why}"):
+        type("Shadowing", (dy.Trainer,), {"__doc__": "x", "record": T.TrainerRule("x", 0, (T.learning_rate(0.1), arg))})
+
+
 def test_a_rule_declared_twice_is_refused():
     with pytest.raises(ValueError, match="trainer rule 'adam' is declared twice"):
         type("AdamAgain", (dy.Trainer,), {"__module__": T.__name__, "__doc__": "Adam again.",
