@@ -21,7 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEADER = ROOT / "csrc" / "update_rules_table.h"
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from gen_op_attrs import cxx_name  # noqa: E402
+from gen_op_attrs import cxx_name, write_or_check  # noqa: E402
 
 # What every rule gets besides its record's keys, and the value when a trainer does not send a key.
 COMMON_KEYS = ("gscale", "wscale")
@@ -83,14 +83,7 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
     from dynet_api.trainers import RULES
 
-    text = render(RULES.values())
-    if "--check" in argv:
-        if not HEADER.exists() or HEADER.read_text() != text:
-            print(f"{HEADER} is stale: run python scripts/gen_update_rules.py", file=sys.stderr)
-            return 1
-        return 0
-    HEADER.write_text(text)
-    return 0
+    return write_or_check(HEADER, render(RULES.values()), argv, "scripts/gen_update_rules.py")
 
 
 if __name__ == "__main__":
