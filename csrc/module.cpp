@@ -57,9 +57,8 @@ void same_size(const Tensor& a, const Tensor& b, const char* what) {
                           std::to_string(b.total()) + " values");
 }
 
-// A trainer's hyper dict, read once per update with interned keys (absent keys: 0, gscale and wscale 1).
-// A trainer's hyper dict as the rule kernels read it: the keys of update_rules_table.h (generated
-// from the trainer records), read with the C API; a key the trainer does not send takes its default.
+// A trainer's hyper dict as the rule kernels read it, once per update: the keys of update_rules_table.h
+// (generated from the trainer records), interned, read with the C API; a key not sent takes its default.
 upd::Hyper read_hyper(PyObject* h) {
   static PyObject* const* keys = [] {
     static PyObject* k[upd::kHyperKeys];
