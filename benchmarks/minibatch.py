@@ -3,6 +3,7 @@
     python -m benchmarks.minibatch [--dynet-backend NAME[,NAME...]|all] [--minibatch 16,64]
                                    [--autobatch 0,1] [--tasks T ...] [--seconds S] [--trainer adam]
                                    [--rounds R] [--clock wall|cpu] [--no-torch] [--no-dynet]
+                                   [--torch-device cpu|cuda]
 
 For each task (``treelstm``, ``bilstm-tagger``, ``bilstm-tagger-withchar``) and minibatch size N,
 every side trains on minibatches 0, 1, ... (items k*N .. k*N+N-1), each side's model from the same
@@ -260,6 +261,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--clock", choices=sorted(run.CLOCKS), default="wall")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when it is installed")
     ap.add_argument("--no-dynet", action="store_true", help="leave DyNet 2.1.2 out even when its venv exists")
+    run.add_torch_device(ap)
     a = ap.parse_args(argv)
     a.sizes = _ints(a.minibatch, "--minibatch", 1)
     a.autobatch_values = _ints(a.autobatch, "--autobatch", 0)
@@ -272,6 +274,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     args = parse_args(argv)
     backends = run.backends_from(args.backend)
     torch_ok = run.have_torch() and not args.no_torch
+    torch_side = run.use_torch_device(args.torch_device, torch_ok)
     from .dynet_peer import MISSING, Peer, build_flags, venv_python
 
     with contextlib.ExitStack() as stack:
@@ -289,8 +292,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     print(f"{args.trainer}; {args.clock} clock; one thread per side; speed in instances/sec; "
           "ratios: this row's speed / the other's")
     print(build_flags() if peers else f"DyNet 2.1.2: {'not run (--no-dynet)' if args.no_dynet else MISSING}")
-    if not torch_ok:
-        print(f"PyTorch: {'not run (--no-torch)' if run.have_torch() else run.NO_TORCH}")
+    print(torch_side if torch_ok else f"PyTorch: {'not run (--no-torch)' if run.have_torch() else run.NO_TORCH}")
     print(format_table(rows))
     return rows
 

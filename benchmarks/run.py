@@ -2,6 +2,7 @@
 
     python -m benchmarks.run [--dynet-backend NAME[,NAME...]|all] [--seconds S] [--tasks T ...]
                              [--trainer sgd,adam] [--rounds R] [--clock wall|cpu] [--no-torch] [--no-dynet]
+                             [--torch-device cpu|cuda]
 
 For each task and backend: both sides build their model from the same seed
 and data, take one untimed warm-up update, a short calibration run times the
@@ -11,7 +12,8 @@ blocks (dynet_api block, PyTorch block, ...) so that load changes hit both.  The
 task, backend, unit, the dynet_api speed, the PyTorch speed and their ratio
 (dynet_api / PyTorch; above 1 means dynet_api is faster).  Everything runs on
 one CPU thread: BLAS thread variables are set to 1 before NumPy loads and
-PyTorch gets ``torch.set_num_threads(1)``.  The ``chain`` micro benchmark
+PyTorch gets ``torch.set_num_threads(1)``; with ``--torch-device cuda`` the PyTorch side runs
+on the GPU (the cuda backend's rows are then GPU against GPU).  The ``chain`` micro benchmark
 (``benchmarks/chain.py``, the cpu_eigen issue's per-node timing) runs after
 the tasks.  With ``--trainer sgd,adam`` every task also runs with DyNet's
 Adam (its scripts' trainer) on every side.  DyNet 2.1.2 itself is a third
@@ -259,6 +261,27 @@ def run_chain(backends: list[str], seconds: float, torch_ok: bool = True, peer=N
         chain.main(backends=backends, seconds=seconds, torch=torch_ok, peer=peer)
 
 
+def add_torch_device(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--torch-device", default="cpu",
+                    help="where the PyTorch side runs: cpu (default) or cuda, to set a GPU backend's row "
+                         "against PyTorch on the same GPU")
+
+
+def use_torch_device(name: str, torch_ok: bool) -> str:
+    """Put the PyTorch twins on device ``name``; the table's description of the PyTorch side."""
+    if not torch_ok:
+        return ""
+    import torch
+
+    from . import tasks_torch
+
+    tasks_torch.set_device(name)
+    where = str(tasks_torch.DEVICE)
+    if tasks_torch.DEVICE.type == "cuda":
+        where += f" ({torch.cuda.get_device_name(tasks_torch.DEVICE)})"
+    return f"PyTorch {torch.__version__} on {where}, {torch.get_num_threads()} CPU thread(s)"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--dynet-backend", "--dynet_backend", dest="backend", default=None,
@@ -276,6 +299,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="also time the dynet_api side's phases (construct, forward, backward, update) per task")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when it is installed")
     ap.add_argument("--no-dynet", action="store_true", help="leave DyNet 2.1.2 out even when its venv exists")
+    add_torch_device(ap)
     a = ap.parse_args(argv)
     from .tasks_dynet import TRAINERS
 
@@ -298,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--seconds must be positive and --rounds at least 1")
     backends = backends_from(args.backend)
     torch_ok = have_torch() and not args.no_torch
+    args.torch_side = use_torch_device(args.torch_device, torch_ok)
     from .dynet_peer import Peer, venv_python
 
     with one_blas_thread(), (contextlib.nullcontext() if args.no_dynet or venv_python() is None
@@ -329,10 +354,7 @@ def run_all(args: argparse.Namespace, backends: list[str], torch_ok: bool, peer=
                 results.append(r)
     if results:
         if torch_ok:
-            import torch
-
-            print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} thread(s); {args.clock} clock; "
-                  "ratio = dynet_api / PyTorch")
+            print(f"{args.torch_side}; {args.clock} clock; ratio = dynet_api / PyTorch")
         elif not have_torch():
             print("PyTorch: torch not installed (pip install '.[bench]')")
         if peer is not None:

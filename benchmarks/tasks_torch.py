@@ -15,6 +15,11 @@ update, and for the Tree-LSTM every preterminal computed in one batched product
 with per-node recursion only where the tree forces it.  One thread
 (``torch.set_num_threads(1)``), no anomaly detection, denormals flushed to zero.
 
+The twins run on the CPU unless :func:`set_device` names another device (``--torch-device cuda``
+in :mod:`benchmarks.run` and :mod:`benchmarks.minibatch`: the GPU side of the cuda backend's
+table).  Each update ends with ``loss.item()``, which waits for the device, so wall-clock timing
+is exact there too.
+
 ``load_dynet(weights)`` copies a dynet_api twin's parameters (``tasks_dynet``'s
 ``weights()``), mapping DyNet's LSTM gate order (i, f, o, g; forget bias 1 added
 at run time) onto PyTorch's (i, f, g, o).
@@ -26,12 +31,36 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
 from . import data as D
 
 torch.set_num_threads(1)
 torch.autograd.set_detect_anomaly(False)
 torch.set_flush_denormal(True)  # as cpu_eigen does while a graph runs (and benchmarks/chain.py for PyTorch)
+
+
+DEVICE = torch.device("cpu")
+
+
+def set_device(name: str) -> None:
+    """Run the twins built from now on on device ``name`` ("cpu", "cuda", "cuda:1"); a clear error
+    when this PyTorch cannot use it."""
+    global DEVICE
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--torch-device {name}: this PyTorch ({torch.__version__}) sees no CUDA device")
+    DEVICE = dev
+
+
+def on_device(obj):
+    """``obj`` with every tensor and PackedSequence in it (nested in tuples and lists; None and
+    plain values kept) moved to :data:`DEVICE` (a PackedSequence keeps its lengths on the CPU)."""
+    if isinstance(obj, (torch.Tensor, PackedSequence)):
+        return obj.to(DEVICE)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(on_device(o) for o in obj)
+    return obj
 
 
 def _t(a) -> torch.Tensor:
@@ -76,6 +105,7 @@ class _Task:
     trainer_kind = "sgd"
 
     def _new_optimizer(self, lr: float) -> None:
+        self.net.to(DEVICE)  # before the optimizers: they hold the parameters of the device
         self.opts = new_optimizers(self.net, self.trainer_kind, lr)
 
     def _loss(self, k: int) -> torch.Tensor:
@@ -131,7 +161,7 @@ class RNNLMBatch(_Task):
                 tgt[:len(s), b] = s
             inp = np.zeros((T, B), dtype=np.int64)
             inp[1:] = np.maximum(tgt[:-1], 0)
-            self._tensors[j] = (torch.from_numpy(inp), torch.from_numpy(tgt))
+            self._tensors[j] = on_device((torch.from_numpy(inp), torch.from_numpy(tgt)))
         return self._tensors[j]
 
     def _loss(self, k: int) -> torch.Tensor:
@@ -203,7 +233,7 @@ class BiLSTMTagger(_Task):
                         pad[1, :len(s), c] = s[::-1]
                     last = torch.tensor([n - 1 for n in lens]).view(1, -1, 1)
                     chars = (torch.tensor(pos), torch.from_numpy(pad[0]), torch.from_numpy(pad[1]), last)
-            self._tensors[j] = (torch.tensor(words), torch.tensor(tags), chars)
+            self._tensors[j] = on_device((torch.tensor(words), torch.tensor(tags), chars))
         return self._tensors[j]
 
     def _loss(self, k: int) -> torch.Tensor:
@@ -283,7 +313,7 @@ class TreeLSTM(_Task):
                 return node
 
             shape = index(self.data.item(j))
-            self._trees[j] = (torch.tensor(words), shape, torch.tensor(labels + leaf_labels))
+            self._trees[j] = on_device((torch.tensor(words), shape, torch.tensor(labels + leaf_labels)))
         return self._trees[j]
 
     def _node(self, t, hl, cl, hs: list):

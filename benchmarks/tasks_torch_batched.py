@@ -99,7 +99,7 @@ class BiLSTMTaggerBatch(T.BiLSTMTagger):
                     rows = row_of[torch.tensor([t * B + b for t, b in rare])]
                     last = torch.tensor([m - 1 for m in n]).view(1, -1, 1)
                     chars = (rows, torch.from_numpy(pad[0]), torch.from_numpy(pad[1]), last)
-            self._batches[k] = (ids, packed_tags, chars)
+            self._batches[k] = T.on_device((ids, packed_tags, chars))
         return self._batches[k]
 
     def _loss(self, k: int) -> torch.Tensor:
@@ -157,7 +157,7 @@ class TreeLSTMBatch(T.TreeLSTM):
                 levels.append((torch.from_numpy(row[[nodes[i][2] for i in at]]),
                                torch.from_numpy(row[[nodes[i][3] for i in at]])))
             labels = torch.tensor([nodes[i][1] for i in order])
-            self._levels[k] = (words, levels, labels)
+            self._levels[k] = T.on_device((words, levels, labels))
         return self._levels[k]
 
     def _loss(self, k: int) -> torch.Tensor:

@@ -1274,11 +1274,20 @@ fail:
 
 /* csrc/autobatch_plan.c: the C twin of dynet_api/autobatch.py's scheduling */
 PyObject *fg_autobatch_plan(PyObject *self, PyObject *args);
+/* csrc/autobatch_gather.c: the C twins of autobatch.py's join_sources and scatter_targets */
+PyObject *fg_join_sources(PyObject *self, PyObject *args);
+PyObject *fg_scatter_targets(PyObject *self, PyObject *args);
 
 static PyMethodDef module_methods[] = {
     {"autobatch_plan", (PyCFunction)fg_autobatch_plan, METH_VARARGS,
      "autobatch_plan(nodes, dims, a, b, strategy, maps, simple, shares, param_op, signature, matmuls): the order "
      "of nodes a..b-1 as lists of node ids, one per kernel call (dynet_api/autobatch.py is the specification)"},
+    {"join_sources", (PyCFunction)fg_join_sources, METH_VARARGS,
+     "join_sources(col, vals, home, pos, dims): where a joined operand's batch elements lie "
+     "(dynet_api/autobatch.py's join_sources is the specification)"},
+    {"scatter_targets", (PyCFunction)fg_scatter_targets, METH_VARARGS,
+     "scatter_targets(col, bds, ng, home, pos): where a joined operand's gradient goes "
+     "(dynet_api/autobatch.py's scatter_targets is the specification)"},
     {"format_values", (PyCFunction)format_values, METH_O,
      "format_values(a): the float64 values of a as DyNet's model-file line ('%+.8e ' each, then a newline)."},
     {"floats32", (PyCFunction)floats32, METH_O,

@@ -316,9 +316,15 @@ using Eigen::MatrixXd;
 
 MatrixXd to_d(const float* p, int64_t n) { return CMat(p, n, n).cast<double>(); }
 
+// A NaN anywhere in the matrix makes its whole inverse NaN, on every backend: LU solvers differ
+// in where a NaN shows (and cuSOLVER turns a 1x1 NaN into +Inf).
 void f_inverse(const CView* x, int, View y, const Attrs&) {
   int64_t n = x[0].s.d[0];
-  Mat(y.p, n, n) = to_d(x[0].p, n).inverse().cast<float>();
+  MatrixXd m = to_d(x[0].p, n);
+  if (m.hasNaN())
+    Mat(y.p, n, n).setConstant(std::numeric_limits<float>::quiet_NaN());
+  else
+    Mat(y.p, n, n) = m.inverse().cast<float>();
 }
 void b_inverse(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
   int64_t n = y.s.d[0];

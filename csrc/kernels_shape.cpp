@@ -178,10 +178,10 @@ namespace {
 
 // ------------------------------------------------------------------ selection along a dimension
 
-// strided_select: entry nd of strides and from (the one after the data dims) is the batch.
+// strided_select: entry nd of strides and range_from (the one after the data dims) is the batch.
 void strided_geometry(const Shape& x, const Attrs& a, int64_t& base, Str& st) {
   std::vector<int64_t> strides = int_list(a, attr::strided_select::strides);
-  std::vector<int64_t> lo = int_list(a, attr::strided_select::from);
+  std::vector<int64_t> lo = int_list(a, attr::strided_select::range_from);
   Str xs = cstr(x);
   base = 0;
   st = xs;

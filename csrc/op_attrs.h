@@ -44,7 +44,7 @@ namespace ceil { constexpr AttrKey straight_through{0, "ceil.straight_through"};
 namespace floor { constexpr AttrKey straight_through{0, "floor.straight_through"}; }
 namespace to_device { constexpr AttrKey device{0, "to_device.device"}; }
 namespace sparsemax_loss { constexpr AttrKey target{0, "sparsemax_loss.target"}; }
-namespace strided_select { constexpr AttrKey strides{0, "strided_select.strides"}, from{1, "strided_select.from"}, to{2, "strided_select.to"}; }
+namespace strided_select { constexpr AttrKey strides{0, "strided_select.strides"}, range_from{1, "strided_select.range_from"}, range_to{2, "strided_select.range_to"}; }
 namespace max_dim { constexpr AttrKey d{0, "max_dim.d"}; }
 namespace min_dim { constexpr AttrKey d{0, "min_dim.d"}; }
 namespace cumsum { constexpr AttrKey d{0, "cumsum.d"}; }
@@ -100,7 +100,7 @@ inline constexpr OpAttrNames kAll[] = {
     {"floor", "straight_through"},
     {"to_device", "device"},
     {"sparsemax_loss", "target"},
-    {"strided_select", "strides,from,to"},
+    {"strided_select", "strides,range_from,range_to"},
     {"max_dim", "d"},
     {"min_dim", "d"},
     {"cumsum", "d"},

@@ -141,11 +141,13 @@ class Group:
 
 def forward(ex, a: int, b: int, strategy: int) -> None:
     """Evaluate nodes ``a`` to ``b - 1`` of ``ex``'s graph in batched groups (the module doc)."""
-    vals, home = ex.vals, ex.home
+    vals, home, pos = ex.vals, ex.home, ex.pos
     if len(vals) < b:
         vals.extend([None] * (b - len(vals)))
     if len(home) < b:
         home.extend([None] * (b - len(home)))
+    if len(pos) < b:
+        pos.extend([0] * (b - len(pos)))
     run_one, done = ex._run_node, ex.plan
     for grp in plan_order(ex.cg.nodes, ex.cg.dims, a, b, strategy):
         if len(grp) == 1:
@@ -297,16 +299,107 @@ def _by_agenda(nodes: list, a: int, keys: list, depth: list[int]) -> list[list[i
     return order
 
 
+def join_sources(col: list, vals: list, home: list, pos: list, dims: list) -> tuple[list, list | None]:
+    """Where the batch elements of nodes ``col`` lie, for joining them: per source (a group's
+    output for an uncut member, else the node's own value), in first-seen order, ``(tensor, its
+    batch size, the positions taken from it in col's order, the first position if they are side
+    by side in order else -1)``; and ``perm``, for each element in col's order its index in the
+    sources' blocks joined in order, or None where that is the identity.  The C accelerator
+    computes the same (``_fastgraph.join_sources``)."""
+    index: dict[int, int] = {}  # id of a source -> its number
+    srcs: list = []  # [tensor, batch size, positions]
+    which: list[int] = []  # per element: its source's number
+    for c in col:
+        v = vals[c]
+        if v is None:  # an uncut member of a group
+            g = home[c]
+            k = index.get(id(g))
+            if k is None:
+                k = index[id(g)] = len(srcs)
+                srcs.append([g.y, g.dim.bd, []])
+            first = pos[c]
+        else:
+            k = index.get(id(v))
+            if k is None:
+                k = index[id(v)] = len(srcs)
+                srcs.append([v, dims[c].bd, []])
+            first = 0
+        bd = dims[c].bd
+        srcs[k][2].extend(range(first, first + bd))
+        which.extend([k] * bd)
+    out = [(t, size, p, p[0] if p == list(range(p[0], p[0] + len(p))) else -1) for t, size, p in srcs]
+    if which == sorted(which):
+        return out, None
+    nxt, off = [], 0
+    for _, _, p, _ in out:
+        nxt.append(off)
+        off += len(p)
+    perm = []
+    for k in which:
+        perm.append(nxt[k])
+        nxt[k] += 1
+    return out, perm
+
+
+def scatter_targets(col: list, bds: list, ng: list, home: list, pos: list) -> tuple[list, list]:
+    """Where the gradient of an operand joined from nodes ``col`` (``bds[i]`` batch elements from
+    ``col[i]``) goes, for the nodes that need one (``ng``): per live group that made some of them,
+    in first-seen order, ``(group, positions in the gradient, positions in the group's output)``;
+    and ``(node, offset, batch size)`` for each other node, whose own gradient is its slice.  The C
+    accelerator computes the same (``_fastgraph.scatter_targets``)."""
+    index: dict[int, int] = {}
+    groups: list = []
+    alone: list = []
+    off = 0
+    for c, bd in zip(col, bds):
+        if ng[c]:
+            g = home[c]
+            if g is not None and g.live:
+                k = index.get(id(g))
+                if k is None:
+                    k = index[id(g)] = len(groups)
+                    groups.append((g, [], []))
+                groups[k][1].extend(range(off, off + bd))
+                groups[k][2].extend(range(pos[c], pos[c] + bd))
+            else:
+                alone.append((c, off, bd))
+        off += bd
+    return groups, alone
+
+
+_join_sources = _fast.join_sources if _fast is not None and hasattr(_fast, "join_sources") else join_sources
+_scatter_targets = (_fast.scatter_targets if _fast is not None and hasattr(_fast, "scatter_targets")
+                    else scatter_targets)
+
+
 def _join(ex, col: list, dims: list) -> tuple[Any, Group | None]:
     """The values of nodes ``col`` joined along the batch axis, and the group that made them: one
     group's output as it lies when that group made exactly these nodes in this order (its backward
-    then takes their gradient joined, in one piece), else one ``join_batches`` call and None."""
-    g = ex.home[col[0]]
+    then takes their gradient joined, in one piece), else None and a tensor built with a few calls
+    whatever the number of nodes (:func:`join_sources`): per source the elements taken from it
+    (as it lies, one slice, or one ``gather_batch``), these joined with ``join_batches``, and one
+    more ``gather_batch`` where the sources interleave in ``col``."""
+    home = ex.home
+    g = home[col[0]]
     if g is not None and g.members == col:
         return g.y, g
-    vals = ex.vals
-    d0 = dims[col[0]]
-    return ex.backend.join_batches([vals[c] for c in col], Dim(d0.d, sum([dims[c].bd for c in col]))), None
+    srcs, perm = _join_sources(col, ex.vals, home, ex.pos, dims)
+    be = ex.backend
+    if len(srcs) == 1:
+        t, size, p, start = srcs[0]
+        # a copy unless it is the whole tensor: a slice along the batch axis is strided
+        return (t if start == 0 and len(p) == size else be.gather_batch(t, p)), None
+    d = dims[col[0]].d
+    parts = []
+    n = 0
+    for t, size, p, start in srcs:
+        n += len(p)
+        if start < 0:
+            parts.append(be.gather_batch(t, p))
+        else:  # side by side, in order: as it lies or one slice
+            parts.append(t if len(p) == size else be.batch_slice(t, start, start + len(p), Dim(d, len(p))))
+    x = be.join_batches(parts, Dim(d, n))
+    return (x if perm is None else be.gather_batch(x, perm)), None
 
 
 def _run_group(ex, members: list) -> None:
@@ -319,7 +412,7 @@ def _run_group(ex, members: list) -> None:
     shared = op.batch_shared
     for k, s0 in enumerate(ids0):
         if nodes[s0][0] is _PARAM or k in shared:
-            xs.append(vals[s0])
+            xs.append(vals[s0] if vals[s0] is not None else ex._val(s0))
             srcs.append(None)
             made.append(None)
         else:
@@ -338,12 +431,14 @@ def _run_group(ex, members: list) -> None:
     CALLS[oid] += 1
     g = Group(op, members, bds, xs, y, attrs, d, srcs, made)
     ex.plan.append(g)
-    cut = ex.backend.batch_slice
+    pos = ex.pos
     off = 0
     for m, bd in zip(members, bds):
-        vals[m] = cut(y, off, off + bd, dims[m])
+        vals[m] = None  # cut from y when read alone (PyExecutor._val)
         home[m] = g
+        pos[m] = off
         off += bd
+    ex.lazy = True
     if cg.check_validity:
         for m in members:
             cg.check_value(m)
@@ -360,6 +455,7 @@ def backward(ex, i: int, full: bool) -> None:
     node_backward, acc, bwd = ex._node_backward, ex._accumulate, ex.bwd
     cut = be.batch_slice
     plan = ex.plan
+    pos = ex.pos
     for rec in plan:
         if type(rec) is not int:
             rec.gy = None
@@ -372,16 +468,26 @@ def backward(ex, i: int, full: bool) -> None:
             continue
         members = rec.members
         gs = [grads[m] if m <= i else None for m in members]
+        have = [k for k, g in enumerate(gs) if g is not None]
         whole = rec.gy
-        if not any(g is not None for g in gs):
+        if not have:
             if whole is None:
                 continue
             dy = whole
-        else:
-            dy = be.join_batches([g if g is not None else be.zeros(dims[m].shape) for g, m in zip(gs, members)],
-                                 rec.dim)
+        elif len(have) == len(members):
+            dy = be.join_batches(gs, rec.dim)
             if whole is not None:
                 dy = be.add(dy, whole)
+        else:  # some members' own gradients: added into the whole output's gradient where they lie
+            dy = be.zeros(rec.dim.shape) if whole is None else (
+                whole if rec.gy_owned else be.add(whole, be.zeros(rec.dim.shape)))
+            at: list = []
+            for k in have:
+                m = members[k]
+                at.extend(range(pos[m], pos[m] + dims[m].bd))
+            part = [gs[k] for k in have]
+            be.scatter_add_batch(dy, at, part[0] if len(part) == 1 else be.join_batches(
+                part, Dim(rec.dim.d, len(at))))
         op = rec.op
         oid = op.id
         if op.leaf:  # a lookup group: one scatter into the table
@@ -414,12 +520,34 @@ def backward(ex, i: int, full: bool) -> None:
                 else:
                     src.gy, src.gy_owned = be.add(src.gy, dx), True
                 continue
-            off = 0
-            for c, bd in zip(col, rec.bds):
-                if full or ng[c]:
+            if full:
+                off = 0
+                for c, bd in zip(col, rec.bds):
                     acc(grads, owned, c, cut(dx, off, off + bd, dims[c]))
-                off += bd
+                    off += bd
+            else:
+                _scatter(ex, grads, owned, col, rec, dx)
     ex.grads = grads
+
+
+def _scatter(ex, grads: list, owned: set, col: list, rec: Group, dx) -> None:
+    """Hand the gradient ``dx`` of one joined operand back to the nodes ``col`` it was joined from
+    (:func:`scatter_targets`): those that are members of a live group go into that group's
+    whole-output gradient (``gy``), one ``scatter_add_batch`` per source group (after one
+    ``gather_batch`` where ``dx`` holds more than that group's part); the others get their slice
+    as their own gradient."""
+    be, dims = ex.backend, ex.cg.dims
+    groups, alone = _scatter_targets(col, rec.bds, ex.cg.ng, ex.home, ex.pos)
+    for c, off, bd in alone:
+        ex._accumulate(grads, owned, c, be.batch_slice(dx, off, off + bd, dims[c]))
+    n = rec.dim.bd
+    for g, at, to in groups:
+        part = dx if len(at) == n else be.gather_batch(dx, at)  # all of dx: in order, as it lies
+        if g.gy is None:
+            g.gy, g.gy_owned = be.zeros(g.dim.shape), True
+        elif not g.gy_owned:
+            g.gy, g.gy_owned = be.add(g.gy, be.zeros(g.dim.shape)), True
+        be.scatter_add_batch(g.gy, to, part)
 
 
 def trim(ex, n: int) -> None:
@@ -437,7 +565,9 @@ def trim(ex, n: int) -> None:
             rec.live = False
             for m in rec.members:
                 if m < n:
+                    ex._val(m)  # its own value from now on
                     plan.append(m)
                     home[m] = None
     del home[n:]
+    del ex.pos[n:]
     ex.plan = plan

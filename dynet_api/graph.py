@@ -71,6 +71,10 @@ class PyExecutor:
         # order; None when nodes ran in graph order) and, per node, the group that made its value.
         self.plan: list | None = None
         self.home: list = []
+        # A group member's value is its slice of the group's output, cut only when something reads
+        # it alone (``_val``): ``vals`` holds None for it until then, ``pos`` its offset there.
+        self.pos: list = []
+        self.lazy = False  # some values are uncut group slices
         self.can_batch = backend_can_batch(backend)
         profiling.cover_ops()
         autobatch.cover_ops()
@@ -85,6 +89,8 @@ class PyExecutor:
         self.grads = None
         self.plan = None
         self.home = []
+        self.pos = []
+        self.lazy = False
 
     def truncate(self, n: int) -> None:
         del self.vals[n:]
@@ -113,12 +119,28 @@ class PyExecutor:
         if self.plan is not None:
             self.plan.extend(range(a, b))
 
+    def _val(self, k: int):
+        """Node ``k``'s value, cut from its group's output on first use (see ``pos``)."""
+        v = self.vals[k]
+        if v is None:
+            g = self.home[k]
+            d = self.cg.dims[k]
+            v = self.vals[k] = self.backend.batch_slice(g.y, self.pos[k], self.pos[k] + d.bd, d)
+        return v
+
+    def _inputs(self, ids) -> list:
+        vals = self.vals
+        xs = [vals[k] for k in ids]
+        if self.lazy:
+            xs = [x if x is not None else self._val(k) for x, k in zip(xs, ids)]
+        return xs
+
     def _run_node(self, j: int) -> None:
         """Node ``j`` alone: one forward kernel call."""
         cg = self.cg
         op, ids, attrs = cg.nodes[j]
-        vals = self.vals
-        self.vals[j] = self.fwd[op.id]([vals[k] for k in ids], attrs, cg.dims[j])
+        self.vals[j] = self.fwd[op.id](self._inputs(ids) if self.lazy else [self.vals[k] for k in ids], attrs,
+                                       cg.dims[j])
         _NODES[op.id] += 1
         _CALLS[op.id] += 1
         if cg.check_validity:
@@ -157,14 +179,14 @@ class PyExecutor:
                 st.touched.update(attrs[1])
                 _CALLS[op.id] += 1
             return
-        ng, vals = cg.ng, self.vals
-        xs = None
+        ng = cg.ng
+        xs = y = None
         for k, a in enumerate(ids):
             if not (ng[a] or full) or k in op.nograd:
                 continue
             if xs is None:
-                xs = [vals[m] for m in ids]
-            dx = self.bwd[op.id](xs, vals[j], g, attrs, cg.dims[j], k)
+                xs, y = self._inputs(ids), self._val(j)
+            dx = self.bwd[op.id](xs, y, g, attrs, cg.dims[j], k)
             _CALLS[op.id] += 1
             self._accumulate(grads, owned, a, dx)
 
@@ -180,7 +202,7 @@ class PyExecutor:
             owned.add(a)
 
     def value(self, i: int):
-        return self.vals[i]
+        return self._val(i)
 
     def gradient(self, i: int):
         if self.grads is None:

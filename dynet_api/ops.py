@@ -14,7 +14,10 @@ kernels of their own.
 
 from __future__ import annotations
 
+import functools
+import keyword
 import math
+from collections import namedtuple
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +70,9 @@ class OpDef:
     batch_attrs: tuple[str, ...] = ()
     batch_shared: tuple[int, ...] = ()
     id: int = field(default=-1)
+    # The named tuple a Python kernel receives the node's attributes as (``a.stride``, ``a.is_valid``),
+    # made from ``attrs`` by :func:`_op`; None for an op without attributes.  See :func:`by_name`.
+    Attrs: type | None = field(default=None, repr=False)
 
     def fail(self, dims, msg: str = "") -> DimError:
         shown = " ".join(repr(d) for d in dims)
@@ -108,14 +114,87 @@ def _checked(rule):
     return shape
 
 
+def attrs_class(name: str, attrs: tuple[str, ...]) -> type | None:
+    """The named tuple of op ``name``'s attributes (``None`` without attributes); the names must be
+    Python identifiers that are not keywords (and C++ names: scripts/gen_op_attrs.py reads them)."""
+    if not attrs:
+        return None
+    bad = [a for a in attrs if not a.isidentifier() or keyword.iskeyword(a) or a.startswith("_")]
+    if bad or len(set(attrs)) != len(attrs):
+        raise ValueError(f"op {name}: attribute names must be distinct Python identifiers, not keywords and "
+                         f"not starting with '_'; got {list(attrs)}")
+    return namedtuple(f"{name}_attrs", attrs)
+
+
 def _op(name, nargs, shape, **kw) -> OpDef:
     if kw.get("attr_domains"):
         shape = _checked(shape)  # the memoised shape path then checks each new attribute tuple
     op = OpDef(name, nargs, shape, **kw)
+    op.Attrs = attrs_class(name, op.attrs)
     op.id = len(OP_LIST)
     OPS[name] = op
     OP_LIST.append(op)
     return op
+
+
+# ---------------------------------------------------------------- Python kernels: attributes by name
+
+
+def _attrs_error(op: OpDef, a) -> TypeError | None:
+    """The error for attributes that do not fit ``op``'s record (None when they fit)."""
+    n = None if a is None else len(a) if isinstance(a, tuple | list) else -1
+    if n == len(op.attrs):
+        return None
+    got = "None" if n is None else f"{n} values" if n >= 0 else f"a {type(a).__name__}"
+    return TypeError(f"{op.name}: its kernels take the attributes ({', '.join(op.attrs)}) as a tuple, got {got}")
+
+
+def by_name(op: OpDef, kernel: Callable, backward: bool = False) -> Callable:
+    """``kernel`` (a forward kernel ``f(xs, a, d)``, or ``b(xs, y, dy, a, d, i)`` if ``backward``)
+    handed the node's attribute tuple as an ``op.Attrs`` named tuple, so it reads ``a.stride``;
+    ``kernel`` itself for an op without attributes.  The wrapper's ``attrs_class`` is ``op.Attrs``
+    (the tests check every table with it) and ``inspect.unwrap`` gives ``kernel`` back.
+
+    The one way every Python kernel table receives attributes by name (the C++ kernels use
+    csrc/op_attrs.h, generated from the same records).  Per call it costs one tuple copy; an
+    attribute tuple that does not fit the record raises a TypeError naming the op and its attributes.
+    """
+    cls = op.Attrs
+    if cls is None:
+        return kernel
+    new = tuple.__new__
+
+    if backward:
+        @functools.wraps(kernel)  # the kernel's name, and ``__wrapped__`` for inspect.unwrap
+        def named_backward(xs, y, dy, a, d, i):
+            try:
+                return kernel(xs, y, dy, new(cls, a), d, i)
+            except (TypeError, IndexError) as e:  # checked here, off the fast path
+                err = _attrs_error(op, a)
+                if err is None:
+                    raise
+                raise err from e
+
+        named_backward.attrs_class = cls  # type: ignore[attr-defined]
+        return named_backward
+
+    @functools.wraps(kernel)
+    def named_forward(xs, a, d):
+        try:
+            return kernel(xs, new(cls, a), d)
+        except (TypeError, IndexError) as e:
+            err = _attrs_error(op, a)
+            if err is None:
+                raise
+            raise err from e
+
+    named_forward.attrs_class = cls  # type: ignore[attr-defined]
+    return named_forward
+
+
+def kernels_by_name(table: dict[str, Callable], backward: bool = False) -> dict[str, Callable]:
+    """A kernel table (op name -> kernel) whose kernels receive attributes by name (:func:`by_name`)."""
+    return {name: by_name(OPS[name], k, backward) for name, k in table.items()}
 
 
 # ---------------------------------------------------------------- shape rules
@@ -921,8 +1000,9 @@ _op("sparsemax_loss", 1, s_sparsemax_loss, attrs=("target",), smooth=False,
 _op("constrained_softmax", 2, s_constrained_softmax, domain=(D_ANY, D_PROB), smooth=False,
     doc="Softmax of x capped elementwise by the upper bounds y.")
 
-_op("strided_select", 1, s_strided_select, attrs=("strides", "from", "to"),
-    doc="x[from:to:stride] per dimension; the entry after the last data dim is the batch.", sample_attrs=_a_strided)
+_op("strided_select", 1, s_strided_select, attrs=("strides", "range_from", "range_to"),
+    doc="x[range_from:range_to:strides] per dimension; the entry after the last data dim is the batch.",
+    sample_attrs=_a_strided)
 _op("max_dim", 1, s_max_dim, attrs=("d",), smooth=False, doc="Max along dimension d.", batch="map", sample_attrs=_axes)
 _op("min_dim", 1, s_max_dim, attrs=("d",), smooth=False, doc="Min along dimension d.", batch="map", sample_attrs=_axes)
 _op("cumsum", 1, s_same_axis, attrs=("d",), doc="Cumulative sum along dimension d.", batch="map", sample_attrs=_axes)

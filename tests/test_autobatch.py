@@ -216,3 +216,50 @@ def test_the_c_scheduler_plans_exactly_as_the_python_one(strategy):
         assert autobatch.plan_order(cg.nodes, cg.dims, a, n, strategy) == want
         assert sorted(j for g in want for j in g) == list(range(a, n))
     assert max(len(g) for g in want) > 1
+
+
+def _same(a, b) -> bool:
+    """Equal structures, tensors compared by identity (both twins hand back the same objects)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, type(None))) or isinstance(b, (int, type(None))):
+        return type(a) is type(b) and a == b
+    return a is b
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_c_join_and_scatter_plans_match_the_python_ones(monkeypatch, seed):
+    """csrc/autobatch_gather.c against join_sources / scatter_targets, on every call a batched
+    forward and backward of trees and mixed forests make (interleaved sources, batched nodes,
+    nodes read alone, parameters shared)."""
+    from dynet_api.accelerator import fastgraph
+
+    if fastgraph is None or not hasattr(fastgraph, "join_sources"):
+        pytest.skip("the C accelerator is not built (or DYNET_API_PURE_PYTHON is set)")
+    seen = {"join": 0, "scatter": 0, "perm": 0, "alone": 0}
+
+    def join(*args):
+        got, want = fastgraph.join_sources(*args), autobatch.join_sources(*args)
+        assert _same(got, want), (got, want)
+        seen["join"] += 1
+        seen["perm"] += want[1] is not None
+        return got
+
+    def scatter(*args):
+        got, want = fastgraph.scatter_targets(*args), autobatch.scatter_targets(*args)
+        assert _same(got, want), (got, want)
+        seen["scatter"] += 1
+        seen["alone"] += bool(want[1])
+        return got
+
+    monkeypatch.setattr(autobatch, "_join_sources", join)
+    monkeypatch.setattr(autobatch, "_scatter_targets", scatter)
+    dy.set_backend("reference_numpy")
+    model = _tree_model()
+    loss = _tree_loss(model, _trees(12, seed=seed), 1)
+    loss.value()
+    loss.backward()
+    from dynet_api.plugins import registry
+
+    assert not check_mixed(registry.get("reference_numpy"), seed).failed
+    assert seen["join"] and seen["scatter"] and seen["perm"]

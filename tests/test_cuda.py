@@ -28,6 +28,7 @@ import types
 
 import numpy as np
 import pytest
+import scipy.special
 from dynet_backends import cuda as cuda_pkg
 from dynet_backends.cuda import cusrc, hostemu
 from dynet_backends.cuda.backend import CudaBackend
@@ -147,10 +148,10 @@ def test_factory_without_a_device_names_the_cupy_error(monkeypatch):
 
 def test_kernel_sources_are_found_and_parsed():
     names = {p.name for p in cusrc.raw_files()}
-    assert {"indexing.cu", "losses.cu"} <= names
+    assert {"indexing.cu", "losses.cu", "lstm.cu"} <= names
     sigs = {s.name: s for s in cusrc.kernel_signatures(cusrc.raw_module_source())}
     assert set(sigs) == {"dn_index_add", "dn_pick_fwd", "dn_pick_bwd", "dn_pnls_fwd", "dn_pnls_bwd",
-                         "dn_hinge_fwd", "dn_hinge_bwd"}
+                         "dn_hinge_fwd", "dn_hinge_bwd", "dn_lstm_gates_fwd", "dn_lstm_gates_bwd"}
     p = sigs["dn_index_add"].params
     assert [(q.ctype, q.pointer, q.const) for q in p[:3]] == [("float", True, False), ("float", True, True),
                                                               ("int", True, True)]
@@ -247,6 +248,26 @@ def test_class_loss_kernels_on_hand_computed_columns(emu):
     np.testing.assert_allclose(emu.to_numpy(h), [[5.0, 0.0]])
     gh = emu.backward_kernels["hinge"]([x], h, emu.from_numpy(np.array([[1.0, 2.0]], F32)), ((0, 1), 1.0), d, 0)
     np.testing.assert_allclose(emu.to_numpy(gh), [[-2, 0], [1, 0], [1, 0]])
+
+
+@pytest.mark.parametrize("pcols,bcols", [(1, 1), (3, 1), (1, 3), (3, 3)])
+def test_lstm_gate_kernels_match_the_reference(emu, pcols, bcols):
+    """dn_lstm_gates_fwd / _bwd against the reference's array code, with the products and the bias
+    each batched or broadcast over the batch."""
+    from dynet_backends.reference_numpy.kernels import Kernels
+
+    rng = np.random.default_rng(5)
+    ref = Kernels(np, scipy.special, None)
+    n = 5
+    pre = rng.normal(size=(4 * n, pcols)).astype(np.float32)
+    b = rng.normal(size=(4 * n, bcols)).astype(np.float32)
+    want = ref._gates_activate(pre, b, n)
+    got = emu.ops._gates_activate(pre, b, n)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    assert got.shape == (4 * n, max(pcols, bcols))
+    dy = rng.normal(size=want.shape).astype(np.float32)
+    np.testing.assert_allclose(emu.ops._gates_pre_grad(want, dy, n), ref._gates_pre_grad(want, dy, n),
+                               rtol=1e-6, atol=1e-6)
 
 
 def test_digamma_matches_scipy_and_never_hangs(emu):

@@ -661,3 +661,16 @@ def test_bad_arguments_raise_errors_naming_the_function():
             call()
         assert any(n in str(info.value) for n in ("kmax_pooling", "max_dim", "conv2d_bias", "maxpooling2d", "round",
                                                   "layer_norm")), str(info.value)
+
+
+@pytest.mark.parametrize("n,pos", [(1, (0, 0)), (2, (0, 0)), (2, (1, 0)), (3, (0, 0)), (3, (2, 1))])
+def test_inverse_of_a_matrix_with_a_nan_is_all_nan_on_every_backend(each_backend, n, pos):
+    """A NaN anywhere poisons the whole inverse (LU solvers differ in where it shows; on a GPU,
+    cuSOLVER turned a 1x1 NaN into +Inf), while an infinite entry keeps the solver's finite values."""
+    a = (2 * np.eye(n) + 0.1).astype(np.float32)
+    a[pos] = np.nan
+    assert np.isnan(dy.inverse(dy.inputTensor(a)).npvalue()).all()
+    dy.renew_cg()
+    a[pos] = np.inf if n == 1 else 2.1
+    y = dy.inverse(dy.inputTensor(a)).npvalue()
+    close(y.reshape(n, n), np.linalg.inv(a.astype(np.float64)) if n > 1 else [[0.0]], rtol=1e-4, atol=1e-5)

@@ -18,7 +18,7 @@ from dynet_api import config
 from dynet_api.backend import Backend, BackendUnavailable
 from dynet_api.config import parse_mem_mb
 from dynet_api.dim import Dim
-from dynet_api.ops import OP_LIST, OPS
+from dynet_api.ops import OP_LIST, OPS, kernels_by_name
 from dynet_api.trainers import RULES
 
 from . import _cpu_eigen as _m
@@ -102,10 +102,13 @@ def _kernels():
                 return _m.bwd_op(code, xs, y, dy, attrs, i)
 
             bwd[name] = b
-    fwd["input"] = lambda xs, attrs, dim: _m.from_numpy(np.asarray(attrs[0], F32).reshape(dim.shape))
-    # the weights: the stored values times the collection's weight-decay factor
-    fwd["parameter"] = lambda xs, attrs, dim: _scaled(attrs[0].value, attrs[0].wscale.factor)
-    fwd["lookup"] = lambda xs, attrs, dim: _scaled(_m.gather_batch(attrs[0].value, attrs[1]), attrs[0].wscale.factor)
+    # The leaves' kernels are Python: they read their attributes by name like every Python kernel.
+    fwd.update(kernels_by_name({
+        "input": lambda xs, a, dim: _m.from_numpy(np.asarray(a.data, F32).reshape(dim.shape)),
+        # the weights: the stored values times the collection's weight-decay factor
+        "parameter": lambda xs, a, dim: _scaled(a.storage.value, a.storage.wscale.factor),
+        "lookup": lambda xs, a, dim: _scaled(_m.gather_batch(a.storage.value, a.indices), a.storage.wscale.factor),
+    }))
     return fwd, bwd
 
 

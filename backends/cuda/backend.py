@@ -23,6 +23,10 @@ F32 = np.float32
 class CudaBackend(Backend):
     name = "cuda"
     dtype = F32
+    # Autobatching on unless the program says otherwise: on an H200 each kernel call costs tens of
+    # microseconds of host time, and batching won on every single-instance task measured there
+    # (benchmarks/README.md, "The cuda backend on a GPU").
+    autobatch_default = True
 
     def __init__(self, dev, devices: tuple[str, ...] = ("GPU:0",), name: str = "cuda") -> None:
         self.dev = dev

@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
+from dynet_api.ops import OPS
+
 
 class EW(NamedTuple):
     ins: str
@@ -31,19 +33,20 @@ class RED(NamedTuple):
     rtype: str  # the C type of the running value
 
 
-# Unary ops: name -> number of float attributes passed after x (elu's alpha).
-UNARY = {
-    "tanh": 0, "logistic": 0, "rectify": 0, "elu": 1, "selu": 0, "softsign": 0, "exp": 0, "log": 0, "sqrt": 0,
-    "square": 0, "cube": 0, "abs": 0, "log_sigmoid": 0, "erf": 0, "lgamma": 0,
-    "sin": 0, "cos": 0, "tan": 0, "asin": 0, "acos": 0, "atan": 0, "sinh": 0, "cosh": 0, "asinh": 0, "acosh": 0,
-    "atanh": 0, "silu": 1,
-}
+# Unary ops with a CUDA C kernel; an op's attributes (elu's alpha) follow x as float32 parameters
+# named and ordered as in its record (dynet_api/ops.py).
+UNARY = (
+    "tanh", "logistic", "rectify", "elu", "selu", "softsign", "exp", "log", "sqrt",
+    "square", "cube", "abs", "log_sigmoid", "erf", "lgamma",
+    "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh",
+    "atanh", "silu",
+)
 
 
 def _unary_specs() -> dict[str, EW]:
     out = {}
-    for name, nattr in UNARY.items():
-        attrs = [f"a{k}" for k in range(nattr)]
+    for name in UNARY:
+        attrs = OPS[name].attrs
         extra_p = "".join(f", float32 {a}" for a in attrs)
         extra_a = "".join(f", {a}" for a in attrs)
         out[f"{name}_f"] = EW(f"float32 x{extra_p}", "float32 y", f"y = dn_{name}_f(x{extra_a})")

@@ -9,7 +9,10 @@ built over ``dev.xp`` (CuPy on a GPU, NumPy under the host emulation), with
 * scatter-add of repeated rows (``dn_index_add``, with atomics on a GPU): the gradients of
   row, column and batch selections and of lookups;
 * ``pick`` and the fused class losses (``pickneglogsoftmax``, ``hinge``): RawKernels with
-  one block per column.
+  one block per column;
+* the LSTM gates' activations and their gradient (``dn_lstm_gates_fwd`` / ``_bwd``): one
+  kernel each instead of a chain of array operations per LSTM step (a GPU run showed the LM
+  launching about six kernels per kernel call).
 
 Everything else is the reference's code, so it is the reference's semantics by construction.
 """
@@ -17,10 +20,13 @@ Everything else is the reference's code, so it is the reference's semantics by c
 from __future__ import annotations
 
 from math import prod
+from operator import attrgetter
 
 import numpy as np
 from dynet_backends.reference_numpy.kernels import Kernels
 from dynet_backends.reference_numpy.layout import unbroadcast, vec
+
+from dynet_api.ops import OPS
 
 from .ewspec import UNARY
 
@@ -41,15 +47,19 @@ class CudaKernels(Kernels):
     def __init__(self, dev) -> None:
         self.dev, self.E, self.K = dev, dev.ew, dev.raw
         super().__init__(dev.xp, dev.special, dev)
-        for name, nattr in UNARY.items():
-            self.FWD[name], self.BWD[name] = self._unary(name, nattr)
+        for name in UNARY:
+            self.install(name, *self._unary(name))
 
-    def _unary(self, name: str, nattr: int):
+    def _unary(self, name: str):
+        """The ElementwiseKernels of a unary op; its attributes are passed by the names of its record,
+        which name the kernels' parameters (``ewspec``)."""
         f, b = self.E[name + "_f"], self.E[name + "_b"]
-        if nattr == 0:
+        names = OPS[name].attrs
+        if not names:
             return (lambda xs, a, d: f(xs[0])), (lambda xs, y, dy, a, d, i: b(xs[0], y, dy))
-        return ((lambda xs, a, d: f(xs[0], *(float(v) for v in a[:nattr]))),
-                (lambda xs, y, dy, a, d, i: b(xs[0], y, dy, *(float(v) for v in a[:nattr]))))
+        get = [attrgetter(n) for n in names]
+        return ((lambda xs, a, d: f(xs[0], *(float(g(a)) for g in get))),
+                (lambda xs, y, dy, a, d, i: b(xs[0], y, dy, *(float(g(a)) for g in get))))
 
     def index(self, seq):
         """Index arrays live on the device, each distinct tuple sent once."""
@@ -76,7 +86,7 @@ class CudaKernels(Kernels):
 
     def f_pick(self, xs, a, d):
         x = xs[0]
-        idx, ax = a
+        idx, ax = a.indices, a.dim
         if len(idx) == 1:
             return self.xp.take(x, idx[0], axis=ax).reshape(d.shape)
         outer, n, mid, bx = self._pick_view(x.shape, ax)
@@ -87,7 +97,7 @@ class CudaKernels(Kernels):
 
     def b_pick(self, xs, y, dy, a, d, i):
         x = xs[0]
-        idx, ax = a
+        idx, ax = a.indices, a.dim
         bo = d.bd
         full = x.shape[:-1] + (bo,)
         outer, n, mid, _ = self._pick_view(full, ax)
@@ -97,6 +107,20 @@ class CudaKernels(Kernels):
                               outer, n, mid, bo)
         return unbroadcast(g, x.shape)
 
+    # ---------------------------------------------------------------- the LSTM gates, one kernel each way
+    def _gates_activate(self, pre, b, n: int):
+        pre, b = self.c(pre), self.c(b)
+        cols = max(pre.shape[1], b.shape[1])
+        out = self.xp.empty((4 * n, cols), F32)
+        self.K["dn_lstm_gates_fwd"](grid_for(4 * n * cols), BLOCK, out, pre, b, n, cols, pre.shape[1], b.shape[1])
+        return out
+
+    def _gates_pre_grad(self, yv, gv, n: int):
+        cols = gv.shape[1]
+        r = self.xp.empty((4 * n, cols), F32)
+        self.K["dn_lstm_gates_bwd"](grid_for(4 * n * cols), BLOCK, r, self.c(yv), self.c(gv), n, cols)
+        return r
+
     # ---------------------------------------------------------------- class losses, one block per column
     def _columns(self, x, idx):
         """Scores {n} or {n,1,...} (DyNet's LooksLikeVector) as n x batch columns."""
@@ -105,25 +129,25 @@ class CudaKernels(Kernels):
         return self.c(x), self.dev.index(idx), n, b, max(1, min(b, MAX_GRID))
 
     def f_pickneglogsoftmax(self, xs, a, d):
-        x, idx, n, b, grid = self._columns(xs[0], a[0])
+        x, idx, n, b, grid = self._columns(xs[0], a.indices)
         out = self.xp.empty((1, b), F32)
         self.K["dn_pnls_fwd"](grid, WARP, out, x, idx, n, b)
         return out
 
     def b_pickneglogsoftmax(self, xs, y, dy, a, d, i):
-        x, idx, n, b, grid = self._columns(xs[0], a[0])
+        x, idx, n, b, grid = self._columns(xs[0], a.indices)
         g = self.xp.empty((n, b), F32)
         self.K["dn_pnls_bwd"](grid, WARP, g, x, self.c(dy), idx, n, b)
         return g.reshape(xs[0].shape)
 
     def f_hinge(self, xs, a, d):
-        x, idx, n, b, grid = self._columns(xs[0], a[0])
+        x, idx, n, b, grid = self._columns(xs[0], a.indices)
         out = self.xp.empty((1, b), F32)
-        self.K["dn_hinge_fwd"](grid, WARP, out, x, idx, float(a[1]), n, b)
+        self.K["dn_hinge_fwd"](grid, WARP, out, x, idx, float(a.m), n, b)
         return out
 
     def b_hinge(self, xs, y, dy, a, d, i):
-        x, idx, n, b, grid = self._columns(xs[0], a[0])
+        x, idx, n, b, grid = self._columns(xs[0], a.indices)
         g = self.xp.empty((n, b), F32)
-        self.K["dn_hinge_bwd"](grid, WARP, g, x, self.c(dy), idx, float(a[1]), n, b)
+        self.K["dn_hinge_bwd"](grid, WARP, g, x, self.c(dy), idx, float(a.m), n, b)
         return g.reshape(xs[0].shape)

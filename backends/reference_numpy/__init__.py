@@ -92,7 +92,11 @@ class ReferenceNumpyBackend(Backend):
         return table[..., list(rows)]
 
     def scatter_add_batch(self, dst, rows, src):
-        np.add.at(dst, (Ellipsis, list(rows)), src)
+        rows = list(rows)
+        if len(set(rows)) == len(rows):  # no repeats: one fancy-indexed add (np.add.at is slow)
+            dst[..., rows] += src
+        else:
+            np.add.at(dst, (Ellipsis, rows), src)
 
     def sq_norm(self, t, rows=None):
         v = t if rows is None else t[..., list(rows)]

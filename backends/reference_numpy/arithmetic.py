@@ -66,22 +66,22 @@ class Arithmetic:
         return -dy
 
     def f_plus_const(self, xs, a, d):
-        return xs[0] + F32(a[0])
+        return xs[0] + F32(a.c)
 
     def b_plus_const(self, xs, y, dy, a, d, i):
         return dy
 
     def f_const_minus(self, xs, a, d):
-        return self.xp.subtract(F32(a[0]), xs[0])
+        return self.xp.subtract(F32(a.c), xs[0])
 
     def b_const_minus(self, xs, y, dy, a, d, i):
         return -dy
 
     def f_scalar_mult(self, xs, a, d):
-        return xs[0] * F32(a[0])  # the array first: a NumPy scalar never has to take a CuPy array
+        return xs[0] * F32(a.c)  # the array first: a NumPy scalar never has to take a CuPy array
 
     def b_scalar_mult(self, xs, y, dy, a, d, i):
-        return dy * F32(a[0])
+        return dy * F32(a.c)
 
     # ---------------------------------------------------------------- matrix products: operands as (rows, cols, batch)
     def mm(self, A, B):

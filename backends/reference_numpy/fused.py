@@ -35,24 +35,47 @@ class Fused:
         return xm, hm, Wx[..., 0], Wh[..., 0], vec(b)
 
     def _lstm_gates(self, xs, d, dropout: bool):
-        xp = self.xp
         xm, hm, Wx, Wh, b = self._lstm_inputs(xs, dropout)
-        pre = Wx @ xm + Wh @ hm + b
-        n = pre.shape[0] // 4
+        return self._gates_activate(Wx @ xm + Wh @ hm, b, d.shape[0] // 4).reshape(d.shape)
+
+    def _gates_activate(self, pre, b, n: int):
+        """The gates from their pre-activation products ``pre`` (4n, cols or 1) and the bias ``b``
+        (4n, cols or 1): sigmoid of i, f (plus DyNet's forget bias) and o, tanh of g.  (The cuda
+        backend runs this step as one CUDA C kernel.)"""
+        xp = self.xp
+        pre = pre + b
         pre[n: 2 * n] += FORGET_GATE_BIAS
         out = xp.empty_like(pre)
         out[: 3 * n] = sigmoid_tanh(xp, pre[: 3 * n])
         out[3 * n:] = xp.tanh(pre[3 * n:])
-        return out.reshape(d.shape)
+        return out
+
+    _last_pre_grad: tuple | None = None  # (y, dy, r) of the last _pre_grad
+
+    def _pre_grad(self, y, dy):
+        """The gradient of the gates' pre-activation, from their output ``y`` and its gradient
+        ``dy``.  The op's operands ask for their gradients one after another with the same ``y`` and
+        ``dy`` (which nothing changes during a backward pass), so the last one is kept: held, the
+        two objects cannot be confused with new ones."""
+        last = self._last_pre_grad
+        if last is not None and last[0] is y and last[1] is dy:
+            return last[2]
+        r = self._gates_pre_grad(vec(y), vec(dy), y.shape[0] // 4)
+        self._last_pre_grad = (y, dy, r)
+        return r
+
+    def _gates_pre_grad(self, yv, gv, n: int):
+        """dy * y * (1 - y) on the sigmoid rows, dy * (1 - y^2) on the tanh rows, both (4n, cols).
+        (The cuda backend runs this as one CUDA C kernel.)"""
+        r = self.xp.empty_like(gv)
+        r[: 3 * n] = gv[: 3 * n] * yv[: 3 * n] * (1 - yv[: 3 * n])
+        r[3 * n:] = gv[3 * n:] * (1 - yv[3 * n:] ** 2)
+        return r
 
     def _lstm_gates_b(self, xs, y, dy, i, dropout: bool):
         xp = self.xp
         xm, hm, Wx, Wh, b = self._lstm_inputs(xs, dropout)
-        n = y.shape[0] // 4
-        yv, gv = vec(y), vec(dy)
-        r = xp.empty_like(gv)
-        r[: 3 * n] = gv[: 3 * n] * yv[: 3 * n] * (1 - yv[: 3 * n])
-        r[3 * n:] = gv[3 * n:] * (1 - yv[3 * n:] ** 2)
+        r = self._pre_grad(y, dy)
         for k, W in ((0, Wx), (1, Wh)):  # the input x (0) or h (1), and its dropout mask (5 or 6)
             if i in (k, k + 5):
                 back = W.T @ r

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dynet_api.ops import OPS
+from dynet_api.ops import OPS, by_name
 
 from .portable import float_warnings_off
 
@@ -20,7 +20,8 @@ from .portable import float_warnings_off
 class KernelSet:
     """``f_<op>(xs, a, d)`` returns an op's output and ``b_<op>(xs, y, dy, a, d, i)`` the gradient
     of its input ``i``; the constructor collects them into ``FWD`` / ``BWD`` (op name -> kernel),
-    the tables of the backend contract.
+    the tables of the backend contract.  ``a`` is the node's attributes as the op's named tuple
+    (``OpDef.Attrs``): kernels read them by the names of the op record (``a.d``, ``a.stride``).
 
     ``xp`` is the array module (NumPy's API: ``numpy`` or ``cupy``), ``special`` the module of
     special functions (``scipy.special`` or ``cupyx.scipy.special``) and ``rng`` the source of
@@ -32,11 +33,16 @@ class KernelSet:
         self.FWD: dict[str, Callable] = {}
         self.BWD: dict[str, Callable] = {}
         for name in OPS:
-            f, b = getattr(self, "f_" + name, None), getattr(self, "b_" + name, None)
-            if f is not None:
-                self.FWD[name] = f
-            if b is not None:
-                self.BWD[name] = b
+            self.install(name, getattr(self, "f_" + name, None), getattr(self, "b_" + name, None))
+
+    def install(self, name: str, f: Callable | None, b: Callable | None) -> None:
+        """Put op ``name``'s forward and backward kernel (where not None) in ``FWD`` / ``BWD``, each
+        handed the node's attributes by name (:func:`dynet_api.ops.by_name`)."""
+        op = OPS[name]
+        if f is not None:
+            self.FWD[name] = by_name(op, f)
+        if b is not None:
+            self.BWD[name] = by_name(op, b, backward=True)
 
     # ---------------------------------------------------------------- hooks a device replaces
     def index(self, seq: Sequence[int]) -> Any:

@@ -82,8 +82,8 @@ def keep_shape(x_shape: tuple[int, ...], axes) -> tuple[int, ...]:
 
 
 def red_axes(x: Array, a) -> tuple[int, ...]:
-    """The axes a reduction over (dims, include_batch) attributes reduces."""
-    return tuple(a[0]) + ((x.ndim - 1,) if a[1] else ())
+    """The axes a reduction reduces: its attributes ``a.dims``, and the batch if ``a.b``."""
+    return tuple(a.dims) + ((x.ndim - 1,) if a.b else ())
 
 
 def count(shape: tuple[int, ...], axes) -> float:
@@ -109,8 +109,9 @@ def split4(g: Array) -> tuple[Array, Array, Array, Array]:
 
 
 def slices(x_shape: tuple[int, ...], a) -> tuple[slice, ...]:
-    """The index of strided_select's (strides, from, to) attributes; the last entry may be the batch's."""
-    strides, lo, hi = a
+    """The index of strided_select's attributes (``a.strides``, ``a.range_from``, ``a.range_to``);
+    the entry after the data dims, if any, is the batch's."""
+    strides, lo, hi = a.strides, a.range_from, a.range_to
     sl = [slice(None)] * len(x_shape)
     nd = len(x_shape) - 1
     for k in range(max(len(strides), len(lo), len(hi))):

@@ -14,7 +14,11 @@ class LinalgConv:
 
     # ---------------------------------------------------------------- matrices
     def f_inverse(self, xs, a, d):
-        return self.xp.linalg.inv(square(xs[0])).reshape(d.shape)
+        # A NaN anywhere makes the whole inverse NaN, on every backend: LU solvers differ in where
+        # a NaN shows (LAPACK leaves some entries finite; cuSOLVER turns a 1x1 NaN into +Inf).
+        m = square(xs[0])
+        xp = self.xp
+        return xp.where(xp.isnan(m).any(), xp.float32(np.nan), xp.linalg.inv(m)).reshape(d.shape)
 
     def b_inverse(self, xs, y, dy, a, d, i):
         yi = square(y)
@@ -100,7 +104,7 @@ class LinalgConv:
 
     def f_conv2d(self, xs, a, d):
         x, f = xs
-        stride, is_valid = a
+        stride, is_valid = a.stride, a.is_valid
         kh, kw = f.shape[0], f.shape[1]
         ph, pw = conv_geometry(x.shape, (kh, kw), stride, is_valid, d.d[:2])
         w = self._windows(self._pad_hw(x, ph, pw), (kh, kw), stride, d.d[:2])  # (H', W', Ci, B, kh, kw)
@@ -109,7 +113,7 @@ class LinalgConv:
     def b_conv2d(self, xs, y, dy, a, d, i):
         xp = self.xp
         x, f = xs
-        stride, is_valid = a
+        stride, is_valid = a.stride, a.is_valid
         kh, kw = f.shape[0], f.shape[1]
         ho, wo = d.d[0], d.d[1]
         ph, pw = conv_geometry(x.shape, (kh, kw), stride, is_valid, (ho, wo))
@@ -127,8 +131,8 @@ class LinalgConv:
 
     def _pool_argmax(self, x, a, d):
         """Padded input, padding, the windows of maxpooling2d flattened, and the (row-major) argmax in each."""
-        ksize, stride, is_valid = a
-        ph, pw = conv_geometry(x.shape, ksize, stride, is_valid, d.d[:2])
+        ksize, stride = a.ksize, a.stride
+        ph, pw = conv_geometry(x.shape, ksize, stride, a.is_valid, d.d[:2])
         xpad = self._pad_hw(pad(x, 3), ph, pw, -np.inf)
         w = self._windows(xpad, ksize, stride, d.d[:2])  # (H', W', C, B, kh, kw)
         flat = w.reshape(w.shape[:4] + (-1,))
@@ -141,7 +145,7 @@ class LinalgConv:
     def b_maxpooling2d(self, xs, y, dy, a, d, i):
         xp = self.xp
         x = xs[0]
-        ksize, stride, _ = a
+        ksize, stride = a.ksize, a.stride
         xpad, ph, pw, _, arg = self._pool_argmax(x, a, d)
         ho, wo, ch, bd = arg.shape
         ii, jj, cc, bb = xp.meshgrid(xp.arange(ho), xp.arange(wo), xp.arange(ch), xp.arange(bd), indexing="ij")
@@ -170,17 +174,17 @@ class LinalgConv:
 
     def f_fold_rows(self, xs, a, d):
         x = pad(xs[0], 2)
-        n = a[0]
+        n = a.nrows
         return x.reshape(x.shape[0] // n, n, x.shape[1], 1).sum(axis=1).reshape(d.shape)
 
     def b_fold_rows(self, xs, y, dy, a, d, i):
-        return self.xp.repeat(pad(dy, 2), a[0], axis=0).reshape(xs[0].shape)
+        return self.xp.repeat(pad(dy, 2), a.nrows, axis=0).reshape(xs[0].shape)
 
     def f_kmh_ngram(self, xs, a, d):
-        return windows(self.xp, xs[0], (a[0],), (1,)).sum(axis=-1)
+        return windows(self.xp, xs[0], (a.n,), (1,)).sum(axis=-1)
 
     def b_kmh_ngram(self, xs, y, dy, a, d, i):
         g = self.xp.zeros_like(xs[0])
-        for k in range(a[0]):
+        for k in range(a.n):
             g[:, k: k + dy.shape[1]] += dy
         return g

@@ -28,13 +28,13 @@ class Losses:
 
     def f_pickneglogsoftmax(self, xs, a, d):
         x = vec(xs[0])
-        return (self.lse(x, 0)[0] - x[self._gold(x, a[0])]).reshape(d.shape)
+        return (self.lse(x, 0)[0] - x[self._gold(x, a.indices)]).reshape(d.shape)
 
     def b_pickneglogsoftmax(self, xs, y, dy, a, d, i):
         x = vec(xs[0])
         dy = dy.reshape(1, -1)
         g = self.xp.exp(x - self.lse(x, 0)) * dy
-        g[self._gold(x, a[0])] -= dy[0]
+        g[self._gold(x, a.indices)] -= dy[0]
         return g.reshape(xs[0].shape)
 
     def _hinge_terms(self, x, idx, m):
@@ -44,24 +44,24 @@ class Losses:
         return el
 
     def f_hinge(self, xs, a, d):
-        return self._hinge_terms(vec(xs[0]), a[0], a[1]).sum(axis=0, keepdims=True).reshape(d.shape)
+        return self._hinge_terms(vec(xs[0]), a.indices, a.m).sum(axis=0, keepdims=True).reshape(d.shape)
 
     def b_hinge(self, xs, y, dy, a, d, i):
         xp = self.xp
         x = vec(xs[0])
         dy = dy.reshape(1, -1)
-        active = self._hinge_terms(x, a[0], a[1]) > 0
+        active = self._hinge_terms(x, a.indices, a.m) > 0
         # Only active terms receive dy (as in DyNet, which skips elements without loss): an
         # element whose loss is 0 gets no gradient even where dy is Inf or NaN.
         g = xp.where(active, dy, F32(0)).astype(x.dtype)
         n = active.sum(axis=0)
-        g[self._gold(x, a[0])] -= xp.where(n > 0, n * dy[0], F32(0))
+        g[self._gold(x, a.indices)] -= xp.where(n > 0, n * dy[0], F32(0))
         return g.reshape(xs[0].shape)
 
     def _hinge_dim_parts(self, x, a):
         """Per-element losses of hinge_dim, the scored dimension first: (el, index of the gold entries)."""
         xp = self.xp
-        idx, d, m = a
+        idx, d, m = a.indices, a.d, a.m
         xm = pad(x, 2)
         if d == 1:
             xm = xm.transpose(1, 0, 2)
@@ -82,7 +82,7 @@ class Losses:
         active = (el > 0).astype(xs[0].dtype)
         g = active * g2
         g[at] -= active.sum(axis=0) * g2[0]
-        if a[1] == 1:
+        if a.d == 1:
             g = g.transpose(1, 0, 2)
         return g.reshape(xs[0].shape)
 
@@ -125,13 +125,13 @@ class Losses:
         return self.xp.sign(xs[i] - xs[1 - i]) * batch_bc(dy, xs[i].ndim - 1)
 
     def f_huber_distance(self, xs, a, d):
-        c = F32(a[0])
+        c = F32(a.c)
         diff = self.xp.abs(xs[0] - xs[1])
         # DyNet's HuberDistance::forward_dev_impl halves the sum (its functor and docstring don't show it).
         return (data_sum(self.xp.where(diff < c, diff * diff, (2 * diff - c) * c)) * F32(0.5)).astype(diff.dtype)
 
     def b_huber_distance(self, xs, y, dy, a, d, i):
-        c = F32(a[0])
+        c = F32(a.c)
         diff = xs[i] - xs[1 - i]
         g = self.xp.where(self.xp.abs(diff) < c, diff, self.xp.sign(diff) * c).astype(diff.dtype)
         return batch_bc(dy, diff.ndim - 1) * g
@@ -139,7 +139,7 @@ class Losses:
     # ---------------------------------------------------------------- pairwise rank, Poisson, sparsemax loss
     def f_pairwise_rank_loss(self, xs, a, d):
         x0, x1 = pad(xs[0], len(d.d)), pad(xs[1], len(d.d))
-        return self.xp.maximum(0, a[0] - x0 + x1).reshape(d.shape)
+        return self.xp.maximum(0, a.m - x0 + x1).reshape(d.shape)
 
     def b_pairwise_rank_loss(self, xs, y, dy, a, d, i):
         g = dy * (y > 0)
@@ -147,11 +147,11 @@ class Losses:
 
     def f_poisson_loss(self, xs, a, d):
         x = xs[0]
-        k = float(a[0])
+        k = float(a.y)
         return self.xp.exp(x) + math.lgamma(k + 1) - x * k
 
     def b_poisson_loss(self, xs, y, dy, a, d, i):
-        return dy * (self.xp.exp(xs[0]) - float(a[0]))
+        return dy * (self.xp.exp(xs[0]) - float(a.y))
 
     def f_sparsemax_loss(self, xs, a, d):
         if not self.all_finite(xs):
@@ -159,8 +159,8 @@ class Losses:
         z = xs[0].reshape(-1)
         tau = self.sparsemax_tau(z)
         support = z - tau > 0
-        n = len(a[0])
-        loss = ((z[support] ** 2 - tau * tau).sum() + 1.0 / n) / 2 - z[self.index(a[0])].sum() / n
+        n = len(a.target)
+        loss = ((z[support] ** 2 - tau * tau).sum() + 1.0 / n) / 2 - z[self.index(a.target)].sum() / n
         return self.xp.full(d.shape, max(float(loss), 0.0), xs[0].dtype)
 
     def b_sparsemax_loss(self, xs, y, dy, a, d, i):
@@ -168,5 +168,5 @@ class Losses:
         z = xs[0].reshape(-1)
         p = xp.maximum(z - self.sparsemax_tau(z), 0)
         target = xp.zeros(z.size, z.dtype)  # the uniform distribution over the target set
-        self.index_add(target, a[0], xp.full(len(a[0]), 1.0 / len(a[0]), z.dtype), 0)
+        self.index_add(target, a.target, xp.full(len(a.target), 1.0 / len(a.target), z.dtype), 0)
         return grad_like(dy.reshape(-1)[0] * (p - target), xs[0])

@@ -16,26 +16,26 @@ class Reductions:
     # ---------------------------------------------------------------- softmax family
     def f_softmax(self, xs, a, d):
         x = xs[0]
-        e = self.xp.exp(x - x.max(axis=a[0], keepdims=True))
-        return e / e.sum(axis=a[0], keepdims=True)
+        e = self.xp.exp(x - x.max(axis=a.d, keepdims=True))
+        return e / e.sum(axis=a.d, keepdims=True)
 
     def b_softmax(self, xs, y, dy, a, d, i):
-        return (dy - (y * dy).sum(axis=a[0], keepdims=True)) * y
+        return (dy - (y * dy).sum(axis=a.d, keepdims=True)) * y
 
     def f_log_softmax(self, xs, a, d):
         x = xs[0]
-        if a[0] is None:
+        if a.restrict is None:
             return x - self.lse(x, 0)
-        r = self.index(a[0])
+        r = self.index(a.restrict)
         out = self.xp.full(x.shape, -np.inf, x.dtype)
         out[r] = x[r] - self.lse(x[r], 0)
         return out
 
     def b_log_softmax(self, xs, y, dy, a, d, i):
         xp = self.xp
-        if a[0] is None:
+        if a.restrict is None:
             return dy - xp.exp(y) * dy.sum(axis=0, keepdims=True)
-        r = self.index(a[0])
+        r = self.index(a.restrict)
         g = xp.zeros_like(dy)
         g[r] = dy[r] - xp.exp(y[r]) * dy[r].sum(axis=0, keepdims=True)
         return g
@@ -50,11 +50,11 @@ class Reductions:
         return unbroadcast(self.xp.exp(x - y) * dy, x.shape).reshape(xs[i].shape)
 
     def f_logsumexp_dim(self, xs, a, d):
-        return self.lse(xs[0], a[0]).reshape(d.shape)
+        return self.lse(xs[0], a.d).reshape(d.shape)
 
     def b_logsumexp_dim(self, xs, y, dy, a, d, i):
         x = xs[0]
-        ks = keep_shape(x.shape, (a[0],))
+        ks = keep_shape(x.shape, (a.d,))
         return self.xp.exp(x - y.reshape(ks)) * dy.reshape(ks)
 
     # ---------------------------------------------------------------- sums, moments, std over dims
@@ -68,15 +68,15 @@ class Reductions:
 
     @staticmethod
     def _moment_n(x, a) -> float:
-        return float(a[3]) if a[3] > 0 else count(x.shape, red_axes(x, a))
+        return float(a.n) if a.n > 0 else count(x.shape, red_axes(x, a))
 
     def f_moment_dim(self, xs, a, d):
         x = xs[0]
-        return ((x ** a[2]).sum(axis=red_axes(x, a)) / F32(self._moment_n(x, a))).reshape(d.shape)
+        return ((x ** a.r).sum(axis=red_axes(x, a)) / F32(self._moment_n(x, a))).reshape(d.shape)
 
     def b_moment_dim(self, xs, y, dy, a, d, i):
         x = xs[0]
-        r = a[2]
+        r = a.r
         g = dy.reshape(keep_shape(x.shape, red_axes(x, a)))
         scale = x ** (r - 1) if r != 1 else self.xp.ones_like(x)  # ones: the result must have x's shape
         return g * F32(r / self._moment_n(x, a)) * scale
@@ -84,7 +84,7 @@ class Reductions:
     @staticmethod
     def _std_parts(x, a):
         axes = red_axes(x, a)
-        n = float(a[2]) if a[2] > 0 else count(x.shape, axes)
+        n = float(a.n) if a.n > 0 else count(x.shape, axes)
         return axes, n, x - x.sum(axis=axes, keepdims=True) / n
 
     def f_std_dim(self, xs, a, d):
@@ -106,13 +106,13 @@ class Reductions:
     # ---------------------------------------------------------------- max / min / cumulative sum along a dim
     def _extreme_f(self, arg, xs, a, d):
         x = xs[0]
-        return self.xp.take_along_axis(x, arg(x, axis=a[0], keepdims=True), axis=a[0]).reshape(d.shape)
+        return self.xp.take_along_axis(x, arg(x, axis=a.d, keepdims=True), axis=a.d).reshape(d.shape)
 
     def _extreme_b(self, arg, xs, dy, a):
         x = xs[0]
         g = self.xp.zeros_like(x)
-        idx = arg(x, axis=a[0], keepdims=True)
-        self.xp.put_along_axis(g, idx, dy.reshape(idx.shape), axis=a[0])
+        idx = arg(x, axis=a.d, keepdims=True)
+        self.xp.put_along_axis(g, idx, dy.reshape(idx.shape), axis=a.d)
         return g
 
     def f_max_dim(self, xs, a, d):
@@ -128,11 +128,11 @@ class Reductions:
         return self._extreme_b(self.xp.argmin, xs, dy, a)
 
     def f_cumsum(self, xs, a, d):
-        return self.xp.cumsum(xs[0], axis=a[0])
+        return self.xp.cumsum(xs[0], axis=a.d)
 
     def b_cumsum(self, xs, y, dy, a, d, i):
         xp = self.xp
-        ax = a[0]
+        ax = a.d
         return xp.flip(xp.cumsum(xp.flip(dy, ax), axis=ax), ax)
 
     # ---------------------------------------------------------------- sparsemax and the constrained softmax

@@ -12,12 +12,12 @@ class Shape:
     """The op table's shape section (a mixin of :class:`.kernels.Kernels`)."""
 
     def f_transpose(self, xs, a, d):
-        perm = list(a[0])
+        perm = list(a.dims)
         x = pad(xs[0], len(perm))
         return self.xp.transpose(x, perm + [len(perm)]).reshape(d.shape)
 
     def b_transpose(self, xs, y, dy, a, d, i):
-        perm = list(a[0])
+        perm = list(a.dims)
         x = xs[0]
         px = pad(x, len(perm))
         g = dy.reshape(tuple(px.shape[p] for p in perm) + dy.shape[-1:])
@@ -33,7 +33,7 @@ class Shape:
     # ---------------------------------------------------------------- concatenation
     def f_concatenate(self, xs, a, d):
         nd = len(d.d)
-        ax = a[0]
+        ax = a.d
         parts = []
         for x in xs:
             px = pad(x, max(nd, ax + 1))
@@ -43,7 +43,7 @@ class Shape:
         return self.xp.concatenate(parts, axis=ax).reshape(d.shape)
 
     def b_concatenate(self, xs, y, dy, a, d, i):
-        ax = a[0]
+        ax = a.d
         nd = max(len(d.d), ax + 1)
         g = pad(dy, nd)
         start = sum(pad(x, nd).shape[ax] for x in xs[:i])
@@ -61,19 +61,19 @@ class Shape:
 
     # ---------------------------------------------------------------- selections
     def f_select_rows(self, xs, a, d):
-        return xs[0][self.index(a[0])]
+        return xs[0][self.index(a.rows)]
 
     def b_select_rows(self, xs, y, dy, a, d, i):
         g = self.xp.zeros(xs[0].shape, xs[0].dtype)  # C order: a device's index_add may need it
-        self.index_add(g, a[0], dy, 0)
+        self.index_add(g, a.rows, dy, 0)
         return g
 
     def f_select_cols(self, xs, a, d):
-        return pad(xs[0], 2)[:, self.index(a[0])].reshape(d.shape)
+        return pad(xs[0], 2)[:, self.index(a.cols)].reshape(d.shape)
 
     def b_select_cols(self, xs, y, dy, a, d, i):
         g = self.xp.zeros(pad(xs[0], 2).shape, xs[0].dtype)
-        self.index_add(g, a[0], pad(dy, 2), 1)
+        self.index_add(g, a.cols, pad(dy, 2), 1)
         return g.reshape(xs[0].shape)
 
     def _pick_index(self, ndim: int, idx, bd: int):
@@ -84,7 +84,7 @@ class Shape:
 
     def f_pick(self, xs, a, d):
         x = xs[0]
-        idx, ax = a
+        idx, ax = a.indices, a.dim
         if len(idx) == 1:
             return self.xp.take(x, idx[0], axis=ax).reshape(d.shape)
         xb = self.xp.broadcast_to(x, x.shape[:-1] + (d.bd,))
@@ -92,7 +92,7 @@ class Shape:
 
     def b_pick(self, xs, y, dy, a, d, i):
         x = xs[0]
-        idx, ax = a
+        idx, ax = a.indices, a.dim
         full = x.shape[:-1] + (d.bd,)
         g = self.xp.zeros(full, dy.dtype)
         ks = list(full)
@@ -101,24 +101,22 @@ class Shape:
         return unbroadcast(g, x.shape)
 
     def f_pick_batch_elems(self, xs, a, d):
-        return xs[0][..., self.index(a[0])]
+        return xs[0][..., self.index(a.indices)]
 
     def b_pick_batch_elems(self, xs, y, dy, a, d, i):
         g = self.xp.zeros(xs[0].shape, xs[0].dtype)
-        self.index_add(g, a[0], dy, -1)
+        self.index_add(g, a.indices, dy, -1)
         return g
 
     def f_pickrange(self, xs, a, d):
-        s, e, ax = a
         sl = [slice(None)] * xs[0].ndim
-        sl[ax] = slice(s, e)
+        sl[a.d] = slice(a.start, a.end)
         return xs[0][tuple(sl)]
 
     def b_pickrange(self, xs, y, dy, a, d, i):
-        s, e, ax = a
         g = self.xp.zeros_like(xs[0])
         sl = [slice(None)] * g.ndim
-        sl[ax] = slice(s, e)
+        sl[a.d] = slice(a.start, a.end)
         g[tuple(sl)] = dy
         return g
 
@@ -139,11 +137,9 @@ class Shape:
         return xp.sort(xp.take(order, xp.arange(k), axis=ax), axis=ax)
 
     def f_kmax_pooling(self, xs, a, d):
-        k, ax = a
-        return self.xp.take_along_axis(xs[0], self._kmax_positions(xs[0], k, ax), axis=ax)
+        return self.xp.take_along_axis(xs[0], self._kmax_positions(xs[0], a.k, a.d), axis=a.d)
 
     def b_kmax_pooling(self, xs, y, dy, a, d, i):
-        k, ax = a
         g = self.xp.zeros_like(xs[0])
-        self.xp.put_along_axis(g, self._kmax_positions(xs[0], k, ax), dy, axis=ax)
+        self.xp.put_along_axis(g, self._kmax_positions(xs[0], a.k, a.d), dy, axis=a.d)
         return g

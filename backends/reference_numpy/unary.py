@@ -34,10 +34,10 @@ def unary_table(xp: Any, special: Any) -> dict[str, tuple[Callable, Callable]]:
     """op name -> (f(x, attrs), df(x, y, dy, attrs)) over the array module ``xp``."""
 
     def elu(x, a):
-        return xp.where(x > 0, x, xp.expm1(xp.minimum(x, 0)) * F32(a[0])).astype(x.dtype)
+        return xp.where(x > 0, x, xp.expm1(xp.minimum(x, 0)) * F32(a.alpha)).astype(x.dtype)
 
     def elu_b(x, y, g, a):
-        return g * xp.where(x > 0, 1, xp.exp(xp.minimum(x, 0)) * F32(a[0])).astype(x.dtype)
+        return g * xp.where(x > 0, 1, xp.exp(xp.minimum(x, 0)) * F32(a.alpha)).astype(x.dtype)
 
     def selu(x, a):
         return (SELU_LAMBDA * xp.where(x > 0, x, SELU_ALPHA * xp.expm1(xp.minimum(x, 0)))).astype(x.dtype)
@@ -46,16 +46,16 @@ def unary_table(xp: Any, special: Any) -> dict[str, tuple[Callable, Callable]]:
         return g * (SELU_LAMBDA * xp.where(x > 0, 1, SELU_ALPHA * xp.exp(xp.minimum(x, 0)))).astype(x.dtype)
 
     def silu_b(x, y, g, a):
-        s = sigmoid_tanh(xp, a[0] * x)
-        return g * (s + a[0] * x * s * (1 - s))
+        s = sigmoid_tanh(xp, a.beta * x)
+        return g * (s + a.beta * x * s * (1 - s))
 
     def round_half_away(x, a):
         """C's round(): halves go away from zero (NumPy's round goes to even)."""
         return xp.sign(x) * xp.floor(xp.abs(x) + 0.5)
 
     def pass_or_zero(x, y, g, a):
-        """Rounding's gradient: straight through if asked (a[0]), else zero."""
-        return g.copy() if a[0] else xp.zeros_like(g)
+        """Rounding's gradient: straight through if asked (``a.straight_through``), else zero."""
+        return g.copy() if a.straight_through else xp.zeros_like(g)
 
     return {
         "tanh": (lambda x, a: xp.tanh(x), lambda x, y, g, a: g * (1 - y * y)),
@@ -86,7 +86,7 @@ def unary_table(xp: Any, special: Any) -> dict[str, tuple[Callable, Callable]]:
         "asinh": (lambda x, a: xp.arcsinh(x), lambda x, y, g, a: g / xp.sqrt(x * x + 1)),
         "acosh": (lambda x, a: xp.arccosh(x), lambda x, y, g, a: g / xp.sqrt(x * x - 1)),
         "atanh": (lambda x, a: xp.arctanh(x), lambda x, y, g, a: g / (1 - x * x)),
-        "silu": (lambda x, a: x * sigmoid_tanh(xp, a[0] * x), silu_b),
+        "silu": (lambda x, a: x * sigmoid_tanh(xp, a.beta * x), silu_b),
         # rounding: a zero or straight-through gradient
         "round": (round_half_away, pass_or_zero),
         "ceil": (lambda x, a: xp.ceil(x), pass_or_zero),
@@ -94,7 +94,7 @@ def unary_table(xp: Any, special: Any) -> dict[str, tuple[Callable, Callable]]:
         # identities with a gradient rule of their own
         "to_device": (lambda x, a: x.copy(), lambda x, y, g, a: g),
         "nobackprop": (lambda x, a: x, lambda x, y, g, a: xp.zeros_like(g)),
-        "scale_gradient": (lambda x, a: x, lambda x, y, g, a: g * F32(a[0])),
+        "scale_gradient": (lambda x, a: x, lambda x, y, g, a: g * F32(a.lambd)),
     }
 
 
@@ -112,7 +112,7 @@ class Unary:
     def add_unary_kernels(self) -> None:
         """Put every row of :func:`unary_table` in ``FWD`` / ``BWD``."""
         for name, (f, df) in unary_table(self.xp, self.special).items():
-            self.FWD[name], self.BWD[name] = _forward(f), _backward(df)
+            self.install(name, _forward(f), _backward(df))
 
     def f_argmax(self, xs, a, d):
         x = xs[0]
@@ -121,4 +121,4 @@ class Unary:
         return out
 
     def b_argmax(self, xs, y, dy, a, d, i):
-        return dy.copy() if a[0] else self.xp.zeros_like(dy)
+        return dy.copy() if a.straight_through else self.xp.zeros_like(dy)

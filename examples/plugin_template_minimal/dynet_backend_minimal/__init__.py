@@ -9,12 +9,15 @@ minimal_numpy`` passing.
 * **Tensors** cross to NumPy in one layout: the data dims, then the batch as the
   last axis (``Dim.shape``). A lookup table is a tensor whose last axis runs over
   its rows.
-* **Leaf kernels** get their data in the attributes: ``input`` ``(array, dim)``,
-  ``constant`` ``(value, dim)``, ``parameter`` ``(storage, update, dim)`` and
-  ``lookup`` ``(storage, rows, update, dim)``, where ``storage.value`` is the
-  tensor this backend made.
-* **Op kernels** are ``f(xs, attrs, dim) -> y`` and ``b(xs, y, dy, attrs, dim, i)
-  -> dx_i`` (dx_i shaped like ``xs[i]``).
+* **Op kernels** are ``f(xs, a, dim) -> y`` and ``b(xs, y, dy, a, dim, i)
+  -> dx_i`` (dx_i shaped like ``xs[i]``). The tables go through
+  ``dynet_api.ops.kernels_by_name``, so ``a`` holds the node's attributes by the
+  names of the op record (``dynet_api/ops.py``): ``a.c`` for ``scalar_mult``,
+  ``a.dims`` and ``a.b`` for ``sum_dim``.
+* **Leaf kernels** get their data in the attributes: ``input`` ``a.data`` (an
+  array), ``constant`` ``a.value``, ``parameter`` ``a.storage`` and ``lookup``
+  ``a.storage`` and ``a.indices`` (its rows), where ``storage.value`` is the
+  tensor this backend made; ``a.dim`` is the output's ``Dim``.
 * **Trainer rules** arrive through ``update(rule, w, g, states, rows, hyper)``;
   ``hyper`` holds ``lr`` (the step size, Adam's bias correction included),
   ``gscale`` (the clipping scale, multiply g by it) and the rule's constants
@@ -33,7 +36,7 @@ import numpy as np
 
 from dynet_api.backend import Backend
 from dynet_api.hookspecs import BackendSpec, hookimpl
-from dynet_api.ops import OP_LIST
+from dynet_api.ops import OP_LIST, kernels_by_name
 from dynet_api.trainers import RULES as TRAINER_RULES
 
 __version__ = "0.1.0"
@@ -61,7 +64,7 @@ def _pnls_fwd(xs, a, d):
     m = x.max(axis=0, keepdims=True)
     lse = m + np.log(np.exp(x - m).sum(axis=0, keepdims=True))
     cols = np.arange(x.shape[1])
-    return (lse - x[list(a[0]), cols]).reshape(d.shape).astype(F32)
+    return (lse - x[list(a.indices), cols]).reshape(d.shape).astype(F32)
 
 
 def _pnls_bwd(xs, y, dy, a, d, i):
@@ -70,7 +73,7 @@ def _pnls_bwd(xs, y, dy, a, d, i):
     p = np.exp(x - m)
     p /= p.sum(axis=0, keepdims=True)
     g = p * dy.reshape(1, -1)
-    g[list(a[0]), np.arange(x.shape[1])] -= dy.reshape(-1)
+    g[list(a.indices), np.arange(x.shape[1])] -= dy.reshape(-1)
     return g.reshape(xs[0].shape).astype(F32)
 
 
@@ -113,15 +116,13 @@ def _cmult_bwd(xs, y, dy, a, d, i):
 
 
 def _sum_dim_keep(x: np.ndarray, a) -> tuple[int, ...]:
-    dims, batch = a
-    axes = set(dims) | ({x.ndim - 1} if batch else set())
+    axes = set(a.dims) | ({x.ndim - 1} if a.b else set())
     return tuple(1 if k in axes else n for k, n in enumerate(x.shape))
 
 
 def _sum_dim_fwd(xs, a, d):
     x = xs[0]
-    dims, batch = a
-    axes = tuple(dims) + ((x.ndim - 1,) if batch else ())
+    axes = tuple(a.dims) + ((x.ndim - 1,) if a.b else ())
     return x.astype(np.float64).sum(axis=axes, keepdims=True).reshape(d.shape).astype(F32)
 
 
@@ -142,18 +143,18 @@ KERNELS = {
     "log": _unary(np.log, lambda x, y: 1.0 / x),
     "square": _unary(np.square, lambda x, y: 2.0 * x),
     "sqrt": _unary(np.sqrt, lambda x, y: 0.5 / y),
-    "scalar_mult": (lambda xs, a, d: (xs[0] * F32(a[0])).astype(F32),
-                    lambda xs, y, dy, a, d, i: (dy * F32(a[0])).astype(F32)),
+    "scalar_mult": (lambda xs, a, d: (xs[0] * F32(a.c)).astype(F32),
+                    lambda xs, y, dy, a, d, i: (dy * F32(a.c)).astype(F32)),
     "squared_norm": (_sqnorm_fwd, lambda xs, y, dy, a, d, i: (2.0 * xs[0] * _bc(dy, xs[0].ndim - 1)).astype(F32)),
     "pickneglogsoftmax": (_pnls_fwd, _pnls_bwd),
 }
 
 LEAVES = {
-    "input": lambda xs, a, d: np.array(a[0], F32).reshape(d.shape),
-    "constant": lambda xs, a, d: np.full(d.shape, a[0], F32),
+    "input": lambda xs, a, d: np.array(a.data, F32).reshape(d.shape),
+    "constant": lambda xs, a, d: np.full(d.shape, a.value, F32),
     # the weights are the stored values times the collection's weight-decay factor
-    "parameter": lambda xs, a, d: a[0].value * a[0].wscale.factor,
-    "lookup": lambda xs, a, d: a[0].value[..., list(a[1])] * a[0].wscale.factor,
+    "parameter": lambda xs, a, d: a.storage.value * a.storage.wscale.factor,
+    "lookup": lambda xs, a, d: a.storage.value[..., list(a.indices)] * a.storage.wscale.factor,
 }
 
 RULES = ("sgd", "adam")
@@ -165,8 +166,9 @@ class MinimalBackend(Backend):
     name = "minimal_numpy"
     devices = ("CPU",)
     dtype = F32
-    forward_kernels = {**LEAVES, **{k: f for k, (f, _) in KERNELS.items()}}
-    backward_kernels = {k: b for k, (_, b) in KERNELS.items()}
+    # attributes by name: each kernel of an op with attributes receives them as the op's named tuple
+    forward_kernels = kernels_by_name({**LEAVES, **{k: f for k, (f, _) in KERNELS.items()}})
+    backward_kernels = kernels_by_name({k: b for k, (_, b) in KERNELS.items()}, backward=True)
     unsupported = {
         **{o.name: "not in the minimal template" for o in OP_LIST if o.name not in LEAVES and o.name not in KERNELS},
         # every other trainer rule of the front end's records (a new one is declared here by itself)
