@@ -206,11 +206,4 @@ struct KernelRegistration {
 const std::vector<KernelDef>& kernel_table();
 int kernel_code(const std::string& name);  // -1 if absent
 
-// Trainer update rules on raw buffers (dense when rows is null).  With clear, the gradient
-// is zeroed over the stepped elements in the same pass (all of it when dense).  wscale
-// multiplies the step of momentum, adadelta and eg (1 / the lazy weight-decay scale).
-void apply_update(const std::string& rule, float* w, float* g, std::vector<float*>& states, int64_t n,
-                  int64_t row_size, const std::vector<int64_t>* rows, double lr, double gscale, double mom,
-                  double eps, double rho, double b1, double b2, bool clear = false, double wscale = 1.0);
-
 }  // namespace dy

@@ -57,29 +57,27 @@ void same_size(const Tensor& a, const Tensor& b, const char* what) {
                           std::to_string(b.total()) + " values");
 }
 
-// A trainer's hyper dict, read once per update with interned keys (absent keys: 0, gscale and wscale 1).
-struct HyperArgs {
-  double lr, mom, eps, rho, b1, b2, gscale, wscale;
-  explicit HyperArgs(PyObject* h) {
-    static PyObject* const* keys = [] {
-      static PyObject* k[8];
-      const char* names[8] = {"lr", "mom", "eps", "rho", "beta_1", "beta_2", "gscale", "wscale"};
-      for (int i = 0; i < 8; ++i) k[i] = PyUnicode_InternFromString(names[i]);  // kept for the process
-      return k;
-    }();
-    double* out[8] = {&lr, &mom, &eps, &rho, &b1, &b2, &gscale, &wscale};
-    for (int i = 0; i < 8; ++i) {
-      PyObject* v = keys[i] ? PyDict_GetItemWithError(h, keys[i]) : nullptr;
-      if (!v) {
-        if (PyErr_Occurred()) throw py::error_already_set();
-        *out[i] = i >= 6 ? 1.0 : 0.0;
-        continue;
-      }
-      *out[i] = PyFloat_AsDouble(v);
-      if (*out[i] == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+// A trainer's hyper dict as the rule kernels read it, once per update: the keys of update_rules_table.h
+// (generated from the trainer records), interned, read with the C API; a key not sent takes its default.
+upd::Hyper read_hyper(PyObject* h) {
+  static PyObject* const* keys = [] {
+    static PyObject* k[upd::kHyperKeys];
+    for (int i = 0; i < upd::kHyperKeys; ++i) k[i] = PyUnicode_InternFromString(upd::kHyperNames[i]);  // kept
+    return k;
+  }();
+  double v[upd::kHyperKeys];
+  for (int i = 0; i < upd::kHyperKeys; ++i) {
+    PyObject* x = keys[i] ? PyDict_GetItemWithError(h, keys[i]) : nullptr;
+    if (!x) {
+      if (PyErr_Occurred()) throw py::error_already_set();
+      v[i] = upd::kHyperAbsent[i];
+      continue;
     }
+    v[i] = PyFloat_AsDouble(x);
+    if (v[i] == -1.0 && PyErr_Occurred()) throw py::error_already_set();
   }
-};
+  return upd::Hyper::from(v);
+}
 
 // Rows (batch elements) of a table, bounds-checked.
 std::vector<int64_t> row_list(py::handle rows, int64_t n, const char* what) {
@@ -299,16 +297,17 @@ PYBIND11_MODULE(_cpu_eigen, m) {
       same_size(w, st, "update");
       sp.push_back(st.data());
     }
-    const HyperArgs a(h.ptr());
+    const int code = upd::rule_code(rule);
+    const upd::Hyper hy = read_hyper(h.ptr());
     std::vector<int64_t> r;
     if (!rows.is_none()) r = row_list(rows, n_rows(w), "update");
-    apply_update(rule, w.data(), g.data(), sp, w.total(), row_size(w), rows.is_none() ? nullptr : &r, a.lr, a.gscale,
-                 a.mom, a.eps, a.rho, a.b1, a.b2, false, a.wscale);
+    upd::apply_update(code, w.data(), g.data(), sp, w.total(), row_size(w), rows.is_none() ? nullptr : &r, hy, false);
   });
   // One trainer step over many parameters: items are (w, g, states, rows or None, clear); all are
   // checked before any is stepped, so a bad item leaves every parameter as it was.
   m.def("update_all", [](const std::string& rule, py::list items, py::dict h) {
-    const HyperArgs a(h.ptr());
+    const int code = upd::rule_code(rule);
+    const upd::Hyper hy = read_hyper(h.ptr());
     struct Item {
       Tensor* w;
       Tensor* g;
@@ -342,8 +341,13 @@ PYBIND11_MODULE(_cpu_eigen, m) {
       x.clear = c == 1;
     }
     for (Item& x : todo)
-      apply_update(rule, x.w->data(), x.g->data(), x.states, x.w->total(), row_size(*x.w),
-                   x.dense ? nullptr : &x.rows, a.lr, a.gscale, a.mom, a.eps, a.rho, a.b1, a.b2, x.clear, a.wscale);
+      if (x.states.size() != size_t(upd::kRuleStates[code]))
+        throw py::value_error("cpu_eigen.update_all: update rule '" + rule + "' takes " +
+                              std::to_string(upd::kRuleStates[code]) + " state tensors, got " +
+                              std::to_string(x.states.size()));
+    for (Item& x : todo)
+      upd::apply_update(code, x.w->data(), x.g->data(), x.states, x.w->total(), row_size(*x.w),
+                        x.dense ? nullptr : &x.rows, hy, x.clear);
   });
   m.def("cpu_has_avx2_fma", [] {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -374,6 +378,15 @@ PYBIND11_MODULE(_cpu_eigen, m) {
   m.def("rowops_isa", [] { return std::string(rows::isa()); });
   m.def("thin_gemm_isa", &thin::isa);
   m.def("update_isa", &upd::isa);
+  m.def("update_rules", &upd::rules_with_kernels);
+  // The trainer records this module was built from (update_rules_table.h), for the check at load time.
+  m.def("update_rule_table", [] {
+    py::dict states;
+    for (int r = 0; r < upd::kRules; ++r) states[upd::kRuleNames[r]] = upd::kRuleStates[r];
+    py::list keys;
+    for (int i = 0; i < upd::kHyperKeys; ++i) keys.append(upd::kHyperNames[i]);
+    return py::make_tuple(states, keys);
+  });
   m.def("select_update_isa", &upd::select, py::arg("name"));
   m.def("select_thin_gemm", &thin::select, py::arg("name"));
   m.def("set_autobatch", [](bool on) { ab::set_enabled(on); });

@@ -1,5 +1,5 @@
 // Memory accounting (the --dynet-mem limit), buffers, the arena, the random
-// generator, the thread setting and the trainer update rules.
+// generator and the thread setting (the trainer update rules: update_rules.cpp).
 #include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
@@ -9,7 +9,6 @@
 #include <new>
 
 #include "common.h"
-#include "update_rules.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -116,86 +115,6 @@ void set_threads(int n) {
 }
 int threads() { return g_threads; }
 
-namespace {
-
-enum class Rule { sgd, momentum, adagrad, adadelta, rmsprop, adam, amsgrad, eg };
-
-Rule rule_code(const std::string& rule) {
-  if (rule == "sgd") return Rule::sgd;
-  if (rule == "momentum") return Rule::momentum;
-  if (rule == "adagrad") return Rule::adagrad;
-  if (rule == "adadelta") return Rule::adadelta;
-  if (rule == "rmsprop") return Rule::rmsprop;
-  if (rule == "adam") return Rule::adam;
-  if (rule == "amsgrad") return Rule::amsgrad;
-  if (rule == "eg") return Rule::eg;
-  throw std::invalid_argument("cpu_eigen: unknown update rule '" + rule + "'");
-}
-
-// Exponentiated gradient over n contiguous elements (the vectorised rules are in update_rules).
-void eg_step(float* w, const float* g0, float** s, int64_t n, double lr, double gscale, double mom, double wscale) {
-  float c = float(lr * gscale), m = float(mom), ws = float(wscale);
-  std::vector<float> lw(static_cast<size_t>(n));
-  float mx = -INFINITY;
-  for (int64_t k = 0; k < n; ++k) {
-    s[0][k] = s[0][k] * m - c * g0[k];
-    lw[size_t(k)] = std::log(std::max(w[k], 1e-30f)) + s[0][k] * ws;
-    mx = std::max(mx, lw[size_t(k)]);
-  }
-  double sum = 0;
-  for (int64_t k = 0; k < n; ++k) sum += (lw[size_t(k)] = std::exp(lw[size_t(k)] - mx));
-  for (int64_t k = 0; k < n; ++k) w[k] = float(lw[size_t(k)] / sum);
-}
-
-}  // namespace
-
-void apply_update(const std::string& rule_name, float* w, float* g, std::vector<float*>& states, int64_t n,
-                  int64_t row_size, const std::vector<int64_t>* rows, double lr, double gscale, double mom,
-                  double eps, double rho, double b1, double b2, bool clear, double wscale) {
-  const Rule rule = rule_code(rule_name);
-  size_t ns = states.size();
-  if (rule == Rule::eg) {
-    if (!rows) {
-      eg_step(w, g, states.data(), n, lr, gscale, mom, wscale);
-      if (clear) std::memset(g, 0, size_t(n) * sizeof(float));
-      return;
-    }
-    // the simplex spans the chosen rows together: gather, step, scatter
-    size_t m = rows->size() * size_t(row_size);
-    std::vector<std::vector<float>> tmp(ns + 2, std::vector<float>(m));
-    for (size_t j = 0; j < rows->size(); ++j) {
-      size_t o = size_t((*rows)[j] * row_size), t = j * size_t(row_size);
-      std::memcpy(&tmp[0][t], w + o, size_t(row_size) * sizeof(float));
-      std::memcpy(&tmp[1][t], g + o, size_t(row_size) * sizeof(float));
-      for (size_t q = 0; q < ns; ++q) std::memcpy(&tmp[2 + q][t], states[q] + o, size_t(row_size) * sizeof(float));
-    }
-    std::vector<float*> sp;
-    for (size_t q = 0; q < ns; ++q) sp.push_back(tmp[2 + q].data());
-    eg_step(tmp[0].data(), tmp[1].data(), sp.data(), int64_t(m), lr, gscale, mom, wscale);
-    for (size_t j = 0; j < rows->size(); ++j) {
-      size_t o = size_t((*rows)[j] * row_size), t = j * size_t(row_size);
-      std::memcpy(w + o, &tmp[0][t], size_t(row_size) * sizeof(float));
-      for (size_t q = 0; q < ns; ++q) std::memcpy(states[q] + o, &tmp[2 + q][t], size_t(row_size) * sizeof(float));
-      if (clear) std::memset(g + o, 0, size_t(row_size) * sizeof(float));
-    }
-    return;
-  }
-  // One vectorised pass per parameter (or per touched row), the gradient cleared as it is read.
-  const upd::StepFn step = upd::current().step;
-  const upd::Hyper h{float(lr), float(gscale), float(lr * gscale), float(mom), float(eps), float(rho), float(b1), float(b2),
-                     float(wscale)};
-  const int code = int(rule);  // Rule and upd::Rule list the vectorised rules in the same order
-  if (!rows) {
-    step(code, w, g, states.data(), n, h, clear);
-    return;
-  }
-  std::vector<float*> sp(ns);
-  for (int64_t r : *rows) {
-    int64_t o = r * row_size;
-    for (size_t q = 0; q < ns; ++q) sp[q] = states[q] + o;
-    step(code, w + o, g + o, sp.data(), row_size, h, clear);
-  }
-}
 Shape shape_from(const std::vector<int64_t>& s) {
   Shape r;
   if (s.empty()) return r;

@@ -1,29 +1,30 @@
-// Trainer rule steps on contiguous floats, compiled once per vector instruction set
-// (update_rules_isa.cpp, like the thin products) and picked at run time from the CPU;
-// DYNET_CPU_EIGEN_ISA=avx2 caps the choice, =baseline keeps the portable build.
+// Trainer rule steps on contiguous floats.  The rules, their state counts and Hyper come from the
+// trainer records (update_rules_table.h, generated); each rule's kernel is registered next to its
+// body: an elementwise rule with DY_RULE (update_rules_impl.h, compiled once per vector
+// instruction set, like the thin products, and picked at run time from the CPU;
+// DYNET_CPU_EIGEN_ISA=avx2 caps the choice, =baseline keeps the portable build), a rule over the
+// whole tensor with DY_TENSOR_RULE (update_rules.cpp).
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "update_rules_table.h"
 
 namespace dy {
 namespace upd {
 
-enum Rule : int { sgd, momentum, adagrad, adadelta, rmsprop, adam, amsgrad };
-
-struct Hyper {
-  float lr, gs, lr_gs, mom, eps, rho, b1, b2;  // lr_gs: lr * gs rounded once from double
-  float ws;  // momentum and adadelta: the step's factor, 1 / the lazy weight-decay scale (else 1)
-};
-
-// One rule step over n elements (w, g and the states at the same offset); with clear, each
-// gradient element is zeroed as it is read, so the clear costs no pass of its own.
-using StepFn = void (*)(int rule, float* w, float* g, float* const* s, int64_t n, const Hyper& h, bool clear);
+// One elementwise rule's step over n elements (w, g and the states at the same offset); with
+// clear, each gradient element is zeroed as it is read, so the clear costs no pass of its own.
+using StepFn = void (*)(float* w, float* g, float* const* s, int64_t n, const Hyper& h, bool clear);
+// A whole-tensor rule's step over n elements (the rows of a sparse update gathered together).
+using TensorStepFn = void (*)(float* w, const float* g, float* const* s, int64_t n, const Hyper& h);
 // sum of p[k]^2 over n elements, accumulated in double.
 using NormFn = double (*)(const float* p, int64_t n);
 
 struct Kernels {
-  StepFn step;
+  const StepFn* steps;  // by rule code; null: no elementwise kernel for that rule
   NormFn sq_norm;
 };
 
@@ -35,6 +36,26 @@ extern const Kernels* const kAvx2;
 const Kernels& current();
 std::string isa();                       // "avx512", "avx2" or "baseline"
 std::string select(const std::string&);  // "best", "avx2" or "baseline"; returns what it got
+
+// DY_TENSOR_RULE's registrations (update_rules.cpp).
+void register_tensor_rule(int rule, TensorStepFn f);
+struct TensorRuleRegistration {
+  TensorRuleRegistration(int rule, TensorStepFn f) { register_tensor_rule(rule, f); }
+};
+// Registers a whole-tensor rule's kernel, written right after it: DY_TENSOR_RULE(eg, eg_step);
+#define DY_TENSOR_RULE(NAME, FN) const ::dy::upd::TensorRuleRegistration dy_tensor_rule_##NAME(::dy::upd::NAME, FN)
+
+// The code of the rule called `name` if this backend has a kernel for it; otherwise
+// std::invalid_argument naming the rule, the backend and the rules it has.
+int rule_code(const std::string& name);
+// The rules with a kernel (in the current build for the elementwise ones), in code order.
+std::vector<std::string> rules_with_kernels();
+
+// One rule step on raw buffers (dense when rows is null; else the rows of row_size elements).
+// With clear, the gradient is zeroed over the stepped elements in the same pass (all of it when
+// dense).  states must hold the rule's number of state tensors (std::invalid_argument otherwise).
+void apply_update(int rule, float* w, float* g, const std::vector<float*>& states, int64_t n, int64_t row_size,
+                  const std::vector<int64_t>* rows, const Hyper& h, bool clear);
 
 }  // namespace upd
 }  // namespace dy

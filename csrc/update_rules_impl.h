@@ -1,6 +1,10 @@
-// The rule loops of update_rules.h, written so the compiler vectorises them for whatever
-// instruction set this translation unit is built with (branch-free bodies, restrict pointers,
-// -fno-math-errno so sqrt becomes one vector instruction).
+// The elementwise rules of update_rules.h, written so the compiler vectorises their loops for
+// whatever instruction set this translation unit is built with (branch-free bodies, restrict
+// pointers, -fno-math-errno so sqrt becomes one vector instruction).
+//
+// A rule is its body, registered by DY_RULE(name): it steps one element, w, with the gradient g
+// (as read, before the clipping scale h.gscale) and the rule's state elements s0, s1, s2 (only
+// the first kRuleStates[rule] are real), the hyper values in h (update_rules_table.h).
 #pragma once
 
 #include <cmath>
@@ -15,82 +19,6 @@ namespace dy {
 namespace upd {
 namespace {
 
-template <int R, bool CLEAR>
-void step_t(float* __restrict w, float* __restrict g0, float* const* s, int64_t n, const Hyper& h) {
-  const float lr = h.lr, gs = h.gs, eps = h.eps;
-  float* __restrict s0 = R == sgd ? nullptr : s[0];
-  float* __restrict s1 = (R == adadelta || R == adam || R == amsgrad) ? s[1] : nullptr;
-  float* __restrict s2 = R == amsgrad ? s[2] : nullptr;
-  if (R == sgd) {
-    const float c = h.lr_gs;
-    for (int64_t k = 0; k < n; ++k) {
-      float g = g0[k];
-      if (CLEAR) g0[k] = 0.f;
-      w[k] -= c * g;
-    }
-  } else if (R == momentum) {
-    const float c = h.lr_gs, m = h.mom, ws = h.ws;
-    for (int64_t k = 0; k < n; ++k) {
-      float g = g0[k];
-      if (CLEAR) g0[k] = 0.f;
-      float v = s0[k] * m - c * g;
-      s0[k] = v;
-      w[k] += v * ws;
-    }
-  } else if (R == adagrad) {
-    for (int64_t k = 0; k < n; ++k) {
-      float g = g0[k] * gs;
-      if (CLEAR) g0[k] = 0.f;
-      float a = s0[k] + g * g;
-      s0[k] = a;
-      w[k] -= lr * g / std::sqrt(a + eps);
-    }
-  } else if (R == adadelta) {
-    const float r = h.rho, ws = h.ws;
-    for (int64_t k = 0; k < n; ++k) {
-      float g = g0[k] * gs;
-      if (CLEAR) g0[k] = 0.f;
-      float hg = s0[k] * r + (1 - r) * g * g;
-      s0[k] = hg;
-      float d = -g * std::sqrt(s1[k] + eps) / std::sqrt(hg + eps);
-      s1[k] = s1[k] * r + (1 - r) * d * d;
-      w[k] += d * ws;
-    }
-  } else if (R == rmsprop) {
-    const float r = h.rho;
-    for (int64_t k = 0; k < n; ++k) {
-      float g = g0[k] * gs;
-      if (CLEAR) g0[k] = 0.f;
-      float e = s0[k] * r + (1 - r) * g * g;
-      s0[k] = e;
-      w[k] -= lr * g / std::sqrt(e + eps);
-    }
-  } else {  // adam, amsgrad
-    const float b1 = h.b1, b2 = h.b2;
-    for (int64_t k = 0; k < n; ++k) {
-      float g = g0[k] * gs;
-      if (CLEAR) g0[k] = 0.f;
-      float m = s0[k] * b1 + (1 - b1) * g;
-      float v = s1[k] * b2 + (1 - b2) * g * g;
-      s0[k] = m;
-      s1[k] = v;
-      if (R == amsgrad) {
-        v = s2[k] > v ? s2[k] : v;  // not std::max: no out-of-line copy shared across the builds
-        s2[k] = v;
-      }
-      w[k] -= lr * m / (std::sqrt(v) + eps);
-    }
-  }
-}
-
-template <int R>
-void step_r(float* w, float* g, float* const* s, int64_t n, const Hyper& h, bool clear) {
-  if (clear)
-    step_t<R, true>(w, g, s, n, h);
-  else
-    step_t<R, false>(w, g, s, n, h);
-}
-
 // Denormal operands slow x86 arithmetic ~100x: an Adam first moment decaying towards zero
 // under a vanishing gradient made an update 5-10x slower.  The rules run with
 // flush-to-zero / denormals-are-zero (what DyNet's -Ofast build gets process-wide), and
@@ -103,17 +31,96 @@ struct FlushDenormals {
 #endif
 };
 
-void step_vec(int rule, float* w, float* g, float* const* s, int64_t n, const Hyper& h, bool clear) {
-  FlushDenormals ftz;
-  switch (rule) {
-    case sgd: return step_r<sgd>(w, g, s, n, h, clear);
-    case momentum: return step_r<momentum>(w, g, s, n, h, clear);
-    case adagrad: return step_r<adagrad>(w, g, s, n, h, clear);
-    case adadelta: return step_r<adadelta>(w, g, s, n, h, clear);
-    case rmsprop: return step_r<rmsprop>(w, g, s, n, h, clear);
-    case adam: return step_r<adam>(w, g, s, n, h, clear);
-    default: return step_r<amsgrad>(w, g, s, n, h, clear);
+template <int R, class Body, bool CLEAR>
+void step_t(float* __restrict w, float* __restrict g0, float* const* s, int64_t n, const Hyper& hp) {
+  const Hyper h = hp;  // a local copy: the stores through w cannot change it, so its fields stay in registers
+  constexpr int ns = kRuleStates[R];
+  static_assert(ns <= 3, "DY_RULE bodies have at most 3 state tensors");
+  float* __restrict s0 = ns > 0 ? s[0] : nullptr;
+  float* __restrict s1 = ns > 1 ? s[1] : nullptr;
+  float* __restrict s2 = ns > 2 ? s[2] : nullptr;
+  for (int64_t k = 0; k < n; ++k) {
+    float g = g0[k];
+    if (CLEAR) g0[k] = 0.f;
+    float u0 = 0.f, u1 = 0.f, u2 = 0.f;  // the states a rule does not have
+    Body::step(h, g, w[k], ns > 0 ? s0[k] : u0, ns > 1 ? s1[k] : u1, ns > 2 ? s2[k] : u2);
   }
+}
+
+template <int R, class Body>
+void step_r(float* w, float* g, float* const* s, int64_t n, const Hyper& h, bool clear) {
+  FlushDenormals ftz;
+  if (clear)
+    step_t<R, Body, true>(w, g, s, n, h);
+  else
+    step_t<R, Body, false>(w, g, s, n, h);
+}
+
+StepFn steps_here[kRules];  // this build's kernels by rule code, filled by the DY_RULE registrations
+
+struct Registration {
+  Registration(int rule, StepFn f) { steps_here[rule] = f; }
+};
+
+// DY_RULE(adam) { body }: the kernel of rule adam (a name of update_rules_table.h's Rule).
+#define DY_RULE(NAME)                                                                                          \
+  struct rule_body_##NAME {                                                                                    \
+    static inline void step(const Hyper& h, float g, float& w, [[maybe_unused]] float& s0,                     \
+                            [[maybe_unused]] float& s1, [[maybe_unused]] float& s2);                           \
+  };                                                                                                           \
+  const Registration registered_##NAME(NAME, &step_r<NAME, rule_body_##NAME>);                                 \
+  inline void rule_body_##NAME::step([[maybe_unused]] const Hyper& h, float g, float& w,                       \
+                                     [[maybe_unused]] float& s0, [[maybe_unused]] float& s1,                   \
+                                     [[maybe_unused]] float& s2)
+
+// ---------------------------------------------------------------- the rules (formulas: dynet_api/trainers.py)
+
+DY_RULE(sgd) { w -= h.lr_gs * g; }
+
+DY_RULE(momentum) {
+  s0 = s0 * h.mom - h.lr_gs * g;
+  w += s0 * h.wscale;
+}
+
+DY_RULE(adagrad) {
+  g *= h.gscale;
+  s0 = s0 + g * g;
+  w -= h.lr * g / std::sqrt(s0 + h.eps);
+}
+
+DY_RULE(adadelta) {
+  const float r = h.rho;
+  g *= h.gscale;
+  s0 = s0 * r + (1 - r) * g * g;
+  float d = -g * std::sqrt(s1 + h.eps) / std::sqrt(s0 + h.eps);
+  s1 = s1 * r + (1 - r) * d * d;
+  w += d * h.wscale;
+}
+
+DY_RULE(rmsprop) {
+  const float r = h.rho;
+  g *= h.gscale;
+  s0 = s0 * r + (1 - r) * g * g;
+  w -= h.lr * g / std::sqrt(s0 + h.eps);
+}
+
+// Adam's moments: m (first) and v (second) of the scaled gradient g.
+inline void adam_moments(const Hyper& h, float g, float& m, float& v) {
+  m = m * h.beta_1 + (1 - h.beta_1) * g;
+  v = v * h.beta_2 + (1 - h.beta_2) * g * g;
+}
+
+DY_RULE(adam) {
+  g *= h.gscale;
+  adam_moments(h, g, s0, s1);
+  w -= h.lr * s0 / (std::sqrt(s1) + h.eps);
+}
+
+DY_RULE(amsgrad) {
+  g *= h.gscale;
+  adam_moments(h, g, s0, s1);
+  s2 = s2 > s1 ? s2 : s1;  // the running maximum of v; not std::max: no out-of-line copy shared across the builds
+  w -= h.lr * s0 / (std::sqrt(s2) + h.eps);
 }
 
 // Eight independent double lanes (one vector's worth), summed at the end.
@@ -126,7 +133,7 @@ double sq_norm_vec(const float* __restrict p, int64_t n) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-const Kernels kernels_here = {&step_vec, &sq_norm_vec};
+const Kernels kernels_here = {steps_here, &sq_norm_vec};
 
 }  // namespace
 }  // namespace upd

@@ -51,18 +51,7 @@ from .session import (  # noqa: E402,F401
     reset_random_seed,
 )
 from .tensor import Tensor  # noqa: E402,F401
-from .trainers import (  # noqa: E402,F401
-    AdadeltaTrainer,
-    AdagradTrainer,
-    AdamTrainer,
-    AmsgradTrainer,
-    CyclicalSGDTrainer,
-    EGTrainer,
-    MomentumSGDTrainer,
-    RMSPropTrainer,
-    SimpleSGDTrainer,
-    Trainer,
-)
+from .trainers import *  # noqa: E402,F401,F403
 
 __version__ = "0.1.0"
 HAVE_CUDA = False

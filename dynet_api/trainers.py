@@ -6,19 +6,15 @@ updated (only the looked-up rows of a lookup table while sparse updates are on),
 then the gradients are cleared and weight decay is applied.  The step and the clear
 go to the backend as one ``update_all`` call per update (one pass over each gradient).
 
-Rules (g is the gradient times the clipping scale; each backend implements them):
-
-* ``sgd``: w -= lr * g
-* ``momentum``: v = mom * v - lr * g; w += v
-* ``adagrad``: G += g^2; w -= lr * g / sqrt(G + eps)
-* ``adadelta``: hg = rho hg + (1 - rho) g^2; d = -g sqrt(hd + eps) / sqrt(hg + eps);
-  hd = rho hd + (1 - rho) d^2; w += d
-* ``rmsprop``: E = rho E + (1 - rho) g^2; w -= lr * g / sqrt(E + eps)
-* ``adam``: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
-  w -= lr_t m / (sqrt(v) + eps) with lr_t = lr sqrt(1 - b2^t) / (1 - b1^t), t the
-  global update count (starting at 1)
-* ``amsgrad``: as adam with vhat = max(vhat, v) in place of v
-* ``eg``: h = mom h - lr g; w = softmax(log w + h) over the whole tensor
+A trainer rule is declared once, by its class here: the docstring (with the rule's
+formula) and a :class:`TrainerRule` record -- the rule's name, its number of state
+tensors, whether its step scales with ``lr``, and its constructor arguments with
+DyNet's names, defaults and ranges (which are also its ``hyper`` keys).  The
+constructor, its signature and the ``Args:`` of the docstring are made from the
+record; :data:`RULES` lists the records, and ``scripts/gen_update_rules.py`` writes the
+C++ backend's rule table from them.  Each backend then has one kernel per rule
+(``docs/adding_a_trainer.md``).  In the formulas, g is the gradient times the
+clipping scale.
 
 Weight decay (``--dynet-weight-decay`` or ``pc.set_weight_decay``) is DyNet's lazy
 scale: the weights are the stored values times one factor per root collection
@@ -32,8 +28,12 @@ their step by it, as DyNet divides by ``current_weight_decay()``.  The values re
 
 from __future__ import annotations
 
+import inspect
+import keyword
 import math
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .params import ParameterCollection, ParamStorage
@@ -60,32 +60,199 @@ def _finite(owner: str, name: str, v, lo: float | None = None, hi: float | None 
     return f
 
 
+@dataclass(frozen=True)
+class Arg:
+    """One constructor argument of a trainer, after the collection: DyNet's name and default, the range
+    it is checked against (``[lo, hi]``, ``hi`` excluded with ``hi_open``), and whether it reaches the
+    backend as ``hyper[name]`` (``sent``; ``checked=False``: only converted to float, DyNet's ignored
+    arguments)."""
+
+    name: str
+    default: float | None  # None: required
+    doc: str
+    lo: float | None = 0.0
+    hi: float | None = None
+    hi_open: bool = False
+    sent: bool = True
+    checked: bool = True
+    is_lr: bool = False  # the learning rate: kept as ``trainer.learning_rate``, sent as ``hyper["lr"]``
+
+    def value(self, owner: str, v: Any) -> float:
+        """``v`` checked (ValueError/TypeError naming ``owner`` and this argument) and as a float."""
+        if not self.checked:
+            return float(v)
+        return _finite(owner, self.name, v, self.lo, self.hi, hi_open=self.hi_open)
+
+
+def learning_rate(default: float | None, name: str = "learning_rate") -> Arg:
+    """The learning-rate argument (Adam's is called ``alpha``): at least 0, sent as ``hyper["lr"]``."""
+    return Arg(name, default, "the learning rate.", is_lr=True)
+
+
+@dataclass(frozen=True)
+class TrainerRule:
+    """A trainer rule, everything the front end knows of it.
+
+    ``name`` is what the backends' kernels are registered under; ``n_states`` the number of
+    shadow tensors per parameter (zeros at first); ``args`` the trainer's constructor arguments
+    in DyNet's order; ``step_in_lr`` whether the step on the weights is proportional to ``lr``
+    (then the lazy weight decay folds into ``lr``, else the kernel gets ``hyper["wscale"]``);
+    ``lr_t(lr, hyper, t)`` the learning rate sent at update ``t`` (from 1; Adam's bias
+    correction); ``sparse_updates`` the trainer's default for ``set_sparse_updates``.
+    """
+
+    name: str
+    n_states: int
+    args: tuple[Arg, ...]
+    step_in_lr: bool = True
+    lr_t: Callable[[float, dict, int], float] | None = None
+    sparse_updates: bool = True
+
+    @property
+    def hyper_keys(self) -> tuple[str, ...]:
+        """The rule's keys of ``hyper``, besides ``gscale`` (every update) and ``wscale`` (under weight
+        decay, for a rule whose step is not in ``lr``)."""
+        return ("lr",) + tuple(a.name for a in self.args if a.sent and not a.is_lr)
+
+    def signature(self) -> inspect.Signature:
+        """The trainer's constructor signature: ``(self, m, <args with DyNet's defaults>)``."""
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        params = [inspect.Parameter("self", kind), inspect.Parameter("m", kind, annotation="ParameterCollection")]
+        params += [inspect.Parameter(a.name, kind, annotation="float",
+                                     default=inspect.Parameter.empty if a.default is None else a.default)
+                   for a in self.args]
+        return inspect.Signature(params, return_annotation="None")
+
+    def args_doc(self) -> str:
+        """The ``Args:`` section of the trainer's docstring."""
+        lines = ["Args:", "    m (ParameterCollection): the parameters to train."]
+        lines += [f"    {a.name} (float): {a.doc}" for a in self.args]
+        return "\n".join(lines)
+
+
+def _adam_lr(lr: float, h: dict, t: int) -> float:
+    """Adam's bias-corrected learning rate at update ``t``."""
+    return lr * math.sqrt(1 - h["beta_2"] ** t) / (1 - h["beta_1"] ** t)
+
+
+def _hyper_of(rule: TrainerRule) -> Callable[[Trainer], dict]:
+    """The ``_hyper`` method of ``rule``'s trainers: one dict display of ``lr`` (``lr_t`` of it if the
+    record has one, at update ``updates + 1``) and the record's other keys, read from the trainer's
+    attributes.  Written out and compiled once per class, as dataclasses do, because it runs on every
+    update: a loop over the keys cost about 0.3 us more per update (a lookup update takes 3-5 us)."""
+    items = ", ".join(f"{k!r}: self.{k}" for k in rule.hyper_keys[1:])
+    body = f"h = {{'lr': self.learning_rate, {items}}}" if items else "h = {'lr': self.learning_rate}"
+    if rule.lr_t is not None:
+        body += "\n    h['lr'] = lr_t(h['lr'], h, self.updates + 1)"
+    namespace: dict[str, Any] = {"lr_t": rule.lr_t}
+    exec(f"def _hyper(self):\n    {body}\n    return h\n", namespace)
+    f = namespace["_hyper"]
+    f.__doc__ = f"The ``hyper`` of this update for rule {rule.name!r}: {', '.join(rule.hyper_keys)}."
+    return f
+
+
+# Every rule of this module's trainers, by name, in the order they are declared (filled as the
+# classes are made; scripts/gen_update_rules.py reads it).
+RULES: dict[str, TrainerRule] = {}
+
+
+def _setup(tr: Trainer, rule: TrainerRule, sig: inspect.Signature, m: Any, args: tuple, kwargs: dict) -> None:
+    """A trainer's construction from its rule's record: the arguments bound to ``sig`` and checked."""
+    owner = type(tr).__name__
+    try:
+        bound = sig.bind(tr, m, *args, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"{owner}: {e}") from None
+    bound.apply_defaults()
+    values = bound.arguments
+    if not isinstance(m, ParameterCollection):
+        raise TypeError(f"{owner}: expected a ParameterCollection, got {type(m).__name__}")
+    tr.model = m
+    lr = next((values[a.name] for a in rule.args if a.is_lr), 1.0)
+    tr.learning_rate = tr._lr(lr)
+    tr.clipping_enabled = True
+    tr.clip_threshold = 5.0
+    tr.sparse_updates = True
+    tr.updates = 0
+    tr.updates_since_status = 0
+    tr.clips = 0
+    tr.clips_since_status = 0
+    for a in rule.args:
+        if not a.is_lr:
+            setattr(tr, a.name, a.value(owner, values[a.name]))
+    if not rule.sparse_updates:
+        tr.sparse_updates = False
+
+
 class Trainer:
     """The base of the trainers: gradient clipping, sparse updates and the update loop.
+
+    A subclass with a ``record`` (:class:`TrainerRule`) in its body is a trainer of that rule:
+    its constructor, signature and the ``Args:`` of its docstring are made from the record.
 
     Args:
         m (ParameterCollection): the parameters to train.
         learning_rate (float): the initial learning rate.
     """
 
+    record = TrainerRule("sgd", 0, (learning_rate(None),))
     rule = "sgd"
     n_states = 0
     # whether the rule's step on w is proportional to hyper["lr"] (so the weight-decay factor
     # folds into lr); otherwise the backend gets hyper["wscale"]
     step_in_lr = True
 
-    def __init__(self, m: ParameterCollection, learning_rate: float) -> None:
-        if not isinstance(m, ParameterCollection):
-            raise TypeError(f"{type(self).__name__}: expected a ParameterCollection, got {type(m).__name__}")
-        self.model = m
-        self.learning_rate = self._lr(learning_rate)
-        self.clipping_enabled = True
-        self.clip_threshold = 5.0
-        self.sparse_updates = True
-        self.updates = 0
-        self.updates_since_status = 0
-        self.clips = 0
-        self.clips_since_status = 0
+    model: ParameterCollection
+    clipping_enabled: bool
+    clip_threshold: float
+    sparse_updates: bool
+    updates: int
+    updates_since_status: int
+    clips: int
+    clips_since_status: int
+
+    def __init__(self, m: ParameterCollection, *args: float, **kwargs: float) -> None:
+        _setup(self, Trainer.record, _TRAINER_SIGNATURE, m, args, kwargs)
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        """A subclass declaring a ``record``: the rule's class attributes, constructor and ``Args:``."""
+        super().__init_subclass__(**kw)
+        rule = cls.__dict__.get("record")
+        if rule is None:
+            return
+        if not isinstance(rule, TrainerRule):
+            raise TypeError(f"{cls.__name__}.record must be a TrainerRule, got {type(rule).__name__}")
+        names = [a.name for a in rule.args]
+        # an argument other than the learning rate is kept as an attribute of the trainer: it must not
+        # replace the base's state or methods
+        bad = [a.name for a in rule.args if not a.name.isidentifier() or keyword.iskeyword(a.name)
+               or names.count(a.name) > 1
+               or a.name in ("m", "self") or (not a.is_lr and (a.name in Trainer.__annotations__
+                                                             or hasattr(Trainer, a.name)))]
+        if bad:
+            raise ValueError(f"{cls.__name__}: record argument {bad[0]!r} is not a new attribute name "
+                             "(a trainer keeps each argument as an attribute)")
+        if rule.n_states < 0 or sum(a.is_lr for a in rule.args) > 1:
+            raise ValueError(f"{cls.__name__}: a record has n_states >= 0 and at most one learning rate")
+        cls.rule, cls.n_states, cls.step_in_lr = rule.name, rule.n_states, rule.step_in_lr
+        cls._hyper = _hyper_of(rule)  # type: ignore[method-assign,assignment]
+        sig = rule.signature()
+
+        def __init__(self, m: ParameterCollection, *args: float, **kwargs: float) -> None:
+            _setup(self, rule, sig, m, args, kwargs)
+
+        __init__.__signature__ = sig  # type: ignore[attr-defined]
+        __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+        __init__.__module__ = cls.__module__
+        if "__init__" not in cls.__dict__:  # a constructor written in the class stays
+            cls.__init__ = __init__  # type: ignore[method-assign]
+        own = inspect.cleandoc(cls.__dict__.get("__doc__") or "")
+        cls.__doc__ = f"{own}\n\n{rule.args_doc()}\n" if own else rule.args_doc()
+        if cls.__module__ == __name__:
+            if rule.name in RULES:
+                raise ValueError(f"{cls.__name__}: trainer rule {rule.name!r} is declared twice")
+            RULES[rule.name] = rule
+
 
     # ---- DyNet's knobs
     def set_sparse_updates(self, su: bool) -> None:
@@ -207,6 +374,7 @@ class Trainer:
         return self.clip_threshold / norm
 
     def _hyper(self) -> dict:
+        """The ``hyper`` of this update: ``lr`` (a record's classes get theirs from :func:`_hyper_of`)."""
         return {"lr": self.learning_rate}
 
     def _states(self, st: ParamStorage) -> list:
@@ -301,15 +469,14 @@ class Trainer:
         pass
 
 
-class SimpleSGDTrainer(Trainer):
-    """Stochastic gradient descent: ``w -= learning_rate * g``.
+_TRAINER_SIGNATURE = Trainer.record.signature()
+Trainer.__init__.__signature__ = _TRAINER_SIGNATURE  # type: ignore[attr-defined]
 
-    Args:
-        m (ParameterCollection): the parameters to train.
-        learning_rate (float): the learning rate.
-    """
-    def __init__(self, m: ParameterCollection, learning_rate: float = 0.1) -> None:
-        super().__init__(m, learning_rate)
+
+class SimpleSGDTrainer(Trainer):
+    """Stochastic gradient descent: ``w -= learning_rate * g``."""
+
+    record = TrainerRule("sgd", 0, (learning_rate(0.1),))
 
 
 class CyclicalSGDTrainer(Trainer):
@@ -344,144 +511,66 @@ class CyclicalSGDTrainer(Trainer):
 
 
 class MomentumSGDTrainer(Trainer):
-    """SGD with momentum: ``v = mom * v - learning_rate * g; w += v``.
+    """SGD with momentum: ``v = mom * v - learning_rate * g; w += v``."""
 
-    Args:
-        m (ParameterCollection): the parameters to train.
-        learning_rate (float): the learning rate.
-        mom (float): the momentum.
-    """
-    rule, n_states, step_in_lr = "momentum", 1, False
-
-    def __init__(self, m: ParameterCollection, learning_rate: float = 0.01, mom: float = 0.9) -> None:
-        super().__init__(m, learning_rate)
-        self.mom = _finite(type(self).__name__, "mom", mom, 0.0, 1.0)
-
-    def _hyper(self) -> dict:
-        return {"lr": self.learning_rate, "mom": self.mom}
+    record = TrainerRule("momentum", 1, (learning_rate(0.01), Arg("mom", 0.9, "the momentum.", hi=1.0)),
+                         step_in_lr=False)
 
 
 class AdagradTrainer(Trainer):
-    """AdaGrad: each weight's step is scaled by the root of its accumulated squared gradients.
+    """AdaGrad: each weight's step is scaled by the root of its accumulated squared gradients:
+    ``G += g^2; w -= learning_rate * g / sqrt(G + eps)``."""
 
-    Args:
-        m (ParameterCollection): the parameters to train.
-        learning_rate (float): the learning rate.
-        eps (float): added under the square root for stability.
-    """
-    rule, n_states = "adagrad", 1
-
-    def __init__(self, m: ParameterCollection, learning_rate: float = 0.1, eps: float = 1e-20) -> None:
-        super().__init__(m, learning_rate)
-        self.eps = _finite(type(self).__name__, "eps", eps, 0.0)
-
-    def _hyper(self) -> dict:
-        return {"lr": self.learning_rate, "eps": self.eps}
+    record = TrainerRule("adagrad", 1, (learning_rate(0.1),
+                                        Arg("eps", 1e-20, "added under the square root for stability.")))
 
 
 class AdadeltaTrainer(Trainer):
     """AdaDelta (Zeiler 2012): steps from running averages of squared gradients and squared
-    steps; it needs no learning rate.
+    steps; it needs no learning rate: ``hg = rho hg + (1 - rho) g^2;
+    d = -g sqrt(hd + eps) / sqrt(hg + eps); hd = rho hd + (1 - rho) d^2; w += d``."""
 
-    Args:
-        m (ParameterCollection): the parameters to train.
-        eps (float): added under the square roots.
-        rho (float): the decay of the running averages.
-    """
-
-    rule, n_states, step_in_lr = "adadelta", 2, False
-
-    def __init__(self, m: ParameterCollection, eps: float = 1e-6, rho: float = 0.95) -> None:
-        super().__init__(m, 1.0)
-        self.eps = _finite(type(self).__name__, "eps", eps, 0.0)
-        self.rho = _finite(type(self).__name__, "rho", rho, 0.0, 1.0)
-
-    def _hyper(self) -> dict:
-        return {"lr": self.learning_rate, "eps": self.eps, "rho": self.rho}
+    record = TrainerRule("adadelta", 2, (Arg("eps", 1e-6, "added under the square roots."),
+                                         Arg("rho", 0.95, "the decay of the running averages.", hi=1.0)),
+                         step_in_lr=False)
 
 
 class RMSPropTrainer(Trainer):
-    """RMSProp: the step is divided by the root of a running average of squared gradients.
+    """RMSProp: the step is divided by the root of a running average of squared gradients:
+    ``E = rho E + (1 - rho) g^2; w -= learning_rate * g / sqrt(E + eps)``."""
 
-    Args:
-        m (ParameterCollection): the parameters to train.
-        learning_rate (float): the learning rate.
-        eps (float): added under the square root.
-        rho (float): the decay of the running average.
-    """
-    rule, n_states = "rmsprop", 1
-
-    def __init__(self, m: ParameterCollection, learning_rate: float = 0.001, eps: float = 1e-8,
-                 rho: float = 0.9) -> None:
-        super().__init__(m, learning_rate)
-        self.eps = _finite(type(self).__name__, "eps", eps, 0.0)
-        self.rho = _finite(type(self).__name__, "rho", rho, 0.0, 1.0)
-
-    def _hyper(self) -> dict:
-        return {"lr": self.learning_rate, "eps": self.eps, "rho": self.rho}
+    record = TrainerRule("rmsprop", 1, (learning_rate(0.001), Arg("eps", 1e-8, "added under the square root."),
+                                        Arg("rho", 0.9, "the decay of the running average.", hi=1.0)))
 
 
 class AdamTrainer(Trainer):
-    """Adam (Kingma and Ba 2014), with bias-corrected first and second moment estimates.
+    """Adam (Kingma and Ba 2014), with bias-corrected first and second moment estimates:
+    ``m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; w -= lr_t m / (sqrt(v) + eps)`` with
+    ``lr_t = alpha sqrt(1 - b2^t) / (1 - b1^t)``, t the trainer's update count (from 1)."""
 
-    Args:
-        m (ParameterCollection): the parameters to train.
-        alpha (float): the learning rate.
-        beta_1 (float): the decay of the first moment.
-        beta_2 (float): the decay of the second moment.
-        eps (float): added to the root of the second moment.
-    """
-    rule, n_states = "adam", 2
-
-    def __init__(self, m: ParameterCollection, alpha: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
-                 eps: float = 1e-8) -> None:
-        super().__init__(m, alpha)
-        name = type(self).__name__
-        self.beta_1 = _finite(name, "beta_1", beta_1, 0.0, 1.0, hi_open=True)
-        self.beta_2 = _finite(name, "beta_2", beta_2, 0.0, 1.0, hi_open=True)
-        self.eps = _finite(name, "eps", eps, 0.0)
-
-    def _hyper(self) -> dict:
-        t = self.updates + 1
-        lr_t = self.learning_rate * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
-        return {"lr": lr_t, "beta_1": self.beta_1, "beta_2": self.beta_2, "eps": self.eps}
+    record = TrainerRule("adam", 2, (learning_rate(0.001, "alpha"),
+                                     Arg("beta_1", 0.9, "the decay of the first moment.", hi=1.0, hi_open=True),
+                                     Arg("beta_2", 0.999, "the decay of the second moment.", hi=1.0, hi_open=True),
+                                     Arg("eps", 1e-8, "added to the root of the second moment.")),
+                         lr_t=_adam_lr)
 
 
 class AmsgradTrainer(AdamTrainer):
-    """AMSGrad (Reddi et al. 2018): Adam with the running maximum of the second moment.
+    """AMSGrad (Reddi et al. 2018): Adam with the running maximum of the second moment,
+    ``vhat = max(vhat, v)`` in place of ``v``."""
 
-    Args:
-        m (ParameterCollection): the parameters to train.
-        learning_rate (float): the learning rate.
-        beta_1 (float): the decay of the first moment.
-        beta_2 (float): the decay of the second moment.
-        eps (float): added to the root of the second moment.
-    """
-    rule, n_states = "amsgrad", 3
-
-    def __init__(self, m: ParameterCollection, learning_rate: float = 0.001, beta_1: float = 0.9,
-                 beta_2: float = 0.999, eps: float = 1e-8) -> None:
-        super().__init__(m, learning_rate, beta_1, beta_2, eps)
+    record = TrainerRule("amsgrad", 3, (learning_rate(0.001),) + AdamTrainer.record.args[1:], lr_t=_adam_lr)
 
 
 class EGTrainer(Trainer):
-    """Exponentiated gradient with momentum: each tensor stays a softmax of log-weights (C++-only in
-    DyNet; an extension here). Dense updates only.
+    """Exponentiated gradient with momentum: each tensor stays a softmax of log-weights,
+    ``h = mom h - learning_rate g; w = softmax(log w + h)`` over the whole tensor (C++-only in
+    DyNet; an extension here). Dense updates only."""
 
-    Args:
-        m (ParameterCollection): the parameters to train.
-        learning_rate (float): the learning rate.
-        mom (float): the momentum.
-        ne (float): accepted for DyNet compatibility.
-    """
+    record = TrainerRule("eg", 1, (learning_rate(0.1), Arg("mom", 0.9, "the momentum.", hi=1.0),
+                                   Arg("ne", 0.0, "accepted for DyNet compatibility.", sent=False, checked=False)),
+                         step_in_lr=False, sparse_updates=False)
 
-    rule, n_states, step_in_lr = "eg", 1, False
 
-    def __init__(self, m: ParameterCollection, learning_rate: float = 0.1, mom: float = 0.9, ne: float = 0.0) -> None:
-        super().__init__(m, learning_rate)
-        self.mom = _finite(type(self).__name__, "mom", mom, 0.0, 1.0)
-        self.ne = float(ne)
-        self.sparse_updates = False
-
-    def _hyper(self) -> dict:
-        return {"lr": self.learning_rate, "mom": self.mom}
+# The public names: every trainer class of this module (dynet_api re-exports them).
+__all__ = [n for n, v in list(globals().items()) if isinstance(v, type) and issubclass(v, Trainer)]

@@ -72,18 +72,22 @@ def render(op_list) -> str:
     return "\n".join(lines)
 
 
+def write_or_check(header: pathlib.Path, text: str, argv: list[str], script: str) -> int:
+    """Write ``text`` to ``header``, or with ``--check`` in ``argv`` return 1 if the file differs."""
+    if "--check" in argv:
+        if not header.exists() or header.read_text() != text:
+            print(f"{header} is stale: run python {script}", file=sys.stderr)
+            return 1
+        return 0
+    header.write_text(text)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
     from dynet_api.ops import OP_LIST
 
-    text = render(OP_LIST)
-    if "--check" in argv:
-        if not HEADER.exists() or HEADER.read_text() != text:
-            print(f"{HEADER} is stale: run python scripts/gen_op_attrs.py", file=sys.stderr)
-            return 1
-        return 0
-    HEADER.write_text(text)
-    return 0
+    return write_or_check(HEADER, render(OP_LIST), argv, "scripts/gen_op_attrs.py")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from dynet_api.backend import Backend, BackendUnavailable
 from dynet_api.config import parse_mem_mb
 from dynet_api.dim import Dim
 from dynet_api.ops import OP_LIST, OPS, kernels_by_name
+from dynet_api.trainers import RULES
 
 from . import _cpu_eigen as _m
 
@@ -64,6 +65,20 @@ def _check_attr_names() -> None:
         raise BackendUnavailable(
             f"cpu_eigen was built from another op table (the attributes of {', '.join(differ)} differ): "
             "run `python scripts/gen_op_attrs.py`, then reinstall (pip install .)")
+
+
+def _check_update_rules() -> None:
+    """The rule kernels take their codes, state counts and hyper keys from the trainer records
+    (csrc/update_rules_table.h): a module built from other records would misread them."""
+    states, keys = _m.update_rule_table()
+    want = {r.name: r.n_states for r in RULES.values()}
+    want_keys = {k for r in RULES.values() for k in r.hyper_keys}
+    if states != want or not want_keys <= set(keys):
+        differ = sorted(n for n in states.keys() | want.keys() if states.get(n) != want.get(n))
+        raise BackendUnavailable(
+            f"cpu_eigen was built from other trainer records (rules {', '.join(differ) or '-'}, hyper keys "
+            f"{', '.join(sorted(want_keys - set(keys))) or '-'} differ): run `python scripts/gen_update_rules.py`, "
+            "then reinstall (pip install .)")
 
 
 def _kernels():
@@ -145,6 +160,7 @@ class CpuEigenBackend(Backend):
 
     def __init__(self) -> None:
         _check_attr_names()
+        _check_update_rules()
         self.forward_kernels, self.backward_kernels = _kernels()
         # Ops of the table with no C++ kernel yet: graph construction rejects them cleanly.
         self.unsupported = {name: "no C++ kernel yet" for name in OPS if name not in self.forward_kernels}

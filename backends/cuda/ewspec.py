@@ -10,6 +10,8 @@ parameters are references, so update kernels write the tensors they are given.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import NamedTuple
 
 from dynet_api.ops import OPS
@@ -53,25 +55,30 @@ def _unary_specs() -> dict[str, EW]:
     return out
 
 
-def _update(fn: str, ins: str, outs: str) -> EW:
-    names = ", ".join(p.split()[-1] for p in (ins + ", " + outs).split(","))
-    return EW(ins, outs, f"{fn}({names})")
+_RULE_KERNEL = re.compile(r"DN_F\s+void\s+dn_upd_(\w+)\s*\(([^)]*)\)")
+
+
+def update_specs(text: str) -> dict[str, EW]:
+    """The trainer rules' fused kernels, ``upd_<rule>``: one per ``dn_upd_<rule>`` function of
+    ``text`` (``kernels/elementwise.cuh``), its ``float`` parameters the inputs and its ``float&``
+    ones the outputs, updated in place (w, then the rule's states)."""
+    out = {}
+    for rule, plist in _RULE_KERNEL.findall(text):
+        ins, outs = [], []
+        for p in plist.split(","):
+            words = p.replace("&", " & ").split()
+            if len(words) not in (2, 3) or words[0] != "float" or (len(words) == 3 and words[1] != "&"):
+                raise ValueError(f"cuda backend: dn_upd_{rule}: parameter {p.strip()!r} is not 'float x' or 'float& x'")
+            (outs if "&" in words else ins).append(f"float32 {words[-1]}")
+        names = ", ".join(q.split()[-1] for q in ins + outs)
+        out[f"upd_{rule}"] = EW(", ".join(ins), ", ".join(outs), f"dn_upd_{rule}({names})")
+    return out
 
 
 ELEMENTWISE: dict[str, EW] = {
     **_unary_specs(),
-    # Trainer rules, in place on the outputs.
-    "upd_sgd": _update("dn_upd_sgd", "float32 g, float32 s", "float32 w"),
-    "upd_momentum": _update("dn_upd_momentum", "float32 g, float32 mom, float32 s", "float32 w, float32 v"),
-    "upd_adagrad": _update("dn_upd_adagrad", "float32 g, float32 gs, float32 lr, float32 eps", "float32 w, float32 h"),
-    "upd_adadelta": _update("dn_upd_adadelta", "float32 g, float32 gs, float32 rho, float32 omr, float32 eps",
-                            "float32 w, float32 hg, float32 hd"),
-    "upd_rmsprop": _update("dn_upd_rmsprop", "float32 g, float32 gs, float32 rho, float32 omr, float32 lr, float32 eps",
-                           "float32 w, float32 h"),
-    "upd_adam": _update("dn_upd_adam", "float32 g, float32 gs, float32 b1, float32 omb1, float32 b2, float32 omb2, "
-                        "float32 lr, float32 eps", "float32 w, float32 m, float32 v"),
-    "upd_amsgrad": _update("dn_upd_amsgrad", "float32 g, float32 gs, float32 b1, float32 omb1, float32 b2, "
-                           "float32 omb2, float32 lr, float32 eps", "float32 w, float32 m, float32 v, float32 vmax"),
+    # Trainer rules, in place on the outputs: every dn_upd_<rule> of the preamble.
+    **update_specs((Path(__file__).resolve().parent / "kernels" / "elementwise.cuh").read_text()),
 }
 
 REDUCTIONS: dict[str, RED] = {

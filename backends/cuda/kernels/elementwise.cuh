@@ -103,59 +103,66 @@ DN_F float dn_silu_b(float x, float y, float g, float beta) {
 }
 
 // ---------------------------------------------------------------- trainer rules
-// In place on the parameter w and its state tensors; the formulas are those
-// of backends/reference_numpy/updates.py.  s = lr * gscale; gs = gscale;
-// omr / omb1 / omb2 are 1 - rho / 1 - beta_1 / 1 - beta_2, computed in double
-// on the host as the reference does.
-DN_F void dn_upd_sgd(float g, float s, float& w) { w -= s * g; }
+// One fused kernel per rule, registered by its name alone: dn_upd_<rule> is the cuda backend's
+// kernel of trainer rule <rule> (backends/cuda/updates.py builds the ElementwiseKernel and its call
+// from this signature; ewspec.update_specs).  The parameters: g, the gradient, then the scalars by
+// name -- a key of the trainer's hyper (lr, gscale, mom, eps, rho, beta_1, beta_2: the rule's
+// record in dynet_api/trainers.py), lr_gs (lr * gscale) or one_minus_<key> (1 - key, computed in
+// double on the host as the reference does) -- then by reference w and the rule's state tensors,
+// updated in place.  The formulas are those of backends/reference_numpy/updates.py.  For a rule whose
+// step is not proportional to lr (momentum, adadelta), the step on w must be additive (w += step):
+// under weight decay the kernel steps a zero tensor, which the host adds to w times hyper's wscale.
+DN_F void dn_upd_sgd(float g, float lr_gs, float& w) { w -= lr_gs * g; }
 
-DN_F void dn_upd_momentum(float g, float mom, float s, float& w, float& v) {
+DN_F void dn_upd_momentum(float g, float mom, float lr_gs, float& w, float& v) {
   v *= mom;
-  v -= s * g;
+  v -= lr_gs * g;
   w += v;
 }
 
-DN_F void dn_upd_adagrad(float g, float gs, float lr, float eps, float& w, float& h) {
-  float gg = g * gs;
+DN_F void dn_upd_adagrad(float g, float gscale, float lr, float eps, float& w, float& h) {
+  float gg = g * gscale;
   h += gg * gg;
   w -= lr * gg / sqrtf(h + eps);
 }
 
-DN_F void dn_upd_adadelta(float g, float gs, float rho, float omr, float eps, float& w, float& hg, float& hd) {
-  float gg = g * gs;
+DN_F void dn_upd_adadelta(float g, float gscale, float rho, float one_minus_rho, float eps, float& w, float& hg,
+                          float& hd) {
+  float gg = g * gscale;
   hg *= rho;
-  hg += omr * gg * gg;
+  hg += one_minus_rho * gg * gg;
   float step = -gg * sqrtf(hd + eps) / sqrtf(hg + eps);
   hd *= rho;
-  hd += omr * step * step;
+  hd += one_minus_rho * step * step;
   w += step;
 }
 
-DN_F void dn_upd_rmsprop(float g, float gs, float rho, float omr, float lr, float eps, float& w, float& h) {
-  float gg = g * gs;
+DN_F void dn_upd_rmsprop(float g, float gscale, float rho, float one_minus_rho, float lr, float eps, float& w,
+                         float& h) {
+  float gg = g * gscale;
   h *= rho;
-  h += omr * gg * gg;
+  h += one_minus_rho * gg * gg;
   w -= lr * gg / sqrtf(h + eps);
 }
 
-DN_F void dn_upd_adam(float g, float gs, float b1, float omb1, float b2, float omb2, float lr, float eps,
-                      float& w, float& m, float& v) {
-  float gg = g * gs;
-  m *= b1;
-  m += omb1 * gg;
-  v *= b2;
-  v += omb2 * gg * gg;
+DN_F void dn_upd_adam(float g, float gscale, float beta_1, float one_minus_beta_1, float beta_2,
+                      float one_minus_beta_2, float lr, float eps, float& w, float& m, float& v) {
+  float gg = g * gscale;
+  m *= beta_1;
+  m += one_minus_beta_1 * gg;
+  v *= beta_2;
+  v += one_minus_beta_2 * gg * gg;
   w -= lr * m / (sqrtf(v) + eps);
 }
 
 // Amsgrad: Adam with the running maximum vmax of v in the denominator.
-DN_F void dn_upd_amsgrad(float g, float gs, float b1, float omb1, float b2, float omb2, float lr, float eps,
-                         float& w, float& m, float& v, float& vmax) {
-  float gg = g * gs;
-  m *= b1;
-  m += omb1 * gg;
-  v *= b2;
-  v += omb2 * gg * gg;
+DN_F void dn_upd_amsgrad(float g, float gscale, float beta_1, float one_minus_beta_1, float beta_2,
+                         float one_minus_beta_2, float lr, float eps, float& w, float& m, float& v, float& vmax) {
+  float gg = g * gscale;
+  m *= beta_1;
+  m += one_minus_beta_1 * gg;
+  v *= beta_2;
+  v += one_minus_beta_2 * gg * gg;
   vmax = fmaxf(vmax, v);
   w -= lr * m / (sqrtf(vmax) + eps);
 }

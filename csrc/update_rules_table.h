@@ -1,0 +1,29 @@
+// Generated from the trainer records (dynet_api/trainers.py) by `python scripts/gen_update_rules.py`:
+// do not edit.  The rules by code, their names and state tensors, and Hyper: the values of `hyper`
+// the kernels read (update_rules.h registers the kernels, DY_RULE and DY_TENSOR_RULE).
+#pragma once
+
+namespace dy {
+namespace upd {
+
+enum Rule : int { sgd, momentum, adagrad, adadelta, rmsprop, adam, amsgrad, eg };
+inline constexpr int kRules = 8;
+inline constexpr const char* kRuleNames[kRules] = {"sgd", "momentum", "adagrad", "adadelta", "rmsprop", "adam", "amsgrad", "eg"};
+inline constexpr int kRuleStates[kRules] = {0, 1, 1, 2, 1, 2, 3, 1};
+
+// The keys of hyper, in Hyper's order, and the value of a key a trainer does not send.
+inline constexpr int kHyperKeys = 8;
+inline constexpr const char* kHyperNames[kHyperKeys] = {"lr", "mom", "eps", "rho", "beta_1", "beta_2", "gscale", "wscale"};
+inline constexpr double kHyperAbsent[kHyperKeys] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0};
+
+struct Hyper {
+  float lr, mom, eps, rho, beta_1, beta_2, gscale, wscale;
+  float lr_gs;  // lr * gscale, rounded once from double
+  // From the doubles of hyper in kHyperNames' order.
+  static Hyper from(const double* v) {
+    return Hyper{float(v[0]), float(v[1]), float(v[2]), float(v[3]), float(v[4]), float(v[5]), float(v[6]), float(v[7]), float(v[0] * v[6])};
+  }
+};
+
+}  // namespace upd
+}  // namespace dy
