@@ -113,7 +113,7 @@ def test_the_cuda_backend_replaces_only_its_cuda_c_kernels():
     if hostemu.find_cxx() is None:
         pytest.skip("no host C++ compiler for the emulated cuda device")
     ops = CudaKernels(hostemu.HostDevice())
-    own = set(UNARY) | {"pick", "pickneglogsoftmax", "hinge"}
+    own = set(UNARY) | {"pick", "pickneglogsoftmax", "hinge", "vanilla_lstm_c", "vanilla_lstm_h"}
     for table in (ops.FWD, ops.BWD):
         for name, k in table.items():
             k = inspect.unwrap(k)  # under the wrapper handing attributes by name (dynet_api.ops.by_name)
