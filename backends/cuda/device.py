@@ -13,6 +13,7 @@ machines without a GPU.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -71,20 +72,28 @@ class Device:
         raise NotImplementedError
 
 
+@cache
+def _arg_spec(sig: cusrc.KernelSig) -> tuple:
+    """Per parameter: (is a pointer, the NumPy dtype or scalar type it takes, its name), worked out
+    once per kernel (each launch checks its arguments against it)."""
+    return tuple((p.pointer, np.dtype(ARG_DTYPES[p.ctype]) if p.pointer else ARG_DTYPES[p.ctype], p.name)
+                 for p in sig.params)
+
+
 def check_raw_args(sig: cusrc.KernelSig, args: tuple, is_array: Callable[[Any], bool]) -> list:
     """Validate and convert a RawKernel's arguments against its C signature."""
-    if len(args) != len(sig.params):
-        raise TypeError(f"cuda kernel {sig.name}: {len(args)} arguments for {len(sig.params)} parameters")
+    spec = _arg_spec(sig)
+    if len(args) != len(spec):
+        raise TypeError(f"cuda kernel {sig.name}: {len(args)} arguments for {len(spec)} parameters")
     out = []
-    for p, a in zip(sig.params, args, strict=True):
-        want = ARG_DTYPES[p.ctype]
-        if p.pointer:
+    for (pointer, want, name), a in zip(spec, args):
+        if pointer:
             if not is_array(a):
-                raise TypeError(f"cuda kernel {sig.name}: parameter {p.name} needs an array, got {type(a).__name__}")
+                raise TypeError(f"cuda kernel {sig.name}: parameter {name} needs an array, got {type(a).__name__}")
             if a.dtype != want:
-                raise TypeError(f"cuda kernel {sig.name}: parameter {p.name} needs {np.dtype(want)}, got {a.dtype}")
+                raise TypeError(f"cuda kernel {sig.name}: parameter {name} needs {want}, got {a.dtype}")
             if not a.flags.c_contiguous:
-                raise ValueError(f"cuda kernel {sig.name}: parameter {p.name} must be C-contiguous")
+                raise ValueError(f"cuda kernel {sig.name}: parameter {name} must be C-contiguous")
             out.append(a)
         else:
             out.append(want(a))

@@ -171,7 +171,12 @@ class Arithmetic:
 
     # ---------------------------------------------------------------- sums of lists, powers, norms
     def f_sum(self, xs, a, d):
-        out = self.xp.zeros(d.shape, self.xp.result_type(*xs))
+        xp = self.xp
+        rt = xp.result_type(*xs)
+        if len(xs) > 4:  # one stacked reduction, not an array operation per term (an esum of a tree's losses
+            # has hundreds; on a GPU each operation is a kernel launch)
+            return xp.stack([xp.broadcast_to(as_out(x, d), d.shape) for x in xs]).sum(axis=0).astype(rt, copy=False)
+        out = xp.zeros(d.shape, rt)
         for x in xs:
             out = out + as_out(x, d)
         return out
