@@ -122,42 +122,31 @@ class CudaKernels(Kernels):
         self.K["dn_lstm_gates_bwd"](grid_for(4 * n * cols), BLOCK, r, self.c(yv), self.c(gv), n, cols)
         return r
 
-    def _cell_args(self, xs, d):
-        """(c, gates) as C-contiguous (n, ccols) and (4n, gcols), n, and the output's columns."""
+    def _cell(self, kernel: str, rows: int, xs, d, dy=None):
+        """One of kernels/lstm.cu's cell kernels over c (n, ccols) and the gates (4n, gcols): its
+        output (rows * n, cols), from dy too for the gradients."""
         c, g = self.c(vec(xs[0])), self.c(vec(xs[1]))
-        return c, g, c.shape[0], d.shape[-1]
+        n, cols = c.shape[0], d.shape[-1]
+        out = self.xp.empty((rows * n, cols), F32)
+        grad = () if dy is None else (self.c(dy),)
+        self.K[kernel](grid_for(n * cols), BLOCK, out, *grad, c, g, n, cols, c.shape[1], g.shape[1])
+        return out
 
     def f_vanilla_lstm_c(self, xs, a, d):
-        c, g, n, cols = self._cell_args(xs, d)
-        out = self.xp.empty((n, cols), F32)
-        self.K["dn_lstm_c_fwd"](grid_for(n * cols), BLOCK, out, c, g, n, cols, c.shape[1], g.shape[1])
-        return out.reshape(d.shape)
+        return self._cell("dn_lstm_c_fwd", 1, xs, d).reshape(d.shape)
 
     def b_vanilla_lstm_c(self, xs, y, dy, a, d, i):
-        c, g, n, cols = self._cell_args(xs, d)
-        if i == 0 or g.shape[1] != cols:  # the cell's (one product), or gates broadcast over the batch
+        if i == 0 or vec(xs[1]).shape[1] != d.shape[-1]:  # the cell's (one product), or broadcast gates
             return super().b_vanilla_lstm_c(xs, y, dy, a, d, i)
-        dg = self.xp.empty((4 * n, cols), F32)
-        self.K["dn_lstm_c_bwd_gates"](grid_for(n * cols), BLOCK, dg, self.c(dy), c, g, n, cols, c.shape[1])
-        return dg.reshape(xs[1].shape)
+        return self._cell("dn_lstm_c_bwd_gates", 4, xs, d, dy).reshape(xs[1].shape)
 
     def f_vanilla_lstm_h(self, xs, a, d):
-        c, g, n, cols = self._cell_args(xs, d)
-        out = self.xp.empty((n, cols), F32)
-        self.K["dn_lstm_h_fwd"](grid_for(n * cols), BLOCK, out, c, g, n, cols, c.shape[1], g.shape[1])
-        return out.reshape(d.shape)
+        return self._cell("dn_lstm_h_fwd", 1, xs, d).reshape(d.shape)
 
     def b_vanilla_lstm_h(self, xs, y, dy, a, d, i):
-        c, g, n, cols = self._cell_args(xs, d)
-        if (c if i == 0 else g).shape[1] != cols:  # an operand broadcast over the batch: summed back there
+        if vec(xs[i]).shape[1] != d.shape[-1]:  # an operand broadcast over the batch: summed back there
             return super().b_vanilla_lstm_h(xs, y, dy, a, d, i)
-        if i == 0:
-            dc = self.xp.empty((n, cols), F32)
-            self.K["dn_lstm_h_bwd_c"](grid_for(n * cols), BLOCK, dc, self.c(dy), c, g, n, cols, g.shape[1])
-            return dc.reshape(xs[0].shape)
-        dg = self.xp.empty((4 * n, cols), F32)
-        self.K["dn_lstm_h_bwd_gates"](grid_for(n * cols), BLOCK, dg, self.c(dy), c, n, cols, c.shape[1])
-        return dg.reshape(xs[1].shape)
+        return self._cell(("dn_lstm_h_bwd_c", "dn_lstm_h_bwd_gates")[i], 1 + 3 * i, xs, d, dy).reshape(xs[i].shape)
 
     # ---------------------------------------------------------------- class losses, one block per column
     def _columns(self, x, idx):

@@ -33,7 +33,9 @@ extern "C" __global__ void dn_lstm_gates_bwd(float* r, const float* y, const flo
 }
 
 // The cell and hidden state from the gates [i; f; o; g] (4n, gcols) and the cell c (n, ccols),
-// out (n, cols); gcols and ccols are each 1 (broadcast over the batch) or cols.
+// out (n, cols); gcols and ccols are each 1 (broadcast over the batch) or cols.  One parameter
+// list for all five (the backward ones take dy after their output); a gradient is written with
+// cols columns, so its operand must have them (the host sums a broadcast operand's gradient).
 #define DN_GATE(k) gates[((k) * n + r) * gcols + (gcols == 1 ? 0 : col)]
 #define DN_CELL c[r * ccols + (ccols == 1 ? 0 : col)]
 
@@ -51,8 +53,7 @@ extern "C" __global__ void dn_lstm_c_fwd(float* out, const float* c, const float
 // The gates' gradient of c_new = i * g + f * c: [dy * g; dy * c; 0; dy * i], (4n, cols), for
 // gates with cols columns (gcols == cols).
 extern "C" __global__ void dn_lstm_c_bwd_gates(float* dg, const float* dy, const float* c, const float* gates,
-                                               long long n, long long cols, long long ccols) {
-  const long long gcols = cols;
+                                               long long n, long long cols, long long ccols, long long gcols) {
   long long total = n * cols;
   for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < total;
        t += (long long)blockDim.x * gridDim.x) {
@@ -78,8 +79,7 @@ extern "C" __global__ void dn_lstm_h_fwd(float* out, const float* c, const float
 
 // The gradient of h = o * tanh(c) for c (n, cols; ccols == cols): dy * o * (1 - tanh(c)^2).
 extern "C" __global__ void dn_lstm_h_bwd_c(float* dc, const float* dy, const float* c, const float* gates,
-                                           long long n, long long cols, long long gcols) {
-  const long long ccols = cols;
+                                           long long n, long long cols, long long ccols, long long gcols) {
   long long total = n * cols;
   for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < total;
        t += (long long)blockDim.x * gridDim.x) {
@@ -90,8 +90,8 @@ extern "C" __global__ void dn_lstm_h_bwd_c(float* dc, const float* dy, const flo
 }
 
 // The gates' gradient of h = o * tanh(c), (4n, cols) for gates with cols columns: [0; 0; dy * tanh(c); 0].
-extern "C" __global__ void dn_lstm_h_bwd_gates(float* dg, const float* dy, const float* c, long long n,
-                                               long long cols, long long ccols) {
+extern "C" __global__ void dn_lstm_h_bwd_gates(float* dg, const float* dy, const float* c, const float* gates,
+                                               long long n, long long cols, long long ccols, long long gcols) {
   long long total = n * cols;
   for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < total;
        t += (long long)blockDim.x * gridDim.x) {
