@@ -1260,8 +1260,13 @@ static PyObject *floats32(PyObject *mod, PyObject *arg) {
         else if (PyLong_CheckExact(x)) {
             v = PyLong_AsDouble(x);
             if (v == -1.0 && PyErr_Occurred()) goto fail;
+        } else if (!PySequence_Check(x) && Py_TYPE(x)->tp_as_number && Py_TYPE(x)->tp_as_number->nb_float) {
+            /* a number of another type: numpy's scalars (list(np.random.rand(n)) is a list of them),
+             * bools, float subclasses; anything array-like takes numpy's own path */
+            v = PyFloat_AsDouble(x);
+            if (v == -1.0 && PyErr_Occurred()) goto fail;
         } else {
-            PyErr_Format(PyExc_TypeError, "floats32: item %zd is not a float or an int", i);
+            PyErr_Format(PyExc_TypeError, "floats32: item %zd is not a number", i);
             goto fail;
         }
         dst[i] = (float)v;
@@ -1291,7 +1296,8 @@ static PyMethodDef module_methods[] = {
     {"format_values", (PyCFunction)format_values, METH_O,
      "format_values(a): the float64 values of a as DyNet's model-file line ('%+.8e ' each, then a newline)."},
     {"floats32", (PyCFunction)floats32, METH_O,
-     "floats32(list): a flat list of floats and ints as a bytearray of float32 values (else TypeError)."},
+     "floats32(list): a flat list of numbers (floats, ints, numpy scalars) as a bytearray of float32 values "
+     "(else TypeError)."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "configure(expression, graph, ops, fallbacks): the classes, graph, ops and Python operator fallbacks to use."},
     {"configure_leaves", (PyCFunction)(void (*)(void))configure_leaves, METH_VARARGS | METH_KEYWORDS,

@@ -135,9 +135,12 @@ def test_scalarInput_and_inputVector_set():
 
 @pytest.mark.parametrize("v", [
     [0.1, -2.5, 1e30, float("nan")], [1, 2, 3], [True, 2.0], [2 ** 70, -1], [np.float32(2.5), np.int64(3), 1.0],
-    [[1.0, 2.0], [3.0, 4.0]], ["1.5", 2], np.arange(4.0), (0.5, 1.5)], ids=repr)
+    [[1.0, 2.0], [3.0, 4.0]], ["1.5", 2], np.arange(4.0), (0.5, 1.5), list(np.linspace(-1, 1, 5)),
+    [np.float16(0.1), np.uint8(200), False], [np.array(1.5), 2.0], [np.array([1.0, 2.0]), np.array([3.0, 4.0])]],
+    ids=repr)
 def test_inputVector_converts_as_numpy_does(v):
-    """A flat list of floats and ints takes a C conversion; everything else numpy's: same values."""
+    """A flat list of numbers (numpy's scalars too) takes a C conversion; everything else numpy's:
+    the same values either way."""
     want = np.asarray(v, dtype=np.float32).reshape(-1)
     e = dy.inputVector(v)
     np.testing.assert_array_equal(e.npvalue(), want)
