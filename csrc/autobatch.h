@@ -34,9 +34,11 @@ struct Stats {
 };
 Stats& stats();
 
-// Whether the executor batches (set from the backend's autobatch setting).
-bool enabled();
-void set_enabled(bool on);
+// The executor's autobatching strategy (the backend's autobatch setting: 0 off, 1 DyNet's agenda,
+// 2 level by level; autobatch_core.h).
+int strategy();
+void set_strategy(int s);
+inline bool enabled() { return strategy() > 0; }
 
 }  // namespace ab
 }  // namespace dy
