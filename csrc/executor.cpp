@@ -836,12 +836,27 @@ class Executor {
     CallTimer timer(G.op);
     if (G.info->leaf == 3) {  // lookups: each member gathers its rows into its slice
       for (int m : batch) lookup_rows(m);
-    } else {
-      if (G.op == matmul_ || G.op == affine_) ++ab::stats().forward;
+    } else if (!shared_product(G)) {
       kernel_table()[size_t(G.op)].fwd(gxs_.data() + G.x0, G.na, {G.y, G.ys}, group_attrs(G));
     }
     if (check)
       for (int m : batch) check_finite(m);
+  }
+
+  // A group of products W x_i (or b + W x_i) of one shared weight and bias: the output block filled
+  // with the bias columns (streaming stores past the caches), then one GEMM W [x_1 ... x_n] in place.
+  bool shared_product(const GroupRec& G) {
+    int w, x, bias;
+    if ((G.op != matmul_ && G.op != affine_) || !site_of(nodes_[size_t(members(G)[0])], w, x, bias)) return false;
+    const CView* xs = gxs_.data() + G.x0;
+    int wq = bias >= 0 ? 1 : 0;
+    if (gjoin_[size_t(G.x0 + wq)] || !gjoin_[size_t(G.x0 + wq + 1)] || (bias >= 0 && gjoin_[size_t(G.x0)])) return false;
+    const CView &W = xs[wq], &X = xs[wq + 1];
+    ab::Item it{X.p, X.s.total() / X.s.d[0], G.y, nullptr};
+    if (bias >= 0) it.bias = xs[0];
+    items_.assign(1, it);
+    ab::forward(W.p, W.s.d[0], W.s.d[1], items_);
+    return true;
   }
 
   // A fused LSTM gates node (no dropout) whose input x is a leaf (lookup or input: nothing to
