@@ -80,17 +80,26 @@ static void ab_close(ptrdiff_t *order, ptrdiff_t *starts, ptrdiff_t *ng, ptrdiff
     starts[++(*ng)] = end;
 }
 
-/* The order of the range: order[] (n ids), starts[] (groups + 1 offsets into order).  Returns the
- * number of groups, or AB_NOMEM / AB_CYCLE. */
-static ptrdiff_t ab_plan(const ab_range *g, ptrdiff_t *order, ptrdiff_t *starts) {
+/* The bytes of scratch ab_plan needs for the range (a caller that plans often keeps one buffer). */
+static size_t ab_plan_work_bytes(const ab_range *g) {
+    size_t n = (size_t)g->n, nsig = (size_t)g->nsig, nedge = (size_t)g->in_off[g->n];
+    return (6 * n + nedge + 4 * nsig + 8) * sizeof(ptrdiff_t) + (nsig + 1) * (sizeof(double) + sizeof(ab_prio));
+}
+
+/* The order of the range: order[] (n ids), starts[] (groups + 1 offsets into order), with work
+ * (ab_plan_work_bytes(g) bytes, suitably aligned) as scratch, or NULL to allocate it here.  Returns
+ * the number of groups, or AB_NOMEM / AB_CYCLE. */
+static ptrdiff_t ab_plan(const ab_range *g, ptrdiff_t *order, ptrdiff_t *starts, void *work) {
     ptrdiff_t n = g->n, nsig = g->nsig, ng = 0, nedge = g->in_off[n];
-    ptrdiff_t *mem = (ptrdiff_t *)calloc((size_t)(5 * n + nedge + 3 * nsig + 4), sizeof(ptrdiff_t));
-    double *sig_sum = (double *)calloc((size_t)nsig + 1, sizeof(double));
-    if (!mem || !sig_sum) {
-        free(mem);
-        free(sig_sum);
-        return AB_NOMEM;
-    }
+    size_t bytes = ab_plan_work_bytes(g);
+    void *own = work ? NULL : malloc(bytes);
+    if (!work && !own) return AB_NOMEM;
+    ptrdiff_t *mem = (ptrdiff_t *)(work ? work : own);
+    memset(mem, 0, (size_t)(5 * n + nedge + 3 * nsig + 4) * sizeof(ptrdiff_t));
+    ptrdiff_t *extra = mem + 5 * n + nedge + 3 * nsig + 4; /* n + 3 (levels), nsig + 1 (signature order) */
+    double *sig_sum = (double *)(extra + n + nsig + 4);
+    ab_prio *heap = (ab_prio *)(sig_sum + nsig + 1);
+    memset(sig_sum, 0, ((size_t)nsig + 1) * sizeof(double));
     ptrdiff_t *depth = mem, *left = mem + n, *succ_off = mem + 2 * n; /* n + 1 */
     ptrdiff_t *next = mem + 3 * n + 1, *queue = mem + 4 * n + 1, *succ = mem + 5 * n + 1;
     ptrdiff_t *sig_cnt = succ + nedge, *head = sig_cnt + nsig, *tail = head + nsig;
@@ -117,15 +126,8 @@ static ptrdiff_t ab_plan(const ab_range *g, ptrdiff_t *order, ptrdiff_t *starts)
         ptrdiff_t maxd = -1, at = 0, d, q, o;
         for (jj = 0; jj < n; ++jj)
             if (depth[jj] > maxd) maxd = depth[jj];
-        ptrdiff_t *lvl = (ptrdiff_t *)calloc((size_t)maxd + 3, sizeof(ptrdiff_t));
-        ptrdiff_t *sorder = (ptrdiff_t *)malloc(((size_t)nsig + 1) * sizeof(ptrdiff_t));
-        if (!lvl || !sorder) {
-            free(lvl);
-            free(sorder);
-            free(mem);
-            free(sig_sum);
-            return AB_NOMEM;
-        }
+        ptrdiff_t *lvl = extra, *sorder = extra + n + 3;
+        memset(lvl, 0, ((size_t)maxd + 3) * sizeof(ptrdiff_t));
         for (jj = 0; jj < n; ++jj) ++lvl[depth[jj] + 1];
         for (d = 0; d <= maxd; ++d) lvl[d + 1] += lvl[d];
         for (jj = 0; jj < n; ++jj) queue[lvl[depth[jj]]++] = jj; /* nodes by level, graph order */
@@ -156,18 +158,10 @@ static ptrdiff_t ab_plan(const ab_range *g, ptrdiff_t *order, ptrdiff_t *starts)
             for (o = 0; o < norder; ++o) head[sorder[o]] = -1;
             start = end;
         }
-        free(lvl);
-        free(sorder);
     } else {
         /* DyNet's agenda: ready nodes alone first (FIFO, graph order at the start); else the ready
          * signature of lowest average depth (ties: products last, then the first seen) */
-        ab_prio *heap = (ab_prio *)malloc(((size_t)nsig + 1) * sizeof(ab_prio));
         ptrdiff_t qh = 0, qt = 0, nheap = 0, at = 0;
-        if (!heap) {
-            free(mem);
-            free(sig_sum);
-            return AB_NOMEM;
-        }
 #define AB_READY(q)                                                                             \
     do {                                                                                        \
         ptrdiff_t s_ = g->sid[q];                                                               \
@@ -191,9 +185,7 @@ static ptrdiff_t ab_plan(const ab_range *g, ptrdiff_t *order, ptrdiff_t *starts)
                 order[at++] = queue[qh++];
             } else {
                 if (nheap == 0) {
-                    free(heap);
-                    free(mem);
-                    free(sig_sum);
+                    free(own);
                     return AB_CYCLE;
                 }
                 s = ab_heap_pop(heap, &nheap).sid;
@@ -210,10 +202,8 @@ static ptrdiff_t ab_plan(const ab_range *g, ptrdiff_t *order, ptrdiff_t *starts)
             }
         }
 #undef AB_READY
-        free(heap);
     }
-    free(mem);
-    free(sig_sum);
+    free(own);
     return ng;
 }
 

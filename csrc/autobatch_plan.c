@@ -176,7 +176,7 @@ PyObject *fg_autobatch_plan(PyObject *self, PyObject *args) {
         sig_mm[s] = c;
     }
     ab_range rg = {n, in_off, in_ids, sid, nsig, sig_mm, strategy};
-    ng = ab_plan(&rg, order, starts);
+    ng = ab_plan(&rg, order, starts, NULL);
     if (ng == AB_NOMEM) { PyErr_NoMemory(); goto fail; }
     if (ng == AB_CYCLE) {
         PyErr_SetString(PyExc_RuntimeError, "autobatch: nodes left unevaluated (the graph has a cycle)");

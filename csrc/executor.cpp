@@ -135,9 +135,11 @@ class Executor {
     FlushDenormals ftz;
     grads_.reset(), dpre_.reset_merged();
     n_grad_ = 0;
-    for (int j = 0; j <= i; ++j) {
+    // every node, under autobatching: a group reaching past i adds (zeros) into its later members' operands
+    int last = planned_ ? int(nodes_.size()) - 1 : i;
+    for (int j = 0; j <= last; ++j) {
       Node& n = nodes_[size_t(j)];
-      n.g = nullptr, n.dwq = -1, n.fresh = false, n.pending = false;
+      n.g = nullptr, n.dwq = -1, n.fresh = false, n.pending = false, n.alias = nullptr;
     }
     dxq_.clear(), pending_leaves_.clear();
     alias_param_grads(i);
@@ -302,7 +304,7 @@ class Executor {
     std::vector<float*>& v;
     ~ClearOnExit() { v.clear(); }
   };
-  Arena::Mark floor_;       // end of the latest batch output block (truncate keeps it)
+  Arena::Mark floor_;       // end of the latest value placed at run time (autobatching; truncate keeps it)
   bool has_floor_ = false;
   int n_grad_ = 0;
   std::unordered_map<PyObject*, OpInfo> ops_;
@@ -321,7 +323,7 @@ class Executor {
   std::vector<double> gflts_;
   std::vector<AttrSlot> gslots_;
   // a forward range's plan: its in-range operands, signatures, order (autobatch_core.h)
-  std::vector<ptrdiff_t> in_off_, in_ids_, sid_, order_, starts_;
+  std::vector<ptrdiff_t> in_off_, in_ids_, sid_, order_, starts_, plan_work_;
   std::vector<int> sig_mm_;
   std::vector<int64_t> key_;
   std::unordered_map<std::vector<int64_t>, int, KeyHash> sigs_;
@@ -384,7 +386,8 @@ class Executor {
         held_.emplace_back();
         scaled_.emplace_back();
         read_attrs(n, j, r.attrs);
-        if (n.info->leaf != 2) n.v = vals_.alloc(size_t(n.s.total()));
+        // under autobatching a value is placed when its node runs (a group's members in one block)
+        if (n.info->leaf != 2 && ab::strategy() == 0) n.v = vals_.alloc(size_t(n.s.total()));
         nodes_.push_back(n);
       });
     } catch (...) {
@@ -631,6 +634,8 @@ class Executor {
     key.push_back(n.op);
     key.push_back(at.ns);
     int last = oi.leaf ? at.ns - 1 : -1;  // a leaf's Dim: the batch size varies within a group
+    for (int k : oi.per_elem)
+      if (k < at.ns && at.slot[k].i < 0) return false;  // indices that are not a sequence: alone
     for (int k = 0; k < at.ns; ++k) {
       if (k == last || std::find(oi.per_elem.begin(), oi.per_elem.end(), k) != oi.per_elem.end()) continue;
       const AttrSlot& s = at.slot[k];
@@ -753,7 +758,8 @@ class Executor {
     order_.resize(nn + 1), starts_.resize(nn + 2);
     ab_range rg{ptrdiff_t(nn), in_off_.data(), in_ids_.data(), sid_.data(), ptrdiff_t(sig_mm_.size()), sig_mm_.data(),
                 strategy};
-    ptrdiff_t ng = ab_plan(&rg, order_.data(), starts_.data());
+    plan_work_.resize(ab_plan_work_bytes(&rg) / sizeof(ptrdiff_t) + 1);
+    ptrdiff_t ng = ab_plan(&rg, order_.data(), starts_.data(), plan_work_.data());
     if (ng == AB_NOMEM) throw std::bad_alloc();
     if (ng == AB_CYCLE) throw std::runtime_error("cpu_eigen: autobatching left nodes unevaluated (a cycle?)");
     done_.assign(nn, 0);
@@ -779,6 +785,8 @@ class Executor {
   }
 
   void run_single(int j, bool check) {
+    Node& n = nodes_[size_t(j)];
+    if (!n.v && n.info->leaf != 2) n.v = vals_.alloc(size_t(n.s.total())), floor_ = vals_.mark(), has_floor_ = true;
     run_forward(j);
     plan_.push_back(j);
     done_[size_t(j - range_a_)] = 1;
