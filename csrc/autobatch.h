@@ -1,6 +1,6 @@
-// Batched matrix products for the executor's autobatching (DyNet's idea, restricted to
-// products that share a weight): many W x_i computed as one GEMM over the concatenated
-// x_i, and the weight gradient sum_i dY_i x_i^T as one GEMM at the end of backward.
+// Batched matrix products for the executor's autobatching: many W x_i of one shared weight
+// computed as one GEMM over the concatenated x_i (a group of products, the LSTM steps' input
+// products), and the weight gradient sum_i dY_i x_i^T as one GEMM at the end of backward.
 #pragma once
 
 #include <cstdint>

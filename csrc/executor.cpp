@@ -1,6 +1,6 @@
 // The whole-graph executor (see executor.h): the graph's new nodes are read once through the
-// contract (contract.h), values and gradients live in arenas, products that share a weight run
-// as one GEMM (autobatch.h).
+// contract (contract.h), values and gradients live in arenas; under autobatching, nodes run in
+// the front end's scheduler's groups (autobatch_core.h), each group one kernel call.
 #include "executor.h"
 
 #include <algorithm>
