@@ -330,6 +330,7 @@ class Executor {
   std::vector<char> done_, pre_due_;
   int range_a_ = 0;
   std::vector<float> dx_buf_;  // backward: a joined operand's gradient, when not in place
+  std::vector<int64_t> rows_;  // backward: a lookup group's rows
   std::vector<ab::Item> items_;
   std::vector<CView> xin_ = std::vector<CView>(16);  // gather_inputs' buffer
 
@@ -425,7 +426,7 @@ class Executor {
         return;
       }
       case 3:  // lookup: gather rows
-        lookup_rows(j);
+        lookup_rows(&j, 1);
         return;
       default:
         break;
@@ -439,20 +440,25 @@ class Executor {
     k.fwd(xp, n.na, {n.v, n.s}, attrs_of(n));
   }
 
-  void lookup_rows(int j) {
-    Node& n = nodes_[size_t(j)];
-    py::object keep = contract::storage::value(refs_[size_t(j)].ptr());
+  // Lookups of nodes js (one table: a group's members, or one node): the table read once.
+  void lookup_rows(const int* js, int count) {
+    PyObject* st = refs_[size_t(js[0])].ptr();
+    py::object keep = contract::storage::value(st);
     Tensor& w = as_tensor(keep, "lookup");
-    IntSpan idx = attrs_of(n).ints(attr::lookup::indices);
-    int64_t rs = n.s.size(), rows = n_rows(w);
-    for (int64_t k = 0; k < idx.size(); ++k) {
-      int64_t r = idx[k];
-      if (r < 0 || r >= rows) throw py::index_error("cpu_eigen: lookup row " + std::to_string(r) + " out of range");
-      std::memcpy(n.v + k * rs, w.data() + r * rs, size_t(rs) * sizeof(float));
+    const float f = contract::storage::factor(st);
+    int64_t rows = n_rows(w);
+    for (int m = 0; m < count; ++m) {
+      Node& n = nodes_[size_t(js[m])];
+      IntSpan idx = attrs_of(n).ints(attr::lookup::indices);
+      int64_t rs = n.s.size();
+      for (int64_t k = 0; k < idx.size(); ++k) {
+        int64_t r = idx[k];
+        if (r < 0 || r >= rows) throw py::index_error("cpu_eigen: lookup row " + std::to_string(r) + " out of range");
+        std::memcpy(n.v + k * rs, w.data() + r * rs, size_t(rs) * sizeof(float));
+      }
+      if (f != 1.0f)  // the weights are the stored rows times the weight-decay factor
+        for (int64_t k = 0; k < idx.size() * rs; ++k) n.v[k] *= f;
     }
-    const float f = contract::storage::factor(refs_[size_t(j)].ptr());
-    if (f != 1.0f)  // the weights are the stored rows times the weight-decay factor
-      for (int64_t k = 0; k < idx.size() * rs; ++k) n.v[k] *= f;
   }
 
   // The node's input views in one reused buffer (no per-call construction of a fixed array).
@@ -495,14 +501,13 @@ class Executor {
     return m.g;
   }
 
-  // A leaf's gradient handed to its storage; count: one kernel call (a group's members count once).
-  void leaf_backward(Node& n, bool count = true) {
+  void leaf_backward(Node& n) {
     Attrs a = attrs_of(n);
     size_t j = size_t(&n - nodes_.data());
     const py::object& st = refs_[j];
     if (n.info->leaf == 2) {
       if (!a.flag(attr::parameter::update)) return;  // a constant parameter
-      if (count) count_call(n.op);  // the gradient's hand-over to the storage (also when it was accumulated there in place)
+      count_call(n.op);  // the gradient's hand-over to the storage (also when it was accumulated there in place)
       CallTimer timer(n.op);
       if (n.g != n.alias) {
         Tensor& g = contract::storage::grad(st.ptr());
@@ -513,16 +518,21 @@ class Executor {
       return;
     }
     if (!a.flag(attr::lookup::update)) return;
-    if (count) count_call(n.op);
+    count_call(n.op);
     CallTimer timer(n.op);
-    IntSpan idx = a.ints(attr::lookup::indices);
-    Tensor& g = contract::storage::grad(st.ptr());
+    IntSpan idx = scatter_rows(n, contract::storage::grad(st.ptr()));
+    if (idx.size()) contract::storage::touch(st.ptr(), idx.p, idx.size());
+  }
+
+  // A lookup's gradient added into its table's rows; its rows.
+  IntSpan scatter_rows(const Node& n, Tensor& g) const {
+    IntSpan idx = attrs_of(n).ints(attr::lookup::indices);
     int64_t rs = n.s.size();
     for (int64_t k = 0; k < idx.size(); ++k) {
       float* dst = g.data() + idx[k] * rs;
       for (int64_t q = 0; q < rs; ++q) dst[q] += n.g[k * rs + q];
     }
-    if (idx.size()) contract::storage::touch(st.ptr(), idx.p, idx.size());
+    return idx;
   }
 
   // A parameter read by the graph (once, updated) whose gradient is all zero (has_grad false, as
@@ -639,10 +649,11 @@ class Executor {
     for (int k = 0; k < at.ns; ++k) {
       if (k == last || std::find(oi.per_elem.begin(), oi.per_elem.end(), k) != oi.per_elem.end()) continue;
       const AttrSlot& s = at.slot[k];
-      key.push_back(s.i >= 0 ? attr_end(at, k, true) - s.i : -1);
-      if (s.i >= 0) key.insert(key.end(), at.i + s.i, at.i + attr_end(at, k, true));
-      key.push_back(s.f >= 0 ? attr_end(at, k, false) - s.f : -1);
-      for (int e = s.f; s.f >= 0 && e < attr_end(at, k, false); ++e) {
+      int ie = s.i >= 0 ? attr_end(at, k, true) : -1, fe = s.f >= 0 ? attr_end(at, k, false) : -1;
+      key.push_back(s.i >= 0 ? ie - s.i : -1);
+      if (s.i >= 0) key.insert(key.end(), at.i + s.i, at.i + ie);
+      key.push_back(s.f >= 0 ? fe - s.f : -1);
+      for (int e = s.f; s.f >= 0 && e < fe; ++e) {
         int64_t bits;
         std::memcpy(&bits, at.f + e, sizeof bits);
         key.push_back(bits);
@@ -751,9 +762,12 @@ class Executor {
       }
       in_off_[size_t(j - a + 1)] = ptrdiff_t(in_ids_.size());
       if (!signature(j, key_)) continue;
-      auto it = sigs_.emplace(key_, int(sig_mm_.size()));
-      if (it.second) sig_mm_.push_back(n.op == matmul_ || n.op == affine_);
-      sid_[size_t(j - a)] = it.first->second;
+      auto it = sigs_.find(key_);  // (emplace would copy the key into a new node every time)
+      if (it == sigs_.end()) {
+        it = sigs_.emplace(key_, int(sig_mm_.size())).first;
+        sig_mm_.push_back(n.op == matmul_ || n.op == affine_);
+      }
+      sid_[size_t(j - a)] = it->second;
     }
     order_.resize(nn + 1), starts_.resize(nn + 2);
     ab_range rg{ptrdiff_t(nn), in_off_.data(), in_ids_.data(), sid_.data(), ptrdiff_t(sig_mm_.size()), sig_mm_.data(),
@@ -843,7 +857,7 @@ class Executor {
     count_call(G.op, G.nm);
     CallTimer timer(G.op);
     if (G.info->leaf == 3) {  // lookups: each member gathers its rows into its slice
-      for (int m : batch) lookup_rows(m);
+      lookup_rows(batch.data(), int(batch.size()));
     } else if (!shared_product(G)) {
       kernel_table()[size_t(G.op)].fwd(gxs_.data() + G.x0, G.na, {G.y, G.ys}, group_attrs(G));
     }
@@ -1153,8 +1167,10 @@ class Executor {
       any |= mem[k] <= i && (m.pending || !m.fresh);
     }
     if (!any) return;  // no gradient reached the group
-    if (G.info->leaf == 3) {  // lookups: one scatter-add into the table
-      bool counted = false;
+    if (G.info->leaf == 3) {  // lookups: one scatter-add into the table (one storage: the signature's)
+      PyObject* st = refs_[size_t(mem[0])].ptr();
+      Tensor* g = nullptr;
+      rows_.clear();
       for (int k = 0; k < G.nm; ++k) {
         Node& m = nodes_[size_t(mem[k])];
         if (mem[k] > i || (m.fresh && !m.pending)) continue;
@@ -1162,9 +1178,12 @@ class Executor {
           pending_leaves_.push_back(mem[k]);
           continue;
         }
-        if (!counted && attrs_of(m).flag(attr::lookup::update)) count_call(G.op), counted = true;
-        leaf_backward(m, false);
+        if (!attrs_of(m).flag(attr::lookup::update)) continue;
+        if (!g) count_call(G.op), g = &contract::storage::grad(st);
+        IntSpan idx = scatter_rows(m, *g);
+        rows_.insert(rows_.end(), idx.begin(), idx.end());
       }
+      if (!rows_.empty()) contract::storage::touch(st, rows_.data(), int64_t(rows_.size()));
       return;
     }
     float* p = G.g;
