@@ -18,7 +18,7 @@ namespace dy {
 namespace ab {
 
 namespace {
-bool g_enabled = true;
+int g_strategy = 1;
 thread_local std::vector<float> t_a, t_b;
 
 float* scratch(std::vector<float>& v, int64_t n) {
@@ -102,8 +102,8 @@ Stats& stats() {
   static Stats s;
   return s;
 }
-bool enabled() { return g_enabled; }
-void set_enabled(bool on) { g_enabled = on; }
+int strategy() { return g_strategy; }
+void set_strategy(int s) { g_strategy = s; }
 
 void forward(const float* W, int64_t r, int64_t c, const std::vector<Item>& items) {
   ++stats().forward;

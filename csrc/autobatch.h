@@ -1,6 +1,6 @@
-// Batched matrix products for the executor's autobatching (DyNet's idea, restricted to
-// products that share a weight): many W x_i computed as one GEMM over the concatenated
-// x_i, and the weight gradient sum_i dY_i x_i^T as one GEMM at the end of backward.
+// Batched matrix products for the executor's autobatching: many W x_i of one shared weight
+// computed as one GEMM over the concatenated x_i (a group of products, the LSTM steps' input
+// products), and the weight gradient sum_i dY_i x_i^T as one GEMM at the end of backward.
 #pragma once
 
 #include <cstdint>
@@ -34,9 +34,11 @@ struct Stats {
 };
 Stats& stats();
 
-// Whether the executor batches (set from the backend's autobatch setting).
-bool enabled();
-void set_enabled(bool on);
+// The executor's autobatching strategy (the backend's autobatch setting: 0 off, 1 DyNet's agenda,
+// 2 level by level; autobatch_core.h).
+int strategy();
+void set_strategy(int s);
+inline bool enabled() { return strategy() > 0; }
 
 }  // namespace ab
 }  // namespace dy

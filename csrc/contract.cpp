@@ -1,6 +1,7 @@
 // The one reader of the front end's objects (see contract.h).
 #include "contract.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -21,6 +22,8 @@ struct Names {
   PyObject *check = intern("check_validity"), *name = intern("name"), *nograd = intern("nograd");
   PyObject *value = intern("value"), *grad = intern("grad"), *has_grad = intern("has_grad");
   PyObject *touched = intern("touched"), *wscale = intern("wscale"), *factor = intern("factor");
+  PyObject *batch = intern("batch"), *batch_attrs = intern("batch_attrs"), *batch_shared = intern("batch_shared");
+  PyObject *attrs = intern("attrs");
 };
 const Names& names() {
   static const Names* n = new Names();
@@ -102,6 +105,20 @@ OpRecord read_op(PyObject* op) {
   OpRecord r;
   r.name = get(op, names().name).cast<std::string>();
   for (auto v : get(op, names().nograd)) r.nograd.push_back(v.cast<int>());
+  r.maps = get(op, names().batch).cast<std::string>() == "map";
+  std::vector<std::string> attrs;
+  for (auto v : get(op, names().attrs)) attrs.push_back(v.cast<std::string>());
+  auto place = [&](const std::string& a) {
+    auto it = std::find(attrs.begin(), attrs.end(), a);
+    return it == attrs.end() ? -1 : int(it - attrs.begin());
+  };
+  for (auto v : get(op, names().batch_attrs)) {
+    int k = place(v.cast<std::string>());
+    if (k < 0) throw std::runtime_error("cpu_eigen: op " + r.name + " batches an attribute it does not have");
+    r.per_elem.push_back(k);
+  }
+  for (auto v : get(op, names().batch_shared)) r.shared.push_back(v.cast<int>());
+  r.b_attr = place("b");
   return r;
 }
 

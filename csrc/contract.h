@@ -29,6 +29,11 @@ Shape shape_from_tuple(PyObject* t);
 struct OpRecord {
   std::string name;
   std::vector<int> nograd;  // inputs that never receive a gradient
+  // autobatching (dynet_api.ops.OpDef's batch rules): batch == "map"; the places of batch_attrs
+  // (one entry per batch element); batch_shared; the place of the attribute ``b`` (or -1)
+  bool maps = false;
+  std::vector<int> per_elem, shared;
+  int b_attr = -1;
 };
 OpRecord read_op(PyObject* op);
 

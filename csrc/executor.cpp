@@ -1,6 +1,6 @@
 // The whole-graph executor (see executor.h): the graph's new nodes are read once through the
-// contract (contract.h), values and gradients live in arenas, products that share a weight run
-// as one GEMM (autobatch.h).
+// contract (contract.h), values and gradients live in arenas; under autobatching, nodes run in
+// the front end's scheduler's groups (autobatch_core.h), each group one kernel call.
 #include "executor.h"
 
 #include <algorithm>
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "autobatch.h"
+#include "autobatch_core.h"
 #include "common.h"
 #include "contract.h"
 #include "gemm_thin.h"
@@ -45,39 +46,16 @@ class FlushDenormals {
 #endif
 };
 
-// The agendas' ready nodes: a bitset with moving bounds instead of a heap (pops are nearly
-// monotonic, so a pop is a word scan and a count-trailing-zeros).
-struct ReadySet {
-  std::vector<uint64_t> w;
-  int lo = 0, hi = -1;
-  size_t n = 0;
-  void init(size_t bits) { w.assign((bits + 63) / 64, 0), lo = int(w.size()), hi = -1, n = 0; }
-  bool empty() const { return n == 0; }
-  void push(int k) {
-    w[size_t(k >> 6)] |= uint64_t(1) << (k & 63);
-    lo = std::min(lo, k >> 6), hi = std::max(hi, k >> 6), ++n;
-  }
-  int pop_min() {
-    while (!w[size_t(lo)]) ++lo;
-    uint64_t& x = w[size_t(lo)];
-    int b = __builtin_ctzll(x);
-    x &= x - 1, --n;
-    return lo * 64 + b;
-  }
-  int pop_max() {
-    while (!w[size_t(hi)]) --hi;
-    uint64_t& x = w[size_t(hi)];
-    int b = 63 - __builtin_clzll(x);
-    x &= ~(uint64_t(1) << b), --n;
-    return hi * 64 + b;
-  }
-};
-
 struct OpInfo {
   int code = -1;
   int leaf = 0;  // 1 input, 2 parameter, 3 lookup
   std::string name;
   std::vector<int> nograd;
+  // autobatching (contract::OpRecord): whether nodes of one signature may join, the attributes
+  // with one entry per batch element, the operands taken unbatched, the place of ``b`` (or -1)
+  bool maps = false;
+  std::vector<int> per_elem, shared;
+  int b_attr = -1;
 };
 
 // Kernel-call counters (dynet_api/profiling.py's rule, for every backend alike): per op code, forward
@@ -141,14 +119,9 @@ class Executor {
     FlushDenormals ftz;
     if (b > int(nodes_.size())) marshal(b);
     bool check = graph_.check_validity();
-    if (ab::enabled() && b - a > 2) {
-      bool products = plan_groups(a, b);
-      bool inputs = plan_lstm_inputs(a, b);
-      if (products || inputs) {
-        if (!products) gid_.assign(size_t(b - a), -1), groups_.clear();
-        batched_forward(a, b, check);
-        return;
-      }
+    if (ab::strategy() > 0) {
+      planned_forward(a, b, ab::strategy(), check);
+      return;
     }
     for (int j = a; j < b; ++j) {
       run_forward(j);
@@ -162,21 +135,23 @@ class Executor {
     FlushDenormals ftz;
     grads_.reset(), dpre_.reset_merged();
     n_grad_ = 0;
-    for (int j = 0; j <= i; ++j) {
+    // every node, under autobatching: a group reaching past i adds (zeros) into its later members' operands
+    int last = planned_ ? int(nodes_.size()) - 1 : i;
+    for (int j = 0; j <= last; ++j) {
       Node& n = nodes_[size_t(j)];
-      n.g = nullptr, n.dwq = -1, n.fresh = false, n.pending = false;
+      n.g = nullptr, n.dwq = -1, n.fresh = false, n.pending = false, n.alias = nullptr;
     }
     dxq_.clear(), pending_leaves_.clear();
     alias_param_grads(i);
     n_grad_ = i + 1;
     dw_.clear();
-    bool defer = ab::enabled();
-    Node& top = nodes_[size_t(i)];
-    std::fill_n(grad_of(top), top.s.total(), 1.0f);
-    if (defer && i > 1 && plan_backward_groups(i, full))
-      batched_backward(i, full);
-    else
-      for (int j = i; j >= 0; --j) backward_node(j, full, defer, -1);
+    if (planned_) {
+      planned_backward(i, full);
+    } else {
+      Node& top = nodes_[size_t(i)];
+      std::fill_n(grad_of(top), top.s.total(), 1.0f);
+      for (int j = i; j >= 0; --j) backward_node(j, full, false);
+    }
     flush_lstm_inputs();
   }
 
@@ -200,6 +175,9 @@ class Executor {
 
   void reset() {
     nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), refs_.clear(), held_.clear(), scaled_.clear();
+    plan_.clear(), grecs_.clear(), gmem_.clear(), gxs_.clear(), gjoin_.clear();
+    gints_.clear(), gflts_.clear(), gslots_.clear();
+    planned_ = false;
     if (failed_) {
       vals_.release(), grads_.release(), dpre_.release();
       failed_ = false;
@@ -216,6 +194,7 @@ class Executor {
       if (has_floor_ && (floor_.block > m.block || (floor_.block == m.block && floor_.off > m.off))) m = floor_;
       vals_.rewind(m);
       nodes_.resize(size_t(n));
+      trim_plan(n);
       refs_.resize(size_t(n));
       held_.resize(size_t(n));
       scaled_.resize(size_t(n));
@@ -231,6 +210,23 @@ class Executor {
 
   size_t arena_floats() const { return vals_.capacity() + grads_.capacity() + dpre_.capacity(); }
 
+  // The executed records under autobatching, in order: one list of node ids per kernel call (a
+  // node alone or a group), to compare with the front end's plan (dynet_api.autobatch.plan_order).
+  py::list plan() const {
+    py::list out;
+    for (int e : plan_) {
+      py::list l;
+      if (e >= 0) {
+        l.append(e);
+      } else {
+        const GroupRec& G = grecs_[size_t(-1 - e)];
+        for (int k = 0; k < G.nm; ++k) l.append(members(G)[k]);
+      }
+      out.append(l);
+    }
+    return out;
+  }
+
  private:
   struct Node {
     int op;
@@ -245,6 +241,7 @@ class Executor {
     float* alias = nullptr;  // backward: the parameter's own (all-zero) gradient, used as this node's
     bool fresh = false;      // backward: g is allocated but nothing has written it yet (not zeroed)
     bool pending = false;    // backward: a leaf whose gradient still waits for a deferred LSTM input product
+    bool opaque = false;     // an attribute the C++ signature cannot compare (an object): never batched
   };
   struct DeferredGrad {  // dW += dy x^T, postponed until the sweep reaches W
     const float* dy;
@@ -252,11 +249,33 @@ class Executor {
     int64_t n;
     int next;
     int op;  // the product's op (for the call counters)
+    bool group = false;  // a group's products (already one GEMM over their columns)
   };
-  struct Group {  // forward: products sharing one weight, waiting to run as one GEMM
+  struct Group {  // forward: LSTM steps sharing one W_x (their W_x x run as one GEMM)
     int w;
     std::vector<int> ready;
   };
+  struct KeyHash {
+    size_t operator()(const std::vector<int64_t>& v) const {
+      uint64_t h = 1469598103934665603ull;
+      for (int64_t x : v) h = (h ^ uint64_t(x)) * 1099511628211ull;
+      return size_t(h ^ (h >> 29));
+    }
+  };
+
+  // A group that ran as one kernel call, with what its backward needs.
+  struct GroupRec {
+    int op, na;
+    const OpInfo* info;
+    int m0, nm;  // members (ascending) in gmem_
+    int x0;      // operand views in gxs_, and in gjoin_ whether each is joined (else shared)
+    float* y;    // the output block (each member's value is its slice)
+    Shape ys;    // the joined output's shape
+    bool own_attrs = false;  // per-element attributes joined into gints_/gflts_/gslots_
+    int i0 = 0, ni = 0, f0 = 0, nf = 0, s0 = 0, ns = 0;
+    float* g = nullptr;  // backward: the members' gradients, one block
+  };
+
 
   contract::GraphSource graph_;
   std::vector<Node> nodes_;
@@ -285,7 +304,7 @@ class Executor {
     std::vector<float*>& v;
     ~ClearOnExit() { v.clear(); }
   };
-  Arena::Mark floor_;       // end of the latest batch output block (truncate keeps it)
+  Arena::Mark floor_;       // end of the latest value placed at run time (autobatching; truncate keeps it)
   bool has_floor_ = false;
   int n_grad_ = 0;
   std::unordered_map<PyObject*, OpInfo> ops_;
@@ -293,10 +312,25 @@ class Executor {
   int matmul_ = -1, affine_ = -1, lstm_gates_ = -1, lstm_gates_drop_ = -1;
   std::vector<DeferredGrad> dw_;
   std::vector<PyObject*> aliased_;  // backward: storages whose first node's gradient is aliased
-  std::vector<int> gid_, cnt_, cons_off_, cons_;  // forward plan over a node range
-  std::vector<int> wgid_;                          // plan: weight node -> its group
-  ReadySet ready_;                                 // agenda: ready nodes outside groups
-  std::vector<Group> groups_;
+  // autobatching: the executed records in order (a node id run alone, or -1 - g for group g)
+  std::vector<int> plan_;
+  bool planned_ = false;  // this graph runs through the plan (autobatching on)
+  std::vector<GroupRec> grecs_;
+  std::vector<int> gmem_;      // the groups' members
+  std::vector<CView> gxs_;     // the groups' (joined or shared) operands
+  std::vector<char> gjoin_;    // per operand in gxs_: joined
+  std::vector<int64_t> gints_;  // the groups' own attributes (per-element ones joined)
+  std::vector<double> gflts_;
+  std::vector<AttrSlot> gslots_;
+  // a forward range's plan: its in-range operands, signatures, order (autobatch_core.h)
+  std::vector<ptrdiff_t> in_off_, in_ids_, sid_, order_, starts_, plan_work_;
+  std::vector<int> sig_mm_;
+  std::vector<int64_t> key_;
+  std::unordered_map<std::vector<int64_t>, int, KeyHash> sigs_;
+  std::vector<char> done_, pre_due_;
+  int range_a_ = 0;
+  std::vector<float> dx_buf_;  // backward: a joined operand's gradient, when not in place
+  std::vector<int64_t> rows_;  // backward: a lookup group's rows
   std::vector<ab::Item> items_;
   std::vector<CView> xin_ = std::vector<CView>(16);  // gather_inputs' buffer
 
@@ -309,6 +343,7 @@ class Executor {
     oi.code = kernel_code(oi.name);
     oi.nograd = std::move(r.nograd);
     oi.leaf = oi.name == "input" ? 1 : oi.name == "parameter" ? 2 : oi.name == "lookup" ? 3 : 0;
+    oi.maps = r.maps, oi.per_elem = std::move(r.per_elem), oi.shared = std::move(r.shared), oi.b_attr = r.b_attr;
     op_refs_.push_back(py::reinterpret_borrow<py::object>(op));
     return ops_.emplace(op, std::move(oi)).first->second;
   }
@@ -323,6 +358,15 @@ class Executor {
     n.ni = int(ints_.size()) - n.i0, n.nf = int(flts_.size()) - n.f0, n.ns = int(slots_.size()) - n.s0;
     if (n.info->leaf && PyTuple_Check(attrs) && PyTuple_GET_SIZE(attrs) > 0)
       refs_[size_t(j)] = py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(attrs, 0));
+    n.opaque = false;
+    const OpInfo& oi = *n.info;
+    if (oi.maps && PyTuple_Check(attrs))  // an object the signature cannot compare (a lookup's table it can)
+      for (int k = 0; k < n.ns; ++k) {
+        const AttrSlot& sl = slots_[size_t(n.s0 + k)];
+        if (sl.i >= 0 || sl.f >= 0 || (oi.leaf && (k == 0 || k == n.ns - 1))) continue;
+        if (std::find(oi.per_elem.begin(), oi.per_elem.end(), k) != oi.per_elem.end()) continue;
+        n.opaque |= PyTuple_GET_ITEM(attrs, k) != Py_None;
+      }
   }
 
   // Read nodes [nodes_.size(), b) from the graph.
@@ -343,7 +387,8 @@ class Executor {
         held_.emplace_back();
         scaled_.emplace_back();
         read_attrs(n, j, r.attrs);
-        if (n.info->leaf != 2) n.v = vals_.alloc(size_t(n.s.total()));
+        // under autobatching a value is placed when its node runs (a group's members in one block)
+        if (n.info->leaf != 2 && ab::strategy() == 0) n.v = vals_.alloc(size_t(n.s.total()));
         nodes_.push_back(n);
       });
     } catch (...) {
@@ -380,21 +425,9 @@ class Executor {
         n.v = c.data();
         return;
       }
-      case 3: {  // lookup: gather rows
-        py::object keep = contract::storage::value(refs_[size_t(j)].ptr());
-        Tensor& w = as_tensor(keep, "lookup");
-        IntSpan idx = attrs_of(n).ints(attr::lookup::indices);
-        int64_t rs = n.s.size(), rows = n_rows(w);
-        for (int64_t k = 0; k < idx.size(); ++k) {
-          int64_t r = idx[k];
-          if (r < 0 || r >= rows) throw py::index_error("cpu_eigen: lookup row " + std::to_string(r) + " out of range");
-          std::memcpy(n.v + k * rs, w.data() + r * rs, size_t(rs) * sizeof(float));
-        }
-        const float f = contract::storage::factor(refs_[size_t(j)].ptr());
-        if (f != 1.0f)  // the weights are the stored rows times the weight-decay factor
-          for (int64_t k = 0; k < idx.size() * rs; ++k) n.v[k] *= f;
+      case 3:  // lookup: gather rows
+        lookup_rows(&j, 1);
         return;
-      }
       default:
         break;
     }
@@ -405,6 +438,27 @@ class Executor {
       return;
     }
     k.fwd(xp, n.na, {n.v, n.s}, attrs_of(n));
+  }
+
+  // Lookups of nodes js (one table: a group's members, or one node): the table read once.
+  void lookup_rows(const int* js, int count) {
+    PyObject* st = refs_[size_t(js[0])].ptr();
+    py::object keep = contract::storage::value(st);
+    Tensor& w = as_tensor(keep, "lookup");
+    const float f = contract::storage::factor(st);
+    int64_t rows = n_rows(w);
+    for (int m = 0; m < count; ++m) {
+      Node& n = nodes_[size_t(js[m])];
+      IntSpan idx = attrs_of(n).ints(attr::lookup::indices);
+      int64_t rs = n.s.size();
+      for (int64_t k = 0; k < idx.size(); ++k) {
+        int64_t r = idx[k];
+        if (r < 0 || r >= rows) throw py::index_error("cpu_eigen: lookup row " + std::to_string(r) + " out of range");
+        std::memcpy(n.v + k * rs, w.data() + r * rs, size_t(rs) * sizeof(float));
+      }
+      if (f != 1.0f)  // the weights are the stored rows times the weight-decay factor
+        for (int64_t k = 0; k < idx.size() * rs; ++k) n.v[k] *= f;
+    }
   }
 
   // The node's input views in one reused buffer (no per-call construction of a fixed array).
@@ -466,14 +520,19 @@ class Executor {
     if (!a.flag(attr::lookup::update)) return;
     count_call(n.op);
     CallTimer timer(n.op);
-    IntSpan idx = a.ints(attr::lookup::indices);
-    Tensor& g = contract::storage::grad(st.ptr());
+    IntSpan idx = scatter_rows(n, contract::storage::grad(st.ptr()));
+    if (idx.size()) contract::storage::touch(st.ptr(), idx.p, idx.size());
+  }
+
+  // A lookup's gradient added into its table's rows; its rows.
+  IntSpan scatter_rows(const Node& n, Tensor& g) const {
+    IntSpan idx = attrs_of(n).ints(attr::lookup::indices);
     int64_t rs = n.s.size();
     for (int64_t k = 0; k < idx.size(); ++k) {
       float* dst = g.data() + idx[k] * rs;
       for (int64_t q = 0; q < rs; ++q) dst[q] += n.g[k * rs + q];
     }
-    if (idx.size()) contract::storage::touch(st.ptr(), idx.p, idx.size());
+    return idx;
   }
 
   // A parameter read by the graph (once, updated) whose gradient is all zero (has_grad false, as
@@ -503,9 +562,9 @@ class Executor {
     return true;
   }
 
-  // One node's share of the reverse sweep: its inputs' gradients, except input `skip`
-  // (whose gradient the caller computes in a batch), or only input `only` when set.
-  void backward_node(int j, bool full, bool defer, int skip, int only = -1) {
+  // One node's share of the reverse sweep: its inputs' gradients (defer: products' weight
+  // gradients and LSTM steps' input products postponed to one GEMM each).
+  void backward_node(int j, bool full, bool defer) {
     Node& n = nodes_[size_t(j)];
     if (n.dwq >= 0) flush_weight_grad(n);
     if (!n.g) return;
@@ -519,32 +578,21 @@ class Executor {
       return;
     }
     if (n.na == 0) return;
-    const KernelDef& k = kernel_table()[size_t(n.op)];
-    CView* xp = gather_inputs(n);
-    if (n.op == lstm_gates_ || n.op == lstm_gates_drop_) {
-      lstm_gates_backward(n, xp, full, defer);
-      return;
-    }
-    Attrs at = attrs_of(n);
-    for (int q = 0; q < n.na; ++q) {
-      if (q == skip || (only >= 0 && q != only) || !wants_grad(n, q, full)) continue;
-      if (defer && defer_weight_grad(n, q)) continue;
-      Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
-      count_call(n.op);
-      CallTimer timer(n.op);
-      if (k.bwd_set && grad_unwritten(m)) {
-        k.bwd_set(xp, n.na, {n.v, n.s}, {n.g, n.s}, q, {m.g, m.s}, at);
-        m.fresh = false;
-      } else {
-        k.bwd(xp, n.na, {n.v, n.s}, {n.g, n.s}, q, {grad_of(m), m.s}, at);
-      }
-    }
+    Call c{n.op, n.na, j, nullptr, gather_inputs(n), {n.v, n.s}, {n.g, n.s}, attrs_of(n)};
+    call_backward(c, full, defer);
   }
 
   // ---------------------------------------------------------------- autobatching
+  // With autobatching on, a forward range runs in the order of autobatch_core.h (the front end's
+  // scheduler: the same signatures as dynet_api/autobatch.py, the same agenda), each group of
+  // nodes of one signature as ONE call of the op's kernel over operands joined along the batch:
+  // a joined operand is the members' inputs back to back, in place when they already lie so (the
+  // outputs of one earlier group, in order), else copied into a block of the value arena; each
+  // member's value is its slice of the group's output block.  Backward replays the executed
+  // records in reverse, a group's gradients again one block, so its dy is read in place.
+
   // A product W x (matmul, or an affine_transform with one product and a column bias) whose
-  // weight is one unbatched matrix and whose x has the output's batch: products of the same
-  // W run as one GEMM over their concatenated columns.
+  // weight is one unbatched matrix and whose x has the output's batch.
   bool site_of(const Node& n, int& w, int& x, int& bias) const {
     if (n.op == matmul_ && n.na == 2)
       bias = -1, w = args_[size_t(n.a0)], x = args_[size_t(n.a0 + 1)];
@@ -563,120 +611,280 @@ class Executor {
     return true;
   }
 
-  // Group the range's products by weight (a parameter's storage, else the weight node);
-  // false when no weight has two products here, so the plain in-order loop runs.
-  bool plan_groups(int a, int b) {
-    int sites = 0;
-    for (int j = a; j < b; ++j) {
-      int op = nodes_[size_t(j)].op;
-      sites += op == matmul_ || op == affine_;
-    }
-    if (sites < 2) return false;
-    gid_.assign(size_t(b - a), -1);
-    groups_.clear();
-    std::map<std::pair<int, uintptr_t>, int> keys;
-    std::vector<int> count;
-    wgid_.assign(size_t(b), -1);
+  // Products of one weight as one GEMM W [x_1 ... x_n]?  Eigen's GEMM packs its weight on every
+  // call: for a weight past 4096 values that costs about one GEMV, so without the thin-product
+  // kernels (which read the weight in place) fewer than 4 products run one by one.
+  bool worth_batching(const std::vector<int>& batch) const {
+    if (batch.size() >= 4 || thin::active()) return true;
     int w, x, bias;
-    for (int j = a; j < b; ++j) {
-      const Node& n = nodes_[size_t(j)];
-      if ((n.op != matmul_ && n.op != affine_) || !site_of(n, w, x, bias)) continue;
-      int& g = wgid_[size_t(w)];  // the map is asked once per weight node, not once per product
-      if (g < 0) {
-        std::pair<int, uintptr_t> key = nodes_[size_t(w)].info->leaf == 2
-                                            ? std::make_pair(1, reinterpret_cast<uintptr_t>(refs_[size_t(w)].ptr()))
-                                            : std::make_pair(0, uintptr_t(w));
-        auto it = keys.emplace(key, int(groups_.size()));
-        if (it.second) groups_.push_back({w, {}}), count.push_back(0);
-        g = it.first->second;
-      }
-      gid_[size_t(j - a)] = g;
-      ++count[size_t(g)];
-    }
-    bool any = false;
-    for (int j = a; j < b; ++j) {
-      int& g = gid_[size_t(j - a)];
-      if (g >= 0 && count[size_t(g)] < 2) g = -1;
-      any |= g >= 0;
-    }
-    return any;
+    if (!site_of(nodes_[size_t(batch[0])], w, x, bias)) return true;
+    return nodes_[size_t(w)].s.total() <= 4096;
   }
 
-  // Evaluate [a, b) in a dependency order that lets products of one weight meet: every other
-  // node runs as soon as its inputs are ready (lowest index first, so random draws keep their
-  // order); only when none is left does the group whose earliest ready product comes first run,
-  // all its ready products as one GEMM (DyNet's agenda-based autobatching, for products only).
-  void batched_forward(int a, int b, bool check) {
+  // The end of attribute k's run in a flattened list (the next attribute's start, or the end).
+  static int attr_end(const Attrs& a, int k, bool ints) {
+    for (int q = k + 1; q < a.ns; ++q) {
+      int32_t at = ints ? a.slot[q].i : a.slot[q].f;
+      if (at >= 0) return at;
+    }
+    return ints ? a.ni : a.nf;
+  }
+
+  // dynet_api/autobatch.py's signature() of node j, from this executor's records, into key:
+  // false when the node runs alone.  The key is self-delimiting (lengths before runs), so equal
+  // keys mean equal attributes, operand dims and weights.
+  bool signature(int j, std::vector<int64_t>& key) const {
+    const Node& n = nodes_[size_t(j)];
+    const OpInfo& oi = *n.info;
+    if (!oi.maps || n.opaque) return false;
+    Attrs at = attrs_of(n);
+    if (oi.b_attr >= 0 && oi.b_attr < at.ns && at.slot[oi.b_attr].i >= 0 && at.i[at.slot[oi.b_attr].i] != 0)
+      return false;  // sums over the batch too
+    key.clear();
+    key.push_back(n.op);
+    key.push_back(at.ns);
+    int last = oi.leaf ? at.ns - 1 : -1;  // a leaf's Dim: the batch size varies within a group
+    for (int k : oi.per_elem)
+      if (k < at.ns && at.slot[k].i < 0) return false;  // indices that are not a sequence: alone
+    for (int k = 0; k < at.ns; ++k) {
+      if (k == last || std::find(oi.per_elem.begin(), oi.per_elem.end(), k) != oi.per_elem.end()) continue;
+      const AttrSlot& s = at.slot[k];
+      int ie = s.i >= 0 ? attr_end(at, k, true) : -1, fe = s.f >= 0 ? attr_end(at, k, false) : -1;
+      key.push_back(s.i >= 0 ? ie - s.i : -1);
+      if (s.i >= 0) key.insert(key.end(), at.i + s.i, at.i + ie);
+      key.push_back(s.f >= 0 ? fe - s.f : -1);
+      for (int e = s.f; s.f >= 0 && e < fe; ++e) {
+        int64_t bits;
+        std::memcpy(&bits, at.f + e, sizeof bits);
+        key.push_back(bits);
+      }
+    }
+    auto dims = [&](const Shape& s) {
+      key.push_back(s.nd);
+      key.insert(key.end(), s.d, s.d + s.nd);
+    };
+    if (oi.leaf) {  // a lookup: its table (the storage), then its data dims
+      key.push_back(int64_t(reinterpret_cast<uintptr_t>(refs_[size_t(j)].ptr())));
+      dims(n.s);
+      return true;
+    }
+    bool joined = false;
+    for (int q = 0; q < n.na; ++q) {
+      int s = args_[size_t(n.a0 + q)];
+      const Node& x = nodes_[size_t(s)];
+      if (x.info->leaf == 2) {  // one weight for the whole group: its storage, update flag and dims
+        key.push_back(-1);
+        key.push_back(int64_t(reinterpret_cast<uintptr_t>(refs_[size_t(s)].ptr())));
+        key.push_back(attrs_of(x).flag(attr::parameter::update));
+        dims(x.s);
+      } else if (std::find(oi.shared.begin(), oi.shared.end(), q) != oi.shared.end()) {
+        if (x.s.bd != 1) return false;
+        key.push_back(-2);
+        key.push_back(s);  // the node itself: the kernel takes it unbatched
+      } else {
+        if (x.s.bd != n.s.bd) return false;  // a broadcast operand cannot be joined with the others
+        key.push_back(-3);
+        dims(x.s);
+        joined = true;
+      }
+    }
+    return joined;  // every operand shared: nothing to batch over
+  }
+
+  const int* members(const GroupRec& G) const { return gmem_.data() + G.m0; }
+  Node& operand(const GroupRec& G, int k, int q) { return nodes_[size_t(args_[size_t(nodes_[size_t(members(G)[k])].a0 + q)])]; }
+
+  Attrs group_attrs(const GroupRec& G) const {
+    if (!G.own_attrs) return attrs_of(nodes_[size_t(members(G)[0])]);
+    return {gints_.data() + G.i0, G.ni, gflts_.data() + G.f0, G.nf, gslots_.data() + G.s0, G.ns};
+  }
+
+  // The group's attributes: the first member's, with each per-element attribute (indices) joined
+  // in member order (an entry given once for a batched node counts for each of its elements).
+  void join_attrs(GroupRec& G) {
+    const OpInfo& oi = *G.info;
+    if (oi.per_elem.empty() || oi.leaf) return;
+    const Node& n0 = nodes_[size_t(members(G)[0])];
+    G.own_attrs = true;
+    G.i0 = int(gints_.size()), G.f0 = int(gflts_.size()), G.s0 = int(gslots_.size());
+    gints_.insert(gints_.end(), ints_.begin() + n0.i0, ints_.begin() + n0.i0 + n0.ni);
+    gflts_.insert(gflts_.end(), flts_.begin() + n0.f0, flts_.begin() + n0.f0 + n0.nf);
+    gslots_.insert(gslots_.end(), slots_.begin() + n0.s0, slots_.begin() + n0.s0 + n0.ns);
+    for (int k : oi.per_elem) {
+      if (k >= n0.ns) continue;
+      gslots_[size_t(G.s0 + k)].i = int32_t(gints_.size()) - G.i0;
+      size_t len = gints_.size();
+      gints_.push_back(0);
+      for (int q = 0; q < G.nm; ++q) {  // a sequence's run: its length, then its items (flat or nested)
+        const Node& m = nodes_[size_t(members(G)[q])];
+        Attrs am = attrs_of(m);
+        int32_t at = am.slot[k].i;
+        if (at < 0) throw std::runtime_error("cpu_eigen: " + m.info->name + "'s indices are not a sequence");
+        int64_t items = am.i[at], reps = items == m.s.bd ? 1 : m.s.bd;
+        for (int64_t r = 0; r < reps; ++r) gints_.insert(gints_.end(), am.i + at + 1, am.i + attr_end(am, k, true));
+        gints_[len] += items * reps;
+      }
+    }
+    G.ni = int(gints_.size()) - G.i0, G.nf = int(gflts_.size()) - G.f0, G.ns = int(gslots_.size()) - G.s0;
+  }
+
+  // Forgets the records of nodes from n on; members below n of a cut group stay as nodes run
+  // alone (their values are valid slices of its block; their backward runs node by node).
+  void trim_plan(int n) {
+    size_t keep = 0;
+    while (keep < plan_.size() && (plan_[keep] >= 0 ? plan_[keep] < n : members(grecs_[size_t(-1 - plan_[keep])])[grecs_[size_t(-1 - plan_[keep])].nm - 1] < n))
+      ++keep;
+    if (keep == plan_.size()) return;
+    std::vector<int> rest(plan_.begin() + long(keep), plan_.end());
+    plan_.resize(keep);
+    for (int e : rest) {
+      if (e >= 0) {
+        if (e < n) plan_.push_back(e);
+        continue;
+      }
+      const GroupRec& G = grecs_[size_t(-1 - e)];
+      for (int k = 0; k < G.nm; ++k)
+        if (members(G)[k] < n) plan_.push_back(members(G)[k]);
+    }
+  }
+
+  // Forward over [a, b) with autobatching (strategy 1: DyNet's agenda, 2: level by level).
+  void planned_forward(int a, int b, int strategy, bool check) {
+    trim_plan(a);
+    planned_ = true, range_a_ = a;
     size_t nn = size_t(b - a);
-    cnt_.assign(nn, 0);
-    cons_off_.assign(nn + 1, 0);
+    in_off_.assign(nn + 1, 0), in_ids_.clear(), sid_.assign(nn, -1), sig_mm_.clear(), sigs_.clear();
     for (int j = a; j < b; ++j) {
       const Node& n = nodes_[size_t(j)];
       for (int q = 0; q < n.na; ++q) {
         int s = args_[size_t(n.a0 + q)];
-        if (s >= a) ++cnt_[size_t(j - a)], ++cons_off_[size_t(s - a + 1)];
+        if (s >= a) in_ids_.push_back(s - a);
       }
-    }
-    for (size_t k = 0; k < nn; ++k) cons_off_[k + 1] += cons_off_[k];
-    cons_.resize(size_t(cons_off_[nn]));
-    std::vector<int> pos(cons_off_.begin(), cons_off_.end() - 1);
-    for (int j = a; j < b; ++j) {
-      const Node& n = nodes_[size_t(j)];
-      for (int q = 0; q < n.na; ++q) {
-        int s = args_[size_t(n.a0 + q)];
-        if (s >= a) cons_[size_t(pos[size_t(s - a)]++)] = j;
+      in_off_[size_t(j - a + 1)] = ptrdiff_t(in_ids_.size());
+      if (!signature(j, key_)) continue;
+      auto it = sigs_.find(key_);  // (emplace would copy the key into a new node every time)
+      if (it == sigs_.end()) {
+        it = sigs_.emplace(key_, int(sig_mm_.size())).first;
+        sig_mm_.push_back(n.op == matmul_ || n.op == affine_);
       }
+      sid_[size_t(j - a)] = it->second;
     }
-    ReadySet& heap = ready_;
-    heap.init(nn);
-    auto make_ready = [&](int j) {
-      int g = gid_[size_t(j - a)];
-      if (g >= 0)
-        groups_[size_t(g)].ready.push_back(j);
-      else
-        heap.push(j - a);
-    };
-    auto done = [&](int j) {
-      if (check) check_finite(j);
-      for (int k = cons_off_[size_t(j - a)]; k < cons_off_[size_t(j - a + 1)]; ++k)
-        if (--cnt_[size_t(cons_[size_t(k)] - a)] == 0) make_ready(cons_[size_t(k)]);
-    };
-    // LSTM input products first (their inputs are leaves): the leaves run now, then one GEMM
-    // per W_x; the steps' gates nodes find their columns in pre_.
-    std::vector<char> early(nn, 0);
+    order_.resize(nn + 1), starts_.resize(nn + 2);
+    ab_range rg{ptrdiff_t(nn), in_off_.data(), in_ids_.data(), sid_.data(), ptrdiff_t(sig_mm_.size()), sig_mm_.data(),
+                strategy};
+    plan_work_.resize(ab_plan_work_bytes(&rg) / sizeof(ptrdiff_t) + 1);
+    ptrdiff_t ng = ab_plan(&rg, order_.data(), starts_.data(), plan_work_.data());
+    if (ng == AB_NOMEM) throw std::bad_alloc();
+    if (ng == AB_CYCLE) throw std::runtime_error("cpu_eigen: autobatching left nodes unevaluated (a cycle?)");
+    done_.assign(nn, 0);
     ClearOnExit clear_pre{pre_};
-    if (!lstm_groups_.empty()) run_lstm_inputs(a, early);
-    for (int j = a; j < b; ++j)
-      if (cnt_[size_t(j - a)] == 0 && !early[size_t(j - a)]) make_ready(j);
-    size_t ran = 0;
-    for (int j = a; j < b; ++j)
-      if (early[size_t(j - a)]) done(j), ++ran;
+    bool pending = plan_lstm_inputs(a, b, ng);
     std::vector<int> batch;
-    for (;;) {
-      while (!heap.empty()) {
-        int j = a + heap.pop_min();
-        run_forward(j);
-        done(j);
-        ++ran;
-      }
-      int best = -1, first = b;
-      for (size_t g = 0; g < groups_.size(); ++g)
-        for (int m : groups_[g].ready)
-          if (m < first) first = m, best = int(g);
-      if (best < 0) break;
+    for (ptrdiff_t g = 0; g < ng; ++g) {
       batch.clear();
-      batch.swap(groups_[size_t(best)].ready);
-      run_group(batch);
-      for (int m : batch) done(m);
-      ran += batch.size();
+      for (ptrdiff_t e = starts_[size_t(g)]; e < starts_[size_t(g + 1)]; ++e)
+        if (!done_[size_t(order_[size_t(e)])]) batch.push_back(a + int(order_[size_t(e)]));
+      if (batch.size() >= 2 && worth_batching(batch)) {
+        run_group(batch, check);
+        continue;
+      }
+      for (int j : batch) {
+        if (pending && pre_due_[size_t(j - a)]) {
+          run_lstm_inputs(a, check);  // the steps' W_x x, once, when the first step is due
+          pending = false;
+        }
+        run_single(j, check);
+      }
     }
-    if (ran != nn) throw std::runtime_error("cpu_eigen: autobatching left nodes unevaluated (a cycle?)");
+  }
+
+  void run_single(int j, bool check) {
+    Node& n = nodes_[size_t(j)];
+    if (!n.v && n.info->leaf != 2) n.v = vals_.alloc(size_t(n.s.total())), floor_ = vals_.mark(), has_floor_ = true;
+    run_forward(j);
+    plan_.push_back(j);
+    done_[size_t(j - range_a_)] = 1;
+    if (check) check_finite(j);
+  }
+
+  void run_group(const std::vector<int>& batch, bool check) {
+    const Node& n0 = nodes_[size_t(batch[0])];
+    GroupRec G;
+    G.op = n0.op, G.na = n0.na, G.info = n0.info;
+    G.m0 = int(gmem_.size()), G.nm = int(batch.size()), G.x0 = int(gxs_.size());
+    gmem_.insert(gmem_.end(), batch.begin(), batch.end());
+    int64_t total = 0, bd = 0;
+    for (int m : batch) total += nodes_[size_t(m)].s.total(), bd += nodes_[size_t(m)].s.bd;
+    for (int q = 0; q < G.na; ++q) {
+      const Node& x0 = operand(G, 0, q);
+      bool shared = x0.info->leaf == 2 || std::find(G.info->shared.begin(), G.info->shared.end(), q) != G.info->shared.end();
+      CView v{x0.v, x0.s};
+      if (!shared) {
+        v.s.bd = 0;
+        bool adjacent = true;
+        const float* next = x0.v;
+        for (int k = 0; k < G.nm; ++k) {
+          const Node& x = operand(G, k, q);
+          v.s.bd += x.s.bd;
+          adjacent &= x.v == next;
+          next = x.v + x.s.total();
+        }
+        if (!adjacent) {  // copied side by side (kept: backward reads the same operand)
+          float* c = vals_.alloc(size_t(v.s.total()));
+          v.p = c;
+          for (int k = 0; k < G.nm; ++k) {
+            const Node& x = operand(G, k, q);
+            std::memcpy(c, x.v, size_t(x.s.total()) * sizeof(float));
+            c += x.s.total();
+          }
+        }
+      }
+      gxs_.push_back(v);
+      gjoin_.push_back(!shared);
+    }
+    G.y = vals_.alloc(size_t(total));
+    floor_ = vals_.mark(), has_floor_ = true;
+    G.ys = n0.s, G.ys.bd = bd;
+    float* y = G.y;
+    for (int m : batch) {
+      Node& n = nodes_[size_t(m)];
+      n.v = y, y += n.s.total();
+      done_[size_t(m - range_a_)] = 1;
+    }
+    join_attrs(G);
+    grecs_.push_back(G);
+    plan_.push_back(-int(grecs_.size()));
+    count_call(G.op, G.nm);
+    CallTimer timer(G.op);
+    if (G.info->leaf == 3) {  // lookups: each member gathers its rows into its slice
+      lookup_rows(batch.data(), int(batch.size()));
+    } else if (!shared_product(G)) {
+      kernel_table()[size_t(G.op)].fwd(gxs_.data() + G.x0, G.na, {G.y, G.ys}, group_attrs(G));
+    }
+    if (check)
+      for (int m : batch) check_finite(m);
+  }
+
+  // A group of products W x_i (or b + W x_i) of one shared weight and bias: the output block filled
+  // with the bias columns (streaming stores past the caches), then one GEMM W [x_1 ... x_n] in place.
+  bool shared_product(const GroupRec& G) {
+    int w, x, bias;
+    if ((G.op != matmul_ && G.op != affine_) || !site_of(nodes_[size_t(members(G)[0])], w, x, bias)) return false;
+    const CView* xs = gxs_.data() + G.x0;
+    int wq = bias >= 0 ? 1 : 0;
+    if (gjoin_[size_t(G.x0 + wq)] || !gjoin_[size_t(G.x0 + wq + 1)] || (bias >= 0 && gjoin_[size_t(G.x0)])) return false;
+    const CView &W = xs[wq], &X = xs[wq + 1];
+    ab::Item it{X.p, X.s.total() / X.s.d[0], G.y, nullptr};
+    if (bias >= 0) it.bias = xs[0];
+    items_.assign(1, it);
+    ab::forward(W.p, W.s.d[0], W.s.d[1], items_);
+    return true;
   }
 
   // A fused LSTM gates node (no dropout) whose input x is a leaf (lookup or input: nothing to
   // wait for) with one column per batch element, and whose W_x is one unbatched matrix: the
-  // builders' add_input steps.  Their W_x x run as one GEMM over all steps, forward and
-  // backward, so each step multiplies only W_h (and that weight stays in cache).
+  // builders' add_input steps.  Where such steps run alone (one sequence), their W_x x run as
+  // one GEMM over all steps, forward and backward, so each step multiplies only W_h.
   bool lstm_input_site(const Node& n) const {
     if (n.op != lstm_gates_ || n.na != 5) return false;
     const Node& X = nodes_[size_t(args_[size_t(n.a0)])];
@@ -684,13 +892,16 @@ class Executor {
     return (X.info->leaf == 1 || X.info->leaf == 3) && W.info->leaf == 2 && W.s.nd == 2 && W.s.bd == 1 &&
            W.s.d[1] > 1 && X.s.bd == n.s.bd && X.s.total() == n.s.bd * W.s.d[1];
   }
-
-  // Forward: the gates nodes in [a, b) grouped by W_x; true when some W_x has two or more.
-  bool plan_lstm_inputs(int a, int b) {
+  // Forward: the gates nodes of [a, b) that run alone (groups of one in the plan), grouped by W_x;
+  // marks them in pre_due_ (run_lstm_inputs computes their columns before the first runs); true when some W_x has two or more.
+  bool plan_lstm_inputs(int a, int b, ptrdiff_t ng) {
+    pre_a_ = a;
     lstm_groups_.clear();
     if (lstm_gates_ < 0) return false;
     std::map<int, size_t> at;
-    for (int j = a; j < b; ++j) {
+    for (ptrdiff_t g = 0; g < ng; ++g) {
+      if (starts_[size_t(g + 1)] - starts_[size_t(g)] != 1) continue;
+      int j = a + int(order_[size_t(starts_[size_t(g)])]);
       const Node& n = nodes_[size_t(j)];
       if (!lstm_input_site(n)) continue;
       auto it = at.emplace(args_[size_t(n.a0 + 2)], lstm_groups_.size());
@@ -700,14 +911,18 @@ class Executor {
     lstm_groups_.erase(std::remove_if(lstm_groups_.begin(), lstm_groups_.end(),
                                       [](const Group& g) { return g.ready.size() < 2; }),
                        lstm_groups_.end());
-    return !lstm_groups_.empty();
+    if (lstm_groups_.empty()) return false;
+    pre_.assign(size_t(b - a), nullptr);
+    pre_due_.assign(size_t(b - a), 0);
+    for (const Group& g : lstm_groups_)
+      for (int j : g.ready) pre_due_[size_t(j - a)] = 1;
+    return true;
   }
 
-  void run_lstm_inputs(int a, std::vector<char>& early) {
-    pre_a_ = a;
-    pre_.assign(early.size(), nullptr);
+  // The marked steps' W_x x, one GEMM per W_x; leaves they read that have not run yet run now.
+  void run_lstm_inputs(int a, bool check) {
     auto run_leaf = [&](int j) {
-      if (j >= a && !early[size_t(j - a)]) run_forward(j), early[size_t(j - a)] = 1;
+      if (j >= a && !done_[size_t(j - a)]) run_single(j, check);
     };
     int64_t total = 0;
     for (const Group& g : lstm_groups_)
@@ -752,242 +967,236 @@ class Executor {
     pending_leaves_.clear();
   }
 
-  // A batched call over the nodes `members` (products of one weight: matmul and affine_transform
-  // may share it): one call per op among them, and with `forward` one node each.
-  void count_batched(const std::vector<int>& members, bool forward) {
-    int first = nodes_[size_t(members[0])].op, other = -1;
-    for (int m : members) {
-      int op = nodes_[size_t(m)].op;
-      if (forward) ++counts().nodes[size_t(op)];
-      if (op != first) other = op;
-    }
-    count_call(first);
-    if (other >= 0) count_call(other);
+  // One kernel call's backward: a node alone (G null, node j) or a group.
+  struct Call {
+    int op, na, j;
+    const GroupRec* G;
+    const CView* xp;
+    CView y, dy;
+    Attrs at;
+  };
+
+  // Operand q of a call: shared (one node for the whole call: a node alone's operand, a group's
+  // weight), else the members' operands joined.
+  bool joined(const Call& c, int q) const { return c.G && gjoin_[size_t(c.G->x0 + q)]; }
+  Node& single_operand(const Call& c, int q) {
+    return nodes_[size_t(args_[size_t(nodes_[size_t(c.G ? members(*c.G)[0] : c.j)].a0 + q)])];
   }
 
-  // Products of one weight whose inputs are ready: one GEMM W [x_1 ... x_n].
-  // Eigen's GEMM packs its weight on every call: for a weight past 4096 values that costs
-  // about one GEMV, so without the thin-product kernels (which read the weight in place)
-  // fewer than 4 products run one by one (Tree-LSTM levels: forward 0.44 -> 0.39 ms).
-  bool worth_batching(const std::vector<int>& batch) const {
-    if (batch.size() < 2) return false;
-    if (batch.size() >= 4 || thin::active()) return true;
-    int w, x, bias;
-    site_of(nodes_[size_t(batch[0])], w, x, bias);
-    return nodes_[size_t(w)].s.total() <= 4096;
+  bool call_wants(const Call& c, int q, bool full) {
+    const OpInfo& oi = *nodes_[size_t(c.G ? members(*c.G)[0] : c.j)].info;
+    if (std::find(oi.nograd.begin(), oi.nograd.end(), q) != oi.nograd.end()) return false;
+    if (!joined(c, q)) return full || single_operand(c, q).ng;
+    for (int k = 0; k < c.G->nm; ++k)
+      if (full || operand(*c.G, k, q).ng) return true;
+    return false;
   }
 
-  void run_group(const std::vector<int>& batch) {
-    if (!worth_batching(batch)) {
-      for (int m : batch) run_forward(m);
+  // Runs run(dx, set) for operand q's gradient: with set, dx is written whole (nothing has written
+  // it yet and the kernel can: settable), else added into.  A joined operand's gradient is in
+  // place when its members' gradients are one block in member order, else computed in scratch
+  // and added to each member's.
+  template <class F>
+  void grad_into(const Call& c, int q, bool full, bool settable, F&& run) {
+    if (!joined(c, q)) {
+      Node& m = single_operand(c, q);
+      if (settable && grad_unwritten(m)) {
+        run(View{m.g, m.s}, true);
+        m.fresh = false;
+      } else {
+        run(View{grad_of(m), m.s}, false);
+      }
       return;
     }
-    int w, x, bias;
-    items_.clear();
-    int64_t total = 0;
-    for (int m : batch) total += nodes_[size_t(m)].s.total();
-    float* block = vals_.alloc(size_t(total));  // outputs side by side: the GEMM writes in place
-    floor_ = vals_.mark(), has_floor_ = true;
-    for (int m : batch) {
-      Node& n = nodes_[size_t(m)];
-      n.v = block, block += n.s.total();
-      site_of(n, w, x, bias);
-      const Node& X = nodes_[size_t(x)];
-      ab::Item it{X.v, X.s.total() / X.s.d[0], n.v, nullptr};
-      if (bias >= 0) it.bias = {nodes_[size_t(bias)].v, nodes_[size_t(bias)].s};
-      items_.push_back(it);
+    const GroupRec& G = *c.G;
+    const Shape& xs = gxs_[size_t(G.x0 + q)].s;
+    bool adjacent = true, fresh = true;
+    const float* next = nullptr;
+    for (int k = 0; k < G.nm && adjacent; ++k) {
+      const Node& x = operand(G, k, q);
+      adjacent = x.g && !x.alias && (k == 0 || x.g == next);
+      fresh &= x.fresh;
+      next = x.g + x.s.total();
     }
-    count_batched(batch, true);
-    CallTimer timer(nodes_[size_t(batch[0])].op);
-    const Node& W = nodes_[size_t(w)];
-    ab::forward(W.v, W.s.d[0], W.s.d[1], items_);
+    if (adjacent) {
+      float* p = operand(G, 0, q).g;
+      if (fresh && settable) {
+        run(View{p, xs}, true);
+      } else {
+        for (int k = 0; k < G.nm; ++k) defined_grad(operand(G, k, q));
+        run(View{p, xs}, false);
+      }
+      for (int k = 0; k < G.nm; ++k) operand(G, k, q).fresh = false;
+      return;
+    }
+    if (int64_t(dx_buf_.size()) < xs.total()) dx_buf_.resize(size_t(xs.total()));
+    float* t = dx_buf_.data();
+    if (!settable) std::fill_n(t, xs.total(), 0.0f);
+    run(View{t, xs}, settable);
+    for (int k = 0; k < G.nm; ++k) {
+      Node& x = operand(G, k, q);
+      int64_t m = x.s.total();
+      if (full || x.ng) ku::Arr(grad_of(x), m) += ku::CArr(t, m);
+      t += m;
+    }
   }
 
-  // Backward: postpone dW += dy x^T of a product whose weight is one unbatched matrix, so
-  // that all products of W add their parts with one GEMM when the sweep reaches W.
-  bool defer_weight_grad(Node& n, int q) {
-    if (!((n.op == matmul_ && n.na == 2 && q == 0) || (n.op == affine_ && q % 2 == 1 && q + 1 < n.na)))
-      return false;
-    Node& W = nodes_[size_t(args_[size_t(n.a0 + q)])];
-    const Node& X = nodes_[size_t(args_[size_t(n.a0 + q + 1)])];
-    if (W.s.nd > 2 || W.s.bd != 1 || W.s.total() == 0 || X.s.nd > 2 || X.s.bd != n.s.bd) return false;
+  // Backward: postpone dW += dy x^T of a product whose weight is one unbatched matrix (a node's
+  // own or a group's shared one), so that all products of W add their parts with one GEMM when
+  // the sweep reaches W.
+  bool defer_weight_grad(const Call& c, int q) {
+    if (!((c.op == matmul_ && c.na == 2 && q == 0) || (c.op == affine_ && q % 2 == 1 && q + 1 < c.na))) return false;
+    if (joined(c, q)) return false;
+    Node& W = single_operand(c, q);
+    const CView& X = c.xp[q + 1];
+    if (W.s.nd > 2 || W.s.bd != 1 || W.s.total() == 0 || X.s.nd > 2 || X.s.bd != c.y.s.bd) return false;
     grad_of(W);
-    dw_.push_back({n.g, X.v, X.s.total() / W.s.d[1], W.dwq, n.op});
+    dw_.push_back({c.dy.p, X.p, X.s.total() / W.s.d[1], W.dwq, c.op, c.G != nullptr});
     W.dwq = int(dw_.size()) - 1;
     return true;
   }
 
   // The fused LSTM gates: r = d(pre-activations) once for all inputs (in an arena of its own, so it
-  // outlives the node, and one layer's steps' r lie side by side); with deferral on, dW += r in^T
+  // outlives the call, and one layer's steps' r lie side by side); with deferral on, dW += r in^T
   // of a matrix W_x or W_h (no dropout, its input batched as the step) joins that weight's one
   // GEMM when the sweep reaches it, which then reads the r in place instead of gathering them.
-  void lstm_gates_backward(Node& n, const CView* xp, bool full, bool defer) {
-    int64_t nb = n.s.bd, G = n.s.d[0];
+  void lstm_gates_backward(const Call& c, bool full, bool defer) {
+    int64_t nb = c.y.s.bd, G = c.y.s.d[0];
     float* r = dpre_.alloc(size_t(G * nb));
-    ku::lstm_gates_dpre({n.v, n.s}, {n.g, n.s}, r);
-    bool drop = n.op == lstm_gates_drop_;
-    for (int q = 0; q < n.na; ++q) {
-      if (!wants_grad(n, q, full)) continue;
-      Node& m = nodes_[size_t(args_[size_t(n.a0 + q)])];
-      if (defer && !drop && q == 0 && lstm_input_site(n)) {  // W_x^T r: with the other steps', at the end
-        dxq_.push_back({r, args_[size_t(n.a0)], args_[size_t(n.a0 + 2)], nb});
+    ku::lstm_gates_dpre(c.y, c.dy, r);
+    bool drop = c.op == lstm_gates_drop_;
+    for (int q = 0; q < c.na; ++q) {
+      if (!call_wants(c, q, full)) continue;
+      if (defer && !drop && q == 0 && !c.G && lstm_input_site(nodes_[size_t(c.j)])) {
+        // W_x^T r: with the other steps', at the end
+        Node& m = single_operand(c, 0);
+        dxq_.push_back({r, args_[size_t(nodes_[size_t(c.j)].a0)], args_[size_t(nodes_[size_t(c.j)].a0 + 2)], nb});
         grad_of(m);  // so the sweep reaches the leaf (and parks it until the flush)
         m.pending = true;
         continue;
       }
-      if (defer && !drop && (q == 2 || q == 3)) {
-        const Node& X = nodes_[size_t(args_[size_t(n.a0 + q - 2)])];
+      if (defer && !drop && (q == 2 || q == 3) && !joined(c, q)) {
+        Node& m = single_operand(c, q);
+        const CView& X = c.xp[q - 2];
         if (m.s.nd == 2 && m.s.bd == 1 && m.s.d[1] > 1 && X.s.bd == nb && X.s.total() == nb * m.s.d[1]) {
           grad_of(m);
-          dw_.push_back({r, X.v, nb, m.dwq, n.op});
+          dw_.push_back({r, X.p, nb, m.dwq, c.op, c.G != nullptr});
           m.dwq = int(dw_.size()) - 1;
           continue;
         }
       }
-      count_call(n.op);
-      CallTimer timer(n.op);
-      ku::lstm_gates_grad(xp, n.na, n.s, r, q, {grad_of(m), m.s});
+      count_call(c.op);
+      CallTimer timer(c.op);
+      grad_into(c, q, full, false, [&](View dx, bool) { ku::lstm_gates_grad(c.xp, c.na, c.y.s, r, q, dx); });
+    }
+  }
+
+  // A call's operand gradients (the node's, or the group's joined).
+  void call_backward(const Call& c, bool full, bool defer) {
+    if (c.op == lstm_gates_ || c.op == lstm_gates_drop_) {
+      lstm_gates_backward(c, full, defer);
+      return;
+    }
+    const KernelDef& k = kernel_table()[size_t(c.op)];
+    for (int q = 0; q < c.na; ++q) {
+      if (!call_wants(c, q, full)) continue;
+      if (defer && defer_weight_grad(c, q)) continue;
+      count_call(c.op);
+      CallTimer timer(c.op);
+      if (c.G && (c.op == matmul_ || c.op == affine_)) ++ab::stats().input_grad;
+      grad_into(c, q, full, k.bwd_set != nullptr, [&](View dx, bool set) {
+        (set ? k.bwd_set : k.bwd)(c.xp, c.na, c.y, c.dy, q, dx, c.at);
+      });
     }
   }
 
   void flush_weight_grad(Node& W) {
     items_.clear();
     int first = dw_[size_t(W.dwq)].op, other = -1;
+    bool group = false;
     for (int e = W.dwq; e >= 0; e = dw_[size_t(e)].next) {
       const DeferredGrad& d = dw_[size_t(e)];
       if (d.op != first) other = d.op;
+      group |= d.group;
       items_.push_back({d.x, d.n, nullptr, d.dy});
     }
     W.dwq = -1;
     count_call(first);  // one dW product for all the weight's deferred parts
     if (other >= 0) count_call(other);
     CallTimer timer(first);
+    if (items_.size() == 1 && group) ++ab::stats().weight_grad;  // (counted below for two or more)
     ab::weight_grad(W.g, W.s.d[0], W.s.d[1], items_);
   }
 
-  // Backward groups: products of one weight whose x needs a gradient (dx = W^T dy batches).
-  bool plan_backward_groups(int i, bool full) {
-    if (!plan_groups(0, i + 1)) return false;
-    int w, x, bias;
+  // Backward over the executed records in reverse: each live group's gradients get one block
+  // first (not zero-filled: each part is zeroed by its first adder or written whole by its first
+  // writer), so its dy is read in place.
+  void planned_backward(int i, bool full) {
+    for (int e : plan_) {
+      if (e >= 0) continue;
+      GroupRec& G = grecs_[size_t(-1 - e)];
+      G.g = nullptr;
+      if (members(G)[0] > i) continue;
+      int64_t total = 0;
+      for (int k = 0; k < G.nm; ++k) total += nodes_[size_t(members(G)[k])].s.total();
+      G.g = grads_.alloc(size_t(total));
+      float* p = G.g;
+      for (int k = 0; k < G.nm; ++k) {
+        Node& m = nodes_[size_t(members(G)[k])];
+        if (members(G)[k] <= i) m.g = p, m.fresh = true;
+        p += m.s.total();
+      }
+    }
+    Node& top = nodes_[size_t(i)];
+    std::fill_n(grad_of(top), top.s.total(), 1.0f);
+    for (auto it = plan_.rbegin(); it != plan_.rend(); ++it) {
+      if (*it >= 0) {
+        if (*it <= i) backward_node(*it, full, true);
+      } else {
+        group_backward(grecs_[size_t(-1 - *it)], i, full);
+      }
+    }
+  }
+
+  void group_backward(const GroupRec& G, int i, bool full) {
+    if (!G.g) return;
+    const int* mem = members(G);
     bool any = false;
-    for (int j = 0; j <= i; ++j) {
-      int& g = gid_[size_t(j)];
-      if (g < 0) continue;
-      const Node& n = nodes_[size_t(j)];
-      site_of(n, w, x, bias);
-      if (!wants_grad(n, bias >= 0 ? 2 : 1, full)) g = -1;
-      any |= g >= 0;
+    for (int k = 0; k < G.nm; ++k) {
+      const Node& m = nodes_[size_t(mem[k])];
+      any |= mem[k] <= i && (m.pending || !m.fresh);
     }
-    return any;
-  }
-
-  // The reverse sweep as an agenda: a node runs once every consumer has added its part to
-  // its gradient, other nodes first (highest index first, as the plain sweep); when only
-  // products of shared weights are left, the group holding the latest one runs all its ready
-  // products' input gradients as one GEMM W^T [dy_1 ... dy_n].
-  void batched_backward(int i, bool full) {
-    size_t nn = size_t(i + 1);
-    cnt_.assign(nn, 0);
-    std::vector<char> reach(nn, 0);
-    reach[nn - 1] = 1;
-    for (int j = i; j >= 0; --j) {
-      const Node& n = nodes_[size_t(j)];
-      if (!reach[size_t(j)] || n.info->leaf) continue;
-      for (int q = 0; q < n.na; ++q)
-        if (wants_grad(n, q, full)) {
-          int s = args_[size_t(n.a0 + q)];
-          reach[size_t(s)] = 1, ++cnt_[size_t(s)];
+    if (!any) return;  // no gradient reached the group
+    if (G.info->leaf == 3) {  // lookups: one scatter-add into the table (one storage: the signature's)
+      PyObject* st = refs_[size_t(mem[0])].ptr();
+      Tensor* g = nullptr;
+      rows_.clear();
+      for (int k = 0; k < G.nm; ++k) {
+        Node& m = nodes_[size_t(mem[k])];
+        if (mem[k] > i || (m.fresh && !m.pending)) continue;
+        if (m.pending) {
+          pending_leaves_.push_back(mem[k]);
+          continue;
         }
-    }
-    group_grad_blocks(reach);
-    for (Group& g : groups_) g.ready.clear();
-    ReadySet& heap = ready_;
-    heap.init(nn);
-    auto make_ready = [&](int j) {
-      int g = gid_[size_t(j)];
-      if (g < 0) {
-        heap.push(j);
-        return;
+        if (!attrs_of(m).flag(attr::lookup::update)) continue;
+        if (!g) count_call(G.op), g = &contract::storage::grad(st);
+        IntSpan idx = scatter_rows(m, *g);
+        rows_.insert(rows_.end(), idx.begin(), idx.end());
       }
-      // The product's gradient is complete: its bias's and (deferred) weight's parts now, while
-      // its dy is still in cache (rnnlm-batch: 10000 x 16 per step, read again only after the
-      // whole sweep otherwise); its input's, W^T dy, with the group's.
-      backward_node(j, full, true, batched_input(j));
-      groups_[size_t(g)].ready.push_back(j);
-    };
-    auto done = [&](int j) {
-      const Node& n = nodes_[size_t(j)];
-      if (n.info->leaf) return;
-      for (int q = 0; q < n.na; ++q)
-        if (wants_grad(n, q, full)) {
-          int s = args_[size_t(n.a0 + q)];
-          if (--cnt_[size_t(s)] == 0) make_ready(s);
-        }
-    };
-    make_ready(i);
-    std::vector<int> batch;
-    for (;;) {
-      while (!heap.empty()) {
-        int j = heap.pop_max();
-        backward_node(j, full, true, -1);
-        done(j);
-      }
-      int best = -1, last = -1;
-      for (size_t g = 0; g < groups_.size(); ++g)
-        for (int m : groups_[g].ready)
-          if (m > last) last = m, best = int(g);
-      if (best < 0) break;
-      batch.clear();
-      batch.swap(groups_[size_t(best)].ready);
-      run_group_backward(batch, full);
-      for (int m : batch) done(m);
-    }
-  }
-
-  // The reached products of each group get their gradients as one block in node order, so the
-  // batched dx and the deferred dW GEMMs read dy in place, without a gather.  The block is not
-  // zero-filled: each part is zeroed by its first adder or written whole by its first writer.
-  void group_grad_blocks(const std::vector<char>& reach) {
-    std::vector<int64_t> size(groups_.size(), 0);
-    std::vector<int> members(groups_.size(), 0);
-    for (size_t j = 0; j < reach.size(); ++j) {
-      int g = gid_[j];
-      if (g >= 0 && reach[j] && !nodes_[j].g) size[size_t(g)] += nodes_[j].s.total(), ++members[size_t(g)];
-    }
-    std::vector<float*> at(groups_.size(), nullptr);
-    for (size_t g = 0; g < groups_.size(); ++g)
-      if (members[g] >= 2) at[g] = grads_.alloc(size_t(size[g]));
-    for (size_t j = 0; j < reach.size(); ++j) {
-      int g = gid_[j];
-      if (g < 0 || !at[size_t(g)] || !reach[j] || nodes_[j].g) continue;
-      nodes_[j].g = at[size_t(g)], nodes_[j].fresh = true, at[size_t(g)] += nodes_[j].s.total();
-    }
-  }
-
-  // The argument index of a product's x (after the bias and W of an affine_transform).
-  int batched_input(int j) const {
-    int w, x, bias;
-    site_of(nodes_[size_t(j)], w, x, bias);
-    return bias >= 0 ? 2 : 1;
-  }
-
-  // The group's input gradients (make_ready ran the members' other parts).
-  void run_group_backward(const std::vector<int>& batch, bool full) {
-    if (!worth_batching(batch)) {
-      for (int m : batch) backward_node(m, full, true, -1, batched_input(m));
+      if (!rows_.empty()) contract::storage::touch(st, rows_.data(), int64_t(rows_.size()));
       return;
     }
-    int w, x, bias;
-    items_.clear();
-    for (int m : batch) {
-      site_of(nodes_[size_t(m)], w, x, bias);
-      Node& X = nodes_[size_t(x)];
-      items_.push_back({nullptr, X.s.total() / X.s.d[0], grad_of(X), nodes_[size_t(m)].g});
+    float* p = G.g;
+    for (int k = 0; k < G.nm; ++k) {
+      Node& m = nodes_[size_t(mem[k])];
+      if (mem[k] <= i)
+        defined_grad(m);
+      else
+        std::fill_n(p, m.s.total(), 0.0f);
+      p += m.s.total();
     }
-    count_batched(batch, false);
-    CallTimer timer(nodes_[size_t(batch[0])].op);
-    const Node& W = nodes_[size_t(w)];
-    ab::input_grad(W.v, W.s.d[0], W.s.d[1], items_);
+    Call c{G.op, G.na, -1, &G, gxs_.data() + G.x0, {G.y, G.ys}, {G.g, G.ys}, group_attrs(G)};
+    call_backward(c, full, true);
   }
 
   void check_finite(int j) {
@@ -1031,7 +1240,8 @@ void bind_executor(py::module_& m) {
       .def("reset", &Executor::reset)
       .def("truncate", &Executor::truncate)
       .def("invalidate", &Executor::invalidate)
-      .def("arena_floats", &Executor::arena_floats);
+      .def("arena_floats", &Executor::arena_floats)
+      .def("plan", &Executor::plan);
 }
 
 }  // namespace dy

@@ -135,21 +135,26 @@ void b_l1(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
   }
 }
 DY_REGISTER(l1_distance, f_l1, b_l1);
+// One sum per batch element (the op takes no batch, but an autobatched group joins several).
 void f_huber(const CView* x, int, View y, const Attrs& a) {
   float c = float(a.num(attr::huber_distance::c));
-  double s = 0;
-  for (int64_t k = 0; k < x[0].s.total(); ++k) {
-    float d = std::fabs(x[0].p[k] - x[1].p[k]);
-    s += double(d < c ? d * d : c * (2 * d - c));
+  int64_t m = x[0].s.size();
+  for (int64_t b = 0; b < y.s.bd; ++b) {
+    double s = 0;
+    for (int64_t k = b * m; k < (b + 1) * m; ++k) {
+      float d = std::fabs(x[0].p[k] - x[1].p[k]);
+      s += double(d < c ? d * d : c * (2 * d - c));
+    }
+    y.p[b] = float(0.5 * s);  // DyNet's HuberDistance halves the sum
   }
-  y.p[0] = float(0.5 * s);  // DyNet's HuberDistance halves the sum
 }
 void b_huber(const CView* x, int, CView, CView dy, int i, View dx, const Attrs& a) {
   float c = float(a.num(attr::huber_distance::c));
+  int64_t m = dx.s.size();
   for (int64_t k = 0; k < dx.s.total(); ++k) {
     float d = x[i].p[k] - x[1 - i].p[k];
     float sg = d > 0 ? 1.0f : (d < 0 ? -1.0f : 0.0f);
-    dx.p[k] += dy.p[0] * (std::fabs(d) < c ? d : c * sg);
+    dx.p[k] += dy.p[k / m] * (std::fabs(d) < c ? d : c * sg);
   }
 }
 DY_REGISTER(huber_distance, f_huber, b_huber);

@@ -78,12 +78,15 @@ void f_log_softmax(const CView* x, int, View y, const Attrs& a) {
   }
   std::vector<int64_t> r = index_list(a, attr::log_softmax::restrict, x[0].s.d[0], "log_softmax");
   std::fill(y.p, y.p + y.s.total(), NEG_INF);
-  float m = NEG_INF;
-  for (int64_t k : r) m = max_keep_nan(m, x[0].p[k]);
-  float s = 0;
-  for (int64_t k : r) s += std::exp(x[0].p[k] - m);
-  float z = m + std::log(s);
-  for (int64_t k : r) y.p[k] = x[0].p[k] - z;
+  for (int64_t c = 0; c < cols; ++c) {  // each column alone (an autobatched group joins several)
+    const float* xp = x[0].p + c * rows;
+    float m = NEG_INF;
+    for (int64_t k : r) m = max_keep_nan(m, xp[k]);
+    float s = 0;
+    for (int64_t k : r) s += std::exp(xp[k] - m);
+    float z = m + std::log(s);
+    for (int64_t k : r) y.p[c * rows + k] = xp[k] - z;
+  }
 }
 void b_log_softmax(const CView*, int, CView y, CView dy, int, View dx, const Attrs& a) {
   int64_t rows = y.s.d[0], cols = y.s.total() / rows;
@@ -97,13 +100,17 @@ void b_log_softmax(const CView*, int, CView y, CView dy, int, View dx, const Att
     return;
   }
   std::vector<int64_t> r = index_list(a, attr::log_softmax::restrict, y.s.d[0], "log_softmax");
-  float s = 0;
-  for (int64_t k : r) s += dy.p[k];
   std::vector<char> seen(static_cast<size_t>(rows), 0);
-  for (int64_t k : r) {
-    if (seen[size_t(k)]) continue;  // the reference assigns, so a repeated index counts once
-    seen[size_t(k)] = 1;
-    dx.p[k] += dy.p[k] - std::exp(y.p[k]) * s;
+  for (int64_t c = 0; c < cols; ++c) {
+    const float *g = dy.p + c * rows, *yp = y.p + c * rows;
+    float s = 0;
+    for (int64_t k : r) s += g[k];
+    std::fill(seen.begin(), seen.end(), 0);
+    for (int64_t k : r) {
+      if (seen[size_t(k)]) continue;  // the reference assigns, so a repeated index counts once
+      seen[size_t(k)] = 1;
+      dx.p[c * rows + k] += g[k] - std::exp(yp[k]) * s;
+    }
   }
 }
 DY_REGISTER(log_softmax, f_log_softmax, b_log_softmax);

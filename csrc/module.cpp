@@ -389,7 +389,7 @@ PYBIND11_MODULE(_cpu_eigen, m) {
   });
   m.def("select_update_isa", &upd::select, py::arg("name"));
   m.def("select_thin_gemm", &thin::select, py::arg("name"));
-  m.def("set_autobatch", [](bool on) { ab::set_enabled(on); });
+  m.def("set_autobatch", [](int strategy) { ab::set_strategy(strategy); });
   m.def("autobatch", [] { return ab::enabled(); });
   m.def("autobatch_stats", [] {
     const ab::Stats& s = ab::stats();

@@ -110,9 +110,8 @@ def test_fused_matches_split(backend, cls, batch, mode):
     assert n_fused2 == n_fused
     # inputs + one zeros state + 3 parameters per layer + 3 nodes per layer and step + the loss;
     # an unbatched transduce: + the constant 1 + per layer [x_1..x_T] and W_x [x_1..x_T] + a column per step
-    # (not under the front end's autobatching, where the steps of many sequences join instead)
-    cg = dy.cg()
-    projected = mode == "transduce" and batch == 1 and not (cg.autobatch and not cg.backend.batches_itself)
+    # (not under autobatching, the front end's or a backend's own, where the steps of many sequences join instead)
+    projected = mode == "transduce" and batch == 1 and not dy.cg().autobatch
     assert n_fused == T + 1 + 3 * LAYERS + 3 * LAYERS * T + 3 + (1 + 2 * LAYERS + LAYERS * T if projected else 0)
     assert n_split > n_fused + 5 * LAYERS * T
 

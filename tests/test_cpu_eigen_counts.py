@@ -76,13 +76,14 @@ def _forest_counts(autobatching: bool) -> dict:
     return {name: (c.nodes, c.calls) for name, c in profiling.counts().items()}
 
 
-def test_batching_products_of_one_weight_saves_calls():
+def test_batching_products_and_elementwise_ops_saves_calls():
     off = _forest_counts(False)
     on = _forest_counts(True)
     assert off["matmul"] == (8, 8 + 8)  # each product alone, and its dW (the inputs need none)
     assert on["matmul"][0] == 8  # the same nodes
     assert on["matmul"][1] < off["matmul"][1]
-    assert on["tanh"] == off["tanh"]
+    assert off["tanh"] == (8, 16)  # each alone, forward and backward
+    assert on["matmul"] == (8, 2) and on["tanh"] == (8, 2)  # one group: one call forward, one backward
 
 
 def test_profiling_times_the_executors_calls(monkeypatch):

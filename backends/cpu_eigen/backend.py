@@ -153,7 +153,7 @@ def load_blas() -> str:
 
 class CpuEigenBackend(Backend):
     name = "cpu_eigen"
-    batches_itself = True  # its C++ executor groups nodes (csrc/autobatch.cpp)
+    batches_itself = True  # its C++ executor groups nodes (csrc/executor.cpp, csrc/autobatch_core.h)
     autobatch_default = True  # batching of products never loses (benchmarks/README.md)
     devices = ("CPU",)
     dtype = F32
@@ -177,9 +177,10 @@ class CpuEigenBackend(Backend):
         _m.set_mem_limit(parse_mem_mb(config.settings.get("mem")))
 
     def set_autobatch(self, strategy: int) -> None:
-        # Batching of products that share a weight (one GEMM W [x_1 ... x_n], one GEMM for dW);
-        # results equal the unbatched executor's up to float32 rounding.
-        _m.set_autobatch(bool(strategy))
+        # The C++ executor groups nodes as the front end's scheduler does (csrc/autobatch_core.h: 1
+        # DyNet's agenda, 2 level by level) and runs each group as one kernel call; results equal
+        # the unbatched executor's up to float32 rounding.
+        _m.set_autobatch(int(strategy))
 
     # --- tensors
     def from_numpy(self, a):

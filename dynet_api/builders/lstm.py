@@ -213,11 +213,11 @@ class _FusedCell:
 
     def _projectable(self, xs, h, c) -> bool:
         """Whether the whole sequence is plain unbatched vectors (and the state unbatched vectors),
-        and the graph is not batched by the front end: there the plain steps of many sequences
-        (weights as parameters) join into one gates call per step, which the projected form's
-        per-sequence columns cannot."""
+        and the graph is not autobatched (by the front end or by a backend's own executor): there
+        the plain steps of many sequences (weights as parameters) join into one gates call per
+        step, which the projected form's per-sequence columns cannot."""
         cg = _cg
-        if cg.autobatch and not cg.backend.batches_itself:
+        if cg.autobatch:
             return False
         ver, dims = cg.ver, cg.dims
         xd, hd = Dim((self.input_dim,)), Dim((self.hidden_dim,))

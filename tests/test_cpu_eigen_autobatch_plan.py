@@ -1,0 +1,133 @@
+"""cpu_eigen's C++ executor groups every op kind as the front end's scheduler does: its executed
+records (one list of node ids per kernel call) equal dynet_api.autobatch.plan_order's, node for
+node, for both strategies; values and gradients equal the unbatched run and the NumPy reference;
+and the kernel calls drop as a forest of instances grows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dynet_api as dy
+from dynet_api import autobatch, profiling
+from dynet_api.plugins import registry
+
+try:
+    registry.get("cpu_eigen")
+except (ValueError, RuntimeError) as _e:
+    pytest.skip(f"cpu_eigen backend unavailable: {_e}", allow_module_level=True)
+
+pytestmark = pytest.mark.usefixtures("restore_autobatch")
+
+
+def _model(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    m = dy.ParameterCollection()
+    ps = {
+        "E": m.add_lookup_parameters((7, 4)),
+        "W": m.add_parameters((4, 8)),
+        "b": m.add_parameters(4),
+        "V": m.add_parameters((5, 4)),
+        "U": m.add_parameters((4, 4)),
+    }
+    ps["E"].init_from_array(rng.normal(size=(7, 4)).astype(np.float32))
+    for k in ("W", "b", "V", "U"):
+        ps[k].set_value(rng.normal(size=ps[k].shape()).astype(np.float32) * 0.5)
+    return m, ps
+
+
+def _instance(ps, rng, k: int):
+    """A small tree over looked-up words (repeated rows), with every kind of op a forest joins:
+    lookups, concatenation, an affine transform and a matmul of shared weights, elementwise ops,
+    per-instance constants, picks, losses with per-instance indices, a batch-summing reduction
+    (never joined) and random dropout masks (never joined)."""
+    E, W, b, V, U = (ps[n] for n in "EWbVU")
+    words = [int(w) for w in rng.integers(7, size=2 + k % 3)]
+    hs = [dy.lookup(E, w) for w in words]
+    while len(hs) > 1:  # binary tree, left to right
+        left, right = hs.pop(0), hs.pop(0)
+        h = dy.tanh(dy.affine_transform([b, W, dy.concatenate([left, right])]))
+        h = dy.cmult(dy.logistic(U * h), h) + h * 0.5 if k % 2 else dy.rectify(h)
+        hs.append(h)
+    h = hs[0]
+    if k % 4 == 3:
+        h = dy.dropout(h, 0.3)
+    scores = V * h
+    terms = [dy.pickneglogsoftmax(scores, k % 5), dy.pick(dy.log_softmax(scores), (k + 1) % 5),
+             dy.sum_elems(dy.square(h - dy.inputVector(rng.normal(size=4))))]
+    if k % 3 == 0:
+        terms.append(dy.hinge(scores, (k + 2) % 5, 0.5))
+    return dy.esum(terms)
+
+
+def _forest(backend: str, strategy: int, n: int, seed: int = 1):
+    dy.set_backend(backend)
+    m, ps = _model()
+    dy.reset_random_seed(7)
+    dy.renew_cg(autobatching=strategy)
+    rng = np.random.default_rng(seed)
+    loss = dy.esum([_instance(ps, rng, k) for k in range(n)])
+    profiling.reset()
+    v = loss.value()
+    loss.backward()
+    grads = {k: p.grad_as_array() for k, p in ps.items()}
+    calls = sum(c.calls for c in profiling.counts().values())
+    return v, grads, calls, loss
+
+
+@pytest.mark.parametrize("strategy", [1, 2])
+def test_the_executor_runs_the_front_ends_plan(strategy):
+    v, _, _, loss = _forest("cpu_eigen", strategy, 9)
+    cg = dy.cg()
+    got = cg.executor.plan()
+    want = autobatch.plan_order(cg.nodes, cg.dims, 0, loss.i + 1, strategy)
+    assert got == want
+    assert max(len(g) for g in got) > 1
+
+
+@pytest.mark.parametrize("strategy", [1, 2])
+def test_forest_values_and_gradients_match_unbatched_and_reference(strategy):
+    v0, g0, _, _ = _forest("cpu_eigen", 0, 9)
+    v1, g1, _, _ = _forest("cpu_eigen", strategy, 9)
+    np.testing.assert_allclose(v1, v0, rtol=1e-5, atol=1e-5)
+    for k in g0:
+        np.testing.assert_allclose(g1[k], g0[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    # dropout's masks are the reference's own draws: compare with a forest without them
+    vr, gr, _, _ = _forest("reference_numpy", 0, 3)
+    vc, gc, _, _ = _forest("cpu_eigen", strategy, 3)
+    np.testing.assert_allclose(vc, vr, rtol=1e-5, atol=1e-5)
+    for k in gr:
+        np.testing.assert_allclose(gc[k], gr[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def test_kernel_calls_drop_with_the_forest_size():
+    _, _, off, _ = _forest("cpu_eigen", 0, 32)
+    _, _, on, _ = _forest("cpu_eigen", 1, 32)
+    assert on * 5 < off, (on, off)
+
+
+def test_prefix_read_then_rest_and_revert_keep_the_plan_consistent():
+    """A value read in the middle (forward over a prefix: two planned ranges), then backward over
+    both; and a revert cutting a group in two: its members below the cut run backward alone."""
+    for strategy in (0, 1):
+        dy.set_backend("cpu_eigen")
+        _, ps = _model()
+        dy.reset_random_seed(3)  # the dropout masks: the same draws either way
+        dy.renew_cg(autobatching=strategy)
+        rng = np.random.default_rng(4)
+        first = [_instance(ps, rng, k) for k in range(3)]
+        mid = dy.esum(first).value()
+        dy.cg_checkpoint()
+        rest = [_instance(ps, rng, k) for k in range(3, 6)]
+        dy.esum(rest).value()
+        dy.cg_revert()
+        more = [_instance(ps, rng, k) for k in range(6, 8)]
+        loss = dy.esum(first + more)
+        out = (mid, loss.value())
+        loss.backward()
+        grads = {k: p.grad_as_array() for k, p in ps.items()}
+        if strategy == 0:
+            want = (out, grads)
+    np.testing.assert_allclose(out, want[0], rtol=1e-5, atol=1e-5)
+    for k in grads:
+        np.testing.assert_allclose(grads[k], want[1][k], rtol=1e-4, atol=1e-5, err_msg=k)
