@@ -1282,6 +1282,8 @@ PyObject *fg_autobatch_plan(PyObject *self, PyObject *args);
 /* csrc/autobatch_gather.c: the C twins of autobatch.py's join_sources and scatter_targets */
 PyObject *fg_join_sources(PyObject *self, PyObject *args);
 PyObject *fg_scatter_targets(PyObject *self, PyObject *args);
+/* csrc/lstm_steps.c: the C twin of the LSTM builder's fused run */
+PyObject *fg_lstm_steps(PyObject *self, PyObject *args);
 
 static PyMethodDef module_methods[] = {
     {"autobatch_plan", (PyCFunction)fg_autobatch_plan, METH_VARARGS,
@@ -1293,6 +1295,9 @@ static PyMethodDef module_methods[] = {
     {"scatter_targets", (PyCFunction)fg_scatter_targets, METH_VARARGS,
      "scatter_targets(col, bds, ng, home, pos): where a joined operand's gradient goes "
      "(dynet_api/autobatch.py's scatter_targets is the specification)"},
+    {"lstm_steps", (PyCFunction)fg_lstm_steps, METH_VARARGS,
+     "lstm_steps(nodes, dims, ng, xs, start, h, c, ids, memo, ops): the LSTM builder's fused steps appended "
+     "while the layers' memos know their dims (dynet_api/builders/lstm.py's _fused_run is the specification)"},
     {"format_values", (PyCFunction)format_values, METH_O,
      "format_values(a): the float64 values of a as DyNet's model-file line ('%+.8e ' each, then a newline)."},
     {"floats32", (PyCFunction)floats32, METH_O,

@@ -215,3 +215,42 @@ def test_gates_with_one_column_weight(backend, xb):
     r = wv * np.concatenate([want[:3 * HID] * (1 - want[:3 * HID]), 1 - want[3 * HID:] ** 2])
     np.testing.assert_allclose(p.gradient().reshape(-1), (r * x0).sum(axis=1), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(x.gradient().reshape(-1), (p0[:, 0] @ r), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("batched", [False, True])
+def test_the_c_steps_build_the_python_loops_graph(monkeypatch, layers, batched):
+    """csrc/lstm_steps.c against _fused_run_py (the specification): the same nodes, dims and
+    gradient flags, node for node, for sequences whose dims change midway (a memo miss in the
+    middle: the Python loop takes that step, the C twin the rest) and for frozen weights."""
+    from dynet_api.builders import lstm
+
+    if lstm._lstm_steps is None:
+        pytest.skip("the C accelerator is not built (or DYNET_API_PURE_PYTHON is set)")
+
+    def build():
+        dy.set_backend("reference_numpy")
+        dy.reset_random_seed(11)
+        m = dy.ParameterCollection()
+        b = dy.LSTMBuilder(layers, IN, HID, m)
+        E = m.add_lookup_parameters((20, IN))
+        dy.renew_cg()
+        rows = [[1], [2], [3, 4], [5, 6], [7], [8]] if batched else [[k] for k in range(6)]
+        xs = [dy.lookup_batch(E, r) if batched else dy.lookup(E, r[0], update=k != 2) for k, r in enumerate(rows)]
+        ys = b.initial_state().transduce(xs)
+        ys += b.initial_state().transduce(list(reversed(xs)))
+        cg = dy.cg()
+        return ([(n[0].name, tuple(n[1])) for n in cg.nodes], list(cg.dims), [bool(g) for g in cg.ng],
+                [y.i for y in ys], dy.esum([dy.sum_elems(dy.sum_batches(y)) for y in ys]).value())
+
+    before = dy.backend_name()
+    try:
+        got = build()
+        monkeypatch.setattr(lstm, "_lstm_steps", None)
+        want = build()
+    finally:
+        dy.set_backend(before)
+        dy.renew_cg()
+    assert got[:4] == want[:4]
+    assert got[4] == pytest.approx(want[4], rel=1e-6)
+    assert any(name == "vanilla_lstm_gates" for name, _ in got[0])

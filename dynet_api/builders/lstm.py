@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functions as F
+from ..accelerator import fastgraph as _fastgraph
 from ..dim import Dim
 from ..graph import Expression, _cg
 from ..ops import OPS, DimError
@@ -22,6 +23,14 @@ _CELL_C, _CELL_H = OPS["vanilla_lstm_c"], OPS["vanilla_lstm_h"]
 _CONCAT, _MATMUL, _SELECT_COLS = OPS["concatenate"], OPS["matmul"], OPS["select_cols"]
 _FUSED_FORGET_BIAS = 1.0  # what vanilla_lstm_gates adds to the forget gate's pre-activation
 _new = object.__new__  # an Expression without the __init__ call
+_lstm_steps = getattr(_fastgraph, "lstm_steps", None)  # the C twin of _FusedCell._fused_run_py's loop
+
+
+def _expr(i: int, ver: int) -> Expression:
+    """An Expression for node ``i`` of graph version ``ver`` (no __init__)."""
+    e = _new(Expression)
+    e.i, e.v = i, ver
+    return e
 
 _SEL: list = []  # _SEL[t] = ((t,),): select_cols' attributes for column t, made once
 
@@ -130,11 +139,22 @@ class _FusedCell:
         return h, c, ys[0]
 
     def _fused_run(self, xs, h, c, layers):
-        """Steps over ``xs`` (vectors {input_dim} of this graph; h and c of this graph too, or None).
+        """Steps over ``xs`` (vectors {input_dim} of this graph; h and c of this graph too, or None):
+        :meth:`_fused_run_py`, whose loop the C accelerator runs when it is built (:meth:`_fused_run_c`)."""
+        if _lstm_steps is None:
+            return self._fused_run_py(xs, h, c, layers)
+        if self._memo_ver != _cg.ver:
+            self._memo = [{} for _ in layers]
+            self._memo_ver = _cg.ver
+        if h is None:
+            h = c = (self._zero_state(),) * len(layers)
+        return self._fused_run_c(xs, h, c, layers)
 
-        The hot path: the three nodes of a step go straight onto the graph's lists.  Their
-        dims and gradient flags were worked out by ``cg.add`` (shape rules, backend support)
-        the first time this graph saw the same input dims; only those dims vary per step.
+    def _fused_run_py(self, xs, h, c, layers):
+        """The hot path of :meth:`_fused_run`: the three nodes of a step go straight onto the
+        graph's lists.  Their dims and gradient flags were worked out by ``cg.add`` (shape rules,
+        backend support) the first time this graph saw the same input dims; only those dims vary
+        per step.
         """
         cg = _cg
         ver = cg.ver
@@ -178,6 +198,31 @@ class _FusedCell:
                 c[i] = ct
             ys.append(x)
         return ys, tuple(h), tuple(c)
+
+    def _fused_run_c(self, xs, h, c, layers):
+        """:meth:`_fused_run_py` with its steps appended by the C twin (``_fastgraph.lstm_steps``) for
+        as long as the layers' memos know the dims; a step of dims this graph has not seen yet
+        goes through the Python loop (one step, validated by ``cg.add``), then the C twin carries on."""
+        cg = _cg
+        ver = cg.ver
+        ids = [(wx.i, wh.i, b.i) for wx, wh, b in layers]
+        xids = [x.i for x in xs]
+        hi, ci = [e.i for e in h], [e.i for e in c]
+        ops = (_GATES, _CELL_C, _CELL_H)
+        ys: list = []
+        k = 0
+        while True:
+            done, out = _lstm_steps(cg.nodes, cg.dims, cg.ng, xids, k, hi, ci, ids, self._memo, ops)
+            ys += [_expr(i, ver) for i in out]
+            k += done
+            if k >= len(xs):
+                break
+            y, h2, c2 = self._fused_run_py(xs[k:k + 1], tuple(_expr(i, ver) for i in hi),
+                                           tuple(_expr(i, ver) for i in ci), layers)
+            ys += y
+            hi, ci = [e.i for e in h2], [e.i for e in c2]
+            k += 1
+        return ys, tuple(_expr(i, ver) for i in hi), tuple(_expr(i, ver) for i in ci)
 
     def _transduce(self, xs, h, c) -> list:
         """``transduce``: runs of plain vector inputs through ``_fused_run``, anything else through ``_step``."""
