@@ -47,7 +47,10 @@ def set_device(name: str) -> None:
     """Run the twins built from now on on device ``name`` ("cpu", "cuda", "cuda:1"); a clear error
     when this PyTorch cannot use it."""
     global DEVICE
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise SystemExit(f"--torch-device {name}: not a device PyTorch knows ({e})") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"--torch-device {name}: this PyTorch ({torch.__version__}) sees no CUDA device")
     DEVICE = dev

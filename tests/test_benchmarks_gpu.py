@@ -54,6 +54,8 @@ def test_torch_device_without_cuda_is_a_clear_error(monkeypatch):
     with pytest.raises(SystemExit, match="--torch-device cuda: this PyTorch .* sees no CUDA device"):
         tasks_torch.set_device("cuda")
     assert tasks_torch.DEVICE == torch.device("cpu")
+    with pytest.raises(SystemExit, match="--torch-device bogus: not a device PyTorch knows"):
+        tasks_torch.set_device("bogus")
 
 
 @needs_torch
