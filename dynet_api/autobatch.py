@@ -122,7 +122,7 @@ def _joined_attrs(op: OpDef, members: list, nodes: list, dims: list, d: Dim) -> 
 class Group:
     """Nodes that ran as one kernel call, with what their backward needs."""
 
-    __slots__ = ("op", "members", "bds", "xs", "y", "attrs", "dim", "srcs", "made", "gy", "gy_owned", "live")
+    __slots__ = ("op", "members", "bds", "xs", "y", "attrs", "dim", "srcs", "made", "gy", "gy_owned", "live", "dy")
 
     def __init__(self, op, members, bds, xs, y, attrs, dim, srcs, made) -> None:
         self.op = op
@@ -137,6 +137,7 @@ class Group:
         self.gy = None  # in backward: the gradient of the whole output from consumers that took it whole
         self.gy_owned = False  # gy was made here (safe to add into in place)
         self.live = True  # False once trim() broke the group up
+        self.dy = None  # after backward: the whole gradient of y (its members' gradients are its slices)
 
 
 def forward(ex, a: int, b: int, strategy: int) -> None:
@@ -458,7 +459,7 @@ def backward(ex, i: int, full: bool) -> None:
     pos = ex.pos
     for rec in plan:
         if type(rec) is not int:
-            rec.gy = None
+            rec.gy = rec.dy = None
     for rec in reversed(plan):
         if type(rec) is int:
             if rec <= i:
@@ -488,6 +489,7 @@ def backward(ex, i: int, full: bool) -> None:
             part = [gs[k] for k in have]
             be.scatter_add_batch(dy, at, part[0] if len(part) == 1 else be.join_batches(
                 part, Dim(rec.dim.d, len(at))))
+        rec.dy = dy  # complete: every consumer of the group ran before it (PyExecutor.gradient reads it)
         op = rec.op
         oid = op.id
         if op.leaf:  # a lookup group: one scatter into the table

@@ -207,6 +207,10 @@ class PyExecutor:
     def gradient(self, i: int):
         if self.grads is None:
             return None
+        g = self.home[i] if i < len(self.home) else None
+        if g is not None and g.live and g.dy is not None:  # a group member: its slice of the group's gradient
+            d = self.cg.dims[i]
+            return self.backend.batch_slice(g.dy, self.pos[i], self.pos[i] + d.bd, d)
         return self.grads[i] if i < len(self.grads) else None
 
 

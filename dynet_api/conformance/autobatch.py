@@ -186,7 +186,9 @@ def _chain_ops(be: Backend) -> list[OpDef]:
 
 def run_mixed(be: Backend, seed: int, batching: bool, n: int = 8) -> dict:
     """A forest of ``n`` instances drawn from the table: lookups of repeated rows, batched and
-    unbatched inputs, a shared parameter and distinct ones, then chains of shape-keeping ops."""
+    unbatched inputs, a shared parameter and distinct ones, then chains of shape-keeping ops.
+    Besides the loss and the parameters' gradients, the gradients of the chains' nodes that lead
+    to a parameter (read after a plain backward, as a program reads ``e.gradient()``)."""
     from .. import functions as F
     from ..params import ParameterCollection
 
@@ -211,6 +213,7 @@ def run_mixed(be: Backend, seed: int, batching: bool, n: int = 8) -> dict:
             p.set_value(np.random.default_rng(seed + 10 + k).normal(size=3).astype(np.float32))
         _cg.renew(autobatching=batching)
         terms = []
+        inner = []  # nodes on a path to a parameter: their gradients after a plain backward
         for t, (start, bd, chain, row, xv) in enumerate(plan):
             if start == 0:
                 h = F.lookup(E, row) if bd == 1 else F.lookup_batch(E, [row, (row + 1) % 5])
@@ -223,6 +226,8 @@ def run_mixed(be: Backend, seed: int, batching: bool, n: int = 8) -> dict:
             for op in chain:
                 s = vec[op.name]
                 h = _cg.add(op, [h], s.attrs)
+                if start != 1:
+                    inner.append((f"dh{t}.{len(inner)}", h))
                 if op.name in ("exp", "cosh", "sinh"):
                     h = F.tanh(h)  # keep values in the next link's domain and finite
                 if domain_of(op, 0) != "any":
@@ -232,6 +237,9 @@ def run_mixed(be: Backend, seed: int, batching: bool, n: int = 8) -> dict:
         loss = _total(terms)
         out["loss"] = np.array(loss.value())
         _cg.backward(loss.i)
+        for key, h in inner:  # a batched node's gradient is its part of its group's
+            g = _cg.executor.gradient(h.i)
+            out[key] = np.zeros(_cg.dims[h.i].shape, np.float32) if g is None else be.to_numpy(g)
         out["dE"] = E.grad_as_array()
         out["dW"] = W.grad_as_array()
         for k, p in enumerate(own):
