@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,10 +77,16 @@ def _install_abort_hook(world: World) -> None:
     previous = sys.excepthook
 
     def hook(kind, value, tb):
-        print(f"dynet_api.distributed: rank {world.rank} of {world.size} failed; aborting the job",
-              file=sys.stderr)
+        # The reason goes in the first line, written and flushed at once: mpiexec forwards a rank's
+        # output asynchronously and drops what it has not forwarded when the job is aborted (the
+        # traceback after it could be cut off); a short pause gives the forwarder time.
+        reason = "".join(traceback.format_exception_only(kind, value)).strip()
+        sys.stderr.write(f"dynet_api.distributed: rank {world.rank} of {world.size} failed ({reason}); "
+                         "aborting the job\n")
+        sys.stderr.flush()
         previous(kind, value, tb)
         sys.stderr.flush()
+        time.sleep(0.5)
         world.abort(1)
 
     sys.excepthook = hook

@@ -82,6 +82,9 @@ def test_a_rank_that_raises_stops_the_job(tmp_path):
     res, _, secs = run_job("fail", tmp_path)
     assert res.returncode != 0
     assert "rank 1 of 2 failed" in res.stderr and "rank 1 fails on purpose" in res.stderr
+    # the reason is in the line that says so, which mpiexec forwards before the abort cuts output off
+    line = next(ln for ln in res.stderr.splitlines() if "rank 1 of 2 failed" in ln)
+    assert "rank 1 fails on purpose" in line and line.endswith("aborting the job")
     assert secs < TIMEOUT
 
 
