@@ -39,8 +39,12 @@ PyObject *fg_lstm_steps(PyObject *self, PyObject *args) {
     }
     PyObject *gates_op = PyTuple_GET_ITEM(ops, 0), *cell_op = PyTuple_GET_ITEM(ops, 1),
              *hid_op = PyTuple_GET_ITEM(ops, 2);
+    /* each layer's memo entry for the current step, found once before anything is appended */
+    PyObject *hits_small[8];
+    PyObject **hits = layers <= 8 ? hits_small : PyMem_New(PyObject *, (size_t)layers);
+    if (!hits) return PyErr_NoMemory();
     PyObject *ys = PyList_New(0);
-    if (!ys) return NULL;
+    if (!ys) goto fail;
     Py_ssize_t k = start, nx = PyList_GET_SIZE(xs);
     for (; k < nx; ++k) {
         /* every layer must know its dims before anything of the step is appended: layer 0 takes
@@ -71,6 +75,7 @@ PyObject *fg_lstm_steps(PyObject *self, PyObject *args) {
                 PyErr_SetString(PyExc_TypeError, "lstm_steps: a memo entry must be (gates dim, state dim, flag)");
                 goto fail;
             } else {
+                hits[i] = hit; /* borrowed: nothing touches the memo until the step is appended */
                 dx = PyTuple_GET_ITEM(hit, 1);
             }
         }
@@ -82,16 +87,7 @@ PyObject *fg_lstm_steps(PyObject *self, PyObject *args) {
             Py_ssize_t xv = PyLong_AsSsize_t(xcur);
             PyObject *hi = PyList_GET_ITEM(h, i), *ci = PyList_GET_ITEM(c, i);
             Py_ssize_t hv = PyLong_AsSsize_t(hi), cv = PyLong_AsSsize_t(ci);
-            PyObject *key = PyTuple_Pack(3, PyList_GET_ITEM(dims, xv), PyList_GET_ITEM(dims, hv),
-                                         PyList_GET_ITEM(dims, cv));
-            if (!key) { Py_DECREF(xcur); goto fail; }
-            PyObject *hit = PyDict_GetItemWithError(PyList_GET_ITEM(memo, i), key);
-            Py_DECREF(key);
-            if (!hit) { /* checked above: cannot happen unless the memo changed meanwhile */
-                Py_DECREF(xcur);
-                if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "lstm_steps: the memo changed");
-                goto fail;
-            }
+            PyObject *hit = hits[i];
             PyObject *lid = PyList_GET_ITEM(ids, i);
             if (!PyTuple_Check(lid) || PyTuple_GET_SIZE(lid) != 3) {
                 Py_DECREF(xcur);
@@ -126,8 +122,10 @@ PyObject *fg_lstm_steps(PyObject *self, PyObject *args) {
         if (PyList_Append(ys, xcur) < 0) { Py_DECREF(xcur); goto fail; }
         Py_DECREF(xcur);
     }
+    if (hits != hits_small) PyMem_Free(hits);
     return Py_BuildValue("(nN)", k - start, ys);
 fail:
-    Py_DECREF(ys);
+    if (hits != hits_small) PyMem_Free(hits);
+    Py_XDECREF(ys);
     return NULL;
 }
