@@ -22,6 +22,7 @@
 #include "op_attrs.h"
 #include "rowops.h"
 #include "tensor.h"
+#include "trainer_step.h"
 #include "update_rules.h"
 
 namespace py = pybind11;
@@ -303,6 +304,7 @@ PYBIND11_MODULE(_cpu_eigen, m) {
     if (!rows.is_none()) r = row_list(rows, n_rows(w), "update");
     upd::apply_update(code, w.data(), g.data(), sp, w.total(), row_size(w), rows.is_none() ? nullptr : &r, hy, false);
   });
+  add_trainer_step(m);
   // One trainer step over many parameters: items are (w, g, states, rows or None, clear); all are
   // checked before any is stepped, so a bad item leaves every parameter as it was.
   m.def("update_all", [](const std::string& rule, py::list items, py::dict h) {

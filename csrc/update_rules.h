@@ -20,7 +20,7 @@ namespace upd {
 using StepFn = void (*)(float* w, float* g, float* const* s, int64_t n, const Hyper& h, bool clear);
 // A whole-tensor rule's step over n elements (the rows of a sparse update gathered together).
 using TensorStepFn = void (*)(float* w, const float* g, float* const* s, int64_t n, const Hyper& h);
-// sum of p[k]^2 over n elements, accumulated in double.
+// sum of p[k]^2 over n elements: float partial sums of a few dozen squares, added in double.
 using NormFn = double (*)(const float* p, int64_t n);
 
 struct Kernels {

@@ -10,6 +10,11 @@ enum Rule : int { sgd, momentum, adagrad, adadelta, rmsprop, adam, amsgrad, eg }
 inline constexpr int kRules = 8;
 inline constexpr const char* kRuleNames[kRules] = {"sgd", "momentum", "adagrad", "adadelta", "rmsprop", "adam", "amsgrad", "eg"};
 inline constexpr int kRuleStates[kRules] = {0, 1, 1, 2, 1, 2, 3, 1};
+// Each rule's keys of hyper (bit i: kHyperNames[i], read from the trainer's attribute of that
+// name; lr from learning_rate) and its lr_t (0: none, 1: Adam's bias correction, -1: another,
+// computed by the trainer's _hyper() in Python).
+inline constexpr unsigned kRuleHyper[kRules] = {1, 3, 5, 13, 13, 53, 53, 3};
+inline constexpr int kRuleLrT[kRules] = {0, 0, 0, 0, 0, 1, 1, 0};
 
 // The keys of hyper, in Hyper's order, and the value of a key a trainer does not send.
 inline constexpr int kHyperKeys = 8;

@@ -133,6 +133,12 @@ class Backend:
                 else:
                     self.clear_rows(g, rows)
 
+    # A backend may also run a whole ``Trainer.update()`` itself: ``trainer_step(trainer) -> bool``
+    # does what the trainer's own update does (dynet_api.trainers) and returns True, or returns
+    # False with nothing changed, and the trainer's update runs.  Left None, trainers always walk
+    # their parameters in Python (a few microseconds per update, which a small step feels).
+    trainer_step: Callable[[Any], bool] | None = None
+
     # --- randomness ----------------------------------------------------
     def seed(self, seed: int) -> None:
         raise NotImplementedError

@@ -271,7 +271,7 @@ def trainer_state(trainer) -> dict:
     fields = {k: getattr(trainer, k) for k in _TRAINER_FIELDS if k in vars(trainer)}
     moments = []
     for st in trainer.model.all_storages():
-        states = st.states.get(id(trainer))
+        states = st.states.get(trainer._state_key)
         moments.append(None if states is None else [_arr(st.backend.to_numpy(t)) for t in states])
     return {"kind": type(trainer).__name__, "fields": fields, "moments": moments}
 
@@ -289,9 +289,9 @@ def set_trainer_state(trainer, state: dict) -> None:
         setattr(trainer, k, v)
     for st, moms in zip(storages, state["moments"], strict=True):
         if moms is None:
-            st.states.pop(id(trainer), None)
+            st.states.pop(trainer._state_key, None)
         else:
-            st.states[id(trainer)] = [st.backend.from_numpy(_unarr(m).reshape(st.dim.shape)) for m in moms]
+            st.states[trainer._state_key] = [st.backend.from_numpy(_unarr(m).reshape(st.dim.shape)) for m in moms]
 
 
 def save_checkpoint(path: str, pc: ParameterCollection, trainer, data_state: Any = None,

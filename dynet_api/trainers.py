@@ -29,9 +29,11 @@ their step by it, as DyNet divides by ``current_weight_decay()``.  The values re
 from __future__ import annotations
 
 import inspect
+import itertools
 import keyword
 import math
 import sys
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -156,6 +158,17 @@ def _hyper_of(rule: TrainerRule) -> Callable[[Trainer], dict]:
 RULES: dict[str, TrainerRule] = {}
 
 
+# Each trainer's key into the storages' ``states`` dicts.  Not id(trainer): a new trainer can get a
+# collected one's id and would have found (and stepped with) its moments.
+_STATE_KEYS = itertools.count(1)
+
+
+def _drop_states(model: ParameterCollection, key: int) -> None:
+    """A collected trainer's per-parameter states go with it."""
+    for st in model.all_storages():
+        st.states.pop(key, None)
+
+
 def _setup(tr: Trainer, rule: TrainerRule, sig: inspect.Signature, m: Any, args: tuple, kwargs: dict) -> None:
     """A trainer's construction from its rule's record: the arguments bound to ``sig`` and checked."""
     owner = type(tr).__name__
@@ -168,6 +181,10 @@ def _setup(tr: Trainer, rule: TrainerRule, sig: inspect.Signature, m: Any, args:
     if not isinstance(m, ParameterCollection):
         raise TypeError(f"{owner}: expected a ParameterCollection, got {type(m).__name__}")
     tr.model = m
+    tr._state_key = next(_STATE_KEYS)
+    weakref.finalize(tr, _drop_states, m, tr._state_key).atexit = False
+    # the backend's C twin of update() (Backend.trainer_step), tried first on every update
+    tr._backend_step = getattr(m._backend, "trainer_step", None)
     lr = next((values[a.name] for a in rule.args if a.is_lr), 1.0)
     tr.learning_rate = tr._lr(lr)
     tr.clipping_enabled = True
@@ -201,6 +218,9 @@ class Trainer:
     # whether the rule's step on w is proportional to hyper["lr"] (so the weight-decay factor
     # folds into lr); otherwise the backend gets hyper["wscale"]
     step_in_lr = True
+    _runs_after_update = False
+    _backend_step: Callable[[Trainer], bool] | None
+    _state_key: int  # this trainer's key of every storage's ``states``
 
     model: ParameterCollection
     clipping_enabled: bool
@@ -217,6 +237,8 @@ class Trainer:
     def __init_subclass__(cls, **kw: Any) -> None:
         """A subclass declaring a ``record``: the rule's class attributes, constructor and ``Args:``."""
         super().__init_subclass__(**kw)
+        # a backend's trainer_step calls _after_update only where a class has one of its own
+        cls._runs_after_update = cls._after_update is not Trainer._after_update
         rule = cls.__dict__.get("record")
         if rule is None:
             return
@@ -324,7 +346,7 @@ class Trainer:
         if learning_rate is not None:
             self.learning_rate = self._lr(learning_rate)
         for st in self.model.all_storages():
-            for t in st.states.get(id(self), ()):
+            for t in st.states.get(self._state_key, ()):
                 st.backend.fill(t, 0.0)
 
     def update_epoch(self, r: float = 1.0) -> None:
@@ -378,20 +400,26 @@ class Trainer:
         return {"lr": self.learning_rate}
 
     def _states(self, st: ParamStorage) -> list:
-        s = st.states.get(id(self))
+        s = st.states.get(self._state_key)
         if s is None:
             s = [st.backend.zeros(st.dim.shape) for _ in range(self.n_states)]
-            st.states[id(self)] = s
+            st.states[self._state_key] = s
         return s
 
     def update(self) -> None:
         """One training step from the gradients of the last ``backward()``: clips them by their global
         norm, applies the rule to every updated parameter (only touched rows of lookup tables when
         updates are sparse), clears the gradients and applies weight decay.
+
+        This method is the specification; a backend may do all of it in one call
+        (``Backend.trainer_step``), which declines, changing nothing, where it cannot.
         """
+        step = self._backend_step
+        if step is not None and step(self):
+            return
         model = self.model
         storages = model._storages
-        key, sparse, clip = id(self), self.sparse_updates, self.clipping_enabled
+        key, sparse, clip = self._state_key, self.sparse_updates, self.clipping_enabled
         # plain SGD leaves a weight with a zero gradient exactly as it is: no pass for it
         idle_moves = self.rule != "sgd"
         # One walk over the parameters collects, per backend, the update_all items and the

@@ -26,6 +26,10 @@ from gen_op_attrs import cxx_name, write_or_check  # noqa: E402
 # What every rule gets besides its record's keys, and the value when a trainer does not send a key.
 COMMON_KEYS = ("gscale", "wscale")
 ABSENT = {"gscale": 1.0, "wscale": 1.0}
+# The records' lr_t functions that csrc/trainer_step.cpp computes itself, by name, and their codes in
+# kRuleLrT (0: no lr_t).  A record with any other lr_t gets -1: the C++ step asks the trainer's
+# ``_hyper()`` for that update's values instead.
+LR_T_CODES = {"_adam_lr": 1}
 
 
 def hyper_keys(rules) -> list[str]:
@@ -45,6 +49,8 @@ def render(rules) -> str:
     fields = ", ".join(cxx_name(k) for k in keys)
     values = ", ".join(f"float(v[{i}])" for i in range(len(keys)))
     lr, gs = keys.index("lr"), keys.index("gscale")
+    masks = ", ".join(str(sum(1 << keys.index(k) for k in r.hyper_keys)) for r in rules)
+    lr_ts = ", ".join(str(0 if r.lr_t is None else LR_T_CODES.get(r.lr_t.__name__, -1)) for r in rules)
     return "\n".join([
         "// Generated from the trainer records (dynet_api/trainers.py) by `python scripts/gen_update_rules.py`:",
         "// do not edit.  The rules by code, their names and state tensors, and Hyper: the values of `hyper`",
@@ -58,6 +64,11 @@ def render(rules) -> str:
         f"inline constexpr int kRules = {len(rules)};",
         f"inline constexpr const char* kRuleNames[kRules] = {{{names}}};",
         f"inline constexpr int kRuleStates[kRules] = {{{', '.join(str(r.n_states) for r in rules)}}};",
+        "// Each rule's keys of hyper (bit i: kHyperNames[i], read from the trainer's attribute of that",
+        "// name; lr from learning_rate) and its lr_t (0: none, 1: Adam's bias correction, -1: another,",
+        "// computed by the trainer's _hyper() in Python).",
+        f"inline constexpr unsigned kRuleHyper[kRules] = {{{masks}}};",
+        f"inline constexpr int kRuleLrT[kRules] = {{{lr_ts}}};",
         "",
         "// The keys of hyper, in Hyper's order, and the value of a key a trainer does not send.",
         f"inline constexpr int kHyperKeys = {len(keys)};",

@@ -132,8 +132,8 @@ def test_trainer_state_round_trip():
     tr2 = dy.AdamTrainer(pc, 0.1)
     distributed.set_trainer_state(tr2, state)
     assert tr2.updates == 1
-    m1 = [pc.all_storages()[0].backend.to_numpy(t) for t in pc.all_storages()[0].states[id(tr)]]
-    m2 = [pc.all_storages()[0].backend.to_numpy(t) for t in pc.all_storages()[0].states[id(tr2)]]
+    m1 = [pc.all_storages()[0].backend.to_numpy(t) for t in pc.all_storages()[0].states[tr._state_key]]
+    m2 = [pc.all_storages()[0].backend.to_numpy(t) for t in pc.all_storages()[0].states[tr2._state_key]]
     for a, b in zip(m1, m2, strict=True):
         np.testing.assert_array_equal(a, b)
     assert np.abs(m1[0]).sum() > 0

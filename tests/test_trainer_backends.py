@@ -118,7 +118,7 @@ def test_lookup_adam_touches_only_used_rows(on_backend, sparse):
         untouched = [i for i in range(rows) if i not in used]
         np.testing.assert_array_equal(got[untouched], E0[untouched])  # bit-identical
         st = E._st
-        for moment in st.states[id(tr)]:  # Adam's m and v: zero outside the used rows
+        for moment in st.states[tr._state_key]:  # Adam's m and v: zero outside the used rows
             mom = st.backend.to_numpy(moment).reshape(dim, rows).T  # stored (dim, rows)
             assert not mom[untouched].any()
             assert mom[sorted(set(used))].all()

@@ -238,6 +238,9 @@ class CpuEigenBackend(Backend):
         # one call for every parameter; each gradient is zeroed in the pass that steps it
         _m.update_all(rule, items if type(items) is list else list(items), hyper)
 
+    # a whole Trainer.update() in one C++ call (csrc/trainer_step.cpp), when it can
+    trainer_step = staticmethod(_m.trainer_step)
+
     def seed(self, seed: int) -> None:
         _m.seed(int(seed) & 0xFFFFFFFF)
 
