@@ -38,7 +38,9 @@ struct Names {
   PyObject *clipping = intern("clipping_enabled"), *threshold = intern("clip_threshold");
   PyObject *lr = intern("_learning_rate"), *updates = intern("updates"), *since = intern("updates_since_status");
   PyObject *clips = intern("clips"), *clips_since = intern("clips_since_status");
-  PyObject *after = intern("_runs_after_update"), *after_fn = intern("_after_update"), *hyper_fn = intern("_hyper");
+  PyObject *after = intern("_runs_after_update"), *after_fn = intern("_after_update"),
+           *twin = intern("_after_update_twin"), *it = intern("it"), *e_min = intern("e_min"),
+           *e_max = intern("e_max"), *step_size = intern("step_size"), *gamma = intern("gamma"), *hyper_fn = intern("_hyper");
   PyObject *storages = intern("_storages"), *decay = intern("_weight_decay"), *wscale = intern("_wscale");
   PyObject *factor = intern("factor"), *value = intern("value"), *grad = intern("grad");
   PyObject *has_grad = intern("has_grad"), *touched = intern("touched"), *updated = intern("updated");
@@ -342,6 +344,27 @@ bool step(PyObject* tr) {
   v[K.gscale] = gscale;
   const upd::Hyper hy = upd::Hyper::from(v);
 
+  // ---- what the class's _after_update will do: its C++ twin where it has one, computed now so a
+  // value the Python method would refuse declines before anything changed
+  py::object twin = T[N.twin];
+  const bool cyclical = PyUnicode_Check(twin.ptr()) && PyUnicode_CompareWithASCIIString(twin.ptr(), "cyclical_lr") == 0;
+  double next_lr = 0;
+  py::object next_it;
+  if (cyclical) {
+    // CyclicalSGDTrainer._after_update, the same double operations in the same order
+    py::object it_o = T[N.it];
+    const double it = PyLong_AsDouble(it_o.ptr());
+    if (it == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+    const double ss = as_double(T[N.step_size].ptr()), lo = as_double(T[N.e_min].ptr());
+    const double hi = as_double(T[N.e_max].ptr()), gm = as_double(T[N.gamma].ptr());
+    const double cycle = std::floor(1 + it / (2 * ss));
+    const double x = std::fabs(it / ss - 2 * cycle + 1);
+    next_lr = lo + (1 - x > 0 ? (hi - lo) * (1 - x) * std::pow(gm, it) : 0.0);
+    if (!std::isfinite(next_lr) || next_lr < 0) return false;  // Python's setter raises
+    next_it = py::reinterpret_steal<py::object>(PyNumber_Add(it_o.ptr(), one()));
+    if (!next_it) throw py::error_already_set();
+  }
+
   // ---- change: the bookkeeping, the steps and clears, the counters
   for (Item& x : items) {
     if (!x.clear) continue;
@@ -376,7 +399,12 @@ bool step(PyObject* tr) {
   }
   add_one(T, N.updates);
   add_one(T, N.since);
-  if (truth(T[N.after].ptr())) {
+  if (cyclical) {
+    py::object lr = py::reinterpret_steal<py::object>(PyFloat_FromDouble(next_lr));
+    if (!lr) throw py::error_already_set();
+    T.set(N.lr, lr.ptr());
+    T.set(N.it, next_it.ptr());
+  } else if (truth(T[N.after].ptr())) {
     PyObject* r = PyObject_CallMethodNoArgs(tr, N.after_fn);
     if (!r) throw py::error_already_set();
     Py_DECREF(r);

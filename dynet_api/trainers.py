@@ -219,6 +219,9 @@ class Trainer:
     # folds into lr); otherwise the backend gets hyper["wscale"]
     step_in_lr = True
     _runs_after_update = False
+    # the name under which a backend's trainer_step may know this class's _after_update (None: it
+    # calls the method)
+    _after_update_twin: str | None = None
     _backend_step: Callable[[Trainer], bool] | None
     _state_key: int  # this trainer's key of every storage's ``states``
 
@@ -239,6 +242,8 @@ class Trainer:
         super().__init_subclass__(**kw)
         # a backend's trainer_step calls _after_update only where a class has one of its own
         cls._runs_after_update = cls._after_update is not Trainer._after_update
+        if "_after_update" in cls.__dict__ and "_after_update_twin" not in cls.__dict__:
+            cls._after_update_twin = None  # an inherited twin does not compute this method
         rule = cls.__dict__.get("record")
         if rule is None:
             return
@@ -529,6 +534,9 @@ class CyclicalSGDTrainer(Trainer):
         self.step_size = _finite(name, "step_size", step_size, 0.0, lo_open=True)
         self.gamma = _finite(name, "gamma", gamma, 0.0)
         self.it = 0
+
+    # a backend's trainer_step may compute _after_update itself under this name (cpu_eigen does)
+    _after_update_twin = "cyclical_lr"
 
     def _after_update(self) -> None:
         it = self.it

@@ -146,3 +146,18 @@ def test_a_new_trainer_starts_from_fresh_states():
     tr2.update()
     for a, b in zip(pc.all_storages(), fresh.all_storages(), strict=True):
         np.testing.assert_array_equal(a.host(), b.host())
+
+
+def test_a_subclass_with_its_own_after_update_runs_it():
+    """A twin computes only the method it was written for: a subclass's own _after_update is called."""
+
+    class Halving(dy.CyclicalSGDTrainer):
+        def _after_update(self) -> None:
+            self.learning_rate = self.learning_rate / 2
+
+    pc, params = _model(9)
+    tr = Halving(pc, 0.01, 0.1)
+    for k in range(3):
+        _step(params, k, 1.0)
+        tr.update()
+    assert tr.learning_rate == pytest.approx(0.01 / 8)
