@@ -39,7 +39,8 @@ struct Names {
   PyObject *lr = intern("_learning_rate"), *updates = intern("updates"), *since = intern("updates_since_status");
   PyObject *clips = intern("clips"), *clips_since = intern("clips_since_status");
   PyObject *after = intern("_runs_after_update"), *after_fn = intern("_after_update"),
-           *twin = intern("_after_update_twin"), *it = intern("it"), *e_min = intern("e_min"),
+           *twin = intern("_after_update_twin"), *own_decay = intern("_own_decay"), *parent = intern("_parent"),
+           *step_in_lr = intern("step_in_lr"), *it = intern("it"), *e_min = intern("e_min"),
            *e_max = intern("e_max"), *step_size = intern("step_size"), *gamma = intern("gamma"), *hyper_fn = intern("_hyper");
   PyObject *storages = intern("_storages"), *decay = intern("_weight_decay"), *wscale = intern("_wscale");
   PyObject *factor = intern("factor"), *value = intern("value"), *grad = intern("grad");
@@ -206,7 +207,8 @@ int hyper_key(const char* name) {
   throw std::logic_error(std::string("trainer_step: no hyper key ") + name + " in update_rules_table.h");
 }
 struct Keys {
-  int lr = hyper_key("lr"), gscale = hyper_key("gscale"), beta_1 = hyper_key("beta_1"), beta_2 = hyper_key("beta_2");
+  int lr = hyper_key("lr"), gscale = hyper_key("gscale"), wscale = hyper_key("wscale");
+  int beta_1 = hyper_key("beta_1"), beta_2 = hyper_key("beta_2");
 };
 
 // trainer.<name> += 1
@@ -225,8 +227,16 @@ bool step(PyObject* tr) {
   const Fields T(tr);
   py::object model_ref = T[N.model];
   const Fields M(model_ref.ptr());
-  if (as_double(M[N.decay].ptr()) > 0) return false;  // Python's update applies the decay
-  if (as_double(get(M[N.wscale].ptr(), N.factor).ptr()) != 1.0) return false;  // lr and wscale take the factor there
+  // DyNet's lazy weight decay (ParameterCollection._decay_weights on a root collection): the
+  // factor shrinks by 1 - lambda after the step; Python's update does the rest (a subcollection's
+  // trainer, a class's own _decay, and the fold of the factor into the values below 0.25)
+  const double lam = as_double(M[N.decay].ptr());
+  py::object ws = M[N.wscale];
+  const double f = as_double(get(ws.ptr(), N.factor).ptr());
+  if (lam > 0) {
+    if (M[N.parent].ptr() != Py_None || truth(T[N.own_decay].ptr())) return false;
+    if (f - f * lam < 0.25) return false;
+  }
   const int rule = rule_of(T[N.rule].ptr());
   if (rule < 0) return false;
   const int n_states = upd::kRuleStates[rule];
@@ -342,6 +352,10 @@ bool step(PyObject* tr) {
     }
   }
   v[K.gscale] = gscale;
+  if (f != 1.0) {  // the values are the weights divided by f
+    if (truth(T[N.step_in_lr].ptr())) v[K.lr] /= f;
+    else v[K.wscale] = 1.0 / f;
+  }
   const upd::Hyper hy = upd::Hyper::from(v);
 
   // ---- what the class's _after_update will do: its C++ twin where it has one, computed now so a
@@ -399,6 +413,10 @@ bool step(PyObject* tr) {
   }
   add_one(T, N.updates);
   add_one(T, N.since);
+  if (lam > 0) {
+    py::object nf = py::reinterpret_steal<py::object>(PyFloat_FromDouble(f - f * lam));
+    if (!nf || PyObject_SetAttr(ws.ptr(), N.factor, nf.ptr()) < 0) throw py::error_already_set();
+  }
   if (cyclical) {
     py::object lr = py::reinterpret_steal<py::object>(PyFloat_FromDouble(next_lr));
     if (!lr) throw py::error_already_set();

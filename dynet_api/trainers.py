@@ -219,6 +219,7 @@ class Trainer:
     # folds into lr); otherwise the backend gets hyper["wscale"]
     step_in_lr = True
     _runs_after_update = False
+    _own_decay = False  # a subclass's own _decay: a backend's trainer_step leaves the update to Python
     # the name under which a backend's trainer_step may know this class's _after_update (None: it
     # calls the method)
     _after_update_twin: str | None = None
@@ -242,6 +243,7 @@ class Trainer:
         super().__init_subclass__(**kw)
         # a backend's trainer_step calls _after_update only where a class has one of its own
         cls._runs_after_update = cls._after_update is not Trainer._after_update
+        cls._own_decay = cls._decay is not Trainer._decay
         if "_after_update" in cls.__dict__ and "_after_update_twin" not in cls.__dict__:
             cls._after_update_twin = None  # an inherited twin does not compute this method
         rule = cls.__dict__.get("record")

@@ -71,14 +71,16 @@ def _counters(tr) -> tuple:
     return (tr.updates, tr.updates_since_status, tr.clips, tr.clips_since_status, tr.learning_rate)
 
 
+@pytest.mark.parametrize("decay", [0.0, 1e-3, 0.3])
 @pytest.mark.parametrize("sparse", [True, False])
 @pytest.mark.parametrize("clip", ["scales", "off", "never"])
 @pytest.mark.parametrize("trainer", [t for t in TRAINERS if t != "Trainer"])
-def test_the_backend_step_is_the_python_update(trainer, clip, sparse):
+def test_the_backend_step_is_the_python_update(trainer, clip, sparse, decay):
     runs = []
     taken = []
     for fast in (False, True):
         pc, params = _model(3)
+        pc.set_weight_decay(decay)
         tr = getattr(dy, trainer)(pc)
         tr.set_sparse_updates(sparse)
         tr.set_clip_threshold({"scales": 0.05, "off": 0.0, "never": 1e9}[clip])
@@ -103,25 +105,33 @@ def test_the_backend_step_is_the_python_update(trainer, clip, sparse):
         for a, b in zip(s0, s1, strict=True):
             np.testing.assert_array_equal(a, b, err_msg=f"update {k}")
     # the first updates make the states in Python (U's at its first gradient, update 1 for plain
-    # SGD); the whole-tensor rule (eg) always runs there
+    # SGD); the whole-tensor rule (eg) always runs there, and so does the update whose decay
+    # folds the factor into the values (0.7 ** 4 < 0.25: the fourth)
     if trainer != "EGTrainer":
-        assert taken[0] is False and all(taken[2:]), taken
+        assert taken[0] is False and all(taken[2:3] + taken[4:]), taken
+        assert taken[3] is (decay < 0.3), taken
+    assert pc.all_storages()[0].wscale.factor != 1.0 or decay == 0.0
     if clip == "scales":
         assert runs[1][-1][1][2] > 0  # clipping really scaled
 
 
-def test_the_backend_step_declines_under_weight_decay_and_python_decays():
-    pc, params = _model(5)
+def test_the_backend_step_declines_for_a_subcollections_trainer():
+    """A subcollection's trainer scales its own values (the root's factor covers more): Python's."""
+    pc = dy.ParameterCollection()
     pc.set_weight_decay(1e-3)
-    tr = dy.AdamTrainer(pc)
-    _step(params, 0, 1.0)
-    tr.update()  # makes the states
-    _step(params, 1, 1.0)
-    assert tr._backend_step(tr) is False
-    W = params[0].as_array().copy()
-    tr.update()
-    assert not np.array_equal(W, params[0].as_array())
+    sub = pc.add_subcollection("sub")
+    W = sub.add_parameters((3, 2), init=np.ones((3, 2)))
+    tr = dy.AdamTrainer(sub)
+    for k in range(2):
+        dy.renew_cg()
+        loss = dy.squared_norm(W * dy.inputVector([1.0, -1.0]))
+        loss.value()
+        loss.backward()
+        if k:
+            assert tr._backend_step(tr) is False
+        tr.update()
     assert tr.updates == 2
+    assert pc._wscale.factor == 1.0  # the values were scaled instead
 
 
 def test_a_new_trainer_starts_from_fresh_states():
