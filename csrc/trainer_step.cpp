@@ -38,8 +38,9 @@ struct Names {
   PyObject *clipping = intern("clipping_enabled"), *threshold = intern("clip_threshold");
   PyObject *lr = intern("_learning_rate"), *updates = intern("updates"), *since = intern("updates_since_status");
   PyObject *clips = intern("clips"), *clips_since = intern("clips_since_status");
-  PyObject *after = intern("_runs_after_update"), *after_fn = intern("_after_update"),
-           *twin = intern("_after_update_twin"), *own_decay = intern("_own_decay"), *parent = intern("_parent"),
+  PyObject *plain_after = intern("_plain_after_update"), *after_fn = intern("_after_update"),
+           *twin = intern("_after_update_twin"), *decay_fn = intern("_decay"), *plain_decay = intern("_plain_decay"),
+           *parent = intern("_parent"),
            *step_in_lr = intern("step_in_lr"), *it = intern("it"), *e_min = intern("e_min"),
            *e_max = intern("e_max"), *step_size = intern("step_size"), *gamma = intern("gamma"), *hyper_fn = intern("_hyper");
   PyObject *storages = intern("_storages"), *decay = intern("_weight_decay"), *wscale = intern("_wscale");
@@ -171,6 +172,43 @@ int rule_of(PyObject* name) {
   return -1;
 }
 
+// What a trainer's class says of its update (class attributes, the same for every instance):
+// read once per class and kept while the class is unchanged (its type version tag, which CPython
+// clears when an attribute of it or of a base changes).
+struct ClassFacts {
+  int rule = -1;            // the rule's code, or -1 (not one of update_rules_table.h's)
+  bool after = false;       // the class's _after_update is not the base's (_plain_after_update)
+  bool cyclical = false;    // ... it is the one _after_update_twin names "cyclical_lr": computed here
+  bool own_decay = false;   // the class's _decay is not the base's (_plain_decay)
+  bool step_in_lr = true;   // step_in_lr
+};
+
+const ClassFacts& class_facts(PyObject* tr) {
+  static PyTypeObject* type = nullptr;
+  static unsigned int version = 0;
+  static ClassFacts facts;
+  PyTypeObject* t = Py_TYPE(tr);
+  if (t == type && t->tp_version_tag == version && PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) return facts;
+  const Names& N = names();
+  PyObject* cls = reinterpret_cast<PyObject*>(t);
+  ClassFacts f;
+  f.rule = rule_of(get(cls, N.rule).ptr());
+  py::object after = get(cls, N.after_fn);
+  f.after = !after.is(get(cls, N.plain_after));
+  py::object twin = get(cls, N.twin);  // (name, the method it computes) or None
+  f.cyclical = f.after && PyTuple_Check(twin.ptr()) && PyTuple_GET_SIZE(twin.ptr()) == 2 &&
+               PyTuple_GET_ITEM(twin.ptr(), 1) == after.ptr() && PyUnicode_Check(PyTuple_GET_ITEM(twin.ptr(), 0)) &&
+               PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(twin.ptr(), 0), "cyclical_lr") == 0;
+  f.own_decay = !get(cls, N.decay_fn).is(get(cls, N.plain_decay));
+  f.step_in_lr = truth(get(cls, N.step_in_lr).ptr());
+  facts = f;
+  // the lookups above gave the class a version tag if it can have one; without, nothing is kept
+  const bool valid = t->tp_version_tag != 0 && PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG);
+  type = valid ? t : nullptr;
+  version = t->tp_version_tag;
+  return facts;
+}
+
 // One parameter's step, as Python's walk collects it.
 struct Item {
   PyObject* st;  // the storage (borrowed from the storages list, which the trainer's model holds)
@@ -225,6 +263,7 @@ bool step(PyObject* tr) {
   static StorageSlots slot;
   using S = StorageSlots;
   const Fields T(tr);
+  const ClassFacts C = class_facts(tr);
   py::object model_ref = T[N.model];
   const Fields M(model_ref.ptr());
   // DyNet's lazy weight decay (ParameterCollection._decay_weights on a root collection): the
@@ -234,10 +273,10 @@ bool step(PyObject* tr) {
   py::object ws = M[N.wscale];
   const double f = as_double(get(ws.ptr(), N.factor).ptr());
   if (lam > 0) {
-    if (M[N.parent].ptr() != Py_None || truth(T[N.own_decay].ptr())) return false;
+    if (M[N.parent].ptr() != Py_None || C.own_decay) return false;
     if (f - f * lam < 0.25) return false;
   }
-  const int rule = rule_of(T[N.rule].ptr());
+  const int rule = C.rule;
   if (rule < 0) return false;
   const int n_states = upd::kRuleStates[rule];
   const upd::StepFn kernel = upd::current().steps[rule];
@@ -353,15 +392,14 @@ bool step(PyObject* tr) {
   }
   v[K.gscale] = gscale;
   if (f != 1.0) {  // the values are the weights divided by f
-    if (truth(T[N.step_in_lr].ptr())) v[K.lr] /= f;
+    if (C.step_in_lr) v[K.lr] /= f;
     else v[K.wscale] = 1.0 / f;
   }
   const upd::Hyper hy = upd::Hyper::from(v);
 
   // ---- what the class's _after_update will do: its C++ twin where it has one, computed now so a
   // value the Python method would refuse declines before anything changed
-  py::object twin = T[N.twin];
-  const bool cyclical = PyUnicode_Check(twin.ptr()) && PyUnicode_CompareWithASCIIString(twin.ptr(), "cyclical_lr") == 0;
+  const bool cyclical = C.cyclical;
   double next_lr = 0;
   py::object next_it;
   if (cyclical) {
@@ -422,7 +460,7 @@ bool step(PyObject* tr) {
     if (!lr) throw py::error_already_set();
     T.set(N.lr, lr.ptr());
     T.set(N.it, next_it.ptr());
-  } else if (truth(T[N.after].ptr())) {
+  } else if (C.after) {
     PyObject* r = PyObject_CallMethodNoArgs(tr, N.after_fn);
     if (!r) throw py::error_already_set();
     Py_DECREF(r);

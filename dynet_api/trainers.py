@@ -218,11 +218,9 @@ class Trainer:
     # whether the rule's step on w is proportional to hyper["lr"] (so the weight-decay factor
     # folds into lr); otherwise the backend gets hyper["wscale"]
     step_in_lr = True
-    _runs_after_update = False
-    _own_decay = False  # a subclass's own _decay: a backend's trainer_step leaves the update to Python
-    # the name under which a backend's trainer_step may know this class's _after_update (None: it
-    # calls the method)
-    _after_update_twin: str | None = None
+    # (name, method): a class's _after_update that a backend's trainer_step may compute itself under
+    # that name, while the class's _after_update is that method; None: it calls _after_update
+    _after_update_twin: tuple[str, Callable] | None = None
     _backend_step: Callable[[Trainer], bool] | None
     _state_key: int  # this trainer's key of every storage's ``states``
 
@@ -242,10 +240,6 @@ class Trainer:
         """A subclass declaring a ``record``: the rule's class attributes, constructor and ``Args:``."""
         super().__init_subclass__(**kw)
         # a backend's trainer_step calls _after_update only where a class has one of its own
-        cls._runs_after_update = cls._after_update is not Trainer._after_update
-        cls._own_decay = cls._decay is not Trainer._decay
-        if "_after_update" in cls.__dict__ and "_after_update_twin" not in cls.__dict__:
-            cls._after_update_twin = None  # an inherited twin does not compute this method
         rule = cls.__dict__.get("record")
         if rule is None:
             return
@@ -503,6 +497,10 @@ class Trainer:
     def _after_update(self) -> None:
         pass
 
+    # The base's hooks: a backend's trainer_step does their (no) work itself where a class keeps them.
+    _plain_decay = _decay
+    _plain_after_update = _after_update
+
 
 _TRAINER_SIGNATURE = Trainer.record.signature()
 Trainer.__init__.__signature__ = _TRAINER_SIGNATURE  # type: ignore[attr-defined]
@@ -537,15 +535,15 @@ class CyclicalSGDTrainer(Trainer):
         self.gamma = _finite(name, "gamma", gamma, 0.0)
         self.it = 0
 
-    # a backend's trainer_step may compute _after_update itself under this name (cpu_eigen does)
-    _after_update_twin = "cyclical_lr"
-
     def _after_update(self) -> None:
         it = self.it
         cycle = math.floor(1 + it / (2 * self.step_size))
         x = abs(it / self.step_size - 2 * cycle + 1)
         self.learning_rate = self.e_min + ((self.e_max - self.e_min) * (1 - x) * self.gamma ** it if 1 - x > 0 else 0.0)
         self.it += 1
+
+    # a backend's trainer_step may compute this _after_update itself (cpu_eigen does)
+    _after_update_twin = ("cyclical_lr", _after_update)
 
 
 class MomentumSGDTrainer(Trainer):

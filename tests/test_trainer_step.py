@@ -171,3 +171,26 @@ def test_a_subclass_with_its_own_after_update_runs_it():
         _step(params, k, 1.0)
         tr.update()
     assert tr.learning_rate == pytest.approx(0.01 / 8)
+
+
+def test_a_hook_patched_onto_the_class_later_is_seen():
+    """The backend's step reads what a class says of its update once per class version: a method
+    assigned to the class afterwards is called from the next update on."""
+
+    class Later(dy.SimpleSGDTrainer):
+        pass
+
+    pc, params = _model(11)
+    tr = Later(pc, 0.1)
+    for k in range(2):
+        _step(params, k, 1.0)
+        tr.update()
+    assert tr.learning_rate == 0.1
+
+    def after(self) -> None:
+        self.learning_rate = 0.5
+
+    Later._after_update = after
+    _step(params, 2, 1.0)
+    tr.update()
+    assert tr.learning_rate == 0.5
