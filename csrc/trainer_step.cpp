@@ -245,7 +245,7 @@ int hyper_key(const char* name) {
   throw std::logic_error(std::string("trainer_step: no hyper key ") + name + " in update_rules_table.h");
 }
 struct Keys {
-  int lr = hyper_key("lr"), gscale = hyper_key("gscale"), wscale = hyper_key("wscale");
+  int lr = hyper_key("lr"), gscale = hyper_key("gscale"), wscale = hyper_key("wscale"), gbound = hyper_key("gbound");
   int beta_1 = hyper_key("beta_1"), beta_2 = hyper_key("beta_2");
 };
 
@@ -279,8 +279,7 @@ bool step(PyObject* tr) {
   const int rule = C.rule;
   if (rule < 0) return false;
   const int n_states = upd::kRuleStates[rule];
-  const upd::StepFn kernel = upd::current().steps[rule];
-  if (!kernel) return false;  // a whole-tensor rule: Python's update_all call
+  if (!upd::current().steps[rule]) return false;  // a whole-tensor rule: Python's update_all call
   const bool sparse = truth(T[N.sparse].ptr());
   const bool clip = truth(T[N.clipping].ptr());
   const bool idle_moves = rule != upd::sgd;  // plain SGD leaves a weight with a zero gradient as it is
@@ -389,6 +388,7 @@ bool step(PyObject* tr) {
       gscale = thr / nrm;
       clipped = true;
     }
+    v[K.gbound] = nrm * gscale;  // every |g * gscale| is at most the clipped norm
   }
   v[K.gscale] = gscale;
   if (f != 1.0) {  // the values are the weights divided by f
@@ -396,6 +396,7 @@ bool step(PyObject* tr) {
     else v[K.wscale] = 1.0 / f;
   }
   const upd::Hyper hy = upd::Hyper::from(v);
+  const upd::StepFn kernel = upd::step(rule, hy);
 
   // ---- what the class's _after_update will do: its C++ twin where it has one, computed now so a
   // value the Python method would refuse declines before anything changed

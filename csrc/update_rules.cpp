@@ -25,13 +25,14 @@ bool cpu_has(const std::string& set) {
 
 struct Choice {
   const Kernels* k;
+  const Kernels* fast;  // null: exact kernels only
   std::string name;
 };
 
 Choice pick(const std::string& want) {
-  if (want == "best" && kAvx512 && cpu_has("avx512")) return {kAvx512, "avx512"};
-  if (want != "baseline" && kAvx2 && cpu_has("avx2")) return {kAvx2, "avx2"};
-  return {kBase, "baseline"};
+  if (want == "best" && kAvx512 && cpu_has("avx512")) return {kAvx512, kAvx512Fast, "avx512"};
+  if (want != "baseline" && kAvx2 && cpu_has("avx2")) return {kAvx2, kAvx2Fast, "avx2"};
+  return {kBase, nullptr, "baseline"};
 }
 
 Choice& choice() {
@@ -48,6 +49,12 @@ TensorStepFn g_tensor_steps[kRules];  // DY_TENSOR_RULE's kernels by rule code
 }  // namespace
 
 const Kernels& current() { return *choice().k; }
+
+StepFn step(int rule, const Hyper& h) {
+  const Choice& c = choice();
+  if (c.fast && h.gbound <= kFastBound && c.fast->steps[rule]) return c.fast->steps[rule];
+  return c.k->steps[rule];
+}
 std::string isa() { return choice().name; }
 std::string select(const std::string& name) {
   choice() = pick(name == "off" ? "baseline" : name);
@@ -106,7 +113,7 @@ void apply_update(int rule, float* w, float* g, const std::vector<float*>& state
     return;
   }
   // One vectorised pass per parameter (or per touched row), the gradient cleared as it is read.
-  const StepFn step = current().steps[rule];
+  const StepFn step = upd::step(rule, h);
   if (!step)
     throw std::invalid_argument(std::string("cpu_eigen: no kernel for the trainer rule '") + kRuleNames[rule] + "'");
   if (!rows) {

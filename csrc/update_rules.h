@@ -28,12 +28,21 @@ struct Kernels {
   NormFn sq_norm;
 };
 
-// The per-instruction-set builds (update_rules_isa.cpp); absent ones are null.
+// The per-instruction-set builds (update_rules_isa.cpp); absent ones are null.  The Fast builds
+// take square roots and quotients from reciprocal estimates (within 2 ulp) and assume finite
+// values: step() uses them only while every |g * gscale| is at most kFastBound (hyper gbound),
+// which keeps every state of the rules far from overflow.
 extern const Kernels* const kBase;
 extern const Kernels* const kAvx512;
 extern const Kernels* const kAvx2;
+extern const Kernels* const kAvx512Fast;
+extern const Kernels* const kAvx2Fast;
+inline constexpr double kFastBound = 1e9;
 
 const Kernels& current();
+// The elementwise kernel of `rule` for an update with these hyper values: the current build's
+// fast one under a small gradient bound, else its exact one (null: the rule has none).
+StepFn step(int rule, const Hyper& h);
 std::string isa();                       // "avx512", "avx2" or "baseline"
 std::string select(const std::string&);  // "best", "avx2" or "baseline"; returns what it got
 

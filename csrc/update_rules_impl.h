@@ -91,23 +91,23 @@ DY_RULE(adagrad) {
 DY_RULE(adadelta) {
   const float r = h.rho;
   g *= h.gscale;
-  s0 = s0 * r + (1 - r) * g * g;
+  s0 = s0 * r + g * g * (1 - r);  // squared first, as DyNet: g^2 overflows to inf there
   float d = -g * std::sqrt(s1 + h.eps) / std::sqrt(s0 + h.eps);
-  s1 = s1 * r + (1 - r) * d * d;
+  s1 = s1 * r + d * d * (1 - r);
   w += d * h.wscale;
 }
 
 DY_RULE(rmsprop) {
   const float r = h.rho;
   g *= h.gscale;
-  s0 = s0 * r + (1 - r) * g * g;
+  s0 = s0 * r + g * g * (1 - r);
   w -= h.lr * g / std::sqrt(s0 + h.eps);
 }
 
 // Adam's moments: m (first) and v (second) of the scaled gradient g.
 inline void adam_moments(const Hyper& h, float g, float& m, float& v) {
   m = m * h.beta_1 + (1 - h.beta_1) * g;
-  v = v * h.beta_2 + (1 - h.beta_2) * g * g;
+  v = v * h.beta_2 + g * g * (1 - h.beta_2);
 }
 
 DY_RULE(adam) {

@@ -17,16 +17,16 @@ inline constexpr unsigned kRuleHyper[kRules] = {1, 3, 5, 13, 13, 53, 53, 3};
 inline constexpr int kRuleLrT[kRules] = {0, 0, 0, 0, 0, 1, 1, 0};
 
 // The keys of hyper, in Hyper's order, and the value of a key a trainer does not send.
-inline constexpr int kHyperKeys = 8;
-inline constexpr const char* kHyperNames[kHyperKeys] = {"lr", "mom", "eps", "rho", "beta_1", "beta_2", "gscale", "wscale"};
-inline constexpr double kHyperAbsent[kHyperKeys] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0};
+inline constexpr int kHyperKeys = 9;
+inline constexpr const char* kHyperNames[kHyperKeys] = {"lr", "mom", "eps", "rho", "beta_1", "beta_2", "gscale", "wscale", "gbound"};
+inline constexpr double kHyperAbsent[kHyperKeys] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, __builtin_inf()};
 
 struct Hyper {
-  float lr, mom, eps, rho, beta_1, beta_2, gscale, wscale;
+  float lr, mom, eps, rho, beta_1, beta_2, gscale, wscale, gbound;
   float lr_gs;  // lr * gscale, rounded once from double
   // From the doubles of hyper in kHyperNames' order.
   static Hyper from(const double* v) {
-    return Hyper{float(v[0]), float(v[1]), float(v[2]), float(v[3]), float(v[4]), float(v[5]), float(v[6]), float(v[7]), float(v[0] * v[6])};
+    return Hyper{float(v[0]), float(v[1]), float(v[2]), float(v[3]), float(v[4]), float(v[5]), float(v[6]), float(v[7]), float(v[8]), float(v[0] * v[6])};
   }
 };
 

@@ -369,10 +369,11 @@ class Trainer:
         """
 
     # ---- the update
-    def _clip_scale(self, parts: dict) -> float:
+    def _clip_scale(self, parts: dict) -> tuple[float, float]:
         """DyNet's global-norm clipping scale from ``parts`` (id(backend) -> (backend, items,
         norm parts)): one ``sq_norm_all`` call per backend over every gradient, updated or not
-        (as DyNet's gradient_l2_norm), only the touched rows of a lookup table.
+        (as DyNet's gradient_l2_norm), only the touched rows of a lookup table.  Also the clipped
+        norm, a bound on every scaled gradient element (``hyper["gbound"]``).
         """
         if len(parts) == 1:
             (be, _, ps), = parts.values()
@@ -380,7 +381,7 @@ class Trainer:
         else:
             norm = math.sqrt(sum(be.sq_norm_all(ps) for be, _, ps in parts.values()))
         if norm <= self.clip_threshold:  # False for NaN
-            return 1.0
+            return 1.0, norm
         if not math.isfinite(norm):
             # A skipped update: the bad gradients go, so the next graph starts clean (DyNet keeps them,
             # and every later update fails with the same error).
@@ -394,7 +395,8 @@ class Trainer:
                                "gradients were cleared")
         self.clips += 1
         self.clips_since_status += 1
-        return self.clip_threshold / norm
+        scale = self.clip_threshold / norm
+        return scale, norm * scale
 
     def _hyper(self) -> dict:
         """The ``hyper`` of this update: ``lr`` (a record's classes get theirs from :func:`_hyper_of`)."""
@@ -470,7 +472,10 @@ class Trainer:
                 states = self._states(st)
             b[1].append((st.value, st.grad, states, item_rows, clear))
         hyper = self._hyper()
-        hyper["gscale"] = self._clip_scale(batches) if clip else 1.0
+        if clip:
+            hyper["gscale"], hyper["gbound"] = self._clip_scale(batches)
+        else:
+            hyper["gscale"] = 1.0
         f = model._wscale.factor  # the values are the weights divided by f
         if f != 1.0:
             if self.step_in_lr:

@@ -24,8 +24,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from gen_op_attrs import cxx_name, write_or_check  # noqa: E402
 
 # What every rule gets besides its record's keys, and the value when a trainer does not send a key.
-COMMON_KEYS = ("gscale", "wscale")
-ABSENT = {"gscale": 1.0, "wscale": 1.0}
+# gbound: a bound the trainer knows on every |g * gscale| of the update (the clipped gradient norm),
+# inf when it knows none; the backend may pick faster, less exact kernels under a small bound.
+COMMON_KEYS = ("gscale", "wscale", "gbound")
+ABSENT = {"gscale": 1.0, "wscale": 1.0, "gbound": float("inf")}
 # The records' lr_t functions that csrc/trainer_step.cpp computes itself, by name, and their codes in
 # kRuleLrT (0: no lr_t).  A record with any other lr_t gets -1: the C++ step asks the trainer's
 # ``_hyper()`` for that update's values instead.
@@ -40,6 +42,10 @@ def hyper_keys(rules) -> list[str]:
     return keys + list(COMMON_KEYS)
 
 
+def _cxx_double(v: float) -> str:
+    return "__builtin_inf()" if v == float("inf") else repr(v)
+
+
 def render(rules) -> str:
     """The header's text for the records ``rules`` (``dynet_api.trainers.RULES.values()``)."""
     rules = list(rules)
@@ -49,6 +55,7 @@ def render(rules) -> str:
     fields = ", ".join(cxx_name(k) for k in keys)
     values = ", ".join(f"float(v[{i}])" for i in range(len(keys)))
     lr, gs = keys.index("lr"), keys.index("gscale")
+    absent = ", ".join(_cxx_double(ABSENT.get(k, 0.0)) for k in keys)
     masks = ", ".join(str(sum(1 << keys.index(k) for k in r.hyper_keys)) for r in rules)
     lr_ts = ", ".join(str(0 if r.lr_t is None else LR_T_CODES.get(r.lr_t.__name__, -1)) for r in rules)
     return "\n".join([
@@ -73,7 +80,7 @@ def render(rules) -> str:
         "// The keys of hyper, in Hyper's order, and the value of a key a trainer does not send.",
         f"inline constexpr int kHyperKeys = {len(keys)};",
         f"inline constexpr const char* kHyperNames[kHyperKeys] = {{{quoted}}};",
-        f"inline constexpr double kHyperAbsent[kHyperKeys] = {{{', '.join(repr(ABSENT.get(k, 0.0)) for k in keys)}}};",
+        f"inline constexpr double kHyperAbsent[kHyperKeys] = {{{absent}}};",
         "",
         "struct Hyper {",
         f"  float {fields};",

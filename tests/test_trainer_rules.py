@@ -199,7 +199,7 @@ def test_the_generated_table_follows_a_new_record():
     toy = ToyDecayTrainer.record
     text = _gen().render([*T.RULES.values(), toy])
     assert "eg, toy_decay };" in text and '"toy_decay"' in text
-    assert "beta_2, decay, gscale, wscale;" in text  # the new key becomes a field of Hyper
+    assert "beta_2, decay, gscale, wscale, gbound;" in text  # the new key becomes a field of Hyper
 
 
 def _cpu_eigen():
@@ -216,7 +216,7 @@ def test_cpu_eigen_has_a_kernel_for_every_record():
     assert m.update_rules() == list(T.RULES)
     states, keys = m.update_rule_table()
     assert states == {r.name: r.n_states for r in T.RULES.values()}
-    assert set(keys) == {k for r in T.RULES.values() for k in r.hyper_keys} | {"gscale", "wscale"}
+    assert set(keys) == {k for r in T.RULES.values() for k in r.hyper_keys} | {"gscale", "wscale", "gbound"}
 
 
 def test_cpu_eigen_refuses_a_wrong_number_of_states():

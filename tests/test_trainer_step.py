@@ -194,3 +194,31 @@ def test_a_hook_patched_onto_the_class_later_is_seen():
     _step(params, 2, 1.0)
     tr.update()
     assert tr.learning_rate == 0.5
+
+
+# DyNet 2.1.2's weights after one update of W = ones(8) on the loss dot(W, x), clipping off, for
+# x = GRADIENT (run in DyNet's venv; its float32 second moments overflow to inf for the huge
+# gradients, whose weights then do not move).
+GRADIENT = [1e20, -1e20, 3e19, 1e-3, 0.0, 2e-30, 1e19, 1.0]
+DYNET_AFTER_ONE_UPDATE = {
+    "AdamTrainer": [1.0, 1.0, 1.0, 0.99900031, 1.0, 1.0, 0.99900001, 0.99900001],
+    "RMSPropTrainer": [1.0, 1.0, 1.0, 0.9969849, 1.0, 1.0, 0.99683774, 0.99683774],
+    "AdagradTrainer": [1.0, 1.0, 1.0, 0.89999998, 1.0, 1.0, 0.89999998, 0.89999998],
+    "AdadeltaTrainer": [1.0, 1.0, 1.0, 0.99902409, 1.0, 1.0, 0.99552786, 0.99552792],
+}
+
+
+@pytest.mark.parametrize("trainer", sorted(DYNET_AFTER_ONE_UPDATE))
+def test_huge_gradients_without_clipping_give_dynets_weights(trainer):
+    """Without clipping nothing bounds the gradient: the update takes the exact kernels, whose
+    sqrt(inf) is inf (the reciprocal estimates would give NaN weights)."""
+    pc = dy.ParameterCollection()
+    W = pc.add_parameters(8, init=np.ones(8))
+    tr = getattr(dy, trainer)(pc)
+    tr.set_clip_threshold(0)
+    dy.renew_cg()
+    loss = dy.dot_product(W, dy.inputVector(GRADIENT))
+    loss.value()
+    loss.backward()
+    tr.update()
+    np.testing.assert_allclose(W.as_array(), DYNET_AFTER_ONE_UPDATE[trainer], rtol=2e-6)

@@ -125,14 +125,16 @@ def _cpu_eigen_module():
     return rec.backend, _cpu_eigen
 
 
+@pytest.mark.parametrize("gbound", [None, 3.0])
 @pytest.mark.parametrize("isa", ["baseline", "avx2", "best"])
 @pytest.mark.parametrize("rule", sorted(set(RULES) - {"eg"}))
-def test_cpu_eigen_update_builds_agree_with_the_reference(rule, isa):
-    """Each instruction-set build of the rule loops (odd sizes: vector tails) against reference_numpy."""
+def test_cpu_eigen_update_builds_agree_with_the_reference(rule, isa, gbound):
+    """Each instruction-set build of the rule loops (odd sizes: vector tails) against reference_numpy;
+    under a gradient bound (gbound) the vector builds' reciprocal-estimate kernels."""
     be, m = _cpu_eigen_module()
     ref = registry.load("reference_numpy").backend
     hyper, n_states = RULES[rule]
-    hyper = dict(hyper, gscale=0.7)
+    hyper = dict(hyper, gscale=0.7) if gbound is None else dict(hyper, gscale=0.7, gbound=gbound)
     case = _case(np.random.default_rng(11), rule, n_states)
     before = m.update_isa()
     got_isa = m.select_update_isa(isa)

@@ -106,10 +106,10 @@ def adadelta(u: Updates, w, g, s, h) -> None:
     hg, hd = s
     rho, eps = h["rho"], h["eps"]
     hg *= rho
-    hg += (1 - rho) * g * g
+    hg += g * g * (1 - rho)  # squared first, as DyNet: g^2 overflows to inf there
     step = -g * sqrt(hd + eps) / sqrt(hg + eps)
     hd *= rho
-    hd += (1 - rho) * step * step
+    hd += step * step * (1 - rho)
     w += step * h["wscale"] if "wscale" in h else step
 
 
@@ -118,7 +118,7 @@ def rmsprop(u: Updates, w, g, s, h) -> None:
     g = g * h["gscale"]
     rho = h["rho"]
     s[0] *= rho
-    s[0] += (1 - rho) * g * g
+    s[0] += g * g * (1 - rho)
     w -= h["lr"] * g / u.xp.sqrt(s[0] + h["eps"])
 
 
@@ -130,7 +130,7 @@ def adam(u: Updates, w, g, s, h) -> None:
     m *= b1
     m += (1 - b1) * g
     v *= b2
-    v += (1 - b2) * g * g
+    v += g * g * (1 - b2)
     if len(s) > 2:  # amsgrad keeps the running maximum of v
         u.xp.maximum(s[2], v, out=s[2])
         v = s[2]

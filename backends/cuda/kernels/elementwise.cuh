@@ -130,10 +130,10 @@ DN_F void dn_upd_adadelta(float g, float gscale, float rho, float one_minus_rho,
                           float& hd) {
   float gg = g * gscale;
   hg *= rho;
-  hg += one_minus_rho * gg * gg;
+  hg += gg * gg * one_minus_rho;  // squared first, as DyNet: g^2 overflows to inf there
   float step = -gg * sqrtf(hd + eps) / sqrtf(hg + eps);
   hd *= rho;
-  hd += one_minus_rho * step * step;
+  hd += step * step * one_minus_rho;
   w += step;
 }
 
@@ -141,7 +141,7 @@ DN_F void dn_upd_rmsprop(float g, float gscale, float rho, float one_minus_rho, 
                          float& h) {
   float gg = g * gscale;
   h *= rho;
-  h += one_minus_rho * gg * gg;
+  h += gg * gg * one_minus_rho;
   w -= lr * gg / sqrtf(h + eps);
 }
 
@@ -151,7 +151,7 @@ DN_F void dn_upd_adam(float g, float gscale, float beta_1, float one_minus_beta_
   m *= beta_1;
   m += one_minus_beta_1 * gg;
   v *= beta_2;
-  v += one_minus_beta_2 * gg * gg;
+  v += gg * gg * one_minus_beta_2;
   w -= lr * m / (sqrtf(v) + eps);
 }
 
@@ -162,7 +162,7 @@ DN_F void dn_upd_amsgrad(float g, float gscale, float beta_1, float one_minus_be
   m *= beta_1;
   m += one_minus_beta_1 * gg;
   v *= beta_2;
-  v += one_minus_beta_2 * gg * gg;
+  v += gg * gg * one_minus_beta_2;
   vmax = fmaxf(vmax, v);
   w -= lr * m / (sqrtf(vmax) + eps);
 }
