@@ -282,6 +282,7 @@ bool step(PyObject* tr) {
   if (!upd::current().steps[rule]) return false;  // a whole-tensor rule: Python's update_all call
   const bool sparse = truth(T[N.sparse].ptr());
   const bool clip = truth(T[N.clipping].ptr());
+  const bool measure = clip || upd::kRuleWantsBound[rule];  // the norm: for clipping, or as gbound
   const bool idle_moves = rule != upd::sgd;  // plain SGD leaves a weight with a zero gradient as it is
 
   py::object storages = M[N.storages];
@@ -324,7 +325,7 @@ bool step(PyObject* tr) {
     }
     x.clear = has;
     x.step = updated;
-    if (has && clip) {
+    if (has && measure) {
       if (x.lookup) {
         const int64_t rs = row_size(*x.g);
         for (int64_t r : x.rows) sq += norm(x.g->data() + r * rs, rs);
@@ -389,6 +390,8 @@ bool step(PyObject* tr) {
       clipped = true;
     }
     v[K.gbound] = nrm * gscale;  // every |g * gscale| is at most the clipped norm
+  } else if (measure) {
+    v[K.gbound] = std::sqrt(sq);
   }
   v[K.gscale] = gscale;
   if (f != 1.0) {  // the values are the weights divided by f

@@ -15,6 +15,8 @@ inline constexpr int kRuleStates[kRules] = {0, 1, 1, 2, 1, 2, 3, 1};
 // computed by the trainer's _hyper() in Python).
 inline constexpr unsigned kRuleHyper[kRules] = {1, 3, 5, 13, 13, 53, 53, 3};
 inline constexpr int kRuleLrT[kRules] = {0, 0, 0, 0, 0, 1, 1, 0};
+// Whether the trainer measures the gradient norm as hyper gbound even with clipping off (wants_gbound).
+inline constexpr bool kRuleWantsBound[kRules] = {false, false, true, true, true, true, true, false};
 
 // The keys of hyper, in Hyper's order, and the value of a key a trainer does not send.
 inline constexpr int kHyperKeys = 9;

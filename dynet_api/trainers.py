@@ -100,7 +100,10 @@ class TrainerRule:
     in DyNet's order; ``step_in_lr`` whether the step on the weights is proportional to ``lr``
     (then the lazy weight decay folds into ``lr``, else the kernel gets ``hyper["wscale"]``);
     ``lr_t(lr, hyper, t)`` the learning rate sent at update ``t`` (from 1; Adam's bias
-    correction); ``sparse_updates`` the trainer's default for ``set_sparse_updates``.
+    correction); ``sparse_updates`` the trainer's default for ``set_sparse_updates``;
+    ``wants_gbound``: the rule takes square roots or quotients, which a backend may compute
+    faster under a known bound on the gradients, so the trainer measures the gradient norm
+    (``hyper["gbound"]``) even with clipping off.
     """
 
     name: str
@@ -109,6 +112,7 @@ class TrainerRule:
     step_in_lr: bool = True
     lr_t: Callable[[float, dict, int], float] | None = None
     sparse_updates: bool = True
+    wants_gbound: bool = False
 
     @property
     def hyper_keys(self) -> tuple[str, ...]:
@@ -369,17 +373,21 @@ class Trainer:
         """
 
     # ---- the update
+    @staticmethod
+    def _norm(parts: dict) -> float:
+        """The gradient norm over ``parts`` (see :meth:`_clip_scale`)."""
+        if len(parts) == 1:
+            (be, _, ps), = parts.values()
+            return math.sqrt(be.sq_norm_all(ps))
+        return math.sqrt(sum(be.sq_norm_all(ps) for be, _, ps in parts.values()))
+
     def _clip_scale(self, parts: dict) -> tuple[float, float]:
         """DyNet's global-norm clipping scale from ``parts`` (id(backend) -> (backend, items,
         norm parts)): one ``sq_norm_all`` call per backend over every gradient, updated or not
         (as DyNet's gradient_l2_norm), only the touched rows of a lookup table.  Also the clipped
         norm, a bound on every scaled gradient element (``hyper["gbound"]``).
         """
-        if len(parts) == 1:
-            (be, _, ps), = parts.values()
-            norm = math.sqrt(be.sq_norm_all(ps))
-        else:
-            norm = math.sqrt(sum(be.sq_norm_all(ps) for be, _, ps in parts.values()))
+        norm = self._norm(parts)
         if norm <= self.clip_threshold:  # False for NaN
             return 1.0, norm
         if not math.isfinite(norm):
@@ -423,6 +431,7 @@ class Trainer:
         model = self.model
         storages = model._storages
         key, sparse, clip = self._state_key, self.sparse_updates, self.clipping_enabled
+        norm_parts = clip or self.record.wants_gbound  # the norm: for clipping, or as hyper["gbound"]
         # plain SGD leaves a weight with a zero gradient exactly as it is: no pass for it
         idle_moves = self.rule != "sgd"
         # One walk over the parameters collects, per backend, the update_all items and the
@@ -443,7 +452,7 @@ class Trainer:
                 if touched:
                     st.touched = set()
                     rows = sorted(touched)
-                    if clip:
+                    if norm_parts:
                         b[2].append((st.grad, rows))
                     if not st.updated:
                         frozen.append((st, rows))
@@ -457,7 +466,7 @@ class Trainer:
                     item_rows, clear = None, False
             elif st.has_grad:
                 st.has_grad = False
-                if clip:
+                if norm_parts:
                     b[2].append((st.grad, None))
                 if not st.updated:
                     frozen.append((st, None))
@@ -476,6 +485,8 @@ class Trainer:
             hyper["gscale"], hyper["gbound"] = self._clip_scale(batches)
         else:
             hyper["gscale"] = 1.0
+            if norm_parts:
+                hyper["gbound"] = self._norm(batches)
         f = model._wscale.factor  # the values are the weights divided by f
         if f != 1.0:
             if self.step_in_lr:
@@ -563,7 +574,8 @@ class AdagradTrainer(Trainer):
     ``G += g^2; w -= learning_rate * g / sqrt(G + eps)``."""
 
     record = TrainerRule("adagrad", 1, (learning_rate(0.1),
-                                        Arg("eps", 1e-20, "added under the square root for stability.")))
+                                        Arg("eps", 1e-20, "added under the square root for stability.")),
+                         wants_gbound=True)
 
 
 class AdadeltaTrainer(Trainer):
@@ -573,7 +585,7 @@ class AdadeltaTrainer(Trainer):
 
     record = TrainerRule("adadelta", 2, (Arg("eps", 1e-6, "added under the square roots."),
                                          Arg("rho", 0.95, "the decay of the running averages.", hi=1.0)),
-                         step_in_lr=False)
+                         step_in_lr=False, wants_gbound=True)
 
 
 class RMSPropTrainer(Trainer):
@@ -581,7 +593,8 @@ class RMSPropTrainer(Trainer):
     ``E = rho E + (1 - rho) g^2; w -= learning_rate * g / sqrt(E + eps)``."""
 
     record = TrainerRule("rmsprop", 1, (learning_rate(0.001), Arg("eps", 1e-8, "added under the square root."),
-                                        Arg("rho", 0.9, "the decay of the running average.", hi=1.0)))
+                                        Arg("rho", 0.9, "the decay of the running average.", hi=1.0)),
+                         wants_gbound=True)
 
 
 class AdamTrainer(Trainer):
@@ -593,14 +606,15 @@ class AdamTrainer(Trainer):
                                      Arg("beta_1", 0.9, "the decay of the first moment.", hi=1.0, hi_open=True),
                                      Arg("beta_2", 0.999, "the decay of the second moment.", hi=1.0, hi_open=True),
                                      Arg("eps", 1e-8, "added to the root of the second moment.")),
-                         lr_t=_adam_lr)
+                         lr_t=_adam_lr, wants_gbound=True)
 
 
 class AmsgradTrainer(AdamTrainer):
     """AMSGrad (Reddi et al. 2018): Adam with the running maximum of the second moment,
     ``vhat = max(vhat, v)`` in place of ``v``."""
 
-    record = TrainerRule("amsgrad", 3, (learning_rate(0.001),) + AdamTrainer.record.args[1:], lr_t=_adam_lr)
+    record = TrainerRule("amsgrad", 3, (learning_rate(0.001),) + AdamTrainer.record.args[1:], lr_t=_adam_lr,
+                         wants_gbound=True)
 
 
 class EGTrainer(Trainer):

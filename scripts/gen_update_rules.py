@@ -57,6 +57,7 @@ def render(rules) -> str:
     lr, gs = keys.index("lr"), keys.index("gscale")
     absent = ", ".join(_cxx_double(ABSENT.get(k, 0.0)) for k in keys)
     masks = ", ".join(str(sum(1 << keys.index(k) for k in r.hyper_keys)) for r in rules)
+    bounds = ", ".join("true" if r.wants_gbound else "false" for r in rules)
     lr_ts = ", ".join(str(0 if r.lr_t is None else LR_T_CODES.get(r.lr_t.__name__, -1)) for r in rules)
     return "\n".join([
         "// Generated from the trainer records (dynet_api/trainers.py) by `python scripts/gen_update_rules.py`:",
@@ -76,6 +77,8 @@ def render(rules) -> str:
         "// computed by the trainer's _hyper() in Python).",
         f"inline constexpr unsigned kRuleHyper[kRules] = {{{masks}}};",
         f"inline constexpr int kRuleLrT[kRules] = {{{lr_ts}}};",
+        "// Whether the trainer measures the gradient norm as hyper gbound even with clipping off (wants_gbound).",
+        f"inline constexpr bool kRuleWantsBound[kRules] = {{{bounds}}};",
         "",
         "// The keys of hyper, in Hyper's order, and the value of a key a trainer does not send.",
         f"inline constexpr int kHyperKeys = {len(keys)};",
