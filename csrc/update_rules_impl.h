@@ -130,8 +130,13 @@ DY_RULE(amsgrad) {
 // flushed to zero, as in the rules (they cost ~100x each otherwise; a weight that training
 // drives to zero has such gradients on every step).
 double sq_norm_vec(const float* __restrict p, int64_t n) {
-  FlushDenormals ftz;
   constexpr int L = 64;
+  if (n < L) {  // a row of a lookup table: in double, no lanes to set up and add
+    double s = 0;
+    for (int64_t k = 0; k < n; ++k) s += double(p[k]) * double(p[k]);
+    return s;
+  }
+  FlushDenormals ftz;
   constexpr int64_t B = 1024;
   double total = 0;
   int64_t k = 0;
