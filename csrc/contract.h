@@ -7,6 +7,9 @@
 //   * an op record (OpRecord): its name, its nograd inputs and its attribute names;
 //   * a node's attribute tuple (decode_attrs), and a leaf's attrs[0]: an input's host array
 //     (read_input) or a parameter's storage (Storage: value, wscale.factor, grad, has_grad, touched).
+//
+// The other half of the contract, Backend.trainer_step (a whole Trainer.update()), reads the
+// trainer, its collection and the storages' slots in trainer_step.cpp.
 #pragma once
 
 #include <string>

@@ -19,6 +19,7 @@
 
 #include <structmember.h>
 
+#include "pyobj.h"
 #include "tensor.h"
 #include "update_rules.h"
 
@@ -26,41 +27,32 @@ namespace dy {
 
 namespace {
 
-PyObject* intern(const char* s) {
-  PyObject* o = PyUnicode_InternFromString(s);
-  if (!o) throw py::error_already_set();
-  return o;
-}
-
 // The attribute names of the trainer, its collection and the storages (never freed).
 struct Names {
-  PyObject *model = intern("model"), *rule = intern("rule"), *sparse = intern("sparse_updates");
-  PyObject *clipping = intern("clipping_enabled"), *threshold = intern("clip_threshold");
-  PyObject *lr = intern("_learning_rate"), *updates = intern("updates"), *since = intern("updates_since_status");
-  PyObject *clips = intern("clips"), *clips_since = intern("clips_since_status");
-  PyObject *plain_after = intern("_plain_after_update"), *after_fn = intern("_after_update"),
-           *twin = intern("_after_update_twin"), *decay_fn = intern("_decay"), *plain_decay = intern("_plain_decay"),
-           *parent = intern("_parent"),
-           *step_in_lr = intern("step_in_lr"), *it = intern("it"), *e_min = intern("e_min"),
-           *e_max = intern("e_max"), *step_size = intern("step_size"), *gamma = intern("gamma"), *hyper_fn = intern("_hyper");
-  PyObject *storages = intern("_storages"), *decay = intern("_weight_decay"), *wscale = intern("_wscale");
-  PyObject *factor = intern("factor"), *value = intern("value"), *grad = intern("grad");
-  PyObject *has_grad = intern("has_grad"), *touched = intern("touched"), *updated = intern("updated");
-  PyObject *states = intern("states"), *lookup = intern("lookup"), *state_key = intern("_state_key");
+  static PyObject* n(const char* s) { return intern_name(s); }
+  // the trainer and its class
+  PyObject *model = n("model"), *rule = n("rule"), *sparse = n("sparse_updates"), *clipping = n("clipping_enabled");
+  PyObject *threshold = n("clip_threshold"), *lr = n("_learning_rate"), *updates = n("updates");
+  PyObject *since = n("updates_since_status"), *clips = n("clips"), *clips_since = n("clips_since_status");
+  PyObject *state_key = n("_state_key"), *step_in_lr = n("step_in_lr"), *hyper_fn = n("_hyper");
+  PyObject *after_fn = n("_after_update"), *plain_after = n("_plain_after_update"), *twin = n("_after_update_twin");
+  PyObject *decay_fn = n("_decay"), *plain_decay = n("_plain_decay");
+  // CyclicalSGDTrainer's schedule
+  PyObject *it = n("it"), *e_min = n("e_min"), *e_max = n("e_max"), *step_size = n("step_size"), *gamma = n("gamma");
+  // the collection
+  PyObject *storages = n("_storages"), *decay = n("_weight_decay"), *wscale = n("_wscale"), *parent = n("_parent");
+  PyObject* factor = n("factor");
+  // a storage (ParamStorage)
+  PyObject *value = n("value"), *grad = n("grad"), *has_grad = n("has_grad"), *touched = n("touched");
+  PyObject *updated = n("updated"), *states = n("states"), *lookup = n("lookup");
   PyObject* hyper[upd::kHyperKeys];
   Names() {
-    for (int i = 0; i < upd::kHyperKeys; ++i) hyper[i] = intern(upd::kHyperNames[i]);
+    for (int i = 0; i < upd::kHyperKeys; ++i) hyper[i] = n(upd::kHyperNames[i]);
   }
 };
 const Names& names() {
   static const Names* n = new Names();
   return *n;
-}
-
-py::object get(PyObject* o, PyObject* name) {
-  PyObject* v = PyObject_GetAttr(o, name);
-  if (!v) throw py::error_already_set();
-  return py::reinterpret_steal<py::object>(v);
 }
 
 // An object's attributes read from its instance dict first (one dict lookup each, where
@@ -76,7 +68,7 @@ class Fields {
       if (v) return py::reinterpret_borrow<py::object>(v);
       if (PyErr_Occurred()) throw py::error_already_set();
     }
-    return get(o_, name);
+    return attr(o_, name);
   }
   // Writes an instance attribute (the trainer's counters) as Python's setattr does.
   void set(PyObject* name, PyObject* v) const {
@@ -192,15 +184,15 @@ const ClassFacts& class_facts(PyObject* tr) {
   const Names& N = names();
   PyObject* cls = reinterpret_cast<PyObject*>(t);
   ClassFacts f;
-  f.rule = rule_of(get(cls, N.rule).ptr());
-  py::object after = get(cls, N.after_fn);
-  f.after = !after.is(get(cls, N.plain_after));
-  py::object twin = get(cls, N.twin);  // (name, the method it computes) or None
+  f.rule = rule_of(attr(cls, N.rule).ptr());
+  py::object after = attr(cls, N.after_fn);
+  f.after = !after.is(attr(cls, N.plain_after));
+  py::object twin = attr(cls, N.twin);  // (name, the method it computes) or None
   f.cyclical = f.after && PyTuple_Check(twin.ptr()) && PyTuple_GET_SIZE(twin.ptr()) == 2 &&
                PyTuple_GET_ITEM(twin.ptr(), 1) == after.ptr() && PyUnicode_Check(PyTuple_GET_ITEM(twin.ptr(), 0)) &&
                PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(twin.ptr(), 0), "cyclical_lr") == 0;
-  f.own_decay = !get(cls, N.decay_fn).is(get(cls, N.plain_decay));
-  f.step_in_lr = truth(get(cls, N.step_in_lr).ptr());
+  f.own_decay = !attr(cls, N.decay_fn).is(attr(cls, N.plain_decay));
+  f.step_in_lr = truth(attr(cls, N.step_in_lr).ptr());
   facts = f;
   // the lookups above gave the class a version tag if it can have one; without, nothing is kept
   const bool valid = t->tp_version_tag != 0 && PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG);
@@ -271,7 +263,7 @@ bool step(PyObject* tr) {
   // trainer, a class's own _decay, and the fold of the factor into the values below 0.25)
   const double lam = as_double(M[N.decay].ptr());
   py::object ws = M[N.wscale];
-  const double f = as_double(get(ws.ptr(), N.factor).ptr());
+  const double f = as_double(attr(ws.ptr(), N.factor).ptr());
   if (lam > 0) {
     if (M[N.parent].ptr() != Py_None || C.own_decay) return false;
     if (f - f * lam < 0.25) return false;
