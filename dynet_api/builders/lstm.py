@@ -26,11 +26,15 @@ _new = object.__new__  # an Expression without the __init__ call
 _lstm_steps = getattr(_fastgraph, "lstm_steps", None)  # the C twin of _FusedCell._fused_run_py's loop
 
 
-def _expr(i: int, ver: int) -> Expression:
+def _expr_py(i: int, ver: int) -> Expression:
     """An Expression for node ``i`` of graph version ``ver`` (no __init__)."""
     e = _new(Expression)
     e.i, e.v = i, ver
     return e
+
+
+# the accelerator's makes one the garbage collector does not track (see csrc/fastgraph.c)
+_expr = getattr(_fastgraph, "new_expression", None) or _expr_py
 
 _SEL: list = []  # _SEL[t] = ((t,),): select_cols' attributes for column t, made once
 
