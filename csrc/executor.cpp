@@ -137,10 +137,18 @@ class Executor {
     n_grad_ = 0;
     // every node, under autobatching: a group reaching past i adds (zeros) into its later members' operands
     int last = planned_ ? int(nodes_.size()) - 1 : i;
+    fresh_.assign(size_t(last + 1), 0);
+    if (planned_) group_grad_blocks(i);
+    int grouped = planned_ ? std::min(i + 1, int(gof_.size())) : 0;
     for (int j = 0; j <= last; ++j) {
       Node& n = nodes_[size_t(j)];
-      n.g = nullptr, n.dwq = -1, n.fresh = false, n.pending = false, n.alias = nullptr;
+      n.g = nullptr, n.dwq = -1, n.pending = false, n.alias = nullptr;
+      if (j < grouped && gof_[size_t(j)] >= 0) {  // a member of a live group: its slice of the block
+        const GroupRec& G = grecs_[size_t(gof_[size_t(j)])];
+        if (G.g) n.g = G.g + goff_[size_t(G.o0 + gat_[size_t(j)])], fresh_[size_t(j)] = 1;
+      }
     }
+    bwd_top_ = i;
     dxq_.clear(), pending_leaves_.clear();
     alias_param_grads(i);
     n_grad_ = i + 1;
@@ -176,6 +184,7 @@ class Executor {
   void reset() {
     nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), refs_.clear(), held_.clear(), scaled_.clear();
     plan_.clear(), grecs_.clear(), gmem_.clear(), gxs_.clear(), gjoin_.clear();
+    goff_.clear(), gops_.clear(), gopnd_.clear(), gof_.clear(), gat_.clear();
     gints_.clear(), gflts_.clear(), gslots_.clear();
     planned_ = false;
     if (failed_) {
@@ -239,7 +248,6 @@ class Executor {
     Arena::Mark mark;
     int dwq = -1;  // backward: head of this node's deferred weight-gradient products in dw_
     float* alias = nullptr;  // backward: the parameter's own (all-zero) gradient, used as this node's
-    bool fresh = false;      // backward: g is allocated but nothing has written it yet (not zeroed)
     bool pending = false;    // backward: a leaf whose gradient still waits for a deferred LSTM input product
     bool opaque = false;     // an attribute the C++ signature cannot compare (an object): never batched
   };
@@ -273,7 +281,18 @@ class Executor {
     Shape ys;    // the joined output's shape
     bool own_attrs = false;  // per-element attributes joined into gints_/gflts_/gslots_
     int i0 = 0, ni = 0, f0 = 0, nf = 0, s0 = 0, ns = 0;
+    int o0 = 0;          // the members' offsets in y (and g) at goff_[o0 .. o0 + nm]
+    bool ng = false, all_ng = true;  // some member / every member needs its gradient
+    bool dead = false;   // cut by a truncation: its members run alone now
     float* g = nullptr;  // backward: the members' gradients, one block
+  };
+  // A group's joined operand q (gopnd_[x0 + q]): the members' operand ids (gops_[ids ..]), and
+  // where those are members k0 .. k0 + nm - 1 of one earlier group src, in order, so the operand
+  // is a slice of that group's output (forward) and of its gradient block (backward): both are
+  // then found from the group's records, without visiting the operand nodes.
+  struct Operand {
+    int ids = 0, src = -1, k0 = 0;
+    bool ng = false;  // some operand node needs its gradient
   };
 
 
@@ -317,6 +336,15 @@ class Executor {
   bool planned_ = false;  // this graph runs through the plan (autobatching on)
   std::vector<GroupRec> grecs_;
   std::vector<int> gmem_;      // the groups' members
+  std::vector<int64_t> goff_;  // the groups' members' offsets in their blocks (GroupRec::o0)
+  std::vector<int> gops_;      // the groups' joined operands' node ids (Operand::ids)
+  std::vector<Operand> gopnd_;  // per operand in gxs_
+  // per node, dense so that a group's passes over its members and operands stay in cache: the
+  // group it ran in and its index there (-1: alone), and (backward) whether its gradient is
+  // allocated but not yet written (not zeroed)
+  std::vector<int> gof_, gat_;
+  std::vector<char> fresh_;
+  int bwd_top_ = -1;  // backward: the node the sweep started from
   std::vector<CView> gxs_;     // the groups' (joined or shared) operands
   std::vector<char> gjoin_;    // per operand in gxs_: joined
   std::vector<int64_t> gints_;  // the groups' own attributes (per-element ones joined)
@@ -473,6 +501,9 @@ class Executor {
     return xp;
   }
 
+  // Backward: whether the node's gradient is allocated but nothing has written it yet (not zeroed).
+  char& fresh(const Node& m) { return fresh_[size_t(&m - nodes_.data())]; }
+
   // The node's gradient, ready to add into (zero-filled on first use).
   float* grad_of(Node& m) {
     if (!m.g && m.alias) {
@@ -480,10 +511,10 @@ class Executor {
     } else if (!m.g) {
       m.g = grads_.alloc(size_t(m.s.total()));
       std::fill_n(m.g, m.s.total(), 0.0f);
-    } else if (m.fresh) {
+    } else if (fresh(m)) {
       std::fill_n(m.g, m.s.total(), 0.0f);
     }
-    m.fresh = false;
+    fresh(m) = 0;
     return m.g;
   }
 
@@ -491,13 +522,13 @@ class Executor {
   // none): then a kernel that writes every element may write it instead of adding into zeros,
   // and saves a zero-fill pass and a read (the output layer's 10000 x 16 logits per LM step).
   bool grad_unwritten(Node& m) {
-    if (!m.g && !m.alias) m.g = grads_.alloc(size_t(m.s.total())), m.fresh = true;
-    return m.fresh;
+    if (!m.g && !m.alias) m.g = grads_.alloc(size_t(m.s.total())), fresh(m) = 1;
+    return fresh(m);
   }
 
   // The node's gradient for reading: zero if nothing has written it.
   float* defined_grad(Node& m) {
-    if (m.fresh) std::fill_n(m.g, m.s.total(), 0.0f), m.fresh = false;
+    if (fresh(m)) std::fill_n(m.g, m.s.total(), 0.0f), fresh(m) = 0;
     return m.g;
   }
 
@@ -731,6 +762,7 @@ class Executor {
   // Forgets the records of nodes from n on; members below n of a cut group stay as nodes run
   // alone (their values are valid slices of its block; their backward runs node by node).
   void trim_plan(int n) {
+    if (gof_.size() > size_t(n)) gof_.resize(size_t(n)), gat_.resize(size_t(n));
     size_t keep = 0;
     while (keep < plan_.size() && (plan_[keep] >= 0 ? plan_[keep] < n : members(grecs_[size_t(-1 - plan_[keep])])[grecs_[size_t(-1 - plan_[keep])].nm - 1] < n))
       ++keep;
@@ -742,9 +774,10 @@ class Executor {
         if (e < n) plan_.push_back(e);
         continue;
       }
-      const GroupRec& G = grecs_[size_t(-1 - e)];
+      GroupRec& G = grecs_[size_t(-1 - e)];
+      G.dead = true, G.g = nullptr;
       for (int k = 0; k < G.nm; ++k)
-        if (members(G)[k] < n) plan_.push_back(members(G)[k]);
+        if (members(G)[k] < n) plan_.push_back(members(G)[k]), gof_[size_t(members(G)[k])] = -1;
     }
   }
 
@@ -752,6 +785,7 @@ class Executor {
   void planned_forward(int a, int b, int strategy, bool check) {
     trim_plan(a);
     planned_ = true, range_a_ = a;
+    gof_.resize(size_t(b), -1), gat_.resize(size_t(b), -1);
     size_t nn = size_t(b - a);
     in_off_.assign(nn + 1, 0), in_ids_.clear(), sid_.assign(nn, -1), sig_mm_.clear(), sigs_.clear();
     for (int j = a; j < b; ++j) {
@@ -807,6 +841,27 @@ class Executor {
     if (check) check_finite(j);
   }
 
+  // Operand q of group G: its members' operand ids into gops_ (r.ids); when they are members
+  // k0 .. k0 + nm - 1 of one earlier group, in order, the operand is in place in that group's
+  // output block: r and the view v say so (true), found without visiting the operand nodes.
+  bool join_slice(const GroupRec& G, int q, Operand& r, CView& v) {
+    r.ids = int(gops_.size());
+    for (int k = 0; k < G.nm; ++k) gops_.push_back(args_[size_t(nodes_[size_t(members(G)[k])].a0 + q)]);
+    const int* ids = gops_.data() + r.ids;
+    int src = gof_[size_t(ids[0])], k0 = gat_[size_t(ids[0])];
+    if (src < 0) return false;
+    const GroupRec& S = grecs_[size_t(src)];
+    if (S.dead || S.info->leaf == 2 || k0 + G.nm > S.nm) return false;
+    for (int k = 1; k < G.nm; ++k)
+      if (gof_[size_t(ids[k])] != src || gat_[size_t(ids[k])] != k0 + k) return false;
+    r.src = src, r.k0 = k0, r.ng = S.ng;
+    const int64_t* off = goff_.data() + S.o0 + k0;
+    v.p = S.y + off[0];
+    v.s = S.ys;
+    v.s.bd = (off[G.nm] - off[0]) / S.ys.size();
+    return true;
+  }
+
   void run_group(const std::vector<int>& batch, bool check) {
     const Node& n0 = nodes_[size_t(batch[0])];
     GroupRec G;
@@ -814,26 +869,35 @@ class Executor {
     G.m0 = int(gmem_.size()), G.nm = int(batch.size()), G.x0 = int(gxs_.size());
     gmem_.insert(gmem_.end(), batch.begin(), batch.end());
     int64_t total = 0, bd = 0;
-    for (int m : batch) total += nodes_[size_t(m)].s.total(), bd += nodes_[size_t(m)].s.bd;
+    G.o0 = int(goff_.size());
+    goff_.push_back(0);
+    for (int m : batch) {
+      const Node& n = nodes_[size_t(m)];
+      total += n.s.total(), bd += n.s.bd;
+      G.ng |= n.ng, G.all_ng &= n.ng;
+      goff_.push_back(total);
+    }
     for (int q = 0; q < G.na; ++q) {
       const Node& x0 = operand(G, 0, q);
       bool shared = x0.info->leaf == 2 || std::find(G.info->shared.begin(), G.info->shared.end(), q) != G.info->shared.end();
       CView v{x0.v, x0.s};
-      if (!shared) {
+      Operand r;
+      if (!shared && !join_slice(G, q, r, v)) {
         v.s.bd = 0;
         bool adjacent = true;
         const float* next = x0.v;
         for (int k = 0; k < G.nm; ++k) {
-          const Node& x = operand(G, k, q);
+          const Node& x = nodes_[size_t(gops_[size_t(r.ids + k)])];
           v.s.bd += x.s.bd;
           adjacent &= x.v == next;
           next = x.v + x.s.total();
+          r.ng |= x.ng;
         }
         if (!adjacent) {  // copied side by side (kept: backward reads the same operand)
           float* c = vals_.alloc(size_t(v.s.total()));
           v.p = c;
           for (int k = 0; k < G.nm; ++k) {
-            const Node& x = operand(G, k, q);
+            const Node& x = nodes_[size_t(gops_[size_t(r.ids + k)])];
             std::memcpy(c, x.v, size_t(x.s.total()) * sizeof(float));
             c += x.s.total();
           }
@@ -841,15 +905,16 @@ class Executor {
       }
       gxs_.push_back(v);
       gjoin_.push_back(!shared);
+      gopnd_.push_back(r);
     }
     G.y = vals_.alloc(size_t(total));
     floor_ = vals_.mark(), has_floor_ = true;
     G.ys = n0.s, G.ys.bd = bd;
-    float* y = G.y;
-    for (int m : batch) {
-      Node& n = nodes_[size_t(m)];
-      n.v = y, y += n.s.total();
+    for (int k = 0; k < G.nm; ++k) {
+      int m = batch[size_t(k)];
+      nodes_[size_t(m)].v = G.y + goff_[size_t(G.o0 + k)];
       done_[size_t(m - range_a_)] = 1;
+      gof_[size_t(m)] = int(grecs_.size()), gat_[size_t(m)] = k;
     }
     join_attrs(G);
     grecs_.push_back(G);
@@ -987,9 +1052,7 @@ class Executor {
     const OpInfo& oi = *nodes_[size_t(c.G ? members(*c.G)[0] : c.j)].info;
     if (std::find(oi.nograd.begin(), oi.nograd.end(), q) != oi.nograd.end()) return false;
     if (!joined(c, q)) return full || single_operand(c, q).ng;
-    for (int k = 0; k < c.G->nm; ++k)
-      if (full || operand(*c.G, k, q).ng) return true;
-    return false;
+    return full || gopnd_[size_t(c.G->x0 + q)].ng;
   }
 
   // Runs run(dx, set) for operand q's gradient: with set, dx is written whole (nothing has written
@@ -1002,7 +1065,7 @@ class Executor {
       Node& m = single_operand(c, q);
       if (settable && grad_unwritten(m)) {
         run(View{m.g, m.s}, true);
-        m.fresh = false;
+        fresh(m) = 0;
       } else {
         run(View{grad_of(m), m.s}, false);
       }
@@ -1010,35 +1073,70 @@ class Executor {
     }
     const GroupRec& G = *c.G;
     const Shape& xs = gxs_[size_t(G.x0 + q)].s;
-    bool adjacent = true, fresh = true;
+    const Operand& r = gopnd_[size_t(G.x0 + q)];
+    const int* ids = gops_.data() + r.ids;
+    if (r.src >= 0) {  // a slice of an earlier group's block, whose gradients reach these members
+      const GroupRec& S = grecs_[size_t(r.src)];
+      if (S.g && members(S)[r.k0 + G.nm - 1] <= bwd_top_) {
+        const int64_t* off = goff_.data() + S.o0 + r.k0;
+        bool all = true;
+        for (int k = 0; k < G.nm; ++k) all &= fresh_[size_t(ids[k])] != 0;
+        if (!(all && settable))
+          for (int k = 0; k < G.nm; ++k)
+            if (fresh_[size_t(ids[k])]) std::fill_n(S.g + off[k], off[k + 1] - off[k], 0.0f);
+        run(View{S.g + off[0], xs}, all && settable);
+        for (int k = 0; k < G.nm; ++k) fresh_[size_t(ids[k])] = 0;
+        return;
+      }
+    }
+    bool adjacent = true, all = true;
     const float* next = nullptr;
     for (int k = 0; k < G.nm && adjacent; ++k) {
-      const Node& x = operand(G, k, q);
+      const Node& x = nodes_[size_t(ids[k])];
       adjacent = x.g && !x.alias && (k == 0 || x.g == next);
-      fresh &= x.fresh;
+      all &= fresh_[size_t(ids[k])] != 0;
       next = x.g + x.s.total();
     }
     if (adjacent) {
-      float* p = operand(G, 0, q).g;
-      if (fresh && settable) {
-        run(View{p, xs}, true);
-      } else {
-        for (int k = 0; k < G.nm; ++k) defined_grad(operand(G, k, q));
-        run(View{p, xs}, false);
-      }
-      for (int k = 0; k < G.nm; ++k) operand(G, k, q).fresh = false;
+      float* p = nodes_[size_t(ids[0])].g;
+      if (!(all && settable))
+        for (int k = 0; k < G.nm; ++k) defined_grad(nodes_[size_t(ids[k])]);
+      run(View{p, xs}, all && settable);
+      for (int k = 0; k < G.nm; ++k) fresh_[size_t(ids[k])] = 0;
       return;
     }
     if (int64_t(dx_buf_.size()) < xs.total()) dx_buf_.resize(size_t(xs.total()));
     float* t = dx_buf_.data();
     if (!settable) std::fill_n(t, xs.total(), 0.0f);
     run(View{t, xs}, settable);
-    for (int k = 0; k < G.nm; ++k) {
-      Node& x = operand(G, k, q);
+    for (int k = 0; k < G.nm; ++k) {  // each member's part added in, or copied where nothing wrote it yet
+      int id = ids[k];
+      int gi = gof_[size_t(id)];
+      const GroupRec* S = gi >= 0 ? &grecs_[size_t(gi)] : nullptr;
+      if (S && S->g && S->all_ng && id <= bwd_top_) {  // a member of a group: its part of that block
+        const int64_t* off = goff_.data() + S->o0 + gat_[size_t(id)];
+        scatter_part(S->g + off[0], t, off[1] - off[0], fresh_[size_t(id)]);
+        t += off[1] - off[0];
+        continue;
+      }
+      Node& x = nodes_[size_t(id)];
       int64_t m = x.s.total();
-      if (full || x.ng) ku::Arr(grad_of(x), m) += ku::CArr(t, m);
+      if (full || x.ng) {
+        if (x.g && fresh(x))
+          scatter_part(x.g, t, m, fresh(x));
+        else
+          ku::Arr(grad_of(x), m) += ku::CArr(t, m);
+      }
       t += m;
     }
+  }
+
+  // dst (n floats) += src, or = src where dst is unwritten (fresh, then cleared).
+  static void scatter_part(float* dst, const float* src, int64_t n, char& fresh) {
+    if (fresh)
+      std::memcpy(dst, src, size_t(n) * sizeof(float)), fresh = 0;
+    else
+      ku::Arr(dst, n) += ku::CArr(src, n);
   }
 
   // Backward: postpone dW += dy x^T of a product whose weight is one unbatched matrix (a node's
@@ -1128,25 +1226,20 @@ class Executor {
     ab::weight_grad(W.g, W.s.d[0], W.s.d[1], items_);
   }
 
-  // Backward over the executed records in reverse: each live group's gradients get one block
-  // first (not zero-filled: each part is zeroed by its first adder or written whole by its first
-  // writer), so its dy is read in place.
-  void planned_backward(int i, bool full) {
+  // Backward under autobatching: each live group reaching down to i gets one gradient block
+  // (not zero-filled: each member's part is zeroed by its first adder or written whole by its
+  // first writer), so its dy is read in place; backward() points its members <= i into it.
+  void group_grad_blocks(int i) {
+    for (GroupRec& G : grecs_) G.g = nullptr;
     for (int e : plan_) {
       if (e >= 0) continue;
       GroupRec& G = grecs_[size_t(-1 - e)];
-      G.g = nullptr;
-      if (members(G)[0] > i) continue;
-      int64_t total = 0;
-      for (int k = 0; k < G.nm; ++k) total += nodes_[size_t(members(G)[k])].s.total();
-      G.g = grads_.alloc(size_t(total));
-      float* p = G.g;
-      for (int k = 0; k < G.nm; ++k) {
-        Node& m = nodes_[size_t(members(G)[k])];
-        if (members(G)[k] <= i) m.g = p, m.fresh = true;
-        p += m.s.total();
-      }
+      if (members(G)[0] <= i) G.g = grads_.alloc(size_t(goff_[size_t(G.o0 + G.nm)]));
     }
+  }
+
+  // Backward over the executed records in reverse.
+  void planned_backward(int i, bool full) {
     Node& top = nodes_[size_t(i)];
     std::fill_n(grad_of(top), top.s.total(), 1.0f);
     for (auto it = plan_.rbegin(); it != plan_.rend(); ++it) {
@@ -1162,9 +1255,13 @@ class Executor {
     if (!G.g) return;
     const int* mem = members(G);
     bool any = false;
-    for (int k = 0; k < G.nm; ++k) {
-      const Node& m = nodes_[size_t(mem[k])];
-      any |= mem[k] <= i && (m.pending || !m.fresh);
+    if (G.info->leaf == 3) {
+      for (int k = 0; k < G.nm; ++k) {
+        const Node& m = nodes_[size_t(mem[k])];
+        any |= mem[k] <= i && (m.pending || !fresh(m));
+      }
+    } else {  // (only leaves wait for deferred products: pending)
+      for (int k = 0; k < G.nm && !any; ++k) any = mem[k] <= i && !fresh_[size_t(mem[k])];
     }
     if (!any) return;  // no gradient reached the group
     if (G.info->leaf == 3) {  // lookups: one scatter-add into the table (one storage: the signature's)
@@ -1173,7 +1270,7 @@ class Executor {
       rows_.clear();
       for (int k = 0; k < G.nm; ++k) {
         Node& m = nodes_[size_t(mem[k])];
-        if (mem[k] > i || (m.fresh && !m.pending)) continue;
+        if (mem[k] > i || (fresh(m) && !m.pending)) continue;
         if (m.pending) {
           pending_leaves_.push_back(mem[k]);
           continue;
@@ -1186,14 +1283,10 @@ class Executor {
       if (!rows_.empty()) contract::storage::touch(st, rows_.data(), int64_t(rows_.size()));
       return;
     }
-    float* p = G.g;
-    for (int k = 0; k < G.nm; ++k) {
-      Node& m = nodes_[size_t(mem[k])];
-      if (mem[k] <= i)
-        defined_grad(m);
-      else
-        std::fill_n(p, m.s.total(), 0.0f);
-      p += m.s.total();
+    const int64_t* off = goff_.data() + G.o0;
+    for (int k = 0; k < G.nm; ++k) {  // the parts nothing wrote: zero (members past i have no gradient)
+      if (mem[k] > i || fresh_[size_t(mem[k])]) std::fill_n(G.g + off[k], off[k + 1] - off[k], 0.0f);
+      if (mem[k] <= i) fresh_[size_t(mem[k])] = 0;
     }
     Call c{G.op, G.na, -1, &G, gxs_.data() + G.x0, {G.y, G.ys}, {G.g, G.ys}, group_attrs(G)};
     call_backward(c, full, true);
