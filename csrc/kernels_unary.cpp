@@ -67,7 +67,12 @@ void b_tanh(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
   int64_t n = dx.s.total();
   Arr(dx.p, n) += CArr(dy.p, n) * (1.0f - CArr(y.p, n).square());
 }
-DY_REGISTER(tanh, f_tanh, b_tanh);
+// (the _set variants write dx whole: the executor's call for a gradient nothing wrote yet)
+void b_tanh_set(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
+  int64_t n = dx.s.total();
+  Arr(dx.p, n) = CArr(dy.p, n) * (1.0f - CArr(y.p, n).square());
+}
+DY_REGISTER(tanh, f_tanh, b_tanh, b_tanh_set);
 void f_exp(const CView* x, int, View y, const Attrs&) { Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).exp(); }
 void b_exp(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
   int64_t n = dx.s.total();
@@ -84,7 +89,11 @@ void b_logistic(const CView*, int, CView y, CView dy, int, View dx, const Attrs&
   int64_t n = dx.s.total();
   Arr(dx.p, n) += CArr(dy.p, n) * CArr(y.p, n) * (1.0f - CArr(y.p, n));
 }
-DY_REGISTER(logistic, f_logistic, b_logistic);
+void b_logistic_set(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
+  int64_t n = dx.s.total();
+  Arr(dx.p, n) = CArr(dy.p, n) * CArr(y.p, n) * (1.0f - CArr(y.p, n));
+}
+DY_REGISTER(logistic, f_logistic, b_logistic, b_logistic_set);
 float sig(float v) { return 0.5f + 0.5f * std::tanh(0.5f * v); }
 float round_away(float v) { return v > 0 ? std::floor(v + 0.5f) : (v < 0 ? -std::floor(-v + 0.5f) : v); }
 UNARY(log_b, v, g / v)
