@@ -263,11 +263,53 @@ class Executor {
     int w;
     std::vector<int> ready;
   };
-  struct KeyHash {
-    size_t operator()(const std::vector<int64_t>& v) const {
+  // The forward range's signatures: each distinct key (signature()) once, numbered in order of
+  // first sight, found by open addressing on its hash (a power-of-two table of ids, -1 empty).
+  struct SigTable {
+    std::vector<int64_t> pool;   // the keys back to back
+    std::vector<size_t> off{0};  // key s is pool[off[s] .. off[s + 1])
+    std::vector<uint64_t> hash;  // per key
+    std::vector<int> slot;
+    void clear() {
+      pool.clear(), off.assign(1, 0), hash.clear();
+      slot.assign(64, -1);
+    }
+    static uint64_t hash_of(const std::vector<int64_t>& v) {
       uint64_t h = 1469598103934665603ull;
       for (int64_t x : v) h = (h ^ uint64_t(x)) * 1099511628211ull;
-      return size_t(h ^ (h >> 29));
+      return h ^ (h >> 29);
+    }
+    bool equal(int s, const std::vector<int64_t>& k) const {
+      return off[size_t(s) + 1] - off[size_t(s)] == k.size() &&
+             std::equal(k.begin(), k.end(), pool.begin() + long(off[size_t(s)]));
+    }
+    // The key's number; fresh set when it is new (numbered hash.size() before the call).
+    int find_or_add(const std::vector<int64_t>& k, bool& fresh) {
+      uint64_t h = hash_of(k);
+      size_t mask = slot.size() - 1;
+      for (size_t i = size_t(h) & mask;; i = (i + 1) & mask) {
+        int s = slot[i];
+        if (s < 0) break;
+        if (hash[size_t(s)] == h && equal(s, k)) return fresh = false, s;
+      }
+      int s = int(hash.size());
+      hash.push_back(h);
+      pool.insert(pool.end(), k.begin(), k.end());
+      off.push_back(pool.size());
+      if (2 * hash.size() > slot.size()) {  // keep the table at most half full
+        slot.assign(2 * slot.size(), -1);
+        mask = slot.size() - 1;
+        for (int t = 0; t < int(hash.size()); ++t) place(t, mask);
+      } else {
+        place(s, mask);
+      }
+      fresh = true;
+      return s;
+    }
+    void place(int s, size_t mask) {
+      size_t i = size_t(hash[size_t(s)]) & mask;
+      while (slot[i] >= 0) i = (i + 1) & mask;
+      slot[i] = s;
     }
   };
 
@@ -354,7 +396,7 @@ class Executor {
   std::vector<ptrdiff_t> in_off_, in_ids_, sid_, order_, starts_, plan_work_;
   std::vector<int> sig_mm_;
   std::vector<int64_t> key_;
-  std::unordered_map<std::vector<int64_t>, int, KeyHash> sigs_;
+  SigTable sigs_;
   std::vector<char> done_, pre_due_;
   int range_a_ = 0;
   std::vector<float> dx_buf_;  // backward: a joined operand's gradient, when not in place
@@ -796,12 +838,10 @@ class Executor {
       }
       in_off_[size_t(j - a + 1)] = ptrdiff_t(in_ids_.size());
       if (!signature(j, key_)) continue;
-      auto it = sigs_.find(key_);  // (emplace would copy the key into a new node every time)
-      if (it == sigs_.end()) {
-        it = sigs_.emplace(key_, int(sig_mm_.size())).first;
-        sig_mm_.push_back(n.op == matmul_ || n.op == affine_);
-      }
-      sid_[size_t(j - a)] = it->second;
+      bool fresh = false;
+      int sid = sigs_.find_or_add(key_, fresh);
+      if (fresh) sig_mm_.push_back(n.op == matmul_ || n.op == affine_);
+      sid_[size_t(j - a)] = sid;
     }
     order_.resize(nn + 1), starts_.resize(nn + 2);
     ab_range rg{ptrdiff_t(nn), in_off_.data(), in_ids_.data(), sid_.data(), ptrdiff_t(sig_mm_.size()), sig_mm_.data(),
