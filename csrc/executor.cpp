@@ -184,7 +184,7 @@ class Executor {
   void reset() {
     nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), refs_.clear(), held_.clear(), scaled_.clear();
     plan_.clear(), grecs_.clear(), gmem_.clear(), gxs_.clear(), gjoin_.clear();
-    goff_.clear(), gops_.clear(), gopnd_.clear(), gof_.clear(), gat_.clear();
+    goff_.clear(), gops_.clear(), gopnd_.clear(), gof_.clear(), gat_.clear(), param_ids_.clear();
     gints_.clear(), gflts_.clear(), gslots_.clear();
     planned_ = false;
     if (failed_) {
@@ -387,6 +387,7 @@ class Executor {
   std::vector<int> gof_, gat_;
   std::vector<char> fresh_;
   int bwd_top_ = -1;  // backward: the node the sweep started from
+  std::vector<int> param_ids_;  // the parameter nodes, ascending (listed by planned_forward)
   std::vector<CView> gxs_;     // the groups' (joined or shared) operands
   std::vector<char> gjoin_;    // per operand in gxs_: joined
   std::vector<int64_t> gints_;  // the groups' own attributes (per-element ones joined)
@@ -614,7 +615,11 @@ class Executor {
   // The node's gradient() then reads the storage, the same values until the next update.
   void alias_param_grads(int i) {
     aliased_.clear();
-    for (int j = 0; j <= i; ++j) {
+    // (under autobatching the forward pass listed the parameter nodes: no pass over every node)
+    size_t np = planned_ ? param_ids_.size() : size_t(i + 1);
+    for (size_t e = 0; e < np; ++e) {
+      int j = planned_ ? param_ids_[e] : int(e);
+      if (j > i) break;
       Node& n = nodes_[size_t(j)];
       n.alias = nullptr;
       if (n.info->leaf != 2 || !attrs_of(n).flag(attr::parameter::update)) continue;
@@ -805,6 +810,7 @@ class Executor {
   // alone (their values are valid slices of its block; their backward runs node by node).
   void trim_plan(int n) {
     if (gof_.size() > size_t(n)) gof_.resize(size_t(n)), gat_.resize(size_t(n));
+    while (!param_ids_.empty() && param_ids_.back() >= n) param_ids_.pop_back();
     size_t keep = 0;
     while (keep < plan_.size() && (plan_[keep] >= 0 ? plan_[keep] < n : members(grecs_[size_t(-1 - plan_[keep])])[grecs_[size_t(-1 - plan_[keep])].nm - 1] < n))
       ++keep;
@@ -826,6 +832,11 @@ class Executor {
   // Forward over [a, b) with autobatching (strategy 1: DyNet's agenda, 2: level by level).
   void planned_forward(int a, int b, int strategy, bool check) {
     trim_plan(a);
+    if (!planned_) {  // nodes run before without the plan: their parameters too
+      param_ids_.clear();
+      for (int j = 0; j < a; ++j)
+        if (nodes_[size_t(j)].info->leaf == 2) param_ids_.push_back(j);
+    }
     planned_ = true, range_a_ = a;
     gof_.resize(size_t(b), -1), gat_.resize(size_t(b), -1);
     size_t nn = size_t(b - a);
@@ -837,6 +848,7 @@ class Executor {
         if (s >= a) in_ids_.push_back(s - a);
       }
       in_off_[size_t(j - a + 1)] = ptrdiff_t(in_ids_.size());
+      if (n.info->leaf == 2) param_ids_.push_back(j);
       if (!signature(j, key_)) continue;
       bool fresh = false;
       int sid = sigs_.find_or_add(key_, fresh);
