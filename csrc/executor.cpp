@@ -310,6 +310,7 @@ class Executor {
   std::unordered_map<PyObject*, OpInfo> ops_;
   std::vector<py::object> op_refs_;
   int matmul_ = -1, affine_ = -1, lstm_gates_ = -1, lstm_gates_drop_ = -1;
+  const KernelDef* kernels_ = kernel_table().data();  // by op code (the table is fixed once the module loaded)
   std::vector<DeferredGrad> dw_;
   std::vector<PyObject*> aliased_;  // backward: storages whose first node's gradient is aliased
   // autobatching: the executed records in order (a node id run alone, or -1 - g for group g)
@@ -327,6 +328,13 @@ class Executor {
   std::vector<int> sig_mm_;
   std::vector<int64_t> key_;
   std::unordered_map<std::vector<int64_t>, int, KeyHash> sigs_;
+  struct LastSig {  // per op code: the last signature key met in this range, and its id
+    uint64_t gen = 0;
+    std::vector<int64_t> key;
+    int sid = -1;
+  };
+  std::vector<LastSig> last_sig_ = std::vector<LastSig>(kernel_table().size());
+  uint64_t sig_gen_ = 0;
   std::vector<char> done_, pre_due_;
   int range_a_ = 0;
   std::vector<float> dx_buf_;  // backward: a joined operand's gradient, when not in place
@@ -431,7 +439,7 @@ class Executor {
       default:
         break;
     }
-    const KernelDef& k = kernel_table()[size_t(n.op)];
+    const KernelDef& k = kernels_[size_t(n.op)];
     CView* xp = gather_inputs(n);
     if (n.op == lstm_gates_ && size_t(j - pre_a_) < pre_.size() && pre_[size_t(j - pre_a_)]) {
       ku::lstm_gates_pre(xp, n.na, {n.v, n.s}, pre_[size_t(j - pre_a_)]);
@@ -661,7 +669,7 @@ class Executor {
     }
     auto dims = [&](const Shape& s) {
       key.push_back(s.nd);
-      key.insert(key.end(), s.d, s.d + s.nd);
+      for (int k = 0; k < s.nd; ++k) key.push_back(s.d[k]);  // (a range insert cost twice as much here)
     };
     if (oi.leaf) {  // a lookup: its table (the storage), then its data dims
       key.push_back(int64_t(reinterpret_cast<uintptr_t>(refs_[size_t(j)].ptr())));
@@ -754,6 +762,7 @@ class Executor {
     planned_ = true, range_a_ = a;
     size_t nn = size_t(b - a);
     in_off_.assign(nn + 1, 0), in_ids_.clear(), sid_.assign(nn, -1), sig_mm_.clear(), sigs_.clear();
+    ++sig_gen_;  // every op's last signature (last_sig_) is stale
     for (int j = a; j < b; ++j) {
       const Node& n = nodes_[size_t(j)];
       for (int q = 0; q < n.na; ++q) {
@@ -762,12 +771,20 @@ class Executor {
       }
       in_off_[size_t(j - a + 1)] = ptrdiff_t(in_ids_.size());
       if (!signature(j, key_)) continue;
+      // the op's last signature first: a graph repeats a few shapes per op (a chain, a sequence),
+      // and comparing a key costs a fraction of hashing it and probing the table
+      LastSig& last = last_sig_[size_t(n.op)];
+      if (last.gen == sig_gen_ && last.key == key_) {
+        sid_[size_t(j - a)] = last.sid;
+        continue;
+      }
       auto it = sigs_.find(key_);  // (emplace would copy the key into a new node every time)
       if (it == sigs_.end()) {
         it = sigs_.emplace(key_, int(sig_mm_.size())).first;
         sig_mm_.push_back(n.op == matmul_ || n.op == affine_);
       }
       sid_[size_t(j - a)] = it->second;
+      last.gen = sig_gen_, last.key = key_, last.sid = it->second;
     }
     order_.resize(nn + 1), starts_.resize(nn + 2);
     ab_range rg{ptrdiff_t(nn), in_off_.data(), in_ids_.data(), sid_.data(), ptrdiff_t(sig_mm_.size()), sig_mm_.data(),
@@ -859,7 +876,7 @@ class Executor {
     if (G.info->leaf == 3) {  // lookups: each member gathers its rows into its slice
       lookup_rows(batch.data(), int(batch.size()));
     } else if (!shared_product(G)) {
-      kernel_table()[size_t(G.op)].fwd(gxs_.data() + G.x0, G.na, {G.y, G.ys}, group_attrs(G));
+      kernels_[size_t(G.op)].fwd(gxs_.data() + G.x0, G.na, {G.y, G.ys}, group_attrs(G));
     }
     if (check)
       for (int m : batch) check_finite(m);
@@ -1097,7 +1114,7 @@ class Executor {
       lstm_gates_backward(c, full, defer);
       return;
     }
-    const KernelDef& k = kernel_table()[size_t(c.op)];
+    const KernelDef& k = kernels_[size_t(c.op)];
     for (int q = 0; q < c.na; ++q) {
       if (!call_wants(c, q, full)) continue;
       if (defer && defer_weight_grad(c, q)) continue;
