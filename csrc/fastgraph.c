@@ -71,6 +71,13 @@ static PyObject *s_node, *s_shape, *s_forward_to, *s_nograd, *s_name, *s_d, *one
 
 /* ------------------------------------------------------------------ helpers */
 
+/* x is an ExpressionBase: the exact classes the hot path meets (Expression, Parameters) first, as
+ * PyObject_TypeCheck walks a Python subclass's MRO (a tenth of a chain step's construction). */
+static inline int is_expr(PyObject *x) {
+    PyTypeObject *t = Py_TYPE(x);
+    return (expr_cls != NULL && t == expr_cls) || (param_cls != NULL && t == param_cls) || PyObject_TypeCheck(x, &ExprType);
+}
+
 static PyObject *type_error(PyObject *op, PyObject *x) {
     PyObject *name = PyObject_GetAttr(op, s_name);
     if (name == NULL) return NULL;
@@ -85,7 +92,7 @@ static int param_leaf(GraphObject *g, PyObject *x, PyObject **out);
  * an AttributeError there is a TypeError naming the op). */
 static PyObject *resolve(GraphObject *g, PyObject *x, PyObject *op) {
     PyObject *r;
-    if (PyObject_TypeCheck(x, &ExprType)) {
+    if (is_expr(x)) {
         ExprObject *e = (ExprObject *)x;
         if (e->v == g->ver && e->i != NULL) {
             Py_INCREF(e->i);
@@ -896,7 +903,7 @@ static PyObject *add1_const(PyObject *op, PyObject *e, PyObject *num, int negate
 
 static PyObject *expr_add(PyObject *a, PyObject *b) {
     GraphObject *g = the_graph;
-    int ea = PyObject_TypeCheck(a, &ExprType), eb = PyObject_TypeCheck(b, &ExprType);
+    int ea = is_expr(a), eb = is_expr(b);
     if (g != NULL && ea && eb) {
         Py_ssize_t ver = g->ver;
         PyObject *j = resolve(g, b, op_add);
@@ -918,7 +925,7 @@ static PyObject *expr_add(PyObject *a, PyObject *b) {
 
 static PyObject *expr_sub(PyObject *a, PyObject *b) {
     GraphObject *g = the_graph;
-    int ea = PyObject_TypeCheck(a, &ExprType), eb = PyObject_TypeCheck(b, &ExprType);
+    int ea = is_expr(a), eb = is_expr(b);
     if (g != NULL && ea && eb) {
         /* a - b = a + (-b); the sum's shape is checked before -b is added. */
         Py_ssize_t ver = g->ver;
@@ -952,7 +959,7 @@ static PyObject *expr_sub(PyObject *a, PyObject *b) {
 }
 
 /* DyNet: a 1x1 (or length-1) operand scales the other, else a matrix product. */
-static int is_scalar_dim(PyObject *dim) {
+static int is_scalar_dim_read(PyObject *dim) {
     PyObject *d = PyObject_GetAttr(dim, s_d);
     if (d == NULL) return -1;
     int r = 0;
@@ -975,9 +982,26 @@ static int is_scalar_dim(PyObject *dim) {
     return r;
 }
 
+/* is_scalar_dim_read remembered for the last few Dims (held, so an address is not reused while
+ * remembered; Dims are interned and immutable): every W * h of a model asks about the same two. */
+#define SD_SIZE 16
+static PyObject *sd_dim[SD_SIZE];
+static int sd_val[SD_SIZE];
+
+static int is_scalar_dim(PyObject *dim) {
+    size_t k = ((uintptr_t)dim >> 4) % SD_SIZE;
+    if (sd_dim[k] == dim) return sd_val[k];
+    int r = is_scalar_dim_read(dim);
+    if (r < 0) return r;
+    Py_INCREF(dim);
+    Py_XSETREF(sd_dim[k], dim);
+    sd_val[k] = r;
+    return r;
+}
+
 static PyObject *expr_mul(PyObject *a, PyObject *b) {
     GraphObject *g = the_graph;
-    int ea = PyObject_TypeCheck(a, &ExprType), eb = PyObject_TypeCheck(b, &ExprType);
+    int ea = is_expr(a), eb = is_expr(b);
     if (g != NULL && ea && eb) {
         Py_ssize_t ver = g->ver;
         PyObject *r = NULL;
