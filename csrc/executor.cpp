@@ -325,6 +325,12 @@ class Executor {
   std::vector<AttrSlot> gslots_;
   // a forward range's plan: its in-range operands, signatures, order (autobatch_core.h)
   std::vector<ptrdiff_t> in_off_, in_ids_, sid_, order_, starts_, plan_work_;
+  struct LastPlan {  // the inputs of the last ab_plan call whose order_ and starts_ stand (ng > 0)
+    std::vector<ptrdiff_t> in_off, in_ids, sid;
+    std::vector<int> sig_mm;
+    int strategy = 0;
+    ptrdiff_t ng = 0;
+  } last_plan_;
   std::vector<int> sig_mm_;
   std::vector<int64_t> key_;
   std::unordered_map<std::vector<int64_t>, int, KeyHash> sigs_;
@@ -786,13 +792,7 @@ class Executor {
       sid_[size_t(j - a)] = it->second;
       last.gen = sig_gen_, last.key = key_, last.sid = it->second;
     }
-    order_.resize(nn + 1), starts_.resize(nn + 2);
-    ab_range rg{ptrdiff_t(nn), in_off_.data(), in_ids_.data(), sid_.data(), ptrdiff_t(sig_mm_.size()), sig_mm_.data(),
-                strategy};
-    plan_work_.resize(ab_plan_work_bytes(&rg) / sizeof(ptrdiff_t) + 1);
-    ptrdiff_t ng = ab_plan(&rg, order_.data(), starts_.data(), plan_work_.data());
-    if (ng == AB_NOMEM) throw std::bad_alloc();
-    if (ng == AB_CYCLE) throw std::runtime_error("cpu_eigen: autobatching left nodes unevaluated (a cycle?)");
+    ptrdiff_t ng = plan_range(nn, strategy);
     done_.assign(nn, 0);
     ClearOnExit clear_pre{pre_};
     bool pending = plan_lstm_inputs(a, b, ng);
@@ -813,6 +813,27 @@ class Executor {
         run_single(j, check);
       }
     }
+  }
+
+  // ab_plan over the range's operands and signatures (in_off_, in_ids_, sid_, sig_mm_) into order_
+  // and starts_; its number of groups.  A training loop plans the same range again and again (the
+  // same graph rebuilt): when every input equals the last planned range's, the last order stands
+  // (ab_plan is a function of them), which saves a third of the planning.
+  ptrdiff_t plan_range(size_t nn, int strategy) {
+    if (last_plan_.ng > 0 && last_plan_.strategy == strategy && last_plan_.in_off == in_off_ &&
+        last_plan_.in_ids == in_ids_ && last_plan_.sid == sid_ && last_plan_.sig_mm == sig_mm_)
+      return last_plan_.ng;
+    order_.resize(nn + 1), starts_.resize(nn + 2);
+    ab_range rg{ptrdiff_t(nn), in_off_.data(), in_ids_.data(), sid_.data(), ptrdiff_t(sig_mm_.size()), sig_mm_.data(),
+                strategy};
+    plan_work_.resize(ab_plan_work_bytes(&rg) / sizeof(ptrdiff_t) + 1);
+    last_plan_.ng = 0;
+    ptrdiff_t ng = ab_plan(&rg, order_.data(), starts_.data(), plan_work_.data());
+    if (ng == AB_NOMEM) throw std::bad_alloc();
+    if (ng == AB_CYCLE) throw std::runtime_error("cpu_eigen: autobatching left nodes unevaluated (a cycle?)");
+    last_plan_.in_off = in_off_, last_plan_.in_ids = in_ids_, last_plan_.sid = sid_, last_plan_.sig_mm = sig_mm_;
+    last_plan_.strategy = strategy, last_plan_.ng = ng;
+    return ng;
   }
 
   void run_single(int j, bool check) {
