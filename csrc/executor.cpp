@@ -71,9 +71,12 @@ struct KernelCounts {
     nodes.assign(n, 0), calls.assign(n, 0), seconds.assign(n, 0.0);
   }
 };
-KernelCounts& counts() {
-  static KernelCounts* c = new KernelCounts();  // never destroyed (may outlive the interpreter's teardown)
-  return *c;
+KernelCounts* g_counts = nullptr;  // never destroyed (may outlive the interpreter's teardown)
+// Made on first use (the kernel table is complete only once every file's registrations ran); a
+// plain pointer test, inlined, where a function-local static cost a guarded call per kernel call.
+inline KernelCounts& counts() {
+  if (__builtin_expect(g_counts == nullptr, 0)) g_counts = new KernelCounts();
+  return *g_counts;
 }
 inline void count_call(int op, int64_t nodes = 0) {
   KernelCounts& c = counts();
