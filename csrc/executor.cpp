@@ -388,12 +388,15 @@ class Executor {
 
   // Read nodes [nodes_.size(), b) from the graph.
   void marshal(int b) {
+    bool open = false;  // nodes_.back() is the node being read
     try {
       graph_.read(int(nodes_.size()), b, [&](int j, const contract::NodeRecord& r) {
-        Node n;
-        n.info = &op_info(r.op);
-        n.op = n.info->code;
-        if (n.op < 0) throw std::runtime_error("cpu_eigen: op " + n.info->name + " is not supported by this backend");
+        const OpInfo* info = &op_info(r.op);
+        if (info->code < 0) throw std::runtime_error("cpu_eigen: op " + info->name + " is not supported by this backend");
+        Node& n = nodes_.emplace_back();  // filled in place (a Node is ~160 bytes); popped if this node fails
+        open = true;
+        n.info = info;
+        n.op = info->code;
         n.a0 = int(args_.size());
         n.na = r.n_inputs();
         for (int q = 0; q < n.na; ++q) args_.push_back(r.input(q));
@@ -406,9 +409,10 @@ class Executor {
         read_attrs(n, j, r.attrs);
         // under autobatching a value is placed when its node runs (a group's members in one block)
         if (n.info->leaf != 2 && ab::strategy() == 0) n.v = vals_.alloc(size_t(n.s.total()));
-        nodes_.push_back(n);
+        open = false;
       });
     } catch (...) {
+      if (open) nodes_.pop_back();  // the node that failed
       refs_.resize(nodes_.size());
       held_.resize(nodes_.size());
       scaled_.resize(nodes_.size());
