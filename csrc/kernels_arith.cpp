@@ -65,8 +65,17 @@ void f_add(const CView* x, int, View y, const Attrs&) {
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p + q; });
 }
 void b_add(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) { acc_unbroadcast(dx, y.s, dy.p); }
-DY_REGISTER(add, f_add, b_add);
-DY_REGISTER(colwise_add, f_add, b_add);
+// dx = dy (summed where x broadcasts), for a gradient nothing has written yet: no zero-fill first.
+void b_add_set(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
+  if (same(dx.s, y.s)) {
+    std::memcpy(dx.p, dy.p, size_t(y.s.total()) * sizeof(float));
+    return;
+  }
+  std::fill_n(dx.p, dx.s.total(), 0.0f);
+  acc_unbroadcast(dx, y.s, dy.p);
+}
+DY_REGISTER(add, f_add, b_add, b_add_set);
+DY_REGISTER(colwise_add, f_add, b_add, b_add_set);
 
 void f_cmult(const CView* x, int, View y, const Attrs&) {
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p * q; });

@@ -67,7 +67,11 @@ void b_tanh(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
   int64_t n = dx.s.total();
   Arr(dx.p, n) += CArr(dy.p, n) * (1.0f - CArr(y.p, n).square());
 }
-DY_REGISTER(tanh, f_tanh, b_tanh);
+void b_tanh_set(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {  // dx = dy (1 - y^2)
+  int64_t n = dx.s.total();
+  Arr(dx.p, n) = CArr(dy.p, n) * (1.0f - CArr(y.p, n).square());
+}
+DY_REGISTER(tanh, f_tanh, b_tanh, b_tanh_set);
 void f_exp(const CView* x, int, View y, const Attrs&) { Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).exp(); }
 void b_exp(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
   int64_t n = dx.s.total();
