@@ -71,9 +71,12 @@ struct KernelCounts {
     nodes.assign(n, 0), calls.assign(n, 0), seconds.assign(n, 0.0);
   }
 };
-KernelCounts& counts() {
-  static KernelCounts* c = new KernelCounts();  // never destroyed (may outlive the interpreter's teardown)
-  return *c;
+KernelCounts* g_counts = nullptr;  // never destroyed (may outlive the interpreter's teardown)
+// Made on first use (the kernel table is complete only once every file's registrations ran); a
+// plain pointer test, inlined, where a function-local static cost a guarded call per kernel call.
+inline KernelCounts& counts() {
+  if (__builtin_expect(g_counts == nullptr, 0)) g_counts = new KernelCounts();
+  return *g_counts;
 }
 inline void count_call(int op, int64_t nodes = 0) {
   KernelCounts& c = counts();
@@ -371,6 +374,7 @@ class Executor {
   std::unordered_map<PyObject*, OpInfo> ops_;
   std::vector<py::object> op_refs_;
   int matmul_ = -1, affine_ = -1, lstm_gates_ = -1, lstm_gates_drop_ = -1;
+  const KernelDef* kernels_ = kernel_table().data();  // by op code (the table is fixed once the module loaded)
   std::vector<DeferredGrad> dw_;
   std::vector<PyObject*> aliased_;  // backward: storages whose first node's gradient is aliased
   // autobatching: the executed records in order (a node id run alone, or -1 - g for group g)
@@ -395,9 +399,22 @@ class Executor {
   std::vector<AttrSlot> gslots_;
   // a forward range's plan: its in-range operands, signatures, order (autobatch_core.h)
   std::vector<ptrdiff_t> in_off_, in_ids_, sid_, order_, starts_, plan_work_;
+  struct LastPlan {  // the inputs of the last ab_plan call whose order_ and starts_ stand (ng > 0)
+    std::vector<ptrdiff_t> in_off, in_ids, sid;
+    std::vector<int> sig_mm;
+    int strategy = 0;
+    ptrdiff_t ng = 0;
+  } last_plan_;
   std::vector<int> sig_mm_;
   std::vector<int64_t> key_;
   SigTable sigs_;
+  struct LastSig {  // per op code: the last signature key met in this range, and its id
+    uint64_t gen = 0;
+    std::vector<int64_t> key;
+    int sid = -1;
+  };
+  std::vector<LastSig> last_sig_ = std::vector<LastSig>(kernel_table().size());
+  uint64_t sig_gen_ = 0;
   std::vector<char> done_, pre_due_;
   int range_a_ = 0;
   std::vector<float> dx_buf_;  // backward: a joined operand's gradient, when not in place
@@ -442,12 +459,15 @@ class Executor {
 
   // Read nodes [nodes_.size(), b) from the graph.
   void marshal(int b) {
+    bool open = false;  // nodes_.back() is the node being read
     try {
       graph_.read(int(nodes_.size()), b, [&](int j, const contract::NodeRecord& r) {
-        Node n;
-        n.info = &op_info(r.op);
-        n.op = n.info->code;
-        if (n.op < 0) throw std::runtime_error("cpu_eigen: op " + n.info->name + " is not supported by this backend");
+        const OpInfo* info = &op_info(r.op);
+        if (info->code < 0) throw std::runtime_error("cpu_eigen: op " + info->name + " is not supported by this backend");
+        Node& n = nodes_.emplace_back();  // filled in place (a Node is ~160 bytes); popped if this node fails
+        open = true;
+        n.info = info;
+        n.op = info->code;
         n.a0 = int(args_.size());
         n.na = r.n_inputs();
         for (int q = 0; q < n.na; ++q) args_.push_back(r.input(q));
@@ -460,9 +480,10 @@ class Executor {
         read_attrs(n, j, r.attrs);
         // under autobatching a value is placed when its node runs (a group's members in one block)
         if (n.info->leaf != 2 && ab::strategy() == 0) n.v = vals_.alloc(size_t(n.s.total()));
-        nodes_.push_back(n);
+        open = false;
       });
     } catch (...) {
+      if (open) nodes_.pop_back();  // the node that failed
       refs_.resize(nodes_.size());
       held_.resize(nodes_.size());
       scaled_.resize(nodes_.size());
@@ -502,7 +523,7 @@ class Executor {
       default:
         break;
     }
-    const KernelDef& k = kernel_table()[size_t(n.op)];
+    const KernelDef& k = kernels_[size_t(n.op)];
     CView* xp = gather_inputs(n);
     if (n.op == lstm_gates_ && size_t(j - pre_a_) < pre_.size() && pre_[size_t(j - pre_a_)]) {
       ku::lstm_gates_pre(xp, n.na, {n.v, n.s}, pre_[size_t(j - pre_a_)]);
@@ -739,7 +760,7 @@ class Executor {
     }
     auto dims = [&](const Shape& s) {
       key.push_back(s.nd);
-      key.insert(key.end(), s.d, s.d + s.nd);
+      for (int k = 0; k < s.nd; ++k) key.push_back(s.d[k]);  // (a range insert cost twice as much here)
     };
     if (oi.leaf) {  // a lookup: its table (the storage), then its data dims
       key.push_back(int64_t(reinterpret_cast<uintptr_t>(refs_[size_t(j)].ptr())));
@@ -841,6 +862,7 @@ class Executor {
     gof_.resize(size_t(b), -1), gat_.resize(size_t(b), -1);
     size_t nn = size_t(b - a);
     in_off_.assign(nn + 1, 0), in_ids_.clear(), sid_.assign(nn, -1), sig_mm_.clear(), sigs_.clear();
+    ++sig_gen_;  // every op's last signature (last_sig_) is stale
     for (int j = a; j < b; ++j) {
       const Node& n = nodes_[size_t(j)];
       for (int q = 0; q < n.na; ++q) {
@@ -850,18 +872,20 @@ class Executor {
       in_off_[size_t(j - a + 1)] = ptrdiff_t(in_ids_.size());
       if (n.info->leaf == 2) param_ids_.push_back(j);
       if (!signature(j, key_)) continue;
+      // the op's last signature first: a graph repeats a few shapes per op (a chain, a sequence),
+      // and comparing a key costs a fraction of hashing it and probing the table
+      LastSig& last = last_sig_[size_t(n.op)];
+      if (last.gen == sig_gen_ && last.key == key_) {
+        sid_[size_t(j - a)] = last.sid;
+        continue;
+      }
       bool fresh = false;
       int sid = sigs_.find_or_add(key_, fresh);
       if (fresh) sig_mm_.push_back(n.op == matmul_ || n.op == affine_);
       sid_[size_t(j - a)] = sid;
+      last.gen = sig_gen_, last.key = key_, last.sid = sid;
     }
-    order_.resize(nn + 1), starts_.resize(nn + 2);
-    ab_range rg{ptrdiff_t(nn), in_off_.data(), in_ids_.data(), sid_.data(), ptrdiff_t(sig_mm_.size()), sig_mm_.data(),
-                strategy};
-    plan_work_.resize(ab_plan_work_bytes(&rg) / sizeof(ptrdiff_t) + 1);
-    ptrdiff_t ng = ab_plan(&rg, order_.data(), starts_.data(), plan_work_.data());
-    if (ng == AB_NOMEM) throw std::bad_alloc();
-    if (ng == AB_CYCLE) throw std::runtime_error("cpu_eigen: autobatching left nodes unevaluated (a cycle?)");
+    ptrdiff_t ng = plan_range(nn, strategy);
     done_.assign(nn, 0);
     ClearOnExit clear_pre{pre_};
     bool pending = plan_lstm_inputs(a, b, ng);
@@ -882,6 +906,27 @@ class Executor {
         run_single(j, check);
       }
     }
+  }
+
+  // ab_plan over the range's operands and signatures (in_off_, in_ids_, sid_, sig_mm_) into order_
+  // and starts_; its number of groups.  A training loop plans the same range again and again (the
+  // same graph rebuilt): when every input equals the last planned range's, the last order stands
+  // (ab_plan is a function of them), which saves a third of the planning.
+  ptrdiff_t plan_range(size_t nn, int strategy) {
+    if (last_plan_.ng > 0 && last_plan_.strategy == strategy && last_plan_.in_off == in_off_ &&
+        last_plan_.in_ids == in_ids_ && last_plan_.sid == sid_ && last_plan_.sig_mm == sig_mm_)
+      return last_plan_.ng;
+    order_.resize(nn + 1), starts_.resize(nn + 2);
+    ab_range rg{ptrdiff_t(nn), in_off_.data(), in_ids_.data(), sid_.data(), ptrdiff_t(sig_mm_.size()), sig_mm_.data(),
+                strategy};
+    plan_work_.resize(ab_plan_work_bytes(&rg) / sizeof(ptrdiff_t) + 1);
+    last_plan_.ng = 0;
+    ptrdiff_t ng = ab_plan(&rg, order_.data(), starts_.data(), plan_work_.data());
+    if (ng == AB_NOMEM) throw std::bad_alloc();
+    if (ng == AB_CYCLE) throw std::runtime_error("cpu_eigen: autobatching left nodes unevaluated (a cycle?)");
+    last_plan_.in_off = in_off_, last_plan_.in_ids = in_ids_, last_plan_.sid = sid_, last_plan_.sig_mm = sig_mm_;
+    last_plan_.strategy = strategy, last_plan_.ng = ng;
+    return ng;
   }
 
   void run_single(int j, bool check) {
@@ -995,7 +1040,7 @@ class Executor {
     if (G.info->leaf == 3) {  // lookups: each member gathers its rows into its slice
       lookup_rows(batch.data(), int(batch.size()));
     } else if (!shared_product(G)) {
-      kernel_table()[size_t(G.op)].fwd(gxs_.data() + G.x0, G.na, {G.y, G.ys}, group_attrs(G));
+      kernels_[size_t(G.op)].fwd(gxs_.data() + G.x0, G.na, {G.y, G.ys}, group_attrs(G));
     }
     if (check)
       for (int m : batch) check_finite(m);
@@ -1266,7 +1311,7 @@ class Executor {
       lstm_gates_backward(c, full, defer);
       return;
     }
-    const KernelDef& k = kernel_table()[size_t(c.op)];
+    const KernelDef& k = kernels_[size_t(c.op)];
     for (int q = 0; q < c.na; ++q) {
       if (!call_wants(c, q, full)) continue;
       if (defer && defer_weight_grad(c, q)) continue;

@@ -65,13 +65,13 @@ void f_add(const CView* x, int, View y, const Attrs&) {
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p + q; });
 }
 void b_add(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) { acc_unbroadcast(dx, y.s, dy.p); }
-// (the _set variants write dx whole: the executor's call for a gradient nothing wrote yet)
+// dx = dy (summed where x broadcasts), for a gradient nothing has written yet: no zero-fill first.
 void b_add_set(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
   if (same(dx.s, y.s)) {
     std::memcpy(dx.p, dy.p, size_t(y.s.total()) * sizeof(float));
     return;
   }
-  Arr(dx.p, dx.s.total()).setZero();
+  std::fill_n(dx.p, dx.s.total(), 0.0f);
   acc_unbroadcast(dx, y.s, dy.p);
 }
 DY_REGISTER(add, f_add, b_add, b_add_set);

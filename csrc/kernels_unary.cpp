@@ -63,53 +63,26 @@ double digamma(double x) {
 }
 const float TWO_OVER_SQRT_PI = float(2.0 / std::sqrt(M_PI));
 
-// logistic and tanh over whole (autobatched) blocks: AVX2+FMA where the CPU has it (Eigen's
-// approximations, simd_act.h), else Eigen's portable code; their gradients likewise.
+// logistic over whole (autobatched) blocks: AVX2+FMA where the CPU has it (Eigen's
+// approximation, simd_act.h), else Eigen's portable code (tanh: tanh_values, the same way).
 #ifdef DY_ACT_X86
-template <class F>
-DY_ACT_T256 void map_256(const float* x, float* y, int64_t n, F f) {
+DY_ACT_T256 void logistic_avx2(const float* x, float* y, int64_t n) {
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(y + j, f(_mm256_loadu_ps(x + j)));
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(y + j, act::logistic_256(_mm256_loadu_ps(x + j)));
   if (j < n) {
     __m256i k = act::tail_mask(n - j);
-    _mm256_maskstore_ps(y + j, k, f(_mm256_maskload_ps(x + j, k)));
-  }
-}
-DY_ACT_T256 void logistic_avx2(const float* x, float* y, int64_t n) {
-  map_256(x, y, n, [](__m256 v) DY_ACT_T256 { return act::logistic_256(v); });
-}
-DY_ACT_T256 void tanh_avx2(const float* x, float* y, int64_t n) {
-  map_256(x, y, n, [](__m256 v) DY_ACT_T256 { return act::tanh_256(v); });
-}
-// dx (+)= dy * y (1 - y) (logistic) or dy * (1 - y^2) (tanh), vectorised by the compiler
-template <bool SET, bool LOGISTIC>
-DY_ACT_T256 void act_grad_avx2(const float* y, const float* dy, float* dx, int64_t n) {
-  for (int64_t k = 0; k < n; ++k) {
-    float g = LOGISTIC ? dy[k] * y[k] * (1.0f - y[k]) : dy[k] * (1.0f - y[k] * y[k]);
-    dx[k] = SET ? g : dx[k] + g;
+    _mm256_maskstore_ps(y + j, k, act::logistic_256(_mm256_maskload_ps(x + j, k)));
   }
 }
 #endif
 
-void f_tanh(const CView* x, int, View y, const Attrs&) {
-#ifdef DY_ACT_X86
-  if (act::avx2_fma()) return tanh_avx2(x[0].p, y.p, y.s.total());
-#endif
-  Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).tanh();
-}
+void f_tanh(const CView* x, int, View y, const Attrs&) { tanh_values(x[0].p, y.p, y.s.total()); }
 void b_tanh(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
   int64_t n = dx.s.total();
-#ifdef DY_ACT_X86
-  if (act::avx2_fma()) return act_grad_avx2<false, false>(y.p, dy.p, dx.p, n);
-#endif
   Arr(dx.p, n) += CArr(dy.p, n) * (1.0f - CArr(y.p, n).square());
 }
-// (the _set variants write dx whole: the executor's call for a gradient nothing wrote yet)
-void b_tanh_set(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
+void b_tanh_set(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {  // dx = dy (1 - y^2)
   int64_t n = dx.s.total();
-#ifdef DY_ACT_X86
-  if (act::avx2_fma()) return act_grad_avx2<true, false>(y.p, dy.p, dx.p, n);
-#endif
   Arr(dx.p, n) = CArr(dy.p, n) * (1.0f - CArr(y.p, n).square());
 }
 DY_REGISTER(tanh, f_tanh, b_tanh, b_tanh_set);
@@ -130,16 +103,10 @@ void f_logistic(const CView* x, int, View y, const Attrs&) {
 }
 void b_logistic(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
   int64_t n = dx.s.total();
-#ifdef DY_ACT_X86
-  if (act::avx2_fma()) return act_grad_avx2<false, true>(y.p, dy.p, dx.p, n);
-#endif
   Arr(dx.p, n) += CArr(dy.p, n) * CArr(y.p, n) * (1.0f - CArr(y.p, n));
 }
-void b_logistic_set(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
+void b_logistic_set(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {  // dx = dy y (1 - y)
   int64_t n = dx.s.total();
-#ifdef DY_ACT_X86
-  if (act::avx2_fma()) return act_grad_avx2<true, true>(y.p, dy.p, dx.p, n);
-#endif
   Arr(dx.p, n) = CArr(dy.p, n) * CArr(y.p, n) * (1.0f - CArr(y.p, n));
 }
 DY_REGISTER(logistic, f_logistic, b_logistic, b_logistic_set);

@@ -55,6 +55,32 @@ def test_gates_and_output_match_reference_over_wide_range(hid, bd):
     np.testing.assert_allclose(y1, y2, rtol=2e-5, atol=2e-6)
 
 
+@pytest.mark.parametrize("n", [1, 7, 8, 16, 21])
+def test_elementwise_tanh_shares_the_gates_tanh_and_matches_numpy(n):
+    """dy.tanh runs the gates' vectorised tanh (vector tails of every length below 8 included):
+    NaN stays NaN, +-inf and the clamp give +-1, tiny values pass through, and its gradient holds."""
+    rng = np.random.default_rng(n)
+    v = rng.uniform(-12.0, 12.0, size=n).astype(np.float32)
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, 3e-4, -1e-6, 8.5, -30.0], dtype=np.float32)
+    v[: min(n, len(special))] = special[: min(n, len(special))]
+    before = dy.backend_name()
+    dy.set_backend("cpu_eigen")
+    try:
+        dy.renew_cg()
+        x = dy.inputVector(v)
+        y = dy.tanh(x)
+        got = y.npvalue().reshape(-1)
+        np.testing.assert_allclose(got, np.tanh(v.astype(np.float64)), rtol=2e-6, atol=2e-7)
+        finite = np.isfinite(v)
+        dy.sum_elems(dy.cmult(y, dy.inputVector(np.where(finite, 1.0, 0.0)))).backward(full=True)
+        g = x.gradient().reshape(-1)
+        t = np.tanh(v.astype(np.float64))
+        np.testing.assert_allclose(g[finite], (1 - t * t)[finite], rtol=1e-5, atol=1e-6)
+    finally:
+        dy.set_backend(before)
+        dy.renew_cg()
+
+
 def _act_values_and_grads(backend, op, xs):
     before = dy.backend_name()
     dy.set_backend(backend)
