@@ -134,6 +134,11 @@ void forward(const float* W, int64_t r, int64_t c, const std::vector<Item>& item
   }
 }
 
+// Items of at least this many columns add their dy x^T to dW by a GEMM of their own, reading
+// both in place; the rest are gathered into one GEMM (a GEMM over a few columns is mostly
+// reading and writing dW, while gathering copies every column once more).
+constexpr int64_t OWN_GEMM_COLUMNS = 32;
+
 void weight_grad(float* dW, int64_t r, int64_t c, const std::vector<Item>& items) {
   if (items.size() == 1) {
     ku::gemm_acc(false, true, r, c, items[0].n, items[0].dy, items[0].x, dW);
@@ -141,7 +146,21 @@ void weight_grad(float* dW, int64_t r, int64_t c, const std::vector<Item>& items
   }
   ++stats().weight_grad;
   std::vector<Item>& its = by_dy(items);
-  ku::gemm_acc(false, true, r, c, columns(its), as_matrix(its, r, item_dy, t_a), as_matrix(its, c, item_x, t_b), dW);
+  if (consecutive(its, r, item_dy) && consecutive(its, c, item_x)) {
+    ku::gemm_acc(false, true, r, c, columns(its), its[0].dy, its[0].x, dW);
+    return;
+  }
+  size_t small = 0;
+  for (const Item& it : its) {
+    if (it.n >= OWN_GEMM_COLUMNS)
+      ku::gemm_acc(false, true, r, c, it.n, it.dy, it.x, dW);
+    else
+      its[small++] = it;
+  }
+  its.resize(small);
+  if (small == 1) ku::gemm_acc(false, true, r, c, its[0].n, its[0].dy, its[0].x, dW);
+  if (small > 1)
+    ku::gemm_acc(false, true, r, c, columns(its), as_matrix(its, r, item_dy, t_a), as_matrix(its, c, item_x, t_b), dW);
 }
 
 void input_grad(const float* W, int64_t r, int64_t c, const std::vector<Item>& items) {

@@ -75,8 +75,9 @@ static int ab_cmp_id(const void *x, const void *y) {
 
 /* Close the group order[starts[*ng]] .. order[end) (sorted ascending) and open the next. */
 static void ab_close(ptrdiff_t *order, ptrdiff_t *starts, ptrdiff_t *ng, ptrdiff_t end) {
-    ptrdiff_t s = starts[*ng];
-    if (end - s > 1) qsort(order + s, (size_t)(end - s), sizeof(ptrdiff_t), ab_cmp_id);
+    ptrdiff_t s = starts[*ng], k = s + 1;
+    while (k < end && order[k - 1] < order[k]) ++k; /* often already ascending: no sort */
+    if (k < end) qsort(order + s, (size_t)(end - s), sizeof(ptrdiff_t), ab_cmp_id);
     starts[++(*ng)] = end;
 }
 

@@ -95,10 +95,21 @@ void decode_attrs(PyObject* attrs, std::vector<int64_t>& I, std::vector<double>&
 Shape shape_from_tuple(PyObject* t) {
   if (!PyTuple_Check(t)) throw std::runtime_error("cpu_eigen: a node's Dim.shape is not a tuple");
   Py_ssize_t n = PyTuple_GET_SIZE(t);
-  std::vector<int64_t> s(static_cast<size_t>(n));
-  for (Py_ssize_t k = 0; k < n; ++k) s[size_t(k)] = PyLong_AsLongLong(PyTuple_GET_ITEM(t, k));
+  if (n > Py_ssize_t(MAXD) + 1)
+    throw std::invalid_argument("cpu_eigen: tensors have at most " + std::to_string(MAXD) +
+                                " data dims plus the batch, got a shape of " + std::to_string(n) + " axes");
+  int64_t v[MAXD + 1];  // shape_from's rule, without a vector per node
+  for (Py_ssize_t k = 0; k < n; ++k) v[k] = PyLong_AsLongLong(PyTuple_GET_ITEM(t, k));
   if (PyErr_Occurred()) throw py::error_already_set();
-  return shape_from(s);
+  Shape r;
+  if (n == 1) {
+    r.d[0] = v[0];
+  } else if (n > 1) {
+    r.nd = int(n) - 1;
+    for (int k = 0; k < r.nd; ++k) r.d[k] = v[k];
+    r.bd = v[n - 1];
+  }
+  return r;
 }
 
 OpRecord read_op(PyObject* op) {
@@ -145,9 +156,18 @@ NodeRecord GraphSource::record(const Lists& l, int j) const {
   PyObject* t = PyList_GET_ITEM(l.nodes.ptr(), j);
   if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3 || !PyTuple_Check(PyTuple_GET_ITEM(t, 1)))
     throw std::runtime_error("cpu_eigen: node " + std::to_string(j) + " is not an (op, input ids, attrs) tuple");
-  py::object shp = get(PyList_GET_ITEM(l.dims.ptr(), j), names().shape);
-  return {PyTuple_GET_ITEM(t, 0), PyTuple_GET_ITEM(t, 1), PyTuple_GET_ITEM(t, 2), shape_from_tuple(shp.ptr()),
-          PyList_GET_ITEM(l.ng.ptr(), j) == Py_True};
+  return {PyTuple_GET_ITEM(t, 0), PyTuple_GET_ITEM(t, 1), PyTuple_GET_ITEM(t, 2),
+          shape_of(PyList_GET_ITEM(l.dims.ptr(), j)), PyList_GET_ITEM(l.ng.ptr(), j) == Py_True};
+}
+
+const Shape& GraphSource::shape_of(PyObject* dim) const {
+  DimMemo& e = dim_memo_[(reinterpret_cast<uintptr_t>(dim) >> 4) % kDimMemo];
+  if (e.dim.ptr() != dim) {
+    py::object shp = get(dim, names().shape);
+    e.shape = shape_from_tuple(shp.ptr());
+    e.dim = py::reinterpret_borrow<py::object>(dim);
+  }
+  return e.shape;
 }
 
 py::object GraphSource::attrs(int j) const {

@@ -68,6 +68,16 @@ class GraphSource {
   };
   Lists lists(int to) const;
   NodeRecord record(const Lists& l, int j) const;
+  // A Dim's Shape, remembered by the Dim's identity (Dims are interned and immutable; the memo
+  // holds each one it names, so an address is never reused while it is there): a graph's nodes
+  // share a few Dims, and reading each node's Dim.shape tuple again was a third of marshalling.
+  const Shape& shape_of(PyObject* dim) const;
+  struct DimMemo {
+    py::object dim;
+    Shape shape;
+  };
+  static constexpr size_t kDimMemo = 64;
+  mutable std::vector<DimMemo> dim_memo_ = std::vector<DimMemo>(kDimMemo);
   py::object cg_;
 };
 

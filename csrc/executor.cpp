@@ -71,9 +71,12 @@ struct KernelCounts {
     nodes.assign(n, 0), calls.assign(n, 0), seconds.assign(n, 0.0);
   }
 };
-KernelCounts& counts() {
-  static KernelCounts* c = new KernelCounts();  // never destroyed (may outlive the interpreter's teardown)
-  return *c;
+KernelCounts* g_counts = nullptr;  // never destroyed (may outlive the interpreter's teardown)
+// Made on first use (the kernel table is complete only once every file's registrations ran); a
+// plain pointer test, inlined, where a function-local static cost a guarded call per kernel call.
+inline KernelCounts& counts() {
+  if (__builtin_expect(g_counts == nullptr, 0)) g_counts = new KernelCounts();
+  return *g_counts;
 }
 inline void count_call(int op, int64_t nodes = 0) {
   KernelCounts& c = counts();
@@ -137,10 +140,18 @@ class Executor {
     n_grad_ = 0;
     // every node, under autobatching: a group reaching past i adds (zeros) into its later members' operands
     int last = planned_ ? int(nodes_.size()) - 1 : i;
+    fresh_.assign(size_t(last + 1), 0);
+    if (planned_) group_grad_blocks(i);
+    int grouped = planned_ ? std::min(i + 1, int(gof_.size())) : 0;
     for (int j = 0; j <= last; ++j) {
       Node& n = nodes_[size_t(j)];
-      n.g = nullptr, n.dwq = -1, n.fresh = false, n.pending = false, n.alias = nullptr;
+      n.g = nullptr, n.dwq = -1, n.pending = false, n.alias = nullptr;
+      if (j < grouped && gof_[size_t(j)] >= 0) {  // a member of a live group: its slice of the block
+        const GroupRec& G = grecs_[size_t(gof_[size_t(j)])];
+        if (G.g) n.g = G.g + goff_[size_t(G.o0 + gat_[size_t(j)])], fresh_[size_t(j)] = 1;
+      }
     }
+    bwd_top_ = i;
     dxq_.clear(), pending_leaves_.clear();
     alias_param_grads(i);
     n_grad_ = i + 1;
@@ -176,6 +187,7 @@ class Executor {
   void reset() {
     nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), refs_.clear(), held_.clear(), scaled_.clear();
     plan_.clear(), grecs_.clear(), gmem_.clear(), gxs_.clear(), gjoin_.clear();
+    goff_.clear(), gops_.clear(), gopnd_.clear(), gof_.clear(), gat_.clear(), param_ids_.clear();
     gints_.clear(), gflts_.clear(), gslots_.clear();
     planned_ = false;
     if (failed_) {
@@ -239,7 +251,6 @@ class Executor {
     Arena::Mark mark;
     int dwq = -1;  // backward: head of this node's deferred weight-gradient products in dw_
     float* alias = nullptr;  // backward: the parameter's own (all-zero) gradient, used as this node's
-    bool fresh = false;      // backward: g is allocated but nothing has written it yet (not zeroed)
     bool pending = false;    // backward: a leaf whose gradient still waits for a deferred LSTM input product
     bool opaque = false;     // an attribute the C++ signature cannot compare (an object): never batched
   };
@@ -255,11 +266,53 @@ class Executor {
     int w;
     std::vector<int> ready;
   };
-  struct KeyHash {
-    size_t operator()(const std::vector<int64_t>& v) const {
+  // The forward range's signatures: each distinct key (signature()) once, numbered in order of
+  // first sight, found by open addressing on its hash (a power-of-two table of ids, -1 empty).
+  struct SigTable {
+    std::vector<int64_t> pool;   // the keys back to back
+    std::vector<size_t> off{0};  // key s is pool[off[s] .. off[s + 1])
+    std::vector<uint64_t> hash;  // per key
+    std::vector<int> slot;
+    void clear() {
+      pool.clear(), off.assign(1, 0), hash.clear();
+      slot.assign(64, -1);
+    }
+    static uint64_t hash_of(const std::vector<int64_t>& v) {
       uint64_t h = 1469598103934665603ull;
       for (int64_t x : v) h = (h ^ uint64_t(x)) * 1099511628211ull;
-      return size_t(h ^ (h >> 29));
+      return h ^ (h >> 29);
+    }
+    bool equal(int s, const std::vector<int64_t>& k) const {
+      return off[size_t(s) + 1] - off[size_t(s)] == k.size() &&
+             std::equal(k.begin(), k.end(), pool.begin() + long(off[size_t(s)]));
+    }
+    // The key's number; fresh set when it is new (numbered hash.size() before the call).
+    int find_or_add(const std::vector<int64_t>& k, bool& fresh) {
+      uint64_t h = hash_of(k);
+      size_t mask = slot.size() - 1;
+      for (size_t i = size_t(h) & mask;; i = (i + 1) & mask) {
+        int s = slot[i];
+        if (s < 0) break;
+        if (hash[size_t(s)] == h && equal(s, k)) return fresh = false, s;
+      }
+      int s = int(hash.size());
+      hash.push_back(h);
+      pool.insert(pool.end(), k.begin(), k.end());
+      off.push_back(pool.size());
+      if (2 * hash.size() > slot.size()) {  // keep the table at most half full
+        slot.assign(2 * slot.size(), -1);
+        mask = slot.size() - 1;
+        for (int t = 0; t < int(hash.size()); ++t) place(t, mask);
+      } else {
+        place(s, mask);
+      }
+      fresh = true;
+      return s;
+    }
+    void place(int s, size_t mask) {
+      size_t i = size_t(hash[size_t(s)]) & mask;
+      while (slot[i] >= 0) i = (i + 1) & mask;
+      slot[i] = s;
     }
   };
 
@@ -273,7 +326,18 @@ class Executor {
     Shape ys;    // the joined output's shape
     bool own_attrs = false;  // per-element attributes joined into gints_/gflts_/gslots_
     int i0 = 0, ni = 0, f0 = 0, nf = 0, s0 = 0, ns = 0;
+    int o0 = 0;          // the members' offsets in y (and g) at goff_[o0 .. o0 + nm]
+    bool ng = false, all_ng = true;  // some member / every member needs its gradient
+    bool dead = false;   // cut by a truncation: its members run alone now
     float* g = nullptr;  // backward: the members' gradients, one block
+  };
+  // A group's joined operand q (gopnd_[x0 + q]): the members' operand ids (gops_[ids ..]), and
+  // where those are members k0 .. k0 + nm - 1 of one earlier group src, in order, so the operand
+  // is a slice of that group's output (forward) and of its gradient block (backward): both are
+  // then found from the group's records, without visiting the operand nodes.
+  struct Operand {
+    int ids = 0, src = -1, k0 = 0;
+    bool ng = false;  // some operand node needs its gradient
   };
 
 
@@ -310,6 +374,7 @@ class Executor {
   std::unordered_map<PyObject*, OpInfo> ops_;
   std::vector<py::object> op_refs_;
   int matmul_ = -1, affine_ = -1, lstm_gates_ = -1, lstm_gates_drop_ = -1;
+  const KernelDef* kernels_ = kernel_table().data();  // by op code (the table is fixed once the module loaded)
   std::vector<DeferredGrad> dw_;
   std::vector<PyObject*> aliased_;  // backward: storages whose first node's gradient is aliased
   // autobatching: the executed records in order (a node id run alone, or -1 - g for group g)
@@ -317,6 +382,16 @@ class Executor {
   bool planned_ = false;  // this graph runs through the plan (autobatching on)
   std::vector<GroupRec> grecs_;
   std::vector<int> gmem_;      // the groups' members
+  std::vector<int64_t> goff_;  // the groups' members' offsets in their blocks (GroupRec::o0)
+  std::vector<int> gops_;      // the groups' joined operands' node ids (Operand::ids)
+  std::vector<Operand> gopnd_;  // per operand in gxs_
+  // per node, dense so that a group's passes over its members and operands stay in cache: the
+  // group it ran in and its index there (-1: alone), and (backward) whether its gradient is
+  // allocated but not yet written (not zeroed)
+  std::vector<int> gof_, gat_;
+  std::vector<char> fresh_;
+  int bwd_top_ = -1;  // backward: the node the sweep started from
+  std::vector<int> param_ids_;  // the parameter nodes, ascending (listed by planned_forward)
   std::vector<CView> gxs_;     // the groups' (joined or shared) operands
   std::vector<char> gjoin_;    // per operand in gxs_: joined
   std::vector<int64_t> gints_;  // the groups' own attributes (per-element ones joined)
@@ -324,9 +399,22 @@ class Executor {
   std::vector<AttrSlot> gslots_;
   // a forward range's plan: its in-range operands, signatures, order (autobatch_core.h)
   std::vector<ptrdiff_t> in_off_, in_ids_, sid_, order_, starts_, plan_work_;
+  struct LastPlan {  // the inputs of the last ab_plan call whose order_ and starts_ stand (ng > 0)
+    std::vector<ptrdiff_t> in_off, in_ids, sid;
+    std::vector<int> sig_mm;
+    int strategy = 0;
+    ptrdiff_t ng = 0;
+  } last_plan_;
   std::vector<int> sig_mm_;
   std::vector<int64_t> key_;
-  std::unordered_map<std::vector<int64_t>, int, KeyHash> sigs_;
+  SigTable sigs_;
+  struct LastSig {  // per op code: the last signature key met in this range, and its id
+    uint64_t gen = 0;
+    std::vector<int64_t> key;
+    int sid = -1;
+  };
+  std::vector<LastSig> last_sig_ = std::vector<LastSig>(kernel_table().size());
+  uint64_t sig_gen_ = 0;
   std::vector<char> done_, pre_due_;
   int range_a_ = 0;
   std::vector<float> dx_buf_;  // backward: a joined operand's gradient, when not in place
@@ -371,12 +459,15 @@ class Executor {
 
   // Read nodes [nodes_.size(), b) from the graph.
   void marshal(int b) {
+    bool open = false;  // nodes_.back() is the node being read
     try {
       graph_.read(int(nodes_.size()), b, [&](int j, const contract::NodeRecord& r) {
-        Node n;
-        n.info = &op_info(r.op);
-        n.op = n.info->code;
-        if (n.op < 0) throw std::runtime_error("cpu_eigen: op " + n.info->name + " is not supported by this backend");
+        const OpInfo* info = &op_info(r.op);
+        if (info->code < 0) throw std::runtime_error("cpu_eigen: op " + info->name + " is not supported by this backend");
+        Node& n = nodes_.emplace_back();  // filled in place (a Node is ~160 bytes); popped if this node fails
+        open = true;
+        n.info = info;
+        n.op = info->code;
         n.a0 = int(args_.size());
         n.na = r.n_inputs();
         for (int q = 0; q < n.na; ++q) args_.push_back(r.input(q));
@@ -389,9 +480,10 @@ class Executor {
         read_attrs(n, j, r.attrs);
         // under autobatching a value is placed when its node runs (a group's members in one block)
         if (n.info->leaf != 2 && ab::strategy() == 0) n.v = vals_.alloc(size_t(n.s.total()));
-        nodes_.push_back(n);
+        open = false;
       });
     } catch (...) {
+      if (open) nodes_.pop_back();  // the node that failed
       refs_.resize(nodes_.size());
       held_.resize(nodes_.size());
       scaled_.resize(nodes_.size());
@@ -431,7 +523,7 @@ class Executor {
       default:
         break;
     }
-    const KernelDef& k = kernel_table()[size_t(n.op)];
+    const KernelDef& k = kernels_[size_t(n.op)];
     CView* xp = gather_inputs(n);
     if (n.op == lstm_gates_ && size_t(j - pre_a_) < pre_.size() && pre_[size_t(j - pre_a_)]) {
       ku::lstm_gates_pre(xp, n.na, {n.v, n.s}, pre_[size_t(j - pre_a_)]);
@@ -473,6 +565,9 @@ class Executor {
     return xp;
   }
 
+  // Backward: whether the node's gradient is allocated but nothing has written it yet (not zeroed).
+  char& fresh(const Node& m) { return fresh_[size_t(&m - nodes_.data())]; }
+
   // The node's gradient, ready to add into (zero-filled on first use).
   float* grad_of(Node& m) {
     if (!m.g && m.alias) {
@@ -480,10 +575,10 @@ class Executor {
     } else if (!m.g) {
       m.g = grads_.alloc(size_t(m.s.total()));
       std::fill_n(m.g, m.s.total(), 0.0f);
-    } else if (m.fresh) {
+    } else if (fresh(m)) {
       std::fill_n(m.g, m.s.total(), 0.0f);
     }
-    m.fresh = false;
+    fresh(m) = 0;
     return m.g;
   }
 
@@ -491,13 +586,13 @@ class Executor {
   // none): then a kernel that writes every element may write it instead of adding into zeros,
   // and saves a zero-fill pass and a read (the output layer's 10000 x 16 logits per LM step).
   bool grad_unwritten(Node& m) {
-    if (!m.g && !m.alias) m.g = grads_.alloc(size_t(m.s.total())), m.fresh = true;
-    return m.fresh;
+    if (!m.g && !m.alias) m.g = grads_.alloc(size_t(m.s.total())), fresh(m) = 1;
+    return fresh(m);
   }
 
   // The node's gradient for reading: zero if nothing has written it.
   float* defined_grad(Node& m) {
-    if (m.fresh) std::fill_n(m.g, m.s.total(), 0.0f), m.fresh = false;
+    if (fresh(m)) std::fill_n(m.g, m.s.total(), 0.0f), fresh(m) = 0;
     return m.g;
   }
 
@@ -541,7 +636,11 @@ class Executor {
   // The node's gradient() then reads the storage, the same values until the next update.
   void alias_param_grads(int i) {
     aliased_.clear();
-    for (int j = 0; j <= i; ++j) {
+    // (under autobatching the forward pass listed the parameter nodes: no pass over every node)
+    size_t np = planned_ ? param_ids_.size() : size_t(i + 1);
+    for (size_t e = 0; e < np; ++e) {
+      int j = planned_ ? param_ids_[e] : int(e);
+      if (j > i) break;
       Node& n = nodes_[size_t(j)];
       n.alias = nullptr;
       if (n.info->leaf != 2 || !attrs_of(n).flag(attr::parameter::update)) continue;
@@ -661,7 +760,7 @@ class Executor {
     }
     auto dims = [&](const Shape& s) {
       key.push_back(s.nd);
-      key.insert(key.end(), s.d, s.d + s.nd);
+      for (int k = 0; k < s.nd; ++k) key.push_back(s.d[k]);  // (a range insert cost twice as much here)
     };
     if (oi.leaf) {  // a lookup: its table (the storage), then its data dims
       key.push_back(int64_t(reinterpret_cast<uintptr_t>(refs_[size_t(j)].ptr())));
@@ -731,6 +830,8 @@ class Executor {
   // Forgets the records of nodes from n on; members below n of a cut group stay as nodes run
   // alone (their values are valid slices of its block; their backward runs node by node).
   void trim_plan(int n) {
+    if (gof_.size() > size_t(n)) gof_.resize(size_t(n)), gat_.resize(size_t(n));
+    while (!param_ids_.empty() && param_ids_.back() >= n) param_ids_.pop_back();
     size_t keep = 0;
     while (keep < plan_.size() && (plan_[keep] >= 0 ? plan_[keep] < n : members(grecs_[size_t(-1 - plan_[keep])])[grecs_[size_t(-1 - plan_[keep])].nm - 1] < n))
       ++keep;
@@ -742,18 +843,26 @@ class Executor {
         if (e < n) plan_.push_back(e);
         continue;
       }
-      const GroupRec& G = grecs_[size_t(-1 - e)];
+      GroupRec& G = grecs_[size_t(-1 - e)];
+      G.dead = true, G.g = nullptr;
       for (int k = 0; k < G.nm; ++k)
-        if (members(G)[k] < n) plan_.push_back(members(G)[k]);
+        if (members(G)[k] < n) plan_.push_back(members(G)[k]), gof_[size_t(members(G)[k])] = -1;
     }
   }
 
   // Forward over [a, b) with autobatching (strategy 1: DyNet's agenda, 2: level by level).
   void planned_forward(int a, int b, int strategy, bool check) {
     trim_plan(a);
+    if (!planned_) {  // nodes run before without the plan: their parameters too
+      param_ids_.clear();
+      for (int j = 0; j < a; ++j)
+        if (nodes_[size_t(j)].info->leaf == 2) param_ids_.push_back(j);
+    }
     planned_ = true, range_a_ = a;
+    gof_.resize(size_t(b), -1), gat_.resize(size_t(b), -1);
     size_t nn = size_t(b - a);
     in_off_.assign(nn + 1, 0), in_ids_.clear(), sid_.assign(nn, -1), sig_mm_.clear(), sigs_.clear();
+    ++sig_gen_;  // every op's last signature (last_sig_) is stale
     for (int j = a; j < b; ++j) {
       const Node& n = nodes_[size_t(j)];
       for (int q = 0; q < n.na; ++q) {
@@ -761,21 +870,22 @@ class Executor {
         if (s >= a) in_ids_.push_back(s - a);
       }
       in_off_[size_t(j - a + 1)] = ptrdiff_t(in_ids_.size());
+      if (n.info->leaf == 2) param_ids_.push_back(j);
       if (!signature(j, key_)) continue;
-      auto it = sigs_.find(key_);  // (emplace would copy the key into a new node every time)
-      if (it == sigs_.end()) {
-        it = sigs_.emplace(key_, int(sig_mm_.size())).first;
-        sig_mm_.push_back(n.op == matmul_ || n.op == affine_);
+      // the op's last signature first: a graph repeats a few shapes per op (a chain, a sequence),
+      // and comparing a key costs a fraction of hashing it and probing the table
+      LastSig& last = last_sig_[size_t(n.op)];
+      if (last.gen == sig_gen_ && last.key == key_) {
+        sid_[size_t(j - a)] = last.sid;
+        continue;
       }
-      sid_[size_t(j - a)] = it->second;
+      bool fresh = false;
+      int sid = sigs_.find_or_add(key_, fresh);
+      if (fresh) sig_mm_.push_back(n.op == matmul_ || n.op == affine_);
+      sid_[size_t(j - a)] = sid;
+      last.gen = sig_gen_, last.key = key_, last.sid = sid;
     }
-    order_.resize(nn + 1), starts_.resize(nn + 2);
-    ab_range rg{ptrdiff_t(nn), in_off_.data(), in_ids_.data(), sid_.data(), ptrdiff_t(sig_mm_.size()), sig_mm_.data(),
-                strategy};
-    plan_work_.resize(ab_plan_work_bytes(&rg) / sizeof(ptrdiff_t) + 1);
-    ptrdiff_t ng = ab_plan(&rg, order_.data(), starts_.data(), plan_work_.data());
-    if (ng == AB_NOMEM) throw std::bad_alloc();
-    if (ng == AB_CYCLE) throw std::runtime_error("cpu_eigen: autobatching left nodes unevaluated (a cycle?)");
+    ptrdiff_t ng = plan_range(nn, strategy);
     done_.assign(nn, 0);
     ClearOnExit clear_pre{pre_};
     bool pending = plan_lstm_inputs(a, b, ng);
@@ -798,6 +908,27 @@ class Executor {
     }
   }
 
+  // ab_plan over the range's operands and signatures (in_off_, in_ids_, sid_, sig_mm_) into order_
+  // and starts_; its number of groups.  A training loop plans the same range again and again (the
+  // same graph rebuilt): when every input equals the last planned range's, the last order stands
+  // (ab_plan is a function of them), which saves a third of the planning.
+  ptrdiff_t plan_range(size_t nn, int strategy) {
+    if (last_plan_.ng > 0 && last_plan_.strategy == strategy && last_plan_.in_off == in_off_ &&
+        last_plan_.in_ids == in_ids_ && last_plan_.sid == sid_ && last_plan_.sig_mm == sig_mm_)
+      return last_plan_.ng;
+    order_.resize(nn + 1), starts_.resize(nn + 2);
+    ab_range rg{ptrdiff_t(nn), in_off_.data(), in_ids_.data(), sid_.data(), ptrdiff_t(sig_mm_.size()), sig_mm_.data(),
+                strategy};
+    plan_work_.resize(ab_plan_work_bytes(&rg) / sizeof(ptrdiff_t) + 1);
+    last_plan_.ng = 0;
+    ptrdiff_t ng = ab_plan(&rg, order_.data(), starts_.data(), plan_work_.data());
+    if (ng == AB_NOMEM) throw std::bad_alloc();
+    if (ng == AB_CYCLE) throw std::runtime_error("cpu_eigen: autobatching left nodes unevaluated (a cycle?)");
+    last_plan_.in_off = in_off_, last_plan_.in_ids = in_ids_, last_plan_.sid = sid_, last_plan_.sig_mm = sig_mm_;
+    last_plan_.strategy = strategy, last_plan_.ng = ng;
+    return ng;
+  }
+
   void run_single(int j, bool check) {
     Node& n = nodes_[size_t(j)];
     if (!n.v && n.info->leaf != 2) n.v = vals_.alloc(size_t(n.s.total())), floor_ = vals_.mark(), has_floor_ = true;
@@ -807,6 +938,39 @@ class Executor {
     if (check) check_finite(j);
   }
 
+  // Asks for node j's record (its shape and value pointer) ahead of a pass that reads it.
+  void prefetch_node(int j) const {
+#if defined(__GNUC__)
+    const char* p = reinterpret_cast<const char*>(&nodes_[size_t(j)]);
+    __builtin_prefetch(p);
+    __builtin_prefetch(p + 64);
+    __builtin_prefetch(p + 128);
+#else
+    (void)j;
+#endif
+  }
+
+  // Operand q of group G: its members' operand ids into gops_ (r.ids); when they are members
+  // k0 .. k0 + nm - 1 of one earlier group, in order, the operand is in place in that group's
+  // output block: r and the view v say so (true), found without visiting the operand nodes.
+  bool join_slice(const GroupRec& G, int q, Operand& r, CView& v) {
+    r.ids = int(gops_.size());
+    for (int k = 0; k < G.nm; ++k) gops_.push_back(args_[size_t(nodes_[size_t(members(G)[k])].a0 + q)]);
+    const int* ids = gops_.data() + r.ids;
+    int src = gof_[size_t(ids[0])], k0 = gat_[size_t(ids[0])];
+    if (src < 0) return false;
+    const GroupRec& S = grecs_[size_t(src)];
+    if (S.dead || S.info->leaf == 2 || k0 + G.nm > S.nm) return false;
+    for (int k = 1; k < G.nm; ++k)
+      if (gof_[size_t(ids[k])] != src || gat_[size_t(ids[k])] != k0 + k) return false;
+    r.src = src, r.k0 = k0, r.ng = S.ng;
+    const int64_t* off = goff_.data() + S.o0 + k0;
+    v.p = S.y + off[0];
+    v.s = S.ys;
+    v.s.bd = (off[G.nm] - off[0]) / S.ys.size();
+    return true;
+  }
+
   void run_group(const std::vector<int>& batch, bool check) {
     const Node& n0 = nodes_[size_t(batch[0])];
     GroupRec G;
@@ -814,26 +978,42 @@ class Executor {
     G.m0 = int(gmem_.size()), G.nm = int(batch.size()), G.x0 = int(gxs_.size());
     gmem_.insert(gmem_.end(), batch.begin(), batch.end());
     int64_t total = 0, bd = 0;
-    for (int m : batch) total += nodes_[size_t(m)].s.total(), bd += nodes_[size_t(m)].s.bd;
+    G.o0 = int(goff_.size());
+    goff_.push_back(0);
+    // (the members lie scattered over the graph, mostly out of cache: each is fetched ahead)
+    constexpr size_t AHEAD = 8;
+    for (size_t k = 0; k < std::min(AHEAD, batch.size()); ++k) prefetch_node(batch[k]);
+    for (size_t k = 0; k < batch.size(); ++k) {
+      if (k + AHEAD < batch.size()) prefetch_node(batch[k + AHEAD]);
+      const Node& n = nodes_[size_t(batch[k])];
+      total += n.s.total(), bd += n.s.bd;
+      G.ng |= n.ng, G.all_ng &= n.ng;
+      goff_.push_back(total);
+    }
     for (int q = 0; q < G.na; ++q) {
       const Node& x0 = operand(G, 0, q);
       bool shared = x0.info->leaf == 2 || std::find(G.info->shared.begin(), G.info->shared.end(), q) != G.info->shared.end();
       CView v{x0.v, x0.s};
-      if (!shared) {
+      Operand r;
+      if (!shared && !join_slice(G, q, r, v)) {
         v.s.bd = 0;
         bool adjacent = true;
         const float* next = x0.v;
+        const int* ids = gops_.data() + r.ids;
+        for (int k = 0; k < std::min(int(AHEAD), G.nm); ++k) prefetch_node(ids[k]);
         for (int k = 0; k < G.nm; ++k) {
-          const Node& x = operand(G, k, q);
+          if (k + int(AHEAD) < G.nm) prefetch_node(ids[k + int(AHEAD)]);
+          const Node& x = nodes_[size_t(ids[k])];
           v.s.bd += x.s.bd;
           adjacent &= x.v == next;
           next = x.v + x.s.total();
+          r.ng |= x.ng;
         }
         if (!adjacent) {  // copied side by side (kept: backward reads the same operand)
           float* c = vals_.alloc(size_t(v.s.total()));
           v.p = c;
           for (int k = 0; k < G.nm; ++k) {
-            const Node& x = operand(G, k, q);
+            const Node& x = nodes_[size_t(gops_[size_t(r.ids + k)])];
             std::memcpy(c, x.v, size_t(x.s.total()) * sizeof(float));
             c += x.s.total();
           }
@@ -841,15 +1021,16 @@ class Executor {
       }
       gxs_.push_back(v);
       gjoin_.push_back(!shared);
+      gopnd_.push_back(r);
     }
     G.y = vals_.alloc(size_t(total));
     floor_ = vals_.mark(), has_floor_ = true;
     G.ys = n0.s, G.ys.bd = bd;
-    float* y = G.y;
-    for (int m : batch) {
-      Node& n = nodes_[size_t(m)];
-      n.v = y, y += n.s.total();
+    for (int k = 0; k < G.nm; ++k) {
+      int m = batch[size_t(k)];
+      nodes_[size_t(m)].v = G.y + goff_[size_t(G.o0 + k)];
       done_[size_t(m - range_a_)] = 1;
+      gof_[size_t(m)] = int(grecs_.size()), gat_[size_t(m)] = k;
     }
     join_attrs(G);
     grecs_.push_back(G);
@@ -859,7 +1040,7 @@ class Executor {
     if (G.info->leaf == 3) {  // lookups: each member gathers its rows into its slice
       lookup_rows(batch.data(), int(batch.size()));
     } else if (!shared_product(G)) {
-      kernel_table()[size_t(G.op)].fwd(gxs_.data() + G.x0, G.na, {G.y, G.ys}, group_attrs(G));
+      kernels_[size_t(G.op)].fwd(gxs_.data() + G.x0, G.na, {G.y, G.ys}, group_attrs(G));
     }
     if (check)
       for (int m : batch) check_finite(m);
@@ -987,9 +1168,7 @@ class Executor {
     const OpInfo& oi = *nodes_[size_t(c.G ? members(*c.G)[0] : c.j)].info;
     if (std::find(oi.nograd.begin(), oi.nograd.end(), q) != oi.nograd.end()) return false;
     if (!joined(c, q)) return full || single_operand(c, q).ng;
-    for (int k = 0; k < c.G->nm; ++k)
-      if (full || operand(*c.G, k, q).ng) return true;
-    return false;
+    return full || gopnd_[size_t(c.G->x0 + q)].ng;
   }
 
   // Runs run(dx, set) for operand q's gradient: with set, dx is written whole (nothing has written
@@ -1002,7 +1181,7 @@ class Executor {
       Node& m = single_operand(c, q);
       if (settable && grad_unwritten(m)) {
         run(View{m.g, m.s}, true);
-        m.fresh = false;
+        fresh(m) = 0;
       } else {
         run(View{grad_of(m), m.s}, false);
       }
@@ -1010,35 +1189,70 @@ class Executor {
     }
     const GroupRec& G = *c.G;
     const Shape& xs = gxs_[size_t(G.x0 + q)].s;
-    bool adjacent = true, fresh = true;
+    const Operand& r = gopnd_[size_t(G.x0 + q)];
+    const int* ids = gops_.data() + r.ids;
+    if (r.src >= 0) {  // a slice of an earlier group's block, whose gradients reach these members
+      const GroupRec& S = grecs_[size_t(r.src)];
+      if (S.g && members(S)[r.k0 + G.nm - 1] <= bwd_top_) {
+        const int64_t* off = goff_.data() + S.o0 + r.k0;
+        bool all = true;
+        for (int k = 0; k < G.nm; ++k) all &= fresh_[size_t(ids[k])] != 0;
+        if (!(all && settable))
+          for (int k = 0; k < G.nm; ++k)
+            if (fresh_[size_t(ids[k])]) std::fill_n(S.g + off[k], off[k + 1] - off[k], 0.0f);
+        run(View{S.g + off[0], xs}, all && settable);
+        for (int k = 0; k < G.nm; ++k) fresh_[size_t(ids[k])] = 0;
+        return;
+      }
+    }
+    bool adjacent = true, all = true;
     const float* next = nullptr;
     for (int k = 0; k < G.nm && adjacent; ++k) {
-      const Node& x = operand(G, k, q);
+      const Node& x = nodes_[size_t(ids[k])];
       adjacent = x.g && !x.alias && (k == 0 || x.g == next);
-      fresh &= x.fresh;
+      all &= fresh_[size_t(ids[k])] != 0;
       next = x.g + x.s.total();
     }
     if (adjacent) {
-      float* p = operand(G, 0, q).g;
-      if (fresh && settable) {
-        run(View{p, xs}, true);
-      } else {
-        for (int k = 0; k < G.nm; ++k) defined_grad(operand(G, k, q));
-        run(View{p, xs}, false);
-      }
-      for (int k = 0; k < G.nm; ++k) operand(G, k, q).fresh = false;
+      float* p = nodes_[size_t(ids[0])].g;
+      if (!(all && settable))
+        for (int k = 0; k < G.nm; ++k) defined_grad(nodes_[size_t(ids[k])]);
+      run(View{p, xs}, all && settable);
+      for (int k = 0; k < G.nm; ++k) fresh_[size_t(ids[k])] = 0;
       return;
     }
     if (int64_t(dx_buf_.size()) < xs.total()) dx_buf_.resize(size_t(xs.total()));
     float* t = dx_buf_.data();
     if (!settable) std::fill_n(t, xs.total(), 0.0f);
     run(View{t, xs}, settable);
-    for (int k = 0; k < G.nm; ++k) {
-      Node& x = operand(G, k, q);
+    for (int k = 0; k < G.nm; ++k) {  // each member's part added in, or copied where nothing wrote it yet
+      int id = ids[k];
+      int gi = gof_[size_t(id)];
+      const GroupRec* S = gi >= 0 ? &grecs_[size_t(gi)] : nullptr;
+      if (S && S->g && S->all_ng && id <= bwd_top_) {  // a member of a group: its part of that block
+        const int64_t* off = goff_.data() + S->o0 + gat_[size_t(id)];
+        scatter_part(S->g + off[0], t, off[1] - off[0], fresh_[size_t(id)]);
+        t += off[1] - off[0];
+        continue;
+      }
+      Node& x = nodes_[size_t(id)];
       int64_t m = x.s.total();
-      if (full || x.ng) ku::Arr(grad_of(x), m) += ku::CArr(t, m);
+      if (full || x.ng) {
+        if (x.g && fresh(x))
+          scatter_part(x.g, t, m, fresh(x));
+        else
+          ku::Arr(grad_of(x), m) += ku::CArr(t, m);
+      }
       t += m;
     }
+  }
+
+  // dst (n floats) += src, or = src where dst is unwritten (fresh, then cleared).
+  static void scatter_part(float* dst, const float* src, int64_t n, char& fresh) {
+    if (fresh)
+      std::memcpy(dst, src, size_t(n) * sizeof(float)), fresh = 0;
+    else
+      ku::Arr(dst, n) += ku::CArr(src, n);
   }
 
   // Backward: postpone dW += dy x^T of a product whose weight is one unbatched matrix (a node's
@@ -1097,7 +1311,7 @@ class Executor {
       lstm_gates_backward(c, full, defer);
       return;
     }
-    const KernelDef& k = kernel_table()[size_t(c.op)];
+    const KernelDef& k = kernels_[size_t(c.op)];
     for (int q = 0; q < c.na; ++q) {
       if (!call_wants(c, q, full)) continue;
       if (defer && defer_weight_grad(c, q)) continue;
@@ -1128,25 +1342,20 @@ class Executor {
     ab::weight_grad(W.g, W.s.d[0], W.s.d[1], items_);
   }
 
-  // Backward over the executed records in reverse: each live group's gradients get one block
-  // first (not zero-filled: each part is zeroed by its first adder or written whole by its first
-  // writer), so its dy is read in place.
-  void planned_backward(int i, bool full) {
+  // Backward under autobatching: each live group reaching down to i gets one gradient block
+  // (not zero-filled: each member's part is zeroed by its first adder or written whole by its
+  // first writer), so its dy is read in place; backward() points its members <= i into it.
+  void group_grad_blocks(int i) {
+    for (GroupRec& G : grecs_) G.g = nullptr;
     for (int e : plan_) {
       if (e >= 0) continue;
       GroupRec& G = grecs_[size_t(-1 - e)];
-      G.g = nullptr;
-      if (members(G)[0] > i) continue;
-      int64_t total = 0;
-      for (int k = 0; k < G.nm; ++k) total += nodes_[size_t(members(G)[k])].s.total();
-      G.g = grads_.alloc(size_t(total));
-      float* p = G.g;
-      for (int k = 0; k < G.nm; ++k) {
-        Node& m = nodes_[size_t(members(G)[k])];
-        if (members(G)[k] <= i) m.g = p, m.fresh = true;
-        p += m.s.total();
-      }
+      if (members(G)[0] <= i) G.g = grads_.alloc(size_t(goff_[size_t(G.o0 + G.nm)]));
     }
+  }
+
+  // Backward over the executed records in reverse.
+  void planned_backward(int i, bool full) {
     Node& top = nodes_[size_t(i)];
     std::fill_n(grad_of(top), top.s.total(), 1.0f);
     for (auto it = plan_.rbegin(); it != plan_.rend(); ++it) {
@@ -1162,9 +1371,13 @@ class Executor {
     if (!G.g) return;
     const int* mem = members(G);
     bool any = false;
-    for (int k = 0; k < G.nm; ++k) {
-      const Node& m = nodes_[size_t(mem[k])];
-      any |= mem[k] <= i && (m.pending || !m.fresh);
+    if (G.info->leaf == 3) {
+      for (int k = 0; k < G.nm; ++k) {
+        const Node& m = nodes_[size_t(mem[k])];
+        any |= mem[k] <= i && (m.pending || !fresh(m));
+      }
+    } else {  // (only leaves wait for deferred products: pending)
+      for (int k = 0; k < G.nm && !any; ++k) any = mem[k] <= i && !fresh_[size_t(mem[k])];
     }
     if (!any) return;  // no gradient reached the group
     if (G.info->leaf == 3) {  // lookups: one scatter-add into the table (one storage: the signature's)
@@ -1173,7 +1386,7 @@ class Executor {
       rows_.clear();
       for (int k = 0; k < G.nm; ++k) {
         Node& m = nodes_[size_t(mem[k])];
-        if (mem[k] > i || (m.fresh && !m.pending)) continue;
+        if (mem[k] > i || (fresh(m) && !m.pending)) continue;
         if (m.pending) {
           pending_leaves_.push_back(mem[k]);
           continue;
@@ -1186,14 +1399,10 @@ class Executor {
       if (!rows_.empty()) contract::storage::touch(st, rows_.data(), int64_t(rows_.size()));
       return;
     }
-    float* p = G.g;
-    for (int k = 0; k < G.nm; ++k) {
-      Node& m = nodes_[size_t(mem[k])];
-      if (mem[k] <= i)
-        defined_grad(m);
-      else
-        std::fill_n(p, m.s.total(), 0.0f);
-      p += m.s.total();
+    const int64_t* off = goff_.data() + G.o0;
+    for (int k = 0; k < G.nm; ++k) {  // the parts nothing wrote: zero (members past i have no gradient)
+      if (mem[k] > i || fresh_[size_t(mem[k])]) std::fill_n(G.g + off[k], off[k + 1] - off[k], 0.0f);
+      if (mem[k] <= i) fresh_[size_t(mem[k])] = 0;
     }
     Call c{G.op, G.na, -1, &G, gxs_.data() + G.x0, {G.y, G.ys}, {G.g, G.ys}, group_attrs(G)};
     call_backward(c, full, true);

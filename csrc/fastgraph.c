@@ -71,6 +71,13 @@ static PyObject *s_node, *s_shape, *s_forward_to, *s_nograd, *s_name, *s_d, *one
 
 /* ------------------------------------------------------------------ helpers */
 
+/* x is an ExpressionBase: the exact classes the hot path meets (Expression, Parameters) first, as
+ * PyObject_TypeCheck walks a Python subclass's MRO (a tenth of a chain step's construction). */
+static inline int is_expr(PyObject *x) {
+    PyTypeObject *t = Py_TYPE(x);
+    return (expr_cls != NULL && t == expr_cls) || (param_cls != NULL && t == param_cls) || PyObject_TypeCheck(x, &ExprType);
+}
+
 static PyObject *type_error(PyObject *op, PyObject *x) {
     PyObject *name = PyObject_GetAttr(op, s_name);
     if (name == NULL) return NULL;
@@ -85,7 +92,7 @@ static int param_leaf(GraphObject *g, PyObject *x, PyObject **out);
  * an AttributeError there is a TypeError naming the op). */
 static PyObject *resolve(GraphObject *g, PyObject *x, PyObject *op) {
     PyObject *r;
-    if (PyObject_TypeCheck(x, &ExprType)) {
+    if (is_expr(x)) {
         ExprObject *e = (ExprObject *)x;
         if (e->v == g->ver && e->i != NULL) {
             Py_INCREF(e->i);
@@ -226,29 +233,27 @@ static PyObject *ids1_obj(PyObject *k) {
     return ids1_tuples[n];
 }
 
-/* Append (op, ids, attrs), d and ng; run it under immediate_compute; return the node index. */
-static PyObject *append_raw(GraphObject *g, PyObject *op, PyObject *ids, PyObject *attrs, PyObject *d, int ng) {
+/* Append the node tuple (op, ids, attrs) (a new reference, taken over), d and ng; run it under
+ * immediate_compute; return the node index. */
+static PyObject *append_tuple(GraphObject *g, PyObject *node, PyObject *d, int ng) {
     PyObject *nodes = g->nodes, *dims = g->dims, *ngl = g->ng;
     if (nodes == NULL || dims == NULL || ngl == NULL || !PyList_Check(nodes) || !PyList_Check(dims) ||
         !PyList_Check(ngl)) {
         PyErr_SetString(PyExc_RuntimeError, "ComputationGraph: nodes, dims and ng must be lists");
+        Py_DECREF(node);
         return NULL;
     }
     PyObject *n = index_obj(PyList_GET_SIZE(dims));
-    if (n == NULL) return NULL;
-    PyObject *node = PyTuple_Pack(3, op, ids, attrs);
-    if (node == NULL || PyList_Append(nodes, node) < 0 || PyList_Append(dims, d) < 0 ||
+    if (n == NULL) {
+        Py_DECREF(node);
+        return NULL;
+    }
+    if (PyList_Append(nodes, node) < 0 || PyList_Append(dims, d) < 0 ||
         PyList_Append(ngl, ng ? Py_True : Py_False) < 0) {
-        Py_XDECREF(node);
+        Py_DECREF(node);
         Py_DECREF(n);
         return NULL;
     }
-    /* The node and its ids tuple are not GC-tracked: ids holds ints only, and a node holds its
-     * op (global), ids and attrs (values, never the graph), so neither can close a reference
-     * cycle the collector would have to break.  Tracked, they made every gen-0 collection walk
-     * the nodes added since the last one (~40% of the time per node with gc enabled). */
-    if (PyObject_GC_IsTracked(ids)) PyObject_GC_UnTrack(ids);
-    PyObject_GC_UnTrack(node);
     Py_DECREF(node);
     if (g->immediate) {
         PyObject *r = PyObject_CallMethodOneArg((PyObject *)g, s_forward_to, n);
@@ -259,6 +264,78 @@ static PyObject *append_raw(GraphObject *g, PyObject *op, PyObject *ids, PyObjec
         Py_DECREF(r);
     }
     return n;
+}
+
+/* The node tuple (op, ids, attrs), not GC-tracked: ids holds ints only, and a node holds its op
+ * (global), ids and attrs (values, never the graph), so neither can close a reference cycle the
+ * collector would have to break.  Tracked, they made every gen-0 collection walk the nodes added
+ * since the last one (~40% of the time per node with gc enabled). */
+static PyObject *node_tuple(PyObject *op, PyObject *ids, PyObject *attrs) {
+    PyObject *node = PyTuple_Pack(3, op, ids, attrs);
+    if (node == NULL) return NULL;
+    if (PyObject_GC_IsTracked(ids)) PyObject_GC_UnTrack(ids);
+    PyObject_GC_UnTrack(node);
+    return node;
+}
+
+/* Append (op, ids, attrs), d and ng; run it under immediate_compute; return the node index. */
+static PyObject *append_raw(GraphObject *g, PyObject *op, PyObject *ids, PyObject *attrs, PyObject *d, int ng) {
+    PyObject *node = node_tuple(op, ids, attrs);
+    return node == NULL ? NULL : append_tuple(g, node, d, ng);
+}
+
+/* ------------------------------------------------------------------ node tuples of repeated graphs
+ *
+ * A training loop builds the same graph shape again and again, so the next node at position n is
+ * mostly the last graph's node n.  The attribute-free node tuple (op, ids, None) last made at each
+ * position is kept and given again when its op and operand ints are the very same objects (the
+ * cached index ints above): the ids and node tuples are then neither allocated now nor freed at
+ * renew_cg.  Attribute-free only, so the memo never keeps a graph's data (inputs, tables) alive. */
+static PyObject **node_memo;
+static Py_ssize_t node_memo_cap;
+
+/* The node tuple (op, (in[0], ..., in[m-1]), None) for position n, m 1 or 2 (new reference). */
+static PyObject *plain_node(Py_ssize_t n, PyObject *op, PyObject *const *in, Py_ssize_t m) {
+    if (n >= 0 && n < node_memo_cap && node_memo[n] != NULL) {
+        PyObject *t = node_memo[n], *ids = PyTuple_GET_ITEM(t, 1);
+        if (PyTuple_GET_ITEM(t, 0) == op && PyTuple_GET_SIZE(ids) == m && PyTuple_GET_ITEM(ids, 0) == in[0] &&
+            (m == 1 || PyTuple_GET_ITEM(ids, 1) == in[1])) {
+            Py_INCREF(t);
+            return t;
+        }
+    }
+    PyObject *ids = m == 1 ? ids1_obj(in[0]) : PyTuple_Pack(2, in[0], in[1]);
+    if (ids == NULL) return NULL;
+    PyObject *node = node_tuple(op, ids, Py_None);
+    Py_DECREF(ids);
+    if (node == NULL || n < 0 || n >= INDEX_CACHE) return node;
+    if (n >= node_memo_cap) {
+        Py_ssize_t cap = node_memo_cap ? node_memo_cap : 1024;
+        while (cap <= n) cap *= 2;
+        PyObject **a = PyMem_Realloc(node_memo, (size_t)cap * sizeof(PyObject *));
+        if (a == NULL) return node; /* no memo: still a valid node */
+        memset(a + node_memo_cap, 0, (size_t)(cap - node_memo_cap) * sizeof(PyObject *));
+        node_memo = a;
+        node_memo_cap = cap;
+    }
+    Py_INCREF(node);
+    Py_XSETREF(node_memo[n], node);
+    return node;
+}
+
+/* Append an operator node of one or two operands: the memo above when attrs is None. */
+static PyObject *append_op(GraphObject *g, PyObject *op, PyObject *const *in, Py_ssize_t m, PyObject *attrs,
+                           PyObject *d, int ng) {
+    PyObject *node;
+    if (attrs == Py_None && g->dims != NULL && PyList_Check(g->dims)) {
+        node = plain_node(PyList_GET_SIZE(g->dims), op, in, m);
+    } else {
+        PyObject *ids = m == 1 ? ids1_obj(in[0]) : PyTuple_Pack(2, in[0], in[1]);
+        if (ids == NULL) return NULL;
+        node = node_tuple(op, ids, attrs);
+        Py_DECREF(ids);
+    }
+    return node == NULL ? NULL : append_tuple(g, node, d, ng);
 }
 
 /* Append (op, ids, attrs), d and ng; run it under immediate_compute; return the Expression. */
@@ -411,7 +488,7 @@ static PyObject *do_add1(GraphObject *g, PyObject *op, PyObject *x, PyObject *at
     Py_ssize_t ver = g->ver;
     PyObject *k = resolve(g, x, op);
     if (k == NULL) return NULL;
-    PyObject *r = NULL, *ids = NULL, *d = NULL;
+    PyObject *r = NULL, *d = NULL;
     PyObject *dk = dim_at(g->dims, k);
     if (dk == NULL) goto done;
     int nog = -1;
@@ -423,12 +500,13 @@ static PyObject *do_add1(GraphObject *g, PyObject *op, PyObject *x, PyObject *at
     int ng = truth(ngk);
     if (ng < 0) goto done;
     if (ng) ng = !nog;
-    ids = ids1_obj(k);
-    if (ids == NULL) goto done;
-    r = append_node(g, op, ids, attrs, d, ng, ver);
+    PyObject *n = append_op(g, op, &k, 1, attrs, d, ng);
+    if (n != NULL) {
+        r = new_expr(n, ver);
+        Py_DECREF(n);
+    }
 done:
     Py_DECREF(k);
-    Py_XDECREF(ids);
     Py_XDECREF(d);
     return r;
 }
@@ -436,7 +514,7 @@ done:
 /* Two resolved operands (new references i, j are borrowed here). */
 static PyObject *do_add2_ids(GraphObject *g, PyObject *op, PyObject *i, PyObject *j, PyObject *attrs, int nograd_check,
                          Py_ssize_t ver) {
-    PyObject *r = NULL, *ids = NULL, *d = NULL;
+    PyObject *r = NULL, *d = NULL;
     PyObject *di = dim_at(g->dims, i);
     if (di == NULL) return NULL;
     PyObject *dj = dim_at(g->dims, j);
@@ -460,11 +538,15 @@ static PyObject *do_add2_ids(GraphObject *g, PyObject *op, PyObject *i, PyObject
         }
     }
 have_ng:
-    ids = PyTuple_Pack(2, i, j);
-    if (ids == NULL) goto done;
-    r = append_node(g, op, ids, attrs, d, ng, ver);
+    {
+        PyObject *ij[2] = {i, j};
+        PyObject *n = append_op(g, op, ij, 2, attrs, d, ng);
+        if (n != NULL) {
+            r = new_expr(n, ver);
+            Py_DECREF(n);
+        }
+    }
 done:
-    Py_XDECREF(ids);
     Py_XDECREF(d);
     return r;
 }
@@ -922,7 +1004,7 @@ static PyObject *add1_const(PyObject *op, PyObject *e, PyObject *num, int negate
 
 static PyObject *expr_add(PyObject *a, PyObject *b) {
     GraphObject *g = the_graph;
-    int ea = PyObject_TypeCheck(a, &ExprType), eb = PyObject_TypeCheck(b, &ExprType);
+    int ea = is_expr(a), eb = is_expr(b);
     if (g != NULL && ea && eb) {
         Py_ssize_t ver = g->ver;
         PyObject *j = resolve(g, b, op_add);
@@ -944,7 +1026,7 @@ static PyObject *expr_add(PyObject *a, PyObject *b) {
 
 static PyObject *expr_sub(PyObject *a, PyObject *b) {
     GraphObject *g = the_graph;
-    int ea = PyObject_TypeCheck(a, &ExprType), eb = PyObject_TypeCheck(b, &ExprType);
+    int ea = is_expr(a), eb = is_expr(b);
     if (g != NULL && ea && eb) {
         /* a - b = a + (-b); the sum's shape is checked before -b is added. */
         Py_ssize_t ver = g->ver;
@@ -978,7 +1060,7 @@ static PyObject *expr_sub(PyObject *a, PyObject *b) {
 }
 
 /* DyNet: a 1x1 (or length-1) operand scales the other, else a matrix product. */
-static int is_scalar_dim(PyObject *dim) {
+static int is_scalar_dim_read(PyObject *dim) {
     PyObject *d = PyObject_GetAttr(dim, s_d);
     if (d == NULL) return -1;
     int r = 0;
@@ -1001,9 +1083,26 @@ static int is_scalar_dim(PyObject *dim) {
     return r;
 }
 
+/* is_scalar_dim_read remembered for the last few Dims (held, so an address is not reused while
+ * remembered; Dims are interned and immutable): every W * h of a model asks about the same two. */
+#define SD_SIZE 16
+static PyObject *sd_dim[SD_SIZE];
+static int sd_val[SD_SIZE];
+
+static int is_scalar_dim(PyObject *dim) {
+    size_t k = ((uintptr_t)dim >> 4) % SD_SIZE;
+    if (sd_dim[k] == dim) return sd_val[k];
+    int r = is_scalar_dim_read(dim);
+    if (r < 0) return r;
+    Py_INCREF(dim);
+    Py_XSETREF(sd_dim[k], dim);
+    sd_val[k] = r;
+    return r;
+}
+
 static PyObject *expr_mul(PyObject *a, PyObject *b) {
     GraphObject *g = the_graph;
-    int ea = PyObject_TypeCheck(a, &ExprType), eb = PyObject_TypeCheck(b, &ExprType);
+    int ea = is_expr(a), eb = is_expr(b);
     if (g != NULL && ea && eb) {
         Py_ssize_t ver = g->ver;
         PyObject *r = NULL;

@@ -227,17 +227,85 @@ inline void dot_gemm(int64_t m, int64_t n, int64_t k, const float* A, const floa
   for (; j < n; ++j) dot_rows<8, 1>(m, k, A, B + j * k, C + j * m);
 }
 
+// --- y (m) += A (m x k, column-major) x: one column (a graph's step on a single example) -----
+// A panel of NV row vectors, with U accumulators per vector over alternating kk, so that even a
+// 16 x 16 product (one AVX-512 vector of rows) keeps several FMA chains in flight instead of one.
+template <int NV, int U>
+inline void gemv_tile(int64_t rows, int64_t k, const float* A, int64_t lda, const float* x, float* y) {
+  using T = Vec::T;
+  T acc[U][NV];
+  DY_UNROLL
+  for (int u = 0; u < U; ++u)
+    DY_UNROLL
+    for (int v = 0; v < NV; ++v) acc[u][v] = Vec::zero();
+  const bool full = rows == int64_t(NV) * kW;
+  const Vec::M tail = Vec::mask(rows - int64_t(NV - 1) * kW);
+  auto step = [&](int u, int64_t kk) {
+    const float* a = A + kk * lda;
+    const T xb = Vec::bcast(x + kk);
+    DY_UNROLL
+    for (int v = 0; v < NV - 1; ++v) acc[u][v] = Vec::fma(Vec::load(a + v * kW), xb, acc[u][v]);
+    const T last = full ? Vec::load(a + (NV - 1) * kW) : Vec::loadm(a + (NV - 1) * kW, tail);
+    acc[u][NV - 1] = Vec::fma(last, xb, acc[u][NV - 1]);
+  };
+  int64_t kk = 0;
+  for (; kk + U <= k; kk += U) {
+    DY_UNROLL
+    for (int u = 0; u < U; ++u) step(u, kk + u);
+  }
+  for (; kk < k; ++kk) step(0, kk);
+  DY_UNROLL
+  for (int u = 1; u < U; ++u)
+    DY_UNROLL
+    for (int v = 0; v < NV; ++v) acc[0][v] = Vec::add(acc[0][v], acc[u][v]);
+  DY_UNROLL
+  for (int v = 0; v < NV - 1; ++v) Vec::store(y + v * kW, Vec::add(Vec::load(y + v * kW), acc[0][v]));
+  float* yl = y + (NV - 1) * kW;
+  if (full)
+    Vec::store(yl, Vec::add(Vec::load(yl), acc[0][NV - 1]));
+  else
+    Vec::storem(yl, Vec::add(Vec::loadm(yl, tail), acc[0][NV - 1]), tail);
+}
+
+inline void gemv(int64_t m, int64_t k, const float* A, const float* x, float* y) {
+  int64_t i = 0;
+  for (; i + 4 * kW <= m; i += 4 * kW) gemv_tile<4, 1>(4 * kW, k, A + i, m, x, y + i);
+  switch ((m - i + kW - 1) / kW) {  // the last rows: fewer vectors, more accumulators each
+    case 3:
+      gemv_tile<3, 1>(m - i, k, A + i, m, x, y + i);
+      break;
+    case 2:
+      gemv_tile<2, 2>(m - i, k, A + i, m, x, y + i);
+      break;
+    case 1:
+      gemv_tile<1, 4>(m - i, k, A + i, m, x, y + i);
+      break;
+    default:
+      break;
+  }
+}
+
 // The shapes taken: one side short enough that packing would not pay off, the others
 // short enough that the unblocked loops stay in cache.
 constexpr int64_t kMaxThin = 64;     // the short side (columns of B, or k of dW)
 constexpr int64_t kMaxLong = 4096;   // the other sides
+constexpr int64_t kMaxGemv = 1 << 16;  // a GEMV's weight (larger ones are memory-bound: Eigen's)
 
 inline bool gemm_acc_vec(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C) {
   if (m > kMaxLong || n > kMaxLong || k > kMaxLong) return false;
   // Register tiles: 3 vectors of rows by 8 columns with AVX-512 (24 of its 32 registers),
   // 2 by 6 with AVX2 (12 of 16).
   constexpr int NV = kW == 16 ? 3 : 2, NR = kW == 16 ? 8 : 6;
-  if (!ta && !tb) {  // weight * columns: C += A B (one column is a GEMV, Eigen's is as fast)
+  if (n == 1 && m * k <= kMaxGemv) {  // one column: a GEMV, either way round
+    if (!ta) {
+      gemv(m, k, A, B, C);
+      return true;
+    }
+    if (k < kW / 2) return false;
+    dot_rows<8, 1>(m, k, A, B, C);
+    return true;
+  }
+  if (!ta && !tb) {  // weight * columns: C += A B (a large GEMV is Eigen's, as fast)
     if (n > kMaxThin || n < 2) return false;
     axpy_gemm<NV, NR>(m, n, k, A, m, B, 1, k, C);
     return true;

@@ -153,8 +153,8 @@ void bin_bwd(const CView& a, const CView& b, const Shape& ys, const float* dy, V
 inline void acc_unbroadcast(View dx, const Shape& ys, const float* dy, float s = 1.0f) {
   if (same(dx.s, ys)) {
     int64_t n = ys.total();
-    if (s == 1.0f)
-      Arr(dx.p, n) += CArr(dy, n);
+    if (s == 1.0f)  // a plain loop (vectorised by the compiler): Eigen's alignment peeling cost more than a 16-value add
+      for (int64_t k = 0; k < n; ++k) dx.p[k] += dy[k];
     else
       Arr(dx.p, n) += s * CArr(dy, n);
     return;
@@ -233,6 +233,10 @@ void lstm_gates_grad(const CView* x, int nargs, const Shape& ys, float* r, int i
 // The gates' forward with W_x x given (G x n, one column per batch element): the executor
 // computes it for many steps as one GEMM.
 void lstm_gates_pre(const CView* x, int nargs, View y, const float* pre);
+
+// y = tanh(x) over n values: the LSTM gates' AVX2+FMA tanh where the CPU runs it (Eigen's
+// approximation, up to FMA rounding), else Eigen's; for the elementwise tanh op too.
+void tanh_values(const float* x, float* y, int64_t n);
 
 // log-sum-exp of n values spaced st apart.
 float lse_strided(const float* p, int64_t n, int64_t st);

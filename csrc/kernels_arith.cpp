@@ -65,8 +65,17 @@ void f_add(const CView* x, int, View y, const Attrs&) {
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p + q; });
 }
 void b_add(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) { acc_unbroadcast(dx, y.s, dy.p); }
-DY_REGISTER(add, f_add, b_add);
-DY_REGISTER(colwise_add, f_add, b_add);
+// dx = dy (summed where x broadcasts), for a gradient nothing has written yet: no zero-fill first.
+void b_add_set(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
+  if (same(dx.s, y.s)) {
+    std::memcpy(dx.p, dy.p, size_t(y.s.total()) * sizeof(float));
+    return;
+  }
+  std::fill_n(dx.p, dx.s.total(), 0.0f);
+  acc_unbroadcast(dx, y.s, dy.p);
+}
+DY_REGISTER(add, f_add, b_add, b_add_set);
+DY_REGISTER(colwise_add, f_add, b_add, b_add_set);
 
 void f_cmult(const CView* x, int, View y, const Attrs&) {
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p * q; });
@@ -77,7 +86,16 @@ void b_cmult(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs
   else
     bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float p, float, float g) { return g * p; });
 }
-DY_REGISTER(cmult, f_cmult, b_cmult);
+void b_cmult_set(const CView* x, int n, CView y, CView dy, int i, View dx, const Attrs& a) {
+  if (!(same(x[0].s, y.s) && same(x[1].s, y.s))) {  // broadcasting: added into zeros
+    Arr(dx.p, dx.s.total()).setZero();
+    b_cmult(x, n, y, dy, i, dx, a);
+    return;
+  }
+  int64_t m = y.s.total();
+  Arr(dx.p, m) = CArr(dy.p, m) * CArr(x[1 - i].p, m);
+}
+DY_REGISTER(cmult, f_cmult, b_cmult, b_cmult_set);
 void f_cdiv(const CView* x, int, View y, const Attrs&) {
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p / q; });
 }
@@ -239,7 +257,7 @@ void f_sum(const CView* x, int n, View y, const Attrs&) {
   copy_broadcast(x[0], y);
   for (int j = 1; j < n; ++j) add_broadcast(x[j], y);
 }
-DY_REGISTER(sum, f_sum, b_add);
+DY_REGISTER(sum, f_sum, b_add, b_add_set);
 void f_average(const CView* x, int n, View y, const Attrs& a) {
   f_sum(x, n, y, a);
   Arr(y.p, y.s.total()) /= float(n);

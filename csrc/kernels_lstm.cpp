@@ -15,6 +15,7 @@
 
 #include "common.h"
 #include "kernel_util.h"
+#include "simd_act.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
@@ -38,7 +39,10 @@ constexpr float FORGET_GATE_BIAS = 1.0f;
 // state as one register-blocked GEMV, and logistic/tanh with Eigen's own rational approximations
 // (its FMA cut-offs), so the values are Eigen's up to the rounding of the fused multiply-adds.
 #ifdef DY_LSTM_X86
-#define DY_LSTM_T256 __attribute__((target("avx2,fma")))
+#define DY_LSTM_T256 DY_ACT_T256
+using act::logistic_256;
+using act::tanh_256;
+using act::tail_mask;
 
 // y (m) += A (m x k, column-major) x.
 DY_LSTM_T256 void gemv_acc_256(const float* A, int64_t m, int64_t k, const float* x, float* y) {
@@ -86,55 +90,6 @@ DY_LSTM_T256 void gemv_acc_256(const float* A, int64_t m, int64_t k, const float
   }
 }
 
-// Eigen's scalar_logistic_op<float> (FMA cut-off); below -9 it is exp(x), done per lane.
-// min_ps/max_ps return their second operand when either is NaN: x0 goes second so a NaN stays NaN.
-DY_LSTM_T256 inline __m256 logistic_256(__m256 x0) {
-  __m256 x = _mm256_min_ps(_mm256_set1_ps(15.7243833541870117f), x0);
-  __m256 x2 = _mm256_mul_ps(x, x);
-  __m256 p = _mm256_fmadd_ps(x2, _mm256_set1_ps(4.37031012579801e-11f), _mm256_set1_ps(1.15627324459942e-07f));
-  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(6.08574864600143e-05f));
-  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(8.51377133304701e-03f));
-  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(2.48287947061529e-01f));
-  p = _mm256_mul_ps(x, p);
-  __m256 q = _mm256_fmadd_ps(x2, _mm256_set1_ps(6.10247389755681e-13f), _mm256_set1_ps(5.76102136993427e-09f));
-  q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(6.29106785017040e-06f));
-  q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(1.70198817374094e-03f));
-  q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(1.16817656904453e-01f));
-  q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(9.93151921023180e-01f));
-  __m256 y = _mm256_add_ps(_mm256_div_ps(p, q), _mm256_set1_ps(0.5f));
-  __m256 small = _mm256_cmp_ps(x0, _mm256_set1_ps(-9.0f), _CMP_LT_OQ);
-  if (__builtin_expect(_mm256_movemask_ps(small) != 0, 0)) {
-    alignas(32) float v[8], e[8];
-    _mm256_store_ps(v, x0);
-    for (int j = 0; j < 8; ++j) e[j] = std::exp(v[j]);
-    y = _mm256_blendv_ps(y, _mm256_load_ps(e), small);
-  }
-  return y;
-}
-
-// Eigen's generic_fast_tanh_float (FMA clamp).
-DY_LSTM_T256 inline __m256 tanh_256(__m256 x0) {
-  const __m256 c = _mm256_set1_ps(7.99881172180175781f);
-  __m256 x = _mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), c), _mm256_min_ps(c, x0));  // NaN stays NaN
-  __m256 tiny = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x0), _mm256_set1_ps(0.0004f), _CMP_LT_OQ);
-  __m256 x2 = _mm256_mul_ps(x, x);
-  __m256 p = _mm256_fmadd_ps(x2, _mm256_set1_ps(-2.76076847742355e-16f), _mm256_set1_ps(2.00018790482477e-13f));
-  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-8.60467152213735e-11f));
-  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(5.12229709037114e-08f));
-  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(1.48572235717979e-05f));
-  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(6.37261928875436e-04f));
-  p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(4.89352455891786e-03f));
-  p = _mm256_mul_ps(x, p);
-  __m256 q = _mm256_fmadd_ps(x2, _mm256_set1_ps(1.19825839466702e-06f), _mm256_set1_ps(1.18534705686654e-04f));
-  q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(2.26843463243900e-03f));
-  q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(4.89352518554385e-03f));
-  return _mm256_blendv_ps(_mm256_div_ps(p, q), x, tiny);
-}
-
-DY_LSTM_T256 inline __m256i tail_mask(int64_t left) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(left)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 // One column of gates: the forget bias, logistic on i, f, o (3h values) and tanh on g (h values).
 DY_LSTM_T256 void gate_act_256(float* g, int64_t H) {
   const int64_t L = 3 * H;
@@ -166,6 +121,16 @@ DY_LSTM_T256 void gate_act_256(float* g, int64_t H) {
   }
 }
 
+// y (n) = tanh(x (n)).
+DY_LSTM_T256 void tanh_n_256(const float* x, float* y, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(y + j, tanh_256(_mm256_loadu_ps(x + j)));
+  if (j < n) {
+    __m256i k = tail_mask(n - j);
+    _mm256_maskstore_ps(y + j, k, tanh_256(_mm256_maskload_ps(x + j, k)));
+  }
+}
+
 // y (n) = o (n) * tanh(c (n)).
 DY_LSTM_T256 void out_tanh_256(const float* o, const float* c, int64_t n, float* y) {
   int64_t j = 0;
@@ -177,19 +142,7 @@ DY_LSTM_T256 void out_tanh_256(const float* o, const float* c, int64_t n, float*
 }
 #endif
 
-bool lstm_avx2() {
-#ifdef DY_LSTM_X86
-  static const bool on = [] {
-    const char* env = std::getenv("DYNET_CPU_EIGEN_ISA");
-    if (env && std::strcmp(env, "baseline") == 0) return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return on;
-#else
-  return false;
-#endif
-}
+bool lstm_avx2() { return act::avx2_fma(); }
 
 // Per-thread scratch buffers that only grow.
 float* lstm_scratch(int slot, int64_t n) {
@@ -395,6 +348,16 @@ void b_lstm_h(const CView* x, int, CView y, CView dy, int i, View dx, const Attr
 DY_REGISTER(vanilla_lstm_h, f_lstm_h, b_lstm_h);
 
 }  // namespace
+
+void tanh_values(const float* x, float* y, int64_t n) {
+#ifdef DY_LSTM_X86
+  if (lstm_avx2()) {
+    tanh_n_256(x, y, n);
+    return;
+  }
+#endif
+  Arr(y, n) = CArr(x, n).tanh();
+}
 
 
 }  // namespace ku

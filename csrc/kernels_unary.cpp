@@ -15,6 +15,7 @@
 
 #include "common.h"
 #include "kernel_util.h"
+#include "simd_act.h"
 
 namespace dy {
 namespace ku {
@@ -62,12 +63,29 @@ double digamma(double x) {
 }
 const float TWO_OVER_SQRT_PI = float(2.0 / std::sqrt(M_PI));
 
-void f_tanh(const CView* x, int, View y, const Attrs&) { Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).tanh(); }
+// logistic over whole (autobatched) blocks: AVX2+FMA where the CPU has it (Eigen's
+// approximation, simd_act.h), else Eigen's portable code (tanh: tanh_values, the same way).
+#ifdef DY_ACT_X86
+DY_ACT_T256 void logistic_avx2(const float* x, float* y, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(y + j, act::logistic_256(_mm256_loadu_ps(x + j)));
+  if (j < n) {
+    __m256i k = act::tail_mask(n - j);
+    _mm256_maskstore_ps(y + j, k, act::logistic_256(_mm256_maskload_ps(x + j, k)));
+  }
+}
+#endif
+
+void f_tanh(const CView* x, int, View y, const Attrs&) { tanh_values(x[0].p, y.p, y.s.total()); }
 void b_tanh(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
   int64_t n = dx.s.total();
   Arr(dx.p, n) += CArr(dy.p, n) * (1.0f - CArr(y.p, n).square());
 }
-DY_REGISTER(tanh, f_tanh, b_tanh);
+void b_tanh_set(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {  // dx = dy (1 - y^2)
+  int64_t n = dx.s.total();
+  Arr(dx.p, n) = CArr(dy.p, n) * (1.0f - CArr(y.p, n).square());
+}
+DY_REGISTER(tanh, f_tanh, b_tanh, b_tanh_set);
 void f_exp(const CView* x, int, View y, const Attrs&) { Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).exp(); }
 void b_exp(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
   int64_t n = dx.s.total();
@@ -78,13 +96,20 @@ void f_log(const CView* x, int, View y, const Attrs&) { Arr(y.p, y.s.total()) = 
 
 // Eigen's vectorised logistic (as the fused LSTM gates use): ~4x the scalar exp loop.
 void f_logistic(const CView* x, int, View y, const Attrs&) {
+#ifdef DY_ACT_X86
+  if (act::avx2_fma()) return logistic_avx2(x[0].p, y.p, y.s.total());
+#endif
   Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).logistic();
 }
 void b_logistic(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
   int64_t n = dx.s.total();
   Arr(dx.p, n) += CArr(dy.p, n) * CArr(y.p, n) * (1.0f - CArr(y.p, n));
 }
-DY_REGISTER(logistic, f_logistic, b_logistic);
+void b_logistic_set(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {  // dx = dy y (1 - y)
+  int64_t n = dx.s.total();
+  Arr(dx.p, n) = CArr(dy.p, n) * CArr(y.p, n) * (1.0f - CArr(y.p, n));
+}
+DY_REGISTER(logistic, f_logistic, b_logistic, b_logistic_set);
 float sig(float v) { return 0.5f + 0.5f * std::tanh(0.5f * v); }
 float round_away(float v) { return v > 0 ? std::floor(v + 0.5f) : (v < 0 ? -std::floor(-v + 0.5f) : v); }
 UNARY(log_b, v, g / v)

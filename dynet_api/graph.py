@@ -491,9 +491,11 @@ class ComputationGraph(_GraphBase):
         """
         self._claim("renew_cg")
         self.ver += 1
-        self.nodes = []
-        self.dims = []
-        self.ng = []
+        # emptied in place, not replaced: lists that live on are old to the garbage collector, so
+        # its young-generation passes (about one per graph) do not walk the new graph's nodes
+        self.nodes.clear()
+        self.dims.clear()
+        self.ng.clear()
         self.n_eval = 0
         self.backward_done = False
         self._checkpoints = []

@@ -455,3 +455,28 @@ def test_denormals_flushed_inside_graphs_only():
     y = x * 0.5  # a denormal result
     assert y.value() == 0.0  # flushed while the graph runs (FTZ/DAZ: denormals are ~100x slower)
     assert np.multiply(tiny, np.float32(0.5)) > 0  # and the process's float mode is restored afterwards
+
+
+@pytest.mark.parametrize("autobatching", [0, 1])
+def test_first_written_gradients_of_add_and_tanh_with_broadcasts(autobatching):
+    """add and tanh write a gradient nothing has written yet (instead of adding into zeros): a
+    batched x plus an unbatched b (b's gradient summed over the batch), a column broadcast along a
+    matrix, and an operand read twice (its second gradient adds to the first) match NumPy."""
+    rng = np.random.default_rng(5)
+    X, B, C = rng.normal(size=(3, 4)), rng.normal(size=3), rng.normal(size=(3, 1))
+    dy.set_backend("cpu_eigen")
+    dy.renew_cg(autobatching=autobatching)
+    x = dy.inputTensor(X, batched=True)  # 4 batch elements of 3 values
+    b = dy.inputVector(B)
+    c = dy.inputTensor(C)
+    m = dy.inputTensor(X)  # 3 x 4
+    t = dy.tanh(x + b)
+    u = dy.tanh(m + c) + m  # c broadcast along the columns; m read twice
+    loss = dy.sum_batches(dy.sum_elems(t)) + dy.sum_elems(u)
+    loss.backward(full=True)
+    dt = 1 - np.tanh(X + B[:, None]) ** 2
+    du = 1 - np.tanh(X + C) ** 2
+    np.testing.assert_allclose(x.gradient().reshape(3, 4), dt, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.gradient().reshape(3), dt.sum(axis=1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c.gradient().reshape(3, 1), du.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m.gradient().reshape(3, 4), du + 1, rtol=1e-5, atol=1e-6)

@@ -131,3 +131,59 @@ def test_prefix_read_then_rest_and_revert_keep_the_plan_consistent():
     np.testing.assert_allclose(out, want[0], rtol=1e-5, atol=1e-5)
     for k in grads:
         np.testing.assert_allclose(grads[k], want[1][k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def _check_plan(loss, strategy):
+    cg = dy.cg()
+    loss.value()
+    got = cg.executor.plan()
+    assert got == autobatch.plan_order(cg.nodes, cg.dims, 0, loss.i + 1, strategy)
+    return got
+
+
+def test_each_graph_of_a_sequence_runs_its_own_plan():
+    """The executor keeps the last order when a range's operands and signatures repeat (a graph
+    rebuilt): graphs that repeat, change structure, change only an op (the same operands, other
+    signatures) or the strategy must each still run the front end's plan for them."""
+    dy.set_backend("cpu_eigen")
+    _, ps = _model()
+    for strategy, seed, n in [(1, 1, 5), (1, 1, 5), (1, 2, 6), (2, 2, 6), (1, 2, 6), (1, 1, 5)]:
+        dy.renew_cg(autobatching=strategy)
+        rng = np.random.default_rng(seed)
+        _check_plan(dy.esum([_instance(ps, rng, k) for k in range(n)]), strategy)
+    sizes = []
+    for second in (dy.tanh, dy.logistic, dy.tanh):  # same operands throughout; the signatures differ
+        dy.renew_cg(autobatching=1)
+        x = dy.inputVector([0.5, -1.0, 2.0])
+        loss = dy.sum_elems(dy.tanh(x) + second(x))
+        got = _check_plan(loss, 1)
+        sizes.append(max(len(g) for g in got))
+        want = np.tanh([0.5, -1.0, 2.0]) + (np.tanh if second is dy.tanh else lambda v: 1 / (1 + np.exp(-v)))(
+            np.array([0.5, -1.0, 2.0]))
+        np.testing.assert_allclose(loss.value(), want.sum(), rtol=1e-5)
+    assert sizes == [2, 1, 2]  # the two tanh join; tanh and logistic do not
+
+
+def test_backward_from_a_node_inside_the_forest_then_from_the_end():
+    """Backward from one instance's loss while groups run past it (their members after it get no
+    gradient: their parts of the group's block must be zeroed before the group's backward reads
+    them), then from the whole sum and from another instance on the same graph: gradients equal
+    the unbatched run's (without that zeroing the first comparison fails)."""
+    got = {}
+    for strategy in (0, 1):
+        dy.set_backend("cpu_eigen")
+        _, ps = _model()
+        dy.reset_random_seed(5)
+        dy.renew_cg(autobatching=strategy)
+        rng = np.random.default_rng(6)
+        losses = [_instance(ps, rng, k) for k in range(7)]
+        total = dy.esum(losses)
+        total.value()
+        out = []
+        for top in (losses[2], total, losses[4]):  # (the gradients accumulate alike either way)
+            top.backward()
+            out.append({k: p.grad_as_array().copy() for k, p in ps.items()})
+        got[strategy] = out
+    for want, have in zip(got[0], got[1], strict=True):
+        for k in want:
+            np.testing.assert_allclose(have[k], want[k], rtol=1e-4, atol=1e-5, err_msg=k)

@@ -2,7 +2,7 @@
 instruction set this CPU runs, against float64 NumPy: the value W X (C += A B), the
 gradient of X (C += A^T B) and of W (C += A B^T with a short k), over shapes that hit every
 tail (rows not a multiple of the vector width, column counts around the tile widths, k
-below and around a vector)."""
+below and around a vector), and the one-column products (GEMV) both ways."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from dynet_backends.cpu_eigen import _cpu_eigen as M  # noqa: E402
 SHAPES = [  # (rows of W, k, columns of X)
     *itertools.product([1, 5, 16, 17, 33, 100], [3, 31, 32, 70], [2, 7, 9]),
     (128, 256, 16), (1024, 64, 16), (40, 300, 64), (64, 48, 65), (7, 20, 8), (50, 17, 6),
+    # one column (a GEMV both ways): row tails of 1 to 4 vectors, k below and around a vector
+    *itertools.product([5, 16, 17, 48, 100], [3, 16, 31, 70], [1]),
 ]
 
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
 import pytest
 
 import dynet_api
@@ -161,3 +162,22 @@ def test_immediate_compute_removes_a_failing_node(runs):
     assert kind == "RuntimeError" and "log" in msg and added == 0
     assert n == 1 and val == 2.0
     assert pure["subclass"] == ["MutableExpression", True, True]
+
+
+def test_products_and_scalings_interleaved_pick_their_op_every_time():
+    """``a * b`` is a product unless an operand is 1x1 or of length 1 (then cmult); the C path
+    remembers that per Dim, so the same Dims asked again, in both orders, must still decide alike."""
+    dy = dynet_api
+    dy.renew_cg()
+    m = dy.inputTensor(np.ones((3, 3)))
+    v = dy.inputVector([1.0, 2.0, 3.0])
+    s = dy.scalarInput(2.0)
+    one = dy.inputVector([4.0])
+    cases = [(m, v, "matmul"), (s, v, "cmult"), (v, one, "cmult"), (m, v, "matmul"), (one, m, "cmult"),
+             (s, s, "cmult"), (m, m, "matmul"), (v, s, "cmult")]
+    for _ in range(3):
+        for a, b, want in cases:
+            e = a * b
+            assert dy.cg().nodes[e.i][0].name == want
+    np.testing.assert_allclose((s * v).npvalue(), [2.0, 4.0, 6.0])
+    np.testing.assert_allclose((m * v).npvalue(), [6.0, 6.0, 6.0])

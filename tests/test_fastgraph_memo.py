@@ -99,3 +99,39 @@ def test_node_indices_past_the_shared_int_range():
     np.testing.assert_allclose(y.value(), math.tanh(0.25), rtol=1e-6)
     dy.renew_cg()
     assert dy.tanh(dy.inputVector([0.5])).i == 1
+
+
+def _graph(ops, x0, x1):
+    """A graph of two inputs then one node per entry of ops, each over the last node and an input."""
+    dy.renew_cg()
+    a, b = dy.inputVector(x0), dy.inputVector(x1)
+    h = a
+    for op in ops:
+        h = {"tanh": lambda h: dy.tanh(h), "logistic": lambda h: dy.logistic(h), "add": lambda h: h + b,
+             "radd": lambda h: b + h, "cmult": lambda h: dy.cmult(h, b)}[op](h)
+    return h
+
+
+def _expected(ops, x0, x1):
+    h, b = np.array(x0, dtype=np.float64), np.array(x1, dtype=np.float64)
+    for op in ops:
+        h = {"tanh": np.tanh, "logistic": lambda v: 1 / (1 + np.exp(-v)), "add": lambda v: v + b,
+             "radd": lambda v: b + v, "cmult": lambda v: v * b}[op](h)
+    return h
+
+
+def test_graphs_rebuilt_at_the_same_positions_get_their_own_nodes():
+    """The C path gives a position's attribute-free node tuple of the last graph again when op and
+    operands match: a graph that differs there (op, operand order, operands) must get its own."""
+    shapes = [["tanh", "add", "tanh", "cmult"], ["tanh", "add", "tanh", "cmult"], ["logistic", "radd", "tanh", "add"],
+              ["tanh", "add", "tanh", "cmult"], ["tanh", "cmult", "logistic", "add"]]
+    for k, ops in enumerate(shapes):
+        x0, x1 = [0.1 * k, -0.5, 1.0], [1.0, 0.5 * k, -2.0]
+        h = _graph(ops, x0, x1)
+        nodes = dy.cg().nodes
+        assert [n[0].name for n in nodes[2:]] == [{"radd": "add"}.get(o, o) for o in ops]
+        for j, op in enumerate(ops, start=2):
+            prev = 0 if j == 2 else j - 1  # the first op reads input a
+            want = (1, prev) if op == "radd" else (prev, 1) if op in ("add", "cmult") else (prev,)
+            assert tuple(nodes[j][1]) == want and nodes[j][2] is None, (ops, j, nodes[j])
+        np.testing.assert_allclose(h.npvalue(), _expected(ops, x0, x1), rtol=1e-5, atol=1e-6)
