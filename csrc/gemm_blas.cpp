@@ -70,10 +70,14 @@ void set_min_work(int64_t w) { g_min_work = w; }
 int64_t min_side() { return g_min_side; }
 void set_min_side(int64_t s) { g_min_side = s; }
 
-bool gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C) {
+bool would_take(int64_t m, int64_t n, int64_t k) {
   const int64_t work = m * n * k;
   const bool thin = m < g_min_side || n < g_min_side || k < g_min_side;
-  if (!g_sgemm || work < (thin ? 8 * g_min_work : g_min_work) || m > INT_MAX || n > INT_MAX || k > INT_MAX) return false;
+  return g_sgemm && work >= (thin ? 8 * g_min_work : g_min_work) && m <= INT_MAX && n <= INT_MAX && k <= INT_MAX;
+}
+
+bool gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C) {
+  if (!would_take(m, n, k)) return false;
   if (g_set_threads && g_threads_set != threads()) {  // follow --dynet-threads (OpenBLAS defaults to all cores)
     g_threads_set = threads();
     g_set_threads(g_threads_set);

@@ -27,6 +27,8 @@ void set_min_side(int64_t s);
 // C (m x n, column-major) += op(A) op(B) through the BLAS when it is loaded and the product
 // is large enough; returns false (and does nothing) otherwise.
 bool gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C);
+// Whether gemm_acc would take an m x n x k product (a BLAS is loaded and the product is large enough).
+bool would_take(int64_t m, int64_t n, int64_t k);
 
 }  // namespace blas
 }  // namespace dy

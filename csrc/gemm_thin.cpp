@@ -21,11 +21,12 @@ bool cpu_has(const char* set) {
 struct Choice {
   Fn fn = nullptr;
   std::string name = "off";
+  GemvFn gemv = nullptr;
 };
 
 Choice pick(const std::string& want) {
-  if (want != "off" && want != "avx2" && kAvx512 && cpu_has("avx512")) return {kAvx512, "avx512"};
-  if (want != "off" && kAvx2 && cpu_has("avx2")) return {kAvx2, "avx2"};
+  if (want != "off" && want != "avx2" && kAvx512 && cpu_has("avx512")) return {kAvx512, "avx512", kAvx512Gemv};
+  if (want != "off" && kAvx2 && cpu_has("avx2")) return {kAvx2, "avx2", kAvx2Gemv};
   return {};
 }
 
@@ -43,6 +44,11 @@ Choice& current() {
 bool gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C) {
   Fn f = current().fn;
   return f && f(ta, tb, m, n, k, A, B, C);
+}
+
+bool gemv_acc(bool ta, int64_t m, int64_t k, const float* A, const float* x, float* y) {
+  GemvFn f = current().gemv;
+  return f && f(ta, m, k, A, x, y);
 }
 
 std::string isa() { return current().name; }

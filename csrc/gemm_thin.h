@@ -11,6 +11,10 @@ namespace thin {
 // C (m x n, column-major) += op(A) op(B) when the shape is one these kernels take and a
 // vector build is in use; returns false (and does nothing) otherwise.
 bool gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C);
+// y (m) += op(A) x with A m x k (k x m when ta): gemm_acc's one-column case, called directly by
+// the product kernels for a single example (a graph's step), which skip the general product's
+// layers of dispatch; false (nothing done) where gemm_acc would decline it too.
+bool gemv_acc(bool ta, int64_t m, int64_t k, const float* A, const float* x, float* y);
 
 // The build in use: "avx512", "avx2" or "off".  select() picks one by name ("best" = the widest
 // this CPU runs, "off" = none) and returns the one it got; DYNET_CPU_EIGEN_ISA=baseline
@@ -23,6 +27,9 @@ std::string select(const std::string& name);
 using Fn = bool (*)(bool, bool, int64_t, int64_t, int64_t, const float*, const float*, float*);
 extern const Fn kAvx512;
 extern const Fn kAvx2;
+using GemvFn = bool (*)(bool, int64_t, int64_t, const float*, const float*, float*);
+extern const GemvFn kAvx512Gemv;
+extern const GemvFn kAvx2Gemv;
 
 }  // namespace thin
 }  // namespace dy

@@ -291,20 +291,24 @@ constexpr int64_t kMaxThin = 64;     // the short side (columns of B, or k of dW
 constexpr int64_t kMaxLong = 4096;   // the other sides
 constexpr int64_t kMaxGemv = 1 << 16;  // a GEMV's weight (larger ones are memory-bound: Eigen's)
 
+// y (m) += op(A) x, A m x k (k x m when ta): one column, either way round.
+inline bool gemv_acc_vec(bool ta, int64_t m, int64_t k, const float* A, const float* x, float* y) {
+  if (m * k > kMaxGemv || m > kMaxLong || k > kMaxLong) return false;
+  if (!ta) {
+    gemv(m, k, A, x, y);
+    return true;
+  }
+  if (k < kW / 2) return false;
+  dot_rows<8, 1>(m, k, A, x, y);
+  return true;
+}
+
 inline bool gemm_acc_vec(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C) {
   if (m > kMaxLong || n > kMaxLong || k > kMaxLong) return false;
   // Register tiles: 3 vectors of rows by 8 columns with AVX-512 (24 of its 32 registers),
   // 2 by 6 with AVX2 (12 of 16).
   constexpr int NV = kW == 16 ? 3 : 2, NR = kW == 16 ? 8 : 6;
-  if (n == 1 && m * k <= kMaxGemv) {  // one column: a GEMV, either way round
-    if (!ta) {
-      gemv(m, k, A, B, C);
-      return true;
-    }
-    if (k < kW / 2) return false;
-    dot_rows<8, 1>(m, k, A, B, C);
-    return true;
-  }
+  if (n == 1 && m * k <= kMaxGemv) return gemv_acc_vec(ta, m, k, A, B, C);  // op(B) is k contiguous values
   if (!ta && !tb) {  // weight * columns: C += A B (a large GEMV is Eigen's, as fast)
     if (n > kMaxThin || n < 2) return false;
     axpy_gemm<NV, NR>(m, n, k, A, m, B, 1, k, C);

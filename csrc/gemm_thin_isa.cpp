@@ -7,10 +7,14 @@
 namespace dy {
 namespace thin {
 
+#define DY_THIN_CAT2(a, b) a##b
+#define DY_THIN_CAT(a, b) DY_THIN_CAT2(a, b)
 #ifdef DY_THIN_GEMM
 const Fn DY_THIN_SET = &gemm_acc_vec;
+const GemvFn DY_THIN_CAT(DY_THIN_SET, Gemv) = &gemv_acc_vec;
 #else
 const Fn DY_THIN_SET = nullptr;
+const GemvFn DY_THIN_CAT(DY_THIN_SET, Gemv) = nullptr;
 #endif
 
 }  // namespace thin

@@ -223,12 +223,26 @@ void mm_grad_b(const float* G, int64_t r, int64_t k, int64_t n, const float* A, 
     gemm_acc(true, false, c, k, r, A + b * r * c, G + b * r * k, dB + (bb == 1 ? 0 : b) * c * k);
 }
 
+// One column (a single example's step): y (r) += op(A) x through the thin GEMV directly, when
+// the BLAS would not take it (as gemm_acc decides) and a vector build is in use.
+bool gemv_direct(bool ta, int64_t r, int64_t c, const float* A, const float* x, float* y) {
+  return !blas::would_take(r, 1, c) && thin::gemv_acc(ta, r, c, A, x, y);
+}
+
 void f_matmul(const CView* x, int, View y, const Attrs&) {
+  const int64_t r = x[0].s.d[0], c = x[0].s.d[1];
+  if (y.s.total() == r && x[0].s.bd == 1 && x[1].s.total() == c) {  // W x, one column
+    std::fill_n(y.p, r, 0.0f);
+    if (gemv_direct(false, r, c, x[0].p, x[1].p, y.p)) return;
+  }
   Arr(y.p, y.s.total()).setZero();
   mm_acc(x[0].p, x[0].s.d[0], x[0].s.d[1], x[0].s.bd, x[1].p, x[1].s.d[1], x[1].s.bd, y.p, y.s.bd);
 }
 void b_matmul(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
   int64_t r = x[0].s.d[0], c = x[0].s.d[1], k = x[1].s.d[1];
+  if (i == 1 && y.s.total() == r && x[0].s.bd == 1 && dx.s.total() == c &&
+      gemv_direct(true, c, r, x[0].p, dy.p, dx.p))  // dx += W^T dy, one column
+    return;
   if (i == 0)
     mm_grad_a(dy.p, r, k, y.s.bd, x[1].p, c, x[1].s.bd, dx.p, x[0].s.bd);
   else
