@@ -124,11 +124,13 @@ DY_RULE(amsgrad) {
 }
 
 // Blocks of 1024 squares summed in 64 float lanes (a lane's sum has 16 terms: float keeps about
-// 7 digits of each block), the blocks' sums added in double.  64 lanes are enough independent
-// accumulators for the vector units to stream the data (one chain of double adds ran at a
-// sixth of the memory's speed).  The squares of gradients below ~1e-19 are denormal floats:
-// flushed to zero, as in the rules (they cost ~100x each otherwise; a weight that training
-// drives to zero has such gradients on every step).
+// 7 digits of each block), each lane's block sums added in double, the 64 lanes added once at the
+// end by halves.  64 lanes are enough independent accumulators for the vector units to stream the
+// data (one chain of double adds ran at a sixth of the memory's speed), and no per-block step is a
+// chain of scalar adds (summing the 64 lanes per block cost more than reading the block).  The
+// squares of gradients below ~1e-19 are denormal floats: flushed to zero, as in the rules (they
+// cost ~100x each otherwise; a weight that training drives to zero has such gradients on every
+// step).
 double sq_norm_vec(const float* __restrict p, int64_t n) {
   constexpr int L = 64;
   if (n < L) {  // a row of a lookup table: in double, no lanes to set up and add
@@ -138,19 +140,19 @@ double sq_norm_vec(const float* __restrict p, int64_t n) {
   }
   FlushDenormals ftz;
   constexpr int64_t B = 1024;
-  double total = 0;
+  double tot[L] = {};
   int64_t k = 0;
-  while (k < n) {
-    const int64_t end = n - k >= B ? k + B : n;
+  while (k + L <= n) {
+    const int64_t end = n - k >= B ? k + B : k + (n - k) / L * L;
     float acc[L] = {};
-    for (; k + L <= end; k += L)
+    for (; k < end; k += L)
       for (int j = 0; j < L; ++j) acc[j] += p[k + j] * p[k + j];
-    for (; k < end; ++k) acc[0] += p[k] * p[k];
-    double s = 0;
-    for (int j = 0; j < L; ++j) s += double(acc[j]);
-    total += s;
+    for (int j = 0; j < L; ++j) tot[j] += double(acc[j]);
   }
-  return total;
+  for (; k < n; ++k) tot[0] += double(p[k]) * double(p[k]);
+  for (int w = L / 2; w >= 1; w /= 2)
+    for (int j = 0; j < w; ++j) tot[j] += tot[j + w];
+  return tot[0];
 }
 
 const Kernels kernels_here = {steps_here, &sq_norm_vec};
