@@ -262,13 +262,14 @@ def _unarr(d: dict) -> np.ndarray:
 _TRAINER_FIELDS = ("learning_rate", "clipping_enabled", "clip_threshold", "sparse_updates", "updates", "clips",
                    "updates_since_status", "clips_since_status",
                    # CyclicalSGDTrainer's schedule
-                   "lr_min", "lr_max", "step_size", "gamma", "it")
+                   "e_min", "e_max", "step_size", "gamma", "it")
 
 
 def trainer_state(trainer) -> dict:
     """The trainer's state as plain data: its scalar fields and every parameter's moment tensors."""
     trainer = getattr(trainer, "trainer", trainer) if isinstance(trainer, DistributedTrainer) else trainer
-    fields = {k: getattr(trainer, k) for k in _TRAINER_FIELDS if k in vars(trainer)}
+    # hasattr, not vars(): learning_rate is a property (a checkpoint lost a decayed rate)
+    fields = {k: getattr(trainer, k) for k in _TRAINER_FIELDS if hasattr(trainer, k)}
     moments = []
     for st in trainer.model.all_storages():
         states = st.states.get(trainer._state_key)

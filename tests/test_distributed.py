@@ -128,14 +128,25 @@ def test_trainer_state_round_trip():
     dy.renew_cg()
     dy.sum_elems(W * dy.inputVector([1.0, 2.0, 3.0])).backward()
     tr.update()
+    tr.learning_rate = 0.025  # decayed by the program: the checkpoint keeps it
     state = json.loads(json.dumps(distributed.trainer_state(tr)))
     tr2 = dy.AdamTrainer(pc, 0.1)
     distributed.set_trainer_state(tr2, state)
     assert tr2.updates == 1
+    assert tr2.learning_rate == 0.025
     m1 = [pc.all_storages()[0].backend.to_numpy(t) for t in pc.all_storages()[0].states[tr._state_key]]
     m2 = [pc.all_storages()[0].backend.to_numpy(t) for t in pc.all_storages()[0].states[tr2._state_key]]
     for a, b in zip(m1, m2, strict=True):
         np.testing.assert_array_equal(a, b)
     assert np.abs(m1[0]).sum() > 0
+    cyc = dy.CyclicalSGDTrainer(pc, 0.01, 0.1, step_size=3)
+    for _ in range(2):
+        dy.renew_cg()
+        dy.sum_elems(W * dy.inputVector([1.0, 2.0, 3.0])).backward()
+        cyc.update()
+    cyc2 = dy.CyclicalSGDTrainer(pc, 0.5, 0.9, step_size=7)
+    distributed.set_trainer_state(cyc2, json.loads(json.dumps(distributed.trainer_state(cyc))))
+    assert (cyc2.e_min, cyc2.e_max, cyc2.step_size, cyc2.it, cyc2.learning_rate) == \
+        (cyc.e_min, cyc.e_max, cyc.step_size, cyc.it, cyc.learning_rate)
     with pytest.raises(ValueError, match="AdamTrainer, not SimpleSGDTrainer"):
         distributed.set_trainer_state(dy.SimpleSGDTrainer(pc), state)
