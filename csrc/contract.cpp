@@ -5,16 +5,14 @@
 #include <cmath>
 #include <cstring>
 
+#include "pyobj.h"
+
 namespace dy {
 namespace contract {
 
 namespace {
 
-PyObject* intern(const char* s) {
-  PyObject* o = PyUnicode_InternFromString(s);
-  if (!o) throw py::error_already_set();
-  return o;
-}
+PyObject* intern(const char* s) { return intern_name(s); }
 
 // The attribute names read here, interned once (never freed: they may outlive the interpreter's teardown).
 struct Names {
@@ -30,11 +28,7 @@ const Names& names() {
   return *n;
 }
 
-py::object get(PyObject* o, PyObject* name) {
-  PyObject* v = PyObject_GetAttr(o, name);
-  if (!v) throw py::error_already_set();
-  return py::reinterpret_steal<py::object>(v);
-}
+py::object get(PyObject* o, PyObject* name) { return attr(o, name); }
 
 // A sequence attribute: its length, then each item (an int, or a nested sequence the same way).
 void decode_seq(PyObject* v, std::vector<int64_t>& I) {
