@@ -1,13 +1,15 @@
-// The C++ twin of Trainer.update() (dynet_api/trainers.py), for the case that is every training
-// loop's: every parameter on this backend, no weight decay.  Python's update() is the
-// specification; tests/test_trainer_step.py runs both on the same steps and compares the weights,
-// the states and the trainer's counters.  The twin exists because a small update's work is its
-// bookkeeping: Python's walk over the storages, its hyper dict and two backend calls cost 3-6 us,
-// ten times the step of a 64x64 parameter.
+// The C++ twin of Trainer.update() (dynet_api/trainers.py), for the cases of every training loop:
+// every parameter on this backend, with or without clipping, sparse or dense lookups, frozen
+// parameters, DyNet's lazy weight decay on a root collection, CyclicalSGDTrainer's schedule.
+// Python's update() is the specification; tests/test_trainer_step.py runs both on the same steps
+// and compares the weights, the states and the trainer's counters bit for bit.  The twin exists
+// because a small update's work is its bookkeeping: Python's walk over the storages, its hyper
+// dict and two backend calls cost 3-6 us, ten times the step of a 64x64 parameter.
 //
 // It reads first and changes nothing until the step is sure to run: on anything it does not
-// handle (another backend's tensors, weight decay, a state tensor not yet made, a NaN or infinite
-// norm, a bad item) it returns False with every object as it was, and Python's update() runs.
+// handle (another backend's tensors, a state tensor not yet made, a NaN or infinite norm under
+// clipping, the weight-decay factor's fold, a subcollection's trainer, a class's own _decay, a
+// whole-tensor rule) it returns False with every object as it was, and Python's update() runs.
 #include "trainer_step.h"
 
 #include <algorithm>
