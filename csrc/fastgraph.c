@@ -294,12 +294,43 @@ static PyObject *append_raw(GraphObject *g, PyObject *op, PyObject *ids, PyObjec
 static PyObject **node_memo;
 static Py_ssize_t node_memo_cap;
 
+static inline PyObject *ids_of(PyObject *node) { return PyTuple_GET_ITEM(node, 1); }
+
+/* t[k] = v in a tuple only this module holds (new reference to v taken, the old item released). */
+static inline void set_item(PyObject *t, Py_ssize_t k, PyObject *v) {
+    PyObject *old = PyTuple_GET_ITEM(t, k);
+    Py_INCREF(v);
+    PyTuple_SET_ITEM(t, k, v);
+    Py_XDECREF(old);
+}
+
 /* The node tuple (op, (in[0], ..., in[m-1]), None) for position n, m 1 or 2 (new reference). */
 static PyObject *plain_node(Py_ssize_t n, PyObject *op, PyObject *const *in, Py_ssize_t m) {
     if (n >= 0 && n < node_memo_cap && node_memo[n] != NULL) {
         PyObject *t = node_memo[n], *ids = PyTuple_GET_ITEM(t, 1);
         if (PyTuple_GET_ITEM(t, 0) == op && PyTuple_GET_SIZE(ids) == m && PyTuple_GET_ITEM(ids, 0) == in[0] &&
             (m == 1 || PyTuple_GET_ITEM(ids, 1) == in[1])) {
+            Py_INCREF(t);
+            return t;
+        }
+        if (Py_REFCNT(t) == 1) {
+            /* Another node, but only the memo holds the last graph's one (its list was emptied at
+             * renew_cg): rewritten in place, as good as a new tuple nobody has seen, it spares an
+             * allocation now and a free (the tuple, often its ids) when the memo moved on.  A graph
+             * that varies (trees, sentences) misses the memo at most positions. */
+            PyObject *ids;
+            if (m == 2 && PyTuple_GET_SIZE(ids_of(t)) == 2 && Py_REFCNT(ids_of(t)) == 1) {
+                ids = ids_of(t);
+                set_item(ids, 0, in[0]);
+                set_item(ids, 1, in[1]);
+            } else {
+                ids = m == 1 ? ids1_obj(in[0]) : PyTuple_Pack(2, in[0], in[1]);
+                if (ids == NULL) return NULL;
+                if (PyObject_GC_IsTracked(ids)) PyObject_GC_UnTrack(ids);
+                set_item(t, 1, ids);
+                Py_DECREF(ids);
+            }
+            set_item(t, 0, op);
             Py_INCREF(t);
             return t;
         }

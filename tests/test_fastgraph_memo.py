@@ -135,3 +135,16 @@ def test_graphs_rebuilt_at_the_same_positions_get_their_own_nodes():
             want = (1, prev) if op == "radd" else (prev, 1) if op in ("add", "cmult") else (prev,)
             assert tuple(nodes[j][1]) == want and nodes[j][2] is None, (ops, j, nodes[j])
         np.testing.assert_allclose(h.npvalue(), _expected(ops, x0, x1), rtol=1e-5, atol=1e-6)
+
+
+def test_a_node_tuple_still_held_is_never_rewritten():
+    """A position's node tuple that nobody else holds is rewritten in place for the next graph; one
+    the program kept (here, the last graph's node list) stays what it was."""
+    _graph(["tanh", "add", "tanh", "cmult"], [0.1, -0.5, 1.0], [1.0, 0.5, -2.0])
+    kept = list(dy.cg().nodes)
+    before = [(n[0].name, tuple(n[1]), n[2]) for n in kept]
+    h = _graph(["logistic", "cmult", "logistic", "add"], [0.3, -0.5, 1.0], [1.0, 0.2, -2.0])
+    assert [(n[0].name, tuple(n[1]), n[2]) for n in kept] == before
+    assert [n[0].name for n in dy.cg().nodes[2:]] == ["logistic", "cmult", "logistic", "add"]
+    np.testing.assert_allclose(h.npvalue(), _expected(["logistic", "cmult", "logistic", "add"], [0.3, -0.5, 1.0],
+                                                      [1.0, 0.2, -2.0]), rtol=1e-5, atol=1e-6)
