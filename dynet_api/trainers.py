@@ -243,7 +243,6 @@ class Trainer:
     def __init_subclass__(cls, **kw: Any) -> None:
         """A subclass declaring a ``record``: the rule's class attributes, constructor and ``Args:``."""
         super().__init_subclass__(**kw)
-        # a backend's trainer_step calls _after_update only where a class has one of its own
         rule = cls.__dict__.get("record")
         if rule is None:
             return
