@@ -234,10 +234,6 @@ void lstm_gates_grad(const CView* x, int nargs, const Shape& ys, float* r, int i
 // computes it for many steps as one GEMM.
 void lstm_gates_pre(const CView* x, int nargs, View y, const float* pre);
 
-// y = tanh(x) over n values: the LSTM gates' AVX2+FMA tanh where the CPU runs it (Eigen's
-// approximation, up to FMA rounding), else Eigen's; for the elementwise tanh op too.
-void tanh_values(const float* x, float* y, int64_t n);
-
 // log-sum-exp of n values spaced st apart.
 float lse_strided(const float* p, int64_t n, int64_t st);
 

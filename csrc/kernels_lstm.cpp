@@ -121,16 +121,6 @@ DY_LSTM_T256 void gate_act_256(float* g, int64_t H) {
   }
 }
 
-// y (n) = tanh(x (n)).
-DY_LSTM_T256 void tanh_n_256(const float* x, float* y, int64_t n) {
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(y + j, tanh_256(_mm256_loadu_ps(x + j)));
-  if (j < n) {
-    __m256i k = tail_mask(n - j);
-    _mm256_maskstore_ps(y + j, k, tanh_256(_mm256_maskload_ps(x + j, k)));
-  }
-}
-
 // y (n) = o (n) * tanh(c (n)).
 DY_LSTM_T256 void out_tanh_256(const float* o, const float* c, int64_t n, float* y) {
   int64_t j = 0;
@@ -348,17 +338,6 @@ void b_lstm_h(const CView* x, int, CView y, CView dy, int i, View dx, const Attr
 DY_REGISTER(vanilla_lstm_h, f_lstm_h, b_lstm_h);
 
 }  // namespace
-
-void tanh_values(const float* x, float* y, int64_t n) {
-#ifdef DY_LSTM_X86
-  if (lstm_avx2()) {
-    tanh_n_256(x, y, n);
-    return;
-  }
-#endif
-  Arr(y, n) = CArr(x, n).tanh();
-}
-
 
 }  // namespace ku
 }  // namespace dy

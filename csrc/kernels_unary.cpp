@@ -63,20 +63,14 @@ double digamma(double x) {
 }
 const float TWO_OVER_SQRT_PI = float(2.0 / std::sqrt(M_PI));
 
-// logistic over whole (autobatched) blocks: AVX2+FMA where the CPU has it (Eigen's
-// approximation, simd_act.h), else Eigen's portable code (tanh: tanh_values, the same way).
+// logistic and tanh over whole (autobatched) blocks: AVX2+FMA where the CPU has it (Eigen's
+// approximations, simd_act.h, as the fused LSTM gates use them), else Eigen's portable code.
+void f_tanh(const CView* x, int, View y, const Attrs&) {
 #ifdef DY_ACT_X86
-DY_ACT_T256 void logistic_avx2(const float* x, float* y, int64_t n) {
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(y + j, act::logistic_256(_mm256_loadu_ps(x + j)));
-  if (j < n) {
-    __m256i k = act::tail_mask(n - j);
-    _mm256_maskstore_ps(y + j, k, act::logistic_256(_mm256_maskload_ps(x + j, k)));
-  }
-}
+  if (act::avx2_fma()) return act::map_256<act::kTanh>(x[0].p, y.p, y.s.total());
 #endif
-
-void f_tanh(const CView* x, int, View y, const Attrs&) { tanh_values(x[0].p, y.p, y.s.total()); }
+  Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).tanh();
+}
 void b_tanh(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
   int64_t n = dx.s.total();
   Arr(dx.p, n) += CArr(dy.p, n) * (1.0f - CArr(y.p, n).square());
@@ -97,7 +91,7 @@ void f_log(const CView* x, int, View y, const Attrs&) { Arr(y.p, y.s.total()) = 
 // Eigen's vectorised logistic (as the fused LSTM gates use): ~4x the scalar exp loop.
 void f_logistic(const CView* x, int, View y, const Attrs&) {
 #ifdef DY_ACT_X86
-  if (act::avx2_fma()) return logistic_avx2(x[0].p, y.p, y.s.total());
+  if (act::avx2_fma()) return act::map_256<act::kLogistic>(x[0].p, y.p, y.s.total());
 #endif
   Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).logistic();
 }
