@@ -393,7 +393,6 @@ bool step(PyObject* tr) {
     else v[K.wscale] = 1.0 / f;
   }
   const upd::Hyper hy = upd::Hyper::from(v);
-  const upd::StepFn kernel = upd::step(rule, hy);
 
   // ---- what the class's _after_update will do: its C++ twin where it has one, computed now so a
   // value the Python method would refuse declines before anything changed
@@ -424,24 +423,18 @@ bool step(PyObject* tr) {
       slot.set(x.st, S::has_grad, Py_False);
     }
   }
+  thread_local std::vector<float*> sp;
   for (Item& x : items) {
-    const int64_t rs = row_size(*x.g);
     if (!x.step) {  // frozen: in the norm, then cleared
+      const int64_t rs = row_size(*x.g);
       if (!x.lookup) std::fill_n(x.g->data(), x.g->total(), 0.0f);
       else
         for (int64_t r : x.rows) std::fill_n(x.g->data() + r * rs, rs, 0.0f);
       continue;
     }
-    if (!x.rowwise) {
-      kernel(x.w->data(), x.g->data(), x.s, x.w->total(), hy, x.clear);
-      continue;
-    }
-    float* s[3];
-    for (int64_t r : x.rows) {
-      const int64_t o = r * rs;
-      for (int q = 0; q < n_states; ++q) s[q] = x.s[q] + o;
-      kernel(x.w->data() + o, x.g->data() + o, s, rs, hy, true);
-    }
+    sp.assign(x.s, x.s + n_states);
+    upd::apply_update(rule, x.w->data(), x.g->data(), sp, x.w->total(), row_size(*x.w), x.rowwise ? &x.rows : nullptr,
+                      hy, x.clear);
   }
   if (clipped) {
     add_one(T, N.clips);
