@@ -86,13 +86,18 @@ enum Fn { kLogistic, kTanh };
 
 // y (n) = F(x (n)), eight lanes at a time and a masked tail: the plain logistic and tanh kernels.
 template <Fn F>
+DY_ACT_T256 inline __m256 apply_256(__m256 v) {
+  if constexpr (F == kLogistic) return logistic_256(v);
+  else return tanh_256(v);
+}
+
+template <Fn F>
 DY_ACT_T256 void map_256(const float* x, float* y, int64_t n) {
-  auto f = [](__m256 v) __attribute__((target("avx2,fma"))) { return F == kLogistic ? logistic_256(v) : tanh_256(v); };
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(y + j, f(_mm256_loadu_ps(x + j)));
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(y + j, apply_256<F>(_mm256_loadu_ps(x + j)));
   if (j < n) {
     __m256i k = tail_mask(n - j);
-    _mm256_maskstore_ps(y + j, k, f(_mm256_maskload_ps(x + j, k)));
+    _mm256_maskstore_ps(y + j, k, apply_256<F>(_mm256_maskload_ps(x + j, k)));
   }
 }
 
