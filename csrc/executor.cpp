@@ -4,6 +4,7 @@
 #include "executor.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -241,6 +242,8 @@ class Executor {
 
  private:
   struct Node {
+    // (user-provided: emplace_back() then skips zero-filling the record, which marshal fills anyway)
+    Node() {}  // NOLINT(modernize-use-equals-default)
     int op;
     const OpInfo* info;
     int a0, na, i0, ni, f0, nf, s0, ns;  // inputs in args_, attributes in ints_, flts_, slots_
@@ -371,7 +374,8 @@ class Executor {
   Arena::Mark floor_;       // end of the latest value placed at run time (autobatching; truncate keeps it)
   bool has_floor_ = false;
   int n_grad_ = 0;
-  std::unordered_map<PyObject*, OpInfo> ops_;
+  std::unordered_map<PyObject*, OpInfo> ops_;  // (node-based: an OpInfo's address is stable)
+  std::array<std::pair<PyObject*, const OpInfo*>, 32> op_cache_{};
   std::vector<py::object> op_refs_;
   int matmul_ = -1, affine_ = -1, lstm_gates_ = -1, lstm_gates_drop_ = -1;
   const KernelDef* kernels_ = kernel_table().data();  // by op code (the table is fixed once the module loaded)
@@ -423,8 +427,15 @@ class Executor {
   std::vector<CView> xin_ = std::vector<CView>(16);  // gather_inputs' buffer
 
   const OpInfo& op_info(PyObject* op) {
+    // a direct-mapped cache before the map (one lookup per node: the map's hashing and modulo were
+    // a tenth of marshalling); op_refs_ holds every op read, so an address is never reused here
+    std::pair<PyObject*, const OpInfo*>& c = op_cache_[(reinterpret_cast<uintptr_t>(op) >> 4) % op_cache_.size()];
+    if (c.first == op) return *c.second;
     auto it = ops_.find(op);
-    if (it != ops_.end()) return it->second;
+    if (it != ops_.end()) {
+      c = {op, &it->second};
+      return it->second;
+    }
     contract::OpRecord r = contract::read_op(op);
     OpInfo oi;
     oi.name = std::move(r.name);
@@ -464,7 +475,13 @@ class Executor {
       graph_.read(int(nodes_.size()), b, [&](int j, const contract::NodeRecord& r) {
         const OpInfo* info = &op_info(r.op);
         if (info->code < 0) throw std::runtime_error("cpu_eigen: op " + info->name + " is not supported by this backend");
-        Node& n = nodes_.emplace_back();  // filled in place (a Node is ~160 bytes); popped if this node fails
+#if defined(__GNUC__)
+        if (nodes_.size() + 4 < nodes_.capacity()) {  // the records ahead are written soon (past the caches)
+          const char* ahead = reinterpret_cast<const char*>(nodes_.data() + nodes_.size() + 4);
+          __builtin_prefetch(ahead, 1), __builtin_prefetch(ahead + 64, 1), __builtin_prefetch(ahead + 128, 1);
+        }
+#endif
+        Node& n = nodes_.emplace_back();  // filled in place (a Node is ~180 bytes); popped if this node fails
         open = true;
         n.info = info;
         n.op = info->code;
