@@ -27,8 +27,11 @@ SgemmFn g_sgemm = nullptr;
 SetThreadsFn g_set_threads = nullptr;
 ConfigFn g_config = nullptr;
 int g_threads_set = -1;  // the thread count last handed to the library
-// 10000x256x16 (one step of the LM's output layer) is 41M; the LSTM's 1024x256x16 is 4.2M.
-int64_t g_min_work = int64_t(1) << 22;
+// 10000x256x16 (one step of the LM's output layer) is 41M; the LSTM's 1024x256x16 is 4.2M.  From
+// 1M on, OpenBLAS's AVX-512 kernels beat Eigen's AVX2 ones (the only other path for a product with
+// no short side): the Tree-LSTM's batched 128x256 products over 30-120 columns (autobatching, 16
+// trees per graph: 6% faster per update than with the threshold at 4M; the other tasks level).
+int64_t g_min_work = int64_t(1) << 20;
 // A thin product (a side shorter than this) needs 8 times that work: OpenBLAS packs both
 // operands on each call, which the LSTM's per-step 1024x256 weight times 16 columns does
 // not amortise (the AVX2 path is faster there), while the output layer's 10000x256 times
