@@ -57,6 +57,14 @@ struct OpInfo {
   bool maps = false;
   std::vector<int> per_elem, shared;
   int b_attr = -1;
+  // per_elem and shared as bit sets (the signature asks per attribute and operand); an index past
+  // 63 is looked up in the lists
+  uint64_t per_elem_bits = 0, shared_bits = 0;
+  static bool has(const std::vector<int>& v, uint64_t bits, int k) {
+    return k < 64 ? (bits >> k) & 1 : std::find(v.begin(), v.end(), k) != v.end();
+  }
+  bool is_per_elem(int k) const { return has(per_elem, per_elem_bits, k); }
+  bool is_shared(int q) const { return has(shared, shared_bits, q); }
 };
 
 // Kernel-call counters (dynet_api/profiling.py's rule, for every backend alike): per op code, forward
@@ -280,27 +288,26 @@ class Executor {
       pool.clear(), off.assign(1, 0), hash.clear();
       slot.assign(64, -1);
     }
-    static uint64_t hash_of(const std::vector<int64_t>& v) {
+    static uint64_t hash_of(const int64_t* k, size_t n) {
       uint64_t h = 1469598103934665603ull;
-      for (int64_t x : v) h = (h ^ uint64_t(x)) * 1099511628211ull;
+      for (size_t e = 0; e < n; ++e) h = (h ^ uint64_t(k[e])) * 1099511628211ull;
       return h ^ (h >> 29);
     }
-    bool equal(int s, const std::vector<int64_t>& k) const {
-      return off[size_t(s) + 1] - off[size_t(s)] == k.size() &&
-             std::equal(k.begin(), k.end(), pool.begin() + long(off[size_t(s)]));
+    bool equal(int s, const int64_t* k, size_t n) const {
+      return off[size_t(s) + 1] - off[size_t(s)] == n && std::equal(k, k + n, pool.begin() + long(off[size_t(s)]));
     }
-    // The key's number; fresh set when it is new (numbered hash.size() before the call).
-    int find_or_add(const std::vector<int64_t>& k, bool& fresh) {
-      uint64_t h = hash_of(k);
+    // The number of key k[0, n); fresh set when it is new (numbered hash.size() before the call).
+    int find_or_add(const int64_t* k, size_t n, bool& fresh) {
+      uint64_t h = hash_of(k, n);
       size_t mask = slot.size() - 1;
       for (size_t i = size_t(h) & mask;; i = (i + 1) & mask) {
         int s = slot[i];
         if (s < 0) break;
-        if (hash[size_t(s)] == h && equal(s, k)) return fresh = false, s;
+        if (hash[size_t(s)] == h && equal(s, k, n)) return fresh = false, s;
       }
       int s = int(hash.size());
       hash.push_back(h);
-      pool.insert(pool.end(), k.begin(), k.end());
+      pool.insert(pool.end(), k, k + n);
       off.push_back(pool.size());
       if (2 * hash.size() > slot.size()) {  // keep the table at most half full
         slot.assign(2 * slot.size(), -1);
@@ -412,12 +419,12 @@ class Executor {
   std::vector<int> sig_mm_;
   std::vector<int64_t> key_;
   SigTable sigs_;
-  struct LastSig {  // per op code: the last signature key met in this range, and its id
+  struct RecentSig {  // per op and weight (hashed): the last signature key met in this range, and its id
     uint64_t gen = 0;
     std::vector<int64_t> key;
     int sid = -1;
   };
-  std::vector<LastSig> last_sig_ = std::vector<LastSig>(kernel_table().size());
+  std::array<RecentSig, 64> recent_;
   uint64_t sig_gen_ = 0;
   std::vector<char> done_, pre_due_;
   int range_a_ = 0;
@@ -443,6 +450,10 @@ class Executor {
     oi.nograd = std::move(r.nograd);
     oi.leaf = oi.name == "input" ? 1 : oi.name == "parameter" ? 2 : oi.name == "lookup" ? 3 : 0;
     oi.maps = r.maps, oi.per_elem = std::move(r.per_elem), oi.shared = std::move(r.shared), oi.b_attr = r.b_attr;
+    for (int k : oi.per_elem)
+      if (k >= 0 && k < 64) oi.per_elem_bits |= uint64_t(1) << k;
+    for (int q : oi.shared)
+      if (q >= 0 && q < 64) oi.shared_bits |= uint64_t(1) << q;
     op_refs_.push_back(py::reinterpret_borrow<py::object>(op));
     return ops_.emplace(op, std::move(oi)).first->second;
   }
@@ -463,7 +474,7 @@ class Executor {
       for (int k = 0; k < n.ns; ++k) {
         const AttrSlot& sl = slots_[size_t(n.s0 + k)];
         if (sl.i >= 0 || sl.f >= 0 || (oi.leaf && (k == 0 || k == n.ns - 1))) continue;
-        if (std::find(oi.per_elem.begin(), oi.per_elem.end(), k) != oi.per_elem.end()) continue;
+        if (oi.is_per_elem(k)) continue;
         n.opaque |= PyTuple_GET_ITEM(attrs, k) != Py_None;
       }
   }
@@ -746,64 +757,71 @@ class Executor {
     return ints ? a.ni : a.nf;
   }
 
-  // dynet_api/autobatch.py's signature() of node j, from this executor's records, into key:
+  // dynet_api/autobatch.py's signature() of node j, from this executor's records, into key_[0, len):
   // false when the node runs alone.  The key is self-delimiting (lengths before runs), so equal
-  // keys mean equal attributes, operand dims and weights.
-  bool signature(int j, std::vector<int64_t>& key) const {
+  // keys mean equal attributes, operand dims and weights.  *weight is the first weight's storage
+  // (0 without one), which picks the node's slot among the recent keys (recent_).
+  bool signature(int j, size_t& len, int64_t& weight) {
     const Node& n = nodes_[size_t(j)];
     const OpInfo& oi = *n.info;
     if (!oi.maps || n.opaque) return false;
     Attrs at = attrs_of(n);
     if (oi.b_attr >= 0 && oi.b_attr < at.ns && at.slot[oi.b_attr].i >= 0 && at.i[at.slot[oi.b_attr].i] != 0)
       return false;  // sums over the batch too
-    key.clear();
-    key.push_back(n.op);
-    key.push_back(at.ns);
-    int last = oi.leaf ? at.ns - 1 : -1;  // a leaf's Dim: the batch size varies within a group
     for (int k : oi.per_elem)
       if (k < at.ns && at.slot[k].i < 0) return false;  // indices that are not a sequence: alone
+    // written through a pointer into a buffer sized for the longest key this node can make
+    size_t cap = size_t(4 + 2 * at.ns + at.ni + at.nf + (n.na + 1) * (5 + MAXD));
+    if (key_.size() < cap) key_.resize(cap);
+    int64_t* k0 = key_.data();
+    int64_t* kp = k0;
+    *kp++ = n.op;
+    *kp++ = at.ns;
+    int last = oi.leaf ? at.ns - 1 : -1;  // a leaf's Dim: the batch size varies within a group
     for (int k = 0; k < at.ns; ++k) {
-      if (k == last || std::find(oi.per_elem.begin(), oi.per_elem.end(), k) != oi.per_elem.end()) continue;
-      const AttrSlot& s = at.slot[k];
-      int ie = s.i >= 0 ? attr_end(at, k, true) : -1, fe = s.f >= 0 ? attr_end(at, k, false) : -1;
-      key.push_back(s.i >= 0 ? ie - s.i : -1);
-      if (s.i >= 0) key.insert(key.end(), at.i + s.i, at.i + ie);
-      key.push_back(s.f >= 0 ? fe - s.f : -1);
-      for (int e = s.f; s.f >= 0 && e < fe; ++e) {
-        int64_t bits;
-        std::memcpy(&bits, at.f + e, sizeof bits);
-        key.push_back(bits);
-      }
+      if (k == last || oi.is_per_elem(k)) continue;
+      const AttrSlot& sl = at.slot[k];
+      int ie = sl.i >= 0 ? attr_end(at, k, true) : -1, fe = sl.f >= 0 ? attr_end(at, k, false) : -1;
+      *kp++ = sl.i >= 0 ? ie - sl.i : -1;
+      for (int e = sl.i; sl.i >= 0 && e < ie; ++e) *kp++ = at.i[e];
+      *kp++ = sl.f >= 0 ? fe - sl.f : -1;
+      for (int e = sl.f; sl.f >= 0 && e < fe; ++e) std::memcpy(kp++, at.f + e, sizeof(int64_t));
     }
-    auto dims = [&](const Shape& s) {
-      key.push_back(s.nd);
-      for (int k = 0; k < s.nd; ++k) key.push_back(s.d[k]);  // (a range insert cost twice as much here)
+    auto dims = [&](const Shape& sh) {
+      *kp++ = sh.nd;
+      for (int d = 0; d < sh.nd; ++d) *kp++ = sh.d[d];
     };
+    weight = 0;
     if (oi.leaf) {  // a lookup: its table (the storage), then its data dims
-      key.push_back(int64_t(reinterpret_cast<uintptr_t>(refs_[size_t(j)].ptr())));
+      weight = int64_t(reinterpret_cast<uintptr_t>(refs_[size_t(j)].ptr()));
+      *kp++ = weight;
       dims(n.s);
+      len = size_t(kp - k0);
       return true;
     }
     bool joined = false;
     for (int q = 0; q < n.na; ++q) {
-      int s = args_[size_t(n.a0 + q)];
-      const Node& x = nodes_[size_t(s)];
+      int sx = args_[size_t(n.a0 + q)];
+      const Node& x = nodes_[size_t(sx)];
       if (x.info->leaf == 2) {  // one weight for the whole group: its storage, update flag and dims
-        key.push_back(-1);
-        key.push_back(int64_t(reinterpret_cast<uintptr_t>(refs_[size_t(s)].ptr())));
-        key.push_back(attrs_of(x).flag(attr::parameter::update));
+        int64_t w = int64_t(reinterpret_cast<uintptr_t>(refs_[size_t(sx)].ptr()));
+        if (!weight) weight = w;
+        *kp++ = -1;
+        *kp++ = w;
+        *kp++ = attrs_of(x).flag(attr::parameter::update);
         dims(x.s);
-      } else if (std::find(oi.shared.begin(), oi.shared.end(), q) != oi.shared.end()) {
+      } else if (oi.is_shared(q)) {
         if (x.s.bd != 1) return false;
-        key.push_back(-2);
-        key.push_back(s);  // the node itself: the kernel takes it unbatched
+        *kp++ = -2;
+        *kp++ = sx;  // the node itself: the kernel takes it unbatched
       } else {
         if (x.s.bd != n.s.bd) return false;  // a broadcast operand cannot be joined with the others
-        key.push_back(-3);
+        *kp++ = -3;
         dims(x.s);
         joined = true;
       }
     }
+    len = size_t(kp - k0);
     return joined;  // every operand shared: nothing to batch over
   }
 
@@ -879,7 +897,7 @@ class Executor {
     gof_.resize(size_t(b), -1), gat_.resize(size_t(b), -1);
     size_t nn = size_t(b - a);
     in_off_.assign(nn + 1, 0), in_ids_.clear(), sid_.assign(nn, -1), sig_mm_.clear(), sigs_.clear();
-    ++sig_gen_;  // every op's last signature (last_sig_) is stale
+    ++sig_gen_;  // every recent signature (recent_) is stale
     for (int j = a; j < b; ++j) {
       const Node& n = nodes_[size_t(j)];
       for (int q = 0; q < n.na; ++q) {
@@ -888,19 +906,24 @@ class Executor {
       }
       in_off_[size_t(j - a + 1)] = ptrdiff_t(in_ids_.size());
       if (n.info->leaf == 2) param_ids_.push_back(j);
-      if (!signature(j, key_)) continue;
-      // the op's last signature first: a graph repeats a few shapes per op (a chain, a sequence),
-      // and comparing a key costs a fraction of hashing it and probing the table
-      LastSig& last = last_sig_[size_t(n.op)];
-      if (last.gen == sig_gen_ && last.key == key_) {
+      size_t len = 0;
+      int64_t weight = 0;
+      if (!signature(j, len, weight)) continue;
+      // the last key of the node's op and weight first: a graph repeats a few shapes per op and
+      // weight (a chain, a sequence, a tree's gates), and comparing a key costs a fraction of
+      // hashing it and probing the table
+      uint64_t h = (uint64_t(n.op) * 0x9E3779B97F4A7C15ull) ^ (uint64_t(weight) >> 4) * 0xC2B2AE3D27D4EB4Full;
+      RecentSig& last = recent_[(h ^ (h >> 32)) % recent_.size()];
+      const int64_t* key = key_.data();
+      if (last.gen == sig_gen_ && last.key.size() == len && std::equal(key, key + len, last.key.begin())) {
         sid_[size_t(j - a)] = last.sid;
         continue;
       }
       bool fresh = false;
-      int sid = sigs_.find_or_add(key_, fresh);
+      int sid = sigs_.find_or_add(key, len, fresh);
       if (fresh) sig_mm_.push_back(n.op == matmul_ || n.op == affine_);
       sid_[size_t(j - a)] = sid;
-      last.gen = sig_gen_, last.key = key_, last.sid = sid;
+      last.gen = sig_gen_, last.key.assign(key, key + len), last.sid = sid;
     }
     ptrdiff_t ng = plan_range(nn, strategy);
     done_.assign(nn, 0);
@@ -1009,7 +1032,7 @@ class Executor {
     }
     for (int q = 0; q < G.na; ++q) {
       const Node& x0 = operand(G, 0, q);
-      bool shared = x0.info->leaf == 2 || std::find(G.info->shared.begin(), G.info->shared.end(), q) != G.info->shared.end();
+      bool shared = x0.info->leaf == 2 || G.info->is_shared(q);
       CView v{x0.v, x0.s};
       Operand r;
       if (!shared && !join_slice(G, q, r, v)) {
