@@ -13,6 +13,7 @@
 #define DY_AUTOBATCH_CORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,32 +82,39 @@ static void ab_close(ptrdiff_t *order, ptrdiff_t *starts, ptrdiff_t *ng, ptrdiff
     starts[++(*ng)] = end;
 }
 
+/* The scratch's index type: 32 bits, half the memory of ptrdiff_t for the arrays the agenda walks
+ * in no particular order (a node's successors' counts, a signature's list of ready nodes), which at
+ * 50k nodes then stay in the L2 cache. */
+typedef int32_t ab_idx;
+
 /* The bytes of scratch ab_plan needs for the range (a caller that plans often keeps one buffer). */
 static size_t ab_plan_work_bytes(const ab_range *g) {
     size_t n = (size_t)g->n, nsig = (size_t)g->nsig, nedge = (size_t)g->in_off[g->n];
-    return (6 * n + nedge + 4 * nsig + 8) * sizeof(ptrdiff_t) + (nsig + 1) * (sizeof(double) + sizeof(ab_prio));
+    return (nsig + 1) * (sizeof(double) + sizeof(ab_prio)) + (6 * n + nedge + 4 * nsig + 8) * sizeof(ab_idx);
 }
 
 /* The order of the range: order[] (n ids), starts[] (groups + 1 offsets into order), with work
- * (ab_plan_work_bytes(g) bytes, suitably aligned) as scratch, or NULL to allocate it here.  Returns
- * the number of groups, or AB_NOMEM / AB_CYCLE. */
+ * (ab_plan_work_bytes(g) bytes, aligned for a double) as scratch, or NULL to allocate it here.
+ * Returns the number of groups, or AB_NOMEM (also for a range past 2^31 - 1 nodes or edges) /
+ * AB_CYCLE. */
 static ptrdiff_t ab_plan(const ab_range *g, ptrdiff_t *order, ptrdiff_t *starts, void *work) {
     ptrdiff_t n = g->n, nsig = g->nsig, ng = 0, nedge = g->in_off[n];
+    if (n >= INT32_MAX || nedge >= INT32_MAX || nsig >= INT32_MAX) return AB_NOMEM;
     size_t bytes = ab_plan_work_bytes(g);
     void *own = work ? NULL : malloc(bytes);
     if (!work && !own) return AB_NOMEM;
-    ptrdiff_t *mem = (ptrdiff_t *)(work ? work : own);
-    ptrdiff_t *extra = mem + 5 * n + nedge + 3 * nsig + 4; /* n + 3 (levels), nsig + 1 (signature order) */
-    double *sig_sum = (double *)(extra + n + nsig + 4);
+    double *sig_sum = (double *)(work ? work : own);
     ab_prio *heap = (ab_prio *)(sig_sum + nsig + 1);
+    ab_idx *mem = (ab_idx *)(heap + nsig + 1);
+    ab_idx *extra = mem + 5 * n + nedge + 3 * nsig + 4; /* n + 3 (levels), nsig + 1 (signature order) */
     memset(sig_sum, 0, ((size_t)nsig + 1) * sizeof(double));
-    ptrdiff_t *depth = mem, *left = mem + n, *succ_off = mem + 2 * n; /* n + 1 */
-    ptrdiff_t *next = mem + 3 * n + 1, *queue = mem + 4 * n + 1, *succ = mem + 5 * n + 1;
-    ptrdiff_t *sig_cnt = succ + nedge, *head = sig_cnt + nsig, *tail = head + nsig;
+    ab_idx *depth = mem, *left = mem + n, *succ_off = mem + 2 * n; /* n + 1 */
+    ab_idx *next = mem + 3 * n + 1, *queue = mem + 4 * n + 1, *succ = mem + 5 * n + 1;
+    ab_idx *sig_cnt = succ + nedge, *head = sig_cnt + nsig, *tail = head + nsig;
     /* only the counters start at zero (depth and left are written for every node before they are
      * read, the rest as they fill): at 50k nodes, zeroing all of it was a 3 MB memset per plan */
-    memset(succ_off, 0, (size_t)(n + 1) * sizeof(ptrdiff_t));
-    memset(sig_cnt, 0, (size_t)nsig * sizeof(ptrdiff_t));
+    memset(succ_off, 0, (size_t)(n + 1) * sizeof(ab_idx));
+    memset(sig_cnt, 0, (size_t)nsig * sizeof(ab_idx));
     ptrdiff_t jj, e, s;
     starts[0] = 0;
     for (jj = 0; jj < n; ++jj) {
@@ -121,7 +129,7 @@ static ptrdiff_t ab_plan(const ab_range *g, ptrdiff_t *order, ptrdiff_t *starts,
         if (g->sid[jj] >= 0) sig_sum[g->sid[jj]] += (double)dep, ++sig_cnt[g->sid[jj]];
     }
     for (jj = 0; jj < n; ++jj) succ_off[jj + 1] += succ_off[jj];
-    memcpy(next, succ_off, (size_t)n * sizeof(ptrdiff_t)); /* scratch: each successor list's next slot */
+    memcpy(next, succ_off, (size_t)n * sizeof(ab_idx)); /* scratch: each successor list's next slot */
     for (jj = 0; jj < n; ++jj)
         for (e = g->in_off[jj]; e < g->in_off[jj + 1]; ++e) succ[next[g->in_ids[e]]++] = jj;
     for (s = 0; s < nsig; ++s) head[s] = -1;
@@ -130,8 +138,8 @@ static ptrdiff_t ab_plan(const ab_range *g, ptrdiff_t *order, ptrdiff_t *starts,
         ptrdiff_t maxd = -1, at = 0, d, q, o;
         for (jj = 0; jj < n; ++jj)
             if (depth[jj] > maxd) maxd = depth[jj];
-        ptrdiff_t *lvl = extra, *sorder = extra + n + 3;
-        memset(lvl, 0, ((size_t)maxd + 3) * sizeof(ptrdiff_t));
+        ab_idx *lvl = extra, *sorder = extra + n + 3;
+        memset(lvl, 0, ((size_t)maxd + 3) * sizeof(ab_idx));
         for (jj = 0; jj < n; ++jj) ++lvl[depth[jj] + 1];
         for (d = 0; d <= maxd; ++d) lvl[d + 1] += lvl[d];
         for (jj = 0; jj < n; ++jj) queue[lvl[depth[jj]]++] = jj; /* nodes by level, graph order */
