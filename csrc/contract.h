@@ -46,6 +46,7 @@ struct NodeRecord {
   PyObject* ids;    // a tuple of input node indices
   PyObject* attrs;  // the attribute tuple
   Shape shape;      // dims[j].shape
+  PyObject* dim;    // dims[j] itself (its identity: equal Dims give equal shapes)
   bool ng;          // ng[j]
   int n_inputs() const { return int(PyTuple_GET_SIZE(ids)); }
   int input(int q) const { return int(PyLong_AsLong(PyTuple_GET_ITEM(ids, q))); }

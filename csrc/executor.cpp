@@ -264,6 +264,7 @@ class Executor {
     float* alias = nullptr;  // backward: the parameter's own (all-zero) gradient, used as this node's
     bool pending = false;    // backward: a leaf whose gradient still waits for a deferred LSTM input product
     bool opaque = false;     // an attribute the C++ signature cannot compare (an object): never batched
+    const void* dim = nullptr;  // the graph's Dim object of this node (alive while the graph is)
   };
   struct DeferredGrad {  // dW += dy x^T, postponed until the sweep reaches W
     const float* dy;
@@ -419,6 +420,52 @@ class Executor {
   std::vector<int> sig_mm_;
   std::vector<int64_t> key_;
   SigTable sigs_;
+  // The signature numbers of the range's attribute-less nodes by fast_key: an open-addressing
+  // table whose entries belong to the range of their generation (no clearing between ranges).
+  struct FastSigs {
+    static constexpr int kMaxOperands = 6;
+    struct Key {
+      int len = 0;
+      int64_t w[2 + 2 * kMaxOperands];
+      uint64_t hash() const {
+        uint64_t h = 0x9E3779B97F4A7C15ull;
+        for (int e = 0; e < len; ++e) h = (h ^ uint64_t(w[e])) * 0xC2B2AE3D27D4EB4Full, h ^= h >> 29;
+        return h;
+      }
+    };
+    struct Entry {
+      uint64_t gen = 0;
+      Key key;
+      int sid = -1;
+    };
+    std::vector<Entry> slots = std::vector<Entry>(1024);
+    uint64_t filled_gen = 0;
+    size_t filled = 0;
+    static bool same(const Key& x, const Key& y) {
+      if (x.len != y.len) return false;
+      int64_t diff = 0;
+      for (int e = 0; e < x.len; ++e) diff |= x.w[e] ^ y.w[e];
+      return diff == 0;
+    }
+    int* find(const Key& k, uint64_t gen) {
+      size_t mask = slots.size() - 1;
+      for (size_t i = size_t(k.hash()) & mask;; i = (i + 1) & mask) {
+        Entry& e = slots[i];
+        if (e.gen != gen) return nullptr;
+        if (same(e.key, k)) return &e.sid;
+      }
+    }
+    void add(const Key& k, uint64_t gen, int sid) {
+      if (filled_gen != gen) filled_gen = gen, filled = 0;
+      if (2 * (filled + 1) > slots.size()) return;  // at most half full (a range with more keys looks the rest up in full)
+      size_t mask = slots.size() - 1;
+      size_t i = size_t(k.hash()) & mask;
+      while (slots[i].gen == gen) i = (i + 1) & mask;
+      slots[i].gen = gen, slots[i].key = k, slots[i].sid = sid;
+      ++filled;
+    }
+  };
+  FastSigs fast_sigs_;
   struct RecentSig {  // per op and weight (hashed): the last signature key met in this range, and its id
     uint64_t gen = 0;
     std::vector<int64_t> key;
@@ -500,6 +547,7 @@ class Executor {
         n.na = r.n_inputs();
         for (int q = 0; q < n.na; ++q) args_.push_back(r.input(q));
         n.s = r.shape;
+        n.dim = r.dim;
         n.ng = r.ng;
         n.mark = vals_.mark();
         refs_.emplace_back();
@@ -886,6 +934,49 @@ class Executor {
   }
 
   // Forward over [a, b) with autobatching (strategy 1: DyNet's agenda, 2: level by level).
+  // Node j's signature number in this range (-1: it runs alone).
+  int signature_id(int j) {
+    const Node& n = nodes_[size_t(j)];
+    size_t len = 0;
+    int64_t weight = 0;
+    if (!signature(j, len, weight)) return -1;
+    // the last key of the node's op and weight first: a graph repeats a few shapes per op and
+    // weight (a chain, a sequence, a tree's gates), and comparing a key costs a fraction of
+    // hashing it and probing the table
+    uint64_t h = (uint64_t(n.op) * 0x9E3779B97F4A7C15ull) ^ (uint64_t(weight) >> 4) * 0xC2B2AE3D27D4EB4Full;
+    RecentSig& last = recent_[(h ^ (h >> 32)) % recent_.size()];
+    const int64_t* key = key_.data();
+    if (last.gen == sig_gen_ && last.key.size() == len && std::equal(key, key + len, last.key.begin())) return last.sid;
+    bool fresh = false;
+    int sid = sigs_.find_or_add(key, len, fresh);
+    if (fresh) sig_mm_.push_back(n.op == matmul_ || n.op == affine_);
+    last.gen = sig_gen_, last.key.assign(key, key + len), last.sid = sid;
+    return sid;
+  }
+
+  // The identities that fix the signature of a node without attributes (fast_sigs_' key): its op
+  // and Dim, and per operand a parameter or shared node's id, else its Dim.  False for a node with
+  // attributes, a leaf, or more operands than a key holds.
+  bool fast_key(const Node& n, FastSigs::Key& k) const {
+    if (n.ns != 0 || n.info->leaf || n.na > FastSigs::kMaxOperands) return false;
+    const OpInfo& oi = *n.info;
+    k.len = 0;
+    k.w[k.len++] = n.op;
+    k.w[k.len++] = int64_t(reinterpret_cast<uintptr_t>(n.dim));
+    for (int q = 0; q < n.na; ++q) {
+      int s = args_[size_t(n.a0 + q)];
+      const Node& x = nodes_[size_t(s)];
+      if (x.info->leaf == 2 || oi.is_shared(q)) {
+        k.w[k.len++] = -1;
+        k.w[k.len++] = s;
+      } else {
+        k.w[k.len++] = -2;
+        k.w[k.len++] = int64_t(reinterpret_cast<uintptr_t>(x.dim));
+      }
+    }
+    return true;
+  }
+
   void planned_forward(int a, int b, int strategy, bool check) {
     trim_plan(a);
     if (!planned_) {  // nodes run before without the plan: their parameters too
@@ -906,24 +997,21 @@ class Executor {
       }
       in_off_[size_t(j - a + 1)] = ptrdiff_t(in_ids_.size());
       if (n.info->leaf == 2) param_ids_.push_back(j);
-      size_t len = 0;
-      int64_t weight = 0;
-      if (!signature(j, len, weight)) continue;
-      // the last key of the node's op and weight first: a graph repeats a few shapes per op and
-      // weight (a chain, a sequence, a tree's gates), and comparing a key costs a fraction of
-      // hashing it and probing the table
-      uint64_t h = (uint64_t(n.op) * 0x9E3779B97F4A7C15ull) ^ (uint64_t(weight) >> 4) * 0xC2B2AE3D27D4EB4Full;
-      RecentSig& last = recent_[(h ^ (h >> 32)) % recent_.size()];
-      const int64_t* key = key_.data();
-      if (last.gen == sig_gen_ && last.key.size() == len && std::equal(key, key + len, last.key.begin())) {
-        sid_[size_t(j - a)] = last.sid;
+      // a node without attributes: its signature follows from its op, its Dim and its operands'
+      // (parameter and shared ones by node), which are compared as identities before building it
+      FastSigs::Key fk;
+      if (fast_key(n, fk)) {
+        int* known = fast_sigs_.find(fk, sig_gen_);
+        if (known) {
+          sid_[size_t(j - a)] = *known;
+          continue;
+        }
+        int sid = signature_id(j);
+        sid_[size_t(j - a)] = sid;
+        fast_sigs_.add(fk, sig_gen_, sid);
         continue;
       }
-      bool fresh = false;
-      int sid = sigs_.find_or_add(key, len, fresh);
-      if (fresh) sig_mm_.push_back(n.op == matmul_ || n.op == affine_);
-      sid_[size_t(j - a)] = sid;
-      last.gen = sig_gen_, last.key.assign(key, key + len), last.sid = sid;
+      sid_[size_t(j - a)] = signature_id(j);
     }
     ptrdiff_t ng = plan_range(nn, strategy);
     done_.assign(nn, 0);
