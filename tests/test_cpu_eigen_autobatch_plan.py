@@ -187,3 +187,43 @@ def test_backward_from_a_node_inside_the_forest_then_from_the_end():
     for want, have in zip(got[0], got[1], strict=True):
         for k in want:
             np.testing.assert_allclose(have[k], want[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def _mixed_batch_graph(strategy: int):
+    """Eight instances of attribute-less ops over inputs of batch sizes 2, 3 and 4 (one graph), a
+    batch-1 operand broadcast in two of them; (loss, parameters)."""
+    _, ps = _model()
+    W, b, U = ps["W"], ps["b"], ps["U"]
+    rng = np.random.default_rng(3)
+    dy.renew_cg(autobatching=strategy)
+    terms = []
+    for k in range(8):
+        x = dy.inputTensor(rng.normal(size=(8, 2 + k % 3)).astype(np.float32), batched=True)
+        h = dy.tanh(dy.affine_transform([b, W, x]))
+        g = dy.cmult(dy.logistic(U * h), h)
+        if k % 4 == 1:  # a batch-1 operand broadcast over the batch: never joined
+            g = dy.cmult(g, dy.inputVector(rng.normal(size=4)))
+        terms.append(dy.sum_batches(dy.sum_elems(g + h)))
+    return dy.esum(terms), ps
+
+
+@pytest.mark.parametrize("strategy", [1, 2])
+def test_nodes_without_attributes_of_different_batch_sizes_group_as_the_front_end_says(strategy):
+    """The executor finds an attribute-less node's signature by the identities of its Dim and its
+    operands' (a fast path before building the key): nodes whose Dims differ only in the batch
+    size still join, and a broadcast operand still keeps its node alone, as the front end plans;
+    values and gradients equal the unbatched run's."""
+    dy.set_backend("cpu_eigen")
+    loss, ps = _mixed_batch_graph(strategy)
+    v1 = loss.value()
+    loss.backward()
+    g1 = {k: ps[k].grad_as_array() for k in ("W", "b", "U")}
+    cg = dy.cg()
+    got = cg.executor.plan()
+    assert got == autobatch.plan_order(cg.nodes, cg.dims, 0, loss.i + 1, strategy)
+    assert max(len(g) for g in got) >= 8  # e.g. the eight instances' tanh (batch sizes 2, 3, 4): one call
+    loss0, ps0 = _mixed_batch_graph(0)
+    np.testing.assert_allclose(v1, loss0.value(), rtol=1e-5, atol=1e-5)
+    loss0.backward()
+    for k in g1:
+        np.testing.assert_allclose(g1[k], ps0[k].grad_as_array(), rtol=1e-4, atol=1e-5, err_msg=k)
