@@ -194,7 +194,7 @@ class Executor {
   }
 
   void reset() {
-    nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), refs_.clear(), held_.clear(), scaled_.clear();
+    nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), leaves_.clear();
     plan_.clear(), grecs_.clear(), gmem_.clear(), gxs_.clear(), gjoin_.clear();
     goff_.clear(), gops_.clear(), gopnd_.clear(), gof_.clear(), gat_.clear(), param_ids_.clear();
     gints_.clear(), gflts_.clear(), gslots_.clear();
@@ -216,9 +216,7 @@ class Executor {
       vals_.rewind(m);
       nodes_.resize(size_t(n));
       trim_plan(n);
-      refs_.resize(size_t(n));
-      held_.resize(size_t(n));
-      scaled_.resize(size_t(n));
+      drop_leaves_from(n);
     }
     grads_.reset(), dpre_.reset_merged();
     n_grad_ = 0;
@@ -261,6 +259,7 @@ class Executor {
     float* g = nullptr;
     Arena::Mark mark;
     int dwq = -1;  // backward: head of this node's deferred weight-gradient products in dw_
+    int lref = -1;  // a leaf's entry in leaves_
     float* alias = nullptr;  // backward: the parameter's own (all-zero) gradient, used as this node's
     bool pending = false;    // backward: a leaf whose gradient still waits for a deferred LSTM input product
     bool opaque = false;     // an attribute the C++ signature cannot compare (an object): never batched
@@ -358,9 +357,27 @@ class Executor {
   std::vector<int64_t> ints_;
   std::vector<double> flts_;
   std::vector<AttrSlot> slots_;
-  std::vector<py::object> refs_;  // per node: the input array or parameter storage it reads
-  std::vector<py::object> held_;  // per node: the parameter tensor its value points into
-  std::vector<std::vector<float>> scaled_;  // per node: a parameter's weights under a weight-decay factor
+  // What a leaf (input, parameter, lookup) holds, for the leaves only (Node::lref), in node order:
+  // the input array or parameter storage it reads, the parameter tensor its value points into, a
+  // parameter's weights under a weight-decay factor.
+  struct LeafData {
+    int node;
+    py::object ref, held;
+    std::vector<float> scaled;
+  };
+  std::vector<LeafData> leaves_;
+  PyObject* ref_of(int j) const {
+    int k = nodes_[size_t(j)].lref;
+    return k >= 0 ? leaves_[size_t(k)].ref.ptr() : nullptr;
+  }
+  LeafData& leaf_data(int j) {
+    int k = nodes_[size_t(j)].lref;
+    if (k < 0) throw std::runtime_error("cpu_eigen: a leaf node without its input or storage");
+    return leaves_[size_t(k)];
+  }
+  void drop_leaves_from(int n) {
+    while (!leaves_.empty() && leaves_.back().node >= n) leaves_.pop_back();
+  }
   bool failed_ = false;  // see FailureMark
   Arena vals_, grads_;
   Arena dpre_;  // backward: the LSTM gates' r, alone (and in one block) so that successive steps' lie side by side
@@ -513,8 +530,10 @@ class Executor {
     n.i0 = int(ints_.size()), n.f0 = int(flts_.size()), n.s0 = int(slots_.size());
     contract::decode_attrs(attrs, ints_, flts_, slots_);
     n.ni = int(ints_.size()) - n.i0, n.nf = int(flts_.size()) - n.f0, n.ns = int(slots_.size()) - n.s0;
-    if (n.info->leaf && PyTuple_Check(attrs) && PyTuple_GET_SIZE(attrs) > 0)
-      refs_[size_t(j)] = py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(attrs, 0));
+    if (n.info->leaf && PyTuple_Check(attrs) && PyTuple_GET_SIZE(attrs) > 0) {
+      if (n.lref < 0) n.lref = int(leaves_.size()), leaves_.push_back({j, {}, {}, {}});
+      leaves_[size_t(n.lref)].ref = py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(attrs, 0));
+    }
     n.opaque = false;
     const OpInfo& oi = *n.info;
     if (oi.maps && PyTuple_Check(attrs))  // an object the signature cannot compare (a lookup's table it can)
@@ -550,9 +569,7 @@ class Executor {
         n.dim = r.dim;
         n.ng = r.ng;
         n.mark = vals_.mark();
-        refs_.emplace_back();
-        held_.emplace_back();
-        scaled_.emplace_back();
+        n.lref = -1;
         read_attrs(n, j, r.attrs);
         // under autobatching a value is placed when its node runs (a group's members in one block)
         if (n.info->leaf != 2 && ab::strategy() == 0) n.v = vals_.alloc(size_t(n.s.total()));
@@ -560,9 +577,7 @@ class Executor {
       });
     } catch (...) {
       if (open) nodes_.pop_back();  // the node that failed
-      refs_.resize(nodes_.size());
-      held_.resize(nodes_.size());
-      scaled_.resize(nodes_.size());
+      drop_leaves_from(int(nodes_.size()));
       throw;
     }
   }
@@ -573,21 +588,22 @@ class Executor {
     CallTimer timer(n.op);
     switch (n.info->leaf) {
       case 1: {  // input: copy the host data in
-        contract::read_input(refs_[size_t(j)].ptr(), n.v, n.s.total());
+        contract::read_input(ref_of(j), n.v, n.s.total());
         return;
       }
       case 2: {  // parameter: read its storage in place (and keep that tensor alive while the node points at it)
-        py::object keep = contract::storage::value(refs_[size_t(j)].ptr());
+        LeafData& L = leaf_data(j);
+        py::object keep = contract::storage::value(L.ref.ptr());
         Tensor& w = as_tensor(keep, "parameter");
         if (w.total() != n.s.total()) throw std::runtime_error("cpu_eigen: parameter storage does not match its dim");
-        const float f = contract::storage::factor(refs_[size_t(j)].ptr());
+        const float f = contract::storage::factor(L.ref.ptr());
         if (f == 1.0f) {
           n.v = w.data();
-          held_[size_t(j)] = std::move(keep);
+          L.held = std::move(keep);
           return;
         }
         // under a weight-decay factor, the weights are a scaled copy (as DyNet's ParameterNode makes)
-        std::vector<float>& c = scaled_[size_t(j)];
+        std::vector<float>& c = L.scaled;
         c.resize(size_t(n.s.total()));
         for (int64_t k = 0; k < n.s.total(); ++k) c[size_t(k)] = w.data()[k] * f;
         n.v = c.data();
@@ -610,7 +626,7 @@ class Executor {
 
   // Lookups of nodes js (one table: a group's members, or one node): the table read once.
   void lookup_rows(const int* js, int count) {
-    PyObject* st = refs_[size_t(js[0])].ptr();
+    PyObject* st = ref_of(js[0]);
     py::object keep = contract::storage::value(st);
     Tensor& w = as_tensor(keep, "lookup");
     const float f = contract::storage::factor(st);
@@ -675,24 +691,24 @@ class Executor {
   void leaf_backward(Node& n) {
     Attrs a = attrs_of(n);
     size_t j = size_t(&n - nodes_.data());
-    const py::object& st = refs_[j];
+    PyObject* st = ref_of(int(j));
     if (n.info->leaf == 2) {
       if (!a.flag(attr::parameter::update)) return;  // a constant parameter
       count_call(n.op);  // the gradient's hand-over to the storage (also when it was accumulated there in place)
       CallTimer timer(n.op);
       if (n.g != n.alias) {
-        Tensor& g = contract::storage::grad(st.ptr());
+        Tensor& g = contract::storage::grad(st);
         int64_t m = n.s.total();
         for (int64_t k = 0; k < m; ++k) g.data()[k] += n.g[k];
       }
-      contract::storage::set_has_grad(st.ptr());
+      contract::storage::set_has_grad(st);
       return;
     }
     if (!a.flag(attr::lookup::update)) return;
     count_call(n.op);
     CallTimer timer(n.op);
-    IntSpan idx = scatter_rows(n, contract::storage::grad(st.ptr()));
-    if (idx.size()) contract::storage::touch(st.ptr(), idx.p, idx.size());
+    IntSpan idx = scatter_rows(n, contract::storage::grad(st));
+    if (idx.size()) contract::storage::touch(st, idx.p, idx.size());
   }
 
   // A lookup's gradient added into its table's rows; its rows.
@@ -720,7 +736,7 @@ class Executor {
       Node& n = nodes_[size_t(j)];
       n.alias = nullptr;
       if (n.info->leaf != 2 || !attrs_of(n).flag(attr::parameter::update)) continue;
-      PyObject* st = refs_[size_t(j)].ptr();
+      PyObject* st = ref_of(j);
       if (std::find(aliased_.begin(), aliased_.end(), st) != aliased_.end()) continue;
       aliased_.push_back(st);  // a second node of the same parameter keeps its own block
       if (contract::storage::has_grad(st)) continue;
@@ -841,7 +857,7 @@ class Executor {
     };
     weight = 0;
     if (oi.leaf) {  // a lookup: its table (the storage), then its data dims
-      weight = int64_t(reinterpret_cast<uintptr_t>(refs_[size_t(j)].ptr()));
+      weight = int64_t(reinterpret_cast<uintptr_t>(ref_of(j)));
       *kp++ = weight;
       dims(n.s);
       len = size_t(kp - k0);
@@ -852,7 +868,7 @@ class Executor {
       int sx = args_[size_t(n.a0 + q)];
       const Node& x = nodes_[size_t(sx)];
       if (x.info->leaf == 2) {  // one weight for the whole group: its storage, update flag and dims
-        int64_t w = int64_t(reinterpret_cast<uintptr_t>(refs_[size_t(sx)].ptr()));
+        int64_t w = int64_t(reinterpret_cast<uintptr_t>(ref_of(sx)));
         if (!weight) weight = w;
         *kp++ = -1;
         *kp++ = w;
@@ -1509,7 +1525,7 @@ class Executor {
     }
     if (!any) return;  // no gradient reached the group
     if (G.info->leaf == 3) {  // lookups: one scatter-add into the table (one storage: the signature's)
-      PyObject* st = refs_[size_t(mem[0])].ptr();
+      PyObject* st = ref_of(mem[0]);
       Tensor* g = nullptr;
       rows_.clear();
       for (int k = 0; k < G.nm; ++k) {
