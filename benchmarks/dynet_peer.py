@@ -142,6 +142,13 @@ def timed(start: int, n: int, clock: str) -> list:
     return list(_timed(_state["task"], start, n, CLOCKS[clock]))
 
 
+def phases(start: int, n: int) -> dict:
+    """The current task's median seconds per phase over n updates from item ``start`` (run.phase_medians)."""
+    from .run import phase_medians
+
+    return phase_medians(_state["task"], start, n)
+
+
 def version() -> str:
     import dynet
 
@@ -163,8 +170,8 @@ def _worker(autobatch: int | None = None) -> int:
 
     from . import chain, updates
 
-    fns = {"task": task, "calibrate": calibrate, "timed": timed, "warmup_loss": warmup_loss, "version": version,
-           "chain": chain.dynet_side, "updates": updates.dynet_side}
+    fns = {"task": task, "calibrate": calibrate, "timed": timed, "phases": phases, "warmup_loss": warmup_loss,
+           "version": version, "chain": chain.dynet_side, "updates": updates.dynet_side}
     for line in sys.stdin:
         req = json.loads(line)
         try:

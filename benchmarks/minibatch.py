@@ -92,14 +92,16 @@ class Side:
     calibrate: Callable[[float], float]
     prepare: Callable[[], None] = lambda: None
     task: Any = None  # the local task (None for DyNet's, in its worker)
+    phases: Callable[[int, int], dict] | None = None  # (start, n) -> median seconds per phase (run.PHASES)
     totals: list = field(default_factory=lambda: [0.0, 0])  # seconds, units
     first_loss: float = float("nan")  # the loss of the warm-up update (minibatch 0, initial weights)
     error: str | None = None  # what failed, when the side failed
 
 
 def _local(label: str, autobatch: int | None, task, clock: str, prepare: Callable[[], None] = lambda: None) -> Side:
+    phases = partial(run.phase_medians, task) if hasattr(task, "step_phases") else None
     return Side(label, autobatch, lambda a, m: run._timed(task, a, m, run.CLOCKS[clock]),
-                lambda budget: run._calibrate(task, budget), prepare, task)
+                lambda budget: run._calibrate(task, budget), prepare, task, phases)
 
 
 @dataclass
@@ -114,6 +116,7 @@ class Row:
     loss: float  # the warm-up update's loss (minibatch 0 from the initial weights)
     calls: int | None = None  # kernel calls per update (dynet_api sides)
     error: str | None = None  # the side failed: where and with which exception (the table says so)
+    phases: dict[str, float] | None = None  # median seconds per phase (--phases)
 
 
 def _dynet_side(name: str, size: int, backend: str, ab: int, trainer: str, data, clock: str) -> Side:
@@ -136,7 +139,8 @@ def _peer_side(peer, name: str, size: int, trainer: str, data, clock: str) -> Si
     """DyNet's side in its worker (which builds the task and takes the warm-up update there)."""
     peer.call("task", name=name, trainer=trainer, data=peer.data_file(data), minibatch=size)
     return Side(DYNET, peer.autobatch, lambda a, m: tuple(peer.call("timed", start=a, n=m, clock=clock)),
-                lambda budget: peer.call("calibrate", budget=budget), first_loss=peer.call("warmup_loss"))
+                lambda budget: peer.call("calibrate", budget=budget), first_loss=peer.call("warmup_loss"),
+                phases=lambda a, m: peer.call("phases", start=a, n=m))
 
 
 def task_data(name: str):
@@ -163,9 +167,10 @@ def _guarded(s: Side, what: str, fn: Callable[[], Any]) -> Any:
 
 def run_minibatch(name: str, size: int, backends: list[str], autobatch: list[int], seconds: float,
                   torch_ok: bool, peers: dict[int, Any] | None = None, trainer: str = "adam", rounds: int = 3,
-                  clock: str = "wall", min_updates: int = 2) -> list[Row]:
+                  clock: str = "wall", min_updates: int = 2, phases: int = 0) -> list[Row]:
     """Each side runs its own number of updates (about ``seconds``) on minibatches 0, 1, ..., in
-    ``rounds`` blocks interleaved with the other sides'."""
+    ``rounds`` blocks interleaved with the other sides'.  ``phases`` > 0: then each side that can
+    also times that many updates phase by phase (minibatches 1, 2, ..., the same on every side)."""
     data = task_data(name)
     sides = [_dynet_side(name, size, be, ab, trainer, data, clock) for be in backends for ab in autobatch]
     if torch_ok:
@@ -198,9 +203,12 @@ def run_minibatch(name: str, size: int, backends: list[str], autobatch: list[int
         if s.label.startswith("dynet_api"):
             calls = _guarded(s, "the counted update",
                              partial(kernel_calls_of, partial(s.task.step, 0)))
+        ph = None
+        if phases > 0 and s.phases is not None:
+            ph = _guarded(s, "the phase timing", partial(s.phases, 1, phases))
         dt, units = s.totals
         rows.append(Row(name, size, s.label, s.autobatch, MINIBATCH_UNITS[name], n,
-                        units / dt if s.error is None else float("nan"), s.first_loss, calls, s.error))
+                        units / dt if s.error is None else float("nan"), s.first_loss, calls, s.error, ph))
     return rows
 
 
@@ -235,6 +243,13 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def format_phases(rows: list[Row], updates: int) -> str:
+    """Where an update goes, per side: median ms per phase over ``updates`` updates (construction
+    includes renew_cg)."""
+    return run.format_phases([(f"{r.task} N={r.size}", f"{r.side} ab={'-' if r.autobatch is None else r.autobatch}",
+                               updates, r.phases) for r in rows if r.phases])
+
+
 def _ints(arg: str, what: str, lowest: int) -> list[int]:
     try:
         vals = [int(v) for v in arg.split(",") if v]
@@ -261,12 +276,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--clock", choices=sorted(run.CLOCKS), default="wall")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when it is installed")
     ap.add_argument("--no-dynet", action="store_true", help="leave DyNet 2.1.2 out even when its venv exists")
+    ap.add_argument("--phases", type=int, default=0, metavar="UPDATES",
+                    help="also time this many updates per side phase by phase (construct, forward, backward, "
+                         "update; medians), on the same minibatches for every side, DyNet's included")
     run.add_torch_device(ap)
     a = ap.parse_args(argv)
     a.sizes = _ints(a.minibatch, "--minibatch", 1)
     a.autobatch_values = _ints(a.autobatch, "--autobatch", 0)
     if a.seconds <= 0 or a.rounds < 1:
         ap.error("--seconds must be positive and --rounds at least 1")
+    if a.phases < 0:
+        ap.error("--phases must be 0 (off) or a number of updates")
     return a
 
 
@@ -285,7 +305,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         for name in args.tasks:
             for size in args.sizes:
                 got = run_minibatch(name, size, backends, args.autobatch_values, args.seconds, torch_ok, peers,
-                                    args.trainer, args.rounds, args.clock)
+                                    args.trainer, args.rounds, args.clock, phases=args.phases)
                 print(f"  {name}, N={size}: " + ", ".join(f"{r.side} ab={r.autobatch} {r.speed:.1f}" for r in got),
                       file=sys.stderr, flush=True)
                 rows += got
@@ -294,6 +314,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     print(build_flags() if peers else f"DyNet 2.1.2: {'not run (--no-dynet)' if args.no_dynet else MISSING}")
     print(torch_side if torch_ok else f"PyTorch: {'not run (--no-torch)' if run.have_torch() else run.NO_TORCH}")
     print(format_table(rows))
+    if args.phases > 0:
+        print(f"\nwhere an update goes: median ms per phase over {args.phases} updates (wall clock; construct "
+              "includes renew_cg)")
+        print(format_phases(rows, args.phases))
     return rows
 
 

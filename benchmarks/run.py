@@ -36,6 +36,7 @@ import contextlib  # noqa: E402
 import gc  # noqa: E402
 import importlib.util  # noqa: E402
 import math  # noqa: E402
+import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -196,6 +197,17 @@ def phase_profile(name: str, backend: str, seconds: float) -> tuple[int, dict[st
             tot[ph] += dt
         n += 1
     return n, {ph: v / n for ph, v in tot.items()}
+
+
+def phase_medians(task, start: int, n: int) -> dict[str, float]:
+    """Median seconds per phase (``PHASES``) over ``n`` updates on items start..start+n-1, timed by
+    ``task.step_phases``; medians, not means, so that a slow spell of a shared machine does not
+    decide where the time goes.  The same code times DyNet's side in its worker."""
+    per: dict[str, list[float]] = {ph: [] for ph in PHASES}
+    for k in range(start, start + n):
+        for ph, dt in task.step_phases(k).items():
+            per[ph].append(dt)
+    return {ph: statistics.median(v) for ph, v in per.items()}
 
 
 def format_phases(rows: list[tuple[str, str, int, dict[str, float]]]) -> str:

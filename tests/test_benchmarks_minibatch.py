@@ -294,3 +294,45 @@ def test_a_failing_side_is_reported_in_its_row_and_the_others_still_run(monkeypa
     assert "ValueError: cannot reshape" in capsys.readouterr().err
     line = minibatch.format_table(rows).splitlines()[-1]
     assert "failed: ValueError in the warm-up update" in line
+
+
+def test_phases_time_every_side_on_the_same_minibatches(capsys):
+    """``--phases N``: each side also times N updates phase by phase, and the table says where an
+    update goes (medians; construction includes renew_cg)."""
+    rows = minibatch.main(["--dynet-backend", "reference_numpy", "--minibatch", "2", "--tasks", "treelstm",
+                           "--seconds", "0.01", "--rounds", "1", "--autobatch", "0,1", "--phases", "3", "--no-torch"])
+    assert [r.autobatch for r in rows] == [0, 1]
+    for r in rows:
+        assert set(r.phases) == set(run.PHASES) and all(v > 0 for v in r.phases.values())
+    out = capsys.readouterr().out
+    assert "where an update goes: median ms per phase over 3 updates" in out
+    assert sum("treelstm N=2" in line for line in out.splitlines()) == 2
+    with pytest.raises(SystemExit):
+        minibatch.parse_args(["--phases", "-1"])
+
+
+def test_phase_medians_are_medians_of_step_phases():
+    class Steps:
+        def __init__(self):
+            self.seen = []
+
+        def step_phases(self, k):
+            self.seen.append(k)
+            return {ph: float(k) for ph in run.PHASES}
+
+    t = Steps()
+    got = run.phase_medians(t, 4, 3)
+    assert t.seen == [4, 5, 6] and got == dict.fromkeys(run.PHASES, 5.0)
+
+
+def test_peer_worker_times_phases(tmp_path, monkeypatch):
+    from benchmarks import dynet_peer
+
+    (tmp_path / "dynet.py").write_text(_FAKE_DYNET)
+    (tmp_path / "dynet_config.py").write_text("def set(**kw):\n    pass\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    trees = D.tree_data(seed=13, vocab=200, n_trees=12)
+    with dynet_peer.Peer(python=Path(sys.executable), autobatch=1) as peer:
+        side = minibatch._peer_side(peer, "treelstm", 3, "adam", trees, "wall")
+        got = side.phases(1, 2)
+    assert set(got) == set(run.PHASES) and all(v > 0 for v in got.values())
