@@ -558,7 +558,7 @@ class Executor {
           __builtin_prefetch(ahead, 1), __builtin_prefetch(ahead + 64, 1), __builtin_prefetch(ahead + 128, 1);
         }
 #endif
-        Node& n = nodes_.emplace_back();  // filled in place (a Node is ~180 bytes); popped if this node fails
+        Node& n = nodes_.emplace_back();  // filled in place (a Node is 192 bytes); popped if this node fails
         open = true;
         n.info = info;
         n.op = info->code;
