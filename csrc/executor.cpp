@@ -294,7 +294,11 @@ class Executor {
       return h ^ (h >> 29);
     }
     bool equal(int s, const int64_t* k, size_t n) const {
-      return off[size_t(s) + 1] - off[size_t(s)] == n && std::equal(k, k + n, pool.begin() + long(off[size_t(s)]));
+      if (off[size_t(s) + 1] - off[size_t(s)] != n) return false;
+      const int64_t* p = pool.data() + off[size_t(s)];
+      int64_t diff = 0;  // (a loop kept inline: std::equal became a memcmp call per key of ~10 words)
+      for (size_t e = 0; e < n; ++e) diff |= p[e] ^ k[e];
+      return diff == 0;
     }
     // The number of key k[0, n); fresh set when it is new (numbered hash.size() before the call).
     int find_or_add(const int64_t* k, size_t n, bool& fresh) {
@@ -439,50 +443,11 @@ class Executor {
   SigTable sigs_;
   // The signature numbers of the range's attribute-less nodes by fast_key: an open-addressing
   // table whose entries belong to the range of their generation (no clearing between ranges).
-  struct FastSigs {
-    static constexpr int kMaxOperands = 6;
-    struct Key {
-      int len = 0;
-      int64_t w[2 + 2 * kMaxOperands];
-      uint64_t hash() const {
-        uint64_t h = 0x9E3779B97F4A7C15ull;
-        for (int e = 0; e < len; ++e) h = (h ^ uint64_t(w[e])) * 0xC2B2AE3D27D4EB4Full, h ^= h >> 29;
-        return h;
-      }
-    };
-    struct Entry {
-      uint64_t gen = 0;
-      Key key;
-      int sid = -1;
-    };
-    std::vector<Entry> slots = std::vector<Entry>(1024);
-    uint64_t filled_gen = 0;
-    size_t filled = 0;
-    static bool same(const Key& x, const Key& y) {
-      if (x.len != y.len) return false;
-      int64_t diff = 0;
-      for (int e = 0; e < x.len; ++e) diff |= x.w[e] ^ y.w[e];
-      return diff == 0;
-    }
-    int* find(const Key& k, uint64_t gen) {
-      size_t mask = slots.size() - 1;
-      for (size_t i = size_t(k.hash()) & mask;; i = (i + 1) & mask) {
-        Entry& e = slots[i];
-        if (e.gen != gen) return nullptr;
-        if (same(e.key, k)) return &e.sid;
-      }
-    }
-    void add(const Key& k, uint64_t gen, int sid) {
-      if (filled_gen != gen) filled_gen = gen, filled = 0;
-      if (2 * (filled + 1) > slots.size()) return;  // at most half full (a range with more keys looks the rest up in full)
-      size_t mask = slots.size() - 1;
-      size_t i = size_t(k.hash()) & mask;
-      while (slots[i].gen == gen) i = (i + 1) & mask;
-      slots[i].gen = gen, slots[i].key = k, slots[i].sid = sid;
-      ++filled;
-    }
-  };
-  FastSigs fast_sigs_;
+  // The range's attribute-less nodes by identity (fast_key): each identity key once (the same
+  // table as the signatures'), and the signature number it stands for.
+  SigTable ids_;
+  std::vector<int> id_sid_;
+  std::vector<int64_t> id_key_;
   struct RecentSig {  // per op and weight (hashed): the last signature key met in this range, and its id
     uint64_t gen = 0;
     std::vector<int64_t> key;
@@ -970,26 +935,28 @@ class Executor {
     return sid;
   }
 
-  // The identities that fix the signature of a node without attributes (fast_sigs_' key): its op
-  // and Dim, and per operand a parameter or shared node's id, else its Dim.  False for a node with
-  // attributes, a leaf, or more operands than a key holds.
-  bool fast_key(const Node& n, FastSigs::Key& k) const {
-    if (n.ns != 0 || n.info->leaf || n.na > FastSigs::kMaxOperands) return false;
+  // The identities that fix the signature of a node without attributes, into id_key_[0, len) (ids_' key):
+  // its op and Dim, and per operand a parameter or shared node's id, else its Dim.  False for a
+  // node with attributes or a leaf.
+  bool fast_key(const Node& n, size_t& len) {
+    if (n.ns != 0 || n.info->leaf) return false;
     const OpInfo& oi = *n.info;
-    k.len = 0;
-    k.w[k.len++] = n.op;
-    k.w[k.len++] = int64_t(reinterpret_cast<uintptr_t>(n.dim));
+    if (id_key_.size() < size_t(2 + 2 * n.na)) id_key_.resize(size_t(2 + 2 * n.na));
+    int64_t* k = id_key_.data();
+    *k++ = n.op;
+    *k++ = int64_t(reinterpret_cast<uintptr_t>(n.dim));
     for (int q = 0; q < n.na; ++q) {
       int s = args_[size_t(n.a0 + q)];
       const Node& x = nodes_[size_t(s)];
       if (x.info->leaf == 2 || oi.is_shared(q)) {
-        k.w[k.len++] = -1;
-        k.w[k.len++] = s;
+        *k++ = -1;
+        *k++ = s;
       } else {
-        k.w[k.len++] = -2;
-        k.w[k.len++] = int64_t(reinterpret_cast<uintptr_t>(x.dim));
+        *k++ = -2;
+        *k++ = int64_t(reinterpret_cast<uintptr_t>(x.dim));
       }
     }
+    len = size_t(k - id_key_.data());
     return true;
   }
 
@@ -1004,6 +971,7 @@ class Executor {
     gof_.resize(size_t(b), -1), gat_.resize(size_t(b), -1);
     size_t nn = size_t(b - a);
     in_off_.assign(nn + 1, 0), in_ids_.clear(), sid_.assign(nn, -1), sig_mm_.clear(), sigs_.clear();
+    ids_.clear(), id_sid_.clear();
     ++sig_gen_;  // every recent signature (recent_) is stale
     for (int j = a; j < b; ++j) {
       const Node& n = nodes_[size_t(j)];
@@ -1015,16 +983,12 @@ class Executor {
       if (n.info->leaf == 2) param_ids_.push_back(j);
       // a node without attributes: its signature follows from its op, its Dim and its operands'
       // (parameter and shared ones by node), which are compared as identities before building it
-      FastSigs::Key fk;
-      if (fast_key(n, fk)) {
-        int* known = fast_sigs_.find(fk, sig_gen_);
-        if (known) {
-          sid_[size_t(j - a)] = *known;
-          continue;
-        }
-        int sid = signature_id(j);
-        sid_[size_t(j - a)] = sid;
-        fast_sigs_.add(fk, sig_gen_, sid);
+      size_t len = 0;
+      if (fast_key(n, len)) {
+        bool fresh = false;
+        int id = ids_.find_or_add(id_key_.data(), len, fresh);
+        if (fresh) id_sid_.push_back(signature_id(j));
+        sid_[size_t(j - a)] = id_sid_[size_t(id)];
         continue;
       }
       sid_[size_t(j - a)] = signature_id(j);
