@@ -557,7 +557,7 @@ class CyclicalSGDTrainer(Trainer):
         self.learning_rate = self.e_min + ((self.e_max - self.e_min) * (1 - x) * self.gamma ** it if 1 - x > 0 else 0.0)
         self.it += 1
 
-    # a backend's trainer_step may compute this _after_update itself (cpu_eigen does)
+    # a backend's trainer_step may compute this _after_update itself
     _after_update_twin = ("cyclical_lr", _after_update)
 
 
