@@ -304,6 +304,13 @@ static inline void set_item(PyObject *t, Py_ssize_t k, PyObject *v) {
     Py_XDECREF(old);
 }
 
+/* The ids tuple (in[0]) or (in[0], in[1]) of an operator node, not GC-tracked (ints only). */
+static PyObject *ids_tuple(PyObject *const *in, Py_ssize_t m) {
+    PyObject *ids = m == 1 ? ids1_obj(in[0]) : PyTuple_Pack(2, in[0], in[1]);
+    if (ids != NULL && PyObject_GC_IsTracked(ids)) PyObject_GC_UnTrack(ids);
+    return ids;
+}
+
 /* The node tuple (op, (in[0], ..., in[m-1]), None) for position n, m 1 or 2 (new reference). */
 static PyObject *plain_node(Py_ssize_t n, PyObject *op, PyObject *const *in, Py_ssize_t m) {
 #if defined(__GNUC__)
@@ -334,9 +341,8 @@ static PyObject *plain_node(Py_ssize_t n, PyObject *op, PyObject *const *in, Py_
                 set_item(ids, 0, in[0]);
                 set_item(ids, 1, in[1]);
             } else {
-                ids = m == 1 ? ids1_obj(in[0]) : PyTuple_Pack(2, in[0], in[1]);
+                ids = ids_tuple(in, m);
                 if (ids == NULL) return NULL;
-                if (PyObject_GC_IsTracked(ids)) PyObject_GC_UnTrack(ids);
                 set_item(t, 1, ids);
                 Py_DECREF(ids);
             }
@@ -345,7 +351,7 @@ static PyObject *plain_node(Py_ssize_t n, PyObject *op, PyObject *const *in, Py_
             return t;
         }
     }
-    PyObject *ids = m == 1 ? ids1_obj(in[0]) : PyTuple_Pack(2, in[0], in[1]);
+    PyObject *ids = ids_tuple(in, m);
     if (ids == NULL) return NULL;
     PyObject *node = node_tuple(op, ids, Py_None);
     Py_DECREF(ids);
@@ -371,7 +377,7 @@ static PyObject *append_op(GraphObject *g, PyObject *op, PyObject *const *in, Py
     if (attrs == Py_None && g->dims != NULL && PyList_Check(g->dims)) {
         node = plain_node(PyList_GET_SIZE(g->dims), op, in, m);
     } else {
-        PyObject *ids = m == 1 ? ids1_obj(in[0]) : PyTuple_Pack(2, in[0], in[1]);
+        PyObject *ids = ids_tuple(in, m);
         if (ids == NULL) return NULL;
         node = node_tuple(op, ids, attrs);
         Py_DECREF(ids);
