@@ -57,14 +57,89 @@ const Names& names() {
   return *n;
 }
 
-// An object's attributes read from its instance dict first (one dict lookup each, where
-// PyObject_GetAttr searches the type first), then as attributes: a small update reads a dozen.
+// Where the classes of the objects a step reads keep their attributes: for each name, the offset
+// of its object slot (the class's member descriptor: the trainers, the collection and WeightScale
+// declare __slots__ for what a step reads) or -1 (the instance dict, then the attribute).  Learned
+// once per class and name, kept while the class is unchanged (its type version tag, which CPython
+// renews when an attribute of the class or of a base changes); a few classes at a time.
+class SlotOffsets {
+ public:
+  Py_ssize_t operator()(PyTypeObject* t, PyObject* name) {
+    Entry& e = entry(t);
+    for (int i = 0; i < e.n; ++i)
+      if (e.name[i] == name) return e.off[i];
+    const Py_ssize_t off = learn(t, name);
+    if (e.n < kNames) {
+      e.name[e.n] = name;
+      e.off[e.n++] = off;
+    }
+    return off;
+  }
+
+ private:
+  static constexpr int kTypes = 4, kNames = 24;
+  struct Entry {
+    PyTypeObject* type = nullptr;
+    unsigned int version = 0;
+    int n = 0;
+    PyObject* name[kNames];
+    Py_ssize_t off[kNames];
+  };
+  static bool current(PyTypeObject* t) {
+    return t->tp_version_tag != 0 && PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG);
+  }
+  Entry& entry(PyTypeObject* t) {
+    for (Entry& e : types_)
+      if (e.type == t && e.version == t->tp_version_tag && current(t)) return e;
+    Entry& e = types_[next_];
+    next_ = (next_ + 1) % kTypes;
+    e = Entry{};
+    // the lookup gives the class a version tag if it can have one; without, the entry stays unnamed
+    // and is learned again on each read
+    py::object probe = py::reinterpret_steal<py::object>(PyObject_GetAttr(reinterpret_cast<PyObject*>(t), names_probe()));
+    if (!probe) PyErr_Clear();
+    if (current(t)) {
+      e.type = t;
+      e.version = t->tp_version_tag;
+    }
+    return e;
+  }
+  static PyObject* names_probe() {
+    static PyObject* const n = intern_name("__class__");
+    return n;
+  }
+  // The offset of a writable object slot of that name, or -1.
+  static Py_ssize_t learn(PyTypeObject* t, PyObject* name) {
+    PyObject* d = PyObject_GetAttr(reinterpret_cast<PyObject*>(t), name);
+    if (!d) {
+      PyErr_Clear();
+      return -1;
+    }
+    const PyMemberDef* m =
+        Py_IS_TYPE(d, &PyMemberDescr_Type) ? reinterpret_cast<PyMemberDescrObject*>(d)->d_member : nullptr;
+    Py_DECREF(d);
+    return m && m->type == T_OBJECT_EX && !(m->flags & READONLY) ? m->offset : -1;
+  }
+  Entry types_[kTypes];
+  int next_ = 0;
+};
+
+// An object's attributes as a step reads them: from its class's object slots (SlotOffsets), else
+// from its instance dict first (where PyObject_GetAttr searches the type first), else as attributes.
 class Fields {
  public:
-  explicit Fields(PyObject* o) : o_(o), d_(py::reinterpret_steal<py::object>(PyObject_GenericGetDict(o, nullptr))) {
-    if (!d_) PyErr_Clear();  // no instance dict: attributes only
-  }
+  Fields(PyObject* o, SlotOffsets& slots) : o_(o), slots_(slots) {}
   py::object operator[](PyObject* name) const {
+    const Py_ssize_t off = slots_(Py_TYPE(o_), name);
+    if (off >= 0) {
+      if (PyObject* v = *at(off)) return py::reinterpret_borrow<py::object>(v);
+      return attr(o_, name);  // an empty slot: the AttributeError Python gives
+    }
+    if (!dict_read_) {
+      dict_read_ = true;
+      d_ = py::reinterpret_steal<py::object>(PyObject_GenericGetDict(o_, nullptr));
+      if (!d_) PyErr_Clear();  // no instance dict: attributes only
+    }
     if (d_) {
       PyObject* v = PyDict_GetItemWithError(d_.ptr(), name);
       if (v) return py::reinterpret_borrow<py::object>(v);
@@ -72,14 +147,25 @@ class Fields {
     }
     return attr(o_, name);
   }
-  // Writes an instance attribute (the trainer's counters) as Python's setattr does.
+  // Writes an attribute (the trainer's counters) as Python's setattr does.
   void set(PyObject* name, PyObject* v) const {
+    const Py_ssize_t off = slots_(Py_TYPE(o_), name);
+    if (off >= 0) {
+      PyObject* old = *at(off);
+      Py_INCREF(v);
+      *at(off) = v;
+      Py_XDECREF(old);
+      return;
+    }
     if (PyObject_SetAttr(o_, name, v) < 0) throw py::error_already_set();
   }
 
  private:
+  PyObject** at(Py_ssize_t off) const { return reinterpret_cast<PyObject**>(reinterpret_cast<char*>(o_) + off); }
   PyObject* o_;
-  py::object d_;
+  SlotOffsets& slots_;
+  mutable bool dict_read_ = false;
+  mutable py::object d_;
 };
 
 // The storages' slots (ParamStorage.__slots__), read and written at the offsets their member
@@ -148,8 +234,19 @@ double as_double(PyObject* o) {
   return d;
 }
 
-// A cpu_eigen Tensor, or null for anything else.
+// A cpu_eigen Tensor, or null for anything else.  An object of exactly the Tensor class is read
+// from its pybind11 instance directly (a step reads three to five; pybind11's caster searches
+// its type registry for each); anything else goes through the caster.
 Tensor* tensor_or_null(PyObject* o) {
+  static PyTypeObject* const exact = [] {
+    const py::detail::type_info* t = py::detail::get_type_info(typeid(Tensor));
+    return t ? t->type : nullptr;
+  }();
+  if (Py_TYPE(o) == exact) {
+    auto* inst = reinterpret_cast<py::detail::instance*>(o);
+    if (inst->simple_layout && inst->simple_holder_constructed)
+      return static_cast<Tensor*>(inst->simple_value_holder[0]);
+  }
   py::detail::make_caster<Tensor> c;
   if (!c.load(o, false)) return nullptr;
   return &py::detail::cast_op<Tensor&>(c);
@@ -256,16 +353,17 @@ bool step(PyObject* tr) {
   const Names& N = names();
   static StorageSlots slot;
   using S = StorageSlots;
-  const Fields T(tr);
+  static SlotOffsets trainer_slots, model_slots, scale_slots;
+  const Fields T(tr, trainer_slots);
   const ClassFacts C = class_facts(tr);
   py::object model_ref = T[N.model];
-  const Fields M(model_ref.ptr());
+  const Fields M(model_ref.ptr(), model_slots);
   // DyNet's lazy weight decay (ParameterCollection._decay_weights on a root collection): the
   // factor shrinks by 1 - lambda after the step; Python's update does the rest (a subcollection's
   // trainer, a class's own _decay, and the fold of the factor into the values below 0.25)
   const double lam = as_double(M[N.decay].ptr());
   py::object ws = M[N.wscale];
-  const double f = as_double(attr(ws.ptr(), N.factor).ptr());
+  const double f = as_double(Fields(ws.ptr(), scale_slots)[N.factor].ptr());
   if (lam > 0) {
     if (M[N.parent].ptr() != Py_None || C.own_decay) return false;
     if (f - f * lam < 0.25) return false;

@@ -665,6 +665,9 @@ class ParameterCollection:
     subcollections come from :meth:`add_subcollection`.
     """
 
+    # what a trainer's update reads, in object slots (see Trainer.__slots__); the rest in the dict
+    __slots__ = ("_parent", "_storages", "_weight_decay", "_wscale", "__dict__", "__weakref__")
+
     def __init__(self, _name: str = "/", _parent: ParameterCollection | None = None) -> None:
         self._name = _name
         self._parent = _parent

@@ -134,6 +134,78 @@ def test_the_backend_step_declines_for_a_subcollections_trainer():
     assert pc._wscale.factor == 1.0  # the values were scaled instead
 
 
+@pytest.mark.parametrize("trainer", ["SimpleSGDTrainer", "AdamTrainer", "CyclicalSGDTrainer", "MomentumSGDTrainer"])
+def test_settings_changed_between_updates_are_read(trainer):
+    """The step reads the trainer's state from its slots and its dict on every update: a learning
+    rate, a clipping threshold, sparse updates, a rule argument or a schedule bound changed by the
+    user between updates is used by the next one, as in Python's update (and counters written by
+    the step read back in Python)."""
+    runs = []
+    for fast in (False, True):
+        pc, params = _model(21)
+        tr = getattr(dy, trainer)(pc)
+        taken = []
+        if fast:
+            step = tr._backend_step
+            tr._backend_step = lambda t, step=step, taken=taken: taken.append(step(t)) or taken[-1]
+        else:
+            tr._backend_step = None
+        seen = []
+        for k in range(6):
+            if k == 2:
+                tr.learning_rate = 0.05
+                tr.set_clip_threshold(0.02)
+            if k == 3:
+                tr.set_sparse_updates(False)
+                tr.updates = 40  # Adam's bias correction follows the counter
+                if trainer == "AdamTrainer":
+                    tr.beta_1 = 0.5
+                if trainer == "MomentumSGDTrainer":
+                    tr.mom = 0.3
+                if trainer == "CyclicalSGDTrainer":
+                    tr.e_max, tr.it = 0.3, 7
+            if k == 4:
+                tr.set_clip_threshold(0.0)
+            _step(params, k, 1.0 + k)
+            tr.update()
+            seen.append((_state(pc, tr), _counters(tr)))
+        runs.append(seen)
+        if fast:
+            assert all(taken[2:]), taken  # from the update after U's first (its states made in Python)
+    for k, ((s0, c0), (s1, c1)) in enumerate(zip(*runs, strict=True)):
+        assert c0 == c1, f"update {k}: counters {c0} != {c1}"
+        for a, b in zip(s0, s1, strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"update {k}")
+
+
+def test_a_subclass_keeping_a_setting_as_a_property_is_read_through_it():
+    """An attribute a subclass turns into a property is read as Python reads it, not from the
+    base's slot."""
+
+    class Capped(dy.SimpleSGDTrainer):
+        @property
+        def clip_threshold(self) -> float:
+            return 1e-3
+
+        @clip_threshold.setter
+        def clip_threshold(self, v: float) -> None:
+            pass
+
+    runs = []
+    for cls in (Capped, dy.SimpleSGDTrainer):
+        pc, params = _model(23)
+        tr = cls(pc, 0.1)
+        if cls is dy.SimpleSGDTrainer:
+            tr.set_clip_threshold(1e-3)
+        for k in range(3):
+            _step(params, k, 1.0)
+            tr.update()
+        runs.append(([st.host() for st in pc.all_storages()], tr.clips))
+    assert runs[0][1] == runs[1][1] == 3
+    for a, b in zip(runs[0][0], runs[1][0], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_new_trainer_starts_from_fresh_states():
     """States are keyed per trainer, not by id(): a trainer made after another was collected (which
     may reuse its id) steps from zero moments, and the collected one's states are dropped."""
