@@ -19,34 +19,18 @@
 #include "autobatch_core.h"
 #include "common.h"
 #include "contract.h"
+#include "flush_denormals.h"
 #include "gemm_thin.h"
 #include "kernel_util.h"
 #include "op_attrs.h"
 #include "tensor.h"
 
-#if defined(__SSE__) || defined(__x86_64__)
-#include <xmmintrin.h>
-#define DY_HAVE_MXCSR 1
-#endif
 
 namespace dy {
 
 namespace {
 
 namespace py = pybind11;
-// Denormal floats (|x| < 1.2e-38, as gradients become deep in long chains) run ~100x slower on
-// x86; while a graph runs, flush them to zero (FTZ/DAZ) as TensorFlow and DyNet builds do.
-class FlushDenormals {
- public:
-#ifdef DY_HAVE_MXCSR
-  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040); }
-  ~FlushDenormals() { _mm_setcsr(saved_); }
-
- private:
-  unsigned saved_;
-#endif
-};
-
 struct OpInfo {
   int code = -1;
   int leaf = 0;  // 1 input, 2 parameter, 3 lookup

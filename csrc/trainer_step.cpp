@@ -21,6 +21,7 @@
 
 #include <structmember.h>
 
+#include "flush_denormals.h"
 #include "pyobj.h"
 #include "tensor.h"
 #include "update_rules.h"
@@ -340,10 +341,16 @@ struct Keys {
   int beta_1 = hyper_key("beta_1"), beta_2 = hyper_key("beta_2");
 };
 
-// trainer.<name> += 1
+// trainer.<name> += 1 (an exact int without the generic number protocol)
 void add_one(const Fields& f, PyObject* name) {
   py::object v = f[name];
-  PyObject* nv = PyNumber_Add(v.ptr(), one());
+  PyObject* nv = nullptr;
+  if (PyLong_CheckExact(v.ptr())) {
+    int overflow = 0;
+    const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+    if (!overflow && x < (1LL << 62)) nv = PyLong_FromLongLong(x + 1);
+  }
+  if (!nv) nv = PyNumber_Add(v.ptr(), one());
   if (!nv) throw py::error_already_set();
   py::object keep = py::reinterpret_steal<py::object>(nv);
   f.set(name, nv);
@@ -521,18 +528,21 @@ bool step(PyObject* tr) {
       slot.set(x.st, S::has_grad, Py_False);
     }
   }
-  thread_local std::vector<float*> sp;
-  for (Item& x : items) {
-    if (!x.step) {  // frozen: in the norm, then cleared
-      const int64_t rs = row_size(*x.g);
-      if (!x.lookup) std::fill_n(x.g->data(), x.g->total(), 0.0f);
-      else
-        for (int64_t r : x.rows) std::fill_n(x.g->data() + r * rs, rs, 0.0f);
-      continue;
+  {
+    thread_local std::vector<float*> sp;
+    FlushDenormals ftz;  // once for every parameter's kernel (Python code above and below runs without)
+    for (Item& x : items) {
+      if (!x.step) {  // frozen: in the norm, then cleared
+        const int64_t rs = row_size(*x.g);
+        if (!x.lookup) std::fill_n(x.g->data(), x.g->total(), 0.0f);
+        else
+          for (int64_t r : x.rows) std::fill_n(x.g->data() + r * rs, rs, 0.0f);
+        continue;
+      }
+      sp.assign(x.s, x.s + n_states);
+      upd::apply_update(rule, x.w->data(), x.g->data(), sp, x.w->total(), row_size(*x.w), x.rowwise ? &x.rows : nullptr,
+                        hy, x.clear);
     }
-    sp.assign(x.s, x.s + n_states);
-    upd::apply_update(rule, x.w->data(), x.g->data(), sp, x.w->total(), row_size(*x.w), x.rowwise ? &x.rows : nullptr,
-                      hy, x.clear);
   }
   if (clipped) {
     add_one(T, N.clips);

@@ -8,28 +8,13 @@
 #pragma once
 
 #include <cmath>
-#if defined(__SSE__) || defined(__x86_64__)
-#include <xmmintrin.h>
-#define DY_UPD_MXCSR 1
-#endif
 
+#include "flush_denormals.h"
 #include "update_rules.h"
 
 namespace dy {
 namespace upd {
 namespace {
-
-// Denormal operands slow x86 arithmetic ~100x: an Adam first moment decaying towards zero
-// under a vanishing gradient made an update 5-10x slower.  The rules run with
-// flush-to-zero / denormals-are-zero (what DyNet's -Ofast build gets process-wide), and
-// the caller's floating-point mode is restored afterwards.
-struct FlushDenormals {
-#ifdef DY_UPD_MXCSR
-  unsigned int saved = _mm_getcsr();
-  FlushDenormals() { _mm_setcsr(saved | 0x8040u); }
-  ~FlushDenormals() { _mm_setcsr(saved); }
-#endif
-};
 
 template <int R, class Body, bool CLEAR>
 void step_t(float* __restrict w, float* __restrict g0, float* const* s, int64_t n, const Hyper& hp) {

@@ -530,6 +530,8 @@ Trainer.__init__.__signature__ = _TRAINER_SIGNATURE  # type: ignore[attr-defined
 class SimpleSGDTrainer(Trainer):
     """Stochastic gradient descent: ``w -= learning_rate * g``."""
 
+    __slots__ = ()  # the record's arguments (see Trainer.__slots__)
+
     record = TrainerRule("sgd", 0, (learning_rate(0.1),))
 
 
@@ -572,6 +574,8 @@ class CyclicalSGDTrainer(Trainer):
 class MomentumSGDTrainer(Trainer):
     """SGD with momentum: ``v = mom * v - learning_rate * g; w += v``."""
 
+    __slots__ = ("mom",)  # the record's arguments (see Trainer.__slots__)
+
     record = TrainerRule("momentum", 1, (learning_rate(0.01), Arg("mom", 0.9, "the momentum.", hi=1.0)),
                          step_in_lr=False)
 
@@ -579,6 +583,8 @@ class MomentumSGDTrainer(Trainer):
 class AdagradTrainer(Trainer):
     """AdaGrad: each weight's step is scaled by the root of its accumulated squared gradients:
     ``G += g^2; w -= learning_rate * g / sqrt(G + eps)``."""
+
+    __slots__ = ("eps",)  # the record's arguments (see Trainer.__slots__)
 
     record = TrainerRule("adagrad", 1, (learning_rate(0.1),
                                         Arg("eps", 1e-20, "added under the square root for stability.")),
@@ -590,6 +596,8 @@ class AdadeltaTrainer(Trainer):
     steps; it needs no learning rate: ``hg = rho hg + (1 - rho) g^2;
     d = -g sqrt(hd + eps) / sqrt(hg + eps); hd = rho hd + (1 - rho) d^2; w += d``."""
 
+    __slots__ = ("eps", "rho")  # the record's arguments (see Trainer.__slots__)
+
     record = TrainerRule("adadelta", 2, (Arg("eps", 1e-6, "added under the square roots."),
                                          Arg("rho", 0.95, "the decay of the running averages.", hi=1.0)),
                          step_in_lr=False, wants_gbound=True)
@@ -598,6 +606,8 @@ class AdadeltaTrainer(Trainer):
 class RMSPropTrainer(Trainer):
     """RMSProp: the step is divided by the root of a running average of squared gradients:
     ``E = rho E + (1 - rho) g^2; w -= learning_rate * g / sqrt(E + eps)``."""
+
+    __slots__ = ("eps", "rho")  # the record's arguments (see Trainer.__slots__)
 
     record = TrainerRule("rmsprop", 1, (learning_rate(0.001), Arg("eps", 1e-8, "added under the square root."),
                                         Arg("rho", 0.9, "the decay of the running average.", hi=1.0)),
@@ -608,6 +618,8 @@ class AdamTrainer(Trainer):
     """Adam (Kingma and Ba 2014), with bias-corrected first and second moment estimates:
     ``m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; w -= lr_t m / (sqrt(v) + eps)`` with
     ``lr_t = alpha sqrt(1 - b2^t) / (1 - b1^t)``, t the trainer's update count (from 1)."""
+
+    __slots__ = ("beta_1", "beta_2", "eps")  # the record's arguments (see Trainer.__slots__)
 
     record = TrainerRule("adam", 2, (learning_rate(0.001, "alpha"),
                                      Arg("beta_1", 0.9, "the decay of the first moment.", hi=1.0, hi_open=True),
@@ -620,6 +632,8 @@ class AmsgradTrainer(AdamTrainer):
     """AMSGrad (Reddi et al. 2018): Adam with the running maximum of the second moment,
     ``vhat = max(vhat, v)`` in place of ``v``."""
 
+    __slots__ = ()  # the record's arguments (see Trainer.__slots__)
+
     record = TrainerRule("amsgrad", 3, (learning_rate(0.001),) + AdamTrainer.record.args[1:], lr_t=_adam_lr,
                          wants_gbound=True)
 
@@ -628,6 +642,8 @@ class EGTrainer(Trainer):
     """Exponentiated gradient with momentum: each tensor stays a softmax of log-weights,
     ``h = mom h - learning_rate g; w = softmax(log w + h)`` over the whole tensor (C++-only in
     DyNet; an extension here). Dense updates only."""
+
+    __slots__ = ("mom", "ne")  # the record's arguments (see Trainer.__slots__)
 
     record = TrainerRule("eg", 1, (learning_rate(0.1), Arg("mom", 0.9, "the momentum.", hi=1.0),
                                    Arg("ne", 0.0, "accepted for DyNet compatibility.", sent=False, checked=False)),

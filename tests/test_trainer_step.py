@@ -178,6 +178,16 @@ def test_settings_changed_between_updates_are_read(trainer):
             np.testing.assert_array_equal(a, b, err_msg=f"update {k}")
 
 
+@pytest.mark.parametrize("trainer", [t for t in TRAINERS if t != "Trainer"])
+def test_every_setting_an_update_reads_is_in_a_slot(trainer):
+    """The module's trainers keep their settings and counters in object slots, which the backend's
+    step reads at fixed offsets (an instance-dict lookup each was half a small update's cost): a
+    record argument added without its slot would still work, through the dict, but slowly."""
+    tr = getattr(dy, trainer)(dy.ParameterCollection())
+    assert vars(tr) == {}
+    assert all(hasattr(tr, a.name) for a in type(tr).record.args if not a.is_lr)
+
+
 def test_a_subclass_keeping_a_setting_as_a_property_is_read_through_it():
     """An attribute a subclass turns into a property is read as Python reads it, not from the
     base's slot."""
