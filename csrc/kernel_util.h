@@ -126,7 +126,7 @@ inline std::vector<int64_t> int_list(const Attrs& a, AttrKey key) {
 // ------------------------------------------------------------------ broadcasting binary ops
 
 template <class Op>
-void bin_fwd(const CView& a, const CView& b, View y, Op op) {
+void bin_fwd(const CView& a, const CView& b, const View& y, Op op) {
   if (same(a.s, y.s) && same(b.s, y.s)) {
     int64_t n = y.s.total();
     for (int64_t k = 0; k < n; ++k) y.p[k] = op(a.p[k], b.p[k]);
@@ -138,7 +138,7 @@ void bin_fwd(const CView& a, const CView& b, View y, Op op) {
 
 // dx_i += g(a, b, dy) over y's index space; broadcast dims of x_i are summed.
 template <class G>
-void bin_bwd(const CView& a, const CView& b, const Shape& ys, const float* dy, View dx, G g) {
+void bin_bwd(const CView& a, const CView& b, const Shape& ys, const float* dy, const View& dx, G g) {
   if (same(a.s, ys) && same(b.s, ys)) {
     int64_t n = ys.total();
     for (int64_t k = 0; k < n; ++k) dx.p[k] += g(a.p[k], b.p[k], dy[k]);
@@ -150,7 +150,7 @@ void bin_bwd(const CView& a, const CView& b, const Shape& ys, const float* dy, V
 }
 
 // dx += s * dy, summing over the dims x was broadcast along.
-inline void acc_unbroadcast(View dx, const Shape& ys, const float* dy, float s = 1.0f) {
+inline void acc_unbroadcast(const View& dx, const Shape& ys, const float* dy, float s = 1.0f) {
   if (same(dx.s, ys)) {
     int64_t n = ys.total();
     if (s == 1.0f)  // a plain loop (vectorised by the compiler): Eigen's alignment peeling cost more than a 16-value add
@@ -180,14 +180,14 @@ inline void acc_unbroadcast(View dx, const Shape& ys, const float* dy, float s =
   iter2(ext(ys), bstr(dx.s, ys), cstr(ys), [&](int64_t ix, int64_t iy) { dx.p[ix] += s * dy[iy]; });
 }
 // y = x broadcast to y's shape.
-inline void copy_broadcast(const CView& x, View y) {
+inline void copy_broadcast(const CView& x, const View& y) {
   if (same(x.s, y.s)) {
     std::copy(x.p, x.p + y.s.total(), y.p);
     return;
   }
   iter2(ext(y.s), cstr(y.s), bstr(x.s, y.s), [&](int64_t iy, int64_t ix) { y.p[iy] = x.p[ix]; });
 }
-inline void add_broadcast(const CView& x, View y) {
+inline void add_broadcast(const CView& x, const View& y) {
   if (same(x.s, y.s)) {
     Arr(y.p, y.s.total()) += CArr(x.p, y.s.total());
     return;
@@ -224,15 +224,15 @@ inline void check_count(size_t n, int64_t want, const char* what) {
 }
 
 // The identity's backward, dx += dy (plus_const, reshape, to_device).
-void b_identity(const CView*, int, CView, CView dy, int, View dx, const Attrs&);
+void b_identity(const CView*, int, const CView&, const CView& dy, int, const View& dx, const Attrs&);
 
 // The fused LSTM gates' backward in two halves, so the executor derives every input's gradient
 // from one r: r (G x n) = d(pre-activations) from the gates' y and dy, and input i's gradient from r.
-void lstm_gates_dpre(CView y, CView dy, float* r);
-void lstm_gates_grad(const CView* x, int nargs, const Shape& ys, float* r, int i, View dx);
+void lstm_gates_dpre(const CView& y, const CView& dy, float* r);
+void lstm_gates_grad(const CView* x, int nargs, const Shape& ys, float* r, int i, const View& dx);
 // The gates' forward with W_x x given (G x n, one column per batch element): the executor
 // computes it for many steps as one GEMM.
-void lstm_gates_pre(const CView* x, int nargs, View y, const float* pre);
+void lstm_gates_pre(const CView* x, int nargs, const View& y, const float* pre);
 
 // log-sum-exp of n values spaced st apart.
 float lse_strided(const float* p, int64_t n, int64_t st);

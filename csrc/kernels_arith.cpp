@@ -27,27 +27,27 @@ DY_REGISTER(input, nullptr, nullptr);  // a leaf the executor runs itself
 DY_REGISTER(parameter, nullptr, nullptr);  // a leaf the executor runs itself
 DY_REGISTER(lookup, nullptr, nullptr);  // a leaf the executor runs itself
 
-void f_constant(const CView*, int, View y, const Attrs& a) { Arr(y.p, y.s.total()).setConstant(float(a.num(attr::constant::value))); }
+void f_constant(const CView*, int, const View& y, const Attrs& a) { Arr(y.p, y.s.total()).setConstant(float(a.num(attr::constant::value))); }
 DY_REGISTER(constant, f_constant, nullptr);
 
-void f_rnormal(const CView*, int, View y, const Attrs& a) {
+void f_rnormal(const CView*, int, const View& y, const Attrs& a) {
   std::normal_distribution<double> d(a.num(attr::random_normal::mean), a.num(attr::random_normal::stddev));
   for (int64_t k = 0; k < y.s.total(); ++k) y.p[k] = float(d(rng()));
 }
 DY_REGISTER(random_normal, f_rnormal, nullptr);
-void f_rbern(const CView*, int, View y, const Attrs& a) {
+void f_rbern(const CView*, int, const View& y, const Attrs& a) {
   std::uniform_real_distribution<double> u(0.0, 1.0);
   float sc = float(a.num(attr::random_bernoulli::scale));
   double p = a.num(attr::random_bernoulli::p);
   for (int64_t k = 0; k < y.s.total(); ++k) y.p[k] = u(rng()) < p ? sc : 0.0f;
 }
 DY_REGISTER(random_bernoulli, f_rbern, nullptr);
-void f_runif(const CView*, int, View y, const Attrs& a) {
+void f_runif(const CView*, int, const View& y, const Attrs& a) {
   std::uniform_real_distribution<double> u(a.num(attr::random_uniform::left), a.num(attr::random_uniform::right));
   for (int64_t k = 0; k < y.s.total(); ++k) y.p[k] = float(u(rng()));
 }
 DY_REGISTER(random_uniform, f_runif, nullptr);
-void f_rgumbel(const CView*, int, View y, const Attrs& a) {
+void f_rgumbel(const CView*, int, const View& y, const Attrs& a) {
   std::uniform_real_distribution<double> u(0.0, 1.0);
   double mu = a.num(attr::random_gumbel::mu), beta = a.num(attr::random_gumbel::beta);
   for (int64_t k = 0; k < y.s.total(); ++k) {
@@ -57,16 +57,16 @@ void f_rgumbel(const CView*, int, View y, const Attrs& a) {
 }
 DY_REGISTER(random_gumbel, f_rgumbel, nullptr);
 
-void f_add(const CView* x, int, View y, const Attrs&) {
+void f_add(const CView* x, int, const View& y, const Attrs&) {
   if (same(x[0].s, y.s) && same(x[1].s, y.s)) {
     Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()) + CArr(x[1].p, y.s.total());
     return;
   }
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p + q; });
 }
-void b_add(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) { acc_unbroadcast(dx, y.s, dy.p); }
+void b_add(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) { acc_unbroadcast(dx, y.s, dy.p); }
 // dx = dy (summed where x broadcasts), for a gradient nothing has written yet: no zero-fill first.
-void b_add_set(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
+void b_add_set(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {
   if (same(dx.s, y.s)) {
     std::memcpy(dx.p, dy.p, size_t(y.s.total()) * sizeof(float));
     return;
@@ -77,16 +77,16 @@ void b_add_set(const CView*, int, CView y, CView dy, int, View dx, const Attrs&)
 DY_REGISTER(add, f_add, b_add, b_add_set);
 DY_REGISTER(colwise_add, f_add, b_add, b_add_set);
 
-void f_cmult(const CView* x, int, View y, const Attrs&) {
+void f_cmult(const CView* x, int, const View& y, const Attrs&) {
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p * q; });
 }
-void b_cmult(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+void b_cmult(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs&) {
   if (i == 0)
     bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float, float q, float g) { return g * q; });
   else
     bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float p, float, float g) { return g * p; });
 }
-void b_cmult_set(const CView* x, int n, CView y, CView dy, int i, View dx, const Attrs& a) {
+void b_cmult_set(const CView* x, int n, const CView& y, const CView& dy, int i, const View& dx, const Attrs& a) {
   if (!(same(x[0].s, y.s) && same(x[1].s, y.s))) {  // broadcasting: added into zeros
     Arr(dx.p, dx.s.total()).setZero();
     b_cmult(x, n, y, dy, i, dx, a);
@@ -96,30 +96,30 @@ void b_cmult_set(const CView* x, int n, CView y, CView dy, int i, View dx, const
   Arr(dx.p, m) = CArr(dy.p, m) * CArr(x[1 - i].p, m);
 }
 DY_REGISTER(cmult, f_cmult, b_cmult, b_cmult_set);
-void f_cdiv(const CView* x, int, View y, const Attrs&) {
+void f_cdiv(const CView* x, int, const View& y, const Attrs&) {
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p / q; });
 }
-void b_cdiv(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+void b_cdiv(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs&) {
   if (i == 0)
     bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float, float q, float g) { return g / q; });
   else
     bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float p, float q, float g) { return -g * p / (q * q); });
 }
 DY_REGISTER(cdiv, f_cdiv, b_cdiv);
-void f_bmin(const CView* x, int, View y, const Attrs&) {
+void f_bmin(const CView* x, int, const View& y, const Attrs&) {
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p != p ? p : (q != q ? q : (p <= q ? p : q)); });
 }
-void b_bmin(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+void b_bmin(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs&) {
   if (i == 0)
     bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float p, float q, float g) { return p <= q ? g : 0.0f; });
   else
     bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float p, float q, float g) { return p <= q ? 0.0f : g; });
 }
 DY_REGISTER(bmin, f_bmin, b_bmin);
-void f_bmax(const CView* x, int, View y, const Attrs&) {
+void f_bmax(const CView* x, int, const View& y, const Attrs&) {
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p != p ? p : (q != q ? q : (p >= q ? p : q)); });
 }
-void b_bmax(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+void b_bmax(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs&) {
   if (i == 0)
     bin_bwd(x[0], x[1], y.s, dy.p, dx, [](float p, float q, float g) { return p >= q ? g : 0.0f; });
   else
@@ -129,26 +129,26 @@ DY_REGISTER(bmax, f_bmax, b_bmax);
 
 // ------------------------------------------------------------------ scalar-attribute ops
 
-void f_negate(const CView* x, int, View y, const Attrs&) { Arr(y.p, y.s.total()) = -CArr(x[0].p, y.s.total()); }
-void b_negate(const CView*, int, CView, CView dy, int, View dx, const Attrs&) {
+void f_negate(const CView* x, int, const View& y, const Attrs&) { Arr(y.p, y.s.total()) = -CArr(x[0].p, y.s.total()); }
+void b_negate(const CView*, int, const CView&, const CView& dy, int, const View& dx, const Attrs&) {
   Arr(dx.p, dx.s.total()) -= CArr(dy.p, dx.s.total());
 }
 DY_REGISTER(negate, f_negate, b_negate);
-void f_plus_const(const CView* x, int, View y, const Attrs& a) {
+void f_plus_const(const CView* x, int, const View& y, const Attrs& a) {
   Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()) + float(a.num(attr::plus_const::c));
 }
-void b_identity(const CView*, int, CView, CView dy, int, View dx, const Attrs&) {
+void b_identity(const CView*, int, const CView&, const CView& dy, int, const View& dx, const Attrs&) {
   Arr(dx.p, dx.s.total()) += CArr(dy.p, dx.s.total());
 }
 DY_REGISTER(plus_const, f_plus_const, b_identity);
-void f_const_minus(const CView* x, int, View y, const Attrs& a) {
+void f_const_minus(const CView* x, int, const View& y, const Attrs& a) {
   Arr(y.p, y.s.total()) = float(a.num(attr::const_minus::c)) - CArr(x[0].p, y.s.total());
 }
 DY_REGISTER(const_minus, f_const_minus, b_negate);
-void f_scalar_mult(const CView* x, int, View y, const Attrs& a) {
+void f_scalar_mult(const CView* x, int, const View& y, const Attrs& a) {
   Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()) * float(a.num(attr::scalar_mult::c));
 }
-void b_scalar_mult(const CView*, int, CView, CView dy, int, View dx, const Attrs& a) {
+void b_scalar_mult(const CView*, int, const CView&, const CView& dy, int, const View& dx, const Attrs& a) {
   Arr(dx.p, dx.s.total()) += CArr(dy.p, dx.s.total()) * float(a.num(attr::scalar_mult::c));
 }
 DY_REGISTER(scalar_mult, f_scalar_mult, b_scalar_mult);
@@ -229,7 +229,7 @@ bool gemv_direct(bool ta, int64_t r, int64_t c, const float* A, const float* x, 
   return !blas::would_take(r, 1, c) && thin::gemv_acc(ta, r, c, A, x, y);
 }
 
-void f_matmul(const CView* x, int, View y, const Attrs&) {
+void f_matmul(const CView* x, int, const View& y, const Attrs&) {
   const int64_t r = x[0].s.d[0], c = x[0].s.d[1];
   if (y.s.total() == r && x[0].s.bd == 1 && x[1].s.total() == c) {  // W x, one column
     std::fill_n(y.p, r, 0.0f);
@@ -238,7 +238,7 @@ void f_matmul(const CView* x, int, View y, const Attrs&) {
   Arr(y.p, y.s.total()).setZero();
   mm_acc(x[0].p, x[0].s.d[0], x[0].s.d[1], x[0].s.bd, x[1].p, x[1].s.d[1], x[1].s.bd, y.p, y.s.bd);
 }
-void b_matmul(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+void b_matmul(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs&) {
   int64_t r = x[0].s.d[0], c = x[0].s.d[1], k = x[1].s.d[1];
   if (i == 1 && y.s.total() == r && x[0].s.bd == 1 && dx.s.total() == c &&
       gemv_direct(true, c, r, x[0].p, dy.p, dx.p))  // dx += W^T dy, one column
@@ -250,12 +250,12 @@ void b_matmul(const CView* x, int, CView y, CView dy, int i, View dx, const Attr
 }
 DY_REGISTER(matmul, f_matmul, b_matmul);
 
-void f_affine(const CView* x, int n, View y, const Attrs&) {
+void f_affine(const CView* x, int n, const View& y, const Attrs&) {
   copy_broadcast(x[0], y);
   for (int j = 1; j + 1 < n; j += 2)
     mm_acc(x[j].p, x[j].s.d[0], x[j].s.d[1], x[j].s.bd, x[j + 1].p, x[j + 1].s.d[1], x[j + 1].s.bd, y.p, y.s.bd);
 }
-void b_affine(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs& a) {
+void b_affine(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs& a) {
   if (i == 0) {
     acc_unbroadcast(dx, y.s, dy.p);
     return;
@@ -267,22 +267,22 @@ void b_affine(const CView* x, int, CView y, CView dy, int i, View dx, const Attr
 }
 DY_REGISTER(affine_transform, f_affine, b_affine);
 
-void f_sum(const CView* x, int n, View y, const Attrs&) {
+void f_sum(const CView* x, int n, const View& y, const Attrs&) {
   copy_broadcast(x[0], y);
   for (int j = 1; j < n; ++j) add_broadcast(x[j], y);
 }
 DY_REGISTER(sum, f_sum, b_add, b_add_set);
-void f_average(const CView* x, int n, View y, const Attrs& a) {
+void f_average(const CView* x, int n, const View& y, const Attrs& a) {
   f_sum(x, n, y, a);
   Arr(y.p, y.s.total()) /= float(n);
 }
-void b_average(const CView*, int n, CView y, CView dy, int, View dx, const Attrs&) {
+void b_average(const CView*, int n, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {
   acc_unbroadcast(dx, y.s, dy.p, 1.0f / float(n));
 }
 DY_REGISTER(average, f_average, b_average);
 
 // x ** e for a scalar e per batch element.
-void f_pow(const CView* x, int, View y, const Attrs&) {
+void f_pow(const CView* x, int, const View& y, const Attrs&) {
   int64_t m = y.s.size();
   for (int64_t b = 0; b < y.s.bd; ++b) {
     const float* xb = bat(x[0], b);
@@ -290,7 +290,7 @@ void f_pow(const CView* x, int, View y, const Attrs&) {
     for (int64_t k = 0; k < m; ++k) y.p[b * m + k] = std::pow(xb[k], e);
   }
 }
-void b_pow(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+void b_pow(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs&) {
   int64_t m = y.s.size();
   for (int64_t b = 0; b < y.s.bd; ++b) {
     const float* xb = bat(x[0], b);
@@ -310,30 +310,30 @@ void b_pow(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&)
 DY_REGISTER(pow, f_pow, b_pow);
 
 // Per-batch reductions to a scalar.
-void f_dot(const CView* x, int, View y, const Attrs&) {
+void f_dot(const CView* x, int, const View& y, const Attrs&) {
   int64_t m = x[0].s.size();
   for (int64_t b = 0; b < y.s.bd; ++b) y.p[b] = CArr(bat(x[0], b), m).matrix().dot(CArr(bat(x[1], b), m).matrix());
 }
-void b_dot(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+void b_dot(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs&) {
   int64_t m = x[0].s.size();
   const CView& o = x[1 - i];
   for (int64_t b = 0; b < y.s.bd; ++b) Arr(bat(dx, b), m) += dy.p[b] * CArr(bat(o, b), m);
 }
 DY_REGISTER(dot_product, f_dot, b_dot);
-void f_sqnorm(const CView* x, int, View y, const Attrs&) {
+void f_sqnorm(const CView* x, int, const View& y, const Attrs&) {
   int64_t m = x[0].s.size();
   for (int64_t b = 0; b < y.s.bd; ++b) y.p[b] = CArr(x[0].p + b * m, m).matrix().squaredNorm();
 }
-void b_sqnorm(const CView* x, int, CView y, CView dy, int, View dx, const Attrs&) {
+void b_sqnorm(const CView* x, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {
   int64_t m = x[0].s.size();
   for (int64_t b = 0; b < y.s.bd; ++b) Arr(dx.p + b * m, m) += (2.0f * dy.p[b]) * CArr(x[0].p + b * m, m);
 }
 DY_REGISTER(squared_norm, f_sqnorm, b_sqnorm);
-void f_l2(const CView* x, int, View y, const Attrs&) {
+void f_l2(const CView* x, int, const View& y, const Attrs&) {
   int64_t m = x[0].s.size();
   for (int64_t b = 0; b < y.s.bd; ++b) y.p[b] = std::sqrt(CArr(x[0].p + b * m, m).matrix().squaredNorm());
 }
-void b_l2(const CView* x, int, CView y, CView dy, int, View dx, const Attrs&) {
+void b_l2(const CView* x, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {
   int64_t m = x[0].s.size();
   for (int64_t b = 0; b < y.s.bd; ++b) Arr(dx.p + b * m, m) += (dy.p[b] / y.p[b]) * CArr(x[0].p + b * m, m);
 }
@@ -350,7 +350,7 @@ MatrixXd to_d(const float* p, int64_t n) { return CMat(p, n, n).cast<double>(); 
 
 // A NaN anywhere in the matrix makes its whole inverse NaN, on every backend: LU solvers differ
 // in where a NaN shows (and cuSOLVER turns a 1x1 NaN into +Inf).
-void f_inverse(const CView* x, int, View y, const Attrs&) {
+void f_inverse(const CView* x, int, const View& y, const Attrs&) {
   int64_t n = x[0].s.d[0];
   MatrixXd m = to_d(x[0].p, n);
   if (m.hasNaN())
@@ -358,12 +358,12 @@ void f_inverse(const CView* x, int, View y, const Attrs&) {
   else
     Mat(y.p, n, n) = m.inverse().cast<float>();
 }
-void b_inverse(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
+void b_inverse(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {
   int64_t n = y.s.d[0];
   Mat(dx.p, n, n) -= CMat(y.p, n, n).transpose() * CMat(dy.p, n, n) * CMat(y.p, n, n).transpose();
 }
 DY_REGISTER(inverse, f_inverse, b_inverse);
-void f_logdet(const CView* x, int, View y, const Attrs&) {
+void f_logdet(const CView* x, int, const View& y, const Attrs&) {
   int64_t n = x[0].s.d[0];
   Eigen::PartialPivLU<MatrixXd> lu(to_d(x[0].p, n));
   double sign = lu.permutationP().determinant(), logabs = 0;
@@ -375,28 +375,28 @@ void f_logdet(const CView* x, int, View y, const Attrs&) {
   }
   y.p[0] = sign > 0 ? float(logabs) : std::numeric_limits<float>::quiet_NaN();
 }
-void b_logdet(const CView* x, int, CView, CView dy, int, View dx, const Attrs&) {
+void b_logdet(const CView* x, int, const CView&, const CView& dy, int, const View& dx, const Attrs&) {
   int64_t n = x[0].s.d[0];
   Mat(dx.p, n, n) += (double(dy.p[0]) * to_d(x[0].p, n).inverse().transpose()).cast<float>();
 }
 DY_REGISTER(logdet, f_logdet, b_logdet);
-void f_trace_prod(const CView* x, int, View y, const Attrs&) {
+void f_trace_prod(const CView* x, int, const View& y, const Attrs&) {
   int64_t n = x[0].s.total();
   y.p[0] = (CArr(x[0].p, n) * CArr(x[1].p, n)).sum();
 }
-void b_trace_prod(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+void b_trace_prod(const CView* x, int, const CView&, const CView& dy, int i, const View& dx, const Attrs&) {
   int64_t n = dx.s.total();
   Arr(dx.p, n) += dy.p[0] * CArr(x[1 - i].p, n);
 }
 DY_REGISTER(trace_of_product, f_trace_prod, b_trace_prod);
 
 // contract3d_1d: Y_ij = sum_k A_ijk b_k, i.e. the (ij x k) matrix times b, batched.
-void f_c3d1(const CView* x, int, View y, const Attrs&) {
+void f_c3d1(const CView* x, int, const View& y, const Attrs&) {
   int64_t ij = x[0].s.d[0] * x[0].s.d[1], k = x[0].s.d[2];
   Arr(y.p, y.s.total()).setZero();
   mm_acc(x[0].p, ij, k, x[0].s.bd, x[1].p, 1, x[1].s.bd, y.p, y.s.bd);
 }
-void b_c3d1(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+void b_c3d1(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs&) {
   int64_t ij = x[0].s.d[0] * x[0].s.d[1], k = x[0].s.d[2];
   if (i == 0)
     mm_grad_a(dy.p, ij, 1, y.s.bd, x[1].p, k, x[1].s.bd, dx.p, x[0].s.bd);
@@ -405,12 +405,12 @@ void b_c3d1(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&
 }
 DY_REGISTER(contract3d_1d, f_c3d1, b_c3d1);
 // contract3d_1d_1d: y_i = sum_jk A_ijk b_k c_j (unbatched).
-void f_c3d11(const CView* x, int, View y, const Attrs&) {
+void f_c3d11(const CView* x, int, const View& y, const Attrs&) {
   int64_t I = x[0].s.d[0], J = x[0].s.d[1], K = x[0].s.d[2];
   Eigen::VectorXf t = CMat(x[0].p, I * J, K) * CVec(x[1].p, K);
   Vec(y.p, I) = Eigen::Map<Eigen::MatrixXf>(t.data(), I, J) * CVec(x[2].p, J);
 }
-void b_c3d11(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+void b_c3d11(const CView* x, int, const CView&, const CView& dy, int i, const View& dx, const Attrs&) {
   int64_t I = x[0].s.d[0], J = x[0].s.d[1], K = x[0].s.d[2];
   const float *A = x[0].p, *b = x[1].p, *c = x[2].p, *g = dy.p;
   for (int64_t kk = 0; kk < K; ++kk)
@@ -428,7 +428,7 @@ void b_c3d11(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&)
 DY_REGISTER(contract3d_1d_1d, f_c3d11, b_c3d11);
 
 int64_t mod(int64_t a, int64_t n) { return ((a % n) + n) % n; }
-void f_circ_conv(const CView* x, int, View y, const Attrs&) {
+void f_circ_conv(const CView* x, int, const View& y, const Attrs&) {
   int64_t n = x[0].s.total();
   for (int64_t k = 0; k < n; ++k) {
     float s = 0;
@@ -436,14 +436,14 @@ void f_circ_conv(const CView* x, int, View y, const Attrs&) {
     y.p[k] = s;
   }
 }
-void b_circ_conv(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+void b_circ_conv(const CView* x, int, const CView&, const CView& dy, int i, const View& dx, const Attrs&) {
   int64_t n = dx.s.total();
   const float* o = x[1 - i].p;
   for (int64_t j = 0; j < n; ++j)
     for (int64_t k = 0; k < n; ++k) dx.p[j] += o[mod(k - j, n)] * dy.p[k];
 }
 DY_REGISTER(circ_conv, f_circ_conv, b_circ_conv);
-void f_circ_corr(const CView* x, int, View y, const Attrs&) {
+void f_circ_corr(const CView* x, int, const View& y, const Attrs&) {
   int64_t n = x[0].s.total();
   for (int64_t k = 0; k < n; ++k) {
     float s = 0;
@@ -451,7 +451,7 @@ void f_circ_corr(const CView* x, int, View y, const Attrs&) {
     y.p[k] = s;
   }
 }
-void b_circ_corr(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+void b_circ_corr(const CView* x, int, const CView&, const CView& dy, int i, const View& dx, const Attrs&) {
   int64_t n = dx.s.total();
   for (int64_t j = 0; j < n; ++j)
     for (int64_t k = 0; k < n; ++k)
@@ -462,12 +462,12 @@ DY_REGISTER(circ_corr, f_circ_corr, b_circ_corr);
 
 // ------------------------------------------------------------------ weight norm
 
-void f_wnorm(const CView* x, int, View y, const Attrs&) {
+void f_wnorm(const CView* x, int, const View& y, const Attrs&) {
   int64_t n = x[0].s.total();
   float sq = CArr(x[0].p, n).square().sum();
   Arr(y.p, n) = CArr(x[0].p, n) * (x[1].p[0] / std::sqrt(sq));
 }
-void b_wnorm(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+void b_wnorm(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs&) {
   int64_t n = x[0].s.total();
   float sq = CArr(x[0].p, n).square().sum(), proj = (CArr(dy.p, n) * CArr(x[0].p, n)).sum();
   if (i == 0)

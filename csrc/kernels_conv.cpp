@@ -73,8 +73,8 @@ void conv_visit(const CView* x, const Shape& ys, const Attrs& a, float* out, con
         }
   }
 }
-void f_conv2d(const CView* x, int, View y, const Attrs& a) { conv_visit<0>(x, y.s, a, y.p, nullptr); }
-void b_conv2d(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs& a) {
+void f_conv2d(const CView* x, int, const View& y, const Attrs& a) { conv_visit<0>(x, y.s, a, y.p, nullptr); }
+void b_conv2d(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs& a) {
   if (i == 0)
     conv_visit<1>(x, y.s, a, dx.p, dy.p);
   else
@@ -111,8 +111,8 @@ void pool_visit(const CView& x, const Shape& ys, const Attrs& a, float* yp, cons
             dxp[best] += gy[yi];
         }
 }
-void f_maxpool(const CView* x, int, View y, const Attrs& a) { pool_visit<true>(x[0], y.s, a, y.p, nullptr, nullptr); }
-void b_maxpool(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
+void f_maxpool(const CView* x, int, const View& y, const Attrs& a) { pool_visit<true>(x[0], y.s, a, y.p, nullptr, nullptr); }
+void b_maxpool(const CView* x, int, const CView& y, const CView& dy, int, const View& dx, const Attrs& a) {
   pool_visit<false>(x[0], y.s, a, nullptr, dy.p, dx.p);
 }
 DY_REGISTER(maxpooling2d, f_maxpool, b_maxpool);
@@ -121,7 +121,7 @@ DY_REGISTER(maxpooling2d, f_maxpool, b_maxpool);
 void f1d_dims(const CView* x, int64_t& d, int64_t& s, int64_t& m, int64_t& nf) {
   d = x[0].s.d[0], s = x[0].s.d[1], m = x[1].s.d[1], nf = x[1].s.d[2];
 }
-void f_f1d(const CView* x, int, View y, const Attrs&) {
+void f_f1d(const CView* x, int, const View& y, const Attrs&) {
   int64_t d, s, m, nf;
   f1d_dims(x, d, s, m, nf);
   int64_t oc = s - m + 1;
@@ -133,7 +133,7 @@ void f_f1d(const CView* x, int, View y, const Attrs&) {
       y.p[f + nf * j] = acc;
     }
 }
-void b_f1d(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+void b_f1d(const CView* x, int, const CView&, const CView& dy, int i, const View& dx, const Attrs&) {
   int64_t d, s, m, nf;
   f1d_dims(x, d, s, m, nf);
   int64_t oc = s - m + 1;
@@ -151,7 +151,7 @@ void b_f1d(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
 }
 DY_REGISTER(filter1d_narrow, f_f1d, b_f1d);
 
-void f_fold_rows(const CView* x, int, View y, const Attrs& a) {
+void f_fold_rows(const CView* x, int, const View& y, const Attrs& a) {
   int64_t n = a.integer(attr::fold_rows::nrows), R = x[0].s.d[0], C = x[0].s.total() / R, r2 = R / n;
   for (int64_t c = 0; c < C; ++c)
     for (int64_t i = 0; i < r2; ++i) {
@@ -160,14 +160,14 @@ void f_fold_rows(const CView* x, int, View y, const Attrs& a) {
       y.p[c * r2 + i] = s;
     }
 }
-void b_fold_rows(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+void b_fold_rows(const CView* x, int, const CView&, const CView& dy, int, const View& dx, const Attrs& a) {
   int64_t n = a.integer(attr::fold_rows::nrows), R = x[0].s.d[0], C = x[0].s.total() / R, r2 = R / n;
   for (int64_t c = 0; c < C; ++c)
     for (int64_t i = 0; i < r2; ++i)
       for (int64_t t = 0; t < n; ++t) dx.p[c * R + i * n + t] += dy.p[c * r2 + i];
 }
 DY_REGISTER(fold_rows, f_fold_rows, b_fold_rows);
-void f_kmh(const CView* x, int, View y, const Attrs& a) {
+void f_kmh(const CView* x, int, const View& y, const Attrs& a) {
   int64_t n = a.integer(attr::kmh_ngram::n), R = x[0].s.d[0], oc = y.s.d[1];
   for (int64_t j = 0; j < oc; ++j)
     for (int64_t r = 0; r < R; ++r) {
@@ -176,7 +176,7 @@ void f_kmh(const CView* x, int, View y, const Attrs& a) {
       y.p[r + R * j] = s;
     }
 }
-void b_kmh(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
+void b_kmh(const CView* x, int, const CView& y, const CView& dy, int, const View& dx, const Attrs& a) {
   int64_t n = a.integer(attr::kmh_ngram::n), R = x[0].s.d[0], oc = y.s.d[1];
   for (int64_t j = 0; j < oc; ++j)
     for (int64_t r = 0; r < R; ++r)

@@ -22,7 +22,7 @@ namespace ku {
 
 // ------------------------------------------------------------------ losses
 
-void f_pnls(const CView* x, int, View y, const Attrs& a) {
+void f_pnls(const CView* x, int, const View& y, const Attrs& a) {
   std::vector<int64_t> idx = index_list(a, attr::pickneglogsoftmax::indices, x[0].s.d[0], "pickneglogsoftmax");
   check_count(idx.size(), x[0].s.bd, "pickneglogsoftmax");
   int64_t n = x[0].s.d[0];
@@ -33,7 +33,7 @@ void f_pnls(const CView* x, int, View y, const Attrs& a) {
 }
 // Acc: dx += the gradient; else dx = the gradient, every element written and none read.
 template <bool Acc>
-void pnls_grad(const CView* x, CView y, CView dy, View dx, const Attrs& a) {
+void pnls_grad(const CView* x, const CView& y, const CView& dy, const View& dx, const Attrs& a) {
   std::vector<int64_t> idx = index_list(a, attr::pickneglogsoftmax::indices, x[0].s.d[0], "pickneglogsoftmax");
   check_count(idx.size(), x[0].s.bd, "pickneglogsoftmax");
   int64_t n = x[0].s.d[0];
@@ -50,12 +50,12 @@ void pnls_grad(const CView* x, CView y, CView dy, View dx, const Attrs& a) {
     dx.p[b * n + idx[size_t(b)]] -= g;
   }
 }
-void b_pnls(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) { pnls_grad<true>(x, y, dy, dx, a); }
-void b_pnls_set(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
+void b_pnls(const CView* x, int, const CView& y, const CView& dy, int, const View& dx, const Attrs& a) { pnls_grad<true>(x, y, dy, dx, a); }
+void b_pnls_set(const CView* x, int, const CView& y, const CView& dy, int, const View& dx, const Attrs& a) {
   pnls_grad<false>(x, y, dy, dx, a);
 }
 DY_REGISTER(pickneglogsoftmax, f_pnls, b_pnls, b_pnls_set);
-void f_hinge(const CView* x, int, View y, const Attrs& a) {
+void f_hinge(const CView* x, int, const View& y, const Attrs& a) {
   std::vector<int64_t> idx = index_list(a, attr::hinge::indices, x[0].s.d[0], "hinge");
   check_count(idx.size(), x[0].s.bd, "hinge");
   float m = float(a.num(attr::hinge::m));
@@ -69,7 +69,7 @@ void f_hinge(const CView* x, int, View y, const Attrs& a) {
     y.p[b] = s;
   }
 }
-void b_hinge(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+void b_hinge(const CView* x, int, const CView&, const CView& dy, int, const View& dx, const Attrs& a) {
   std::vector<int64_t> idx = index_list(a, attr::hinge::indices, x[0].s.d[0], "hinge");
   check_count(idx.size(), x[0].s.bd, "hinge");
   float m = float(a.num(attr::hinge::m));
@@ -93,13 +93,13 @@ float bll_term(float x, float t) {
   if (x == 0.0f || x == 1.0f) return cap;
   return -(t * std::log(x) + (1 - t) * std::log1p(-x));
 }
-void f_bll(const CView* x, int, View y, const Attrs&) {
+void f_bll(const CView* x, int, const View& y, const Attrs&) {
   double s = 0;
   for (int64_t k = 0; k < x[0].s.total(); ++k) s += double(bll_term(x[0].p[k], x[1].p[k]));
   y.p[0] = float(s);
 }
 // DyNet's backward moves a prediction of exactly 0 to FLT_MIN and of exactly 1 to 0.9999999f.
-void b_bll(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+void b_bll(const CView* x, int, const CView&, const CView& dy, int i, const View& dx, const Attrs&) {
   float g = dy.p[0];
   for (int64_t k = 0; k < x[0].s.total(); ++k) {
     float x0 = x[0].p[k], t = x[1].p[k];
@@ -113,22 +113,22 @@ void b_bll(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
   }
 }
 DY_REGISTER(binary_log_loss, f_bll, b_bll);
-void f_sqdist(const CView* x, int, View y, const Attrs&) {
+void f_sqdist(const CView* x, int, const View& y, const Attrs&) {
   int64_t m = x[0].s.size();
   for (int64_t b = 0; b < y.s.bd; ++b) y.p[b] = (CArr(bat(x[0], b), m) - CArr(bat(x[1], b), m)).square().sum();
 }
-void b_sqdist(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+void b_sqdist(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs&) {
   int64_t m = x[0].s.size();
   float sign = i == 0 ? 2.0f : -2.0f;
   for (int64_t b = 0; b < y.s.bd; ++b)
     Arr(bat(dx, b), m) += (sign * dy.p[b]) * (CArr(bat(x[0], b), m) - CArr(bat(x[1], b), m));
 }
 DY_REGISTER(squared_distance, f_sqdist, b_sqdist);
-void f_l1(const CView* x, int, View y, const Attrs&) {
+void f_l1(const CView* x, int, const View& y, const Attrs&) {
   int64_t n = x[0].s.total();
   y.p[0] = (CArr(x[0].p, n) - CArr(x[1].p, n)).abs().sum();
 }
-void b_l1(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+void b_l1(const CView* x, int, const CView&, const CView& dy, int i, const View& dx, const Attrs&) {
   for (int64_t k = 0; k < dx.s.total(); ++k) {
     float d = x[i].p[k] - x[1 - i].p[k];
     dx.p[k] += (d > 0 ? 1.0f : (d < 0 ? -1.0f : 0.0f)) * dy.p[0];
@@ -136,7 +136,7 @@ void b_l1(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
 }
 DY_REGISTER(l1_distance, f_l1, b_l1);
 // One sum per batch element (the op takes no batch, but an autobatched group joins several).
-void f_huber(const CView* x, int, View y, const Attrs& a) {
+void f_huber(const CView* x, int, const View& y, const Attrs& a) {
   float c = float(a.num(attr::huber_distance::c));
   int64_t m = x[0].s.size();
   for (int64_t b = 0; b < y.s.bd; ++b) {
@@ -148,7 +148,7 @@ void f_huber(const CView* x, int, View y, const Attrs& a) {
     y.p[b] = float(0.5 * s);  // DyNet's HuberDistance halves the sum
   }
 }
-void b_huber(const CView* x, int, CView, CView dy, int i, View dx, const Attrs& a) {
+void b_huber(const CView* x, int, const CView&, const CView& dy, int i, const View& dx, const Attrs& a) {
   float c = float(a.num(attr::huber_distance::c));
   int64_t m = dx.s.size();
   for (int64_t k = 0; k < dx.s.total(); ++k) {
@@ -211,27 +211,27 @@ void hinge_dim_visit(const CView& x, const Attrs& a, float* yp, const float* gy,
     }
   }
 }
-void f_hinge_dim(const CView* x, int, View y, const Attrs& a) { hinge_dim_visit<true>(x[0], a, y.p, nullptr, nullptr); }
-void b_hinge_dim(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+void f_hinge_dim(const CView* x, int, const View& y, const Attrs& a) { hinge_dim_visit<true>(x[0], a, y.p, nullptr, nullptr); }
+void b_hinge_dim(const CView* x, int, const CView&, const CView& dy, int, const View& dx, const Attrs& a) {
   hinge_dim_visit<false>(x[0], a, nullptr, dy.p, dx.p);
 }
 DY_REGISTER(hinge_dim, f_hinge_dim, b_hinge_dim);
 
-void f_prl(const CView* x, int, View y, const Attrs& a) {
+void f_prl(const CView* x, int, const View& y, const Attrs& a) {
   float m = float(a.num(attr::pairwise_rank_loss::m));
   bin_fwd(x[0], x[1], y, [m](float p, float q) { return relu_keep_nan(m - p + q); });
 }
-void b_prl(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs& a) {
+void b_prl(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs& a) {
   float m = float(a.num(attr::pairwise_rank_loss::m)), sg = i == 0 ? -1.0f : 1.0f;
   bin_bwd(x[0], x[1], y.s, dy.p, dx, [m, sg](float p, float q, float g) { return m - p + q > 0 ? sg * g : 0.0f; });
 }
 DY_REGISTER(pairwise_rank_loss, f_prl, b_prl);
 
-void f_poisson(const CView* x, int, View y, const Attrs& a) {
+void f_poisson(const CView* x, int, const View& y, const Attrs& a) {
   double k = a.num(attr::poisson_loss::y);
   y.p[0] = float(std::exp(double(x[0].p[0])) + std::lgamma(k + 1) - double(x[0].p[0]) * k);
 }
-void b_poisson(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+void b_poisson(const CView* x, int, const CView&, const CView& dy, int, const View& dx, const Attrs& a) {
   dx.p[0] += dy.p[0] * float(std::exp(double(x[0].p[0])) - a.num(attr::poisson_loss::y));
 }
 DY_REGISTER(poisson_loss, f_poisson, b_poisson);

@@ -175,7 +175,7 @@ void lstm_acc_product(const float* W, int64_t G, int64_t len, LstmIn in, float* 
 
 // pre: W_x x already computed for every batch column (the executor batches it over the steps),
 // else null.
-void lstm_gates_impl(const CView* x, int nargs, View y, const float* pre) {
+void lstm_gates_impl(const CView* x, int nargs, const View& y, const float* pre) {
   bool drop = nargs == 7;
   int64_t n = y.s.bd, G = y.s.d[0], H = G / 4, X = x[0].s.d[0];
   if (pre) {
@@ -203,10 +203,10 @@ void lstm_gates_impl(const CView* x, int nargs, View y, const float* pre) {
     Arr(g + 3 * H, H) = Arr(g + 3 * H, H).tanh();
   }
 }
-void f_lstm_gates(const CView* x, int nargs, View y, const Attrs&) { lstm_gates_impl(x, nargs, y, nullptr); }
+void f_lstm_gates(const CView* x, int nargs, const View& y, const Attrs&) { lstm_gates_impl(x, nargs, y, nullptr); }
 
 // d(pre-activations) from d(gates): sigmoid' = y (1 - y) on i, f, o; tanh' = 1 - y^2 on g.
-void lstm_dgates_into(CView y, CView dy, float* r) {
+void lstm_dgates_into(const CView& y, const CView& dy, float* r) {
   int64_t n = y.s.bd, G = y.s.d[0], H = G / 4;
   for (int64_t b = 0; b < n; ++b) {
     const float *yb = y.p + b * G, *gb = dy.p + b * G;
@@ -226,7 +226,7 @@ const float* lstm_rowsum(const float* r, int64_t n, int64_t G) {
   return s;
 }
 
-void b_lstm_gates(const CView* x, int nargs, CView y, CView dy, int i, View dx, const Attrs&) {
+void b_lstm_gates(const CView* x, int nargs, const CView& y, const CView& dy, int i, const View& dx, const Attrs&) {
   int64_t n = y.s.bd, G = y.s.d[0];
   float* r = lstm_scratch(3, G * n);
   lstm_dgates_into(y, dy, r);
@@ -237,10 +237,10 @@ DY_REGISTER(vanilla_lstm_gates_dropout, f_lstm_gates, b_lstm_gates);
 
 }  // namespace
 
-void lstm_gates_pre(const CView* x, int nargs, View y, const float* pre) { lstm_gates_impl(x, nargs, y, pre); }
+void lstm_gates_pre(const CView* x, int nargs, const View& y, const float* pre) { lstm_gates_impl(x, nargs, y, pre); }
 
 // Input i's gradient of the fused gates from r = d(pre-activations) (G x n).
-void lstm_gates_grad(const CView* x, int nargs, const Shape& ys, float* r, int i, View dx) {
+void lstm_gates_grad(const CView* x, int nargs, const Shape& ys, float* r, int i, const View& dx) {
   bool drop = nargs == 7;
   int64_t n = ys.bd, G = ys.d[0], H = G / 4, X = x[0].s.d[0];
   if (i == 4) {  // db: the batch sum of r
@@ -281,18 +281,18 @@ void lstm_gates_grad(const CView* x, int nargs, const Shape& ys, float* r, int i
   for (int64_t b = 0; b < cols; ++b) Arr(bat(dx, b), len) += CArr(back + b * len, len) * CArr(bat(*other, b), len);
 }
 
-void lstm_gates_dpre(CView y, CView dy, float* r) { lstm_dgates_into(y, dy, r); }
+void lstm_gates_dpre(const CView& y, const CView& dy, float* r) { lstm_dgates_into(y, dy, r); }
 
 namespace {
 
-void f_lstm_c(const CView* x, int, View y, const Attrs&) {
+void f_lstm_c(const CView* x, int, const View& y, const Attrs&) {
   int64_t H = y.s.d[0];
   for (int64_t b = 0; b < y.s.bd; ++b) {
     const float *c = bat(x[0], b), *g = bat(x[1], b);
     Arr(y.p + b * H, H) = CArr(g, H) * CArr(g + 3 * H, H) + CArr(g + H, H) * CArr(c, H);
   }
 }
-void b_lstm_c(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+void b_lstm_c(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs&) {
   int64_t H = y.s.d[0];
   for (int64_t b = 0; b < y.s.bd; ++b) {
     const float *c = bat(x[0], b), *g = bat(x[1], b);
@@ -308,7 +308,7 @@ void b_lstm_c(const CView* x, int, CView y, CView dy, int i, View dx, const Attr
   }
 }
 DY_REGISTER(vanilla_lstm_c, f_lstm_c, b_lstm_c);
-void f_lstm_h(const CView* x, int, View y, const Attrs&) {
+void f_lstm_h(const CView* x, int, const View& y, const Attrs&) {
   int64_t H = y.s.d[0];
   for (int64_t b = 0; b < y.s.bd; ++b) {
     const float *c = bat(x[0], b), *g = bat(x[1], b);
@@ -321,7 +321,7 @@ void f_lstm_h(const CView* x, int, View y, const Attrs&) {
     Arr(y.p + b * H, H) = CArr(g + 2 * H, H) * CArr(c, H).tanh();
   }
 }
-void b_lstm_h(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+void b_lstm_h(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs&) {
   int64_t H = y.s.d[0];
   float* t = lstm_scratch(2, H);
   for (int64_t b = 0; b < y.s.bd; ++b) {

@@ -22,7 +22,7 @@ namespace ku {
 
 // ------------------------------------------------------------------ softmax family
 
-void f_softmax(const CView* x, int, View y, const Attrs& a) {
+void f_softmax(const CView* x, int, const View& y, const Attrs& a) {
   Axis ax = axis_of(x[0].s, int(a.integer(attr::softmax::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in) {
@@ -41,7 +41,7 @@ void f_softmax(const CView* x, int, View y, const Attrs& a) {
       for (int64_t j = 0; j < ax.len; ++j) yp[j * ax.inner] /= s;
     }
 }
-void b_softmax(const CView*, int, CView y, CView dy, int, View dx, const Attrs& a) {
+void b_softmax(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs& a) {
   Axis ax = axis_of(y.s, int(a.integer(attr::softmax::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in) {
@@ -66,7 +66,7 @@ float lse_strided(const float* p, int64_t n, int64_t st) {
   return m + std::log(s);
 }
 
-void f_log_softmax(const CView* x, int, View y, const Attrs& a) {
+void f_log_softmax(const CView* x, int, const View& y, const Attrs& a) {
   int64_t rows = x[0].s.d[0], cols = x[0].s.total() / rows;
   if (a.none(attr::log_softmax::restrict)) {
     for (int64_t c = 0; c < cols; ++c) {
@@ -88,7 +88,7 @@ void f_log_softmax(const CView* x, int, View y, const Attrs& a) {
     for (int64_t k : r) y.p[c * rows + k] = xp[k] - z;
   }
 }
-void b_log_softmax(const CView*, int, CView y, CView dy, int, View dx, const Attrs& a) {
+void b_log_softmax(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs& a) {
   int64_t rows = y.s.d[0], cols = y.s.total() / rows;
   if (a.none(attr::log_softmax::restrict)) {
     for (int64_t c = 0; c < cols; ++c) {
@@ -115,7 +115,7 @@ void b_log_softmax(const CView*, int, CView y, CView dy, int, View dx, const Att
 }
 DY_REGISTER(log_softmax, f_log_softmax, b_log_softmax);
 
-void f_logsumexp(const CView* x, int n, View y, const Attrs&) {
+void f_logsumexp(const CView* x, int n, const View& y, const Attrs&) {
   Str sy = cstr(y.s);
   std::vector<Str> sx;
   for (int j = 0; j < n; ++j) sx.push_back(bstr(x[j].s, y.s));
@@ -135,7 +135,7 @@ void f_logsumexp(const CView* x, int n, View y, const Attrs&) {
       y.p[i4 * sy.s[BATCH] + q] = m + std::log(s);
     }
 }
-void b_logsumexp(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs&) {
+void b_logsumexp(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs&) {
   int64_t m = y.s.size();
   for (int64_t b = 0; b < y.s.bd; ++b) {
     const float* xb = bat(x[i], b);
@@ -145,13 +145,13 @@ void b_logsumexp(const CView* x, int, CView y, CView dy, int i, View dx, const A
 }
 DY_REGISTER(logsumexp, f_logsumexp, b_logsumexp);
 
-void f_lse_dim(const CView* x, int, View y, const Attrs& a) {
+void f_lse_dim(const CView* x, int, const View& y, const Attrs& a) {
   Axis ax = axis_of(x[0].s, int(a.integer(attr::logsumexp_dim::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in)
       y.p[in + ax.inner * o] = lse_strided(x[0].p + in + ax.inner * ax.len * o, ax.len, ax.inner);
 }
-void b_lse_dim(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
+void b_lse_dim(const CView* x, int, const CView& y, const CView& dy, int, const View& dx, const Attrs& a) {
   Axis ax = axis_of(x[0].s, int(a.integer(attr::logsumexp_dim::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in) {
@@ -169,7 +169,7 @@ namespace {
 
 // sparsemax, its loss and constrained softmax are NaN throughout when any input is NaN or
 // infinite (the threshold or normaliser is undefined), as in the reference.
-bool nan_unless_finite(const CView* x, int n, View y) {
+bool nan_unless_finite(const CView* x, int n, const View& y) {
   for (int i = 0; i < n; ++i)
     if (!CArr(x[i].p, x[i].s.total()).isFinite().all()) {
       std::fill(y.p, y.p + y.s.total(), std::numeric_limits<float>::quiet_NaN());
@@ -190,13 +190,13 @@ double sparsemax_tau(const float* z, int64_t n) {
   return (csk - 1) / double(k);
 }
 
-void f_sparsemax(const CView* x, int, View y, const Attrs&) {
+void f_sparsemax(const CView* x, int, const View& y, const Attrs&) {
   if (nan_unless_finite(x, 1, y)) return;
   int64_t n = x[0].s.total();
   double tau = sparsemax_tau(x[0].p, n);
   for (int64_t j = 0; j < n; ++j) y.p[j] = float(std::max(double(x[0].p[j]) - tau, 0.0));
 }
-void b_sparsemax(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
+void b_sparsemax(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {
   int64_t n = y.s.total(), cnt = 0;
   double s = 0;
   for (int64_t j = 0; j < n; ++j)
@@ -207,7 +207,7 @@ void b_sparsemax(const CView*, int, CView y, CView dy, int, View dx, const Attrs
 }
 DY_REGISTER(sparsemax, f_sparsemax, b_sparsemax);
 
-void f_sparsemax_loss(const CView* x, int, View y, const Attrs& a) {
+void f_sparsemax_loss(const CView* x, int, const View& y, const Attrs& a) {
   std::vector<int64_t> q = index_list(a, attr::sparsemax_loss::target, x[0].s.total(), "sparsemax_loss");
   if (q.empty()) fail("sparsemax_loss: empty target support");
   if (nan_unless_finite(x, 1, y)) return;
@@ -220,7 +220,7 @@ void f_sparsemax_loss(const CView* x, int, View y, const Attrs& a) {
   double loss = (s + 1.0 / double(q.size())) / 2 - zq / double(q.size());
   y.p[0] = float(std::max(loss, 0.0));
 }
-void b_sparsemax_loss(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+void b_sparsemax_loss(const CView* x, int, const CView&, const CView& dy, int, const View& dx, const Attrs& a) {
   std::vector<int64_t> q = index_list(a, attr::sparsemax_loss::target, x[0].s.total(), "sparsemax_loss");
   if (q.empty()) fail("sparsemax_loss: empty target support");
   int64_t n = x[0].s.total();
@@ -260,7 +260,7 @@ void csoftmax(const float* z, const float* u, int64_t n, std::vector<double>& p,
     if (!over) break;
   }
 }
-void f_csoftmax(const CView* x, int, View y, const Attrs&) {
+void f_csoftmax(const CView* x, int, const View& y, const Attrs&) {
   if (nan_unless_finite(x, 2, y)) return;
   std::vector<double> p;
   std::vector<char> act;
@@ -268,7 +268,7 @@ void f_csoftmax(const CView* x, int, View y, const Attrs&) {
   csoftmax(x[0].p, x[1].p, x[0].s.total(), p, act, mass);
   for (size_t j = 0; j < p.size(); ++j) y.p[j] = float(p[j]);
 }
-void b_csoftmax(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+void b_csoftmax(const CView* x, int, const CView&, const CView& dy, int i, const View& dx, const Attrs&) {
   std::vector<double> p;
   std::vector<char> act;
   double mass, dhat = 0;
@@ -314,13 +314,13 @@ Str reduced_str(const Shape& x, const Attrs& a, double& count) {
   r.s[BATCH] = b ? 0 : s;
   return r;
 }
-void f_sum_dim(const CView* x, int, View y, const Attrs& a) {
+void f_sum_dim(const CView* x, int, const View& y, const Attrs& a) {
   double cnt;
   Str sy = reduced_str(x[0].s, a, cnt);
   Arr(y.p, y.s.total()).setZero();
   iter2(ext(x[0].s), cstr(x[0].s), sy, [&](int64_t ix, int64_t iy) { y.p[iy] += x[0].p[ix]; });
 }
-void b_sum_dim(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+void b_sum_dim(const CView* x, int, const CView&, const CView& dy, int, const View& dx, const Attrs& a) {
   double cnt;
   Str sy = reduced_str(x[0].s, a, cnt);
   iter2(ext(x[0].s), cstr(x[0].s), sy, [&](int64_t ix, int64_t iy) { dx.p[ix] += dy.p[iy]; });
@@ -333,7 +333,7 @@ void moment_params(const CView& x, const Attrs& a, double& r, double& N, Str& sy
   int64_t nn = a.integer(attr::moment_dim::n);
   N = nn > 0 ? double(nn) : cnt;
 }
-void f_moment(const CView* x, int, View y, const Attrs& a) {
+void f_moment(const CView* x, int, const View& y, const Attrs& a) {
   double r, N;
   Str sy;
   moment_params(x[0], a, r, N, sy);
@@ -342,7 +342,7 @@ void f_moment(const CView* x, int, View y, const Attrs& a) {
   iter2(ext(x[0].s), cstr(x[0].s), sy, [&](int64_t ix, int64_t iy) { y.p[iy] += std::pow(x[0].p[ix], rf); });
   Arr(y.p, y.s.total()) /= float(N);
 }
-void b_moment(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+void b_moment(const CView* x, int, const CView&, const CView& dy, int, const View& dx, const Attrs& a) {
   double r, N;
   Str sy;
   moment_params(x[0], a, r, N, sy);
@@ -368,7 +368,7 @@ int64_t extreme_at(const float* p, int64_t n, int64_t st) {
 }
 static_assert(attr::max_dim::d.k == attr::min_dim::d.k, "max_dim and min_dim share their kernels");
 template <bool MAX>
-void f_extreme(const CView* x, int, View y, const Attrs& a) {
+void f_extreme(const CView* x, int, const View& y, const Attrs& a) {
   Axis ax = axis_of(x[0].s, int(a.integer(attr::max_dim::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in) {
@@ -377,7 +377,7 @@ void f_extreme(const CView* x, int, View y, const Attrs& a) {
     }
 }
 template <bool MAX>
-void b_extreme(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+void b_extreme(const CView* x, int, const CView&, const CView& dy, int, const View& dx, const Attrs& a) {
   Axis ax = axis_of(x[0].s, int(a.integer(attr::max_dim::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in) {
@@ -388,7 +388,7 @@ void b_extreme(const CView* x, int, CView, CView dy, int, View dx, const Attrs& 
 DY_REGISTER(max_dim, f_extreme<true>, b_extreme<true>);
 DY_REGISTER(min_dim, f_extreme<false>, b_extreme<false>);
 
-void f_cumsum(const CView* x, int, View y, const Attrs& a) {
+void f_cumsum(const CView* x, int, const View& y, const Attrs& a) {
   Axis ax = axis_of(x[0].s, int(a.integer(attr::cumsum::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in) {
@@ -397,7 +397,7 @@ void f_cumsum(const CView* x, int, View y, const Attrs& a) {
       for (int64_t j = 0; j < ax.len; ++j) y.p[base + j * ax.inner] = (s += x[0].p[base + j * ax.inner]);
     }
 }
-void b_cumsum(const CView*, int, CView y, CView dy, int, View dx, const Attrs& a) {
+void b_cumsum(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs& a) {
   Axis ax = axis_of(y.s, int(a.integer(attr::cumsum::d)));
   for (int64_t o = 0; o < ax.outer; ++o)
     for (int64_t in = 0; in < ax.inner; ++in) {
@@ -433,8 +433,8 @@ void kmax_visit(const CView& x, const Attrs& a, float* yp, const float* gy, floa
       }
     }
 }
-void f_kmax(const CView* x, int, View y, const Attrs& a) { kmax_visit<true>(x[0], a, y.p, nullptr, nullptr); }
-void b_kmax(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+void f_kmax(const CView* x, int, const View& y, const Attrs& a) { kmax_visit<true>(x[0], a, y.p, nullptr, nullptr); }
+void b_kmax(const CView* x, int, const CView&, const CView& dy, int, const View& dx, const Attrs& a) {
   kmax_visit<false>(x[0], a, nullptr, dy.p, dx.p);
 }
 DY_REGISTER(kmax_pooling, f_kmax, b_kmax);
@@ -473,7 +473,7 @@ StdParts std_parts(const CView& x, const Attrs& a, int64_t ny) {
         [&](int64_t ix, int64_t iy) { p.dsum[size_t(iy)] += x.p[ix] - p.mean[size_t(iy)]; });
   return p;
 }
-void f_std(const CView* x, int, View y, const Attrs& a) {
+void f_std(const CView* x, int, const View& y, const Attrs& a) {
   StdParts p = std_parts(x[0], a, y.s.total());
   std::vector<double> ss(static_cast<size_t>(y.s.total()), 0.0);
   iter2(ext(x[0].s), cstr(x[0].s), p.sy, [&](int64_t ix, int64_t iy) {
@@ -482,7 +482,7 @@ void f_std(const CView* x, int, View y, const Attrs& a) {
   });
   for (int64_t k = 0; k < y.s.total(); ++k) y.p[k] = float(std::sqrt(ss[size_t(k)] / p.n));
 }
-void b_std(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
+void b_std(const CView* x, int, const CView& y, const CView& dy, int, const View& dx, const Attrs& a) {
   StdParts p = std_parts(x[0], a, y.s.total());
   iter2(ext(x[0].s), cstr(x[0].s), p.sy, [&](int64_t ix, int64_t iy) {
     double yv = y.p[iy];

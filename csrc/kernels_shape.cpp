@@ -32,15 +32,15 @@ Str perm_str(const Shape& x, const Attrs& a) {
   for (size_t k = 0; k < size_t(MAXD); ++k) r.s[k] = k < perm.size() ? xs.s[perm[k]] : 0;
   return r;
 }
-void f_transpose(const CView* x, int, View y, const Attrs& a) {
+void f_transpose(const CView* x, int, const View& y, const Attrs& a) {
   iter2(ext(y.s), cstr(y.s), perm_str(x[0].s, a), [&](int64_t iy, int64_t ix) { y.p[iy] = x[0].p[ix]; });
 }
-void b_transpose(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
+void b_transpose(const CView* x, int, const CView& y, const CView& dy, int, const View& dx, const Attrs& a) {
   iter2(ext(y.s), cstr(y.s), perm_str(x[0].s, a), [&](int64_t iy, int64_t ix) { dx.p[ix] += dy.p[iy]; });
 }
 DY_REGISTER(transpose, f_transpose, b_transpose);
 
-void f_copy(const CView* x, int, View y, const Attrs&) { std::copy(x[0].p, x[0].p + y.s.total(), y.p); }
+void f_copy(const CView* x, int, const View& y, const Attrs&) { std::copy(x[0].p, x[0].p + y.s.total(), y.p); }
 DY_REGISTER(reshape, f_copy, b_identity);
 DY_REGISTER(to_device, f_copy, b_identity);
 
@@ -55,7 +55,7 @@ void concat_region(const CView* x, int j, const Shape& ys, int d, Ext& e, Str& s
   sx = cstr(x[j].s);
   if (x[j].s.bd == 1) sx.s[BATCH] = 0;
 }
-void f_concat(const CView* x, int n, View y, const Attrs& a) {
+void f_concat(const CView* x, int n, const View& y, const Attrs& a) {
   int d = int(a.integer(attr::concatenate::d));
   for (int j = 0; j < n; ++j) {
     Ext e;
@@ -65,7 +65,7 @@ void f_concat(const CView* x, int n, View y, const Attrs& a) {
     iter2(e, sy, sx, [&](int64_t iy, int64_t ix) { y.p[off + iy] = x[j].p[ix]; });
   }
 }
-void b_concat(const CView* x, int, CView y, CView dy, int i, View dx, const Attrs& a) {
+void b_concat(const CView* x, int, const CView& y, const CView& dy, int i, const View& dx, const Attrs& a) {
   Ext e;
   Str sy, sx;
   int64_t off;
@@ -73,38 +73,38 @@ void b_concat(const CView* x, int, CView y, CView dy, int i, View dx, const Attr
   iter2(e, sy, sx, [&](int64_t iy, int64_t ix) { dx.p[ix] += dy.p[off + iy]; });
 }
 DY_REGISTER(concatenate, f_concat, b_concat);
-void f_concat_batch(const CView* x, int n, View y, const Attrs&) {
+void f_concat_batch(const CView* x, int n, const View& y, const Attrs&) {
   float* p = y.p;
   for (int j = 0; j < n; ++j) p = std::copy(x[j].p, x[j].p + x[j].s.total(), p);
 }
-void b_concat_batch(const CView* x, int, CView, CView dy, int i, View dx, const Attrs&) {
+void b_concat_batch(const CView* x, int, const CView&, const CView& dy, int i, const View& dx, const Attrs&) {
   int64_t start = 0;
   for (int k = 0; k < i; ++k) start += x[k].s.total();
   Arr(dx.p, dx.s.total()) += CArr(dy.p + start, dx.s.total());
 }
 DY_REGISTER(concatenate_to_batch, f_concat_batch, b_concat_batch);
 
-void f_select_rows(const CView* x, int, View y, const Attrs& a) {
+void f_select_rows(const CView* x, int, const View& y, const Attrs& a) {
   std::vector<int64_t> r = index_list(a, attr::select_rows::rows, x[0].s.d[0], "select_rows");
   int64_t R = x[0].s.d[0], n = int64_t(r.size()), cols = x[0].s.total() / R;
   for (int64_t c = 0; c < cols; ++c)
     for (int64_t k = 0; k < n; ++k) y.p[c * n + k] = x[0].p[c * R + r[size_t(k)]];
 }
-void b_select_rows(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+void b_select_rows(const CView* x, int, const CView&, const CView& dy, int, const View& dx, const Attrs& a) {
   std::vector<int64_t> r = index_list(a, attr::select_rows::rows, x[0].s.d[0], "select_rows");
   int64_t R = x[0].s.d[0], n = int64_t(r.size()), cols = x[0].s.total() / R;
   for (int64_t c = 0; c < cols; ++c)
     for (int64_t k = 0; k < n; ++k) dx.p[c * R + r[size_t(k)]] += dy.p[c * n + k];
 }
 DY_REGISTER(select_rows, f_select_rows, b_select_rows);
-void f_select_cols(const CView* x, int, View y, const Attrs& a) {
+void f_select_cols(const CView* x, int, const View& y, const Attrs& a) {
   std::vector<int64_t> cs = index_list(a, attr::select_cols::cols, x[0].s.d[1], "select_cols");
   int64_t R = x[0].s.d[0], C = x[0].s.d[1], n = int64_t(cs.size());
   for (int64_t b = 0; b < x[0].s.bd; ++b)
     for (int64_t k = 0; k < n; ++k)
       std::copy(x[0].p + (b * C + cs[size_t(k)]) * R, x[0].p + (b * C + cs[size_t(k)] + 1) * R, y.p + (b * n + k) * R);
 }
-void b_select_cols(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+void b_select_cols(const CView* x, int, const CView&, const CView& dy, int, const View& dx, const Attrs& a) {
   std::vector<int64_t> cs = index_list(a, attr::select_cols::cols, x[0].s.d[1], "select_cols");
   int64_t R = x[0].s.d[0], C = x[0].s.d[1], n = int64_t(cs.size());
   for (int64_t b = 0; b < x[0].s.bd; ++b)
@@ -134,18 +134,18 @@ void pick_visit(const CView& x, const Shape& ys, const Attrs& a, float* yp, cons
       }
   }
 }
-void f_pick(const CView* x, int, View y, const Attrs& a) { pick_visit<true>(x[0], y.s, a, y.p, nullptr, nullptr); }
-void b_pick(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
+void f_pick(const CView* x, int, const View& y, const Attrs& a) { pick_visit<true>(x[0], y.s, a, y.p, nullptr, nullptr); }
+void b_pick(const CView* x, int, const CView& y, const CView& dy, int, const View& dx, const Attrs& a) {
   pick_visit<false>(x[0], y.s, a, nullptr, dy.p, dx.p);
 }
 DY_REGISTER(pick, f_pick, b_pick);
-void f_pick_batch(const CView* x, int, View y, const Attrs& a) {
+void f_pick_batch(const CView* x, int, const View& y, const Attrs& a) {
   std::vector<int64_t> idx = index_list(a, attr::pick_batch_elems::indices, x[0].s.bd, "pick_batch_elems");
   check_count(idx.size(), y.s.bd, "pick_batch_elems");
   int64_t m = x[0].s.size();
   for (size_t j = 0; j < idx.size(); ++j) std::copy(x[0].p + idx[j] * m, x[0].p + (idx[j] + 1) * m, y.p + int64_t(j) * m);
 }
-void b_pick_batch(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
+void b_pick_batch(const CView* x, int, const CView& y, const CView& dy, int, const View& dx, const Attrs& a) {
   std::vector<int64_t> idx = index_list(a, attr::pick_batch_elems::indices, x[0].s.bd, "pick_batch_elems");
   check_count(idx.size(), y.s.bd, "pick_batch_elems");
   int64_t m = x[0].s.size();
@@ -167,8 +167,8 @@ void pickrange_visit(const CView& x, const Attrs& a, float* yp, const float* gy,
           dxp[xi] += gy[yi];
       }
 }
-void f_pickrange(const CView* x, int, View y, const Attrs& a) { pickrange_visit<true>(x[0], a, y.p, nullptr, nullptr); }
-void b_pickrange(const CView* x, int, CView, CView dy, int, View dx, const Attrs& a) {
+void f_pickrange(const CView* x, int, const View& y, const Attrs& a) { pickrange_visit<true>(x[0], a, y.p, nullptr, nullptr); }
+void b_pickrange(const CView* x, int, const CView&, const CView& dy, int, const View& dx, const Attrs& a) {
   pickrange_visit<false>(x[0], a, nullptr, dy.p, dx.p);
 }
 DY_REGISTER(pickrange, f_pickrange, b_pickrange);
@@ -193,13 +193,13 @@ void strided_geometry(const Shape& x, const Attrs& a, int64_t& base, Str& st) {
     st.s[ax] = step * xs.s[ax];
   }
 }
-void f_strided(const CView* x, int, View y, const Attrs& a) {
+void f_strided(const CView* x, int, const View& y, const Attrs& a) {
   int64_t base;
   Str st;
   strided_geometry(x[0].s, a, base, st);
   iter2(ext(y.s), cstr(y.s), st, [&](int64_t iy, int64_t ix) { y.p[iy] = x[0].p[base + ix]; });
 }
-void b_strided(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {
+void b_strided(const CView* x, int, const CView& y, const CView& dy, int, const View& dx, const Attrs& a) {
   int64_t base;
   Str st;
   strided_geometry(x[0].s, a, base, st);

@@ -23,13 +23,13 @@ namespace ku {
 // ------------------------------------------------------------------ elementwise unary
 
 template <class F>
-void map1(const CView& x, View y, F f) {
+void map1(const CView& x, const View& y, F f) {
   int64_t n = y.s.total();
   for (int64_t k = 0; k < n; ++k) y.p[k] = f(x.p[k]);
 }
 // dx += h(x, y, dy)
 template <class H>
-void map_b(const CView& x, const CView& y, const CView& dy, View dx, H h) {
+void map_b(const CView& x, const CView& y, const CView& dy, const View& dx, H h) {
   int64_t n = dx.s.total();
   for (int64_t k = 0; k < n; ++k) dx.p[k] += h(x.p[k], y.p[k], dy.p[k]);
 }
@@ -37,12 +37,12 @@ void map_b(const CView& x, const CView& y, const CView& dy, View dx, H h) {
 // An elementwise op: y = EXPR_F(v) and dx += EXPR_B(v, w, g) for x = v, y = w, dy = g; INIT
 // (a statement) reads the op's attributes by name before the loop.
 #define UNARY_WITH(NAME, INIT, EXPR_F, EXPR_B)                                                      \
-  void f_##NAME(const CView* x, int, View y, const Attrs& a) {                                       \
+  void f_##NAME(const CView* x, int, const View& y, const Attrs& a) {                                       \
     (void)a;                                                                                          \
     INIT;                                                                                             \
     map1(x[0], y, [&](float v) -> float { return EXPR_F; });                                          \
   }                                                                                                   \
-  void b_##NAME(const CView* x, int, CView y, CView dy, int, View dx, const Attrs& a) {               \
+  void b_##NAME(const CView* x, int, const CView& y, const CView& dy, int, const View& dx, const Attrs& a) {               \
     (void)a;                                                                                          \
     INIT;                                                                                             \
     map_b(x[0], y, dy, dx, [&](float v, float w, float g) -> float { (void)v, (void)w; return EXPR_B; }); \
@@ -65,41 +65,41 @@ const float TWO_OVER_SQRT_PI = float(2.0 / std::sqrt(M_PI));
 
 // logistic and tanh over whole (autobatched) blocks: AVX2+FMA where the CPU has it (Eigen's
 // approximations, simd_act.h, as the fused LSTM gates use them), else Eigen's portable code.
-void f_tanh(const CView* x, int, View y, const Attrs&) {
+void f_tanh(const CView* x, int, const View& y, const Attrs&) {
 #ifdef DY_ACT_X86
   if (act::avx2_fma()) return act::map_256<act::kTanh>(x[0].p, y.p, y.s.total());
 #endif
   Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).tanh();
 }
-void b_tanh(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
+void b_tanh(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {
   int64_t n = dx.s.total();
   Arr(dx.p, n) += CArr(dy.p, n) * (1.0f - CArr(y.p, n).square());
 }
-void b_tanh_set(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {  // dx = dy (1 - y^2)
+void b_tanh_set(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {  // dx = dy (1 - y^2)
   int64_t n = dx.s.total();
   Arr(dx.p, n) = CArr(dy.p, n) * (1.0f - CArr(y.p, n).square());
 }
 DY_REGISTER(tanh, f_tanh, b_tanh, b_tanh_set);
-void f_exp(const CView* x, int, View y, const Attrs&) { Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).exp(); }
-void b_exp(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
+void f_exp(const CView* x, int, const View& y, const Attrs&) { Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).exp(); }
+void b_exp(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {
   int64_t n = dx.s.total();
   Arr(dx.p, n) += CArr(dy.p, n) * CArr(y.p, n);
 }
 DY_REGISTER(exp, f_exp, b_exp);
-void f_log(const CView* x, int, View y, const Attrs&) { Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).log(); }
+void f_log(const CView* x, int, const View& y, const Attrs&) { Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).log(); }
 
 // Eigen's vectorised logistic (as the fused LSTM gates use): ~4x the scalar exp loop.
-void f_logistic(const CView* x, int, View y, const Attrs&) {
+void f_logistic(const CView* x, int, const View& y, const Attrs&) {
 #ifdef DY_ACT_X86
   if (act::avx2_fma()) return act::map_256<act::kLogistic>(x[0].p, y.p, y.s.total());
 #endif
   Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).logistic();
 }
-void b_logistic(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {
+void b_logistic(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {
   int64_t n = dx.s.total();
   Arr(dx.p, n) += CArr(dy.p, n) * CArr(y.p, n) * (1.0f - CArr(y.p, n));
 }
-void b_logistic_set(const CView*, int, CView y, CView dy, int, View dx, const Attrs&) {  // dx = dy y (1 - y)
+void b_logistic_set(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {  // dx = dy y (1 - y)
   int64_t n = dx.s.total();
   Arr(dx.p, n) = CArr(dy.p, n) * CArr(y.p, n) * (1.0f - CArr(y.p, n));
 }
@@ -157,7 +157,7 @@ DY_ELEMENTWISE(DY_ELEMENTWISE_OP)
 
 // ------------------------------------------------------------------ gradient control
 
-void f_argmax(const CView* x, int, View y, const Attrs&) {
+void f_argmax(const CView* x, int, const View& y, const Attrs&) {
   int64_t n = x[0].s.d[0];
   std::fill(y.p, y.p + y.s.total(), 0.0f);
   for (int64_t b = 0; b < x[0].s.bd; ++b) {
@@ -168,7 +168,7 @@ void f_argmax(const CView* x, int, View y, const Attrs&) {
     y.p[b * n + best] = 1.0f;
   }
 }
-void b_argmax(const CView*, int, CView, CView dy, int, View dx, const Attrs& a) {
+void b_argmax(const CView*, int, const CView&, const CView& dy, int, const View& dx, const Attrs& a) {
   if (a.flag(attr::argmax::straight_through)) Arr(dx.p, dx.s.total()) += CArr(dy.p, dx.s.total());
 }
 DY_REGISTER(argmax, f_argmax, b_argmax);
