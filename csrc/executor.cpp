@@ -718,7 +718,7 @@ class Executor {
       return;
     }
     if (n.na == 0) return;
-    Call c{n.op, n.na, j, nullptr, gather_inputs(n), {n.v, n.s}, {n.g, n.s}, attrs_of(n)};
+    const Call c(n.op, n.na, j, nullptr, gather_inputs(n), n.v, n.g, n.s, attrs_of(n));
     call_backward(c, full, defer);
   }
 
@@ -1242,6 +1242,10 @@ class Executor {
 
   // One kernel call's backward: a node alone (G null, node j) or a group.
   struct Call {
+    // Member by member: a brace-initialised Call (two 80-byte views) was zero-filled whole first.
+    Call(int op_, int na_, int j_, const GroupRec* G_, const CView* xp_, const float* y_, const float* dy_,
+         const Shape& s, const Attrs& at_)
+        : op(op_), na(na_), j(j_), G(G_), xp(xp_), y{y_, s}, dy{dy_, s}, at(at_) {}
     int op, na, j;
     const GroupRec* G;
     const CView* xp;
@@ -1393,7 +1397,7 @@ class Executor {
       }
       count_call(c.op);
       CallTimer timer(c.op);
-      grad_into(c, q, full, false, [&](View dx, bool) { ku::lstm_gates_grad(c.xp, c.na, c.y.s, r, q, dx); });
+      grad_into(c, q, full, false, [&](const View& dx, bool) { ku::lstm_gates_grad(c.xp, c.na, c.y.s, r, q, dx); });
     }
   }
 
@@ -1410,7 +1414,7 @@ class Executor {
       count_call(c.op);
       CallTimer timer(c.op);
       if (c.G && (c.op == matmul_ || c.op == affine_)) ++ab::stats().input_grad;
-      grad_into(c, q, full, k.bwd_set != nullptr, [&](View dx, bool set) {
+      grad_into(c, q, full, k.bwd_set != nullptr, [&](const View& dx, bool set) {
         (set ? k.bwd_set : k.bwd)(c.xp, c.na, c.y, c.dy, q, dx, c.at);
       });
     }
@@ -1496,7 +1500,7 @@ class Executor {
       if (mem[k] > i || fresh_[size_t(mem[k])]) std::fill_n(G.g + off[k], off[k + 1] - off[k], 0.0f);
       if (mem[k] <= i) fresh_[size_t(mem[k])] = 0;
     }
-    Call c{G.op, G.na, -1, &G, gxs_.data() + G.x0, {G.y, G.ys}, {G.g, G.ys}, group_attrs(G)};
+    const Call c(G.op, G.na, -1, &G, gxs_.data() + G.x0, G.y, G.g, G.ys, group_attrs(G));
     call_backward(c, full, true);
   }
 
