@@ -45,7 +45,7 @@ struct NodeRecord {
   PyObject* op;     // the OpDef
   PyObject* ids;    // a tuple of input node indices
   PyObject* attrs;  // the attribute tuple
-  Shape shape;      // dims[j].shape
+  const Shape& shape;  // dims[j].shape (the Dim memo's, valid while this record is visited)
   PyObject* dim;    // dims[j] itself (its identity: equal Dims give equal shapes)
   bool ng;          // ng[j]
   int n_inputs() const { return int(PyTuple_GET_SIZE(ids)); }

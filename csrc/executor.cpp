@@ -954,6 +954,11 @@ class Executor {
     planned_ = true, range_a_ = a;
     gof_.resize(size_t(b), -1), gat_.resize(size_t(b), -1);
     size_t nn = size_t(b - a);
+    if (chained(a, b)) {  // nothing can batch: node order, which is the plan's, without planning
+      done_.assign(nn, 0);
+      for (int j = a; j < b; ++j) run_single(j, check);
+      return;
+    }
     in_off_.assign(nn + 1, 0), in_ids_.clear(), sid_.assign(nn, -1), sig_mm_.clear(), sigs_.clear();
     ids_.clear(), id_sid_.clear();
     ++sig_gen_;  // every recent signature (recent_) is stale
@@ -998,6 +1003,31 @@ class Executor {
         run_single(j, check);
       }
     }
+  }
+
+  // Whether the nodes of [a, b) that could join a group (their op maps over the batch) form one
+  // dependency chain, each depending on the one before (a chain of layers, an RNN of separate ops
+  // unrolled step by step): then no two are ever ready together, every group of the plan would be
+  // one node, and the range can run in node order without planning.  Nodes that never join one
+  // (inputs, parameters, constants, random draws, batch reductions) may lie anywhere; the chain
+  // may pass through one of them.  The LSTM steps' input products do batch along a chain
+  // (plan_lstm_inputs): a range with LSTM steps is planned.
+  bool chained(int a, int b) const {
+    int last = -1;  // the chain's last node
+    for (int j = a; j < b; ++j) {
+      const Node& n = nodes_[size_t(j)];
+      if (!n.info->maps && n.na == 0) continue;
+      if (n.op == lstm_gates_) return false;
+      bool reads = false;
+      for (int q = 0; q < n.na; ++q) reads |= args_[size_t(n.a0 + q)] == last;
+      if (n.info->maps) {
+        if (last >= 0 && !reads) return false;
+        last = j;
+      } else if (last >= 0 && reads) {
+        last = j;
+      }
+    }
+    return true;
   }
 
   // ab_plan over the range's operands and signatures (in_off_, in_ids_, sid_, sig_mm_) into order_

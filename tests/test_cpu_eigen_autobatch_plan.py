@@ -227,3 +227,46 @@ def test_nodes_without_attributes_of_different_batch_sizes_group_as_the_front_en
     loss0.backward()
     for k in g1:
         np.testing.assert_allclose(g1[k], ps0[k].grad_as_array(), rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def _chain_graph(strategy: int, branch: bool):
+    """An RNN of separate ops unrolled step by step (each op reads the one before), with dropout in
+    it; with ``branch``, a second tanh of one step's sum beside the chain (independent of it)."""
+    _, ps = _model()
+    b, U = ps["b"], ps["U"]
+    dy.reset_random_seed(11)
+    dy.renew_cg(autobatching=strategy)
+    h = dy.inputVector(np.linspace(-1.0, 1.0, 4))
+    side = None
+    for t in range(6):
+        s = U * h + b
+        if branch and t == 2:
+            side = dy.tanh(s)
+        h = dy.dropout(dy.tanh(s), 0.2) if t == 3 else dy.tanh(s)
+    loss = dy.sum_elems(h) if side is None else dy.sum_elems(h) + dy.sum_elems(side)
+    profiling.reset()
+    v = loss.value()
+    loss.backward()
+    calls = sum(c.calls for c in profiling.counts().values())
+    return v, {k: p.grad_as_array() for k, p in ps.items()}, calls, loss
+
+
+def test_a_chain_runs_in_node_order_as_unbatched():
+    """A range whose ops form one dependency chain cannot batch: the executor runs it in node order
+    without planning.  Its records are the front end's (every one a single node; only the order of
+    the leaves, which read nothing, may differ), and values, gradients and dropout's draws are the
+    unbatched run's, bit for bit; a node beside the chain makes the range planned again."""
+    dy.set_backend("cpu_eigen")
+    v0, g0, _, _ = _chain_graph(0, branch=False)
+    v1, g1, _, loss = _chain_graph(1, branch=False)
+    cg = dy.cg()
+    got = cg.executor.plan()
+    assert got == [[j] for j in range(loss.i + 1)]
+    want = autobatch.plan_order(cg.nodes, cg.dims, 0, loss.i + 1, 1)
+    assert sorted(got) == sorted(want) and all(len(g) == 1 for g in want)
+    assert v1 == v0
+    for k in g0:
+        np.testing.assert_allclose(g1[k], g0[k], rtol=1e-6, atol=1e-7, err_msg=k)
+    _, _, _, loss = _chain_graph(1, branch=True)
+    cg = dy.cg()
+    assert cg.executor.plan() == autobatch.plan_order(cg.nodes, cg.dims, 0, loss.i + 1, 1)
