@@ -391,7 +391,7 @@ bool step(PyObject* tr) {
 
   // ---- read: what Python's walk collects, nothing changed yet
   const Py_ssize_t n = PyList_GET_SIZE(storages.ptr());
-  thread_local std::vector<Item> items;
+  static std::vector<Item> items;  // scratch (one step at a time: trainer_step_py)
   items.clear();
   double sq = 0;
   const upd::NormFn norm = upd::current().sq_norm;
@@ -529,7 +529,7 @@ bool step(PyObject* tr) {
     }
   }
   {
-    thread_local std::vector<float*> sp;
+    static std::vector<float*> sp;
     FlushDenormals ftz;  // once for every parameter's kernel (Python code above and below runs without)
     for (Item& x : items) {
       if (!x.step) {  // frozen: in the norm, then cleared
@@ -568,6 +568,16 @@ bool step(PyObject* tr) {
 }
 
 PyObject* trainer_step_py(PyObject*, PyObject* tr) {
+  // A step reached again from Python code that a step runs (a _hyper(), a property, a __float__
+  // calling another trainer's update) declines, and Python's update runs it: the scratch lists
+  // are the outer step's.  (The GIL makes this the only way in while a step runs.)
+  static bool running = false;
+  if (running) Py_RETURN_FALSE;
+  struct Running {
+    bool& r;
+    explicit Running(bool& f) : r(f) { r = true; }
+    ~Running() { r = false; }
+  } guard(running);
   try {
     if (step(tr)) Py_RETURN_TRUE;
     Py_RETURN_FALSE;

@@ -304,3 +304,42 @@ def test_huge_gradients_without_clipping_give_dynets_weights(trainer):
     loss.backward()
     tr.update()
     np.testing.assert_allclose(W.as_array(), DYNET_AFTER_ONE_UPDATE[trainer], rtol=2e-6)
+
+
+def test_an_update_reached_from_inside_a_step_runs_in_python():
+    """Python code that an update runs while reading a setting (here a learning rate's __float__)
+    may update another trainer: inside the backend's step, that inner update runs in Python (the
+    step's scratch is in use), and both trainers end as Python's update alone leaves them."""
+    runs = []
+    for fast in (False, True):
+        pc, params = _model(31)
+        other_pc, other_params = _model(32)
+        other = dy.SimpleSGDTrainer(other_pc, 0.1)
+        inner: list = []
+
+        class Rate:
+            def __init__(self, trainer, params) -> None:
+                self.trainer, self.params = trainer, params
+
+            def __float__(self) -> float:
+                _step(self.params, 0, 1.0)  # a new graph: the outer update has read its gradients
+                self.trainer.update()
+                return 0.1
+
+        tr = dy.SimpleSGDTrainer(pc, 0.1)
+        outer: list = []
+        if fast:
+            step = other._backend_step
+            other._backend_step = lambda t, step=step, inner=inner: inner.append(step(t)) or inner[-1]
+            tr._backend_step = lambda t, step=step, outer=outer: outer.append(step(t)) or outer[-1]
+        else:
+            tr._backend_step = other._backend_step = None
+        for k in range(5):
+            _step(params, k, 1.0)
+            tr._learning_rate = Rate(other, other_params)
+            tr.update()
+        if fast:  # from the third update on the outer update is the backend's step: the inner one declines
+            assert outer[2:] == [True] * 3 and inner[2:] == [False] * 3, (outer, inner)
+        runs.append([st.host() for st in pc.all_storages()] + [st.host() for st in other_pc.all_storages()])
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)
