@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "pyobj.h"
+#include "slots.h"
 
 namespace dy {
 namespace contract {
@@ -29,6 +30,18 @@ const Names& names() {
 }
 
 py::object get(PyObject* o, PyObject* name) { return attr(o, name); }
+
+// What every forward and backward reads, at slot offsets (slots.h): a parameter's storage and
+// its WeightScale (ParamStorage.__slots__, WeightScale.__slots__), and the graph's node lists
+// (fastgraph's GraphBase members).
+py::object get_storage(PyObject* o, PyObject* name) {
+  static SlotOffsets* const offsets = new SlotOffsets();  // never freed (see Names)
+  return slot_attr(o, name, *offsets);
+}
+py::object get_graph(PyObject* o, PyObject* name) {
+  static SlotOffsets* const offsets = new SlotOffsets();
+  return slot_attr(o, name, *offsets);
+}
 
 // A sequence attribute: its length, then each item (an int, or a nested sequence the same way).
 void decode_seq(PyObject* v, std::vector<int64_t>& I) {
@@ -137,7 +150,7 @@ bool GraphSource::check_validity() const {
 
 GraphSource::Lists GraphSource::lists(int to) const {
   const Names& s = names();
-  Lists l{get(cg_.ptr(), s.nodes), get(cg_.ptr(), s.dims), get(cg_.ptr(), s.ng)};
+  Lists l{get_graph(cg_.ptr(), s.nodes), get_graph(cg_.ptr(), s.dims), get_graph(cg_.ptr(), s.ng)};
   for (PyObject* o : {l.nodes.ptr(), l.dims.ptr(), l.ng.ptr()})
     if (!PyList_Check(o)) throw std::runtime_error("cpu_eigen: the graph's node lists are not lists");
   if (to > PyList_GET_SIZE(l.nodes.ptr())) throw py::index_error("cpu_eigen: forward past the end of the graph");
@@ -177,27 +190,28 @@ py::object GraphSource::attrs(int j) const {
 
 namespace storage {
 
-py::object value(PyObject* st) { return get(st, names().value); }
+py::object value(PyObject* st) { return get_storage(st, names().value); }
 
 float factor(PyObject* st) {
-  double f = PyFloat_AsDouble(get(get(st, names().wscale).ptr(), names().factor).ptr());
+  double f = PyFloat_AsDouble(get_storage(get_storage(st, names().wscale).ptr(), names().factor).ptr());
   if (f == -1.0 && PyErr_Occurred()) throw py::error_already_set();
   return float(f);
 }
 
 Tensor& grad(PyObject* st) {
-  py::object g = get(st, names().grad);
+  py::object g = get_storage(st, names().grad);
   return as_tensor(g, "parameter");  // the storage keeps the tensor alive
 }
 
-bool has_grad(PyObject* st) { return get(st, names().has_grad).ptr() == Py_True; }
+bool has_grad(PyObject* st) { return get_storage(st, names().has_grad).ptr() == Py_True; }
 
 void set_has_grad(PyObject* st) {
-  if (PyObject_SetAttr(st, names().has_grad, Py_True) < 0) throw py::error_already_set();
+  static SlotOffsets* const offsets = new SlotOffsets();
+  slot_set(st, names().has_grad, Py_True, *offsets);
 }
 
 void touch(PyObject* st, const int64_t* rows, int64_t n) {
-  py::object touched = get(st, names().touched);
+  py::object touched = get_storage(st, names().touched);
   for (int64_t k = 0; k < n; ++k) {
     PyObject* r = PyLong_FromLongLong(rows[k]);
     if (!r) throw py::error_already_set();

@@ -23,6 +23,7 @@
 
 #include "flush_denormals.h"
 #include "pyobj.h"
+#include "slots.h"
 #include "tensor.h"
 #include "update_rules.h"
 
@@ -57,73 +58,6 @@ const Names& names() {
   static const Names* n = new Names();
   return *n;
 }
-
-// Where the classes of the objects a step reads keep their attributes: for each name, the offset
-// of its object slot (the class's member descriptor: the trainers, the collection and WeightScale
-// declare __slots__ for what a step reads) or -1 (the instance dict, then the attribute).  Learned
-// once per class and name, kept while the class is unchanged (its type version tag, which CPython
-// renews when an attribute of the class or of a base changes); a few classes at a time.
-class SlotOffsets {
- public:
-  Py_ssize_t operator()(PyTypeObject* t, PyObject* name) {
-    Entry& e = entry(t);
-    for (int i = 0; i < e.n; ++i)
-      if (e.name[i] == name) return e.off[i];
-    const Py_ssize_t off = learn(t, name);
-    if (e.n < kNames) {
-      e.name[e.n] = name;
-      e.off[e.n++] = off;
-    }
-    return off;
-  }
-
- private:
-  static constexpr int kTypes = 4, kNames = 24;
-  struct Entry {
-    PyTypeObject* type = nullptr;
-    unsigned int version = 0;
-    int n = 0;
-    PyObject* name[kNames];
-    Py_ssize_t off[kNames];
-  };
-  static bool current(PyTypeObject* t) {
-    return t->tp_version_tag != 0 && PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG);
-  }
-  Entry& entry(PyTypeObject* t) {
-    for (Entry& e : types_)
-      if (e.type == t && e.version == t->tp_version_tag && current(t)) return e;
-    Entry& e = types_[next_];
-    next_ = (next_ + 1) % kTypes;
-    e = Entry{};
-    // the lookup gives the class a version tag if it can have one; without, the entry stays unnamed
-    // and is learned again on each read
-    py::object probe = py::reinterpret_steal<py::object>(PyObject_GetAttr(reinterpret_cast<PyObject*>(t), names_probe()));
-    if (!probe) PyErr_Clear();
-    if (current(t)) {
-      e.type = t;
-      e.version = t->tp_version_tag;
-    }
-    return e;
-  }
-  static PyObject* names_probe() {
-    static PyObject* const n = intern_name("__class__");
-    return n;
-  }
-  // The offset of a writable object slot of that name, or -1.
-  static Py_ssize_t learn(PyTypeObject* t, PyObject* name) {
-    PyObject* d = PyObject_GetAttr(reinterpret_cast<PyObject*>(t), name);
-    if (!d) {
-      PyErr_Clear();
-      return -1;
-    }
-    const PyMemberDef* m =
-        Py_IS_TYPE(d, &PyMemberDescr_Type) ? reinterpret_cast<PyMemberDescrObject*>(d)->d_member : nullptr;
-    Py_DECREF(d);
-    return m && m->type == T_OBJECT_EX && !(m->flags & READONLY) ? m->offset : -1;
-  }
-  Entry types_[kTypes];
-  int next_ = 0;
-};
 
 // An object's attributes as a step reads them: from its class's object slots (SlotOffsets), else
 // from its instance dict first (where PyObject_GetAttr searches the type first), else as attributes.
@@ -233,24 +167,6 @@ double as_double(PyObject* o) {
   double d = PyFloat_AsDouble(o);
   if (d == -1.0 && PyErr_Occurred()) throw py::error_already_set();
   return d;
-}
-
-// A cpu_eigen Tensor, or null for anything else.  An object of exactly the Tensor class is read
-// from its pybind11 instance directly (a step reads three to five; pybind11's caster searches
-// its type registry for each); anything else goes through the caster.
-Tensor* tensor_or_null(PyObject* o) {
-  static PyTypeObject* const exact = [] {
-    const py::detail::type_info* t = py::detail::get_type_info(typeid(Tensor));
-    return t ? t->type : nullptr;
-  }();
-  if (Py_TYPE(o) == exact) {
-    auto* inst = reinterpret_cast<py::detail::instance*>(o);
-    if (inst->simple_layout && inst->simple_holder_constructed)
-      return static_cast<Tensor*>(inst->simple_value_holder[0]);
-  }
-  py::detail::make_caster<Tensor> c;
-  if (!c.load(o, false)) return nullptr;
-  return &py::detail::cast_op<Tensor&>(c);
 }
 
 int rule_of(PyObject* name) {
