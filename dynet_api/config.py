@@ -15,6 +15,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -167,6 +168,12 @@ def load_from_command_line() -> None:
 def given(name: str) -> bool:
     """Whether the program chose this setting (a flag or dynet_config.set), so a backend may pick its own default."""
     return name in _explicit or name in _from_argv
+
+
+def given_value(name: str, default: Any) -> Any:
+    """The setting's value where the program chose it (see :func:`given`), else ``default`` (one
+    call where every ``renew_cg`` asks)."""
+    return settings.get(name) if name in _explicit or name in _from_argv else default
 
 
 def set_values(**kw) -> None:

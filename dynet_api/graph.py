@@ -493,7 +493,8 @@ class ComputationGraph(_GraphBase):
 
         The calling thread becomes the graph's owner (see the module doc on threads).
         """
-        self._claim("renew_cg")
+        if self._owner_id != _get_ident():  # the thread check (as forward_to: one comparison)
+            self._claim("renew_cg")
         self.ver += 1
         # emptied in place, not replaced: lists that live on are old to the garbage collector, so
         # its young-generation passes (about one per graph) do not walk the new graph's nodes
@@ -505,14 +506,15 @@ class ComputationGraph(_GraphBase):
         self._checkpoints = []
         self.immediate = bool(immediate_compute)
         self._autobatch_asked = autobatching
-        be = self.backend or config.current()
+        current = config.current()
+        be = self.backend or current
         if be is not None:
             self._apply_autobatch(be)
         # Checked on every forward, lazy or immediate (DyNet checks only with immediate_compute).
         self.check_validity = bool(check_validity)
         if self.executor is not None:
             self.executor.reset()  # also when it is dropped below: it gives back its memory
-        if self.backend is not None and self.backend is not config.current():
+        if self.backend is not None and self.backend is not current:
             self.backend = None
             self.executor = None
             self.supported = None
@@ -739,8 +741,7 @@ def autobatch_strategy(backend, asked=None) -> int:
     process setting when the program gave one, else the backend's ``autobatch_default``.
     A backend that batches by itself (``batches_itself``) is told the strategy (``set_autobatch``)."""
     if asked is None:
-        asked = config.settings.get("autobatch") if config.given("autobatch") else getattr(
-            backend, "autobatch_default", False)
+        asked = config.given_value("autobatch", getattr(backend, "autobatch_default", False))
     v = int(asked or 0)
     return v if v in (0, 1, 2) else 1
 
