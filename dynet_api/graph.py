@@ -640,8 +640,10 @@ class ComputationGraph(_GraphBase):
                 f"backward: the expression must be a scalar of batch size 1, got {d}"
                 + (" (sum a batched loss with sum_batches first)" if d.bd > 1 else "")
             )
-        self._claim("backward")
-        self.forward_to(i)
+        if self._owner_id != _get_ident():
+            self._claim("backward")
+        if i >= self.n_eval:
+            self.forward_to(i)
         if self.profiling:
             since = profiling.counts()
             self.executor.backward(i, full)
