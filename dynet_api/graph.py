@@ -427,7 +427,7 @@ class ComputationGraph(_GraphBase):
         self._checkpoints: list[int] = []
         self._owner_id: int | None = None  # threading.get_ident() of the owning thread
         self._owner: threading.Thread | None = None
-        self.autobatch = 0  # the autobatching strategy of this graph (0: off; see autobatch_strategy)
+        self.autobatch = 0  # the autobatching strategy of this graph (0: off; see _apply_autobatch)
         self._autobatch_asked: Any = None  # renew_cg(autobatching=...), None: the process setting
         self._autobatch_told: Any = None  # (backend, strategy) last told to a self-batching backend
         self.profiling = 0
@@ -475,7 +475,16 @@ class ComputationGraph(_GraphBase):
         return self.supported
 
     def _apply_autobatch(self, be) -> None:
-        strategy = autobatch_strategy(be, self._autobatch_asked)
+        """The strategy this graph runs with: DyNet's number (0 off, 1 agenda, 2 depth by depth; any
+        other non-zero value runs as 1) from ``renew_cg(autobatching=...)``, else from the process
+        setting when the program gave one, else the backend's ``autobatch_default``.  A backend that
+        batches by itself (``batches_itself``) is told the strategy (``set_autobatch``) when it changes."""
+        asked = self._autobatch_asked
+        if asked is None:
+            asked = config.given_value("autobatch", getattr(be, "autobatch_default", False))
+        strategy = int(asked or 0)
+        if strategy not in (0, 1, 2):
+            strategy = 1
         if be.batches_itself and self._autobatch_told != (be, strategy):
             be.set_autobatch(strategy)
             self._autobatch_told = (be, strategy)
@@ -735,17 +744,6 @@ class ComputationGraph(_GraphBase):
 
     def __repr__(self) -> str:
         return f"<ComputationGraph version {self.ver}, {len(self.nodes)} nodes>"
-
-
-def autobatch_strategy(backend, asked=None) -> int:
-    """The autobatching strategy a graph runs with: DyNet's number (0 off, 1 agenda, 2 depth by
-    depth; any other non-zero value runs as 1) from ``renew_cg(autobatching=...)``, else from the
-    process setting when the program gave one, else the backend's ``autobatch_default``.
-    A backend that batches by itself (``batches_itself``) is told the strategy (``set_autobatch``)."""
-    if asked is None:
-        asked = config.given_value("autobatch", getattr(backend, "autobatch_default", False))
-    v = int(asked or 0)
-    return v if v in (0, 1, 2) else 1
 
 
 def _index(e) -> int:
