@@ -257,20 +257,21 @@ struct Keys {
   int beta_1 = hyper_key("beta_1"), beta_2 = hyper_key("beta_2");
 };
 
-// trainer.<name> += 1 (an exact int without the generic number protocol)
-void add_one(const Fields& f, PyObject* name) {
-  py::object v = f[name];
+// v + 1 (an exact int without the generic number protocol)
+py::object plus_one(PyObject* v) {
   PyObject* nv = nullptr;
-  if (PyLong_CheckExact(v.ptr())) {
+  if (PyLong_CheckExact(v)) {
     int overflow = 0;
-    const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+    const long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
     if (!overflow && x < (1LL << 62)) nv = PyLong_FromLongLong(x + 1);
   }
-  if (!nv) nv = PyNumber_Add(v.ptr(), one());
+  if (!nv) nv = PyNumber_Add(v, one());
   if (!nv) throw py::error_already_set();
-  py::object keep = py::reinterpret_steal<py::object>(nv);
-  f.set(name, nv);
+  return py::reinterpret_steal<py::object>(nv);
 }
+
+// trainer.<name> += 1
+void add_one(const Fields& f, PyObject* name) { f.set(name, plus_one(f[name].ptr()).ptr()); }
 
 bool step(PyObject* tr) {
   const Names& N = names();
@@ -429,10 +430,10 @@ bool step(PyObject* tr) {
     const double hi = as_double(T[N.e_max].ptr()), gm = as_double(T[N.gamma].ptr());
     const double cycle = std::floor(1 + it / (2 * ss));
     const double x = std::fabs(it / ss - 2 * cycle + 1);
-    next_lr = lo + (1 - x > 0 ? (hi - lo) * (1 - x) * std::pow(gm, it) : 0.0);
+    // (1.0 ** it is 1.0 exactly: the default gamma skips pow)
+    next_lr = lo + (1 - x > 0 ? (hi - lo) * (1 - x) * (gm == 1.0 ? 1.0 : std::pow(gm, it)) : 0.0);
     if (!std::isfinite(next_lr) || next_lr < 0) return false;  // Python's setter raises
-    next_it = py::reinterpret_steal<py::object>(PyNumber_Add(it_o.ptr(), one()));
-    if (!next_it) throw py::error_already_set();
+    next_it = plus_one(it_o.ptr());
   }
 
   // ---- change: the bookkeeping, the steps and clears, the counters

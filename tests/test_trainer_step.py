@@ -163,7 +163,7 @@ def test_settings_changed_between_updates_are_read(trainer):
                 if trainer == "MomentumSGDTrainer":
                     tr.mom = 0.3
                 if trainer == "CyclicalSGDTrainer":
-                    tr.e_max, tr.it = 0.3, 7
+                    tr.e_max, tr.it, tr.gamma = 0.3, 7, 0.99  # (gamma 1, the default, skips pow)
             if k == 4:
                 tr.set_clip_threshold(0.0)
             _step(params, k, 1.0 + k)
