@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common.h"
+#include "pycall.h"
 
 namespace dy {
 
@@ -40,23 +41,9 @@ struct Tensor {
 
 using FArray = py::array_t<float, py::array::f_style | py::array::forcecast>;
 
-// `o` as a Tensor, or null for anything else.  An object of exactly the Tensor class is read from
-// its pybind11 instance directly (a parameter leaf and a trainer step read several; pybind11's
-// caster searches its type registry for each); anything else goes through the caster.
-inline Tensor* tensor_or_null(PyObject* o) {
-  static PyTypeObject* const exact = [] {
-    const py::detail::type_info* t = py::detail::get_type_info(typeid(Tensor));
-    return t ? t->type : nullptr;
-  }();
-  if (Py_TYPE(o) == exact) {
-    auto* inst = reinterpret_cast<py::detail::instance*>(o);
-    if (inst->simple_layout && inst->simple_holder_constructed)
-      return static_cast<Tensor*>(inst->simple_value_holder[0]);
-  }
-  py::detail::make_caster<Tensor> c;
-  if (!c.load(o, false)) return nullptr;
-  return &py::detail::cast_op<Tensor&>(c);
-}
+// `o` as a Tensor, or null for anything else (read from its instance: a parameter leaf and a
+// trainer step read several).
+inline Tensor* tensor_or_null(PyObject* o) { return instance_or_null<Tensor>(o); }
 
 // `h` as a Tensor, or a TypeError naming the caller (`what`) and the type it got.
 inline Tensor& as_tensor(py::handle h, const char* what) {

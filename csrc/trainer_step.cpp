@@ -22,6 +22,7 @@
 #include <structmember.h>
 
 #include "flush_denormals.h"
+#include "pycall.h"
 #include "pyobj.h"
 #include "slots.h"
 #include "tensor.h"
@@ -498,10 +499,8 @@ PyObject* trainer_step_py(PyObject*, PyObject* tr) {
   try {
     if (step(tr)) Py_RETURN_TRUE;
     Py_RETURN_FALSE;
-  } catch (py::error_already_set& e) {
-    e.restore();
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
+  } catch (...) {
+    set_python_error();
   }
   return nullptr;
 }
