@@ -21,8 +21,8 @@ class SlotOffsets {
     Entry& e = entry(t);
     for (int i = 0; i < e.n; ++i)
       if (e.name[i] == name) return e.off[i];
-    const Py_ssize_t off = learn(t, name);
-    if (e.n < kNames) {
+    const Py_ssize_t off = learn(t, name);  // may run Python code (a descriptor's __get__)
+    if (e.type == t && e.version == t->tp_version_tag && e.n < kNames) {  // e is still t's entry
       e.name[e.n] = name;
       e.off[e.n++] = off;
     }
