@@ -218,8 +218,9 @@ class Trainer:
 
     record = TrainerRule("sgd", 0, (learning_rate(None),))
     # The state every update reads and writes lies in object slots, where a backend's trainer_step
-    # reads it at fixed offsets: a dozen instance-dict lookups were half a small update's cost.
-    # A rule's own arguments (beta_1, mom, ...) stay in the instance dict.
+    # reads it at offsets learned once per class: a dozen instance-dict lookups were half a small
+    # update's cost.  Each trainer class names its record's arguments (beta_1, mom, ...) in its
+    # own __slots__; a class that does not keeps them in the instance dict (slower, not wrong).
     __slots__ = ("model", "_state_key", "_backend_step", "_learning_rate", "clipping_enabled", "clip_threshold",
                  "sparse_updates", "updates", "updates_since_status", "clips", "clips_since_status",
                  "__dict__", "__weakref__")
