@@ -34,10 +34,11 @@ py::object get(PyObject* o, PyObject* name) { return attr(o, name); }
 // What every forward and backward reads, at slot offsets (slots.h): a parameter's storage and
 // its WeightScale (ParamStorage.__slots__, WeightScale.__slots__), and the graph's node lists
 // (fastgraph's GraphBase members).
-py::object get_storage(PyObject* o, PyObject* name) {
+SlotOffsets& storage_offsets() {
   static SlotOffsets* const offsets = new SlotOffsets();  // never freed (see Names)
-  return slot_attr(o, name, *offsets);
+  return *offsets;
 }
+py::object get_storage(PyObject* o, PyObject* name) { return slot_attr(o, name, storage_offsets()); }
 py::object get_graph(PyObject* o, PyObject* name) {
   static SlotOffsets* const offsets = new SlotOffsets();
   return slot_attr(o, name, *offsets);
@@ -205,10 +206,7 @@ Tensor& grad(PyObject* st) {
 
 bool has_grad(PyObject* st) { return get_storage(st, names().has_grad).ptr() == Py_True; }
 
-void set_has_grad(PyObject* st) {
-  static SlotOffsets* const offsets = new SlotOffsets();
-  slot_set(st, names().has_grad, Py_True, *offsets);
-}
+void set_has_grad(PyObject* st) { slot_set(st, names().has_grad, Py_True, storage_offsets()); }
 
 void touch(PyObject* st, const int64_t* rows, int64_t n) {
   py::object touched = get_storage(st, names().touched);
