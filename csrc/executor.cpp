@@ -1576,13 +1576,10 @@ PyObject* ex_forward(PyObject* self, PyObject* const* args, Py_ssize_t n) {
   Executor* ex = executor_of(self);
   int a, b;
   if (!ex || !arity("forward", 2, n) || !int_arg(args[0], a) || !int_arg(args[1], b)) return nullptr;
-  try {
+  return guarded([&] {
     ex->forward(a, b);
-  } catch (...) {
-    set_python_error();
-    return nullptr;
-  }
-  Py_RETURN_NONE;
+    Py_RETURN_NONE;
+  });
 }
 
 PyObject* ex_backward(PyObject* self, PyObject* const* args, Py_ssize_t n) {
@@ -1591,37 +1588,26 @@ PyObject* ex_backward(PyObject* self, PyObject* const* args, Py_ssize_t n) {
   if (!ex || !arity("backward", 2, n) || !int_arg(args[0], i)) return nullptr;
   const int full = PyObject_IsTrue(args[1]);
   if (full < 0) return nullptr;
-  try {
+  return guarded([&] {
     ex->backward(i, full != 0);
-  } catch (...) {
-    set_python_error();
-    return nullptr;
-  }
-  Py_RETURN_NONE;
+    Py_RETURN_NONE;
+  });
 }
 
 PyObject* ex_scalar(PyObject* self, PyObject* const* args, Py_ssize_t n) {
   Executor* ex = executor_of(self);
   int i;
   if (!ex || !arity("scalar", 1, n) || !int_arg(args[0], i)) return nullptr;
-  try {
-    return PyFloat_FromDouble(ex->scalar(i));
-  } catch (...) {
-    set_python_error();
-    return nullptr;
-  }
+  return guarded([&] { return PyFloat_FromDouble(ex->scalar(i)); });
 }
 
 PyObject* ex_reset(PyObject* self, PyObject*) {
   Executor* ex = executor_of(self);
   if (!ex) return nullptr;
-  try {
+  return guarded([&] {
     ex->reset();
-  } catch (...) {
-    set_python_error();
-    return nullptr;
-  }
-  Py_RETURN_NONE;
+    Py_RETURN_NONE;
+  });
 }
 
 PyMethodDef executor_methods[] = {

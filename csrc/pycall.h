@@ -50,6 +50,17 @@ inline void set_python_error() {
   }
 }
 
+// f()'s result, or null with the Python error for the C++ exception it threw (set_python_error).
+template <class F>
+PyObject* guarded(F&& f) {
+  try {
+    return f();
+  } catch (...) {
+    set_python_error();
+    return nullptr;
+  }
+}
+
 // An int argument of a method called straight from Python, or false with the TypeError or
 // OverflowError set.
 inline bool int_arg(PyObject* o, int& out) {

@@ -60,48 +60,17 @@ const Names& names() {
   return *n;
 }
 
-// An object's attributes as a step reads them: from its class's object slots (SlotOffsets), else
-// from its instance dict first (where PyObject_GetAttr searches the type first), else as attributes.
+// An object's attributes as a step reads and writes them: at its class's slot offsets where it
+// has the slot, any other name as Python reads it (slots.h).
 class Fields {
  public:
   Fields(PyObject* o, SlotOffsets& slots) : o_(o), slots_(slots) {}
-  py::object operator[](PyObject* name) const {
-    const Py_ssize_t off = slots_(Py_TYPE(o_), name);
-    if (off >= 0) {
-      if (PyObject* v = *at(off)) return py::reinterpret_borrow<py::object>(v);
-      return attr(o_, name);  // an empty slot: the AttributeError Python gives
-    }
-    if (!dict_read_) {
-      dict_read_ = true;
-      d_ = py::reinterpret_steal<py::object>(PyObject_GenericGetDict(o_, nullptr));
-      if (!d_) PyErr_Clear();  // no instance dict: attributes only
-    }
-    if (d_) {
-      PyObject* v = PyDict_GetItemWithError(d_.ptr(), name);
-      if (v) return py::reinterpret_borrow<py::object>(v);
-      if (PyErr_Occurred()) throw py::error_already_set();
-    }
-    return attr(o_, name);
-  }
-  // Writes an attribute (the trainer's counters) as Python's setattr does.
-  void set(PyObject* name, PyObject* v) const {
-    const Py_ssize_t off = slots_(Py_TYPE(o_), name);
-    if (off >= 0) {
-      PyObject* old = *at(off);
-      Py_INCREF(v);
-      *at(off) = v;
-      Py_XDECREF(old);
-      return;
-    }
-    if (PyObject_SetAttr(o_, name, v) < 0) throw py::error_already_set();
-  }
+  py::object operator[](PyObject* name) const { return slot_attr(o_, name, slots_); }
+  void set(PyObject* name, PyObject* v) const { slot_set(o_, name, v, slots_); }
 
  private:
-  PyObject** at(Py_ssize_t off) const { return reinterpret_cast<PyObject**>(reinterpret_cast<char*>(o_) + off); }
   PyObject* o_;
   SlotOffsets& slots_;
-  mutable bool dict_read_ = false;
-  mutable py::object d_;
 };
 
 // The storages' slots (ParamStorage.__slots__), read and written at the offsets their member
@@ -496,13 +465,7 @@ PyObject* trainer_step_py(PyObject*, PyObject* tr) {
     explicit Running(bool& f) : r(f) { r = true; }
     ~Running() { r = false; }
   } guard(running);
-  try {
-    if (step(tr)) Py_RETURN_TRUE;
-    Py_RETURN_FALSE;
-  } catch (...) {
-    set_python_error();
-  }
-  return nullptr;
+  return guarded([&] { return PyBool_FromLong(step(tr)); });
 }
 
 PyMethodDef defs[] = {
