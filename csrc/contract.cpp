@@ -17,10 +17,8 @@ PyObject* intern(const char* s) { return intern_name(s); }
 
 // The attribute names read here, interned once (never freed: they may outlive the interpreter's teardown).
 struct Names {
-  PyObject *nodes = intern("nodes"), *dims = intern("dims"), *ng = intern("ng"), *shape = intern("shape");
+  PyObject *nodes = intern("nodes"), *shape = intern("shape");
   PyObject *check = intern("check_validity"), *name = intern("name"), *nograd = intern("nograd");
-  PyObject *value = intern("value"), *grad = intern("grad"), *has_grad = intern("has_grad");
-  PyObject *touched = intern("touched"), *wscale = intern("wscale"), *factor = intern("factor");
   PyObject *batch = intern("batch"), *batch_attrs = intern("batch_attrs"), *batch_shared = intern("batch_shared");
   PyObject *attrs = intern("attrs");
 };
@@ -31,17 +29,23 @@ const Names& names() {
 
 py::object get(PyObject* o, PyObject* name) { return attr(o, name); }
 
-// What every forward and backward reads, at slot offsets (slots.h): a parameter's storage and
-// its WeightScale (ParamStorage.__slots__, WeightScale.__slots__), and the graph's node lists
-// (fastgraph's GraphBase members).
-SlotOffsets& storage_offsets() {
-  static SlotOffsets* const offsets = new SlotOffsets();  // never freed (see Names)
-  return *offsets;
+// What every forward and backward reads, at slot offsets (slots.h): a parameter's storage
+// (ParamStorage.__slots__), its WeightScale (WeightScale.__slots__), and the graph's node lists
+// (fastgraph's GraphBase members).  Never freed (see Names).
+enum StorageSlot { st_value, st_grad, st_has_grad, st_touched, st_wscale };
+SlotTable& storage_slots() {
+  static SlotTable* const t = new SlotTable{"value", "grad", "has_grad", "touched", "wscale"};
+  return *t;
 }
-py::object get_storage(PyObject* o, PyObject* name) { return slot_attr(o, name, storage_offsets()); }
-py::object get_graph(PyObject* o, PyObject* name) {
-  static SlotOffsets* const offsets = new SlotOffsets();
-  return slot_attr(o, name, *offsets);
+py::object get_storage(PyObject* o, StorageSlot k) { return storage_slots().get(o, k); }
+py::object scale_factor(PyObject* ws) {
+  static SlotTable* const t = new SlotTable{"factor"};
+  return t->get(ws, 0);
+}
+enum GraphSlot { g_nodes, g_dims, g_ng };
+py::object get_graph(PyObject* o, GraphSlot k) {
+  static SlotTable* const t = new SlotTable{"nodes", "dims", "ng"};
+  return t->get(o, k);
 }
 
 // A sequence attribute: its length, then each item (an int, or a nested sequence the same way).
@@ -150,8 +154,7 @@ bool GraphSource::check_validity() const {
 }
 
 GraphSource::Lists GraphSource::lists(int to) const {
-  const Names& s = names();
-  Lists l{get_graph(cg_.ptr(), s.nodes), get_graph(cg_.ptr(), s.dims), get_graph(cg_.ptr(), s.ng)};
+  Lists l{get_graph(cg_.ptr(), g_nodes), get_graph(cg_.ptr(), g_dims), get_graph(cg_.ptr(), g_ng)};
   for (PyObject* o : {l.nodes.ptr(), l.dims.ptr(), l.ng.ptr()})
     if (!PyList_Check(o)) throw std::runtime_error("cpu_eigen: the graph's node lists are not lists");
   if (to > PyList_GET_SIZE(l.nodes.ptr())) throw py::index_error("cpu_eigen: forward past the end of the graph");
@@ -191,25 +194,25 @@ py::object GraphSource::attrs(int j) const {
 
 namespace storage {
 
-py::object value(PyObject* st) { return get_storage(st, names().value); }
+py::object value(PyObject* st) { return get_storage(st, st_value); }
 
 float factor(PyObject* st) {
-  double f = PyFloat_AsDouble(get_storage(get_storage(st, names().wscale).ptr(), names().factor).ptr());
+  double f = PyFloat_AsDouble(scale_factor(get_storage(st, st_wscale).ptr()).ptr());
   if (f == -1.0 && PyErr_Occurred()) throw py::error_already_set();
   return float(f);
 }
 
 Tensor& grad(PyObject* st) {
-  py::object g = get_storage(st, names().grad);
+  py::object g = get_storage(st, st_grad);
   return as_tensor(g, "parameter");  // the storage keeps the tensor alive
 }
 
-bool has_grad(PyObject* st) { return get_storage(st, names().has_grad).ptr() == Py_True; }
+bool has_grad(PyObject* st) { return get_storage(st, st_has_grad).ptr() == Py_True; }
 
-void set_has_grad(PyObject* st) { slot_set(st, names().has_grad, Py_True, storage_offsets()); }
+void set_has_grad(PyObject* st) { storage_slots().set(st, st_has_grad, Py_True); }
 
 void touch(PyObject* st, const int64_t* rows, int64_t n) {
-  py::object touched = get_storage(st, names().touched);
+  py::object touched = get_storage(st, st_touched);
   for (int64_t k = 0; k < n; ++k) {
     PyObject* r = PyLong_FromLongLong(rows[k]);
     if (!r) throw py::error_already_set();

@@ -32,25 +32,13 @@ namespace dy {
 
 namespace {
 
-// The attribute names of the trainer, its collection and the storages (never freed).
+// The names of the class attributes read (never freed).
 struct Names {
   static PyObject* n(const char* s) { return intern_name(s); }
-  // the trainer and its class
-  PyObject *model = n("model"), *rule = n("rule"), *sparse = n("sparse_updates"), *clipping = n("clipping_enabled");
-  PyObject *threshold = n("clip_threshold"), *lr = n("_learning_rate"), *updates = n("updates");
-  PyObject *since = n("updates_since_status"), *clips = n("clips"), *clips_since = n("clips_since_status");
-  PyObject *state_key = n("_state_key"), *step_in_lr = n("step_in_lr"), *hyper_fn = n("_hyper");
+  PyObject *rule = n("rule"), *step_in_lr = n("step_in_lr"), *hyper_fn = n("_hyper");
   PyObject *after_fn = n("_after_update"), *plain_after = n("_plain_after_update"), *twin = n("_after_update_twin");
   PyObject *decay_fn = n("_decay"), *plain_decay = n("_plain_decay");
-  // CyclicalSGDTrainer's schedule
-  PyObject *it = n("it"), *e_min = n("e_min"), *e_max = n("e_max"), *step_size = n("step_size"), *gamma = n("gamma");
-  // the collection
-  PyObject *storages = n("_storages"), *decay = n("_weight_decay"), *wscale = n("_wscale"), *parent = n("_parent");
-  PyObject* factor = n("factor");
-  // a storage (ParamStorage)
-  PyObject *value = n("value"), *grad = n("grad"), *has_grad = n("has_grad"), *touched = n("touched");
-  PyObject *updated = n("updated"), *states = n("states"), *lookup = n("lookup");
-  PyObject* hyper[upd::kHyperKeys];
+  PyObject* hyper[upd::kHyperKeys];  // the keys of _hyper()'s dict
   Names() {
     for (int i = 0; i < upd::kHyperKeys; ++i) hyper[i] = n(upd::kHyperNames[i]);
   }
@@ -60,66 +48,54 @@ const Names& names() {
   return *n;
 }
 
-// An object's attributes as a step reads and writes them: at its class's slot offsets where it
-// has the slot, any other name as Python reads it (slots.h).
+// The attributes a step reads and writes, at their classes' slot offsets where they are slots
+// (slots.h).  Made once, never freed (see Names).
+// The trainer: its settings and counters, CyclicalSGDTrainer's schedule, then the record's
+// arguments by their hyper names (update_rules_table.h's kHyperNames, from tr_hyper on).
+enum TrainerSlot {
+  tr_model, tr_sparse, tr_clipping, tr_threshold, tr_lr, tr_updates, tr_since, tr_clips, tr_clips_since,
+  tr_state_key, tr_it, tr_e_min, tr_e_max, tr_step_size, tr_gamma, tr_hyper
+};
+SlotTable& trainer_slots() {
+  static SlotTable* const t = [] {
+    std::vector<PyObject*> v;
+    for (const char* s : {"model", "sparse_updates", "clipping_enabled", "clip_threshold", "_learning_rate", "updates",
+                          "updates_since_status", "clips", "clips_since_status", "_state_key", "it", "e_min", "e_max",
+                          "step_size", "gamma"})
+      v.push_back(intern_name(s));
+    for (int k = 0; k < upd::kHyperKeys; ++k) v.push_back(intern_name(upd::kHyperNames[k]));
+    return new SlotTable(std::move(v));
+  }();
+  return *t;
+}
+// The collection (ParameterCollection.__slots__) and its WeightScale.
+enum ModelSlot { m_storages, m_decay, m_wscale, m_parent };
+SlotTable& model_slots() {
+  static SlotTable* const t = new SlotTable{"_storages", "_weight_decay", "_wscale", "_parent"};
+  return *t;
+}
+SlotTable& scale_slots() {
+  static SlotTable* const t = new SlotTable{"factor"};
+  return *t;
+}
+// A storage (ParamStorage.__slots__): the step declines a storage whose class does not keep one
+// of these in a slot.
+enum StorageSlot { st_lookup, st_updated, st_has_grad, st_touched, st_grad, st_value, st_states };
+SlotTable& storage_slots() {
+  static SlotTable* const t = new SlotTable{"lookup", "updated", "has_grad", "touched", "grad", "value", "states"};
+  return *t;
+}
+
+// An object's attributes in one table, as a step reads and writes them.
 class Fields {
  public:
-  Fields(PyObject* o, SlotOffsets& slots) : o_(o), slots_(slots) {}
-  py::object operator[](PyObject* name) const { return slot_attr(o_, name, slots_); }
-  void set(PyObject* name, PyObject* v) const { slot_set(o_, name, v, slots_); }
+  Fields(PyObject* o, SlotTable& slots) : o_(o), slots_(slots) {}
+  py::object operator[](int k) const { return slots_.get(o_, k); }
+  void set(int k, PyObject* v) const { slots_.set(o_, k, v); }
 
  private:
   PyObject* o_;
-  SlotOffsets& slots_;
-};
-
-// The storages' slots (ParamStorage.__slots__), read and written at the offsets their member
-// descriptors give, for storages of the type seen first (the step declines any other type).
-class StorageSlots {
- public:
-  enum Slot { lookup, updated, has_grad, touched, grad, value, states, kSlots };
-  bool knows(PyObject* st) { return Py_TYPE(st) == type_ || learn(Py_TYPE(st)); }
-  // The slot's object (borrowed: the storage holds it), or null when it is not set.
-  PyObject* operator()(PyObject* st, Slot k) const { return *at(st, k); }
-  void set(PyObject* st, Slot k, PyObject* v) const {
-    PyObject** p = at(st, k);
-    PyObject* old = *p;
-    Py_INCREF(v);
-    *p = v;
-    Py_XDECREF(old);
-  }
-
- private:
-  PyObject** at(PyObject* st, Slot k) const {
-    return reinterpret_cast<PyObject**>(reinterpret_cast<char*>(st) + off_[k]);
-  }
-  // Takes type t's offsets if every name is a writable object slot of it; tried once.
-  bool learn(PyTypeObject* t) {
-    if (type_ || tried_) return false;
-    tried_ = true;
-    const Names& N = names();
-    PyObject* const name[kSlots] = {N.lookup, N.updated, N.has_grad, N.touched, N.grad, N.value, N.states};
-    Py_ssize_t off[kSlots];
-    for (int k = 0; k < kSlots; ++k) {
-      PyObject* d = PyObject_GetAttr(reinterpret_cast<PyObject*>(t), name[k]);
-      if (!d) {
-        PyErr_Clear();
-        return false;
-      }
-      const PyMemberDef* m =
-          Py_IS_TYPE(d, &PyMemberDescr_Type) ? reinterpret_cast<PyMemberDescrObject*>(d)->d_member : nullptr;
-      Py_DECREF(d);
-      if (!m || m->type != T_OBJECT_EX || (m->flags & READONLY)) return false;
-      off[k] = m->offset;
-    }
-    std::copy(off, off + kSlots, off_);
-    Py_INCREF(t);  // kept: the offsets hold for this type only
-    type_ = t;
-    return true;
-  }
-  PyTypeObject* type_ = nullptr;
-  bool tried_ = false;
-  Py_ssize_t off_[kSlots] = {};
+  SlotTable& slots_;
 };
 
 PyObject* one() {
@@ -241,39 +217,37 @@ py::object plus_one(PyObject* v) {
 }
 
 // trainer.<name> += 1
-void add_one(const Fields& f, PyObject* name) { f.set(name, plus_one(f[name].ptr()).ptr()); }
+void add_one(const Fields& f, int k) { f.set(k, plus_one(f[k].ptr()).ptr()); }
 
 bool step(PyObject* tr) {
   const Names& N = names();
-  static StorageSlots slot;
-  using S = StorageSlots;
-  static SlotOffsets trainer_slots, model_slots, scale_slots;
-  const Fields T(tr, trainer_slots);
+  SlotTable& S = storage_slots();
+  const Fields T(tr, trainer_slots());
   const ClassFacts C = class_facts(tr);
-  py::object model_ref = T[N.model];
-  const Fields M(model_ref.ptr(), model_slots);
+  py::object model_ref = T[tr_model];
+  const Fields M(model_ref.ptr(), model_slots());
   // DyNet's lazy weight decay (ParameterCollection._decay_weights on a root collection): the
   // factor shrinks by 1 - lambda after the step; Python's update does the rest (a subcollection's
   // trainer, a class's own _decay, and the fold of the factor into the values below 0.25)
-  const double lam = as_double(M[N.decay].ptr());
-  py::object ws = M[N.wscale];
-  const double f = as_double(Fields(ws.ptr(), scale_slots)[N.factor].ptr());
+  const double lam = as_double(M[m_decay].ptr());
+  py::object ws = M[m_wscale];
+  const double f = as_double(Fields(ws.ptr(), scale_slots())[0].ptr());
   if (lam > 0) {
-    if (M[N.parent].ptr() != Py_None || C.own_decay) return false;
+    if (M[m_parent].ptr() != Py_None || C.own_decay) return false;
     if (f - f * lam < 0.25) return false;
   }
   const int rule = C.rule;
   if (rule < 0) return false;
   const int n_states = upd::kRuleStates[rule];
   if (!upd::current().steps[rule]) return false;  // a whole-tensor rule: Python's update_all call
-  const bool sparse = truth(T[N.sparse].ptr());
-  const bool clip = truth(T[N.clipping].ptr());
+  const bool sparse = truth(T[tr_sparse].ptr());
+  const bool clip = truth(T[tr_clipping].ptr());
   const bool measure = clip || upd::kRuleWantsBound[rule];  // the norm: for clipping, or as gbound
   const bool idle_moves = rule != upd::sgd;  // plain SGD leaves a weight with a zero gradient as it is
 
-  py::object storages = M[N.storages];
+  py::object storages = M[m_storages];
   if (!PyList_Check(storages.ptr())) return false;
-  py::object key_ref = T[N.state_key];  // the trainer's key of the storages' states
+  py::object key_ref = T[tr_state_key];  // the trainer's key of the storages' states
   PyObject* key = key_ref.ptr();
 
   // ---- read: what Python's walk collects, nothing changed yet
@@ -284,29 +258,28 @@ bool step(PyObject* tr) {
   const upd::NormFn norm = upd::current().sq_norm;
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* st = PyList_GET_ITEM(storages.ptr(), i);
-    if (!slot.knows(st)) return false;
     Item x{};
     x.st = st;
-    PyObject *lookup = slot(st, S::lookup), *updated_o = slot(st, S::updated);
+    PyObject *lookup = S.slot_value(st, st_lookup), *updated_o = S.slot_value(st, st_updated);
     if (!lookup || !updated_o) return false;
     x.lookup = truth(lookup);
     const bool updated = truth(updated_o);
     bool has = false;
     if (x.lookup) {
-      PyObject* touched = slot(st, S::touched);
+      PyObject* touched = S.slot_value(st, st_touched);
       if (!touched || !PySet_CheckExact(touched)) return false;
       has = PySet_GET_SIZE(touched) > 0;
       if (!has && (sparse || !idle_moves || !updated)) continue;
-      x.g = tensor_or_null(slot(st, S::grad));
+      x.g = tensor_or_null(S.slot_value(st, st_grad));
       if (!x.g) return false;
       if (has && !sorted_rows(touched, n_rows(*x.g), x.rows)) return false;
       x.rowwise = has && sparse;
     } else {
-      PyObject* h = slot(st, S::has_grad);
+      PyObject* h = S.slot_value(st, st_has_grad);
       if (!h) return false;
       has = truth(h);
       if (!has && !(idle_moves && updated)) continue;
-      x.g = tensor_or_null(slot(st, S::grad));
+      x.g = tensor_or_null(S.slot_value(st, st_grad));
       if (!x.g) return false;
     }
     x.clear = has;
@@ -320,9 +293,9 @@ bool step(PyObject* tr) {
       }
     }
     if (updated) {
-      x.w = tensor_or_null(slot(st, S::value));
+      x.w = tensor_or_null(S.slot_value(st, st_value));
       if (!x.w || x.w->total() != x.g->total()) return false;
-      PyObject* states = slot(st, S::states);
+      PyObject* states = S.slot_value(st, st_states);
       if (!states || !PyDict_CheckExact(states)) return false;
       PyObject* mine = PyDict_GetItemWithError(states, key);  // borrowed
       if (!mine) {
@@ -355,9 +328,9 @@ bool step(PyObject* tr) {
     }
   } else {
     for (int k = 0; k < upd::kHyperKeys; ++k)
-      if (upd::kRuleHyper[rule] & (1u << k)) v[k] = as_double(T[k == K.lr ? N.lr : N.hyper[k]].ptr());
+      if (upd::kRuleHyper[rule] & (1u << k)) v[k] = as_double(T[k == K.lr ? tr_lr : tr_hyper + k].ptr());
     if (lr_t == 1) {  // _adam_lr at update t = updates + 1
-      const long long t = PyLong_AsLongLong(T[N.updates].ptr()) + 1;
+      const long long t = PyLong_AsLongLong(T[tr_updates].ptr()) + 1;
       if (t == 0 && PyErr_Occurred()) throw py::error_already_set();
       const double b1 = v[K.beta_1], b2 = v[K.beta_2];
       v[K.lr] = v[K.lr] * std::sqrt(1 - std::pow(b2, double(t))) / (1 - std::pow(b1, double(t)));
@@ -369,7 +342,7 @@ bool step(PyObject* tr) {
   bool clipped = false;
   if (clip) {
     const double nrm = std::sqrt(sq);
-    const double thr = as_double(T[N.threshold].ptr());
+    const double thr = as_double(T[tr_threshold].ptr());
     if (!(nrm <= thr)) {
       if (!std::isfinite(nrm)) return false;  // Python's update clears the gradients and raises
       gscale = thr / nrm;
@@ -393,11 +366,11 @@ bool step(PyObject* tr) {
   py::object next_it;
   if (cyclical) {
     // CyclicalSGDTrainer._after_update, the same double operations in the same order
-    py::object it_o = T[N.it];
+    py::object it_o = T[tr_it];
     const double it = PyLong_AsDouble(it_o.ptr());
     if (it == -1.0 && PyErr_Occurred()) throw py::error_already_set();
-    const double ss = as_double(T[N.step_size].ptr()), lo = as_double(T[N.e_min].ptr());
-    const double hi = as_double(T[N.e_max].ptr()), gm = as_double(T[N.gamma].ptr());
+    const double ss = as_double(T[tr_step_size].ptr()), lo = as_double(T[tr_e_min].ptr());
+    const double hi = as_double(T[tr_e_max].ptr()), gm = as_double(T[tr_gamma].ptr());
     const double cycle = std::floor(1 + it / (2 * ss));
     const double x = std::fabs(it / ss - 2 * cycle + 1);
     // (1.0 ** it is 1.0 exactly: the default gamma skips pow)
@@ -410,9 +383,9 @@ bool step(PyObject* tr) {
   for (Item& x : items) {
     if (!x.clear) continue;
     if (x.lookup) {
-      if (PySet_Clear(slot(x.st, S::touched)) < 0) throw py::error_already_set();
+      if (PySet_Clear(S.slot_value(x.st, st_touched)) < 0) throw py::error_already_set();
     } else {
-      slot.set(x.st, S::has_grad, Py_False);
+      S.set(x.st, st_has_grad, Py_False);
     }
   }
   {
@@ -420,32 +393,36 @@ bool step(PyObject* tr) {
     FlushDenormals ftz;  // once for every parameter's kernel (Python code above and below runs without)
     for (Item& x : items) {
       if (!x.step) {  // frozen: in the norm, then cleared
-        const int64_t rs = row_size(*x.g);
-        if (!x.lookup) std::fill_n(x.g->data(), x.g->total(), 0.0f);
-        else
+        if (!x.lookup) {
+          std::fill_n(x.g->data(), x.g->total(), 0.0f);
+        } else {
+          const int64_t rs = row_size(*x.g);
           for (int64_t r : x.rows) std::fill_n(x.g->data() + r * rs, rs, 0.0f);
+        }
         continue;
       }
       sp.assign(x.s, x.s + n_states);
-      upd::apply_update(rule, x.w->data(), x.g->data(), sp, x.w->total(), row_size(*x.w), x.rowwise ? &x.rows : nullptr,
-                        hy, x.clear);
+      // (a row's size is a division: only a row-wise step needs it)
+      upd::apply_update(rule, x.w->data(), x.g->data(), sp, x.w->total(), x.rowwise ? row_size(*x.w) : 1,
+                        x.rowwise ? &x.rows : nullptr, hy, x.clear);
     }
   }
   if (clipped) {
-    add_one(T, N.clips);
-    add_one(T, N.clips_since);
+    add_one(T, tr_clips);
+    add_one(T, tr_clips_since);
   }
-  add_one(T, N.updates);
-  add_one(T, N.since);
+  add_one(T, tr_updates);
+  add_one(T, tr_since);
   if (lam > 0) {
     py::object nf = py::reinterpret_steal<py::object>(PyFloat_FromDouble(f - f * lam));
-    if (!nf || PyObject_SetAttr(ws.ptr(), N.factor, nf.ptr()) < 0) throw py::error_already_set();
+    if (!nf) throw py::error_already_set();
+    scale_slots().set(ws.ptr(), 0, nf.ptr());
   }
   if (cyclical) {
     py::object lr = py::reinterpret_steal<py::object>(PyFloat_FromDouble(next_lr));
     if (!lr) throw py::error_already_set();
-    T.set(N.lr, lr.ptr());
-    T.set(N.it, next_it.ptr());
+    T.set(tr_lr, lr.ptr());
+    T.set(tr_it, next_it.ptr());
   } else if (C.after) {
     PyObject* r = PyObject_CallMethodNoArgs(tr, N.after_fn);
     if (!r) throw py::error_already_set();

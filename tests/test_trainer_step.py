@@ -216,6 +216,43 @@ def test_a_subclass_keeping_a_setting_as_a_property_is_read_through_it():
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_subclass_with_its_own_attribute_hooks_sees_every_read_and_write():
+    """A class with its own ``__getattribute__`` and ``__setattr__`` has the step's reads and
+    writes go through them, as Python's update's do, though the names are slots."""
+    writes: list[str] = []
+
+    class Hooked(dy.SimpleSGDTrainer):
+        def __getattribute__(self, name: str):
+            if name == "clip_threshold":
+                return 1e-3
+            return super().__getattribute__(name)
+
+        def __setattr__(self, name: str, v) -> None:
+            writes.append(name)
+            super().__setattr__(name, v)
+
+    runs = []
+    for cls in (Hooked, dy.SimpleSGDTrainer):
+        pc, params = _model(29)
+        tr = cls(pc, 0.1)
+        if cls is dy.SimpleSGDTrainer:
+            tr.set_clip_threshold(1e-3)
+        step, taken = tr._backend_step, []
+        tr._backend_step = lambda t, step=step, taken=taken: taken.append(step(t)) or taken[-1]
+        writes.clear()
+        for k in range(3):
+            _step(params, k, 1.0)
+            tr.update()
+        runs.append(([st.host() for st in pc.all_storages()], _counters(tr), list(writes)))
+        assert taken[2] is True  # the backend's step ran (the first updates make the states in Python)
+    assert runs[0][1] == runs[1][1]
+    assert runs[0][1][2] == 3  # every update clipped at the hooked threshold
+    # the backend step's counter writes went through __setattr__, as the first, Python, update's did
+    assert runs[0][2].count("updates") == runs[0][2].count("clips") == 3
+    for a, b in zip(runs[0][0], runs[1][0], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_new_trainer_starts_from_fresh_states():
     """States are keyed per trainer, not by id(): a trainer made after another was collected (which
     may reuse its id) steps from zero moments, and the collected one's states are dropped."""
