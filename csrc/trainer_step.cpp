@@ -103,13 +103,16 @@ PyObject* one() {
   return o;
 }
 
-bool truth(PyObject* o) {
+inline bool truth(PyObject* o) {
+  if (o == Py_True) return true;
+  if (o == Py_False) return false;
   int t = PyObject_IsTrue(o);
   if (t < 0) throw py::error_already_set();
   return t != 0;
 }
 
-double as_double(PyObject* o) {
+inline double as_double(PyObject* o) {
+  if (PyFloat_CheckExact(o)) return PyFloat_AS_DOUBLE(o);
   double d = PyFloat_AsDouble(o);
   if (d == -1.0 && PyErr_Occurred()) throw py::error_already_set();
   return d;
@@ -247,7 +250,7 @@ bool step(PyObject* tr) {
 
   py::object storages = M[m_storages];
   if (!PyList_Check(storages.ptr())) return false;
-  py::object key_ref = T[tr_state_key];  // the trainer's key of the storages' states
+  py::object key_ref = n_states ? T[tr_state_key] : py::object();  // the trainer's key of the storages' states
   PyObject* key = key_ref.ptr();
 
   // ---- read: what Python's walk collects, nothing changed yet
@@ -295,6 +298,10 @@ bool step(PyObject* tr) {
     if (updated) {
       x.w = tensor_or_null(S.slot_value(st, st_value));
       if (!x.w || x.w->total() != x.g->total()) return false;
+      if (n_states == 0) {  // a rule without states stores none (Trainer._states)
+        items.push_back(std::move(x));
+        continue;
+      }
       PyObject* states = S.slot_value(st, st_states);
       if (!states || !PyDict_CheckExact(states)) return false;
       PyObject* mine = PyDict_GetItemWithError(states, key);  // borrowed

@@ -417,10 +417,13 @@ class Trainer:
         return {"lr": self.learning_rate}
 
     def _states(self, st: ParamStorage) -> list:
+        """The rule's state tensors of ``st``, made at its first update; a rule without states
+        stores nothing (a backend's trainer_step then has no entry to look up)."""
         s = st.states.get(self._state_key)
         if s is None:
             s = [st.backend.zeros(st.dim.shape) for _ in range(self.n_states)]
-            st.states[self._state_key] = s
+            if s:
+                st.states[self._state_key] = s
         return s
 
     def update(self) -> None:

@@ -104,12 +104,15 @@ def test_the_backend_step_is_the_python_update(trainer, clip, sparse, decay):
         assert c0 == c1, f"update {k}: counters {c0} != {c1}"
         for a, b in zip(s0, s1, strict=True):
             np.testing.assert_array_equal(a, b, err_msg=f"update {k}")
-    # the first updates make the states in Python (U's at its first gradient, update 1 for plain
-    # SGD); the whole-tensor rule (eg) always runs there, and so does the update whose decay
-    # folds the factor into the values (0.7 ** 4 < 0.25: the fourth)
+    # the first update makes the states in Python, except for a rule without states (plain and
+    # cyclical SGD), which stores none; the whole-tensor rule
+    # (eg) always runs there, and so does the update whose decay folds the factor into the values
+    # (0.7 ** 4 < 0.25: the fourth)
     if trainer != "EGTrainer":
-        assert taken[0] is False and all(taken[2:3] + taken[4:]), taken
+        stateless = getattr(dy, trainer).n_states == 0
+        assert taken[0] is stateless and all(taken[1:3] + taken[4:]), taken
         assert taken[3] is (decay < 0.3), taken
+        assert stateless == all(tr._state_key not in st.states for st in pc.all_storages())
     assert pc.all_storages()[0].wscale.factor != 1.0 or decay == 0.0
     if clip == "scales":
         assert runs[1][-1][1][2] > 0  # clipping really scaled
