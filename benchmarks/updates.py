@@ -1,6 +1,6 @@
 """Trainer-update micro benchmark: dynet_api (per backend) against DyNet 2.1.2.
 
-    python -m benchmarks.updates [--backends cpu_eigen,reference_numpy] [--seconds 0.3] [--sizes 64x64,...]
+    python -m benchmarks.updates [--backends cpu_eigen,reference_numpy] [--seconds 0.3] [--sizes 64x64,...] [--rounds 3]
 
 Three cases, µs per call, both sides in the same run, one thread:
 
@@ -16,12 +16,15 @@ Three cases, µs per call, both sides in the same run, one thread:
 
 DyNet's side runs in its venv (:mod:`benchmarks.dynet_peer`); without it its
 column says how to build it.  Every figure is the best of several timed
-batches (the machine may be shared).
+batches (the machine may be shared), and the sides take turns (``--rounds``),
+each figure the best of its side's turns, so a drift of the machine's speed
+reaches both columns alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -130,6 +133,12 @@ def measure(dy, seconds: float, sizes=SIZES, trainers=TRAINERS, lookup_rows=LOOK
     return out
 
 
+def _keep_best(best: dict, new: dict) -> None:
+    """Each case's lowest time so far."""
+    for k, v in new.items():
+        best[k] = min(v, best.get(k, v))
+
+
 def dynet_side(seconds: float, sizes: list, trainers: list, lookup_rows: list) -> dict:
     """DyNet's figures (run by the worker in DyNet's venv)."""
     import dynet
@@ -182,8 +191,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--trainers", default=",".join(TRAINERS), help="DyNet trainer class names")
     ap.add_argument("--lookup-rows", default=",".join(map(str, LOOKUP_ROWS)),
                     help="the big and the small lookup table's rows (default 1000000,10000)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="turns each side takes, alternating; each figure is the best of its turns (default 3)")
     ap.add_argument("--no-dynet", action="store_true", help="leave DyNet 2.1.2 out even when its venv exists")
     a = ap.parse_args(argv)
+    if a.rounds < 1:
+        ap.error(f"--rounds: expected at least 1, got {a.rounds}")
     try:
         sizes = [tuple(int(v) for v in s.split("x")) for s in a.sizes.split(",") if s]
         if any(len(s) != 2 or min(s) < 1 for s in sizes):
@@ -206,17 +219,23 @@ def main(argv: list[str] | None = None) -> dict:
     from .dynet_peer import MISSING, Peer, build_flags, venv_python
     from .run import one_blas_thread
 
+    backends = [b for b in a.backends.split(",") if b]
+    for be in backends:
+        registry.get(be)  # a clear error for an unknown or unavailable backend
     cols: dict[str, dict] = {}
-    with one_blas_thread():
-        for be in [b for b in a.backends.split(",") if b]:
-            registry.get(be)  # a clear error for an unknown or unavailable backend
-            dy.set_backend(be)
-            cols[f"dynet_api {be}"] = measure(dy, a.seconds, sizes, trainers, lookup_rows)
-        if not a.no_dynet and venv_python() is not None:
-            with Peer() as peer:
-                cols["DyNet"] = peer.call("updates", seconds=a.seconds, sizes=sizes, trainers=trainers,
-                                          lookup_rows=lookup_rows)
-            print(build_flags())
+    with_dynet = not a.no_dynet and venv_python() is not None
+    with one_blas_thread(), (Peer() if with_dynet else contextlib.nullcontext()) as peer:
+        # the sides take turns, round after round, and each keeps its best: a drift of the
+        # machine's speed during the run reaches both columns alike
+        for _ in range(a.rounds):
+            for be in backends:
+                dy.set_backend(be)
+                _keep_best(cols.setdefault(f"dynet_api {be}", {}), measure(dy, a.seconds, sizes, trainers, lookup_rows))
+            if peer is not None:
+                _keep_best(cols.setdefault("DyNet", {}), peer.call("updates", seconds=a.seconds, sizes=sizes,
+                                                                   trainers=trainers, lookup_rows=lookup_rows))
+    if with_dynet:
+        print(build_flags())
     cols.setdefault("DyNet", {})
     print("trainer updates, one thread; best of timed batches; ratio = dynet_api time / DyNet time "
           "(above 1: DyNet is faster)")

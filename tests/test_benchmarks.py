@@ -283,7 +283,8 @@ def test_update_benchmark_rows_for_every_case(reference, no_dynet_venv, capsys):
     from benchmarks import updates
 
     cols = updates.main(["--backends", "reference_numpy", "--sizes", "4x3,2x2", "--seconds", "0.001",
-                         "--trainers", "SimpleSGDTrainer,AdamTrainer", "--lookup-rows", "12000,10001"])
+                         "--trainers", "SimpleSGDTrainer,AdamTrainer", "--lookup-rows", "12000,10001",
+                         "--rounds", "2"])
     got = cols["dynet_api reference_numpy"]
     assert set(got) == {f"update {t} {s}" for t in ("SimpleSGDTrainer", "AdamTrainer") for s in ("4x3", "2x2")} | {
         f"{c} {t} {r} rows" for c in ("lookup", "lookup+wd") for t in ("SimpleSGDTrainer", "AdamTrainer")
@@ -300,6 +301,17 @@ def test_update_benchmark_rejects_bad_sizes():
 
     with pytest.raises(SystemExit):
         updates.main(["--sizes", "64by64"])
+    with pytest.raises(SystemExit):
+        updates.main(["--rounds", "0"])
+
+
+def test_update_benchmark_keeps_each_cases_best_turn():
+    from benchmarks import updates
+
+    best: dict = {}
+    for turn in ({"a": 3.0, "b": 1.0}, {"a": 2.0, "b": 4.0, "c": 5.0}):
+        updates._keep_best(best, turn)
+    assert best == {"a": 2.0, "b": 1.0, "c": 5.0}
 
 
 _FAKE_DYNET = '''"""Stands in for DyNet 2.1.2 in the worker: dynet_api on the reference backend, seeded as run seeds."""
