@@ -58,6 +58,17 @@ struct Registration {
                                      [[maybe_unused]] float& s0, [[maybe_unused]] float& s1,                   \
                                      [[maybe_unused]] float& s2)
 
+// g / sqrt(x).  The fast builds (DY_UPD_RECIP) take it as g times the estimate of 1 / sqrt(x),
+// refined once (within 2 ulp); written as a quotient, they estimated the root and then its
+// reciprocal, each refined: twice the work of the pass's arithmetic.
+inline float over_sqrt(float g, float x) {
+#if defined(DY_UPD_RECIP) && DY_UPD_RECIP
+  return g * (1.0f / std::sqrt(x));
+#else
+  return g / std::sqrt(x);
+#endif
+}
+
 // ---------------------------------------------------------------- the rules (formulas: dynet_api/trainers.py)
 
 DY_RULE(sgd) { w -= h.lr_gs * g; }
@@ -70,14 +81,14 @@ DY_RULE(momentum) {
 DY_RULE(adagrad) {
   g *= h.gscale;
   s0 = s0 + g * g;
-  w -= h.lr * g / std::sqrt(s0 + h.eps);
+  w -= over_sqrt(h.lr * g, s0 + h.eps);
 }
 
 DY_RULE(adadelta) {
   const float r = h.rho;
   g *= h.gscale;
   s0 = s0 * r + g * g * (1 - r);  // squared first, as DyNet: g^2 overflows to inf there
-  float d = -g * std::sqrt(s1 + h.eps) / std::sqrt(s0 + h.eps);
+  float d = over_sqrt(-g * std::sqrt(s1 + h.eps), s0 + h.eps);
   s1 = s1 * r + d * d * (1 - r);
   w += d * h.wscale;
 }
@@ -86,7 +97,7 @@ DY_RULE(rmsprop) {
   const float r = h.rho;
   g *= h.gscale;
   s0 = s0 * r + g * g * (1 - r);
-  w -= h.lr * g / std::sqrt(s0 + h.eps);
+  w -= over_sqrt(h.lr * g, s0 + h.eps);
 }
 
 // Adam's moments: m (first) and v (second) of the scaled gradient g.
