@@ -257,8 +257,6 @@ bool step(PyObject* tr) {
   const Py_ssize_t n = PyList_GET_SIZE(storages.ptr());
   static std::vector<Item> items;  // scratch (one step at a time: trainer_step_py)
   items.clear();
-  double sq = 0;
-  const upd::NormFn norm = upd::current().sq_norm;
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* st = PyList_GET_ITEM(storages.ptr(), i);
     Item x{};
@@ -287,14 +285,6 @@ bool step(PyObject* tr) {
     }
     x.clear = has;
     x.step = updated;
-    if (has && measure) {
-      if (x.lookup) {
-        const int64_t rs = row_size(*x.g);
-        for (int64_t r : x.rows) sq += norm(x.g->data() + r * rs, rs);
-      } else {
-        sq += norm(x.g->data(), x.g->total());
-      }
-    }
     if (updated) {
       x.w = tensor_or_null(S.slot_value(st, st_value));
       if (!x.w || x.w->total() != x.g->total()) return false;
@@ -344,27 +334,11 @@ bool step(PyObject* tr) {
     }
   }
 
-  // ---- the clipping scale (_clip_scale)
-  double gscale = 1.0;
-  bool clipped = false;
-  if (clip) {
-    const double nrm = std::sqrt(sq);
-    const double thr = as_double(T[tr_threshold].ptr());
-    if (!(nrm <= thr)) {
-      if (!std::isfinite(nrm)) return false;  // Python's update clears the gradients and raises
-      gscale = thr / nrm;
-      clipped = true;
-    }
-    v[K.gbound] = nrm * gscale;  // every |g * gscale| is at most the clipped norm
-  } else if (measure) {
-    v[K.gbound] = std::sqrt(sq);
-  }
-  v[K.gscale] = gscale;
+  const double thr = clip ? as_double(T[tr_threshold].ptr()) : 0.0;
   if (f != 1.0) {  // the values are the weights divided by f
     if (C.step_in_lr) v[K.lr] /= f;
     else v[K.wscale] = 1.0 / f;
   }
-  const upd::Hyper hy = upd::Hyper::from(v);
 
   // ---- what the class's _after_update will do: its C++ twin where it has one, computed now so a
   // value the Python method would refuse declines before anything changed
@@ -386,18 +360,39 @@ bool step(PyObject* tr) {
     next_it = plus_one(it_o.ptr());
   }
 
-  // ---- change: the bookkeeping, the steps and clears, the counters
-  for (Item& x : items) {
-    if (!x.clear) continue;
-    if (x.lookup) {
-      if (PySet_Clear(S.slot_value(x.st, st_touched)) < 0) throw py::error_already_set();
-    } else {
-      S.set(x.st, st_has_grad, Py_False);
-    }
-  }
+  // ---- the arithmetic: the norm, the clipping scale (_clip_scale), the steps and clears, under one
+  // denormal flush (no Python code runs in it; the norm may still decline the step)
+  bool clipped = false;
   {
+    FlushDenormals ftz;
+    double sq = 0;
+    if (measure) {
+      const upd::NormFn norm = upd::current().sq_norm;
+      for (const Item& x : items) {
+        if (!x.clear) continue;
+        if (x.lookup) {
+          const int64_t rs = row_size(*x.g);
+          for (int64_t r : x.rows) sq += norm(x.g->data() + r * rs, rs);
+        } else {
+          sq += norm(x.g->data(), x.g->total());
+        }
+      }
+    }
+    double gscale = 1.0;
+    if (clip) {
+      const double nrm = std::sqrt(sq);
+      if (!(nrm <= thr)) {
+        if (!std::isfinite(nrm)) return false;  // Python's update clears the gradients and raises
+        gscale = thr / nrm;
+        clipped = true;
+      }
+      v[K.gbound] = nrm * gscale;  // every |g * gscale| is at most the clipped norm
+    } else if (measure) {
+      v[K.gbound] = std::sqrt(sq);
+    }
+    v[K.gscale] = gscale;
+    const upd::Hyper hy = upd::Hyper::from(v);
     static std::vector<float*> sp;
-    FlushDenormals ftz;  // once for every parameter's kernel (Python code above and below runs without)
     for (Item& x : items) {
       if (!x.step) {  // frozen: in the norm, then cleared
         if (!x.lookup) {
@@ -412,6 +407,16 @@ bool step(PyObject* tr) {
       // (a row's size is a division: only a row-wise step needs it)
       upd::apply_update(rule, x.w->data(), x.g->data(), sp, x.w->total(), x.rowwise ? row_size(*x.w) : 1,
                         x.rowwise ? &x.rows : nullptr, hy, x.clear);
+    }
+  }
+
+  // ---- the bookkeeping and the counters
+  for (Item& x : items) {
+    if (!x.clear) continue;
+    if (x.lookup) {
+      if (PySet_Clear(S.slot_value(x.st, st_touched)) < 0) throw py::error_already_set();
+    } else {
+      S.set(x.st, st_has_grad, Py_False);
     }
   }
   if (clipped) {
