@@ -10,6 +10,7 @@
  *  - GraphBase: the graph's hot fields (ver, nodes, dims, ng, _shapes, immediate) as C
  *    members, and add / add1 / add2 / add2_ids.  ComputationGraph subclasses it.
  *  - Unary: a callable for one attribute-free op (dy.tanh, dy.logistic, ...).
+ *  - StepFirst (step_first.c): Trainer.update's dispatch to the backend's trainer step.
  *
  * Only the fast path is here: version check, dims lookup, shape-cache lookup and the three
  * appends.  Everything else calls back into Python: ``x._node(cg)`` on a version mismatch
@@ -1456,6 +1457,7 @@ PyObject *fg_join_sources(PyObject *self, PyObject *args);
 PyObject *fg_scatter_targets(PyObject *self, PyObject *args);
 /* csrc/lstm_steps.c: the C twin of the LSTM builder's fused run */
 PyObject *fg_lstm_steps(PyObject *self, PyObject *args);
+extern PyTypeObject StepFirstType; /* step_first.c */
 
 /* clear_list(l): l.clear(), with each item asked for ahead of its release.  renew_cg empties the
  * graph's node list this way: ~50k node tuples (the memo still holds most of them, so each loses
@@ -1535,7 +1537,7 @@ PyMODINIT_FUNC PyInit__fastgraph(void) {
      * Python, used by graph.py and the builders) stays valid with this base. */
     ExprType.tp_new = PyBaseObject_Type.tp_new;
     if (PyType_Ready(&ExprType) < 0 || PyType_Ready(&GraphType) < 0 || PyType_Ready(&UnaryType) < 0 ||
-        PyType_Ready(&LookupType) < 0)
+        PyType_Ready(&LookupType) < 0 || PyType_Ready(&StepFirstType) < 0)
         return NULL;
     s_node = PyUnicode_InternFromString("_node");
     s_shape = PyUnicode_InternFromString("_shape");
@@ -1562,10 +1564,12 @@ PyMODINIT_FUNC PyInit__fastgraph(void) {
     Py_INCREF(&GraphType);
     Py_INCREF(&UnaryType);
     Py_INCREF(&LookupType);
+    Py_INCREF(&StepFirstType);
     if (PyModule_AddObject(m, "ExpressionBase", (PyObject *)&ExprType) < 0 ||
         PyModule_AddObject(m, "GraphBase", (PyObject *)&GraphType) < 0 ||
         PyModule_AddObject(m, "Unary", (PyObject *)&UnaryType) < 0 ||
-        PyModule_AddObject(m, "Lookup", (PyObject *)&LookupType) < 0) {
+        PyModule_AddObject(m, "Lookup", (PyObject *)&LookupType) < 0 ||
+        PyModule_AddObject(m, "StepFirst", (PyObject *)&StepFirstType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

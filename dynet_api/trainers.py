@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .accelerator import fastgraph as _fastgraph
 from .params import ParameterCollection, ParamStorage
 
 
@@ -431,12 +432,17 @@ class Trainer:
         norm, applies the rule to every updated parameter (only touched rows of lookup tables when
         updates are sparse), clears the gradients and applies weight decay.
 
-        This method is the specification; a backend may do all of it in one call
-        (``Backend.trainer_step``), which declines, changing nothing, where it cannot.
+        The Python update (``_update_in_python``) is the specification; a backend may do all of
+        it in one call (``Backend.trainer_step``), which declines, changing nothing, where it
+        cannot.  (With the C accelerator, ``_fastgraph.StepFirst`` makes this same dispatch.)
         """
         step = self._backend_step
         if step is not None and step(self):
             return
+        self._update_in_python()
+
+    def _update_in_python(self) -> None:
+        """``update()`` in Python: what a backend's trainer step does, and every case it declines."""
         model = self.model
         storages = model._storages
         key, sparse, clip = self._state_key, self.sparse_updates, self.clipping_enabled
@@ -529,6 +535,8 @@ class Trainer:
 
 _TRAINER_SIGNATURE = Trainer.record.signature()
 Trainer.__init__.__signature__ = _TRAINER_SIGNATURE  # type: ignore[attr-defined]
+if _fastgraph is not None:  # update()'s dispatch without its Python frame (~0.04 us of a small update)
+    Trainer.update = _fastgraph.StepFirst(Trainer._update_in_python, Trainer.update)  # type: ignore[method-assign]
 
 
 class SimpleSGDTrainer(Trainer):
