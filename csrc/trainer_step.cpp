@@ -1,8 +1,9 @@
 // The C++ twin of Trainer.update() (dynet_api/trainers.py), for the cases of every training loop:
 // every parameter on this backend, with or without clipping, sparse or dense lookups, frozen
 // parameters, DyNet's lazy weight decay on a root collection, CyclicalSGDTrainer's schedule.
-// Python's update() is the specification; tests/test_trainer_step.py runs both on the same steps
-// and compares the weights, the states and the trainer's counters bit for bit.  The twin exists
+// Python's update (Trainer._update_in_python) is the specification; tests/test_trainer_step.py
+// runs both on the same steps and compares the weights, the states and the trainer's counters bit
+// for bit.  The twin exists
 // because a small update's work is its bookkeeping: Python's walk over the storages, its hyper
 // dict and two backend calls cost 3-6 us, ten times the step of a 64x64 parameter.
 //
