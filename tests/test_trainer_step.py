@@ -204,19 +204,28 @@ def test_a_subclass_keeping_a_setting_as_a_property_is_read_through_it():
         def clip_threshold(self, v: float) -> None:
             pass
 
+    runs = _clip_1e3_runs(Capped, 23)
+    assert runs[0][1] == runs[1][1] and runs[0][1][2] == 3
+    for a, b in zip(runs[0][0], runs[1][0], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _clip_1e3_runs(subclass, seed: int, prepare=lambda tr: None) -> list:
+    """Three updates by ``subclass(pc, 0.1)``, whose clipping threshold is 1e-3 its own way, and by
+    plain SGD set to it; per run: the values, the counters and the trainer (``prepare`` sees each
+    trainer before its updates)."""
     runs = []
-    for cls in (Capped, dy.SimpleSGDTrainer):
-        pc, params = _model(23)
+    for cls in (subclass, dy.SimpleSGDTrainer):
+        pc, params = _model(seed)
         tr = cls(pc, 0.1)
         if cls is dy.SimpleSGDTrainer:
             tr.set_clip_threshold(1e-3)
+        prepare(tr)
         for k in range(3):
             _step(params, k, 1.0)
             tr.update()
-        runs.append(([st.host() for st in pc.all_storages()], tr.clips))
-    assert runs[0][1] == runs[1][1] == 3
-    for a, b in zip(runs[0][0], runs[1][0], strict=True):
-        np.testing.assert_array_equal(a, b)
+        runs.append(([st.host() for st in pc.all_storages()], _counters(tr), tr))
+    return runs
 
 
 def test_a_subclass_with_its_own_attribute_hooks_sees_every_read_and_write():
@@ -234,24 +243,20 @@ def test_a_subclass_with_its_own_attribute_hooks_sees_every_read_and_write():
             writes.append(name)
             super().__setattr__(name, v)
 
-    runs = []
-    for cls in (Hooked, dy.SimpleSGDTrainer):
-        pc, params = _model(29)
-        tr = cls(pc, 0.1)
-        if cls is dy.SimpleSGDTrainer:
-            tr.set_clip_threshold(1e-3)
-        step, taken = tr._backend_step, []
-        tr._backend_step = lambda t, step=step, taken=taken: taken.append(step(t)) or taken[-1]
-        writes.clear()
-        for k in range(3):
-            _step(params, k, 1.0)
-            tr.update()
-        runs.append(([st.host() for st in pc.all_storages()], _counters(tr), list(writes)))
-        assert taken[2] is True  # the backend's step ran (the first updates make the states in Python)
+    taken: dict = {}
+
+    def count_steps(tr) -> None:
+        step, mine = tr._backend_step, taken.setdefault(type(tr), [])
+        tr._backend_step = lambda t: mine.append(step(t)) or mine[-1]
+        if isinstance(tr, Hooked):
+            writes.clear()  # the constructor's
+
+    runs = _clip_1e3_runs(Hooked, 29, count_steps)
+    assert taken[Hooked] == taken[dy.SimpleSGDTrainer] == [True] * 3  # the backend's step ran every update
     assert runs[0][1] == runs[1][1]
     assert runs[0][1][2] == 3  # every update clipped at the hooked threshold
-    # the backend step's counter writes went through __setattr__, as the first, Python, update's did
-    assert runs[0][2].count("updates") == runs[0][2].count("clips") == 3
+    # the backend step's counter writes went through __setattr__
+    assert writes.count("updates") == writes.count("clips") == 3
     for a, b in zip(runs[0][0], runs[1][0], strict=True):
         np.testing.assert_array_equal(a, b)
 
