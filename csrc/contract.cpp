@@ -17,7 +17,7 @@ PyObject* intern(const char* s) { return intern_name(s); }
 
 // The attribute names read here, interned once (never freed: they may outlive the interpreter's teardown).
 struct Names {
-  PyObject *nodes = intern("nodes"), *shape = intern("shape");
+  PyObject* shape = intern("shape");
   PyObject *check = intern("check_validity"), *name = intern("name"), *nograd = intern("nograd");
   PyObject *batch = intern("batch"), *batch_attrs = intern("batch_attrs"), *batch_shared = intern("batch_shared");
   PyObject *attrs = intern("attrs");
@@ -183,7 +183,7 @@ const Shape& GraphSource::shape_of(PyObject* dim) const {
 }
 
 py::object GraphSource::attrs(int j) const {
-  py::object nodes = get(cg_.ptr(), names().nodes);
+  py::object nodes = get_graph(cg_.ptr(), g_nodes);
   if (!PyList_Check(nodes.ptr()) || j < 0 || j >= PyList_GET_SIZE(nodes.ptr()))
     throw py::index_error("cpu_eigen: no node " + std::to_string(j) + " in the graph");
   PyObject* t = PyList_GET_ITEM(nodes.ptr(), j);

@@ -3,9 +3,9 @@
 // parameters, DyNet's lazy weight decay on a root collection, CyclicalSGDTrainer's schedule.
 // Python's update (Trainer._update_in_python) is the specification; tests/test_trainer_step.py
 // runs both on the same steps and compares the weights, the states and the trainer's counters bit
-// for bit.  The twin exists
-// because a small update's work is its bookkeeping: Python's walk over the storages, its hyper
-// dict and two backend calls cost 3-6 us, ten times the step of a 64x64 parameter.
+// for bit.  The twin exists because a small update's work is its bookkeeping: Python's walk over
+// the storages, its hyper dict and two backend calls cost 3-6 us, ten times the step of a 64x64
+// parameter.
 //
 // It reads first and changes nothing until the step is sure to run: on anything it does not
 // handle (another backend's tensors, a state tensor not yet made, a NaN or infinite norm under
