@@ -53,16 +53,18 @@ const Names& names() {
 // (slots.h).  Made once, never freed (see Names).
 // The trainer: its settings and counters, CyclicalSGDTrainer's schedule, then the record's
 // arguments by their hyper names (update_rules_table.h's kHyperNames, from tr_hyper on).
+// The counters (updates ... it) are read and written by name only where the class does not keep
+// them in its _counts array (Counters).
 enum TrainerSlot {
   tr_model, tr_sparse, tr_clipping, tr_threshold, tr_lr, tr_updates, tr_since, tr_clips, tr_clips_since,
-  tr_state_key, tr_it, tr_e_min, tr_e_max, tr_step_size, tr_gamma, tr_hyper
+  tr_it, tr_counts, tr_state_key, tr_e_min, tr_e_max, tr_step_size, tr_gamma, tr_hyper
 };
 SlotTable& trainer_slots() {
   static SlotTable* const t = [] {
     std::vector<PyObject*> v;
     for (const char* s : {"model", "sparse_updates", "clipping_enabled", "clip_threshold", "_learning_rate", "updates",
-                          "updates_since_status", "clips", "clips_since_status", "_state_key", "it", "e_min", "e_max",
-                          "step_size", "gamma"})
+                          "updates_since_status", "clips", "clips_since_status", "it", "_counts", "_state_key",
+                          "e_min", "e_max", "step_size", "gamma"})
       v.push_back(intern_name(s));
     for (int k = 0; k < upd::kHyperKeys; ++k) v.push_back(intern_name(upd::kHyperNames[k]));
     return new SlotTable(std::move(v));
@@ -139,7 +141,33 @@ struct ClassFacts {
   bool cyclical = false;    // ... it is the one _after_update_twin names "cyclical_lr": computed here
   bool own_decay = false;   // the class's _decay is not the base's (_plain_decay)
   bool step_in_lr = true;   // step_in_lr
+  bool counters = false;    // the counters are the base's properties over _counts (Counters)
 };
+
+// Whether class t reads and writes its counters tr_updates .. tr_it (those of them it has: ``it``
+// only where cyclical) as trainers.py's properties over the trainer's _counts array do: each name
+// is a property with that _record_index, and the class has no attribute hooks of its own.
+bool counters_in_array(PyTypeObject* t, bool cyclical) {
+  if (t->tp_getattro != PyObject_GenericGetAttr || t->tp_setattro != PyObject_GenericSetAttr) return false;
+  static PyObject* const index_name = intern_name("_record_index");
+  for (int k = tr_updates; k <= tr_it; ++k) {
+    if (k == tr_it && !cyclical) break;
+    PyObject* d = _PyType_Lookup(t, trainer_slots().name(k));  // borrowed
+    if (!d || !PyObject_TypeCheck(d, &PyProperty_Type)) return false;
+    PyObject* at = PyObject_GetAttr(d, index_name);
+    if (!at) {
+      PyErr_Clear();
+      return false;
+    }
+    const long i = PyLong_Check(at) ? PyLong_AsLong(at) : -1;
+    Py_DECREF(at);
+    if (i != k - tr_updates) {
+      PyErr_Clear();
+      return false;
+    }
+  }
+  return true;
+}
 
 const ClassFacts& class_facts(PyObject* tr) {
   static PyTypeObject* type = nullptr;
@@ -159,6 +187,7 @@ const ClassFacts& class_facts(PyObject* tr) {
                PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(twin.ptr(), 0), "cyclical_lr") == 0;
   f.own_decay = !attr(cls, N.decay_fn).is(attr(cls, N.plain_decay));
   f.step_in_lr = truth(attr(cls, N.step_in_lr).ptr());
+  f.counters = counters_in_array(t, f.cyclical);
   facts = f;
   // the lookups above gave the class a version tag if it can have one; without, nothing is kept
   const bool valid = t->tp_version_tag != 0 && PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG);
@@ -207,6 +236,36 @@ struct Keys {
   int beta_1 = hyper_key("beta_1"), beta_2 = hyper_key("beta_2");
 };
 
+// The trainer's _counts array (trainers.py's COUNTERS, int64), written in place: held for one step.
+class Counters {
+ public:
+  enum { updates, since, clips, clips_since, it, n };
+  // False where o is not a writable buffer of n int64s, or a counter this step adds to is at its
+  // largest (Python's update then raises the OverflowError).
+  bool open(PyObject* o) {
+    if (!o || PyObject_GetBuffer(o, &b_, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) {
+      PyErr_Clear();
+      return false;
+    }
+    held_ = true;
+    if (b_.len != Py_ssize_t(n * sizeof(int64_t)) || b_.itemsize != 8 || !b_.format || std::strcmp(b_.format, "q") != 0)
+      return false;
+    c_ = static_cast<int64_t*>(b_.buf);
+    for (int k = 0; k < n; ++k)
+      if (c_[k] == INT64_MAX) return false;
+    return true;
+  }
+  ~Counters() {
+    if (held_) PyBuffer_Release(&b_);
+  }
+  int64_t& operator[](int k) { return c_[k]; }
+
+ private:
+  Py_buffer b_{};
+  bool held_ = false;
+  int64_t* c_ = nullptr;
+};
+
 // v + 1 (an exact int without the generic number protocol)
 py::object plus_one(PyObject* v) {
   PyObject* nv = nullptr;
@@ -251,6 +310,8 @@ bool step(PyObject* tr) {
 
   py::object storages = M[m_storages];
   if (!PyList_Check(storages.ptr())) return false;
+  Counters counts;  // C.counters: the counters in place; else read and written by name
+  if (C.counters && !counts.open(trainer_slots().slot_value(tr, tr_counts))) return false;
   py::object key_ref = n_states ? T[tr_state_key] : py::object();  // the trainer's key of the storages' states
   PyObject* key = key_ref.ptr();
 
@@ -328,8 +389,13 @@ bool step(PyObject* tr) {
     for (int k = 0; k < upd::kHyperKeys; ++k)
       if (upd::kRuleHyper[rule] & (1u << k)) v[k] = as_double(T[k == K.lr ? tr_lr : tr_hyper + k].ptr());
     if (lr_t == 1) {  // _adam_lr at update t = updates + 1
-      const long long t = PyLong_AsLongLong(T[tr_updates].ptr()) + 1;
-      if (t == 0 && PyErr_Occurred()) throw py::error_already_set();
+      long long t = 0;
+      if (C.counters) {
+        t = counts[Counters::updates] + 1;
+      } else {
+        t = PyLong_AsLongLong(T[tr_updates].ptr()) + 1;
+        if (t == 0 && PyErr_Occurred()) throw py::error_already_set();
+      }
       const double b1 = v[K.beta_1], b2 = v[K.beta_2];
       v[K.lr] = v[K.lr] * std::sqrt(1 - std::pow(b2, double(t))) / (1 - std::pow(b1, double(t)));
     }
@@ -348,9 +414,15 @@ bool step(PyObject* tr) {
   py::object next_it;
   if (cyclical) {
     // CyclicalSGDTrainer._after_update, the same double operations in the same order
-    py::object it_o = T[tr_it];
-    const double it = PyLong_AsDouble(it_o.ptr());
-    if (it == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+    double it = 0;
+    if (C.counters) {
+      it = double(counts[Counters::it]);
+    } else {
+      py::object it_o = T[tr_it];
+      it = PyLong_AsDouble(it_o.ptr());
+      if (it == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+      next_it = plus_one(it_o.ptr());
+    }
     const double ss = as_double(T[tr_step_size].ptr()), lo = as_double(T[tr_e_min].ptr());
     const double hi = as_double(T[tr_e_max].ptr()), gm = as_double(T[tr_gamma].ptr());
     const double cycle = std::floor(1 + it / (2 * ss));
@@ -358,7 +430,6 @@ bool step(PyObject* tr) {
     // (1.0 ** it is 1.0 exactly: the default gamma skips pow)
     next_lr = lo + (1 - x > 0 ? (hi - lo) * (1 - x) * (gm == 1.0 ? 1.0 : std::pow(gm, it)) : 0.0);
     if (!std::isfinite(next_lr) || next_lr < 0) return false;  // Python's setter raises
-    next_it = plus_one(it_o.ptr());
   }
 
   // ---- the arithmetic: the norm, the clipping scale (_clip_scale), the steps and clears, under one
@@ -420,12 +491,17 @@ bool step(PyObject* tr) {
       S.set(x.st, st_has_grad, Py_False);
     }
   }
-  if (clipped) {
-    add_one(T, tr_clips);
-    add_one(T, tr_clips_since);
+  if (C.counters) {
+    counts[Counters::clips] += clipped, counts[Counters::clips_since] += clipped;
+    ++counts[Counters::updates], ++counts[Counters::since];
+  } else {
+    if (clipped) {
+      add_one(T, tr_clips);
+      add_one(T, tr_clips_since);
+    }
+    add_one(T, tr_updates);
+    add_one(T, tr_since);
   }
-  add_one(T, tr_updates);
-  add_one(T, tr_since);
   if (lam > 0) {
     py::object nf = py::reinterpret_steal<py::object>(PyFloat_FromDouble(f - f * lam));
     if (!nf) throw py::error_already_set();
@@ -435,7 +511,8 @@ bool step(PyObject* tr) {
     py::object lr = py::reinterpret_steal<py::object>(PyFloat_FromDouble(next_lr));
     if (!lr) throw py::error_already_set();
     T.set(tr_lr, lr.ptr());
-    T.set(tr_it, next_it.ptr());
+    if (C.counters) ++counts[Counters::it];
+    else T.set(tr_it, next_it.ptr());
   } else if (C.after) {
     PyObject* r = PyObject_CallMethodNoArgs(tr, N.after_fn);
     if (!r) throw py::error_already_set();

@@ -28,10 +28,12 @@ their step by it, as DyNet divides by ``current_weight_decay()``.  The values re
 
 from __future__ import annotations
 
+import array
 import inspect
 import itertools
 import keyword
 import math
+import operator
 import sys
 import weakref
 from collections.abc import Callable
@@ -174,6 +176,36 @@ def _drop_states(model: ParameterCollection, key: int) -> None:
         st.states.pop(key, None)
 
 
+# The trainer's int64 counters, in the order of its ``_counts`` array (a backend's step reads them there).
+COUNTERS = ("updates", "updates_since_status", "clips", "clips_since_status", "it")
+
+
+def _counter(k: int, doc: str) -> property:
+    """The property of counter ``k`` of ``_counts`` (an int; assigning checks it is one that fits
+    int64).  ``_record_index`` tells a backend's step where the property keeps it."""
+    name = COUNTERS[k]
+
+    def get(self: Trainer) -> int:
+        return self._counts[k]
+
+    def set_(self: Trainer, v: int) -> None:
+        try:
+            self._counts[k] = operator.index(v)
+        except (TypeError, OverflowError) as e:
+            raise type(e)(f"{type(self).__name__}.{name} must be an int in [-2**63, 2**63), got {v!r}") from None
+
+    p = _RecordField(get, set_)
+    p.__doc__ = doc  # (a property subclass takes no doc= before Python 3.12)
+    p._record_index = k
+    return p
+
+
+class _RecordField(property):
+    """A property whose value lies in the trainer's ``_counts`` at ``_record_index``."""
+
+    _record_index: int
+
+
 def _setup(tr: Trainer, rule: TrainerRule, sig: inspect.Signature, m: Any, args: tuple, kwargs: dict) -> None:
     """A trainer's construction from its rule's record: the arguments bound to ``sig`` and checked."""
     owner = type(tr).__name__
@@ -195,10 +227,7 @@ def _setup(tr: Trainer, rule: TrainerRule, sig: inspect.Signature, m: Any, args:
     tr.clipping_enabled = True
     tr.clip_threshold = 5.0
     tr.sparse_updates = True
-    tr.updates = 0
-    tr.updates_since_status = 0
-    tr.clips = 0
-    tr.clips_since_status = 0
+    tr._counts = array.array("q", bytes(8 * len(COUNTERS)))
     for a in rule.args:
         if not a.is_lr:
             setattr(tr, a.name, a.value(owner, values[a.name]))
@@ -222,9 +251,11 @@ class Trainer:
     # reads it at offsets learned once per class: a dozen instance-dict lookups were half a small
     # update's cost.  Each trainer class names its record's arguments (beta_1, mom, ...) in its
     # own __slots__; a class that does not keeps them in the instance dict (slower, not wrong).
+    # The counters (updates, clips, ... and a schedule's step) live in one array of int64s, ``_counts``,
+    # behind properties: a backend's step adds to them in place, where replacing two or three int
+    # objects per update was a quarter of a small update's instructions.
     __slots__ = ("model", "_state_key", "_backend_step", "_learning_rate", "clipping_enabled", "clip_threshold",
-                 "sparse_updates", "updates", "updates_since_status", "clips", "clips_since_status",
-                 "__dict__", "__weakref__")
+                 "sparse_updates", "_counts", "__dict__", "__weakref__")
     rule = "sgd"
     n_states = 0
     # whether the rule's step on w is proportional to hyper["lr"] (so the weight-decay factor
@@ -240,10 +271,12 @@ class Trainer:
     clipping_enabled: bool
     clip_threshold: float
     sparse_updates: bool
-    updates: int
-    updates_since_status: int
-    clips: int
-    clips_since_status: int
+    _counts: array.array  # COUNTERS, in that order
+
+    updates = _counter(0, "updates so far (Adam's bias correction counts from it).")
+    updates_since_status = _counter(1, "updates since the last ``status()``.")
+    clips = _counter(2, "updates whose gradients were clipped so far.")
+    clips_since_status = _counter(3, "clipped updates since the last ``status()``.")
 
     def __init__(self, m: ParameterCollection, *args: float, **kwargs: float) -> None:
         _setup(self, Trainer.record, _TRAINER_SIGNATURE, m, args, kwargs)
@@ -560,7 +593,8 @@ class CyclicalSGDTrainer(Trainer):
         edecay (float): accepted for DyNet compatibility.
     """
 
-    __slots__ = ("e_min", "e_max", "step_size", "gamma", "it")  # read by a backend's trainer_step (see Trainer)
+    __slots__ = ("e_min", "e_max", "step_size", "gamma")  # read by a backend's trainer_step (see Trainer)
+    it = _counter(4, "the schedule's iteration (the updates since construction).")
 
     def __init__(self, m: ParameterCollection, learning_rate_min: float = 0.01, learning_rate_max: float = 0.1,
                  step_size: float = 2000, gamma: float = 1.0, edecay: float = 0.0) -> None:

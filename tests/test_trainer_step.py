@@ -183,9 +183,10 @@ def test_settings_changed_between_updates_are_read(trainer):
 
 @pytest.mark.parametrize("trainer", [t for t in TRAINERS if t != "Trainer"])
 def test_every_setting_an_update_reads_is_in_a_slot(trainer):
-    """The module's trainers keep their settings and counters in object slots, which the backend's
-    step reads at fixed offsets (an instance-dict lookup each was half a small update's cost): a
-    record argument added without its slot would still work, through the dict, but slowly."""
+    """The module's trainers keep their settings in object slots (and their counters in the
+    ``_counts`` array), which the backend's step reads at fixed offsets (an instance-dict lookup
+    each was half a small update's cost): a record argument added without its slot would still
+    work, through the dict, but slowly."""
     tr = getattr(dy, trainer)(dy.ParameterCollection())
     assert vars(tr) == {}
     assert all(hasattr(tr, a.name) for a in type(tr).record.args if not a.is_lr)
@@ -259,6 +260,73 @@ def test_a_subclass_with_its_own_attribute_hooks_sees_every_read_and_write():
     assert writes.count("updates") == writes.count("clips") == 3
     for a, b in zip(runs[0][0], runs[1][0], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_subclass_keeping_its_own_counters_counts_them_its_own_way():
+    """Where a class replaces a counter property (``updates``, ``clips``, ...) the step adds to what
+    that class keeps, as Python's update does, not to the base's ``_counts`` array."""
+    seen: list[int] = []
+
+    class Counting(dy.SimpleSGDTrainer):
+        @property
+        def clips(self) -> int:
+            return self.__dict__.get("own_clips", 0)
+
+        @clips.setter
+        def clips(self, v: int) -> None:
+            seen.append(v)
+            self.__dict__["own_clips"] = v
+
+    taken: dict = {}
+
+    def count_steps(tr) -> None:
+        step, mine = tr._backend_step, taken.setdefault(type(tr), [])
+        tr._backend_step = lambda t: mine.append(step(t)) or mine[-1]
+        if isinstance(tr, Counting):
+            seen.clear()  # the constructor's
+
+    runs = _clip_1e3_runs(lambda pc, lr: _capped(Counting(pc, lr)), 31, count_steps)
+    assert taken[Counting] == [True] * 3
+    assert runs[0][1] == runs[1][1] and runs[0][1][2] == 3
+    assert seen == [1, 2, 3] and runs[0][2]._counts[2] == 0  # the base's array was left alone
+
+
+def _capped(tr):
+    tr.set_clip_threshold(1e-3)
+    return tr
+
+
+@pytest.mark.parametrize("trainer", ["AdamTrainer", "CyclicalSGDTrainer"])
+def test_counters_set_from_python_steer_the_next_step(trainer):
+    """Adam's bias correction and the cyclical schedule read the counters the step keeps in place:
+    set from Python, both paths continue from the set values."""
+    runs = []
+    for fast in (True, False):
+        pc, params = _model(11)
+        tr = getattr(dy, trainer)(pc)
+        if not fast:
+            tr._backend_step = None
+        for k in range(4):
+            if k == 2:
+                tr.updates = 40
+                if trainer == "CyclicalSGDTrainer":
+                    tr.it = 1500
+            _step(params, k, 1.0)
+            tr.update()
+        runs.append((_state(pc, tr), _counters(tr), getattr(tr, "it", None)))
+    assert runs[0][1:] == runs[1][1:] and runs[0][1][0] == 42
+    for a, b in zip(runs[0][0], runs[1][0], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_counter_takes_only_an_int64():
+    pc, _ = _model(1)
+    tr = dy.AdamTrainer(pc)
+    with pytest.raises(TypeError, match=r"AdamTrainer\.updates must be an int"):
+        tr.updates = 1.5
+    with pytest.raises(OverflowError, match=r"AdamTrainer\.clips must be an int"):
+        tr.clips = 2**63
+    assert (tr.updates, tr.clips) == (0, 0)
 
 
 def test_a_new_trainer_starts_from_fresh_states():
