@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common.h"
+#include "small_int.h"
 #include "tensor.h"
 
 namespace dy {
@@ -49,7 +50,8 @@ struct NodeRecord {
   PyObject* dim;    // dims[j] itself (its identity: equal Dims give equal shapes)
   bool ng;          // ng[j]
   int n_inputs() const { return int(PyTuple_GET_SIZE(ids)); }
-  int input(int q) const { return int(PyLong_AsLong(PyTuple_GET_ITEM(ids, q))); }
+  // input q's node id, or -1 with the Python error set where it is not an int
+  long input(int q) const { return dy_as_long(PyTuple_GET_ITEM(ids, q)); }
 };
 
 // The front end's graph, as GraphExecutor's contract hands it to make_executor.

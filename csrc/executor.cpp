@@ -514,7 +514,15 @@ class Executor {
         n.op = info->code;
         n.a0 = int(args_.size());
         n.na = r.n_inputs();
-        for (int q = 0; q < n.na; ++q) args_.push_back(r.input(q));
+        for (int q = 0; q < n.na; ++q) {
+          const long id = r.input(q);
+          if (id < 0 || id >= j) {  // the front end's ids always name earlier nodes
+            if (PyErr_Occurred()) throw py::error_already_set();
+            throw std::runtime_error("cpu_eigen: node " + std::to_string(j) + " (" + info->name + ") names input " +
+                                     std::to_string(id) + ", not an earlier node");
+          }
+          args_.push_back(int(id));
+        }
         n.s = r.shape;
         n.dim = r.dim;
         n.ng = r.ng;

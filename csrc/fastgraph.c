@@ -26,6 +26,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "small_int.h"
+
 typedef struct {
     PyObject_HEAD
     PyObject *i; /* node index (a Python int) */
@@ -132,7 +134,8 @@ static PyObject *dim_at(PyObject *dims, PyObject *k) {
         PyErr_SetString(PyExc_RuntimeError, "ComputationGraph: dims and ng must be lists");
         return NULL;
     }
-    Py_ssize_t i = PyLong_AsSsize_t(k);
+    long small;
+    Py_ssize_t i = dy_small_int(k, &small) ? (Py_ssize_t)small : PyLong_AsSsize_t(k);
     if (i == -1 && PyErr_Occurred()) return NULL;
     Py_ssize_t n = PyList_GET_SIZE(dims);
     if (i < 0) i += n;
@@ -212,7 +215,8 @@ static PyObject **ids1_tuples;
 static Py_ssize_t ids1_cap;
 
 static PyObject *ids1_obj(PyObject *k) {
-    Py_ssize_t n = PyLong_AsSsize_t(k);
+    long small;
+    Py_ssize_t n = dy_small_int(k, &small) ? (Py_ssize_t)small : PyLong_AsSsize_t(k);
     if (n == -1 && PyErr_Occurred()) return NULL;
     if (n < 0 || n >= INDEX_CACHE || !PyLong_CheckExact(k)) return PyTuple_Pack(1, k);
     if (n >= ids1_cap) {

@@ -111,3 +111,20 @@ def test_a_backend_whose_executor_lacks_truncate_is_refused():
     finally:
         config._backend = prev
         _cg.renew()
+
+
+@pytest.mark.parametrize("bad", [7, -1, "x"])
+def test_cpu_eigen_refuses_a_node_naming_a_later_or_no_node(bad):
+    """The executor reads each node's input ids from the graph's tuples: an id that is not an earlier
+    node (a graph edited by hand) is a clear error naming the node and its op, not a read outside
+    the graph's records."""
+    with using(BACKENDS["cpu_eigen"]):
+        dy.renew_cg()
+        x = dy.inputVector([1.0, 2.0])
+        y = dy.tanh(x)
+        cg = _cg
+        op, _, attrs = cg.nodes[y.i]
+        cg.nodes[y.i] = (op, (bad,), attrs)
+        with pytest.raises((RuntimeError, TypeError), match=r"node 1 \(tanh\) names input|integer"):
+            y.value()
+        dy.renew_cg()
