@@ -229,6 +229,20 @@ def _clip_1e3_runs(subclass, seed: int, prepare=lambda tr: None) -> list:
     return runs
 
 
+def _recording_steps(taken: dict, own: type, watched: list):
+    """A ``prepare`` for :func:`_clip_1e3_runs`: each trainer's backend step records in
+    ``taken[type]`` whether it ran, and ``watched`` (what a test collects) is emptied once an
+    ``own`` trainer is made (its constructor's entries)."""
+
+    def prepare(tr) -> None:
+        step, mine = tr._backend_step, taken.setdefault(type(tr), [])
+        tr._backend_step = lambda t: mine.append(step(t)) or mine[-1]
+        if isinstance(tr, own):
+            watched.clear()
+
+    return prepare
+
+
 def test_a_subclass_with_its_own_attribute_hooks_sees_every_read_and_write():
     """A class with its own ``__getattribute__`` and ``__setattr__`` has the step's reads and
     writes go through them, as Python's update's do, though the names are slots."""
@@ -245,14 +259,7 @@ def test_a_subclass_with_its_own_attribute_hooks_sees_every_read_and_write():
             super().__setattr__(name, v)
 
     taken: dict = {}
-
-    def count_steps(tr) -> None:
-        step, mine = tr._backend_step, taken.setdefault(type(tr), [])
-        tr._backend_step = lambda t: mine.append(step(t)) or mine[-1]
-        if isinstance(tr, Hooked):
-            writes.clear()  # the constructor's
-
-    runs = _clip_1e3_runs(Hooked, 29, count_steps)
+    runs = _clip_1e3_runs(Hooked, 29, _recording_steps(taken, Hooked, writes))
     assert taken[Hooked] == taken[dy.SimpleSGDTrainer] == [True] * 3  # the backend's step ran every update
     assert runs[0][1] == runs[1][1]
     assert runs[0][1][2] == 3  # every update clipped at the hooked threshold
@@ -278,14 +285,7 @@ def test_a_subclass_keeping_its_own_counters_counts_them_its_own_way():
             self.__dict__["own_clips"] = v
 
     taken: dict = {}
-
-    def count_steps(tr) -> None:
-        step, mine = tr._backend_step, taken.setdefault(type(tr), [])
-        tr._backend_step = lambda t: mine.append(step(t)) or mine[-1]
-        if isinstance(tr, Counting):
-            seen.clear()  # the constructor's
-
-    runs = _clip_1e3_runs(lambda pc, lr: _capped(Counting(pc, lr)), 31, count_steps)
+    runs = _clip_1e3_runs(lambda pc, lr: _capped(Counting(pc, lr)), 31, _recording_steps(taken, Counting, seen))
     assert taken[Counting] == [True] * 3
     assert runs[0][1] == runs[1][1] and runs[0][1][2] == 3
     assert seen == [1, 2, 3] and runs[0][2]._counts[2] == 0  # the base's array was left alone
