@@ -163,14 +163,28 @@ static PyObject *untracked(PyObject *e) {
     return e;
 }
 
+/* A new Expression of class t, never tracked: made by the garbage collector's allocator without
+ * the track that type_alloc does (and the untrack that would follow), its fields zeroed, where t
+ * is a plain Python subclass (the generic allocator, no items); otherwise t's own allocation. */
+static ExprObject *alloc_expr(PyTypeObject *t) {
+    if (t->tp_alloc == PyType_GenericAlloc && PyType_IS_GC(t) && t->tp_itemsize == 0 &&
+        t->tp_basicsize >= (Py_ssize_t)sizeof(ExprObject)) {
+        PyObject *o = PyObject_GC_New(PyObject, t);
+        if (o == NULL) return NULL;
+        memset((char *)o + sizeof(PyObject), 0, (size_t)t->tp_basicsize - sizeof(PyObject));
+        return (ExprObject *)o;
+    }
+    return (ExprObject *)untracked(t->tp_alloc(t, 0));
+}
+
 static PyObject *new_expr(PyObject *i, Py_ssize_t v) {
     PyTypeObject *t = expr_cls != NULL ? expr_cls : &ExprType;
-    ExprObject *e = (ExprObject *)t->tp_alloc(t, 0);
+    ExprObject *e = alloc_expr(t);
     if (e == NULL) return NULL;
     Py_INCREF(i);
     e->i = i;
     e->v = v;
-    return untracked((PyObject *)e);
+    return (PyObject *)e;
 }
 
 /* new_expression(i, v): the Expression of node i of graph version v, as the C paths make it (no
@@ -764,12 +778,11 @@ static PyObject *lookup_vectorcall(LookupObject *self, PyObject *const *args, si
         PyObject *n = append_raw(g, op_lookup, empty, attrs, d, 1);
         Py_DECREF(attrs);
         if (n == NULL) goto out;
-        ExprObject *e = (ExprObject *)mutable_cls->tp_alloc(mutable_cls, 0);
+        ExprObject *e = alloc_expr(mutable_cls);
         if (e != NULL) {
             e->i = n;
             e->v = ver;
             if (PyObject_SetAttr((PyObject *)e, s_kind, s_lookup) < 0) Py_CLEAR(e);
-            untracked((PyObject *)e);
         } else {
             Py_DECREF(n);
         }
