@@ -273,10 +273,17 @@ class Executor {
       pool.clear(), off.assign(1, 0), hash.clear();
       slot.assign(64, -1);
     }
+    // FNV over the words, then MurmurHash3's finaliser: keys that differ in one small word (a
+    // dim, an operand's id) landed in neighbouring slots under FNV's low bits alone, and a lookup
+    // walked ~6 slots on average.
     static uint64_t hash_of(const int64_t* k, size_t n) {
       uint64_t h = 1469598103934665603ull;
       for (size_t e = 0; e < n; ++e) h = (h ^ uint64_t(k[e])) * 1099511628211ull;
-      return h ^ (h >> 29);
+      h ^= h >> 33;
+      h *= 0xff51afd7ed558ccdull;
+      h ^= h >> 33;
+      h *= 0xc4ceb9fe1a85ec53ull;
+      return h ^ (h >> 33);
     }
     bool equal(int s, const int64_t* k, size_t n) const {
       if (off[size_t(s) + 1] - off[size_t(s)] != n) return false;
