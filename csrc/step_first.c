@@ -16,14 +16,51 @@ typedef struct {
     PyObject_HEAD
     PyObject *python_update, *spec, *step_name;
     vectorcallfunc vectorcall;
+    /* the last trainer class seen, its version tag and the offset of its _backend_step slot
+     * (-1: read by attribute lookup) */
+    PyTypeObject *seen;
+    unsigned int seen_version;
+    Py_ssize_t step_offset;
 } StepFirstObject;
+
+/* The offset of t's writable object slot `name` (its member descriptor, found without running
+ * Python code), or -1: a class with its own attribute hooks, a property, no slot. */
+static Py_ssize_t slot_offset(PyTypeObject *t, PyObject *name) {
+    if (t->tp_getattro != PyObject_GenericGetAttr) return -1;
+    PyObject *d = _PyType_Lookup(t, name); /* borrowed */
+    if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)) return -1;
+    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+    return m->type == T_OBJECT_EX ? m->offset : -1;
+}
+
+/* trainer._backend_step (new reference), from its slot while the class stays as learned (its
+ * version tag: CPython renews it when an attribute of the class or a base changes); else, and
+ * for an empty slot (which raises), by attribute lookup. */
+static PyObject *backend_step_of(StepFirstObject *self, PyObject *tr) {
+    PyTypeObject *t = Py_TYPE(tr);
+    if (t != self->seen || t->tp_version_tag != self->seen_version ||
+        !PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) {
+        self->step_offset = slot_offset(t, self->step_name);
+        int valid = t->tp_version_tag != 0 && PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG);
+        self->seen = valid ? t : NULL;
+        self->seen_version = t->tp_version_tag;
+    }
+    if (self->step_offset >= 0) {
+        PyObject *v = *(PyObject **)((char *)tr + self->step_offset);
+        if (v != NULL) {
+            Py_INCREF(v);
+            return v;
+        }
+    }
+    return PyObject_GetAttr(tr, self->step_name);
+}
 
 static PyObject *step_first_call(PyObject *self_, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     StepFirstObject *self = (StepFirstObject *)self_;
     Py_ssize_t n = PyVectorcall_NARGS(nargsf);
     if (n != 1 || kwnames) return PyObject_Vectorcall(self->spec, args, nargsf, kwnames);
     PyObject *tr = args[0];
-    PyObject *step = PyObject_GetAttr(tr, self->step_name);
+    PyObject *step = backend_step_of(self, tr);
     if (!step) return NULL;
     if (step != Py_None) {
         PyObject *r = PyObject_CallOneArg(step, tr);
@@ -59,6 +96,8 @@ static PyObject *step_first_new(PyTypeObject *type, PyObject *args, PyObject *kw
     self->python_update = python_update;
     self->spec = spec;
     self->vectorcall = step_first_call;
+    self->seen = NULL;
+    self->step_offset = -1;
     return (PyObject *)self;
 }
 

@@ -111,3 +111,35 @@ def test_the_c_dispatch_is_installed_and_checks_its_arguments():
     assert dy.Trainer.update.__wrapped__.__qualname__ == "Trainer.update"
     with pytest.raises(TypeError, match="callable"):
         fastgraph.StepFirst(1, 2)
+
+
+def test_the_step_is_read_as_python_reads_it_through_a_property_or_a_later_class_change():
+    """The dispatch reads ``_backend_step`` where the class keeps it: its slot, or a subclass's
+    property, and again after the class changes (a class attribute set later hides the slot)."""
+    seen: list[str] = []
+
+    class OwnStep(dy.SimpleSGDTrainer):
+        @property
+        def _backend_step(self):
+            return lambda t: seen.append("property") or True
+
+        @_backend_step.setter
+        def _backend_step(self, v) -> None:
+            pass
+
+    class Later(dy.SimpleSGDTrainer):
+        pass
+
+    pc = dy.ParameterCollection()
+    p = pc.add_parameters((2,), init=dy.ConstInitializer(1.0))
+    later, own = Later(pc, 0.5), OwnStep(pc, 0.5)
+    later._backend_step = lambda t: seen.append("slot") or True
+    for tr in (later, own, later):
+        tr.update()
+    assert seen == ["slot", "property", "slot"]
+    Later._backend_step = None  # hides the slot: no step, the Python update runs
+    dy.renew_cg()
+    dy.sum_elems(p).backward()
+    later.update()
+    assert seen == ["slot", "property", "slot"] and later.updates == 1
+    np.testing.assert_array_equal(p.as_array(), [0.5, 0.5])
