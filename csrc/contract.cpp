@@ -65,8 +65,7 @@ void decode_seq(PyObject* v, std::vector<int64_t>& I) {
       }
       continue;
     }
-    long small;
-    long long x = dy_small_int(it, &small) ? small : PyLong_AsLongLong(it);
+    long long x = dy_as_long_long(it);
     if (x == -1 && PyErr_Occurred()) {
       Py_DECREF(seq);
       throw py::error_already_set();
@@ -91,8 +90,7 @@ void decode_attrs(PyObject* attrs, std::vector<int64_t>& I, std::vector<double>&
       F.push_back(x);
       I.push_back(std::isfinite(x) && std::fabs(x) < 9e18 ? int64_t(x) : 0);
     } else if (PyLong_Check(v)) {
-      long small;
-      long long x = dy_small_int(v, &small) ? small : PyLong_AsLongLong(v);
+      long long x = dy_as_long_long(v);
       if (x == -1 && PyErr_Occurred()) throw py::error_already_set();
       at = {int32_t(I.size() - i0), int32_t(F.size() - f0)};
       I.push_back(x);

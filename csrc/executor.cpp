@@ -273,9 +273,8 @@ class Executor {
       pool.clear(), off.assign(1, 0), hash.clear();
       slot.assign(64, -1);
     }
-    // FNV over the words, then MurmurHash3's finaliser: keys that differ in one small word (a
-    // dim, an operand's id) landed in neighbouring slots under FNV's low bits alone, and a lookup
-    // walked ~6 slots on average.
+    // FNV over the words, then MurmurHash3's finaliser, so that every word reaches the low bits
+    // that pick the slot (FNV alone shifted only bits 29 and up into them).
     static uint64_t hash_of(const int64_t* k, size_t n) {
       uint64_t h = 1469598103934665603ull;
       for (size_t e = 0; e < n; ++e) h = (h ^ uint64_t(k[e])) * 1099511628211ull;

@@ -134,8 +134,7 @@ static PyObject *dim_at(PyObject *dims, PyObject *k) {
         PyErr_SetString(PyExc_RuntimeError, "ComputationGraph: dims and ng must be lists");
         return NULL;
     }
-    long small;
-    Py_ssize_t i = dy_small_int(k, &small) ? (Py_ssize_t)small : PyLong_AsSsize_t(k);
+    Py_ssize_t i = dy_as_ssize(k);
     if (i == -1 && PyErr_Occurred()) return NULL;
     Py_ssize_t n = PyList_GET_SIZE(dims);
     if (i < 0) i += n;
@@ -229,8 +228,7 @@ static PyObject **ids1_tuples;
 static Py_ssize_t ids1_cap;
 
 static PyObject *ids1_obj(PyObject *k) {
-    long small;
-    Py_ssize_t n = dy_small_int(k, &small) ? (Py_ssize_t)small : PyLong_AsSsize_t(k);
+    Py_ssize_t n = dy_as_ssize(k);
     if (n == -1 && PyErr_Occurred()) return NULL;
     if (n < 0 || n >= INDEX_CACHE || !PyLong_CheckExact(k)) return PyTuple_Pack(1, k);
     if (n >= ids1_cap) {

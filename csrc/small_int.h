@@ -28,10 +28,18 @@ static inline int dy_small_int(PyObject *o, long *out) {
 #endif
 }
 
-/* PyLong_AsLong(o), the one-digit case read in place. */
+/* PyLong_AsLong(o), PyLong_AsSsize_t(o) and PyLong_AsLongLong(o), the one-digit case read in place. */
 static inline long dy_as_long(PyObject *o) {
     long v;
     return dy_small_int(o, &v) ? v : PyLong_AsLong(o);
+}
+static inline Py_ssize_t dy_as_ssize(PyObject *o) {
+    long v;
+    return dy_small_int(o, &v) ? (Py_ssize_t)v : PyLong_AsSsize_t(o);
+}
+static inline long long dy_as_long_long(PyObject *o) {
+    long v;
+    return dy_small_int(o, &v) ? (long long)v : PyLong_AsLongLong(o);
 }
 
 #endif
