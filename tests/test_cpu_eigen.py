@@ -280,6 +280,15 @@ def test_storage_methods():
         CE.assign(t, np.zeros(5))
 
 
+
+@pytest.mark.parametrize("n", [1, 63, 64, 100, 127, 128, 129, 2047, 2048, 2048 + 16 * 5 + 3, 5000, 70001])
+def test_sq_norm_every_length(n):
+    """The squared norm's lanes, blocks and tails (they differ per instruction set) against float64."""
+    a = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    a[:: 7] *= 1e3  # magnitudes that float lanes would lose if a lane summed too many terms
+    expect = float((a.astype(np.float64) ** 2).sum())
+    assert CE.sq_norm(CE.from_numpy(a), None) == pytest.approx(expect, rel=1e-6)
+
 # ------------------------------------------------------------------ memory, threads, availability
 
 
