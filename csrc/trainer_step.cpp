@@ -89,14 +89,31 @@ SlotTable& storage_slots() {
   return *t;
 }
 
-// An object's attributes in one table, as a step reads and writes them.
+// An object's attributes in one table, as a step reads and writes them.  number() and flag()
+// read a float or a bool in its slot in place, without a reference (nothing runs between the read
+// and its use), and other values through Python's conversions, out of line.
 class Fields {
  public:
   Fields(PyObject* o, SlotTable& slots) : o_(o), slots_(slots) {}
   py::object operator[](int k) const { return slots_.get(o_, k); }
+  PyObject* slot_value(int k) const { return slots_.slot_value(o_, k); }
+  [[gnu::always_inline]] double number(int k) const {
+    PyObject* v = slots_.slot_value(o_, k);
+    if (v && PyFloat_CheckExact(v)) [[likely]]
+      return PyFloat_AS_DOUBLE(v);
+    return converted_number(k);
+  }
+  [[gnu::always_inline]] bool flag(int k) const {
+    PyObject* v = slots_.slot_value(o_, k);
+    if (v == Py_True) return true;
+    if (v == Py_False) return false;
+    return converted_flag(k);
+  }
   void set(int k, PyObject* v) const { slots_.set(o_, k, v); }
 
  private:
+  [[gnu::noinline]] double converted_number(int k) const;
+  [[gnu::noinline]] bool converted_flag(int k) const;
   PyObject* o_;
   SlotTable& slots_;
 };
@@ -120,6 +137,9 @@ inline double as_double(PyObject* o) {
   if (d == -1.0 && PyErr_Occurred()) throw py::error_already_set();
   return d;
 }
+
+double Fields::converted_number(int k) const { return as_double((*this)[k].ptr()); }
+bool Fields::converted_flag(int k) const { return truth((*this)[k].ptr()); }
 
 int rule_of(PyObject* name) {
   const char* s = PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : nullptr;
@@ -292,9 +312,9 @@ bool step(PyObject* tr) {
   // DyNet's lazy weight decay (ParameterCollection._decay_weights on a root collection): the
   // factor shrinks by 1 - lambda after the step; Python's update does the rest (a subcollection's
   // trainer, a class's own _decay, and the fold of the factor into the values below 0.25)
-  const double lam = as_double(M[m_decay].ptr());
+  const double lam = M.number(m_decay);
   py::object ws = M[m_wscale];
-  const double f = as_double(Fields(ws.ptr(), scale_slots())[0].ptr());
+  const double f = Fields(ws.ptr(), scale_slots()).number(0);
   if (lam > 0) {
     if (M[m_parent].ptr() != Py_None || C.own_decay) return false;
     if (f - f * lam < 0.25) return false;
@@ -303,15 +323,15 @@ bool step(PyObject* tr) {
   if (rule < 0) return false;
   const int n_states = upd::kRuleStates[rule];
   if (!upd::current().steps[rule]) return false;  // a whole-tensor rule: Python's update_all call
-  const bool sparse = truth(T[tr_sparse].ptr());
-  const bool clip = truth(T[tr_clipping].ptr());
+  const bool sparse = T.flag(tr_sparse);
+  const bool clip = T.flag(tr_clipping);
   const bool measure = clip || upd::kRuleWantsBound[rule];  // the norm: for clipping, or as gbound
   const bool idle_moves = rule != upd::sgd;  // plain SGD leaves a weight with a zero gradient as it is
 
   py::object storages = M[m_storages];
   if (!PyList_Check(storages.ptr())) return false;
   Counters counts;  // C.counters: the counters in place; else read and written by name
-  if (C.counters && !counts.open(trainer_slots().slot_value(tr, tr_counts))) return false;
+  if (C.counters && !counts.open(T.slot_value(tr_counts))) return false;
   py::object key_ref = n_states ? T[tr_state_key] : py::object();  // the trainer's key of the storages' states
   PyObject* key = key_ref.ptr();
 
@@ -387,7 +407,7 @@ bool step(PyObject* tr) {
     }
   } else {
     for (int k = 0; k < upd::kHyperKeys; ++k)
-      if (upd::kRuleHyper[rule] & (1u << k)) v[k] = as_double(T[k == K.lr ? tr_lr : tr_hyper + k].ptr());
+      if (upd::kRuleHyper[rule] & (1u << k)) v[k] = T.number(k == K.lr ? tr_lr : tr_hyper + k);
     if (lr_t == 1) {  // _adam_lr at update t = updates + 1
       long long t = 0;
       if (C.counters) {
@@ -401,7 +421,7 @@ bool step(PyObject* tr) {
     }
   }
 
-  const double thr = clip ? as_double(T[tr_threshold].ptr()) : 0.0;
+  const double thr = clip ? T.number(tr_threshold) : 0.0;
   if (f != 1.0) {  // the values are the weights divided by f
     if (C.step_in_lr) v[K.lr] /= f;
     else v[K.wscale] = 1.0 / f;
@@ -423,8 +443,8 @@ bool step(PyObject* tr) {
       if (it == -1.0 && PyErr_Occurred()) throw py::error_already_set();
       next_it = plus_one(it_o.ptr());
     }
-    const double ss = as_double(T[tr_step_size].ptr()), lo = as_double(T[tr_e_min].ptr());
-    const double hi = as_double(T[tr_e_max].ptr()), gm = as_double(T[tr_gamma].ptr());
+    const double ss = T.number(tr_step_size), lo = T.number(tr_e_min);
+    const double hi = T.number(tr_e_max), gm = T.number(tr_gamma);
     const double cycle = std::floor(1 + it / (2 * ss));
     const double x = std::fabs(it / ss - 2 * cycle + 1);
     // (1.0 ** it is 1.0 exactly: the default gamma skips pow)
