@@ -245,6 +245,41 @@ bool sorted_rows(PyObject* set, int64_t n, std::vector<int64_t>& out) {
   return true;
 }
 
+// How a storage joins a step: skipped (nothing to do), read into its Item, or the step declines.
+enum class Read { skip, ok, decline };
+
+// A lookup table's storage x.st: its gradient, touched rows (x.clear: some), and x.rowwise.  Out
+// of the step's body, as are the other cases than a dense parameter's below: a small update after
+// a graph spends most of its time reading its code again from L2, and the common case's code then
+// lies on fewer lines.  `idle_skip`: a table no row of which was touched is skipped.
+[[gnu::noinline]] Read read_lookup(Item& x, bool sparse, bool idle_skip) {
+  SlotTable& S = storage_slots();
+  PyObject* touched = S.slot_value(x.st, st_touched);
+  if (!touched || !PySet_CheckExact(touched)) return Read::decline;
+  x.clear = PySet_GET_SIZE(touched) > 0;
+  if (!x.clear && (sparse || idle_skip)) return Read::skip;
+  x.g = tensor_or_null(S.slot_value(x.st, st_grad));
+  if (!x.g) return Read::decline;
+  if (x.clear && !sorted_rows(touched, n_rows(*x.g), x.rows)) return Read::decline;
+  x.rowwise = x.clear && sparse;
+  return Read::ok;
+}
+
+// The hyper values as the trainer's _hyper() gives them (a rule without a C++ learning rate), in v
+// by kHyperNames; false where it gives no dict.
+[[gnu::noinline]] bool hyper_by_method(PyObject* tr, double* v) {
+  const Names& N = names();
+  py::object h = py::reinterpret_steal<py::object>(PyObject_CallMethodNoArgs(tr, N.hyper_fn));
+  if (!h) throw py::error_already_set();
+  if (!PyDict_Check(h.ptr())) return false;
+  for (int k = 0; k < upd::kHyperKeys; ++k) {
+    PyObject* x = PyDict_GetItemWithError(h.ptr(), N.hyper[k]);
+    if (x) v[k] = as_double(x);
+    else if (PyErr_Occurred()) throw py::error_already_set();
+  }
+  return true;
+}
+
 // The places of the keys the step reads by name in kHyperNames (update_rules_table.h).
 int hyper_key(const char* name) {
   for (int k = 0; k < upd::kHyperKeys; ++k)
@@ -302,8 +337,63 @@ py::object plus_one(PyObject* v) {
 // trainer.<name> += 1
 void add_one(const Fields& f, int k) { f.set(k, plus_one(f[k].ptr()).ptr()); }
 
+// CyclicalSGDTrainer._after_update's learning rate after this update, the same double operations in
+// the same order; `it` is the counter in place, or null: read by name (next_it: it + 1).  False
+// where Python's setter would refuse the rate.
+[[gnu::noinline]] bool cyclical_lr(const Fields& T, const int64_t* it_in_place, double& next_lr, py::object& next_it) {
+  double it = 0;
+  if (it_in_place) {
+    it = double(*it_in_place);
+  } else {
+    py::object it_o = T[tr_it];
+    it = PyLong_AsDouble(it_o.ptr());
+    if (it == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+    next_it = plus_one(it_o.ptr());
+  }
+  const double ss = T.number(tr_step_size), lo = T.number(tr_e_min);
+  const double hi = T.number(tr_e_max), gm = T.number(tr_gamma);
+  const double cycle = std::floor(1 + it / (2 * ss));
+  const double x = std::fabs(it / ss - 2 * cycle + 1);
+  // (1.0 ** it is 1.0 exactly: the default gamma skips pow)
+  next_lr = lo + (1 - x > 0 ? (hi - lo) * (1 - x) * (gm == 1.0 ? 1.0 : std::pow(gm, it)) : 0.0);
+  return std::isfinite(next_lr) && next_lr >= 0;
+}
+
+// o.<name k> = a new float v (the weight-decay factor after a step).
+[[gnu::noinline]] void set_float(SlotTable& slots, PyObject* o, int k, double v) {
+  py::object f = py::reinterpret_steal<py::object>(PyFloat_FromDouble(v));
+  if (!f) throw py::error_already_set();
+  slots.set(o, k, f.ptr());
+}
+
+// trainer._after_update() of a class with its own (no C++ twin).
+[[gnu::noinline]] void call_after_update(PyObject* tr) {
+  PyObject* r = PyObject_CallMethodNoArgs(tr, names().after_fn);
+  if (!r) throw py::error_already_set();
+  Py_DECREF(r);
+}
+
+// A frozen parameter's gradient (or its touched rows) cleared: it counted in the norm.
+[[gnu::noinline]] void clear_frozen(Item& x) {
+  if (!x.lookup) {
+    std::fill_n(x.g->data(), x.g->total(), 0.0f);
+    return;
+  }
+  const int64_t rs = row_size(*x.g);
+  for (int64_t r : x.rows) std::fill_n(x.g->data() + r * rs, rs, 0.0f);
+}
+
+// The counters of a class that keeps them its own way (not in _counts), by name.
+[[gnu::noinline]] void count_by_name(const Fields& T, bool clipped) {
+  if (clipped) {
+    add_one(T, tr_clips);
+    add_one(T, tr_clips_since);
+  }
+  add_one(T, tr_updates);
+  add_one(T, tr_since);
+}
+
 bool step(PyObject* tr) {
-  const Names& N = names();
   SlotTable& S = storage_slots();
   const Fields T(tr, trainer_slots());
   const ClassFacts C = class_facts(tr);
@@ -349,14 +439,10 @@ bool step(PyObject* tr) {
     const bool updated = truth(updated_o);
     bool has = false;
     if (x.lookup) {
-      PyObject* touched = S.slot_value(st, st_touched);
-      if (!touched || !PySet_CheckExact(touched)) return false;
-      has = PySet_GET_SIZE(touched) > 0;
-      if (!has && (sparse || !idle_moves || !updated)) continue;
-      x.g = tensor_or_null(S.slot_value(st, st_grad));
-      if (!x.g) return false;
-      if (has && !sorted_rows(touched, n_rows(*x.g), x.rows)) return false;
-      x.rowwise = has && sparse;
+      const Read r = read_lookup(x, sparse, !idle_moves || !updated);
+      if (r == Read::decline) return false;
+      if (r == Read::skip) continue;
+      has = x.clear;
     } else {
       PyObject* h = S.slot_value(st, st_has_grad);
       if (!h) return false;
@@ -397,14 +483,7 @@ bool step(PyObject* tr) {
   std::copy(upd::kHyperAbsent, upd::kHyperAbsent + upd::kHyperKeys, v);
   const int lr_t = upd::kRuleLrT[rule];
   if (lr_t < 0) {
-    py::object h = py::reinterpret_steal<py::object>(PyObject_CallMethodNoArgs(tr, N.hyper_fn));
-    if (!h) throw py::error_already_set();
-    if (!PyDict_Check(h.ptr())) return false;
-    for (int k = 0; k < upd::kHyperKeys; ++k) {
-      PyObject* x = PyDict_GetItemWithError(h.ptr(), N.hyper[k]);
-      if (x) v[k] = as_double(x);
-      else if (PyErr_Occurred()) throw py::error_already_set();
-    }
+    if (!hyper_by_method(tr, v)) return false;
   } else {
     for (int k = 0; k < upd::kHyperKeys; ++k)
       if (upd::kRuleHyper[rule] & (1u << k)) v[k] = T.number(k == K.lr ? tr_lr : tr_hyper + k);
@@ -432,25 +511,7 @@ bool step(PyObject* tr) {
   const bool cyclical = C.cyclical;
   double next_lr = 0;
   py::object next_it;
-  if (cyclical) {
-    // CyclicalSGDTrainer._after_update, the same double operations in the same order
-    double it = 0;
-    if (C.counters) {
-      it = double(counts[Counters::it]);
-    } else {
-      py::object it_o = T[tr_it];
-      it = PyLong_AsDouble(it_o.ptr());
-      if (it == -1.0 && PyErr_Occurred()) throw py::error_already_set();
-      next_it = plus_one(it_o.ptr());
-    }
-    const double ss = T.number(tr_step_size), lo = T.number(tr_e_min);
-    const double hi = T.number(tr_e_max), gm = T.number(tr_gamma);
-    const double cycle = std::floor(1 + it / (2 * ss));
-    const double x = std::fabs(it / ss - 2 * cycle + 1);
-    // (1.0 ** it is 1.0 exactly: the default gamma skips pow)
-    next_lr = lo + (1 - x > 0 ? (hi - lo) * (1 - x) * (gm == 1.0 ? 1.0 : std::pow(gm, it)) : 0.0);
-    if (!std::isfinite(next_lr) || next_lr < 0) return false;  // Python's setter raises
-  }
+  if (cyclical && !cyclical_lr(T, C.counters ? &counts[Counters::it] : nullptr, next_lr, next_it)) return false;
 
   // ---- the arithmetic: the norm, the clipping scale (_clip_scale), the steps and clears, under one
   // denormal flush (no Python code runs in it; the norm may still decline the step)
@@ -487,12 +548,7 @@ bool step(PyObject* tr) {
     static std::vector<float*> sp;
     for (Item& x : items) {
       if (!x.step) {  // frozen: in the norm, then cleared
-        if (!x.lookup) {
-          std::fill_n(x.g->data(), x.g->total(), 0.0f);
-        } else {
-          const int64_t rs = row_size(*x.g);
-          for (int64_t r : x.rows) std::fill_n(x.g->data() + r * rs, rs, 0.0f);
-        }
+        clear_frozen(x);
         continue;
       }
       sp.assign(x.s, x.s + n_states);
@@ -515,18 +571,9 @@ bool step(PyObject* tr) {
     counts[Counters::clips] += clipped, counts[Counters::clips_since] += clipped;
     ++counts[Counters::updates], ++counts[Counters::since];
   } else {
-    if (clipped) {
-      add_one(T, tr_clips);
-      add_one(T, tr_clips_since);
-    }
-    add_one(T, tr_updates);
-    add_one(T, tr_since);
+    count_by_name(T, clipped);
   }
-  if (lam > 0) {
-    py::object nf = py::reinterpret_steal<py::object>(PyFloat_FromDouble(f - f * lam));
-    if (!nf) throw py::error_already_set();
-    scale_slots().set(ws.ptr(), 0, nf.ptr());
-  }
+  if (lam > 0) set_float(scale_slots(), ws.ptr(), 0, f - f * lam);
   if (cyclical) {
     py::object lr = py::reinterpret_steal<py::object>(PyFloat_FromDouble(next_lr));
     if (!lr) throw py::error_already_set();
@@ -534,9 +581,7 @@ bool step(PyObject* tr) {
     if (C.counters) ++counts[Counters::it];
     else T.set(tr_it, next_it.ptr());
   } else if (C.after) {
-    PyObject* r = PyObject_CallMethodNoArgs(tr, N.after_fn);
-    if (!r) throw py::error_already_set();
-    Py_DECREF(r);
+    call_after_update(tr);
   }
   return true;
 }
