@@ -55,6 +55,20 @@ static PyObject *backend_step_of(StepFirstObject *self, PyObject *tr) {
     return PyObject_GetAttr(tr, self->step_name);
 }
 
+/* f(x): a builtin taking one argument (a backend's step, METH_O) called through its C function,
+ * as the interpreter would after its checks (a tenth of a small update's dispatch); any other
+ * callable as Python calls it. */
+static PyObject *call_one(PyObject *f, PyObject *x) {
+    const int kinds = METH_VARARGS | METH_KEYWORDS | METH_NOARGS | METH_O | METH_FASTCALL;
+    if (PyCFunction_CheckExact(f) && (PyCFunction_GET_FLAGS(f) & kinds) == METH_O) {
+        PyObject *r = PyCFunction_GET_FUNCTION(f)(PyCFunction_GET_SELF(f), x);
+        if (r == NULL && !PyErr_Occurred())
+            PyErr_SetString(PyExc_SystemError, "a trainer's _backend_step returned NULL without an exception");
+        return r;
+    }
+    return PyObject_CallOneArg(f, x);
+}
+
 static PyObject *step_first_call(PyObject *self_, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     StepFirstObject *self = (StepFirstObject *)self_;
     Py_ssize_t n = PyVectorcall_NARGS(nargsf);
@@ -63,10 +77,10 @@ static PyObject *step_first_call(PyObject *self_, PyObject *const *args, size_t 
     PyObject *step = backend_step_of(self, tr);
     if (!step) return NULL;
     if (step != Py_None) {
-        PyObject *r = PyObject_CallOneArg(step, tr);
+        PyObject *r = call_one(step, tr);
         Py_DECREF(step);
         if (!r) return NULL;
-        int done = PyObject_IsTrue(r);
+        int done = r == Py_True ? 1 : r == Py_False ? 0 : PyObject_IsTrue(r);
         Py_DECREF(r);
         if (done < 0) return NULL;
         if (done) Py_RETURN_NONE;

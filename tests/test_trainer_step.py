@@ -319,6 +319,25 @@ def test_counters_set_from_python_steer_the_next_step(trainer):
         np.testing.assert_array_equal(a, b)
 
 
+def test_trainers_stepping_in_turn_each_count_their_own_updates():
+    """The step keeps the last counters array it opened: two trainers stepping in turn, one of them
+    given a new array, each count in their own (the same counts as Python's update)."""
+    pc1, params1 = _model(3)
+    pc2, params2 = _model(4)
+    a, b = dy.SimpleSGDTrainer(pc1), dy.AdamTrainer(pc2)
+    for k in range(5):
+        if k == 3:
+            old = b._counts
+            b._counts = type(old)("q", old)  # a new array, the same counts
+            old[0] = 99  # the old one no longer counts
+        for tr, params in ((a, params1), (b, params2), (a, params1)):
+            _step(params, k, 1.0)
+            tr.update()
+    assert (a.updates, a.updates_since_status) == (10, 10)
+    assert (b.updates, b.updates_since_status) == (5, 5)
+    assert old[0] == 99
+
+
 def test_a_counter_takes_only_an_int64():
     pc, _ = _model(1)
     tr = dy.AdamTrainer(pc)
