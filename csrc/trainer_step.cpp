@@ -356,6 +356,14 @@ py::object plus_one(PyObject* v) {
 // trainer.<name> += 1
 void add_one(const Fields& f, int k) { f.set(k, plus_one(f[k].ptr()).ptr()); }
 
+// floor(x), without libm's call (the baseline x86-64 build has no rounding instruction): exact,
+// as a double below 2^52 in magnitude converts to an integer and back exactly.
+inline double exact_floor(double x) {
+  if (!(std::fabs(x) < 4503599627370496.0)) return std::floor(x);  // already whole, inf or NaN
+  const double t = double(static_cast<long long>(x));  // x rounded toward zero
+  return t > x ? t - 1 : t;
+}
+
 // CyclicalSGDTrainer._after_update's learning rate after this update, the same double operations in
 // the same order; `it` is the counter in place, or null: read by name (next_it: it + 1).  False
 // where Python's setter would refuse the rate.
@@ -371,7 +379,7 @@ void add_one(const Fields& f, int k) { f.set(k, plus_one(f[k].ptr()).ptr()); }
   }
   const double ss = T.number(tr_step_size), lo = T.number(tr_e_min);
   const double hi = T.number(tr_e_max), gm = T.number(tr_gamma);
-  const double cycle = std::floor(1 + it / (2 * ss));
+  const double cycle = exact_floor(1 + it / (2 * ss));
   const double x = std::fabs(it / ss - 2 * cycle + 1);
   // (1.0 ** it is 1.0 exactly: the default gamma skips pow)
   next_lr = lo + (1 - x > 0 ? (hi - lo) * (1 - x) * (gm == 1.0 ? 1.0 : std::pow(gm, it)) : 0.0);
@@ -400,6 +408,13 @@ void add_one(const Fields& f, int k) { f.set(k, plus_one(f[k].ptr()).ptr()); }
   }
   const int64_t rs = row_size(*x.g);
   for (int64_t r : x.rows) std::fill_n(x.g->data() + r * rs, rs, 0.0f);
+}
+
+// The rule's step of the touched rows of a table (x.rows).
+[[gnu::noinline]] void step_rows(int rule, Item& x, int n_states, const upd::Hyper& hy) {
+  static std::vector<float*> sp;  // scratch (one step at a time)
+  sp.assign(x.s, x.s + n_states);
+  upd::apply_update(rule, x.w->data(), x.g->data(), sp, x.w->total(), row_size(*x.w), &x.rows, hy, x.clear);
 }
 
 // The counters of a class that keeps them its own way (not in _counts), by name.
@@ -564,16 +579,16 @@ bool step(PyObject* tr) {
     }
     v[K.gscale] = gscale;
     const upd::Hyper hy = upd::Hyper::from(v);
-    static std::vector<float*> sp;
+    // the kernel for these values (the fast build's under a small gradient bound), called directly
+    // for a whole tensor; a table's touched rows through apply_update
+    const upd::StepFn whole = upd::step(rule, hy);
     for (Item& x : items) {
       if (!x.step) {  // frozen: in the norm, then cleared
         clear_frozen(x);
         continue;
       }
-      sp.assign(x.s, x.s + n_states);
-      // (a row's size is a division: only a row-wise step needs it)
-      upd::apply_update(rule, x.w->data(), x.g->data(), sp, x.w->total(), x.rowwise ? row_size(*x.w) : 1,
-                        x.rowwise ? &x.rows : nullptr, hy, x.clear);
+      if (x.rowwise) step_rows(rule, x, n_states, hy);
+      else whole(x.w->data(), x.g->data(), x.s, x.w->total(), hy, x.clear);
     }
   }
 

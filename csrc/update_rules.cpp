@@ -35,14 +35,15 @@ Choice pick(const std::string& want) {
   return {kBase, nullptr, "baseline"};
 }
 
-Choice& choice() {
-  static Choice c = [] {
-    const char* env = std::getenv("DYNET_CPU_EIGEN_ISA");
-    std::string e = env ? env : "";
-    return pick(e == "baseline" || e == "avx2" ? e : "best");
-  }();
-  return c;
+Choice first_choice() {
+  const char* env = std::getenv("DYNET_CPU_EIGEN_ISA");
+  std::string e = env ? env : "";
+  return pick(e == "baseline" || e == "avx2" ? e : "best");
 }
+// Made when the module loads (the builds' tables are constants by then): a step reads it with no
+// guard of a function's static (a small update reads it three times).
+Choice g_choice = first_choice();
+Choice& choice() { return g_choice; }
 
 TensorStepFn g_tensor_steps[kRules];  // DY_TENSOR_RULE's kernels by rule code
 
