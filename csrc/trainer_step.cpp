@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -221,7 +222,7 @@ struct Item {
   PyObject* st;  // the storage (borrowed from the storages list, which the trainer's model holds)
   Tensor *w, *g;
   float* s[3];
-  std::vector<int64_t> rows;  // the touched rows of a lookup table (sorted)
+  std::vector<int64_t>* rows;  // a lookup table's touched rows (sorted; in row_lists(), kept between steps)
   bool lookup, rowwise, clear, step;
 };
 
@@ -252,15 +253,17 @@ enum class Read { skip, ok, decline };
 // of the step's body, as are the other cases than a dense parameter's below: a small update after
 // a graph spends most of its time reading its code again from L2, and the common case's code then
 // lies on fewer lines.  `idle_skip`: a table no row of which was touched is skipped.
-[[gnu::noinline]] Read read_lookup(Item& x, bool sparse, bool idle_skip) {
+[[gnu::noinline]] Read read_lookup(Item& x, bool sparse, bool idle_skip, std::vector<int64_t>& rows) {
   SlotTable& S = storage_slots();
+  rows.clear();
+  x.rows = &rows;
   PyObject* touched = S.slot_value(x.st, st_touched);
   if (!touched || !PySet_CheckExact(touched)) return Read::decline;
   x.clear = PySet_GET_SIZE(touched) > 0;
   if (!x.clear && (sparse || idle_skip)) return Read::skip;
   x.g = tensor_or_null(S.slot_value(x.st, st_grad));
   if (!x.g) return Read::decline;
-  if (x.clear && !sorted_rows(touched, n_rows(*x.g), x.rows)) return Read::decline;
+  if (x.clear && !sorted_rows(touched, n_rows(*x.g), rows)) return Read::decline;
   x.rowwise = x.clear && sparse;
   return Read::ok;
 }
@@ -407,14 +410,14 @@ inline double exact_floor(double x) {
     return;
   }
   const int64_t rs = row_size(*x.g);
-  for (int64_t r : x.rows) std::fill_n(x.g->data() + r * rs, rs, 0.0f);
+  for (int64_t r : *x.rows) std::fill_n(x.g->data() + r * rs, rs, 0.0f);
 }
 
 // The rule's step of the touched rows of a table (x.rows).
 [[gnu::noinline]] void step_rows(int rule, Item& x, int n_states, const upd::Hyper& hy) {
   static std::vector<float*> sp;  // scratch (one step at a time)
   sp.assign(x.s, x.s + n_states);
-  upd::apply_update(rule, x.w->data(), x.g->data(), sp, x.w->total(), row_size(*x.w), &x.rows, hy, x.clear);
+  upd::apply_update(rule, x.w->data(), x.g->data(), sp, x.w->total(), row_size(*x.w), x.rows, hy, x.clear);
 }
 
 // The counters of a class that keeps them its own way (not in _counts), by name.
@@ -463,6 +466,10 @@ bool step(PyObject* tr) {
   const Py_ssize_t n = PyList_GET_SIZE(storages.ptr());
   static std::vector<Item> items;  // scratch (one step at a time: trainer_step_py)
   items.clear();
+  // the lookup tables' row lists, kept with their capacity between steps (no allocation per table
+  // and step); a deque, whose growth leaves the lists where the items point
+  static std::deque<std::vector<int64_t>> row_lists;
+  size_t n_lists = 0;
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* st = PyList_GET_ITEM(storages.ptr(), i);
     Item x{};
@@ -473,9 +480,11 @@ bool step(PyObject* tr) {
     const bool updated = truth(updated_o);
     bool has = false;
     if (x.lookup) {
-      const Read r = read_lookup(x, sparse, !idle_moves || !updated);
+      if (n_lists == row_lists.size()) row_lists.emplace_back();
+      const Read r = read_lookup(x, sparse, !idle_moves || !updated, row_lists[n_lists]);
       if (r == Read::decline) return false;
       if (r == Read::skip) continue;
+      ++n_lists;
       has = x.clear;
     } else {
       PyObject* h = S.slot_value(st, st_has_grad);
@@ -559,7 +568,7 @@ bool step(PyObject* tr) {
         if (!x.clear) continue;
         if (x.lookup) {
           const int64_t rs = row_size(*x.g);
-          for (int64_t r : x.rows) sq += norm(x.g->data() + r * rs, rs);
+          for (int64_t r : *x.rows) sq += norm(x.g->data() + r * rs, rs);
         } else {
           sq += norm(x.g->data(), x.g->total());
         }

@@ -16,7 +16,7 @@
 // refined once: GCC 12 has no 512-bit reciprocal square root for 1.0f / sqrtf(x) and estimated
 // the root and then its reciprocal, each refined (Adagrad's step of a 64x64 parameter took
 // 1.15 us in cache, against 0.62 this way).
-#if defined(__AVX512F__)
+#if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 #if defined(__AVX512F__) && defined(DY_UPD_RECIP) && DY_UPD_RECIP
@@ -210,17 +210,47 @@ inline void add_halves(__m512 a, __m512d& lo, __m512d& hi) {
 // squares of gradients below ~1e-19 are denormal floats: flushed to zero, as in the rules (they
 // cost ~100x each otherwise; a weight that training drives to zero has such gradients on every
 // step).
+// The squared norm of fewer than 64 floats (a row of a lookup table, a small bias) in double: in
+// vector lanes where the build has them, for a scalar sum is one chain of dependent adds (a
+// 16-float row took ~64 cycles, four rows a fifth of a lookup update).
+double short_sq_norm(const float* __restrict p, int64_t n) {
+  int64_t k = 0;
+  double s = 0;
+#if defined(__AVX512F__)
+  __m512d a = _mm512_setzero_pd(), b = _mm512_setzero_pd();
+  for (; k + 16 <= n; k += 16) {
+    const __m512d x = _mm512_cvtps_pd(_mm256_loadu_ps(p + k)), y = _mm512_cvtps_pd(_mm256_loadu_ps(p + k + 8));
+    a = _mm512_fmadd_pd(x, x, a);
+    b = _mm512_fmadd_pd(y, y, b);
+  }
+  if (k + 8 <= n) {
+    const __m512d x = _mm512_cvtps_pd(_mm256_loadu_ps(p + k));
+    a = _mm512_fmadd_pd(x, x, a);
+    k += 8;
+  }
+  s = _mm512_reduce_add_pd(_mm512_add_pd(a, b));
+#elif defined(__AVX2__) && defined(__FMA__)
+  __m256d a = _mm256_setzero_pd(), b = _mm256_setzero_pd();
+  for (; k + 8 <= n; k += 8) {
+    const __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(p + k)), y = _mm256_cvtps_pd(_mm_loadu_ps(p + k + 4));
+    a = _mm256_fmadd_pd(x, x, a);
+    b = _mm256_fmadd_pd(y, y, b);
+  }
+  a = _mm256_add_pd(a, b);
+  const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+  s = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+#endif
+  for (; k < n; ++k) s += double(p[k]) * double(p[k]);
+  return s;
+}
+
 double sq_norm_vec(const float* __restrict p, int64_t n) {
 #if defined(__AVX512F__)
   constexpr int L = 128, V = L / 16;
 #else
   constexpr int L = 64;
 #endif
-  if (n < 64) {  // a row of a lookup table: in double, no lanes to set up and add
-    double s = 0;
-    for (int64_t k = 0; k < n; ++k) s += double(p[k]) * double(p[k]);
-    return s;
-  }
+  if (n < 64) return short_sq_norm(p, n);
   FlushDenormals ftz;
   constexpr int64_t B = 16 * L;
   int64_t k = 0;

@@ -281,7 +281,10 @@ def test_storage_methods():
 
 
 
-@pytest.mark.parametrize("n", [1, 63, 64, 100, 127, 128, 129, 2047, 2048, 2048 + 16 * 5 + 3, 5000, 70001])
+SQ_NORM_LENGTHS = [1, 4, 7, 8, 15, 16, 17, 24, 31, 32, 40, 63, 64, 100, 127, 128, 129, 2047, 2048, 2131, 5000, 70001]
+
+
+@pytest.mark.parametrize("n", SQ_NORM_LENGTHS)
 def test_sq_norm_every_length(n):
     """The squared norm's lanes, blocks and tails (they differ per instruction set) against float64."""
     a = np.random.default_rng(n).standard_normal(n).astype(np.float32)
