@@ -222,7 +222,7 @@ struct Item {
   PyObject* st;  // the storage (borrowed from the storages list, which the trainer's model holds)
   Tensor *w, *g;
   float* s[3];
-  std::vector<int64_t>* rows;  // a lookup table's touched rows (sorted; in row_lists(), kept between steps)
+  std::vector<int64_t>* rows;  // a lookup table's touched rows (sorted; one of step()'s row_lists)
   bool lookup, rowwise, clear, step;
 };
 
@@ -308,6 +308,7 @@ class Counters {
     if (!o) return false;
     Held& h = held();
     if (!(h.open && h.b.obj == o)) {
+      py::object keep = py::reinterpret_borrow<py::object>(o);  // (the old array's release may run Python code)
       h.close();
       if (PyObject_GetBuffer(o, &h.b, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) {
         PyErr_Clear();
