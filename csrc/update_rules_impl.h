@@ -12,13 +12,13 @@
 #include "flush_denormals.h"
 #include "update_rules.h"
 
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>  // the squared norm's lanes and V16
+#endif
 // The fast AVX-512 build steps 16 elements at a time through V16, whose 1 / sqrt is one estimate
 // refined once: GCC 12 has no 512-bit reciprocal square root for 1.0f / sqrtf(x) and estimated
 // the root and then its reciprocal, each refined (Adagrad's step of a 64x64 parameter took
 // 1.15 us in cache, against 0.62 this way).
-#if defined(__AVX2__) || defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 #if defined(__AVX512F__) && defined(DY_UPD_RECIP) && DY_UPD_RECIP
 #define DY_UPD_V16 1
 #else
@@ -193,23 +193,6 @@ DY_RULE(amsgrad) {
   w -= h.lr * s0 / (root(s2) + h.eps);
 }
 
-#if defined(__AVX512F__)
-// lo += the low 8 lanes of a, hi += the high 8, in double
-inline void add_halves(__m512 a, __m512d& lo, __m512d& hi) {
-  lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(a)));
-  hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))));
-}
-#endif
-
-// Blocks of 16 squares a lane summed in float lanes (64 of them; 128 in the AVX-512 builds), each
-// lane's block sums added in double, the lanes added once at the end by halves.  Enough
-// independent accumulators for the vector units to stream the data (one chain of double adds ran
-// at a sixth of the memory's speed; a 64x64 gradient's norm took 0.13 us in four 512-bit
-// registers, which GCC kept in memory between blocks, and 0.095 in eight), and no per-block step
-// is a chain of scalar adds (summing the lanes per block cost more than reading the block).  The
-// squares of gradients below ~1e-19 are denormal floats: flushed to zero, as in the rules (they
-// cost ~100x each otherwise; a weight that training drives to zero has such gradients on every
-// step).
 // The squared norm of fewer than 64 floats (a row of a lookup table, a small bias) in double: in
 // vector lanes where the build has them, for a scalar sum is one chain of dependent adds (a
 // 16-float row took ~64 cycles, four rows a fifth of a lookup update).
@@ -244,6 +227,23 @@ double short_sq_norm(const float* __restrict p, int64_t n) {
   return s;
 }
 
+#if defined(__AVX512F__)
+// lo += the low 8 lanes of a, hi += the high 8, in double
+inline void add_halves(__m512 a, __m512d& lo, __m512d& hi) {
+  lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(a)));
+  hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))));
+}
+#endif
+
+// Blocks of 16 squares a lane summed in float lanes (64 of them; 128 in the AVX-512 builds), each
+// lane's block sums added in double, the lanes added once at the end by halves.  Enough
+// independent accumulators for the vector units to stream the data (one chain of double adds ran
+// at a sixth of the memory's speed; a 64x64 gradient's norm took 0.13 us in four 512-bit
+// registers, which GCC kept in memory between blocks, and 0.095 in eight), and no per-block step
+// is a chain of scalar adds (summing the lanes per block cost more than reading the block).  The
+// squares of gradients below ~1e-19 are denormal floats: flushed to zero, as in the rules (they
+// cost ~100x each otherwise; a weight that training drives to zero has such gradients on every
+// step).
 double sq_norm_vec(const float* __restrict p, int64_t n) {
 #if defined(__AVX512F__)
   constexpr int L = 128, V = L / 16;
