@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -154,7 +155,7 @@ class Executor {
       planned_backward(i, full);
     } else {
       Node& top = nodes_[size_t(i)];
-      std::fill_n(grad_of(top), top.s.total(), 1.0f);
+      std::fill_n(grad_of(top), top.s->total(), 1.0f);
       for (int j = i; j >= 0; --j) backward_node(j, full, false);
     }
     flush_lstm_inputs();
@@ -163,7 +164,7 @@ class Executor {
   py::object value(int i) {
     if (i < 0 || i >= int(nodes_.size()) || !nodes_[size_t(i)].v)
       throw py::index_error("cpu_eigen: value of an unevaluated node " + std::to_string(i));
-    return copy_out(nodes_[size_t(i)].v, nodes_[size_t(i)].s);
+    return copy_out(nodes_[size_t(i)].v, *nodes_[size_t(i)].s);
   }
 
   // The first value of node i as a float: a one-element result (a loss) without a tensor copy.
@@ -175,7 +176,7 @@ class Executor {
 
   py::object gradient(int i) {
     if (i < 0 || i >= n_grad_ || !nodes_[size_t(i)].g) return py::none();
-    return copy_out(defined_grad(nodes_[size_t(i)]), nodes_[size_t(i)].s);
+    return copy_out(defined_grad(nodes_[size_t(i)]), *nodes_[size_t(i)].s);
   }
 
   void reset() {
@@ -189,6 +190,7 @@ class Executor {
       failed_ = false;
     }
     vals_.reset(), grads_.reset(), dpre_.reset_merged();
+    if (shape_pool_.size() > kShapePoolMax) shape_cache_ = {}, shape_at_.clear(), shape_pool_.clear();
     has_floor_ = false;
     n_grad_ = 0;
   }
@@ -232,13 +234,14 @@ class Executor {
   }
 
  private:
-  struct Node {
+  struct alignas(64) Node {
     // (user-provided: emplace_back() then skips zero-filling the record, which marshal fills anyway)
     Node() {}  // NOLINT(modernize-use-equals-default)
     int op;
     const OpInfo* info;
     int a0, na, i0, ni, f0, nf, s0, ns;  // inputs in args_, attributes in ints_, flts_, slots_
-    Shape s;
+    const Shape* s;  // interned (shape_of): a graph's nodes share a few shapes, and a record of 128
+                     // bytes instead of 192 keeps the passes over the graph's nodes in fewer lines
     bool ng;
     float* v = nullptr;
     float* g = nullptr;
@@ -250,6 +253,7 @@ class Executor {
     bool opaque = false;     // an attribute the C++ signature cannot compare (an object): never batched
     const void* dim = nullptr;  // the graph's Dim object of this node (alive while the graph is)
   };
+  static_assert(sizeof(Node) <= 128, "a node's record fits two cache lines");
   struct DeferredGrad {  // dW += dy x^T, postponed until the sweep reaches W
     const float* dy;
     const float* x;
@@ -453,6 +457,31 @@ class Executor {
   std::vector<ab::Item> items_;
   std::vector<CView> xin_ = std::vector<CView>(16);  // gather_inputs' buffer
 
+  // The graph's shapes, one record per Dim (the front end interns its Dims and never changes one):
+  // nodes point here.  Each entry holds its Dim, so an address stays that Dim's while the entry
+  // lives; reset() starts afresh once a program has met many (a record a node points to is never
+  // dropped while the node lives).
+  struct DimShape {
+    py::object dim;
+    Shape s;
+  };
+  std::deque<DimShape> shape_pool_;
+  std::unordered_map<PyObject*, const Shape*> shape_at_;
+  std::array<std::pair<const void*, const Shape*>, 64> shape_cache_{};
+  static constexpr size_t kShapePoolMax = 1 << 14;
+
+  const Shape& shape_of(PyObject* dim, const Shape& s) {
+    std::pair<const void*, const Shape*>& c = shape_cache_[(reinterpret_cast<uintptr_t>(dim) >> 4) % shape_cache_.size()];
+    if (c.first == dim) return *c.second;
+    auto it = shape_at_.find(dim);
+    if (it == shape_at_.end()) {
+      shape_pool_.push_back({py::reinterpret_borrow<py::object>(dim), s});
+      it = shape_at_.emplace(dim, &shape_pool_.back().s).first;
+    }
+    c = {dim, it->second};
+    return *it->second;
+  }
+
   const OpInfo& op_info(PyObject* op) {
     // a direct-mapped cache before the map (one lookup per node: the map's hashing and modulo were
     // a tenth of marshalling); op_refs_ holds every op read, so an address is never reused here
@@ -514,7 +543,7 @@ class Executor {
           __builtin_prefetch(ahead, 1), __builtin_prefetch(ahead + 64, 1), __builtin_prefetch(ahead + 128, 1);
         }
 #endif
-        Node& n = nodes_.emplace_back();  // filled in place (a Node is 192 bytes); popped if this node fails
+        Node& n = nodes_.emplace_back();  // filled in place (a Node is 128 bytes); popped if this node fails
         open = true;
         n.info = info;
         n.op = info->code;
@@ -529,14 +558,14 @@ class Executor {
           }
           args_.push_back(int(id));
         }
-        n.s = r.shape;
+        n.s = &shape_of(r.dim, r.shape);
         n.dim = r.dim;
         n.ng = r.ng;
         n.mark = vals_.mark();
         n.lref = -1;
         read_attrs(n, j, r.attrs);
         // under autobatching a value is placed when its node runs (a group's members in one block)
-        if (n.info->leaf != 2 && ab::strategy() == 0) n.v = vals_.alloc(size_t(n.s.total()));
+        if (n.info->leaf != 2 && ab::strategy() == 0) n.v = vals_.alloc(size_t(n.s->total()));
         open = false;
       });
     } catch (...) {
@@ -552,14 +581,14 @@ class Executor {
     CallTimer timer(n.op);
     switch (n.info->leaf) {
       case 1: {  // input: copy the host data in
-        contract::read_input(ref_of(j), n.v, n.s.total());
+        contract::read_input(ref_of(j), n.v, n.s->total());
         return;
       }
       case 2: {  // parameter: read its storage in place (and keep that tensor alive while the node points at it)
         LeafData& L = leaf_data(j);
         py::object keep = contract::storage::value(L.ref.ptr());
         Tensor& w = as_tensor(keep, "parameter");
-        if (w.total() != n.s.total()) throw std::runtime_error("cpu_eigen: parameter storage does not match its dim");
+        if (w.total() != n.s->total()) throw std::runtime_error("cpu_eigen: parameter storage does not match its dim");
         const float f = contract::storage::factor(L.ref.ptr());
         if (f == 1.0f) {
           n.v = w.data();
@@ -568,8 +597,8 @@ class Executor {
         }
         // under a weight-decay factor, the weights are a scaled copy (as DyNet's ParameterNode makes)
         std::vector<float>& c = L.scaled;
-        c.resize(size_t(n.s.total()));
-        for (int64_t k = 0; k < n.s.total(); ++k) c[size_t(k)] = w.data()[k] * f;
+        c.resize(size_t(n.s->total()));
+        for (int64_t k = 0; k < n.s->total(); ++k) c[size_t(k)] = w.data()[k] * f;
         n.v = c.data();
         return;
       }
@@ -582,10 +611,10 @@ class Executor {
     const KernelDef& k = kernels_[size_t(n.op)];
     CView* xp = gather_inputs(n);
     if (n.op == lstm_gates_ && size_t(j - pre_a_) < pre_.size() && pre_[size_t(j - pre_a_)]) {
-      ku::lstm_gates_pre(xp, n.na, {n.v, n.s}, pre_[size_t(j - pre_a_)]);
+      ku::lstm_gates_pre(xp, n.na, {n.v, *n.s}, pre_[size_t(j - pre_a_)]);
       return;
     }
-    k.fwd(xp, n.na, {n.v, n.s}, attrs_of(n));
+    k.fwd(xp, n.na, {n.v, *n.s}, attrs_of(n));
   }
 
   // Lookups of nodes js (one table: a group's members, or one node): the table read once.
@@ -598,7 +627,7 @@ class Executor {
     for (int m = 0; m < count; ++m) {
       Node& n = nodes_[size_t(js[m])];
       IntSpan idx = attrs_of(n).ints(attr::lookup::indices);
-      int64_t rs = n.s.size();
+      int64_t rs = n.s->size();
       for (int64_t k = 0; k < idx.size(); ++k) {
         int64_t r = idx[k];
         if (r < 0 || r >= rows) throw py::index_error("cpu_eigen: lookup row " + std::to_string(r) + " out of range");
@@ -616,7 +645,7 @@ class Executor {
     const int* ids = args_.data() + n.a0;
     for (int q = 0; q < n.na; ++q) {
       const Node& m = nodes_[size_t(ids[q])];
-      xp[q].p = m.v, xp[q].s = m.s;
+      xp[q].p = m.v, xp[q].s = *m.s;
     }
     return xp;
   }
@@ -629,10 +658,10 @@ class Executor {
     if (!m.g && m.alias) {
       m.g = m.alias;  // zero (has_grad was false): the node's gradient accumulates in place
     } else if (!m.g) {
-      m.g = grads_.alloc(size_t(m.s.total()));
-      std::fill_n(m.g, m.s.total(), 0.0f);
+      m.g = grads_.alloc(size_t(m.s->total()));
+      std::fill_n(m.g, m.s->total(), 0.0f);
     } else if (fresh(m)) {
-      std::fill_n(m.g, m.s.total(), 0.0f);
+      std::fill_n(m.g, m.s->total(), 0.0f);
     }
     fresh(m) = 0;
     return m.g;
@@ -642,13 +671,13 @@ class Executor {
   // none): then a kernel that writes every element may write it instead of adding into zeros,
   // and saves a zero-fill pass and a read (the output layer's 10000 x 16 logits per LM step).
   bool grad_unwritten(Node& m) {
-    if (!m.g && !m.alias) m.g = grads_.alloc(size_t(m.s.total())), fresh(m) = 1;
+    if (!m.g && !m.alias) m.g = grads_.alloc(size_t(m.s->total())), fresh(m) = 1;
     return fresh(m);
   }
 
   // The node's gradient for reading: zero if nothing has written it.
   float* defined_grad(Node& m) {
-    if (fresh(m)) std::fill_n(m.g, m.s.total(), 0.0f), fresh(m) = 0;
+    if (fresh(m)) std::fill_n(m.g, m.s->total(), 0.0f), fresh(m) = 0;
     return m.g;
   }
 
@@ -662,7 +691,7 @@ class Executor {
       CallTimer timer(n.op);
       if (n.g != n.alias) {
         Tensor& g = contract::storage::grad(st);
-        int64_t m = n.s.total();
+        int64_t m = n.s->total();
         for (int64_t k = 0; k < m; ++k) g.data()[k] += n.g[k];
       }
       contract::storage::set_has_grad(st);
@@ -678,7 +707,7 @@ class Executor {
   // A lookup's gradient added into its table's rows; its rows.
   IntSpan scatter_rows(const Node& n, Tensor& g) const {
     IntSpan idx = attrs_of(n).ints(attr::lookup::indices);
-    int64_t rs = n.s.size();
+    int64_t rs = n.s->size();
     for (int64_t k = 0; k < idx.size(); ++k) {
       float* dst = g.data() + idx[k] * rs;
       for (int64_t q = 0; q < rs; ++q) dst[q] += n.g[k * rs + q];
@@ -705,7 +734,7 @@ class Executor {
       aliased_.push_back(st);  // a second node of the same parameter keeps its own block
       if (contract::storage::has_grad(st)) continue;
       Tensor& g = contract::storage::grad(st);
-      if (g.total() == n.s.total()) n.alias = g.data();
+      if (g.total() == n.s->total()) n.alias = g.data();
     }
   }
 
@@ -733,7 +762,7 @@ class Executor {
       return;
     }
     if (n.na == 0) return;
-    const Call c(n.op, n.na, j, nullptr, gather_inputs(n), n.v, n.g, n.s, attrs_of(n));
+    const Call c(n.op, n.na, j, nullptr, gather_inputs(n), n.v, n.g, *n.s, attrs_of(n));
     call_backward(c, full, defer);
   }
 
@@ -755,12 +784,12 @@ class Executor {
       bias = args_[size_t(n.a0)], w = args_[size_t(n.a0 + 1)], x = args_[size_t(n.a0 + 2)];
     else
       return false;
-    const Shape &W = nodes_[size_t(w)].s, &X = nodes_[size_t(x)].s;
-    if (W.nd > 2 || W.bd != 1 || W.total() == 0 || X.nd > 2 || X.bd != n.s.bd || X.d[0] != W.d[1] ||
-        n.s.d[0] != W.d[0])
+    const Shape &W = *nodes_[size_t(w)].s, &X = *nodes_[size_t(x)].s;
+    if (W.nd > 2 || W.bd != 1 || W.total() == 0 || X.nd > 2 || X.bd != n.s->bd || X.d[0] != W.d[1] ||
+        n.s->d[0] != W.d[0])
       return false;
     if (bias >= 0) {
-      const Shape& B = nodes_[size_t(bias)].s;
+      const Shape& B = *nodes_[size_t(bias)].s;
       if (B.bd != 1 || B.total() != W.d[0]) return false;
     }
     return true;
@@ -773,7 +802,7 @@ class Executor {
     if (batch.size() >= 4 || thin::active()) return true;
     int w, x, bias;
     if (!site_of(nodes_[size_t(batch[0])], w, x, bias)) return true;
-    return nodes_[size_t(w)].s.total() <= 4096;
+    return nodes_[size_t(w)].s->total() <= 4096;
   }
 
   // The end of attribute k's run in a flattened list (the next attribute's start, or the end).
@@ -823,7 +852,7 @@ class Executor {
     if (oi.leaf) {  // a lookup: its table (the storage), then its data dims
       weight = int64_t(reinterpret_cast<uintptr_t>(ref_of(j)));
       *kp++ = weight;
-      dims(n.s);
+      dims(*n.s);
       len = size_t(kp - k0);
       return true;
     }
@@ -837,15 +866,15 @@ class Executor {
         *kp++ = -1;
         *kp++ = w;
         *kp++ = attrs_of(x).flag(attr::parameter::update);
-        dims(x.s);
+        dims(*x.s);
       } else if (oi.is_shared(q)) {
-        if (x.s.bd != 1) return false;
+        if (x.s->bd != 1) return false;
         *kp++ = -2;
         *kp++ = sx;  // the node itself: the kernel takes it unbatched
       } else {
-        if (x.s.bd != n.s.bd) return false;  // a broadcast operand cannot be joined with the others
+        if (x.s->bd != n.s->bd) return false;  // a broadcast operand cannot be joined with the others
         *kp++ = -3;
-        dims(x.s);
+        dims(*x.s);
         joined = true;
       }
     }
@@ -882,7 +911,7 @@ class Executor {
         Attrs am = attrs_of(m);
         int32_t at = am.slot[k].i;
         if (at < 0) throw std::runtime_error("cpu_eigen: " + m.info->name + "'s indices are not a sequence");
-        int64_t items = am.i[at], reps = items == m.s.bd ? 1 : m.s.bd;
+        int64_t items = am.i[at], reps = items == m.s->bd ? 1 : m.s->bd;
         for (int64_t r = 0; r < reps; ++r) gints_.insert(gints_.end(), am.i + at + 1, am.i + attr_end(am, k, true));
         gints_[len] += items * reps;
       }
@@ -1068,7 +1097,7 @@ class Executor {
 
   void run_single(int j, bool check) {
     Node& n = nodes_[size_t(j)];
-    if (!n.v && n.info->leaf != 2) n.v = vals_.alloc(size_t(n.s.total())), floor_ = vals_.mark(), has_floor_ = true;
+    if (!n.v && n.info->leaf != 2) n.v = vals_.alloc(size_t(n.s->total())), floor_ = vals_.mark(), has_floor_ = true;
     run_forward(j);
     plan_.push_back(j);
     done_[size_t(j - range_a_)] = 1;
@@ -1123,14 +1152,14 @@ class Executor {
     for (size_t k = 0; k < batch.size(); ++k) {
       if (k + AHEAD < batch.size()) prefetch_node(batch[k + AHEAD]);
       const Node& n = nodes_[size_t(batch[k])];
-      total += n.s.total(), bd += n.s.bd;
+      total += n.s->total(), bd += n.s->bd;
       G.ng |= n.ng, G.all_ng &= n.ng;
       goff_.push_back(total);
     }
     for (int q = 0; q < G.na; ++q) {
       const Node& x0 = operand(G, 0, q);
       bool shared = x0.info->leaf == 2 || G.info->is_shared(q);
-      CView v{x0.v, x0.s};
+      CView v{x0.v, *x0.s};
       Operand r;
       if (!shared && !join_slice(G, q, r, v)) {
         v.s.bd = 0;
@@ -1141,9 +1170,9 @@ class Executor {
         for (int k = 0; k < G.nm; ++k) {
           if (k + int(AHEAD) < G.nm) prefetch_node(ids[k + int(AHEAD)]);
           const Node& x = nodes_[size_t(ids[k])];
-          v.s.bd += x.s.bd;
+          v.s.bd += x.s->bd;
           adjacent &= x.v == next;
-          next = x.v + x.s.total();
+          next = x.v + x.s->total();
           r.ng |= x.ng;
         }
         if (!adjacent) {  // copied side by side (kept: backward reads the same operand)
@@ -1151,8 +1180,8 @@ class Executor {
           v.p = c;
           for (int k = 0; k < G.nm; ++k) {
             const Node& x = nodes_[size_t(gops_[size_t(r.ids + k)])];
-            std::memcpy(c, x.v, size_t(x.s.total()) * sizeof(float));
-            c += x.s.total();
+            std::memcpy(c, x.v, size_t(x.s->total()) * sizeof(float));
+            c += x.s->total();
           }
         }
       }
@@ -1162,7 +1191,7 @@ class Executor {
     }
     G.y = vals_.alloc(size_t(total));
     floor_ = vals_.mark(), has_floor_ = true;
-    G.ys = n0.s, G.ys.bd = bd;
+    G.ys = *n0.s, G.ys.bd = bd;
     for (int k = 0; k < G.nm; ++k) {
       int m = batch[size_t(k)];
       nodes_[size_t(m)].v = G.y + goff_[size_t(G.o0 + k)];
@@ -1207,8 +1236,8 @@ class Executor {
     if (n.op != lstm_gates_ || n.na != 5) return false;
     const Node& X = nodes_[size_t(args_[size_t(n.a0)])];
     const Node& W = nodes_[size_t(args_[size_t(n.a0 + 2)])];
-    return (X.info->leaf == 1 || X.info->leaf == 3) && W.info->leaf == 2 && W.s.nd == 2 && W.s.bd == 1 &&
-           W.s.d[1] > 1 && X.s.bd == n.s.bd && X.s.total() == n.s.bd * W.s.d[1];
+    return (X.info->leaf == 1 || X.info->leaf == 3) && W.info->leaf == 2 && W.s->nd == 2 && W.s->bd == 1 &&
+           W.s->d[1] > 1 && X.s->bd == n.s->bd && X.s->total() == n.s->bd * W.s->d[1];
   }
   // Forward: the gates nodes of [a, b) that run alone (groups of one in the plan), grouped by W_x;
   // marks them in pre_due_ (run_lstm_inputs computes their columns before the first runs); true when some W_x has two or more.
@@ -1244,7 +1273,7 @@ class Executor {
     };
     int64_t total = 0;
     for (const Group& g : lstm_groups_)
-      for (int j : g.ready) total += nodes_[size_t(j)].s.total();
+      for (int j : g.ready) total += nodes_[size_t(j)].s->total();
     if (int64_t(pre_buf_.size()) < total) pre_buf_.resize(size_t(total));
     float* out = pre_buf_.data();
     for (const Group& g : lstm_groups_) {
@@ -1254,14 +1283,14 @@ class Executor {
         const Node& n = nodes_[size_t(j)];
         int x = args_[size_t(n.a0)];
         run_leaf(x);
-        items_.push_back({nodes_[size_t(x)].v, n.s.bd, out, {}});
+        items_.push_back({nodes_[size_t(x)].v, n.s->bd, out, {}});
         pre_[size_t(j - a)] = out;
-        out += n.s.total();
+        out += n.s->total();
       }
       count_call(lstm_gates_);  // the steps' W_x x as one call (each step's own call follows)
       CallTimer timer(lstm_gates_);
       const Node& W = nodes_[size_t(g.w)];
-      ab::forward(W.v, W.s.d[0], W.s.d[1], items_);
+      ab::forward(W.v, W.s->d[0], W.s->d[1], items_);
     }
   }
 
@@ -1276,7 +1305,7 @@ class Executor {
       count_call(lstm_gates_);
       CallTimer timer(lstm_gates_);
       const Node& W = nodes_[size_t(w)];
-      ab::input_grad(W.v, W.s.d[0], W.s.d[1], its);
+      ab::input_grad(W.v, W.s->d[0], W.s->d[1], its);
     }
     for (int j : pending_leaves_) {
       nodes_[size_t(j)].pending = false;
@@ -1321,10 +1350,10 @@ class Executor {
     if (!joined(c, q)) {
       Node& m = single_operand(c, q);
       if (settable && grad_unwritten(m)) {
-        run(View{m.g, m.s}, true);
+        run(View{m.g, *m.s}, true);
         fresh(m) = 0;
       } else {
-        run(View{grad_of(m), m.s}, false);
+        run(View{grad_of(m), *m.s}, false);
       }
       return;
     }
@@ -1352,7 +1381,7 @@ class Executor {
       const Node& x = nodes_[size_t(ids[k])];
       adjacent = x.g && !x.alias && (k == 0 || x.g == next);
       all &= fresh_[size_t(ids[k])] != 0;
-      next = x.g + x.s.total();
+      next = x.g + x.s->total();
     }
     if (adjacent) {
       float* p = nodes_[size_t(ids[0])].g;
@@ -1377,7 +1406,7 @@ class Executor {
         continue;
       }
       Node& x = nodes_[size_t(id)];
-      int64_t m = x.s.total();
+      int64_t m = x.s->total();
       if (full || x.ng) {
         if (x.g && fresh(x))
           scatter_part(x.g, t, m, fresh(x));
@@ -1404,9 +1433,9 @@ class Executor {
     if (joined(c, q)) return false;
     Node& W = single_operand(c, q);
     const CView& X = c.xp[q + 1];
-    if (W.s.nd > 2 || W.s.bd != 1 || W.s.total() == 0 || X.s.nd > 2 || X.s.bd != c.y.s.bd) return false;
+    if (W.s->nd > 2 || W.s->bd != 1 || W.s->total() == 0 || X.s.nd > 2 || X.s.bd != c.y.s.bd) return false;
     grad_of(W);
-    dw_.push_back({c.dy.p, X.p, X.s.total() / W.s.d[1], W.dwq, c.op, c.G != nullptr});
+    dw_.push_back({c.dy.p, X.p, X.s.total() / W.s->d[1], W.dwq, c.op, c.G != nullptr});
     W.dwq = int(dw_.size()) - 1;
     return true;
   }
@@ -1433,7 +1462,7 @@ class Executor {
       if (defer && !drop && (q == 2 || q == 3) && !joined(c, q)) {
         Node& m = single_operand(c, q);
         const CView& X = c.xp[q - 2];
-        if (m.s.nd == 2 && m.s.bd == 1 && m.s.d[1] > 1 && X.s.bd == nb && X.s.total() == nb * m.s.d[1]) {
+        if (m.s->nd == 2 && m.s->bd == 1 && m.s->d[1] > 1 && X.s.bd == nb && X.s.total() == nb * m.s->d[1]) {
           grad_of(m);
           dw_.push_back({r, X.p, nb, m.dwq, c.op, c.G != nullptr});
           m.dwq = int(dw_.size()) - 1;
@@ -1480,7 +1509,7 @@ class Executor {
     if (other >= 0) count_call(other);
     CallTimer timer(first);
     if (items_.size() == 1 && group) ++ab::stats().weight_grad;  // (counted below for two or more)
-    ab::weight_grad(W.g, W.s.d[0], W.s.d[1], items_);
+    ab::weight_grad(W.g, W.s->d[0], W.s->d[1], items_);
   }
 
   // Backward under autobatching: each live group reaching down to i gets one gradient block
@@ -1498,7 +1527,7 @@ class Executor {
   // Backward over the executed records in reverse.
   void planned_backward(int i, bool full) {
     Node& top = nodes_[size_t(i)];
-    std::fill_n(grad_of(top), top.s.total(), 1.0f);
+    std::fill_n(grad_of(top), top.s->total(), 1.0f);
     for (auto it = plan_.rbegin(); it != plan_.rend(); ++it) {
       if (*it >= 0) {
         if (*it <= i) backward_node(*it, full, true);
@@ -1551,7 +1580,7 @@ class Executor {
 
   void check_finite(int j) {
     const Node& n = nodes_[size_t(j)];
-    for (int64_t k = 0; k < n.s.total(); ++k)
+    for (int64_t k = 0; k < n.s->total(); ++k)
       if (!std::isfinite(n.v[k]))
         throw std::runtime_error("check_validity: " + n.info->name + " (node " + std::to_string(j) +
                                  ") produced NaN or Inf");
