@@ -187,6 +187,10 @@ using FwdFn = void (*)(const CView* xs, int n, const View& y, const Attrs& a);
 using BwdFn = void (*)(const CView* xs, int n, const CView& y, const CView& dy, int i, const View& dx,
                      const Attrs& a);
 
+// A one-input elementwise forward over an operand that lies in runs: run r is n[r] floats at
+// x[r], and y is written run after run (sum n[r] floats).
+using RunsFwdFn = void (*)(const float* const* x, const int64_t* n, int runs, float* y);
+
 struct KernelDef {
   const char* name;
   FwdFn fwd;  // may be null for leaves handled by the executor (input, parameter, lookup)
@@ -194,6 +198,10 @@ struct KernelDef {
   // Optional: dx = d f / d xs[i], writing every element of dx without reading it.  The executor
   // calls it for a gradient nothing has written yet, instead of zero-filling it and calling bwd.
   BwdFn bwd_set = nullptr;
+  // Optional, for a one-input elementwise op whose backward reads y and dy only (never x): the
+  // forward over a batch whose inputs lie scattered, read where they are.  An autobatched group
+  // of such an op then needs no joined copy of its operand (its backward never asks for one).
+  RunsFwdFn fwd_runs = nullptr;
 };
 
 // Registers an op's kernels, written right after them: DY_REGISTER(conv2d, f_conv2d, b_conv2d).

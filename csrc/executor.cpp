@@ -455,6 +455,8 @@ class Executor {
   std::vector<float> dx_buf_;  // backward: a joined operand's gradient, when not in place
   std::vector<int64_t> rows_;  // backward: a lookup group's rows
   std::vector<ab::Item> items_;
+  std::vector<const float*> run_x_;  // forward_by_runs: where each run of an operand starts, and its length
+  std::vector<int64_t> run_n_;
   std::vector<CView> xin_ = std::vector<CView>(16);  // gather_inputs' buffer
 
   // The graph's shapes, one record per Dim (the front end interns its Dims and never changes one):
@@ -1156,6 +1158,9 @@ class Executor {
       G.ng |= n.ng, G.all_ng &= n.ng;
       goff_.push_back(total);
     }
+    // a one-input elementwise op whose backward never reads x: its operand is read where it lies
+    const RunsFwdFn by_runs = G.na == 1 && !G.info->leaf ? kernels_[size_t(G.op)].fwd_runs : nullptr;
+    bool in_runs = false;
     for (int q = 0; q < G.na; ++q) {
       const Node& x0 = operand(G, 0, q);
       bool shared = x0.info->leaf == 2 || G.info->is_shared(q);
@@ -1175,7 +1180,9 @@ class Executor {
           next = x.v + x.s->total();
           r.ng |= x.ng;
         }
-        if (!adjacent) {  // copied side by side (kept: backward reads the same operand)
+        if (!adjacent && by_runs) {
+          v.p = nullptr, in_runs = true;  // no joined copy: nothing reads one
+        } else if (!adjacent) {  // copied side by side (kept: backward reads the same operand)
           float* c = vals_.alloc(size_t(v.s.total()));
           v.p = c;
           for (int k = 0; k < G.nm; ++k) {
@@ -1205,11 +1212,32 @@ class Executor {
     CallTimer timer(G.op);
     if (G.info->leaf == 3) {  // lookups: each member gathers its rows into its slice
       lookup_rows(batch.data(), int(batch.size()));
+    } else if (in_runs) {
+      forward_by_runs(G, by_runs);
     } else if (!shared_product(G)) {
       kernels_[size_t(G.op)].fwd(gxs_.data() + G.x0, G.na, {G.y, G.ys}, group_attrs(G));
     }
     if (check)
       for (int m : batch) check_finite(m);
+  }
+
+  // A one-input elementwise group whose operand lies scattered: one call over the runs in which
+  // the members' operands lie side by side.
+  void forward_by_runs(const GroupRec& G, RunsFwdFn f) {
+    const int* ids = gops_.data() + gopnd_[size_t(G.x0)].ids;
+    run_x_.clear(), run_n_.clear();
+    const float* next = nullptr;
+    for (int k = 0; k < G.nm; ++k) {
+      const Node& x = nodes_[size_t(ids[k])];
+      int64_t n = x.s->total();
+      if (x.v == next && !run_n_.empty()) {
+        run_n_.back() += n;
+      } else {
+        run_x_.push_back(x.v), run_n_.push_back(n);
+      }
+      next = x.v + n;
+    }
+    f(run_x_.data(), run_n_.data(), int(run_n_.size()), G.y);
   }
 
   // A group of products W x_i (or b + W x_i) of one shared weight and bias: the output block filled
