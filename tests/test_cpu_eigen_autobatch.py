@@ -119,7 +119,21 @@ def _first_writers(ps, xs):
     return dy.esum(terms)
 
 
-CASES = [("independent", _independent, 4), ("chain", _chain, 3),
+def _scattered_activations(ps, xs):
+    """logistic and tanh groups whose operands lie scattered (KernelDef::fwd_runs, no joined copy):
+    each member's input alternates between two products' output blocks, or is an input slice; the
+    activations feed a product and each other, so their gradients reach both blocks."""
+    W, b, U = ps["W"], ps["b"], ps["U"]
+    terms = []
+    for x in xs:
+        a, m = dy.affine_transform([b, W, x]), W * x
+        i, o = dy.logistic(a), dy.logistic(m)
+        g, t = dy.tanh(m), dy.tanh(dy.pickrange(x, 1, 3))
+        terms.append(dy.sum_elems(dy.cmult(i, g) + o) + dy.sum_elems(U * dy.logistic(x)) + dy.sum_elems(t))
+    return dy.esum(terms)
+
+
+CASES = [("independent", _independent, 4), ("chain", _chain, 3), ("scattered_activations", _scattered_activations, 4),
          ("nested", _nested, 4), ("dropout", _dropout, 4), ("first_writers", _first_writers, 4)]
 
 
