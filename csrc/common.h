@@ -187,9 +187,12 @@ using FwdFn = void (*)(const CView* xs, int n, const View& y, const Attrs& a);
 using BwdFn = void (*)(const CView* xs, int n, const CView& y, const CView& dy, int i, const View& dx,
                      const Attrs& a);
 
-// A one-input elementwise forward over an operand that lies in runs: run r is n[r] floats at
-// x[r], and y is written run after run (sum n[r] floats).
-using RunsFwdFn = void (*)(const float* const* x, const int64_t* n, int runs, float* y);
+// An elementwise op (every input the output's shape) over a batch whose inputs lie scattered, in
+// runs: in run r, input q's n[r] floats are at x[r * na + q]; y, dy and dx hold the runs one after
+// another.  The backward writes dx = d f / d x_i (set) or adds it into dx.
+using RunsFwdFn = void (*)(const float* const* x, const int64_t* n, int runs, int na, float* y);
+using RunsBwdFn = void (*)(const float* const* x, const int64_t* n, int runs, int na, const float* y,
+                           const float* dy, int i, float* dx, bool set);
 
 struct KernelDef {
   const char* name;
@@ -198,10 +201,10 @@ struct KernelDef {
   // Optional: dx = d f / d xs[i], writing every element of dx without reading it.  The executor
   // calls it for a gradient nothing has written yet, instead of zero-filling it and calling bwd.
   BwdFn bwd_set = nullptr;
-  // Optional, for a one-input elementwise op whose backward reads y and dy only (never x): the
-  // forward over a batch whose inputs lie scattered, read where they are.  An autobatched group
-  // of such an op then needs no joined copy of its operand (its backward never asks for one).
+  // Optional, both or neither, for an elementwise op: forward and backward over a batch whose
+  // inputs are read where they lie, so an autobatched group needs no joined copy of its operands.
   RunsFwdFn fwd_runs = nullptr;
+  RunsBwdFn bwd_runs = nullptr;
 };
 
 // Registers an op's kernels, written right after them: DY_REGISTER(conv2d, f_conv2d, b_conv2d).

@@ -181,7 +181,7 @@ class Executor {
 
   void reset() {
     nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), leaves_.clear();
-    plan_.clear(), grecs_.clear(), gmem_.clear(), gxs_.clear(), gjoin_.clear();
+    plan_.clear(), grecs_.clear(), gmem_.clear(), gxs_.clear(), gjoin_.clear(), grun_x_.clear(), grun_n_.clear();
     goff_.clear(), gops_.clear(), gopnd_.clear(), gof_.clear(), gat_.clear(), param_ids_.clear();
     gints_.clear(), gflts_.clear(), gslots_.clear();
     planned_ = false;
@@ -339,6 +339,7 @@ class Executor {
     bool ng = false, all_ng = true;  // some member / every member needs its gradient
     bool dead = false;   // cut by a truncation: its members run alone now
     float* g = nullptr;  // backward: the members' gradients, one block
+    int r0 = 0, rx = 0, nr = 0;  // its operands read in runs (grun_n_ from r0, grun_x_ from rx), nr > 0
   };
   // A group's joined operand q (gopnd_[x0 + q]): the members' operand ids (gops_[ids ..]), and
   // where those are members k0 .. k0 + nm - 1 of one earlier group src, in order, so the operand
@@ -455,8 +456,10 @@ class Executor {
   std::vector<float> dx_buf_;  // backward: a joined operand's gradient, when not in place
   std::vector<int64_t> rows_;  // backward: a lookup group's rows
   std::vector<ab::Item> items_;
-  std::vector<const float*> run_x_;  // forward_by_runs: where each run of an operand starts, and its length
-  std::vector<int64_t> run_n_;
+  // the groups' operand runs (plan_runs): per run, each operand's start, and the run's length
+  std::vector<const float*> grun_x_;
+  std::vector<int64_t> grun_n_;
+  std::vector<const float*> run_next_;  // plan_runs: where each operand's current run ends
   std::vector<CView> xin_ = std::vector<CView>(16);  // gather_inputs' buffer
 
   // The graph's shapes, one record per Dim (the front end interns its Dims and never changes one):
@@ -1158,9 +1161,8 @@ class Executor {
       G.ng |= n.ng, G.all_ng &= n.ng;
       goff_.push_back(total);
     }
-    // a one-input elementwise op whose backward never reads x: its operand is read where it lies
-    const RunsFwdFn by_runs = G.na == 1 && !G.info->leaf ? kernels_[size_t(G.op)].fwd_runs : nullptr;
-    bool in_runs = false;
+    // an elementwise op that can read its operands where they lie: runs instead of joined copies
+    bool by_runs = plan_runs(G), in_runs = false;
     for (int q = 0; q < G.na; ++q) {
       const Node& x0 = operand(G, 0, q);
       bool shared = x0.info->leaf == 2 || G.info->is_shared(q);
@@ -1205,6 +1207,7 @@ class Executor {
       done_[size_t(m - range_a_)] = 1;
       gof_[size_t(m)] = int(grecs_.size()), gat_[size_t(m)] = k;
     }
+    if (by_runs && !in_runs) grun_x_.resize(size_t(G.rx)), grun_n_.resize(size_t(G.r0)), G.nr = 0;
     join_attrs(G);
     grecs_.push_back(G);
     plan_.push_back(-int(grecs_.size()));
@@ -1213,7 +1216,8 @@ class Executor {
     if (G.info->leaf == 3) {  // lookups: each member gathers its rows into its slice
       lookup_rows(batch.data(), int(batch.size()));
     } else if (in_runs) {
-      forward_by_runs(G, by_runs);
+      const GroupRec& R = grecs_.back();
+      kernels_[size_t(G.op)].fwd_runs(grun_x_.data() + R.rx, grun_n_.data() + R.r0, R.nr, G.na, G.y);
     } else if (!shared_product(G)) {
       kernels_[size_t(G.op)].fwd(gxs_.data() + G.x0, G.na, {G.y, G.ys}, group_attrs(G));
     }
@@ -1221,23 +1225,41 @@ class Executor {
       for (int m : batch) check_finite(m);
   }
 
-  // A one-input elementwise group whose operand lies scattered: one call over the runs in which
-  // the members' operands lie side by side.
-  void forward_by_runs(const GroupRec& G, RunsFwdFn f) {
-    const int* ids = gops_.data() + gopnd_[size_t(G.x0)].ids;
-    run_x_.clear(), run_n_.clear();
-    const float* next = nullptr;
-    for (int k = 0; k < G.nm; ++k) {
-      const Node& x = nodes_[size_t(ids[k])];
-      int64_t n = x.s->total();
-      if (x.v == next && !run_n_.empty()) {
-        run_n_.back() += n;
-      } else {
-        run_x_.push_back(x.v), run_n_.push_back(n);
+  // An elementwise group (fwd_runs and bwd_runs, every operand joined, each member's operands of
+  // its own size): the runs in which all the members' operands lie side by side, from grun_x_ and
+  // grun_n_ on (G.rx, G.r0, G.nr), and true; else false, nothing kept.  The forward and backward of such
+  // a group read their operands there: no joined copies (run_group drops the runs when every
+  // operand turned out to lie in one piece anyway).
+  bool plan_runs(GroupRec& G) {
+    const KernelDef& k = kernels_[size_t(G.op)];
+    if (!k.fwd_runs || !k.bwd_runs || G.info->leaf) return false;
+    for (int q = 0; q < G.na; ++q)
+      if (G.info->is_shared(q) || operand(G, 0, q).info->leaf == 2) return false;
+    G.r0 = int(grun_n_.size()), G.rx = int(grun_x_.size()), G.nr = 0;
+    const int* mem = members(G);
+    const int64_t* off = goff_.data() + G.o0;
+    run_next_.assign(size_t(G.na), nullptr);
+    for (int m = 0; m < G.nm; ++m) {
+      const Node& n = nodes_[size_t(mem[m])];
+      int64_t len = off[m + 1] - off[m];
+      bool extends = m > 0;
+      for (int q = 0; q < G.na; ++q) {
+        const Node& x = nodes_[size_t(args_[size_t(n.a0 + q)])];
+        if (x.s->total() != len) {  // broadcasting: joined copies
+          grun_x_.resize(size_t(G.rx)), grun_n_.resize(size_t(G.r0)), G.nr = 0;
+          return false;
+        }
+        extends &= x.v == run_next_[size_t(q)];
       }
-      next = x.v + n;
+      if (extends) {
+        grun_n_.back() += len;
+      } else {
+        for (int q = 0; q < G.na; ++q) grun_x_.push_back(nodes_[size_t(args_[size_t(n.a0 + q)])].v);
+        grun_n_.push_back(len), ++G.nr;
+      }
+      for (int q = 0; q < G.na; ++q) run_next_[size_t(q)] = nodes_[size_t(args_[size_t(n.a0 + q)])].v + len;
     }
-    f(run_x_.data(), run_n_.data(), int(run_n_.size()), G.y);
+    return true;
   }
 
   // A group of products W x_i (or b + W x_i) of one shared weight and bias: the output block filled
@@ -1510,6 +1532,19 @@ class Executor {
       return;
     }
     const KernelDef& k = kernels_[size_t(c.op)];
+    if (c.G && c.G->nr > 0) {  // operands read in runs (plan_runs)
+      const float* const* rx = grun_x_.data() + c.G->rx;
+      const int64_t* rn = grun_n_.data() + c.G->r0;
+      for (int q = 0; q < c.na; ++q) {
+        if (!call_wants(c, q, full)) continue;
+        count_call(c.op);
+        CallTimer timer(c.op);
+        grad_into(c, q, full, true, [&](const View& dx, bool set) {
+          k.bwd_runs(rx, rn, c.G->nr, c.na, c.y.p, c.dy.p, q, dx.p, set);
+        });
+      }
+      return;
+    }
     for (int q = 0; q < c.na; ++q) {
       if (!call_wants(c, q, full)) continue;
       if (defer && defer_weight_grad(c, q)) continue;

@@ -74,7 +74,23 @@ void b_add_set(const CView*, int, const CView& y, const CView& dy, int, const Vi
   std::fill_n(dx.p, dx.s.total(), 0.0f);
   acc_unbroadcast(dx, y.s, dy.p);
 }
-DY_REGISTER(add, f_add, b_add, b_add_set);
+// add over runs (no broadcasting there): y = x_0 + x_1; dx = dy.
+void f_add_runs(const float* const* x, const int64_t* n, int runs, int na, float* y) {
+  for (int r = 0; r < runs; y += n[r], ++r) {
+    const float* const* xr = x + size_t(r) * size_t(na);
+    Arr(y, n[r]) = CArr(xr[0], n[r]) + CArr(xr[1], n[r]);
+  }
+}
+void b_add_runs(const float* const*, const int64_t* n, int runs, int, const float*, const float* dy, int, float* dx,
+                bool set) {
+  int64_t m = 0;
+  for (int r = 0; r < runs; ++r) m += n[r];
+  if (set)
+    std::memcpy(dx, dy, size_t(m) * sizeof(float));
+  else
+    Arr(dx, m) += CArr(dy, m);
+}
+DY_REGISTER(add, f_add, b_add, b_add_set, f_add_runs, b_add_runs);
 DY_REGISTER(colwise_add, f_add, b_add, b_add_set);
 
 void f_cmult(const CView* x, int, const View& y, const Attrs&) {
@@ -95,7 +111,24 @@ void b_cmult_set(const CView* x, int n, const CView& y, const CView& dy, int i, 
   int64_t m = y.s.total();
   Arr(dx.p, m) = CArr(dy.p, m) * CArr(x[1 - i].p, m);
 }
-DY_REGISTER(cmult, f_cmult, b_cmult, b_cmult_set);
+// cmult over runs (no broadcasting there): y = x_0 x_1; dx_i = dy x_(1-i).
+void f_cmult_runs(const float* const* x, const int64_t* n, int runs, int na, float* y) {
+  for (int r = 0; r < runs; y += n[r], ++r) {
+    const float* const* xr = x + size_t(r) * size_t(na);
+    Arr(y, n[r]) = CArr(xr[0], n[r]) * CArr(xr[1], n[r]);
+  }
+}
+void b_cmult_runs(const float* const* x, const int64_t* n, int runs, int na, const float*, const float* dy, int i,
+                  float* dx, bool set) {
+  for (int r = 0; r < runs; dy += n[r], dx += n[r], ++r) {
+    const float* other = x[size_t(r) * size_t(na) + size_t(1 - i)];
+    if (set)
+      Arr(dx, n[r]) = CArr(dy, n[r]) * CArr(other, n[r]);
+    else
+      Arr(dx, n[r]) += CArr(dy, n[r]) * CArr(other, n[r]);
+  }
+}
+DY_REGISTER(cmult, f_cmult, b_cmult, b_cmult_set, f_cmult_runs, b_cmult_runs);
 void f_cdiv(const CView* x, int, const View& y, const Attrs&) {
   bin_fwd(x[0], x[1], y, [](float p, float q) { return p / q; });
 }

@@ -79,7 +79,7 @@ void b_tanh_set(const CView*, int, const CView& y, const CView& dy, int, const V
   int64_t n = dx.s.total();
   Arr(dx.p, n) = CArr(dy.p, n) * (1.0f - CArr(y.p, n).square());
 }
-void f_tanh_runs(const float* const* x, const int64_t* n, int runs, float* y) {
+void f_tanh_runs(const float* const* x, const int64_t* n, int runs, int, float* y) {
   for (int r = 0; r < runs; y += n[r], ++r) {
 #ifdef DY_ACT_X86
     if (act::avx2_fma()) {
@@ -90,7 +90,16 @@ void f_tanh_runs(const float* const* x, const int64_t* n, int runs, float* y) {
     Arr(y, n[r]) = CArr(x[r], n[r]).tanh();
   }
 }
-DY_REGISTER(tanh, f_tanh, b_tanh, b_tanh_set, f_tanh_runs);
+void b_tanh_runs(const float* const*, const int64_t* n, int runs, int, const float* y, const float* dy, int,
+                   float* dx, bool set) {  // (reads y only: one pass over the whole block)
+  int64_t m = 0;
+  for (int r = 0; r < runs; ++r) m += n[r];
+  if (set)
+    Arr(dx, m) = CArr(dy, m) * (1.0f - CArr(y, m).square());
+  else
+    Arr(dx, m) += CArr(dy, m) * (1.0f - CArr(y, m).square());
+}
+DY_REGISTER(tanh, f_tanh, b_tanh, b_tanh_set, f_tanh_runs, b_tanh_runs);
 void f_exp(const CView* x, int, const View& y, const Attrs&) { Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).exp(); }
 void b_exp(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {
   int64_t n = dx.s.total();
@@ -114,7 +123,7 @@ void b_logistic_set(const CView*, int, const CView& y, const CView& dy, int, con
   int64_t n = dx.s.total();
   Arr(dx.p, n) = CArr(dy.p, n) * CArr(y.p, n) * (1.0f - CArr(y.p, n));
 }
-void f_logistic_runs(const float* const* x, const int64_t* n, int runs, float* y) {
+void f_logistic_runs(const float* const* x, const int64_t* n, int runs, int, float* y) {
   for (int r = 0; r < runs; y += n[r], ++r) {
 #ifdef DY_ACT_X86
     if (act::avx2_fma()) {
@@ -125,7 +134,16 @@ void f_logistic_runs(const float* const* x, const int64_t* n, int runs, float* y
     Arr(y, n[r]) = CArr(x[r], n[r]).logistic();
   }
 }
-DY_REGISTER(logistic, f_logistic, b_logistic, b_logistic_set, f_logistic_runs);
+void b_logistic_runs(const float* const*, const int64_t* n, int runs, int, const float* y, const float* dy, int,
+                   float* dx, bool set) {  // (reads y only: one pass over the whole block)
+  int64_t m = 0;
+  for (int r = 0; r < runs; ++r) m += n[r];
+  if (set)
+    Arr(dx, m) = CArr(dy, m) * CArr(y, m) * (1.0f - CArr(y, m));
+  else
+    Arr(dx, m) += CArr(dy, m) * CArr(y, m) * (1.0f - CArr(y, m));
+}
+DY_REGISTER(logistic, f_logistic, b_logistic, b_logistic_set, f_logistic_runs, b_logistic_runs);
 float sig(float v) { return 0.5f + 0.5f * std::tanh(0.5f * v); }
 float round_away(float v) { return v > 0 ? std::floor(v + 0.5f) : (v < 0 ? -std::floor(-v + 0.5f) : v); }
 UNARY(log_b, v, g / v)
