@@ -180,7 +180,7 @@ class Executor {
   }
 
   void reset() {
-    nodes_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), leaves_.clear();
+    nodes_.clear(), hot_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), leaves_.clear();
     plan_.clear(), grecs_.clear(), gmem_.clear(), gxs_.clear(), gjoin_.clear(), grun_x_.clear(), grun_n_.clear();
     goff_.clear(), gops_.clear(), gopnd_.clear(), gof_.clear(), gat_.clear(), param_ids_.clear();
     gints_.clear(), gflts_.clear(), gslots_.clear();
@@ -201,7 +201,7 @@ class Executor {
       Arena::Mark m = nodes_[size_t(n)].mark;
       if (has_floor_ && (floor_.block > m.block || (floor_.block == m.block && floor_.off > m.off))) m = floor_;
       vals_.rewind(m);
-      nodes_.resize(size_t(n));
+      nodes_.resize(size_t(n)), hot_.resize(size_t(n));
       trim_plan(n);
       drop_leaves_from(n);
     }
@@ -254,6 +254,17 @@ class Executor {
     const void* dim = nullptr;  // the graph's Dim object of this node (alive while the graph is)
   };
   static_assert(sizeof(Node) <= 128, "a node's record fits two cache lines");
+  // What a group's passes read of its members and their operands, per node, dense (32 bytes: the
+  // graph's ~50k nodes stay in the L2 cache, where their records would not): the value (kept
+  // equal to Node::v by set_value), its size, its batch, where its inputs start, ng.
+  struct Hot {
+    float* v;
+    int64_t total, bd;
+    int a0;
+    bool ng;
+  };
+  std::vector<Hot> hot_;
+  void set_value(int j, float* p) { nodes_[size_t(j)].v = p, hot_[size_t(j)].v = p; }
   struct DeferredGrad {  // dW += dy x^T, postponed until the sweep reaches W
     const float* dy;
     const float* x;
@@ -545,7 +556,7 @@ class Executor {
 #if defined(__GNUC__)
         if (nodes_.size() + 4 < nodes_.capacity()) {  // the records ahead are written soon (past the caches)
           const char* ahead = reinterpret_cast<const char*>(nodes_.data() + nodes_.size() + 4);
-          __builtin_prefetch(ahead, 1), __builtin_prefetch(ahead + 64, 1), __builtin_prefetch(ahead + 128, 1);
+          __builtin_prefetch(ahead, 1), __builtin_prefetch(ahead + 64, 1);
         }
 #endif
         Node& n = nodes_.emplace_back();  // filled in place (a Node is 128 bytes); popped if this node fails
@@ -571,6 +582,7 @@ class Executor {
         read_attrs(n, j, r.attrs);
         // under autobatching a value is placed when its node runs (a group's members in one block)
         if (n.info->leaf != 2 && ab::strategy() == 0) n.v = vals_.alloc(size_t(n.s->total()));
+        hot_.push_back({n.v, n.s->total(), n.s->bd, n.a0, n.ng});
         open = false;
       });
     } catch (...) {
@@ -596,7 +608,7 @@ class Executor {
         if (w.total() != n.s->total()) throw std::runtime_error("cpu_eigen: parameter storage does not match its dim");
         const float f = contract::storage::factor(L.ref.ptr());
         if (f == 1.0f) {
-          n.v = w.data();
+          set_value(j, w.data());
           L.held = std::move(keep);
           return;
         }
@@ -604,7 +616,7 @@ class Executor {
         std::vector<float>& c = L.scaled;
         c.resize(size_t(n.s->total()));
         for (int64_t k = 0; k < n.s->total(); ++k) c[size_t(k)] = w.data()[k] * f;
-        n.v = c.data();
+        set_value(j, c.data());
         return;
       }
       case 3:  // lookup: gather rows
@@ -1102,23 +1114,11 @@ class Executor {
 
   void run_single(int j, bool check) {
     Node& n = nodes_[size_t(j)];
-    if (!n.v && n.info->leaf != 2) n.v = vals_.alloc(size_t(n.s->total())), floor_ = vals_.mark(), has_floor_ = true;
+    if (!n.v && n.info->leaf != 2) set_value(j, vals_.alloc(size_t(n.s->total()))), floor_ = vals_.mark(), has_floor_ = true;
     run_forward(j);
     plan_.push_back(j);
     done_[size_t(j - range_a_)] = 1;
     if (check) check_finite(j);
-  }
-
-  // Asks for node j's record (its shape and value pointer) ahead of a pass that reads it.
-  void prefetch_node(int j) const {
-#if defined(__GNUC__)
-    const char* p = reinterpret_cast<const char*>(&nodes_[size_t(j)]);
-    __builtin_prefetch(p);
-    __builtin_prefetch(p + 64);
-    __builtin_prefetch(p + 128);
-#else
-    (void)j;
-#endif
   }
 
   // Operand q of group G: its members' operand ids into gops_ (r.ids); when they are members
@@ -1126,7 +1126,7 @@ class Executor {
   // output block: r and the view v say so (true), found without visiting the operand nodes.
   bool join_slice(const GroupRec& G, int q, Operand& r, CView& v) {
     r.ids = int(gops_.size());
-    for (int k = 0; k < G.nm; ++k) gops_.push_back(args_[size_t(nodes_[size_t(members(G)[k])].a0 + q)]);
+    for (int k = 0; k < G.nm; ++k) gops_.push_back(args_[size_t(hot_[size_t(members(G)[k])].a0 + q)]);
     const int* ids = gops_.data() + r.ids;
     int src = gof_[size_t(ids[0])], k0 = gat_[size_t(ids[0])];
     if (src < 0) return false;
@@ -1151,13 +1151,9 @@ class Executor {
     int64_t total = 0, bd = 0;
     G.o0 = int(goff_.size());
     goff_.push_back(0);
-    // (the members lie scattered over the graph, mostly out of cache: each is fetched ahead)
-    constexpr size_t AHEAD = 8;
-    for (size_t k = 0; k < std::min(AHEAD, batch.size()); ++k) prefetch_node(batch[k]);
     for (size_t k = 0; k < batch.size(); ++k) {
-      if (k + AHEAD < batch.size()) prefetch_node(batch[k + AHEAD]);
-      const Node& n = nodes_[size_t(batch[k])];
-      total += n.s->total(), bd += n.s->bd;
+      const Hot& n = hot_[size_t(batch[k])];
+      total += n.total, bd += n.bd;
       G.ng |= n.ng, G.all_ng &= n.ng;
       goff_.push_back(total);
     }
@@ -1173,13 +1169,11 @@ class Executor {
         bool adjacent = true;
         const float* next = x0.v;
         const int* ids = gops_.data() + r.ids;
-        for (int k = 0; k < std::min(int(AHEAD), G.nm); ++k) prefetch_node(ids[k]);
         for (int k = 0; k < G.nm; ++k) {
-          if (k + int(AHEAD) < G.nm) prefetch_node(ids[k + int(AHEAD)]);
-          const Node& x = nodes_[size_t(ids[k])];
-          v.s.bd += x.s->bd;
+          const Hot& x = hot_[size_t(ids[k])];
+          v.s.bd += x.bd;
           adjacent &= x.v == next;
-          next = x.v + x.s->total();
+          next = x.v + x.total;
           r.ng |= x.ng;
         }
         if (!adjacent && by_runs) {
@@ -1188,9 +1182,9 @@ class Executor {
           float* c = vals_.alloc(size_t(v.s.total()));
           v.p = c;
           for (int k = 0; k < G.nm; ++k) {
-            const Node& x = nodes_[size_t(gops_[size_t(r.ids + k)])];
-            std::memcpy(c, x.v, size_t(x.s->total()) * sizeof(float));
-            c += x.s->total();
+            const Hot& x = hot_[size_t(gops_[size_t(r.ids + k)])];
+            std::memcpy(c, x.v, size_t(x.total) * sizeof(float));
+            c += x.total;
           }
         }
       }
@@ -1203,7 +1197,7 @@ class Executor {
     G.ys = *n0.s, G.ys.bd = bd;
     for (int k = 0; k < G.nm; ++k) {
       int m = batch[size_t(k)];
-      nodes_[size_t(m)].v = G.y + goff_[size_t(G.o0 + k)];
+      set_value(m, G.y + goff_[size_t(G.o0 + k)]);
       done_[size_t(m - range_a_)] = 1;
       gof_[size_t(m)] = int(grecs_.size()), gat_[size_t(m)] = k;
     }
@@ -1240,12 +1234,12 @@ class Executor {
     const int64_t* off = goff_.data() + G.o0;
     run_next_.assign(size_t(G.na), nullptr);
     for (int m = 0; m < G.nm; ++m) {
-      const Node& n = nodes_[size_t(mem[m])];
+      const int* in = args_.data() + hot_[size_t(mem[m])].a0;
       int64_t len = off[m + 1] - off[m];
       bool extends = m > 0;
       for (int q = 0; q < G.na; ++q) {
-        const Node& x = nodes_[size_t(args_[size_t(n.a0 + q)])];
-        if (x.s->total() != len) {  // broadcasting: joined copies
+        const Hot& x = hot_[size_t(in[q])];
+        if (x.total != len) {  // broadcasting: joined copies
           grun_x_.resize(size_t(G.rx)), grun_n_.resize(size_t(G.r0)), G.nr = 0;
           return false;
         }
@@ -1254,10 +1248,10 @@ class Executor {
       if (extends) {
         grun_n_.back() += len;
       } else {
-        for (int q = 0; q < G.na; ++q) grun_x_.push_back(nodes_[size_t(args_[size_t(n.a0 + q)])].v);
+        for (int q = 0; q < G.na; ++q) grun_x_.push_back(hot_[size_t(in[q])].v);
         grun_n_.push_back(len), ++G.nr;
       }
-      for (int q = 0; q < G.na; ++q) run_next_[size_t(q)] = nodes_[size_t(args_[size_t(n.a0 + q)])].v + len;
+      for (int q = 0; q < G.na; ++q) run_next_[size_t(q)] = hot_[size_t(in[q])].v + len;
     }
     return true;
   }
