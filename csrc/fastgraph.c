@@ -321,14 +321,28 @@ static inline void set_item(PyObject *t, Py_ssize_t k, PyObject *v) {
     Py_XDECREF(old);
 }
 
-/* The ids tuple (in[0]) or (in[0], in[1]) of an operator node, not GC-tracked (ints only). */
+/* The ids tuple (in[0], ..., in[m-1]) of an operator node, not GC-tracked (ints only). */
 static PyObject *ids_tuple(PyObject *const *in, Py_ssize_t m) {
-    PyObject *ids = m == 1 ? ids1_obj(in[0]) : PyTuple_Pack(2, in[0], in[1]);
-    if (ids != NULL && PyObject_GC_IsTracked(ids)) PyObject_GC_UnTrack(ids);
+    if (m == 1) return ids1_obj(in[0]);
+    PyObject *ids = PyTuple_New(m);
+    if (ids == NULL) return NULL;
+    for (Py_ssize_t a = 0; a < m; a++) {
+        Py_INCREF(in[a]);
+        PyTuple_SET_ITEM(ids, a, in[a]);
+    }
+    PyObject_GC_UnTrack(ids);
     return ids;
 }
 
-/* The node tuple (op, (in[0], ..., in[m-1]), None) for position n, m 1 or 2 (new reference). */
+/* The tuple ids holds in[0 .. m) (the very objects). */
+static int same_ids(PyObject *ids, PyObject *const *in, Py_ssize_t m) {
+    if (PyTuple_GET_SIZE(ids) != m) return 0;
+    for (Py_ssize_t a = 0; a < m; a++)
+        if (PyTuple_GET_ITEM(ids, a) != in[a]) return 0;
+    return 1;
+}
+
+/* The node tuple (op, (in[0], ..., in[m-1]), None) for position n, m 1 to SC_MAXIN (new reference). */
 static PyObject *plain_node(Py_ssize_t n, PyObject *op, PyObject *const *in, Py_ssize_t m) {
 #if defined(__GNUC__)
     /* The last graph's tuples at the next positions, long out of cache: reading each one's count
@@ -342,8 +356,7 @@ static PyObject *plain_node(Py_ssize_t n, PyObject *op, PyObject *const *in, Py_
 #endif
     if (n >= 0 && n < node_memo_cap && node_memo[n] != NULL) {
         PyObject *t = node_memo[n], *ids = PyTuple_GET_ITEM(t, 1);
-        if (PyTuple_GET_ITEM(t, 0) == op && PyTuple_GET_SIZE(ids) == m && PyTuple_GET_ITEM(ids, 0) == in[0] &&
-            (m == 1 || PyTuple_GET_ITEM(ids, 1) == in[1])) {
+        if (PyTuple_GET_ITEM(t, 0) == op && same_ids(ids, in, m)) {
             Py_INCREF(t);
             return t;
         }
@@ -353,10 +366,9 @@ static PyObject *plain_node(Py_ssize_t n, PyObject *op, PyObject *const *in, Py_
              * allocation now and a free (the tuple, often its ids) when the memo moved on.  A graph
              * that varies (trees, sentences) misses the memo at most positions. */
             PyObject *ids;
-            if (m == 2 && PyTuple_GET_SIZE(ids_of(t)) == 2 && Py_REFCNT(ids_of(t)) == 1) {
+            if (m >= 2 && PyTuple_GET_SIZE(ids_of(t)) == m && Py_REFCNT(ids_of(t)) == 1) {
                 ids = ids_of(t);
-                set_item(ids, 0, in[0]);
-                set_item(ids, 1, in[1]);
+                for (Py_ssize_t a = 0; a < m; a++) set_item(ids, a, in[a]);
             } else {
                 ids = ids_tuple(in, m);
                 if (ids == NULL) return NULL;
@@ -634,26 +646,25 @@ static PyObject *do_add(GraphObject *g, PyObject *op, PyObject *args, PyObject *
     Py_ssize_t ver = g->ver;
     PyObject *seq = PySequence_Fast(args, "add: args must be a sequence of expressions");
     if (seq == NULL) return NULL;
-    Py_ssize_t m = PySequence_Fast_GET_SIZE(seq);
-    PyObject *r = NULL, *d = NULL;
-    PyObject *small[SC_MAXIN], **in = small; /* the input Dims (borrowed from g->dims) */
+    Py_ssize_t m = PySequence_Fast_GET_SIZE(seq), got = 0;
+    PyObject *r = NULL, *d = NULL, *node = NULL;
+    PyObject *small[SC_MAXIN], **in = small;      /* the input Dims (borrowed from g->dims) */
+    PyObject *small_ids[SC_MAXIN], **ids = small_ids; /* the operands' node indices (new references) */
     int nog = -1;
-    PyObject *ids = PyTuple_New(m);
-    if (ids == NULL) goto done;
-    for (Py_ssize_t a = 0; a < m; a++) {
-        PyObject *k = resolve(g, PySequence_Fast_GET_ITEM(seq, a), op);
-        if (k == NULL) goto done;
-        PyTuple_SET_ITEM(ids, a, k);
-    }
     if (m > SC_MAXIN) {
         in = PyMem_New(PyObject *, m);
-        if (in == NULL) {
+        ids = PyMem_New(PyObject *, m);
+        if (in == NULL || ids == NULL) {
             PyErr_NoMemory();
             goto done;
         }
     }
+    for (; got < m; got++) {
+        ids[got] = resolve(g, PySequence_Fast_GET_ITEM(seq, got), op);
+        if (ids[got] == NULL) goto done;
+    }
     for (Py_ssize_t a = 0; a < m; a++) {
-        in[a] = dim_at(g->dims, PyTuple_GET_ITEM(ids, a));
+        in[a] = dim_at(g->dims, ids[a]);
         if (in[a] == NULL) goto done;
     }
     d = memo_shape(g, op, attrs, in, m, 1, &nog);
@@ -661,17 +672,33 @@ static PyObject *do_add(GraphObject *g, PyObject *op, PyObject *args, PyObject *
     int ng = 0;
     if (!nog) {
         for (Py_ssize_t a = 0; a < m && !ng; a++) {
-            PyObject *b = dim_at(g->ng, PyTuple_GET_ITEM(ids, a));
+            PyObject *b = dim_at(g->ng, ids[a]);
             if (b == NULL) goto done;
             ng = truth(b);
             if (ng < 0) goto done;
         }
     }
-    r = append_node(g, op, ids, attrs, d, ng, ver);
+    /* a few operands and no attributes: the position's memo (plain_node), as the one- and two-input
+     * operators have it; else a new tuple */
+    if (attrs == Py_None && m >= 1 && m <= SC_MAXIN && g->dims != NULL && PyList_Check(g->dims))
+        node = plain_node(PyList_GET_SIZE(g->dims), op, ids, m);
+    else if (m == 0)
+        node = node_tuple(op, empty, attrs);
+    else {
+        PyObject *t = ids_tuple(ids, m);
+        node = t ? node_tuple(op, t, attrs) : NULL;
+        Py_XDECREF(t);
+    }
+    if (node == NULL) goto done;
+    PyObject *n = append_tuple(g, node, d, ng);
+    if (n == NULL) goto done;
+    r = new_expr(n, ver);
+    Py_DECREF(n);
 done:
+    for (Py_ssize_t a = 0; a < got; a++) Py_DECREF(ids[a]);
     if (in != small) PyMem_Free(in);
+    if (ids != small_ids) PyMem_Free(ids);
     Py_DECREF(seq);
-    Py_XDECREF(ids);
     Py_XDECREF(d);
     return r;
 }

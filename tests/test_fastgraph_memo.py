@@ -148,3 +148,28 @@ def test_a_node_tuple_still_held_is_never_rewritten():
     assert [n[0].name for n in dy.cg().nodes[2:]] == ["logistic", "cmult", "logistic", "add"]
     np.testing.assert_allclose(h.npvalue(), _expected(["logistic", "cmult", "logistic", "add"], [0.3, -0.5, 1.0],
                                                       [1.0, 0.2, -2.0]), rtol=1e-5, atol=1e-6)
+
+
+def test_list_operand_nodes_rebuilt_at_the_same_positions_get_their_own_operands():
+    """affine_transform([b, W, x]) takes its node tuple from the same position memo as the one- and
+    two-input operators: graphs that put other operands, another order or another op at the same
+    positions get their own node tuples and values, and one the program kept stays as it was."""
+    rng = np.random.default_rng(7)
+    W, b, x, y = (rng.normal(size=s) for s in ((3, 3), (3,), (3,), (3,)))
+    kept = None
+    for k, order in enumerate([("x", "y"), ("x", "y"), ("y", "x"), ("x", "x"), ("y", "y")]):
+        dy.renew_cg()
+        ins = {"W": dy.inputTensor(W), "b": dy.inputVector(b), "x": dy.inputVector(x), "y": dy.inputVector(y)}
+        first = dy.affine_transform([ins["b"], ins["W"], ins[order[0]]])
+        second = dy.affine_transform([first, ins["W"], ins[order[1]]])
+        nodes = dy.cg().nodes
+        ids = {name: e.i for name, e in ins.items()}
+        assert tuple(nodes[first.i][1]) == (ids["b"], ids["W"], ids[order[0]]) and nodes[first.i][2] is None
+        assert tuple(nodes[second.i][1]) == (first.i, ids["W"], ids[order[1]])
+        vals = {"x": x, "y": y}
+        want = (b + W @ vals[order[0]]) + W @ vals[order[1]]
+        np.testing.assert_allclose(second.npvalue(), want, rtol=1e-5, atol=1e-5)
+        if k == 2:
+            kept = list(nodes)
+            before = [(n[0].name, tuple(n[1]), n[2]) for n in kept]
+    assert [(n[0].name, tuple(n[1]), n[2]) for n in kept] == before
