@@ -180,7 +180,7 @@ class Executor {
   }
 
   void reset() {
-    nodes_.clear(), hot_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), leaves_.clear();
+    nodes_.clear(), hot_.clear(), key_dim_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), leaves_.clear();
     plan_.clear(), grecs_.clear(), gmem_.clear(), gxs_.clear(), gjoin_.clear(), grun_x_.clear(), grun_n_.clear();
     goff_.clear(), gops_.clear(), gopnd_.clear(), gof_.clear(), gat_.clear(), param_ids_.clear();
     gints_.clear(), gflts_.clear(), gslots_.clear();
@@ -201,7 +201,7 @@ class Executor {
       Arena::Mark m = nodes_[size_t(n)].mark;
       if (has_floor_ && (floor_.block > m.block || (floor_.block == m.block && floor_.off > m.off))) m = floor_;
       vals_.rewind(m);
-      nodes_.resize(size_t(n)), hot_.resize(size_t(n));
+      nodes_.resize(size_t(n)), hot_.resize(size_t(n)), key_dim_.resize(size_t(n));
       trim_plan(n);
       drop_leaves_from(n);
     }
@@ -264,6 +264,8 @@ class Executor {
     bool ng;
   };
   std::vector<Hot> hot_;
+  // per node, dense, for the signature pass's operands (fast_key): its Dim, or null for a parameter
+  std::vector<const void*> key_dim_;
   void set_value(int j, float* p) { nodes_[size_t(j)].v = p, hot_[size_t(j)].v = p; }
   struct DeferredGrad {  // dW += dy x^T, postponed until the sweep reaches W
     const float* dy;
@@ -583,6 +585,7 @@ class Executor {
         // under autobatching a value is placed when its node runs (a group's members in one block)
         if (n.info->leaf != 2 && ab::strategy() == 0) n.v = vals_.alloc(size_t(n.s->total()));
         hot_.push_back({n.v, n.s->total(), n.s->bd, n.a0, n.ng});
+        key_dim_.push_back(n.info->leaf == 2 ? nullptr : n.dim);
         open = false;
       });
     } catch (...) {
@@ -992,13 +995,13 @@ class Executor {
     *k++ = int64_t(reinterpret_cast<uintptr_t>(n.dim));
     for (int q = 0; q < n.na; ++q) {
       int s = args_[size_t(n.a0 + q)];
-      const Node& x = nodes_[size_t(s)];
-      if (x.info->leaf == 2 || oi.is_shared(q)) {
+      const void* d = key_dim_[size_t(s)];  // (not the operand's record: out of cache, scattered)
+      if (!d || oi.is_shared(q)) {
         *k++ = -1;
         *k++ = s;
       } else {
         *k++ = -2;
-        *k++ = int64_t(reinterpret_cast<uintptr_t>(x.dim));
+        *k++ = int64_t(reinterpret_cast<uintptr_t>(d));
       }
     }
     len = size_t(k - id_key_.data());
