@@ -63,43 +63,61 @@ double digamma(double x) {
 }
 const float TWO_OVER_SQRT_PI = float(2.0 / std::sqrt(M_PI));
 
-// logistic and tanh over whole (autobatched) blocks: AVX2+FMA where the CPU has it (Eigen's
-// approximations, simd_act.h, as the fused LSTM gates use them), else Eigen's portable code.
-void f_tanh(const CView* x, int, const View& y, const Attrs&) {
+// logistic and tanh, whose derivatives are functions of y alone: AVX2+FMA where the CPU has it
+// (Eigen's approximations, simd_act.h, as the fused LSTM gates use them; ~4x the scalar exp
+// loop), else Eigen's portable code.  One template each for the whole-block kernels, the
+// single-node ones and the runs (an autobatched group's scattered operands, read in place).
+template <bool Tanh>
+void act_block(const float* x, float* y, int64_t n) {
 #ifdef DY_ACT_X86
-  if (act::avx2_fma()) return act::map_256<act::kTanh>(x[0].p, y.p, y.s.total());
+  if (act::avx2_fma()) return act::map_256<Tanh ? act::kTanh : act::kLogistic>(x, y, n);
 #endif
-  Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).tanh();
+  if constexpr (Tanh)
+    Arr(y, n) = CArr(x, n).tanh();
+  else
+    Arr(y, n) = CArr(x, n).logistic();
 }
-void b_tanh(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {
-  int64_t n = dx.s.total();
-  Arr(dx.p, n) += CArr(dy.p, n) * (1.0f - CArr(y.p, n).square());
-}
-void b_tanh_set(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {  // dx = dy (1 - y^2)
-  int64_t n = dx.s.total();
-  Arr(dx.p, n) = CArr(dy.p, n) * (1.0f - CArr(y.p, n).square());
-}
-void f_tanh_runs(const float* const* x, const int64_t* n, int runs, int, float* y) {
-  for (int r = 0; r < runs; y += n[r], ++r) {
-#ifdef DY_ACT_X86
-    if (act::avx2_fma()) {
-      act::map_256<act::kTanh>(x[r], y, n[r]);
-      continue;
-    }
-#endif
-    Arr(y, n[r]) = CArr(x[r], n[r]).tanh();
+// dx = dy f'(y) (set) or dx += dy f'(y): tanh' = 1 - y^2, logistic' = y (1 - y)
+template <bool Tanh>
+void act_grad(const float* y, const float* dy, float* dx, int64_t n, bool set) {
+  auto Y = CArr(y, n);
+  if constexpr (Tanh) {
+    if (set)
+      Arr(dx, n) = CArr(dy, n) * (1.0f - Y.square());
+    else
+      Arr(dx, n) += CArr(dy, n) * (1.0f - Y.square());
+  } else {
+    if (set)
+      Arr(dx, n) = CArr(dy, n) * Y * (1.0f - Y);
+    else
+      Arr(dx, n) += CArr(dy, n) * Y * (1.0f - Y);
   }
 }
-void b_tanh_runs(const float* const*, const int64_t* n, int runs, int, const float* y, const float* dy, int,
-                   float* dx, bool set) {  // (reads y only: one pass over the whole block)
+template <bool Tanh>
+void f_act(const CView* x, int, const View& y, const Attrs&) {
+  act_block<Tanh>(x[0].p, y.p, y.s.total());
+}
+template <bool Tanh>
+void b_act(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {
+  act_grad<Tanh>(y.p, dy.p, dx.p, dx.s.total(), false);
+}
+template <bool Tanh>
+void b_act_set(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {
+  act_grad<Tanh>(y.p, dy.p, dx.p, dx.s.total(), true);
+}
+template <bool Tanh>
+void f_act_runs(const float* const* x, const int64_t* n, int runs, int, float* y) {
+  for (int r = 0; r < runs; y += n[r], ++r) act_block<Tanh>(x[r], y, n[r]);
+}
+template <bool Tanh>
+void b_act_runs(const float* const*, const int64_t* n, int runs, int, const float* y, const float* dy, int, float* dx,
+                bool set) {  // (y and dy lie in one block: one pass)
   int64_t m = 0;
   for (int r = 0; r < runs; ++r) m += n[r];
-  if (set)
-    Arr(dx, m) = CArr(dy, m) * (1.0f - CArr(y, m).square());
-  else
-    Arr(dx, m) += CArr(dy, m) * (1.0f - CArr(y, m).square());
+  act_grad<Tanh>(y, dy, dx, m, set);
 }
-DY_REGISTER(tanh, f_tanh, b_tanh, b_tanh_set, f_tanh_runs, b_tanh_runs);
+DY_REGISTER(tanh, f_act<true>, b_act<true>, b_act_set<true>, f_act_runs<true>, b_act_runs<true>);
+DY_REGISTER(logistic, f_act<false>, b_act<false>, b_act_set<false>, f_act_runs<false>, b_act_runs<false>);
 void f_exp(const CView* x, int, const View& y, const Attrs&) { Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).exp(); }
 void b_exp(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {
   int64_t n = dx.s.total();
@@ -108,42 +126,6 @@ void b_exp(const CView*, int, const CView& y, const CView& dy, int, const View& 
 DY_REGISTER(exp, f_exp, b_exp);
 void f_log(const CView* x, int, const View& y, const Attrs&) { Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).log(); }
 
-// Eigen's vectorised logistic (as the fused LSTM gates use): ~4x the scalar exp loop.
-void f_logistic(const CView* x, int, const View& y, const Attrs&) {
-#ifdef DY_ACT_X86
-  if (act::avx2_fma()) return act::map_256<act::kLogistic>(x[0].p, y.p, y.s.total());
-#endif
-  Arr(y.p, y.s.total()) = CArr(x[0].p, y.s.total()).logistic();
-}
-void b_logistic(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {
-  int64_t n = dx.s.total();
-  Arr(dx.p, n) += CArr(dy.p, n) * CArr(y.p, n) * (1.0f - CArr(y.p, n));
-}
-void b_logistic_set(const CView*, int, const CView& y, const CView& dy, int, const View& dx, const Attrs&) {  // dx = dy y (1 - y)
-  int64_t n = dx.s.total();
-  Arr(dx.p, n) = CArr(dy.p, n) * CArr(y.p, n) * (1.0f - CArr(y.p, n));
-}
-void f_logistic_runs(const float* const* x, const int64_t* n, int runs, int, float* y) {
-  for (int r = 0; r < runs; y += n[r], ++r) {
-#ifdef DY_ACT_X86
-    if (act::avx2_fma()) {
-      act::map_256<act::kLogistic>(x[r], y, n[r]);
-      continue;
-    }
-#endif
-    Arr(y, n[r]) = CArr(x[r], n[r]).logistic();
-  }
-}
-void b_logistic_runs(const float* const*, const int64_t* n, int runs, int, const float* y, const float* dy, int,
-                   float* dx, bool set) {  // (reads y only: one pass over the whole block)
-  int64_t m = 0;
-  for (int r = 0; r < runs; ++r) m += n[r];
-  if (set)
-    Arr(dx, m) = CArr(dy, m) * CArr(y, m) * (1.0f - CArr(y, m));
-  else
-    Arr(dx, m) += CArr(dy, m) * CArr(y, m) * (1.0f - CArr(y, m));
-}
-DY_REGISTER(logistic, f_logistic, b_logistic, b_logistic_set, f_logistic_runs, b_logistic_runs);
 float sig(float v) { return 0.5f + 0.5f * std::tanh(0.5f * v); }
 float round_away(float v) { return v > 0 ? std::floor(v + 0.5f) : (v < 0 ? -std::floor(-v + 0.5f) : v); }
 UNARY(log_b, v, g / v)
