@@ -1163,8 +1163,9 @@ class Executor {
       G.ng |= n.ng, G.all_ng &= n.ng;
       goff_.push_back(total);
     }
-    // an elementwise op that can read its operands where they lie: runs instead of joined copies
-    bool by_runs = plan_runs(G), in_runs = false;
+    // an elementwise op that can read its operands where they lie: runs instead of joined copies,
+    // planned when the first operand that would need a copy is met (-1: not yet)
+    int in_runs = -1;
     for (int q = 0; q < G.na; ++q) {
       const Node& x0 = operand(G, 0, q);
       bool shared = x0.info->leaf == 2 || G.info->is_shared(q);
@@ -1182,8 +1183,9 @@ class Executor {
           next = x.v + x.total;
           r.ng |= x.ng;
         }
-        if (!adjacent && by_runs) {
-          v.p = nullptr, in_runs = true;  // no joined copy: nothing reads one
+        if (!adjacent && in_runs < 0) in_runs = plan_runs(G);
+        if (!adjacent && in_runs == 1) {
+          v.p = nullptr;  // no joined copy: nothing reads one
         } else if (!adjacent) {  // copied side by side (kept: backward reads the same operand)
           float* c = vals_.alloc(size_t(v.s.total()));
           v.p = c;
@@ -1207,7 +1209,6 @@ class Executor {
       done_[size_t(m - range_a_)] = 1;
       gof_[size_t(m)] = int(grecs_.size()), gat_[size_t(m)] = k;
     }
-    if (by_runs && !in_runs) grun_x_.resize(size_t(G.rx)), grun_n_.resize(size_t(G.r0)), G.nr = 0;
     join_attrs(G);
     grecs_.push_back(G);
     plan_.push_back(-int(grecs_.size()));
@@ -1215,7 +1216,7 @@ class Executor {
     CallTimer timer(G.op);
     if (G.info->leaf == 3) {  // lookups: each member gathers its rows into its slice
       lookup_rows(batch.data(), int(batch.size()));
-    } else if (in_runs) {
+    } else if (in_runs == 1) {
       const GroupRec& R = grecs_.back();
       kernels_[size_t(G.op)].fwd_runs(grun_x_.data() + R.rx, grun_n_.data() + R.r0, R.nr, G.na, G.y);
     } else if (!shared_product(G)) {
@@ -1227,9 +1228,8 @@ class Executor {
 
   // An elementwise group (fwd_runs and bwd_runs, every operand joined, each member's operands of
   // its own size): the runs in which all the members' operands lie side by side, from grun_x_ and
-  // grun_n_ on (G.rx, G.r0, G.nr), and true; else false, nothing kept.  The forward and backward of such
-  // a group read their operands there: no joined copies (run_group drops the runs when every
-  // operand turned out to lie in one piece anyway).
+  // grun_n_ on (G.rx, G.r0, G.nr), and true; else false, nothing kept.  The forward and backward of
+  // such a group read their operands there: no joined copies.
   bool plan_runs(GroupRec& G) {
     const KernelDef& k = kernels_[size_t(G.op)];
     if (!k.fwd_runs || !k.bwd_runs || G.info->leaf) return false;

@@ -342,7 +342,7 @@ static int same_ids(PyObject *ids, PyObject *const *in, Py_ssize_t m) {
     return 1;
 }
 
-/* The node tuple (op, (in[0], ..., in[m-1]), None) for position n, m 1 to SC_MAXIN (new reference). */
+/* The node tuple (op, (in[0], ..., in[m-1]), None) for position n, m >= 1 (new reference). */
 static PyObject *plain_node(Py_ssize_t n, PyObject *op, PyObject *const *in, Py_ssize_t m) {
 #if defined(__GNUC__)
     /* The last graph's tuples at the next positions, long out of cache: reading each one's count
@@ -399,11 +399,11 @@ static PyObject *plain_node(Py_ssize_t n, PyObject *op, PyObject *const *in, Py_
     return node;
 }
 
-/* Append an operator node of one or two operands: the memo above when attrs is None. */
+/* Append an operator node of operands in[0 .. m): the memo above when attrs is None. */
 static PyObject *append_op(GraphObject *g, PyObject *op, PyObject *const *in, Py_ssize_t m, PyObject *attrs,
                            PyObject *d, int ng) {
     PyObject *node;
-    if (attrs == Py_None && g->dims != NULL && PyList_Check(g->dims)) {
+    if (attrs == Py_None && m >= 1 && g->dims != NULL && PyList_Check(g->dims)) {
         node = plain_node(PyList_GET_SIZE(g->dims), op, in, m);
     } else {
         PyObject *ids = ids_tuple(in, m);
@@ -414,15 +414,6 @@ static PyObject *append_op(GraphObject *g, PyObject *op, PyObject *const *in, Py
     return node == NULL ? NULL : append_tuple(g, node, d, ng);
 }
 
-/* Append (op, ids, attrs), d and ng; run it under immediate_compute; return the Expression. */
-static PyObject *append_node(GraphObject *g, PyObject *op, PyObject *ids, PyObject *attrs, PyObject *d, int ng,
-                             Py_ssize_t ver) {
-    PyObject *n = append_raw(g, op, ids, attrs, d, ng);
-    if (n == NULL) return NULL;
-    PyObject *e = new_expr(n, ver);
-    Py_DECREF(n);
-    return e;
-}
 
 static int op_nograd(PyObject *op) {
     PyObject *ng = PyObject_GetAttr(op, s_nograd);
@@ -647,7 +638,7 @@ static PyObject *do_add(GraphObject *g, PyObject *op, PyObject *args, PyObject *
     PyObject *seq = PySequence_Fast(args, "add: args must be a sequence of expressions");
     if (seq == NULL) return NULL;
     Py_ssize_t m = PySequence_Fast_GET_SIZE(seq), got = 0;
-    PyObject *r = NULL, *d = NULL, *node = NULL;
+    PyObject *r = NULL, *d = NULL;
     PyObject *small[SC_MAXIN], **in = small;      /* the input Dims (borrowed from g->dims) */
     PyObject *small_ids[SC_MAXIN], **ids = small_ids; /* the operands' node indices (new references) */
     int nog = -1;
@@ -678,19 +669,7 @@ static PyObject *do_add(GraphObject *g, PyObject *op, PyObject *args, PyObject *
             if (ng < 0) goto done;
         }
     }
-    /* a few operands and no attributes: the position's memo (plain_node), as the one- and two-input
-     * operators have it; else a new tuple */
-    if (attrs == Py_None && m >= 1 && m <= SC_MAXIN && g->dims != NULL && PyList_Check(g->dims))
-        node = plain_node(PyList_GET_SIZE(g->dims), op, ids, m);
-    else if (m == 0)
-        node = node_tuple(op, empty, attrs);
-    else {
-        PyObject *t = ids_tuple(ids, m);
-        node = t ? node_tuple(op, t, attrs) : NULL;
-        Py_XDECREF(t);
-    }
-    if (node == NULL) goto done;
-    PyObject *n = append_tuple(g, node, d, ng);
+    PyObject *n = append_op(g, op, ids, m, attrs, d, ng);
     if (n == NULL) goto done;
     r = new_expr(n, ver);
     Py_DECREF(n);
