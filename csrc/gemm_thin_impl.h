@@ -14,6 +14,8 @@
 
 #include <cstdint>
 
+#include "gemm_thin.h"
+
 namespace dy {
 namespace thin {
 // One namespace per instruction set, so builds for two sets never share a symbol.
@@ -309,18 +311,21 @@ inline bool gemm_acc_vec(bool ta, bool tb, int64_t m, int64_t n, int64_t k, cons
   // 2 by 6 with AVX2 (12 of 16).
   constexpr int NV = kW == 16 ? 3 : 2, NR = kW == 16 ? 8 : 6;
   if (n == 1 && m * k <= kMaxGemv) return gemv_acc_vec(ta, m, k, A, B, C);  // op(B) is k contiguous values
+  // The weight side (A, or C for dW) small enough to stay in the L2 cache: any number of columns
+  // is taken, as the loops read it in place while BLAS packs it again on every call.
+  const bool cached = weight_in_cache(ta, tb, m, n, k);
   if (!ta && !tb) {  // weight * columns: C += A B (a large GEMV is Eigen's, as fast)
-    if (n > kMaxThin || n < 2) return false;
+    if ((n > kMaxThin && !cached) || n < 2) return false;
     axpy_gemm<NV, NR>(m, n, k, A, m, B, 1, k, C);
     return true;
   }
   if (ta && !tb) {  // transposed weight * columns: C += A^T B (dot products along k)
-    if (n > kMaxThin || n < 2 || k < 2 * kW) return false;
+    if ((n > kMaxThin && !cached) || n < 2 || k < 2 * kW) return false;
     dot_gemm(m, n, k, A, B, C);
     return true;
   }
   if (!ta && tb) {  // a weight's gradient from a few columns: C += A B^T, k short
-    if (k > kMaxThin) return false;
+    if (k > kMaxThin && !cached) return false;
     axpy_gemm<NV, NR>(m, n, k, A, m, B, n, 1, C);
     return true;
   }

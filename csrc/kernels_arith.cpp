@@ -193,6 +193,7 @@ DY_REGISTER(scalar_mult, f_scalar_mult, b_scalar_mult);
 // side through the thin-product kernels, others through Eigen's AVX2+FMA build when it is
 // loaded and the product is big enough to gain from it, else through this (baseline) build.
 void gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C) {
+  if (threads() == 1 && thin::weight_in_cache(ta, tb, m, n, k) && thin::gemm_acc(ta, tb, m, n, k, A, B, C)) return;
   if (blas::gemm_acc(ta, tb, m, n, k, A, B, C)) return;  // large products, when a BLAS is loaded
   // A short side: AVX-512/AVX2 without packing, on one thread (so not for big products when
   // --dynet-threads asks for more and Eigen can split them).

@@ -1,6 +1,7 @@
 """cpu_eigen's kernels for products with a short side (csrc/gemm_thin_impl.h), on each
 instruction set this CPU runs, against float64 NumPy: the value W X (C += A B), the
-gradient of X (C += A^T B) and of W (C += A B^T with a short k), over shapes that hit every
+gradient of X (C += A^T B) and of W (C += A B^T with a short k, or any k for a weight the cache
+holds), over shapes that hit every
 tail (rows not a multiple of the vector width, column counts around the tile widths, k
 below and around a vector), and the one-column products (GEMV) both ways."""
 
@@ -19,6 +20,9 @@ from dynet_backends.cpu_eigen import _cpu_eigen as M  # noqa: E402
 SHAPES = [  # (rows of W, k, columns of X)
     *itertools.product([1, 5, 16, 17, 33, 100], [3, 31, 32, 70], [2, 7, 9]),
     (128, 256, 16), (1024, 64, 16), (40, 300, 64), (64, 48, 65), (7, 20, 8), (50, 17, 6),
+    # a weight the L2 cache holds times many columns (gemm_thin.h's weight_in_cache: the product and
+    # dW taken here at any width; dW's k in blocks of 128), and one too large for it (the BLAS's)
+    (128, 256, 300), (100, 70, 129), (40, 300, 200), (17, 33, 1000), (300, 300, 100),
     # one column (a GEMV both ways): row tails of 1 to 4 vectors, k below and around a vector
     *itertools.product([5, 16, 17, 48, 100], [3, 16, 31, 70], [1]),
 ]
