@@ -168,8 +168,8 @@ NodeRecord GraphSource::record(const Lists& l, int j) const {
   if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3 || !PyTuple_Check(PyTuple_GET_ITEM(t, 1)))
     throw std::runtime_error("cpu_eigen: node " + std::to_string(j) + " is not an (op, input ids, attrs) tuple");
   PyObject* dim = PyList_GET_ITEM(l.dims.ptr(), j);
-  return {PyTuple_GET_ITEM(t, 0), PyTuple_GET_ITEM(t, 1), PyTuple_GET_ITEM(t, 2), shape_of(dim), dim,
-          PyList_GET_ITEM(l.ng.ptr(), j) == Py_True};
+  return {PyTuple_GET_ITEM(t, 0), PyTuple_GET_ITEM(t, 1), PyTuple_GET_ITEM(t, 2), dim,
+          PyList_GET_ITEM(l.ng.ptr(), j) == Py_True, this};
 }
 
 const Shape& GraphSource::shape_of(PyObject* dim) const {

@@ -41,14 +41,19 @@ struct OpRecord {
 };
 OpRecord read_op(PyObject* op);
 
+class GraphSource;
+
 // One node of the graph, borrowed from the graph's lists while GraphSource::read visits it.
 struct NodeRecord {
   PyObject* op;     // the OpDef
   PyObject* ids;    // a tuple of input node indices
   PyObject* attrs;  // the attribute tuple
-  const Shape& shape;  // dims[j].shape (the Dim memo's, valid while this record is visited)
   PyObject* dim;    // dims[j] itself (its identity: equal Dims give equal shapes)
   bool ng;          // ng[j]
+  const GraphSource* src;
+  // dims[j].shape (the Dim memo's, valid while this record is visited): read on demand, as a
+  // reader that keeps its own Shape per Dim asks for it only for a Dim it has not met
+  const Shape& shape() const;
   int n_inputs() const { return int(PyTuple_GET_SIZE(ids)); }
   // input q's node id, or -1 with the Python error set where it is not an int
   long input(int q) const { return dy_as_long(PyTuple_GET_ITEM(ids, q)); }
@@ -71,6 +76,7 @@ class GraphSource {
   };
   Lists lists(int to) const;
   NodeRecord record(const Lists& l, int j) const;
+  friend struct NodeRecord;
   // A Dim's Shape, remembered by the Dim's identity (Dims are interned and immutable; the memo
   // holds each one it names, so an address is never reused while it is there): a graph's nodes
   // share a few Dims, and reading each node's Dim.shape tuple again was a third of marshalling.
@@ -107,6 +113,8 @@ void GraphSource::read(int from, int to, F&& f) const {
     f(j, record(l, j));
   }
 }
+
+inline const Shape& NodeRecord::shape() const { return src->shape_of(dim); }
 
 // A parameter's storage (ParamStorageView): attrs[0] of a parameter or lookup node.
 namespace storage {

@@ -488,12 +488,13 @@ class Executor {
   std::array<std::pair<const void*, const Shape*>, 64> shape_cache_{};
   static constexpr size_t kShapePoolMax = 1 << 14;
 
-  const Shape& shape_of(PyObject* dim, const Shape& s) {
+  const Shape& shape_of(const contract::NodeRecord& r) {
+    PyObject* dim = r.dim;
     std::pair<const void*, const Shape*>& c = shape_cache_[(reinterpret_cast<uintptr_t>(dim) >> 4) % shape_cache_.size()];
     if (c.first == dim) return *c.second;
     auto it = shape_at_.find(dim);
     if (it == shape_at_.end()) {
-      shape_pool_.push_back({py::reinterpret_borrow<py::object>(dim), s});
+      shape_pool_.push_back({py::reinterpret_borrow<py::object>(dim), r.shape()});
       it = shape_at_.emplace(dim, &shape_pool_.back().s).first;
     }
     c = {dim, it->second};
@@ -531,13 +532,17 @@ class Executor {
 
   void read_attrs(Node& n, int j, PyObject* attrs) {
     n.i0 = int(ints_.size()), n.f0 = int(flts_.size()), n.s0 = int(slots_.size());
+    n.opaque = false;
+    if (attrs == Py_None) {  // an attribute-free operator node (the front end's memoised tuples)
+      n.ni = n.nf = n.ns = 0;
+      return;
+    }
     contract::decode_attrs(attrs, ints_, flts_, slots_);
     n.ni = int(ints_.size()) - n.i0, n.nf = int(flts_.size()) - n.f0, n.ns = int(slots_.size()) - n.s0;
     if (n.info->leaf && PyTuple_Check(attrs) && PyTuple_GET_SIZE(attrs) > 0) {
       if (n.lref < 0) n.lref = int(leaves_.size()), leaves_.push_back({j, {}, {}, {}});
       leaves_[size_t(n.lref)].ref = py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(attrs, 0));
     }
-    n.opaque = false;
     const OpInfo& oi = *n.info;
     if (oi.maps && PyTuple_Check(attrs))  // an object the signature cannot compare (a lookup's table it can)
       for (int k = 0; k < n.ns; ++k) {
@@ -551,6 +556,7 @@ class Executor {
   // Read nodes [nodes_.size(), b) from the graph.
   void marshal(int b) {
     bool open = false;  // nodes_.back() is the node being read
+    const bool place_now = ab::strategy() == 0;
     try {
       graph_.read(int(nodes_.size()), b, [&](int j, const contract::NodeRecord& r) {
         const OpInfo* info = &op_info(r.op);
@@ -565,9 +571,10 @@ class Executor {
         open = true;
         n.info = info;
         n.op = info->code;
+        const int na = r.n_inputs();
         n.a0 = int(args_.size());
-        n.na = r.n_inputs();
-        for (int q = 0; q < n.na; ++q) {
+        n.na = na;
+        for (int q = 0; q < na; ++q) {
           const long id = r.input(q);
           if (id < 0 || id >= j) {  // the front end's ids always name earlier nodes
             if (PyErr_Occurred()) throw py::error_already_set();
@@ -576,16 +583,17 @@ class Executor {
           }
           args_.push_back(int(id));
         }
-        n.s = &shape_of(r.dim, r.shape);
+        const Shape& s = shape_of(r);
+        const int64_t total = s.total();
+        n.s = &s;
         n.dim = r.dim;
         n.ng = r.ng;
         n.mark = vals_.mark();
-        n.lref = -1;
         read_attrs(n, j, r.attrs);
         // under autobatching a value is placed when its node runs (a group's members in one block)
-        if (n.info->leaf != 2 && ab::strategy() == 0) n.v = vals_.alloc(size_t(n.s->total()));
-        hot_.push_back({n.v, n.s->total(), n.s->bd, n.a0, n.ng});
-        key_dim_.push_back(n.info->leaf == 2 ? nullptr : n.dim);
+        if (place_now && info->leaf != 2) n.v = vals_.alloc(size_t(total));
+        hot_.push_back({n.v, total, s.bd, n.a0, n.ng});
+        key_dim_.push_back(info->leaf == 2 ? nullptr : r.dim);
         open = false;
       });
     } catch (...) {

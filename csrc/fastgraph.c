@@ -250,6 +250,20 @@ static PyObject *ids1_obj(PyObject *k) {
     return ids1_tuples[n];
 }
 
+/* PyList_Append(l, v), its common case (room left in the list) written in place: three appends a
+ * node, and the call with its checks was a tenth of append_tuple's instructions. */
+static inline int list_append(PyObject *l, PyObject *v) {
+    PyListObject *L = (PyListObject *)l;
+    Py_ssize_t n = Py_SIZE(L);
+    if (n < L->allocated) {
+        Py_INCREF(v);
+        L->ob_item[n] = v;
+        Py_SET_SIZE(L, n + 1);
+        return 0;
+    }
+    return PyList_Append(l, v);
+}
+
 /* Append the node tuple (op, ids, attrs) (a new reference, taken over), d and ng; run it under
  * immediate_compute; return the node index. */
 static PyObject *append_tuple(GraphObject *g, PyObject *node, PyObject *d, int ng) {
@@ -265,8 +279,7 @@ static PyObject *append_tuple(GraphObject *g, PyObject *node, PyObject *d, int n
         Py_DECREF(node);
         return NULL;
     }
-    if (PyList_Append(nodes, node) < 0 || PyList_Append(dims, d) < 0 ||
-        PyList_Append(ngl, ng ? Py_True : Py_False) < 0) {
+    if (list_append(nodes, node) < 0 || list_append(dims, d) < 0 || list_append(ngl, ng ? Py_True : Py_False) < 0) {
         Py_DECREF(node);
         Py_DECREF(n);
         return NULL;
