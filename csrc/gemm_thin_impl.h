@@ -141,25 +141,31 @@ inline void axpy_cols(int64_t rows, int64_t ncols, int64_t k, const float* A, in
 }
 
 // Rows in panels of NV vectors (NR <= 8); k in blocks so that a panel's block stays in L1 while every
-// column block reuses it.
+// column tile reuses it; the columns in blocks of NC, so that a block of B (KC x NC, 64 KB) stays in
+// the L2 cache while every row panel reads it (a wide product, thousands of columns, would
+// otherwise stream all of B from memory once per row panel).
 template <int NV, int NR>
 inline void axpy_gemm(int64_t m, int64_t n, int64_t k, const float* A, int64_t lda, const float* B, int64_t sk,
                       int64_t sj, float* C) {
-  constexpr int64_t KC = 128;
+  constexpr int64_t KC = 128, NC = 128;
   constexpr int64_t MR = int64_t(NV) * kW;
   for (int64_t k0 = 0; k0 < k; k0 += KC) {
     const int64_t kc = k - k0 < KC ? k - k0 : KC;
-    for (int64_t i = 0; i < m; i += MR) {
-      const int64_t rows = m - i < MR ? m - i : MR;
-      const float* a = A + i + k0 * lda;
-      const float* b = B + k0 * sk;
-      const int64_t nv = (rows + kW - 1) / kW;  // a last panel may need fewer vectors
-      if (nv == NV)
-        axpy_cols<NV, NR>(rows, n, kc, a, lda, b, sk, sj, C + i, m);
-      else if (NV > 2 && nv == 2)
-        axpy_cols<(NV > 2 ? 2 : NV), NR>(rows, n, kc, a, lda, b, sk, sj, C + i, m);
-      else
-        axpy_cols<1, NR>(rows, n, kc, a, lda, b, sk, sj, C + i, m);
+    for (int64_t j0 = 0; j0 < n; j0 += NC) {
+      const int64_t nc = n - j0 < NC ? n - j0 : NC;
+      for (int64_t i = 0; i < m; i += MR) {
+        const int64_t rows = m - i < MR ? m - i : MR;
+        const float* a = A + i + k0 * lda;
+        const float* b = B + k0 * sk + j0 * sj;
+        float* c = C + i + j0 * m;
+        const int64_t nv = (rows + kW - 1) / kW;  // a last panel may need fewer vectors
+        if (nv == NV)
+          axpy_cols<NV, NR>(rows, nc, kc, a, lda, b, sk, sj, c, m);
+        else if (NV > 2 && nv == 2)
+          axpy_cols<(NV > 2 ? 2 : NV), NR>(rows, nc, kc, a, lda, b, sk, sj, c, m);
+        else
+          axpy_cols<1, NR>(rows, nc, kc, a, lda, b, sk, sj, c, m);
+      }
     }
   }
 }
