@@ -473,6 +473,7 @@ class Executor {
   std::vector<const float*> grun_x_;
   std::vector<int64_t> grun_n_;
   std::vector<const float*> run_next_;  // plan_runs: where each operand's current run ends
+  std::vector<float*> run_dx_;          // grad_in_runs: each member's operand gradient
   std::vector<CView> xin_ = std::vector<CView>(16);  // gather_inputs' buffer
 
   // The graph's shapes, one record per Dim (the front end interns its Dims and never changes one):
@@ -1534,6 +1535,52 @@ class Executor {
   }
 
   // A call's operand gradients (the node's, or the group's joined).
+  // Operand q's gradient of a group read in runs (plan_runs), written where the operands' gradients
+  // lie instead of into a joined block that is then added into each (grad_into's last way): when
+  // every member's operand is a member of a group whose gradient block backward fills, the runs'
+  // segments whose gradients lie side by side there take one call of the op's runs kernel each.
+  // False (nothing done) when some operand's gradient lies elsewhere, or the operand is a slice of
+  // one group (grad_into writes that in place).
+  bool grad_in_runs(const Call& c, int q, const KernelDef& k) {
+    const GroupRec& G = *c.G;
+    const Operand& r = gopnd_[size_t(G.x0 + q)];
+    if (!joined(c, q) || r.src >= 0) return false;
+    const int* ids = gops_.data() + r.ids;
+    const int64_t* off = goff_.data() + G.o0;
+    run_dx_.resize(size_t(G.nm));
+    for (int m = 0; m < G.nm; ++m) {
+      const int id = ids[m], gi = gof_[size_t(id)];
+      if (gi < 0 || id > bwd_top_) return false;
+      const GroupRec& S = grecs_[size_t(gi)];
+      if (!S.g || !S.all_ng) return false;
+      run_dx_[size_t(m)] = S.g + goff_[size_t(S.o0 + gat_[size_t(id)])];
+    }
+    const float* const* rx = grun_x_.data() + G.rx;
+    const int64_t* rn = grun_n_.data() + G.r0;
+    std::array<const float*, 8> xs{};
+    if (G.na > int(xs.size())) return false;
+    int m = 0;
+    for (int run = 0; run < G.nr; ++run) {
+      const int first = m;
+      for (int64_t got = 0; got < rn[run]; ++m) got += off[m + 1] - off[m];  // the run's members
+      for (int a = first; a < m;) {  // segments whose gradients lie side by side
+        int e = a + 1;
+        while (e < m && run_dx_[size_t(e)] == run_dx_[size_t(e - 1)] + (off[e] - off[e - 1])) ++e;
+        bool all_fresh = true;
+        for (int t = a; t < e; ++t) all_fresh &= fresh_[size_t(ids[t])] != 0;
+        if (!all_fresh)  // the parts nothing wrote yet start at zero, then every part is added to
+          for (int t = a; t < e; ++t)
+            if (fresh_[size_t(ids[t])]) std::fill_n(run_dx_[size_t(t)], off[t + 1] - off[t], 0.0f);
+        const int64_t at = off[a] - off[first], len = off[e] - off[a];
+        for (int p = 0; p < G.na; ++p) xs[size_t(p)] = rx[size_t(run) * size_t(G.na) + size_t(p)] + at;
+        k.bwd_runs(xs.data(), &len, 1, G.na, c.y.p + off[a], c.dy.p + off[a], q, run_dx_[size_t(a)], all_fresh);
+        for (int t = a; t < e; ++t) fresh_[size_t(ids[t])] = 0;
+        a = e;
+      }
+    }
+    return true;
+  }
+
   void call_backward(const Call& c, bool full, bool defer) {
     if (c.op == lstm_gates_ || c.op == lstm_gates_drop_) {
       lstm_gates_backward(c, full, defer);
@@ -1547,6 +1594,7 @@ class Executor {
         if (!call_wants(c, q, full)) continue;
         count_call(c.op);
         CallTimer timer(c.op);
+        if (grad_in_runs(c, q, k)) continue;
         grad_into(c, q, full, true, [&](const View& dx, bool set) {
           k.bwd_runs(rx, rn, c.G->nr, c.na, c.y.p, c.dy.p, q, dx.p, set);
         });

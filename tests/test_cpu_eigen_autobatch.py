@@ -73,20 +73,25 @@ def _dropout(ps, xs):
 
 
 def _run(backend, batched, build, dims, batch):
+    """The graph built, run forward and backward twice (the second graph's values and gradients
+    then lie where the first one's did, so a gradient part left unwritten shows as the old one)."""
     dy.set_backend(backend)
     _batching(batched)
     _, ps = _model()
-    dy.reset_random_seed(11)
-    dy.renew_cg()
-    rng = np.random.default_rng(5)
-    xs = [dy.inputTensor(rng.normal(size=(dims, batch)).astype(np.float32), batched=True) for _ in range(6)]
-    loss = dy.sum_batches(build(ps, xs))
-    before = M.autobatch_stats() if backend == "cpu_eigen" else None
-    v = loss.value()
-    loss.backward(full=True)
-    if before is not None:  # batched GEMMs run (forward, input gradients, weight gradients)
-        ran = [a - b for a, b in zip(M.autobatch_stats(), before, strict=True)]
-        assert all(ran) if batched else not any(ran), ran
+    for _ in range(2):
+        dy.reset_random_seed(11)
+        dy.renew_cg()
+        for p in ps.values():
+            p.scale_gradient(0.0)
+        rng = np.random.default_rng(5)
+        xs = [dy.inputTensor(rng.normal(size=(dims, batch)).astype(np.float32), batched=True) for _ in range(6)]
+        loss = dy.sum_batches(build(ps, xs))
+        before = M.autobatch_stats() if backend == "cpu_eigen" else None
+        v = loss.value()
+        loss.backward(full=True)
+        if before is not None:  # batched GEMMs run (forward, input gradients, weight gradients)
+            ran = [a - b for a, b in zip(M.autobatch_stats(), before, strict=True)]
+            assert all(ran) if batched else not any(ran), ran
     return v, {k: p.grad_as_array() for k, p in ps.items()}, [x.gradient() for x in xs]
 
 
@@ -133,8 +138,22 @@ def _scattered_activations(ps, xs):
     return dy.esum(terms)
 
 
+def _partly_written_runs(ps, xs):
+    """A logistic group over two groups' outputs (runs [a0 a1] [b0] [a2 a3] [b1]: Executor::grad_in_runs
+    writes its operands' gradients in place, a segment per side-by-side run), where a later product
+    of a0 and of a3 wrote their gradients first: the segments mix written and unwritten parts."""
+    U, c = ps["U"], ps["c"]
+    s = [dy.affine_transform([c, U, x]) for x in xs]  # (every node needs its gradient: U's)
+    a = [dy.tanh(v) for v in s[:4]]
+    b = [dy.rectify(v) for v in s[4:]]
+    g = [dy.logistic(v) for v in (a[0], a[1], b[0], a[2], a[3], b[1])]
+    later = dy.cmult(a[0], g[0]) + dy.cmult(a[3], g[4])
+    return dy.sum_elems(later) + dy.esum([dy.sum_elems(v) for v in g]) + dy.sum_elems(U * a[1])
+
+
 CASES = [("independent", _independent, 4), ("chain", _chain, 3), ("scattered_activations", _scattered_activations, 4),
-         ("nested", _nested, 4), ("dropout", _dropout, 4), ("first_writers", _first_writers, 4)]
+         ("nested", _nested, 4), ("dropout", _dropout, 4), ("first_writers", _first_writers, 4),
+         ("partly_written_runs", _partly_written_runs, 4)]
 
 
 @pytest.mark.parametrize("batch", [1, 3])
