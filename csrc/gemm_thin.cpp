@@ -22,11 +22,12 @@ struct Choice {
   Fn fn = nullptr;
   std::string name = "off";
   GemvFn gemv = nullptr;
+  BiasFn bias = nullptr;
 };
 
 Choice pick(const std::string& want) {
-  if (want != "off" && want != "avx2" && kAvx512 && cpu_has("avx512")) return {kAvx512, "avx512", kAvx512Gemv};
-  if (want != "off" && kAvx2 && cpu_has("avx2")) return {kAvx2, "avx2", kAvx2Gemv};
+  if (want != "off" && want != "avx2" && kAvx512 && cpu_has("avx512")) return {kAvx512, "avx512", kAvx512Gemv, kAvx512Bias};
+  if (want != "off" && kAvx2 && cpu_has("avx2")) return {kAvx2, "avx2", kAvx2Gemv, kAvx2Bias};
   return {};
 }
 
@@ -49,6 +50,11 @@ bool gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A,
 bool gemv_acc(bool ta, int64_t m, int64_t k, const float* A, const float* x, float* y) {
   GemvFn f = current().gemv;
   return f && f(ta, m, k, A, x, y);
+}
+
+bool gemm_bias(int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C, const float* bias) {
+  BiasFn f = current().bias;
+  return f && f(m, n, k, A, B, C, bias);
 }
 
 std::string isa() { return current().name; }

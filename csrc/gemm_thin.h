@@ -24,6 +24,10 @@ inline bool weight_in_cache(bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
 // the product kernels for a single example (a graph's step), which skip the general product's
 // layers of dispatch; false (nothing done) where gemm_acc would decline it too.
 bool gemv_acc(bool ta, int64_t m, int64_t k, const float* A, const float* x, float* y);
+// C (m x n) = bias + A B, the bias a column of m added to every column (null: none): gemm_acc's
+// weight-times-columns case writing C instead of adding to it, for the shapes it takes (false,
+// nothing done, otherwise).  A batched affine transform's output then needs no fill beforehand.
+bool gemm_bias(int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C, const float* bias);
 
 // The build in use: "avx512", "avx2" or "off".  select() picks one by name ("best" = the widest
 // this CPU runs, "off" = none) and returns the one it got; DYNET_CPU_EIGEN_ISA=baseline
@@ -39,6 +43,9 @@ extern const Fn kAvx2;
 using GemvFn = bool (*)(bool, int64_t, int64_t, const float*, const float*, float*);
 extern const GemvFn kAvx512Gemv;
 extern const GemvFn kAvx2Gemv;
+using BiasFn = bool (*)(int64_t, int64_t, int64_t, const float*, const float*, float*, const float*);
+extern const BiasFn kAvx512Bias;
+extern const BiasFn kAvx2Bias;
 
 }  // namespace thin
 }  // namespace dy

@@ -84,9 +84,14 @@ inline __m256 sum8(const __m256* v) {
 
 // --- C (m x n) += A (m x k, leading dim lda) * op(B), b(kk, j) = B[kk * sk + j * sj] ----------
 // A tile of NV vectors of rows by NR columns, accumulated in registers over kk in [0, k).
-template <int NV, int NR>
+// How a tile's sums reach C: added to it, or written over it as the sums plus a bias column (or
+// the sums alone where the bias is null), so that a product whose output starts as its bias (an
+// affine transform) need not fill the output block first and read it back.
+enum class Store { Add, Set };
+
+template <int NV, int NR, Store S = Store::Add>
 inline void axpy_tile(int64_t rows, int64_t k, const float* A, int64_t lda, const float* B, int64_t sk,
-                      int64_t sj, float* C, int64_t ldc) {
+                      int64_t sj, float* C, int64_t ldc, const float* bias = nullptr) {
   using T = Vec::T;
   T acc[NV][NR];
   DY_UNROLL
@@ -109,6 +114,24 @@ inline void axpy_tile(int64_t rows, int64_t k, const float* A, int64_t lda, cons
       for (int v = 0; v < NV; ++v) acc[v][j] = Vec::fma(av[v], bj, acc[v][j]);
     }
   }
+  if constexpr (S == Store::Set) {  // C = bias + sums (bias broadcast over the columns)
+    T bv[NV];
+    DY_UNROLL
+    for (int v = 0; v < NV - 1; ++v) bv[v] = bias ? Vec::load(bias + v * kW) : Vec::zero();
+    bv[NV - 1] = !bias ? Vec::zero() : full ? Vec::load(bias + (NV - 1) * kW) : Vec::loadm(bias + (NV - 1) * kW, tail);
+    DY_UNROLL
+    for (int j = 0; j < NR; ++j) {
+      float* c = C + j * ldc;
+      DY_UNROLL
+      for (int v = 0; v < NV - 1; ++v) Vec::store(c + v * kW, Vec::add(bv[v], acc[v][j]));
+      float* cl = c + (NV - 1) * kW;
+      if (full)
+        Vec::store(cl, Vec::add(bv[NV - 1], acc[NV - 1][j]));
+      else
+        Vec::storem(cl, Vec::add(bv[NV - 1], acc[NV - 1][j]), tail);
+    }
+    return;
+  }
   DY_UNROLL
   for (int j = 0; j < NR; ++j) {
     float* c = C + j * ldc;
@@ -122,15 +145,15 @@ inline void axpy_tile(int64_t rows, int64_t k, const float* A, int64_t lda, cons
   }
 }
 
-template <int NV, int NR>
+template <int NV, int NR, Store S = Store::Add>
 inline void axpy_cols(int64_t rows, int64_t ncols, int64_t k, const float* A, int64_t lda, const float* B, int64_t sk,
-                      int64_t sj, float* C, int64_t ldc) {
+                      int64_t sj, float* C, int64_t ldc, const float* bias = nullptr) {
   int64_t j = 0;
-  for (; j + NR <= ncols; j += NR) axpy_tile<NV, NR>(rows, k, A, lda, B + j * sj, sk, sj, C + j * ldc, ldc);
+  for (; j + NR <= ncols; j += NR) axpy_tile<NV, NR, S>(rows, k, A, lda, B + j * sj, sk, sj, C + j * ldc, ldc, bias);
   switch (ncols - j) {  // the last few columns
 #define DY_THIN_CASE(r) \
   case r:               \
-    if constexpr (r < NR) axpy_tile<NV, r>(rows, k, A, lda, B + j * sj, sk, sj, C + j * ldc, ldc); \
+    if constexpr (r < NR) axpy_tile<NV, r, S>(rows, k, A, lda, B + j * sj, sk, sj, C + j * ldc, ldc, bias); \
     break;
     DY_THIN_CASE(1) DY_THIN_CASE(2) DY_THIN_CASE(3) DY_THIN_CASE(4) DY_THIN_CASE(5) DY_THIN_CASE(6)
     DY_THIN_CASE(7)
@@ -144,13 +167,17 @@ inline void axpy_cols(int64_t rows, int64_t ncols, int64_t k, const float* A, in
 // column tile reuses it; the columns in blocks of NC, so that a block of B (KC x NC, 64 KB) stays in
 // the L2 cache while every row panel reads it (a wide product, thousands of columns, would
 // otherwise stream all of B from memory once per row panel).
+// set: C = bias + A op(B) (bias a column of m, or null for none) instead of C += A op(B); the
+// first k block writes C, the others add to it.
 template <int NV, int NR>
 inline void axpy_gemm(int64_t m, int64_t n, int64_t k, const float* A, int64_t lda, const float* B, int64_t sk,
-                      int64_t sj, float* C) {
+                      int64_t sj, float* C, bool set = false, const float* bias = nullptr) {
   constexpr int64_t KC = 128, NC = 128;
   constexpr int64_t MR = int64_t(NV) * kW;
-  for (int64_t k0 = 0; k0 < k; k0 += KC) {
+  constexpr int NV2 = NV > 2 ? 2 : NV;
+  for (int64_t k0 = 0; k0 < k || (set && k0 == 0); k0 += KC) {
     const int64_t kc = k - k0 < KC ? k - k0 : KC;
+    const bool first = set && k0 == 0;
     for (int64_t j0 = 0; j0 < n; j0 += NC) {
       const int64_t nc = n - j0 < NC ? n - j0 : NC;
       for (int64_t i = 0; i < m; i += MR) {
@@ -158,13 +185,17 @@ inline void axpy_gemm(int64_t m, int64_t n, int64_t k, const float* A, int64_t l
         const float* a = A + i + k0 * lda;
         const float* b = B + k0 * sk + j0 * sj;
         float* c = C + i + j0 * m;
+        const float* bi = bias ? bias + i : nullptr;
         const int64_t nv = (rows + kW - 1) / kW;  // a last panel may need fewer vectors
         if (nv == NV)
-          axpy_cols<NV, NR>(rows, nc, kc, a, lda, b, sk, sj, c, m);
+          first ? axpy_cols<NV, NR, Store::Set>(rows, nc, kc, a, lda, b, sk, sj, c, m, bi)
+                : axpy_cols<NV, NR>(rows, nc, kc, a, lda, b, sk, sj, c, m);
         else if (NV > 2 && nv == 2)
-          axpy_cols<(NV > 2 ? 2 : NV), NR>(rows, nc, kc, a, lda, b, sk, sj, c, m);
+          first ? axpy_cols<NV2, NR, Store::Set>(rows, nc, kc, a, lda, b, sk, sj, c, m, bi)
+                : axpy_cols<NV2, NR>(rows, nc, kc, a, lda, b, sk, sj, c, m);
         else
-          axpy_cols<1, NR>(rows, nc, kc, a, lda, b, sk, sj, c, m);
+          first ? axpy_cols<1, NR, Store::Set>(rows, nc, kc, a, lda, b, sk, sj, c, m, bi)
+                : axpy_cols<1, NR>(rows, nc, kc, a, lda, b, sk, sj, c, m);
       }
     }
   }
@@ -308,6 +339,17 @@ inline bool gemv_acc_vec(bool ta, int64_t m, int64_t k, const float* A, const fl
   }
   if (k < kW / 2) return false;
   dot_rows<8, 1>(m, k, A, x, y);
+  return true;
+}
+
+// C (m x n) = bias (a column of m, broadcast; null: zero) + A B, A m x k: the weight-times-columns
+// case of gemm_acc_vec writing its output instead of adding to it (the same shapes).
+inline bool gemm_bias_vec(int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C,
+                          const float* bias) {
+  if (m > kMaxLong || n > kMaxLong || k > kMaxLong || n < 2) return false;
+  if (n > kMaxThin && !weight_in_cache(false, false, m, n, k)) return false;
+  constexpr int NV = kW == 16 ? 3 : 2, NR = kW == 16 ? 8 : 6;
+  axpy_gemm<NV, NR>(m, n, k, A, m, B, 1, k, C, true, bias);
   return true;
 }
 

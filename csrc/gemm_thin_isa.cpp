@@ -12,9 +12,11 @@ namespace thin {
 #ifdef DY_THIN_GEMM
 const Fn DY_THIN_SET = &gemm_acc_vec;
 const GemvFn DY_THIN_CAT(DY_THIN_SET, Gemv) = &gemv_acc_vec;
+const BiasFn DY_THIN_CAT(DY_THIN_SET, Bias) = &gemm_bias_vec;
 #else
 const Fn DY_THIN_SET = nullptr;
 const GemvFn DY_THIN_CAT(DY_THIN_SET, Gemv) = nullptr;
+const BiasFn DY_THIN_CAT(DY_THIN_SET, Bias) = nullptr;
 #endif
 
 }  // namespace thin

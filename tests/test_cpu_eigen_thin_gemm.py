@@ -75,3 +75,32 @@ def test_isa_is_named_and_default_is_the_widest():
         assert M.select_thin_gemm("off") == "off"
     finally:
         M.select_thin_gemm(before)
+
+
+@pytest.mark.usefixtures("restore_autobatch")
+@pytest.mark.parametrize("m,k,n", [(5, 4, 3), (17, 33, 9), (100, 70, 129), (128, 256, 40)], ids=str)
+def test_batched_affine_output_starts_as_its_bias(thin_isa, m, k, n):
+    """n affine_transform([b, W, x_j]) of one graph run as one group (autobatching): the thin
+    kernels write each column as b + W x_j in one pass (gemm_bias, no fill of the block first);
+    against float64 NumPy, values and the gradients of W, b and every x_j."""
+    from dynet_api import config
+
+    config.set_values(autobatch=1)
+    rng = np.random.default_rng(m * 31 + k * 7 + n)
+    W, b, X, G = (rng.normal(size=s).astype(np.float32) for s in [(m, k), (m,), (k, n), (m, n)])
+    pc = dy.ParameterCollection()
+    pw, pb = pc.add_parameters((m, k)), pc.add_parameters(m)
+    pw.set_value(W), pb.set_value(b)
+    dy.renew_cg()
+    xs = [dy.inputTensor(X[:, j]) for j in range(n)]
+    ys = [dy.affine_transform([pb, pw, x]) for x in xs]
+    loss = dy.esum([dy.dot_product(y, dy.inputTensor(G[:, j])) for j, y in enumerate(ys)])
+    loss.backward(full=True)
+    W64, X64, G64 = W.astype(np.float64), X.astype(np.float64), G.astype(np.float64)
+    tol = dict(rtol=1e-4, atol=2e-5 * np.sqrt(max(k, n)))
+    got = np.stack([y.npvalue() for y in ys], axis=1)
+    np.testing.assert_allclose(got, W64 @ X64 + b[:, None], **tol, err_msg=f"b + W x ({thin_isa})")
+    np.testing.assert_allclose(pw.grad_as_array(), G64 @ X64.T, **tol, err_msg="dW")
+    np.testing.assert_allclose(pb.grad_as_array(), G64.sum(axis=1), **tol, err_msg="db")
+    gx = np.stack([x.gradient() for x in xs], axis=1)
+    np.testing.assert_allclose(gx, W64.T @ G64, **tol, err_msg="dX")
