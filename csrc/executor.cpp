@@ -1534,7 +1534,6 @@ class Executor {
     }
   }
 
-  // A call's operand gradients (the node's, or the group's joined).
   // Operand q's gradient of a group read in runs (plan_runs), written where the operands' gradients
   // lie instead of into a joined block that is then added into each (grad_into's last way): when
   // every member's operand is a member of a group whose gradient block backward fills, the runs'
@@ -1544,7 +1543,8 @@ class Executor {
   bool grad_in_runs(const Call& c, int q, const KernelDef& k) {
     const GroupRec& G = *c.G;
     const Operand& r = gopnd_[size_t(G.x0 + q)];
-    if (!joined(c, q) || r.src >= 0) return false;
+    std::array<const float*, 8> xs{};  // a segment's operands
+    if (!joined(c, q) || r.src >= 0 || G.na > int(xs.size())) return false;
     const int* ids = gops_.data() + r.ids;
     const int64_t* off = goff_.data() + G.o0;
     run_dx_.resize(size_t(G.nm));
@@ -1557,8 +1557,6 @@ class Executor {
     }
     const float* const* rx = grun_x_.data() + G.rx;
     const int64_t* rn = grun_n_.data() + G.r0;
-    std::array<const float*, 8> xs{};
-    if (G.na > int(xs.size())) return false;
     int m = 0;
     for (int run = 0; run < G.nr; ++run) {
       const int first = m;
@@ -1581,6 +1579,7 @@ class Executor {
     return true;
   }
 
+  // A call's operand gradients (the node's, or the group's joined).
   void call_backward(const Call& c, bool full, bool defer) {
     if (c.op == lstm_gates_ || c.op == lstm_gates_drop_) {
       lstm_gates_backward(c, full, defer);
