@@ -82,13 +82,13 @@ inline __m256 sum8(const __m256* v) {
   return _mm256_add_ps(lo, hi);
 }
 
-// --- C (m x n) += A (m x k, leading dim lda) * op(B), b(kk, j) = B[kk * sk + j * sj] ----------
-// A tile of NV vectors of rows by NR columns, accumulated in registers over kk in [0, k).
 // How a tile's sums reach C: added to it, or written over it as the sums plus a bias column (or
 // the sums alone where the bias is null), so that a product whose output starts as its bias (an
 // affine transform) need not fill the output block first and read it back.
 enum class Store { Add, Set };
 
+// --- C (m x n) += A (m x k, leading dim lda) * op(B), b(kk, j) = B[kk * sk + j * sj] ----------
+// A tile of NV vectors of rows by NR columns, accumulated in registers over kk in [0, k).
 template <int NV, int NR, Store S = Store::Add>
 inline void axpy_tile(int64_t rows, int64_t k, const float* A, int64_t lda, const float* B, int64_t sk,
                       int64_t sj, float* C, int64_t ldc, const float* bias = nullptr) {
