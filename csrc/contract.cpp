@@ -169,17 +169,12 @@ NodeRecord GraphSource::record(const Lists& l, int j) const {
     throw std::runtime_error("cpu_eigen: node " + std::to_string(j) + " is not an (op, input ids, attrs) tuple");
   PyObject* dim = PyList_GET_ITEM(l.dims.ptr(), j);
   return {PyTuple_GET_ITEM(t, 0), PyTuple_GET_ITEM(t, 1), PyTuple_GET_ITEM(t, 2), dim,
-          PyList_GET_ITEM(l.ng.ptr(), j) == Py_True, this};
+          PyList_GET_ITEM(l.ng.ptr(), j) == Py_True};
 }
 
-const Shape& GraphSource::shape_of(PyObject* dim) const {
-  DimMemo& e = dim_memo_[(reinterpret_cast<uintptr_t>(dim) >> 4) % kDimMemo];
-  if (e.dim.ptr() != dim) {
-    py::object shp = get(dim, names().shape);
-    e.shape = shape_from_tuple(shp.ptr());
-    e.dim = py::reinterpret_borrow<py::object>(dim);
-  }
-  return e.shape;
+Shape NodeRecord::shape() const {
+  py::object shp = get(dim, names().shape);
+  return shape_from_tuple(shp.ptr());
 }
 
 py::object GraphSource::attrs(int j) const {

@@ -41,8 +41,6 @@ struct OpRecord {
 };
 OpRecord read_op(PyObject* op);
 
-class GraphSource;
-
 // One node of the graph, borrowed from the graph's lists while GraphSource::read visits it.
 struct NodeRecord {
   PyObject* op;     // the OpDef
@@ -50,10 +48,9 @@ struct NodeRecord {
   PyObject* attrs;  // the attribute tuple
   PyObject* dim;    // dims[j] itself (its identity: equal Dims give equal shapes)
   bool ng;          // ng[j]
-  const GraphSource* src;
-  // dims[j].shape (the Dim memo's, valid while this record is visited): read on demand, as a
-  // reader that keeps its own Shape per Dim asks for it only for a Dim it has not met
-  const Shape& shape() const;
+  // dims[j].shape, read from the Dim on demand: a reader keeps its own Shape per Dim (Dims are
+  // interned and immutable) and asks only for a Dim it has not met
+  Shape shape() const;
   int n_inputs() const { return int(PyTuple_GET_SIZE(ids)); }
   // input q's node id, or -1 with the Python error set where it is not an int
   long input(int q) const { return dy_as_long(PyTuple_GET_ITEM(ids, q)); }
@@ -76,17 +73,6 @@ class GraphSource {
   };
   Lists lists(int to) const;
   NodeRecord record(const Lists& l, int j) const;
-  friend struct NodeRecord;
-  // A Dim's Shape, remembered by the Dim's identity (Dims are interned and immutable; the memo
-  // holds each one it names, so an address is never reused while it is there): a graph's nodes
-  // share a few Dims, and reading each node's Dim.shape tuple again was a third of marshalling.
-  const Shape& shape_of(PyObject* dim) const;
-  struct DimMemo {
-    py::object dim;
-    Shape shape;
-  };
-  static constexpr size_t kDimMemo = 64;
-  mutable std::vector<DimMemo> dim_memo_ = std::vector<DimMemo>(kDimMemo);
   py::object cg_;
 };
 
@@ -113,8 +99,6 @@ void GraphSource::read(int from, int to, F&& f) const {
     f(j, record(l, j));
   }
 }
-
-inline const Shape& NodeRecord::shape() const { return src->shape_of(dim); }
 
 // A parameter's storage (ParamStorageView): attrs[0] of a parameter or lookup node.
 namespace storage {
