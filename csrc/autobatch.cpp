@@ -12,7 +12,6 @@
 #include <emmintrin.h>
 #endif
 
-#include "gemm_thin.h"
 #include "kernel_util.h"
 
 namespace dy {
@@ -124,13 +123,16 @@ void forward(const float* W, int64_t r, int64_t c, const std::vector<Item>& item
   float* Y = direct ? items[0].y : scratch(t_b, r * N);
   float* y = Y;
   bool stream = r * N >= STREAM_FLOATS;
-  // One bias for every item (the group's shared parameter) or none: the thin kernels write each
+  // One bias for every item (the group's shared parameter) or none: ku::gemm_bias writes each
   // column as bias + W x in one pass, where the fill below writes the block first and the GEMM
   // reads it back (a Tree-LSTM level's gates: 128 x hundreds of columns, five times per level).
   const float* bias = items[0].bias.p;
   bool one_bias = direct && !stream && (!bias || items[0].bias.s.total() == r);
   for (size_t i = 1; i < items.size() && one_bias; ++i) one_bias = items[i].bias.p == bias;
-  if (one_bias && threads() == 1 && thin::gemm_bias(r, N, c, W, X, Y, bias)) return;
+  if (one_bias) {
+    ku::gemm_bias(r, N, c, W, X, Y, bias);
+    return;
+  }
   for (const Item& it : items) {
     if (it.bias.p && it.bias.s.total() != r) ku::fail("autobatch: a bias that is not one column");
     fill_columns(y, direct ? it.bias.p : nullptr, r, it.n, stream);

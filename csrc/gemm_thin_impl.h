@@ -342,29 +342,32 @@ inline bool gemv_acc_vec(bool ta, int64_t m, int64_t k, const float* A, const fl
   return true;
 }
 
+// Register tiles: 3 vectors of rows by 8 columns with AVX-512 (24 of its 32 registers),
+// 2 by 6 with AVX2 (12 of 16).
+constexpr int kNV = kW == 16 ? 3 : 2, kNR = kW == 16 ? 8 : 6;
+
+// Whether the weight-times-columns kernels take C (m x n) = A (m x k) B: a few columns, or a weight
+// the L2 cache holds at any number (the loops read it in place while BLAS packs it on every call).
+inline bool columns_taken(int64_t m, int64_t n, int64_t k) {
+  return n >= 2 && (n <= kMaxThin || weight_in_cache(false, false, m, n, k));
+}
+
 // C (m x n) = bias (a column of m, broadcast; null: zero) + A B, A m x k: the weight-times-columns
 // case of gemm_acc_vec writing its output instead of adding to it (the same shapes).
 inline bool gemm_bias_vec(int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C,
                           const float* bias) {
-  if (m > kMaxLong || n > kMaxLong || k > kMaxLong || n < 2) return false;
-  if (n > kMaxThin && !weight_in_cache(false, false, m, n, k)) return false;
-  constexpr int NV = kW == 16 ? 3 : 2, NR = kW == 16 ? 8 : 6;
-  axpy_gemm<NV, NR>(m, n, k, A, m, B, 1, k, C, true, bias);
+  if (m > kMaxLong || n > kMaxLong || k > kMaxLong || !columns_taken(m, n, k)) return false;
+  axpy_gemm<kNV, kNR>(m, n, k, A, m, B, 1, k, C, true, bias);
   return true;
 }
 
 inline bool gemm_acc_vec(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C) {
   if (m > kMaxLong || n > kMaxLong || k > kMaxLong) return false;
-  // Register tiles: 3 vectors of rows by 8 columns with AVX-512 (24 of its 32 registers),
-  // 2 by 6 with AVX2 (12 of 16).
-  constexpr int NV = kW == 16 ? 3 : 2, NR = kW == 16 ? 8 : 6;
   if (n == 1 && m * k <= kMaxGemv) return gemv_acc_vec(ta, m, k, A, B, C);  // op(B) is k contiguous values
-  // The weight side (A, or C for dW) small enough to stay in the L2 cache: any number of columns
-  // is taken, as the loops read it in place while BLAS packs it again on every call.
   const bool cached = weight_in_cache(ta, tb, m, n, k);
   if (!ta && !tb) {  // weight * columns: C += A B (a large GEMV is Eigen's, as fast)
-    if ((n > kMaxThin && !cached) || n < 2) return false;
-    axpy_gemm<NV, NR>(m, n, k, A, m, B, 1, k, C);
+    if (!columns_taken(m, n, k)) return false;
+    axpy_gemm<kNV, kNR>(m, n, k, A, m, B, 1, k, C);
     return true;
   }
   if (ta && !tb) {  // transposed weight * columns: C += A^T B (dot products along k)
@@ -372,9 +375,9 @@ inline bool gemm_acc_vec(bool ta, bool tb, int64_t m, int64_t n, int64_t k, cons
     dot_gemm(m, n, k, A, B, C);
     return true;
   }
-  if (!ta && tb) {  // a weight's gradient from a few columns: C += A B^T, k short
+  if (!ta && tb) {  // a weight's gradient from a few columns (or a cached one's from any): C += A B^T
     if (k > kMaxThin && !cached) return false;
-    axpy_gemm<NV, NR>(m, n, k, A, m, B, n, 1, C);
+    axpy_gemm<kNV, kNR>(m, n, k, A, m, B, n, 1, C);
     return true;
   }
   return false;

@@ -201,6 +201,9 @@ using CVec = Eigen::Map<const Eigen::VectorXf>;
 
 // C (m x n) += op(A) op(B), dispatched to the AVX2+FMA build when it is loaded.
 void gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C);
+// C (m x n) = bias + A B (bias a column of m added to every column; null: none), written in one pass
+// by the thin kernels where gemm_acc would send the product to them, else filled then accumulated.
+void gemm_bias(int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C, const float* bias);
 // Y (r x k per batch, n batches) += A (r x c, batch ba) * B (c x k, batch bb); batch 1 broadcasts.
 void mm_acc(const float* A, int64_t r, int64_t c, int64_t ba, const float* B, int64_t k, int64_t bb, float* Y,
             int64_t n);

@@ -205,6 +205,19 @@ void gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A,
     gemm_acc_impl(ta, tb, m, n, k, A, B, C);
 }
 
+void gemm_bias(int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C, const float* bias) {
+  if (threads() == 1 && (thin::weight_in_cache(false, false, m, n, k) || !blas::would_take(m, n, k)) &&
+      thin::gemm_bias(m, n, k, A, B, C, bias))
+    return;
+  for (int64_t j = 0; j < n; ++j) {
+    if (bias)
+      std::memcpy(C + j * m, bias, size_t(m) * sizeof(float));
+    else
+      std::fill_n(C + j * m, m, 0.0f);
+  }
+  gemm_acc(false, false, m, n, k, A, B, C);
+}
+
 void mm_acc(const float* A, int64_t r, int64_t c, int64_t ba, const float* B, int64_t k, int64_t bb, float* Y,
             int64_t n) {
   if (ba == 1 && (bb == n || n == 1)) {
@@ -269,6 +282,10 @@ void f_matmul(const CView* x, int, const View& y, const Attrs&) {
     std::fill_n(y.p, r, 0.0f);
     if (gemv_direct(false, r, c, x[0].p, x[1].p, y.p)) return;
   }
+  if (x[0].s.bd == 1 && x[1].s.bd == y.s.bd) {  // one weight times every column: written in one pass
+    gemm_bias(r, x[1].s.d[1] * y.s.bd, c, x[0].p, x[1].p, y.p, nullptr);
+    return;
+  }
   Arr(y.p, y.s.total()).setZero();
   mm_acc(x[0].p, x[0].s.d[0], x[0].s.d[1], x[0].s.bd, x[1].p, x[1].s.d[1], x[1].s.bd, y.p, y.s.bd);
 }
@@ -285,6 +302,11 @@ void b_matmul(const CView* x, int, const CView& y, const CView& dy, int i, const
 DY_REGISTER(matmul, f_matmul, b_matmul);
 
 void f_affine(const CView* x, int n, const View& y, const Attrs&) {
+  const int64_t r = y.s.d[0];
+  if (n == 3 && x[0].s.total() == r && x[1].s.bd == 1 && x[2].s.bd == y.s.bd) {  // b + W X, one bias column
+    gemm_bias(r, x[2].s.d[1] * y.s.bd, x[1].s.d[1], x[1].p, x[2].p, y.p, x[0].p);
+    return;
+  }
   copy_broadcast(x[0], y);
   for (int j = 1; j + 1 < n; j += 2)
     mm_acc(x[j].p, x[j].s.d[0], x[j].s.d[1], x[j].s.bd, x[j + 1].p, x[j + 1].s.d[1], x[j + 1].s.bd, y.p, y.s.bd);

@@ -78,11 +78,13 @@ def test_isa_is_named_and_default_is_the_widest():
 
 
 @pytest.mark.usefixtures("restore_autobatch")
+@pytest.mark.parametrize("form", ["group", "columns", "batch"])
 @pytest.mark.parametrize("m,k,n", [(5, 4, 3), (17, 33, 9), (100, 70, 129), (128, 256, 40)], ids=str)
-def test_batched_affine_output_starts_as_its_bias(thin_isa, m, k, n):
-    """n affine_transform([b, W, x_j]) of one graph run as one group (autobatching): the thin
-    kernels write each column as b + W x_j in one pass (gemm_bias, no fill of the block first);
-    against float64 NumPy, values and the gradients of W, b and every x_j."""
+def test_affine_output_starts_as_its_bias(thin_isa, m, k, n, form):
+    """b + W X written in one pass (ku::gemm_bias: the thin kernels' first k block stores, no fill of
+    the output first), for n affine_transform([b, W, x_j]) run as one group (autobatching), and for
+    one affine_transform over a k x n matrix or a batch of n; against float64 NumPy, values and the
+    gradients of W, b and X."""
     from dynet_api import config
 
     config.set_values(autobatch=1)
@@ -92,15 +94,24 @@ def test_batched_affine_output_starts_as_its_bias(thin_isa, m, k, n):
     pw, pb = pc.add_parameters((m, k)), pc.add_parameters(m)
     pw.set_value(W), pb.set_value(b)
     dy.renew_cg()
-    xs = [dy.inputTensor(X[:, j]) for j in range(n)]
-    ys = [dy.affine_transform([pb, pw, x]) for x in xs]
-    loss = dy.esum([dy.dot_product(y, dy.inputTensor(G[:, j])) for j, y in enumerate(ys)])
+    if form == "group":
+        xs = [dy.inputTensor(X[:, j]) for j in range(n)]
+        ys = [dy.affine_transform([pb, pw, x]) for x in xs]
+        loss = dy.esum([dy.dot_product(y, dy.inputTensor(G[:, j])) for j, y in enumerate(ys)])
+    else:
+        batched = form == "batch"
+        x = dy.inputTensor(X.T[..., None].transpose(1, 2, 0), batched=True) if batched else dy.inputTensor(X)
+        y = dy.affine_transform([pb, pw, x])
+        g = dy.inputTensor(G.T[..., None].transpose(1, 2, 0), batched=True) if batched else dy.inputTensor(G)
+        loss = dy.sum_batches(dy.sum_elems(dy.cmult(y, g)))
     loss.backward(full=True)
     W64, X64, G64 = W.astype(np.float64), X.astype(np.float64), G.astype(np.float64)
     tol = dict(rtol=1e-4, atol=2e-5 * np.sqrt(max(k, n)))
-    got = np.stack([y.npvalue() for y in ys], axis=1)
-    np.testing.assert_allclose(got, W64 @ X64 + b[:, None], **tol, err_msg=f"b + W x ({thin_isa})")
+    if form == "group":
+        got, gx = np.stack([y.npvalue() for y in ys], axis=1), np.stack([x.gradient() for x in xs], axis=1)
+    else:
+        got, gx = y.npvalue().reshape(m, n), x.gradient().reshape(k, n)
+    np.testing.assert_allclose(got, W64 @ X64 + b[:, None], **tol, err_msg=f"b + W X ({form}, {thin_isa})")
     np.testing.assert_allclose(pw.grad_as_array(), G64 @ X64.T, **tol, err_msg="dW")
     np.testing.assert_allclose(pb.grad_as_array(), G64.sum(axis=1), **tol, err_msg="db")
-    gx = np.stack([x.gradient() for x in xs], axis=1)
     np.testing.assert_allclose(gx, W64.T @ G64, **tol, err_msg="dX")
