@@ -153,11 +153,29 @@ bool GraphSource::check_validity() const {
   return r == 1;
 }
 
+namespace {
+// The front end's packed-graph reader (packed_nodes.h), or null without its C accelerator.
+DyPackedViewFn packed_view() {
+  static const DyPackedViewFn fn = [] {
+    void* p = PyCapsule_Import(DY_PACKED_VIEW_CAPSULE, 0);
+    if (!p) PyErr_Clear();
+    return reinterpret_cast<DyPackedViewFn>(p);
+  }();
+  return fn;
+}
+}  // namespace
+
 GraphSource::Lists GraphSource::lists(int to) const {
-  Lists l{get_graph(cg_.ptr(), g_nodes), get_graph(cg_.ptr(), g_dims), get_graph(cg_.ptr(), g_ng)};
-  for (PyObject* o : {l.nodes.ptr(), l.dims.ptr(), l.ng.ptr()})
+  Lists l;
+  const DyPackedViewFn view = packed_view();
+  l.packed = view && view(cg_.ptr(), &l.pk) == 1;
+  if (!l.packed) l.nodes = get_graph(cg_.ptr(), g_nodes);
+  l.dims = get_graph(cg_.ptr(), g_dims), l.ng = get_graph(cg_.ptr(), g_ng);
+  for (PyObject* o : {l.dims.ptr(), l.ng.ptr()})
     if (!PyList_Check(o)) throw std::runtime_error("cpu_eigen: the graph's node lists are not lists");
-  if (to > PyList_GET_SIZE(l.nodes.ptr())) throw py::index_error("cpu_eigen: forward past the end of the graph");
+  if (!l.packed && !PyList_Check(l.nodes.ptr())) throw std::runtime_error("cpu_eigen: the graph's node lists are not lists");
+  if (to > (l.packed ? l.pk.n : PyList_GET_SIZE(l.nodes.ptr())))
+    throw py::index_error("cpu_eigen: forward past the end of the graph");
   if (to > PyList_GET_SIZE(l.dims.ptr()) || to > PyList_GET_SIZE(l.ng.ptr()))
     throw std::runtime_error("cpu_eigen: the graph's dims and ng lists are shorter than its nodes");
   return l;
@@ -168,7 +186,8 @@ NodeRecord GraphSource::record(const Lists& l, int j) const {
   if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3 || !PyTuple_Check(PyTuple_GET_ITEM(t, 1)))
     throw std::runtime_error("cpu_eigen: node " + std::to_string(j) + " is not an (op, input ids, attrs) tuple");
   PyObject* dim = PyList_GET_ITEM(l.dims.ptr(), j);
-  return {PyTuple_GET_ITEM(t, 0), PyTuple_GET_ITEM(t, 1), PyTuple_GET_ITEM(t, 2), dim,
+  PyObject* ids = PyTuple_GET_ITEM(t, 1);
+  return {PyTuple_GET_ITEM(t, 0), ids, nullptr, int(PyTuple_GET_SIZE(ids)), PyTuple_GET_ITEM(t, 2), dim,
           PyList_GET_ITEM(l.ng.ptr(), j) == Py_True};
 }
 
@@ -178,6 +197,13 @@ Shape NodeRecord::shape() const {
 }
 
 py::object GraphSource::attrs(int j) const {
+  DyPackedView pk;
+  const DyPackedViewFn view = packed_view();
+  if (view && view(cg_.ptr(), &pk) == 1) {
+    if (j < 0 || j >= pk.n) throw py::index_error("cpu_eigen: no node " + std::to_string(j) + " in the graph");
+    PyObject* a = pk.nodes[j].attrs;
+    return py::reinterpret_borrow<py::object>(a ? a : Py_None);
+  }
   py::object nodes = get_graph(cg_.ptr(), g_nodes);
   if (!PyList_Check(nodes.ptr()) || j < 0 || j >= PyList_GET_SIZE(nodes.ptr()))
     throw py::index_error("cpu_eigen: no node " + std::to_string(j) + " in the graph");

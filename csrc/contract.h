@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common.h"
+#include "packed_nodes.h"
 #include "small_int.h"
 #include "tensor.h"
 
@@ -41,19 +42,22 @@ struct OpRecord {
 };
 OpRecord read_op(PyObject* op);
 
-// One node of the graph, borrowed from the graph's lists while GraphSource::read visits it.
+// One node of the graph, borrowed from the graph while GraphSource::read visits it: from its
+// node tuple, or from the front end's packed arrays (packed_nodes.h) while it keeps them.
 struct NodeRecord {
-  PyObject* op;     // the OpDef
-  PyObject* ids;    // a tuple of input node indices
-  PyObject* attrs;  // the attribute tuple
-  PyObject* dim;    // dims[j] itself (its identity: equal Dims give equal shapes)
-  bool ng;          // ng[j]
+  PyObject* op;            // the OpDef
+  PyObject* ids;           // a tuple of input node indices (null: packed, in pids)
+  const Py_ssize_t* pids;  // the packed input ids
+  int na;                  // the number of inputs
+  PyObject* attrs;         // the attribute tuple (or None)
+  PyObject* dim;           // dims[j] itself (its identity: equal Dims give equal shapes)
+  bool ng;                 // ng[j]
   // dims[j].shape, read from the Dim on demand: a reader keeps its own Shape per Dim (Dims are
   // interned and immutable) and asks only for a Dim it has not met
   Shape shape() const;
-  int n_inputs() const { return int(PyTuple_GET_SIZE(ids)); }
+  int n_inputs() const { return na; }
   // input q's node id, or -1 with the Python error set where it is not an int
-  long input(int q) const { return dy_as_long(PyTuple_GET_ITEM(ids, q)); }
+  long input(int q) const { return pids ? long(pids[q]) : dy_as_long(PyTuple_GET_ITEM(ids, q)); }
 };
 
 // The front end's graph, as GraphExecutor's contract hands it to make_executor.
@@ -68,8 +72,10 @@ class GraphSource {
   py::object attrs(int j) const;
 
  private:
-  struct Lists {  // the graph's three node lists, held for one read
+  struct Lists {  // the graph's three node lists, held for one read (nodes: none while packed)
     py::object nodes, dims, ng;
+    DyPackedView pk{0, nullptr, nullptr};
+    bool packed = false;
   };
   Lists lists(int to) const;
   NodeRecord record(const Lists& l, int j) const;
@@ -82,6 +88,16 @@ class GraphSource {
 template <class F>
 void GraphSource::read(int from, int to, F&& f) const {
   Lists l = lists(to);
+  if (l.packed) {  // flat arrays: nothing to fetch ahead but the dims list's items
+    PyObject* const* dims = reinterpret_cast<PyListObject*>(l.dims.ptr())->ob_item;
+    PyObject* const* ng = reinterpret_cast<PyListObject*>(l.ng.ptr())->ob_item;
+    for (int j = from; j < to; ++j) {
+      const DyPackedNode& p = l.pk.nodes[j];
+      f(j, NodeRecord{p.op, nullptr, l.pk.ids + p.i0, int(p.na), p.attrs ? p.attrs : Py_None, dims[j],
+                      ng[j] == Py_True});
+    }
+    return;
+  }
   PyObject* const* items = reinterpret_cast<PyListObject*>(l.nodes.ptr())->ob_item;
   constexpr int kTuple = 16, kParts = 8;  // how far ahead: the tuple itself, then what it points to
   for (int j = from; j < to; ++j) {

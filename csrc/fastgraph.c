@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "packed_nodes.h"
 #include "small_int.h"
 
 typedef struct {
@@ -36,9 +37,14 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *nodes, *dims, *ng, *shapes;
+    PyObject *nodes, *dims, *ng, *shapes; /* nodes: the list cg.nodes returns (empty while packed) */
     Py_ssize_t ver;
     char immediate;
+    char packed; /* the nodes are in pk (packed_nodes.h) until cg.nodes is read */
+    DyPackedNode *pk;
+    Py_ssize_t npk, pk_cap;
+    Py_ssize_t *pk_ids;
+    Py_ssize_t nids, ids_cap;
 } GraphObject;
 
 typedef struct {
@@ -264,27 +270,140 @@ static inline int list_append(PyObject *l, PyObject *v) {
     return PyList_Append(l, v);
 }
 
-/* Append the node tuple (op, ids, attrs) (a new reference, taken over), d and ng; run it under
- * immediate_compute; return the node index. */
-static PyObject *append_tuple(GraphObject *g, PyObject *node, PyObject *d, int ng) {
-    PyObject *nodes = g->nodes, *dims = g->dims, *ngl = g->ng;
-    if (nodes == NULL || dims == NULL || ngl == NULL || !PyList_Check(nodes) || !PyList_Check(dims) ||
-        !PyList_Check(ngl)) {
+static int lists_ok(GraphObject *g) {
+    if (g->nodes == NULL || g->dims == NULL || g->ng == NULL || !PyList_Check(g->nodes) || !PyList_Check(g->dims) ||
+        !PyList_Check(g->ng)) {
         PyErr_SetString(PyExc_RuntimeError, "ComputationGraph: nodes, dims and ng must be lists");
-        Py_DECREF(node);
-        return NULL;
+        return 0;
     }
-    PyObject *n = index_obj(PyList_GET_SIZE(dims));
-    if (n == NULL) {
-        Py_DECREF(node);
-        return NULL;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ packed nodes (packed_nodes.h) */
+
+static PyObject *node_tuple(PyObject *op, PyObject *ids, PyObject *attrs);
+
+static void pk_release(GraphObject *g, Py_ssize_t from) {
+    for (Py_ssize_t j = g->npk; j-- > from;) {
+        Py_CLEAR(g->pk[j].op);
+        Py_CLEAR(g->pk[j].attrs);
     }
-    if (list_append(nodes, node) < 0 || list_append(dims, d) < 0 || list_append(ngl, ng ? Py_True : Py_False) < 0) {
+    if (from < g->npk) {
+        g->nids = from > 0 ? g->pk[from - 1].i0 + g->pk[from - 1].na : 0;
+        g->npk = from;
+    }
+}
+
+static void pk_free(GraphObject *g) {
+    pk_release(g, 0);
+    PyMem_Free(g->pk);
+    PyMem_Free(g->pk_ids);
+    g->pk = NULL, g->pk_ids = NULL;
+    g->pk_cap = g->ids_cap = g->npk = g->nids = 0;
+}
+
+/* Append node (op, ids, attrs) to the packed arrays; the ids are in[0 .. m) (ints) or, where in is
+ * NULL, the items of the tuple ids_t. */
+static int pk_append(GraphObject *g, PyObject *op, PyObject *const *in, Py_ssize_t m, PyObject *ids_t,
+                     PyObject *attrs) {
+    if (g->npk == g->pk_cap) {
+        Py_ssize_t cap = g->pk_cap ? 2 * g->pk_cap : 1024;
+        DyPackedNode *a = PyMem_Realloc(g->pk, (size_t)cap * sizeof(DyPackedNode));
+        if (a == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        g->pk = a, g->pk_cap = cap;
+    }
+    if (g->nids + m > g->ids_cap) {
+        Py_ssize_t cap = g->ids_cap ? 2 * g->ids_cap : 4096;
+        while (cap < g->nids + m) cap *= 2;
+        Py_ssize_t *a = PyMem_Realloc(g->pk_ids, (size_t)cap * sizeof(Py_ssize_t));
+        if (a == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        g->pk_ids = a, g->ids_cap = cap;
+    }
+    Py_ssize_t *ids = g->pk_ids + g->nids;
+    for (Py_ssize_t a = 0; a < m; a++) {
+        PyObject *k = in != NULL ? in[a] : PyTuple_GET_ITEM(ids_t, a);
+        Py_ssize_t v = dy_as_ssize(k);
+        if (v == -1 && PyErr_Occurred()) return -1;
+        ids[a] = v;
+    }
+    DyPackedNode *r = g->pk + g->npk;
+    Py_INCREF(op);
+    r->op = op;
+    r->attrs = attrs == Py_None ? NULL : attrs;
+    Py_XINCREF(r->attrs);
+    r->i0 = g->nids, r->na = m;
+    g->nids += m;
+    g->npk++;
+    return 0;
+}
+
+/* cg.nodes is read: the packed nodes become tuples in the list, which holds every node from now
+ * until the next renew_cg. */
+static int pk_unpack(GraphObject *g) {
+    if (!g->packed) return 0;
+    if (g->nodes == NULL || !PyList_Check(g->nodes)) {
+        PyErr_SetString(PyExc_RuntimeError, "ComputationGraph: nodes must be a list");
+        return -1;
+    }
+    for (Py_ssize_t j = PyList_GET_SIZE(g->nodes); j < g->npk; j++) {
+        const DyPackedNode *r = g->pk + j;
+        PyObject *ids;
+        if (r->na == 1) {
+            PyObject *k = index_obj(g->pk_ids[r->i0]);
+            if (k == NULL) return -1;
+            ids = ids1_obj(k);
+            Py_DECREF(k);
+        } else {
+            ids = PyTuple_New(r->na);
+            if (ids != NULL) {
+                for (Py_ssize_t a = 0; a < r->na; a++) {
+                    PyObject *k = index_obj(g->pk_ids[r->i0 + a]);
+                    if (k == NULL) {
+                        Py_DECREF(ids);
+                        return -1;
+                    }
+                    PyTuple_SET_ITEM(ids, a, k);
+                }
+                PyObject_GC_UnTrack(ids);
+            }
+        }
+        if (ids == NULL) return -1;
+        PyObject *node = node_tuple(r->op, ids, r->attrs != NULL ? r->attrs : Py_None);
+        Py_DECREF(ids);
+        if (node == NULL) return -1;
+        int bad = list_append(g->nodes, node);
         Py_DECREF(node);
+        if (bad < 0) return -1;
+    }
+    g->packed = 0;
+    pk_release(g, 0);
+    return 0;
+}
+
+/* The capsule's function (packed_nodes.h). */
+static int pk_view(PyObject *graph, DyPackedView *out) {
+    if (graph == NULL || !PyObject_TypeCheck(graph, &GraphType)) return 0;
+    GraphObject *g = (GraphObject *)graph;
+    if (!g->packed) return 0;
+    out->n = g->npk, out->nodes = g->pk, out->ids = g->pk_ids;
+    return 1;
+}
+
+/* Append dims[n] = d, ng[n] = ng for the node just put at n; run it under immediate_compute;
+ * return the node index. */
+static PyObject *append_tail(GraphObject *g, PyObject *d, int ng) {
+    PyObject *n = index_obj(PyList_GET_SIZE(g->dims));
+    if (n == NULL) return NULL;
+    if (list_append(g->dims, d) < 0 || list_append(g->ng, ng ? Py_True : Py_False) < 0) {
         Py_DECREF(n);
         return NULL;
     }
-    Py_DECREF(node);
     if (g->immediate) {
         PyObject *r = PyObject_CallMethodOneArg((PyObject *)g, s_forward_to, n);
         if (r == NULL) {
@@ -294,6 +413,17 @@ static PyObject *append_tuple(GraphObject *g, PyObject *node, PyObject *d, int n
         Py_DECREF(r);
     }
     return n;
+}
+
+/* Append the node tuple (op, ids, attrs) (a new reference, taken over), d and ng; run it under
+ * immediate_compute; return the node index. */
+static PyObject *append_tuple(GraphObject *g, PyObject *node, PyObject *d, int ng) {
+    if (!lists_ok(g) || list_append(g->nodes, node) < 0) {
+        Py_DECREF(node);
+        return NULL;
+    }
+    Py_DECREF(node);
+    return append_tail(g, d, ng);
 }
 
 /* The node tuple (op, ids, attrs), not GC-tracked: ids holds ints only, and a node holds its op
@@ -310,6 +440,10 @@ static PyObject *node_tuple(PyObject *op, PyObject *ids, PyObject *attrs) {
 
 /* Append (op, ids, attrs), d and ng; run it under immediate_compute; return the node index. */
 static PyObject *append_raw(GraphObject *g, PyObject *op, PyObject *ids, PyObject *attrs, PyObject *d, int ng) {
+    if (g->packed) {
+        if (!lists_ok(g) || pk_append(g, op, NULL, PyTuple_GET_SIZE(ids), ids, attrs) < 0) return NULL;
+        return append_tail(g, d, ng);
+    }
     PyObject *node = node_tuple(op, ids, attrs);
     return node == NULL ? NULL : append_tuple(g, node, d, ng);
 }
@@ -416,6 +550,10 @@ static PyObject *plain_node(Py_ssize_t n, PyObject *op, PyObject *const *in, Py_
 static PyObject *append_op(GraphObject *g, PyObject *op, PyObject *const *in, Py_ssize_t m, PyObject *attrs,
                            PyObject *d, int ng) {
     PyObject *node;
+    if (g->packed) {
+        if (!lists_ok(g) || pk_append(g, op, in, m, NULL, attrs) < 0) return NULL;
+        return append_tail(g, d, ng);
+    }
     if (attrs == Py_None && m >= 1 && g->dims != NULL && PyList_Check(g->dims)) {
         node = plain_node(PyList_GET_SIZE(g->dims), op, in, m);
     } else {
@@ -949,7 +1087,111 @@ static PyObject *graph_add2(GraphObject *self, PyObject *const *args, Py_ssize_t
     return do_add2(self, a[0], a[1], a[2], a[3]);
 }
 
+/* cg.nodes: the list of (op, ids, attrs) tuples, made from the packed nodes on first read. */
+static PyObject *graph_get_nodes(GraphObject *self, void *closure) {
+    (void)closure;
+    if (self->nodes == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "nodes");
+        return NULL;
+    }
+    if (pk_unpack(self) < 0) return NULL;
+    Py_INCREF(self->nodes);
+    return self->nodes;
+}
+
+/* cg.nodes = l: l holds the nodes from now on (an empty list: the next nodes are packed). */
+static int graph_set_nodes(GraphObject *self, PyObject *value, void *closure) {
+    (void)closure;
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "ComputationGraph.nodes cannot be deleted");
+        return -1;
+    }
+    pk_release(self, 0);
+    Py_INCREF(value);
+    Py_XSETREF(self->nodes, value);
+    self->packed = PyList_CheckExact(value) && PyList_GET_SIZE(value) == 0;
+    return 0;
+}
+
+static PyObject *clear_list(PyObject *self, PyObject *arg);
+
+/* _reset_nodes(): no nodes (renew_cg); the next ones are packed. */
+static PyObject *graph_reset_nodes(GraphObject *self, PyObject *unused) {
+    (void)unused;
+    pk_release(self, 0);
+    if (self->nodes == NULL || !PyList_CheckExact(self->nodes)) {
+        PyErr_SetString(PyExc_RuntimeError, "ComputationGraph: nodes must be a list");
+        return NULL;
+    }
+    PyObject *r = clear_list(NULL, self->nodes);
+    if (r == NULL) return NULL;
+    Py_DECREF(r);
+    self->packed = PyList_GET_SIZE(self->nodes) == 0;
+    Py_RETURN_NONE;
+}
+
+/* append_node(op, ids, attrs): node (op, ids, attrs) appended where the graph keeps its nodes (the
+ * caller appends its dims and ng entries), without making cg.nodes a list. */
+static PyObject *graph_append_node(GraphObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "append_node(op, ids, attrs): ids must be a tuple of node indices");
+        return NULL;
+    }
+    if (self->packed) {
+        if (!lists_ok(self) || pk_append(self, args[0], NULL, PyTuple_GET_SIZE(args[1]), args[1], args[2]) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (!lists_ok(self)) return NULL;
+    PyObject *node = PyTuple_Pack(3, args[0], args[1], args[2]);
+    if (node == NULL) return NULL;
+    int bad = PyList_Append(self->nodes, node);
+    Py_DECREF(node);
+    if (bad < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* n_nodes(): how many nodes the graph has (len(cg.nodes) without making the list). */
+static PyObject *graph_n_nodes(GraphObject *self, PyObject *unused) {
+    (void)unused;
+    if (self->packed) return PyLong_FromSsize_t(self->npk);
+    if (self->nodes == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "nodes");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(PyObject_Length(self->nodes));
+}
+
+/* op_of(j): node j's op (cg.nodes[j][0] without making the list). */
+static PyObject *graph_op_of(GraphObject *self, PyObject *arg) {
+    Py_ssize_t j = PyLong_AsSsize_t(arg);
+    if (j == -1 && PyErr_Occurred()) return NULL;
+    if (self->packed) {
+        if (j < 0 || j >= self->npk) {
+            PyErr_Format(PyExc_IndexError, "op_of: no node %zd in a graph of %zd nodes", j, self->npk);
+            return NULL;
+        }
+        Py_INCREF(self->pk[j].op);
+        return self->pk[j].op;
+    }
+    PyObject *node = PySequence_GetItem(self->nodes, j);
+    if (node == NULL) return NULL;
+    PyObject *op = PySequence_GetItem(node, 0);
+    Py_DECREF(node);
+    return op;
+}
+
+static PyGetSetDef graph_getset[] = {
+    {"nodes", (getter)graph_get_nodes, (setter)graph_set_nodes, "(op, arg ids, attrs) per node", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyMethodDef graph_methods[] = {
+    {"_reset_nodes", (PyCFunction)graph_reset_nodes, METH_NOARGS, "_reset_nodes(): empty the graph's nodes (renew_cg)."},
+    {"append_node", (PyCFunction)(void (*)(void))graph_append_node, METH_FASTCALL,
+     "append_node(op, ids, attrs): append a node's record (the caller appends its dims and ng entries)."},
+    {"n_nodes", (PyCFunction)graph_n_nodes, METH_NOARGS, "n_nodes(): the number of nodes (len(cg.nodes))."},
+    {"op_of", (PyCFunction)graph_op_of, METH_O, "op_of(j): node j's op (cg.nodes[j][0])."},
     {"add", (PyCFunction)(void (*)(void))graph_add, METH_FASTCALL | METH_KEYWORDS,
      "add(op, args, attrs=None): append a node; operands and shape are checked before the graph changes."},
     {"add1", (PyCFunction)(void (*)(void))graph_add1, METH_FASTCALL | METH_KEYWORDS,
@@ -964,7 +1206,6 @@ static PyMethodDef graph_methods[] = {
 static PyMemberDef graph_members[] = {
     {"ver", T_PYSSIZET, offsetof(GraphObject, ver), 0, "graph version (renew_cg count)"},
     {"immediate", T_BOOL, offsetof(GraphObject, immediate), 0, "immediate_compute"},
-    {"nodes", T_OBJECT_EX, offsetof(GraphObject, nodes), 0, "(op, arg ids, attrs) per node"},
     {"dims", T_OBJECT_EX, offsetof(GraphObject, dims), 0, "Dim per node"},
     {"ng", T_OBJECT_EX, offsetof(GraphObject, ng), 0, "needs-gradient flag per node"},
     {"_shapes", T_OBJECT_EX, offsetof(GraphObject, shapes), 0, "shape-rule memo"},
@@ -972,6 +1213,10 @@ static PyMemberDef graph_members[] = {
 };
 
 static int graph_traverse(GraphObject *self, visitproc visit, void *arg) {
+    for (Py_ssize_t j = 0; j < self->npk; j++) {
+        Py_VISIT(self->pk[j].op);
+        Py_VISIT(self->pk[j].attrs);
+    }
     Py_VISIT(self->nodes);
     Py_VISIT(self->dims);
     Py_VISIT(self->ng);
@@ -980,6 +1225,8 @@ static int graph_traverse(GraphObject *self, visitproc visit, void *arg) {
 }
 
 static int graph_clear(GraphObject *self) {
+    pk_free(self);
+    self->packed = 0;
     Py_CLEAR(self->nodes);
     Py_CLEAR(self->dims);
     Py_CLEAR(self->ng);
@@ -1003,6 +1250,7 @@ static PyTypeObject GraphType = {
     .tp_dealloc = (destructor)graph_dealloc,
     .tp_methods = graph_methods,
     .tp_members = graph_members,
+    .tp_getset = graph_getset,
     .tp_new = PyType_GenericNew,
 };
 
@@ -1624,6 +1872,12 @@ PyMODINIT_FUNC PyInit__fastgraph(void) {
         PyModule_AddObject(m, "Unary", (PyObject *)&UnaryType) < 0 ||
         PyModule_AddObject(m, "Lookup", (PyObject *)&LookupType) < 0 ||
         PyModule_AddObject(m, "StepFirst", (PyObject *)&StepFirstType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *cap = PyCapsule_New((void *)(DyPackedViewFn)pk_view, DY_PACKED_VIEW_CAPSULE, NULL);
+    if (cap == NULL || PyModule_AddObject(m, "_packed_view", cap) < 0) {
+        Py_XDECREF(cap);
         Py_DECREF(m);
         return NULL;
     }

@@ -185,6 +185,9 @@ class GraphExecutor(Protocol):
     ``graph.check_validity``, and nothing else of the graph.  Of ``op`` (an ``OpDef``) it reads
     ``name`` and ``nograd``; of a leaf's ``attrs``, an input's host
     array or a :class:`ParamStorageView`.  (``csrc/contract.h`` is the same reading in C++.)
+    With the C accelerator, the graph keeps its nodes in flat arrays until ``graph.nodes`` is first
+    read, which makes the tuples then; a C executor may read the arrays themselves
+    (``csrc/packed_nodes.h``), as cpu_eigen does.
     """
 
     def reset(self) -> None:

@@ -262,6 +262,25 @@ class _PyGraphOps:
 
         def _shape(self, op, key, dims, attrs) -> Dim: ...
 
+    def _reset_nodes(self) -> None:
+        """Empties the node list (renew_cg)."""
+        _clear_list(self.nodes)
+
+    def append_node(self, op, ids: tuple, attrs) -> None:
+        """Appends node ``(op, ids, attrs)`` where the graph keeps its nodes (the caller appends its
+        ``dims`` and ``ng`` entries).  The C graph keeps them packed until ``nodes`` is read."""
+        if type(ids) is not tuple:
+            raise TypeError("append_node(op, ids, attrs): ids must be a tuple of node indices")
+        self.nodes.append((op, ids, attrs))
+
+    def n_nodes(self) -> int:
+        """The number of nodes (``len(cg.nodes)``, without making the C graph's node tuples)."""
+        return len(self.nodes)
+
+    def op_of(self, j: int):
+        """Node ``j``'s op (``cg.nodes[j][0]``, without making the C graph's node tuples)."""
+        return self.nodes[j][0]
+
     def add(self, op, args, attrs=None) -> Expression:
         """Appends a node of ``op``; validates the operands and the shape before touching the graph.
 
@@ -507,7 +526,7 @@ class ComputationGraph(_GraphBase):
         self.ver += 1
         # emptied in place, not replaced: lists that live on are old to the garbage collector, so
         # its young-generation passes (about one per graph) do not walk the new graph's nodes
-        _clear_list(self.nodes)
+        self._reset_nodes()
         self.dims.clear()
         self.ng.clear()
         self.n_eval = 0
@@ -532,7 +551,7 @@ class ComputationGraph(_GraphBase):
 
     def checkpoint(self) -> None:
         """Remembers the current size of the graph (see :meth:`revert`)."""
-        self._checkpoints.append(len(self.nodes))
+        self._checkpoints.append(len(self.dims))
 
     def revert(self) -> None:
         """Drops the nodes added since the last :meth:`checkpoint`."""
@@ -585,8 +604,8 @@ class ComputationGraph(_GraphBase):
         sup = self.supported if self.supported is not None else self._bind()
         if op.name not in sup:
             raise NotImplementedError(f"{op.name}: not supported by backend {self.backend.name!r}")
-        n = len(self.nodes)
-        self.nodes.append((op, (), attrs))
+        n = len(self.dims)
+        self.append_node(op, (), attrs)
         self.dims.append(attrs[-1])
         self.ng.append(needs_grad)
         e = _new(Expression)
@@ -608,7 +627,7 @@ class ComputationGraph(_GraphBase):
         if i >= self.n_eval:
             if self.supported is None:
                 self._bind()
-            if self.immediate and self.n_eval == i == len(self.nodes) - 1:
+            if self.immediate and self.n_eval == i == len(self.dims) - 1:
                 try:
                     self.executor.forward(i, i + 1)
                 except Exception:
@@ -669,7 +688,7 @@ class ComputationGraph(_GraphBase):
         """
         a = self.backend.to_numpy(self.executor.value(j))
         if not np.isfinite(a).all():
-            op = self.nodes[j][0]
+            op = self.op_of(j)
             raise RuntimeError(f"check_validity: {op.name} (node {j}) produced NaN or Inf")
 
     def value_array(self, i: int) -> np.ndarray:
@@ -706,7 +725,7 @@ class ComputationGraph(_GraphBase):
         Args:
             e (Expression or None): the expression; None: the last node.
         """
-        i = len(self.nodes) - 1 if e is None else _index(e)
+        i = len(self.dims) - 1 if e is None else _index(e)
         self.forward_to(i)
 
     def inc_forward(self, e=None):
@@ -723,7 +742,7 @@ class ComputationGraph(_GraphBase):
         Args:
             e (Expression or None): the expression; None: the last node.
         """
-        i = len(self.nodes) - 1 if e is None else _index(e)
+        i = len(self.dims) - 1 if e is None else _index(e)
         return self.scalar(i)
 
     def forward_vec(self, e=None) -> list[float]:
@@ -732,7 +751,7 @@ class ComputationGraph(_GraphBase):
         Args:
             e (Expression or None): the expression; None: the last node.
         """
-        i = len(self.nodes) - 1 if e is None else _index(e)
+        i = len(self.dims) - 1 if e is None else _index(e)
         return self.value_array(i).reshape(-1, order="F").tolist()
 
     inc_forward_scalar = forward_scalar
@@ -743,7 +762,7 @@ class ComputationGraph(_GraphBase):
         print(graphviz_text(self))
 
     def __repr__(self) -> str:
-        return f"<ComputationGraph version {self.ver}, {len(self.nodes)} nodes>"
+        return f"<ComputationGraph version {self.ver}, {len(self.dims)} nodes>"
 
 
 def _index(e) -> int:

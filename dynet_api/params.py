@@ -428,8 +428,8 @@ class Parameters(_StoredParameter):
             e = cg.add_leaf(_PARAM, (st, True, st.dim), True)
             self.i, self.v = e.i, e.v
             return e.i
-        n = len(cg.nodes)
-        cg.nodes.append((_PARAM, (), (st, True, st.dim)))
+        n = len(cg.dims)
+        cg.append_node(_PARAM, (), (st, True, st.dim))
         cg.dims.append(st.dim)
         cg.ng.append(True)
         if cg.immediate:

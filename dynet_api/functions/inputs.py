@@ -55,8 +55,8 @@ def _append_leaf(op, attrs: tuple, d: Dim, ng: bool, kind: str) -> MutableExpres
     """``add_leaf``'s work without its checks, for the fast paths that made them (a supported leaf
     on the bound backend): the three appends and the handle, made once."""
     cg = _cg
-    k = len(cg.nodes)
-    cg.nodes.append((op, (), attrs))
+    k = len(cg.dims)
+    cg.append_node(op, (), attrs)
     cg.dims.append(d)
     cg.ng.append(ng)
     m = _new_expr(MutableExpression)
