@@ -99,7 +99,7 @@ class CallTimer {
 class Executor {
  public:
   explicit Executor(py::object cg) : graph_(std::move(cg)) {
-    matmul_ = kernel_code("matmul"), affine_ = kernel_code("affine_transform");
+    matmul_ = kernel_code("matmul"), affine_ = kernel_code("affine_transform"), concat_ = kernel_code("concatenate");
     lstm_gates_ = kernel_code("vanilla_lstm_gates"), lstm_gates_drop_ = kernel_code("vanilla_lstm_gates_dropout");
   }
 
@@ -415,7 +415,7 @@ class Executor {
   std::unordered_map<PyObject*, OpInfo> ops_;  // (node-based: an OpInfo's address is stable)
   std::array<std::pair<PyObject*, const OpInfo*>, 32> op_cache_{};
   std::vector<py::object> op_refs_;
-  int matmul_ = -1, affine_ = -1, lstm_gates_ = -1, lstm_gates_drop_ = -1;
+  int matmul_ = -1, affine_ = -1, concat_ = -1, lstm_gates_ = -1, lstm_gates_drop_ = -1;
   const KernelDef* kernels_ = kernel_table().data();  // by op code (the table is fixed once the module loaded)
   std::vector<DeferredGrad> dw_;
   std::vector<PyObject*> aliased_;  // backward: storages whose first node's gradient is aliased
@@ -1175,6 +1175,7 @@ class Executor {
     // an elementwise op that can read its operands where they lie: runs instead of joined copies,
     // planned when the first operand that would need a copy is met (-1: not yet)
     int in_runs = -1;
+    const bool stack = stacks_vectors(G);
     for (int q = 0; q < G.na; ++q) {
       const Node& x0 = operand(G, 0, q);
       bool shared = x0.info->leaf == 2 || G.info->is_shared(q);
@@ -1192,8 +1193,8 @@ class Executor {
           next = x.v + x.total;
           r.ng |= x.ng;
         }
-        if (!adjacent && in_runs < 0) in_runs = plan_runs(G);
-        if (!adjacent && in_runs == 1) {
+        if (!adjacent && !stack && in_runs < 0) in_runs = plan_runs(G);
+        if (!adjacent && (stack || in_runs == 1)) {
           v.p = nullptr;  // no joined copy: nothing reads one
         } else if (!adjacent) {  // copied side by side (kept: backward reads the same operand)
           float* c = vals_.alloc(size_t(v.s.total()));
@@ -1228,11 +1229,43 @@ class Executor {
     } else if (in_runs == 1) {
       const GroupRec& R = grecs_.back();
       kernels_[size_t(G.op)].fwd_runs(grun_x_.data() + R.rx, grun_n_.data() + R.r0, R.nr, G.na, G.y);
+    } else if (stack) {
+      stack_members(G);
     } else if (!shared_product(G)) {
       kernels_[size_t(G.op)].fwd(gxs_.data() + G.x0, G.na, {G.y, G.ys}, group_attrs(G));
     }
     if (check)
       for (int m : batch) check_finite(m);
+  }
+
+  // A group of concatenations of single vectors along their rows (a Tree-LSTM's [h_l; h_r]): each
+  // member's output is its operands one after another, so the forward copies them there from
+  // where they lie, with no joined copy of each operand first (which the kernel then copied
+  // again).  The backward reads no operand values (only their shapes): it runs as for any group.
+  bool stacks_vectors(const GroupRec& G) const {
+    if (G.op != concat_ || G.info->leaf) return false;
+    const Node& n0 = nodes_[size_t(members(G)[0])];
+    Attrs a = attrs_of(n0);
+    if (n0.s->nd != 1 || n0.s->bd != 1 || a.integer(attr::concatenate::d) != 0) return false;
+    for (int q = 0; q < G.na; ++q) {  // (the members share their operands' Dims: the signature's)
+      const Shape& x = *nodes_[size_t(args_[size_t(n0.a0 + q)])].s;
+      if (x.nd != 1 || x.bd != 1) return false;
+    }
+    return true;
+  }
+
+  void stack_members(const GroupRec& G) {
+    const int* mem = members(G);
+    const int64_t* off = goff_.data() + G.o0;
+    for (int k = 0; k < G.nm; ++k) {
+      float* y = G.y + off[k];
+      const int* in = args_.data() + hot_[size_t(mem[k])].a0;
+      for (int q = 0; q < G.na; ++q) {
+        const Hot& x = hot_[size_t(in[q])];
+        std::memcpy(y, x.v, size_t(x.total) * sizeof(float));
+        y += x.total;
+      }
+    }
   }
 
   // An elementwise group (fwd_runs and bwd_runs, every operand joined, each member's operands of

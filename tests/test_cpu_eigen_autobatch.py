@@ -151,9 +151,22 @@ def _partly_written_runs(ps, xs):
     return dy.sum_elems(later) + dy.esum([dy.sum_elems(v) for v in g]) + dy.sum_elems(U * a[1])
 
 
+def _stacked_vectors(ps, xs):
+    """Concatenations of vectors from two groups' outputs (Executor::stack_members copies each
+    member's operands from where they lie), of unequal sizes, and of a concatenation, under
+    products whose gradients flow back through them; with a batch of 3 they run as joined copies."""
+    W, U, c, V = ps["W"], ps["U"], ps["c"], ps["V"]
+    h = [dy.tanh(dy.affine_transform([c, U, x])) for x in xs]
+    g = [dy.logistic(V * dy.pickrange(x, 0, 3)) for x in xs]
+    e = [dy.concatenate([h[k], g[(k + 1) % len(g)]]) for k in range(len(xs))]
+    f = [dy.concatenate([g[k], dy.pickrange(h[k], 1, 3), h[(k + 2) % len(h)]]) for k in range(len(xs))]
+    n = [dy.concatenate([e[k], f[k]]) for k in range(len(xs))]
+    return dy.esum([dy.sum_elems(dy.cmult(v, v)) + dy.sum_elems(W * dy.pickrange(v, 0, 4)) for v in n])
+
+
 CASES = [("independent", _independent, 4), ("chain", _chain, 3), ("scattered_activations", _scattered_activations, 4),
          ("nested", _nested, 4), ("dropout", _dropout, 4), ("first_writers", _first_writers, 4),
-         ("partly_written_runs", _partly_written_runs, 4)]
+         ("partly_written_runs", _partly_written_runs, 4), ("stacked_vectors", _stacked_vectors, 4)]
 
 
 @pytest.mark.parametrize("batch", [1, 3])
