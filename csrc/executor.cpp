@@ -1487,26 +1487,39 @@ class Executor {
     float* t = dx_buf_.data();
     if (!settable) std::fill_n(t, xs.total(), 0.0f);
     run(View{t, xs}, settable);
-    for (int k = 0; k < G.nm; ++k) {  // each member's part added in, or copied where nothing wrote it yet
-      int id = ids[k];
-      int gi = gof_[size_t(id)];
-      const GroupRec* S = gi >= 0 ? &grecs_[size_t(gi)] : nullptr;
-      if (S && S->g && S->all_ng && id <= bwd_top_) {  // a member of a group: its part of that block
-        const int64_t* off = goff_.data() + S->o0 + gat_[size_t(id)];
-        scatter_part(S->g + off[0], t, off[1] - off[0], fresh_[size_t(id)]);
-        t += off[1] - off[0];
-        continue;
-      }
-      Node& x = nodes_[size_t(id)];
-      int64_t m = x.s->total();
-      if (full || x.ng) {
-        if (x.g && fresh(x))
-          scatter_part(x.g, t, m, fresh(x));
-        else
-          ku::Arr(grad_of(x), m) += ku::CArr(t, m);
-      }
-      t += m;
+    for (int k = 0; k < G.nm; ++k) t += add_to_grad(ids[k], t, full);  // each member's part
+  }
+
+  // Node id's gradient += t (its size; returned), or = t where nothing wrote it yet.
+  int64_t add_to_grad(int id, const float* t, bool full) {
+    int gi = gof_[size_t(id)];
+    const GroupRec* S = gi >= 0 ? &grecs_[size_t(gi)] : nullptr;
+    if (S && S->g && S->all_ng && id <= bwd_top_) {  // a member of a group: its part of that block
+      const int64_t* off = goff_.data() + S->o0 + gat_[size_t(id)];
+      scatter_part(S->g + off[0], t, off[1] - off[0], fresh_[size_t(id)]);
+      return off[1] - off[0];
     }
+    Node& x = nodes_[size_t(id)];
+    int64_t m = x.s->total();
+    if (full || x.ng) {
+      if (x.g && fresh(x))
+        scatter_part(x.g, t, m, fresh(x));
+      else
+        ku::Arr(grad_of(x), m) += ku::CArr(t, m);
+    }
+    return m;
+  }
+
+  // The backward of a stacked concatenation (stacks_vectors) for operand q: each member's rows of
+  // dy go straight to its operand's gradient (no joined gradient, then a scatter of it).
+  void stacked_grad(const Call& c, int q, bool full) {
+    const GroupRec& G = *c.G;
+    const int* mem = members(G);
+    const int64_t* off = goff_.data() + G.o0;
+    int64_t at = 0;  // operand q's first row in each member's output (the members share the sizes)
+    for (int p = 0; p < q; ++p) at += hot_[size_t(args_[size_t(hot_[size_t(mem[0])].a0 + p)])].total;
+    for (int k = 0; k < G.nm; ++k)
+      add_to_grad(args_[size_t(hot_[size_t(mem[k])].a0 + q)], c.dy.p + off[k] + at, full);
   }
 
   // dst (n floats) += src, or = src where dst is unwritten (fresh, then cleared).
@@ -1633,11 +1646,16 @@ class Executor {
       }
       return;
     }
+    const bool stacked = c.G && c.op == concat_ && stacks_vectors(*c.G);
     for (int q = 0; q < c.na; ++q) {
       if (!call_wants(c, q, full)) continue;
       if (defer && defer_weight_grad(c, q)) continue;
       count_call(c.op);
       CallTimer timer(c.op);
+      if (stacked) {
+        stacked_grad(c, q, full);
+        continue;
+      }
       if (c.G && (c.op == matmul_ || c.op == affine_)) ++ab::stats().input_grad;
       grad_into(c, q, full, k.bwd_set != nullptr, [&](const View& dx, bool set) {
         (set ? k.bwd_set : k.bwd)(c.xp, c.na, c.y, c.dy, q, dx, c.at);
