@@ -12,19 +12,6 @@ import pytest
 
 import dynet_api as dy
 from dynet_api import ops
-from dynet_api.plugins import registry
-
-BACKENDS = [b for b in ("reference_numpy", "cpu_eigen") if b in registry.names()]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    before = dy.backend_name()
-    dy.set_backend(request.param)
-    dy.renew_cg()
-    yield request.param
-    dy.set_backend(before)
-    dy.renew_cg()
 
 
 def _list_held(cg) -> list:
@@ -35,7 +22,7 @@ def _list_held(cg) -> list:
     return lists[0]  # nodes, then dims and ng (GraphBase's traverse order)
 
 
-def _build(pc_state, seed: int = 3):
+def _build(pc_state):
     """A small graph of leaves, unary, binary and n-ary nodes, attributes and a loss."""
     pc, W, b, E = pc_state
     x = dy.inputVector([0.5, -1.0, 2.0])
@@ -60,11 +47,7 @@ def model():
     return pc, W, b, E
 
 
-def _expected_nodes(loss_i: int, nodes: list) -> list[tuple[str, tuple]]:
-    return [(op.name, ids) for op, ids, _ in nodes[: loss_i + 1]]
-
-
-def test_nodes_read_late_are_the_tuples_a_list_would_hold(backend, model):
+def test_nodes_read_late_are_the_tuples_a_list_would_hold(each_backend, model):
     dy.renew_cg()
     _ = dy.cg().nodes  # read at once: a list from the first node on
     loss = _build(model)
@@ -88,7 +71,7 @@ def test_nodes_read_late_are_the_tuples_a_list_would_hold(backend, model):
     assert cg.op_of(loss2.i) is late[loss2.i][0]
 
 
-def test_values_and_gradients_agree_packed_or_listed(backend, model):
+def test_values_and_gradients_agree_packed_or_listed(each_backend, model):
     pc, W, b, E = model
     results = []
     for read_first in (False, True):  # the gradients accumulate: the second run doubles them
@@ -106,7 +89,7 @@ def test_values_and_gradients_agree_packed_or_listed(backend, model):
         np.testing.assert_allclose(2 * a, c, rtol=1e-5, atol=1e-6)
 
 
-def test_reading_nodes_midway_keeps_the_graph_whole(backend, model):
+def test_reading_nodes_midway_keeps_the_graph_whole(each_backend, model):
     """Half the graph packed, ``cg.nodes`` read (the list takes over), the rest added as tuples."""
     dy.renew_cg()
     pc, W, b, E = model
@@ -122,7 +105,7 @@ def test_reading_nodes_midway_keeps_the_graph_whole(backend, model):
     np.testing.assert_allclose(y.npvalue(), hv * hv, rtol=1e-6)
 
 
-def test_renew_packs_again(backend, model):
+def test_renew_packs_again(each_backend, model):
     dy.renew_cg()
     _build(model).value()
     _ = dy.cg().nodes
@@ -130,12 +113,12 @@ def test_renew_packs_again(backend, model):
     dy.renew_cg()
     _build(model).value()
     held = _list_held(dy.cg())
-    if type(dy.cg()).__mro__[1].__name__ == "GraphBase" and backend == "cpu_eigen":
+    if type(dy.cg()).__mro__[1].__name__ == "GraphBase" and each_backend.name == "cpu_eigen":
         assert held == []  # packed: cpu_eigen's executor reads the arrays, nothing read the list
     assert len(dy.cg().nodes) == dy.cg().n_nodes() > 0
 
 
-def test_an_input_set_after_a_forward(backend, model):
+def test_an_input_set_after_a_forward(each_backend, model):
     """MutableExpression.set replaces a node's attributes: the recomputed value is the new input's."""
     dy.renew_cg()
     x = dy.inputVector([1.0, 2.0])
@@ -150,7 +133,7 @@ def test_an_input_set_after_a_forward(backend, model):
     assert y.value() == pytest.approx(12.0)
 
 
-def test_packed_attributes_keep_their_objects_alive(backend):
+def test_packed_attributes_keep_their_objects_alive(each_backend):
     """An input's array is held by the packed node alone once the caller drops it."""
     dy.renew_cg()
     data = np.arange(6, dtype=np.float32).reshape(2, 3)
@@ -162,7 +145,7 @@ def test_packed_attributes_keep_their_objects_alive(backend):
     assert dy.cg().nodes[x.i][2][0].sum() == pytest.approx(15.0)
 
 
-def test_checkpoint_and_revert_on_a_packed_graph(backend, model):
+def test_checkpoint_and_revert_on_a_packed_graph(each_backend, model):
     dy.renew_cg()
     x = dy.inputVector([1.0, -2.0])
     cg = dy.cg()
