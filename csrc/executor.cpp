@@ -167,6 +167,9 @@ class Executor {
     if (planned_) group_grad_blocks(i);
     int grouped = planned_ ? std::min(i + 1, int(gof_.size())) : 0;
     for (int j = 0; j <= last; ++j) {
+#if defined(__GNUC__)
+      if (j + 16 <= last) __builtin_prefetch(&nodes_[size_t(j + 16)].g, 1);  // every other line: not fetched ahead
+#endif
       Node& n = nodes_[size_t(j)];
       n.g = nullptr, n.dwq = -1, n.pending = false, n.alias = nullptr;
       if (j < grouped && gof_[size_t(j)] >= 0) {  // a member of a live group: its slice of the block
