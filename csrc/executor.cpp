@@ -1024,13 +1024,13 @@ class Executor {
   // The identities that fix the signature of a node without attributes, into id_key_[0, len) (ids_' key):
   // its op and Dim, and per operand a parameter or shared node's id, else its Dim.  False for a
   // node with attributes or a leaf.
-  bool fast_key(const Node& n, size_t& len) {
+  bool fast_key(int j, const Node& n, size_t& len) {
     if (n.ns != 0 || n.info->leaf) return false;
     const OpInfo& oi = *n.info;
     if (id_key_.size() < size_t(2 + 2 * n.na)) id_key_.resize(size_t(2 + 2 * n.na));
     int64_t* k = id_key_.data();
     *k++ = n.op;
-    *k++ = int64_t(reinterpret_cast<uintptr_t>(n.dim));
+    *k++ = int64_t(reinterpret_cast<uintptr_t>(key_dim_[size_t(j)]));  // n.dim (the record's other line)
     for (int q = 0; q < n.na; ++q) {
       int s = args_[size_t(n.a0 + q)];
       const void* d = key_dim_[size_t(s)];  // (not the operand's record: out of cache, scattered)
@@ -1075,7 +1075,7 @@ class Executor {
       // a node without attributes: its signature follows from its op, its Dim and its operands'
       // (parameter and shared ones by node), which are compared as identities before building it
       size_t len = 0;
-      if (fast_key(n, len)) {
+      if (fast_key(j, n, len)) {
         bool fresh = false;
         int id = ids_.find_or_add(id_key_.data(), len, fresh);
         if (fresh) id_sid_.push_back(signature_id(j));
