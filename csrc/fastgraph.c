@@ -386,6 +386,30 @@ static int pk_unpack(GraphObject *g) {
     return 0;
 }
 
+/* Node (op, (in[0], ..., in[m-1]), attrs) appended where graph keeps its nodes (packed, or as
+ * a tuple in its list); the caller appends its dims and ng entries.  lstm_steps.c's appends. */
+int fg_append_node(PyObject *graph, PyObject *op, PyObject *const *in, Py_ssize_t m, PyObject *attrs) {
+    if (!PyObject_TypeCheck(graph, &GraphType)) {
+        PyErr_SetString(PyExc_TypeError, "the graph must be a dynet_api._fastgraph.GraphBase");
+        return -1;
+    }
+    GraphObject *g = (GraphObject *)graph;
+    if (!lists_ok(g)) return -1;
+    if (g->packed) return pk_append(g, op, in, m, NULL, attrs);
+    PyObject *ids = PyTuple_New(m);
+    if (ids == NULL) return -1;
+    for (Py_ssize_t a = 0; a < m; a++) {
+        Py_INCREF(in[a]);
+        PyTuple_SET_ITEM(ids, a, in[a]);
+    }
+    PyObject *node = node_tuple(op, ids, attrs);
+    Py_DECREF(ids);
+    if (node == NULL) return -1;
+    int r = PyList_Append(g->nodes, node);
+    Py_DECREF(node);
+    return r;
+}
+
 /* The capsule's function (packed_nodes.h). */
 static int pk_view(PyObject *graph, DyPackedView *out) {
     if (graph == NULL || !PyObject_TypeCheck(graph, &GraphType)) return 0;

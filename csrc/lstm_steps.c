@@ -5,35 +5,18 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-/* A node (op, ids, None); neither it nor its ids tuple (ints) is tracked by the garbage collector,
- * as fastgraph.c's append_raw does for its nodes: a tagger graph of 64 sentences appended some 9k
- * such nodes, which survived into the old generation and set off a full collection (~30 ms over
- * the program's objects) every few updates. */
-static PyObject *node3(PyObject *op, PyObject *ids) {
-    if (!ids) return NULL;
-    PyObject_GC_UnTrack(ids);
-    PyObject *t = PyTuple_Pack(3, op, ids, Py_None);
-    Py_DECREF(ids);
-    if (t) PyObject_GC_UnTrack(t);
-    return t;
-}
+/* fastgraph.c: node (op, in[0 .. m), attrs) appended where the graph keeps its nodes. */
+int fg_append_node(PyObject *graph, PyObject *op, PyObject *const *in, Py_ssize_t m, PyObject *attrs);
 
-static int append_new(PyObject *list, PyObject *o) {
-    if (!o) return -1;
-    int r = PyList_Append(list, o);
-    Py_DECREF(o);
-    return r;
-}
-
-/* lstm_steps(nodes, dims, ng, xs, start, h, c, ids, memo, ops) -> (done, ys): runs steps
+/* lstm_steps(graph, dims, ng, xs, start, h, c, ids, memo, ops) -> (done, ys): runs steps
  * xs[start], xs[start+1], ... (node ids) while every layer's memo (a dict per layer: (x, h, c
  * dims) -> (gates dim, state dim, weights need grads)) knows the step's dims; h and c (lists of
  * node ids, one per layer) are updated in place; ids holds (wx, wh, b) node ids per layer and ops
  * (gates, cell, hidden).  done: the steps run; ys: their outputs' node ids. */
 PyObject *fg_lstm_steps(PyObject *self, PyObject *args) {
-    PyObject *nodes, *dims, *ng, *xs, *h, *c, *ids, *memo, *ops;
+    PyObject *graph, *dims, *ng, *xs, *h, *c, *ids, *memo, *ops;
     Py_ssize_t start;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!nO!O!O!O!O!", &PyList_Type, &nodes, &PyList_Type, &dims, &PyList_Type, &ng,
+    if (!PyArg_ParseTuple(args, "OO!O!O!nO!O!O!O!O!", &graph, &PyList_Type, &dims, &PyList_Type, &ng,
                           &PyList_Type, &xs, &start, &PyList_Type, &h, &PyList_Type, &c, &PyList_Type, &ids,
                           &PyList_Type, &memo, &PyTuple_Type, &ops))
         return NULL;
@@ -106,10 +89,10 @@ PyObject *fg_lstm_steps(PyObject *self, PyObject *args) {
             int gng = ngw > 0 || PyObject_IsTrue(PyList_GET_ITEM(ng, xv)) > 0 || PyObject_IsTrue(PyList_GET_ITEM(ng, hv)) > 0;
             int cng = gng || PyObject_IsTrue(PyList_GET_ITEM(ng, cv)) > 0;
             PyObject *nn = PyLong_FromSsize_t(n), *n1 = PyLong_FromSsize_t(n + 1), *n2 = PyLong_FromSsize_t(n + 2);
-            int bad = !nn || !n1 || !n2 ||
-                      append_new(nodes, node3(gates_op, PyTuple_Pack(5, xcur, hi, wxi, whi, bi))) < 0 ||
-                      append_new(nodes, node3(cell_op, PyTuple_Pack(2, ci, nn))) < 0 ||
-                      append_new(nodes, node3(hid_op, PyTuple_Pack(2, n1, nn))) < 0 ||
+            PyObject *gin[5] = {xcur, hi, wxi, whi, bi}, *cin[2] = {ci, nn}, *hin[2] = {n1, nn};
+            int bad = !nn || !n1 || !n2 || fg_append_node(graph, gates_op, gin, 5, Py_None) < 0 ||
+                      fg_append_node(graph, cell_op, cin, 2, Py_None) < 0 ||
+                      fg_append_node(graph, hid_op, hin, 2, Py_None) < 0 ||
                       PyList_Append(dims, dg) < 0 || PyList_Append(dims, dc) < 0 || PyList_Append(dims, dc) < 0 ||
                       PyList_Append(ng, gng ? Py_True : Py_False) < 0 || PyList_Append(ng, cng ? Py_True : Py_False) < 0 ||
                       PyList_Append(ng, cng ? Py_True : Py_False) < 0;

@@ -168,8 +168,8 @@ class _FusedCell:
         memo = self._memo
         if h is None:
             h = c = (self._zero_state(),) * len(layers)
-        nodes, dims, ng = cg.nodes, cg.dims, cg.ng
-        push = nodes.append
+        dims, ng = cg.dims, cg.ng
+        push = cg.append_node  # (packed by the C graph: cg.nodes would make every node's tuple)
         ids = [(wx.i, wh.i, b.i) for wx, wh, b in layers]
         h, c = list(h), list(c)
         ys = []
@@ -189,9 +189,9 @@ class _FusedCell:
                     n = len(dims)
                     gng = ngw or ng[xi] or ng[hi]
                     cng = gng or ng[ci]
-                    push((_GATES, (xi, hi, wxi, whi, bi), None))
-                    push((_CELL_C, (ci, n), None))
-                    push((_CELL_H, (n + 1, n), None))
+                    push(_GATES, (xi, hi, wxi, whi, bi), None)
+                    push(_CELL_C, (ci, n), None)
+                    push(_CELL_H, (n + 1, n), None)
                     dims += (dg, dc, dc)
                     ng += (gng, cng, cng)
                     ct = _new(Expression)
@@ -216,7 +216,7 @@ class _FusedCell:
         ys: list = []
         k = 0
         while True:
-            done, out = _lstm_steps(cg.nodes, cg.dims, cg.ng, xids, k, hi, ci, ids, self._memo, ops)
+            done, out = _lstm_steps(cg, cg.dims, cg.ng, xids, k, hi, ci, ids, self._memo, ops)
             ys += [_expr(i, ver) for i in out]
             k += done
             if k >= len(xs):
@@ -293,8 +293,8 @@ class _FusedCell:
         one = self._one
         if h is None:
             h = c = (self._zero_state(),) * len(layers)
-        nodes, dims, ng = cg.nodes, cg.dims, cg.ng
-        push = nodes.append
+        dims, ng = cg.dims, cg.ng
+        push = cg.append_node
         n_steps = len(xs)
         if self._pmemo is None:
             self._pmemo = [{} for _ in layers]
@@ -318,8 +318,8 @@ class _FusedCell:
                 n = len(dims)
                 sids = tuple(e.i for e in seq)
                 ngx = any(ng[k] for k in sids)
-                push((_CONCAT, sids, (1,)))
-                push((_MATMUL, (wx.i, n), None))
+                push(_CONCAT, sids, (1,))
+                push(_MATMUL, (wx.i, n), None)
                 dims += known[:2]
                 ng += (ngx, ngx or ng[wx.i])
                 out = []
@@ -339,10 +339,12 @@ class _FusedCell:
             ng += (ngp, gng, cng, cng) + (ngp, later, later, later) * (count - 1)
             n = len(dims)
             dims += (ds, dg, dc, dc) * count
-            sel, pargs, extend, append = _sel_attrs(n_steps), (pi,), nodes.extend, out.append
+            sel, pargs, append = _sel_attrs(n_steps), (pi,), out.append
             for t in range(start, n_steps):
-                extend(((_SELECT_COLS, pargs, sel[t]), (_GATES, (onei, yi, n, whi, bi), None),
-                        (_CELL_C, (ci, n + 1), None), (_CELL_H, (n + 2, n + 1), None)))
+                push(_SELECT_COLS, pargs, sel[t])
+                push(_GATES, (onei, yi, n, whi, bi), None)
+                push(_CELL_C, (ci, n + 1), None)
+                push(_CELL_H, (n + 2, n + 1), None)
                 ci, yi = n + 2, n + 3
                 y = _new(Expression)
                 y.i, y.v = yi, ver
