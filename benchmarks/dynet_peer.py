@@ -136,10 +136,10 @@ def calibrate(budget: float) -> float:
     return _calibrate(_state["task"], budget)
 
 
-def timed(start: int, n: int, clock: str) -> list:
+def timed(start: int, n: int, clock: str, cycle: int = 0) -> list:
     from .run import CLOCKS, _timed
 
-    return list(_timed(_state["task"], start, n, CLOCKS[clock]))
+    return list(_timed(_state["task"], start, n, CLOCKS[clock], cycle))
 
 
 def phases(start: int, n: int) -> dict:

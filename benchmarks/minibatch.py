@@ -84,11 +84,12 @@ def kernel_calls_of(step: Callable[[], Any]) -> int | None:
 class Side:
     """One side of the interleaved blocks: a label, its autobatch value (None: not applicable), how
     to time a block of its updates (start, count) -> (seconds, units, loss), how long one update
-    takes (calibration, from a time budget), and what to run before each block."""
+    takes (calibration, from a time budget), and what to run before each block.  ``timed``'s third
+    argument: the number of minibatches every side cycles through (run._timed's ``cycle``)."""
 
     label: str
     autobatch: int | None
-    timed: Callable[[int, int], tuple]
+    timed: Callable[[int, int, int], tuple]
     calibrate: Callable[[float], float]
     prepare: Callable[[], None] = lambda: None
     task: Any = None  # the local task (None for DyNet's, in its worker)
@@ -100,7 +101,7 @@ class Side:
 
 def _local(label: str, autobatch: int | None, task, clock: str, prepare: Callable[[], None] = lambda: None) -> Side:
     phases = partial(run.phase_medians, task) if hasattr(task, "step_phases") else None
-    return Side(label, autobatch, lambda a, m: run._timed(task, a, m, run.CLOCKS[clock]),
+    return Side(label, autobatch, lambda a, m, cycle: run._timed(task, a, m, run.CLOCKS[clock], cycle),
                 lambda budget: run._calibrate(task, budget), prepare, task, phases)
 
 
@@ -138,7 +139,8 @@ def _dynet_side(name: str, size: int, backend: str, ab: int, trainer: str, data,
 def _peer_side(peer, name: str, size: int, trainer: str, data, clock: str) -> Side:
     """DyNet's side in its worker (which builds the task and takes the warm-up update there)."""
     peer.call("task", name=name, trainer=trainer, data=peer.data_file(data), minibatch=size)
-    return Side(DYNET, peer.autobatch, lambda a, m: tuple(peer.call("timed", start=a, n=m, clock=clock)),
+    return Side(DYNET, peer.autobatch,
+                lambda a, m, cycle: tuple(peer.call("timed", start=a, n=m, clock=clock, cycle=cycle)),
                 lambda budget: peer.call("calibrate", budget=budget), first_loss=peer.call("warmup_loss"),
                 phases=lambda a, m: peer.call("phases", start=a, n=m))
 
@@ -168,9 +170,12 @@ def _guarded(s: Side, what: str, fn: Callable[[], Any]) -> Any:
 def run_minibatch(name: str, size: int, backends: list[str], autobatch: list[int], seconds: float,
                   torch_ok: bool, peers: dict[int, Any] | None = None, trainer: str = "adam", rounds: int = 3,
                   clock: str = "wall", min_updates: int = 2, phases: int = 0) -> list[Row]:
-    """Each side runs its own number of updates (about ``seconds``) on minibatches 0, 1, ..., in
-    ``rounds`` blocks interleaved with the other sides'.  ``phases`` > 0: then each side that can
-    also times that many updates phase by phase (minibatches 1, 2, ..., the same on every side)."""
+    """Each side runs its own number of updates (about ``seconds``) in ``rounds`` blocks interleaved
+    with the other sides', all on the same minibatches: 0, 1, ..., M - 1 for the slowest side's M
+    updates, each faster side cycling through them a whole number of times (trees and sentences
+    differ in size from minibatch to minibatch: sides timed on different ones would compare
+    different work).  ``phases`` > 0: then each side that can also times that many updates phase by
+    phase (minibatches 1, 2, ..., the same on every side)."""
     data = task_data(name)
     sides = [_dynet_side(name, size, be, ab, trainer, data, clock) for be in backends for ab in autobatch]
     if torch_ok:
@@ -189,11 +194,13 @@ def run_minibatch(name: str, size: int, backends: list[str], autobatch: list[int
     for s in sides:
         per = _guarded(s, "calibration", partial(s.calibrate, 0.1 * seconds))
         counts.append(0 if per is None else max(min_updates, round(seconds / per)))
+    cycle = min((n for n in counts if n > 0), default=0)
+    counts = [max(1, round(n / cycle)) * cycle if n > 0 else 0 for n in counts]
     for r in range(rounds):
         for s, n in zip(sides, counts, strict=True):
             a, b = n * r // rounds, n * (r + 1) // rounds
             got = None if b <= a else _guarded(
-                s, f"updates {a}..{b - 1}", partial(s.timed, a, b - a))
+                s, f"updates {a}..{b - 1}", partial(s.timed, a, b - a, cycle))
             if got is not None:
                 s.totals[0] += got[0]
                 s.totals[1] += got[1]

@@ -261,7 +261,7 @@ def test_peer_worker_gets_its_autobatch_and_runs_minibatches(tmp_path, monkeypat
     trees = D.tree_data(seed=13, vocab=200, n_trees=12)
     with dynet_peer.Peer(python=Path(sys.executable), autobatch=1) as peer:
         side = minibatch._peer_side(peer, "treelstm", 3, "adam", trees, "wall")
-        dt, units, loss = side.timed(1, 2)
+        dt, units, loss = side.timed(1, 2, 0)
     dy.set_backend("reference_numpy")
     dy.reset_random_seed(1234)  # as the fake DyNet is seeded: the worker's warm-up loss is this one
     local = tasks_dynet.make_minibatched("treelstm", 3, "adam", trees)
@@ -294,6 +294,25 @@ def test_a_failing_side_is_reported_in_its_row_and_the_others_still_run(monkeypa
     assert "ValueError: cannot reshape" in capsys.readouterr().err
     line = minibatch.format_table(rows).splitlines()[-1]
     assert "failed: ValueError in the warm-up update" in line
+
+
+def test_every_side_times_the_same_minibatches(monkeypatch):
+    """Sides of different speeds run different numbers of updates, but all on minibatches 0 .. M - 1
+    (M: the slowest side's count), each a whole number of times."""
+    seen: dict[int, list[int]] = {0: [], 1: []}
+    step = tasks_dynet.Minibatched.step
+
+    def record(self, k):
+        seen[config.settings["autobatch"]].append(k)
+        return step(self, k)
+
+    per = {0: 0.004, 1: 0.001}  # batching off calibrates 4x slower: 4x fewer updates
+    monkeypatch.setattr(run, "_calibrate", lambda task, budget: per[config.settings["autobatch"]])
+    monkeypatch.setattr(tasks_dynet.Minibatched, "step", record)
+    rows = minibatch.run_minibatch("treelstm", 2, ["reference_numpy"], [0, 1], 0.012, False, rounds=2)
+    assert [r.updates for r in rows] == [3, 12]
+    timed = {ab: ks[1:-1] for ab, ks in seen.items()}  # between the warm-up and the counted update (both 0)
+    assert timed[0] == [0, 1, 2] and timed[1] == [0, 1, 2] * 4
 
 
 def test_phases_time_every_side_on_the_same_minibatches(capsys):
