@@ -1,7 +1,10 @@
 """The computation graph and the Expression handle.
 
 A graph is three parallel lists (nodes, dims, needs-gradient flags); adding a
-node is a shape-rule call and three appends.  Evaluation is lazy and
+node is a shape-rule call and three appends.  (With the C accelerator the node
+records stay in flat arrays until ``nodes`` is first read, which makes the
+``(op, ids, attrs)`` tuples then: the graph's own paths use ``n_nodes``,
+``op_of`` and ``append_node``, which never make them.)  Evaluation is lazy and
 incremental: ``forward_to(i)`` runs the nodes not yet evaluated up to ``i``.
 Execution belongs to an executor: the backend's own (a whole-graph fast path)
 or :class:`PyExecutor`, which calls the backend's kernels node by node.
