@@ -1889,6 +1889,9 @@ void bind_executor(py::module_& m) {
       .def("invalidate", &Executor::invalidate)
       .def("arena_floats", &Executor::arena_floats)
       .def("plan", &Executor::plan);
+  // It reads a graph's packed nodes itself (contract::GraphSource): the front end need not make
+  // the node tuples for it (dynet_api.graph: executors without this attribute get cg.nodes made).
+  cls.attr("reads_packed_nodes") = true;
   for (PyMethodDef* d = executor_methods; d->ml_name; ++d) {
     py::object method = py::reinterpret_steal<py::object>(PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), d));
     if (!method) throw py::error_already_set();

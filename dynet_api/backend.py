@@ -186,8 +186,10 @@ class GraphExecutor(Protocol):
     ``name`` and ``nograd``; of a leaf's ``attrs``, an input's host
     array or a :class:`ParamStorageView`.  (``csrc/contract.h`` is the same reading in C++.)
     With the C accelerator, the graph keeps its nodes in flat arrays until ``graph.nodes`` is first
-    read, which makes the tuples then; a C executor may read the arrays themselves
-    (``csrc/packed_nodes.h``), as cpu_eigen does.
+    read, which makes the tuples then; the list is complete whenever an executor is called (one
+    may keep the list object across graphs, as before).  An executor in C may read the arrays
+    themselves (``csrc/packed_nodes.h``) and say so with a true ``reads_packed_nodes`` attribute, as
+    cpu_eigen's does: the graph then never makes the tuples for it.
     """
 
     def reset(self) -> None:

@@ -453,6 +453,9 @@ class ComputationGraph(_GraphBase):
         self._autobatch_asked: Any = None  # renew_cg(autobatching=...), None: the process setting
         self._autobatch_told: Any = None  # (backend, strategy) last told to a self-batching backend
         self.profiling = 0
+        # whether the executor reads only graph.nodes as the contract states it, a complete list
+        # (made before each call), or the C graph's packed arrays too (reads_packed_nodes)
+        self._nodes_for_executor = True
 
     # ------------------------------------------------------------ threads
     def _claim(self, what: str) -> None:
@@ -487,6 +490,7 @@ class ComputationGraph(_GraphBase):
                     raise TypeError(f"backend {be.name!r}: its executor {type(ex).__name__} lacks "
                                     f"{', '.join(missing)} (see dynet_api.backend.GraphExecutor)")
             self.executor = ex or PyExecutor(self, be)
+            self._nodes_for_executor = not getattr(self.executor, "reads_packed_nodes", False)
             self._shapes = {}
             self.profiling = int(config.settings.get("profiling") or 0)
             profiling.watch(be)
@@ -630,6 +634,8 @@ class ComputationGraph(_GraphBase):
         if i >= self.n_eval:
             if self.supported is None:
                 self._bind()
+            if self._nodes_for_executor:
+                _ = self.nodes  # the C graph's packed nodes made into the list this executor reads
             if self.immediate and self.n_eval == i == len(self.dims) - 1:
                 try:
                     self.executor.forward(i, i + 1)

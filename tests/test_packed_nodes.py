@@ -163,3 +163,38 @@ def test_append_node_takes_only_a_tuple_of_ids():
     cg = dy.renew_cg()
     with pytest.raises(TypeError):
         cg.append_node(ops.op("tanh"), [0], None)
+
+
+def test_an_executor_holding_the_node_list_sees_every_node(monkeypatch):
+    """An executor that kept ``graph.nodes`` (the list object, as the contract's lists allowed) and
+    does not say ``reads_packed_nodes``: the graph makes the list complete before each forward."""
+    from dynet_api.graph import PyExecutor
+    from dynet_api.plugins import registry
+
+    be = registry.get("reference_numpy")
+    seen = []
+
+    class Holding(PyExecutor):
+        def __init__(self, graph, backend):
+            super().__init__(graph, backend)
+            self.held = graph.nodes
+
+        def forward(self, a, b):
+            seen.append((len(self.held), b))
+            super().forward(a, b)
+
+    monkeypatch.setattr(type(be), "make_executor", lambda self, graph: Holding(graph, self))
+    before = dy.backend_name()
+    try:
+        dy.set_backend("reference_numpy")
+        dy.renew_cg()
+        for _ in range(2):  # the second graph: the same list object, emptied and packed again
+            dy.renew_cg()
+            x = dy.inputVector([1.0, -2.0, 0.5])
+            y = dy.sum_elems(dy.cmult(dy.tanh(x), x) + x * 3.0)
+            v = np.array([1.0, -2.0, 0.5])
+            assert y.value() == pytest.approx(float(np.sum(np.tanh(v) * v + 3.0 * v)), rel=1e-6)
+        assert seen and all(n >= b for n, b in seen)
+    finally:
+        dy.set_backend(before)
+        dy.renew_cg()
