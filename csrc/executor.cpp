@@ -166,16 +166,11 @@ class Executor {
     fresh_.assign(size_t(last + 1), 0);
     if (planned_) group_grad_blocks(i);
     int grouped = planned_ ? std::min(i + 1, int(gof_.size())) : 0;
-    for (int j = 0; j <= last; ++j) {
-#if defined(__GNUC__)
-      if (j + 16 <= last) __builtin_prefetch(&nodes_[size_t(j + 16)].g, 1);  // every other line: not fetched ahead
-#endif
-      Node& n = nodes_[size_t(j)];
-      n.g = nullptr, n.dwq = -1, n.pending = false, n.alias = nullptr;
-      if (j < grouped && gof_[size_t(j)] >= 0) {  // a member of a live group: its slice of the block
-        const GroupRec& G = grecs_[size_t(gof_[size_t(j)])];
-        if (G.g) n.g = G.g + goff_[size_t(G.o0 + gat_[size_t(j)])], fresh_[size_t(j)] = 1;
-      }
+    bw_.assign(size_t(last + 1), Bw{});
+    for (int j = 0; j < grouped; ++j) {
+      if (gof_[size_t(j)] < 0) continue;  // a member of a live group: its slice of the block
+      const GroupRec& G = grecs_[size_t(gof_[size_t(j)])];
+      if (G.g) bw_[size_t(j)].g = G.g + goff_[size_t(G.o0 + gat_[size_t(j)])], fresh_[size_t(j)] = 1;
     }
     bwd_top_ = i;
     dxq_.clear(), pending_leaves_.clear();
@@ -193,25 +188,25 @@ class Executor {
   }
 
   py::object value(int i) {
-    if (i < 0 || i >= int(nodes_.size()) || !nodes_[size_t(i)].v)
+    if (i < 0 || i >= int(nodes_.size()) || !hot_[size_t(i)].v)
       throw py::index_error("cpu_eigen: value of an unevaluated node " + std::to_string(i));
-    return copy_out(nodes_[size_t(i)].v, *nodes_[size_t(i)].s);
+    return copy_out(hot_[size_t(i)].v, *nodes_[size_t(i)].s);
   }
 
   // The first value of node i as a float: a one-element result (a loss) without a tensor copy.
   double scalar(int i) {
-    if (i < 0 || i >= int(nodes_.size()) || !nodes_[size_t(i)].v)
+    if (i < 0 || i >= int(nodes_.size()) || !hot_[size_t(i)].v)
       throw py::index_error("cpu_eigen: value of an unevaluated node " + std::to_string(i));
-    return double(nodes_[size_t(i)].v[0]);
+    return double(hot_[size_t(i)].v[0]);
   }
 
   py::object gradient(int i) {
-    if (i < 0 || i >= n_grad_ || !nodes_[size_t(i)].g) return py::none();
+    if (i < 0 || i >= n_grad_ || !bw_[size_t(i)].g) return py::none();
     return copy_out(defined_grad(nodes_[size_t(i)]), *nodes_[size_t(i)].s);
   }
 
   void reset() {
-    nodes_.clear(), hot_.clear(), key_dim_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), leaves_.clear();
+    nodes_.clear(), hot_.clear(), key_dim_.clear(), marks_.clear(), bw_.clear(), args_.clear(), ints_.clear(), flts_.clear(), slots_.clear(), leaves_.clear();
     plan_.clear(), grecs_.clear(), gmem_.clear(), gxs_.clear(), gjoin_.clear(), grun_x_.clear(), grun_n_.clear();
     goff_.clear(), gops_.clear(), gopnd_.clear(), gof_.clear(), gat_.clear(), param_ids_.clear();
     gints_.clear(), gflts_.clear(), gslots_.clear();
@@ -229,10 +224,10 @@ class Executor {
   void truncate(int n) {
     if (n < int(nodes_.size())) {
       // not below a batch's output block: earlier nodes may point into it
-      Arena::Mark m = nodes_[size_t(n)].mark;
+      Arena::Mark m = marks_[size_t(n)];
       if (has_floor_ && (floor_.block > m.block || (floor_.block == m.block && floor_.off > m.off))) m = floor_;
       vals_.rewind(m);
-      nodes_.resize(size_t(n)), hot_.resize(size_t(n)), key_dim_.resize(size_t(n));
+      nodes_.resize(size_t(n)), hot_.resize(size_t(n)), key_dim_.resize(size_t(n)), marks_.resize(size_t(n));
       trim_plan(n);
       drop_leaves_from(n);
     }
@@ -271,23 +266,32 @@ class Executor {
     int op;
     const OpInfo* info;
     int a0, na, i0, ni, f0, nf, s0, ns;  // inputs in args_, attributes in ints_, flts_, slots_
-    const Shape* s;  // interned (shape_of): a graph's nodes share a few shapes, and a record of 128
-                     // bytes instead of 192 keeps the passes over the graph's nodes in fewer lines
+    const Shape* s;  // interned (shape_of): a graph's nodes share a few shapes
     bool ng;
-    float* v = nullptr;
-    float* g = nullptr;
-    Arena::Mark mark;
-    int dwq = -1;  // backward: head of this node's deferred weight-gradient products in dw_
-    int lref = -1;  // a leaf's entry in leaves_
-    float* alias = nullptr;  // backward: the parameter's own (all-zero) gradient, used as this node's
-    bool pending = false;    // backward: a leaf whose gradient still waits for a deferred LSTM input product
-    bool opaque = false;     // an attribute the C++ signature cannot compare (an object): never batched
-    const void* dim = nullptr;  // the graph's Dim object of this node (alive while the graph is)
+    bool opaque = false;  // an attribute the C++ signature cannot compare (an object): never batched
+    int lref = -1;        // a leaf's entry in leaves_
   };
-  static_assert(sizeof(Node) <= 128, "a node's record fits two cache lines");
+  // One cache line: every pass over the graph (marshalling, signatures, the groups, backward's reset)
+  // touches one line a node (at 64 trees, 50k nodes: 3.3 MB where two lines made 6.7).  The value
+  // pointer is in hot_ (val()), the backward's fields in bw_, the arena mark in marks_, the Dim in
+  // key_dim_.
+  static_assert(sizeof(Node) <= 64, "a node's record fits one cache line");
+  // Backward's per-node fields, dense (reset in one pass at each backward).
+  struct Bw {
+    float* g = nullptr;      // the node's gradient
+    float* alias = nullptr;  // the parameter's own (all-zero) gradient, used as this node's
+    int dwq = -1;            // head of this node's deferred weight-gradient products in dw_
+    bool pending = false;    // a leaf whose gradient still waits for a deferred LSTM input product
+  };
+  std::vector<Bw> bw_;
+  std::vector<Arena::Mark> marks_;  // per node: the value arena's mark before it (truncate)
+  Bw& bw(const Node& m) { return bw_[size_t(&m - nodes_.data())]; }
+  const Bw& bw(const Node& m) const { return bw_[size_t(&m - nodes_.data())]; }
+  float*& val(const Node& m) { return hot_[size_t(&m - nodes_.data())].v; }
+  float* val(const Node& m) const { return hot_[size_t(&m - nodes_.data())].v; }
   // What a group's passes read of its members and their operands, per node, dense (32 bytes: the
-  // graph's ~50k nodes stay in the L2 cache, where their records would not): the value (kept
-  // equal to Node::v by set_value), its size, its batch, where its inputs start, ng.
+  // graph's ~50k nodes stay in the L2 cache, where their records would not): the value (its only
+  // place: val(), set_value), its size, its batch, where its inputs start, ng.
   struct Hot {
     float* v;
     int64_t total, bd;
@@ -297,7 +301,7 @@ class Executor {
   std::vector<Hot> hot_;
   // per node, dense, for the signature pass's operands (fast_key): its Dim, or null for a parameter
   std::vector<const void*> key_dim_;
-  void set_value(int j, float* p) { nodes_[size_t(j)].v = p, hot_[size_t(j)].v = p; }
+  void set_value(int j, float* p) { hot_[size_t(j)].v = p; }
   struct DeferredGrad {  // dW += dy x^T, postponed until the sweep reaches W
     const float* dy;
     const float* x;
@@ -592,12 +596,10 @@ class Executor {
         const OpInfo* info = &op_info(r.op);
         if (info->code < 0) throw std::runtime_error("cpu_eigen: op " + info->name + " is not supported by this backend");
 #if defined(__GNUC__)
-        if (nodes_.size() + 4 < nodes_.capacity()) {  // the records ahead are written soon (past the caches)
-          const char* ahead = reinterpret_cast<const char*>(nodes_.data() + nodes_.size() + 4);
-          __builtin_prefetch(ahead, 1), __builtin_prefetch(ahead + 64, 1);
-        }
+        if (nodes_.size() + 8 < nodes_.capacity())  // the records ahead are written soon (past the caches)
+          __builtin_prefetch(nodes_.data() + nodes_.size() + 8, 1);
 #endif
-        Node& n = nodes_.emplace_back();  // filled in place (a Node is 128 bytes); popped if this node fails
+        Node& n = nodes_.emplace_back();  // filled in place (a Node is 64 bytes); popped if this node fails
         open = true;
         n.info = info;
         n.op = info->code;
@@ -616,14 +618,15 @@ class Executor {
         const Shape& s = shape_of(r);
         const int64_t total = s.total();
         n.s = &s;
-        n.dim = r.dim;
         n.ng = r.ng;
-        n.mark = vals_.mark();
+        const Arena::Mark mark = vals_.mark();
         read_attrs(n, j, r.attrs);
         // under autobatching a value is placed when its node runs (a group's members in one block)
-        if (place_now && info->leaf != 2) n.v = vals_.alloc(size_t(total));
-        hot_.push_back({n.v, total, s.bd, n.a0, n.ng});
+        float* v0 = nullptr;
+        if (place_now && info->leaf != 2) v0 = vals_.alloc(size_t(total));
+        hot_.push_back({v0, total, s.bd, n.a0, n.ng});
         key_dim_.push_back(info->leaf == 2 ? nullptr : r.dim);
+        marks_.push_back(mark);
         open = false;
       });
     } catch (...) {
@@ -639,7 +642,7 @@ class Executor {
     CallTimer timer(n.op);
     switch (n.info->leaf) {
       case 1: {  // input: copy the host data in
-        contract::read_input(ref_of(j), n.v, n.s->total());
+        contract::read_input(ref_of(j), val(n), n.s->total());
         return;
       }
       case 2: {  // parameter: read its storage in place (and keep that tensor alive while the node points at it)
@@ -669,10 +672,10 @@ class Executor {
     const KernelDef& k = kernels_[size_t(n.op)];
     CView* xp = gather_inputs(n);
     if (n.op == lstm_gates_ && size_t(j - pre_a_) < pre_.size() && pre_[size_t(j - pre_a_)]) {
-      ku::lstm_gates_pre(xp, n.na, {n.v, *n.s}, pre_[size_t(j - pre_a_)]);
+      ku::lstm_gates_pre(xp, n.na, {val(n), *n.s}, pre_[size_t(j - pre_a_)]);
       return;
     }
-    k.fwd(xp, n.na, {n.v, *n.s}, attrs_of(n));
+    k.fwd(xp, n.na, {val(n), *n.s}, attrs_of(n));
   }
 
   // Lookups of nodes js (one table: a group's members, or one node): the table read once.
@@ -689,10 +692,10 @@ class Executor {
       for (int64_t k = 0; k < idx.size(); ++k) {
         int64_t r = idx[k];
         if (r < 0 || r >= rows) throw py::index_error("cpu_eigen: lookup row " + std::to_string(r) + " out of range");
-        std::memcpy(n.v + k * rs, w.data() + r * rs, size_t(rs) * sizeof(float));
+        std::memcpy(val(n) + k * rs, w.data() + r * rs, size_t(rs) * sizeof(float));
       }
       if (f != 1.0f)  // the weights are the stored rows times the weight-decay factor
-        for (int64_t k = 0; k < idx.size() * rs; ++k) n.v[k] *= f;
+        for (int64_t k = 0; k < idx.size() * rs; ++k) val(n)[k] *= f;
     }
   }
 
@@ -703,7 +706,7 @@ class Executor {
     const int* ids = args_.data() + n.a0;
     for (int q = 0; q < n.na; ++q) {
       const Node& m = nodes_[size_t(ids[q])];
-      xp[q].p = m.v, xp[q].s = *m.s;
+      xp[q].p = val(m), xp[q].s = *m.s;
     }
     return xp;
   }
@@ -713,30 +716,30 @@ class Executor {
 
   // The node's gradient, ready to add into (zero-filled on first use).
   float* grad_of(Node& m) {
-    if (!m.g && m.alias) {
-      m.g = m.alias;  // zero (has_grad was false): the node's gradient accumulates in place
-    } else if (!m.g) {
-      m.g = grads_.alloc(size_t(m.s->total()));
-      std::fill_n(m.g, m.s->total(), 0.0f);
+    if (!bw(m).g && bw(m).alias) {
+      bw(m).g = bw(m).alias;  // zero (has_grad was false): the node's gradient accumulates in place
+    } else if (!bw(m).g) {
+      bw(m).g = grads_.alloc(size_t(m.s->total()));
+      std::fill_n(bw(m).g, m.s->total(), 0.0f);
     } else if (fresh(m)) {
-      std::fill_n(m.g, m.s->total(), 0.0f);
+      std::fill_n(bw(m).g, m.s->total(), 0.0f);
     }
     fresh(m) = 0;
-    return m.g;
+    return bw(m).g;
   }
 
   // Whether nothing has written the node's gradient yet (allocating it, not zeroed, if it has
   // none): then a kernel that writes every element may write it instead of adding into zeros,
   // and saves a zero-fill pass and a read (the output layer's 10000 x 16 logits per LM step).
   bool grad_unwritten(Node& m) {
-    if (!m.g && !m.alias) m.g = grads_.alloc(size_t(m.s->total())), fresh(m) = 1;
+    if (!bw(m).g && !bw(m).alias) bw(m).g = grads_.alloc(size_t(m.s->total())), fresh(m) = 1;
     return fresh(m);
   }
 
   // The node's gradient for reading: zero if nothing has written it.
   float* defined_grad(Node& m) {
-    if (fresh(m)) std::fill_n(m.g, m.s->total(), 0.0f), fresh(m) = 0;
-    return m.g;
+    if (fresh(m)) std::fill_n(bw(m).g, m.s->total(), 0.0f), fresh(m) = 0;
+    return bw(m).g;
   }
 
   void leaf_backward(Node& n) {
@@ -747,10 +750,10 @@ class Executor {
       if (!a.flag(attr::parameter::update)) return;  // a constant parameter
       count_call(n.op);  // the gradient's hand-over to the storage (also when it was accumulated there in place)
       CallTimer timer(n.op);
-      if (n.g != n.alias) {
+      if (bw(n).g != bw(n).alias) {
         Tensor& g = contract::storage::grad(st);
         int64_t m = n.s->total();
-        for (int64_t k = 0; k < m; ++k) g.data()[k] += n.g[k];
+        for (int64_t k = 0; k < m; ++k) g.data()[k] += bw(n).g[k];
       }
       contract::storage::set_has_grad(st);
       return;
@@ -768,7 +771,7 @@ class Executor {
     int64_t rs = n.s->size();
     for (int64_t k = 0; k < idx.size(); ++k) {
       float* dst = g.data() + idx[k] * rs;
-      for (int64_t q = 0; q < rs; ++q) dst[q] += n.g[k * rs + q];
+      for (int64_t q = 0; q < rs; ++q) dst[q] += bw(n).g[k * rs + q];
     }
     return idx;
   }
@@ -785,14 +788,14 @@ class Executor {
       int j = planned_ ? param_ids_[e] : int(e);
       if (j > i) break;
       Node& n = nodes_[size_t(j)];
-      n.alias = nullptr;
+      bw(n).alias = nullptr;
       if (n.info->leaf != 2 || !attrs_of(n).flag(attr::parameter::update)) continue;
       PyObject* st = ref_of(j);
       if (std::find(aliased_.begin(), aliased_.end(), st) != aliased_.end()) continue;
       aliased_.push_back(st);  // a second node of the same parameter keeps its own block
       if (contract::storage::has_grad(st)) continue;
       Tensor& g = contract::storage::grad(st);
-      if (g.total() == n.s->total()) n.alias = g.data();
+      if (g.total() == n.s->total()) bw(n).alias = g.data();
     }
   }
 
@@ -808,19 +811,19 @@ class Executor {
   // gradients and LSTM steps' input products postponed to one GEMM each).
   void backward_node(int j, bool full, bool defer) {
     Node& n = nodes_[size_t(j)];
-    if (n.dwq >= 0) flush_weight_grad(n);
-    if (!n.g) return;
+    if (bw(n).dwq >= 0) flush_weight_grad(n);
+    if (!bw(n).g) return;
     defined_grad(n);
     const OpInfo& oi = *n.info;
     if (oi.leaf == 2 || oi.leaf == 3) {
-      if (n.pending)
+      if (bw(n).pending)
         pending_leaves_.push_back(j);
       else
         leaf_backward(n);
       return;
     }
     if (n.na == 0) return;
-    const Call c(n.op, n.na, j, nullptr, gather_inputs(n), n.v, n.g, *n.s, attrs_of(n));
+    const Call c(n.op, n.na, j, nullptr, gather_inputs(n), val(n), bw_[size_t(j)].g, *n.s, attrs_of(n));
     call_backward(c, full, defer);
   }
 
@@ -1158,7 +1161,7 @@ class Executor {
 
   void run_single(int j, bool check) {
     Node& n = nodes_[size_t(j)];
-    if (!n.v && n.info->leaf != 2) set_value(j, vals_.alloc(size_t(n.s->total()))), floor_ = vals_.mark(), has_floor_ = true;
+    if (!val(n) && n.info->leaf != 2) set_value(j, vals_.alloc(size_t(n.s->total()))), floor_ = vals_.mark(), has_floor_ = true;
     run_forward(j);
     plan_.push_back(j);
     done_[size_t(j - range_a_)] = 1;
@@ -1197,11 +1200,7 @@ class Executor {
     goff_.push_back(0);
     for (size_t k = 0; k < batch.size(); ++k) {
 #if defined(__GNUC__)
-      if (k + 8 < batch.size()) {  // the members lie scattered over the graph's records (past the L2 cache)
-        const int ahead = batch[k + 8];
-        __builtin_prefetch(&hot_[size_t(ahead)]);
-        __builtin_prefetch(&nodes_[size_t(ahead)].v, 1);
-      }
+      if (k + 8 < batch.size()) __builtin_prefetch(&hot_[size_t(batch[k + 8])]);  // scattered, past the L2 cache
 #endif
       const Hot& n = hot_[size_t(batch[k])];
       total += n.total, bd += n.bd;
@@ -1215,12 +1214,12 @@ class Executor {
     for (int q = 0; q < G.na; ++q) {
       const Node& x0 = operand(G, 0, q);
       bool shared = x0.info->leaf == 2 || G.info->is_shared(q);
-      CView v{x0.v, *x0.s};
+      CView v{val(x0), *x0.s};
       Operand r;
       if (!shared && !join_slice(G, q, r, v)) {
         v.s.bd = 0;
         bool adjacent = true;
-        const float* next = x0.v;
+        const float* next = val(x0);
         const int* ids = gops_.data() + r.ids;
         for (int k = 0; k < G.nm; ++k) {
           const Hot& x = hot_[size_t(ids[k])];
@@ -1411,14 +1410,14 @@ class Executor {
         const Node& n = nodes_[size_t(j)];
         int x = args_[size_t(n.a0)];
         run_leaf(x);
-        items_.push_back({nodes_[size_t(x)].v, n.s->bd, out, {}});
+        items_.push_back({hot_[size_t(x)].v, n.s->bd, out, {}});
         pre_[size_t(j - a)] = out;
         out += n.s->total();
       }
       count_call(lstm_gates_);  // the steps' W_x x as one call (each step's own call follows)
       CallTimer timer(lstm_gates_);
       const Node& W = nodes_[size_t(g.w)];
-      ab::forward(W.v, W.s->d[0], W.s->d[1], items_);
+      ab::forward(val(W), W.s->d[0], W.s->d[1], items_);
     }
   }
 
@@ -1433,10 +1432,10 @@ class Executor {
       count_call(lstm_gates_);
       CallTimer timer(lstm_gates_);
       const Node& W = nodes_[size_t(w)];
-      ab::input_grad(W.v, W.s->d[0], W.s->d[1], its);
+      ab::input_grad(val(W), W.s->d[0], W.s->d[1], its);
     }
     for (int j : pending_leaves_) {
-      nodes_[size_t(j)].pending = false;
+      bw_[size_t(j)].pending = false;
       leaf_backward(nodes_[size_t(j)]);
     }
     pending_leaves_.clear();
@@ -1478,7 +1477,7 @@ class Executor {
     if (!joined(c, q)) {
       Node& m = single_operand(c, q);
       if (settable && grad_unwritten(m)) {
-        run(View{m.g, *m.s}, true);
+        run(View{bw(m).g, *m.s}, true);
         fresh(m) = 0;
       } else {
         run(View{grad_of(m), *m.s}, false);
@@ -1507,12 +1506,12 @@ class Executor {
     const float* next = nullptr;
     for (int k = 0; k < G.nm && adjacent; ++k) {
       const Node& x = nodes_[size_t(ids[k])];
-      adjacent = x.g && !x.alias && (k == 0 || x.g == next);
+      adjacent = bw(x).g && !bw(x).alias && (k == 0 || bw(x).g == next);
       all &= fresh_[size_t(ids[k])] != 0;
-      next = x.g + x.s->total();
+      next = bw(x).g + x.s->total();
     }
     if (adjacent) {
-      float* p = nodes_[size_t(ids[0])].g;
+      float* p = bw_[size_t(ids[0])].g;
       if (!(all && settable))
         for (int k = 0; k < G.nm; ++k) defined_grad(nodes_[size_t(ids[k])]);
       run(View{p, xs}, all && settable);
@@ -1538,8 +1537,8 @@ class Executor {
     Node& x = nodes_[size_t(id)];
     int64_t m = x.s->total();
     if (full || x.ng) {
-      if (x.g && fresh(x))
-        scatter_part(x.g, t, m, fresh(x));
+      if (bw(x).g && fresh(x))
+        scatter_part(bw(x).g, t, m, fresh(x));
       else
         ku::Arr(grad_of(x), m) += ku::CArr(t, m);
     }
@@ -1576,8 +1575,8 @@ class Executor {
     const CView& X = c.xp[q + 1];
     if (W.s->nd > 2 || W.s->bd != 1 || W.s->total() == 0 || X.s.nd > 2 || X.s.bd != c.y.s.bd) return false;
     grad_of(W);
-    dw_.push_back({c.dy.p, X.p, X.s.total() / W.s->d[1], W.dwq, c.op, c.G != nullptr});
-    W.dwq = int(dw_.size()) - 1;
+    dw_.push_back({c.dy.p, X.p, X.s.total() / W.s->d[1], bw(W).dwq, c.op, c.G != nullptr});
+    bw(W).dwq = int(dw_.size()) - 1;
     return true;
   }
 
@@ -1597,7 +1596,7 @@ class Executor {
         Node& m = single_operand(c, 0);
         dxq_.push_back({r, args_[size_t(nodes_[size_t(c.j)].a0)], args_[size_t(nodes_[size_t(c.j)].a0 + 2)], nb});
         grad_of(m);  // so the sweep reaches the leaf (and parks it until the flush)
-        m.pending = true;
+        bw(m).pending = true;
         continue;
       }
       if (defer && !drop && (q == 2 || q == 3) && !joined(c, q)) {
@@ -1605,8 +1604,8 @@ class Executor {
         const CView& X = c.xp[q - 2];
         if (m.s->nd == 2 && m.s->bd == 1 && m.s->d[1] > 1 && X.s.bd == nb && X.s.total() == nb * m.s->d[1]) {
           grad_of(m);
-          dw_.push_back({r, X.p, nb, m.dwq, c.op, c.G != nullptr});
-          m.dwq = int(dw_.size()) - 1;
+          dw_.push_back({r, X.p, nb, bw(m).dwq, c.op, c.G != nullptr});
+          bw(m).dwq = int(dw_.size()) - 1;
           continue;
         }
       }
@@ -1701,20 +1700,20 @@ class Executor {
 
   void flush_weight_grad(Node& W) {
     items_.clear();
-    int first = dw_[size_t(W.dwq)].op, other = -1;
+    int first = dw_[size_t(bw(W).dwq)].op, other = -1;
     bool group = false;
-    for (int e = W.dwq; e >= 0; e = dw_[size_t(e)].next) {
+    for (int e = bw(W).dwq; e >= 0; e = dw_[size_t(e)].next) {
       const DeferredGrad& d = dw_[size_t(e)];
       if (d.op != first) other = d.op;
       group |= d.group;
       items_.push_back({d.x, d.n, nullptr, d.dy});
     }
-    W.dwq = -1;
+    bw(W).dwq = -1;
     count_call(first);  // one dW product for all the weight's deferred parts
     if (other >= 0) count_call(other);
     CallTimer timer(first);
     if (items_.size() == 1 && group) ++ab::stats().weight_grad;  // (counted below for two or more)
-    ab::weight_grad(W.g, W.s->d[0], W.s->d[1], items_);
+    ab::weight_grad(bw(W).g, W.s->d[0], W.s->d[1], items_);
   }
 
   // Backward under autobatching: each live group reaching down to i gets one gradient block
@@ -1749,7 +1748,7 @@ class Executor {
     if (G.info->leaf == 3) {
       for (int k = 0; k < G.nm; ++k) {
         const Node& m = nodes_[size_t(mem[k])];
-        any |= mem[k] <= i && (m.pending || !fresh(m));
+        any |= mem[k] <= i && (bw(m).pending || !fresh(m));
       }
     } else {  // (only leaves wait for deferred products: pending)
       for (int k = 0; k < G.nm && !any; ++k) any = mem[k] <= i && !fresh_[size_t(mem[k])];
@@ -1761,8 +1760,8 @@ class Executor {
       rows_.clear();
       for (int k = 0; k < G.nm; ++k) {
         Node& m = nodes_[size_t(mem[k])];
-        if (mem[k] > i || (fresh(m) && !m.pending)) continue;
-        if (m.pending) {
+        if (mem[k] > i || (fresh(m) && !bw(m).pending)) continue;
+        if (bw(m).pending) {
           pending_leaves_.push_back(mem[k]);
           continue;
         }
@@ -1786,7 +1785,7 @@ class Executor {
   void check_finite(int j) {
     const Node& n = nodes_[size_t(j)];
     for (int64_t k = 0; k < n.s->total(); ++k)
-      if (!std::isfinite(n.v[k]))
+      if (!std::isfinite(val(n)[k]))
         throw std::runtime_error("check_validity: " + n.info->name + " (node " + std::to_string(j) +
                                  ") produced NaN or Inf");
   }
