@@ -187,8 +187,13 @@ void input_grad(const float* W, int64_t r, int64_t c, const std::vector<Item>& i
   int64_t N = columns(its);
   const float* G = as_matrix(its, r, item_dy, t_a);
   float* T = scratch(t_b, c * N);
-  std::fill_n(T, c * N, 0.0f);
-  ku::gemm_acc(true, false, c, N, r, W, G, T);
+  const float* Wt = N >= 2 && ku::thin_takes_columns(c, N, r) ? ku::transposed_in_sweep(W, r, c) : nullptr;
+  if (Wt) {
+    ku::gemm_bias(c, N, r, Wt, G, T, nullptr);  // T = W^T G, written whole
+  } else {
+    std::fill_n(T, c * N, 0.0f);
+    ku::gemm_acc(true, false, c, N, r, W, G, T);
+  }
   for (const Item& it : its) {
     ku::Arr(it.y, c * it.n) += ku::CArr(T, c * it.n);
     T += c * it.n;

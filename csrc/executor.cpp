@@ -160,6 +160,7 @@ class Executor {
     FailureMark fm{failed_};
     FlushDenormals ftz;
     grads_.reset(), dpre_.reset_merged();
+    ku::WeightSweep sweep;  // the weights stay as they are until backward returns
     n_grad_ = 0;
     // every node, under autobatching: a group reaching past i adds (zeros) into its later members' operands
     int last = planned_ ? int(nodes_.size()) - 1 : i;

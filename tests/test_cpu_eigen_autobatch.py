@@ -169,6 +169,30 @@ CASES = [("independent", _independent, 4), ("chain", _chain, 3), ("scattered_act
          ("partly_written_runs", _partly_written_runs, 4), ("stacked_vectors", _stacked_vectors, 4)]
 
 
+def test_input_gradients_follow_a_changed_weight():
+    """A batched product's input gradient W^T dy uses W^T made once per backward sweep: after the weight
+    changes (an update), the next sweep's gradients are the new weight's."""
+    dy.set_backend("cpu_eigen")
+    got = {}
+    for batched in (False, True):
+        _batching(batched)
+        _, ps = _model()
+        W, b = ps["W"], ps["b"]
+        grads = []
+        for step in range(3):
+            dy.renew_cg()
+            rng = np.random.default_rng(step)
+            xs = [dy.inputTensor(rng.normal(size=4).astype(np.float32)) for _ in range(5)]
+            loss = dy.esum([dy.sum_elems(dy.tanh(dy.affine_transform([b, W, x]))) for x in xs])
+            loss.backward(full=True)
+            grads.append([x.gradient() for x in xs])
+            W.set_value(W.as_array() * -0.7 + 0.3)  # between sweeps, as a trainer's update
+        got[batched] = grads
+    for step, (want, have) in enumerate(zip(got[False], got[True], strict=True)):
+        for j, (a, c) in enumerate(zip(want, have, strict=True)):
+            np.testing.assert_allclose(c, a, rtol=RTOL, atol=ATOL, err_msg=f"step {step} dx{j}")
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c[0])
 def test_batched_products_match_unbatched_and_reference(case, batch):
