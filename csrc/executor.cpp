@@ -1034,7 +1034,7 @@ class Executor {
     if (id_key_.size() < size_t(2 + 2 * n.na)) id_key_.resize(size_t(2 + 2 * n.na));
     int64_t* k = id_key_.data();
     *k++ = n.op;
-    *k++ = int64_t(reinterpret_cast<uintptr_t>(key_dim_[size_t(j)]));  // n.dim (the record's other line)
+    *k++ = int64_t(reinterpret_cast<uintptr_t>(key_dim_[size_t(j)]));  // the node's Dim
     for (int q = 0; q < n.na; ++q) {
       int s = args_[size_t(n.a0 + q)];
       const void* d = key_dim_[size_t(s)];  // (not the operand's record: out of cache, scattered)
