@@ -187,7 +187,7 @@ void input_grad(const float* W, int64_t r, int64_t c, const std::vector<Item>& i
   int64_t N = columns(its);
   const float* G = as_matrix(its, r, item_dy, t_a);
   float* T = scratch(t_b, c * N);
-  const float* Wt = N >= 2 && ku::thin_takes_columns(c, N, r) ? ku::transposed_in_sweep(W, r, c) : nullptr;
+  const float* Wt = ku::transposed_in_sweep(W, r, c, N);
   if (Wt) {
     ku::gemm_bias(c, N, r, Wt, G, T, nullptr);  // T = W^T G, written whole
   } else {

@@ -282,6 +282,7 @@ static int lists_ok(GraphObject *g) {
 /* ------------------------------------------------------------------ packed nodes (packed_nodes.h) */
 
 static PyObject *node_tuple(PyObject *op, PyObject *ids, PyObject *attrs);
+static PyObject *ids_tuple(PyObject *const *in, Py_ssize_t m);
 
 static void pk_release(GraphObject *g, Py_ssize_t from) {
     for (Py_ssize_t j = g->npk; j-- > from;) {
@@ -302,10 +303,8 @@ static void pk_free(GraphObject *g) {
     g->pk_cap = g->ids_cap = g->npk = g->nids = 0;
 }
 
-/* Append node (op, ids, attrs) to the packed arrays; the ids are in[0 .. m) (ints) or, where in is
- * NULL, the items of the tuple ids_t. */
-static int pk_append(GraphObject *g, PyObject *op, PyObject *const *in, Py_ssize_t m, PyObject *ids_t,
-                     PyObject *attrs) {
+/* Append node (op, (in[0], ..., in[m-1]), attrs) to the packed arrays (the in[] are ints). */
+static int pk_append(GraphObject *g, PyObject *op, PyObject *const *in, Py_ssize_t m, PyObject *attrs) {
     if (g->npk == g->pk_cap) {
         Py_ssize_t cap = g->pk_cap ? 2 * g->pk_cap : 1024;
         DyPackedNode *a = PyMem_Realloc(g->pk, (size_t)cap * sizeof(DyPackedNode));
@@ -327,8 +326,7 @@ static int pk_append(GraphObject *g, PyObject *op, PyObject *const *in, Py_ssize
     }
     Py_ssize_t *ids = g->pk_ids + g->nids;
     for (Py_ssize_t a = 0; a < m; a++) {
-        PyObject *k = in != NULL ? in[a] : PyTuple_GET_ITEM(ids_t, a);
-        Py_ssize_t v = dy_as_ssize(k);
+        Py_ssize_t v = dy_as_ssize(in[a]);
         if (v == -1 && PyErr_Occurred()) return -1;
         ids[a] = v;
     }
@@ -353,26 +351,17 @@ static int pk_unpack(GraphObject *g) {
     }
     for (Py_ssize_t j = PyList_GET_SIZE(g->nodes); j < g->npk; j++) {
         const DyPackedNode *r = g->pk + j;
-        PyObject *ids;
-        if (r->na == 1) {
-            PyObject *k = index_obj(g->pk_ids[r->i0]);
-            if (k == NULL) return -1;
-            ids = ids1_obj(k);
-            Py_DECREF(k);
-        } else {
-            ids = PyTuple_New(r->na);
-            if (ids != NULL) {
-                for (Py_ssize_t a = 0; a < r->na; a++) {
-                    PyObject *k = index_obj(g->pk_ids[r->i0 + a]);
-                    if (k == NULL) {
-                        Py_DECREF(ids);
-                        return -1;
-                    }
-                    PyTuple_SET_ITEM(ids, a, k);
-                }
-                PyObject_GC_UnTrack(ids);
-            }
+        PyObject *small[8], **k = r->na <= 8 ? small : PyMem_New(PyObject *, (size_t)r->na);
+        if (k == NULL) {
+            PyErr_NoMemory();
+            return -1;
         }
+        Py_ssize_t got = 0;
+        for (; got < r->na; got++)
+            if ((k[got] = index_obj(g->pk_ids[r->i0 + got])) == NULL) break;
+        PyObject *ids = got == r->na ? ids_tuple(k, r->na) : NULL;
+        for (Py_ssize_t a = 0; a < got; a++) Py_DECREF(k[a]);
+        if (k != small) PyMem_Free(k);
         if (ids == NULL) return -1;
         PyObject *node = node_tuple(r->op, ids, r->attrs != NULL ? r->attrs : Py_None);
         Py_DECREF(ids);
@@ -395,13 +384,9 @@ int fg_append_node(PyObject *graph, PyObject *op, PyObject *const *in, Py_ssize_
     }
     GraphObject *g = (GraphObject *)graph;
     if (!lists_ok(g)) return -1;
-    if (g->packed) return pk_append(g, op, in, m, NULL, attrs);
-    PyObject *ids = PyTuple_New(m);
+    if (g->packed) return pk_append(g, op, in, m, attrs);
+    PyObject *ids = ids_tuple(in, m);
     if (ids == NULL) return -1;
-    for (Py_ssize_t a = 0; a < m; a++) {
-        Py_INCREF(in[a]);
-        PyTuple_SET_ITEM(ids, a, in[a]);
-    }
     PyObject *node = node_tuple(op, ids, attrs);
     Py_DECREF(ids);
     if (node == NULL) return -1;
@@ -465,7 +450,8 @@ static PyObject *node_tuple(PyObject *op, PyObject *ids, PyObject *attrs) {
 /* Append (op, ids, attrs), d and ng; run it under immediate_compute; return the node index. */
 static PyObject *append_raw(GraphObject *g, PyObject *op, PyObject *ids, PyObject *attrs, PyObject *d, int ng) {
     if (g->packed) {
-        if (!lists_ok(g) || pk_append(g, op, NULL, PyTuple_GET_SIZE(ids), ids, attrs) < 0) return NULL;
+        if (!lists_ok(g) || pk_append(g, op, ((PyTupleObject *)ids)->ob_item, PyTuple_GET_SIZE(ids), attrs) < 0)
+            return NULL;
         return append_tail(g, d, ng);
     }
     PyObject *node = node_tuple(op, ids, attrs);
@@ -575,7 +561,7 @@ static PyObject *append_op(GraphObject *g, PyObject *op, PyObject *const *in, Py
                            PyObject *d, int ng) {
     PyObject *node;
     if (g->packed) {
-        if (!lists_ok(g) || pk_append(g, op, in, m, NULL, attrs) < 0) return NULL;
+        if (!lists_ok(g) || pk_append(g, op, in, m, attrs) < 0) return NULL;
         return append_tail(g, d, ng);
     }
     if (attrs == Py_None && m >= 1 && g->dims != NULL && PyList_Check(g->dims)) {
@@ -1161,17 +1147,9 @@ static PyObject *graph_append_node(GraphObject *self, PyObject *const *args, Py_
         PyErr_SetString(PyExc_TypeError, "append_node(op, ids, attrs): ids must be a tuple of node indices");
         return NULL;
     }
-    if (self->packed) {
-        if (!lists_ok(self) || pk_append(self, args[0], NULL, PyTuple_GET_SIZE(args[1]), args[1], args[2]) < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    if (!lists_ok(self)) return NULL;
-    PyObject *node = PyTuple_Pack(3, args[0], args[1], args[2]);
-    if (node == NULL) return NULL;
-    int bad = PyList_Append(self->nodes, node);
-    Py_DECREF(node);
-    if (bad < 0) return NULL;
+    if (fg_append_node((PyObject *)self, args[0], ((PyTupleObject *)args[1])->ob_item, PyTuple_GET_SIZE(args[1]),
+                       args[2]) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 

@@ -204,15 +204,14 @@ void gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A,
 // C (m x n) = bias + A B (bias a column of m added to every column; null: none), written in one pass
 // by the thin kernels where gemm_acc would send the product to them, else filled then accumulated.
 void gemm_bias(int64_t m, int64_t n, int64_t k, const float* A, const float* B, float* C, const float* bias);
-// Whether gemm_bias's C (m x n) = A (m x k) B goes to the thin kernels (a vector build, one thread, a
-// weight the L2 cache holds).
-bool thin_takes_columns(int64_t m, int64_t n, int64_t k);
-// W^T (c x r, column-major) of the weight W (r x c), made once per backward sweep and kept for the
-// rest of it (the weights do not change within one); null outside a sweep.  The thin kernels read
-// a weight in place for W x but take W^T dy only as dot products, which fall behind a BLAS from ~48
-// columns on; with W^T, the input gradient runs on the forward's kernel, without the BLAS's packing
-// of W on every call (128 x 256, 16-640 columns: 68-163 against 48-142 GFLOP/s).
-const float* transposed_in_sweep(const float* W, int64_t r, int64_t c);
+// W^T (c x r, column-major) of the weight W (r x c) for the input gradient W^T dy over n columns,
+// made once per backward sweep and kept for the rest of it (the weights do not change within
+// one); null where it would not pay: outside a sweep, one column, or a product the thin kernels
+// do not take.  The thin kernels read a weight in place for W x but take W^T dy only as dot
+// products, which fall behind a BLAS from ~48 columns on; with W^T, the input gradient runs on the
+// forward's kernel, without the BLAS's packing of W on every call (128 x 256, 16-640 columns:
+// 68-163 against 48-142 GFLOP/s).
+const float* transposed_in_sweep(const float* W, int64_t r, int64_t c, int64_t n);
 // A backward sweep (the executor's backward holds one while it runs).
 class WeightSweep {
  public:

@@ -209,10 +209,6 @@ void gemm_acc(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* A,
     gemm_acc_impl(ta, tb, m, n, k, A, B, C);
 }
 
-bool thin_takes_columns(int64_t m, int64_t n, int64_t k) {
-  return threads() == 1 && thin::active() && thin::weight_in_cache(false, false, m, n, k);
-}
-
 namespace {
 struct TransposedWeight {
   const float* w = nullptr;
@@ -230,8 +226,10 @@ WeightSweep::WeightSweep() {
 }
 WeightSweep::~WeightSweep() { --t_in_sweep; }
 
-const float* transposed_in_sweep(const float* W, int64_t r, int64_t c) {
-  if (t_in_sweep == 0) return nullptr;
+const float* transposed_in_sweep(const float* W, int64_t r, int64_t c, int64_t n) {
+  // (the rule by which gemm_acc and gemm_bias send W^T x to the thin kernels)
+  if (t_in_sweep == 0 || n < 2 || threads() != 1 || !thin::active() || !thin::weight_in_cache(false, false, c, n, r))
+    return nullptr;
   TransposedWeight* e = nullptr;
   for (TransposedWeight& x : t_wt) {
     if (x.w == W && x.r == r && x.c == c && x.sweep == t_sweep) return x.t.data();
@@ -321,7 +319,7 @@ void mm_grad_a(const float* G, int64_t r, int64_t k, int64_t n, const float* B, 
 void mm_grad_b(const float* G, int64_t r, int64_t k, int64_t n, const float* A, int64_t c, int64_t ba, float* dB,
                int64_t bb) {
   if (ba == 1 && (bb == n || n == 1)) {  // dB += A^T G over every column at once
-    const float* At = k * n >= 2 && thin_takes_columns(c, k * n, r) ? transposed_in_sweep(A, r, c) : nullptr;
+    const float* At = transposed_in_sweep(A, r, c, k * n);
     if (At)
       gemm_acc(false, false, c, k * n, r, At, G, dB);
     else

@@ -188,8 +188,8 @@ class GraphExecutor(Protocol):
     With the C accelerator, the graph keeps its nodes in flat arrays until ``graph.nodes`` is first
     read, which makes the tuples then; the list is complete whenever an executor is called (one
     may keep the list object across graphs, as before).  An executor in C may read the arrays
-    themselves (``csrc/packed_nodes.h``) and say so with a true ``reads_packed_nodes`` attribute, as
-    cpu_eigen's does: the graph then never makes the tuples for it.
+    themselves (``csrc/packed_nodes.h``) and say so with a true ``reads_packed_nodes`` attribute: the
+    graph then never makes the tuples for it.
     """
 
     def reset(self) -> None:
